@@ -1,0 +1,33 @@
+"""The core's error types: each carries a message fit to show a trader or an admin.
+
+Fronts (bot, CLI) catch only `AnalysisError`; anything else is a bug and reaches the one error
+handler with its traceback.
+"""
+
+
+class AnalysisError(Exception):
+    """Base error of the core; `str(err)` is a one-line message fit for a user."""
+
+
+class InvalidConfig(AnalysisError):
+    """A requested analysis is not valid (unknown symbol, bad timeframe, K too large...)."""
+
+
+class NotFound(AnalysisError):
+    """No analysis with this id (or it expired)."""
+
+
+class NotAllowed(AnalysisError):
+    """The caller may not act on this analysis or use this command."""
+
+
+class LimitReached(AnalysisError):
+    """A per-user limit (concurrent analyses, prompt length) refuses the request."""
+
+
+class DataUnavailable(AnalysisError):
+    """The market-data source failed or lacks the candles the analysis needs."""
+
+
+class JudgeUnavailable(AnalysisError):
+    """The LLM judge could not give a valid answer after bounded retries."""
