@@ -31,3 +31,9 @@ class DataUnavailable(AnalysisError):
 
 class JudgeUnavailable(AnalysisError):
     """The LLM judge could not give a valid answer after bounded retries."""
+
+
+def quoted(text: object, limit: int = 24) -> str:
+    """User input quoted safely inside an error message: printable characters only, short."""
+    printable = "".join(ch if ch.isprintable() else "?" for ch in str(text))
+    return repr(printable[:limit] + ("…" if len(printable) > limit else ""))

@@ -1,0 +1,165 @@
+"""Turns what a trader asked for into a validated `RankingConfig`, or says exactly what is wrong.
+
+Nothing is written anywhere here: a config that fails validation leaves no trace.
+"""
+
+import re
+import unicodedata
+
+from analysis.errors import InvalidConfig, quoted
+from analysis.indicators import WARMUP_CANDLES
+from analysis.market_data.base import TIMEFRAMES, MarketDataProvider
+from analysis.models import RankingConfig
+from analysis.settings import Settings
+
+PUBLIC_STRATEGIES = ("score", "llm")
+SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]{1,15}/[A-Z0-9]{2,10}$")
+ENTRY_TEMPLATE = ("Which market offers the better long entry over the next few {timeframe} "
+                  "candles? Trader's note: {prompt}")
+EXIT_TEMPLATE = ("The trader holds these markets. Which one should be exited first, because "
+                 "its outlook over the next few {timeframe} candles is weakest? "
+                 "Trader's note: {prompt}")
+RANK_TEMPLATE = "Which market has the stronger outlook over the next few {timeframe} candles?"
+
+
+def normalize_symbol(text: str) -> str:
+    """'btc', 'BTC-USDT', 'btc_usdt' and 'BTC/USDT' all mean 'BTC/USDT'."""
+    symbol = text.strip().upper().replace("-", "/").replace("_", "/")
+    if "/" not in symbol:
+        symbol += "/USDT"
+    if not SYMBOL_PATTERN.match(symbol):
+        raise InvalidConfig(f"{quoted(text)} is not a market symbol (write it like BTC/USDT)")
+    return symbol
+
+
+class RankingConfigFactory:
+    def __init__(self, settings: Settings, provider: MarketDataProvider, *,
+                 llm_configured: bool | None = None):
+        self.settings = settings
+        self.provider = provider
+        if llm_configured is None:
+            llm_configured = bool(settings.openai_api_key or settings.openai_base_url)
+        self.llm_configured = llm_configured
+
+    @property
+    def data_source(self) -> str:
+        return self.provider.name
+
+    def min_candles(self, views: int) -> int:
+        return WARMUP_CANDLES + views
+
+    def available_markets(self, timeframe: str = "1h") -> list[str]:
+        """Markets with enough candles for the indicators' warm-up and the confidence views,
+        most traded first (quote volume over the last day)."""
+        self._check_timeframe(timeframe)
+        needed = self.min_candles(self.settings.score_views)
+        liquidity = {}
+        for symbol in self.provider.list_markets(timeframe):
+            candles = self.provider.candles(symbol, timeframe, self.settings.window_candles)
+            if len(candles) >= needed:
+                recent = candles.iloc[-24:]
+                liquidity[symbol] = float((recent["close"] * recent["volume"]).sum())
+        return sorted(liquidity, key=lambda s: (-liquidity[s], s))
+
+    def create_ranking_config(self, *, markets: int | None = None, symbols: list[str] | None = None,
+                              timeframe: str = "1h", top_k: int | None = None,
+                              strategy: str = "score", target: float | None = None,
+                              prompt: str = "", kind: str = "rank") -> RankingConfig:
+        timeframe = self._check_timeframe(timeframe)
+        strategy = self._check_strategy(strategy)
+        prompt = self._check_prompt(prompt)
+        chosen = self._choose_markets(markets, symbols, timeframe)
+        if top_k is None:
+            top_k = min(self.settings.default_top_k, len(chosen) - 1)
+        if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
+            raise InvalidConfig(f"top must be a whole number of at least 1, not {quoted(top_k)}")
+        if top_k > len(chosen):
+            raise InvalidConfig(f"top {top_k} is larger than the {len(chosen)} markets to rank")
+        target = self.settings.default_target if target is None else target
+        if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0.5 <= target <= 0.99:
+            raise InvalidConfig(f"target must be a confidence between 0.5 and 0.99, not {quoted(target)}")
+        return RankingConfig(
+            kind=kind, markets=chosen, timeframe=timeframe, strategy=strategy, top_k=top_k,
+            target_confidence=round(float(target), 4), prompt=prompt,
+            data_source=self.data_source, window=self.settings.window_candles,
+            batch_size=(self.settings.llm_batch_size if strategy == "llm"
+                        else self.settings.score_batch_size),
+            views=self.settings.score_views,
+        )
+
+    def create_entry_config(self, prompt: str, *, symbols: list[str] | None = None,
+                            markets: int | None = None, timeframe: str = "1h",
+                            top_k: int | None = None, target: float | None = None) -> RankingConfig:
+        """Best long entries: the llm strategy when a judge is configured, else `score`."""
+        note = self._check_prompt(prompt) or "none"
+        question = ENTRY_TEMPLATE.format(timeframe=timeframe, prompt=note)
+        return self.create_ranking_config(
+            markets=markets, symbols=symbols, timeframe=timeframe, top_k=top_k, target=target,
+            strategy="llm" if self.llm_configured else "score", prompt=question, kind="entry")
+
+    def create_exit_config(self, symbols: list[str], prompt: str = "", *, timeframe: str = "1h",
+                           top_k: int | None = None, target: float | None = None) -> RankingConfig:
+        """Which holdings to exit first; the trader names the holdings."""
+        if not symbols:
+            raise InvalidConfig("name the markets you hold, e.g. /exit BTC/USDT,ETH/USDT")
+        note = self._check_prompt(prompt) or "none"
+        question = EXIT_TEMPLATE.format(timeframe=timeframe, prompt=note)
+        top_k = top_k if top_k is not None else max(1, min(3, len(symbols) - 1))
+        return self.create_ranking_config(
+            symbols=symbols, timeframe=timeframe, top_k=top_k, target=target,
+            strategy="llm" if self.llm_configured else "score", prompt=question, kind="exit")
+
+    # --- checks -----------------------------------------------------------------------------
+    def _check_timeframe(self, timeframe: str) -> str:
+        if timeframe not in TIMEFRAMES:
+            raise InvalidConfig(f"unknown timeframe {quoted(timeframe)}: use one of {', '.join(TIMEFRAMES)}")
+        return timeframe
+
+    def _check_strategy(self, strategy: str) -> str:
+        if strategy not in PUBLIC_STRATEGIES:
+            raise InvalidConfig(f"unknown strategy {quoted(strategy)}: use score or llm")
+        if strategy == "llm" and not self.llm_configured:
+            raise InvalidConfig("the llm strategy needs an LLM: set OPENAI_API_KEY (or "
+                                "OPENAI_BASE_URL for a self-hosted server); score works without one")
+        return strategy
+
+    def _check_prompt(self, prompt: str) -> str:
+        if not isinstance(prompt, str):
+            raise InvalidConfig("the prompt must be text")
+        prompt = unicodedata.normalize("NFC", prompt).strip()
+        limit = self.settings.max_prompt_chars
+        if len(prompt) > limit:
+            raise InvalidConfig(f"the prompt is {len(prompt)} characters; the limit is {limit}")
+        if any(unicodedata.category(ch) == "Cc" and ch not in "\n\t" for ch in prompt):
+            raise InvalidConfig("the prompt contains control characters; send plain text")
+        return prompt
+
+    def _choose_markets(self, markets: int | None, symbols: list[str] | None,
+                        timeframe: str) -> list[str]:
+        if markets is not None and symbols is not None:
+            raise InvalidConfig("give either a number of markets or a list of symbols, not both")
+        limit = self.settings.max_markets
+        if symbols is not None:
+            chosen = list(dict.fromkeys(normalize_symbol(s) for s in symbols if s.strip()))
+            if len(chosen) < 2:
+                raise InvalidConfig("name at least two markets to rank")
+            if len(chosen) > limit:
+                raise InvalidConfig(f"{len(chosen)} markets is too many; the limit is {limit}")
+            available = set(self.available_markets(timeframe))
+            unknown = [s for s in chosen if s not in available]
+            if unknown:
+                raise InvalidConfig(f"unknown symbol {', '.join(unknown[:5])}: not in {self.data_source} "
+                                    f"with enough {timeframe} candles")
+            return chosen
+        count = self.settings.default_markets if markets is None else markets
+        if not isinstance(count, int) or isinstance(count, bool) or count < 2:
+            raise InvalidConfig(f"markets must be a whole number of at least 2, not {quoted(count)}")
+        if count > limit:
+            raise InvalidConfig(f"{count} markets is too many; the limit is {limit}")
+        available = self.available_markets(timeframe)
+        if markets is None:
+            count = min(count, len(available))
+        if count > len(available):
+            raise InvalidConfig(f"only {len(available)} markets have enough {timeframe} candles "
+                                f"in {self.data_source}; asked for {count}")
+        return available[:count]

@@ -1,0 +1,60 @@
+"""Every Redis key marketrank uses, built in one place.
+
+| key                          | type   | TTL                        | holds                                   |
+|------------------------------|--------|----------------------------|-----------------------------------------|
+| {p}analysis:{id}             | hash   | GIST_TTL_S                 | the gist: config, status, seq, state... |
+| {p}history:{id}              | list   | GIST_TTL_S                 | one JSON entry per committed step       |
+| {p}candles:{id}              | hash   | GIST_TTL_S                 | the data snapshot, symbol -> zlib JSON  |
+| {p}control:{id}              | hash   | CONTROL_TTL_S, refreshed   | wanted state, chain token               |
+| {p}lease:{id}                | string | LEASE_MS (PX), heartbeat   | attempt token of the executing step     |
+| {p}owner:{owner}             | zset   | none                       | the owner's analyses by creation time   |
+| {p}active:{owner}            | set    | none                       | the owner's analyses not yet final      |
+| {p}analyses                  | zset   | none                       | every analysis by creation time         |
+| {p}events                    | stream | capped (MAXLEN ~)          | progress events for the bot's notifier  |
+| {p}failures                  | list   | capped (LTRIM)             | recent step failures, for admins        |
+| {p}llmcache:{sha256}         | string | LLM_CACHE_TTL              | one cached LLM answer                   |
+| {p}card:{id}                 | hash   | GIST_TTL_S                 | the bot's status card (chat, message)   |
+"""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = "mr:"
+
+    def gist(self, analysis_id: str) -> str:
+        return f"{self.prefix}analysis:{analysis_id}"
+
+    def history(self, analysis_id: str) -> str:
+        return f"{self.prefix}history:{analysis_id}"
+
+    def candles(self, analysis_id: str) -> str:
+        return f"{self.prefix}candles:{analysis_id}"
+
+    def control(self, analysis_id: str) -> str:
+        return f"{self.prefix}control:{analysis_id}"
+
+    def lease(self, analysis_id: str) -> str:
+        return f"{self.prefix}lease:{analysis_id}"
+
+    def owner(self, owner: str) -> str:
+        return f"{self.prefix}owner:{owner}"
+
+    def active(self, owner: str) -> str:
+        return f"{self.prefix}active:{owner}"
+
+    def analyses(self) -> str:
+        return f"{self.prefix}analyses"
+
+    def events(self) -> str:
+        return f"{self.prefix}events"
+
+    def failures(self) -> str:
+        return f"{self.prefix}failures"
+
+    def llm_cache(self, digest: str) -> str:
+        return f"{self.prefix}llmcache:{digest}"
+
+    def card(self, analysis_id: str) -> str:
+        return f"{self.prefix}card:{analysis_id}"

@@ -1,0 +1,166 @@
+"""Value objects of the core: the validated config, the gist as read, step history, action results."""
+
+import json
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+AnalysisKind = Literal["rank", "entry", "exit"]
+StrategyName = Literal["score", "llm", "noop"]
+
+
+class Status(StrEnum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    PAUSED = "PAUSED"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
+
+
+class RankingConfig(BaseModel):
+    """Everything a worker needs to run one analysis; built only by `RankingConfigFactory`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: AnalysisKind = "rank"
+    markets: list[str] = Field(min_length=2)
+    timeframe: str
+    strategy: StrategyName = "score"
+    top_k: int = Field(ge=1)
+    target_confidence: float = Field(ge=0.5, le=0.99)
+    prompt: str = ""
+    data_source: str = "demo"
+    window: int = Field(500, ge=50)
+    batch_size: int = Field(8, ge=1)
+    views: int = Field(12, ge=2, description="score strategy: evaluation moments for confidence")
+    noop_steps: int = Field(0, ge=0, description="only for the `noop` strategy (benchmarks, tests)")
+
+    def summary(self) -> str:
+        """One line for cards and tables: '30 markets · 1h · score · top 10'."""
+        return f"{len(self.markets)} markets · {self.timeframe} · {self.strategy} · top {self.top_k}"
+
+
+@dataclass(frozen=True)
+class RankedMarket:
+    rank: int
+    symbol: str
+    score: float
+    indicators: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """What one strategy step produced; `commit_step` stores it."""
+
+    state: dict
+    progress: float
+    confidence: float
+    done: bool
+    result: list
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    seq: int
+    chain: str
+    attempt: str
+    worker: str
+    started_at: float
+    finished_at: float
+
+
+@dataclass(frozen=True)
+class Gist:
+    """An analysis document as read from Redis."""
+
+    id: str
+    owner: str
+    status: Status
+    reason: str
+    seq: int
+    progress: float
+    confidence: float
+    target: float
+    config: RankingConfig
+    state: dict[str, Any]
+    result: list[RankedMarket]
+    note: str
+    version: int
+    refine_gen: int
+    model: str
+    demo: bool
+    created_at: float
+    updated_at: float
+    last_progress_at: float
+    watchdog_attempts: int
+
+    @classmethod
+    def from_hash(cls, raw: dict[str, str]) -> "Gist":
+        return cls(
+            id=raw["id"],
+            owner=raw["owner"],
+            status=Status(raw["status"]),
+            reason=raw.get("reason", ""),
+            seq=int(raw["seq"]),
+            progress=float(raw["progress"]),
+            confidence=float(raw["confidence"]),
+            target=float(raw["target"]),
+            config=RankingConfig.model_validate_json(raw["config"]),
+            state=json.loads(raw.get("state") or "{}"),
+            result=[RankedMarket(**item) for item in json.loads(raw.get("result") or "[]")],
+            note=raw.get("note", ""),
+            version=int(raw["version"]),
+            refine_gen=int(raw.get("refine_gen", 0)),
+            model=raw.get("model", ""),
+            demo=raw.get("demo") == "1",
+            created_at=float(raw["created_at"]),
+            updated_at=float(raw["updated_at"]),
+            last_progress_at=float(raw.get("last_progress_at", raw["updated_at"])),
+            watchdog_attempts=int(raw.get("watchdog_attempts", 0)),
+        )
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:6]
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    """What a service action did: `changed` is False when it did nothing, and `message` says why."""
+
+    action: str
+    analysis_id: str
+    changed: bool
+    message: str
+    gist: Gist | None = None
+
+
+def to_jsonable(gist: Gist, history: list[HistoryEntry], chain: str | None) -> dict[str, Any]:
+    """The document `marketrank status --json` prints."""
+    return {
+        "id": gist.id,
+        "owner": gist.owner,
+        "status": gist.status.value,
+        "reason": gist.reason,
+        "note": gist.note,
+        "progress": gist.progress,
+        "seq": gist.seq,
+        "chain": chain,
+        "confidence": gist.confidence,
+        "target_confidence": gist.target,
+        "refine_generation": gist.refine_gen,
+        "model": gist.model,
+        "demo_data": gist.demo,
+        "config": gist.config.model_dump(),
+        "history": [asdict(entry) for entry in history],
+        "result": [asdict(item) for item in gist.result],
+        "stats": gist.state.get("stats", {}),
+    }

@@ -1,0 +1,208 @@
+"""The analysis service: what the fronts (bot, CLI) call. Every action is one atomic script,
+idempotent, checked against the caller, and says plainly when it did nothing and why."""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from analysis.errors import LimitReached, NotAllowed, NotFound, quoted
+from analysis.market_data.base import provider_from_spec
+from analysis.models import ActionResult, Gist, RankingConfig, Status, to_jsonable
+from analysis.store import AnalysisStore, ScriptAnswer
+
+logger = logging.getLogger(__name__)
+
+ID_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"
+ID_LENGTH = 10
+ID_PATTERN = re.compile(rf"^[{ID_ALPHABET}]{{4,{ID_LENGTH}}}$")
+REFINE_STEP, REFINE_CAP = 0.05, 0.99
+
+
+class StepDispatcher(Protocol):
+    """Enqueues step `seq` of a chain (seq 0 is INIT). `tasks/` implements it with Celery."""
+
+    def enqueue_step(self, analysis_id: str, chain: str, seq: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who asks: a Telegram user id, a CLI owner name; admins may act on any analysis."""
+
+    user_id: str
+    is_admin: bool = False
+
+
+def new_analysis_id() -> str:
+    return "".join(secrets.choice(ID_ALPHABET) for _ in range(ID_LENGTH))
+
+
+def new_chain_token() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+class AnalysisService:
+    def __init__(self, store: AnalysisStore, dispatcher: StepDispatcher, *,
+                 refine_model: str | None = None, default_model: str = "",
+                 clock: Callable[[], float] = time.time):
+        self.store = store
+        self.dispatcher = dispatcher
+        self.refine_model = refine_model or ""
+        self.default_model = default_model
+        self.clock = clock
+
+    # --- starting and reading -----------------------------------------------------------------
+    def start(self, config: RankingConfig, actor: Actor) -> Gist:
+        analysis_id, chain = new_analysis_id(), new_chain_token()
+        demo = provider_from_spec(config.data_source).is_demo
+        model = self.default_model if config.strategy == "llm" else ""
+        answer = self.store.create(analysis_id, actor.user_id, config, chain=chain, demo=demo,
+                                   model=model, now=self.clock())
+        if answer.code == "limit":
+            limit = self.store.settings.max_active_per_user
+            raise LimitReached(f"you already have {answer.values[0]} analyses running; the limit "
+                               f"is {limit}: cancel one or wait for it to finish")
+        self._enqueue(analysis_id, chain, 0)
+        return self.store.load(analysis_id)
+
+    def get(self, analysis_id: str, actor: Actor) -> Gist:
+        """The analysis, if it exists and the actor owns it (or is an admin). Accepts a unique
+        prefix of at least 4 characters of the actor's own analyses."""
+        gist = self.store.load(self.resolve_id(analysis_id, actor))
+        if gist is None:
+            raise NotFound(f"no analysis {quoted(analysis_id)}")
+        if gist.owner != actor.user_id and not actor.is_admin:
+            raise NotAllowed("that analysis belongs to someone else")
+        return gist
+
+    def status_document(self, analysis_id: str, actor: Actor) -> dict:
+        gist = self.get(analysis_id, actor)
+        return to_jsonable(gist, self.store.history(gist.id), self.store.chain(gist.id))
+
+    def list(self, actor: Actor, owner: str | None = None, limit: int = 20) -> list[Gist]:
+        owner = owner if owner is not None and actor.is_admin else actor.user_id
+        gists = (self.store.load(i) for i in self.store.ids_of_owner(owner, limit))
+        return [g for g in gists if g is not None]
+
+    def resolve_id(self, text: str, actor: Actor) -> str:
+        text = text.strip().lower() if isinstance(text, str) else ""
+        if not ID_PATTERN.match(text):
+            raise NotFound(f"no analysis {quoted(text)}: ids look like k3f9a2xq1m")
+        if len(text) == ID_LENGTH:
+            return text
+        candidates = self.store.ids_of_owner(actor.user_id, limit=200)
+        if actor.is_admin:
+            candidates += self.store.all_ids(limit=1000)
+        matches = {c for c in candidates if c.startswith(text)}
+        if len(matches) != 1:
+            raise NotFound(f"no analysis {quoted(text)}" if not matches else
+                           f"{quoted(text)} matches several analyses; give more of the id")
+        return matches.pop()
+
+    # --- control actions --------------------------------------------------------------------
+    def pause(self, analysis_id: str, actor: Actor) -> ActionResult:
+        gist = self.get(analysis_id, actor)
+        answer = self.store.pause(gist.id, reason="paused by user", now=self.clock())
+        return self._result("pause", gist.id, answer, {
+            "ok": "Paused: the step in flight finishes, no new step starts.",
+            "noop": "Already paused.",
+        })
+
+    def resume(self, analysis_id: str, actor: Actor) -> ActionResult:
+        gist = self.get(analysis_id, actor)
+        chain = new_chain_token()
+        answer = self.store.resume(gist.id, new_chain=chain, now=self.clock())
+        if answer.code == "enqueue":
+            self._enqueue(gist.id, chain, int(answer.values[0]))
+        return self._result("resume", gist.id, answer, {
+            "enqueue": "Resumed.", "flipped": "Resumed.", "noop": "Already running.",
+        })
+
+    def refine(self, analysis_id: str, actor: Actor, generation: int | None = None) -> ActionResult:
+        """Raise the target by 0.05 (at most 0.99) once per refine generation; `generation` is the
+        one the caller saw (a button carries it), so a duplicate tap does nothing."""
+        gist = self.get(analysis_id, actor)
+        generation = gist.refine_gen if generation is None else generation
+        chain = new_chain_token()
+        answer = self.store.refine(gist.id, gist.owner, generation=generation, new_chain=chain,
+                                   step=REFINE_STEP, cap=REFINE_CAP,
+                                   refine_model=self.refine_model if gist.config.strategy == "llm" else "",
+                                   now=self.clock())
+        if answer.code == "enqueue":
+            self._enqueue(gist.id, chain, int(answer.values[0]))
+        target = answer.values[-1] if answer.values else ""
+        return self._result("refine", gist.id, answer, {
+            "enqueue": f"Refining toward confidence {target}.",
+            "raised": f"Target raised to {target}; the analysis carries on.",
+            "stale": "This refine was already applied.",
+            "at_cap": f"The target is already at the {REFINE_CAP} maximum.",
+        })
+
+    def cancel(self, analysis_id: str, actor: Actor) -> ActionResult:
+        gist = self.get(analysis_id, actor)
+        answer = self.store.cancel(gist.id, gist.owner, now=self.clock())
+        return self._result("cancel", gist.id, answer, {"ok": "Cancelled."})
+
+    def force_resume(self, analysis_id: str, actor: Actor) -> ActionResult:
+        """Admin rescue: a new chain from the last checkpoint, fencing out any zombie step."""
+        if not actor.is_admin:
+            raise NotAllowed("force-resume is for admins")
+        gist = self.get(analysis_id, actor)
+        chain = new_chain_token()
+        answer = self.store.force_resume(gist.id, new_chain=chain, now=self.clock())
+        if answer.code == "enqueue":
+            self._enqueue(gist.id, chain, int(answer.values[0]))
+        return self._result("force_resume", gist.id, answer, {
+            "enqueue": f"Force-resumed from step {answer.values[0] if answer.values else '?'}.",
+        })
+
+    # --- for admins -------------------------------------------------------------------------
+    def stuck(self, grace_s: float | None = None) -> list[Gist]:
+        """Analyses that should be running but hold no lease and made no progress lately."""
+        grace_s = self.store.settings.watchdog_grace_s if grace_s is None else grace_s
+        now = self.clock()
+        found = []
+        for analysis_id in self.store.all_ids():
+            gist = self.store.load(analysis_id)
+            if gist is None or gist.status not in (Status.RUNNING, Status.PENDING):
+                if gist is not None and gist.status == Status.PAUSED and gist.reason.startswith(("stuck", "control expired")):
+                    found.append(gist)
+                continue
+            if self.store.lease_holder(analysis_id) is None and now - gist.last_progress_at > grace_s:
+                found.append(gist)
+        return found
+
+    def overview(self) -> Counter:
+        """Analyses by status (the most recent 1000)."""
+        gists = (self.store.load(i) for i in self.store.all_ids())
+        return Counter(g.status.value for g in gists if g is not None)
+
+    # --- helpers ----------------------------------------------------------------------------
+    def _enqueue(self, analysis_id: str, chain: str, seq: int) -> None:
+        try:
+            self.dispatcher.enqueue_step(analysis_id, chain, seq)
+        except Exception:
+            # The analysis is stored and marked running: the watchdog enqueues it once the
+            # broker is back, so nothing is lost.
+            logger.exception("[%s chain=%s seq=%s] enqueue failed; the watchdog will retry",
+                             analysis_id, chain[:8], seq)
+
+    def _result(self, action: str, analysis_id: str, answer: ScriptAnswer,
+                messages: dict[str, str]) -> ActionResult:
+        changed = answer.code in ("ok", "enqueue", "flipped", "raised")
+        if answer.code in messages:
+            message = messages[answer.code]
+        elif answer.code == "final":
+            message = f"Nothing to do: the analysis is already {answer.values[0].lower()}."
+        elif answer.code == "missing":
+            raise NotFound(f"no analysis {analysis_id}")
+        else:
+            message = f"Nothing to do ({answer.code})."
+        return ActionResult(action, analysis_id, changed, message, self.store.load(analysis_id))

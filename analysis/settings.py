@@ -1,0 +1,99 @@
+"""One typed Settings class, read from the environment and `.env`.
+
+Field names are the environment variables (case-insensitive). `get_settings()` is cached so the
+whole process shares one instance; tests call `get_settings.cache_clear()` after changing the
+environment.
+"""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from typing import Annotated
+
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+SHARED_DATA_DEFAULT = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "ohlcv-binance-1h"
+
+
+def _id_list(value: object) -> object:
+    """Accept "1, 2,3" or "" from the environment as a list of ints."""
+    if isinstance(value, str):
+        return [int(part) for part in value.replace(" ", "").split(",") if part]
+    if isinstance(value, int):
+        return [value]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    # --- Redis and Celery -------------------------------------------------------------------
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    key_prefix: str = "mr:"
+    visibility_timeout_s: int = Field(3600, ge=60)
+    task_time_limit_s: int = Field(600, ge=10)
+
+    # --- Market data ------------------------------------------------------------------------
+    market_data: str = "demo"
+    shared_data_dir: Path = SHARED_DATA_DEFAULT
+    window_candles: int = Field(500, ge=100, le=5000)
+
+    # --- Analyses ---------------------------------------------------------------------------
+    default_markets: int = Field(30, ge=2)
+    max_markets: int = Field(100, ge=2)
+    default_top_k: int = Field(10, ge=1)
+    default_target: float = Field(0.8, gt=0, lt=1)
+    score_batch_size: int = Field(8, ge=1, le=100)
+    score_views: int = Field(12, ge=2, le=200)
+    max_active_per_user: int = Field(3, ge=1)
+    max_prompt_chars: int = Field(500, ge=1)
+
+    # --- Step protocol ----------------------------------------------------------------------
+    lease_ms: int = Field(30_000, ge=500)
+    heartbeat_ms: int = Field(10_000, ge=100)
+    control_ttl_s: int = Field(24 * 3600, ge=10)
+    gist_ttl_s: int = Field(30 * 24 * 3600, ge=60)
+    events_maxlen: int = Field(10_000, ge=100)
+    step_retries: int = Field(3, ge=0)
+    step_retry_backoff_s: float = Field(1.0, ge=0)
+
+    # --- Watchdog ---------------------------------------------------------------------------
+    watchdog_interval_s: float = Field(15, gt=0)
+    watchdog_grace_s: float = Field(30, gt=0)
+    watchdog_max_attempts: int = Field(5, ge=1)
+
+    # --- LLM judge --------------------------------------------------------------------------
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    openai_model: str = "gpt-4o-mini"
+    openai_refine_model: str | None = None
+    openai_timeout_s: float = Field(30, gt=0)
+    openai_max_concurrency: int = Field(10, ge=1)
+    openai_max_retries: int = Field(4, ge=0)
+    openai_backoff_base_s: float = Field(1.0, ge=0)
+    openai_backoff_max_s: float = Field(30.0, ge=0)
+    llm_batch_size: int = Field(10, ge=1, le=50)
+
+    # --- Telegram ---------------------------------------------------------------------------
+    telegram_bot_token: SecretStr | None = None
+    telegram_api_base_url: str = "https://api.telegram.org/bot"
+    telegram_api_file_url: str | None = None
+    allowed_user_ids: Annotated[list[int], NoDecode] = []
+    admin_user_ids: Annotated[list[int], NoDecode] = []
+    card_edit_interval_s: float = Field(1.5, ge=0)
+
+    # --- Flower -----------------------------------------------------------------------------
+    flower_basic_auth: SecretStr | None = None
+
+    _split_ids = field_validator("allowed_user_ids", "admin_user_ids", mode="before")(_id_list)
+
+    @field_validator("key_prefix")
+    @classmethod
+    def _prefix_ends_with_colon(cls, value: str) -> str:
+        return value if value.endswith(":") else value + ":"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

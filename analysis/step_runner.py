@@ -1,0 +1,145 @@
+"""Runs one step of an analysis under the step protocol: begin, work, commit (DESIGN.md).
+
+`run_step` is what the Celery tasks call; it never raises for a problem of the analysis itself:
+such a step ends softly (paused or failed with a reason the user sees) and the answer says so.
+"""
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from analysis.errors import AnalysisError, DataUnavailable, InvalidConfig
+from analysis.indicators import WARMUP_CANDLES
+from analysis.market_data.base import provider_from_spec
+from analysis.models import HistoryEntry, RankingConfig, StepOutcome
+from analysis.runtime import Runtime
+from analysis.store import BegunStep
+from analysis.strategies import get_strategy
+from analysis.strategies.base import StepInput
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class StepReport:
+    """What happened to one delivery of a step (`decision` is the commit's answer or skip:<why>)."""
+
+    decision: str
+    progress: float = 0.0
+    confidence: float = 0.0
+
+
+class Heartbeat:
+    """Renews the step's lease in a background thread while the step works."""
+
+    def __init__(self, renew: Callable[[], bool], interval_s: float):
+        self._renew, self._interval_s = renew, interval_s
+        self._stop = threading.Event()
+        self.lost = False
+        self._thread = threading.Thread(target=self._run, name="lease-heartbeat", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            try:
+                if not self._renew():
+                    self.lost = True  # fenced out (force-resume) or expired: the commit will fail
+                    return
+            except Exception:  # a Redis blip: the next beat tries again
+                logger.warning("lease heartbeat failed", exc_info=True)
+
+    def __enter__(self) -> "Heartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def with_retries(call: Callable[[], T], *, retries: int, backoff_s: float,
+                 sleep: Callable[[float], None] = time.sleep) -> T:
+    """Call, retrying DataUnavailable `retries` times with exponential backoff."""
+    for attempt in range(retries + 1):
+        try:
+            return call()
+        except DataUnavailable:
+            if attempt == retries:
+                raise
+            sleep(backoff_s * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+def initialize(rt: Runtime, analysis_id: str, config: RankingConfig) -> StepOutcome:
+    """INIT: read and check every market's candles, snapshot them, set up the strategy."""
+    provider = provider_from_spec(config.data_source)
+    settings = rt.settings
+    frames = {}
+    for symbol in config.markets:
+        frame = with_retries(lambda: provider.candles(symbol, config.timeframe, config.window),
+                             retries=settings.step_retries, backoff_s=settings.step_retry_backoff_s)
+        if len(frame) < WARMUP_CANDLES + 2:
+            raise InvalidConfig(f"{symbol} has only {len(frame)} {config.timeframe} candles; "
+                                f"at least {WARMUP_CANDLES + 2} are needed")
+        frames[symbol] = frame
+    rt.snapshots.save(analysis_id, frames)
+    state = get_strategy(config.strategy).initial_state(config, list(config.markets))
+    return StepOutcome(state=state, progress=0.0, confidence=0.0, done=False, result=[])
+
+
+def work(rt: Runtime, analysis_id: str, seq: int, begun: BegunStep) -> StepOutcome:
+    if seq == 0:
+        return initialize(rt, analysis_id, begun.config)
+    strategy = get_strategy(begun.config.strategy)
+    judge = rt.judge() if begun.config.strategy == "llm" else None
+    inp = StepInput(analysis_id=analysis_id, seq=seq, config=begun.config, state=begun.state,
+                    target=begun.target, model=begun.model,
+                    load_candles=lambda symbols: rt.snapshots.load(analysis_id, symbols),
+                    judge=judge)
+    return strategy.step(inp)
+
+
+def run_step(rt: Runtime, analysis_id: str, chain: str, seq: int, *, worker: str = "",
+             clock: Callable[[], float] = time.time) -> StepReport:
+    """Run step `seq` of the chain; answer the decision: continue, completed, paused, cancelled,
+    or `skip:<why>` when the protocol made this delivery a no-op (stale, duplicate, paused...)."""
+    tag = f"[{analysis_id} chain={chain[:8]} seq={seq}]"
+    attempt = uuid.uuid4().hex[:12]
+    started = clock()
+    answer, begun = rt.store.begin_step(analysis_id, chain, seq, attempt, now=started)
+    if begun is None:
+        logger.info("%s no-op: %s %s", tag, answer.code, " ".join(answer.values))
+        return StepReport(f"skip:{answer.code}")
+    interval_s = rt.settings.heartbeat_ms / 1000
+    with Heartbeat(lambda: rt.store.heartbeat(analysis_id, attempt), interval_s):
+        try:
+            outcome = work(rt, analysis_id, seq, begun)
+        except AnalysisError as exc:
+            final = seq == 0 and isinstance(exc, InvalidConfig)
+            return _stop(rt, tag, analysis_id, begun, chain, attempt, seq, str(exc), final, clock)
+        except Exception as exc:  # a bug: keep the analysis, tell the admins
+            logger.exception("%s step crashed", tag)
+            reason = f"internal error in step {seq} ({type(exc).__name__}); an admin can resume it"
+            return _stop(rt, tag, analysis_id, begun, chain, attempt, seq, reason, False, clock)
+    entry = HistoryEntry(seq=seq, chain=chain, attempt=attempt, worker=worker,
+                         started_at=started, finished_at=clock())
+    answer = rt.store.commit_step(analysis_id, begun.owner, chain, seq, attempt, outcome, entry,
+                                  target_used=begun.target, now=entry.finished_at)
+    logger.info("%s commit: %s (progress %.2f, confidence %.3f, %.0f ms)", tag, answer.code,
+                outcome.progress, outcome.confidence, 1000 * (entry.finished_at - started))
+    return StepReport(answer.code, outcome.progress, outcome.confidence)
+
+
+def _stop(rt: Runtime, tag: str, analysis_id: str, begun: BegunStep, chain: str, attempt: str,
+          seq: int, reason: str, final: bool, clock: Callable[[], float]) -> StepReport:
+    status = "FAILED" if final else "PAUSED"
+    logger.warning("%s %s: %s", tag, status.lower(), reason)
+    now = clock()
+    rt.store.record_failure(analysis_id, seq, reason, now=now)
+    answer = rt.store.stop_step(analysis_id, begun.owner, chain, attempt, status=status,
+                                reason=reason, now=now)
+    return StepReport(status.lower() if answer.code == "ok" else answer.code)

@@ -1,0 +1,199 @@
+"""The analysis store: gists, control keys and leases in Redis, changed only through `lua.py`.
+
+Every method that changes state is one Lua script, so each is atomic; time is a parameter so
+expiry and watchdog logic are testable without sleeping.
+"""
+
+import json
+from dataclasses import asdict, dataclass
+
+import redis
+
+from analysis import lua
+from analysis.keys import Keys
+from analysis.models import Gist, HistoryEntry, RankingConfig, StepOutcome
+from analysis.settings import Settings
+
+
+@dataclass(frozen=True)
+class ScriptAnswer:
+    """A script's code word and its extra values, e.g. ('enqueue', ['4'])."""
+
+    code: str
+    values: list[str]
+
+
+@dataclass(frozen=True)
+class BegunStep:
+    config: RankingConfig
+    state: dict
+    target: float
+    model: str
+    owner: str
+    result: list
+
+
+class AnalysisStore:
+    def __init__(self, client: redis.Redis, settings: Settings):
+        self.redis = client
+        self.settings = settings
+        self.keys = Keys(settings.key_prefix)
+        self._scripts = {
+            name: client.register_script(getattr(lua, name))
+            for name in ("CREATE", "BEGIN_STEP", "HEARTBEAT", "COMMIT_STEP", "STEP_STOP", "PAUSE",
+                         "RESUME", "REFINE", "CANCEL", "FORCE_RESUME", "WATCHDOG_CHECK")
+        }
+
+    def _run(self, name: str, keys: list[str], args: list) -> ScriptAnswer:
+        raw = self._scripts[name](keys=keys, args=args)
+        if isinstance(raw, int):
+            return ScriptAnswer(str(raw), [])
+        words = [item.decode() if isinstance(item, bytes) else str(item) for item in raw]
+        return ScriptAnswer(words[0], words[1:])
+
+    # --- reads ----------------------------------------------------------------------------
+    def load(self, analysis_id: str) -> Gist | None:
+        raw = self.redis.hgetall(self.keys.gist(analysis_id))
+        if not raw:
+            return None
+        return Gist.from_hash({k.decode(): v.decode() for k, v in raw.items()})
+
+    def history(self, analysis_id: str) -> list[HistoryEntry]:
+        rows = self.redis.lrange(self.keys.history(analysis_id), 0, -1)
+        return [HistoryEntry(**json.loads(row)) for row in rows]
+
+    def chain(self, analysis_id: str) -> str | None:
+        value = self.redis.hget(self.keys.control(analysis_id), "chain")
+        return value.decode() if value else None
+
+    def lease_holder(self, analysis_id: str) -> str | None:
+        value = self.redis.get(self.keys.lease(analysis_id))
+        return value.decode() if value else None
+
+    def ids_of_owner(self, owner: str, limit: int = 50) -> list[str]:
+        return [i.decode() for i in self.redis.zrevrange(self.keys.owner(owner), 0, limit - 1)]
+
+    def all_ids(self, limit: int = 1000) -> list[str]:
+        return [i.decode() for i in self.redis.zrevrange(self.keys.analyses(), 0, limit - 1)]
+
+    def active_count(self, owner: str) -> int:
+        return self.redis.scard(self.keys.active(owner))
+
+    # --- creation ---------------------------------------------------------------------------
+    def create(self, analysis_id: str, owner: str, config: RankingConfig, *, chain: str,
+               demo: bool, model: str, now: float) -> ScriptAnswer:
+        s, k = self.settings, self.keys
+        return self._run(
+            "CREATE",
+            [k.gist(analysis_id), k.control(analysis_id), k.owner(owner), k.analyses(),
+             k.active(owner), k.events()],
+            [analysis_id, owner, now, config.model_dump_json(), config.target_confidence,
+             int(demo), chain, s.gist_ttl_s, s.control_ttl_s, model, s.max_active_per_user,
+             s.events_maxlen],
+        )
+
+    # --- the step protocol ------------------------------------------------------------------
+    def begin_step(self, analysis_id: str, chain: str, seq: int, attempt: str, *,
+                   now: float) -> tuple[ScriptAnswer, BegunStep | None]:
+        k, s = self.keys, self.settings
+        answer = self._run(
+            "BEGIN_STEP",
+            [k.control(analysis_id), k.gist(analysis_id), k.lease(analysis_id), k.events()],
+            [chain, seq, attempt, s.lease_ms, now, s.control_ttl_s, s.events_maxlen],
+        )
+        if answer.code != "ok":
+            return answer, None
+        config, state, target, model, owner, result = answer.values
+        begun = BegunStep(RankingConfig.model_validate_json(config), json.loads(state),
+                          float(target), model, owner, json.loads(result))
+        return ScriptAnswer("ok", []), begun
+
+    def heartbeat(self, analysis_id: str, attempt: str) -> bool:
+        answer = self._run("HEARTBEAT", [self.keys.lease(analysis_id)],
+                           [attempt, self.settings.lease_ms])
+        return answer.code == "1"
+
+    def commit_step(self, analysis_id: str, owner: str, chain: str, seq: int, attempt: str,
+                    outcome: StepOutcome, entry: HistoryEntry, *, target_used: float,
+                    now: float) -> ScriptAnswer:
+        k, s = self.keys, self.settings
+        return self._run(
+            "COMMIT_STEP",
+            [k.control(analysis_id), k.gist(analysis_id), k.lease(analysis_id),
+             k.history(analysis_id), k.events(), k.active(owner)],
+            [attempt, chain, seq, json.dumps(outcome.state, separators=(",", ":")),
+             round(outcome.progress, 6), round(outcome.confidence, 6), int(outcome.done),
+             json.dumps(outcome.result, separators=(",", ":")), json.dumps(asdict(entry)),
+             target_used, now, s.events_maxlen, outcome.note, s.gist_ttl_s, s.control_ttl_s,
+             "RUNNING"],
+        )
+
+    def stop_step(self, analysis_id: str, owner: str, chain: str, attempt: str, *, status: str,
+                  reason: str, now: float) -> ScriptAnswer:
+        """End a step that cannot finish: the analysis becomes PAUSED or FAILED with `reason`."""
+        k = self.keys
+        return self._run(
+            "STEP_STOP",
+            [k.control(analysis_id), k.gist(analysis_id), k.lease(analysis_id), k.events(),
+             k.active(owner)],
+            [attempt, chain, status, reason, now, self.settings.events_maxlen],
+        )
+
+    # --- control actions ----------------------------------------------------------------------
+    def pause(self, analysis_id: str, *, reason: str, now: float) -> ScriptAnswer:
+        k = self.keys
+        return self._run("PAUSE", [k.control(analysis_id), k.gist(analysis_id), k.events()],
+                         [now, reason, self.settings.events_maxlen])
+
+    def resume(self, analysis_id: str, *, new_chain: str, now: float) -> ScriptAnswer:
+        k, s = self.keys, self.settings
+        return self._run(
+            "RESUME",
+            [k.control(analysis_id), k.gist(analysis_id), k.lease(analysis_id), k.events()],
+            [new_chain, now, s.control_ttl_s, s.events_maxlen],
+        )
+
+    def refine(self, analysis_id: str, owner: str, *, generation: int, new_chain: str,
+               step: float, cap: float, refine_model: str, now: float) -> ScriptAnswer:
+        k, s = self.keys, self.settings
+        return self._run(
+            "REFINE",
+            [k.control(analysis_id), k.gist(analysis_id), k.events(), k.active(owner)],
+            [generation, new_chain, step, cap, refine_model, now, s.control_ttl_s,
+             s.events_maxlen],
+        )
+
+    def cancel(self, analysis_id: str, owner: str, *, now: float) -> ScriptAnswer:
+        k, s = self.keys, self.settings
+        return self._run(
+            "CANCEL",
+            [k.control(analysis_id), k.gist(analysis_id), k.events(), k.active(owner)],
+            [now, s.control_ttl_s, s.events_maxlen],
+        )
+
+    def force_resume(self, analysis_id: str, *, new_chain: str, now: float) -> ScriptAnswer:
+        k, s = self.keys, self.settings
+        return self._run(
+            "FORCE_RESUME",
+            [k.control(analysis_id), k.gist(analysis_id), k.lease(analysis_id), k.events()],
+            [new_chain, now, s.control_ttl_s, s.events_maxlen],
+        )
+
+    def watchdog_check(self, analysis_id: str, *, now: float) -> ScriptAnswer:
+        k, s = self.keys, self.settings
+        return self._run(
+            "WATCHDOG_CHECK",
+            [k.control(analysis_id), k.gist(analysis_id), k.lease(analysis_id), k.events()],
+            [now, s.watchdog_grace_s, s.watchdog_max_attempts, s.events_maxlen],
+        )
+
+    # --- failures, for admins ---------------------------------------------------------------
+    def record_failure(self, analysis_id: str, seq: int, reason: str, *, now: float) -> None:
+        entry = json.dumps({"id": analysis_id, "seq": seq, "reason": reason, "at": now})
+        with self.redis.pipeline() as pipe:
+            pipe.lpush(self.keys.failures(), entry)
+            pipe.ltrim(self.keys.failures(), 0, 99)
+            pipe.execute()
+
+    def recent_failures(self, limit: int = 20) -> list[dict]:
+        return [json.loads(row) for row in self.redis.lrange(self.keys.failures(), 0, limit - 1)]

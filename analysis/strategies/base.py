@@ -1,0 +1,42 @@
+"""The interface every ranking strategy implements: one bounded, deterministic step at a time."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import pandas as pd
+
+from analysis.models import RankingConfig, StepOutcome
+
+
+@dataclass(frozen=True)
+class StepInput:
+    """Everything a step may read. A step is a pure function of this (plus the judge's answers)."""
+
+    analysis_id: str
+    seq: int
+    config: RankingConfig
+    state: dict[str, Any]
+    target: float
+    model: str
+    load_candles: Callable[[list[str]], dict[str, pd.DataFrame]]
+    judge: Any = None  # the LLM judge, built only for the llm strategy
+
+
+class Strategy(Protocol):
+    name: str
+
+    def initial_state(self, config: RankingConfig, markets: list[str]) -> dict[str, Any]:
+        """The state INIT stores before step 1."""
+        ...
+
+    def step(self, inp: StepInput) -> StepOutcome:
+        """Do one bounded piece of work; report progress (0..1), confidence (0..1) and done."""
+        ...
+
+
+def target_not_reached(confidence: float, target: float) -> str:
+    """The note shown when an analysis stops below its target."""
+    if confidence + 1e-9 >= target:
+        return ""
+    return f"target {target:.2f} not reached, confidence {confidence:.2f}"

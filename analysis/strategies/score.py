@@ -1,0 +1,106 @@
+"""The `score` strategy: rank markets by a composite indicator score, a batch of markets per step.
+
+Score (in -1..1, higher = stronger long outlook; negated for exit analyses):
+    (0.35·trend + 0.25·momentum + 0.25·macd + 0.15·band) · (0.5 + 0.5·trend strength)
+with trend = EMA20/EMA50 − 1 in units of 3 ATR%, momentum = (RSI − 50)/25, macd = MACD
+histogram / ATR, band = 2·%B − 1 (each clipped to ±1) and trend strength = ADX/40 (clipped to 0..1).
+
+Confidence (what it means, and why it is honest): a ranking from indicators has no "true"
+answer to be right about, so we measure what a trader can check: whether the reported top K
+holds if the analysis had been run at a slightly different moment. Each market is scored at
+`views` consecutive candles ending at the last one; P(market in top K) is the share of those
+moments at which it ranks in the top K, and confidence = the mean of that over the reported top
+K, i.e. the expected precision@K of the reported set against the ranking at a moment drawn
+uniformly from the last `views` candles. Refine doubles the views (up to what the data window
+allows) and ranks again; if the confidence stays below the target, the result says so.
+"""
+
+import numpy as np
+import pandas as pd
+
+from analysis.indicators import WARMUP_CANDLES, indicator_frame, snapshot_at
+from analysis.models import RankingConfig, StepOutcome
+from analysis.strategies.base import StepInput, target_not_reached
+
+SCORING_SHARE = 0.95  # of the progress bar; the ordering step takes the rest
+
+
+def composite_scores(frame: pd.DataFrame, views: int, kind: str) -> list[float]:
+    """The composite score at each of the last `views` candles, latest first."""
+    rows = frame.iloc[::-1].iloc[:views]
+    atr_share = (rows["atr_14"] / rows["close"]).clip(lower=1e-12)
+    trend = (rows["ema_trend"] / (3 * atr_share)).clip(-1, 1)
+    momentum = ((rows["rsi_14"] - 50) / 25).clip(-1, 1)
+    macd = (rows["macd_hist"] / rows["atr_14"].clip(lower=1e-300)).clip(-1, 1)
+    band = (2 * rows["bb_pctb"] - 1).clip(-1, 1)
+    strength = (rows["adx_14"] / 40).clip(0, 1)
+    score = (0.35 * trend + 0.25 * momentum + 0.25 * macd + 0.15 * band) * (0.5 + 0.5 * strength)
+    if kind == "exit":
+        score = -score
+    return [round(float(v), 6) for v in score.fillna(-1.0)]
+
+
+def top_k_stability(scores: dict[str, list[float]], top: list[str], k: int) -> tuple[dict[str, float], float]:
+    """P(in top K) per market across views, and the mean of it over `top` (the confidence)."""
+    symbols = list(scores)
+    matrix = np.array([scores[s] for s in symbols])  # markets x views
+    order = np.argsort(-matrix, axis=0, kind="stable")
+    in_top = np.zeros_like(matrix, dtype=bool)
+    np.put_along_axis(in_top, order[:k], True, axis=0)
+    share = in_top.mean(axis=1)
+    p_in_top = {s: round(float(p), 6) for s, p in zip(symbols, share)}
+    return p_in_top, float(np.mean([p_in_top[s] for s in top]))
+
+
+class ScoreStrategy:
+    name = "score"
+
+    def initial_state(self, config: RankingConfig, markets: list[str]) -> dict:
+        return {"markets": markets, "pending": markets, "views": config.views, "scores": {},
+                "snapshots": {}, "phase": "scoring", "passes": 1}
+
+    def max_views(self, config: RankingConfig) -> int:
+        return max(config.window - WARMUP_CANDLES, 2)
+
+    def step(self, inp: StepInput) -> StepOutcome:
+        state = dict(inp.state)
+        if state["phase"] == "done":
+            return self._next_pass(inp, state)
+        if state["pending"]:
+            return self._score_batch(inp, state)
+        return self._order(inp, state)
+
+    def _score_batch(self, inp: StepInput, state: dict) -> StepOutcome:
+        batch, rest = state["pending"][: inp.config.batch_size], state["pending"][inp.config.batch_size:]
+        scores, snapshots = dict(state["scores"]), dict(state["snapshots"])
+        for symbol, candles in inp.load_candles(batch).items():
+            frame = indicator_frame(candles)
+            scores[symbol] = composite_scores(frame, state["views"], inp.config.kind)
+            snapshots[symbol] = snapshot_at(frame)
+        leaders = sorted(scores, key=lambda s: (-scores[s][0], s))[:3]
+        state.update(pending=rest, scores=scores, snapshots=snapshots, leaders=leaders)
+        done_share = 1 - len(rest) / len(state["markets"])
+        return StepOutcome(state=state, progress=SCORING_SHARE * done_share,
+                           confidence=0.0, done=False, result=[])
+
+    def _order(self, inp: StepInput, state: dict) -> StepOutcome:
+        k = inp.config.top_k
+        latest = {s: v[0] for s, v in state["scores"].items()}
+        ranked = sorted(state["markets"], key=lambda s: (-latest[s], s))
+        p_in_top, confidence = top_k_stability(state["scores"], ranked[:k], k)
+        result = [{"rank": i + 1, "symbol": s, "score": latest[s], "indicators": state["snapshots"][s]}
+                  for i, s in enumerate(ranked[:k])]
+        state.update(phase="done", p_in_top_k=p_in_top)
+        return StepOutcome(state=state, progress=1.0, confidence=round(confidence, 6), done=True,
+                           result=result, note=target_not_reached(confidence, inp.target))
+
+    def _next_pass(self, inp: StepInput, state: dict) -> StepOutcome:
+        """The target was raised after completion (refine): rank again with more views."""
+        views = min(state["views"] * 2, self.max_views(inp.config))
+        if views == state["views"]:
+            outcome = self._order(inp, state)
+            note = outcome.note and outcome.note + " (the data window allows no more views)"
+            return StepOutcome(**{**outcome.__dict__, "note": note})
+        state.update(views=views, pending=state["markets"], scores={}, phase="scoring",
+                     passes=state["passes"] + 1)
+        return self._score_batch(inp, state)

@@ -1,0 +1,150 @@
+"""`marketrank`: the admin and scripting front over the same service as the bot."""
+
+import argparse
+import json
+import sys
+import time
+
+from analysis.config_factory import RankingConfigFactory
+from analysis.errors import AnalysisError
+from analysis.models import Gist
+from analysis.runtime import Runtime
+from analysis.service import Actor, AnalysisService
+from analysis.settings import get_settings
+from tasks.dispatcher import CeleryDispatcher
+
+CLI_OWNER = "cli"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="marketrank", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    start = sub.add_parser("start", help="start an analysis; prints its id")
+    group = start.add_mutually_exclusive_group()
+    group.add_argument("--markets", type=int, help="rank the N most traded markets")
+    group.add_argument("--symbols", help="comma list, e.g. BTC/USDT,ETH/USDT")
+    start.add_argument("--timeframe", default="1h")
+    start.add_argument("--top", type=int, dest="top_k")
+    start.add_argument("--strategy", default="score")
+    start.add_argument("--target", type=float)
+    start.add_argument("--prompt", default="")
+    start.add_argument("--kind", choices=("rank", "entry", "exit"), default="rank")
+    start.add_argument("--owner", default=CLI_OWNER)
+    start.add_argument("--wait", action="store_true", help="follow progress and print the ranking")
+    status = sub.add_parser("status", help="show one analysis")
+    status.add_argument("id")
+    status.add_argument("--json", action="store_true")
+    listing = sub.add_parser("list", help="list analyses of an owner")
+    listing.add_argument("--owner", default=CLI_OWNER)
+    for name in ("pause", "resume", "refine", "cancel", "force-resume", "wait"):
+        sub.add_parser(name, help=f"{name} an analysis").add_argument("id")
+    sub.add_parser("stuck", help="analyses that should run but make no progress")
+    sub.add_parser("markets", help="markets available for analyses").add_argument("--timeframe", default="1h")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = get_settings()
+    runtime = Runtime(settings)
+    service = AnalysisService(runtime.store, CeleryDispatcher(), default_model=settings.openai_model,
+                              refine_model=settings.openai_refine_model)
+    # The CLI is the operators' tool: it may act on any analysis.
+    actor = Actor(getattr(args, "owner", CLI_OWNER), is_admin=True)
+    try:
+        return run_command(args, runtime, service, actor)
+    except AnalysisError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def run_command(args: argparse.Namespace, runtime: Runtime, service: AnalysisService,
+                actor: Actor) -> int:
+    command = args.command
+    if command == "start":
+        factory = RankingConfigFactory(runtime.settings, runtime.provider)
+        config = create_config(factory, args)
+        gist = service.start(config, actor)
+        print(gist.id)
+        return follow(service, gist.id, actor) if args.wait else 0
+    if command == "status":
+        if args.json:
+            print(json.dumps(service.status_document(args.id, actor), indent=2))
+        else:
+            print(describe(service.get(args.id, actor)))
+        return 0
+    if command == "list":
+        for gist in service.list(actor, owner=args.owner):
+            print(f"{gist.id}  {gist.status.value:<9} {gist.progress:>4.0%}  {gist.config.summary()}")
+        return 0
+    if command == "wait":
+        return follow(service, args.id, actor)
+    if command == "stuck":
+        for gist in service.stuck():
+            print(f"{gist.id}  {gist.status.value:<9} seq {gist.seq}  {gist.reason or 'no progress'}")
+        return 0
+    if command == "markets":
+        factory = RankingConfigFactory(runtime.settings, runtime.provider)
+        print("\n".join(factory.available_markets(args.timeframe)))
+        return 0
+    action = {"pause": service.pause, "resume": service.resume, "refine": service.refine,
+              "cancel": service.cancel, "force-resume": service.force_resume}[command]
+    result = action(args.id, actor)
+    print(result.message)
+    return 0 if result.changed else 1
+
+
+def create_config(factory: RankingConfigFactory, args: argparse.Namespace):
+    symbols = [s for s in args.symbols.split(",")] if args.symbols is not None else None
+    common = dict(timeframe=args.timeframe, top_k=args.top_k, target=args.target)
+    if args.kind == "entry":
+        return factory.create_entry_config(args.prompt, symbols=symbols, markets=args.markets, **common)
+    if args.kind == "exit":
+        return factory.create_exit_config(symbols or [], args.prompt, **common)
+    return factory.create_ranking_config(markets=args.markets, symbols=symbols, strategy=args.strategy,
+                                         prompt=args.prompt, **common)
+
+
+def follow(service: AnalysisService, analysis_id: str, actor: Actor, poll_s: float = 0.2) -> int:
+    """A progress bar until the analysis stops running; then the ranking table."""
+    last = None
+    while True:
+        gist = service.get(analysis_id, actor)
+        line = progress_line(gist)
+        if line != last:
+            print("\r" + line, end="", file=sys.stderr, flush=True)
+            last = line
+        if gist.status.is_final or gist.status.value == "PAUSED":
+            print(file=sys.stderr)
+            print(describe(gist))
+            return 0 if gist.status.value == "COMPLETED" else 1
+        time.sleep(poll_s)
+
+
+def progress_line(gist: Gist, width: int = 30) -> str:
+    filled = int(round(gist.progress * width))
+    return (f"[{'#' * filled}{'.' * (width - filled)}] {gist.progress:4.0%}  step {max(gist.seq, 0)}  "
+            f"{gist.status.value.lower()}  confidence {gist.confidence:.2f}/{gist.target:.2f}")
+
+
+def describe(gist: Gist) -> str:
+    lines = [f"analysis {gist.id}: {gist.status.value}" + (f" ({gist.reason})" if gist.reason else ""),
+             f"  {gist.config.summary()} · data: {gist.config.data_source}"
+             + ("  [DEMO DATA: synthetic markets]" if gist.demo else ""),
+             f"  progress {gist.progress:.0%} · step {gist.seq} · confidence {gist.confidence:.2f} "
+             f"(target {gist.target:.2f})"]
+    if gist.note:
+        lines.append(f"  note: {gist.note}")
+    if gist.result:
+        lines.append(f"  {'rank':>4}  {'symbol':<12} {'score':>8}  {'rsi':>5}  {'adx':>5}")
+        for item in gist.result:
+            ind = item.indicators
+            lines.append(f"  {item.rank:>4}  {item.symbol:<12} {item.score:>8.3f}  "
+                         f"{ind.get('rsi_14', float('nan')):>5.1f}  {ind.get('adx_14', float('nan')):>5.1f}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""The watchdog (Celery beat): re-enqueues the next step of analyses that should be running but
+hold no lease and made no progress within the grace period; gives up after bounded attempts."""
+
+import logging
+import time
+
+from tasks.celery_app import app
+from tasks.dispatcher import CeleryDispatcher
+from tasks.runtime import get_runtime
+
+logger = logging.getLogger(__name__)
+
+
+def watchdog_pass(now: float | None = None) -> dict[str, int]:
+    """One pass over recent analyses; answers how many were kicked, given up, expired."""
+    rt = get_runtime()
+    now = time.time() if now is None else now
+    ids = rt.store.all_ids()
+    with rt.redis.pipeline(transaction=False) as pipe:
+        for analysis_id in ids:
+            pipe.hget(rt.keys.gist(analysis_id), "status")
+        statuses = pipe.execute()
+    counts = {"kick": 0, "gave_up": 0, "expired": 0}
+    for analysis_id, status in zip(ids, statuses):
+        if status not in (b"RUNNING", b"PENDING"):
+            continue
+        answer = rt.store.watchdog_check(analysis_id, now=now)
+        if answer.code == "kick":
+            seq, chain, attempts = answer.values
+            logger.warning("[%s chain=%s seq=%s] no progress: re-enqueued (attempt %s)",
+                           analysis_id, chain[:8], seq, attempts)
+            CeleryDispatcher().enqueue_step(analysis_id, chain, int(seq))
+        elif answer.code in ("gave_up", "expired"):
+            logger.error("[%s] watchdog %s: %s", analysis_id, answer.code, " ".join(answer.values))
+            rt.store.record_failure(analysis_id, -1, f"watchdog: {answer.code} {' '.join(answer.values)}", now=now)
+        if answer.code in counts:
+            counts[answer.code] += 1
+    return counts
+
+
+@app.task(name="marketrank.watchdog")
+def watchdog() -> dict[str, int]:
+    return watchdog_pass()
