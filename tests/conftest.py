@@ -1,0 +1,116 @@
+"""Test set-up: a private redis-server for the whole session (started before any module imports
+`tasks`, whose Celery app reads REDIS_URL at import), a real Celery worker, and fixtures."""
+
+import os
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.servers import RedisServer, Worker
+
+# Fast protocol timings for tests; each is a setting a deployment tunes too.
+TEST_ENV = {
+    "LEASE_MS": "3000",
+    "HEARTBEAT_MS": "500",
+    "WATCHDOG_INTERVAL_S": "1",
+    "WATCHDOG_GRACE_S": "4",
+    "STEP_RETRY_BACKOFF_S": "0.05",
+    "MARKET_DATA": "demo",
+    "LOG_LEVEL": "INFO",
+    "OPENAI_API_KEY": "",
+    "OPENAI_BASE_URL": "",
+    "TELEGRAM_BOT_TOKEN": "",
+}
+
+_redis: RedisServer | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _redis
+    _redis = RedisServer().start()
+    os.environ["REDIS_URL"] = _redis.url
+    os.environ.update(TEST_ENV)
+    from analysis.settings import get_settings
+    get_settings.cache_clear()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _redis is not None:
+        _redis.cleanup()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    return _redis.url
+
+
+@pytest.fixture(scope="session")
+def worker_log_dir() -> str:
+    return tempfile.mkdtemp(prefix="marketrank-workers-")
+
+
+@pytest.fixture(scope="session")
+def worker(worker_log_dir):
+    """One real Celery worker (prefork, concurrency 2) for the session."""
+    w = Worker(dict(os.environ), "session", log_dir=worker_log_dir).start()
+    yield w
+    w.stop()
+
+
+@pytest.fixture
+def settings():
+    from analysis.settings import get_settings
+    return get_settings()
+
+
+@pytest.fixture
+def runtime(settings):
+    from analysis.runtime import Runtime
+    return Runtime(settings)
+
+
+@pytest.fixture
+def service(runtime):
+    from analysis.service import AnalysisService
+    from tasks.dispatcher import CeleryDispatcher
+    return AnalysisService(runtime.store, CeleryDispatcher())
+
+
+@pytest.fixture
+def factory(runtime):
+    from analysis.config_factory import RankingConfigFactory
+    return RankingConfigFactory(runtime.settings, runtime.provider)
+
+
+@pytest.fixture
+def actor():
+    from analysis.service import Actor
+    return Actor(f"user-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir() -> Path:
+    """The real Binance candles in ../shared/data; skipped where absent unless CI requires them."""
+    from analysis.settings import Settings
+    path = Settings().shared_data_dir
+    if not (path / "BTC_USDT-1h.csv").is_file():
+        reason = (f"real market data not found at {path} (set SHARED_DATA_DIR, or clone beside "
+                  f"the shared/ folder)")
+        if os.environ.get("REQUIRE_SHARED_DATA") == "1":
+            pytest.fail(reason + "; REQUIRE_SHARED_DATA=1 makes this a failure")
+        pytest.skip(reason)
+    return path
+
+
+def wait_until(predicate, timeout: float = 30, interval: float = 0.05, message: str = "condition"):
+    """Poll `predicate` until it returns a truthy value; fail the test after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
