@@ -211,65 +211,36 @@ def _comparison_counts(log: _Log, n: int) -> np.ndarray:
 # --- the fit ----------------------------------------------------------------------------------
 
 
-def _design(log: _Log, n: int) -> np.ndarray:
+def _design(first: np.ndarray, second: np.ndarray, n: int) -> np.ndarray:
     """Rows map parameters (strengths..., bias) to the logit that `first` wins."""
-    rows = np.zeros((len(log.trials), n + 1))
-    index = np.arange(len(log.trials))
-    rows[index, log.first] = 1.0
-    rows[index, log.second] = -1.0
+    rows = np.zeros((len(first), n + 1))
+    index = np.arange(len(first))
+    rows[index, first] = 1.0
+    rows[index, second] = -1.0
     rows[:, n] = 1.0
     return rows
 
 
 def _log_likelihood(logits: np.ndarray, log: _Log) -> np.ndarray:
-    """Log-likelihood of the log for logits of shape (..., ordered pairs)."""
-    return log.first_wins @ _log_sigmoid(logits).T + (log.trials - log.first_wins) @ _log_sigmoid(
-        -logits
-    ).T
-
-
-def _log_sigmoid(x: np.ndarray) -> np.ndarray:
-    return -np.logaddexp(0.0, -x)
-
-
-def _laplace_fit(
-    design: np.ndarray, log: _Log, prior_precision: np.ndarray, start: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, float]:
-    """Posterior mode, Hessian of the negative log posterior there, and log posterior at mode."""
-
-    def objective(theta: np.ndarray) -> float:
-        return float(_log_likelihood(design @ theta, log) - 0.5 * prior_precision @ theta**2)
-
-    theta, value = start, objective(start)
-    for _ in range(100):
-        prob = 1.0 / (1.0 + np.exp(-(design @ theta)))
-        gradient = design.T @ (log.first_wins - log.trials * prob) - prior_precision * theta
-        curvature = log.trials * prob * (1.0 - prob)
-        hessian = design.T @ (curvature[:, None] * design) + np.diag(prior_precision)
-        step = np.linalg.solve(hessian, gradient)
-        # Backtrack: Newton can overshoot on near-separable data (a sharp judge).
-        for _ in range(30):
-            candidate = theta + step
-            candidate_value = objective(candidate)
-            if candidate_value >= value - 1e-12:
-                break
-            step = step / 2.0
-        theta, value = candidate, candidate_value
-        if np.max(np.abs(step)) < 1e-7:
-            break
-    prob = 1.0 / (1.0 + np.exp(-(design @ theta)))
-    curvature = log.trials * prob * (1.0 - prob)
-    hessian = design.T @ (curvature[:, None] * design) + np.diag(prior_precision)
-    return theta, hessian, value
+    """Log-likelihood of the log for logits of shape (draws, ordered pairs)."""
+    log_p_first = -np.logaddexp(0.0, -logits)
+    # log sigmoid(-x) = log sigmoid(x) - x
+    return log.trials @ log_p_first.T - (log.trials - log.first_wins) @ logits.T
 
 
 def _prior_precision(n: int, scale: float) -> np.ndarray:
     return np.append(np.full(n, scale**-2), BIAS_PRIOR_SD**-2)
 
 
-def _log_prior_normaliser(n: int, scale: float) -> float:
-    """log of the Gaussian prior's normalising constant (strengths and bias)."""
-    return -0.5 * (n + 1) * math.log(2 * math.pi) - n * math.log(scale) - math.log(BIAS_PRIOR_SD)
+@dataclass(frozen=True)
+class _GaussianFit:
+    """An EP approximation of the posterior at one prior scale."""
+
+    mean: np.ndarray
+    precision_cholesky: np.ndarray  # L with L L^T = posterior precision
+    log_evidence: float
+    site_precision: np.ndarray  # EP site parameters, reused to warm-start the next scale
+    site_shift: np.ndarray
 
 
 @lru_cache(maxsize=8)
@@ -279,41 +250,27 @@ def _posterior(
     """Importance-weighted draws from the posterior over strengths, bias and scale."""
     n = len(symbols)
     log = _index_log(symbols, comparisons)
-    design = _design(log, n)
-    rng = np.random.default_rng([seed, len(comparisons), 1])
-    fits = []
-    start = np.zeros(n + 1)
-    for scale in SCALE_GRID:
-        precision = _prior_precision(n, scale)
-        mode, hessian, log_post = _laplace_fit(design, log, precision, start)
-        chol = np.linalg.cholesky(hessian)
-        log_evidence = (
-            log_post
-            + _log_prior_normaliser(n, scale)
-            + 0.5 * (n + 1) * math.log(2 * math.pi)
-            - np.sum(np.log(np.diag(chol)))
-        )
-        fits.append((mode, chol, log_evidence))
-        start = mode
-    log_evidence = np.array([f[2] for f in fits])
-    mixture = np.exp(log_evidence - log_evidence.max())
-    mixture /= mixture.sum()
+    fits = _fit_every_scale(comparisons, symbols)
+    log_evidence = np.array([fit.log_evidence for fit in fits])
+    share = np.exp(log_evidence - log_evidence.max())
+    share /= share.sum()
 
-    component = rng.choice(len(fits), size=samples, p=mixture)
+    rng = np.random.default_rng([seed, len(comparisons), 1])
+    component = rng.choice(len(fits), size=samples, p=share)
     noise = rng.standard_normal((samples, n + 1))
     draws = np.empty((samples, n + 1))
-    for j, (mode, chol, _) in enumerate(fits):
+    for j, fit in enumerate(fits):
         rows = component == j
         if rows.any():
-            # theta = mode + L^-T z has covariance (L L^T)^-1 = H^-1.
-            draws[rows] = mode + np.linalg.solve(chol.T, noise[rows].T).T
+            # mean + L^-T z has covariance (L L^T)^-1, the posterior covariance.
+            draws[rows] = fit.mean + np.linalg.solve(fit.precision_cholesky.T, noise[rows].T).T
 
-    log_target = _log_likelihood(draws @ design.T, log) + _log_prior_mixture(draws, n)
-    log_proposal = _log_gaussian_mixture(draws, fits, mixture)
-    log_weight = log_target - log_proposal
+    design = _design(log.first, log.second, n)
+    log_target = _log_likelihood(draws @ design.T, log) + _log_prior_density(draws, n)
+    log_weight = log_target - _log_gaussian_mixture(draws, fits, share)
     weights = np.exp(log_weight - log_weight.max())
-    import os
-    if os.environ.get("NOIS"): weights = np.ones(samples)
+    # Truncate the largest weights (Ionides 2008): far less variance for a negligible bias.
+    weights = np.minimum(weights, weights.mean() * math.sqrt(samples))
     weights /= weights.sum()
     strengths, bias = draws[:, :n], draws[:, n]
     for array in (strengths, bias, weights):
@@ -321,28 +278,165 @@ def _posterior(
     return _Posterior(strengths=strengths, bias=bias, weights=weights)
 
 
-def _log_prior_mixture(draws: np.ndarray, n: int) -> np.ndarray:
+def _fit_every_scale(
+    comparisons: tuple[Comparison, ...], symbols: tuple[str, ...]
+) -> list[_GaussianFit]:
+    """EP fits for each prior scale on the grid, each warm-started from the previous one."""
+    n = len(symbols)
+    position = {s: i for i, s in enumerate(symbols)}
+    first = np.array([position[c.first] for c in comparisons], dtype=np.int64)
+    second = np.array([position[c.second] for c in comparisons], dtype=np.int64)
+    outcome = np.array([1.0 if c.winner == c.first else -1.0 for c in comparisons])
+    rows = _design(first, second, n)
+    site_precision = np.zeros(len(comparisons))
+    site_shift = np.zeros(len(comparisons))
+    fits = []
+    for scale in SCALE_GRID:
+        fit = _expectation_propagation(
+            rows, outcome, _prior_precision(n, scale), site_precision, site_shift
+        )
+        fits.append(fit)
+        site_precision, site_shift = fit.site_precision, fit.site_shift
+    return fits
+
+
+# The logistic curve as a mixture of probit curves, sigmoid(x) ~= sum_k w_k Phi(x / s_k)
+# (absolute error < 0.002): it gives EP closed-form moments. Importance weighting then
+# corrects to the exact logistic posterior, so this only has to be close.
+_PROBIT_SCALES = np.array([1.15452, 2.00271, 3.16334, 4.51099])
+_PROBIT_WEIGHTS = np.array([0.391776, 0.554841, 0.052787, 0.000597])
+_PROBIT_WEIGHTS = _PROBIT_WEIGHTS / _PROBIT_WEIGHTS.sum()
+
+
+def _expectation_propagation(
+    rows: np.ndarray,
+    outcome: np.ndarray,
+    prior_precision: np.ndarray,
+    site_precision: np.ndarray,
+    site_shift: np.ndarray,
+    *,
+    damping: float = 0.7,
+    max_sweeps: int = 40,
+    tolerance: float = 1e-3,
+) -> _GaussianFit:
+    """Parallel EP: one Gaussian site per comparison, on the logit x = rows @ theta.
+
+    It matches the posterior's mean and covariance far better than a Laplace fit at the mode
+    when a sharp judge makes the data nearly separable, which keeps importance weights even.
+    """
+    for _ in range(max_sweeps):
+        cavity_mean, cavity_var = _cavities(rows, prior_precision, site_precision, site_shift)
+        _, tilted_mean, tilted_var = _tilted_moments(cavity_mean, cavity_var, outcome)
+        new_precision = np.maximum(1.0 / tilted_var - 1.0 / cavity_var, 0.0)
+        new_shift = tilted_mean / tilted_var - cavity_mean / cavity_var
+        change = np.max(np.abs(new_precision - site_precision), initial=0.0)
+        site_precision = (1 - damping) * site_precision + damping * new_precision
+        site_shift = (1 - damping) * site_shift + damping * new_shift
+        if change < tolerance:
+            break
+    return _ep_fit(rows, outcome, prior_precision, site_precision, site_shift)
+
+
+def _cavities(
+    rows: np.ndarray, prior_precision: np.ndarray, site_precision: np.ndarray, site_shift: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and variance of each comparison's logit under the posterior without its own site."""
+    precision = np.diag(prior_precision) + rows.T @ (site_precision[:, None] * rows)
+    covariance = np.linalg.inv(precision)
+    mean = covariance @ (rows.T @ site_shift)
+    marginal_var = np.sum((rows @ covariance) * rows, axis=1)
+    marginal_mean = rows @ mean
+    cavity_precision = np.maximum(1.0 / marginal_var - site_precision, 1e-9)
+    cavity_natural = marginal_mean / marginal_var - site_shift
+    return cavity_natural / cavity_precision, 1.0 / cavity_precision
+
+
+def _tilted_moments(
+    cavity_mean: np.ndarray, cavity_var: np.ndarray, outcome: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """log normaliser, mean and variance of cavity x sigmoid(outcome * x), per comparison."""
+    m, v, y = cavity_mean[:, None], cavity_var[:, None], outcome[:, None]
+    spread = _PROBIT_SCALES**2 + v
+    root = np.sqrt(spread)
+    z = y * m / root
+    log_cdf = _log_ndtr(z)
+    log_mass = np.log(_PROBIT_WEIGHTS) + log_cdf
+    log_normaliser = _logsumexp(log_mass, axis=1)
+    share = np.exp(log_mass - log_normaliser[:, None])
+    ratio = np.exp(-0.5 * z**2 - 0.5 * math.log(2 * math.pi) - log_cdf)
+    mean_k = m + y * v * ratio / root
+    var_k = v - v**2 * ratio * (z + ratio) / spread
+    mean = np.sum(share * mean_k, axis=1)
+    var = np.sum(share * (var_k + (mean_k - mean[:, None]) ** 2), axis=1)
+    return log_normaliser, mean, np.maximum(var, 1e-12)
+
+
+def _ep_fit(
+    rows: np.ndarray,
+    outcome: np.ndarray,
+    prior_precision: np.ndarray,
+    site_precision: np.ndarray,
+    site_shift: np.ndarray,
+) -> _GaussianFit:
+    """The Gaussian from the sites, and EP's estimate of the log evidence."""
+    precision = np.diag(prior_precision) + rows.T @ (site_precision[:, None] * rows)
+    cholesky = np.linalg.cholesky(precision)
+    natural = rows.T @ site_shift
+    mean = np.linalg.solve(precision, natural)
+    cavity_mean, cavity_var = _cavities(rows, prior_precision, site_precision, site_shift)
+    log_tilted, _, _ = _tilted_moments(cavity_mean, cavity_var, outcome)
+    # log of the integral of cavity x site (a Gaussian integral, see Rasmussen & Williams 3.6)
+    t, s, m, v = site_precision, site_shift, cavity_mean, cavity_var
+    log_site = -0.5 * np.log1p(t * v) + (2 * m * s + s**2 * v - t * m**2) / (2 * (1 + t * v))
+    log_evidence = (
+        np.sum(log_tilted - log_site)
+        + 0.5 * np.sum(np.log(prior_precision))
+        - np.sum(np.log(np.diag(cholesky)))
+        + 0.5 * natural @ mean
+    )
+    return _GaussianFit(mean, cholesky, float(log_evidence), site_precision, site_shift)
+
+
+def _log_ndtr(z: np.ndarray) -> np.ndarray:
+    """log Phi(z), accurate in the far left tail (erfc after Numerical Recipes, rel. err 1e-7)."""
+    x = np.abs(z) / math.sqrt(2.0)
+    t = 1.0 / (1.0 + 0.5 * x)
+    poly = -1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (
+        -0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (
+            -0.82215223 + t * 0.17087277))))))))
+    log_tail = math.log(0.5) + np.log(t) - x**2 + poly  # log Phi(-|z|)
+    return np.where(z < 0, log_tail, np.log1p(-np.exp(log_tail)))
+
+
+def _log_prior_density(draws: np.ndarray, n: int) -> np.ndarray:
     """log prior density of the draws, with the scale averaged over its grid."""
     strengths_sq = np.sum(draws[:, :n] ** 2, axis=1)
     bias_term = -0.5 * draws[:, n] ** 2 / BIAS_PRIOR_SD**2
     per_scale = np.stack(
         [
-            _log_prior_normaliser(n, scale) - 0.5 * strengths_sq / scale**2 + bias_term
+            _log_gaussian_normaliser(_prior_precision(n, scale)) - 0.5 * strengths_sq / scale**2
             for scale in SCALE_GRID
         ]
     )
-    return _logsumexp(per_scale, axis=0) - math.log(len(SCALE_GRID))
+    return _logsumexp(per_scale, axis=0) - math.log(len(SCALE_GRID)) + bias_term
 
 
-def _log_gaussian_mixture(draws: np.ndarray, fits, mixture: np.ndarray) -> np.ndarray:
+def _log_gaussian_normaliser(precision_diagonal: np.ndarray) -> float:
+    return float(
+        0.5 * np.sum(np.log(precision_diagonal)) - 0.5 * len(precision_diagonal) * math.log(2 * math.pi)
+    )
+
+
+def _log_gaussian_mixture(draws: np.ndarray, fits: list[_GaussianFit], share: np.ndarray) -> np.ndarray:
     dim = draws.shape[1]
     per_component = []
-    for (mode, chol, _), share in zip(fits, mixture):
-        if share <= 0.0:
+    for fit, weight in zip(fits, share):
+        if weight <= 0.0:
             continue
-        whitened = (draws - mode) @ chol  # (theta - m)^T L L^T (theta - m) = |L^T (theta - m)|^2
+        chol = fit.precision_cholesky
+        whitened = (draws - fit.mean) @ chol  # |L^T (theta - mean)|^2 is the Mahalanobis term
         per_component.append(
-            math.log(share)
+            math.log(weight)
             - 0.5 * dim * math.log(2 * math.pi)
             + np.sum(np.log(np.diag(chol)))
             - 0.5 * np.sum(whitened**2, axis=1)

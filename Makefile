@@ -1,0 +1,43 @@
+# marketrank: `make run` runs the product, `make test` runs the tests. Both set themselves up:
+# a virtualenv in .venv with the package installed editable, and redis-server from Debian.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test bench bench-ranking chaos redis-server clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "Installing redis-server from Debian's packages..."; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	  else \
+	    echo "redis-server is missing: run 'sudo apt-get update && sudo apt-get install -y redis-server'"; \
+	    exit 1; \
+	  fi; }
+
+run: $(STAMP) redis-server
+	$(BIN)/python -m tasks.run_local
+
+test: $(STAMP) redis-server
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP) redis-server
+	$(BIN)/python -m bench.steps_bench
+
+bench-ranking: $(STAMP)
+	$(BIN)/python -m bench.ranking_bench
+
+chaos: $(STAMP) redis-server
+	$(BIN)/python -m bench.chaos
+
+clean:
+	rm -rf $(VENV) var *.egg-info

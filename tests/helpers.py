@@ -1,0 +1,38 @@
+"""Assertions about analyses that many tests share."""
+
+import time
+
+from analysis.models import Gist, HistoryEntry, RankingConfig, Status
+
+
+def noop_config(steps: int, markets: tuple[str, ...] = ("BTC/USDT", "ETH/USDT")) -> RankingConfig:
+    """A config of the `noop` strategy: `steps` cheap steps, for protocol tests."""
+    return RankingConfig(markets=list(markets), timeframe="1h", strategy="noop", top_k=1,
+                         target_confidence=0.8, noop_steps=steps)
+
+
+def assert_history_is_one_clean_chain(history: list[HistoryEntry], last_seq: int) -> None:
+    """Every sequence 0..last_seq committed exactly once, in order, and no two steps overlap."""
+    assert [entry.seq for entry in history] == list(range(last_seq + 1))
+    for before, after in zip(history, history[1:]):
+        assert after.started_at >= before.finished_at - 1e-6, (before, after)
+
+
+def wait_for_status(service, analysis_id, actor, statuses, timeout: float = 60) -> Gist:
+    wanted = {Status(s) for s in statuses}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        gist = service.get(analysis_id, actor)
+        if gist.status in wanted:
+            return gist
+        time.sleep(0.05)
+    raise AssertionError(f"{analysis_id} is {gist.status} ({gist.reason}), expected {statuses}")
+
+
+def ranking(gist: Gist) -> list[tuple[str, float]]:
+    return [(item.symbol, item.score) for item in gist.result]
+
+
+def redis_snapshot(client) -> dict[bytes, bytes]:
+    """Every key and its serialized value: to prove an action wrote nothing."""
+    return {key: client.dump(key) for key in client.scan_iter(count=1000)}
