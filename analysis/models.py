@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# The gist's `model` for an llm analysis after a refine: the workers' OPENAI_REFINE_MODEL.
+REFINE_MODEL = "@refine"
 AnalysisKind = Literal["rank", "entry", "exit"]
 StrategyName = Literal["score", "llm", "noop"]
 

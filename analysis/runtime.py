@@ -2,7 +2,7 @@
 source, the snapshot store. Workers, the bot and the CLI each build one from settings."""
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import redis
@@ -19,6 +19,7 @@ logger = logging.getLogger(__name__)
 @dataclass
 class Runtime:
     settings: Settings
+    _judge: object = field(default=None, init=False, repr=False)
 
     @cached_property
     def redis(self) -> redis.Redis:
@@ -48,3 +49,21 @@ class Runtime:
     @cached_property
     def provider(self) -> MarketDataProvider:
         return provider_from_spec(self.settings.market_data)
+
+    def judge(self):
+        """The LLM judge, built on first use in this process (it holds an HTTP pool, so it is
+        never built before a fork)."""
+        if self._judge is None:
+            from analysis.llm_cache import RedisResponseCache
+            from analysis.llm_judge import LLMJudge
+
+            s = self.settings
+            key = s.openai_api_key.get_secret_value() if s.openai_api_key else ""
+            # A self-hosted server may take no key; the client still needs a non-empty one.
+            self._judge = LLMJudge(
+                api_key=key or ("no-key" if s.openai_base_url else ""),
+                base_url=s.openai_base_url or None, timeout_s=s.openai_timeout_s,
+                max_concurrency=s.openai_max_concurrency, max_retries=s.openai_max_retries,
+                backoff_base_s=s.openai_backoff_base_s, backoff_max_s=s.openai_backoff_max_s,
+                cache=RedisResponseCache(self.redis, self.keys))
+        return self._judge

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from analysis.errors import LimitReached, NotAllowed, NotFound, quoted
 from analysis.market_data.base import provider_from_spec
-from analysis.models import ActionResult, Gist, RankingConfig, Status, to_jsonable
+from analysis.models import REFINE_MODEL, ActionResult, Gist, RankingConfig, Status, to_jsonable
 from analysis.store import AnalysisStore, ScriptAnswer
 
 logger = logging.getLogger(__name__)
@@ -50,21 +50,17 @@ def new_chain_token() -> str:
 
 class AnalysisService:
     def __init__(self, store: AnalysisStore, dispatcher: StepDispatcher, *,
-                 refine_model: str | None = None, default_model: str = "",
                  clock: Callable[[], float] = time.time):
         self.store = store
         self.dispatcher = dispatcher
-        self.refine_model = refine_model or ""
-        self.default_model = default_model
         self.clock = clock
 
     # --- starting and reading -----------------------------------------------------------------
     def start(self, config: RankingConfig, actor: Actor) -> Gist:
         analysis_id, chain = new_analysis_id(), new_chain_token()
         demo = provider_from_spec(config.data_source).is_demo
-        model = self.default_model if config.strategy == "llm" else ""
         answer = self.store.create(analysis_id, actor.user_id, config, chain=chain, demo=demo,
-                                   model=model, now=self.clock())
+                                   model="", now=self.clock())
         if answer.code == "limit":
             limit = self.store.settings.max_active_per_user
             raise LimitReached(f"you already have {answer.values[0]} analyses running; the limit "
@@ -133,7 +129,7 @@ class AnalysisService:
         chain = new_chain_token()
         answer = self.store.refine(gist.id, gist.owner, generation=generation, new_chain=chain,
                                    step=REFINE_STEP, cap=REFINE_CAP,
-                                   refine_model=self.refine_model if gist.config.strategy == "llm" else "",
+                                   refine_model=REFINE_MODEL if gist.config.strategy == "llm" else "",
                                    now=self.clock())
         if answer.code == "enqueue":
             self._enqueue(gist.id, chain, int(answer.values[0]))

@@ -15,7 +15,7 @@ from typing import TypeVar
 from analysis.errors import AnalysisError, DataUnavailable, InvalidConfig
 from analysis.indicators import WARMUP_CANDLES
 from analysis.market_data.base import provider_from_spec
-from analysis.models import HistoryEntry, RankingConfig, StepOutcome
+from analysis.models import REFINE_MODEL, HistoryEntry, RankingConfig, StepOutcome
 from analysis.runtime import Runtime
 from analysis.store import BegunStep
 from analysis.strategies import get_strategy
@@ -91,13 +91,21 @@ def initialize(rt: Runtime, analysis_id: str, config: RankingConfig) -> StepOutc
     return StepOutcome(state=state, progress=0.0, confidence=0.0, done=False, result=[])
 
 
+def resolve_model(wanted: str, settings) -> str:
+    """The gist names the model by role, so the workers' settings decide: '' is OPENAI_MODEL,
+    REFINE_MODEL is OPENAI_REFINE_MODEL (or OPENAI_MODEL when unset)."""
+    if wanted == REFINE_MODEL:
+        return settings.openai_refine_model or settings.openai_model
+    return wanted or settings.openai_model
+
+
 def work(rt: Runtime, analysis_id: str, seq: int, begun: BegunStep) -> StepOutcome:
     if seq == 0:
         return initialize(rt, analysis_id, begun.config)
     strategy = get_strategy(begun.config.strategy)
     judge = rt.judge() if begun.config.strategy == "llm" else None
     inp = StepInput(analysis_id=analysis_id, seq=seq, config=begun.config, state=begun.state,
-                    target=begun.target, model=begun.model,
+                    target=begun.target, model=resolve_model(begun.model, rt.settings),
                     load_candles=lambda symbols: rt.snapshots.load(analysis_id, symbols),
                     judge=judge)
     return strategy.step(inp)

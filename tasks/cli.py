@@ -47,8 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = get_settings()
     runtime = Runtime(settings)
-    service = AnalysisService(runtime.store, CeleryDispatcher(), default_model=settings.openai_model,
-                              refine_model=settings.openai_refine_model)
+    service = AnalysisService(runtime.store, CeleryDispatcher())
     # The CLI is the operators' tool: it may act on any analysis.
     actor = Actor(getattr(args, "owner", CLI_OWNER), is_admin=True)
     try:

@@ -53,9 +53,25 @@ def worker_log_dir() -> str:
 
 
 @pytest.fixture(scope="session")
-def worker(worker_log_dir):
+def llm_server():
+    """A local OpenAI-compatible server the workers' judge talks to (tests set its strengths)."""
+    from tests.openai_server import OpenAIServer
+    with OpenAIServer() as server:
+        yield server
+
+
+def worker_env(llm_server) -> dict[str, str]:
+    """The workers' environment: the test Redis, and the local LLM server as their judge (the
+    test process itself has no LLM configured, so the factory refuses `llm` unless told)."""
+    return {**os.environ, "OPENAI_BASE_URL": llm_server.base_url, "OPENAI_API_KEY": "sk-test",
+            "OPENAI_MODEL": "judge-small", "OPENAI_REFINE_MODEL": "judge-large",
+            "OPENAI_TIMEOUT_S": "2", "OPENAI_BACKOFF_BASE_S": "0.05", "OPENAI_BACKOFF_MAX_S": "0.5"}
+
+
+@pytest.fixture(scope="session")
+def worker(worker_log_dir, llm_server):
     """One real Celery worker (prefork, concurrency 2) for the session."""
-    w = Worker(dict(os.environ), "session", log_dir=worker_log_dir).start()
+    w = Worker(worker_env(llm_server), "session", log_dir=worker_log_dir).start()
     yield w
     w.stop()
 

@@ -1,0 +1,21 @@
+"""The LLM judge's response cache on Redis: a retried or replayed step never pays twice."""
+
+import redis
+
+from analysis.keys import Keys
+
+CACHE_TTL_S = 7 * 24 * 3600
+
+
+class RedisResponseCache:
+    """`ResponseCache` of analysis/llm_judge.py; keys are sha256 digests of model + prompt."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, ttl_s: int = CACHE_TTL_S):
+        self.redis, self.keys, self.ttl_s = client, keys, ttl_s
+
+    def get(self, key: str) -> str | None:
+        value = self.redis.get(self.keys.llm_cache(key))
+        return value.decode() if value is not None else None
+
+    def set(self, key: str, value: str) -> None:
+        self.redis.set(self.keys.llm_cache(key), value, ex=self.ttl_s)

@@ -1,0 +1,119 @@
+"""The `llm` strategy: an LLM judge compares pairs of markets for the trader's question; a
+Bradley–Terry model of the comparisons gives the top K and its confidence.
+
+Steps: step 1 turns each market's indicator snapshot into a one-line summary; every later step
+refits the model from the append-only comparison log in the state (so a replayed step is
+identical), stops when the confidence (expected precision@K, see analysis/bradley_terry.py)
+reaches the target or the comparison budget is spent, and otherwise asks the judge one batch of
+pairs chosen near the top-K boundary. Each comparison is tagged with the model that made it, so a
+refine that switches to OPENAI_REFINE_MODEL continues the same log.
+"""
+
+import zlib
+from collections import Counter
+
+from analysis.bradley_terry import Comparison, choose_pairs, default_budget, estimate_top_k
+from analysis.indicators import indicator_frame, snapshot_at
+from analysis.llm_judge import PairRequest
+from analysis.models import RankingConfig, StepOutcome
+from analysis.strategies.base import StepInput, target_not_reached
+
+SUMMARY_SHARE = 0.05  # of the progress bar
+
+
+def market_summary(snapshot: dict[str, float]) -> str:
+    """One line a model can read: the indicator snapshot in trader's words."""
+    close, atr = snapshot["close"], snapshot["atr_14"]
+    return (f"last close {close:.6g}; RSI(14) {snapshot['rsi_14']:.1f}; "
+            f"MACD histogram {snapshot['macd_hist'] / atr:+.2f} ATR; "
+            f"Bollinger %B {snapshot['bb_pctb']:.2f}; ATR(14) {atr / close:.2%} of price; "
+            f"ADX(14) {snapshot['adx_14']:.1f}; EMA20 vs EMA50 {snapshot['ema_trend']:+.2%}; "
+            f"volume last 24 candles vs previous 24 {snapshot['volume_change']:+.0%}")
+
+
+def comparisons(state: dict) -> list[Comparison]:
+    return [Comparison(first, second, winner, model) for first, second, winner, model in state["log"]]
+
+
+def step_seed(config: RankingConfig, log_length: int) -> int:
+    """Same config and log -> same seed, so a replayed step chooses the same pairs, and two runs
+    of one config with a deterministic judge give the same ranking whatever happened between."""
+    return zlib.crc32(f"{config.model_dump_json()}:{log_length}".encode())
+
+
+class LLMStrategy:
+    name = "llm"
+
+    def initial_state(self, config: RankingConfig, markets: list[str]) -> dict:
+        return {"markets": markets, "phase": "summaries", "summaries": {}, "snapshots": {},
+                "log": [], "budget": default_budget(len(markets), config.top_k),
+                "target_seen": config.target_confidence,
+                "stats": {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "retries": 0,
+                          "cache_hits": 0, "comparisons": 0}}
+
+    def step(self, inp: StepInput) -> StepOutcome:
+        state = dict(inp.state)
+        if state["phase"] == "summaries":
+            return self._summarise(inp, state)
+        if inp.target > state["target_seen"] + 1e-9:
+            # Refined: a higher target earns half a budget more comparisons.
+            state["budget"] += default_budget(len(state["markets"]), inp.config.top_k) // 2
+            state["target_seen"] = inp.target
+        estimate = self._estimate(inp, state)
+        if not self._should_stop(estimate, state, inp.target):
+            self._compare_batch(inp, state, estimate)
+            estimate = self._estimate(inp, state)
+        return self._outcome(inp, state, estimate)
+
+    def _summarise(self, inp: StepInput, state: dict) -> StepOutcome:
+        snapshots = {s: snapshot_at(indicator_frame(c)) for s, c in inp.load_candles(state["markets"]).items()}
+        state.update(phase="comparing", snapshots=snapshots,
+                     summaries={s: market_summary(snap) for s, snap in snapshots.items()})
+        return StepOutcome(state=state, progress=SUMMARY_SHARE, confidence=0.0, done=False, result=[])
+
+    def _estimate(self, inp: StepInput, state: dict):
+        return estimate_top_k(state["markets"], comparisons(state), inp.config.top_k,
+                              seed=step_seed(inp.config, len(state["log"])))
+
+    @staticmethod
+    def _should_stop(estimate, state: dict, target: float) -> bool:
+        return estimate.expected_precision >= target or len(state["log"]) >= state["budget"]
+
+    def _compare_batch(self, inp: StepInput, state: dict, estimate) -> None:
+        room = state["budget"] - len(state["log"])
+        pairs = choose_pairs(state["markets"], comparisons(state), inp.config.top_k,
+                             min(inp.config.batch_size, room),
+                             seed=step_seed(inp.config, len(state["log"])), estimate=estimate)
+        summaries = state["summaries"]
+        asked = Counter((first, second, model) for first, second, _, model in state["log"])
+        requests = [PairRequest(first=a, second=b, first_summary=summaries[a],
+                                second_summary=summaries[b], question=inp.config.prompt,
+                                repeat=asked[(a, b, inp.model)])
+                    for a, b in pairs]
+        verdicts, stats = inp.judge.compare_many(requests, model=inp.model)
+        state["log"] = state["log"] + [[v.first, v.second, v.winner, v.model] for v in verdicts]
+        totals = dict(state["stats"])
+        for name in ("calls", "prompt_tokens", "completion_tokens", "retries", "cache_hits"):
+            totals[name] += getattr(stats, name)
+        totals["comparisons"] = len(state["log"])
+        state["stats"] = totals
+
+    def _outcome(self, inp: StepInput, state: dict, estimate) -> StepOutcome:
+        confidence = round(estimate.expected_precision, 6)
+        state["estimate"] = {"p_exact": round(estimate.p_exact, 6),
+                             "first_bias": round(estimate.first_bias, 4),
+                             "p_in_top_k": {s: round(p, 4) for s, p in estimate.p_in_top_k.items()}}
+        ranked = sorted(estimate.top_k, key=lambda s: (-estimate.strengths[s], s))
+        state["leaders"] = ranked[:3]
+        done = self._should_stop(estimate, state, inp.target)
+        used = len(state["log"]) / max(state["budget"], 1)
+        progress = SUMMARY_SHARE + (1 - SUMMARY_SHARE) * max(min(confidence / inp.target, 1.0), used)
+        result = [{"rank": i + 1, "symbol": s, "score": round(estimate.strengths[s], 4),
+                   "indicators": state["snapshots"][s]} for i, s in enumerate(ranked)] if done else []
+        note = ""
+        if done:
+            note = target_not_reached(confidence, inp.target)
+            if note:
+                note += f" after {len(state['log'])} comparisons (budget)"
+        return StepOutcome(state=state, progress=1.0 if done else min(progress, 0.99),
+                           confidence=confidence, done=done, result=result, note=note)
