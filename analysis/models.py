@@ -165,4 +165,6 @@ def to_jsonable(gist: Gist, history: list[HistoryEntry], chain: str | None) -> d
         "history": [asdict(entry) for entry in history],
         "result": [asdict(item) for item in gist.result],
         "stats": gist.state.get("stats", {}),
+        # llm strategy: the probability that the reported top-K set is exactly right.
+        "p_exact": gist.state.get("estimate", {}).get("p_exact"),
     }
