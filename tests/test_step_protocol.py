@@ -258,3 +258,21 @@ def test_the_per_user_limit_of_active_analyses(runtime, local_service, actor):
         local_service.start(noop_config(2), actor)
     with pytest.raises(LimitReached, match="the limit is 3"):
         local_service.start(noop_config(2), actor)
+
+
+def test_the_lease_keeper_keeps_a_long_step_leased_and_stops_when_fenced(runtime, queue, actor):
+    import time
+
+    from analysis.step_runner import LeaseKeeper
+    from analysis.store import AnalysisStore
+    store = AnalysisStore(runtime.redis, runtime.settings.model_copy(update={"lease_ms": 500}))
+    service = AnalysisService(store, queue)
+    gist = service.start(noop_config(2), actor)
+    chain = store.chain(gist.id)
+    store.begin_step(gist.id, chain, 0, "long-step", now=time.time())
+    keeper = LeaseKeeper(interval_s=0.1)
+    with keeper.hold(gist.id, "long-step", lambda: store.heartbeat(gist.id, "long-step")):
+        time.sleep(0.8)  # longer than the 500 ms lease
+        assert store.lease_holder(gist.id) == "long-step"
+    time.sleep(0.8)  # no one renews it now
+    assert store.lease_holder(gist.id) is None
