@@ -1,5 +1,6 @@
 """Assertions about analyses that many tests share."""
 
+import threading
 import time
 
 from analysis.models import Gist, HistoryEntry, RankingConfig, Status
@@ -36,3 +37,20 @@ def ranking(gist: Gist) -> list[tuple[str, float]]:
 def redis_snapshot(client) -> dict[bytes, bytes]:
     """Every key and its serialized value: to prove an action wrote nothing."""
     return {key: client.dump(key) for key in client.scan_iter(count=1000)}
+
+
+def all_at_once(n: int, call) -> list:
+    """Run `call` in n threads released together (a storm of duplicate taps); their results."""
+    barrier = threading.Barrier(n)
+    results = []
+
+    def run():
+        barrier.wait()
+        results.append(call())
+
+    threads = [threading.Thread(target=run) for _ in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results

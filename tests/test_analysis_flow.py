@@ -1,13 +1,12 @@
 """Whole analyses through a real Celery worker and a real Redis."""
 
-import threading
 import time
 
 import pytest
 
 from analysis.models import Status
 from tests.conftest import wait_until
-from tests.helpers import (assert_history_is_one_clean_chain, noop_config, ranking,
+from tests.helpers import (all_at_once, assert_history_is_one_clean_chain, noop_config, ranking,
                            wait_for_status)
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -56,18 +55,7 @@ def test_twenty_concurrent_resumes_continue_exactly_one_chain(service, actor):
     wait_until(lambda: service.get(gist.id, actor).seq >= 5, message="a few steps")
     service.pause(gist.id, actor)
     wait_until(lambda: service.store.lease_holder(gist.id) is None, message="the step to finish")
-    barrier = threading.Barrier(20)
-    results = []
-
-    def resume():
-        barrier.wait()
-        results.append(service.resume(gist.id, actor))
-
-    threads = [threading.Thread(target=resume) for _ in range(20)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = all_at_once(20, lambda: service.resume(gist.id, actor))
     assert sum(r.changed for r in results) == 1
     wait_for_status(service, gist.id, actor, ["COMPLETED"])
     history = service.store.history(gist.id)

@@ -8,7 +8,7 @@ import pytest
 from analysis.models import HistoryEntry, StepOutcome, Status
 from analysis.service import AnalysisService
 from analysis.step_runner import run_step
-from tests.helpers import assert_history_is_one_clean_chain, noop_config
+from tests.helpers import all_at_once, assert_history_is_one_clean_chain, noop_config
 
 
 class QueueDispatcher:
@@ -154,18 +154,7 @@ def test_twenty_concurrent_resumes_start_exactly_one_chain(runtime, queue, local
     queue.drain(runtime, limit=3)
     local_service.pause(gist.id, actor)
     queue.drain(runtime)  # the queued step finds the analysis paused
-    barrier = threading.Barrier(20)
-    results = []
-
-    def resume():
-        barrier.wait()
-        results.append(local_service.resume(gist.id, actor))
-
-    threads = [threading.Thread(target=resume) for _ in range(20)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = all_at_once(20, lambda: local_service.resume(gist.id, actor))
     assert sum(r.changed for r in results) == 1
     assert sum(r.message == "Already running." for r in results) == 19
     assert len(queue.queue) == 1
