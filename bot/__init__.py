@@ -1,0 +1,1 @@
+"""The Telegram front of marketrank: thin handlers, pure views, and the card notifier."""

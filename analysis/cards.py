@@ -1,0 +1,40 @@
+"""Where each analysis's status card lives: the chat and the message the bot edits in place.
+
+One hash per analysis (`{prefix}card:{id}`, fields chat_id and message_id) with the gist's TTL,
+so a card is remembered exactly as long as its analysis. Only the bot writes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+
+from analysis.keys import Keys
+
+
+@dataclass(frozen=True)
+class CardLocation:
+    chat_id: int
+    message_id: int
+
+
+class CardStore:
+    """`client` must be created with `decode_responses=True`."""
+
+    def __init__(self, client: aioredis.Redis, keys: Keys, ttl_s: int):
+        self.redis, self.keys, self.ttl_s = client, keys, ttl_s
+
+    async def get(self, analysis_id: str) -> CardLocation | None:
+        raw = await self.redis.hgetall(self.keys.card(analysis_id))
+        try:
+            return CardLocation(int(raw["chat_id"]), int(raw["message_id"]))
+        except (KeyError, ValueError):
+            return None
+
+    async def save(self, analysis_id: str, location: CardLocation) -> None:
+        key = self.keys.card(analysis_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping={"chat_id": location.chat_id, "message_id": location.message_id})
+            pipe.expire(key, self.ttl_s)
+            await pipe.execute()

@@ -1,0 +1,45 @@
+"""The ranking chart: a PNG of the top K — each market's score, and how often it stayed in the top K
+across the evaluation moments (the per-market share behind the confidence).
+
+Pure and thread-safe (matplotlib's object API on the Agg canvas, no pyplot state), so the bot
+renders it in a worker thread without blocking its event loop.
+"""
+
+import io
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from analysis.models import Gist
+
+
+def ranking_chart_png(gist: Gist) -> bytes:
+    items = gist.result
+    if not items:
+        raise ValueError("the analysis has no ranking to chart yet")
+    symbols = [item.symbol for item in items][::-1]  # best on top
+    labels = [f"{item.rank}. {item.symbol}" for item in items][::-1]
+    scores = [item.score for item in items][::-1]
+    in_top = gist.state.get("p_in_top_k") or {}
+    shares = [float(in_top.get(s, float("nan"))) for s in symbols]
+
+    height = 1.6 + 0.38 * len(items)
+    figure = Figure(figsize=(9, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    score_ax, share_ax = figure.subplots(1, 2, sharey=True, width_ratios=(3, 2))
+    colors = ["#2e7d32" if s >= 0 else "#c62828" for s in scores]
+    score_ax.barh(labels, scores, color=colors)
+    score_ax.axvline(0, color="#555", linewidth=0.8)
+    score_ax.set_xlabel("composite score")
+    share_ax.barh(labels, shares, color="#1565c0")
+    share_ax.set_xlim(0, 1)
+    share_ax.axvline(gist.target, color="#ef6c00", linestyle="--", linewidth=1, label=f"target {gist.target:.2f}")
+    share_ax.set_xlabel(f"share of moments in top {len(items)}")
+    share_ax.legend(loc="lower right", fontsize="small")
+    title = (f"{gist.config.summary()} · confidence {gist.confidence:.2f} (target {gist.target:.2f})")
+    if gist.demo:
+        title += "\nDEMO DATA: synthetic markets, not real prices"
+    figure.suptitle(title, fontsize="medium")
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()

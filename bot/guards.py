@@ -1,0 +1,74 @@
+"""Authorization and user-fit errors around every handler.
+
+`@guarded(TRADER)` / `@guarded(ADMIN)` checks the user before the handler runs; a refusal gets a
+short polite answer (a reply, or the callback answer for a button), changes nothing and is
+logged with the user id and the action. Inside, an `AnalysisError` (its text is fit for a user)
+becomes the answer; every other exception reaches the application's error handler.
+"""
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+
+from telegram import Update, User
+from telegram.ext import ContextTypes
+
+from analysis.errors import AnalysisError, NotAllowed, NotFound
+from bot import callbacks, views
+from bot.services import Access, services
+
+logger = logging.getLogger(__name__)
+
+TRADER, ADMIN = "trader", "admin"
+Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Awaitable[None]]
+
+
+def action_of(update: Update) -> str:
+    """What the user tried, for logs: the command word or the button's action (never arguments)."""
+    if update.callback_query is not None:
+        press = callbacks.parse(update.callback_query.data)
+        return f"button {press.action}" if press else "button <invalid data>"
+    text = update.effective_message.text if update.effective_message else ""
+    return (text or "").split(maxsplit=1)[0][:40] if text else "<no text>"
+
+
+def log_refusal(update: Update, reason: str) -> None:
+    user = update.effective_user
+    logger.warning("refused: user=%s action=%s reason=%s", user.id if user else None,
+                   action_of(update), reason)
+
+
+async def answer(update: Update, html: str, plain: str) -> None:
+    """Reply to the command with `html`, or answer the button press with `plain` (not parsed)."""
+    if update.callback_query is not None:
+        await update.callback_query.answer(plain)
+    elif update.effective_message is not None:
+        await update.effective_message.reply_text(html)
+
+
+def refusal(access: Access, user: User | None, role: str) -> tuple[str, str] | None:
+    """(reason for the log, text for the user) when `user` may not act in `role`."""
+    if user is None or not access.may_trade(user.id):
+        return "not an allowed user", views.not_allowed_user(user.id if user else None)
+    if role == ADMIN and not access.is_admin(user.id):
+        return "not an admin", views.NOT_ADMIN
+    return None
+
+
+def guarded(role: str) -> Callable[[Handler], Handler]:
+    def decorate(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def guarded_handler(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+            refused = refusal(services(context).access, update.effective_user, role)
+            if refused is not None:
+                log_refusal(update, refused[0])
+                await answer(update, refused[1], refused[1])
+                return
+            try:
+                await handler(update, context)
+            except AnalysisError as err:
+                if isinstance(err, NotAllowed) or (isinstance(err, NotFound) and update.callback_query):
+                    log_refusal(update, str(err))
+                await answer(update, views.error_text(err), views.button_refusal(err))
+        return guarded_handler
+    return decorate

@@ -1,0 +1,250 @@
+"""Keeps every analysis's status card in step with its gist, inside the bot process.
+
+Progress events come from the Redis stream through a consumer group (`analysis.events`): an event
+is acknowledged only after the card shows a state at least as new as the event, so events that
+were read but not shown when the bot stopped are read again when it starts. Workers never talk to
+Telegram.
+
+Per analysis, a follower task coalesces bursts: the first event after a quiet spell is shown at
+once, later ones at most every `interval_s`, and the newest state always goes out last. Every
+edit of one card happens under that card's lock and renders the gist loaded under the lock, so
+edits are applied in the order of the states they show and a card never flips back. Telegram's
+RetryAfter is waited out and the edit retried with the then newest state; "message is not
+modified" counts as done; a card that can no longer be edited is replaced by a new message whose
+id is recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from redis.exceptions import RedisError
+from telegram import Bot, InlineKeyboardMarkup
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter
+
+from analysis.cards import CardLocation, CardStore
+from analysis.events import EventReader
+from analysis.store import AnalysisStore
+from bot import views
+
+logger = logging.getLogger(__name__)
+
+NOT_MODIFIED = "message is not modified"
+# Descriptions of an edit that can never succeed on this message: send a new card instead.
+GONE = ("message to edit not found", "message can't be edited", "message_id_invalid",
+        "message not found")
+MAX_TRACKED = 1000  # idle per-card records kept in memory before the oldest are dropped
+
+
+def retry_after_seconds(exc: RetryAfter) -> float:
+    with warnings.catch_warnings():  # PTB 22 warns that the int will become a timedelta
+        warnings.simplefilter("ignore")
+        value = exc.retry_after
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+def keyboard_key(keyboard: InlineKeyboardMarkup) -> tuple:
+    return tuple(tuple((b.text, b.callback_data) for b in row) for row in keyboard.inline_keyboard)
+
+
+@dataclass
+class _Card:
+    """What the bot knows about one analysis's card while it runs."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    unacked: list[str] = field(default_factory=list)  # events waiting for the card to catch up
+    dirty: bool = False
+    last_edit: float = -math.inf
+    shown: tuple | None = None  # (location, text, keyboard) last put on the live card
+    follower: asyncio.Task | None = None
+
+
+class CardNotifier:
+    def __init__(self, bot: Bot, store: AnalysisStore, cards: CardStore, events: EventReader, *,
+                 interval_s: float, clock: Callable[[], float] = time.monotonic):
+        self.bot, self.store, self.cards, self.events = bot, store, cards, events
+        self.interval_s, self.clock = interval_s, clock
+        self._cards: dict[str, _Card] = {}
+        self._reader: asyncio.Task | None = None
+        self._closing = asyncio.Event()
+
+    # --- lifecycle --------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.events.ensure_group()
+        self._reader = asyncio.create_task(self._read_forever(), name="card-notifier")
+
+    async def stop(self, grace_s: float = 2.0) -> None:
+        """Stop reading; give the followers `grace_s` to put out what they hold, unthrottled.
+        Whatever is left stays unacknowledged and is shown after the next start."""
+        self._closing.set()
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        followers = [c.follower for c in self._cards.values() if c.follower is not None]
+        if followers:
+            _, late = await asyncio.wait(followers, timeout=grace_s)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+
+    # --- for handlers -----------------------------------------------------------------------
+    async def post_card(self, chat_id: int, analysis_id: str, *, live: bool = True) -> CardLocation | None:
+        """Send a new card for the analysis to `chat_id`. A live card is the one kept up to date
+        (it replaces the previous one); otherwise the message is a snapshot."""
+        card = self._card(analysis_id)
+        async with card.lock:
+            location = await self._put(analysis_id, card, None, chat_id, live=live)
+        if live:
+            self._note(analysis_id, [])  # catch any change between the render and the save
+        return location
+
+    async def show(self, analysis_id: str, chat_id: int | None = None,
+                   message_id: int | None = None) -> None:
+        """Bring a card up to date now (after a button press or a command): the message pressed
+        on if given, else the live card. Unthrottled; best effort, the events catch up."""
+        live = await self.cards.get(analysis_id)
+        pressed = CardLocation(chat_id, message_id) if chat_id and message_id else None
+        card = self._card(analysis_id)
+        try:
+            async with card.lock:
+                if pressed is not None and live is not None and pressed != live:
+                    await self._put(analysis_id, card, pressed, pressed.chat_id, live=False)
+                elif live is not None or pressed is not None:
+                    target = live or pressed
+                    if live is None:
+                        await self.cards.save(analysis_id, target)
+                    await self._put(analysis_id, card, target, target.chat_id, live=True)
+        except (BadRequest, Forbidden) as exc:
+            logger.warning("[%s] card not updated: %s", analysis_id, exc.message)
+        except NetworkError as exc:
+            logger.warning("[%s] card not updated (%s); the events will catch up", analysis_id, exc)
+
+    # --- events -----------------------------------------------------------------------------
+    async def _read_forever(self) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                events, malformed = await self.events.read()
+                await self.events.ack(malformed)
+            except (RedisError, OSError) as exc:
+                logger.warning("reading progress events failed (%s); retrying in %.1fs", exc, backoff)
+            except Exception:  # a bug must not stop every card for good
+                logger.exception("reading progress events failed; retrying in %.1fs", backoff)
+            else:
+                backoff = 0.5
+                by_analysis: dict[str, list[str]] = {}
+                for event in events:
+                    by_analysis.setdefault(event.analysis_id, []).append(event.entry_id)
+                for analysis_id, entry_ids in by_analysis.items():
+                    self._note(analysis_id, entry_ids)
+                continue
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 10)
+
+    def _note(self, analysis_id: str, entry_ids: list[str]) -> None:
+        card = self._card(analysis_id)
+        card.unacked.extend(entry_ids)
+        card.dirty = True
+        if card.follower is None:
+            card.follower = asyncio.create_task(self._follow(analysis_id, card),
+                                                name=f"card-{analysis_id}")
+
+    async def _follow(self, analysis_id: str, card: _Card) -> None:
+        backoff = 0.5
+        try:
+            while card.dirty:
+                delay = card.last_edit + self.interval_s - self.clock()
+                if delay > 0 and not self._closing.is_set():
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(self._closing.wait(), delay)
+                card.dirty = False
+                entries, card.unacked = card.unacked, []
+                try:
+                    await self._refresh(analysis_id, card)
+                except (BadRequest, Forbidden) as exc:  # never going to work for this card
+                    logger.warning("[%s] card not updated: %s", analysis_id, exc.message)
+                except (NetworkError, RedisError, OSError) as exc:
+                    logger.warning("[%s] card update failed (%s); retrying in %.1fs", analysis_id, exc, backoff)
+                    card.unacked[:0], card.dirty = entries, True
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 30)
+                    continue
+                except Exception:  # a bug (or an unexpected answer): retrying would not help
+                    logger.exception("[%s] card not updated", analysis_id)
+                backoff = 0.5
+                try:
+                    await self.events.ack(entries)
+                except (RedisError, OSError) as exc:
+                    logger.warning("[%s] ack failed (%s); acknowledging with the next update", analysis_id, exc)
+                    card.unacked[:0] = entries
+        finally:
+            card.follower = None
+            self._forget_idle()
+
+    async def _refresh(self, analysis_id: str, card: _Card) -> None:
+        async with card.lock:
+            location = await self.cards.get(analysis_id)
+            if location is not None:
+                await self._put(analysis_id, card, location, location.chat_id, live=True)
+
+    # --- the one place that talks to Telegram -----------------------------------------------
+    async def _put(self, analysis_id: str, card: _Card, location: CardLocation | None, chat_id: int,
+                   *, live: bool) -> CardLocation | None:
+        """Show the analysis as it is now: edit `location`, or send a new message to `chat_id`
+        when there is none (or it can no longer be edited). Call with `card.lock` held."""
+        while True:
+            gist = await asyncio.to_thread(self.store.load, analysis_id)
+            if gist is None:
+                return location
+            text, keyboard = views.card_text(gist), views.card_keyboard(gist)
+            try:
+                if location is None:
+                    message = await self.bot.send_message(chat_id, text, reply_markup=keyboard)
+                    location = CardLocation(chat_id, message.message_id)
+                    if live:
+                        await self.cards.save(analysis_id, location)
+                elif live and card.shown == (location, text, keyboard_key(keyboard)):
+                    return location
+                else:
+                    await self.bot.edit_message_text(text, chat_id=location.chat_id,
+                                                     message_id=location.message_id, reply_markup=keyboard)
+            except RetryAfter as exc:
+                wait = retry_after_seconds(exc)
+                logger.info("[%s] Telegram asks to wait %.1fs before the next edit", analysis_id, wait)
+                await asyncio.sleep(wait)
+                continue  # and render the newest state then
+            except BadRequest as exc:
+                description = exc.message.lower()
+                if live and any(gone in description for gone in GONE):
+                    logger.info("[%s] the card can no longer be edited (%s); sending a new one",
+                                analysis_id, exc.message)
+                    location = None
+                    continue
+                if NOT_MODIFIED not in description:
+                    raise
+            if live:
+                card.shown, card.last_edit = (location, text, keyboard_key(keyboard)), self.clock()
+            return location
+
+    # --- bookkeeping ------------------------------------------------------------------------
+    def _card(self, analysis_id: str) -> _Card:
+        card = self._cards.get(analysis_id)
+        if card is None:
+            card = self._cards[analysis_id] = _Card()
+        return card
+
+    def _forget_idle(self) -> None:
+        if len(self._cards) <= MAX_TRACKED:
+            return
+        for analysis_id, card in list(self._cards.items())[: len(self._cards) - MAX_TRACKED]:
+            if card.follower is None and not card.dirty and not card.lock.locked():
+                del self._cards[analysis_id]

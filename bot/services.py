@@ -1,0 +1,74 @@
+"""The services handlers reach: built once at start-up (post_init), kept in `bot_data`, closed at
+shutdown. Handlers never build clients themselves."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from telegram import Bot, User
+from telegram.ext import ContextTypes
+
+from analysis.cards import CardStore
+from analysis.config_factory import RankingConfigFactory
+from analysis.events import EventReader
+from analysis.runtime import Runtime
+from analysis.service import Actor, AnalysisService
+from analysis.settings import Settings
+from bot.notifier import CardNotifier
+from tasks.dispatcher import CeleryDispatcher
+from tasks.ops import BrokerOps, default_ops
+
+logger = logging.getLogger(__name__)
+BOT_DATA_KEY = "services"
+NOTIFIER_CONSUMER = "notifier"
+
+
+class Access:
+    """Who may do what: traders need ALLOWED_USER_IDS (empty = anyone), admins ADMIN_USER_IDS."""
+
+    def __init__(self, allowed_user_ids: list[int], admin_user_ids: list[int]):
+        self.allowed, self.admins = frozenset(allowed_user_ids), frozenset(admin_user_ids)
+
+    def is_admin(self, user_id: int) -> bool:
+        return user_id in self.admins
+
+    def may_trade(self, user_id: int) -> bool:
+        return not self.allowed or user_id in self.allowed or user_id in self.admins
+
+    def actor(self, user: User) -> Actor:
+        return Actor(str(user.id), is_admin=self.is_admin(user.id))
+
+
+@dataclass
+class BotServices:
+    settings: Settings
+    access: Access
+    service: AnalysisService
+    factory: RankingConfigFactory
+    notifier: CardNotifier
+    ops: BrokerOps
+    async_redis: aioredis.Redis
+
+    @classmethod
+    def build(cls, settings: Settings, bot: Bot) -> BotServices:
+        runtime = Runtime(settings)
+        service = AnalysisService(runtime.store, CeleryDispatcher())
+        async_redis = aioredis.Redis.from_url(settings.redis_url, decode_responses=True,
+                                              health_check_interval=30)
+        # One consumer group per bot (its id is the token's prefix): each bot sees every event.
+        events = EventReader(async_redis, runtime.keys, group=f"bot:{bot.id}", consumer=NOTIFIER_CONSUMER)
+        cards = CardStore(async_redis, runtime.keys, settings.gist_ttl_s)
+        notifier = CardNotifier(bot, runtime.store, cards, events, interval_s=settings.card_edit_interval_s)
+        return cls(settings=settings, access=Access(settings.allowed_user_ids, settings.admin_user_ids),
+                   service=service, factory=RankingConfigFactory(settings, runtime.provider),
+                   notifier=notifier, ops=default_ops(), async_redis=async_redis)
+
+    async def close(self) -> None:
+        await self.async_redis.aclose()
+        self.service.store.redis.close()
+
+
+def services(context: ContextTypes.DEFAULT_TYPE) -> BotServices:
+    return context.application.bot_data[BOT_DATA_KEY]

@@ -1,0 +1,52 @@
+"""Admin queries that need the broker: how much work waits, which workers answer.
+
+Blocking calls (a Redis round trip, a broadcast ping that waits `timeout` seconds); the bot runs
+them in a thread.
+"""
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import redis
+from celery import Celery
+
+# The kombu Redis transport keeps messages delivered to a worker but not yet acknowledged here.
+UNACKED_KEY = "unacked"
+
+
+@dataclass(frozen=True)
+class QueueDepths:
+    queued: int  # waiting in the queue
+    unacked: int  # delivered to a worker, not yet acknowledged (running or prefetched)
+
+
+class BrokerOps:
+    def __init__(self, app: Celery):
+        self.app = app
+
+    @cached_property
+    def broker(self) -> redis.Redis:
+        return redis.Redis.from_url(self.app.conf.broker_url)
+
+    @property
+    def queue(self) -> str:
+        return self.app.conf.task_default_queue
+
+    def queue_depths(self) -> dict[str, QueueDepths]:
+        """Depth of each queue marketrank uses (one today: `marketrank`)."""
+        with self.broker.pipeline(transaction=False) as pipe:
+            pipe.llen(self.queue)
+            pipe.hlen(UNACKED_KEY)
+            queued, unacked = pipe.execute()
+        return {self.queue: QueueDepths(int(queued), int(unacked))}
+
+    def workers(self, timeout: float = 1.0) -> list[str]:
+        """Names of the workers that answered a ping within `timeout` seconds, sorted."""
+        replies = self.app.control.ping(timeout=timeout) or []
+        return sorted(name for reply in replies for name in reply)
+
+
+def default_ops() -> BrokerOps:
+    from tasks.celery_app import app
+
+    return BrokerOps(app)
