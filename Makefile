@@ -32,6 +32,7 @@ test: $(STAMP) redis-server
 
 bench: $(STAMP) redis-server
 	$(BIN)/python -m bench.steps_bench
+	$(BIN)/python -m bench.tap_bench
 
 bench-ranking: $(STAMP)
 	$(BIN)/python -m bench.ranking_bench

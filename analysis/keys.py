@@ -10,7 +10,7 @@
 | {p}owner:{owner}             | zset   | none                       | the owner's analyses by creation time   |
 | {p}active:{owner}            | set    | none                       | the owner's analyses not yet final      |
 | {p}analyses                  | zset   | none                       | every analysis by creation time         |
-| {p}events                    | stream | capped (MAXLEN ~)          | progress events for the bot's notifier  |
+| {p}events                    | stream | capped (MAXLEN ~)          | progress events; bots read them with the consumer group bot:{bot id} |
 | {p}failures                  | list   | capped (LTRIM)             | recent step failures, for admins        |
 | {p}llmcache:{sha256}         | string | LLM_CACHE_TTL              | one cached LLM answer                   |
 | {p}card:{id}                 | hash   | GIST_TTL_S                 | the bot's status card (chat, message)   |

@@ -90,7 +90,7 @@ class AnalysisService:
     def resolve_id(self, text: str, actor: Actor) -> str:
         text = text.strip().lower() if isinstance(text, str) else ""
         if not ID_PATTERN.match(text):
-            raise NotFound(f"no analysis {quoted(text)}: ids look like k3f9a2xq1m")
+            raise NotFound(f"no analysis {quoted(text)}: ids look like k3f9a2xq7m")
         if len(text) == ID_LENGTH:
             return text
         candidates = self.store.ids_of_owner(actor.user_id, limit=200)
@@ -174,6 +174,10 @@ class AnalysisService:
             if self.store.lease_holder(analysis_id) is None and now - gist.last_progress_at > grace_s:
                 found.append(gist)
         return found
+
+    def recent_failures(self, limit: int = 20) -> list[dict]:
+        """The latest failed or paused-by-error steps, newest first, for admins."""
+        return self.store.recent_failures(limit)
 
     def overview(self) -> Counter:
         """Analyses by status (the most recent 1000)."""

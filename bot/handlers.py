@@ -201,5 +201,5 @@ async def workers(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 @guarded(ADMIN)
 async def failures(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/failures: the most recent step failures."""
-    rows = await asyncio.to_thread(services(context).service.store.recent_failures)
+    rows = await asyncio.to_thread(services(context).service.recent_failures)
     await update.effective_message.reply_text(views.failures_text(rows))
