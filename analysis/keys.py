@@ -14,6 +14,7 @@
 | {p}failures                  | list   | capped (LTRIM)             | recent step failures, for admins        |
 | {p}llmcache:{sha256}         | string | LLM_CACHE_TTL              | one cached LLM answer                   |
 | {p}card:{id}                 | hash   | GIST_TTL_S                 | the bot's status card (chat, message)   |
+| {p}update:{bot}:{update_id}  | string | 1 day                      | a Telegram update the bot has handled   |
 """
 
 from dataclasses import dataclass
@@ -58,3 +59,6 @@ class Keys:
 
     def card(self, analysis_id: str) -> str:
         return f"{self.prefix}card:{analysis_id}"
+
+    def update(self, bot_id: int, update_id: int) -> str:
+        return f"{self.prefix}update:{bot_id}:{update_id}"

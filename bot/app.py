@@ -13,8 +13,9 @@ from urllib.parse import urlsplit
 from telegram import BotCommandScopeChat, Update
 from telegram.constants import ParseMode
 from telegram.error import TelegramError
-from telegram.ext import (AIORateLimiter, Application, ApplicationBuilder, CallbackQueryHandler,
-                          CommandHandler, ContextTypes, Defaults, MessageHandler, filters)
+from telegram.ext import (AIORateLimiter, Application, ApplicationBuilder, ApplicationHandlerStop,
+                          CallbackQueryHandler, CommandHandler, ContextTypes, Defaults,
+                          MessageHandler, TypeHandler, filters)
 
 from analysis.logging_setup import configure_logging
 from analysis.settings import Settings, get_settings
@@ -82,6 +83,7 @@ def build_application(settings: Settings) -> Application:
     # the error handler), so the limiter's own traceback for it is noise.
     logging.getLogger("telegram.ext.AIORateLimiter").setLevel(logging.CRITICAL)
     application.bot_data["settings"] = settings
+    application.add_handler(TypeHandler(Update, skip_redelivered), group=-1)
     for name, handler in COMMANDS:
         application.add_handler(CommandHandler(name, handler))
     application.add_handler(CallbackQueryHandler(handlers.button))
@@ -120,6 +122,13 @@ async def close_services(application: Application) -> None:
     bot_services = application.bot_data.pop(BOT_DATA_KEY, None)
     if bot_services is not None:
         await bot_services.close()
+
+
+async def skip_redelivered(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Handle each update once, even when Telegram delivers it again after a bot crash."""
+    if not await context.application.bot_data[BOT_DATA_KEY].ledger.first_delivery(update.update_id):
+        logger.info("update %s was already handled; skipped", update.update_id)
+        raise ApplicationHandlerStop
 
 
 async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -16,6 +16,7 @@ from analysis.events import EventReader
 from analysis.runtime import Runtime
 from analysis.service import Actor, AnalysisService
 from analysis.settings import Settings
+from analysis.update_ledger import UpdateLedger
 from bot.notifier import CardNotifier
 from tasks.dispatcher import CeleryDispatcher
 from tasks.ops import BrokerOps, default_ops
@@ -50,6 +51,7 @@ class BotServices:
     notifier: CardNotifier
     ops: BrokerOps
     async_redis: aioredis.Redis
+    ledger: UpdateLedger
 
     @classmethod
     def build(cls, settings: Settings, bot: Bot) -> BotServices:
@@ -63,7 +65,8 @@ class BotServices:
         notifier = CardNotifier(bot, runtime.store, cards, events, interval_s=settings.card_edit_interval_s)
         return cls(settings=settings, access=Access(settings.allowed_user_ids, settings.admin_user_ids),
                    service=service, factory=RankingConfigFactory(settings, runtime.provider),
-                   notifier=notifier, ops=default_ops(), async_redis=async_redis)
+                   notifier=notifier, ops=default_ops(), async_redis=async_redis,
+                   ledger=UpdateLedger(async_redis, runtime.keys, bot.id))
 
     async def close(self) -> None:
         await self.async_redis.aclose()

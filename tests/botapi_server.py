@@ -525,6 +525,7 @@ class BotApiServer:
         self._changed = threading.Condition(self._lock)
         self._calls: list[Call] = []
         self._updates: list[_Update] = []
+        self._all_updates: dict[int, _Update] = {}  # every update ever queued, for redelivery
         self._update_ids = itertools.count(100_000)
         self._query_ids = itertools.count(1)
         self._file_ids = itertools.count(1)
@@ -731,6 +732,16 @@ class BotApiServer:
         """Queue a raw update ``{"update_id": ..., kind: payload}``; returns the update_id."""
         with self._lock:
             return self._queue_update(kind, copy.deepcopy(payload))
+
+    def deliver_again(self, update_id: int) -> None:
+        """Queue an already confirmed update once more, with its own update_id: what Telegram
+        does after a bot crashed before confirming the batch it was handling."""
+        with self._lock:
+            old = self._all_updates[update_id]
+            self._updates.append(_Update(update_id, old.kind, copy.deepcopy(old.payload), time.monotonic()))
+            self._updates.sort(key=lambda u: u.update_id)
+            self._changed.notify_all()
+            self._call_in_loop(self._wake_pollers, "update")
 
     @property
     def pending_updates(self) -> list[int]:
@@ -1039,6 +1050,7 @@ class BotApiServer:
     def _queue_update(self, kind: str, payload: dict[str, Any]) -> int:
         """Append an update (lock held) and wake long polls."""
         update = _Update(next(self._update_ids), kind, payload, time.monotonic())
+        self._all_updates[update.update_id] = update
         self._updates.append(update)
         self._changed.notify_all()
         self._call_in_loop(self._wake_pollers, "update")

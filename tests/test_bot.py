@@ -288,7 +288,7 @@ def test_bad_arguments_and_limits_are_explained(api, people, logged_errors):
             "/rank symbols=BTC/USDT,NOPE/USDT": "unknown symbol NOPE/USDT",
             f'/rank markets=5 prompt="{"x" * 41}"': "the prompt is 41 characters; the limit is 40",
             "/status": "Sorry — give one analysis id, e.g. /status k3f9a2 (your ids are in /list).",
-            "/pause nosuchid": "Sorry — no analysis 'nosuchid': ids look like k3f9a2xq1m.",
+            "/pause nosuchid": "Sorry — no analysis 'nosuchid': ids look like k3f9a2xq7m.",
             "/pause zzzzzz": "Sorry — no analysis 'zzzzzz'.",
         }
         for command, expected in cases.items():
@@ -301,6 +301,19 @@ def test_bad_arguments_and_limits_are_explained(api, people, logged_errors):
         assert "the limit is 1" in ask(api, people.trader, "/rank markets=5")
         gists = bot.service.list(Actor(str(people.trader)))
         assert len(gists) == 1 and gists[0].config.prompt == "two words"
+    assert logged_errors == []
+
+
+def test_an_update_delivered_again_after_a_crash_is_handled_once(api, people, logged_errors):
+    with RunningBot(api, bot_settings(api, people)):
+        update_id = api.send_message(people.trader, "/rank markets=5 top=2")
+        wait_for_card(api, people.trader)
+    # The bot "crashed" before confirming the update: a new process gets it again.
+    api.deliver_again(update_id)
+    with RunningBot(api, bot_settings(api, people)) as bot:
+        api.wait_for(lambda: update_id not in api.pending_updates, timeout=10)
+        assert ask(api, people.trader, "/list").count("5 markets") == 1
+        assert len(bot.service.list(Actor(str(people.trader)))) == 1
     assert logged_errors == []
 
 
