@@ -58,6 +58,8 @@ local status = redis.call('HGET', KEYS[2], 'status')
 if is_final(status) then return {'final', status} end
 if redis.call('EXISTS', KEYS[1]) == 0 then
   -- A control key that expired while the analysis still runs: park it, the user can resume.
+  -- One already paused keeps its reason (a late delivery must not rewrite what the user sees).
+  if status ~= 'RUNNING' and status ~= 'PENDING' then return {'expired'} end
   redis.call('HSET', KEYS[2], 'status', 'PAUSED', 'reason', 'control expired', 'updated_at', ARGV[5])
   redis.call('HINCRBY', KEYS[2], 'version', 1)
   announce(KEYS[2], KEYS[4], ARGV[7], redis.call('HGET', KEYS[2], 'id'), 'paused', ARGV[5])
@@ -87,6 +89,21 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
   return 1
 end
 return 0
+"""
+
+SAVE_SNAPSHOT = """
+-- KEYS[1] lease  KEYS[2] candles
+-- ARGV[1] attempt token  ARGV[2] TTL s  ARGV[3], ARGV[4], ... symbol, compressed candles, ...
+-- INIT's data snapshot, written only by the lease holder: an INIT fenced out while it read the
+-- candles (its lease ran out and the step was redone, or an admin force-resumed) must not
+-- replace the snapshot a newer attempt saved, which later steps rank.
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {'lost_lease'} end
+redis.call('DEL', KEYS[2])
+for i = 3, #ARGV, 2 do
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+end
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+return {'ok'}
 """
 
 COMMIT_STEP = """

@@ -8,7 +8,7 @@ environment.
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from typing import Annotated
 
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -59,6 +59,12 @@ class Settings(BaseSettings):
     step_retry_backoff_s: float = Field(1.0, ge=0)
 
     # --- Watchdog ---------------------------------------------------------------------------
+    # A step killed mid-work leaves its lease for at most LEASE_MS; the watchdog re-enqueues it
+    # once the lease is gone and nothing moved for WATCHDOG_GRACE_S (counted from the last commit
+    # or kick, which is before the killed step began), at its next pass. So the worst case from
+    # a kill to the re-enqueue is max(LEASE_MS/1000, WATCHDOG_GRACE_S) + WATCHDOG_INTERVAL_S:
+    # 30 + 15 = 45 s with the defaults, under the 60 s promise (plus the step's own run time
+    # and its wait in the queue). See `recovery_bound_s`.
     watchdog_interval_s: float = Field(15, gt=0)
     watchdog_grace_s: float = Field(30, gt=0)
     watchdog_max_attempts: int = Field(5, ge=1)
@@ -92,6 +98,20 @@ class Settings(BaseSettings):
     @classmethod
     def _prefix_ends_with_colon(cls, value: str) -> str:
         return value if value.endswith(":") else value + ":"
+
+    @model_validator(mode="after")
+    def _heartbeat_renews_the_lease_in_time(self) -> "Settings":
+        # A heartbeat that comes later than half the lease lets a slow beat (a Redis blip, a busy
+        # host) lose the lease of a healthy step, which then cannot commit.
+        if self.heartbeat_ms * 2 > self.lease_ms:
+            raise ValueError(f"HEARTBEAT_MS ({self.heartbeat_ms}) must be at most half of "
+                             f"LEASE_MS ({self.lease_ms})")
+        return self
+
+    @property
+    def recovery_bound_s(self) -> float:
+        """Worst case from a worker killed mid-step to the watchdog re-enqueueing that step."""
+        return max(self.lease_ms / 1000, self.watchdog_grace_s) + self.watchdog_interval_s
 
 
 @lru_cache

@@ -19,6 +19,7 @@ from analysis.indicators import WARMUP_CANDLES
 from analysis.market_data.base import provider_from_spec
 from analysis.models import REFINE_MODEL, HistoryEntry, RankingConfig, StepOutcome
 from analysis.runtime import Runtime
+from analysis.snapshot import encode_candles
 from analysis.store import BegunStep
 from analysis.strategies import get_strategy
 from analysis.strategies.base import StepInput
@@ -106,8 +107,9 @@ def with_retries(call: Callable[[], T], *, retries: int, backoff_s: float,
     raise AssertionError("unreachable")
 
 
-def initialize(rt: Runtime, analysis_id: str, config: RankingConfig) -> StepOutcome:
-    """INIT: read and check every market's candles, snapshot them, set up the strategy."""
+def initialize(rt: Runtime, analysis_id: str, config: RankingConfig, attempt: str) -> StepOutcome:
+    """INIT: read and check every market's candles, snapshot them (only while `attempt` holds
+    the lease), set up the strategy."""
     provider = provider_from_spec(config.data_source)
     settings = rt.settings
     frames = {}
@@ -118,7 +120,12 @@ def initialize(rt: Runtime, analysis_id: str, config: RankingConfig) -> StepOutc
             raise InvalidConfig(f"{symbol} has only {len(frame)} {config.timeframe} candles; "
                                 f"at least {WARMUP_CANDLES + 2} are needed")
         frames[symbol] = frame
-    rt.snapshots.save(analysis_id, frames)
+    blobs = {symbol: encode_candles(frame) for symbol, frame in frames.items()}
+    if not rt.store.save_snapshot(analysis_id, attempt, blobs):
+        # Fenced out while reading (lease ran out and the step was redone, or force-resume): the
+        # snapshot of the attempt that holds the lease stays, and this attempt's commit will fail.
+        logger.warning("[%s] INIT attempt %s lost its lease: its snapshot is not saved",
+                       analysis_id, attempt)
     state = get_strategy(config.strategy).initial_state(config, list(config.markets))
     return StepOutcome(state=state, progress=0.0, confidence=0.0, done=False, result=[])
 
@@ -131,9 +138,10 @@ def resolve_model(wanted: str, settings) -> str:
     return wanted or settings.openai_model
 
 
-def work(rt: Runtime, analysis_id: str, seq: int, begun: BegunStep) -> StepOutcome:
+def work(rt: Runtime, analysis_id: str, seq: int, begun: BegunStep,
+         attempt: str = "") -> StepOutcome:
     if seq == 0:
-        return initialize(rt, analysis_id, begun.config)
+        return initialize(rt, analysis_id, begun.config, attempt)
     strategy = get_strategy(begun.config.strategy)
     judge = rt.judge() if begun.config.strategy == "llm" else None
     inp = StepInput(analysis_id=analysis_id, seq=seq, config=begun.config, state=begun.state,
@@ -157,7 +165,7 @@ def run_step(rt: Runtime, analysis_id: str, chain: str, seq: int, *, worker: str
     keeper = lease_keeper(rt.settings.heartbeat_ms / 1000)
     with keeper.hold(analysis_id, attempt, lambda: rt.store.heartbeat(analysis_id, attempt)):
         try:
-            outcome = work(rt, analysis_id, seq, begun)
+            outcome = work(rt, analysis_id, seq, begun, attempt)
         except AnalysisError as exc:
             final = seq == 0 and isinstance(exc, InvalidConfig)
             return _stop(rt, tag, analysis_id, begun, chain, attempt, seq, str(exc), final, clock)

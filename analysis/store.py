@@ -40,8 +40,9 @@ class AnalysisStore:
         self.keys = Keys(settings.key_prefix)
         self._scripts = {
             name: client.register_script(getattr(lua, name))
-            for name in ("CREATE", "BEGIN_STEP", "HEARTBEAT", "COMMIT_STEP", "STEP_STOP", "PAUSE",
-                         "RESUME", "REFINE", "CANCEL", "FORCE_RESUME", "WATCHDOG_CHECK")
+            for name in ("CREATE", "BEGIN_STEP", "HEARTBEAT", "SAVE_SNAPSHOT", "COMMIT_STEP",
+                         "STEP_STOP", "PAUSE", "RESUME", "REFINE", "CANCEL", "FORCE_RESUME",
+                         "WATCHDOG_CHECK")
         }
 
     def _run(self, name: str, keys: list[str], args: list) -> ScriptAnswer:
@@ -112,6 +113,16 @@ class AnalysisStore:
         answer = self._run("HEARTBEAT", [self.keys.lease(analysis_id)],
                            [attempt, self.settings.lease_ms])
         return answer.code == "1"
+
+    def save_snapshot(self, analysis_id: str, attempt: str, blobs: dict[str, bytes]) -> bool:
+        """Replace the data snapshot with `blobs` (symbol -> compressed candles) if `attempt`
+        still holds the lease; False when it was fenced out and nothing was written."""
+        k = self.keys
+        args: list = [attempt, self.settings.gist_ttl_s]
+        for symbol, blob in blobs.items():
+            args += [symbol, blob]
+        answer = self._run("SAVE_SNAPSHOT", [k.lease(analysis_id), k.candles(analysis_id)], args)
+        return answer.code == "ok"
 
     def commit_step(self, analysis_id: str, owner: str, chain: str, seq: int, attempt: str,
                     outcome: StepOutcome, entry: HistoryEntry, *, target_used: float,

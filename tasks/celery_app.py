@@ -7,6 +7,36 @@ from analysis.logging_setup import configure_logging
 from analysis.settings import Settings, get_settings
 
 
+def closed_broker_channels_raise_connection_errors() -> None:
+    """Keep workers alive across a Redis restart: work around a kombu 5.7 Redis transport bug
+    (the kind of celery/kombu#582 and #970).
+
+    After a broker connection loss Celery closes the old connection. A channel of it that still
+    holds unacknowledged (acks_late) messages then tries to requeue them, and a step that was
+    running meanwhile later acknowledges its message on it; both build a Redis client from the
+    channel's transport, which is gone, and raise AttributeError ('NoneType' object has no
+    attribute 'hostname' / 'client'). Celery treats that as unrecoverable and the worker exits
+    instead of reconnecting. Raised as the connection error it is, Celery and kombu handle it as
+    they do any broker outage: the messages stay in the broker's unacked set and a worker's
+    periodic sweep requeues them after VISIBILITY_TIMEOUT_S, a late redelivery the step protocol
+    turns into a no-op.
+    """
+    import redis
+    from kombu.transport import redis as kombu_redis
+
+    connparams = kombu_redis.Channel._connparams
+    if getattr(connparams, "raises_connection_errors", False):
+        return
+
+    def _connparams(self, asynchronous=False):
+        if self.connection is None or self.connection.client is None:
+            raise redis.ConnectionError("this broker channel's connection is closed")
+        return connparams(self, asynchronous=asynchronous)
+
+    _connparams.raises_connection_errors = True
+    kombu_redis.Channel._connparams = _connparams
+
+
 def make_celery(settings: Settings) -> Celery:
     if settings.task_time_limit_s >= settings.visibility_timeout_s:
         raise ValueError("TASK_TIME_LIMIT_S must be below VISIBILITY_TIMEOUT_S, or the broker "
@@ -43,4 +73,5 @@ def _use_our_logging(**_: object) -> None:
     configure_logging()
 
 
+closed_broker_channels_raise_connection_errors()
 app = make_celery(get_settings())

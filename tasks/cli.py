@@ -2,8 +2,10 @@
 
 import argparse
 import json
+import re
 import sys
 import time
+from typing import NoReturn
 
 from analysis.config_factory import RankingConfigFactory
 from analysis.errors import AnalysisError
@@ -14,10 +16,29 @@ from analysis.settings import get_settings
 from tasks.dispatcher import CeleryDispatcher
 
 CLI_OWNER = "cli"
+OWNER_PATTERN = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Usage mistakes end like every other CLI error: one `error: ...` line and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        printable = "".join(ch if ch.isprintable() else "?" for ch in message)
+        if len(printable) > 300:
+            printable = printable[:300] + "…"
+        print(f"error: {printable} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def owner_name(text: str) -> str:
+    """An owner as the CLI accepts it: the name keys and listings are built from."""
+    if not OWNER_PATTERN.match(text):
+        raise argparse.ArgumentTypeError("an owner is 1 to 64 letters, digits or . _ @ -")
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="marketrank", description=__doc__)
+    parser = OneLineParser(prog="marketrank", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     start = sub.add_parser("start", help="start an analysis; prints its id")
     group = start.add_mutually_exclusive_group()
@@ -29,13 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--target", type=float)
     start.add_argument("--prompt", default="")
     start.add_argument("--kind", choices=("rank", "entry", "exit"), default="rank")
-    start.add_argument("--owner", default=CLI_OWNER)
+    start.add_argument("--owner", type=owner_name, default=CLI_OWNER)
     start.add_argument("--wait", action="store_true", help="follow progress and print the ranking")
     status = sub.add_parser("status", help="show one analysis")
     status.add_argument("id")
     status.add_argument("--json", action="store_true")
     listing = sub.add_parser("list", help="list analyses of an owner")
-    listing.add_argument("--owner", default=CLI_OWNER)
+    listing.add_argument("--owner", type=owner_name, default=CLI_OWNER)
     for name in ("pause", "resume", "refine", "cancel", "force-resume", "wait"):
         sub.add_parser(name, help=f"{name} an analysis").add_argument("id")
     sub.add_parser("stuck", help="analyses that should run but make no progress")

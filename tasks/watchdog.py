@@ -4,6 +4,8 @@ hold no lease and made no progress within the grace period; gives up after bound
 import logging
 import time
 
+from analysis.runtime import Runtime
+from analysis.service import StepDispatcher
 from tasks.celery_app import app
 from tasks.dispatcher import CeleryDispatcher
 from tasks.runtime import get_runtime
@@ -11,9 +13,12 @@ from tasks.runtime import get_runtime
 logger = logging.getLogger(__name__)
 
 
-def watchdog_pass(now: float | None = None) -> dict[str, int]:
-    """One pass over recent analyses; answers how many were kicked, given up, expired."""
-    rt = get_runtime()
+def watchdog_pass(now: float | None = None, *, rt: Runtime | None = None,
+                  dispatcher: StepDispatcher | None = None) -> dict[str, int]:
+    """One pass over recent analyses; answers how many were kicked, given up, expired.
+    Time, the runtime and the dispatcher are parameters so tests can drive a pass."""
+    rt = get_runtime() if rt is None else rt
+    dispatcher = CeleryDispatcher() if dispatcher is None else dispatcher
     now = time.time() if now is None else now
     ids = rt.store.all_ids()
     with rt.redis.pipeline(transaction=False) as pipe:
@@ -29,7 +34,10 @@ def watchdog_pass(now: float | None = None) -> dict[str, int]:
             seq, chain, attempts = answer.values
             logger.warning("[%s chain=%s seq=%s] no progress: re-enqueued (attempt %s)",
                            analysis_id, chain[:8], seq, attempts)
-            CeleryDispatcher().enqueue_step(analysis_id, chain, int(seq))
+            try:
+                dispatcher.enqueue_step(analysis_id, chain, int(seq))
+            except Exception:  # the broker is away: the kick is counted, the next pass retries
+                logger.exception("[%s] watchdog could not re-enqueue", analysis_id)
         elif answer.code in ("gave_up", "expired"):
             logger.error("[%s] watchdog %s: %s", analysis_id, answer.code, " ".join(answer.values))
             rt.store.record_failure(analysis_id, -1, f"watchdog: {answer.code} {' '.join(answer.values)}", now=now)

@@ -27,7 +27,8 @@ class MarketDataProvider(Protocol):
 @lru_cache(maxsize=16)
 def provider_from_spec(spec: str) -> MarketDataProvider:
     """`demo` or `csv:<dir>` (one shared instance per spec, so its candle cache is shared);
-    anything else is refused with the accepted forms."""
+    anything else is refused with the accepted forms. `faulty:<rate>:<spec>` wraps a provider
+    with injected failures, for chaos runs and recovery tests (analysis/market_data/faults.py)."""
     from analysis.market_data.csv_dir import CsvDirProvider
     from analysis.market_data.demo import DemoProvider
 
@@ -35,4 +36,7 @@ def provider_from_spec(spec: str) -> MarketDataProvider:
         return DemoProvider()
     if spec.startswith("csv:") and len(spec) > 4:
         return CsvDirProvider(spec[4:])
+    if spec.startswith("faulty:"):
+        from analysis.market_data.faults import faulty_provider
+        return faulty_provider(spec)
     raise InvalidConfig(f"MARKET_DATA={spec!r} is not a data source: use 'demo' or 'csv:<dir>'")

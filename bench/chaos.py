@@ -1,0 +1,1020 @@
+"""`make chaos`: many `score` analyses over the real Binance candles on two Celery workers while
+everything that can go wrong in production goes wrong, then every analysis is checked against the
+invariants of DESIGN.md. Exits non-zero on any violation.
+
+Faults, all at once, for `--duration` seconds:
+- a random worker is SIGKILLed (main process and pool) every few seconds and started again; now and
+  then only its pool children are killed (the broker requeues their tasks at once), it gets a
+  SIGTERM (warm shutdown: the step in flight finishes), or it is frozen (SIGSTOP) until its leases
+  run out and the watchdog has redone its steps, then woken (SIGCONT): a zombie;
+- storms of duplicate and shuffled pause / resume / refine (and a few cancel) calls from many
+  threads, as from impatient users tapping buttons; stale and future refine generations;
+- admins force-resume running analyses, sometimes several at once;
+- control keys vanish as if their 24 h TTL ran out;
+- Redis (append-only) restarts once;
+- the data source fails, is slow, or kills its worker now and then (`faulty:` provider spec,
+  analysis/market_data/faults.py).
+
+Then a user resumes whatever is paused (it must say why) until every analysis is completed or
+cancelled, and the run checks: each sequence committed once, in order, without overlapping steps
+and with one progress event per commit; nothing stuck; no final analysis left in its owner's
+active set; every final ranking and confidence equal to the same analysis run without faults
+(refining a `score` analysis only adds views, so the reference is the same config at the final
+number of views); no worker exited on its own; redeliveries after the visibility timeout were
+no-ops. The summary counts faults by kind, recoveries, broker redeliveries and what they did,
+and the longest times from a kill to the watchdog's re-enqueue and to the next commit of the
+interrupted analysis.
+
+    python -m bench.chaos [--analyses 30] [--duration 150] [--seed 7] [--quick] [--keep-logs]
+
+`tests/test_chaos.py` runs the `--quick` variant. `Stack` (a private append-only Redis, workers,
+beat and a service over them) is shared with tests/test_recovery.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import random
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from analysis.errors import AnalysisError  # noqa: E402
+from analysis.models import Gist, RankingConfig, Status  # noqa: E402
+from analysis.runtime import Runtime  # noqa: E402
+from analysis.service import Actor, AnalysisService  # noqa: E402
+from analysis.settings import Settings  # noqa: E402
+from tests.servers import RedisServer, Worker  # noqa: E402
+
+logger = logging.getLogger("bench.chaos")
+
+# Protocol timings for runs that must finish in seconds; each is a setting a deployment tunes.
+FAST_TIMINGS = {
+    "LEASE_MS": "3000",
+    "HEARTBEAT_MS": "500",
+    "WATCHDOG_INTERVAL_S": "1",
+    "WATCHDOG_GRACE_S": "3",
+    "WATCHDOG_MAX_ATTEMPTS": "5",
+    "STEP_RETRIES": "3",
+    "STEP_RETRY_BACKOFF_S": "0.05",
+    "VISIBILITY_TIMEOUT_S": "60",
+    "TASK_TIME_LIMIT_S": "30",
+    "EVENTS_MAXLEN": "1000000",
+}
+# Chaos analyses rank a longer window than the default: each step does real work, so kills land
+# in the middle of steps rather than between them.
+CHAOS_ENV = {**FAST_TIMINGS, "WINDOW_CANDLES": "2000"}
+QUIET_ENV = {"LOG_LEVEL": "INFO", "MARKET_DATA": "demo", "OPENAI_API_KEY": "",
+             "OPENAI_BASE_URL": "", "TELEGRAM_BOT_TOKEN": ""}
+FINAL = (Status.COMPLETED, Status.CANCELLED, Status.FAILED)
+
+
+# --- processes ---------------------------------------------------------------------------------
+def pool_children(pid: int) -> list[int]:
+    """The pool processes of a prefork worker's main process."""
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(part) for part in text.split()]
+
+
+class Beat:
+    """A real `celery -A tasks beat` process: it sends `marketrank.watchdog` every interval."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path):
+        self.env, self.log_dir = env, log_dir
+        self.log_path = log_dir / "beat.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 30) -> "Beat":
+        self._log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "tasks", "beat", "-l", "info",
+             "-s", str(self.log_dir / "beat-schedule")],
+            cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while b"beat: Starting" not in self.log_path.read_bytes():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"beat did not start: {self.log_path.read_text()[-2000:]}")
+            time.sleep(0.05)
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self) -> None:
+        if self.alive:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+        if getattr(self, "_log", None):
+            self._log.close()
+
+
+class AppDispatcher:
+    """The service's StepDispatcher over a Celery app of our own (this stack's broker), by task
+    name, so a process can drive a stack other than the one `tasks.celery_app` points at."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def enqueue_step(self, analysis_id: str, chain: str, seq: int) -> None:
+        from tasks.dispatcher import step_argsrepr
+        name = "marketrank.init" if seq == 0 else "marketrank.rank_step"
+        self.app.send_task(name, args=(analysis_id, chain, seq),
+                           argsrepr=step_argsrepr(analysis_id, chain, seq))
+
+
+class Stack:
+    """A private append-only redis-server, settings for it, a service over it, and real workers
+    and beat started on demand with the same environment."""
+
+    def __init__(self, overrides: dict[str, str], *, name: str = "stack",
+                 log_dir: str | Path | None = None, appendonly: bool = True):
+        self.name = name
+        self.log_dir = Path(log_dir or tempfile.mkdtemp(prefix=f"marketrank-{name}-"))
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.redis_server = RedisServer(appendonly=appendonly).start()
+        values = {**QUIET_ENV, **overrides, "REDIS_URL": self.redis_server.url}
+        self.env = {**os.environ, **values}
+        self.settings = Settings(**{k.lower(): v for k, v in values.items()
+                                    if k.lower() in Settings.model_fields})
+        self.runtime = Runtime(self.settings)
+        self.app = _private_celery_app(self.settings)
+        self.dispatcher = AppDispatcher(self.app)
+        self.service = AnalysisService(self.runtime.store, self.dispatcher)
+        self.workers: dict[int, Worker] = {}
+        self.all_workers: list[Worker] = []
+        self.generation: Counter[int] = Counter()
+        self.beat: Beat | None = None
+        self._thaws: list[threading.Timer] = []
+
+    # workers
+    def start_worker(self, slot: int = 1, *, wait: bool = True) -> Worker:
+        self.generation[slot] += 1
+        worker = Worker(self.env, f"{self.name}-w{slot}-g{self.generation[slot]}",
+                        log_dir=str(self.log_dir))
+        self.workers[slot] = worker
+        self.all_workers.append(worker)
+        return worker.start(wait=wait)
+
+    def kill_worker(self, slot: int) -> None:
+        """SIGKILL the worker's main process and its pool at once (a lost machine, an OOM kill)."""
+        worker = self.workers.pop(slot, None)
+        if worker is not None:
+            worker.kill()
+            worker._log.close()
+
+    def kill_pool_children(self, slot: int) -> int:
+        worker = self.workers.get(slot)
+        if worker is None or worker.process.poll() is not None:
+            return 0
+        children = pool_children(worker.process.pid)
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        return len(children)
+
+    def freeze_worker(self, slot: int, seconds: float) -> bool:
+        """SIGSTOP the worker (main and pool) for `seconds`, then SIGCONT: a zombie whose leases
+        run out while it sleeps and who wakes up to finish steps that were redone meanwhile."""
+        worker = self.workers.get(slot)
+        if worker is None or worker.process.poll() is not None:
+            return False
+        pgid = worker.process.pid
+        os.killpg(pgid, signal.SIGSTOP)
+
+        def thaw() -> None:
+            try:
+                os.killpg(pgid, signal.SIGCONT)
+            except ProcessLookupError:  # killed while frozen
+                pass
+
+        timer = threading.Timer(seconds, thaw)
+        timer.daemon = True
+        timer.start()
+        self._thaws.append(timer)
+        return True
+
+    def stop_worker(self, slot: int, timeout: float = 30) -> None:
+        """SIGTERM: warm shutdown, the steps in flight finish and commit."""
+        worker = self.workers.pop(slot, None)
+        if worker is not None:
+            worker.stop(timeout)
+
+    def worker_alive(self, slot: int) -> bool:
+        worker = self.workers.get(slot)
+        return worker is not None and worker.process.poll() is None
+
+    # beat and redis
+    def start_beat(self) -> Beat:
+        self.beat = Beat(self.env, self.log_dir).start()
+        return self.beat
+
+    def stop_beat(self) -> None:
+        if self.beat is not None:
+            self.beat.stop()
+            self.beat = None
+
+    def restart_redis(self, down_s: float = 1.0) -> tuple[float, float]:
+        """Graceful restart (SIGTERM: the append-only file is complete); answers (down, up)."""
+        self.redis_server.stop()
+        down = time.time()
+        time.sleep(down_s)
+        self.redis_server.start()
+        return down, time.time()
+
+    def logs(self) -> list[Path]:
+        return [w.log_path for w in self.all_workers if w.log_path.exists()]
+
+    def thaw_all(self) -> None:
+        """Wake every frozen worker now."""
+        for timer in self._thaws:
+            if timer.is_alive():
+                timer.cancel()
+                timer.function()
+        self._thaws.clear()
+
+    def close(self, *, keep_logs: bool = False) -> None:
+        self.thaw_all()
+        self.stop_beat()
+        for slot in list(self.workers):
+            self.stop_worker(slot, timeout=10)
+        try:
+            self.app.close()
+            self.runtime.redis.close()
+        finally:
+            self.redis_server.cleanup()
+        if not keep_logs:
+            shutil.rmtree(self.log_dir, ignore_errors=True)
+
+
+def _private_celery_app(settings: Settings):
+    """A Celery app on this stack's broker that does not become the process's current app."""
+    from tasks.celery_app import app as process_app
+    from tasks.celery_app import make_celery
+
+    app = make_celery(settings)
+    process_app.set_current()
+    return app
+
+
+# --- the chaos run -----------------------------------------------------------------------------
+@dataclass
+class ChaosOptions:
+    data_dir: Path
+    analyses: int = 30
+    duration_s: float = 150.0
+    settle_s: float = 240.0
+    seed: int = 7
+    batch_size: int = 1
+    market_counts: tuple[int, ...] = (20, 30, 40)
+    top_ks: tuple[int, ...] = (3, 5, 10)
+    kill_every_s: tuple[float, float] = (2.0, 5.0)
+    storm_every_s: tuple[float, float] = (0.3, 1.0)
+    storm_threads: int = 10
+    force_every_s: tuple[float, float] = (2.0, 5.0)
+    control_expiries: int = 4
+    redis_down_s: float = 1.0
+    faults: str = "error=0.15,slow=0.05,delay=0.3,crash=0.002"
+    cancel_share: float = 0.2
+    timings: dict[str, str] = field(default_factory=lambda: dict(CHAOS_ENV))
+    keep_logs: bool = False
+
+    @classmethod
+    def quick(cls, data_dir: Path, seed: int = 7) -> "ChaosOptions":
+        """The `make test` variant: 20 analyses, 30 s of faults, about a minute in all."""
+        return cls(data_dir=data_dir, analyses=20, duration_s=30, settle_s=60, seed=seed,
+                   market_counts=(12, 16, 24), top_ks=(3, 5), kill_every_s=(2.0, 4.0),
+                   control_expiries=2)
+
+
+@dataclass
+class Started:
+    id: str
+    actor: Actor
+    config: RankingConfig
+    at: float
+
+
+@dataclass
+class Kill:
+    at: float
+    kind: str
+    slot: int
+    leases: dict[str, str]
+
+
+@dataclass
+class LogStats:
+    faults: Counter = field(default_factory=Counter)
+    kicks: int = 0
+    kicks_at: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    gave_up: int = 0
+    expired: int = 0
+    noops: Counter = field(default_factory=Counter)
+    task_errors: int = 0
+    worker_crashes: int = 0
+    pool_deaths: int = 0
+    restored_on_shutdown: int = 0
+    received: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    decisions: dict[str, list[tuple[float, str]]] = field(default_factory=lambda: defaultdict(list))
+
+
+@dataclass
+class ChaosReport:
+    options: ChaosOptions
+    settings: Settings
+    lines: list[str]
+    violations: list[str]
+    log_dir: Path
+    logs_kept: bool
+    counts: Counter = field(default_factory=Counter)
+
+    def summary(self) -> str:
+        verdict = [f"invariant violations: {len(self.violations)}"]
+        verdict += [f"  - {v}" for v in self.violations[:50]]
+        return "\n".join(self.lines + verdict)
+
+
+class ChaosRun:
+    def __init__(self, options: ChaosOptions):
+        self.o = options
+        self.rng = random.Random(options.seed)
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.started: list[Started] = []
+        self.faults: Counter[str] = Counter()
+        self.calls: Counter[tuple[str, bool]] = Counter()
+        self.kills: list[Kill] = []
+        self.redis_restart: tuple[float, float] | None = None
+        self.violations: list[str] = []
+        self.user_resumes: Counter[str] = Counter()
+        self.cancels_left = round(options.cancel_share * options.analyses)
+        # Spread the cancels over the run: about 1.5x the budget in expectation, capped by it.
+        storms = options.duration_s / (sum(options.storm_every_s) / 2)
+        self.cancel_p = min(1.0, 1.5 * self.cancels_left / max(storms, 1))
+        self.admin = Actor("chaos-admin", is_admin=True)
+        self.stack: Stack | None = None
+        self.counts: Counter[str] = Counter()  # headline figures, for tests
+
+    # --- set-up -------------------------------------------------------------------------------
+    def run(self) -> ChaosReport:
+        o = self.o
+        began = time.time()
+        self.stack = stack = Stack(o.timings, name="chaos")
+        handler = _log_to(stack.log_dir / "driver.log")
+        try:
+            stack.start_worker(1, wait=False)
+            stack.start_worker(2, wait=False)
+            for worker in stack.workers.values():
+                worker.wait_ready()
+            stack.start_beat()
+            self._plan_analyses()
+            chaos_began = time.time()
+            threads = [threading.Thread(target=self._guard(body), name=body.__name__, daemon=True)
+                       for body in (self._starter, self._killer, self._stormer, self._nudger,
+                                    self._force_resumer, self._control_expirer,
+                                    self._redis_restarter)]
+            for thread in threads:
+                thread.start()
+            self.stop.wait(o.duration_s)
+            self.stop.set()
+            for thread in threads:
+                thread.join(60)
+            chaos_ended = time.time()
+            self._restore_workers()
+            self._settle()
+            settled = time.time()
+            time.sleep(stack.settings.lease_ms / 1000 + 0.5)  # leases of lost steps run out
+            lines = self._check_and_summarize(chaos_began, chaos_ended, settled, began)
+        finally:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
+            keep = o.keep_logs or bool(self.violations)
+            stack.close(keep_logs=keep)
+        return ChaosReport(o, stack.settings, lines, self.violations, stack.log_dir, keep,
+                           self.counts)
+
+    def _guard(self, body):
+        def run() -> None:
+            try:
+                body()
+            except Exception as exc:  # a bug of the harness or an error a user would see
+                logger.exception("chaos thread %s failed", body.__name__)
+                self._violation(f"chaos thread {body.__name__} failed: {type(exc).__name__}: {exc}")
+        run.__name__ = body.__name__
+        return run
+
+    def _violation(self, text: str) -> None:
+        with self.lock:
+            self.violations.append(text)
+
+    def _plan_analyses(self) -> None:
+        from analysis.config_factory import RankingConfigFactory
+        from analysis.market_data.csv_dir import CsvDirProvider
+
+        o = self.o
+        provider = CsvDirProvider(o.data_dir)
+        self.factory = RankingConfigFactory(self.stack.settings, provider)
+        self.faulty_spec = f"faulty:{o.faults}:{provider.name}" if o.faults else provider.name
+        available = self.factory.available_markets("1h")
+        self.plan = []
+        for i in range(o.analyses):
+            count = min(self.rng.choice(o.market_counts), len(available))
+            symbols = sorted(self.rng.sample(available, count))
+            top_k = min(self.rng.choice(o.top_ks), count - 1)
+            config = self.factory.create_ranking_config(symbols=symbols, top_k=top_k)
+            config = config.model_copy(update={"batch_size": o.batch_size,
+                                               "data_source": self.faulty_spec})
+            # A third start at once, the rest over 60% of the run: work all the way.
+            at = 0.0 if i < o.analyses // 3 else self.rng.uniform(0, 0.6 * o.duration_s)
+            self.plan.append((at, Actor(f"trader-{i:02d}"), config))
+        self.plan.sort(key=lambda item: item[0])
+
+    # --- the fault makers (threads) -----------------------------------------------------------
+    def _starter(self) -> None:
+        began = time.time()
+        for at, actor, config in self.plan:
+            delay = began + at - time.time()
+            if delay > 0:
+                time.sleep(delay)  # starts continue past the chaos window if it was short
+            gist = self.stack.service.start(config, actor)
+            with self.lock:
+                self.started.append(Started(gist.id, actor, config, time.time()))
+
+    def _pick(self, rng: random.Random, statuses: tuple[Status, ...] | None = None) -> Started | None:
+        with self.lock:
+            candidates = list(self.started)
+        if statuses is not None:
+            candidates = [s for s in candidates
+                          if (g := self.stack.runtime.store.load(s.id)) and g.status in statuses]
+        return rng.choice(candidates) if candidates else None
+
+    def _killer(self) -> None:
+        rng = random.Random(self.rng.random())
+        stack = self.stack
+        while not self.stop.wait(rng.uniform(*self.o.kill_every_s)):
+            slot = rng.choice([1, 2])
+            kind = rng.choices(["worker_sigkill", "pool_sigkill", "worker_sigterm", "worker_freeze"],
+                               weights=[0.45, 0.2, 0.1, 0.25])[0]
+            leases = self._leases()
+            at = time.time()
+            if kind == "worker_sigkill":
+                stack.kill_worker(slot)
+                stack.start_worker(slot, wait=False)
+            elif kind == "pool_sigkill":
+                if not stack.kill_pool_children(slot):
+                    continue
+            elif kind == "worker_sigterm":
+                if not stack.worker_alive(slot):
+                    continue
+                stack.stop_worker(slot)
+                stack.start_worker(slot, wait=False)
+            else:
+                bound = stack.settings.recovery_bound_s
+                if not stack.freeze_worker(slot, rng.uniform(bound + 1, bound + 4)):
+                    continue
+            with self.lock:
+                self.kills.append(Kill(at, kind, slot, leases))
+                self.faults[kind] += 1
+
+    def _leases(self) -> dict[str, str]:
+        r, prefix = self.stack.runtime.redis, self.stack.runtime.keys.lease("")
+        keys = list(r.scan_iter(match=prefix + "*", count=1000))
+        values = r.mget(keys) if keys else []
+        return {k.decode()[len(prefix):]: v.decode() for k, v in zip(keys, values) if v}
+
+    def _stormer(self) -> None:
+        rng = random.Random(self.rng.random())
+        while not self.stop.wait(rng.uniform(*self.o.storm_every_s)):
+            with self.lock:
+                cancel = self.cancels_left > 0 and rng.random() < self.cancel_p
+            # A storm with cancels goes to an analysis that is not over yet, any other to any.
+            target = self._pick(rng, (Status.PENDING, Status.RUNNING, Status.PAUSED) if cancel else None)
+            if target is None:
+                continue
+            if cancel:
+                with self.lock:
+                    self.cancels_left -= 1
+            self._storm(rng, target, cancel)
+
+    def _storm(self, rng: random.Random, target: Started, cancel: bool) -> None:
+        """Many threads tap the buttons of one analysis at once: duplicates or a shuffled mix."""
+        service, n = self.stack.service, rng.randint(3, self.o.storm_threads)
+        if rng.random() < 0.5:
+            actions = [rng.choice(["pause", "resume", "resume", "refine"])] * n
+        else:
+            actions = rng.choices(["pause", "resume", "refine"], weights=[3, 4, 1], k=n)
+        if cancel:
+            actions += ["cancel", "cancel"]
+        rng.shuffle(actions)
+        generation = self.stack.runtime.store.load(target.id).refine_gen
+        staggered = rng.random() < 0.5
+        barrier = threading.Barrier(len(actions))
+
+        def tap(action: str, delay: float, refine_gen: int | None) -> None:
+            barrier.wait()
+            if staggered:
+                time.sleep(delay)  # out of order: the taps arrive spread over a few ms
+            try:
+                if action == "refine":
+                    result = service.refine(target.id, target.actor, generation=refine_gen)
+                else:
+                    result = getattr(service, action)(target.id, target.actor)
+            except AnalysisError as exc:
+                self._violation(f"{action} of {target.id} raised {type(exc).__name__}: {exc}")
+                return
+            with self.lock:
+                self.calls[(action, result.changed)] += 1
+
+        threads = [threading.Thread(target=tap, args=(
+            action, rng.uniform(0, 0.05),
+            rng.choice([None, None, generation, generation - 1, generation + 1])))
+            for action in actions]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    def _nudger(self) -> None:
+        """Users come back: they resume paused analyses and refine completed ones."""
+        rng = random.Random(self.rng.random())
+        while not self.stop.wait(rng.uniform(0.2, 0.8)):
+            action = rng.choice(["resume", "resume", "refine"])
+            status = Status.PAUSED if action == "resume" else Status.COMPLETED
+            target = self._pick(rng, (status,))
+            if target is not None:
+                result = getattr(self.stack.service, action)(target.id, target.actor)
+                with self.lock:
+                    self.calls[(action, result.changed)] += 1
+
+    def _force_resumer(self) -> None:
+        rng = random.Random(self.rng.random())
+        while not self.stop.wait(rng.uniform(*self.o.force_every_s)):
+            target = self._pick(rng, (Status.RUNNING, Status.PENDING))
+            if target is None:
+                continue
+            results = []
+            threads = [threading.Thread(target=lambda: results.append(
+                self.stack.service.force_resume(target.id, self.admin)))
+                for _ in range(rng.choice([1, 1, 2, 3]))]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            with self.lock:
+                self.faults["force-resume"] += len(threads)
+                for result in results:
+                    self.calls[("force_resume", result.changed)] += 1
+
+    def _control_expirer(self) -> None:
+        """A control key whose 24 h TTL ran out while its analysis still runs."""
+        rng = random.Random(self.rng.random())
+        for _ in range(self.o.control_expiries):
+            if self.stop.wait(rng.uniform(0.1, 0.9) * self.o.duration_s / self.o.control_expiries):
+                return
+            target = self._pick(rng, (Status.RUNNING,))
+            if target is not None:
+                self.stack.runtime.redis.delete(self.stack.runtime.keys.control(target.id))
+                with self.lock:
+                    self.faults["control key expired"] += 1
+
+    def _redis_restarter(self) -> None:
+        if not self.stop.wait(0.45 * self.o.duration_s):
+            self.redis_restart = self.stack.restart_redis(self.o.redis_down_s)
+            with self.lock:
+                self.faults["redis restart"] += 1
+
+    # --- after the faults ---------------------------------------------------------------------
+    def _restore_workers(self) -> None:
+        self.stack.thaw_all()
+        for slot in (1, 2):
+            if not self.stack.worker_alive(slot):
+                self.stack.kill_worker(slot)
+                self.stack.start_worker(slot, wait=False)
+        for worker in self.stack.workers.values():
+            worker.wait_ready(60)
+        if self.stack.beat is None or not self.stack.beat.alive:
+            self._violation("celery beat exited during the run")
+            self.stack.start_beat()
+
+    def _settle(self) -> None:
+        """As a user would: resume what is paused (it must say why), wait for the rest."""
+        store, service = self.stack.runtime.store, self.stack.service
+        deadline = time.monotonic() + self.o.settle_s
+        stall_s = max(30.0, 10 * self.stack.settings.recovery_bound_s)
+        last_change: dict[str, tuple[int, float]] = {}
+        reported: set[str] = set()
+        while True:
+            pending = []
+            for started in self.started:
+                gist = store.load(started.id)
+                if gist is None:
+                    if started.id not in reported:
+                        reported.add(started.id)
+                        self._violation(f"{started.id} vanished")
+                    continue
+                if gist.status in FINAL:
+                    continue
+                pending.append(gist)
+                version, since = last_change.get(gist.id, (gist.version, time.monotonic()))
+                if gist.version != version:
+                    since = time.monotonic()
+                last_change[gist.id] = (gist.version, since)
+                if gist.status == Status.PAUSED:
+                    if not gist.reason and gist.id not in reported:
+                        reported.add(gist.id)
+                        self._violation(f"{gist.id} is paused without a reason")
+                    self.user_resumes[_reason_kind(gist.reason)] += 1
+                    service.resume(gist.id, started.actor)
+                elif time.monotonic() - since > stall_s and gist.id not in reported:
+                    reported.add(gist.id)
+                    self._violation(f"{gist.id} is {gist.status} at seq {gist.seq} with no progress "
+                                    f"for {stall_s:.0f} s (stuck)")
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                for gist in pending:
+                    self._violation(f"{gist.id} did not finish within {self.o.settle_s:.0f} s "
+                                    f"after the faults: {gist.status} ({gist.reason})")
+                return
+            time.sleep(0.5)
+
+    # --- checks -------------------------------------------------------------------------------
+    def _check_and_summarize(self, chaos_began: float, chaos_ended: float, settled: float,
+                             began: float) -> list[str]:
+        from tests.helpers import assert_history_is_one_clean_chain
+
+        stack, store = self.stack, self.stack.runtime.store
+        r, keys = stack.runtime.redis, stack.runtime.keys
+        events = _events_by_analysis(r, keys.events())
+        outcome: Counter[str] = Counter()
+        histories = {}
+        references = ReferenceRuns(self.o.data_dir)
+        compared = 0
+        for started in self.started:
+            gist = store.load(started.id)
+            if gist is None:
+                continue
+            history = store.history(gist.id)
+            histories[gist.id] = history
+            outcome[gist.status.value.lower()] += 1
+            try:
+                assert_history_is_one_clean_chain(history, gist.seq)
+            except AssertionError as exc:
+                self._violation(f"{gist.id}: history is not one clean chain: "
+                                f"{[e.seq for e in history][:40]} {exc}")
+            steps = sum(1 for e in events.get(gist.id, []) if e["kind"] == "step")
+            if steps != len(history):
+                self._violation(f"{gist.id}: {steps} step events for {len(history)} commits")
+            if gist.status == Status.FAILED:
+                self._violation(f"{gist.id} failed: {gist.reason}")
+            if gist.status == Status.COMPLETED:
+                compared += 1
+                self._check_ranking(gist, started.config, references)
+            if r.sismember(keys.active(started.actor.user_id), gist.id) and gist.status in FINAL:
+                self._violation(f"{gist.id} is {gist.status} but still counts as active for its owner")
+        leftover = self._leases()
+        if leftover:
+            self._violation(f"leases still held after everything settled: {leftover}")
+        stats = scan_worker_logs(stack.logs())
+        return self._summary(outcome, histories, events, stats, compared, chaos_began,
+                             chaos_ended, settled, began)
+
+    def _check_ranking(self, gist: Gist, config: RankingConfig, references: "ReferenceRuns") -> None:
+        views = gist.state.get("views", config.views)
+        expected_result, expected_confidence = references.outcome(config, views)
+        got = json.dumps([asdict(item) for item in gist.result], sort_keys=True)
+        if got != json.dumps(expected_result, sort_keys=True):
+            self._violation(f"{gist.id}: final ranking differs from the run without faults "
+                            f"({[i.symbol for i in gist.result]} vs "
+                            f"{[i['symbol'] for i in expected_result]})")
+        if gist.confidence != expected_confidence or gist.progress != 1.0:
+            self._violation(f"{gist.id}: confidence {gist.confidence} (progress {gist.progress}) "
+                            f"vs {expected_confidence} without faults at {views} views")
+
+    def _summary(self, outcome, histories, events, stats: LogStats, compared: int,
+                 chaos_began: float, chaos_ended: float, settled: float, began: float) -> list[str]:
+        o, s = self.o, self.stack.settings
+        commits = sum(len(h) for h in histories.values())
+        busy = sum(min(e.finished_at, chaos_ended) - max(e.started_at, chaos_began)
+                   for h in histories.values() for e in h
+                   if e.finished_at > chaos_began and e.started_at < chaos_ended)
+        utilization = busy / (4 * (chaos_ended - chaos_began))
+        by_attempt = {e.attempt for h in histories.values() for e in h}
+        recoveries, kick_delays = self._kill_recoveries(histories, events, by_attempt,
+                                                        stats.kicks_at)
+        restart_gap = None
+        if self.redis_restart:
+            after = [e.finished_at for h in histories.values() for e in h
+                     if e.finished_at > self.redis_restart[1]]
+            restart_gap = min(after) - self.redis_restart[1] if after else None
+        redelivered, late_not_noop = self._redeliveries(stats)
+        self.counts.update({
+            "analyses": len(self.started), "completed": outcome["completed"],
+            "compared": compared, "commits": commits,
+            "kills": sum(self.faults[k] for k in ("worker_sigkill", "pool_sigkill", "worker_freeze")),
+            "redis restarts": self.faults["redis restart"],
+            "data source faults": sum(stats.faults.values()), "interrupted": len(recoveries),
+            "longest kick delay": int(max(kick_delays, default=0)),
+            "watchdog kicks": stats.kicks, "redeliveries": sum(redelivered.values()),
+        })
+        calls = defaultdict(lambda: [0, 0])
+        for (action, changed), count in self.calls.items():
+            calls[action][0] += count
+            calls[action][1] += count if changed else 0
+        lines = [
+            f"marketrank chaos run, seed {o.seed}: {len(self.started)} score analyses over "
+            f"{o.data_dir} (batch size {o.batch_size}) on 2 workers (prefork, concurrency 2), "
+            f"{chaos_ended - chaos_began:.0f} s of faults, settled after "
+            f"{settled - chaos_ended:.0f} s more, {time.time() - began:.0f} s in all",
+            f"timings: LEASE_MS={s.lease_ms} HEARTBEAT_MS={s.heartbeat_ms} "
+            f"WATCHDOG_GRACE_S={s.watchdog_grace_s:g} WATCHDOG_INTERVAL_S={s.watchdog_interval_s:g} "
+            f"WATCHDOG_MAX_ATTEMPTS={s.watchdog_max_attempts} VISIBILITY_TIMEOUT_S="
+            f"{s.visibility_timeout_s} (recovery bound max(lease, grace) + interval = "
+            f"{s.recovery_bound_s:g} s)",
+            f"outcome: {', '.join(f'{n} {k}' for k, n in sorted(outcome.items()))}; {commits} steps "
+            f"committed; {compared} final rankings compared with runs without faults; pool "
+            f"processes busy with committed steps {utilization:.0%} of the time under faults",
+            "faults injected:",
+            f"  worker SIGKILL (main + pool)        {self.faults['worker_sigkill']}",
+            f"  pool children SIGKILL               {self.faults['pool_sigkill']}",
+            f"  worker SIGTERM (warm shutdown)      {self.faults['worker_sigterm']}",
+            f"  worker frozen past its leases (SIGSTOP, SIGCONT) {self.faults['worker_freeze']}",
+            f"  redis restart (append-only)         {self.faults['redis restart']}"
+            + (f" (down {self.redis_restart[1] - self.redis_restart[0]:.1f} s)" if self.redis_restart else ""),
+            f"  data source errors                  {stats.faults['error']}",
+            f"  data source slow calls              {stats.faults['slow']}",
+            f"  data source crashes (SIGKILL self)  {stats.faults['crash']}",
+            f"  control keys expired                {self.faults['control key expired']}",
+            f"  force-resume by an admin            {self.faults['force-resume']}",
+            "  user calls (changed something)      " + ", ".join(
+                f"{a} {n} ({c})" for a, (n, c) in sorted(calls.items())),
+            "recoveries:",
+            f"  watchdog re-enqueues                {stats.kicks}",
+            f"  watchdog gave up (paused, admins told) {stats.gave_up}; control expired "
+            f"parked {stats.expired}",
+            "  user resumes after the faults       " + (", ".join(
+                f"{k} {n}" for k, n in sorted(self.user_resumes.items())) or "none"),
+            "  deliveries that were no-ops         " + ", ".join(
+                f"{k} {n}" for k, n in sorted(stats.noops.items())),
+            f"  broker redeliveries                 {redelivered['soon']} requeued at once, "
+            f"{redelivered['late']} after the visibility timeout ({late_not_noop} of those did "
+            f"work); {stats.restored_on_shutdown} restored at warm shutdown",
+            f"  pool processes lost                 {stats.pool_deaths}; task errors logged "
+            f"{stats.task_errors}; workers that exited on their own {stats.worker_crashes}",
+        ]
+        if recoveries:
+            longest, kind = max(recoveries)
+            lines.append(
+                f"kill or freeze -> next commit of the interrupted analysis: longest {longest:.1f} s "
+                f"(after a {kind.replace('_', ' ')}), median "
+                f"{statistics.median(d for d, _ in recoveries):.1f} s over {len(recoveries)} "
+                f"interrupted steps")
+        else:
+            lines.append("kill -> next commit: no step was interrupted by a kill")
+        if kick_delays:
+            lines.append(
+                f"kill or freeze -> watchdog re-enqueue of the interrupted step: longest "
+                f"{max(kick_delays):.1f} s, median {statistics.median(kick_delays):.1f} s over "
+                f"{len(kick_delays)} (bound {s.recovery_bound_s:g} s + the watchdog task's wait "
+                f"for a free pool process; the rest of the way to the commit is the queue, a "
+                f"worker to be up again, and the step)")
+        if restart_gap is not None:
+            lines.append(f"redis restart -> next commit: {restart_gap:.1f} s")
+        if late_not_noop:
+            self._violation(f"{late_not_noop} redeliveries after the visibility timeout did work: "
+                            f"the watchdog had not recovered those steps")
+        if stats.worker_crashes:
+            self._violation(f"{stats.worker_crashes} worker(s) exited on their own "
+                            f"('Unrecoverable error' in their logs) instead of riding out a fault")
+        return lines
+
+    def _kill_recoveries(self, histories, events, committed_attempts: set[str],
+                         kicks_at: dict[str, list[float]]) -> tuple[list, list[float]]:
+        """For each step a kill or freeze interrupted (it held a lease and never committed):
+        (kind, seconds to its analysis's next commit), unless a pause, cancel or force-resume
+        came first; and the seconds to the watchdog's re-enqueue, where the watchdog did it (a
+        killed pool process's task may also be requeued by the broker first)."""
+        to_commit, to_kick = [], []
+        for kill in self.kills:
+            if kill.kind == "worker_sigterm":
+                continue
+            for analysis_id, attempt in kill.leases.items():
+                if attempt in committed_attempts or analysis_id not in histories:
+                    continue
+                later = [e.finished_at for e in histories[analysis_id] if e.finished_at > kill.at]
+                if not later:
+                    continue
+                until = min(later)
+                interfered = any(kill.at <= e["at"] <= until and e["kind"] in
+                                 ("paused", "cancelled", "stuck", "force_resumed")
+                                 for e in events.get(analysis_id, []))
+                if interfered:
+                    continue
+                to_commit.append((until - kill.at, kill.kind))
+                kicks = [t for t in kicks_at.get(analysis_id, []) if kill.at <= t <= until]
+                if kicks:
+                    to_kick.append(min(kicks) - kill.at)
+        return to_commit, to_kick
+
+    def _redeliveries(self, stats: LogStats) -> tuple[Counter, int]:
+        late_after = 0.9 * self.stack.settings.visibility_timeout_s
+        kinds: Counter[str] = Counter()
+        late_not_noop = 0
+        for task_id, times in stats.received.items():
+            if len(times) < 2:
+                continue
+            times = sorted(times)
+            for before, again in zip(times, times[1:]):
+                late = again - before >= late_after
+                kinds["late" if late else "soon"] += 1
+                if late:
+                    outcome = [d for t, d in stats.decisions.get(task_id, []) if t >= again - 1]
+                    if outcome and not outcome[0].startswith("skip:"):
+                        late_not_noop += 1
+        return kinds, late_not_noop
+
+
+# --- references: the same analyses without faults ----------------------------------------------
+class ReferenceRuns:
+    """Runs the score strategy step by step in this process, on the candles INIT would snapshot
+    (through the same encoding), with no Redis, broker or faults: the run without faults."""
+
+    def __init__(self, data_dir: Path):
+        from analysis.market_data.csv_dir import CsvDirProvider
+        self.provider = CsvDirProvider(data_dir)
+        self._frames: dict[tuple[str, str, int], object] = {}
+        self._outcomes: dict[tuple, tuple[list, float]] = {}
+
+    def _candles(self, config: RankingConfig, symbols: list[str]) -> dict:
+        from analysis.snapshot import decode_candles, encode_candles
+        frames = {}
+        for symbol in symbols:
+            key = (symbol, config.timeframe, config.window)
+            if key not in self._frames:
+                raw = self.provider.candles(symbol, config.timeframe, config.window)
+                self._frames[key] = decode_candles(encode_candles(raw))
+            frames[symbol] = self._frames[key]
+        return frames
+
+    def outcome(self, config: RankingConfig, views: int) -> tuple[list, float]:
+        from analysis.strategies import get_strategy
+        from analysis.strategies.base import StepInput
+
+        config = config.model_copy(update={"views": views})
+        key = (tuple(config.markets), config.top_k, config.kind, config.batch_size, views)
+        if key not in self._outcomes:
+            strategy = get_strategy(config.strategy)
+            state = strategy.initial_state(config, list(config.markets))
+            for seq in range(1, 10_000):
+                outcome = strategy.step(StepInput(
+                    analysis_id="reference", seq=seq, config=config, state=state,
+                    target=config.target_confidence, model="",
+                    load_candles=lambda symbols: self._candles(config, symbols)))
+                state = outcome.state
+                if outcome.done:
+                    break
+            self._outcomes[key] = (outcome.result, round(outcome.confidence, 6))
+        return self._outcomes[key]
+
+
+# --- reading what happened ---------------------------------------------------------------------
+LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
+RECEIVED = re.compile(r"Task marketrank\.(?:init|rank_step)\[([0-9a-f-]+)\] received")
+KICK = re.compile(r"\[(\w+) chain=\w+ seq=-?\d+\] no progress: re-enqueued")
+SUCCEEDED = re.compile(r"Task marketrank\.(?:init|rank_step)\[([0-9a-f-]+)\] succeeded in "
+                       r"[0-9.e-]+s: \{'decision': '([^']+)'")
+
+
+def scan_worker_logs(paths: list[Path]) -> LogStats:
+    stats = LogStats()
+    for path in paths:
+        for line in path.read_text(errors="replace").splitlines():
+            stamp = LOG_TIME.match(line)
+            at = (datetime.strptime(stamp.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+                  if stamp else 0.0)
+            if "injected fault: " in line:
+                stats.faults[line.split("injected fault: ", 1)[1].split()[0]] += 1
+            elif (kick := KICK.search(line)):
+                stats.kicks += 1
+                stats.kicks_at[kick.group(1)].append(at)
+            elif "watchdog gave_up" in line:
+                stats.gave_up += 1
+            elif "watchdog expired" in line:
+                stats.expired += 1
+            elif " no-op: " in line:
+                stats.noops[line.split(" no-op: ", 1)[1].split()[0]] += 1
+            elif "raised unexpected" in line:
+                stats.task_errors += 1
+            elif "Unrecoverable error" in line:
+                stats.worker_crashes += 1
+            elif "exited with 'signal 9" in line:
+                stats.pool_deaths += 1
+            elif (restored := re.search(r"Restoring (\d+) unacknowledged", line)):
+                stats.restored_on_shutdown += int(restored.group(1))
+            elif (match := RECEIVED.search(line)):
+                stats.received[match.group(1)].append(at)
+            elif (match := SUCCEEDED.search(line)):
+                stats.decisions[match.group(1)].append((at, match.group(2)))
+    return stats
+
+
+def _events_by_analysis(client, stream: str) -> dict[str, list[dict]]:
+    found: dict[str, list[dict]] = defaultdict(list)
+    last = "-"
+    while True:
+        batch = client.xrange(stream, min=last, count=10_000)
+        if last != "-":
+            batch = batch[1:]
+        if not batch:
+            return found
+        for entry_id, fields in batch:
+            item = {k.decode(): v.decode() for k, v in fields.items()}
+            item["at"] = float(item.get("at") or 0)
+            found[item.get("id", "")].append(item)
+        last = batch[-1][0].decode()
+
+
+def _reason_kind(reason: str) -> str:
+    if reason.startswith("stuck"):
+        return "watchdog gave up"
+    if "injected fault" in reason or "market-data" in reason:
+        return "data source"
+    if reason.startswith("internal error"):
+        return "internal error"
+    return reason or "no reason"
+
+
+def _log_to(path: Path) -> logging.Handler:
+    """The driver's own log (service warnings, e.g. an enqueue that failed while Redis was down)."""
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    if root.level > logging.INFO or root.level == logging.NOTSET:
+        root.setLevel(logging.INFO)
+    return handler
+
+
+def run_chaos(options: ChaosOptions) -> ChaosReport:
+    return ChaosRun(options).run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.chaos", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--analyses", type=int)
+    parser.add_argument("--duration", type=float, help="seconds of faults")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--quick", action="store_true", help="the short variant `make test` runs")
+    parser.add_argument("--keep-logs", action="store_true")
+    parser.add_argument("--data-dir", type=Path, help="default: the SHARED_DATA_DIR setting")
+    args = parser.parse_args(argv)
+    data_dir = args.data_dir or Settings().shared_data_dir
+    if not (data_dir / "BTC_USDT-1h.csv").is_file():
+        print(f"error: no market data at {data_dir}: set SHARED_DATA_DIR or --data-dir",
+              file=sys.stderr)
+        return 2
+    options = (ChaosOptions.quick(data_dir, args.seed) if args.quick
+               else ChaosOptions(data_dir=data_dir, seed=args.seed))
+    if args.analyses:
+        options.analyses = max(args.analyses, 1)
+    if args.duration:
+        options.duration_s = args.duration
+    options.keep_logs = args.keep_logs
+    report = run_chaos(options)
+    print(report.summary())
+    if report.logs_kept:
+        print(f"logs: {report.log_dir}")
+    return 1 if report.violations else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
