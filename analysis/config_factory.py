@@ -13,6 +13,8 @@ from analysis.models import RankingConfig
 from analysis.settings import Settings
 
 PUBLIC_STRATEGIES = ("score", "llm")
+KINDS = ("rank", "entry", "exit")
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]{1,15}/[A-Z0-9]{2,10}$")
 ENTRY_TEMPLATE = ("Which market offers the better long entry over the next few {timeframe} "
                   "candles? Trader's note: {prompt}")
@@ -65,6 +67,8 @@ class RankingConfigFactory:
                               timeframe: str = "1h", top_k: int | None = None,
                               strategy: str = "score", target: float | None = None,
                               prompt: str = "", kind: str = "rank") -> RankingConfig:
+        if kind not in KINDS:
+            raise InvalidConfig(f"unknown kind of analysis {quoted(kind)}: use {', '.join(KINDS)}")
         timeframe = self._check_timeframe(timeframe)
         strategy = self._check_strategy(strategy)
         prompt = self._check_prompt(prompt)
@@ -111,7 +115,7 @@ class RankingConfigFactory:
 
     # --- checks -----------------------------------------------------------------------------
     def _check_timeframe(self, timeframe: str) -> str:
-        if timeframe not in TIMEFRAMES:
+        if not isinstance(timeframe, str) or timeframe not in TIMEFRAMES:
             raise InvalidConfig(f"unknown timeframe {quoted(timeframe)}: use one of {', '.join(TIMEFRAMES)}")
         return timeframe
 
@@ -132,6 +136,9 @@ class RankingConfigFactory:
             raise InvalidConfig(f"the prompt is {len(prompt)} characters; the limit is {limit}")
         if any(unicodedata.category(ch) == "Cc" and ch not in "\n\t" for ch in prompt):
             raise InvalidConfig("the prompt contains control characters; send plain text")
+        if any(ch in BIDI_CONTROLS for ch in prompt):
+            # They can make a card read differently from what was typed.
+            raise InvalidConfig("the prompt contains invisible text-direction characters; send plain text")
         return prompt
 
     def _choose_markets(self, markets: int | None, symbols: list[str] | None,
@@ -140,6 +147,8 @@ class RankingConfigFactory:
             raise InvalidConfig("give either a number of markets or a list of symbols, not both")
         limit = self.settings.max_markets
         if symbols is not None:
+            if not isinstance(symbols, (list, tuple)) or not all(isinstance(s, str) for s in symbols):
+                raise InvalidConfig("symbols must be a list of market symbols like BTC/USDT")
             chosen = list(dict.fromkeys(normalize_symbol(s) for s in symbols if s.strip()))
             if len(chosen) < 2:
                 raise InvalidConfig("name at least two markets to rank")

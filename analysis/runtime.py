@@ -44,7 +44,7 @@ class Runtime:
 
     @cached_property
     def snapshots(self) -> CandleSnapshot:
-        return CandleSnapshot(self.redis, self.keys, self.settings.gist_ttl_s)
+        return CandleSnapshot(self.redis, self.keys)
 
     @cached_property
     def provider(self) -> MarketDataProvider:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from analysis.errors import LimitReached, NotAllowed, NotFound, quoted
+from analysis.errors import InvalidConfig, LimitReached, NotAllowed, NotFound, quoted
 from analysis.market_data.base import provider_from_spec
 from analysis.models import REFINE_MODEL, ActionResult, Gist, RankingConfig, Status, to_jsonable
 from analysis.store import AnalysisStore, ScriptAnswer
@@ -126,6 +126,8 @@ class AnalysisService:
         one the caller saw (a button carries it), so a duplicate tap does nothing."""
         gist = self.get(analysis_id, actor)
         generation = gist.refine_gen if generation is None else generation
+        if isinstance(generation, bool) or not isinstance(generation, int):
+            raise InvalidConfig(f"a refine generation is a whole number, not {quoted(generation)}")
         chain = new_chain_token()
         answer = self.store.refine(gist.id, gist.owner, generation=generation, new_chain=chain,
                                    step=REFINE_STEP, cap=REFINE_CAP,

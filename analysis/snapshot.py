@@ -27,16 +27,11 @@ def decode_candles(blob: bytes) -> pd.DataFrame:
 
 
 class CandleSnapshot:
-    def __init__(self, client: redis.Redis, keys: Keys, ttl_s: int):
-        self.redis, self.keys, self.ttl_s = client, keys, ttl_s
+    """Reads the snapshot; INIT writes it through `AnalysisStore.save_snapshot`, fenced by its
+    lease, so a zombie INIT cannot replace it."""
 
-    def save(self, analysis_id: str, frames: dict[str, pd.DataFrame]) -> None:
-        key = self.keys.candles(analysis_id)
-        with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(key)
-            pipe.hset(key, mapping={symbol: encode_candles(f) for symbol, f in frames.items()})
-            pipe.expire(key, self.ttl_s)
-            pipe.execute()
+    def __init__(self, client: redis.Redis, keys: Keys):
+        self.redis, self.keys = client, keys
 
     def load(self, analysis_id: str, symbols: list[str]) -> dict[str, pd.DataFrame]:
         blobs = self.redis.hmget(self.keys.candles(analysis_id), symbols)

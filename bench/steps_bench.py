@@ -24,7 +24,11 @@ def start_stack():
 
     server = RedisServer().start()
     os.environ["REDIS_URL"] = server.url
-    worker = Worker(dict(os.environ), "bench", concurrency=1).start()
+    try:
+        worker = Worker(dict(os.environ), "bench", concurrency=1).start()
+    except BaseException:
+        server.cleanup()
+        raise
     return server, worker
 
 

@@ -85,7 +85,11 @@ class Worker:
             cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
             start_new_session=True)
         if wait:
-            self.wait_ready()
+            try:
+                self.wait_ready()
+            except BaseException:
+                self.kill()  # never leave a half-started worker behind
+                raise
         return self
 
     def wait_ready(self, timeout: float = 30) -> None:

@@ -140,9 +140,6 @@ def test_a_forged_refine_generation_changes_nothing(world, generation):
     assert redis_snapshot(world["runtime"].redis) == before and world["dispatcher"].queue == []
 
 
-@pytest.mark.xfail(strict=True, reason="service.refine passes any generation to Lua as text: "
-                   "'0' matches generation 0 and applies, True crashes in redis-py (DataError), "
-                   "1.5 is answered as 'already applied'; it should refuse non-int generations")
 @pytest.mark.parametrize("generation", ["0", True, 1.5, math.nan], ids=["str", "bool", "float", "nan"])
 def test_a_refine_generation_of_the_wrong_type_is_refused(scratch_world, generation):
     world = scratch_world
@@ -201,7 +198,7 @@ CONFIGS = {
     "symbols too many": dict(symbols=too_many_symbols()),
     "symbols huge list": dict(symbols=["BTC/USDT"] * 1_000_000 + ["X"]),
 }
-KNOWN_CRASHES = {
+WRONG_TYPES = {
     "timeframe list": dict(markets=5, timeframe=["1h"]),
     "symbols int": dict(symbols=5),
     "symbols int element": dict(symbols=["BTC/USDT", 5]),
@@ -216,9 +213,7 @@ def test_a_bad_config_is_refused_with_a_clear_error(world, arguments):
         world, lambda: world["factory"].create_ranking_config(**arguments), InvalidConfig)
 
 
-@pytest.mark.xfail(strict=True, reason="RankingConfigFactory crashes on these wrong types "
-                   "(TypeError, AttributeError, pydantic ValidationError) instead of InvalidConfig")
-@pytest.mark.parametrize("arguments", KNOWN_CRASHES.values(), ids=KNOWN_CRASHES.keys())
+@pytest.mark.parametrize("arguments", WRONG_TYPES.values(), ids=WRONG_TYPES.keys())
 def test_a_config_of_the_wrong_type_is_refused_with_a_clear_error(world, arguments):
     assert_refused_and_nothing_changed(
         world, lambda: world["factory"].create_ranking_config(**arguments), InvalidConfig)
@@ -239,8 +234,6 @@ def test_unicode_prompts_are_welcome_and_kept_exactly(world):
     assert config.prompt == prompt
 
 
-@pytest.mark.xfail(strict=True, reason="invisible bidi controls (U+202E...) pass the prompt check; "
-                   "they can make a status card read differently from what was typed")
 def test_a_prompt_with_bidi_controls_is_refused(world):
     assert_refused_and_nothing_changed(
         world, lambda: world["factory"].create_ranking_config(markets=5, prompt="buy \u202eyub"),
