@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 
 STEPS = 500
-RUNS = 3
+RUNS = 5
 RESULTS = Path(__file__).parent / "results" / "steps.md"
 
 

@@ -14,9 +14,7 @@ def _step(task, analysis_id: str, chain: str, seq: int) -> dict:
     report = run_step(get_runtime(), analysis_id, chain, seq, worker=task.request.hostname or "")
     if report.decision == "continue":
         CeleryDispatcher().enqueue_step(analysis_id, chain, seq + 1)
-    # Flower shows this as the task's progress event and its result.
-    task.send_event("task-progress", analysis=analysis_id, seq=seq, decision=report.decision,
-                    progress=report.progress)
+    # The task-succeeded event carries this result, so Flower shows each step's progress.
     return {"decision": report.decision, "progress": report.progress,
             "confidence": report.confidence}
 
