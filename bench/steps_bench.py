@@ -2,7 +2,7 @@
 
 1. A chain of 500 no-op steps (`noop` strategy: begin + commit + enqueue + dispatch, nothing else)
    against a bare Celery task that only enqueues its successor, on the same worker (prefork,
-   concurrency 1) and the same Redis. Each is run 3 times; the figures are medians over runs.
+   concurrency 1) and the same Redis, 5 interleaved rounds; the figures are medians over rounds.
 2. Indicator snapshots (RSI, MACD, Bollinger %B, ATR, ADX, EMA trend, volume change) for
    200 markets x 1000 candles.
 """
