@@ -8,6 +8,7 @@ statistics in `analysis.bradley_terry` against a known truth; nothing here touch
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,7 +45,7 @@ class SimulatedJudge:
 
     def p_first_wins(self, first: str, second: str) -> float:
         logit = self.slope * (self.strengths[first] - self.strengths[second]) + self.first_bias
-        return float(1.0 / (1.0 + np.exp(-logit)))
+        return 0.5 * (1.0 + math.tanh(0.5 * logit))  # sigmoid, without overflow for sharp judges
 
     def compare(
         self, pairs: list[tuple[str, str]], rng: np.random.Generator, model: str = "sim"
@@ -52,9 +53,12 @@ class SimulatedJudge:
         """Judge each (first, second) pair once."""
         draws = rng.random(len(pairs))
         return [
-            Comparison(first, second, first if u < self.p_first_wins(first, second) else second, model)
-            for (first, second), u in zip(pairs, draws)
+            Comparison(first, second, self._winner(first, second, u), model)
+            for (first, second), u in zip(pairs, draws, strict=True)
         ]
+
+    def _winner(self, first: str, second: str, uniform: float) -> str:
+        return first if uniform < self.p_first_wins(first, second) else second
 
     def true_top_k(self, k: int) -> list[str]:
         """The K strongest markets, best first."""
@@ -67,6 +71,7 @@ class SimulatedRun:
 
     comparisons: list[Comparison]
     estimates: list[TopKEstimate]  # estimates[i] is the answer after i batches
+    log_sizes: list[int]  # log_sizes[i] comparisons had been made for estimates[i]
     stopped_because: str
 
 
@@ -84,12 +89,14 @@ def run_until_confident(
     judge_rng = np.random.default_rng([seed, 99])
     log: list[Comparison] = []
     estimates: list[TopKEstimate] = []
+    log_sizes: list[int] = []
     while True:
         estimate = estimate_top_k(symbols, log, k, seed=seed)
         estimates.append(estimate)
+        log_sizes.append(len(log))
         reason = stop_reason(estimate, len(log), target=target, budget=budget)
         if reason is not None:
-            return SimulatedRun(log, estimates, reason)
+            return SimulatedRun(log, estimates, log_sizes, reason)
         size = min(batch, budget - len(log))
         pairs = choose_pairs(symbols, log, k, size, seed=seed, estimate=estimate)
         log = log + judge.compare(pairs, judge_rng)
