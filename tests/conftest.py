@@ -96,6 +96,19 @@ def service(runtime):
 
 
 @pytest.fixture
+def queue():
+    """Steps enqueued by `local_service`, run in this process by `queue.drain(runtime)`."""
+    from tests.helpers import QueueDispatcher
+    return QueueDispatcher()
+
+
+@pytest.fixture
+def local_service(runtime, queue):
+    from analysis.service import AnalysisService
+    return AnalysisService(runtime.store, queue)
+
+
+@pytest.fixture
 def factory(runtime):
     from analysis.config_factory import RankingConfigFactory
     return RankingConfigFactory(runtime.settings, runtime.provider)

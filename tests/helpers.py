@@ -54,3 +54,28 @@ def all_at_once(n: int, call) -> list:
     for thread in threads:
         thread.join()
     return results
+
+
+class QueueDispatcher:
+    """A StepDispatcher that keeps enqueued steps; `drain` runs them in this process like the
+    Celery task does, so a test can stage each race exactly (thread-safe)."""
+
+    def __init__(self):
+        self.queue: list[tuple[str, str, int]] = []
+        self.lock = threading.Lock()
+
+    def enqueue_step(self, analysis_id, chain, seq):
+        with self.lock:
+            self.queue.append((analysis_id, chain, seq))
+
+    def drain(self, rt, limit=10_000) -> list[str]:
+        from analysis.step_runner import run_step
+
+        decisions = []
+        while self.queue and limit:
+            limit -= 1
+            analysis_id, chain, seq = self.queue.pop(0)
+            decisions.append(run_step(rt, analysis_id, chain, seq).decision)
+            if decisions[-1] == "continue":
+                self.enqueue_step(analysis_id, chain, seq + 1)
+        return decisions

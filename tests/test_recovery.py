@@ -22,7 +22,8 @@ from analysis.settings import Settings
 from analysis.step_runner import run_step, with_retries
 from bench.chaos import Stack
 from tests.conftest import wait_until
-from tests.helpers import assert_history_is_one_clean_chain, noop_config, ranking, wait_for_status
+from tests.helpers import (QueueDispatcher, assert_history_is_one_clean_chain, noop_config, ranking,
+                           wait_for_status)
 
 RECOVERY_ENV = {
     "LEASE_MS": "1500",
@@ -43,39 +44,12 @@ def score_config(data_source: str, markets: int = 4, **update) -> RankingConfig:
                          batch_size=1).model_copy(update=update)
 
 
-class QueueDispatcher:
-    """Keeps enqueued steps; `drain` runs them in this process like the Celery task does."""
-
-    def __init__(self):
-        self.queue: list[tuple[str, str, int]] = []
-
-    def enqueue_step(self, analysis_id, chain, seq):
-        self.queue.append((analysis_id, chain, seq))
-
-    def drain(self, rt) -> list[str]:
-        decisions = []
-        while self.queue:
-            analysis_id, chain, seq = self.queue.pop(0)
-            decisions.append(run_step(rt, analysis_id, chain, seq).decision)
-            if decisions[-1] == "continue":
-                self.enqueue_step(analysis_id, chain, seq + 1)
-        return decisions
-
-
 def events_of(rt, analysis_id: str) -> list[dict]:
     entries = rt.redis.xrange(rt.keys.events())
     found = [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in entries]
     return [e for e in found if e["id"] == analysis_id]
 
 
-@pytest.fixture
-def queue():
-    return QueueDispatcher()
-
-
-@pytest.fixture
-def local_service(runtime, queue):
-    return AnalysisService(runtime.store, queue)
 
 
 # --- bounded retries, then a pause with a reason ---------------------------------------------

@@ -1,8 +1,6 @@
 """The step protocol on a real Redis, steps run in this process so each race can be staged
 exactly: stale and duplicate deliveries, fencing, pause/resume/refine/cancel, control expiry."""
 
-import threading
-
 import pytest
 
 from analysis.models import HistoryEntry, StepOutcome, Status
@@ -11,37 +9,8 @@ from analysis.step_runner import run_step
 from tests.helpers import all_at_once, assert_history_is_one_clean_chain, noop_config
 
 
-class QueueDispatcher:
-    """Records enqueued steps; `drain` runs them like the Celery task does (thread-safe)."""
-
-    def __init__(self):
-        self.queue: list[tuple[str, str, int]] = []
-        self.lock = threading.Lock()
-
-    def enqueue_step(self, analysis_id, chain, seq):
-        with self.lock:
-            self.queue.append((analysis_id, chain, seq))
-
-    def drain(self, rt, limit=10_000) -> list[str]:
-        decisions = []
-        while self.queue and limit:
-            limit -= 1
-            analysis_id, chain, seq = self.queue.pop(0)
-            decision = run_step(rt, analysis_id, chain, seq).decision
-            decisions.append(decision)
-            if decision == "continue":
-                self.enqueue_step(analysis_id, chain, seq + 1)
-        return decisions
 
 
-@pytest.fixture
-def queue():
-    return QueueDispatcher()
-
-
-@pytest.fixture
-def local_service(runtime, queue):
-    return AnalysisService(runtime.store, queue)
 
 
 def test_a_chain_runs_to_completion_with_one_commit_per_sequence(runtime, queue, local_service, actor):
