@@ -53,7 +53,7 @@ def protocol_chain(runtime, service) -> tuple[float, float]:
                            top_k=1, target_confidence=0.8, noop_steps=STEPS - 1)  # + INIT = 500
     start = time.time()
     gist = service.start(config, Actor(f"bench-{uuid.uuid4().hex[:6]}"))
-    while (g := runtime.store.load(gist.id)).status != Status.COMPLETED:
+    while runtime.store.load(gist.id).status != Status.COMPLETED:
         time.sleep(0.005)
     history = runtime.store.history(gist.id)
     assert [e.seq for e in history] == list(range(STEPS)), "chain broke during the benchmark"

@@ -12,7 +12,8 @@ refine that switches to OPENAI_REFINE_MODEL continues the same log.
 import zlib
 from collections import Counter
 
-from analysis.bradley_terry import Comparison, choose_pairs, default_budget, estimate_top_k
+from analysis.bradley_terry import (Comparison, choose_pairs, default_budget, estimate_top_k,
+                                     stop_reason)
 from analysis.indicators import indicator_frame, snapshot_at
 from analysis.llm_judge import PairRequest
 from analysis.models import RankingConfig, StepOutcome
@@ -77,7 +78,8 @@ class LLMStrategy:
 
     @staticmethod
     def _should_stop(estimate, state: dict, target: float) -> bool:
-        return estimate.expected_precision >= target or len(state["log"]) >= state["budget"]
+        # The same rule the simulation in `make bench-ranking` stops by.
+        return stop_reason(estimate, len(state["log"]), target=target, budget=state["budget"]) is not None
 
     def _compare_batch(self, inp: StepInput, state: dict, estimate) -> None:
         room = state["budget"] - len(state["log"])
