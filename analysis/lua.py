@@ -329,3 +329,17 @@ end
 redis.call('HSET', KEYS[2], 'watchdog_attempts', attempts, 'kicked_at', ARGV[1])
 return {'kick', tostring(tonumber(g[2]) + 1), redis.call('HGET', KEYS[1], 'chain'), tostring(attempts)}
 """
+
+ADD_SPEND = """
+-- KEYS[1] gist
+-- ARGV pairs: counter name, amount (calls, prompt_tokens, ...)
+-- Adds what the LLM judge spent to the gist's `spend:<name>` counters as soon as it is spent,
+-- whether or not the step commits: the calls of a step that fails, or that is killed after its
+-- batch was answered, are counted too. A gist that expired is not re-created.
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
+for i = 1, #ARGV, 2 do
+  redis.call('HINCRBY', KEYS[1], 'spend:' .. ARGV[i], ARGV[i + 1])
+end
+redis.call('HINCRBY', KEYS[1], 'version', 1)
+return {'ok'}
+"""

@@ -103,6 +103,9 @@ class Gist:
     updated_at: float
     last_progress_at: float
     watchdog_attempts: int
+    # What the LLM judge spent (calls, prompt_tokens, completion_tokens, retries, cache_hits),
+    # counted when spent, failed and redone steps included (lua.ADD_SPEND).
+    spend: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_hash(cls, raw: dict[str, str]) -> "Gist":
@@ -127,11 +130,30 @@ class Gist:
             updated_at=float(raw["updated_at"]),
             last_progress_at=float(raw.get("last_progress_at", raw["updated_at"])),
             watchdog_attempts=int(raw.get("watchdog_attempts", 0)),
+            spend={name[len("spend:"):]: int(value) for name, value in raw.items()
+                   if name.startswith("spend:")},
         )
 
     @property
     def short_id(self) -> str:
         return self.id[:6]
+
+    def llm_summary(self) -> str:
+        """llm strategy: comparisons made, what the judge cost, and the probability that the
+        reported set is exactly the true top K; '' for other strategies or before any comparison."""
+        if "log" not in self.state:
+            return ""
+        spend, k = self.spend, self.config.top_k
+        line = f"{len(self.state['log'])} comparisons · {spend.get('calls', 0)} LLM calls"
+        if spend.get("retries"):
+            line += f" ({spend['retries']} retries)"
+        tokens = spend.get("prompt_tokens", 0) + spend.get("completion_tokens", 0)
+        if tokens:
+            line += f" · {tokens:,} tokens"
+        p_exact = self.state.get("estimate", {}).get("p_exact")
+        if p_exact is not None:
+            line += f" · P(exactly the top {k}) {p_exact:.2f}"
+        return line
 
 
 @dataclass(frozen=True)
@@ -164,7 +186,8 @@ def to_jsonable(gist: Gist, history: list[HistoryEntry], chain: str | None) -> d
         "config": gist.config.model_dump(),
         "history": [asdict(entry) for entry in history],
         "result": [asdict(item) for item in gist.result],
-        "stats": gist.state.get("stats", {}),
+        # llm strategy: what the judge spent, and the comparisons in the log.
+        "stats": {**gist.spend, "comparisons": len(gist.state["log"])} if "log" in gist.state else {},
         # llm strategy: the probability that the reported top-K set is exactly right.
         "p_exact": gist.state.get("estimate", {}).get("p_exact"),
     }

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
-from analysis.errors import AnalysisError, DataUnavailable, InvalidConfig
+from analysis.errors import AnalysisError, DataUnavailable, InvalidConfig, JudgeUnavailable
 from analysis.indicators import WARMUP_CANDLES
 from analysis.market_data.base import provider_from_spec
 from analysis.models import REFINE_MODEL, HistoryEntry, RankingConfig, StepOutcome
@@ -138,12 +138,32 @@ def resolve_model(wanted: str, settings) -> str:
     return wanted or settings.openai_model
 
 
+class SpendRecordingJudge:
+    """The LLM judge, with what each batch spent added to the gist as soon as it is known, so
+    calls and retries of a step that then fails or dies still show in the analysis's spend."""
+
+    def __init__(self, judge, record: Callable[[dict[str, int]], object]):
+        self._judge, self._record = judge, record
+
+    def compare_many(self, requests, *, model: str):
+        try:
+            verdicts, stats = self._judge.compare_many(requests, model=model)
+        except JudgeUnavailable as exc:
+            if getattr(exc, "stats", None) is not None:
+                self._record(exc.stats.as_dict())
+            raise
+        self._record(stats.as_dict())
+        return verdicts, stats
+
+
 def work(rt: Runtime, analysis_id: str, seq: int, begun: BegunStep,
          attempt: str = "") -> StepOutcome:
     if seq == 0:
         return initialize(rt, analysis_id, begun.config, attempt)
     strategy = get_strategy(begun.config.strategy)
-    judge = rt.judge() if begun.config.strategy == "llm" else None
+    judge = None
+    if begun.config.strategy == "llm":
+        judge = SpendRecordingJudge(rt.judge(), lambda spent: rt.store.add_spend(analysis_id, spent))
     inp = StepInput(analysis_id=analysis_id, seq=seq, config=begun.config, state=begun.state,
                     target=begun.target, model=resolve_model(begun.model, rt.settings),
                     load_candles=lambda symbols: rt.snapshots.load(analysis_id, symbols),

@@ -42,7 +42,7 @@ class AnalysisStore:
             name: client.register_script(getattr(lua, name))
             for name in ("CREATE", "BEGIN_STEP", "HEARTBEAT", "SAVE_SNAPSHOT", "COMMIT_STEP",
                          "STEP_STOP", "PAUSE", "RESUME", "REFINE", "CANCEL", "FORCE_RESUME",
-                         "WATCHDOG_CHECK")
+                         "WATCHDOG_CHECK", "ADD_SPEND")
         }
 
     def _run(self, name: str, keys: list[str], args: list) -> ScriptAnswer:
@@ -197,6 +197,13 @@ class AnalysisStore:
             [k.control(analysis_id), k.gist(analysis_id), k.lease(analysis_id), k.events()],
             [now, s.watchdog_grace_s, s.watchdog_max_attempts, s.events_maxlen],
         )
+
+    def add_spend(self, analysis_id: str, spent: dict[str, int]) -> bool:
+        """Add to the analysis's LLM spend counters (Gist.spend); False if the gist is gone."""
+        args = [part for name, amount in spent.items() if amount for part in (name, int(amount))]
+        if not args:
+            return True
+        return self._run("ADD_SPEND", [self.keys.gist(analysis_id)], args).code == "ok"
 
     # --- failures, for admins ---------------------------------------------------------------
     def record_failure(self, analysis_id: str, seq: int, reason: str, *, now: float) -> None:

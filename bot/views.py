@@ -62,6 +62,8 @@ def card_text(gist: Gist) -> str:
     lines.append(f"{progress_bar(gist.progress)} · step {max(gist.seq, 0)}")
     reached = " ✓" if gist.confidence + 1e-9 >= gist.target else ""
     lines.append(f"Confidence {gist.confidence:.2f} / target {gist.target:.2f}{reached}")
+    if gist.llm_summary():
+        lines.append(escape(gist.llm_summary()))
     if gist.status == Status.COMPLETED and gist.result:
         lines += ["", f"<b>Top {len(gist.result)}</b>"]
         lines += [f"{item.rank}. {escape(item.symbol)}  {item.score:+.3f}" for item in gist.result[:MAX_ROWS]]

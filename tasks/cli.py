@@ -155,6 +155,8 @@ def describe(gist: Gist) -> str:
              + ("  [DEMO DATA: synthetic markets]" if gist.demo else ""),
              f"  progress {gist.progress:.0%} · step {gist.seq} · confidence {gist.confidence:.2f} "
              f"(target {gist.target:.2f})"]
+    if gist.llm_summary():
+        lines.append(f"  llm judge: {gist.llm_summary()}")
     if gist.note:
         lines.append(f"  note: {gist.note}")
     if gist.result:

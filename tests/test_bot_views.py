@@ -23,7 +23,8 @@ ID = "k3f9a2xq7m"
 
 def gist(status: str = "RUNNING", *, result: list | None = None, state: dict | None = None,
          demo: bool = True, reason: str = "", note: str = "", seq: int = 4, progress: float = 0.5,
-         confidence: float = 0.0, refine_gen: int = 0, kind: str = "rank") -> Gist:
+         confidence: float = 0.0, refine_gen: int = 0, kind: str = "rank",
+         spend: dict | None = None) -> Gist:
     config = RankingConfig(kind=kind, markets=["BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT"],
                            timeframe="1h", top_k=3, target_confidence=0.8)
     return Gist.from_hash({
@@ -32,7 +33,7 @@ def gist(status: str = "RUNNING", *, result: list | None = None, state: dict | N
         "config": config.model_dump_json(), "state": json.dumps(state or {}),
         "result": json.dumps(result or []), "note": note, "version": "7",
         "refine_gen": str(refine_gen), "demo": "1" if demo else "0", "created_at": "0",
-        "updated_at": "0"})
+        "updated_at": "0", **{f"spend:{name}": str(n) for name, n in (spend or {}).items()}})
 
 
 RESULT = [{"rank": 1, "symbol": "BTC/USDT", "score": 0.71}, {"rank": 2, "symbol": "ETH/USDT", "score": 0.2},
@@ -122,6 +123,14 @@ def test_completed_card_shows_the_ranking_and_the_note():
     assert "Confidence 0.86 / target 0.80 ✓" in text
     assert "1. BTC/USDT  +0.710\n2. ETH/USDT  +0.200\n3. SOL/USDT  -0.050" in text
     assert "Note: target 0.90 not reached" in text and "Leaders" not in text
+
+
+def test_an_llm_card_shows_comparisons_cost_and_the_chance_the_set_is_exact():
+    state = {"log": [["BTC/USDT", "ETH/USDT", "BTC/USDT", "m"]] * 40, "estimate": {"p_exact": 0.231}}
+    spend = {"calls": 43, "retries": 3, "prompt_tokens": 20000, "completion_tokens": 1500}
+    text = views.card_text(gist(state=state, spend=spend))
+    assert "40 comparisons · 43 LLM calls (3 retries) · 21,500 tokens · P(exactly the top 3) 0.23" in text
+    assert "comparisons" not in views.card_text(gist(state={"leaders": ["BTC/USDT"]}))
 
 
 def test_card_escapes_text_and_omits_the_demo_label_for_real_data():

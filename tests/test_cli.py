@@ -63,6 +63,31 @@ def test_start_prints_only_the_id_and_control_commands_say_what_they_did():
     assert cancel.returncode == 1 and "already completed" in cancel.stdout
 
 
+def test_an_llm_analysis_from_the_cli_reports_its_comparisons_and_what_they_cost(llm_server):
+    symbols = ["BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT", "DOGE/USDT", "ADA/USDT"]
+    llm_server.reset()
+    llm_server.set_strengths({s: float(len(symbols) - i) for i, s in enumerate(symbols)})
+    done = marketrank("start", "--strategy", "llm", "--prompt", "cli llm case",
+                      "--symbols", ",".join(symbols), "--top", "2", "--target", "0.9",
+                      "--owner", "cli-llm", "--wait", **_llm_env(llm_server))
+    assert done.returncode == 0, done.stderr
+    analysis_id = done.stdout.splitlines()[0]
+    calls = llm_server.calls
+    assert f"llm judge: {calls} comparisons · {calls} LLM calls" in done.stdout
+    assert "P(exactly the top 2)" in done.stdout
+    table = done.stdout.split("rank  symbol")[1].strip().splitlines()[1:]
+    assert {row.split()[1] for row in table} == set(symbols[:2])
+    document = json.loads(marketrank("status", analysis_id, "--json").stdout)
+    assert document["stats"]["calls"] == document["stats"]["comparisons"] == calls
+    assert 0 <= document["p_exact"] <= 1
+
+
+def _llm_env(llm_server) -> dict[str, str]:
+    """The CLI checks that an LLM is configured before it enqueues an llm analysis."""
+    return {"OPENAI_BASE_URL": llm_server.base_url, "OPENAI_API_KEY": "sk-test",
+            "OPENAI_MODEL": "judge-small"}
+
+
 @pytest.mark.parametrize("args, message", [
     (["start", "--symbols", "BTC/USDT,NOPE/USDT"], "error: unknown symbol NOPE/USDT"),
     (["start", "--timeframe", "3m"], "error: unknown timeframe '3m'"),

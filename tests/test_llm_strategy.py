@@ -49,12 +49,12 @@ def test_an_llm_analysis_finds_the_true_top_k_and_counts_what_it_paid(
     # Confidence is about the set (expected precision@K), so the set is what must be right.
     assert {symbol for symbol, _ in ranking(done)} == set(MARKETS[:3])
     assert done.confidence >= 0.95 and not done.note
-    stats = done.state["stats"]
-    assert stats["comparisons"] == len(done.state["log"]) == judge_server.calls
+    # Every request the server saw is counted, once.
+    assert done.spend["calls"] == len(done.state["log"]) == judge_server.calls
     # The cost against all pairs is measured in `make bench-ranking` (30 markets); here the
     # judge is noiseless and the target 0.95, so only the budget bounds it.
-    assert 0 < stats["calls"] <= done.state["budget"]
-    assert stats["prompt_tokens"] > 0 and stats["retries"] == 0
+    assert 0 < done.spend["calls"] <= done.state["budget"]
+    assert done.spend["prompt_tokens"] > 0 and done.spend.get("retries", 0) == 0
     assert {model for *_, model in done.state["log"]} == {"judge-small"}
     prompts = [r.messages[-1]["content"] for r in judge_server.requests]
     assert all("strongest trend, case 1" in p and "RSI(14)" in p for p in prompts)
@@ -70,7 +70,8 @@ def test_429_500_timeouts_and_malformed_answers_are_survived(service, llm_factor
     gist = service.start(llm_config(llm_factory, "faults, case 2"), actor)
     done = wait_for_status(service, gist.id, actor, ["COMPLETED"], timeout=120)
     assert {symbol for symbol, _ in ranking(done)} == set(MARKETS[:3])
-    assert done.state["stats"]["retries"] >= 7
+    assert done.spend["retries"] >= 7
+    assert done.spend["calls"] == judge_server.calls  # failed attempts are paid for too
 
 
 def test_a_judge_that_keeps_failing_pauses_with_a_reason_and_resume_loses_nothing(
@@ -82,6 +83,9 @@ def test_a_judge_that_keeps_failing_pauses_with_a_reason_and_resume_loses_nothin
     paused = wait_for_status(service, gist.id, actor, ["PAUSED", "COMPLETED"], timeout=60)
     assert paused.status == Status.PAUSED, "the judge outage should pause the analysis"
     assert "503" in paused.reason
+    # The failed step committed nothing, but what its calls cost is in the gist.
+    assert paused.spend["calls"] == judge_server.calls
+    assert paused.spend["retries"] > 0 and paused.spend["failures"] > 0
     kept = comparison_log(service, gist.id)
     judge_server.clear_faults()
     assert service.resume(gist.id, actor).changed
@@ -135,16 +139,18 @@ def test_a_replayed_step_does_not_pay_for_its_comparisons_twice(runtime, service
     from analysis.store import BegunStep
     begun_config = service.get(gist.id, actor).config
     state_after_summaries = _state_before_first_batch(service, gist.id)
-    calls_before = judge_server.calls
+    calls_before, spent_before = judge_server.calls, service.store.load(gist.id).spend
     outcome = work(local, gist.id, 2, BegunStep(begun_config, state_after_summaries, 0.8,
                                                  "judge-small", actor.user_id, []))
     assert len(outcome.state["log"]) == 10 and judge_server.calls == calls_before
-    assert outcome.state["stats"]["cache_hits"] == 10
+    spent = service.store.load(gist.id).spend
+    assert spent["calls"] == spent_before["calls"]
+    assert spent["cache_hits"] == spent_before.get("cache_hits", 0) + 10
     assert chain
 
 
 def _state_before_first_batch(service, analysis_id):
     state = dict(service.store.load(analysis_id).state)
-    state.update(log=[], stats={k: 0 for k in state["stats"]}, budget=state["budget"])
+    state.update(log=[], budget=state["budget"])
     state.pop("estimate", None)
     return state

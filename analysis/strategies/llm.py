@@ -48,9 +48,7 @@ class LLMStrategy:
     def initial_state(self, config: RankingConfig, markets: list[str]) -> dict:
         return {"markets": markets, "phase": "summaries", "summaries": {}, "snapshots": {},
                 "log": [], "budget": default_budget(len(markets), config.top_k),
-                "target_seen": config.target_confidence,
-                "stats": {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "retries": 0,
-                          "cache_hits": 0, "comparisons": 0}}
+                "target_seen": config.target_confidence}
 
     def step(self, inp: StepInput) -> StepOutcome:
         state = dict(inp.state)
@@ -92,13 +90,9 @@ class LLMStrategy:
                                 second_summary=summaries[b], question=inp.config.prompt,
                                 repeat=asked[(a, b, inp.model)])
                     for a, b in pairs]
-        verdicts, stats = inp.judge.compare_many(requests, model=inp.model)
+        # What the calls cost is counted in the gist by the step runner (Gist.spend).
+        verdicts, _ = inp.judge.compare_many(requests, model=inp.model)
         state["log"] = state["log"] + [[v.first, v.second, v.winner, v.model] for v in verdicts]
-        totals = dict(state["stats"])
-        for name in ("calls", "prompt_tokens", "completion_tokens", "retries", "cache_hits"):
-            totals[name] += getattr(stats, name)
-        totals["comparisons"] = len(state["log"])
-        state["stats"] = totals
 
     def _outcome(self, inp: StepInput, state: dict, estimate) -> StepOutcome:
         confidence = round(estimate.expected_precision, 6)
