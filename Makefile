@@ -36,6 +36,7 @@ bench: $(STAMP) redis-server
 
 bench-ranking: $(STAMP)
 	$(BIN)/python -m bench.ranking_bench
+	$(BIN)/python -m bench.ranking_frontier
 
 chaos: $(STAMP) redis-server
 	$(BIN)/python -m bench.chaos

@@ -37,7 +37,10 @@ Choosing comparisons
     outcome can change the answer. A batch takes the best pairs with no pair twice and each
     symbol in at most two pairs (the batch is judged concurrently, so it should not hinge on
     one symbol); which symbol is shown first is drawn at random, which keeps the position bias
-    identifiable.
+    identifiable. An ordered pair is never asked twice: a second look at a pair shows it the
+    other way round, and a pair seen both ways is done. The model counts every answer as
+    independent evidence, which a real LLM asked the same prompt again (at temperature 0, or
+    even above) does not give; so the budget is at most n(n-1) comparisons.
 """
 
 from __future__ import annotations
@@ -84,8 +87,14 @@ class TopKEstimate:
     first_bias: float  # posterior mean, in logits
 
 
+def ordered_pairs(n_markets: int) -> int:
+    """How many comparisons there are to ask: each pair once each way round."""
+    return n_markets * (n_markets - 1)
+
+
 def default_budget(n_markets: int, k: int) -> int:
-    """Maximum comparisons for one analysis: 10 per market (300 for 30 markets), at least 50.
+    """Maximum comparisons for one analysis: 10 per market (300 for 30 markets), and at most
+    every pair both ways round (`ordered_pairs`: 90 for 10 markets, 6 for 3).
 
     In simulation that lets a noisy judge (slope 1.2) reach expected precision 0.8 for a top
     third most of the time, and costs about two thirds of judging all pairs once for 30
@@ -93,7 +102,7 @@ def default_budget(n_markets: int, k: int) -> int:
     K-aware rule; the budget does not depend on it yet.
     """
     del k
-    return max(50, 10 * n_markets)
+    return min(10 * n_markets, ordered_pairs(n_markets))
 
 
 def stop_reason(
@@ -150,7 +159,8 @@ def choose_pairs(
 ) -> list[tuple[str, str]]:
     """`batch` distinct pairs (first, second) to judge next, where they matter most.
 
-    Fewer only when the symbols do not make that many distinct pairs. `estimate` may be passed
+    Never an ordered pair the log already holds; fewer only when the symbols do not make that
+    many distinct pairs not yet asked. `estimate` may be passed
     by callers that have one; the choice uses the same posterior draws (cached per log and
     seed) either way.
     """
@@ -159,10 +169,11 @@ def choose_pairs(
     n = len(symbols)
     if batch <= 0 or n < 2:
         return []
-    counts = _comparison_counts(_index_log(symbols, comparisons), n)
+    log = _index_log(symbols, comparisons)
+    counts = _comparison_counts(log, n)
     posterior = _posterior(tuple(symbols), tuple(comparisons), seed, DEFAULT_SAMPLES)
     rng = np.random.default_rng([seed, len(comparisons), 2])
-    pairs = _all_pairs_randomly_oriented(n, rng)
+    pairs = _not_yet_asked(_all_pairs_randomly_oriented(n, rng), log, n)
     draws = _resample(posterior.weights, DESIGN_DRAWS, rng)
     gain = _lookahead_gain(posterior.strengths[draws], posterior.bias[draws], pairs, k)
     per_symbol = max(MAX_PAIRS_PER_SYMBOL, math.ceil(2 * batch / n))
@@ -542,6 +553,15 @@ def _all_pairs_randomly_oriented(n: int, rng: np.random.Generator) -> np.ndarray
     low, high = np.triu_indices(n, 1)
     swap = rng.random(len(low)) < 0.5
     return np.stack([np.where(swap, high, low), np.where(swap, low, high)], axis=1)
+
+
+def _not_yet_asked(pairs: np.ndarray, log: _Log, n: int) -> np.ndarray:
+    """The pairs turned round where only the other way was asked; those asked both ways dropped."""
+    asked = np.zeros((n, n), dtype=bool)
+    asked[log.first, log.second] = True
+    forward, backward = asked[pairs[:, 0], pairs[:, 1]], asked[pairs[:, 1], pairs[:, 0]]
+    pairs = np.where(forward[:, None], pairs[:, ::-1], pairs)
+    return pairs[~(forward & backward)]
 
 
 def _resample(weights: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:

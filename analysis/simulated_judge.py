@@ -99,4 +99,6 @@ def run_until_confident(
             return SimulatedRun(log, estimates, log_sizes, reason)
         size = min(batch, budget - len(log))
         pairs = choose_pairs(symbols, log, k, size, seed=seed, estimate=estimate)
+        if not pairs:  # every pair asked both ways round
+            return SimulatedRun(log, estimates, log_sizes, "target not reached")
         log = log + judge.compare(pairs, judge_rng)

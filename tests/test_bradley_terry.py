@@ -9,6 +9,7 @@ from analysis.bradley_terry import (
     choose_pairs,
     default_budget,
     estimate_top_k,
+    ordered_pairs,
     stop_reason,
 )
 from analysis.simulated_judge import SimulatedJudge, run_until_confident
@@ -64,10 +65,28 @@ def test_stop_reason():
     assert stop_reason(estimate, 10, target=0.1, budget=10) == "target reached"
 
 
-def test_default_budget_grows_with_the_markets_and_has_a_floor():
+def test_default_budget_grows_with_the_markets_up_to_every_pair_both_ways():
     assert default_budget(30, 10) == 300
     assert default_budget(100, 10) == 1000
-    assert default_budget(3, 1) == 50
+    assert default_budget(6, 1) == 30 == ordered_pairs(6)
+    assert default_budget(3, 1) == 6
+
+
+def test_an_ordered_pair_is_never_asked_twice_and_a_second_look_turns_the_pair_round():
+    judge = sharp_judge(4)
+    symbols = judge.symbols[:5]
+    rng = np.random.default_rng(4)
+    log = []
+    while True:
+        pairs = choose_pairs(symbols, log, 2, 6, seed=len(log))
+        if not pairs:
+            break
+        asked = {(c.first, c.second) for c in log}
+        assert not asked & set(pairs)
+        log = log + judge.compare(pairs, rng)
+    # Every pair was then asked both ways round, each way once.
+    assert sorted((c.first, c.second) for c in log) == sorted(
+        (a, b) for a in symbols for b in symbols if a != b)
 
 
 def test_same_log_and_seed_give_the_same_answer_in_a_fresh_process():

@@ -13,7 +13,7 @@ import zlib
 from collections import Counter
 
 from analysis.bradley_terry import (Comparison, choose_pairs, default_budget, estimate_top_k,
-                                     stop_reason)
+                                     ordered_pairs, stop_reason)
 from analysis.indicators import indicator_frame, snapshot_at
 from analysis.llm_judge import PairRequest
 from analysis.models import RankingConfig, StepOutcome
@@ -56,7 +56,9 @@ class LLMStrategy:
             return self._summarise(inp, state)
         if inp.target > state["target_seen"] + 1e-9:
             # Refined: a higher target earns half a budget more comparisons.
-            state["budget"] += default_budget(len(state["markets"]), inp.config.top_k) // 2
+            n = len(state["markets"])
+            state["budget"] = min(state["budget"] + default_budget(n, inp.config.top_k) // 2,
+                                  ordered_pairs(n))
             state["target_seen"] = inp.target
         estimate = self._estimate(inp, state)
         if not self._should_stop(estimate, state, inp.target):
@@ -84,6 +86,9 @@ class LLMStrategy:
         pairs = choose_pairs(state["markets"], comparisons(state), inp.config.top_k,
                              min(inp.config.batch_size, room),
                              seed=step_seed(inp.config, len(state["log"])), estimate=estimate)
+        if not pairs:  # every pair asked both ways round (a log from before the budget's cap)
+            state["budget"] = len(state["log"])
+            return
         summaries = state["summaries"]
         asked = Counter((first, second, model) for first, second, _, model in state["log"])
         requests = [PairRequest(first=a, second=b, first_summary=summaries[a],
