@@ -161,9 +161,8 @@ def choose_pairs(
     """`batch` distinct pairs (first, second) to judge next, where they matter most.
 
     Never an ordered pair the log already holds; fewer only when the symbols do not make that
-    many distinct pairs not yet asked. `estimate` may be passed
-    by callers that have one; the choice uses the same posterior draws (cached per log and
-    seed) either way.
+    many distinct pairs not yet asked. `estimate` may be passed by callers that have one; the
+    choice uses the same posterior draws (cached per log and seed) either way.
     """
     del estimate
     _check_inputs(symbols, k, DEFAULT_SAMPLES)

@@ -141,10 +141,6 @@ class PairRequest:
     first_summary: str
     second_summary: str
     question: str  # the trader's prompt
-    # How many times this same request was asked before in the analysis: part of the cache key
-    # (not of the prompt), so a repeated comparison is a fresh judgement while a retried step
-    # still finds its own answers in the cache.
-    repeat: int = 0
 
 
 @dataclass(frozen=True)
@@ -228,12 +224,10 @@ def build_response_format(request: PairRequest) -> dict[str, Any]:
     return {"type": "json_schema", "json_schema": {"name": SCHEMA_NAME, "strict": True, "schema": schema}}
 
 
-def cache_key(model: str, messages: list[dict[str, str]], response_format: Mapping[str, Any],
-              repeat: int = 0) -> str:
-    """sha256 (hex) of the model and the full request, so any change of prompt is a new key."""
+def cache_key(model: str, messages: list[dict[str, str]], response_format: Mapping[str, Any]) -> str:
+    """sha256 (hex) of the model and the full request, so any change of prompt is a new key. The
+    strategy never asks the same ordered pair twice, so only a retried step meets its key again."""
     payload = {"v": CACHE_KEY_VERSION, "model": model, "messages": messages, "response_format": response_format}
-    if repeat:
-        payload["repeat"] = repeat
     canonical = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
@@ -391,7 +385,7 @@ class LLMJudge:
         keys: list[str] = []
         for request in requests:
             messages, response_format = build_messages(request), build_response_format(request)
-            key = cache_key(model, messages, response_format, request.repeat)
+            key = cache_key(model, messages, response_format)
             prepared.setdefault(key, (request, messages, response_format))
             keys.append(key)
 

@@ -10,7 +10,6 @@ refine that switches to OPENAI_REFINE_MODEL continues the same log.
 """
 
 import zlib
-from collections import Counter
 
 from analysis.bradley_terry import (Comparison, choose_pairs, default_budget, estimate_top_k,
                                      ordered_pairs, stop_reason)
@@ -90,10 +89,8 @@ class LLMStrategy:
             state["budget"] = len(state["log"])
             return
         summaries = state["summaries"]
-        asked = Counter((first, second, model) for first, second, _, model in state["log"])
         requests = [PairRequest(first=a, second=b, first_summary=summaries[a],
-                                second_summary=summaries[b], question=inp.config.prompt,
-                                repeat=asked[(a, b, inp.model)])
+                                second_summary=summaries[b], question=inp.config.prompt)
                     for a, b in pairs]
         # What the calls cost is counted in the gist by the step runner (Gist.spend).
         verdicts, _ = inp.judge.compare_many(requests, model=inp.model)
