@@ -351,18 +351,26 @@ def report(results: dict[str, dict[str, list[Outcome]]], runs: int, seconds: flo
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def run_from_command_line(doc: str, results_file: Path,
+                          measure: Callable[[int, int], object],
+                          describe: Callable[[object, int, float], str]) -> None:
+    """The ranking benchmarks' shared command line: --runs, --processes, --out; the report is
+    printed and written to the results file."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--runs", type=int, default=200, help="simulated runs per setting")
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--out", type=Path, default=RESULTS_FILE)
+    parser.add_argument("--out", type=Path, default=results_file)
     args = parser.parse_args()
     started = time.perf_counter()
-    results = simulate(args.runs, args.processes)
-    text = report(results, args.runs, time.perf_counter() - started)
+    results = measure(args.runs, args.processes)
+    text = describe(results, args.runs, time.perf_counter() - started)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print(text)
+
+
+def main() -> None:
+    run_from_command_line(__doc__, RESULTS_FILE, simulate, report)
 
 
 if __name__ == "__main__":

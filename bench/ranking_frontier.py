@@ -24,8 +24,6 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import argparse  # noqa: E402
-import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from multiprocessing import Pool  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -34,7 +32,14 @@ import numpy as np  # noqa: E402
 
 from analysis import bradley_terry as bt  # noqa: E402
 from analysis.simulated_judge import SimulatedJudge  # noqa: E402
-from bench.ranking_bench import FIRST_BIAS, JUDGES, K, N_MARKETS, precision_at_k  # noqa: E402
+from bench.ranking_bench import (  # noqa: E402
+    FIRST_BIAS,
+    JUDGES,
+    K,
+    N_MARKETS,
+    precision_at_k,
+    run_from_command_line,
+)
 
 COMPARISONS = 90
 REPORTED_AT = (30, 40, 50, 60, 70, 80, 90)
@@ -163,18 +168,12 @@ def report(results: dict[str, np.ndarray], runs: int, seconds: float) -> str:
     return "\n".join(lines)
 
 
+def measure_all(runs: int, processes: int) -> dict[str, np.ndarray]:
+    return {d.label: measure(d, runs, processes) for d in DESIGNS}
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=200, help="simulated runs per design")
-    parser.add_argument("--processes", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--out", type=Path, default=RESULTS_FILE)
-    args = parser.parse_args()
-    started = time.perf_counter()
-    results = {d.label: measure(d, args.runs, args.processes) for d in DESIGNS}
-    text = report(results, args.runs, time.perf_counter() - started)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(text)
+    run_from_command_line(__doc__, RESULTS_FILE, measure_all, report)
 
 
 if __name__ == "__main__":
