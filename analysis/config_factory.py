@@ -7,8 +7,8 @@ import re
 import unicodedata
 
 from analysis.errors import InvalidConfig, quoted
-from analysis.indicators import WARMUP_CANDLES
-from analysis.market_data.base import TIMEFRAMES, MarketDataProvider
+from analysis.markets.base import TIMEFRAMES, MarketDataProvider
+from analysis.markets.indicators import WARMUP_CANDLES
 from analysis.models import RankingConfig
 from analysis.settings import Settings
 
@@ -121,7 +121,7 @@ class RankingConfigFactory:
 
     def _check_strategy(self, strategy: str) -> str:
         if strategy not in PUBLIC_STRATEGIES:
-            raise InvalidConfig(f"unknown strategy {quoted(strategy)}: use score or llm")
+            raise InvalidConfig(f"unknown strategy {quoted(strategy)}: use {' or '.join(PUBLIC_STRATEGIES)}")
         if strategy == "llm" and not self.llm_configured:
             raise InvalidConfig("the llm strategy needs an LLM: set OPENAI_API_KEY (or "
                                 "OPENAI_BASE_URL for a self-hosted server); score works without one")

@@ -10,7 +10,6 @@ from pydantic import BaseModel, ConfigDict, Field
 # The gist's `model` for an llm analysis after a refine: the workers' OPENAI_REFINE_MODEL.
 REFINE_MODEL = "@refine"
 AnalysisKind = Literal["rank", "entry", "exit"]
-StrategyName = Literal["score", "llm", "noop"]
 
 
 class Status(StrEnum):
@@ -34,7 +33,9 @@ class RankingConfig(BaseModel):
     kind: AnalysisKind = "rank"
     markets: list[str] = Field(min_length=2)
     timeframe: str
-    strategy: StrategyName = "score"
+    # A strategy spec, `<name>` or `<name>:<argument>`: the factory accepts only the public ones
+    # (score, llm); the worker resolves it in the strategy registry.
+    strategy: str = Field("score", pattern=r"^[a-z_]+(:[A-Za-z0-9_.=,-]+)?$")
     top_k: int = Field(ge=1)
     target_confidence: float = Field(ge=0.5, le=0.99)
     prompt: str = ""
@@ -42,7 +43,6 @@ class RankingConfig(BaseModel):
     window: int = Field(500, ge=50)
     batch_size: int = Field(8, ge=1)
     views: int = Field(12, ge=2, description="score strategy: evaluation moments for confidence")
-    noop_steps: int = Field(0, ge=0, description="only for the `noop` strategy (benchmarks, tests)")
 
     def summary(self) -> str:
         """One line for cards and tables: '30 markets · 1h · score · top 10'."""

@@ -13,10 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from analysis.engine.store import AnalysisStore, ScriptAnswer
 from analysis.errors import InvalidConfig, LimitReached, NotAllowed, NotFound, quoted
-from analysis.market_data.base import provider_from_spec
+from analysis.markets.registry import provider_from_spec
 from analysis.models import REFINE_MODEL, ActionResult, Gist, RankingConfig, Status, to_jsonable
-from analysis.store import AnalysisStore, ScriptAnswer
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ Faults, all at once, for `--duration` seconds:
 - control keys vanish as if their 24 h TTL ran out;
 - Redis (append-only) restarts once;
 - the data source fails, is slow, or kills its worker now and then (`faulty:` provider spec,
-  analysis/market_data/faults.py).
+  tests/doubles/faulty_provider.py).
 
 Then a user resumes whatever is paused (it must say why) until every analysis is completed or
 cancelled, and the run checks: each sequence committed once, in order, without overlapping steps
@@ -56,11 +56,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from analysis.engine.runtime import Runtime  # noqa: E402
 from analysis.errors import AnalysisError  # noqa: E402
 from analysis.models import Gist, RankingConfig, Status  # noqa: E402
-from analysis.runtime import Runtime  # noqa: E402
 from analysis.service import Actor, AnalysisService  # noqa: E402
 from analysis.settings import Settings  # noqa: E402
+from tasks.dispatcher import CeleryDispatcher  # noqa: E402
+from tests.doubles import register as register_doubles  # noqa: E402
 from tests.servers import RedisServer, Worker  # noqa: E402
 
 logger = logging.getLogger("bench.chaos")
@@ -134,26 +136,13 @@ class Beat:
             self._log.close()
 
 
-class AppDispatcher:
-    """The service's StepDispatcher over a Celery app of our own (this stack's broker), by task
-    name, so a process can drive a stack other than the one `tasks.celery_app` points at."""
-
-    def __init__(self, app):
-        self.app = app
-
-    def enqueue_step(self, analysis_id: str, chain: str, seq: int) -> None:
-        from tasks.dispatcher import step_argsrepr
-        name = "marketrank.init" if seq == 0 else "marketrank.rank_step"
-        self.app.send_task(name, args=(analysis_id, chain, seq),
-                           argsrepr=step_argsrepr(analysis_id, chain, seq))
-
-
 class Stack:
     """A private append-only redis-server, settings for it, a service over it, and real workers
     and beat started on demand with the same environment."""
 
     def __init__(self, overrides: dict[str, str], *, name: str = "stack",
                  log_dir: str | Path | None = None, appendonly: bool = True):
+        register_doubles()  # the service here names the `faulty:` data source, as the workers do
         self.name = name
         self.log_dir = Path(log_dir or tempfile.mkdtemp(prefix=f"marketrank-{name}-"))
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -164,7 +153,7 @@ class Stack:
                                     if k.lower() in Settings.model_fields})
         self.runtime = Runtime(self.settings)
         self.app = _private_celery_app(self.settings)
-        self.dispatcher = AppDispatcher(self.app)
+        self.dispatcher = CeleryDispatcher(self.app)
         self.service = AnalysisService(self.runtime.store, self.dispatcher)
         self.workers: dict[int, Worker] = {}
         self.all_workers: list[Worker] = []
@@ -437,7 +426,7 @@ class ChaosRun:
 
     def _plan_analyses(self) -> None:
         from analysis.config_factory import RankingConfigFactory
-        from analysis.market_data.csv_dir import CsvDirProvider
+        from analysis.markets.csv_dir import CsvDirProvider
 
         o = self.o
         provider = CsvDirProvider(o.data_dir)
@@ -868,13 +857,13 @@ class ReferenceRuns:
     (through the same encoding), with no Redis, broker or faults: the run without faults."""
 
     def __init__(self, data_dir: Path):
-        from analysis.market_data.csv_dir import CsvDirProvider
+        from analysis.markets.csv_dir import CsvDirProvider
         self.provider = CsvDirProvider(data_dir)
         self._frames: dict[tuple[str, str, int], object] = {}
         self._outcomes: dict[tuple, tuple[list, float]] = {}
 
     def _candles(self, config: RankingConfig, symbols: list[str]) -> dict:
-        from analysis.snapshot import decode_candles, encode_candles
+        from analysis.engine.snapshot import decode_candles, encode_candles
         frames = {}
         for symbol in symbols:
             key = (symbol, config.timeframe, config.window)
@@ -885,8 +874,8 @@ class ReferenceRuns:
         return frames
 
     def outcome(self, config: RankingConfig, views: int) -> tuple[list, float]:
-        from analysis.strategies import get_strategy
-        from analysis.strategies.base import StepInput
+        from analysis.ranking.strategies import get_strategy
+        from analysis.ranking.strategies.base import StepInput
 
         config = config.model_copy(update={"views": views})
         key = (tuple(config.markets), config.top_k, config.kind, config.batch_size, views)

@@ -5,7 +5,7 @@ that prefer the market shown first with probability sigmoid(slope * (a_first - a
 "sharp" (slope 3) and "noisy" (slope 1.2). Each comparison is one LLM call.
 
 Methods
-- adaptive (analysis.bradley_terry): each step judges one batch of 10 pairs chosen by the model,
+- adaptive (analysis.ranking.bradley_terry): each step judges one batch of 10 pairs chosen by the model,
   refits, and stops when the confidence (expected precision@10) reaches the target or the
   default budget runs out. Pair choice does not depend on the target, so the run for target 0.8
   is exactly the first part of the run for target 0.9: each run is simulated once, up to the
@@ -44,8 +44,8 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from analysis.bradley_terry import Comparison, default_budget, estimate_top_k  # noqa: E402
-from analysis.simulated_judge import SimulatedJudge, run_until_confident  # noqa: E402
+from analysis.ranking.bradley_terry import Comparison, default_budget, estimate_top_k  # noqa: E402
+from tests.doubles.simulated_judge import SimulatedJudge, run_until_confident  # noqa: E402
 
 N_MARKETS = 30
 K = 10

@@ -7,7 +7,7 @@ reported top 10 is read after every batch. If no design reaches 0.85 by 70 compa
 stopping rule can either (on average it stops around the comparisons it needs).
 
 Designs (each in its own worker processes, since some replace one piece of
-analysis.bradley_terry, which holds module-level caches):
+analysis.ranking.bradley_terry, which holds module-level caches):
 - shipped: the strategy as it runs (knowledge-gradient pairs, batches of 10).
 - near-sequential: the same rule with batches of 2, to see what batching costs.
 - information gain: pairs chosen by the expected drop in the entropy of top-10 membership
@@ -30,8 +30,8 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from analysis import bradley_terry as bt  # noqa: E402
-from analysis.simulated_judge import SimulatedJudge  # noqa: E402
+from analysis.ranking import bradley_terry as bt  # noqa: E402
+from tests.doubles.simulated_judge import SimulatedJudge  # noqa: E402
 from bench.ranking_bench import (  # noqa: E402
     FIRST_BIAS,
     JUDGES,

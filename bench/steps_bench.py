@@ -1,6 +1,6 @@
 """`make bench` (part 1): the step protocol's own cost, and indicator snapshot speed.
 
-1. A chain of 500 no-op steps (`noop` strategy: begin + commit + enqueue + dispatch, nothing else)
+1. A chain of 500 no-op steps (`noop:<steps>` strategy of tests/doubles: begin + commit + enqueue + dispatch, nothing else)
    against a bare Celery task that only enqueues its successor, on the same worker (prefork,
    concurrency 1) and the same Redis, 5 interleaved rounds; the figures are medians over rounds.
 2. Indicator snapshots (RSI, MACD, Bollinger %B, ATR, ADX, EMA trend, volume change) for
@@ -25,7 +25,7 @@ def start_stack():
     server = RedisServer().start()
     os.environ["REDIS_URL"] = server.url
     try:
-        worker = Worker(dict(os.environ), "bench", concurrency=1).start()
+        worker = Worker(dict(os.environ), "bench", concurrency=1, app="bench.worker_app").start()
     except BaseException:
         server.cleanup()
         raise
@@ -33,7 +33,7 @@ def start_stack():
 
 
 def bare_chain_seconds(runtime) -> float:
-    from tasks.bench_tasks import bench_hop
+    from bench.bench_tasks import bench_hop
 
     run_id = uuid.uuid4().hex[:8]
     done_key = f"{runtime.keys.prefix}bench:{run_id}"
@@ -49,8 +49,8 @@ def protocol_chain(runtime, service) -> tuple[float, float]:
     from analysis.models import RankingConfig, Status
     from analysis.service import Actor
 
-    config = RankingConfig(markets=["BTC/USDT", "ETH/USDT"], timeframe="1h", strategy="noop",
-                           top_k=1, target_confidence=0.8, noop_steps=STEPS - 1)  # + INIT = 500
+    config = RankingConfig(markets=["BTC/USDT", "ETH/USDT"], timeframe="1h", strategy=f"noop:{STEPS - 1}",
+                           top_k=1, target_confidence=0.8)  # + INIT = 500
     start = time.time()
     gist = service.start(config, Actor(f"bench-{uuid.uuid4().hex[:6]}"))
     while runtime.store.load(gist.id).status != Status.COMPLETED:
@@ -62,8 +62,8 @@ def protocol_chain(runtime, service) -> tuple[float, float]:
 
 
 def indicator_seconds() -> float:
-    from analysis.indicators import indicator_frame, snapshot_at
-    from analysis.market_data.demo import _demo_series
+    from analysis.markets.indicators import indicator_frame, snapshot_at
+    from analysis.markets.demo import _demo_series
 
     frames = [_demo_series(f"SYN{i}/USDT", "1h").iloc[-1000:] for i in range(200)]
     start = time.perf_counter()
@@ -75,7 +75,7 @@ def indicator_seconds() -> float:
 def main() -> int:
     server, worker = start_stack()
     try:
-        from analysis.runtime import Runtime
+        from analysis.engine.runtime import Runtime
         from analysis.service import AnalysisService
         from analysis.settings import get_settings
         from tasks.dispatcher import CeleryDispatcher

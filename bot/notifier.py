@@ -1,6 +1,6 @@
 """Keeps every analysis's status card in step with its gist, inside the bot process.
 
-Progress events come from the Redis stream through a consumer group (`analysis.events`): an event
+Progress events come from the Redis stream through a consumer group (`analysis.engine.events`): an event
 is acknowledged only after the card shows a state at least as new as the event, so events that
 were read but not shown when the bot stopped are read again when it starts. Workers never talk to
 Telegram.
@@ -30,10 +30,10 @@ from redis.exceptions import RedisError
 from telegram import Bot, InlineKeyboardMarkup
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter
 
-from analysis.cards import CardLocation, CardStore
-from analysis.events import EventReader
-from analysis.store import AnalysisStore
+from analysis.engine.events import EventReader
+from analysis.engine.store import AnalysisStore
 from bot import views
+from bot.cards import CardLocation, CardStore
 
 logger = logging.getLogger(__name__)
 

@@ -10,14 +10,14 @@ import redis.asyncio as aioredis
 from telegram import Bot, User
 from telegram.ext import ContextTypes
 
-from analysis.cards import CardStore
 from analysis.config_factory import RankingConfigFactory
-from analysis.events import EventReader
-from analysis.runtime import Runtime
+from analysis.engine.events import EventReader
+from analysis.engine.runtime import Runtime
 from analysis.service import Actor, AnalysisService
 from analysis.settings import Settings
-from analysis.update_ledger import UpdateLedger
+from bot.cards import CardStore
 from bot.notifier import CardNotifier
+from bot.update_ledger import UpdateLedger
 from tasks.dispatcher import CeleryDispatcher
 from tasks.ops import BrokerOps, default_ops
 

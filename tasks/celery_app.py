@@ -42,7 +42,7 @@ def make_celery(settings: Settings) -> Celery:
         raise ValueError("TASK_TIME_LIMIT_S must be below VISIBILITY_TIMEOUT_S, or the broker "
                          "redelivers tasks that are still running")
     app = Celery("marketrank", broker=settings.redis_url,
-                 include=["tasks.steps", "tasks.watchdog", "tasks.bench_tasks"])
+                 include=["tasks.steps", "tasks.watchdog"])
     transport = {"visibility_timeout": settings.visibility_timeout_s}
     app.conf.update(
         task_default_queue="marketrank",

@@ -8,9 +8,9 @@ import time
 from typing import NoReturn
 
 from analysis.config_factory import RankingConfigFactory
+from analysis.engine.runtime import Runtime
 from analysis.errors import AnalysisError
 from analysis.models import Gist
-from analysis.runtime import Runtime
 from analysis.service import Actor, AnalysisService
 from analysis.settings import get_settings
 from tasks.dispatcher import CeleryDispatcher

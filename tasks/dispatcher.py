@@ -1,4 +1,11 @@
-"""The service's StepDispatcher on Celery: readable names and arguments in Flower."""
+"""The service's StepDispatcher on Celery: steps sent by task name, with readable names and
+arguments in Flower. By name, so this module needs only the app (tasks/steps.py imports it, never
+the reverse) and can drive a Celery app other than the process's own (bench/chaos.py)."""
+
+from celery import Celery
+
+INIT_TASK = "marketrank.init"
+RANK_STEP_TASK = "marketrank.rank_step"
 
 
 def step_argsrepr(analysis_id: str, chain: str, seq: int) -> str:
@@ -6,9 +13,11 @@ def step_argsrepr(analysis_id: str, chain: str, seq: int) -> str:
 
 
 class CeleryDispatcher:
-    def enqueue_step(self, analysis_id: str, chain: str, seq: int) -> None:
-        from tasks.steps import init_analysis, rank_step
+    def __init__(self, app: Celery | None = None):
+        if app is None:
+            from tasks.celery_app import app
+        self.app = app
 
-        task = init_analysis if seq == 0 else rank_step
-        task.apply_async(args=(analysis_id, chain, seq),
-                         argsrepr=step_argsrepr(analysis_id, chain, seq))
+    def enqueue_step(self, analysis_id: str, chain: str, seq: int) -> None:
+        self.app.send_task(INIT_TASK if seq == 0 else RANK_STEP_TASK, args=(analysis_id, chain, seq),
+                           argsrepr=step_argsrepr(analysis_id, chain, seq))

@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 import redis
 
 from analysis.config_factory import RankingConfigFactory
-from analysis.runtime import Runtime
+from analysis.engine.runtime import Runtime
 from analysis.service import Actor, AnalysisService
 from analysis.settings import get_settings
 from tasks.cli import follow

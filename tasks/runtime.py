@@ -2,7 +2,7 @@
 
 from functools import lru_cache
 
-from analysis.runtime import Runtime
+from analysis.engine.runtime import Runtime
 from analysis.settings import get_settings
 
 

@@ -2,30 +2,31 @@
 
 import logging
 
-from analysis.step_runner import run_step
+from analysis.engine.step_runner import run_step
 from tasks.celery_app import app
-from tasks.dispatcher import CeleryDispatcher
+from tasks.dispatcher import INIT_TASK, RANK_STEP_TASK, CeleryDispatcher
 from tasks.runtime import get_runtime
 
 logger = logging.getLogger(__name__)
+_dispatcher = CeleryDispatcher(app)
 
 
 def _step(task, analysis_id: str, chain: str, seq: int) -> dict:
     report = run_step(get_runtime(), analysis_id, chain, seq, worker=task.request.hostname or "")
     if report.decision == "continue":
-        CeleryDispatcher().enqueue_step(analysis_id, chain, seq + 1)
+        _dispatcher.enqueue_step(analysis_id, chain, seq + 1)
     # The task-succeeded event carries this result, so Flower shows each step's progress.
     return {"decision": report.decision, "progress": report.progress,
             "confidence": report.confidence}
 
 
-@app.task(name="marketrank.init", bind=True)
+@app.task(name=INIT_TASK, bind=True)
 def init_analysis(self, analysis_id: str, chain: str, seq: int = 0) -> dict:
     """INIT (seq 0): resolve markets, snapshot candles, set up the strategy."""
     return _step(self, analysis_id, chain, seq)
 
 
-@app.task(name="marketrank.rank_step", bind=True)
+@app.task(name=RANK_STEP_TASK, bind=True)
 def rank_step(self, analysis_id: str, chain: str, seq: int) -> dict:
     """RANKING step `seq`: one bounded piece of ranking work."""
     return _step(self, analysis_id, chain, seq)

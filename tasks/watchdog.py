@@ -4,7 +4,7 @@ hold no lease and made no progress within the grace period; gives up after bound
 import logging
 import time
 
-from analysis.runtime import Runtime
+from analysis.engine.runtime import Runtime
 from analysis.service import StepDispatcher
 from tasks.celery_app import app
 from tasks.dispatcher import CeleryDispatcher

@@ -35,6 +35,8 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.update(TEST_ENV)
     from analysis.settings import get_settings
     get_settings.cache_clear()
+    from tests.doubles import register
+    register()  # steps run in this process too (local_service): the doubles' names are accepted
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -84,7 +86,7 @@ def settings():
 
 @pytest.fixture
 def runtime(settings):
-    from analysis.runtime import Runtime
+    from analysis.engine.runtime import Runtime
     return Runtime(settings)
 
 

@@ -7,9 +7,10 @@ from analysis.models import Gist, HistoryEntry, RankingConfig, Status
 
 
 def noop_config(steps: int, markets: tuple[str, ...] = ("BTC/USDT", "ETH/USDT")) -> RankingConfig:
-    """A config of the `noop` strategy: `steps` cheap steps, for protocol tests."""
-    return RankingConfig(markets=list(markets), timeframe="1h", strategy="noop", top_k=1,
-                         target_confidence=0.8, noop_steps=steps)
+    """A config of the `noop:<steps>` strategy (tests/doubles): `steps` cheap steps, for protocol
+    tests."""
+    return RankingConfig(markets=list(markets), timeframe="1h", strategy=f"noop:{steps}", top_k=1,
+                         target_confidence=0.8)
 
 
 def assert_history_is_one_clean_chain(history: list[HistoryEntry], last_seq: int) -> None:
@@ -69,7 +70,7 @@ class QueueDispatcher:
             self.queue.append((analysis_id, chain, seq))
 
     def drain(self, rt, limit=10_000) -> list[str]:
-        from analysis.step_runner import run_step
+        from analysis.engine.step_runner import run_step
 
         decisions = []
         while self.queue and limit:

@@ -69,17 +69,19 @@ class RedisServer:
 
 
 class Worker:
-    """A real `celery -A tasks worker` process (prefork) with the test environment."""
+    """A real `celery -A <app> worker` process (prefork) with the test environment; the app is the
+    production one with the test doubles registered (tests/worker_app.py) unless told otherwise."""
 
-    def __init__(self, env: dict[str, str], name: str, concurrency: int = 2, log_dir: str | None = None):
-        self.env, self.name, self.concurrency = env, name, concurrency
+    def __init__(self, env: dict[str, str], name: str, concurrency: int = 2, log_dir: str | None = None,
+                 app: str = "tests.worker_app"):
+        self.env, self.name, self.concurrency, self.app = env, name, concurrency, app
         self.log_path = Path(log_dir or tempfile.mkdtemp(prefix="marketrank-worker-")) / f"{name}.log"
         self.process: subprocess.Popen | None = None
 
     def start(self, wait: bool = True) -> "Worker":
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-P", "prefork",
+            [sys.executable, "-m", "celery", "-A", self.app, "worker", "-P", "prefork",
              "-c", str(self.concurrency), "-n", f"{self.name}@%h", "-l", "info",
              "--without-mingle", "--without-gossip"],
             cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,

@@ -99,7 +99,7 @@ def test_force_resume_while_a_zombie_holds_the_lease_completes_once(service, act
 
 def test_a_score_analysis_on_the_real_binance_candles(service, runtime, actor, shared_data_dir):
     from analysis.config_factory import RankingConfigFactory
-    from analysis.market_data.csv_dir import CsvDirProvider
+    from analysis.markets.csv_dir import CsvDirProvider
     factory = RankingConfigFactory(runtime.settings, CsvDirProvider(shared_data_dir))
     config = factory.create_ranking_config(markets=40, top_k=10)
     gist = service.start(config, actor)

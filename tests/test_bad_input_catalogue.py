@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 
 from analysis.config_factory import RankingConfigFactory
+from analysis.engine.runtime import Runtime
+from analysis.engine.step_runner import run_step
 from analysis.errors import AnalysisError, InvalidConfig, LimitReached, NotAllowed, NotFound
-from analysis.market_data.base import provider_from_spec
-from analysis.runtime import Runtime
+from analysis.markets.registry import provider_from_spec
 from analysis.service import Actor, AnalysisService
 from analysis.settings import Settings
-from analysis.step_runner import run_step
 from tests.helpers import redis_snapshot
 
 SERVICE_DB, CLI_DB, SCRATCH_DB = 3, 4, 5

@@ -18,7 +18,7 @@ import urllib.request
 
 import pytest
 
-from analysis.market_data.demo import DEMO_MARKETS
+from analysis.markets.demo import DEMO_MARKETS
 from analysis.models import Status
 from analysis.service import Actor
 from analysis.settings import Settings

@@ -6,9 +6,9 @@ import uuid
 
 import redis.asyncio as aioredis
 
-from analysis.cards import CardLocation, CardStore
-from analysis.events import EventReader
-from analysis.keys import Keys
+from analysis.engine.events import EventReader
+from analysis.engine.keys import Keys
+from bot.cards import CardLocation, CardStore
 
 
 def run(coro):

@@ -1,10 +1,10 @@
-"""The `llm` strategy's statistics (analysis/bradley_terry.py) against a simulated judge."""
+"""The `llm` strategy's statistics (analysis/ranking/bradley_terry.py) against a simulated judge."""
 
 import numpy as np
 import pytest
 
-from analysis import bradley_terry
-from analysis.bradley_terry import (
+from analysis.ranking import bradley_terry
+from analysis.ranking.bradley_terry import (
     Comparison,
     choose_pairs,
     default_budget,
@@ -12,7 +12,7 @@ from analysis.bradley_terry import (
     ordered_pairs,
     stop_reason,
 )
-from analysis.simulated_judge import SimulatedJudge, run_until_confident
+from tests.doubles.simulated_judge import SimulatedJudge, run_until_confident
 
 N = 30
 K = 10

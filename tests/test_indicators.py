@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import talib
 
-from analysis.indicators import WARMUP_CANDLES, indicator_frame
-from analysis.market_data.csv_dir import CsvDirProvider
+from analysis.markets.csv_dir import CsvDirProvider
+from analysis.markets.indicators import WARMUP_CANDLES, indicator_frame
 
 pytestmark = pytest.mark.shared_data
 

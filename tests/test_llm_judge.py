@@ -14,7 +14,7 @@ from itertools import combinations
 import pytest
 
 from analysis.errors import JudgeUnavailable
-from analysis.llm_judge import (
+from analysis.ranking.llm_judge import (
     SCHEMA_NAME,
     BadAnswer,
     JudgeStats,

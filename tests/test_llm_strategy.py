@@ -4,10 +4,10 @@ server whose judge follows a known strength table (so the true ranking is known)
 import pytest
 
 from analysis.config_factory import RankingConfigFactory
+from analysis.engine.runtime import Runtime
+from analysis.engine.step_runner import work
 from analysis.models import Status
-from analysis.runtime import Runtime
 from analysis.settings import Settings
-from analysis.step_runner import work
 from tests.conftest import wait_until
 from tests.helpers import assert_history_is_one_clean_chain, ranking, wait_for_status
 
@@ -136,7 +136,7 @@ def test_a_replayed_step_does_not_pay_for_its_comparisons_twice(runtime, service
     local = Runtime(settings)
     chain = service.store.chain(gist.id)
     # Replay step 2 (the first comparing step) from the state step 1 committed.
-    from analysis.store import BegunStep
+    from analysis.engine.store import BegunStep
     begun_config = service.get(gist.id, actor).config
     state_after_summaries = _state_before_first_batch(service, gist.id)
     calls_before, spent_before = judge_server.calls, service.store.load(gist.id).spend

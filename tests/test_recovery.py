@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from analysis.engine.step_runner import run_step, with_retries
 from analysis.errors import DataUnavailable, JudgeUnavailable
-from analysis.market_data.base import provider_from_spec
+from analysis.markets.registry import provider_from_spec
 from analysis.models import RankingConfig, Status
 from analysis.service import AnalysisService
 from analysis.settings import Settings
-from analysis.step_runner import run_step, with_retries
 from bench.chaos import Stack
 from tests.conftest import wait_until
 from tests.helpers import (QueueDispatcher, assert_history_is_one_clean_chain, noop_config, ranking,
@@ -125,8 +125,8 @@ def test_a_data_source_that_keeps_failing_pauses_with_a_reason_and_resume_loses_
 
 def test_a_judge_failure_inside_a_step_pauses_with_a_reason_and_resume_completes(
         runtime, queue, local_service, actor, monkeypatch):
-    from analysis import step_runner
-    from analysis.strategies.noop import NoopStrategy
+    from analysis.engine import step_runner
+    from tests.doubles.noop_strategy import NoopStrategy
 
     failures = iter([JudgeUnavailable("the LLM judge gave no valid answer after 4 tries")])
 
@@ -138,7 +138,7 @@ def test_a_judge_failure_inside_a_step_pauses_with_a_reason_and_resume_completes
                     raise failure
             return super().step(inp)
 
-    monkeypatch.setattr(step_runner, "get_strategy", lambda name: FailsOnceAtStepTwo())
+    monkeypatch.setattr(step_runner, "get_strategy", lambda name: FailsOnceAtStepTwo(4))
     gist = local_service.start(noop_config(4), actor)
     assert queue.drain(runtime) == ["continue", "continue", "paused"]
     paused = local_service.get(gist.id, actor)
@@ -214,7 +214,7 @@ def test_a_late_delivery_does_not_rewrite_the_reason_of_a_paused_analysis(
 
 def test_a_fenced_out_init_cannot_replace_the_snapshot_a_newer_attempt_committed(
         runtime, queue, local_service, actor):
-    from analysis.step_runner import initialize
+    from analysis.engine.step_runner import initialize
 
     gist = local_service.start(score_config("demo", markets=2), actor)
     chain, candles = runtime.store.chain(gist.id), runtime.keys.candles(gist.id)

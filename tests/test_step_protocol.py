@@ -3,9 +3,9 @@ exactly: stale and duplicate deliveries, fencing, pause/resume/refine/cancel, co
 
 import pytest
 
+from analysis.engine.step_runner import run_step
 from analysis.models import HistoryEntry, StepOutcome, Status
 from analysis.service import AnalysisService
-from analysis.step_runner import run_step
 from tests.helpers import all_at_once, assert_history_is_one_clean_chain, noop_config
 
 
@@ -221,8 +221,8 @@ def test_the_per_user_limit_of_active_analyses(runtime, local_service, actor):
 def test_the_lease_keeper_keeps_a_long_step_leased_and_stops_when_fenced(runtime, queue, actor):
     import time
 
-    from analysis.step_runner import LeaseKeeper
-    from analysis.store import AnalysisStore
+    from analysis.engine.step_runner import LeaseKeeper
+    from analysis.engine.store import AnalysisStore
     store = AnalysisStore(runtime.redis, runtime.settings.model_copy(update={"lease_ms": 500}))
     service = AnalysisService(store, queue)
     gist = service.start(noop_config(2), actor)

@@ -9,8 +9,8 @@ from dataclasses import asdict, dataclass
 
 import redis
 
-from analysis import lua
-from analysis.keys import Keys
+from analysis.engine import lua
+from analysis.engine.keys import Keys
 from analysis.models import Gist, HistoryEntry, RankingConfig, StepOutcome
 from analysis.settings import Settings
 

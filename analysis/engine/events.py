@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from analysis.keys import Keys
+from analysis.engine.keys import Keys
 
 logger = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ allows) and ranks again; if the confidence stays below the target, the result sa
 import numpy as np
 import pandas as pd
 
-from analysis.indicators import WARMUP_CANDLES, indicator_frame, snapshot_at
+from analysis.markets.indicators import WARMUP_CANDLES, indicator_frame, snapshot_at
 from analysis.models import RankingConfig, StepOutcome
-from analysis.strategies.base import StepInput, target_not_reached
+from analysis.ranking.strategies.base import StepInput, target_not_reached
 
 SCORING_SHARE = 0.95  # of the progress bar; the ordering step takes the rest
 

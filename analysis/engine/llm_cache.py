@@ -2,13 +2,13 @@
 
 import redis
 
-from analysis.keys import Keys
+from analysis.engine.keys import Keys
 
 CACHE_TTL_S = 7 * 24 * 3600
 
 
 class RedisResponseCache:
-    """`ResponseCache` of analysis/llm_judge.py; keys are sha256 digests of model + prompt."""
+    """`ResponseCache` of analysis/ranking/llm_judge.py; keys are sha256 digests of model + prompt."""
 
     def __init__(self, client: redis.Redis, keys: Keys, ttl_s: int = CACHE_TTL_S):
         self.redis, self.keys, self.ttl_s = client, keys, ttl_s

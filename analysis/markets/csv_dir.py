@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.errors import DataUnavailable, InvalidConfig
-from analysis.market_data.base import OHLCV_COLUMNS, TIMEFRAMES
+from analysis.markets.base import OHLCV_COLUMNS, TIMEFRAMES
 
 
 class CsvDirProvider:

@@ -5,7 +5,8 @@ each call fails with `DataUnavailable` with probability `<rate>`, like a data so
 The long form `faulty:error=0.2,slow=0.1,delay=0.5,crash=0.01,seed=7:<inner spec>` also makes a
 share of the calls slow (`delay` seconds), a share kill their own process with SIGKILL (a poison
 step, as when the OOM killer takes a worker), and seeds the randomness. Nothing else changes: when
-no `faulty:` spec is configured this module is never imported.
+`register()` makes `faulty:` a spec; production code never imports this module, so a production
+process refuses the spec.
 
 Every injected fault is logged at WARNING as `injected fault: <kind> ...`, so a chaos run can count
 them from the workers' logs, and counted in `FaultyProvider.injected`.
@@ -23,7 +24,8 @@ from collections.abc import Callable
 import pandas as pd
 
 from analysis.errors import DataUnavailable, InvalidConfig
-from analysis.market_data.base import MarketDataProvider
+from analysis.markets.base import MarketDataProvider
+from analysis.markets.registry import provider_from_spec, register_provider
 
 logger = logging.getLogger(__name__)
 
@@ -99,10 +101,12 @@ def parse_faulty_spec(spec: str) -> tuple[dict[str, float], str]:
 
 
 def faulty_provider(spec: str) -> FaultyProvider:
-    from analysis.market_data.base import provider_from_spec
-
     params, inner = parse_faulty_spec(spec)
     seed = params.get("seed")
     return FaultyProvider(provider_from_spec(inner), name=spec, error_rate=params.get("error", 0.0),
                           slow_rate=params.get("slow", 0.0), delay_s=params.get("delay", 0.0),
                           crash_rate=params.get("crash", 0.0), seed=None if seed is None else int(seed))
+
+
+def register() -> None:
+    register_provider("faulty", lambda argument: faulty_provider(PREFIX + argument), usage=USAGE)

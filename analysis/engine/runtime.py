@@ -7,11 +7,12 @@ from functools import cached_property
 
 import redis
 
-from analysis.keys import Keys
-from analysis.market_data.base import MarketDataProvider, provider_from_spec
+from analysis.engine.keys import Keys
+from analysis.engine.snapshot import CandleSnapshot
+from analysis.engine.store import AnalysisStore
+from analysis.markets.base import MarketDataProvider
+from analysis.markets.registry import provider_from_spec
 from analysis.settings import Settings
-from analysis.snapshot import CandleSnapshot
-from analysis.store import AnalysisStore
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +55,8 @@ class Runtime:
         """The LLM judge, built on first use in this process (it holds an HTTP pool, so it is
         never built before a fork)."""
         if self._judge is None:
-            from analysis.llm_cache import RedisResponseCache
-            from analysis.llm_judge import LLMJudge
+            from analysis.engine.llm_cache import RedisResponseCache
+            from analysis.ranking.llm_judge import LLMJudge
 
             s = self.settings
             key = s.openai_api_key.get_secret_value() if s.openai_api_key else ""

@@ -3,7 +3,7 @@ Bradley–Terry model of the comparisons gives the top K and its confidence.
 
 Steps: step 1 turns each market's indicator snapshot into a one-line summary; every later step
 refits the model from the append-only comparison log in the state (so a replayed step is
-identical), stops when the confidence (expected precision@K, see analysis/bradley_terry.py)
+identical), stops when the confidence (expected precision@K, see analysis/ranking/bradley_terry.py)
 reaches the target or the comparison budget is spent, and otherwise asks the judge one batch of
 pairs chosen near the top-K boundary. Each comparison is tagged with the model that made it, so a
 refine that switches to OPENAI_REFINE_MODEL continues the same log.
@@ -11,12 +11,12 @@ refine that switches to OPENAI_REFINE_MODEL continues the same log.
 
 import zlib
 
-from analysis.bradley_terry import (Comparison, choose_pairs, default_budget, estimate_top_k,
+from analysis.ranking.bradley_terry import (Comparison, choose_pairs, default_budget, estimate_top_k,
                                      ordered_pairs, stop_reason)
-from analysis.indicators import indicator_frame, snapshot_at
-from analysis.llm_judge import PairRequest
+from analysis.markets.indicators import indicator_frame, snapshot_at
 from analysis.models import RankingConfig, StepOutcome
-from analysis.strategies.base import StepInput, target_not_reached
+from analysis.ranking.llm_judge import PairRequest
+from analysis.ranking.strategies.base import StepInput, target_not_reached
 
 SUMMARY_SHARE = 0.05  # of the progress bar
 

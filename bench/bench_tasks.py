@@ -1,4 +1,5 @@
-"""The `make bench` baseline: a bare Celery task that only enqueues its successor."""
+"""The `make bench` baseline: a bare Celery task that only enqueues its successor. Registered
+only in benchmark workers (bench/worker_app.py), never in the production app."""
 
 import time
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.errors import InvalidConfig
-from analysis.market_data.base import TIMEFRAMES
+from analysis.markets.base import TIMEFRAMES
 
 DEMO_END = pd.Timestamp("2026-01-01T00:00:00Z")
 DEMO_LENGTH = 3000

@@ -3,7 +3,7 @@
 The judge prefers the market shown first with probability
     sigmoid(slope * (a[first] - a[second]) + first_bias)
 where the latent strengths `a` are drawn from N(0, 1). Benchmarks and tests use it to measure the
-statistics in `analysis.bradley_terry` against a known truth; nothing here touches the network.
+statistics in `analysis.ranking.bradley_terry` against a known truth; nothing here touches the network.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analysis.bradley_terry import (
+from analysis.ranking.bradley_terry import (
     Comparison,
     TopKEstimate,
     choose_pairs,

@@ -14,15 +14,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
+from analysis.engine.runtime import Runtime
+from analysis.engine.snapshot import encode_candles
+from analysis.engine.store import BegunStep
 from analysis.errors import AnalysisError, DataUnavailable, InvalidConfig, JudgeUnavailable
-from analysis.indicators import WARMUP_CANDLES
-from analysis.market_data.base import provider_from_spec
+from analysis.markets.indicators import WARMUP_CANDLES
+from analysis.markets.registry import provider_from_spec
 from analysis.models import REFINE_MODEL, HistoryEntry, RankingConfig, StepOutcome
-from analysis.runtime import Runtime
-from analysis.snapshot import encode_candles
-from analysis.store import BegunStep
-from analysis.strategies import get_strategy
-from analysis.strategies.base import StepInput
+from analysis.ranking.strategies import get_strategy
+from analysis.ranking.strategies.base import StepInput
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import redis
 
+from analysis.engine.keys import Keys
 from analysis.errors import DataUnavailable
-from analysis.keys import Keys
-from analysis.market_data.base import OHLCV_COLUMNS
+from analysis.markets.base import OHLCV_COLUMNS
 
 
 def encode_candles(frame: pd.DataFrame) -> bytes:

@@ -1,0 +1,1 @@
+"""Market data: providers by spec (demo, csv) and the indicators computed from candles."""

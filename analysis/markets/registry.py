@@ -1,0 +1,60 @@
+"""Market-data providers by spec: the provider the `MARKET_DATA` setting names.
+
+The built-in sources are `demo` and `csv:<dir>`. Other sources register a prefix with
+`register_provider` where they are defined; tests and benchmarks register their doubles this way,
+so a production process, which never imports them, refuses their specs.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+
+from analysis.errors import InvalidConfig
+from analysis.markets.base import MarketDataProvider
+
+
+@dataclass(frozen=True)
+class _Source:
+    usage: str                                      # how a spec of it is written, for refusals
+    build: Callable[[str], MarketDataProvider]      # the spec's argument (after 'prefix:') -> provider
+    takes_argument: bool
+
+
+_SOURCES: dict[str, _Source] = {}
+
+
+def register_provider(prefix: str, build: Callable[[str], MarketDataProvider], *, usage: str,
+                      takes_argument: bool = True) -> None:
+    """Make `<prefix>:<argument>` (or the bare `<prefix>` when `takes_argument` is False) a spec."""
+    _SOURCES[prefix] = _Source(usage, build, takes_argument)
+    provider_from_spec.cache_clear()
+
+
+def accepted_specs() -> list[str]:
+    return [source.usage for source in _SOURCES.values()]
+
+
+@lru_cache(maxsize=16)
+def provider_from_spec(spec: str) -> MarketDataProvider:
+    """One shared instance per spec (so its candle cache is shared); a spec of no registered
+    source is refused with the accepted forms."""
+    prefix, sep, argument = spec.partition(":")
+    source = _SOURCES.get(prefix)
+    if source is not None and (bool(sep and argument) if source.takes_argument else not sep):
+        return source.build(argument)
+    forms = " or ".join(repr(usage) for usage in accepted_specs())
+    raise InvalidConfig(f"MARKET_DATA={spec!r} is not a data source: use {forms}")
+
+
+def _demo(_: str) -> MarketDataProvider:
+    from analysis.markets.demo import DemoProvider
+    return DemoProvider()
+
+
+def _csv(directory: str) -> MarketDataProvider:
+    from analysis.markets.csv_dir import CsvDirProvider
+    return CsvDirProvider(directory)
+
+
+register_provider("demo", _demo, usage="demo", takes_argument=False)
+register_provider("csv", _csv, usage="csv:<dir>")
