@@ -145,7 +145,7 @@ def report(taps: list[Tap], elapsed_s: float) -> tuple[str, bool]:
 
 
 def main() -> int:
-    from tests.botapi_server import BotApiServer
+    from sandbox import BotApiServer
     from tests.servers import ROOT, RedisServer, Worker
 
     server = RedisServer().start()

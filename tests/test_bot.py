@@ -22,7 +22,7 @@ from analysis.markets.demo import DEMO_MARKETS
 from analysis.models import Status
 from analysis.service import Actor
 from analysis.settings import Settings
-from tests.botapi_server import BotApiServer, ChatMessage
+from sandbox import BotApiServer, ChatMessage
 from tests.conftest import wait_until
 from tests.helpers import assert_history_is_one_clean_chain
 from tests.servers import ROOT

@@ -31,7 +31,7 @@ from telegram.ext import (
     ContextTypes,
 )
 
-from tests.botapi_server import NOT_MODIFIED, PNG_SIGNATURE, BotApiServer
+from sandbox import NOT_MODIFIED, PNG_SIGNATURE, BotApiServer
 
 TOKEN = "123:TEST"
 USER = 4242
