@@ -88,6 +88,8 @@ class Settings(BaseSettings):
     allowed_user_ids: Annotated[list[int], NoDecode] = []
     admin_user_ids: Annotated[list[int], NoDecode] = []
     card_edit_interval_s: float = Field(1.5, ge=0)
+    # Without a token, `make run` serves the sandbox (a local Bot API server and chat page) here.
+    sandbox_port: int = Field(8080, ge=1, le=65535)
 
     # --- Flower -----------------------------------------------------------------------------
     flower_basic_auth: SecretStr | None = None

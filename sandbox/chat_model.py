@@ -14,6 +14,11 @@ from sandbox.records import ChatMessage, _Chat
 
 
 class ChatModel:
+    def name_group(self, chat_id: int, title: str) -> None:
+        """Create (or rename) the group chat `chat_id`, as a user adding the bot to it would."""
+        with self._lock:
+            self._chat(chat_id).info["title"] = title
+
     def _user(self, user_id: int, first_name: str, username: str | None) -> dict[str, Any]:
         user: dict[str, Any] = {"id": user_id, "is_bot": False, "first_name": first_name, "language_code": "en"}
         if username:

@@ -72,6 +72,7 @@ class LongPolling:
         update = _Update(next(self._update_ids), kind, payload, time.monotonic())
         self._all_updates[update.update_id] = update
         self._updates.append(update)
+        self.version += 1
         self._changed.notify_all()
         self._call_in_loop(self._wake_pollers, "update")
         return update.update_id

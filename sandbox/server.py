@@ -131,6 +131,7 @@ class BotApiServer(ChatModel, BotApiMethods, LongPolling, UserSide, Observer):
         self._commands: dict[tuple[str, str], list[dict[str, str]]] = {}
         self._faults: dict[str, collections.deque[_Fault]] = collections.defaultdict(collections.deque)
         self._flood = FloodControl(flood) if flood else None
+        self.version = 0  # bumped whenever what a user sees may have changed (the chat page waits on it)
         self.cast = chat_page
 
         # Owned by the server thread / loop.
@@ -307,6 +308,7 @@ class BotApiServer(ChatModel, BotApiMethods, LongPolling, UserSide, Observer):
             call.answered = time.monotonic()
             call.status = status
             call.response = body
+            self.version += 1
             self._changed.notify_all()
         return self._json(status, body)
 
