@@ -1,6 +1,8 @@
 """The sandbox as `make run` and `python -m sandbox` open it: the cast, the chat page and
 Telegram's flood control, on 127.0.0.1:<port>."""
 
+import time
+
 from sandbox.cast import SANDBOX_CAST
 from sandbox.flood import FloodLimit
 from sandbox.server import BotApiServer
@@ -8,7 +10,15 @@ from sandbox.server import BotApiServer
 BOT_USERNAME = "marketrank_sandbox_bot"
 
 
+def first_update_id(now: float) -> int:
+    """Update ids of a new sandbox start above the last run's (the bot's update ledger in Redis
+    remembers handled ids for a day and would skip a reused one): 100 per second of the clock,
+    below 2**31, wrapping every 115 days."""
+    return int(now) % 10_000_000 * 100
+
+
 def open_sandbox(port: int) -> BotApiServer:
     """A started sandbox; RuntimeError (caused by the OSError) when the port is taken."""
     return BotApiServer(token=SANDBOX_CAST.token, port=port, bot_username=BOT_USERNAME,
-                        bot_first_name="marketrank", flood=FloodLimit(), chat_page=SANDBOX_CAST).start()
+                        bot_first_name="marketrank", flood=FloodLimit(), chat_page=SANDBOX_CAST,
+                        first_update_id=first_update_id(time.time())).start()

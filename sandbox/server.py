@@ -86,13 +86,14 @@ class BotApiServer(ChatModel, BotApiMethods, LongPolling, UserSide, Observer):
         bot_first_name: str = "MarketRank Test",
         flood: FloodLimit | None = None,
         chat_page: Cast | None = None,
+        first_update_id: int = 100_000,
     ):
         """Configure the server; nothing listens until :meth:`start`.
 
         ``token`` is the only token accepted (others get 401). Its numeric prefix is the
         bot's user id. ``port=0`` picks a free port. ``flood`` turns on Telegram's per-chat flood
         control (off by default, so a test's timing is its own). ``chat_page`` serves the chat
-        page for that cast of users at ``/``.
+        page for that cast of users at ``/``. Update ids count up from ``first_update_id``.
         """
         self.token = token
         self.host = host
@@ -119,7 +120,7 @@ class BotApiServer(ChatModel, BotApiMethods, LongPolling, UserSide, Observer):
         self._calls: list[Call] = []
         self._updates: list[_Update] = []
         self._all_updates: dict[int, _Update] = {}  # every update ever queued, for redelivery
-        self._update_ids = itertools.count(100_000)
+        self._update_ids = itertools.count(first_update_id)
         self._query_ids = itertools.count(1)
         self._file_ids = itertools.count(1)
         self._allowed_updates: list[str] | None = None
