@@ -1,12 +1,13 @@
 # marketrank: `make run` runs the product, `make test` runs the tests. Both set themselves up:
-# a virtualenv in .venv with the package installed editable, and redis-server from Debian.
+# a virtualenv in .venv with the package installed editable, and redis-server from Debian
+# (`make test` also chromium and chromium-driver, for the chat page's browser test).
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench bench-ranking chaos redis-server clean
+.PHONY: run test bench bench-ranking chaos redis-server browser clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,10 +25,21 @@ redis-server:
 	    exit 1; \
 	  fi; }
 
+# The chat page's test drives Debian's chromium through chromium-driver (selenium).
+browser:
+	@{ command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; } || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "Installing chromium and chromium-driver from Debian's packages..."; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  else \
+	    echo "chromium is missing: run 'sudo apt-get update && sudo apt-get install -y chromium chromium-driver'"; \
+	    exit 1; \
+	  fi; }
+
 run: $(STAMP) redis-server
 	$(BIN)/python -m tasks.run_local
 
-test: $(STAMP) redis-server
+test: $(STAMP) redis-server browser
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP) redis-server

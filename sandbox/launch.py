@@ -17,8 +17,9 @@ def first_update_id(now: float) -> int:
     return int(now) % 10_000_000 * 100
 
 
-def open_sandbox(port: int) -> BotApiServer:
-    """A started sandbox; RuntimeError (caused by the OSError) when the port is taken."""
-    return BotApiServer(token=SANDBOX_CAST.token, port=port, bot_username=BOT_USERNAME,
+def open_sandbox(port: int, token: str = SANDBOX_CAST.token) -> BotApiServer:
+    """A started sandbox (port 0: a free one); RuntimeError (caused by the OSError) when the port
+    is taken."""
+    return BotApiServer(token=token, port=port, bot_username=BOT_USERNAME,
                         bot_first_name="marketrank", flood=FloodLimit(), chat_page=SANDBOX_CAST,
                         first_update_id=first_update_id(time.time())).start()
