@@ -32,8 +32,9 @@ PTB appends the token, then ``/<method>``: ``http://127.0.0.1:PORT/bot123:TEST/g
 Fidelity notes (what is deliberately *not* emulated): ``parse_mode="HTML"`` is parsed into plain
 text plus entities, but Markdown / MarkdownV2 text is stored verbatim with no entities;
 inline-mode messages (``inline_message_id``), webhooks, media groups and URL uploads are not
-emulated. Flood control is per chat only (no global 30 messages/s limit); tests can also inject
-429s with :meth:`BotApiServer.rate_limit`. Error descriptions copy the real server's wording where
+emulated. Flood control is one rule per chat (about one write a second, a burst of three); neither
+Telegram's 20 messages a minute in groups nor its global 30 a second is emulated. Tests can also
+inject 429s with :meth:`BotApiServer.rate_limit`. Error descriptions copy the real server's wording where
 it is known.
 """
 

@@ -3,8 +3,9 @@
     GET  /                          the page
     GET  /static/<file>             its script and style sheet
     GET  /api/session               the bot, the people and the chats
-    GET  /api/chat?user_id&chat_id&since   the chat as that user sees it; waits up to 20 s for
-                                    a change when `since` is the version the page already has
+    GET  /api/chat?user_id&chat_id&since[&wait]   the chat as that user sees it; waits up to
+                                    `wait` s (at most and by default 20) for a change when `since`
+                                    is the version the page already has
     POST /api/send   {user_id, chat_id, text}                 the user writes (an update for the bot)
     POST /api/press  {user_id, chat_id, message_id, data}     the user presses an inline button
     GET  /api/answer?query_id       the bot's answer to a press (the toast); waits up to 15 s
@@ -80,10 +81,11 @@ class ChatPage:
         try:
             user_id, chat_id = self._who(request.query)
             since = int(request.query.get("since", "-1"))
+            wait = min(max(float(request.query.get("wait", CHAT_WAIT_S)), 0.0), CHAT_WAIT_S)
         except (PageError, ValueError) as exc:
-            return _error(exc)
+            return _error(PageError(f"bad query: {exc}") if isinstance(exc, ValueError) else exc)
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + CHAT_WAIT_S
+        deadline = loop.time() + wait
         while self.server.version == since and loop.time() < deadline:
             await asyncio.sleep(0.1)
         version = self.server.version
