@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from analysis.models import Status
+from analysis.service import Actor
 from sandbox import BotApiServer
 from sandbox.cast import SANDBOX_CAST
 from sandbox.launch import open_sandbox
@@ -167,7 +169,7 @@ def step_of(message: dict) -> int:
     return int(match.group(1)) if match else -1
 
 
-def test_a_trader_ranks_pauses_resumes_and_refines_in_the_browser(sandbox, browser, tmp_path):
+def test_a_trader_ranks_pauses_resumes_and_refines_in_the_browser(sandbox, browser, service, tmp_path):
     bot = Bot(sandbox, tmp_path / "bot.log")
     bot.start()
     try:
@@ -215,6 +217,8 @@ def test_a_trader_ranks_pauses_resumes_and_refines_in_the_browser(sandbox, brows
         # The bot dies mid-run; a command typed meanwhile is answered once it is back, and the
         # card carries on to the end: nothing is lost.
         bot.kill()
+        (gist,) = service.list(Actor(str(ALICE)))
+        assert gist.status == Status.RUNNING, "the bot was to die mid-run"
         page.type("/list")
         time.sleep(1.0)
         bot.start()
@@ -227,6 +231,7 @@ def test_a_trader_ranks_pauses_resumes_and_refines_in_the_browser(sandbox, brows
         assert done["buttons"] == ["Refine", "Chart", "Refresh"]
         assert "edited" in done["edited"]
         assert len(page.cards()) == 1  # one card, edited in place
+        assert step_of(done) == service.get(gist.id, Actor(str(ALICE))).seq > gist.seq
 
         # Chart: an image the browser could decode.
         assert page.press(card_id, "Chart")
