@@ -22,6 +22,27 @@ EXIT_TEMPLATE = ("The trader holds these markets. Which one should be exited fir
                  "its outlook over the next few {timeframe} candles is weakest? "
                  "Trader's note: {prompt}")
 RANK_TEMPLATE = "Which market has the stronger outlook over the next few {timeframe} candles?"
+NO_JUDGE_NOTICE = "no LLM judge configured: ranked by indicators; your question was not used"
+UNUSED_PROMPT_NOTICE = "the score strategy ranks by indicators; your question was not used (strategy=llm uses it)"
+ZERO_WIDTH_JOINER = "\u200d"
+
+
+def invisible_character(text: str) -> str | None:
+    """The first character of `text` a reader cannot see (Unicode format characters: zero-width
+    spaces and joiners, BOM, word joiner, soft hyphen, tag characters, text-direction controls),
+    or None. A zero-width joiner between two emoji (👨‍💻) is part of the emoji and allowed."""
+    for i, ch in enumerate(text):
+        if unicodedata.category(ch) != "Cf":
+            continue
+        if ch == ZERO_WIDTH_JOINER and 0 < i < len(text) - 1 and _is_emoji_part(text[i - 1]) \
+                and unicodedata.category(text[i + 1]) == "So":
+            continue
+        return ch
+    return None
+
+
+def _is_emoji_part(ch: str) -> bool:
+    return unicodedata.category(ch) in ("So", "Sk") or ch == "\ufe0f"
 
 
 def normalize_symbol(text: str) -> str:
@@ -72,6 +93,20 @@ class RankingConfigFactory:
         timeframe = self._check_timeframe(timeframe)
         strategy = self._check_strategy(strategy)
         prompt = self._check_prompt(prompt)
+        notice = ""
+        if strategy == "llm" and not prompt:
+            prompt = RANK_TEMPLATE.format(timeframe=timeframe)
+        elif strategy == "score" and prompt:
+            notice = UNUSED_PROMPT_NOTICE if self.llm_configured else NO_JUDGE_NOTICE
+        return self._build(kind=kind, markets=markets, symbols=symbols, timeframe=timeframe,
+                           top_k=top_k, strategy=strategy, target=target, prompt=prompt,
+                           notice=notice)
+
+    def _build(self, *, kind: str, markets: int | None, symbols: list[str] | None, timeframe: str,
+               top_k: int | None, strategy: str, target: float | None, prompt: str,
+               notice: str) -> RankingConfig:
+        """The config from checked kind, timeframe, strategy and prompt (the prompt may be a
+        template around what the trader typed, so it is not held to the trader's limit)."""
         chosen = self._choose_markets(markets, symbols, timeframe)
         if top_k is None:
             top_k = min(self.settings.default_top_k, len(chosen) - 1)
@@ -84,7 +119,7 @@ class RankingConfigFactory:
             raise InvalidConfig(f"target must be a confidence between 0.5 and 0.99, not {quoted(target)}")
         return RankingConfig(
             kind=kind, markets=chosen, timeframe=timeframe, strategy=strategy, top_k=top_k,
-            target_confidence=round(float(target), 4), prompt=prompt,
+            target_confidence=round(float(target), 4), prompt=prompt, notice=notice,
             data_source=self.data_source, window=self.settings.window_candles,
             batch_size=(self.settings.llm_batch_size if strategy == "llm"
                         else self.settings.score_batch_size),
@@ -94,24 +129,29 @@ class RankingConfigFactory:
     def create_entry_config(self, prompt: str, *, symbols: list[str] | None = None,
                             markets: int | None = None, timeframe: str = "1h",
                             top_k: int | None = None, target: float | None = None) -> RankingConfig:
-        """Best long entries: the llm strategy when a judge is configured, else `score`."""
-        note = self._check_prompt(prompt) or "none"
-        question = ENTRY_TEMPLATE.format(timeframe=timeframe, prompt=note)
-        return self.create_ranking_config(
-            markets=markets, symbols=symbols, timeframe=timeframe, top_k=top_k, target=target,
-            strategy="llm" if self.llm_configured else "score", prompt=question, kind="entry")
+        """Best long entries: the llm strategy when a judge is configured, else `score` (and the
+        config's notice says the question was not used)."""
+        return self._templated("entry", ENTRY_TEMPLATE, prompt, markets=markets, symbols=symbols,
+                               timeframe=timeframe, top_k=top_k, target=target)
 
     def create_exit_config(self, symbols: list[str], prompt: str = "", *, timeframe: str = "1h",
                            top_k: int | None = None, target: float | None = None) -> RankingConfig:
         """Which holdings to exit first; the trader names the holdings."""
         if not symbols:
             raise InvalidConfig("name the markets you hold, e.g. /exit BTC/USDT,ETH/USDT")
-        note = self._check_prompt(prompt) or "none"
-        question = EXIT_TEMPLATE.format(timeframe=timeframe, prompt=note)
         top_k = top_k if top_k is not None else max(1, min(3, len(symbols) - 1))
-        return self.create_ranking_config(
-            symbols=symbols, timeframe=timeframe, top_k=top_k, target=target,
-            strategy="llm" if self.llm_configured else "score", prompt=question, kind="exit")
+        return self._templated("exit", EXIT_TEMPLATE, prompt, markets=None, symbols=symbols,
+                               timeframe=timeframe, top_k=top_k, target=target)
+
+    def _templated(self, kind: str, template: str, prompt: str, **choice) -> RankingConfig:
+        """An entry or exit config: the trader's note (checked, limit included) inside the
+        kind's question; without a judge the indicators rank and the notice says so."""
+        note = self._check_prompt(prompt) or "none"
+        timeframe = self._check_timeframe(choice.pop("timeframe"))
+        strategy = "llm" if self.llm_configured else "score"
+        return self._build(kind=kind, timeframe=timeframe, strategy=strategy,
+                           prompt=template.format(timeframe=timeframe, prompt=note),
+                           notice="" if self.llm_configured else NO_JUDGE_NOTICE, **choice)
 
     # --- checks -----------------------------------------------------------------------------
     def _check_timeframe(self, timeframe: str) -> str:
@@ -130,6 +170,9 @@ class RankingConfigFactory:
     def _check_prompt(self, prompt: str) -> str:
         if not isinstance(prompt, str):
             raise InvalidConfig("the prompt must be text")
+        if any(unicodedata.category(ch) == "Cs" for ch in prompt):
+            # Lone surrogates: how Python hands over bytes that were not UTF-8 (a CLI argument).
+            raise InvalidConfig("the prompt is not valid UTF-8 text; send plain text")
         prompt = unicodedata.normalize("NFC", prompt).strip()
         limit = self.settings.max_prompt_chars
         if len(prompt) > limit:
@@ -139,6 +182,11 @@ class RankingConfigFactory:
         if any(ch in BIDI_CONTROLS for ch in prompt):
             # They can make a card read differently from what was typed.
             raise InvalidConfig("the prompt contains invisible text-direction characters; send plain text")
+        hidden = invisible_character(prompt)
+        if hidden is not None:
+            # Zero-width, BOM, word joiner, tag characters: text the judge reads and no one sees.
+            raise InvalidConfig(f"the prompt contains an invisible character (U+{ord(hidden):04X} "
+                                f"{unicodedata.name(hidden, 'format character')}); send plain text")
         return prompt
 
     def _choose_markets(self, markets: int | None, symbols: list[str] | None,

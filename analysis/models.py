@@ -39,6 +39,9 @@ class RankingConfig(BaseModel):
     top_k: int = Field(ge=1)
     target_confidence: float = Field(ge=0.5, le=0.99)
     prompt: str = ""
+    # What the analysis does not do as asked, shown on the card and in the CLI (e.g. a question
+    # that no LLM judge reads); set by the factory, which knows at creation what is configured.
+    notice: str = ""
     data_source: str = "demo"
     window: int = Field(500, ge=50)
     batch_size: int = Field(8, ge=1)

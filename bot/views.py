@@ -59,6 +59,8 @@ def card_text(gist: Gist) -> str:
              escape(gist.config.summary())]
     if gist.demo:
         lines.append("⚠️ DEMO DATA: synthetic markets, not real prices")
+    if gist.config.notice:
+        lines.append(f"⚠️ {escape(gist.config.notice)}")
     lines.append(f"{progress_bar(gist.progress)} · step {max(gist.seq, 0)}")
     reached = " ✓" if gist.confidence + 1e-9 >= gist.target else ""
     lines.append(f"Confidence {gist.confidence:.2f} / target {gist.target:.2f}{reached}")

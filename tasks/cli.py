@@ -88,6 +88,8 @@ def run_command(args: argparse.Namespace, runtime: Runtime, service: AnalysisSer
         config = create_config(factory, args)
         gist = service.start(config, actor)
         print(gist.id)
+        if config.notice:
+            print(f"note: {config.notice}", file=sys.stderr)
         return follow(service, gist.id, actor) if args.wait else 0
     if command == "status":
         if args.json:
@@ -153,6 +155,7 @@ def describe(gist: Gist) -> str:
     lines = [f"analysis {gist.id}: {gist.status.value}" + (f" ({gist.reason})" if gist.reason else ""),
              f"  {gist.config.summary()} · data: {gist.config.data_source}"
              + ("  [DEMO DATA: synthetic markets]" if gist.demo else ""),
+             *([f"  {gist.config.notice}"] if gist.config.notice else []),
              f"  progress {gist.progress:.0%} · step {gist.seq} · confidence {gist.confidence:.2f} "
              f"(target {gist.target:.2f})"]
     if gist.llm_summary():

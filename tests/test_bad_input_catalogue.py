@@ -24,7 +24,7 @@ from analysis.service import Actor, AnalysisService
 from analysis.settings import Settings
 from tests.helpers import redis_snapshot
 
-SERVICE_DB, CLI_DB, SCRATCH_DB = 3, 4, 5
+SERVICE_DB, CLI_DB, SCRATCH_DB, NOTICE_DB = 3, 4, 5, 6
 
 ALICE, BOB, CAROL = Actor("alice"), Actor("bob"), Actor("carol")
 BAD_IDS = {
@@ -262,6 +262,11 @@ def cli_cases(ambiguous_prefix: str) -> dict[str, list[str]]:
         "kind unknown": ["start", "--kind", "hack"], "exit without holdings": ["start", "--kind", "exit"],
         "prompt 100k": ["start", "--prompt", "x" * 100_000],
         "prompt ansi": ["start", "--prompt", "\x1b[31mred\x1b[0m"],
+        "prompt invalid utf-8": ["start", "--prompt", os.fsdecode(b"\xff\xfe")],
+        "entry prompt invalid utf-8": ["start", "--kind", "entry", "--prompt", os.fsdecode(b"buy \xc3")],
+        "prompt zero width": ["start", "--prompt", "buy\u200bnow"],
+        "prompt tag characters": ["start", "--kind", "entry", "--prompt", "hi\U000E0041\U000E0042"],
+        "symbols invalid utf-8": ["start", "--symbols", os.fsdecode(b"BTC/USDT,\xff/USDT")],
         "symbols commas": ["start", "--symbols", ",,,"],
         "symbols cyrillic": ["start", "--symbols", "BTC/USDT,ВТС/USDT"],
         "symbols sql": ["start", "--symbols", "BTC/USDT,ETH/USDT'; DROP TABLE x;--"],
@@ -322,3 +327,165 @@ def test_the_cli_refuses_bad_input_with_one_error_line_and_changes_nothing(redis
                             f"stderr {done.stderr[:300]!r}")
     assert not problems, "\n".join(problems)
     assert redis_snapshot(runtime.redis) == before
+
+
+# --- issue 12: holes a review found -----------------------------------------------------------
+INVISIBLE = {
+    "zero width space": "buy\u200bnow", "zero width non-joiner": "buy\u200cnow",
+    "zero width joiner between letters": "buy\u200dnow", "word joiner": "buy\u2060now",
+    "byte order mark": "\ufeffbuy now", "soft hyphen": "buy\u00adnow",
+    "tag characters": "buy now" + "".join(chr(0xE0000 + ord(c)) for c in "sell everything"),
+    "cancel tag": "buy\U000E007Fnow", "mongolian vowel separator": "buy\u180enow",
+    "invisible separator": "buy\u2063now",
+}
+
+
+@pytest.mark.parametrize("prompt", INVISIBLE.values(), ids=INVISIBLE.keys())
+def test_a_prompt_with_invisible_characters_is_refused(world, prompt):
+    for make in (lambda f: f.create_ranking_config(markets=5, prompt=prompt),
+                 lambda f: f.create_entry_config(prompt),
+                 lambda f: f.create_exit_config(["BTC/USDT", "ETH/USDT"], prompt)):
+        assert_refused_and_nothing_changed(world, lambda: make(world["factory"]), InvalidConfig,
+                                           "invisible")
+
+
+def test_emoji_joined_by_a_zero_width_joiner_are_welcome(world):
+    prompt = "👨‍💻 picks, 🏳️‍🌈 friendly"
+    assert world["factory"].create_ranking_config(markets=5, prompt=prompt).prompt == prompt
+
+
+@pytest.mark.parametrize("prompt", ["\udcff\udcfe", "buy \udc80 now"], ids=["only", "inside"])
+def test_a_prompt_that_is_not_valid_utf8_is_refused(world, prompt):
+    assert_refused_and_nothing_changed(
+        world, lambda: world["factory"].create_ranking_config(markets=5, prompt=prompt),
+        InvalidConfig, "not valid UTF-8")
+
+
+def test_the_prompt_limit_counts_what_the_trader_typed_not_the_template(world):
+    factory, limit = world["factory"], world["factory"].settings.max_prompt_chars
+    typed = "steady uptrend, " * (limit // 16) + "x" * (limit % 16)
+    assert len(typed) == limit
+    entry = factory.create_entry_config(typed)
+    held = factory.create_exit_config(["BTC/USDT", "ETH/USDT"], typed)
+    assert typed in entry.prompt and typed in held.prompt
+    for make in (lambda f: f.create_entry_config(typed + "!"),
+                 lambda f: f.create_exit_config(["BTC/USDT", "ETH/USDT"], typed + "!")):
+        assert_refused_and_nothing_changed(world, lambda: make(factory), InvalidConfig,
+                                           f"the prompt is {limit + 1} characters; the limit is {limit}")
+
+
+def test_llm_without_a_prompt_asks_the_judge_a_sensible_default_question(world):
+    from analysis.llm_judge import PairRequest, build_messages
+    factory = RankingConfigFactory(world["factory"].settings, provider_from_spec("demo"),
+                                   llm_configured=True)
+    for blank in ("", "   "):
+        config = factory.create_ranking_config(markets=5, timeframe="4h", strategy="llm", prompt=blank)
+        assert config.prompt == "Which market has the stronger outlook over the next few 4h candles?"
+        request = PairRequest(first="BTC/USDT", second="ETH/USDT", first_summary="a",
+                              second_summary="b", question=config.prompt)
+        user = build_messages(request)[1]["content"]
+        assert "Trader's question: Which market has the stronger outlook" in user
+    asked = factory.create_ranking_config(markets=5, strategy="llm", prompt="calm uptrends")
+    assert asked.prompt == "calm uptrends"
+
+
+NO_JUDGE = "no LLM judge configured: ranked by indicators; your question was not used"
+
+
+def test_entry_and_exit_without_a_judge_say_the_question_was_not_used(world):
+    from bot import views
+    factory = world["factory"]  # no LLM configured
+    entry = factory.create_entry_config("strong momentum")
+    held = factory.create_exit_config(["BTC/USDT", "ETH/USDT"], "taking profits")
+    assert entry.strategy == held.strategy == "score"
+    assert entry.notice == held.notice == NO_JUDGE
+    gist = world["service"].start(entry, Actor("notice-reader"))
+    assert NO_JUDGE in views.card_text(gist)
+    with_judge = RankingConfigFactory(factory.settings, provider_from_spec("demo"), llm_configured=True)
+    judged = with_judge.create_entry_config("strong momentum")
+    assert judged.strategy == "llm" and judged.notice == ""
+
+
+def test_the_cli_says_when_an_entry_question_is_not_used(redis_url):
+    url = redis_url_db(redis_url, NOTICE_DB)
+    runtime = Runtime(Settings(redis_url=url, market_data="demo"))
+    runtime.redis.flushdb()
+    env = {**os.environ, "REDIS_URL": url, "MARKET_DATA": "demo", "OPENAI_API_KEY": "",
+           "OPENAI_BASE_URL": ""}
+    done = run_marketrank(env, ["start", "--kind", "entry", "--markets", "5", "--prompt", "momentum"])
+    assert done.returncode == 0, done.stderr
+    analysis_id = done.stdout.strip()
+    assert len(analysis_id) == 10
+    assert done.stderr.strip() == f"note: {NO_JUDGE}"
+    shown = run_marketrank(env, ["status", analysis_id])
+    assert NO_JUDGE in shown.stdout
+
+
+# --- who may launch work ---------------------------------------------------------------------
+def test_the_production_celery_app_registers_no_benchmark_task():
+    """Flower's API can launch any task the app registers (POST /api/task/async-apply/<name>)."""
+    from tasks.celery_app import app
+    app.loader.import_default_modules()
+    bench = sorted(name for name in app.tasks if "bench" in name)
+    assert bench == [], f"benchmark tasks reachable from Flower: {bench}"
+
+
+# --- state that never heals ------------------------------------------------------------------------
+def test_analyses_that_expired_no_longer_count_against_the_limit(scratch_world):
+    world = scratch_world
+    store, service, redis = world["runtime"].store, world["service"], world["runtime"].redis
+    carols = store.ids_of_owner(CAROL.user_id)
+    assert len(carols) == store.settings.max_active_per_user
+    kept, *expired = carols
+    for analysis_id in expired:  # their gists (and what hangs off them) expired
+        redis.delete(store.keys.gist(analysis_id), store.keys.control(analysis_id))
+    assert [g.id for g in service.list(CAROL)] == [kept]
+    fresh = service.start(world["config"], CAROL)
+    assert redis.smembers(store.keys.active(CAROL.user_id)) == {kept.encode(), fresh.id.encode()}
+    # The one that still exists still counts: the limit holds.
+    service.start(world["config"], CAROL)
+    world["dispatcher"].queue.clear()
+    assert_refused_and_nothing_changed(world, lambda: service.start(world["config"], CAROL),
+                                       LimitReached, "the limit is 3")
+
+
+def test_pause_after_the_control_key_expired_writes_a_control_key_that_expires(scratch_world):
+    world = scratch_world
+    store, redis = world["runtime"].store, world["runtime"].redis
+    control = store.keys.control(world["running"])
+    redis.delete(control)
+    result = world["service"].pause(world["running"], ALICE)
+    assert result.changed
+    assert redis.ttl(control) > 0, "a control key without a TTL never goes away"
+    assert 0 < redis.ttl(control) <= store.settings.control_ttl_s
+
+
+def test_refine_of_a_score_analysis_never_reports_a_lower_confidence(scratch_world):
+    world = scratch_world
+    runtime, service, dispatcher = world["runtime"], world["service"], world["dispatcher"]
+    config = world["factory"].create_ranking_config(markets=30, top_k=10)
+    owner = Actor("refiner")
+
+    def run_all():
+        while dispatcher.queue:
+            analysis_id, chain, seq = dispatcher.queue.pop(0)
+            if run_step(runtime, analysis_id, chain, seq).decision == "continue":
+                dispatcher.enqueue_step(analysis_id, chain, seq + 1)
+
+    gist = service.start(config, owner)
+    run_all()
+    done = service.get(gist.id, owner)
+    assert done.status.value == "COMPLETED" and done.confidence < 0.99
+    for _ in range(3):  # refine until the target is out of reach
+        before = service.get(gist.id, owner)
+        assert service.refine(gist.id, owner, generation=before.refine_gen).changed
+        run_all()
+        after = service.get(gist.id, owner)
+        assert after.status.value == "COMPLETED"
+        assert after.confidence >= before.confidence - 1e-9, (before.confidence, after.confidence)
+        same = [m.symbol for m in after.result] == [m.symbol for m in before.result]
+        if after.confidence + 1e-9 < after.target:
+            assert "target" in after.note and "not reached" in after.note
+        if same and after.confidence + 1e-9 < after.target:
+            # Nothing steadier exists in this data: the note says so in a trader's words.
+            assert "steadier" in after.note, after.note
