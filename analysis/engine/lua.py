@@ -27,7 +27,13 @@ CREATE = """
 -- ARGV[1] id  ARGV[2] owner  ARGV[3] now  ARGV[4] config JSON  ARGV[5] target  ARGV[6] demo (0/1)
 -- ARGV[7] chain token  ARGV[8] gist TTL s  ARGV[9] control TTL s  ARGV[10] model
 -- ARGV[11] max active analyses per owner  ARGV[12] events maxlen
+-- KEYS[7..] gists of the owner's active analyses as the caller read them; ARGV[13..] their ids
+-- Only analyses that still exist count toward the limit: an id whose gist expired is pruned
+-- from the active set (a member added since the caller read the set counts as existing).
 """ + _FINAL + """
+for i = 7, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 0 then redis.call('SREM', KEYS[5], ARGV[i + 6]) end
+end
 local active = redis.call('SCARD', KEYS[5])
 if active >= tonumber(ARGV[11]) then return {'limit', tostring(active)} end
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'exists'} end
@@ -176,7 +182,7 @@ return {'ok'}
 
 PAUSE = """
 -- KEYS[1] control  KEYS[2] gist  KEYS[3] events
--- ARGV[1] now  ARGV[2] reason  ARGV[3] events maxlen
+-- ARGV[1] now  ARGV[2] reason  ARGV[3] events maxlen  ARGV[4] control TTL s
 -- Wanted state -> paused. A step in flight still commits; no new step starts. Idempotent.
 """ + _FINAL + """
 if redis.call('EXISTS', KEYS[2]) == 0 then return {'missing'} end
@@ -186,6 +192,7 @@ if redis.call('HGET', KEYS[1], 'wanted') == 'paused' or status == 'PAUSED' then
   return {'noop', status}
 end
 redis.call('HSET', KEYS[1], 'wanted', 'paused')
+redis.call('EXPIRE', KEYS[1], ARGV[4])  -- the control key may have expired: never write one without a TTL
 redis.call('HSET', KEYS[2], 'status', 'PAUSED', 'reason', ARGV[2], 'updated_at', ARGV[1])
 redis.call('HINCRBY', KEYS[2], 'version', 1)
 announce(KEYS[2], KEYS[3], ARGV[3], redis.call('HGET', KEYS[2], 'id'), 'paused', ARGV[1])

@@ -84,13 +84,14 @@ class AnalysisStore:
     def create(self, analysis_id: str, owner: str, config: RankingConfig, *, chain: str,
                demo: bool, model: str, now: float) -> ScriptAnswer:
         s, k = self.settings, self.keys
+        active = sorted(i.decode() for i in self.redis.smembers(k.active(owner)))
         return self._run(
             "CREATE",
             [k.gist(analysis_id), k.control(analysis_id), k.owner(owner), k.analyses(),
-             k.active(owner), k.events()],
+             k.active(owner), k.events(), *(k.gist(i) for i in active)],
             [analysis_id, owner, now, config.model_dump_json(), config.target_confidence,
              int(demo), chain, s.gist_ttl_s, s.control_ttl_s, model, s.max_active_per_user,
-             s.events_maxlen],
+             s.events_maxlen, *active],
         )
 
     # --- the step protocol ------------------------------------------------------------------
@@ -154,7 +155,7 @@ class AnalysisStore:
     def pause(self, analysis_id: str, *, reason: str, now: float) -> ScriptAnswer:
         k = self.keys
         return self._run("PAUSE", [k.control(analysis_id), k.gist(analysis_id), k.events()],
-                         [now, reason, self.settings.events_maxlen])
+                         [now, reason, self.settings.events_maxlen, self.settings.control_ttl_s])
 
     def resume(self, analysis_id: str, *, new_chain: str, now: float) -> ScriptAnswer:
         k, s = self.keys, self.settings
