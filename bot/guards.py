@@ -10,7 +10,8 @@ import functools
 import logging
 from collections.abc import Awaitable, Callable
 
-from telegram import Update, User
+from telegram import Update
+from telegram.constants import ChatID
 from telegram.ext import ContextTypes
 
 from analysis.errors import AnalysisError, NotAllowed, NotFound
@@ -20,6 +21,7 @@ from bot.services import Access, services
 logger = logging.getLogger(__name__)
 
 TRADER, ADMIN = "trader", "admin"
+SHARED_SENDERS = frozenset(int(i) for i in ChatID)  # anonymous admin, service chat, channel bot
 Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Awaitable[None]]
 
 
@@ -46,8 +48,19 @@ async def answer(update: Update, html: str, plain: str) -> None:
         await update.effective_message.reply_text(html)
 
 
-def refusal(access: Access, user: User | None, role: str) -> tuple[str, str] | None:
-    """(reason for the log, text for the user) when `user` may not act in `role`."""
+def sent_on_behalf_of_a_chat(update: Update) -> bool:
+    """A message an anonymous group admin or a channel sent: Telegram gives all of them the same
+    few user ids (1087968824 for every anonymous admin), so such a sender cannot own anything."""
+    user, message = update.effective_user, update.message
+    return (user is not None and user.id in SHARED_SENDERS) or \
+        (message is not None and message.sender_chat is not None)
+
+
+def refusal(access: Access, update: Update, role: str) -> tuple[str, str] | None:
+    """(reason for the log, text for the user) when the sender may not act in `role`."""
+    user = update.effective_user
+    if sent_on_behalf_of_a_chat(update):
+        return "sent on behalf of a chat", views.POST_AS_YOURSELF
     if user is None or not access.may_trade(user.id):
         return "not an allowed user", views.not_allowed_user(user.id if user else None)
     if role == ADMIN and not access.is_admin(user.id):
@@ -59,7 +72,7 @@ def guarded(role: str) -> Callable[[Handler], Handler]:
     def decorate(handler: Handler) -> Handler:
         @functools.wraps(handler)
         async def guarded_handler(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-            refused = refusal(services(context).access, update.effective_user, role)
+            refused = refusal(services(context).access, update, role)
             if refused is not None:
                 log_refusal(update, refused[0])
                 await answer(update, refused[1], refused[1])

@@ -7,9 +7,10 @@ loop keeps answering other users. Authorization and user-fit errors are handled 
 import asyncio
 import logging
 
-from telegram import Update
+from telegram import MaybeInaccessibleMessage, Message, Update
 from telegram.ext import ContextTypes
 
+from analysis.cards import CardLocation
 from analysis.models import ActionResult, RankingConfig, Status
 from analysis.service import Actor, AnalysisService
 from bot import callbacks, views
@@ -137,13 +138,34 @@ async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         log_refusal(update, "invalid callback data")
         await query.answer(views.STALE_BUTTON)
         return
+    actor = s.access.actor(update.effective_user)
+    await asyncio.to_thread(s.service.get, press.analysis_id, actor)  # may this user act on it?
+    if not await pressed_on_its_card(s, press.analysis_id, query.message):
+        log_refusal(update, "button of another analysis than the pressed message shows")
+        await query.answer(views.STALE_BUTTON)
+        return
     if press.action == "chart":
         await send_chart(update, context, press.analysis_id)
         return
-    result = await asyncio.to_thread(act, s.service, press, s.access.actor(update.effective_user))
+    result = await asyncio.to_thread(act, s.service, press, actor)
     await query.answer(views.action_answer(result))
     pressed = query.message if query.message is not None and query.message.is_accessible else None
     await s.notifier.show(result.analysis_id, *((pressed.chat_id, pressed.message_id) if pressed else ()))
+
+
+async def pressed_on_its_card(s: BotServices, analysis_id: str, message: MaybeInaccessibleMessage | None) -> bool:
+    """Whether a press about `analysis_id` came from a message it may change: the analysis's
+    recorded card, or a message whose own buttons carry the analysis (callback data is forged
+    easily; the pressed message's buttons come from Telegram)."""
+    if message is None:  # a message sent in inline mode: this bot sends none
+        return False
+    if isinstance(message, Message) and message.reply_markup is not None:
+        for row in message.reply_markup.inline_keyboard:
+            for button in row:
+                shown = callbacks.parse(button.callback_data)
+                if shown is not None and shown.analysis_id == analysis_id:
+                    return True
+    return await s.notifier.cards.get(analysis_id) == CardLocation(message.chat.id, message.message_id)
 
 
 def act(service: AnalysisService, press: callbacks.ButtonPress, actor: Actor) -> ActionResult:

@@ -18,6 +18,8 @@ BAR_CELLS = 10
 MAX_ROWS = 25  # ranked markets shown on a card; the chart and /status --json have them all
 STALE_BUTTON = "This button is no longer valid."
 NOT_ADMIN = "Sorry, that command is for admins."
+POST_AS_YOURSELF = ("Sorry — you are posting anonymously (as the group or a channel), and Telegram "
+                    "shows every anonymous admin as the same account: post as yourself to use this bot.")
 TITLES = {"rank": "Ranking", "entry": "Entry analysis", "exit": "Exit analysis"}
 
 TRADER_COMMANDS = [

@@ -24,11 +24,14 @@ class UserSide:
         chat_id: int | None = None,
         first_name: str = "Tester",
         username: str | None = None,
+        sender_chat: dict[str, Any] | None = None,
     ) -> int:
         """Queue an update: ``user_id`` writes ``text`` in ``chat_id`` (their private chat by default).
 
         A leading ``/command`` gets a bot_command entity, so PTB's CommandHandler matches.
-        The message shows up in the chat view. Returns the update_id.
+        The message shows up in the chat view. ``sender_chat`` (a Chat object) is what Telegram
+        adds when the message is sent on behalf of a chat, e.g. by an anonymous group admin
+        (then ``user_id`` is 1087968824). Returns the update_id.
         """
         with self._lock:
             user = self._user(user_id, first_name, username)
@@ -36,7 +39,10 @@ class UserSide:
             message = self._add_message(
                 chat, from_bot=False, from_user=user, text=text, entities=command_entities(text)
             )
-            return self._queue_update("message", self._message_json(message))
+            payload = self._message_json(message)
+            if sender_chat is not None:
+                payload["sender_chat"] = dict(sender_chat)
+            return self._queue_update("message", payload)
 
     def press_button(
         self,

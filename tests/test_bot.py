@@ -273,6 +273,83 @@ def test_others_strangers_and_forged_buttons_change_nothing(api, people, logged_
     assert logged_errors == []
 
 
+def test_a_forged_button_changes_no_message_but_its_analysis_card(api, people, logged_errors):
+    """A press edits only the analysis's card (or a message whose buttons carry that analysis):
+    a forged press of the presser's own analysis on someone else's card changes nothing."""
+    group = -random.randrange(10**5, 10**6)
+    with RunningBot(api, bot_settings(api, people)) as bot:
+        api.send_message(people.trader, f"/rank symbols={some_markets(5)} top=2", chat_id=group)
+        card = wait_for_status(api, group, wait_for_card(api, group).message_id, "Completed")
+        # The other user has an analysis with a live card of its own, and one with no card.
+        api.send_message(people.other, f"/rank symbols={some_markets(5)} top=2")
+        own = wait_for_status(api, people.other, wait_for_card(api, people.other).message_id, "Completed")
+        with_card = analysis_id_of(own)
+        factory = bot.application.bot_data["services"].factory
+        without_card = bot.service.start(factory.create_ranking_config(symbols=DEMO_MARKETS[:60], top_k=3),
+                                         Actor(str(people.other))).id
+        cards = bot.application.bot_data["services"].notifier.cards
+        card, own = api.message(group, card.message_id), api.message(people.other, own.message_id)
+
+        forged = [f"v1:refresh:{with_card}", f"v1:refresh:{without_card}", f"v1:pause:{without_card}",
+                  f"v1:cancel:{without_card}", f"v1:chart:{with_card}", f"v1:refine:{with_card}:0"]
+        queries = [api.press_button(people.other, card.message_id, data, chat_id=group) for data in forged]
+        queries.append(api.press_button(people.other, 10**6, f"v1:refresh:{without_card}", chat_id=group,
+                                        force=True))  # a message the bot cannot see
+        for query in queries:
+            assert api.wait_for_callback_answer(query).text == "This button is no longer valid."
+
+        assert api.message(group, card.message_id).text == card.text
+        assert api.message(group, card.message_id).buttons == card.buttons
+        assert api.message(group, card.message_id).edits == card.edits
+        assert api.message(people.other, own.message_id).edits == own.edits
+        assert not [m for m in api.messages(group, from_bot=True) if m.photo]
+        assert bot.service.store.load(without_card).status in (Status.PENDING, Status.RUNNING, Status.COMPLETED)
+        assert bot.service.store.load(with_card).refine_gen == 0
+        assert asyncio.run_coroutine_threadsafe(cards.get(without_card), bot.loop).result(5) is None
+        # The real buttons still work, for their owners.
+        query = api.press(people.other, own.message_id, "Refresh")
+        assert api.wait_for_callback_answer(query).text == "Up to date."
+        query = api.press(people.trader, card.message_id, "Refresh", chat_id=group)
+        assert api.wait_for_callback_answer(query).text == "Up to date."
+        bot.service.cancel(without_card, Actor(str(people.other)))
+    assert logged_errors == []
+
+
+ANONYMOUS_ADMIN, CHANNEL_BOT = 1087968824, 136817688  # Telegram's shared senders
+
+
+def test_anonymous_admins_and_channels_are_asked_to_post_as_themselves(api, people, logged_errors):
+    """Telegram sends every anonymous group admin as one user: no command may act as it."""
+    group_a, group_b = -random.randrange(10**5, 10**6), -random.randrange(10**6, 10**7)
+    anonymous = Actor(str(ANONYMOUS_ADMIN))
+    with RunningBot(api, bot_settings(api, people, allowed_user_ids=[])) as bot:
+        # An analysis the shared account owns (as one could start before this was refused).
+        factory = bot.application.bot_data["services"].factory
+        legacy = bot.service.start(factory.create_ranking_config(symbols=DEMO_MARKETS[:40]), anonymous).id
+        bot.service.pause(legacy, anonymous)
+        wait_until(lambda: bot.service.store.lease_holder(legacy) is None, message="the step in flight")
+        before, ids_before = bot.service.store.load(legacy), bot.service.store.all_ids()
+
+        posts = [(ANONYMOUS_ADMIN, group_a, {"id": group_a, "type": "supergroup", "title": "A"}, "/rank markets=5"),
+                 (ANONYMOUS_ADMIN, group_b, {"id": group_b, "type": "supergroup", "title": "B"}, "/list"),
+                 (ANONYMOUS_ADMIN, group_b, {"id": group_b, "type": "supergroup", "title": "B"}, f"/cancel {legacy}"),
+                 (ANONYMOUS_ADMIN, group_b, {"id": group_b, "type": "supergroup", "title": "B"}, f"/resume {legacy}"),
+                 (CHANNEL_BOT, group_b, {"id": -100123, "type": "channel", "title": "C"}, "/rank markets=5")]
+        for user_id, chat_id, sender_chat, text in posts:
+            mark = api.mark()
+            api.send_message(user_id, text, chat_id=chat_id, sender_chat=sender_chat)
+            reply = reply_after(api, chat_id, mark)
+            assert "anonymous" in reply and "post as yourself" in reply, (text, reply)
+            assert legacy[:6] not in reply
+
+        after = bot.service.store.load(legacy)
+        assert (after.version, after.status) == (before.version, Status.PAUSED)
+        assert bot.service.store.all_ids() == ids_before
+        assert not [m for m in api.messages(group_a, from_bot=True) if status_of(m)]
+        bot.service.cancel(legacy, anonymous)
+    assert logged_errors == []
+
+
 def test_bad_arguments_and_limits_are_explained(api, people, logged_errors):
     settings = bot_settings(api, people, max_active_per_user=1, max_prompt_chars=40)
     with RunningBot(api, settings) as bot:
