@@ -124,7 +124,8 @@ def help_text(is_admin: bool) -> str:
              "", "<b>Follow and steer</b>",
              "/list — your analyses",
              "/status, /pause, /resume, /refine, /cancel &lt;id&gt; — or use the card's buttons",
-             "Refine raises the target confidence by 0.05 and carries on from where it stopped."]
+             "Refine raises the target confidence by 0.05: a score ranking then shows the steadiest "
+             "top K of the last candles, an llm ranking asks the judge more comparisons."]
     if is_admin:
         lines += ["", "<b>Admin</b>"] + [f"/{c.command} — {escape(c.description)}" for c in ADMIN_COMMANDS]
     return "\n".join(lines)

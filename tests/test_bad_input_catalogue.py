@@ -476,6 +476,7 @@ def test_refine_of_a_score_analysis_never_reports_a_lower_confidence(scratch_wor
     run_all()
     done = service.get(gist.id, owner)
     assert done.status.value == "COMPLETED" and done.confidence < 0.99
+    notes = []
     for _ in range(3):  # refine until the target is out of reach
         before = service.get(gist.id, owner)
         assert service.refine(gist.id, owner, generation=before.refine_gen).changed
@@ -489,3 +490,48 @@ def test_refine_of_a_score_analysis_never_reports_a_lower_confidence(scratch_wor
         if same and after.confidence + 1e-9 < after.target:
             # Nothing steadier exists in this data: the note says so in a trader's words.
             assert "steadier" in after.note, after.note
+        notes.append((before.confidence, after.confidence, same, after.note))
+    assert any(same for _, _, same, _ in notes), notes  # the same answer was reported again
+    assert notes[0][1] > notes[0][0], notes  # and the first refine did make it surer
+
+
+class ScriptedJudge:
+    """Answers every pair by a rule: enough to stage what a refine model may do."""
+
+    def __init__(self, rule):
+        self.rule = rule
+
+    def compare_many(self, requests, *, model):
+        from analysis.llm_judge import Verdict
+        return [Verdict(r.first, r.second, self.rule(r.first, r.second), 0.9, model, False)
+                for r in requests], None
+
+
+def test_refine_of_an_llm_analysis_says_why_the_same_answer_reads_less_sure():
+    from analysis.bradley_terry import default_budget
+    from analysis.models import RankingConfig
+    from analysis.strategies.base import StepInput
+    from analysis.strategies.llm import LLMStrategy
+    markets = ["A/USDT", "B/USDT", "C/USDT", "D/USDT", "E/USDT", "F/USDT"]
+    config = RankingConfig(markets=markets, timeframe="1h", strategy="llm", top_k=2,
+                           target_confidence=0.8, batch_size=10)
+    state = {"markets": markets, "phase": "comparing", "summaries": {s: "x" for s in markets},
+             "snapshots": {s: {} for s in markets}, "log": [], "budget": default_budget(6, 2),
+             "target_seen": 0.8}
+    truth = lambda a, b: min(a, b)  # noqa: E731  A beats B beats C...
+    second_shown = lambda a, b: b  # noqa: E731  a refine model with a strong position bias
+
+    def run(state, target, rule):
+        outcome = None
+        while outcome is None or not outcome.done:
+            outcome = LLMStrategy().step(StepInput("x", 1, config, state, target, "m", lambda b: {},
+                                                   ScriptedJudge(rule)))
+            state = outcome.state
+        return outcome
+
+    done = run(state, 0.8, truth)
+    refined = run(done.state, 0.95, second_shown)
+    assert [r["symbol"] for r in refined.result] == [r["symbol"] for r in done.result]
+    assert refined.confidence < done.confidence  # the same answer, less sure: say why
+    assert f"confidence {done.confidence:.2f} before refining" in refined.note
+    assert "less settled" in refined.note and "target 0.95 not reached" in refined.note

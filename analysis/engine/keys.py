@@ -8,7 +8,7 @@
 | {p}control:{id}              | hash   | CONTROL_TTL_S, refreshed   | wanted state, chain token               |
 | {p}lease:{id}                | string | LEASE_MS (PX), heartbeat   | attempt token of the executing step     |
 | {p}owner:{owner}             | zset   | none                       | the owner's analyses by creation time   |
-| {p}active:{owner}            | set    | none                       | the owner's analyses not yet final      |
+| {p}active:{owner}            | set    | none (expired ids pruned)  | the owner's analyses not yet final      |
 | {p}analyses                  | zset   | none                       | every analysis by creation time         |
 | {p}events                    | stream | capped (MAXLEN ~)          | progress events; bots read them with the consumer group bot:{bot id} |
 | {p}failures                  | list   | capped (LTRIM)             | recent step failures, for admins        |

@@ -41,6 +41,16 @@ def step_seed(config: RankingConfig, log_length: int) -> int:
     return zlib.crc32(f"{config.model_dump_json()}:{log_length}".encode())
 
 
+def less_settled(state: dict, estimate, confidence: float) -> str:
+    """After a refine, why the same top K may read a lower confidence: the judge's further
+    answers disagreed more than the earlier ones, so the order is less settled than it looked."""
+    before = state.get("before_refine")
+    if not before or sorted(estimate.top_k) != before["top"] or confidence >= before["confidence"] - 1e-6:
+        return ""
+    return (f"same top {len(before['top'])}, confidence {before['confidence']:.2f} before refining: "
+            f"the further comparisons disagreed more, so the order is less settled than it looked")
+
+
 class LLMStrategy:
     name = "llm"
 
@@ -53,13 +63,15 @@ class LLMStrategy:
         state = dict(inp.state)
         if state["phase"] == "summaries":
             return self._summarise(inp, state)
+        estimate = self._estimate(inp, state)
         if inp.target > state["target_seen"] + 1e-9:
             # Refined: a higher target earns half a budget more comparisons.
             n = len(state["markets"])
             state["budget"] = min(state["budget"] + default_budget(n, inp.config.top_k) // 2,
                                   ordered_pairs(n))
             state["target_seen"] = inp.target
-        estimate = self._estimate(inp, state)
+            state["before_refine"] = {"top": sorted(estimate.top_k),
+                                      "confidence": round(estimate.expected_precision, 6)}
         if not self._should_stop(estimate, state, inp.target):
             self._compare_batch(inp, state, estimate)
             estimate = self._estimate(inp, state)
@@ -113,5 +125,6 @@ class LLMStrategy:
             note = target_not_reached(confidence, inp.target)
             if note:
                 note += f" after {len(state['log'])} comparisons (budget)"
+            note = "; ".join(n for n in (less_settled(state, estimate, confidence), note) if n)
         return StepOutcome(state=state, progress=1.0 if done else min(progress, 0.99),
                            confidence=confidence, done=done, result=result, note=note)

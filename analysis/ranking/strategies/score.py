@@ -11,8 +11,14 @@ holds if the analysis had been run at a slightly different moment. Each market i
 `views` consecutive candles ending at the last one; P(market in top K) is the share of those
 moments at which it ranks in the top K, and confidence = the mean of that over the reported top
 K, i.e. the expected precision@K of the reported set against the ranking at a moment drawn
-uniformly from the last `views` candles. Refine doubles the views (up to what the data window
-allows) and ranks again; if the confidence stays below the target, the result says so.
+uniformly from the last `views` candles.
+
+Refine ("be surer"): the first pass reports the top K by the latest score; a refine reports
+instead the K markets that were in the top K most often over the same moments (the steadiest
+set, ordered by that share, then by the latest score). Under the same measure no set of K
+markets scores higher, so the confidence never falls; when the steadiest set is already the
+reported one, the note says no steadier set exists in this data. (Looking further back, the
+former design, asked a harder question and made the same answer look worse.)
 """
 
 import numpy as np
@@ -95,12 +101,27 @@ class ScoreStrategy:
                            result=result, note=target_not_reached(confidence, inp.target))
 
     def _next_pass(self, inp: StepInput, state: dict) -> StepOutcome:
-        """The target was raised after completion (refine): rank again with more views."""
-        views = min(state["views"] * 2, self.max_views(inp.config))
-        if views == state["views"]:
-            outcome = self._order(inp, state)
-            note = outcome.note and outcome.note + " (the data window allows no more views)"
-            return StepOutcome(**{**outcome.__dict__, "note": note})
-        state.update(views=views, pending=state["markets"], scores={}, phase="scoring",
+        """The target was raised after completion (refine): report the steadiest top K over the
+        same moments, and say in words what changed (see the module docstring)."""
+        k = inp.config.top_k
+        latest = {s: v[0] for s, v in state["scores"].items()}
+        by_latest = sorted(state["markets"], key=lambda s: (-latest[s], s))[:k]
+        p_in_top, _ = top_k_stability(state["scores"], by_latest, k)
+        steadiest = sorted(state["markets"], key=lambda s: (-p_in_top[s], -latest[s], s))[:k]
+        confidence = float(np.mean([p_in_top[s] for s in steadiest]))
+        result = [{"rank": i + 1, "symbol": s, "score": latest[s], "indicators": state["snapshots"][s]}
+                  for i, s in enumerate(steadiest)]
+        before = steadiest if state.get("ranking") == "steadiest" else by_latest
+        changed = len(set(steadiest) - set(before))
+        views = state["views"]
+        if changed:
+            note = (f"refined: the {k} markets most often in the top {k} over the last {views} "
+                    f"candles ({changed} changed)")
+        else:
+            note = (f"no steadier top {k} exists in the last {views} candles: these markets are "
+                    f"as sure as the indicators get")
+        reached = target_not_reached(confidence, inp.target)
+        state.update(phase="done", p_in_top_k=p_in_top, ranking="steadiest",
                      passes=state["passes"] + 1)
-        return self._score_batch(inp, state)
+        return StepOutcome(state=state, progress=1.0, confidence=round(confidence, 6), done=True,
+                           result=result, note=note + (f"; {reached}" if reached else ""))
