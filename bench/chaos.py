@@ -19,8 +19,8 @@ Then a user resumes whatever is paused (it must say why) until every analysis is
 cancelled, and the run checks: each sequence committed once, in order, without overlapping steps
 and with one progress event per commit; nothing stuck; no final analysis left in its owner's
 active set; every final ranking and confidence equal to the same analysis run without faults
-(refining a `score` analysis only adds views, so the reference is the same config at the final
-number of views); no worker exited on its own; redeliveries after the visibility timeout were
+(a refined `score` analysis reports the steadiest top K over the same views, so its reference
+is the same config run to completion and then refined once); no worker exited on its own; redeliveries after the visibility timeout were
 no-ops. The summary counts faults by kind, recoveries, broker redeliveries and what they did,
 and the longest times from a kill to the watchdog's re-enqueue and to the next commit of the
 interrupted analysis.
@@ -698,7 +698,8 @@ class ChaosRun:
 
     def _check_ranking(self, gist: Gist, config: RankingConfig, references: "ReferenceRuns") -> None:
         views = gist.state.get("views", config.views)
-        expected_result, expected_confidence = references.outcome(config, views)
+        steadiest = gist.state.get("ranking") == "steadiest"
+        expected_result, expected_confidence = references.outcome(config, views, steadiest)
         got = json.dumps([asdict(item) for item in gist.result], sort_keys=True)
         if got != json.dumps(expected_result, sort_keys=True):
             self._violation(f"{gist.id}: final ranking differs from the run without faults "
@@ -873,12 +874,12 @@ class ReferenceRuns:
             frames[symbol] = self._frames[key]
         return frames
 
-    def outcome(self, config: RankingConfig, views: int) -> tuple[list, float]:
+    def outcome(self, config: RankingConfig, views: int, steadiest: bool = False) -> tuple[list, float]:
         from analysis.ranking.strategies import get_strategy
         from analysis.ranking.strategies.base import StepInput
 
         config = config.model_copy(update={"views": views})
-        key = (tuple(config.markets), config.top_k, config.kind, config.batch_size, views)
+        key = (tuple(config.markets), config.top_k, config.kind, config.batch_size, views, steadiest)
         if key not in self._outcomes:
             strategy = get_strategy(config.strategy)
             state = strategy.initial_state(config, list(config.markets))
@@ -888,7 +889,7 @@ class ReferenceRuns:
                     target=config.target_confidence, model="",
                     load_candles=lambda symbols: self._candles(config, symbols)))
                 state = outcome.state
-                if outcome.done:
+                if outcome.done and not (steadiest and state.get("ranking") != "steadiest"):
                     break
             self._outcomes[key] = (outcome.result, round(outcome.confidence, 6))
         return self._outcomes[key]
