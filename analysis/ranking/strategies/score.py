@@ -24,7 +24,7 @@ former design, asked a harder question and made the same answer look worse.)
 import numpy as np
 import pandas as pd
 
-from analysis.markets.indicators import WARMUP_CANDLES, indicator_frame, snapshot_at
+from analysis.markets.indicators import indicator_frame, snapshot_at
 from analysis.models import RankingConfig, StepOutcome
 from analysis.ranking.strategies.base import StepInput, target_not_reached
 
@@ -64,9 +64,6 @@ class ScoreStrategy:
     def initial_state(self, config: RankingConfig, markets: list[str]) -> dict:
         return {"markets": markets, "pending": markets, "views": config.views, "scores": {},
                 "snapshots": {}, "phase": "scoring", "passes": 1}
-
-    def max_views(self, config: RankingConfig) -> int:
-        return max(config.window - WARMUP_CANDLES, 2)
 
     def step(self, inp: StepInput) -> StepOutcome:
         state = dict(inp.state)
