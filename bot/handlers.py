@@ -10,10 +10,10 @@ import logging
 from telegram import MaybeInaccessibleMessage, Message, Update
 from telegram.ext import ContextTypes
 
-from analysis.cards import CardLocation
 from analysis.models import ActionResult, RankingConfig, Status
 from analysis.service import Actor, AnalysisService
 from bot import callbacks, views
+from bot.cards import CardLocation
 from bot.chart import ranking_chart_png
 from bot.guards import ADMIN, TRADER, guarded, log_refusal
 from bot.parsing import analysis_id_arg, command_text, parse_exit_args, parse_rank_args
