@@ -160,11 +160,10 @@ async def pressed_on_its_card(s: BotServices, analysis_id: str, message: MaybeIn
     if message is None:  # a message sent in inline mode: this bot sends none
         return False
     if isinstance(message, Message) and message.reply_markup is not None:
-        for row in message.reply_markup.inline_keyboard:
-            for button in row:
-                shown = callbacks.parse(button.callback_data)
-                if shown is not None and shown.analysis_id == analysis_id:
-                    return True
+        shown = (callbacks.parse(key.callback_data) for row in message.reply_markup.inline_keyboard
+                 for key in row)
+        if any(press is not None and press.analysis_id == analysis_id for press in shown):
+            return True
     return await s.notifier.cards.get(analysis_id) == CardLocation(message.chat.id, message.message_id)
 
 
