@@ -109,6 +109,9 @@ class Gist:
     # What the LLM judge spent (calls, prompt_tokens, completion_tokens, retries, cache_hits),
     # counted when spent, failed and redone steps included (lua.ADD_SPEND).
     spend: dict[str, int] = field(default_factory=dict)
+    # A run of a schedule: its id, and the schedule's previous completed run (analysis/schedules.py).
+    schedule: str = ""
+    schedule_prev: str = ""
 
     @classmethod
     def from_hash(cls, raw: dict[str, str]) -> "Gist":
@@ -135,6 +138,8 @@ class Gist:
             watchdog_attempts=int(raw.get("watchdog_attempts", 0)),
             spend={name[len("spend:"):]: int(value) for name, value in raw.items()
                    if name.startswith("spend:")},
+            schedule=raw.get("schedule", ""),
+            schedule_prev=raw.get("schedule_prev", ""),
         )
 
     @property

@@ -17,6 +17,7 @@ from analysis.engine.store import AnalysisStore, ScriptAnswer
 from analysis.errors import InvalidConfig, LimitReached, NotAllowed, NotFound, quoted
 from analysis.markets.registry import provider_from_spec
 from analysis.models import REFINE_MODEL, ActionResult, Gist, RankingConfig, Status, to_jsonable
+from analysis.schedule_changes import run_changes
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +25,7 @@ ID_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"
 ID_LENGTH = 10
 ID_PATTERN = re.compile(rf"^[{ID_ALPHABET}]{{4,{ID_LENGTH}}}$")
 REFINE_STEP, REFINE_CAP = 0.05, 0.99
+PAUSED_BY_USER = "paused by user"
 
 
 class StepDispatcher(Protocol):
@@ -56,11 +58,15 @@ class AnalysisService:
         self.clock = clock
 
     # --- starting and reading -----------------------------------------------------------------
-    def start(self, config: RankingConfig, actor: Actor) -> Gist:
+    def start(self, config: RankingConfig, actor: Actor, *, schedule: str = "",
+              schedule_prev: str = "") -> Gist:
+        """Store and enqueue a new analysis; `schedule` names the schedule that started it and
+        `schedule_prev` that schedule's previous completed run (its changes are against it)."""
         analysis_id, chain = new_analysis_id(), new_chain_token()
         demo = provider_from_spec(config.data_source).is_demo
         answer = self.store.create(analysis_id, actor.user_id, config, chain=chain, demo=demo,
-                                   model="", now=self.clock())
+                                   model="", now=self.clock(), schedule=schedule,
+                                   schedule_prev=schedule_prev)
         if answer.code == "limit":
             limit = self.store.settings.max_active_per_user
             raise LimitReached(f"you already have {answer.values[0]} analyses running; the limit "
@@ -80,7 +86,11 @@ class AnalysisService:
 
     def status_document(self, analysis_id: str, actor: Actor) -> dict:
         gist = self.get(analysis_id, actor)
-        return to_jsonable(gist, self.store.history(gist.id), self.store.chain(gist.id))
+        document = to_jsonable(gist, self.store.history(gist.id), self.store.chain(gist.id))
+        # A run of a schedule: which one, and what changed since its previous completed run.
+        document["schedule"] = gist.schedule or None
+        document["changes"] = run_changes(self.store, gist) if gist.schedule else None
+        return document
 
     def list(self, actor: Actor, owner: str | None = None, limit: int = 20) -> list[Gist]:
         owner = owner if owner is not None and actor.is_admin else actor.user_id
@@ -105,7 +115,7 @@ class AnalysisService:
     # --- control actions --------------------------------------------------------------------
     def pause(self, analysis_id: str, actor: Actor) -> ActionResult:
         gist = self.get(analysis_id, actor)
-        answer = self.store.pause(gist.id, reason="paused by user", now=self.clock())
+        answer = self.store.pause(gist.id, reason=PAUSED_BY_USER, now=self.clock())
         return self._result("pause", gist.id, answer, {
             "ok": "Paused: the step in flight finishes, no new step starts.",
             "noop": "Already paused.",

@@ -69,6 +69,16 @@ class Settings(BaseSettings):
     watchdog_grace_s: float = Field(30, gt=0)
     watchdog_max_attempts: int = Field(5, ge=1)
 
+    # --- Schedules (recurring analyses, run by beat through the Redis scheduler) ---------------
+    # The shortest interval a schedule may have (a cron line may not fire more often either).
+    schedule_min_interval_s: int = Field(900, ge=1)
+    max_schedules_per_user: int = Field(5, ge=1)
+    # A schedule whose runs failed this many times in a row is paused with the reason.
+    schedule_max_failures: int = Field(3, ge=1)
+    # Beat wakes at least this often, so a new schedule is seen within it; a beat that died
+    # without releasing its lock holds the other beats off for 5 times this long.
+    beat_max_loop_s: float = Field(5, gt=0)
+
     # --- LLM judge --------------------------------------------------------------------------
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None

@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 from telegram import Bot, User
 from telegram.ext import ContextTypes
 
+from analysis.access import may_trade
 from analysis.config_factory import RankingConfigFactory
 from analysis.engine.events import EventReader
 from analysis.engine.runtime import Runtime
@@ -36,7 +37,7 @@ class Access:
         return user_id in self.admins
 
     def may_trade(self, user_id: int) -> bool:
-        return not self.allowed or user_id in self.allowed or user_id in self.admins
+        return may_trade(self.allowed, self.admins, user_id)
 
     def actor(self, user: User) -> Actor:
         return Actor(str(user.id), is_admin=self.is_admin(user.id))

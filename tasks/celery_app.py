@@ -1,8 +1,10 @@
 """The Celery app: at-least-once delivery settings the step protocol is designed for."""
 
+import redis
 from celery import Celery
 from celery.signals import setup_logging
 
+from analysis.engine.keys import Keys
 from analysis.logging_setup import configure_logging
 from analysis.settings import Settings, get_settings
 
@@ -42,7 +44,7 @@ def make_celery(settings: Settings) -> Celery:
         raise ValueError("TASK_TIME_LIMIT_S must be below VISIBILITY_TIMEOUT_S, or the broker "
                          "redelivers tasks that are still running")
     app = Celery("marketrank", broker=settings.redis_url,
-                 include=["tasks.steps", "tasks.watchdog"])
+                 include=["tasks.steps", "tasks.watchdog", "tasks.schedule_tasks"])
     transport = {"visibility_timeout": settings.visibility_timeout_s}
     app.conf.update(
         task_default_queue="marketrank",
@@ -64,8 +66,30 @@ def make_celery(settings: Settings) -> Celery:
         beat_schedule={
             "watchdog": {"task": "marketrank.watchdog", "schedule": settings.watchdog_interval_s},
         },
+        **redbeat_config(settings),
     )
     return app
+
+
+def redbeat_config(settings: Settings) -> dict:
+    """celery-redbeat: the schedule (the watchdog above and every user schedule) lives in Redis
+    under KEY_PREFIX + "beat:" (analysis/engine/keys.py), so schedules change at run time, survive
+    restarts of beat, and a lock lets one beat at a time fire them."""
+    from redis.backoff import ExponentialBackoff
+    from redis.retry import Retry
+
+    return dict(
+        beat_scheduler="redbeat.RedBeatScheduler",
+        beat_max_loop_interval=settings.beat_max_loop_s,
+        redbeat_redis_url=settings.redis_url,
+        redbeat_key_prefix=Keys(settings.key_prefix).beat_prefix(),
+        # The same retries as the workers' client: beat rides out a Redis restart.
+        redbeat_redis_options={
+            "retry": Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=20),
+            "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
+            "health_check_interval": 30,
+        },
+    )
 
 
 @setup_logging.connect

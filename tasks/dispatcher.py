@@ -8,16 +8,18 @@ INIT_TASK = "marketrank.init"
 RANK_STEP_TASK = "marketrank.rank_step"
 
 
-def step_argsrepr(analysis_id: str, chain: str, seq: int) -> str:
-    return f"analysis={analysis_id} seq={seq} chain={chain[:8]}"
+def step_argsrepr(analysis_id: str, chain: str, seq: int, label: str = "") -> str:
+    return f"analysis={analysis_id} seq={seq} chain={chain[:8]}" + (f" {label}" if label else "")
 
 
 class CeleryDispatcher:
-    def __init__(self, app: Celery | None = None):
+    """`label` (e.g. `schedule=<id>`) is added to what Flower shows of the steps it enqueues."""
+
+    def __init__(self, app: Celery | None = None, label: str = ""):
         if app is None:
             from tasks.celery_app import app
-        self.app = app
+        self.app, self.label = app, label
 
     def enqueue_step(self, analysis_id: str, chain: str, seq: int) -> None:
         self.app.send_task(INIT_TASK if seq == 0 else RANK_STEP_TASK, args=(analysis_id, chain, seq),
-                           argsrepr=step_argsrepr(analysis_id, chain, seq))
+                           argsrepr=step_argsrepr(analysis_id, chain, seq, self.label))

@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     sandbox = None if has_token or args.once else start_sandbox(settings.sandbox_port)
     var_dir = Path(os.environ.get("MARKETRANK_VAR_DIR", ROOT / "var"))
     var_dir.mkdir(parents=True, exist_ok=True)
-    (ROOT / "var").mkdir(exist_ok=True)  # beat's schedule file (Procfile)
+    (ROOT / "var").mkdir(exist_ok=True)
     children: list[subprocess.Popen] = []
     if not redis_reachable(settings.redis_url):
         children.append(start_redis(settings.redis_url, var_dir))

@@ -15,6 +15,16 @@
 | {p}llmcache:{sha256}         | string | LLM_CACHE_TTL              | one cached LLM answer                   |
 | {p}card:{id}                 | hash   | GIST_TTL_S                 | the bot's status card (chat, message)   |
 | {p}update:{bot}:{update_id}  | string | 1 day                      | a Telegram update the bot has handled   |
+| {p}schedule:{id}             | hash   | none: until removed        | a recurring analysis (analysis/schedules.py) |
+| {p}schedules                 | zset   | none                       | every schedule by creation time         |
+| {p}schedules:{owner}         | zset   | none                       | the owner's schedules by creation time  |
+| {p}beat:{entry}              | hash   | none: until removed        | celery-redbeat's entry (definition, meta); entries `watchdog`, `schedule:{id}` |
+| {p}beat::schedule            | zset   | none                       | celery-redbeat: entry keys by next due time (UTC epoch) |
+| {p}beat::lock                | string | 5 x BEAT_MAX_LOOP_S, renewed | celery-redbeat: the one beat allowed to fire |
+| {p}beat::statics             | set    | none                       | celery-redbeat: names of the static entries (watchdog) |
+
+The `beat:` keys are written by celery-redbeat itself (tasks/celery_app.py gives it the prefix
+`beat_prefix()`); user schedules and their beat entries are removed together.
 """
 
 from dataclasses import dataclass
@@ -62,3 +72,23 @@ class Keys:
 
     def update(self, bot_id: int, update_id: int) -> str:
         return f"{self.prefix}update:{bot_id}:{update_id}"
+
+    def schedule(self, schedule_id: str) -> str:
+        return f"{self.prefix}schedule:{schedule_id}"
+
+    def schedules(self) -> str:
+        return f"{self.prefix}schedules"
+
+    def schedules_of(self, owner: str) -> str:
+        return f"{self.prefix}schedules:{owner}"
+
+    def beat_prefix(self) -> str:
+        """celery-redbeat's key prefix (it appends entry names and `:schedule`, `:lock`...)."""
+        return f"{self.prefix}beat:"
+
+    def beat_due(self) -> str:
+        """celery-redbeat's sorted set of entry keys by next due time."""
+        return f"{self.beat_prefix()}:schedule"
+
+    def beat_entry(self, name: str) -> str:
+        return f"{self.beat_prefix()}{name}"

@@ -27,12 +27,14 @@ CREATE = """
 -- ARGV[1] id  ARGV[2] owner  ARGV[3] now  ARGV[4] config JSON  ARGV[5] target  ARGV[6] demo (0/1)
 -- ARGV[7] chain token  ARGV[8] gist TTL s  ARGV[9] control TTL s  ARGV[10] model
 -- ARGV[11] max active analyses per owner  ARGV[12] events maxlen
--- KEYS[7..] gists of the owner's active analyses as the caller read them; ARGV[13..] their ids
+-- ARGV[13] schedule id ('' unless a schedule started it)  ARGV[14] the schedule's previous
+-- completed run ('' for none): what its changes are computed against
+-- KEYS[7..] gists of the owner's active analyses as the caller read them; ARGV[15..] their ids
 -- Only analyses that still exist count toward the limit: an id whose gist expired is pruned
 -- from the active set (a member added since the caller read the set counts as existing).
 """ + _FINAL + """
 for i = 7, #KEYS do
-  if redis.call('EXISTS', KEYS[i]) == 0 then redis.call('SREM', KEYS[5], ARGV[i + 6]) end
+  if redis.call('EXISTS', KEYS[i]) == 0 then redis.call('SREM', KEYS[5], ARGV[i + 8]) end
 end
 local active = redis.call('SCARD', KEYS[5])
 if active >= tonumber(ARGV[11]) then return {'limit', tostring(active)} end
@@ -41,7 +43,8 @@ redis.call('HSET', KEYS[1], 'id', ARGV[1], 'owner', ARGV[2], 'created_at', ARGV[
   'updated_at', ARGV[3], 'last_progress_at', ARGV[3], 'config', ARGV[4], 'status', 'PENDING',
   'reason', '', 'seq', -1, 'progress', 0, 'confidence', 0, 'target', ARGV[5], 'state', '{}',
   'result', '[]', 'version', 1, 'refine_gen', 0, 'model', ARGV[10], 'demo', ARGV[6],
-  'watchdog_attempts', 0, 'kicked_at', 0, 'note', '')
+  'watchdog_attempts', 0, 'kicked_at', 0, 'note', '', 'schedule', ARGV[13],
+  'schedule_prev', ARGV[14])
 redis.call('EXPIRE', KEYS[1], ARGV[8])
 redis.call('HSET', KEYS[2], 'wanted', 'running', 'chain', ARGV[7])
 redis.call('EXPIRE', KEYS[2], ARGV[9])
@@ -348,5 +351,58 @@ for i = 1, #ARGV, 2 do
   redis.call('HINCRBY', KEYS[1], 'spend:' .. ARGV[i], ARGV[i + 1])
 end
 redis.call('HINCRBY', KEYS[1], 'version', 1)
+return {'ok'}
+"""
+
+
+# --- schedules (analysis/schedules.py) -----------------------------------------------------------
+SCHEDULE_CREATE = """
+-- KEYS[1] schedule  KEYS[2] owner's schedules  KEYS[3] all schedules
+-- ARGV[1] id  ARGV[2] now  ARGV[3] max schedules per owner  ARGV[4..] field, value pairs
+-- Answers ok, limit + the owner's count, or exists. Writes nothing unless ok.
+local count = redis.call('ZCARD', KEYS[2])
+if count >= tonumber(ARGV[3]) then return {'limit', tostring(count)} end
+if redis.call('EXISTS', KEYS[1]) == 1 then return {'exists'} end
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+return {'ok'}
+"""
+
+SCHEDULE_DELETE = """
+-- KEYS[1] schedule  KEYS[2] owner's schedules  KEYS[3] all schedules
+-- ARGV[1] id
+-- Answers ok or missing.
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+return {'ok'}
+"""
+
+SCHEDULE_CLAIM = """
+-- KEYS[1] schedule
+-- ARGV[1] fire id (the beat message's task id)  ARGV[2] the last fire id the caller read
+-- ARGV[3] now
+-- One firing of a schedule starts at most one run: a redelivered message (same fire id) is a
+-- duplicate, and a firing that raced another (the last fire changed since it was read) backs off.
+-- Answers ok, missing, paused, duplicate or raced.
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
+local s = redis.call('HMGET', KEYS[1], 'state', 'last_fire')
+if s[1] ~= 'active' then return {'paused'} end
+if s[2] == ARGV[1] then return {'duplicate'} end
+if (s[2] or '') ~= ARGV[2] then return {'raced'} end
+redis.call('HSET', KEYS[1], 'last_fire', ARGV[1], 'fired_at', ARGV[3])
+return {'ok'}
+"""
+
+SCHEDULE_UPDATE = """
+-- KEYS[1] schedule
+-- ARGV[1] runs to add  ARGV[2] skips to add  ARGV[3..] field, value pairs to set
+-- Answers ok, or missing (a removed schedule is never written again).
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
+if tonumber(ARGV[1]) ~= 0 then redis.call('HINCRBY', KEYS[1], 'runs', ARGV[1]) end
+if tonumber(ARGV[2]) ~= 0 then redis.call('HINCRBY', KEYS[1], 'skipped', ARGV[2]) end
+if #ARGV > 2 then redis.call('HSET', KEYS[1], unpack(ARGV, 3)) end
 return {'ok'}
 """

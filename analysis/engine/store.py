@@ -82,7 +82,8 @@ class AnalysisStore:
 
     # --- creation ---------------------------------------------------------------------------
     def create(self, analysis_id: str, owner: str, config: RankingConfig, *, chain: str,
-               demo: bool, model: str, now: float) -> ScriptAnswer:
+               demo: bool, model: str, now: float, schedule: str = "",
+               schedule_prev: str = "") -> ScriptAnswer:
         s, k = self.settings, self.keys
         active = sorted(i.decode() for i in self.redis.smembers(k.active(owner)))
         return self._run(
@@ -91,7 +92,7 @@ class AnalysisStore:
              k.active(owner), k.events(), *(k.gist(i) for i in active)],
             [analysis_id, owner, now, config.model_dump_json(), config.target_confidence,
              int(demo), chain, s.gist_ttl_s, s.control_ttl_s, model, s.max_active_per_user,
-             s.events_maxlen, *active],
+             s.events_maxlen, schedule, schedule_prev, *active],
         )
 
     # --- the step protocol ------------------------------------------------------------------

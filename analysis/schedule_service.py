@@ -1,0 +1,187 @@
+"""The schedule service: what the fronts call to add, list and remove recurring analyses, and what
+beat's task calls when a schedule fires. A schedule is validated in full (interval, options through
+the same config factory as /rank) before anything is written; a run is an ordinary analysis
+started through `AnalysisService.start` for the schedule's owner.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+from analysis.access import owner_may_trade
+from analysis.config_factory import RankingConfigFactory
+from analysis.errors import AnalysisError, InvalidConfig, LimitReached, NotAllowed, NotFound, quoted
+from analysis.models import Status
+from analysis.schedules import (ACTIVE, NOTIFY, PAUSED, SCHEDULE_ID_PATTERN, Schedule, ScheduleStore,
+                                build_config, check_options, new_schedule_id, parse_every)
+from analysis.service import PAUSED_BY_USER, Actor, AnalysisService
+from analysis.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+class BeatRegistrar(Protocol):
+    """Keeps beat's entries in step with the schedules; `tasks/` implements it with celery-redbeat."""
+
+    def add(self, schedule: Schedule) -> None: ...
+
+    def remove(self, schedule_id: str) -> None: ...
+
+    def next_runs(self, schedule_ids: list[str]) -> dict[str, float]: ...
+
+
+@dataclass(frozen=True)
+class FireResult:
+    """What one firing did: started (analysis_id), skipped, failed, paused, missing, duplicate, raced."""
+
+    code: str
+    schedule_id: str
+    analysis_id: str = ""
+    note: str = ""
+
+
+def utc_clock(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+class ScheduleService:
+    def __init__(self, store: ScheduleStore, analyses: AnalysisService, factory: RankingConfigFactory,
+                 beat: BeatRegistrar, settings: Settings, *, clock: Callable[[], float] = time.time):
+        self.store, self.analyses, self.factory = store, analyses, factory
+        self.beat, self.settings, self.clock = beat, settings, clock
+
+    # --- for the fronts ---------------------------------------------------------------------
+    def add(self, every: str, options: dict[str, Any], actor: Actor, *, chat_id: int | None = None,
+            notify: str = "always") -> Schedule:
+        """Validate everything, then store the schedule and its beat entry; nothing is written
+        for a schedule that is refused."""
+        parsed = parse_every(every, self.settings.schedule_min_interval_s)
+        if notify not in NOTIFY:
+            raise InvalidConfig(f"notify must be always or changes, not {quoted(notify)}")
+        options = check_options(options)
+        config = build_config(self.factory, options)
+        schedule = Schedule(id=new_schedule_id(), owner=actor.user_id, chat_id=chat_id, every=parsed,
+                            options=options, summary=config.summary(), notify=notify,
+                            created_at=self.clock())
+        code, values = self.store.create(schedule, limit=self.settings.max_schedules_per_user)
+        if code == "limit":
+            raise LimitReached(f"you already have {values[0]} schedules; the limit is "
+                               f"{self.settings.max_schedules_per_user}: remove one first")
+        if code != "ok":
+            raise AnalysisError("could not store the schedule; please try again")
+        try:
+            self.beat.add(schedule)
+        except Exception:
+            self.store.delete(schedule)
+            logger.exception("schedule %s: beat entry not saved; the schedule was removed", schedule.id)
+            raise AnalysisError("the scheduler could not be reached; nothing was saved") from None
+        logger.info("schedule %s added by %s: every %s, %s", schedule.id, schedule.owner,
+                    parsed.text, schedule.summary)
+        return schedule
+
+    def get(self, schedule_id: str, actor: Actor) -> Schedule:
+        text = schedule_id.strip().lower() if isinstance(schedule_id, str) else ""
+        if not SCHEDULE_ID_PATTERN.match(text):
+            raise NotFound(f"no schedule {quoted(schedule_id)}: schedule ids look like q7m2k9xa")
+        schedule = self.store.get(text)
+        if schedule is None:
+            raise NotFound(f"no schedule {quoted(text)}")
+        if schedule.owner != actor.user_id and not actor.is_admin:
+            raise NotAllowed("that schedule belongs to someone else")
+        return schedule
+
+    def list(self, actor: Actor, *, everyone: bool = False, owner: str | None = None) -> list[Schedule]:
+        """The actor's schedules; admins may ask for everyone's or another owner's."""
+        if everyone and not actor.is_admin:
+            raise NotAllowed("every user's schedules are for admins")
+        if everyone:
+            ids = self.store.all_ids()
+        else:
+            ids = self.store.ids_of(owner if owner is not None and actor.is_admin else actor.user_id)
+        found = (self.store.get(i) for i in ids)
+        return [s for s in found if s is not None]
+
+    def next_runs(self, schedules: list[Schedule]) -> dict[str, float]:
+        """When beat will fire each active schedule next (UTC epoch); best effort."""
+        try:
+            return self.beat.next_runs([s.id for s in schedules if s.state == ACTIVE])
+        except Exception:
+            logger.exception("next run times not available")
+            return {}
+
+    def remove(self, schedule_id: str, actor: Actor) -> Schedule:
+        schedule = self.get(schedule_id, actor)
+        if not self.store.delete(schedule):
+            raise NotFound(f"no schedule {quoted(schedule.id)}")
+        self.beat.remove(schedule.id)  # a firing in between finds no schedule and does nothing
+        logger.info("schedule %s removed by %s", schedule.id, actor.user_id)
+        return schedule
+
+    def pause(self, schedule_id: str, reason: str) -> bool:
+        """Pause a schedule with a reason its owner sees; False if it is gone."""
+        logger.warning("schedule %s paused: %s", schedule_id, reason)
+        return self.store.update(schedule_id, state=PAUSED, reason=reason)
+
+    # --- for beat's task --------------------------------------------------------------------
+    def fire(self, schedule_id: str, fire_id: str) -> FireResult:
+        """One firing: start a run for the owner, unless the schedule is gone or paused, the
+        owner is no longer allowed, or the previous run is still going (skipped, with a note)."""
+        now = self.clock()
+        schedule = self.store.get(schedule_id)
+        if schedule is None:
+            return FireResult("missing", schedule_id)
+        if schedule.state != ACTIVE:
+            return FireResult("paused", schedule_id, note=schedule.reason)
+        if not owner_may_trade(self.settings, schedule.owner):
+            return self._paused(schedule, "its owner is no longer allowed to use the bot")
+        previous = self.analyses.store.load(schedule.last_analysis) if schedule.last_analysis else None
+        if previous is not None and previous.status in (Status.RUNNING, Status.PENDING):
+            note = f"skipped the run due {utc_clock(now)}: the previous run {previous.id} is still going"
+            self.store.update(schedule.id, add_skipped=1, note=note)
+            logger.info("schedule %s: %s", schedule.id, note)
+            return FireResult("skipped", schedule.id, note=note)
+        failures, baseline, last_error = self._judge_previous(schedule, previous)
+        if failures >= self.settings.schedule_max_failures:
+            return self._paused(schedule, f"{failures} runs in a row failed (last: {last_error})")
+        claim = self.store.claim(schedule.id, fire_id=fire_id, last_fire=schedule.last_fire, now=now)
+        if claim != "ok":
+            return FireResult(claim, schedule.id)
+        try:
+            config = build_config(self.factory, schedule.options)
+            gist = self.analyses.start(config, Actor(schedule.owner), schedule=schedule.id,
+                                       schedule_prev=baseline)
+        except AnalysisError as err:
+            failures += 1
+            note = f"the run due {utc_clock(now)} did not start: {err}"
+            self.store.update(schedule.id, failures=failures, baseline=baseline, last_analysis="", note=note)
+            logger.warning("schedule %s: %s", schedule.id, note)
+            if failures >= self.settings.schedule_max_failures:
+                self._paused(schedule, f"{failures} runs in a row failed (last: {err})")
+            return FireResult("failed", schedule.id, note=note)
+        self.store.update(schedule.id, add_runs=1, last_analysis=gist.id, last_run_at=repr(now),
+                          failures=failures, baseline=baseline, note="")
+        logger.info("[%s] started by schedule %s (run %d, changes against %s)", gist.id, schedule.id,
+                    schedule.runs + 1, baseline or "nothing: first run")
+        return FireResult("started", schedule.id, analysis_id=gist.id)
+
+    def _judge_previous(self, schedule: Schedule, previous) -> tuple[int, str, str]:
+        """(failures in a row, baseline, last error) once the previous run has ended: a completed
+        run becomes the baseline; a failed one, or one paused by an error, counts as a failure."""
+        failures, baseline = schedule.failures, schedule.baseline
+        if previous is None:
+            return failures, baseline, ""
+        if previous.status == Status.COMPLETED:
+            return 0, previous.id, ""
+        if previous.status == Status.FAILED or (
+                previous.status == Status.PAUSED and previous.reason != PAUSED_BY_USER):
+            return failures + 1, baseline, f"{previous.id}: {previous.reason or previous.status.value.lower()}"
+        return failures, baseline, ""
+
+    def _paused(self, schedule: Schedule, reason: str) -> FireResult:
+        self.pause(schedule.id, reason)
+        return FireResult("paused", schedule.id, note=reason)

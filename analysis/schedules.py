@@ -1,0 +1,237 @@
+"""Recurring analyses: the schedule as stored, how an interval or a cron line is read, and the
+store (one hash per schedule, indexes by owner and overall, changed only through `lua.py`).
+
+Schedules are kept until removed (no TTL). When they fire is beat's business (celery-redbeat,
+`tasks/schedule_beat.py`); what a firing does is `ScheduleService.fire`.
+
+    every:  15m, 1h, 4h, 12h, 1d (any whole number of s, m, h or d, at least
+            SCHEDULE_MIN_INTERVAL_S), or cron="m h dom mon dow" (numbers, *, a-b, */n, lists), UTC.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from analysis.engine import lua
+from analysis.config_factory import RankingConfigFactory
+from analysis.errors import InvalidConfig, quoted
+from analysis.engine.keys import Keys
+from analysis.models import RankingConfig
+
+SCHEDULE_ID_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"
+SCHEDULE_ID_LENGTH = 8
+SCHEDULE_ID_PATTERN = re.compile(rf"^[{SCHEDULE_ID_ALPHABET}]{{{SCHEDULE_ID_LENGTH}}}$")
+NOTIFY = ("always", "changes")
+ACTIVE, PAUSED = "active", "paused"
+MAX_INTERVAL_S = 30 * 86400
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_INTERVAL = re.compile(r"^([1-9][0-9]{0,6})([smhd])$")
+# The options a schedule keeps: the config factory's arguments (built again at every run, so
+# `markets=30` means the 30 most traded markets of that moment).
+OPTION_NAMES = ("kind", "markets", "symbols", "timeframe", "top_k", "strategy", "target", "prompt")
+CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12),
+               ("day of week", 0, 6))
+
+
+def new_schedule_id() -> str:
+    return "".join(secrets.choice(SCHEDULE_ID_ALPHABET) for _ in range(SCHEDULE_ID_LENGTH))
+
+
+@dataclass(frozen=True)
+class Every:
+    """When a schedule fires: every `interval_s` seconds, or on a cron line (UTC)."""
+
+    text: str  # as shown: "4h", "30s", "cron=0 */4 * * *"
+    interval_s: int = 0
+    cron: str = ""
+
+
+def parse_every(text: object, min_interval_s: int) -> Every:
+    """'4h' / '30s' / 'cron=0 */4 * * *' (or the bare cron line) into an `Every`, or InvalidConfig."""
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidConfig("say how often: 15m, 1h, 4h, 12h, 1d or cron=\"0 */4 * * *\" (UTC)")
+    text = text.strip()
+    if text.lower().startswith("cron="):
+        return _parse_cron(text[5:].strip().strip('"\''), min_interval_s)
+    if " " in text:
+        return _parse_cron(text, min_interval_s)
+    match = _INTERVAL.match(text.lower())
+    if match is None:
+        raise InvalidConfig(f"{quoted(text)} is not an interval: use 15m, 1h, 4h, 12h, 1d "
+                            f"or cron=\"0 */4 * * *\" (UTC)")
+    seconds = int(match[1]) * UNITS[match[2]]
+    if seconds < min_interval_s:
+        raise InvalidConfig(f"every {text} is too often: the shortest interval is {min_interval_s} s")
+    if seconds > MAX_INTERVAL_S:
+        raise InvalidConfig(f"every {text} is too rare: the longest interval is 30d")
+    return Every(text=text.lower(), interval_s=seconds)
+
+
+def _parse_cron(line: str, min_interval_s: int) -> Every:
+    fields = line.split()
+    if len(fields) != 5:
+        raise InvalidConfig(f"a cron line has 5 fields (minute hour day month weekday), not "
+                            f"{quoted(line, 40)}")
+    values = [_cron_field(text, *spec) for text, spec in zip(fields, CRON_FIELDS)]
+    times = sorted(h * 60 + m for h in values[1] for m in values[0])
+    gaps = [b - a for a, b in zip(times, times[1:])] + [times[0] + 1440 - times[-1]]
+    if min(gaps) * 60 < min_interval_s:
+        raise InvalidConfig(f"cron {quoted(line, 40)} fires every {min(gaps)} min: the shortest "
+                            f"interval is {min_interval_s} s")
+    return Every(text="cron=" + " ".join(fields), cron=" ".join(fields))
+
+
+def _cron_field(text: str, name: str, low: int, high: int) -> set[int]:
+    """One cron field: *, */n, a, a-b, a-b/n, comma lists; numbers only."""
+    chosen: set[int] = set()
+    for part in text.split(","):
+        match = re.fullmatch(r"(\*|([0-9]{1,2})(?:-([0-9]{1,2}))?)(?:/([0-9]{1,2}))?", part)
+        if match is None:
+            raise InvalidConfig(f"cron {name} {quoted(text)}: use numbers, *, a-b, */n or lists")
+        start, end = (low, high) if match[1] == "*" else (int(match[2]), int(match[3] or match[2]))
+        step = int(match[4]) if match[4] else 1
+        if not (low <= start <= end <= high) or step < 1:
+            raise InvalidConfig(f"cron {name} {quoted(text)} is outside {low}-{high}")
+        chosen.update(range(start, end + 1, step))
+    return chosen
+
+
+def check_options(options: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(options) - set(OPTION_NAMES))
+    if unknown:
+        raise InvalidConfig(f"unknown option {quoted(unknown[0])}")
+    return {name: value for name, value in options.items() if value is not None}
+
+
+def build_config(factory: RankingConfigFactory, options: dict[str, Any]) -> RankingConfig:
+    """The config a run of these options gets, through the same factory as /rank and `start`."""
+    options = dict(check_options(options))
+    kind = options.pop("kind", "rank")
+    if kind == "entry":
+        return factory.create_entry_config(options.pop("prompt", ""), **_without(options, "strategy"))
+    if kind == "exit":
+        symbols = options.pop("symbols", [])
+        return factory.create_exit_config(symbols, options.pop("prompt", ""),
+                                          **_without(options, "strategy", "markets"))
+    if kind != "rank":
+        raise InvalidConfig(f"unknown kind of analysis {quoted(kind)}: use rank, entry, exit")
+    return factory.create_ranking_config(**options)
+
+
+def _without(options: dict, *names: str) -> dict:
+    given = [n for n in names if n in options]
+    if given:
+        raise InvalidConfig(f"{given[0]} cannot be chosen for this kind of analysis")
+    return options
+
+
+@dataclass(frozen=True)
+class Schedule:
+    id: str
+    owner: str
+    chat_id: int | None  # where runs are posted (the bot's chat); None for the CLI
+    every: Every
+    options: dict[str, Any]
+    summary: str  # the config's summary when the schedule was made
+    notify: str  # always: post every run; changes: post only runs whose top K changed
+    created_at: float
+    state: str = ACTIVE
+    reason: str = ""  # why it is paused
+    runs: int = 0
+    skipped: int = 0
+    failures: int = 0  # failed runs in a row
+    last_analysis: str = ""
+    last_run_at: float = 0.0
+    baseline: str = ""  # the last completed run: the next run's changes are against it
+    last_fire: str = ""
+    note: str = ""  # what the last firing did, when it did not start a run
+    extra: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def to_hash(self) -> dict[str, str]:
+        return {"id": self.id, "owner": self.owner, "chat_id": "" if self.chat_id is None else str(self.chat_id),
+                "every": self.every.text, "interval_s": str(self.every.interval_s), "cron": self.every.cron,
+                "options": json.dumps(self.options, sort_keys=True), "summary": self.summary,
+                "notify": self.notify, "created_at": repr(self.created_at), "state": self.state,
+                "reason": self.reason, "runs": str(self.runs), "skipped": str(self.skipped),
+                "failures": str(self.failures), "last_analysis": self.last_analysis,
+                "last_run_at": repr(self.last_run_at), "baseline": self.baseline,
+                "last_fire": self.last_fire, "note": self.note}
+
+    @classmethod
+    def from_hash(cls, raw: dict[str, str]) -> Schedule:
+        return cls(id=raw["id"], owner=raw["owner"],
+                   chat_id=int(raw["chat_id"]) if raw.get("chat_id") else None,
+                   every=Every(raw["every"], int(raw.get("interval_s") or 0), raw.get("cron", "")),
+                   options=json.loads(raw.get("options") or "{}"), summary=raw.get("summary", ""),
+                   notify=raw.get("notify", "always"), created_at=float(raw["created_at"]),
+                   state=raw.get("state", ACTIVE), reason=raw.get("reason", ""),
+                   runs=int(raw.get("runs") or 0), skipped=int(raw.get("skipped") or 0),
+                   failures=int(raw.get("failures") or 0), last_analysis=raw.get("last_analysis", ""),
+                   last_run_at=float(raw.get("last_run_at") or 0), baseline=raw.get("baseline", ""),
+                   last_fire=raw.get("last_fire", ""), note=raw.get("note", ""))
+
+    def to_jsonable(self, next_run_at: float | None = None) -> dict[str, Any]:
+        """What `marketrank schedule list --json` prints per schedule."""
+        return {"id": self.id, "every": self.every.text, "owner": self.owner, "chat_id": self.chat_id,
+                "notify": self.notify, "state": self.state, "reason": self.reason,
+                "next_run_at": next_run_at if self.state == ACTIVE else None, "runs": self.runs,
+                "skipped": self.skipped, "failures_in_a_row": self.failures,
+                "last_analysis": self.last_analysis or None, "summary": self.summary,
+                "options": self.options, "note": self.note, "created_at": self.created_at}
+
+
+class ScheduleStore:
+    def __init__(self, client: redis.Redis, keys: Keys):
+        self.redis, self.keys = client, keys
+        self._scripts = {name: client.register_script(getattr(lua, name))
+                         for name in ("SCHEDULE_CREATE", "SCHEDULE_DELETE", "SCHEDULE_CLAIM",
+                                      "SCHEDULE_UPDATE")}
+
+    def _run(self, name: str, keys: list[str], args: list) -> tuple[str, list[str]]:
+        words = [w.decode() if isinstance(w, bytes) else str(w)
+                 for w in self._scripts[name](keys=keys, args=args)]
+        return words[0], words[1:]
+
+    def get(self, schedule_id: str) -> Schedule | None:
+        raw = self.redis.hgetall(self.keys.schedule(schedule_id))
+        if not raw:
+            return None
+        return Schedule.from_hash({k.decode(): v.decode() for k, v in raw.items()})
+
+    def ids_of(self, owner: str) -> list[str]:
+        return [i.decode() for i in self.redis.zrange(self.keys.schedules_of(owner), 0, -1)]
+
+    def all_ids(self) -> list[str]:
+        return [i.decode() for i in self.redis.zrange(self.keys.schedules(), 0, -1)]
+
+    def create(self, schedule: Schedule, *, limit: int) -> tuple[str, list[str]]:
+        k = self.keys
+        pairs = [part for item in schedule.to_hash().items() for part in item]
+        return self._run("SCHEDULE_CREATE",
+                         [k.schedule(schedule.id), k.schedules_of(schedule.owner), k.schedules()],
+                         [schedule.id, schedule.created_at, limit, *pairs])
+
+    def delete(self, schedule: Schedule) -> bool:
+        k = self.keys
+        code, _ = self._run("SCHEDULE_DELETE",
+                            [k.schedule(schedule.id), k.schedules_of(schedule.owner), k.schedules()],
+                            [schedule.id])
+        return code == "ok"
+
+    def claim(self, schedule_id: str, *, fire_id: str, last_fire: str, now: float) -> str:
+        return self._run("SCHEDULE_CLAIM", [self.keys.schedule(schedule_id)],
+                         [fire_id, last_fire, now])[0]
+
+    def update(self, schedule_id: str, *, add_runs: int = 0, add_skipped: int = 0,
+               **fields: object) -> bool:
+        """Set fields (and add to the counters) of a schedule that still exists."""
+        pairs = [part for name, value in fields.items() for part in (name, str(value))]
+        code, _ = self._run("SCHEDULE_UPDATE", [self.keys.schedule(schedule_id)],
+                            [add_runs, add_skipped, *pairs])
+        return code == "ok"
