@@ -19,7 +19,7 @@ from telegram.ext import (AIORateLimiter, Application, ApplicationBuilder, Appli
 
 from analysis.logging_setup import configure_logging
 from analysis.settings import Settings, get_settings
-from bot import handlers, views
+from bot import handlers, schedule_callbacks, schedule_handlers, views
 from bot.services import BOT_DATA_KEY, BotServices
 
 logger = logging.getLogger(__name__)
@@ -41,6 +41,8 @@ COMMANDS = [
     ("refine", handlers.refine), ("cancel", handlers.cancel),
     ("force_resume", handlers.force_resume), ("stuck", handlers.stuck), ("queues", handlers.queues),
     ("workers", handlers.workers), ("failures", handlers.failures),
+    ("schedule", schedule_handlers.schedule), ("schedules", schedule_handlers.schedules),
+    ("unschedule", schedule_handlers.unschedule),
 ]
 
 
@@ -86,6 +88,8 @@ def build_application(settings: Settings) -> Application:
     application.add_handler(TypeHandler(Update, skip_redelivered), group=-1)
     for name, handler in COMMANDS:
         application.add_handler(CommandHandler(name, handler))
+    application.add_handler(CallbackQueryHandler(schedule_handlers.remove_button,
+                                                 pattern=schedule_callbacks.PREFIX_PATTERN))
     application.add_handler(CallbackQueryHandler(handlers.button))
     # Only in private chats: in a group, other bots' commands are none of our business.
     application.add_handler(MessageHandler(filters.COMMAND & filters.ChatType.PRIVATE,

@@ -15,7 +15,7 @@ from telegram.constants import ChatID
 from telegram.ext import ContextTypes
 
 from analysis.errors import AnalysisError, NotAllowed, NotFound
-from bot import callbacks, views
+from bot import callbacks, schedule_callbacks, views
 from bot.services import Access, services
 
 logger = logging.getLogger(__name__)
@@ -29,6 +29,8 @@ def action_of(update: Update) -> str:
     """What the user tried, for logs: the command word or the button's action (never arguments)."""
     if update.callback_query is not None:
         press = callbacks.parse(update.callback_query.data)
+        if press is None and schedule_callbacks.parse(update.callback_query.data):
+            return "button remove-schedule"
         return f"button {press.action}" if press else "button <invalid data>"
     text = update.effective_message.text if update.effective_message else ""
     return (text or "").split(maxsplit=1)[0][:40] if text else "<no text>"

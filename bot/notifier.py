@@ -32,8 +32,10 @@ from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter
 
 from analysis.engine.events import EventReader
 from analysis.engine.store import AnalysisStore
+from analysis.schedule_changes import run_changes
 from bot import views
 from bot.cards import CardLocation, CardStore
+from bot.schedule_cards import ScheduledCards
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +71,10 @@ class _Card:
 
 class CardNotifier:
     def __init__(self, bot: Bot, store: AnalysisStore, cards: CardStore, events: EventReader, *,
-                 interval_s: float, clock: Callable[[], float] = time.monotonic):
+                 interval_s: float, clock: Callable[[], float] = time.monotonic,
+                 scheduled: ScheduledCards | None = None):
         self.bot, self.store, self.cards, self.events = bot, store, cards, events
+        self.scheduled = scheduled
         self.interval_s, self.clock = interval_s, clock
         self._cards: dict[str, _Card] = {}
         self._reader: asyncio.Task | None = None
@@ -193,8 +197,21 @@ class CardNotifier:
     async def _refresh(self, analysis_id: str, card: _Card) -> None:
         async with card.lock:
             location = await self.cards.get(analysis_id)
-            if location is not None:
-                await self._put(analysis_id, card, location, location.chat_id, live=True)
+            if location is None and self.scheduled is None:
+                return
+            try:
+                if location is not None:
+                    await self._put(analysis_id, card, location, location.chat_id, live=True)
+                else:  # a scheduled run's first card goes to its schedule's chat
+                    gist = await asyncio.to_thread(self.store.load, analysis_id)
+                    chat_id = gist and await asyncio.to_thread(self.scheduled.destination, gist)
+                    if chat_id:
+                        await self._put(analysis_id, card, None, chat_id, live=True)
+            except Forbidden as exc:
+                gist = await asyncio.to_thread(self.store.load, analysis_id)
+                if gist is not None and self.scheduled is not None:
+                    await self.scheduled.chat_blocked(gist, exc.message)
+                raise
 
     # --- the one place that talks to Telegram -----------------------------------------------
     async def _put(self, analysis_id: str, card: _Card, location: CardLocation | None, chat_id: int,
@@ -205,7 +222,8 @@ class CardNotifier:
             gist = await asyncio.to_thread(self.store.load, analysis_id)
             if gist is None:
                 return location
-            text, keyboard = views.card_text(gist), views.card_keyboard(gist)
+            changes = await asyncio.to_thread(run_changes, self.store, gist) if gist.schedule else None
+            text, keyboard = views.card_text(gist, changes), views.card_keyboard(gist)
             try:
                 if location is None:
                     message = await self.bot.send_message(chat_id, text, reply_markup=keyboard)

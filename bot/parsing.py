@@ -16,6 +16,7 @@ _SMART_QUOTES = str.maketrans({"“": '"', "”": '"', "„": '"', "«": '"', "�
 _COMMAND = re.compile(r"^/[A-Za-z0-9_]+(?:@\w+)?\s*")
 RANK_KEYS = ("markets", "symbols", "timeframe", "top", "strategy", "target", "prompt")
 RANK_EXAMPLE = '/rank markets=20 top=5 prompt="steady uptrends"'
+SCHEDULE_EXAMPLE = '/schedule 4h markets=30 top=10, or /schedule cron="0 */4 * * *" top=10'
 
 
 class UsageError(AnalysisError):
@@ -45,6 +46,22 @@ def parse_rank_args(text: str) -> dict:
     return options
 
 
+def parse_schedule_args(text: str) -> tuple[str, str, dict]:
+    """'4h markets=30 top=10 notify=changes' -> ('4h', 'changes', {markets: 30, top_k: 10});
+    the first word is the interval or cron="m h dom mon dow"; the rest are /rank's options."""
+    words = _split(text)
+    if not words:
+        raise UsageError(f"say how often and what: {SCHEDULE_EXAMPLE} (times in UTC)")
+    every, notify, rest = words[0], "always", []
+    for word in words[1:]:
+        key, sep, value = word.partition("=")
+        if sep and key.strip().lower() == "notify":
+            notify = value.strip().lower()
+        else:
+            rest.append(word)
+    return every, notify, parse_rank_args(shlex.join(rest))
+
+
 def parse_exit_args(text: str) -> tuple[list[str], str]:
     """'/exit BTC/USDT, ETH/USDT take profits?' -> (['BTC/USDT', 'ETH/USDT'], 'take profits?'):
     the first word and every word joined to it by a comma are the symbols, the rest the prompt."""
@@ -61,6 +78,14 @@ def analysis_id_arg(text: str, command: str) -> str:
     words = text.split()
     if len(words) != 1:
         raise UsageError(f"give one analysis id, e.g. /{command} k3f9a2 (your ids are in /list)")
+    return words[0]
+
+
+def schedule_id_arg(text: str) -> str:
+    """The one schedule id /unschedule takes."""
+    words = text.split()
+    if len(words) != 1:
+        raise UsageError("give one schedule id, e.g. /unschedule q7m2k9xa (your ids are in /schedules)")
     return words[0]
 
 

@@ -14,13 +14,17 @@ from analysis.access import may_trade
 from analysis.config_factory import RankingConfigFactory
 from analysis.engine.events import EventReader
 from analysis.engine.runtime import Runtime
+from analysis.schedule_service import ScheduleService
+from analysis.schedules import ScheduleStore
 from analysis.service import Actor, AnalysisService
 from analysis.settings import Settings
 from bot.cards import CardStore
 from bot.notifier import CardNotifier
+from bot.schedule_cards import ScheduledCards
 from bot.update_ledger import UpdateLedger
 from tasks.dispatcher import CeleryDispatcher
 from tasks.ops import BrokerOps, default_ops
+from tasks.schedule_beat import default_registrar
 
 logger = logging.getLogger(__name__)
 BOT_DATA_KEY = "services"
@@ -48,6 +52,7 @@ class BotServices:
     settings: Settings
     access: Access
     service: AnalysisService
+    schedules: ScheduleService
     factory: RankingConfigFactory
     notifier: CardNotifier
     ops: BrokerOps
@@ -63,9 +68,13 @@ class BotServices:
         # One consumer group per bot (its id is the token's prefix): each bot sees every event.
         events = EventReader(async_redis, runtime.keys, group=f"bot:{bot.id}", consumer=NOTIFIER_CONSUMER)
         cards = CardStore(async_redis, runtime.keys, settings.gist_ttl_s)
-        notifier = CardNotifier(bot, runtime.store, cards, events, interval_s=settings.card_edit_interval_s)
+        factory = RankingConfigFactory(settings, runtime.provider)
+        schedules = ScheduleService(ScheduleStore(runtime.redis, runtime.keys), service, factory,
+                                    default_registrar(), settings)
+        notifier = CardNotifier(bot, runtime.store, cards, events, interval_s=settings.card_edit_interval_s,
+                                scheduled=ScheduledCards(schedules))
         return cls(settings=settings, access=Access(settings.allowed_user_ids, settings.admin_user_ids),
-                   service=service, factory=RankingConfigFactory(settings, runtime.provider),
+                   service=service, schedules=schedules, factory=factory,
                    notifier=notifier, ops=default_ops(), async_redis=async_redis,
                    ledger=UpdateLedger(async_redis, runtime.keys, bot.id))
 

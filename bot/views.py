@@ -12,7 +12,7 @@ from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup
 
 from analysis.errors import AnalysisError, NotFound
 from analysis.models import ActionResult, Gist, Status
-from bot import callbacks
+from bot import callbacks, schedule_views
 
 BAR_CELLS = 10
 MAX_ROWS = 25  # ranked markets shown on a card; the chart and /status --json have them all
@@ -32,6 +32,9 @@ TRADER_COMMANDS = [
     BotCommand("resume", "Resume an analysis: /resume <id>"),
     BotCommand("refine", "Raise the target confidence: /refine <id>"),
     BotCommand("cancel", "Cancel an analysis: /cancel <id>"),
+    BotCommand("schedule", "Rank on a schedule (UTC): /schedule 4h markets=30 top=10"),
+    BotCommand("schedules", "Your schedules, with a Remove button each"),
+    BotCommand("unschedule", "Remove a schedule: /unschedule <id>"),
     BotCommand("help", "How to use this bot"),
 ]
 ADMIN_COMMANDS = [
@@ -54,8 +57,9 @@ def progress_bar(progress: float, cells: int = BAR_CELLS) -> str:
     return "█" * filled + "░" * (cells - filled) + f" {progress:.0%}"
 
 
-def card_text(gist: Gist) -> str:
-    """The status card: what the analysis is, how far it got, and (when complete) the ranking."""
+def card_text(gist: Gist, changes: dict | None = None) -> str:
+    """The status card: what the analysis is, how far it got, and (when complete) the ranking;
+    for a scheduled run, what changed since the schedule's previous run (`changes`)."""
     title = TITLES.get(gist.config.kind, "Analysis")
     lines = [f"<b>{title} {escape(gist.short_id)}</b> · {status_word(gist.status)}",
              escape(gist.config.summary())]
@@ -75,6 +79,8 @@ def card_text(gist: Gist) -> str:
             lines.append(f"… and {len(gist.result) - MAX_ROWS} more on the chart")
     elif gist.state.get("leaders"):
         lines.append("Leaders so far: " + ", ".join(escape(str(s)) for s in gist.state["leaders"]))
+    if gist.schedule:
+        lines += [""] + schedule_views.changes_lines(gist.schedule, changes, gist.status == Status.COMPLETED)
     if gist.reason:
         lines.append(f"Reason: {escape(gist.reason[:300])}")
     if gist.note:
@@ -125,7 +131,12 @@ def help_text(is_admin: bool) -> str:
              "/list — your analyses",
              "/status, /pause, /resume, /refine, /cancel &lt;id&gt; — or use the card's buttons",
              "Refine raises the target confidence by 0.05: a score ranking then shows the steadiest "
-             "top K of the last candles, an llm ranking asks the judge more comparisons."]
+             "top K of the last candles, an llm ranking asks the judge more comparisons.",
+             "", "<b>On a schedule</b> (times in UTC)",
+             "/schedule &lt;15m|1h|4h|12h|1d|cron=\"0 */4 * * *\"&gt; [the options of /rank] "
+             "[notify=changes] — run it again and again; each card says what changed",
+             "/schedules — yours, with Remove buttons (admins: /schedules all)",
+             "/unschedule &lt;id&gt; — remove one"]
     if is_admin:
         lines += ["", "<b>Admin</b>"] + [f"/{c.command} — {escape(c.description)}" for c in ADMIN_COMMANDS]
     return "\n".join(lines)

@@ -13,6 +13,7 @@ from analysis.errors import AnalysisError
 from analysis.models import Gist
 from analysis.service import Actor, AnalysisService
 from analysis.settings import get_settings
+from tasks import cli_schedule
 from tasks.dispatcher import CeleryDispatcher
 
 CLI_OWNER = "cli"
@@ -41,16 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="marketrank", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     start = sub.add_parser("start", help="start an analysis; prints its id")
-    group = start.add_mutually_exclusive_group()
-    group.add_argument("--markets", type=int, help="rank the N most traded markets")
-    group.add_argument("--symbols", help="comma list, e.g. BTC/USDT,ETH/USDT")
-    start.add_argument("--timeframe", default="1h")
-    start.add_argument("--top", type=int, dest="top_k")
-    start.add_argument("--strategy", default="score")
-    start.add_argument("--target", type=float)
-    start.add_argument("--prompt", default="")
-    start.add_argument("--kind", choices=("rank", "entry", "exit"), default="rank")
-    start.add_argument("--owner", type=owner_name, default=CLI_OWNER)
+    add_start_options(start)
     start.add_argument("--wait", action="store_true", help="follow progress and print the ranking")
     status = sub.add_parser("status", help="show one analysis")
     status.add_argument("id")
@@ -61,7 +53,21 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_parser(name, help=f"{name} an analysis").add_argument("id")
     sub.add_parser("stuck", help="analyses that should run but make no progress")
     sub.add_parser("markets", help="markets available for analyses").add_argument("--timeframe", default="1h")
+    cli_schedule.add_parser(sub, add_start_options)
     return parser
+
+
+def add_start_options(start: argparse.ArgumentParser) -> None:
+    group = start.add_mutually_exclusive_group()
+    group.add_argument("--markets", type=int, help="rank the N most traded markets")
+    group.add_argument("--symbols", help="comma list, e.g. BTC/USDT,ETH/USDT")
+    start.add_argument("--timeframe", default="1h")
+    start.add_argument("--top", type=int, dest="top_k")
+    start.add_argument("--strategy", default="score")
+    start.add_argument("--target", type=float)
+    start.add_argument("--prompt", default="")
+    start.add_argument("--kind", choices=("rank", "entry", "exit"), default="rank")
+    start.add_argument("--owner", type=owner_name, default=CLI_OWNER)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,11 +97,18 @@ def run_command(args: argparse.Namespace, runtime: Runtime, service: AnalysisSer
         if config.notice:
             print(f"note: {config.notice}", file=sys.stderr)
         return follow(service, gist.id, actor) if args.wait else 0
+    if command == "schedule":
+        return cli_schedule.run(args, runtime, actor)
     if command == "status":
+        document = service.status_document(args.id, actor)
         if args.json:
-            print(json.dumps(service.status_document(args.id, actor), indent=2))
+            print(json.dumps(document, indent=2))
         else:
             print(describe(service.get(args.id, actor)))
+            if document["schedule"]:
+                print(f"  schedule: {document['schedule']}")
+            for line in cli_schedule.describe_changes(document["changes"]):
+                print(line)
         return 0
     if command == "list":
         for gist in service.list(actor, owner=args.owner):

@@ -1,0 +1,44 @@
+"""Scheduled runs in the chat where their schedule was made: the notifier asks here whether and
+where a run's first card goes, and tells here when that chat has blocked the bot (the schedule is
+then paused with the reason, which its owner sees in /schedules)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from analysis.models import Gist, Status
+from analysis.schedule_changes import is_unchanged, run_changes
+from analysis.schedule_service import ScheduleService
+
+logger = logging.getLogger(__name__)
+
+
+class ScheduledCards:
+    def __init__(self, schedules: ScheduleService):
+        self.schedules = schedules
+
+    def destination(self, gist: Gist) -> int | None:
+        """The chat to post this run's card in now, or None: not a scheduled run, a schedule of
+        the CLI, or `notify=changes` and nothing to tell (yet). Blocking (Redis)."""
+        if not gist.schedule:
+            return None
+        schedule = self.schedules.store.get(gist.schedule)
+        if schedule is None or schedule.chat_id is None:
+            return None
+        if schedule.notify == "changes":
+            if not gist.status.is_final:
+                return None
+            if gist.status == Status.COMPLETED:
+                changes = run_changes(self.schedules.analyses.store, gist)
+                if changes["against"] and is_unchanged(changes):
+                    logger.info("[%s] top unchanged since %s: recorded, not posted (schedule %s)",
+                                gist.id, changes["against"], gist.schedule)
+                    return None
+        return schedule.chat_id
+
+    async def chat_blocked(self, gist: Gist, description: str) -> None:
+        """Telegram refused to post this run's card (Forbidden): pause its schedule."""
+        if gist.schedule:
+            await asyncio.to_thread(self.schedules.pause, gist.schedule,
+                                    f"the bot may not post in the schedule's chat ({description})")

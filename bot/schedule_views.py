@@ -1,0 +1,84 @@
+"""What the bot shows about schedules: pure functions to Telegram HTML and keyboards. Times are
+UTC and say so."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from html import escape
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+
+from analysis.schedules import ACTIVE, Schedule
+from bot import schedule_callbacks
+
+MAX_BUTTONS = 20
+MAX_MOVES = 5  # rank moves shown on a card; status --json has them all
+
+
+def utc(ts: float | None) -> str:
+    if not ts:
+        return "-"
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%m-%d %H:%M UTC")
+
+
+def added(schedule: Schedule) -> str:
+    first = ("The first run starts now." if schedule.every.interval_s
+             else "The first run is at the next matching minute (UTC).")
+    posts = ("Runs whose top changed are posted here." if schedule.notify == "changes"
+             else "Each run is posted here.")
+    return (f"Scheduled <code>{escape(schedule.id)}</code>: every {escape(schedule.every.text)} (UTC) · "
+            f"{escape(schedule.summary)}.\n{first} {posts} Each card says what changed since the "
+            f"previous run.\nSee /schedules; stop it with /unschedule {escape(schedule.id)}.")
+
+
+def removed(schedule: Schedule) -> str:
+    return f"Removed schedule <code>{escape(schedule.id)}</code> (every {escape(schedule.every.text)})."
+
+
+def schedules_text(schedules: list[Schedule], next_runs: dict[str, float], everyone: bool) -> str:
+    if not schedules:
+        return ("No schedules." if everyone else
+                "You have no schedules. Add one with /schedule 4h markets=30 top=10 (times in UTC).")
+    lines = [f"<b>{'All schedules' if everyone else 'Your schedules'}</b> (times in UTC)"]
+    for s in schedules:
+        owner = f" · owner {escape(s.owner)}" if everyone else ""
+        when = (f"next {utc(next_runs.get(s.id))}" if s.state == ACTIVE
+                else f"⏸ paused: {escape(s.reason[:200])}")
+        last = f" · last <code>{escape(s.last_analysis)}</code>" if s.last_analysis else ""
+        notify = " · only changes" if s.notify == "changes" else ""
+        lines.append(f"<code>{escape(s.id)}</code> every {escape(s.every.text)} · {escape(s.summary)}"
+                     f"{notify}{owner}\n   {when} · {s.runs} runs{last}")
+        if s.note and s.state == ACTIVE:
+            lines.append(f"   note: {escape(s.note[:200])}")
+    if len(schedules) > MAX_BUTTONS:
+        lines.append(f"\nButtons for the first {MAX_BUTTONS}; remove others with /unschedule &lt;id&gt;.")
+    return "\n".join(lines)
+
+
+def remove_keyboard(schedules: list[Schedule], everyone: bool) -> InlineKeyboardMarkup | None:
+    rows = [[InlineKeyboardButton(f"Remove {s.id}", callback_data=schedule_callbacks.encode(s.id, everyone))]
+            for s in schedules[:MAX_BUTTONS]]
+    return InlineKeyboardMarkup(rows) if rows else None
+
+
+def changes_lines(schedule_id: str, changes: dict | None, complete: bool) -> list[str]:
+    """The card's lines for a scheduled run: which schedule, and (once complete) what changed
+    since its previous run."""
+    lines = [f"Scheduled run of <code>{escape(schedule_id)}</code>"]
+    if changes is None or not complete:
+        return lines
+    if not changes["against"]:
+        return lines + ["First run of this schedule: nothing to compare yet."]
+    if not (changes["entered"] or changes["left"] or changes["moved"]):
+        return lines + [f"No change in the top since the previous run ({escape(changes['against'][:6])})."]
+    lines.append(f"<b>Since the previous run</b> ({escape(changes['against'][:6])}):")
+    if changes["entered"]:
+        lines.append("New in the top: " + ", ".join(escape(s) for s in changes["entered"]))
+    if changes["left"]:
+        lines.append("Left the top: " + ", ".join(escape(s) for s in changes["left"]))
+    moves = list(changes["moved"].items())
+    if moves:
+        shown = [f"{escape(sym)} {m['old']}→{m['new']}" for sym, m in moves[:MAX_MOVES]]
+        more = f" (+{len(moves) - MAX_MOVES} more)" if len(moves) > MAX_MOVES else ""
+        lines.append("Moved: " + ", ".join(shown) + more)
+    return lines
