@@ -135,10 +135,16 @@ class ScheduleService:
         schedule = self.store.get(schedule_id)
         if schedule is None:
             return FireResult("missing", schedule_id)
+        if fire_id and schedule.last_fire == fire_id:  # the same beat message, delivered again
+            return FireResult("duplicate", schedule_id)
         if schedule.state != ACTIVE:
             return FireResult("paused", schedule_id, note=schedule.reason)
         if not owner_may_trade(self.settings, schedule.owner):
             return self._paused(schedule, "its owner is no longer allowed to use the bot")
+        # One firing, one outcome: a redelivered or racing message stops here.
+        claim = self.store.claim(schedule.id, fire_id=fire_id, last_fire=schedule.last_fire, now=now)
+        if claim != "ok":
+            return FireResult(claim, schedule.id)
         previous = self.analyses.store.load(schedule.last_analysis) if schedule.last_analysis else None
         if previous is not None and previous.status in (Status.RUNNING, Status.PENDING):
             note = f"skipped the run due {utc_clock(now)}: the previous run {previous.id} is still going"
@@ -148,9 +154,6 @@ class ScheduleService:
         failures, baseline, last_error = self._judge_previous(schedule, previous)
         if failures >= self.settings.schedule_max_failures:
             return self._paused(schedule, f"{failures} runs in a row failed (last: {last_error})")
-        claim = self.store.claim(schedule.id, fire_id=fire_id, last_fire=schedule.last_fire, now=now)
-        if claim != "ok":
-            return FireResult(claim, schedule.id)
         try:
             config = build_config(self.factory, schedule.options)
             gist = self.analyses.start(config, Actor(schedule.owner), schedule=schedule.id,

@@ -1,0 +1,184 @@
+"""Schedules without beat: intervals and cron lines as a user writes them, the diff between two
+runs, refusals that write nothing, and what one firing does (start, skip, duplicate, pause), over
+the real Redis with the real redbeat entries; runs execute in this process (QueueDispatcher)."""
+
+import uuid
+
+import pytest
+
+from analysis.errors import InvalidConfig, LimitReached, NotAllowed, NotFound
+from analysis.models import RankedMarket, Status
+from analysis.schedule_changes import diff_top_k
+from analysis.schedule_service import ScheduleService
+from analysis.schedules import ScheduleStore, parse_every
+from analysis.service import Actor, AnalysisService
+from analysis.settings import Settings
+from bot.schedule_cards import ScheduledCards
+from tasks.schedule_beat import default_registrar, entry_name
+from tests.helpers import redis_snapshot
+
+
+# --- intervals and cron lines ------------------------------------------------------------------
+@pytest.mark.parametrize("text, seconds", [("15m", 900), ("1h", 3600), ("4h", 4 * 3600),
+                                           ("12h", 12 * 3600), ("1d", 86400), ("30s", 30)])
+def test_intervals(text, seconds):
+    assert parse_every(text, min_interval_s=30).interval_s == seconds
+
+
+def test_cron_lines_in_utc():
+    every = parse_every('cron="0 */4 * * *"', min_interval_s=900)
+    assert (every.cron, every.interval_s, every.text) == ("0 */4 * * *", 0, "cron=0 */4 * * *")
+    assert parse_every("30 9 * * 1-5", min_interval_s=900).cron == "30 9 * * 1-5"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("10s", "every 10s is too often: the shortest interval is 900 s"),
+    ("14m", "every 14m is too often: the shortest interval is 900 s"),
+    ("5x", "'5x' is not an interval"),
+    ("", "say how often"),
+    ("31d", "too rare"),
+    ("cron=*/5 * * * *", "fires every 5 min: the shortest interval is 900 s"),
+    ("cron=0,10 * * * *", "fires every 10 min"),
+    ("cron=0 */4 * *", "a cron line has 5 fields"),
+    ("cron=61 * * * *", "cron minute '61' is outside 0-59"),
+    ("cron=0 4 * * MON", "cron day of week 'MON': use numbers"),
+])
+def test_bad_intervals_are_explained(text, message):
+    with pytest.raises(InvalidConfig, match=message.replace("*", r"\*")):
+        parse_every(text, min_interval_s=900)
+
+
+# --- what changed between two runs ------------------------------------------------------------
+def ranked(*symbols: str) -> list[RankedMarket]:
+    return [RankedMarket(rank, symbol, 1.0 / rank) for rank, symbol in enumerate(symbols, 1)]
+
+
+def test_diff_of_two_top_threes():
+    old = ranked("BTC", "ETH", "SOL", "XRP", "ADA")
+    new = ranked("SOL", "BTC", "ADA", "ETH", "XRP")
+    assert diff_top_k(old, new, 3) == {
+        "entered": ["ADA"], "left": ["ETH"],
+        "moved": {"SOL": {"old": 3, "new": 1}, "BTC": {"old": 1, "new": 2}}}
+    assert diff_top_k(old, old, 3) == {"entered": [], "left": [], "moved": {}}
+
+
+# --- the service over the real Redis ------------------------------------------------------------
+@pytest.fixture
+def schedule_settings():
+    return Settings(schedule_min_interval_s=1, max_schedules_per_user=2, schedule_max_failures=2,
+                    max_active_per_user=3, allowed_user_ids=[], admin_user_ids=[])
+
+
+@pytest.fixture
+def schedules(runtime, queue, factory, schedule_settings):
+    analyses = AnalysisService(runtime.store, queue)
+    return ScheduleService(ScheduleStore(runtime.redis, runtime.keys), analyses, factory,
+                           default_registrar(), schedule_settings)
+
+
+def owner() -> Actor:
+    return Actor(str(uuid.uuid4().int % 10**9))
+
+
+def test_bad_schedules_are_refused_and_nothing_is_written(schedules, runtime):
+    actor = owner()
+    schedules.add("1h", {"markets": 5}, actor)
+    schedules.add("1h", {"markets": 6}, actor)
+    before = redis_snapshot(runtime.redis)
+    cases = [
+        (("10x", {"markets": 5}), InvalidConfig, "not an interval"),
+        (("cron=* * *", {}), InvalidConfig, "5 fields"),
+        (("1h", {"markets": 999}), InvalidConfig, "999 markets is too many"),
+        (("1h", {"symbols": ["BTC/USDT", "NOPE/USDT"]}), InvalidConfig, "unknown symbol NOPE/USDT"),
+        (("1h", {"markets": 5, "top_k": 9}), InvalidConfig, "top 9 is larger than the 5 markets"),
+        (("1h", {"strategy": "llm"}), InvalidConfig, "the llm strategy needs an LLM"),
+        (("1h", {"colour": "blue"}), InvalidConfig, "unknown option 'colour'"),
+        (("1h", {"markets": 5}), LimitReached, "you already have 2 schedules; the limit is 2"),
+    ]
+    for (every, options), error, message in cases:
+        with pytest.raises(error, match=message):
+            schedules.add(every, options, actor)
+    with pytest.raises(InvalidConfig, match="notify must be always or changes"):
+        schedules.add("1h", {"markets": 5}, owner(), notify="sometimes")
+    assert redis_snapshot(runtime.redis) == before
+
+
+def test_list_and_remove_are_authorized(schedules, runtime):
+    alice, bob, admin = owner(), owner(), Actor("admin-1", is_admin=True)
+    made = schedules.add("4h", {"markets": 5, "top_k": 2}, alice, chat_id=42)
+    entry = runtime.keys.beat_entry(entry_name(made.id))
+    assert runtime.redis.exists(entry) and runtime.redis.zscore(runtime.keys.beat_due(), entry)
+    assert [s.id for s in schedules.list(alice)] == [made.id]
+    assert schedules.list(bob) == []
+    with pytest.raises(NotAllowed):
+        schedules.list(bob, everyone=True)
+    assert made.id in {s.id for s in schedules.list(admin, everyone=True)}
+    # An interval's first run is due at once; beat's due set says when.
+    assert made.id in schedules.next_runs([made])
+    with pytest.raises(NotAllowed, match="belongs to someone else"):
+        schedules.remove(made.id, bob)
+    with pytest.raises(NotFound, match="schedule ids look like"):
+        schedules.remove("../etc", alice)
+    assert schedules.remove(made.id, alice).id == made.id
+    assert not runtime.redis.exists(entry) and runtime.redis.zscore(runtime.keys.beat_due(), entry) is None
+    assert schedules.list(alice) == []
+    with pytest.raises(NotFound):
+        schedules.remove(made.id, admin)
+
+
+def test_a_firing_starts_a_run_skips_while_it_runs_and_diffs_the_next(schedules, runtime, queue):
+    actor = owner()
+    made = schedules.add("1s", {"markets": 6, "top_k": 3}, actor, chat_id=7)
+    first = schedules.fire(made.id, fire_id="f1")
+    assert first.code == "started"
+    # The same beat message delivered again starts nothing.
+    assert schedules.fire(made.id, fire_id="f1").code == "duplicate"
+    # Due again while the first run has not run yet: skipped with a note, not stacked.
+    skipped = schedules.fire(made.id, fire_id="f2")
+    assert skipped.code == "skipped" and f"the previous run {first.analysis_id} is still going" in skipped.note
+    assert len(runtime.store.ids_of_owner(actor.user_id)) == 1
+    queue.drain(runtime)
+    run1 = runtime.store.load(first.analysis_id)
+    assert run1.status == Status.COMPLETED and run1.schedule == made.id and run1.schedule_prev == ""
+    second = schedules.fire(made.id, fire_id="f3")
+    queue.drain(runtime)
+    run2 = runtime.store.load(second.analysis_id)
+    assert run2.schedule_prev == run1.id
+    document = schedules.analyses.status_document(run2.id, actor)
+    assert document["schedule"] == made.id
+    # Same demo data: the same top 3, so nothing changed; the first run has nothing to compare.
+    assert document["changes"] == {"against": run1.id, "entered": [], "left": [], "moved": {}}
+    assert schedules.analyses.status_document(run1.id, actor)["changes"]["against"] is None
+    stored = schedules.store.get(made.id)
+    assert (stored.runs, stored.skipped, stored.last_analysis, stored.baseline) == (2, 1, run2.id, run1.id)
+    # notify=changes: an unchanged run is recorded, not posted; a first run is posted.
+    cards = ScheduledCards(schedules)
+    assert cards.destination(run2) == 7 and cards.destination(run1) == 7
+    schedules.store.update(made.id, notify="changes")
+    assert cards.destination(run2) is None and cards.destination(run1) == 7
+
+
+def test_an_owner_no_longer_allowed_and_failing_runs_pause_the_schedule(schedules, runtime, queue,
+                                                                       schedule_settings):
+    actor = owner()
+    made = schedules.add("1s", {"markets": 5, "top_k": 2}, actor)
+    schedule_settings.allowed_user_ids = [1]  # the owner was removed from ALLOWED_USER_IDS
+    paused = schedules.fire(made.id, fire_id="a1")
+    assert paused.code == "paused"
+    assert schedules.store.get(made.id).reason == "its owner is no longer allowed to use the bot"
+    assert runtime.store.ids_of_owner(actor.user_id) == []
+    assert schedules.fire(made.id, fire_id="a2").code == "paused"
+
+    # Runs that cannot start (the owner has MAX_ACTIVE_PER_USER analyses going) fail; two in a
+    # row (SCHEDULE_MAX_FAILURES) pause the schedule with the reason.
+    schedule_settings.allowed_user_ids = []
+    busy = owner()
+    made = schedules.add("1s", {"markets": 5, "top_k": 2}, busy)
+    for _ in range(3):
+        schedules.analyses.start(schedules.factory.create_ranking_config(markets=5), busy)
+    failed = schedules.fire(made.id, fire_id="b1")
+    assert failed.code == "failed" and "3 analyses running" in failed.note
+    schedules.fire(made.id, fire_id="b2")
+    stored = schedules.store.get(made.id)
+    assert stored.state == "paused" and stored.reason.startswith("2 runs in a row failed")
+    assert schedules.fire(made.id, fire_id="b3").code == "paused"
