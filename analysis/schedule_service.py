@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from analysis.access import owner_may_trade
 from analysis.config_factory import RankingConfigFactory
 from analysis.errors import AnalysisError, InvalidConfig, LimitReached, NotAllowed, NotFound, quoted
+from analysis.market_data.base import provider_from_spec
 from analysis.models import Status
 from analysis.schedules import (ACTIVE, NOTIFY, PAUSED, SCHEDULE_ID_PATTERN, Schedule, ScheduleStore,
                                 build_config, check_options, new_schedule_id, parse_every)
@@ -66,7 +67,8 @@ class ScheduleService:
         options = check_options(options)
         config = build_config(self.factory, options)
         schedule = Schedule(id=new_schedule_id(), owner=actor.user_id, chat_id=chat_id, every=parsed,
-                            options=options, summary=config.summary(), notify=notify,
+                            options=options, summary=config.summary(),
+                            data_source=config.data_source, notify=notify,
                             created_at=self.clock())
         code, values = self.store.create(schedule, limit=self.settings.max_schedules_per_user)
         if code == "limit":
@@ -155,7 +157,7 @@ class ScheduleService:
         if failures >= self.settings.schedule_max_failures:
             return self._paused(schedule, f"{failures} runs in a row failed (last: {last_error})")
         try:
-            config = build_config(self.factory, schedule.options)
+            config = build_config(self._factory_for(schedule.data_source), schedule.options)
             gist = self.analyses.start(config, Actor(schedule.owner), schedule=schedule.id,
                                        schedule_prev=baseline)
         except AnalysisError as err:
@@ -171,6 +173,12 @@ class ScheduleService:
         logger.info("[%s] started by schedule %s (run %d, changes against %s)", gist.id, schedule.id,
                     schedule.runs + 1, baseline or "nothing: first run")
         return FireResult("started", schedule.id, analysis_id=gist.id)
+
+    def _factory_for(self, data_source: str) -> RankingConfigFactory:
+        """The config factory over the data source the schedule was made on."""
+        if data_source == self.factory.data_source:
+            return self.factory
+        return RankingConfigFactory(self.settings, provider_from_spec(data_source))
 
     def _judge_previous(self, schedule: Schedule, previous) -> tuple[int, str, str]:
         """(failures in a row, baseline, last error) once the previous run has ended: a completed

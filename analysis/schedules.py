@@ -139,6 +139,7 @@ class Schedule:
     every: Every
     options: dict[str, Any]
     summary: str  # the config's summary when the schedule was made
+    data_source: str  # the market data it was validated on; every run uses the same
     notify: str  # always: post every run; changes: post only runs whose top K changed
     created_at: float
     state: str = ACTIVE
@@ -157,6 +158,7 @@ class Schedule:
         return {"id": self.id, "owner": self.owner, "chat_id": "" if self.chat_id is None else str(self.chat_id),
                 "every": self.every.text, "interval_s": str(self.every.interval_s), "cron": self.every.cron,
                 "options": json.dumps(self.options, sort_keys=True), "summary": self.summary,
+                "data_source": self.data_source,
                 "notify": self.notify, "created_at": repr(self.created_at), "state": self.state,
                 "reason": self.reason, "runs": str(self.runs), "skipped": str(self.skipped),
                 "failures": str(self.failures), "last_analysis": self.last_analysis,
@@ -169,6 +171,7 @@ class Schedule:
                    chat_id=int(raw["chat_id"]) if raw.get("chat_id") else None,
                    every=Every(raw["every"], int(raw.get("interval_s") or 0), raw.get("cron", "")),
                    options=json.loads(raw.get("options") or "{}"), summary=raw.get("summary", ""),
+                   data_source=raw.get("data_source", "demo"),
                    notify=raw.get("notify", "always"), created_at=float(raw["created_at"]),
                    state=raw.get("state", ACTIVE), reason=raw.get("reason", ""),
                    runs=int(raw.get("runs") or 0), skipped=int(raw.get("skipped") or 0),
@@ -183,7 +186,8 @@ class Schedule:
                 "next_run_at": next_run_at if self.state == ACTIVE else None, "runs": self.runs,
                 "skipped": self.skipped, "failures_in_a_row": self.failures,
                 "last_analysis": self.last_analysis or None, "summary": self.summary,
-                "options": self.options, "note": self.note, "created_at": self.created_at}
+                "options": self.options, "data_source": self.data_source, "note": self.note,
+                "created_at": self.created_at}
 
 
 class ScheduleStore:

@@ -10,6 +10,7 @@ import logging
 from analysis.models import Gist, Status
 from analysis.schedule_changes import is_unchanged, run_changes
 from analysis.schedule_service import ScheduleService
+from analysis.schedules import ACTIVE
 
 logger = logging.getLogger(__name__)
 
@@ -20,11 +21,12 @@ class ScheduledCards:
 
     def destination(self, gist: Gist) -> int | None:
         """The chat to post this run's card in now, or None: not a scheduled run, a schedule of
-        the CLI, or `notify=changes` and nothing to tell (yet). Blocking (Redis)."""
+        the CLI, a paused schedule (its chat may have blocked the bot), or `notify=changes` and
+        nothing to tell (yet). Blocking (Redis)."""
         if not gist.schedule:
             return None
         schedule = self.schedules.store.get(gist.schedule)
-        if schedule is None or schedule.chat_id is None:
+        if schedule is None or schedule.chat_id is None or schedule.state != ACTIVE:
             return None
         if schedule.notify == "changes":
             if not gist.status.is_final:

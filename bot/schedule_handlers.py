@@ -31,7 +31,8 @@ async def schedules(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     scope = command_text(update.effective_message.text).lower()
     if scope not in ("", "all"):
         raise UsageError("/schedules lists yours; admins may ask for /schedules all")
-    await update.effective_message.reply_text(*await listing(update, context, scope == "all"))
+    text, keyboard = await listing(update, context, scope == "all")
+    await update.effective_message.reply_text(text, reply_markup=keyboard)
 
 
 async def listing(update: Update, context: ContextTypes.DEFAULT_TYPE, everyone: bool):

@@ -1,0 +1,213 @@
+"""Schedules end to end: real `celery beat` processes with the redbeat scheduler, the session's
+real worker and Redis, and the real bot against the local Bot API server. What a trader sees in the
+chat, what an operator sees in beat's logs."""
+
+import os
+import re
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from redbeat import RedBeatSchedulerEntry
+
+from analysis.runtime import Runtime
+from analysis.service import Actor
+from analysis.settings import Settings
+from bench.chaos import Beat
+from tasks.celery_app import app
+from tasks.schedule_beat import entry_name
+from tasks.schedule_tasks import schedule_service
+from tests.botapi_server import BotApiServer
+from tests.conftest import wait_until
+from tests.test_bot import (People, RunningBot, analysis_id_of, ask, bot_settings, status_of,
+                            wait_for_card, wait_for_status)
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("worker")]
+SENT = re.compile(r"^(\S+ \S+) .*Sending due task (\S+)", re.M)
+
+
+@pytest.fixture
+def people() -> People:
+    return People()
+
+
+@pytest.fixture
+def api():
+    import random
+    with BotApiServer(token=f"{random.randrange(10**6, 10**9)}:TEST") as server:
+        yield server
+
+
+@pytest.fixture
+def beats(tmp_path):
+    """Start beats (each its own log); all stopped, and every schedule removed, afterwards."""
+    started: list[Beat] = []
+
+    def start(name: str) -> Beat:
+        folder = tmp_path / name
+        folder.mkdir()
+        beat = Beat({**os.environ, "BEAT_MAX_LOOP_S": "1"}, folder).start()
+        started.append(beat)
+        return beat
+
+    yield start
+    for beat in started:
+        beat.stop()
+    service = schedule_service(Runtime(Settings()))
+    for schedule in service.list(Actor("cleanup", is_admin=True), everyone=True):
+        service.remove(schedule.id, Actor("cleanup", is_admin=True))
+
+
+def sends(beat: Beat, schedule_id: str) -> list[float]:
+    """When this beat sent the schedule's task (from its log)."""
+    text = beat.log_path.read_text()
+    return [datetime.strptime(at, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            for at, name in SENT.findall(text) if name == entry_name(schedule_id)]
+
+
+def holds_lock(beat: Beat) -> bool:
+    return "beat: Acquired lock" in beat.log_path.read_text()
+
+
+def test_two_beats_fire_once_runs_never_stack_and_schedules_outlive_beat(beats, runtime):
+    service = schedule_service(Runtime(Settings(schedule_min_interval_s=1)))
+    owner = Actor("beat-test")
+    first, second = beats("first"), beats("second")
+    wait_until(lambda: holds_lock(first) or holds_lock(second), timeout=10, message="a beat to take the lock")
+    leader, standby = (first, second) if holds_lock(first) else (second, first)
+
+    # A run (20 markets) takes longer than the 1 s interval, so most firings find it going.
+    made = service.add("1s", {"markets": 20, "top_k": 3}, owner)
+    # Flower shows the schedule's task as `schedule=<id>` (and its INIT adds the same words).
+    entry = RedBeatSchedulerEntry.from_key(runtime.keys.beat_entry(entry_name(made.id)), app=app)
+    assert entry.options["argsrepr"] == f"schedule={made.id}" and entry.args == [made.id]
+    wait_until(lambda: service.store.get(made.id).runs >= 3, timeout=40, message="three runs")
+    assert sends(standby, made.id) == [] and not holds_lock(standby)
+    fired = sends(leader, made.id)
+    assert all(b - a >= 0.9 for a, b in zip(fired, fired[1:])), fired  # never twice for one due time
+    stored = service.store.get(made.id)
+    assert stored.skipped >= 1
+    # Every firing either started a run or was skipped (the last may still be on its way).
+    assert len(fired) - 1 <= stored.runs + stored.skipped <= len(fired)
+    runs = sorted((runtime.store.load(i) for i in runtime.store.ids_of_owner(owner.user_id)),
+                  key=lambda g: g.created_at)
+    assert [g.schedule for g in runs] == [made.id] * len(runs)
+    for before, after in zip(runs, runs[1:]):  # not stacked: a run starts after the previous ended
+        assert after.created_at >= runtime.store.history(before.id)[-1].finished_at
+        assert after.schedule_prev == before.id  # each diffed against the previous completed run
+
+    # The beat holding the lock stops: the standby takes over the same schedule from Redis.
+    leader.stop()
+    wait_until(lambda: len(sends(standby, made.id)) >= 2, timeout=20, message="the standby to fire")
+    # All beats gone, a new one started: the schedule is still there and still fires.
+    standby.stop()
+    restarted = beats("restarted")
+    wait_until(lambda: len(sends(restarted, made.id)) >= 2, timeout=20, message="a restarted beat to fire")
+    # Removed: beat fires it no more.
+    service.remove(made.id, owner)
+    time.sleep(1.5)  # a send already on its way when it was removed
+    count = len(sends(restarted, made.id))
+    time.sleep(2.5)  # observing that nothing happens: two more intervals
+    assert len(sends(restarted, made.id)) == count
+
+
+def reply_message(api: BotApiServer, user_id: int, text: str):
+    """The bot's reply to `text` sent in the user's chat, as the chat shows it."""
+    mark = api.mark()
+    api.send_message(user_id, text)
+    call = api.wait_for_call("sendMessage", lambda c: c.params.get("chat_id") == user_id
+                             and "schedules" in c.result["text"], since=mark, timeout=10)
+    return api.message(user_id, call.result["message_id"])
+
+
+def csv_folder(folder: Path, source: Path, names: list[str]) -> None:
+    for name in names:
+        (folder / name).symlink_to(source / name)
+
+
+@pytest.mark.shared_data
+def test_scheduled_runs_post_cards_with_what_changed(beats, api, people, tmp_path, shared_data_dir):
+    data = tmp_path / "csv"
+    data.mkdir()
+    pool = sorted(p.name for p in shared_data_dir.glob("*_USDT-1h.csv"))
+    csv_folder(data, shared_data_dir, pool[:5])
+    settings = bot_settings(api, people, market_data=f"csv:{data}", schedule_min_interval_s=1)
+    beats("beat")
+    with RunningBot(api, settings) as bot:
+        reply = ask(api, people.trader, "/schedule 6s top=3")
+        schedule_id = re.search(r"Scheduled (\w{8}): every 6s \(UTC\)", reply)[1]
+        assert "5 markets · 1h · score · top 3" in reply
+
+        card = wait_for_card(api, people.trader, 0, timeout=20)
+        card = wait_for_status(api, people.trader, card.message_id, "Completed")
+        assert f"Scheduled run of {schedule_id}" in card.text
+        assert "First run of this schedule" in card.text
+        run1 = bot.service.store.load(analysis_id_of(card))
+        assert run1.schedule == schedule_id
+
+        # The market moves on: run 1's leader leaves the data source, two markets join it.
+        leader = run1.result[0].symbol
+        (data / f"{leader.replace('/', '_')}-1h.csv").unlink()
+        csv_folder(data, shared_data_dir, pool[5:7])
+        card = wait_for_card(api, people.trader, 1, timeout=30)
+        card = wait_for_status(api, people.trader, card.message_id, "Completed")
+        run2 = bot.service.store.load(analysis_id_of(card))
+        assert run2.schedule_prev == run1.id
+
+        old = [item.symbol for item in sorted(run1.result, key=lambda i: i.rank)[:3]]
+        new = [item.symbol for item in sorted(run2.result, key=lambda i: i.rank)[:3]]
+        entered, left = [s for s in new if s not in old], [s for s in old if s not in new]
+        moved = {s: {"old": old.index(s) + 1, "new": new.index(s) + 1}
+                 for s in new if s in old and old.index(s) != new.index(s)}
+        document = bot.service.status_document(run2.id, Actor(str(people.trader)))
+        assert document["schedule"] == schedule_id
+        assert document["changes"]["against"] == run1.id
+        assert (document["changes"]["entered"], document["changes"]["left"]) == (entered, left)
+        assert document["changes"]["moved"] == moved
+        assert leader in left and entered
+        assert "New in the top: " + ", ".join(entered) in card.text
+        assert "Left the top: " + ", ".join(left) in card.text
+        for symbol, move in moved.items():
+            assert f"{symbol} {move['old']}→{move['new']}" in card.text
+
+        # /schedules: the schedule, its next run and runs so far, and a Remove button.
+        message = reply_message(api, people.trader, "/schedules")
+        listing = message.text
+        assert schedule_id in listing and "(times in UTC)" in listing and "next " in listing
+        assert re.search(r"· [2-9] runs", listing)
+        assert message.button_labels == [f"Remove {schedule_id}"]
+        # Another user's press on it (forged into the trader's chat) is refused; the owner's
+        # removes it and the list follows.
+        query = api.press_button(people.other, message.message_id,
+                                 message.button_data(f"Remove {schedule_id}"), chat_id=people.trader)
+        assert "belongs to someone else" in api.wait_for_callback_answer(query).text
+        query = api.press(people.trader, message.message_id, f"Remove {schedule_id}")
+        assert api.wait_for_callback_answer(query).text == f"Removed schedule {schedule_id}."
+        api.wait_for(lambda: "You have no schedules" in api.message(people.trader, message.message_id).text)
+        assert bot.application.bot_data["services"].schedules.store.get(schedule_id) is None
+
+
+def test_a_chat_that_blocked_the_bot_pauses_its_schedule(beats, api, people):
+    settings = bot_settings(api, people, schedule_min_interval_s=1)
+    beats("beat")
+    with RunningBot(api, settings) as bot:
+        reply = ask(api, people.trader, "/schedule 3s markets=5 top=2")
+        schedule_id = re.search(r"Scheduled (\w{8})", reply)[1]
+        wait_for_card(api, people.trader, 0, timeout=20)
+        # The trader blocks the bot: the next run's card is refused with 403 Forbidden.
+        api.fail("sendMessage", 403, "Forbidden: bot was blocked by the user", times=1)
+        store = bot.application.bot_data["services"].schedules.store
+        wait_until(lambda: store.get(schedule_id).state == "paused", timeout=20, message="the pause")
+        paused = store.get(schedule_id)
+        assert paused.reason == ("the bot may not post in the schedule's chat "
+                                 "(Forbidden: bot was blocked by the user)")
+        runs = paused.runs
+        time.sleep(4)  # observing that nothing happens: a paused schedule starts no run
+        assert store.get(schedule_id).runs == runs
+        # Unblocked later, the owner sees why it stopped.
+        listing = ask(api, people.trader, "/schedules")
+        assert "paused: the bot may not post in the schedule's chat" in listing
+        cards = [m for m in api.messages(people.trader, from_bot=True) if status_of(m)]
+        assert len(cards) == 1
