@@ -8,7 +8,6 @@ from datetime import timedelta
 from celery import Celery
 from celery.schedules import crontab, schedule as every_interval
 from redbeat import RedBeatSchedulerEntry
-from redbeat.schedulers import get_redis
 
 from analysis.schedules import Every, Schedule
 
@@ -51,13 +50,20 @@ class RedBeatRegistrar:
         RedBeatSchedulerEntry(name=entry_name(schedule_id), app=self.app).delete()
 
     def next_runs(self, schedule_ids: list[str]) -> dict[str, float]:
-        """Each entry's next due time (UTC epoch) from redbeat's due set."""
-        conf = self.app.redbeat_conf
-        keys = [conf.key_prefix + entry_name(i) for i in schedule_ids]
-        if not keys:
-            return {}
-        scores = get_redis(self.app).zmscore(conf.schedule_key, keys)
-        return {i: float(s) for i, s in zip(schedule_ids, scores) if s is not None and s >= 0}
+        """Each entry's next due time (UTC epoch, to the second). Read from the entry rather than
+        redbeat's due set, whose scores are whole seconds: a cron entry's would read 03:59:59 for
+        a run that beat fires at 04:00:00."""
+        found = {}
+        for schedule_id in schedule_ids:
+            try:
+                entry = RedBeatSchedulerEntry.from_key(self.app.redbeat_conf.key_prefix + entry_name(schedule_id),
+                                                       app=self.app)
+            except KeyError:
+                continue
+            due = entry.due_at
+            if due is not None:
+                found[schedule_id] = float(round(due.timestamp()))
+        return found
 
 
 def default_registrar() -> RedBeatRegistrar:

@@ -1,0 +1,69 @@
+"""/schedule, /schedules and /unschedule in the real bot against the local Bot API server, with no
+beat running (nothing fires): validation, authorization, admins' view, the command list."""
+
+import random
+import re
+
+import pytest
+
+from tests.botapi_server import BotApiServer
+from tests.helpers import redis_snapshot
+from tests.test_bot import People, RunningBot, ask, bot_settings
+
+
+@pytest.fixture
+def people() -> People:
+    return People()
+
+
+@pytest.fixture
+def api():
+    with BotApiServer(token=f"{random.randrange(10**6, 10**9)}:TEST") as server:
+        yield server
+
+
+def state(runtime) -> dict:
+    """Every key but the update ledger (which records each handled update, by design)."""
+    return {k: v for k, v in redis_snapshot(runtime.redis).items() if not k.startswith(b"mr:update:")}
+
+
+def test_bad_schedules_are_refused_with_nothing_written(api, people, runtime):
+    with RunningBot(api, bot_settings(api, people, max_schedules_per_user=1)):
+        assert "every 4h (UTC)" in ask(api, people.trader, "/schedule 4h markets=5 top=2")
+        before = state(runtime)
+        cases = {
+            "/schedule": "say how often and what",
+            "/schedule 30s markets=5": "every 30s is too often: the shortest interval is 900 s",
+            '/schedule cron="*/5 * * * *" markets=5': "fires every 5 min",
+            "/schedule 4h markets=999": "999 markets is too many",
+            "/schedule 4h top=abc": "top must be a whole number",
+            "/schedule 4h colour=blue": "unknown option 'colour'",
+            "/schedule 4h markets=5 notify=sometimes": "notify must be always or changes",
+            "/schedule 4h strategy=llm": "the llm strategy needs an LLM",
+            "/schedule 1d markets=5": "you already have 1 schedules; the limit is 1",
+            "/unschedule": "give one schedule id",
+            "/unschedule zzzzzzzz": "no schedule 'zzzzzzzz'",
+            "/schedules everything": "admins may ask for /schedules all",
+            "/schedules all": "every user's schedules are for admins",
+        }
+        for command, expected in cases.items():
+            assert expected in ask(api, people.trader, command), command
+        assert state(runtime) == before
+
+
+def test_schedules_are_per_user_admins_see_all_and_the_command_list_has_them(api, people):
+    with RunningBot(api, bot_settings(api, people)):
+        reply = ask(api, people.trader, '/schedule cron="0 */4 * * *" markets=5 top=2 notify=changes')
+        schedule_id = re.search(r"Scheduled (\w{8}): every cron=0 \*/4 \* \* \* \(UTC\)", reply)[1]
+        assert "The first run is at the next matching minute (UTC)" in reply
+        assert "Runs whose top changed are posted here" in reply
+        mine = ask(api, people.trader, "/schedules")
+        assert schedule_id in mine and "only changes" in mine and ":00 UTC" in mine
+        assert "You have no schedules" in ask(api, people.other, "/schedules")
+        assert "belongs to someone else" in ask(api, people.other, f"/unschedule {schedule_id}")
+        everyone = ask(api, people.admin, "/schedules all")
+        assert everyone.startswith("All schedules") and f"owner {people.trader}" in everyone
+        assert f"Removed schedule {schedule_id}" in ask(api, people.trader, f"/unschedule {schedule_id}")
+        assert "You have no schedules" in ask(api, people.trader, "/schedules")
+        commands = {c["command"] for c in api.commands()}
+        assert {"schedule", "schedules", "unschedule"} <= commands
