@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -152,7 +152,6 @@ class Schedule:
     baseline: str = ""  # the last completed run: the next run's changes are against it
     last_fire: str = ""
     note: str = ""  # what the last firing did, when it did not start a run
-    extra: dict[str, str] = field(default_factory=dict, repr=False)
 
     def to_hash(self) -> dict[str, str]:
         return {"id": self.id, "owner": self.owner, "chat_id": "" if self.chat_id is None else str(self.chat_id),

@@ -203,9 +203,8 @@ class CardNotifier:
                 if location is not None:
                     await self._put(analysis_id, card, location, location.chat_id, live=True)
                 else:  # a scheduled run's first card goes to its schedule's chat
-                    gist = await asyncio.to_thread(self.store.load, analysis_id)
-                    chat_id = gist and await asyncio.to_thread(self.scheduled.destination, gist)
-                    if chat_id:
+                    chat_id = await asyncio.to_thread(self.scheduled.destination, analysis_id)
+                    if chat_id is not None:
                         await self._put(analysis_id, card, None, chat_id, live=True)
             except Forbidden as exc:
                 gist = await asyncio.to_thread(self.store.load, analysis_id)

@@ -19,20 +19,23 @@ class ScheduledCards:
     def __init__(self, schedules: ScheduleService):
         self.schedules = schedules
 
-    def destination(self, gist: Gist) -> int | None:
+    def destination(self, analysis_id: str) -> int | None:
         """The chat to post this run's card in now, or None: not a scheduled run, a schedule of
         the CLI, a paused schedule (its chat may have blocked the bot), or `notify=changes` and
-        nothing to tell (yet). Blocking (Redis)."""
-        if not gist.schedule:
+        nothing to tell (yet). Blocking (Redis); an analysis of no schedule costs one HGET."""
+        store = self.schedules.analyses.store
+        schedule_id = store.redis.hget(store.keys.gist(analysis_id), "schedule")
+        if not schedule_id:
             return None
-        schedule = self.schedules.store.get(gist.schedule)
+        schedule = self.schedules.store.get(schedule_id.decode())
         if schedule is None or schedule.chat_id is None or schedule.state != ACTIVE:
             return None
         if schedule.notify == "changes":
-            if not gist.status.is_final:
+            gist = store.load(analysis_id)
+            if gist is None or not gist.status.is_final:
                 return None
             if gist.status == Status.COMPLETED:
-                changes = run_changes(self.schedules.analyses.store, gist)
+                changes = run_changes(store, gist)
                 if changes["against"] and is_unchanged(changes):
                     logger.info("[%s] top unchanged since %s: recorded, not posted (schedule %s)",
                                 gist.id, changes["against"], gist.schedule)

@@ -211,3 +211,36 @@ def test_a_chat_that_blocked_the_bot_pauses_its_schedule(beats, api, people):
         assert "paused: the bot may not post in the schedule's chat" in listing
         cards = [m for m in api.messages(people.trader, from_bot=True) if status_of(m)]
         assert len(cards) == 1
+
+
+def test_schedules_survive_a_redis_restart(tmp_path):
+    """A private append-only Redis with its own worker and beat: restarted, the schedule is still
+    there and beat, which reconnects by itself, keeps firing it."""
+    from redbeat.schedulers import ensure_conf
+
+    from analysis.config_factory import RankingConfigFactory
+    from analysis.schedule_service import ScheduleService
+    from analysis.schedules import ScheduleStore
+    from analysis.service import AnalysisService
+    from bench.chaos import Stack
+    from tasks.schedule_beat import RedBeatRegistrar
+
+    stack = Stack({"BEAT_MAX_LOOP_S": "1", "SCHEDULE_MIN_INTERVAL_S": "1"}, name="schedules",
+                  log_dir=tmp_path)
+    try:
+        stack.start_worker(1)
+        beat = stack.start_beat()
+        rt = stack.runtime
+        ensure_conf(stack.app)
+        service = ScheduleService(ScheduleStore(rt.redis, rt.keys), AnalysisService(rt.store, stack.dispatcher),
+                                  RankingConfigFactory(rt.settings, rt.provider), RedBeatRegistrar(stack.app),
+                                  rt.settings)
+        made = service.add("2s", {"markets": 5, "top_k": 2}, Actor("redis-restart"))
+        wait_until(lambda: service.store.get(made.id).runs >= 2, timeout=30, message="two runs")
+        stack.restart_redis(down_s=1.0)
+        runs = service.store.get(made.id).runs
+        wait_until(lambda: service.store.get(made.id).runs >= runs + 2, timeout=40,
+                   message="two runs after the restart")
+        assert beat.alive and len(sends(beat, made.id)) >= 4
+    finally:
+        stack.close()

@@ -153,9 +153,11 @@ def test_a_firing_starts_a_run_skips_while_it_runs_and_diffs_the_next(schedules,
     assert (stored.runs, stored.skipped, stored.last_analysis, stored.baseline) == (2, 1, run2.id, run1.id)
     # notify=changes: an unchanged run is recorded, not posted; a first run is posted.
     cards = ScheduledCards(schedules)
-    assert cards.destination(run2) == 7 and cards.destination(run1) == 7
+    assert cards.destination(run2.id) == 7 and cards.destination(run1.id) == 7
     schedules.store.update(made.id, notify="changes")
-    assert cards.destination(run2) is None and cards.destination(run1) == 7
+    assert cards.destination(run2.id) is None and cards.destination(run1.id) == 7
+    schedules.pause(made.id, "a reason")
+    assert cards.destination(run1.id) is None
 
 
 def test_an_owner_no_longer_allowed_and_failing_runs_pause_the_schedule(schedules, runtime, queue,
@@ -182,3 +184,17 @@ def test_an_owner_no_longer_allowed_and_failing_runs_pause_the_schedule(schedule
     stored = schedules.store.get(made.id)
     assert stored.state == "paused" and stored.reason.startswith("2 runs in a row failed")
     assert schedules.fire(made.id, fire_id="b3").code == "paused"
+
+
+# --- the Remove button's callback data ---------------------------------------------------------
+def test_remove_buttons_parse_strictly():
+    from bot import schedule_callbacks
+
+    data = schedule_callbacks.encode("q7m2k9xa", everyone=False)
+    assert data == "s1:rm:q7m2k9xa:m" and len(data) <= 64
+    assert schedule_callbacks.parse(data) == schedule_callbacks.RemovePress("q7m2k9xa", False)
+    assert schedule_callbacks.parse("s1:rm:q7m2k9xa:a").everyone
+    for forged in ["s1:rm:q7m2k9x:m", "s1:rm:q7m2k9xa", "s1:rm:q7m2k9xa:x", "s2:rm:q7m2k9xa:m",
+                   "s1:rm:Q7M2K9XA:m", "s1:rm:q7m2k9xa:m:extra", "s1:rm:q7m2k9x1:m", "", None, 7,
+                   "s1:rm:q7m2k9xa:m" + " " * 60]:
+        assert schedule_callbacks.parse(forged) is None, forged
