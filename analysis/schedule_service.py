@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from analysis.access import owner_may_trade
 from analysis.config_factory import RankingConfigFactory
 from analysis.errors import AnalysisError, InvalidConfig, LimitReached, NotAllowed, NotFound, quoted
-from analysis.market_data.base import provider_from_spec
+from analysis.markets.registry import provider_from_spec
 from analysis.models import Status
 from analysis.schedules import (ACTIVE, NOTIFY, PAUSED, SCHEDULE_ID_PATTERN, Schedule, ScheduleStore,
                                 build_config, check_options, new_schedule_id, parse_every)

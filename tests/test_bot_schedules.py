@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tests.botapi_server import BotApiServer
+from sandbox import BotApiServer
 from tests.helpers import redis_snapshot
 from tests.test_bot import People, RunningBot, ask, bot_settings
 

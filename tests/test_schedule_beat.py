@@ -12,14 +12,14 @@ import pytest
 
 from redbeat import RedBeatSchedulerEntry
 
-from analysis.runtime import Runtime
+from analysis.engine.runtime import Runtime
 from analysis.service import Actor
 from analysis.settings import Settings
 from bench.chaos import Beat
 from tasks.celery_app import app
 from tasks.schedule_beat import entry_name
 from tasks.schedule_tasks import schedule_service
-from tests.botapi_server import BotApiServer
+from sandbox import BotApiServer
 from tests.conftest import wait_until
 from tests.test_bot import (People, RunningBot, analysis_id_of, ask, bot_settings, status_of,
                             wait_for_card, wait_for_status)
