@@ -56,12 +56,17 @@ class RankingConfigFactory:
         (and few enough candles without trades), most traded first (24 h quote volume); the
         first `limit` of them when given (only those are fetched)."""
         self._check_timeframe(timeframe)
-        chosen = []
+        return list(self._pick(timeframe, limit))
+
+    def _pick(self, timeframe: str, limit: int | None) -> dict[str, int]:
+        """The first `limit` rankable markets by volume -> when their newest candle closed."""
+        chosen: dict[str, int] = {}
         for symbol, _ in self.provider.market_volumes(timeframe):
             if limit is not None and len(chosen) >= limit:
                 break
-            if self._check_window(symbol, timeframe)[0] is None:
-                chosen.append(symbol)
+            problem, closes = self._check_window(symbol, timeframe)
+            if problem is None:
+                chosen[symbol] = closes
         return chosen
 
     def market_volumes(self, timeframe: str = "1h") -> list[tuple[str, float]]:
@@ -88,7 +93,8 @@ class RankingConfigFactory:
         timeframe = self._check_timeframe(timeframe)
         strategy = self._check_strategy(strategy)
         prompt = self._check_prompt(prompt)
-        chosen = self._choose_markets(markets, symbols, timeframe)
+        closes = self._choose_markets(markets, symbols, timeframe)
+        chosen = list(closes)
         if top_k is None:
             top_k = min(self.settings.default_top_k, len(chosen) - 1)
         if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
@@ -99,7 +105,8 @@ class RankingConfigFactory:
         if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0.5 <= target <= 0.99:
             raise InvalidConfig(f"target must be a confidence between 0.5 and 0.99, not {quoted(target)}")
         return RankingConfig(
-            kind=kind, markets=chosen, candles_to=max(self._check_window(s, timeframe)[1] for s in chosen), timeframe=timeframe, strategy=strategy, top_k=top_k,
+            kind=kind, markets=chosen, candles_to=max(closes.values()), timeframe=timeframe,
+            strategy=strategy, top_k=top_k,
             target_confidence=round(float(target), 4), prompt=prompt,
             data_source=self.data_source, window=self.settings.window_candles,
             batch_size=(self.settings.llm_batch_size if strategy == "llm"
@@ -158,7 +165,8 @@ class RankingConfigFactory:
         return prompt
 
     def _choose_markets(self, markets: int | None, symbols: list[str] | None,
-                        timeframe: str) -> list[str]:
+                        timeframe: str) -> dict[str, int]:
+        """The markets to rank -> when their newest candle closed; or InvalidConfig saying why."""
         if markets is not None and symbols is not None:
             raise InvalidConfig("give either a number of markets or a list of symbols, not both")
         limit = self.settings.max_markets
@@ -172,20 +180,21 @@ class RankingConfigFactory:
             if len(chosen) > limit:
                 raise InvalidConfig(f"{len(chosen)} markets is too many; the limit is {limit}")
             self.provider.check_symbols(chosen)
+            closes = {}
             for symbol in chosen:
-                problem = self._check_window(symbol, timeframe)[0]
+                problem, closes[symbol] = self._check_window(symbol, timeframe)
                 if problem:
                     raise InvalidConfig(f"{problem} in {self.data_source}")
-            return chosen
+            return closes
         count = self.settings.default_markets if markets is None else markets
         if not isinstance(count, int) or isinstance(count, bool) or count < 2:
             raise InvalidConfig(f"markets must be a whole number of at least 2, not {quoted(count)}")
         if count > limit:
             raise InvalidConfig(f"{count} markets is too many; the limit is {limit}")
-        available = self.available_markets(timeframe, limit=count)
+        available = self._pick(timeframe, count)
         if markets is None:
             count = min(count, len(available))
         if count > len(available):
             raise InvalidConfig(f"only {len(available)} markets have enough {timeframe} candles "
                                 f"in {self.data_source}; asked for {count}")
-        return available[:count]
+        return available

@@ -57,7 +57,7 @@ class Live:
 
 def live_env(monkeypatch, url: str, **extra: str) -> None:
     env = {"MARKET_DATA": "ccxt:binance", "CCXT_API_URL": url, "KEY_PREFIX": f"t{uuid.uuid4().hex[:8]}:",
-           "CCXT_BACKOFF_S": "0.01", "CCXT_BACKOFF_MAX_S": "0.5", "CCXT_TIMEOUT_S": "1",
+           "CCXT_BACKOFF_S": "0.01", "CCXT_BACKOFF_MAX_S": "0.5", "CCXT_TIMEOUT_S": "3",
            "CCXT_RETRIES": "3", **extra}
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -308,7 +308,7 @@ def test_passing_faults_are_retried_and_the_candles_are_whole(live, fault):
     {"429": lambda: server.fail_next(2, status=429, retry_after=0.3, path="/api/v3/klines"),
      "418": lambda: server.fail_next(1, status=418, retry_after=0.2, path="/api/v3/klines"),
      "503": lambda: server.fail_next(2, status=503, path="/api/v3/klines"),
-     "timeout": lambda: server.delay_next(1, 1.5, path="/api/v3/klines"),
+     "timeout": lambda: server.delay_next(1, 4, path="/api/v3/klines"),
      "malformed rows": lambda: server.malformed_next(1),
      "not json": lambda: server.malformed_next(1, kind="json")}[fault]()
     server.reset_counts()
@@ -416,13 +416,15 @@ def test_the_shared_token_bucket_spaces_every_caller_to_the_rate(runtime):
     from analysis.markets.rate_limit import TokenBucket
     key = f"test-bucket:{uuid.uuid4().hex}"
     waits: list[float] = []
-    buckets = [TokenBucket(runtime.redis, key, rate_per_s=20, capacity=20, sleep=waits.append)
-               for _ in range(3)]  # three processes sharing one exchange
+    now_ms = [1_000_000]  # time stands still while the 60 requests are asked for
+    buckets = [TokenBucket(runtime.redis, key, rate_per_s=20, capacity=20, sleep=waits.append,
+                           clock_ms=lambda: now_ms[0]) for _ in range(3)]  # three processes
     for i in range(60):
         buckets[i % 3].take(1)
-    # 20 at once (the burst), then one every 50 ms: the 60th waits about 2 s.
-    assert waits[0] == pytest.approx(0.05, abs=0.02) and len(waits) >= 39
-    assert max(waits) == pytest.approx(2.0, abs=0.1)
+    # 20 at once (the burst), then one every 50 ms: the 60th waits 2 s.
+    assert waits == [pytest.approx(0.05 * n) for n in range(1, 41)]
+    now_ms[0] += 2000  # when the last one has gone, the bucket is empty: the next one waits too
+    assert buckets[0].take(1) == pytest.approx(0.05)
 
 
 # --- real workers ------------------------------------------------------------------------------

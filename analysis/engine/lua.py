@@ -370,11 +370,14 @@ return {'ok', missing}
 TAKE_TOKENS = """
 -- KEYS[1] token bucket of one exchange (hash: tokens, ms)
 -- ARGV[1] refill rate, tokens per second  ARGV[2] capacity  ARGV[3] cost of this request
+-- ARGV[4] now in ms, or '' for Redis's own clock (the same for every host; tests pass a time)
 -- Reserves `cost` tokens (the balance may go negative) and answers {'ok', wait ms}: how long the
--- caller sleeps before sending, so every process together keeps to the rate. Time is Redis's
--- own clock, the same for every host.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- caller sleeps before sending, so every process together keeps to the rate.
+local now = tonumber(ARGV[4])
+if now == nil then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
 local rate, capacity, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local b = redis.call('HMGET', KEYS[1], 'tokens', 'ms')
 local tokens = tonumber(b[1]) or capacity

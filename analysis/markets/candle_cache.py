@@ -20,7 +20,7 @@ import redis
 from analysis.engine import lua
 from analysis.engine.keys import Keys
 from analysis.markets.base import TIMEFRAMES
-from analysis.markets.candle_rows import fill_gaps
+from analysis.markets.candle_rows import empty_frame, fill_gaps
 from analysis.engine.snapshot import BLOCK_CANDLES, BlockStore, from_block_start
 
 logger = logging.getLogger(__name__)
@@ -66,7 +66,6 @@ class CandleCache:
         if not head or head["checked"] < newest or (head["count"] < limit and not head["complete"]):
             return None
         if not head["blocks"]:
-            from analysis.markets.candle_rows import empty_frame
             return empty_frame()
         return self.blocks.get(head["blocks"])
 
