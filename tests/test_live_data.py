@@ -484,7 +484,7 @@ def test_processes_asking_for_the_same_candles_at_once_fetch_them_once(live):
 
 
 def test_the_bot_answers_in_one_line_when_the_exchange_cannot_be_reached(monkeypatch):
-    from tests.botapi_server import BotApiServer
+    from sandbox import BotApiServer
     from tests.test_bot import People, RunningBot, ask, bot_settings
     url = f"http://127.0.0.1:{free_port()}"
     live_env(monkeypatch, url)  # the bot process's settings: the source is built from them
