@@ -45,6 +45,7 @@ test: $(STAMP) redis-server browser
 bench: $(STAMP) redis-server
 	$(BIN)/python -m bench.steps_bench
 	$(BIN)/python -m bench.tap_bench
+	$(BIN)/python -m bench.live_data_bench
 
 bench-ranking: $(STAMP)
 	$(BIN)/python -m bench.ranking_bench

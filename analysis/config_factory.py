@@ -7,9 +7,10 @@ import re
 import unicodedata
 
 from analysis.errors import InvalidConfig, quoted
-from analysis.markets.base import TIMEFRAMES, MarketDataProvider
+from analysis.markets.base import TIMEFRAMES, MarketDataProvider, window_problem
 from analysis.markets.indicators import WARMUP_CANDLES
 from analysis.models import RankingConfig
+from analysis.engine.snapshot import BLOCK_CANDLES
 from analysis.settings import Settings
 
 PUBLIC_STRATEGIES = ("score", "llm")
@@ -45,11 +46,11 @@ def _is_emoji_part(ch: str) -> bool:
     return unicodedata.category(ch) in ("So", "Sk") or ch == "\ufe0f"
 
 
-def normalize_symbol(text: str) -> str:
-    """'btc', 'BTC-USDT', 'btc_usdt' and 'BTC/USDT' all mean 'BTC/USDT'."""
+def normalize_symbol(text: str, quote: str = "USDT") -> str:
+    """'btc', 'BTC-USDT', 'btc_usdt' and 'BTC/USDT' all mean 'BTC/USDT' (with quote USDT)."""
     symbol = text.strip().upper().replace("-", "/").replace("_", "/")
     if "/" not in symbol:
-        symbol += "/USDT"
+        symbol += "/" + quote
     if not SYMBOL_PATTERN.match(symbol):
         raise InvalidConfig(f"{quoted(text)} is not a market symbol (write it like BTC/USDT)")
     return symbol
@@ -71,18 +72,38 @@ class RankingConfigFactory:
     def min_candles(self, views: int) -> int:
         return WARMUP_CANDLES + views
 
-    def available_markets(self, timeframe: str = "1h") -> list[str]:
-        """Markets with enough candles for the indicators' warm-up and the confidence views,
-        most traded first (quote volume over the last day)."""
+    def available_markets(self, timeframe: str = "1h", limit: int | None = None) -> list[str]:
+        """Markets with enough candles for the indicators' warm-up and the confidence views
+        (and few enough candles without trades), most traded first (24 h quote volume); the
+        first `limit` of them when given (only those are fetched)."""
         self._check_timeframe(timeframe)
-        needed = self.min_candles(self.settings.score_views)
-        liquidity = {}
-        for symbol in self.provider.list_markets(timeframe):
-            candles = self.provider.candles(symbol, timeframe, self.settings.window_candles)
-            if len(candles) >= needed:
-                recent = candles.iloc[-24:]
-                liquidity[symbol] = float((recent["close"] * recent["volume"]).sum())
-        return sorted(liquidity, key=lambda s: (-liquidity[s], s))
+        return list(self._pick(timeframe, limit))
+
+    def _pick(self, timeframe: str, limit: int | None) -> dict[str, int]:
+        """The first `limit` rankable markets by volume -> when their newest candle closed."""
+        chosen: dict[str, int] = {}
+        for symbol, _ in self.provider.market_volumes(timeframe):
+            if limit is not None and len(chosen) >= limit:
+                break
+            problem, closes = self._check_window(symbol, timeframe)
+            if problem is None:
+                chosen[symbol] = closes
+        return chosen
+
+    def market_volumes(self, timeframe: str = "1h") -> list[tuple[str, float]]:
+        """The candidates `markets=N` picks from, most traded first, with 24 h quote volume."""
+        self._check_timeframe(timeframe)
+        return self.provider.market_volumes(timeframe)
+
+    def _check_window(self, symbol: str, timeframe: str) -> tuple[str | None, int]:
+        """Why the market cannot be ranked (or None), and when its newest candle closed."""
+        needed, size = self.min_candles(self.settings.score_views), self.settings.window_candles
+        # As many candles as INIT reads (the window's first block too), so a live source's cache
+        # filled here serves INIT without another request.
+        window = self.provider.candles(symbol, timeframe, size + BLOCK_CANDLES).iloc[-size:]
+        problem = window_problem(symbol, window, timeframe, needed, self.settings.max_thin_share)
+        closes = int(window.index[-1].value // 10**9) + TIMEFRAMES[timeframe] if len(window) else 0
+        return problem, closes
 
     def create_ranking_config(self, *, markets: int | None = None, symbols: list[str] | None = None,
                               timeframe: str = "1h", top_k: int | None = None,
@@ -107,7 +128,8 @@ class RankingConfigFactory:
                notice: str) -> RankingConfig:
         """The config from checked kind, timeframe, strategy and prompt (the prompt may be a
         template around what the trader typed, so it is not held to the trader's limit)."""
-        chosen = self._choose_markets(markets, symbols, timeframe)
+        closes = self._choose_markets(markets, symbols, timeframe)
+        chosen = list(closes)
         if top_k is None:
             top_k = min(self.settings.default_top_k, len(chosen) - 1)
         if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
@@ -118,7 +140,8 @@ class RankingConfigFactory:
         if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0.5 <= target <= 0.99:
             raise InvalidConfig(f"target must be a confidence between 0.5 and 0.99, not {quoted(target)}")
         return RankingConfig(
-            kind=kind, markets=chosen, timeframe=timeframe, strategy=strategy, top_k=top_k,
+            kind=kind, markets=chosen, candles_to=max(closes.values()), timeframe=timeframe,
+            strategy=strategy, top_k=top_k,
             target_confidence=round(float(target), 4), prompt=prompt, notice=notice,
             data_source=self.data_source, window=self.settings.window_candles,
             batch_size=(self.settings.llm_batch_size if strategy == "llm"
@@ -190,33 +213,36 @@ class RankingConfigFactory:
         return prompt
 
     def _choose_markets(self, markets: int | None, symbols: list[str] | None,
-                        timeframe: str) -> list[str]:
+                        timeframe: str) -> dict[str, int]:
+        """The markets to rank -> when their newest candle closed; or InvalidConfig saying why."""
         if markets is not None and symbols is not None:
             raise InvalidConfig("give either a number of markets or a list of symbols, not both")
         limit = self.settings.max_markets
         if symbols is not None:
             if not isinstance(symbols, (list, tuple)) or not all(isinstance(s, str) for s in symbols):
                 raise InvalidConfig("symbols must be a list of market symbols like BTC/USDT")
-            chosen = list(dict.fromkeys(normalize_symbol(s) for s in symbols if s.strip()))
+            quote = self.settings.quote_currency
+            chosen = list(dict.fromkeys(normalize_symbol(s, quote) for s in symbols if s.strip()))
             if len(chosen) < 2:
                 raise InvalidConfig("name at least two markets to rank")
             if len(chosen) > limit:
                 raise InvalidConfig(f"{len(chosen)} markets is too many; the limit is {limit}")
-            available = set(self.available_markets(timeframe))
-            unknown = [s for s in chosen if s not in available]
-            if unknown:
-                raise InvalidConfig(f"unknown symbol {', '.join(unknown[:5])}: not in {self.data_source} "
-                                    f"with enough {timeframe} candles")
-            return chosen
+            self.provider.check_symbols(chosen)
+            closes = {}
+            for symbol in chosen:
+                problem, closes[symbol] = self._check_window(symbol, timeframe)
+                if problem:
+                    raise InvalidConfig(f"{problem} in {self.data_source}")
+            return closes
         count = self.settings.default_markets if markets is None else markets
         if not isinstance(count, int) or isinstance(count, bool) or count < 2:
             raise InvalidConfig(f"markets must be a whole number of at least 2, not {quoted(count)}")
         if count > limit:
             raise InvalidConfig(f"{count} markets is too many; the limit is {limit}")
-        available = self.available_markets(timeframe)
+        available = self._pick(timeframe, count)
         if markets is None:
             count = min(count, len(available))
         if count > len(available):
             raise InvalidConfig(f"only {len(available)} markets have enough {timeframe} candles "
                                 f"in {self.data_source}; asked for {count}")
-        return available[:count]
+        return available

@@ -1,6 +1,8 @@
 """Value objects of the core: the validated config, the gist as read, step history, action results."""
 
 import json
+import time
+from datetime import datetime, timezone
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
@@ -46,10 +48,34 @@ class RankingConfig(BaseModel):
     window: int = Field(500, ge=50)
     batch_size: int = Field(8, ge=1)
     views: int = Field(12, ge=2, description="score strategy: evaluation moments for confidence")
+    candles_to: int | None = Field(None, description="close time (epoch s) of the newest candle "
+                                   "to rank: INIT ranks none newer, whenever it runs")
 
     def summary(self) -> str:
         """One line for cards and tables: '30 markets · 1h · score · top 10'."""
         return f"{len(self.markets)} markets · {self.timeframe} · {self.strategy} · top {self.top_k}"
+
+
+def source_name(data_source: str) -> str:
+    """What a card calls a data source: 'binance' for ccxt:binance, 'csv <folder>', 'demo'."""
+    if data_source.startswith("faulty:") and data_source.count(":") >= 2:
+        return source_name(data_source.split(":", 2)[2])
+    if data_source.startswith("ccxt:"):
+        return data_source[len("ccxt:"):]
+    if data_source.startswith("csv:"):
+        return "csv " + data_source[len("csv:"):].rstrip("/").rsplit("/", 1)[-1]
+    return data_source
+
+
+def source_label(data_source: str, timeframe: str, data_to: int | None, now: float) -> str:
+    """'binance · 1h candles to 14:00 UTC': the source and when its newest ranked candle closed
+    (with the date unless that is today, UTC)."""
+    name = source_name(data_source)
+    if not data_to:
+        return name
+    closed, today = (datetime.fromtimestamp(t, timezone.utc) for t in (data_to, now))
+    when = closed.strftime("%H:%M" if closed.date() == today.date() else "%Y-%m-%d %H:%M")
+    return f"{name} · {timeframe} candles to {when} UTC"
 
 
 @dataclass(frozen=True)
@@ -142,6 +168,11 @@ class Gist:
             schedule_prev=raw.get("schedule_prev", ""),
         )
 
+    def source_label(self, now: float | None = None) -> str:
+        """Where the ranked candles come from, e.g. 'binance · 1h candles to 14:00 UTC'."""
+        return source_label(self.config.data_source, self.config.timeframe,
+                            self.config.candles_to, time.time() if now is None else now)
+
     @property
     def short_id(self) -> str:
         return self.id[:6]
@@ -192,6 +223,11 @@ def to_jsonable(gist: Gist, history: list[HistoryEntry], chain: str | None) -> d
         "model": gist.model,
         "demo_data": gist.demo,
         "config": gist.config.model_dump(),
+        # Where the candles come from, and when the newest ranked one closed.
+        "source": {"name": gist.config.data_source, "label": gist.source_label(),
+                   "candles_to": (datetime.fromtimestamp(gist.config.candles_to, timezone.utc)
+                                  .isoformat().replace("+00:00", "Z")
+                                  if gist.config.candles_to else None)},
         "history": [asdict(entry) for entry in history],
         "result": [asdict(item) for item in gist.result],
         # llm strategy: what the judge spent, and the comparisons in the log.

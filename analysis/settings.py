@@ -38,6 +38,16 @@ class Settings(BaseSettings):
     market_data: str = "demo"
     shared_data_dir: Path = SHARED_DATA_DEFAULT
     window_candles: int = Field(500, ge=100, le=5000)
+    quote_currency: str = "USDT"
+    ccxt_api_url: str | None = None
+    ccxt_timeout_s: float = Field(10, gt=0)
+    ccxt_retries: int = Field(4, ge=0, le=10)
+    ccxt_backoff_s: float = Field(1.0, ge=0)
+    ccxt_backoff_max_s: float = Field(30.0, ge=0)
+    ccxt_markets_ttl_s: int = Field(3600, ge=1)
+    ccxt_tickers_ttl_s: int = Field(300, ge=1)
+    candle_cache_ttl_s: int = Field(2 * 24 * 3600, ge=60)
+    max_thin_share: float = Field(0.05, ge=0, le=1)
 
     # --- Analyses ---------------------------------------------------------------------------
     default_markets: int = Field(30, ge=2)
@@ -105,6 +115,22 @@ class Settings(BaseSettings):
     flower_basic_auth: SecretStr | None = None
 
     _split_ids = field_validator("allowed_user_ids", "admin_user_ids", mode="before")(_id_list)
+
+    @field_validator("quote_currency")
+    @classmethod
+    def _quote_upper(cls, value: str) -> str:
+        return value.strip().upper()
+
+    @field_validator("ccxt_api_url")
+    @classmethod
+    def _api_url_is_scheme_and_host(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        from urllib.parse import urlsplit
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path.strip("/"):
+            raise ValueError(f"CCXT_API_URL must be scheme://host[:port] with no path, not {value!r}")
+        return f"{parts.scheme}://{parts.netloc}"
 
     @field_validator("key_prefix")
     @classmethod

@@ -39,6 +39,8 @@ def ranking_chart_png(gist: Gist) -> bytes:
     title = (f"{gist.config.summary()} · confidence {gist.confidence:.2f} (target {gist.target:.2f})")
     if gist.demo:
         title += "\nDEMO DATA: synthetic markets, not real prices"
+    else:
+        title += f"\n{gist.source_label()}"
     figure.suptitle(title, fontsize="medium")
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")

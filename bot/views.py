@@ -65,6 +65,8 @@ def card_text(gist: Gist, changes: dict | None = None) -> str:
              escape(gist.config.summary())]
     if gist.demo:
         lines.append("⚠️ DEMO DATA: synthetic markets, not real prices")
+    else:
+        lines.append(f"Data: {escape(gist.source_label())}")
     if gist.config.notice:
         lines.append(f"⚠️ {escape(gist.config.notice)}")
     lines.append(f"{progress_bar(gist.progress)} · step {max(gist.seq, 0)}")
@@ -106,7 +108,7 @@ def card_keyboard(gist: Gist) -> InlineKeyboardMarkup:
 
 
 def chart_caption(gist: Gist) -> str:
-    demo = " · DEMO DATA" if gist.demo else ""
+    demo = " · DEMO DATA" if gist.demo else f" · {escape(gist.source_label())}"
     return (f"{TITLES.get(gist.config.kind, 'Analysis')} {escape(gist.short_id)}: top "
             f"{len(gist.result)} · confidence {gist.confidence:.2f} / {gist.target:.2f}{demo}")
 

@@ -52,7 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("pause", "resume", "refine", "cancel", "force-resume", "wait"):
         sub.add_parser(name, help=f"{name} an analysis").add_argument("id")
     sub.add_parser("stuck", help="analyses that should run but make no progress")
-    sub.add_parser("markets", help="markets available for analyses").add_argument("--timeframe", default="1h")
+    markets = sub.add_parser("markets", help="candidate markets with their 24 h quote volume")
+    markets.add_argument("--timeframe", default="1h")
+    markets.add_argument("--limit", type=int, default=100, help="show the N most traded")
     cli_schedule.add_parser(sub, add_start_options)
     return parser
 
@@ -122,7 +124,11 @@ def run_command(args: argparse.Namespace, runtime: Runtime, service: AnalysisSer
         return 0
     if command == "markets":
         factory = RankingConfigFactory(runtime.settings, runtime.provider)
-        print("\n".join(factory.available_markets(args.timeframe)))
+        volumes = factory.market_volumes(args.timeframe)[: args.limit]
+        print(f"{len(volumes)} candidates for markets=N on {runtime.provider.label}, most traded first")
+        print(f"{'symbol':<16} {'24h quote volume':>20}")
+        for symbol, volume in volumes:
+            print(f"{symbol:<16} {volume:>20,.0f}")
         return 0
     action = {"pause": service.pause, "resume": service.resume, "refine": service.refine,
               "cancel": service.cancel, "force-resume": service.force_resume}[command]
@@ -166,8 +172,8 @@ def progress_line(gist: Gist, width: int = 30) -> str:
 
 def describe(gist: Gist) -> str:
     lines = [f"analysis {gist.id}: {gist.status.value}" + (f" ({gist.reason})" if gist.reason else ""),
-             f"  {gist.config.summary()} · data: {gist.config.data_source}"
-             + ("  [DEMO DATA: synthetic markets]" if gist.demo else ""),
+             f"  {gist.config.summary()} · data: "
+             + ("demo  [DEMO DATA: synthetic markets]" if gist.demo else gist.source_label()),
              *([f"  {gist.config.notice}"] if gist.config.notice else []),
              f"  progress {gist.progress:.0%} · step {gist.seq} · confidence {gist.confidence:.2f} "
              f"(target {gist.target:.2f})"]

@@ -4,7 +4,12 @@
 |------------------------------|--------|----------------------------|-----------------------------------------|
 | {p}analysis:{id}             | hash   | GIST_TTL_S                 | the gist: config, status, seq, state... |
 | {p}history:{id}              | list   | GIST_TTL_S                 | one JSON entry per committed step       |
-| {p}candles:{id}              | hash   | GIST_TTL_S                 | the data snapshot, symbol -> zlib JSON  |
+| {p}candles:{id}              | hash   | GIST_TTL_S                 | the data snapshot: symbol -> block refs |
+| {p}block:{sha256}            | string | CANDLE_CACHE_TTL_S, raised to GIST_TTL_S by a snapshot | candles, content-addressed (zlib JSON) |
+| {p}series:{src}:{tf}:{sym}   | string | CANDLE_CACHE_TTL_S         | cached candles of a market: block refs  |
+| {p}serieslock:{src}:{tf}:{sym} | string | PX, ~CCXT_TIMEOUT_S x tries | the one process fetching that series  |
+| {p}exchange:{src}:{what}     | string | CCXT_MARKETS_TTL_S / CCXT_TICKERS_TTL_S | markets, 24 h volumes (JSON) |
+| {p}ratelimit:{src}           | hash   | 60 s (PX), refreshed       | token bucket shared by every process    |
 | {p}control:{id}              | hash   | CONTROL_TTL_S, refreshed   | wanted state, chain token               |
 | {p}lease:{id}                | string | LEASE_MS (PX), heartbeat   | attempt token of the executing step     |
 | {p}owner:{owner}             | zset   | none                       | the owner's analyses by creation time   |
@@ -42,6 +47,21 @@ class Keys:
 
     def candles(self, analysis_id: str) -> str:
         return f"{self.prefix}candles:{analysis_id}"
+
+    def block(self, digest: str) -> str:
+        return f"{self.prefix}block:{digest}"
+
+    def series(self, source: str, timeframe: str, symbol: str) -> str:
+        return f"{self.prefix}series:{source}:{timeframe}:{symbol}"
+
+    def series_lock(self, source: str, timeframe: str, symbol: str) -> str:
+        return f"{self.prefix}serieslock:{source}:{timeframe}:{symbol}"
+
+    def exchange(self, source: str, what: str) -> str:
+        return f"{self.prefix}exchange:{source}:{what}"
+
+    def rate_limit(self, source: str) -> str:
+        return f"{self.prefix}ratelimit:{source}"
 
     def control(self, analysis_id: str) -> str:
         return f"{self.prefix}control:{analysis_id}"

@@ -102,7 +102,7 @@ return 0
 
 SAVE_SNAPSHOT = """
 -- KEYS[1] lease  KEYS[2] candles
--- ARGV[1] attempt token  ARGV[2] TTL s  ARGV[3], ARGV[4], ... symbol, compressed candles, ...
+-- ARGV[1] attempt token  ARGV[2] TTL s  ARGV[3], ARGV[4], ... symbol, its candle block refs (JSON), ...
 -- INIT's data snapshot, written only by the lease holder: an INIT fenced out while it read the
 -- candles (its lease ran out and the step was redone, or an admin force-resumed) must not
 -- replace the snapshot a newer attempt saved, which later steps rank.
@@ -405,4 +405,60 @@ if tonumber(ARGV[1]) ~= 0 then redis.call('HINCRBY', KEYS[1], 'runs', ARGV[1]) e
 if tonumber(ARGV[2]) ~= 0 then redis.call('HINCRBY', KEYS[1], 'skipped', ARGV[2]) end
 if #ARGV > 2 then redis.call('HSET', KEYS[1], unpack(ARGV, 3)) end
 return {'ok'}
+"""
+
+STORE_BLOCKS = """
+-- KEYS[1..n] candle blocks ({p}block:{sha256})
+-- ARGV[1] TTL s  ARGV[2..n+1] each block's content, or none at all to only keep the blocks
+-- Content-addressed, so writing is idempotent: an existing block is left as it is. Each block
+-- lives at least ARGV[1] seconds from now; a longer TTL (an analysis's snapshot) is never cut.
+-- Answers {'ok', missing}: how many blocks were absent (when only keeping them).
+local ttl = tonumber(ARGV[1])
+local missing = 0
+for i, key in ipairs(KEYS) do
+  local blob = ARGV[i + 1]
+  if blob ~= nil then
+    redis.call('SET', key, blob, 'NX')
+  end
+  local left = redis.call('TTL', key)
+  if left == -2 then
+    missing = missing + 1
+  elseif left ~= -1 and left < ttl then
+    redis.call('EXPIRE', key, ttl)
+  end
+end
+return {'ok', missing}
+"""
+
+TAKE_TOKENS = """
+-- KEYS[1] token bucket of one exchange (hash: tokens, ms)
+-- ARGV[1] refill rate, tokens per second  ARGV[2] capacity  ARGV[3] cost of this request
+-- ARGV[4] now in ms, or '' for Redis's own clock (the same for every host; tests pass a time)
+-- Reserves `cost` tokens (the balance may go negative) and answers {'ok', wait ms}: how long the
+-- caller sleeps before sending, so every process together keeps to the rate.
+local now = tonumber(ARGV[4])
+if now == nil then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local rate, capacity, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local b = redis.call('HMGET', KEYS[1], 'tokens', 'ms')
+local tokens = tonumber(b[1]) or capacity
+local last = tonumber(b[2]) or now
+tokens = math.min(capacity, tokens + math.max(0, now - last) * rate / 1000) - cost
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ms', now)
+redis.call('PEXPIRE', KEYS[1], 60000)
+if tokens >= 0 then return {'ok', 0} end
+return {'ok', math.ceil(-tokens * 1000 / rate)}
+"""
+
+RELEASE_LOCK = """
+-- KEYS[1] a lock (string holding its owner's token)
+-- ARGV[1] the owner's token
+-- Deletes the lock only if this owner still holds it (it may have expired and been taken).
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return {'ok'}
+end
+return {'not_held'}
 """

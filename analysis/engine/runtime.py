@@ -45,7 +45,7 @@ class Runtime:
 
     @cached_property
     def snapshots(self) -> CandleSnapshot:
-        return CandleSnapshot(self.redis, self.keys)
+        return CandleSnapshot(self.redis, self.keys, self.settings.gist_ttl_s)
 
     @cached_property
     def provider(self) -> MarketDataProvider:

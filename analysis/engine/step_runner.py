@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from analysis.engine.runtime import Runtime
-from analysis.engine.snapshot import encode_candles
+from analysis.engine.snapshot import BLOCK_CANDLES, snapshot_refs
 from analysis.engine.store import BegunStep
 from analysis.errors import AnalysisError, DataUnavailable, InvalidConfig, JudgeUnavailable
+from analysis.markets.base import TIMEFRAMES, window_problem
 from analysis.markets.indicators import WARMUP_CANDLES
 from analysis.markets.registry import provider_from_spec
 from analysis.models import REFINE_MODEL, HistoryEntry, RankingConfig, StepOutcome
@@ -96,32 +97,43 @@ def lease_keeper(interval_s: float) -> LeaseKeeper:
 
 def with_retries(call: Callable[[], T], *, retries: int, backoff_s: float,
                  sleep: Callable[[float], None] = time.sleep) -> T:
-    """Call, retrying DataUnavailable `retries` times with exponential backoff."""
+    """Call, retrying DataUnavailable `retries` times with exponential backoff (not one that
+    says it was retried already: `retry = False`)."""
     for attempt in range(retries + 1):
         try:
             return call()
-        except DataUnavailable:
-            if attempt == retries:
+        except DataUnavailable as exc:
+            if attempt == retries or not getattr(exc, "retry", True):
                 raise
             sleep(backoff_s * 2**attempt)
     raise AssertionError("unreachable")
 
 
 def initialize(rt: Runtime, analysis_id: str, config: RankingConfig, attempt: str) -> StepOutcome:
-    """INIT: read and check every market's candles, snapshot them (only while `attempt` holds
-    the lease), set up the strategy."""
+    """INIT: read and check every market's candles (none closing after `config.candles_to`, so
+    it ranks what the trader was shown whenever it runs), snapshot them as shared candle blocks
+    (only while `attempt` holds the lease), set up the strategy."""
     provider = provider_from_spec(config.data_source)
     settings = rt.settings
-    frames = {}
+    step_s = TIMEFRAMES[config.timeframe]
+    # The rest of the window's first block too, so the snapshot's blocks are whole ones (the
+    # same blocks as the live-data cache and other analyses: no second copy), and the candles
+    # that closed since the config was made, which are cut off.
+    late = max(0, int(time.time() - config.candles_to) // step_s) if config.candles_to else 0
+    refs = {}
     for symbol in config.markets:
-        frame = with_retries(lambda: provider.candles(symbol, config.timeframe, config.window),
-                             retries=settings.step_retries, backoff_s=settings.step_retry_backoff_s)
-        if len(frame) < WARMUP_CANDLES + 2:
-            raise InvalidConfig(f"{symbol} has only {len(frame)} {config.timeframe} candles; "
-                                f"at least {WARMUP_CANDLES + 2} are needed")
-        frames[symbol] = frame
-    blobs = {symbol: encode_candles(frame) for symbol, frame in frames.items()}
-    if not rt.store.save_snapshot(analysis_id, attempt, blobs):
+        frame = with_retries(
+            lambda: provider.candles(symbol, config.timeframe, config.window + BLOCK_CANDLES + late),
+            retries=settings.step_retries, backoff_s=settings.step_retry_backoff_s)
+        if config.candles_to:
+            frame = frame[frame.index.as_unit("s").asi8 + step_s <= config.candles_to]
+        problem = window_problem(symbol, frame.iloc[-config.window:], config.timeframe,
+                                 WARMUP_CANDLES + 2, settings.max_thin_share)
+        if problem:
+            raise InvalidConfig(problem)
+        refs[symbol] = snapshot_refs(rt.snapshots.blocks, frame, config.window, step_s,
+                                     settings.gist_ttl_s)
+    if not rt.store.save_snapshot(analysis_id, attempt, refs):
         # Fenced out while reading (lease ran out and the step was redone, or force-resume): the
         # snapshot of the attempt that holds the lease stays, and this attempt's commit will fail.
         logger.warning("[%s] INIT attempt %s lost its lease: its snapshot is not saved",

@@ -116,8 +116,8 @@ class AnalysisStore:
                            [attempt, self.settings.lease_ms])
         return answer.code == "1"
 
-    def save_snapshot(self, analysis_id: str, attempt: str, blobs: dict[str, bytes]) -> bool:
-        """Replace the data snapshot with `blobs` (symbol -> compressed candles) if `attempt`
+    def save_snapshot(self, analysis_id: str, attempt: str, blobs: dict[str, str | bytes]) -> bool:
+        """Replace the data snapshot with `blobs` (symbol -> its candle block refs) if `attempt`
         still holds the lease; False when it was fenced out and nothing was written."""
         k = self.keys
         args: list = [attempt, self.settings.gist_ttl_s]

@@ -1,1 +1,2 @@
-"""Market data: providers by spec (demo, csv) and the indicators computed from candles."""
+"""Market data: providers by spec (demo, csv, ccxt with its shared candle cache) and the
+indicators computed from candles."""

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.errors import DataUnavailable, InvalidConfig
-from analysis.markets.base import OHLCV_COLUMNS, TIMEFRAMES
+from analysis.markets.base import OHLCV_COLUMNS, TIMEFRAMES, volumes_from_candles
 
 
 class CsvDirProvider:
@@ -20,6 +20,17 @@ class CsvDirProvider:
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
         self.name = f"csv:{self.folder}"
+        self.label = "csv"
+
+    def market_volumes(self, timeframe: str) -> list[tuple[str, float]]:
+        return volumes_from_candles(self, timeframe)
+
+    def check_symbols(self, symbols: list[str]) -> None:
+        # Any timeframe's file makes a symbol known; candles() says when the asked one is missing.
+        known = {p.name.split("-", 1)[0].replace("_", "/", 1) for p in self.folder.glob("*_*-*.csv")}
+        unknown = [s for s in symbols if s not in known]
+        if unknown:
+            raise InvalidConfig(f"unknown symbol {', '.join(unknown[:5])}: no candles in {self.folder}")
 
     def _file(self, symbol: str, timeframe: str) -> Path:
         return self.folder / f"{symbol.replace('/', '_')}-{timeframe}.csv"

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.errors import InvalidConfig
-from analysis.markets.base import TIMEFRAMES
+from analysis.markets.base import TIMEFRAMES, volumes_from_candles
 
 DEMO_END = pd.Timestamp("2026-01-01T00:00:00Z")
 DEMO_LENGTH = 3000
@@ -27,7 +27,16 @@ DEMO_MARKETS = tuple(f"{base}/USDT" for base in DEMO_BASES)
 
 class DemoProvider:
     name = "demo"
+    label = "demo"
     is_demo = True
+
+    def market_volumes(self, timeframe: str) -> list[tuple[str, float]]:
+        return volumes_from_candles(self, timeframe)
+
+    def check_symbols(self, symbols: list[str]) -> None:
+        unknown = [s for s in symbols if s not in DEMO_MARKETS]
+        if unknown:
+            raise InvalidConfig(f"unknown symbol {', '.join(unknown[:5])}: not in the demo data")
 
     def list_markets(self, timeframe: str) -> list[str]:
         _check_timeframe(timeframe)

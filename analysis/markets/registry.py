@@ -1,6 +1,6 @@
 """Market-data providers by spec: the provider the `MARKET_DATA` setting names.
 
-The built-in sources are `demo` and `csv:<dir>`. Other sources register a prefix with
+The built-in sources are `demo`, `csv:<dir>` and `ccxt:<exchange id>` (live, ccxt_source.py). Other sources register a prefix with
 `register_provider` where they are defined; tests and benchmarks register their doubles this way,
 so a production process, which never imports them, refuses their specs.
 """
@@ -56,5 +56,13 @@ def _csv(directory: str) -> MarketDataProvider:
     return CsvDirProvider(directory)
 
 
+def _ccxt(exchange_id: str) -> MarketDataProvider:
+    # Live data needs the process's settings (Redis for the shared cache, CCXT_API_URL...).
+    from analysis.markets.ccxt_source import CcxtProvider
+    from analysis.settings import get_settings
+    return CcxtProvider(exchange_id, get_settings())
+
+
 register_provider("demo", _demo, usage="demo", takes_argument=False)
 register_provider("csv", _csv, usage="csv:<dir>")
+register_provider("ccxt", _ccxt, usage="ccxt:<exchange id>")

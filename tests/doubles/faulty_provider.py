@@ -42,7 +42,7 @@ class FaultyProvider:
                  slow_rate: float = 0.0, delay_s: float = 0.0, crash_rate: float = 0.0,
                  seed: int | None = None, sleep: Callable[[float], None] = time.sleep):
         self.inner, self.name = inner, name
-        self.is_demo = inner.is_demo
+        self.is_demo, self.label = inner.is_demo, inner.label
         self.error_rate, self.slow_rate, self.delay_s = error_rate, slow_rate, delay_s
         self.crash_rate = crash_rate
         self._random = random.Random(seed)
@@ -72,6 +72,13 @@ class FaultyProvider:
     def list_markets(self, timeframe: str) -> list[str]:
         self._maybe_fail(f"markets {timeframe}")
         return self.inner.list_markets(timeframe)
+
+    def market_volumes(self, timeframe: str) -> list[tuple[str, float]]:
+        self._maybe_fail(f"volumes {timeframe}")
+        return self.inner.market_volumes(timeframe)
+
+    def check_symbols(self, symbols: list[str]) -> None:
+        self.inner.check_symbols(symbols)
 
     def candles(self, symbol: str, timeframe: str, limit: int) -> pd.DataFrame:
         self._maybe_fail(f"candles {symbol} {timeframe}")
