@@ -8,8 +8,8 @@ environment.
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator, model_validator
-from typing import Annotated
+from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
+from typing import Annotated, Literal
 
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -29,7 +29,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
 
     # --- Redis and Celery -------------------------------------------------------------------
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Empty: the local Redis `make run` starts on REDIS_PORT. Set, it names a Redis to use as is.
+    redis_url: str = ""
+    redis_port: int = Field(6379, ge=1, le=65535)
     key_prefix: str = "mr:"
     visibility_timeout_s: int = Field(3600, ge=60)
     task_time_limit_s: int = Field(600, ge=10)
@@ -113,6 +115,13 @@ class Settings(BaseSettings):
 
     # --- Flower -----------------------------------------------------------------------------
     flower_basic_auth: SecretStr | None = None
+    flower_port: int = Field(5555, ge=1, le=65535)
+
+    # --- Logs -------------------------------------------------------------------------------
+    log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
+
+    _redis_url_explicit: bool = PrivateAttr(False)
 
     _split_ids = field_validator("allowed_user_ids", "admin_user_ids", mode="before")(_id_list)
 
@@ -136,6 +145,18 @@ class Settings(BaseSettings):
     @classmethod
     def _prefix_ends_with_colon(cls, value: str) -> str:
         return value if value.endswith(":") else value + ":"
+
+    @model_validator(mode="after")
+    def _local_redis_unless_named(self) -> "Settings":
+        self._redis_url_explicit = bool(self.redis_url)
+        if not self.redis_url:
+            self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
+        return self
+
+    @property
+    def redis_url_explicit(self) -> bool:
+        """REDIS_URL was given: `make run` uses that Redis and starts none of its own."""
+        return self._redis_url_explicit
 
     @model_validator(mode="after")
     def _heartbeat_renews_the_lease_in_time(self) -> "Settings":

@@ -1,8 +1,10 @@
 """`make run`: the whole product on this machine.
 
-Starts a local redis-server (data under ./var/, append-only) when REDIS_URL is unreachable, then
-the Procfile's processes, runs one demo analysis end to end with a progress bar, prints its
-ranking, and keeps the stack up until Ctrl-C.
+Starts its own redis-server on REDIS_PORT (data under ./var/, append-only) unless REDIS_URL names a
+Redis to use, then the Procfile's processes, runs one demo analysis end to end with a progress
+bar, prints its ranking, and keeps the stack up until Ctrl-C or SIGTERM, which stop it in order
+(tasks/supervisor.py): bot and beat, then the workers warm (steps in flight finish and commit),
+then Flower, then Redis.
 
 With a TELEGRAM_BOT_TOKEN the bot talks to Telegram. Without one, the sandbox (`sandbox/`: a local
 Bot API server and a chat page on SANDBOX_PORT) starts first and the real bot runs against it, with
@@ -12,24 +14,23 @@ the sandbox's admin as the bot's admin, so the product can be tried in a browser
 import argparse
 import os
 import shlex
-import signal
-import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
-from urllib.parse import urlparse
-
-import redis
 
 from analysis.config_factory import RankingConfigFactory
 from analysis.engine.runtime import Runtime
 from analysis.service import Actor, AnalysisService
-from analysis.settings import get_settings
+from analysis.settings import Settings, get_settings
 from sandbox.cast import SANDBOX_CAST
 from sandbox.launch import open_sandbox
 from sandbox.server import BotApiServer
 from tasks.cli import follow
 from tasks.dispatcher import CeleryDispatcher
+from tasks.local_ports import PortProblem, check_flower_port, plan_redis, probe_redis
+from tasks.supervisor import StopRequested, Supervisor, stop_requested
 
 ROOT = Path(__file__).resolve().parent.parent
 BOTFATHER_HELP = """\
@@ -42,26 +43,24 @@ def say(text: str) -> None:
     print(f"[make run] {text}", flush=True)
 
 
-def redis_reachable(url: str) -> bool:
-    try:
-        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
-    except (redis.ConnectionError, redis.TimeoutError, OSError):
-        return False
+# Stop order (lowest first): nothing new is asked of the workers once bot and beat are gone;
+# the workers finish their steps while Redis and Flower still run; Redis goes last.
+STOP_STAGES = {"bot": 0, "beat": 0, "worker": 2, "flower": 3, "redis": 4}
+DEFAULT_STAGE = 1  # other helpers (e.g. a local Telegram server) stop after the bot
 
 
-def start_redis(url: str, var_dir: Path) -> subprocess.Popen:
-    port = urlparse(url).port or 6379
-    var_dir.mkdir(parents=True, exist_ok=True)
-    say(f"no Redis at port {port}: starting redis-server (data in {var_dir}, append-only)")
-    process = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                                "--dir", str(var_dir), "--appendonly", "yes"],
-                               stdout=open(var_dir / "redis.log", "ab"), stderr=subprocess.STDOUT)
+def start_redis(supervisor: Supervisor, port: int, var_dir: Path) -> None:
+    child = supervisor.start("redis", ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                                       "--dir", str(var_dir), "--appendonly", "yes"],
+                             log_path=var_dir / "redis.log", stage=STOP_STAGES["redis"], stop_timeout=30)
+    say(f"started redis (pid {child.pid}) on port {port}  (log: {child.log_path})")
+    url = f"redis://127.0.0.1:{port}/0"
     deadline = time.monotonic() + 10
-    while not redis_reachable(url):
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"redis-server did not start; see {var_dir / 'redis.log'}")
+    while probe_redis(url) != "redis":
+        if child.process.poll() is not None or time.monotonic() > deadline:
+            raise PortProblem(f"redis-server did not start on port {port} ({child.log_tail(1)}); "
+                              f"see {child.log_path}; set REDIS_PORT to a free port if it is taken")
         time.sleep(0.1)
-    return process
 
 
 def procfile(path: Path = ROOT / "Procfile") -> dict[str, str]:
@@ -73,11 +72,33 @@ def procfile(path: Path = ROOT / "Procfile") -> dict[str, str]:
     return entries
 
 
-def start_process(name: str, command: str, env: dict[str, str], log_dir: Path) -> subprocess.Popen:
-    log = open(log_dir / f"{name}.log", "ab")
-    say(f"starting {name}: {command}  (log: {log_dir / f'{name}.log'})")
-    return subprocess.Popen(shlex.split(command), cwd=ROOT, env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+def start_process(supervisor: Supervisor, name: str, command: str, env: dict[str, str],
+                  log_dir: Path, settings: Settings) -> None:
+    # A warm stop waits for the steps in flight, which the hard time limit bounds.
+    timeout = settings.task_time_limit_s + 15 if name == "worker" else 15
+    child = supervisor.start(name, shlex.split(command), env=env, cwd=ROOT,
+                             log_path=log_dir / f"{name}.log",
+                             stage=STOP_STAGES.get(name, DEFAULT_STAGE), stop_timeout=timeout)
+    say(f"started {name} (pid {child.pid}): {command}  (log: {child.log_path})")
+
+
+def wait_for_flower(supervisor: Supervisor, port: int, timeout: float = 20) -> bool:
+    """True once Flower answers on its port; False (and its log said) if it exits or hangs."""
+    child = next(c for c in supervisor.children if c.name == "flower")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if child.process.poll() is not None:
+            child.reported = True
+            say(f"Flower exited (code {child.process.returncode}); last lines of {child.log_path}:\n"
+                f"{child.log_tail()}")
+            return False
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthcheck", timeout=1).close()
+            return True
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.2)
+    say(f"Flower did not answer on port {port} within {timeout:.0f} s; see {child.log_path}")
+    return False
 
 
 def wait_for_worker(timeout: float = 60) -> None:
@@ -105,8 +126,8 @@ def start_sandbox(port: int) -> BotApiServer:
     try:
         sandbox = open_sandbox(port)
     except RuntimeError as exc:
-        raise SystemExit(f"[make run] cannot serve the sandbox on 127.0.0.1:{port} ({exc.__cause__}); "
-                         f"set SANDBOX_PORT to a free port in .env") from None
+        raise PortProblem(f"cannot serve the sandbox on 127.0.0.1:{port} ({exc.__cause__}); "
+                          f"set SANDBOX_PORT to a free port in .env") from None
     people = ", ".join(f"{p.first_name} ({p.role}, id {p.user_id})" for p in SANDBOX_CAST.people)
     say(f"no TELEGRAM_BOT_TOKEN: chat with the bot in your browser at {sandbox.url}/")
     say(f"  (a local sandbox, not Telegram; people: {people})")
@@ -126,55 +147,68 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--once", action="store_true", help="run the demo analysis, then stop")
     args = parser.parse_args(argv)
     settings = get_settings()
-    has_token = bool(settings.telegram_bot_token and settings.telegram_bot_token.get_secret_value())
-    sandbox = None if has_token or args.once else start_sandbox(settings.sandbox_port)
     var_dir = Path(os.environ.get("MARKETRANK_VAR_DIR", ROOT / "var"))
     var_dir.mkdir(parents=True, exist_ok=True)
     (ROOT / "var").mkdir(exist_ok=True)
-    children: list[subprocess.Popen] = []
-    if not redis_reachable(settings.redis_url):
-        children.append(start_redis(settings.redis_url, var_dir))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    wanted = ["worker", "beat"] + ([] if args.once else ["flower", "bot"])
-    if sandbox is not None:
-        print(BOTFATHER_HELP, flush=True)
-    commands = procfile()
+    supervisor = Supervisor(say)
+    stop_requested(supervisor)
+    sandboxes: list[BotApiServer] = []
     try:
-        for name in wanted:
-            extra = sandbox_env(sandbox) if name == "bot" and sandbox is not None else {}
-            children.append(start_process(name, commands[name], {**env, **extra}, var_dir))
-        wait_for_worker()
-        code = run_demo()
-        if args.once:
-            return code
-        where = f"the chat page on {sandbox.url}/ (local sandbox), " if sandbox else ""
-        say(f"the stack is running: {where}Flower on http://127.0.0.1:5555, "
-            "the CLI as .venv/bin/marketrank; Ctrl-C stops everything")
-        # sigwait only takes signals that are blocked; unblocked, SIGTERM would kill this process
-        # and orphan the workers (the children, started above, keep their own mask).
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
-        return 0
-    except KeyboardInterrupt:
+        return run_stack(args, settings, supervisor, var_dir, sandboxes)
+    except PortProblem as exc:
+        say(f"error: {exc}")
+        return 1
+    except StopRequested as exc:
+        say(f"{exc}: stopping")
         return 0
     finally:
-        stop_all(children)
-        if sandbox is not None:
+        began = time.monotonic()
+        supervisor.stop_all()
+        for sandbox in sandboxes:  # after the bot that talks to it
             sandbox.stop()
+        say(f"stopped ({time.monotonic() - began:.1f} s)")
 
 
-def stop_all(children: list[subprocess.Popen]) -> None:
-    """Warm shutdown, newest first (Redis last): steps in flight finish and commit. A second
-    Ctrl-C (or a process-group SIGINT) must not cut the shutdown short and orphan the workers."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    for process in reversed(children):
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    for process in reversed(children):
+def run_stack(args: argparse.Namespace, settings: Settings, supervisor: Supervisor,
+              var_dir: Path, sandboxes: list[BotApiServer]) -> int:
+    has_token = bool(settings.telegram_bot_token and settings.telegram_bot_token.get_secret_value())
+    sandbox = None if has_token or args.once else start_sandbox(settings.sandbox_port)
+    if sandbox is not None:
+        sandboxes.append(sandbox)
+    plan = plan_redis(settings.redis_url, settings.redis_url_explicit, settings.redis_port, var_dir)
+    say(plan.note + (f" (data in {var_dir}, append-only)" if plan.start_on_port else ""))
+    if plan.start_on_port is not None:
+        start_redis(supervisor, plan.start_on_port, var_dir)
+    os.environ["REDIS_URL"] = plan.url  # this process (the demo) and its children
+    get_settings.cache_clear()
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    wanted = ["worker", "beat"]
+    if not args.once:
         try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+            check_flower_port(settings.flower_port)
+            wanted.append("flower")
+        except PortProblem as exc:
+            say(f"Flower is not started: {exc}")
+        wanted.append("bot")
+        if sandbox is not None:
+            print(BOTFATHER_HELP, flush=True)
+    commands = procfile()
+    for name in wanted:
+        extra = sandbox_env(sandbox) if name == "bot" and sandbox is not None else {}
+        start_process(supervisor, name, commands[name], {**env, **extra}, var_dir, settings)
+    flower_up = "flower" in wanted and wait_for_flower(supervisor, settings.flower_port)
+    wait_for_worker()
+    code = run_demo()
+    if args.once:
+        return code
+    where = f"the chat page on {sandbox.url}/ (local sandbox), " if sandbox else ""
+    where += f"Flower on http://127.0.0.1:{settings.flower_port}, " if flower_up else ""
+    say(f"the stack is running: {where}the CLI as .venv/bin/marketrank; Ctrl-C stops everything")
+    while True:
+        for child in supervisor.newly_exited():
+            say(f"{child.name} exited (code {child.process.returncode}); last lines of "
+                f"{child.log_path}:\n{child.log_tail()}")
+        time.sleep(0.5)
 
 
 if __name__ == "__main__":

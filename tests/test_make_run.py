@@ -20,7 +20,7 @@ def test_make_run_starts_its_own_redis_and_prints_a_demo_ranking(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     assert "starting redis-server" in done.stdout
     assert "COMPLETED" in done.stdout and "DEMO DATA" in done.stdout
-    table = done.stdout.split("rank  symbol")[1].strip().splitlines()[1:]
+    table = done.stdout.split("rank  symbol")[1].split("[make run]")[0].strip().splitlines()[1:]
     assert [row.split()[0] for row in table] == [str(i) for i in range(1, 11)]
     assert all(row.split()[1].endswith("/USDT") for row in table)
     assert (tmp_path / "appendonly.aof").exists() or (tmp_path / "appendonlydir").is_dir()

@@ -1,0 +1,133 @@
+"""`make run` stops cleanly: Ctrl-C (SIGINT to the terminal's process group) or SIGTERM stops bot
+and beat, warm-stops the workers so the step in flight commits, then Flower, then Redis; nothing
+of the stack is left running and nobody prints a traceback."""
+
+import contextlib
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import redis
+
+from analysis.market_data.demo import DEMO_MARKETS
+from analysis.runtime import Runtime
+from analysis.settings import Settings
+from tasks.supervisor import group_members
+from tests.conftest import wait_until
+from tests.servers import ROOT, free_port
+
+pytestmark = pytest.mark.slow
+
+
+class Launcher:
+    """`python -m tasks.run_local` in its own process group, as a terminal runs it."""
+
+    def __init__(self, tmp_path, **env: str):
+        self.redis_port, self.flower_port = free_port(), free_port()
+        self.var_dir = tmp_path
+        self.env = {**os.environ, "REDIS_URL": "", "REDIS_PORT": str(self.redis_port),
+                    "FLOWER_PORT": str(self.flower_port), "MARKETRANK_VAR_DIR": str(tmp_path),
+                    "TELEGRAM_BOT_TOKEN": "", **env}
+        self.process = subprocess.Popen([sys.executable, "-m", "tasks.run_local"], cwd=ROOT,
+                                        env=self.env, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append(line)
+            self._queue.put(line)
+
+    def wait_for(self, text: str, timeout: float = 180) -> None:
+        wait_until(lambda: any(text in line for line in self.lines) or self.process.poll() is not None,
+                   timeout=timeout, message=text)
+        assert any(text in line for line in self.lines), self.output
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    @property
+    def pids(self) -> dict[str, int]:
+        return {m[0]: int(m[1]) for m in re.findall(r"started (\w+) \(pid (\d+)\)", self.output)}
+
+    def marketrank(self, *args: str, **env: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "tasks.cli", *args], cwd=ROOT,
+                              env={**self.env, **env}, capture_output=True, text=True, timeout=60)
+
+    def kill(self) -> None:
+        """Leave nothing behind even when the test fails."""
+        for pid in [self.process.pid, *self.pids.values()]:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+@pytest.mark.parametrize("signum, whom", [(signal.SIGINT, "group"), (signal.SIGTERM, "launcher")])
+def test_a_stop_mid_step_commits_the_step_and_leaves_nothing_running(tmp_path, signum, whom):
+    launcher = Launcher(tmp_path)
+    try:
+        launcher.wait_for("the stack is running")
+        assert set(launcher.pids) == {"redis", "worker", "beat", "flower"}, launcher.output
+        url = f"redis://127.0.0.1:{launcher.redis_port}/0"
+        store = Runtime(Settings(redis_url=url)).store
+        # Slow INIT: each of 10 markets' candles take 0.5 s to load.
+        started = launcher.marketrank("start", "--symbols", ",".join(DEMO_MARKETS[:10]), "--top", "3",
+                                      MARKET_DATA="faulty:slow=1,delay=0.5:demo")
+        assert started.returncode == 0, started.stderr
+        analysis_id = started.stdout.strip()
+        attempt = wait_until(lambda: store.lease_holder(analysis_id), message="INIT in flight")
+        assert store.history(analysis_id) == []
+
+        if whom == "group":  # what a terminal's Ctrl-C does: the foreground process group
+            os.killpg(launcher.process.pid, signum)
+        else:  # `kill <launcher pid>`
+            launcher.process.send_signal(signum)
+        assert launcher.process.wait(90) == 0, launcher.output
+
+        out = launcher.output
+        order = [out.index(f"stopping {name}") for name in ("beat", "worker", "flower", "redis")]
+        assert order == sorted(order), out
+        for pid in launcher.pids.values():
+            assert group_members(pid) == [], f"process group {pid} still has members"
+        assert group_members(launcher.process.pid) == []
+        logs = {name: (tmp_path / f"{name}.log").read_text() for name in ("worker", "beat", "flower")}
+        for name, text in {"launcher": out, **logs}.items():
+            assert "Traceback" not in text, f"{name}: {text[-3000:]}"
+        assert "Couldn't ack" not in logs["worker"]
+
+        with restarted_redis(launcher):  # from its append-only file, as the next `make run` would
+            history = store.history(analysis_id)
+        assert [(entry.seq, entry.attempt) for entry in history] == [(0, attempt)]
+    finally:
+        launcher.kill()
+
+
+@contextlib.contextmanager
+def restarted_redis(launcher: Launcher):
+    server = subprocess.Popen(["redis-server", "--port", str(launcher.redis_port), "--bind",
+                               "127.0.0.1", "--dir", str(launcher.var_dir), "--appendonly", "yes"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        client = redis.Redis(port=launcher.redis_port)
+        wait_until(lambda: _answers(client), timeout=20, message="redis-server back")
+        yield
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def _answers(client) -> bool:
+    try:
+        return client.ping()
+    except redis.ConnectionError:
+        return False
