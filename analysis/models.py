@@ -197,13 +197,16 @@ class Gist:
 
 @dataclass(frozen=True)
 class ActionResult:
-    """What a service action did: `changed` is False when it did nothing, and `message` says why."""
+    """What a service action did: `changed` is False when it did nothing, and `message` says why;
+    `already` is True when nothing was done because the analysis already is as asked (an
+    idempotent no-op such as "Already paused.")."""
 
     action: str
     analysis_id: str
     changed: bool
     message: str
     gist: Gist | None = None
+    already: bool = False
 
 
 def to_jsonable(gist: Gist, history: list[HistoryEntry], chain: str | None) -> dict[str, Any]:

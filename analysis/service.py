@@ -217,4 +217,5 @@ class AnalysisService:
             raise NotFound(f"no analysis {analysis_id}")
         else:
             message = f"Nothing to do ({answer.code})."
-        return ActionResult(action, analysis_id, changed, message, self.store.load(analysis_id))
+        return ActionResult(action, analysis_id, changed, message, self.store.load(analysis_id),
+                            already=answer.code in ("noop", "stale"))

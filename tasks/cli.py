@@ -2,13 +2,17 @@
 
 import argparse
 import json
+import os
 import re
 import sys
 import time
 from typing import NoReturn
 
-from analysis.config_factory import RankingConfigFactory
+import redis
+
+from analysis.config_factory import PUBLIC_STRATEGIES, RankingConfigFactory
 from analysis.engine.runtime import Runtime
+from analysis.markets.base import TIMEFRAMES
 from analysis.errors import AnalysisError
 from analysis.models import Gist
 from analysis.service import Actor, AnalysisService
@@ -17,6 +21,17 @@ from tasks import cli_schedule
 from tasks.dispatcher import CeleryDispatcher
 
 CLI_OWNER = "cli"
+# Exit codes, for scripts (also in --help and the README).
+OK, NOT_DONE, BAD_INPUT, NO_REDIS, INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_CODES = """\
+exit codes:
+  0  done, or already as asked ("Already paused.", "Already running.")
+  1  nothing done because it cannot be (e.g. cancel a completed analysis), or the analysis
+     waited for ended other than COMPLETED (paused, failed, cancelled)
+  2  bad input (unknown id, option or value): one `error: ...` line
+  3  Redis cannot be reached: one `error: ...` line naming the URL tried
+  130 interrupted (Ctrl-C)
+A reader that stops early (`| head`) is not an error."""
 OWNER_PATTERN = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 
 
@@ -39,9 +54,13 @@ def owner_name(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="marketrank", description=__doc__)
+    settings = get_settings()
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = OneLineParser(prog="marketrank", description=__doc__, epilog=EXIT_CODES,
+                           formatter_class=formatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    start = sub.add_parser("start", help="start an analysis; prints its id")
+    start = sub.add_parser("start", help="start an analysis; prints its id", epilog=EXIT_CODES,
+                           formatter_class=formatter)
     add_start_options(start)
     start.add_argument("--wait", action="store_true", help="follow progress and print the ranking")
     status = sub.add_parser("status", help="show one analysis")
@@ -53,23 +72,39 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_parser(name, help=f"{name} an analysis").add_argument("id")
     sub.add_parser("stuck", help="analyses that should run but make no progress")
     markets = sub.add_parser("markets", help="candidate markets with their 24 h quote volume")
-    markets.add_argument("--timeframe", default="1h")
-    markets.add_argument("--limit", type=int, default=100, help="show the N most traded")
+    markets.add_argument("--timeframe", default="1h", help=f"{', '.join(TIMEFRAMES)} (default 1h)")
+    markets.add_argument("--limit", type=int, default=100, help="show the N most traded (default 100)")
     cli_schedule.add_parser(sub, add_start_options)
     return parser
 
 
 def add_start_options(start: argparse.ArgumentParser) -> None:
+    settings = get_settings()
     group = start.add_mutually_exclusive_group()
-    group.add_argument("--markets", type=int, help="rank the N most traded markets")
-    group.add_argument("--symbols", help="comma list, e.g. BTC/USDT,ETH/USDT")
-    start.add_argument("--timeframe", default="1h")
-    start.add_argument("--top", type=int, dest="top_k")
-    start.add_argument("--strategy", default="score")
-    start.add_argument("--target", type=float)
-    start.add_argument("--prompt", default="")
-    start.add_argument("--kind", choices=("rank", "entry", "exit"), default="rank")
-    start.add_argument("--owner", type=owner_name, default=CLI_OWNER)
+    group.add_argument("--markets", type=int, metavar="N",
+                       help=f"rank the N most traded markets, 2..{settings.max_markets} "
+                            f"(default {settings.default_markets})")
+    group.add_argument("--symbols", help="comma list instead of --markets, e.g. BTC/USDT,ETH/USDT "
+                                         "(see `marketrank markets`)")
+    start.add_argument("--timeframe", default="1h",
+                       help=f"candle size: {', '.join(TIMEFRAMES)} (default 1h)")
+    start.add_argument("--top", type=int, dest="top_k", metavar="K",
+                       help=f"report the top K, 1..number of markets (default {settings.default_top_k})")
+    start.add_argument("--strategy", default="score",
+                       help=f"{' or '.join(PUBLIC_STRATEGIES)} (default score; llm needs "
+                            f"OPENAI_BASE_URL or OPENAI_API_KEY)")
+    start.add_argument("--target", type=float,
+                       help=f"confidence to reach, 0.5..0.99 (default {settings.default_target})")
+    start.add_argument("--prompt", default="",
+                       help=f"the trader's question for the llm judge, at most "
+                            f"{settings.max_prompt_chars} characters (default none)")
+    start.add_argument("--kind", choices=("rank", "entry", "exit"), default="rank",
+                       help="rank, entry or exit (default rank)")
+    start.add_argument("--owner", type=owner_name, default=CLI_OWNER,
+                       help=f"whose analysis it is (default {CLI_OWNER})")
+
+
+NEEDS_NO_REDIS = {"markets"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,12 +115,47 @@ def main(argv: list[str] | None = None) -> int:
     # The CLI is the operators' tool: it may act on any analysis.
     actor = Actor(getattr(args, "owner", CLI_OWNER), is_admin=True)
     try:
-        return run_command(args, runtime, service, actor)
+        if args.command not in NEEDS_NO_REDIS:
+            check_redis(settings.redis_url)
+        code = run_command(args, runtime, service, actor)
+        sys.stdout.flush()  # a closed pipe fails here, inside the try, not at interpreter exit
+        return code
     except AnalysisError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return BAD_INPUT
+    except RedisUnreachable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return NO_REDIS
     except KeyboardInterrupt:
-        return 130
+        return INTERRUPTED
+    except BrokenPipeError:
+        # The reader stopped early (`| head`): what it read is what it wanted. Python would
+        # report the failed flush of stdout at exit, so stdout goes to /dev/null first.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return OK
+
+
+class RedisUnreachable(Exception):
+    pass
+
+
+def check_redis(url: str, timeout_s: float = 1.0) -> None:
+    """Fail in about a second, with what to do, rather than retrying for half a minute."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s * 2)
+    try:
+        client.ping()
+    except (redis.RedisError, OSError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise RedisUnreachable(
+            f"cannot reach Redis at {redacted(url)} ({reason}); start the stack with `make run`, or "
+            f"set REDIS_URL to a running Redis") from None
+    finally:
+        client.close()
+
+
+def redacted(url: str) -> str:
+    """The URL without its password."""
+    return re.sub(r"//([^:/@]*):[^@/]*@", r"//\1:***@", url)
 
 
 def run_command(args: argparse.Namespace, runtime: Runtime, service: AnalysisService,
@@ -134,7 +204,7 @@ def run_command(args: argparse.Namespace, runtime: Runtime, service: AnalysisSer
               "cancel": service.cancel, "force-resume": service.force_resume}[command]
     result = action(args.id, actor)
     print(result.message)
-    return 0 if result.changed else 1
+    return OK if result.changed or result.already else NOT_DONE
 
 
 def create_config(factory: RankingConfigFactory, args: argparse.Namespace):
@@ -149,18 +219,24 @@ def create_config(factory: RankingConfigFactory, args: argparse.Namespace):
 
 
 def follow(service: AnalysisService, analysis_id: str, actor: Actor, poll_s: float = 0.2) -> int:
-    """A progress bar until the analysis stops running; then the ranking table."""
+    """Progress until the analysis stops running, then the ranking table. On a terminal one bar
+    redrawn in place; otherwise (a file, a pipe) one plain line per change."""
     last = None
+    on_terminal = sys.stderr.isatty()
     while True:
         gist = service.get(analysis_id, actor)
         line = progress_line(gist)
         if line != last:
-            print("\r" + line, end="", file=sys.stderr, flush=True)
+            if on_terminal:
+                print("\r" + line, end="", file=sys.stderr, flush=True)
+            else:
+                print(line, file=sys.stderr, flush=True)
             last = line
         if gist.status.is_final or gist.status.value == "PAUSED":
-            print(file=sys.stderr)
+            if on_terminal:
+                print(file=sys.stderr)
             print(describe(gist))
-            return 0 if gist.status.value == "COMPLETED" else 1
+            return OK if gist.status.value == "COMPLETED" else NOT_DONE
         time.sleep(poll_s)
 
 

@@ -2,13 +2,14 @@
 
 import json
 import os
+import pty
 import subprocess
 import sys
 
 import pytest
 
 from tests.helpers import redis_snapshot
-from tests.servers import ROOT
+from tests.servers import ROOT, free_port
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -25,6 +26,9 @@ def test_start_wait_prints_the_id_a_progress_bar_and_the_ranking_table():
     analysis_id = done.stdout.splitlines()[0]
     assert len(analysis_id) == 10 and analysis_id.isalnum()
     assert "[##############################] 100%" in done.stderr
+    # Not a terminal: one plain progress line per change, no carriage returns.
+    assert "\r" not in done.stderr
+    assert all(line.startswith("[") and "confidence" in line for line in done.stderr.splitlines())
     assert "COMPLETED" in done.stdout and "DEMO DATA" in done.stdout
     table = done.stdout.split("rank  symbol")[1].strip().splitlines()[1:]
     assert [row.split()[0] for row in table] == ["1", "2", "3"]
@@ -52,8 +56,12 @@ def test_start_prints_only_the_id_and_control_commands_say_what_they_did():
     pause = marketrank("pause", analysis_id)
     if pause.returncode == 0:  # on a very fast machine it may have finished already
         assert pause.stdout.startswith("Paused")
-        assert marketrank("pause", analysis_id).stdout.strip() == "Already paused."
+        again = marketrank("pause", analysis_id)  # an idempotent no-op: a `set -e` script goes on
+        assert (again.returncode, again.stdout.strip()) == (0, "Already paused.")
         assert marketrank("resume", analysis_id).stdout.strip() == "Resumed."
+        again = marketrank("resume", analysis_id)
+        assert again.returncode == 0 and again.stdout.strip() in ("Already running.",
+                                                                  "Nothing to do: the analysis is already completed.")
     waited = marketrank("wait", analysis_id)
     assert waited.returncode == 0 and "COMPLETED" in waited.stdout
     refine = marketrank("refine", analysis_id)
@@ -103,3 +111,60 @@ def test_bad_input_gets_a_one_line_error_and_writes_nothing(runtime, args, messa
     assert done.returncode != 0
     assert done.stderr.strip().splitlines() == [done.stderr.strip()] and message in done.stderr
     assert redis_snapshot(runtime.redis) == before
+
+
+def test_redis_down_is_one_line_naming_the_url_and_what_to_do():
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    for args in (["status", "abcdefghij"], ["list"], ["start", "--markets", "5"], ["stuck"]):
+        done = marketrank(*args, timeout=30, REDIS_URL=url)
+        assert done.returncode == 3, done.stderr
+        assert done.stdout == ""
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: cannot reach Redis at {url}")
+        assert "make run" in lines[0] and "REDIS_URL" in lines[0]
+
+
+def test_a_reader_that_stops_early_gets_no_broken_pipe():
+    started = marketrank("start", "--markets", "5", "--top", "2", "--owner", "cli-pipe", "--wait")
+    analysis_id = started.stdout.splitlines()[0]
+    process = subprocess.Popen([sys.executable, "-m", "tasks.cli", "status", analysis_id], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # like `| head` that has read enough before the CLI writes
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 0 and err == b""
+
+
+def test_progress_is_a_bar_redrawn_in_place_on_a_terminal():
+    controller, terminal = pty.openpty()
+    try:
+        done = subprocess.run([sys.executable, "-m", "tasks.cli", "start", "--markets", "20",
+                               "--top", "3", "--owner", "cli-tty", "--wait"], cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=terminal, timeout=120)
+        os.close(terminal)
+        shown = read_all(controller)
+    finally:
+        os.close(controller)
+    assert done.returncode == 0
+    assert shown.count(b"\r[") >= 2 and b"] 100%" in shown, shown
+    assert shown.count(b"\n") == 1, shown  # one line, redrawn in place, ended once
+
+
+def read_all(fd: int) -> bytes:
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # EIO: the other end is closed
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_help_lists_allowed_values_defaults_and_exit_codes():
+    text = marketrank("start", "--help").stdout
+    for expected in ("5m, 15m, 1h, 4h, 1d (default 1h)", "score or llm (default score",
+                     "0.5..0.99 (default 0.8)", "(default 10)", "(default 30)", "exit codes:"):
+        assert expected in text, expected
+    assert "3  Redis cannot be reached" in marketrank("--help").stdout
