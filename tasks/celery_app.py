@@ -2,7 +2,7 @@
 
 import redis
 from celery import Celery
-from celery.signals import setup_logging
+from celery.signals import beat_init, setup_logging
 
 from analysis.engine.keys import Keys
 from analysis.logging_setup import configure_logging
@@ -95,6 +95,13 @@ def redbeat_config(settings: Settings) -> dict:
 @setup_logging.connect
 def _use_our_logging(**_: object) -> None:
     configure_logging()
+
+
+@beat_init.connect
+def _beat_sends_no_sent_events(**_: object) -> None:
+    """Beat sends only the watchdog, whose idle passes are kept out of Flower's task list
+    (tasks/watchdog.py); a task-sent event would list each of them as a pending row."""
+    app.conf.task_send_sent_event = False
 
 
 closed_broker_channels_raise_connection_errors()

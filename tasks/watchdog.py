@@ -46,6 +46,25 @@ def watchdog_pass(now: float | None = None, *, rt: Runtime | None = None,
     return counts
 
 
-@app.task(name="marketrank.watchdog")
-def watchdog() -> dict[str, int]:
-    return watchdog_pass()
+# A pass every WATCHDOG_INTERVAL_S would crowd Flower's task list with rows that did nothing, so
+# the task sends no events of its own (and beat sends no task-sent event, tasks/celery_app.py);
+# a pass that kicked, gave up or parked something announces itself with the usual three events.
+@app.task(name="marketrank.watchdog", bind=True, send_events=False)
+def watchdog(self) -> dict[str, int]:
+    started = time.monotonic()
+    counts = watchdog_pass()
+    if any(counts.values()):
+        show_in_flower(self, counts, time.monotonic() - started)
+    return counts
+
+
+def show_in_flower(task, result: dict[str, int], runtime: float) -> None:
+    """The task-received, -started and -succeeded events a worker sends for a task that sends
+    events (Flower and `celery events` build their task rows from these)."""
+    try:
+        task.send_event("task-received", name=task.name, args="()", kwargs="{}", retries=0,
+                        root_id=task.request.id, parent_id=None, eta=None, expires=None)
+        task.send_event("task-started")
+        task.send_event("task-succeeded", result=repr(result), runtime=runtime)
+    except Exception:  # monitoring only: never fail the pass for it
+        logger.warning("watchdog pass could not send its monitoring events", exc_info=True)
