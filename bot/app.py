@@ -40,7 +40,7 @@ COMMANDS = [
     ("status", handlers.status), ("pause", handlers.pause), ("resume", handlers.resume),
     ("refine", handlers.refine), ("cancel", handlers.cancel),
     ("force_resume", handlers.force_resume), ("stuck", handlers.stuck), ("queues", handlers.queues),
-    ("workers", handlers.workers), ("failures", handlers.failures),
+    ("workers", handlers.workers), ("failures", handlers.failures), ("health", handlers.health),
     ("schedule", schedule_handlers.schedule), ("schedules", schedule_handlers.schedules),
     ("unschedule", schedule_handlers.unschedule),
 ]

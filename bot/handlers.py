@@ -18,6 +18,7 @@ from bot.chart import ranking_chart_png
 from bot.guards import ADMIN, TRADER, guarded, log_refusal
 from bot.parsing import analysis_id_arg, command_text, parse_exit_args, parse_rank_args
 from bot.services import BotServices, services
+from tasks.health import check_health
 
 logger = logging.getLogger(__name__)
 
@@ -224,3 +225,11 @@ async def failures(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/failures: the most recent step failures."""
     rows = await asyncio.to_thread(services(context).service.recent_failures)
     await update.effective_message.reply_text(views.failures_text(rows))
+
+
+@guarded(ADMIN)
+async def health(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/health: healthy, warning or critical, with the reasons and the figures behind them."""
+    s = services(context)
+    reading = await asyncio.to_thread(check_health, s.runtime, s.service, s.ops)
+    await update.effective_message.reply_text(views.health_text(reading))

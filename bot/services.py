@@ -58,6 +58,7 @@ class BotServices:
     ops: BrokerOps
     async_redis: aioredis.Redis
     ledger: UpdateLedger
+    runtime: Runtime
 
     @classmethod
     def build(cls, settings: Settings, bot: Bot) -> BotServices:
@@ -76,7 +77,7 @@ class BotServices:
         return cls(settings=settings, access=Access(settings.allowed_user_ids, settings.admin_user_ids),
                    service=service, schedules=schedules, factory=factory,
                    notifier=notifier, ops=default_ops(), async_redis=async_redis,
-                   ledger=UpdateLedger(async_redis, runtime.keys, bot.id))
+                   ledger=UpdateLedger(async_redis, runtime.keys, bot.id), runtime=runtime)
 
     async def close(self) -> None:
         await self.async_redis.aclose()

@@ -11,6 +11,8 @@ from html import escape
 from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup
 
 from analysis.errors import AnalysisError, NotFound
+from analysis.health import Health
+from analysis.health import describe as describe_health
 from analysis.models import ActionResult, Gist, Status
 from bot import callbacks, schedule_views
 
@@ -43,6 +45,7 @@ ADMIN_COMMANDS = [
     BotCommand("queues", "Queue depths and analyses by status"),
     BotCommand("workers", "Workers answering a ping"),
     BotCommand("failures", "Recent step failures"),
+    BotCommand("health", "Healthy, warning or critical, with the reasons"),
 ]
 
 
@@ -199,6 +202,11 @@ def queues_text(depths: dict, overview: Counter) -> str:
     counts = [f"{status_word(Status(s))}: {overview[s]}" for s in order if overview.get(s)]
     lines.append(" · ".join(counts) if counts else "none yet")
     return "\n".join(lines)
+
+
+def health_text(health: Health) -> str:
+    """/health: the same reading as `marketrank health`."""
+    return escape(describe_health(health))
 
 
 def workers_text(names: list[str]) -> str:

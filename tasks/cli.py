@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("pause", "resume", "refine", "cancel", "force-resume", "wait"):
         sub.add_parser(name, help=f"{name} an analysis").add_argument("id")
     sub.add_parser("stuck", help="analyses that should run but make no progress")
+    health = sub.add_parser("health", help="healthy / warning / critical with the reasons; exit "
+                                           "code 0 / 1 / 2 (for a cron or a container probe)")
+    health.add_argument("--json", action="store_true")
     markets = sub.add_parser("markets", help="candidate markets with their 24 h quote volume")
     markets.add_argument("--timeframe", default="1h", help=f"{', '.join(TIMEFRAMES)} (default 1h)")
     markets.add_argument("--limit", type=int, default=100, help="show the N most traded (default 100)")
@@ -115,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     # The CLI is the operators' tool: it may act on any analysis.
     actor = Actor(getattr(args, "owner", CLI_OWNER), is_admin=True)
     try:
+        if args.command == "health":
+            return print_health(args, runtime, service)
         if args.command not in NEEDS_NO_REDIS:
             check_redis(settings.redis_url)
         code = run_command(args, runtime, service, actor)
@@ -135,8 +140,25 @@ def main(argv: list[str] | None = None) -> int:
         return OK
 
 
+def print_health(args: argparse.Namespace, runtime: Runtime, service: AnalysisService) -> int:
+    from analysis.health import describe, unreachable
+    from tasks.health import check_health
+    from tasks.ops import default_ops
+
+    try:
+        check_redis(runtime.settings.redis_url)
+        health = check_health(runtime, service, default_ops())
+    except RedisUnreachable as exc:
+        health = unreachable(redacted(runtime.settings.redis_url), exc.reason)
+    print(json.dumps(health.to_dict(), indent=2) if args.json else describe(health))
+    sys.stdout.flush()
+    return health.exit_code
+
+
 class RedisUnreachable(Exception):
-    pass
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
 
 
 def check_redis(url: str, timeout_s: float = 1.0) -> None:
@@ -148,7 +170,7 @@ def check_redis(url: str, timeout_s: float = 1.0) -> None:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise RedisUnreachable(
             f"cannot reach Redis at {redacted(url)} ({reason}); start the stack with `make run`, or "
-            f"set REDIS_URL to a running Redis") from None
+            f"set REDIS_URL to a running Redis", reason) from None
     finally:
         client.close()
 

@@ -1,6 +1,9 @@
 """The service's StepDispatcher on Celery: steps sent by task name, with readable names and
-arguments in Flower. By name, so this module needs only the app (tasks/steps.py imports it, never
+arguments in Flower, and the time each was sent (the `sent_at` header: health reads the age of the
+oldest queued step). By name, so this module needs only the app (tasks/steps.py imports it, never
 the reverse) and can drive a Celery app other than the process's own (bench/chaos.py)."""
+
+import time
 
 from celery import Celery
 
@@ -22,4 +25,5 @@ class CeleryDispatcher:
 
     def enqueue_step(self, analysis_id: str, chain: str, seq: int) -> None:
         self.app.send_task(INIT_TASK if seq == 0 else RANK_STEP_TASK, args=(analysis_id, chain, seq),
-                           argsrepr=step_argsrepr(analysis_id, chain, seq, self.label))
+                           argsrepr=step_argsrepr(analysis_id, chain, seq, self.label),
+                           headers={"sent_at": time.time()})

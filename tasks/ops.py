@@ -4,6 +4,8 @@ Blocking calls (a Redis round trip, a broadcast ping that waits `timeout` second
 them in a thread.
 """
 
+import json
+import time
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -39,6 +41,18 @@ class BrokerOps:
             pipe.hlen(UNACKED_KEY)
             queued, unacked = pipe.execute()
         return {self.queue: QueueDepths(int(queued), int(unacked))}
+
+    def oldest_age_s(self, now: float | None = None) -> float | None:
+        """How long the oldest queued step has waited (the `sent_at` header the dispatcher sets;
+        kombu's Redis transport pushes on the left and pops on the right)."""
+        raw = self.broker.lindex(self.queue, -1)
+        if raw is None:
+            return None
+        try:
+            sent_at = float(json.loads(raw)["headers"]["sent_at"])
+        except (ValueError, KeyError, TypeError):
+            return None
+        return max(0.0, (time.time() if now is None else now) - sent_at)
 
     def workers(self, timeout: float = 1.0) -> list[str]:
         """Names of the workers that answered a ping within `timeout` seconds, sorted."""

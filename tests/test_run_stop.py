@@ -15,8 +15,8 @@ import time
 import pytest
 import redis
 
-from analysis.market_data.demo import DEMO_MARKETS
-from analysis.runtime import Runtime
+from analysis.markets.demo import DEMO_MARKETS
+from analysis.engine.runtime import Runtime
 from analysis.settings import Settings
 from tasks.supervisor import group_members
 from tests.conftest import wait_until

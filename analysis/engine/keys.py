@@ -27,6 +27,9 @@
 | {p}beat::schedule            | zset   | none                       | celery-redbeat: entry keys by next due time (UTC epoch) |
 | {p}beat::lock                | string | 5 x BEAT_MAX_LOOP_S, renewed | celery-redbeat: the one beat allowed to fire |
 | {p}beat::statics             | set    | none                       | celery-redbeat: names of the static entries (watchdog) |
+| {p}steps:{minute}            | hash   | 2 hours                    | step outcomes in that minute (ok, failed, judge, data, ...) |
+| {p}alert:{cause}             | string | ALERT_THROTTLE_S           | an alert of that cause was sent (throttle) |
+| {p}health:level              | string | none                       | the health level admins were last told  |
 
 The `beat:` keys are written by celery-redbeat itself (tasks/celery_app.py gives it the prefix
 `beat_prefix()`); user schedules and their beat entries are removed together.
@@ -112,3 +115,12 @@ class Keys:
 
     def beat_entry(self, name: str) -> str:
         return f"{self.beat_prefix()}{name}"
+
+    def step_stats(self, minute: int) -> str:
+        return f"{self.prefix}steps:{minute}"
+
+    def alert(self, cause: str) -> str:
+        return f"{self.prefix}alert:{cause}"
+
+    def health_level(self) -> str:
+        return f"{self.prefix}health:level"

@@ -16,6 +16,7 @@ from typing import TypeVar
 
 from analysis.engine.runtime import Runtime
 from analysis.engine.snapshot import BLOCK_CANDLES, snapshot_refs
+from analysis.engine.step_stats import record_step
 from analysis.engine.store import BegunStep
 from analysis.errors import AnalysisError, DataUnavailable, InvalidConfig, JudgeUnavailable
 from analysis.markets.base import TIMEFRAMES, window_problem
@@ -200,9 +201,11 @@ def run_step(rt: Runtime, analysis_id: str, chain: str, seq: int, *, worker: str
             outcome = work(rt, analysis_id, seq, begun, attempt)
         except AnalysisError as exc:
             final = seq == 0 and isinstance(exc, InvalidConfig)
+            _count(rt, FAILURE_KIND.get(type(exc), "config" if final else "internal"), clock())
             return _stop(rt, tag, analysis_id, begun, chain, attempt, seq, str(exc), final, clock)
         except Exception as exc:  # a bug: keep the analysis, tell the admins
             logger.exception("%s step crashed", tag)
+            _count(rt, "internal", clock())
             reason = f"internal error in step {seq} ({type(exc).__name__}); an admin can resume it"
             return _stop(rt, tag, analysis_id, begun, chain, attempt, seq, reason, False, clock)
     entry = HistoryEntry(seq=seq, chain=chain, attempt=attempt, worker=worker,
@@ -211,7 +214,20 @@ def run_step(rt: Runtime, analysis_id: str, chain: str, seq: int, *, worker: str
                                   target_used=begun.target, now=entry.finished_at)
     logger.info("%s commit: %s (progress %.2f, confidence %.3f, %.0f ms)", tag, answer.code,
                 outcome.progress, outcome.confidence, 1000 * (entry.finished_at - started))
+    committed = answer.code in ("continue", "completed", "paused", "cancelled")
+    _count(rt, "ok" if committed else "lost", entry.finished_at)
     return StepReport(answer.code, outcome.progress, outcome.confidence)
+
+
+FAILURE_KIND = {JudgeUnavailable: "judge", DataUnavailable: "data", InvalidConfig: "config"}
+
+
+def _count(rt: Runtime, outcome: str, now: float) -> None:
+    """Health's step counters; a Redis blip here must not fail the step."""
+    try:
+        record_step(rt.redis, rt.keys, outcome, now=now)
+    except Exception:
+        logger.warning("could not count a step outcome (%s)", outcome, exc_info=True)
 
 
 def _stop(rt: Runtime, tag: str, analysis_id: str, begun: BegunStep, chain: str, attempt: str,

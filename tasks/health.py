@@ -1,0 +1,26 @@
+"""Health as the fronts ask for it: the broker's figures (queue, workers) measured here with
+Celery, the rest read and judged by analysis/health.py."""
+
+import time
+
+import redis
+
+from analysis.health import BrokerFigures, Figures, Health, assess, redis_figures, unreachable
+from analysis.engine.runtime import Runtime
+from analysis.service import AnalysisService
+from tasks.ops import BrokerOps
+
+
+def check_health(rt: Runtime, service: AnalysisService, ops: BrokerOps, *,
+                 ping_timeout: float = 1.0, now: float | None = None) -> Health:
+    now = time.time() if now is None else now
+    try:
+        depths = ops.queue_depths()[ops.queue]
+        broker = BrokerFigures(queued=depths.queued, unacked=depths.unacked,
+                               oldest_age_s=ops.oldest_age_s(now),
+                               workers=ops.workers(timeout=ping_timeout))
+        stuck = [gist.id for gist in service.stuck()]
+        figures = Figures(stuck=stuck, broker=broker, **redis_figures(rt.redis, rt.keys, now=now))
+    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+        return unreachable(rt.settings.redis_url, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    return assess(figures)
