@@ -426,6 +426,10 @@ def test_admin_force_resumes_a_stuck_analysis(api, people, logged_errors):
         assert "marketrank: " in queues and "queued" in queues and "Completed: " in queues
         assert ask(api, people.admin, "/stuck").startswith(("Nothing is stuck.", "1 stuck", "2 stuck"))
         assert ask(api, people.admin, "/failures").startswith(("No recent failures.", "Recent failures"))
+        health = ask(api, people.admin, "/health")
+        assert health.startswith(("health: healthy", "health: warning", "health: critical"))
+        assert "workers: session@" in health and "steps last hour: " in health
+        assert ask(api, people.trader, "/health") == "Sorry, that command is for admins."
         assert "/force_resume" in ask(api, people.admin, "/help")
         commands = {c["command"] for c in api.commands()}
         admin_commands = {c["command"] for c in api.commands(scope={"type": "chat", "chat_id": people.admin})}

@@ -1,0 +1,102 @@
+"""Health: healthy / warning / critical with the reasons, from real step outcomes, a real broker
+and real workers; `marketrank health` exits 0 / 1 / 2."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from analysis.health import BrokerFigures, Figures, assess, redis_figures
+from analysis.models import RankingConfig
+from analysis.step_stats import record_step
+from tests.servers import ROOT, free_port
+
+CALM = BrokerFigures(queued=0, unacked=0, oldest_age_s=None, workers=["w@host"])
+
+
+def figures(**changes) -> Figures:
+    base = dict(steps_ok=100, steps_failed=0, judge_failures=0, data_failures=0, stuck=[],
+                redis_used_memory=10 << 20, redis_maxmemory=0, broker=CALM)
+    return Figures(**{**base, **changes})
+
+
+@pytest.mark.parametrize("changes, level, cause", [
+    ({}, "healthy", None),
+    ({"steps_ok": 81, "steps_failed": 19}, "healthy", None),
+    ({"steps_ok": 79, "steps_failed": 21}, "warning", "step_success"),
+    ({"steps_ok": 49, "steps_failed": 51}, "critical", "step_success"),
+    ({"steps_ok": 1, "steps_failed": 3}, "healthy", None),  # too few steps to judge
+    ({"stuck": ["abc"]}, "warning", "stuck"),
+    ({"broker": BrokerFigures(3, 0, 10.0, [])}, "critical", "workers"),
+    ({"broker": BrokerFigures(500, 2, 120.0, ["w@h"])}, "healthy", None),  # a backlog that moves
+    ({"broker": BrokerFigures(5, 2, 600.0, ["w@h"])}, "warning", "queue"),
+    ({"broker": BrokerFigures(5, 2, 3600.0, ["w@h"])}, "critical", "queue"),
+    ({"redis_used_memory": 85, "redis_maxmemory": 100}, "warning", "redis_memory"),
+    ({"redis_used_memory": 96, "redis_maxmemory": 100}, "critical", "redis_memory"),
+    ({"judge_failures": 1}, "warning", "judge"),
+    ({"data_failures": 5}, "critical", "data"),
+])
+def test_levels_follow_the_documented_thresholds(changes, level, cause):
+    health = assess(figures(**changes))
+    assert health.level == level and health.exit_code == {"healthy": 0, "warning": 1, "critical": 2}[level]
+    assert [r.cause for r in health.reasons] == ([cause] if cause else [])
+
+
+def test_the_worst_reason_sets_the_level_and_every_reason_is_listed():
+    health = assess(figures(stuck=["a", "b"], judge_failures=7))
+    assert health.level == "critical"
+    assert {(r.cause, r.level) for r in health.reasons} == {("stuck", "warning"), ("judge", "critical")}
+
+
+HEALTH_DB = 7  # a database of its own: the session worker's steps are not counted here
+
+
+def test_steps_are_counted_as_they_run_and_failures_by_kind(redis_url, queue, actor):
+    from analysis.runtime import Runtime
+    from analysis.service import AnalysisService
+    from analysis.settings import Settings
+    from tests.test_recovery import score_config
+
+    runtime = Runtime(Settings(redis_url=redis_url.rsplit("/", 1)[0] + f"/{HEALTH_DB}"))
+    runtime.redis.flushdb()
+    local_service = AnalysisService(runtime.store, queue)
+    good = local_service.start(score_config("demo"), actor)
+    steps = len(queue.drain(runtime))
+    bad = local_service.start(score_config("faulty:error=1,seed=5:demo"), actor)
+    assert queue.drain(runtime) == ["paused"]
+    counted = redis_figures(runtime.redis, runtime.keys)
+    assert counted["steps_ok"] == steps == len(runtime.store.history(good.id))
+    assert (counted["steps_failed"], counted["data_failures"], counted["judge_failures"]) == (1, 1, 0)
+    assert local_service.get(bad.id, actor).status.value == "PAUSED"
+    # An hour later they no longer count.
+    later = redis_figures(runtime.redis, runtime.keys, now=time.time() + 3660)
+    assert later["steps_ok"] == later["steps_failed"] == 0
+
+
+def marketrank(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tasks.cli", *args], cwd=ROOT,
+                          env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
+
+
+def test_cli_health_with_real_workers_reads_the_figures_and_exits_with_the_level(worker, runtime):
+    record_step(runtime.redis, runtime.keys, "judge", now=time.time())
+    done = marketrank("health", "--json")
+    document = json.loads(done.stdout)
+    assert done.returncode == {"healthy": 0, "warning": 1, "critical": 2}[document["level"]]
+    assert document["level"] in ("warning", "critical")  # at least the judge failure
+    assert any(w.startswith("session@") for w in document["figures"]["broker"]["workers"])
+    assert "judge" in {r["cause"] for r in document["reasons"]}
+    assert document["figures"]["judge_failures"] >= 1
+    text = marketrank("health").stdout
+    assert text.startswith(f"health: {document['level']}") and "workers: " in text
+
+
+def test_cli_health_without_redis_is_critical():
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    done = marketrank("health", REDIS_URL=url)
+    lines = done.stdout.splitlines()
+    assert done.returncode == 2 and done.stderr == ""
+    assert lines[0] == "health: critical" and lines[1].startswith(f"  critical: cannot reach Redis at {url} (")
