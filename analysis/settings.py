@@ -112,6 +112,10 @@ class Settings(BaseSettings):
     card_edit_interval_s: float = Field(1.5, ge=0)
     # Without a token, `make run` serves the sandbox (a local Bot API server and chat page) here.
     sandbox_port: int = Field(8080, ge=1, le=65535)
+    # Admin alerts (stuck analyses, health turning warning / critical, recovery): the bot reads
+    # health this often and sends at most one alert per cause per ALERT_THROTTLE_S.
+    health_check_interval_s: float = Field(60, gt=0)
+    alert_throttle_s: int = Field(3600, ge=1)
 
     # --- Flower -----------------------------------------------------------------------------
     flower_basic_auth: SecretStr | None = None

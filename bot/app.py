@@ -111,6 +111,7 @@ async def start_services(application: Application) -> None:
         except TelegramError as exc:  # the admin has not opened a chat with the bot yet
             logger.warning("admin commands not registered for user %s: %s", admin_id, exc)
     await bot_services.notifier.start()
+    await bot_services.alerts.start()
     logger.info("bot @%s ready (allowed users: %s, admins: %d)", application.bot.username,
                 len(settings.allowed_user_ids) or "anyone", len(settings.admin_user_ids))
 
@@ -119,6 +120,7 @@ async def stop_notifier(application: Application) -> None:
     """post_stop: let the notifier put out what it holds while the bot can still send."""
     bot_services = application.bot_data.get(BOT_DATA_KEY)
     if bot_services is not None:
+        await bot_services.alerts.stop()
         await bot_services.notifier.stop()
 
 

@@ -22,7 +22,7 @@ import logging
 import math
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -72,9 +72,11 @@ class _Card:
 class CardNotifier:
     def __init__(self, bot: Bot, store: AnalysisStore, cards: CardStore, events: EventReader, *,
                  interval_s: float, clock: Callable[[], float] = time.monotonic,
-                 scheduled: ScheduledCards | None = None):
+                 scheduled: ScheduledCards | None = None,
+                 on_stuck: Callable[[str, str], Awaitable[None]] | None = None):
         self.bot, self.store, self.cards, self.events = bot, store, cards, events
         self.scheduled = scheduled
+        self.on_stuck = on_stuck  # admins are told when the watchdog gives an analysis up
         self.interval_s, self.clock = interval_s, clock
         self._cards: dict[str, _Card] = {}
         self._reader: asyncio.Task | None = None
@@ -148,6 +150,11 @@ class CardNotifier:
                 by_analysis: dict[str, list[str]] = {}
                 for event in events:
                     by_analysis.setdefault(event.analysis_id, []).append(event.entry_id)
+                    if event.kind == "stuck" and self.on_stuck is not None:
+                        try:
+                            await self.on_stuck(event.analysis_id, event.reason)
+                        except Exception:  # an alert must never stop the cards
+                            logger.exception("[%s] stuck alert failed", event.analysis_id)
                 for analysis_id, entry_ids in by_analysis.items():
                     self._note(analysis_id, entry_ids)
                 continue

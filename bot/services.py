@@ -18,10 +18,13 @@ from analysis.schedule_service import ScheduleService
 from analysis.schedules import ScheduleStore
 from analysis.service import Actor, AnalysisService
 from analysis.settings import Settings
+from bot.alert_book import AlertBook
+from bot.alerts import AdminAlerts
 from bot.cards import CardStore
 from bot.notifier import CardNotifier
 from bot.schedule_cards import ScheduledCards
 from bot.update_ledger import UpdateLedger
+from tasks.health import check_health
 from tasks.dispatcher import CeleryDispatcher
 from tasks.ops import BrokerOps, default_ops
 from tasks.schedule_beat import default_registrar
@@ -59,6 +62,7 @@ class BotServices:
     async_redis: aioredis.Redis
     ledger: UpdateLedger
     runtime: Runtime
+    alerts: AdminAlerts
 
     @classmethod
     def build(cls, settings: Settings, bot: Bot) -> BotServices:
@@ -72,11 +76,16 @@ class BotServices:
         factory = RankingConfigFactory(settings, runtime.provider)
         schedules = ScheduleService(ScheduleStore(runtime.redis, runtime.keys), service, factory,
                                     default_registrar(), settings)
+        ops = default_ops()
+        alerts = AdminAlerts(bot, settings.admin_user_ids,
+                             AlertBook(async_redis, runtime.keys, settings.alert_throttle_s),
+                             lambda: check_health(runtime, service, ops),
+                             interval_s=settings.health_check_interval_s)
         notifier = CardNotifier(bot, runtime.store, cards, events, interval_s=settings.card_edit_interval_s,
-                                scheduled=ScheduledCards(schedules))
+                                scheduled=ScheduledCards(schedules), on_stuck=alerts.stuck)
         return cls(settings=settings, access=Access(settings.allowed_user_ids, settings.admin_user_ids),
                    service=service, schedules=schedules, factory=factory,
-                   notifier=notifier, ops=default_ops(), async_redis=async_redis,
+                   notifier=notifier, ops=ops, async_redis=async_redis, alerts=alerts,
                    ledger=UpdateLedger(async_redis, runtime.keys, bot.id), runtime=runtime)
 
     async def close(self) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from analysis.health import BrokerFigures, Figures, assess, redis_figures
 from analysis.models import RankingConfig
-from analysis.step_stats import record_step
+from analysis.engine.step_stats import record_step
 from tests.servers import ROOT, free_port
 
 CALM = BrokerFigures(queued=0, unacked=0, oldest_age_s=None, workers=["w@host"])

@@ -1,0 +1,37 @@
+"""What admins are told, and how often: at most one alert per cause per ALERT_THROTTLE_S, and a
+health alert only when the level changes (to warning or critical, and back to healthy).
+
+State lives in Redis (`{p}alert:{cause}` throttles, `{p}health:level` the level last told), so a
+restarted bot neither repeats an alert nor misses a recovery. Async (the bot's client).
+"""
+
+from __future__ import annotations
+
+from analysis.health import Health
+from analysis.engine.keys import Keys
+
+
+class AlertBook:
+    def __init__(self, client, keys: Keys, throttle_s: int):
+        self.redis, self.keys, self.throttle_s = client, keys, throttle_s
+
+    async def first(self, cause: str) -> bool:
+        """True the first time `cause` is raised within the throttle window."""
+        return bool(await self.redis.set(self.keys.alert(cause), "1", nx=True, ex=self.throttle_s))
+
+    async def health_alert(self, health: Health) -> tuple[str, str] | None:
+        """(cause, text) when the level changed since the last reading worth telling; the first
+        reading ever, if healthy, is only remembered."""
+        previous = await self.redis.getset(self.keys.health_level(), health.level)
+        if previous == health.level or (previous is None and health.level == "healthy"):
+            return None
+        if health.level == "healthy":
+            return "health:recovered", f"marketrank health: recovered (was {previous})."
+        causes = ",".join(sorted({r.cause for r in health.reasons}))
+        reasons = "\n".join(f"- {r.level}: {r.text}" for r in health.reasons)
+        return f"health:{health.level}:{causes}", f"marketrank health: {health.level}\n{reasons}"
+
+
+def stuck_alert_text(analysis_id: str, reason: str) -> str:
+    return (f"Analysis {analysis_id} was given up as stuck ({reason or 'no progress'}). "
+            f"/force_resume {analysis_id} restarts it from its last step; /stuck lists the others.")

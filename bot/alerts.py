@@ -1,0 +1,66 @@
+"""Admin alerts over Telegram: an analysis given up as stuck (the `stuck` event the watchdog
+writes), health turning warning or critical, and its recovery. Throttled per cause
+(analysis/alerts.py); sending never blocks or breaks the rest of the bot."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from html import escape
+
+from redis.exceptions import RedisError
+from telegram import Bot
+from telegram.error import TelegramError
+
+from bot.alert_book import AlertBook, stuck_alert_text
+from analysis.health import Health
+
+logger = logging.getLogger(__name__)
+
+
+class AdminAlerts:
+    def __init__(self, bot: Bot, admin_ids: list[int], book: AlertBook,
+                 read_health: Callable[[], Health], interval_s: float):
+        self.bot, self.admin_ids, self.book = bot, list(admin_ids), book
+        self.read_health, self.interval_s = read_health, interval_s
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        if self.admin_ids:
+            self._task = asyncio.create_task(self._watch_health(), name="health-alerts")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def stuck(self, analysis_id: str, reason: str) -> None:
+        await self.send(f"stuck:{analysis_id}", stuck_alert_text(analysis_id, reason))
+
+    async def send(self, cause: str, text: str) -> None:
+        try:
+            if not self.admin_ids or not await self.book.first(cause):
+                return
+        except RedisError as exc:
+            logger.warning("alert %s not sent: %s", cause, exc)
+            return
+        logger.info("alert to admins: %s", cause)
+        for admin_id in self.admin_ids:
+            try:
+                await self.bot.send_message(admin_id, escape(text))
+            except TelegramError as exc:  # e.g. the admin never opened a chat with the bot
+                logger.warning("alert %s not delivered to admin %s: %s", cause, admin_id, exc)
+
+    async def _watch_health(self) -> None:
+        while True:
+            try:
+                health = await asyncio.to_thread(self.read_health)
+                change = await self.book.health_alert(health)
+                if change is not None:
+                    await self.send(*change)
+            except Exception:  # a reading that fails is tried again at the next interval
+                logger.warning("health check for alerts failed", exc_info=True)
+            await asyncio.sleep(self.interval_s)

@@ -1,0 +1,78 @@
+"""Admins are told, once per cause: an analysis given up as stuck, health turning warning, and
+its recovery. A real bot (PTB over HTTP against the Bot API emulator), real Redis, real workers."""
+
+import time
+
+import pytest
+
+from analysis.engine.runtime import Runtime
+from analysis.service import AnalysisService
+from analysis.settings import Settings
+from analysis.engine.step_stats import record_step
+from tests.conftest import wait_until
+from tests.helpers import QueueDispatcher, noop_config
+from tests.test_bot import People, RunningBot, api, ask, bot_settings  # noqa: F401 (api: a fixture)
+
+pytestmark = pytest.mark.usefixtures("worker")
+ALERTS_DB = 9  # a database of its own: health here is only what this test makes it
+
+
+def bot_texts(api, chat_id: int) -> list[str]:
+    return [m.text for m in api.messages(chat_id, from_bot=True)]
+
+
+def test_admins_get_one_alert_per_cause_for_stuck_warning_and_recovery(api, redis_url):
+    people = People()
+    url = redis_url.rsplit("/", 1)[0] + f"/{ALERTS_DB}"
+    settings = bot_settings(api, people, redis_url=url, health_check_interval_s=0.3,
+                            alert_throttle_s=3600)
+    runtime = Runtime(Settings(redis_url=url))
+    runtime.redis.flushdb()
+    with RunningBot(api, settings):
+        ask(api, people.admin, "/help")  # the admin has a chat with the bot
+        ask(api, people.trader, "/help")
+        time.sleep(1.5)  # a few healthy readings: nothing to tell
+        assert not [t for t in bot_texts(api, people.admin) if t.startswith("marketrank health")]
+
+        record_step(runtime.redis, runtime.keys, "judge", now=time.time())
+        warning = wait_until(lambda: [t for t in bot_texts(api, people.admin)
+                                      if t.startswith("marketrank health: warning")],
+                             timeout=20, message="the warning alert")
+        assert "1 steps failed on the LLM judge" in warning[0]
+        record_step(runtime.redis, runtime.keys, "judge", now=time.time())  # same cause, still warning
+        time.sleep(1.5)
+        runtime.redis.delete(*runtime.redis.keys(f"{runtime.keys.prefix}steps:*"))
+        wait_until(lambda: [t for t in bot_texts(api, people.admin)
+                            if t == "marketrank health: recovered (was warning)."],
+                   timeout=20, message="the recovery alert")
+
+        # The watchdog gives an analysis up: the `stuck` event reaches the admins, once.
+        service = AnalysisService(runtime.store, QueueDispatcher())
+        stuck_id = give_up(runtime, service)
+        told = wait_until(lambda: [t for t in bot_texts(api, people.admin) if t.startswith(f"Analysis {stuck_id}")],
+                          timeout=20, message="the stuck alert")
+        assert "given up as stuck (stuck: no progress after" in told[0]
+        assert f"/force_resume {stuck_id}" in told[0]
+        fields = runtime.redis.xrange(runtime.keys.events())[-1][1]
+        runtime.redis.xadd(runtime.keys.events(), fields)  # the same event once more
+        time.sleep(1.5)
+        admin_texts = bot_texts(api, people.admin)
+    assert len([t for t in admin_texts if t.startswith(f"Analysis {stuck_id}")]) == 1
+    assert len([t for t in admin_texts if t.startswith("marketrank health: warning")]) >= 1
+    assert len([t for t in admin_texts if "1 steps failed on the LLM judge" in t]) == 1
+    assert len([t for t in admin_texts if t.startswith("marketrank health: recovered")]) == 1
+    assert not [t for t in bot_texts(api, people.trader) if t.startswith(("marketrank health", "Analysis"))]
+
+
+def give_up(runtime: Runtime, service: AnalysisService) -> str:
+    """An analysis whose INIT message was lost, kicked by watchdog passes until it gives up."""
+    from analysis.service import Actor
+    from tasks.watchdog import watchdog_pass
+
+    gist = service.start(noop_config(3), Actor("alerts-test"))
+    now, grace = gist.last_progress_at, runtime.settings.watchdog_grace_s
+    for _ in range(runtime.settings.watchdog_max_attempts + 1):
+        now += grace + 1
+        watchdog_pass(now, rt=runtime, dispatcher=QueueDispatcher())
+    assert service.get(gist.id, Actor("alerts-test", is_admin=True)).reason.startswith("stuck")
+    return gist.id
