@@ -92,9 +92,15 @@ def redbeat_config(settings: Settings) -> dict:
     )
 
 
+def current_task_name() -> str | None:
+    from celery import current_task
+
+    return current_task.name if current_task else None
+
+
 @setup_logging.connect
 def _use_our_logging(**_: object) -> None:
-    configure_logging()
+    configure_logging(task_name=current_task_name)
 
 
 @beat_init.connect
