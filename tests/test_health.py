@@ -55,7 +55,7 @@ HEALTH_DB = 7  # a database of its own: the session worker's steps are not count
 
 
 def test_steps_are_counted_as_they_run_and_failures_by_kind(redis_url, queue, actor):
-    from analysis.runtime import Runtime
+    from analysis.engine.runtime import Runtime
     from analysis.service import AnalysisService
     from analysis.settings import Settings
     from tests.test_recovery import score_config
@@ -100,3 +100,30 @@ def test_cli_health_without_redis_is_critical():
     lines = done.stdout.splitlines()
     assert done.returncode == 2 and done.stderr == ""
     assert lines[0] == "health: critical" and lines[1].startswith(f"  critical: cannot reach Redis at {url} (")
+
+
+def test_a_queue_that_does_not_move_and_no_worker_are_reported(redis_url, runtime):
+    """A broker of its own with no worker: the step sent 11 minutes ago waits in the queue."""
+    from analysis.service import AnalysisService
+    from analysis.settings import Settings
+    from tasks.celery_app import make_celery
+    from tasks.dispatcher import CeleryDispatcher
+    from tasks.health import check_health
+    from tasks.ops import BrokerOps
+
+    app = make_celery(Settings(redis_url=redis_url.rsplit("/", 1)[0] + f"/{QUEUE_DB}"))
+    ops = BrokerOps(app)
+    ops.broker.flushdb()
+    sent = time.time()
+    CeleryDispatcher(app).enqueue_step("abcdefghij", "c0ffee12c0ffee12", 3)
+    CeleryDispatcher(app).enqueue_step("abcdefghij", "c0ffee12c0ffee12", 4)
+    later = sent + 660
+    assert 659 <= ops.oldest_age_s(later) <= 661
+    health = check_health(runtime, AnalysisService(runtime.store, CeleryDispatcher(app)), ops,
+                          ping_timeout=0.5, now=later)
+    reasons = {r.cause: r for r in health.reasons}
+    assert health.level == "critical" and reasons["workers"].level == "critical"
+    assert reasons["queue"].level == "warning" and reasons["queue"].text.startswith("2 steps queued, the oldest for 11 min")
+
+
+QUEUE_DB = 11

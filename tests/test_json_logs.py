@@ -9,22 +9,12 @@ from analysis.runtime import Runtime
 from analysis.service import Actor, AnalysisService
 from analysis.settings import Settings
 from tasks.celery_app import make_celery
-from tasks.dispatcher import step_argsrepr
+from tasks.dispatcher import CeleryDispatcher
 from tests.helpers import wait_for_status
 from tests.servers import Worker
 
 JSON_DB = 10  # broker and state of their own: only the JSON worker runs these steps
 TEXT_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ (DEBUG|INFO|WARNING|ERROR)")
-
-
-class Dispatcher:
-    def __init__(self, app):
-        self.app = app
-
-    def enqueue_step(self, analysis_id: str, chain: str, seq: int) -> None:
-        name = "marketrank.init" if seq == 0 else "marketrank.rank_step"
-        self.app.send_task(name, args=(analysis_id, chain, seq),
-                           argsrepr=step_argsrepr(analysis_id, chain, seq))
 
 
 def test_json_logs_carry_analysis_chain_seq_task_and_event(redis_url, factory, worker_log_dir):
@@ -35,7 +25,7 @@ def test_json_logs_carry_analysis_chain_seq_task_and_event(redis_url, factory, w
     json_worker = Worker({**os.environ, "REDIS_URL": url, "LOG_FORMAT": "json"}, "json-logs",
                          concurrency=1, log_dir=worker_log_dir).start()
     try:
-        service = AnalysisService(runtime.store, Dispatcher(make_celery(settings)))
+        service = AnalysisService(runtime.store, CeleryDispatcher(make_celery(settings)))
         actor = Actor("json-logs")
         gist = service.start(factory.create_ranking_config(markets=12, top_k=3), actor)
         done = wait_for_status(service, gist.id, actor, ["COMPLETED"], timeout=90)
