@@ -7,6 +7,7 @@ import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -72,12 +73,25 @@ class Launcher:
                 pass
 
 
-@pytest.mark.parametrize("signum, whom", [(signal.SIGINT, "group"), (signal.SIGTERM, "launcher")])
-def test_a_stop_mid_step_commits_the_step_and_leaves_nothing_running(tmp_path, signum, whom):
-    launcher = Launcher(tmp_path)
+@pytest.mark.parametrize("signum, whom, flower_port_taken", [
+    (signal.SIGINT, "group", False), (signal.SIGTERM, "launcher", True)])
+def test_a_stop_mid_step_commits_the_step_and_leaves_nothing_running(tmp_path, signum, whom,
+                                                                      flower_port_taken):
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    launcher = Launcher(tmp_path, **({"FLOWER_PORT": str(squatter.getsockname()[1])}
+                                     if flower_port_taken else {}))
+    stack = ["beat", "worker", "redis"] if flower_port_taken else ["beat", "worker", "flower", "redis"]
     try:
         launcher.wait_for("the stack is running")
-        assert set(launcher.pids) == {"redis", "worker", "beat", "flower"}, launcher.output
+        assert set(launcher.pids) == set(stack), launcher.output
+        if flower_port_taken:  # said on the terminal, with the setting to change
+            assert (f"Flower is not started: port {squatter.getsockname()[1]} is in use, so Flower "
+                    f"cannot start there; set FLOWER_PORT to a free port") in launcher.output
+            assert "Flower on http" not in launcher.output
+        else:
+            assert f"Flower on http://127.0.0.1:{launcher.flower_port}" in launcher.output
         url = f"redis://127.0.0.1:{launcher.redis_port}/0"
         store = Runtime(Settings(redis_url=url)).store
         # Slow INIT: each of 10 markets' candles take 0.5 s to load.
@@ -95,12 +109,12 @@ def test_a_stop_mid_step_commits_the_step_and_leaves_nothing_running(tmp_path, s
         assert launcher.process.wait(90) == 0, launcher.output
 
         out = launcher.output
-        order = [out.index(f"stopping {name}") for name in ("beat", "worker", "flower", "redis")]
+        order = [out.index(f"stopping {name}") for name in stack]
         assert order == sorted(order), out
         for pid in launcher.pids.values():
             assert group_members(pid) == [], f"process group {pid} still has members"
         assert group_members(launcher.process.pid) == []
-        logs = {name: (tmp_path / f"{name}.log").read_text() for name in ("worker", "beat", "flower")}
+        logs = {name: (tmp_path / f"{name}.log").read_text() for name in stack if name != "redis"}
         for name, text in {"launcher": out, **logs}.items():
             assert "Traceback" not in text, f"{name}: {text[-3000:]}"
         assert "Couldn't ack" not in logs["worker"]
@@ -110,6 +124,7 @@ def test_a_stop_mid_step_commits_the_step_and_leaves_nothing_running(tmp_path, s
         assert [(entry.seq, entry.attempt) for entry in history] == [(0, attempt)]
     finally:
         launcher.kill()
+        squatter.close()
 
 
 @contextlib.contextmanager
