@@ -58,11 +58,12 @@ def flower(tmp_path):
 
 def test_flower_lists_every_step_with_its_analysis_sequence_and_result(flower, service, factory,
                                                                        worker):
-    from tasks.bench_tasks import bench_hop
+    from tasks.dispatcher import CeleryDispatcher
 
-    # Flower is listening to events once it has seen a task go by.
-    wait_until(lambda: (bench_hop.delay("flower-probe", 0), any(
-        t["name"] == "marketrank.bench.hop" for t in flower.tasks().values()))[1],
+    # Flower is listening to events once it has seen a task go by (a step of no analysis: a no-op).
+    wait_until(lambda: (CeleryDispatcher().enqueue_step("flowerprobe", "0" * 16, 1), any(
+        (t.get("args") or "").startswith("analysis=flowerprobe ") and t["state"] == "SUCCESS"
+        for t in flower.tasks().values()))[1],
         timeout=60, interval=1, message="Flower to see a task")
     gist = service.start(factory.create_ranking_config(markets=20, top_k=3), Actor("flower-test"))
     done = wait_until(lambda: (g := service.get(gist.id, Actor("flower-test"))).status.is_final and g,

@@ -5,7 +5,7 @@ import json
 import os
 import re
 
-from analysis.runtime import Runtime
+from analysis.engine.runtime import Runtime
 from analysis.service import Actor, AnalysisService
 from analysis.settings import Settings
 from tasks.celery_app import make_celery
