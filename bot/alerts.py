@@ -56,6 +56,8 @@ class AdminAlerts:
 
     async def _watch_health(self) -> None:
         while True:
+            # First wait: at start-up (e.g. `make run`) the workers may not answer yet.
+            await asyncio.sleep(self.interval_s)
             try:
                 health = await asyncio.to_thread(self.read_health)
                 change = await self.book.health_alert(health)
@@ -63,4 +65,3 @@ class AdminAlerts:
                     await self.send(*change)
             except Exception:  # a reading that fails is tried again at the next interval
                 logger.warning("health check for alerts failed", exc_info=True)
-            await asyncio.sleep(self.interval_s)

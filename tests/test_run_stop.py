@@ -21,6 +21,7 @@ from analysis.engine.runtime import Runtime
 from analysis.settings import Settings
 from tasks.supervisor import group_members
 from tests.conftest import wait_until
+from tests.helpers import assert_history_is_one_clean_chain
 from tests.servers import ROOT, free_port
 
 pytestmark = pytest.mark.slow
@@ -30,10 +31,11 @@ class Launcher:
     """`python -m tasks.run_local` in its own process group, as a terminal runs it."""
 
     def __init__(self, tmp_path, **env: str):
-        self.redis_port, self.flower_port = free_port(), free_port()
+        self.redis_port, self.flower_port, self.sandbox_port = free_port(), free_port(), free_port()
         self.var_dir = tmp_path
         self.env = {**os.environ, "REDIS_URL": "", "REDIS_PORT": str(self.redis_port),
                     "FLOWER_PORT": str(self.flower_port), "MARKETRANK_VAR_DIR": str(tmp_path),
+                    "SANDBOX_PORT": str(self.sandbox_port),
                     "TELEGRAM_BOT_TOKEN": "", **env}
         self.process = subprocess.Popen([sys.executable, "-m", "tasks.run_local"], cwd=ROOT,
                                         env=self.env, stdout=subprocess.PIPE,
@@ -76,13 +78,21 @@ class Launcher:
 @pytest.mark.parametrize("signum, whom, flower_port_taken", [
     (signal.SIGINT, "group", False), (signal.SIGTERM, "launcher", True)])
 def test_a_stop_mid_step_commits_the_step_and_leaves_nothing_running(tmp_path, signum, whom,
-                                                                      flower_port_taken):
+                                                                      flower_port_taken, llm_server):
     squatter = socket.socket()
     squatter.bind(("127.0.0.1", 0))
     squatter.listen()
-    launcher = Launcher(tmp_path, **({"FLOWER_PORT": str(squatter.getsockname()[1])}
-                                     if flower_port_taken else {}))
-    stack = ["beat", "worker", "redis"] if flower_port_taken else ["beat", "worker", "flower", "redis"]
+    # Slow steps: the stack's LLM judge is the local OpenAI-compatible server, which answers each
+    # comparison after 1.5 s (a step sends its comparisons concurrently).
+    llm_server.reset()
+    llm_server.delay_next(10_000, 1.5)
+    judge = {"OPENAI_BASE_URL": llm_server.base_url, "OPENAI_API_KEY": "sk-test",
+             "OPENAI_MODEL": "judge-small", "OPENAI_TIMEOUT_S": "20"}
+    launcher = Launcher(tmp_path, **judge, **({"FLOWER_PORT": str(squatter.getsockname()[1])}
+                                              if flower_port_taken else {}))
+    # Without a token the bot runs against the local sandbox; stopped in this order:
+    stages = [["bot", "beat"], ["worker"], [] if flower_port_taken else ["flower"], ["redis"]]
+    stack = [name for stage in stages for name in stage]
     try:
         launcher.wait_for("the stack is running")
         assert set(launcher.pids) == set(stack), launcher.output
@@ -94,13 +104,17 @@ def test_a_stop_mid_step_commits_the_step_and_leaves_nothing_running(tmp_path, s
             assert f"Flower on http://127.0.0.1:{launcher.flower_port}" in launcher.output
         url = f"redis://127.0.0.1:{launcher.redis_port}/0"
         store = Runtime(Settings(redis_url=url)).store
-        # Slow INIT: each of 10 markets' candles take 0.5 s to load.
-        started = launcher.marketrank("start", "--symbols", ",".join(DEMO_MARKETS[:10]), "--top", "3",
-                                      MARKET_DATA="faulty:slow=1,delay=0.5:demo")
+        started = launcher.marketrank("start", "--strategy", "llm", "--prompt", "stop test",
+                                      "--symbols", ",".join(DEMO_MARKETS[:6]), "--top", "2")
         assert started.returncode == 0, started.stderr
         analysis_id = started.stdout.strip()
-        attempt = wait_until(lambda: store.lease_holder(analysis_id), message="INIT in flight")
-        assert store.history(analysis_id) == []
+
+        def ranking_step_in_flight():
+            holder = store.lease_holder(analysis_id)
+            return holder if holder and len(store.history(analysis_id)) >= 1 else None
+
+        attempt = wait_until(ranking_step_in_flight, timeout=60, message="a ranking step in flight")
+        committed_before = len(store.history(analysis_id))
 
         if whom == "group":  # what a terminal's Ctrl-C does: the foreground process group
             os.killpg(launcher.process.pid, signum)
@@ -109,19 +123,27 @@ def test_a_stop_mid_step_commits_the_step_and_leaves_nothing_running(tmp_path, s
         assert launcher.process.wait(90) == 0, launcher.output
 
         out = launcher.output
-        order = [out.index(f"stopping {name}") for name in stack]
-        assert order == sorted(order), out
+        at = {name: out.index(f"stopping {name}") for name in stack}
+        for earlier, later in zip([s for s in stages if s], [s for s in stages if s][1:]):
+            assert max(at[n] for n in earlier) < min(at[n] for n in later), out
         for pid in launcher.pids.values():
             assert group_members(pid) == [], f"process group {pid} still has members"
         assert group_members(launcher.process.pid) == []
         logs = {name: (tmp_path / f"{name}.log").read_text() for name in stack if name != "redis"}
+        assert "Application is stopping" in logs["bot"] or "stopped" in logs["bot"].lower(), logs["bot"][-2000:]
         for name, text in {"launcher": out, **logs}.items():
             assert "Traceback" not in text, f"{name}: {text[-3000:]}"
         assert "Couldn't ack" not in logs["worker"]
 
         with restarted_redis(launcher):  # from its append-only file, as the next `make run` would
             history = store.history(analysis_id)
-        assert [(entry.seq, entry.attempt) for entry in history] == [(0, attempt)]
+            gist, lease = store.load(analysis_id), store.lease_holder(analysis_id)
+        # The step in flight at the signal committed (and any the worker began before its own
+        # SIGTERM, which comes after bot and beat have stopped); none was left half done.
+        assert attempt in {entry.attempt for entry in history}
+        assert len(history) > committed_before
+        assert_history_is_one_clean_chain(history, gist.seq)
+        assert lease is None
     finally:
         launcher.kill()
         squatter.close()
