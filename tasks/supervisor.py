@@ -70,18 +70,24 @@ class Supervisor:
         self.children: list[Child] = []
         self.stopping = False
         self._force = False
+        self.starting = False  # a signal now is held until the child is on the list
+        self.held: str | None = None
 
     def start(self, name: str, argv: list[str], *, log_path: Path, stage: int,
               stop_timeout: float = 10.0, env: dict[str, str] | None = None,
               cwd: Path | None = None) -> Child:
         log = open(log_path, "ab")
+        self.starting = True
         try:
             process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
                                        stdin=subprocess.DEVNULL, start_new_session=True)
+            child = Child(name, process, log_path, stage, stop_timeout)
+            self.children.append(child)
         finally:
+            self.starting = False
             log.close()  # the child holds its own copy
-        child = Child(name, process, log_path, stage, stop_timeout)
-        self.children.append(child)
+        if self.held:  # a stop asked for while starting: the child is on the list, to be stopped
+            raise StopRequested(self.held)
         return child
 
     def newly_exited(self) -> list[Child]:
@@ -143,6 +149,9 @@ def stop_requested(supervisor: Supervisor) -> None:
             supervisor.force()
             return
         supervisor.stopping = True
+        if supervisor.starting:
+            supervisor.held = signal.Signals(signum).name
+            return
         raise StopRequested(signal.Signals(signum).name)
 
     for signum in STOP_SIGNALS:
