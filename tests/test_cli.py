@@ -59,9 +59,9 @@ def test_start_prints_only_the_id_and_control_commands_say_what_they_did():
         again = marketrank("pause", analysis_id)  # an idempotent no-op: a `set -e` script goes on
         assert (again.returncode, again.stdout.strip()) == (0, "Already paused.")
         assert marketrank("resume", analysis_id).stdout.strip() == "Resumed."
-        again = marketrank("resume", analysis_id)
-        assert again.returncode == 0 and again.stdout.strip() in ("Already running.",
-                                                                  "Nothing to do: the analysis is already completed.")
+        again = marketrank("resume", analysis_id)  # exit 0 if still running, 1 if it completed
+        assert (again.returncode, again.stdout.strip()) in (
+            (0, "Already running."), (1, "Nothing to do: the analysis is already completed."))
     waited = marketrank("wait", analysis_id)
     assert waited.returncode == 0 and "COMPLETED" in waited.stdout
     refine = marketrank("refine", analysis_id)
