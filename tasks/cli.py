@@ -163,7 +163,7 @@ class RedisUnreachable(Exception):
 
 def check_redis(url: str, timeout_s: float = 1.0) -> None:
     """Fail in about a second, with what to do, rather than retrying for half a minute."""
-    client = redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s * 2)
+    client = redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
     try:
         client.ping()
     except (redis.RedisError, OSError) as exc:
