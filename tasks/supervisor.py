@@ -116,6 +116,9 @@ class Supervisor:
                 self._wait(child)
         for child in self.children:  # stragglers of groups whose leader is gone
             _signal_group(child.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5  # SIGKILL is not instant: see them gone before saying so
+        while any(group_members(c.pid) for c in self.children) and time.monotonic() < deadline:
+            time.sleep(0.02)
 
     def _wait(self, child: Child) -> None:
         deadline = time.monotonic() + child.stop_timeout
