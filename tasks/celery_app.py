@@ -105,8 +105,9 @@ def _use_our_logging(**_: object) -> None:
 
 @beat_init.connect
 def _beat_sends_no_sent_events(**_: object) -> None:
-    """Beat sends only the watchdog, whose idle passes are kept out of Flower's task list
-    (tasks/watchdog.py); a task-sent event would list each of them as a pending row."""
+    """Beat sends the watchdog, whose idle passes are kept out of Flower's task list
+    (tasks/watchdog.py): a task-sent event would list each of them as a pending row. Scheduled
+    runs beat sends still show, from the moment a worker receives them."""
     app.conf.task_send_sent_event = False
 
 
