@@ -22,15 +22,20 @@ def api():
         yield server
 
 
-def state(runtime) -> dict:
-    """Every key but the update ledger (which records each handled update, by design)."""
-    return {k: v for k, v in redis_snapshot(runtime.redis).items() if not k.startswith(b"mr:update:")}
+def state(runtime, prefix: str) -> dict:
+    """Every key under `prefix` but the update ledger (which records each handled update, by
+    design). The bot gets a prefix of its own, so analyses of earlier tests that the session's
+    worker is still running (their INIT writes shared candle blocks) cannot change it."""
+    return {k: v for k, v in redis_snapshot(runtime.redis).items()
+            if k.startswith(prefix.encode()) and not k.startswith(f"{prefix}update:".encode())}
 
 
 def test_bad_schedules_are_refused_with_nothing_written(api, people, runtime):
-    with RunningBot(api, bot_settings(api, people, max_schedules_per_user=1)):
+    prefix = f"mrs{random.randrange(10**6)}:"
+    with RunningBot(api, bot_settings(api, people, max_schedules_per_user=1, key_prefix=prefix)):
         assert "every 4h (UTC)" in ask(api, people.trader, "/schedule 4h markets=5 top=2")
-        before = state(runtime)
+        before = state(runtime, prefix)
+        assert before, "the accepted schedule is stored under the bot's prefix"
         cases = {
             "/schedule": "say how often and what",
             "/schedule 30s markets=5": "every 30s is too often: the shortest interval is 900 s",
@@ -48,7 +53,7 @@ def test_bad_schedules_are_refused_with_nothing_written(api, people, runtime):
         }
         for command, expected in cases.items():
             assert expected in ask(api, people.trader, command), command
-        assert state(runtime) == before
+        assert state(runtime, prefix) == before
 
 
 def test_schedules_are_per_user_admins_see_all_and_the_command_list_has_them(api, people):
