@@ -71,16 +71,20 @@ def holds_lock(beat: Beat) -> bool:
     return "beat: Acquired lock" in beat.log_path.read_text()
 
 
-def test_two_beats_fire_once_runs_never_stack_and_schedules_outlive_beat(beats, runtime):
-    # One market per step: a run of 40 markets takes 40+ steps, well over the 1 s interval.
-    service = schedule_service(Runtime(Settings(schedule_min_interval_s=1, score_batch_size=1)))
+def test_two_beats_fire_once_runs_never_stack_and_schedules_outlive_beat(beats, runtime, llm_server, request):
+    # Every judge answer takes 1 s, so a run of the llm strategy (several rounds of calls) lasts
+    # well over the 1 s interval on an idle machine too: firings find the previous run going.
+    llm_server.delay_next(10**6, 1.0)
+    request.addfinalizer(llm_server.clear_faults)
+    service = schedule_service(Runtime(Settings(
+        schedule_min_interval_s=1, openai_api_key="sk-test", openai_base_url=llm_server.base_url)))
     owner = Actor("beat-test")
     first, second = beats("first"), beats("second")
     wait_until(lambda: holds_lock(first) or holds_lock(second), timeout=10, message="a beat to take the lock")
     leader, standby = (first, second) if holds_lock(first) else (second, first)
 
     # A run takes longer than the 1 s interval, so most firings find it going.
-    made = service.add("1s", {"markets": 40, "top_k": 3}, owner)
+    made = service.add("1s", {"markets": 10, "top_k": 3, "strategy": "llm"}, owner)
     # Flower shows the schedule's task as `schedule=<id>` (and its INIT adds the same words).
     entry = RedBeatSchedulerEntry.from_key(runtime.keys.beat_entry(entry_name(made.id)), app=app)
     assert entry.options["argsrepr"] == f"schedule={made.id}" and entry.args == [made.id]
