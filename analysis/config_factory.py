@@ -147,6 +147,7 @@ class RankingConfigFactory:
             batch_size=(self.settings.llm_batch_size if strategy == "llm"
                         else self.settings.score_batch_size),
             views=self.settings.score_views,
+            list_size=min(self.settings.llm_list_size, len(chosen)) if strategy == "llm" else 2,
         )
 
     def create_entry_config(self, prompt: str, *, symbols: list[str] | None = None,

@@ -47,6 +47,7 @@ class RankingConfig(BaseModel):
     data_source: str = "demo"
     window: int = Field(500, ge=50)
     batch_size: int = Field(8, ge=1)
+    list_size: int = Field(2, ge=2, description="llm strategy: markets shown per call (2: pairs)")
     views: int = Field(12, ge=2, description="score strategy: evaluation moments for confidence")
     candles_to: int | None = Field(None, description="close time (epoch s) of the newest candle "
                                    "to rank: INIT ranks none newer, whenever it runs")
@@ -183,7 +184,9 @@ class Gist:
         if "log" not in self.state:
             return ""
         spend, k = self.spend, self.config.top_k
-        line = f"{len(self.state['log'])} comparisons · {spend.get('calls', 0)} LLM calls"
+        log, size = self.state["log"], self.state.get("list_size", 2)
+        answers = f"{len(log)} orders of {size}" if size > 2 else f"{len(log)} comparisons"
+        line = f"{answers} · {spend.get('calls', 0)} LLM calls"
         if spend.get("retries"):
             line += f" ({spend['retries']} retries)"
         tokens = spend.get("prompt_tokens", 0) + spend.get("completion_tokens", 0)

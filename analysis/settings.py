@@ -102,6 +102,8 @@ class Settings(BaseSettings):
     openai_backoff_base_s: float = Field(1.0, ge=0)
     openai_backoff_max_s: float = Field(30.0, ge=0)
     llm_batch_size: int = Field(10, ge=1, le=50)
+    # Markets shown in one LLM call, whose full order is asked (2: one pair per call).
+    llm_list_size: int = Field(10, ge=2, le=20)
 
     # --- Telegram ---------------------------------------------------------------------------
     telegram_bot_token: SecretStr | None = None

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analysis.plackett_luce import (ListEstimate, Order, calls_per_round, choose_sets,
+from analysis.ranking.plackett_luce import (ListEstimate, Order, calls_per_round, choose_sets,
                                     default_budget, estimate_top_k, stop_reason)
 
 

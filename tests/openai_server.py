@@ -23,6 +23,12 @@ is caught. The winner is the market with the higher strength; `position_bias` is
 first market's strength (ties go to the first). Confidence grows with the strength gap:
 `0.5 + 0.49 * tanh(|gap|)`. So a test knows the true ranking: strongest first.
 
+Listwise requests (issue 14: a json_schema named `market_order` whose `ranking` items have an
+`enum`): every known symbol in the prompt is a shown market, in display order; the server answers
+400 unless the enum holds exactly those symbols, and otherwise `{"ranking": [...]}`, strongest
+first, `position_bias` added to the market shown first (ties keep display order). The answer is
+a function of the request alone, as a model's at temperature 0.
+
 Faults are scripted per upcoming chat request, in FIFO order, optionally only for requests that
 mention a given symbol: `fail_next(n, status=429, retry_after=1)`, `fail_next(n, status=500)`,
 `delay_next(n, seconds)` (answers normally after the delay, to trigger client timeouts),
@@ -111,6 +117,8 @@ class StrengthJudge:
     position_bias: float = 0.0
 
     def __call__(self, request: ChatRequest) -> str:
+        if list_enum(request.response_format) is not None:
+            return self.rank(request.symbols)
         if len(request.symbols) < 2:
             raise ValueError(f"could not find two market symbols in the prompt: {request.user_text!r}")
         first, second = request.symbols[:2]
@@ -118,6 +126,26 @@ class StrengthJudge:
         winner = first if gap >= 0 else second
         confidence = round(0.5 + 0.49 * math.tanh(abs(gap)), 4)
         return json.dumps({"winner": winner, "confidence": confidence})
+
+
+    def rank(self, shown: tuple[str, ...]) -> str:
+        """The listwise answer: the shown symbols, strongest first."""
+        def utility(position: int) -> float:
+            return self.strengths.get(shown[position], 0.0) + (self.position_bias if position == 0 else 0.0)
+        order = sorted(range(len(shown)), key=lambda p: (-utility(p), p))
+        return json.dumps({"ranking": [shown[p] for p in order]})
+
+
+def list_enum(response_format: Mapping[str, Any] | None) -> list[str] | None:
+    """The `ranking` items' enum of a listwise (`market_order`) response format, if it is one."""
+    try:
+        schema = response_format["json_schema"]  # type: ignore[index]
+        if schema["name"] != "market_order":
+            return None
+        enum = schema["schema"]["properties"]["ranking"]["items"]["enum"]
+    except (KeyError, TypeError):
+        return None
+    return list(enum) if isinstance(enum, list) else None
 
 
 def last_user_text(messages: Iterable[Mapping[str, Any]]) -> str:
@@ -374,6 +402,10 @@ class OpenAIServer:
         with self._lock:
             policy, strengths = self._policy, self._strengths
         symbols = find_symbols(text, strengths or None)
+        shown = list_enum(body.get("response_format"))
+        if shown is not None and sorted(shown) != sorted(symbols):
+            msg = f"The schema's ranking enum {shown} does not match the symbols in the prompt {list(symbols)}."
+            return _error(400, msg, "invalid_request_error", None), "400 enum mismatch", None, None
         enum = schema_enum(body.get("response_format"))
         if enum is not None and sorted(enum) != sorted(symbols[:2]):
             msg = f"The schema's winner enum {enum} does not match the symbols in the prompt {list(symbols)}."
@@ -443,6 +475,7 @@ __all__ = [
     "RecordedRequest",
     "StrengthJudge",
     "find_symbols",
+    "list_enum",
     "last_user_text",
     "schema_enum",
 ]

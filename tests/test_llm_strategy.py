@@ -3,6 +3,7 @@ server whose judge follows a known strength table (so the true ranking is known)
 
 import pytest
 
+from analysis.ranking import plackett_luce
 from analysis.config_factory import RankingConfigFactory
 from analysis.engine.runtime import Runtime
 from analysis.engine.step_runner import work
@@ -26,9 +27,22 @@ def judge_server(llm_server):
     llm_server.clear_faults()
 
 
-@pytest.fixture
-def llm_factory(runtime):
-    return RankingConfigFactory(runtime.settings, runtime.provider, llm_configured=True)
+@pytest.fixture(params=[10, 2], ids=["listwise", "pairwise"])
+def llm_factory(request, runtime):
+    """Every test runs with listwise calls (LLM_LIST_SIZE 10, the default) and with pairs (2)."""
+    settings = runtime.settings.model_copy(update={"llm_list_size": request.param})
+    return RankingConfigFactory(settings, runtime.provider, llm_configured=True)
+
+
+def models_in(log):
+    return {e["model"] if isinstance(e, dict) else e[3] for e in log}
+
+
+def first_batch(config) -> int:
+    """How many calls the first comparing step sends."""
+    if config.list_size > 2:
+        return plackett_luce.calls_per_round(len(config.markets), config.list_size, config.batch_size)
+    return config.batch_size
 
 
 def llm_config(llm_factory, prompt: str, top_k: int = 3, target: float = 0.95):
@@ -55,7 +69,7 @@ def test_an_llm_analysis_finds_the_true_top_k_and_counts_what_it_paid(
     # judge is noiseless and the target 0.95, so only the budget bounds it.
     assert 0 < done.spend["calls"] <= done.state["budget"]
     assert done.spend["prompt_tokens"] > 0 and done.spend.get("retries", 0) == 0
-    assert {model for *_, model in done.state["log"]} == {"judge-small"}
+    assert models_in(done.state["log"]) == {"judge-small"}
     prompts = [r.messages[-1]["content"] for r in judge_server.requests]
     assert all("strongest trend, case 1" in p and "RSI(14)" in p for p in prompts)
     assert_history_is_one_clean_chain(service.store.history(gist.id), done.seq)
@@ -76,8 +90,9 @@ def test_429_500_timeouts_and_malformed_answers_are_survived(service, llm_factor
 
 def test_a_judge_that_keeps_failing_pauses_with_a_reason_and_resume_loses_nothing(
         service, llm_factory, actor, judge_server):
-    gist = service.start(llm_config(llm_factory, "outage, case 3"), actor)
-    wait_until(lambda: len(service.store.load(gist.id).state.get("log", [])) >= 10,
+    config = llm_config(llm_factory, "outage, case 3")
+    gist = service.start(config, actor)
+    wait_until(lambda: len(service.store.load(gist.id).state.get("log", [])) >= first_batch(config),
                message="a first batch of comparisons")
     judge_server.fail_always(status=503)
     paused = wait_for_status(service, gist.id, actor, ["PAUSED", "COMPLETED"], timeout=60)
@@ -121,7 +136,7 @@ def test_refine_switches_to_the_refine_model_and_continues_the_same_log(
     assert refined.target == pytest.approx(0.9) and refined.model == "@refine"
     assert refined.state["log"][: len(before)] == before
     assert refined.confidence >= 0.9 or refined.note
-    new_models = {model for *_, model in refined.state["log"][len(before):]}
+    new_models = models_in(refined.state["log"][len(before):])
     assert new_models <= {"judge-large"}
 
 
@@ -142,10 +157,11 @@ def test_a_replayed_step_does_not_pay_for_its_comparisons_twice(runtime, service
     calls_before, spent_before = judge_server.calls, service.store.load(gist.id).spend
     outcome = work(local, gist.id, 2, BegunStep(begun_config, state_after_summaries, 0.8,
                                                  "judge-small", actor.user_id, []))
-    assert len(outcome.state["log"]) == 10 and judge_server.calls == calls_before
+    batch = first_batch(begun_config)
+    assert len(outcome.state["log"]) == batch and judge_server.calls == calls_before
     spent = service.store.load(gist.id).spend
     assert spent["calls"] == spent_before["calls"]
-    assert spent["cache_hits"] == spent_before.get("cache_hits", 0) + 10
+    assert spent["cache_hits"] == spent_before.get("cache_hits", 0) + batch
     assert chain
 
 

@@ -159,8 +159,14 @@ class SpendRecordingJudge:
         self._judge, self._record = judge, record
 
     def compare_many(self, requests, *, model: str):
+        return self._recorded(self._judge.compare_many, requests, model)
+
+    def rank_many(self, requests, *, model: str):
+        return self._recorded(self._judge.rank_many, requests, model)
+
+    def _recorded(self, ask, requests, model: str):
         try:
-            verdicts, stats = self._judge.compare_many(requests, model=model)
+            verdicts, stats = ask(requests, model=model)
         except JudgeUnavailable as exc:
             if getattr(exc, "stats", None) is not None:
                 self._record(exc.stats.as_dict())

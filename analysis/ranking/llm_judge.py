@@ -238,17 +238,7 @@ class BadAnswer(ValueError):
 
 def parse_verdict(content: str | None, first: str, second: str) -> tuple[str, float]:
     """(winner, confidence) from an answer, or BadAnswer."""
-    if content is None or not content.strip():
-        raise BadAnswer("was empty")
-    text = content.strip()
-    if text.startswith("```"):  # some servers wrap JSON in a Markdown fence
-        text = text.strip("`").removeprefix("json").strip()
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        raise BadAnswer("was not valid JSON") from None
-    if not isinstance(data, dict):
-        raise BadAnswer("was JSON but not an object")
+    data = _json_object(content)
     missing = [name for name in ("winner", "confidence") if name not in data]
     if missing:
         raise BadAnswer(f"had no {' and no '.join(repr(m) for m in missing)}")
@@ -264,6 +254,94 @@ def parse_verdict(content: str | None, first: str, second: str) -> tuple[str, fl
     if not 0.0 <= confidence <= 1.0:
         raise BadAnswer(f"had a confidence of {confidence:g}, outside 0 to 1")
     return canonical, float(confidence)
+
+
+LIST_SCHEMA_NAME = "market_order"
+
+LIST_SYSTEM_PROMPT = (
+    "You are a careful crypto market analyst helping a trader rank markets. You are given the "
+    "trader's question and, for each market, a short summary of its technical indicators. Order "
+    "the markets from the one that best answers the trader's question to the one that answers it "
+    "worst, judging only from the summaries given; the order in which they are listed means "
+    "nothing.\n"
+    'Reply with a JSON object only: {"ranking": ["<symbol>", ...]}, best first, naming every '
+    "market shown exactly once, each symbol copied exactly as it is listed (for example BTC/USDT)."
+)
+
+
+@dataclass(frozen=True)
+class ListRequest:
+    shown: tuple[str, ...]  # symbols in display order
+    summaries: tuple[str, ...]  # one per shown symbol
+    question: str  # the trader's prompt
+
+
+@dataclass(frozen=True)
+class ListVerdict:
+    shown: tuple[str, ...]
+    ranking: tuple[str, ...]  # best first
+    model: str
+    cached: bool
+
+
+def build_list_messages(request: ListRequest) -> list[dict[str, str]]:
+    """The system and user messages of one listwise call: the question, then each market by its
+    symbol with its summary, in display order."""
+    lines = [f"Trader's question: {request.question.strip()}", ""]
+    for number, (symbol, summary) in enumerate(zip(request.shown, request.summaries), start=1):
+        lines += [f"Market {number}: {symbol}", f"Indicators: {summary.strip()}", ""]
+    lines.append(f"Order all {len(request.shown)} markets, best answer to the question first. "
+                 "Name every market exactly once by its exact symbol.")
+    return [{"role": "system", "content": LIST_SYSTEM_PROMPT}, {"role": "user", "content": "\n".join(lines)}]
+
+
+def build_list_response_format(request: ListRequest) -> dict[str, Any]:
+    """The strict json_schema response format of the listwise contract (issue 14), exactly."""
+    schema = {
+        "type": "object",
+        "properties": {"ranking": {"type": "array", "items": {"type": "string", "enum": list(request.shown)}}},
+        "required": ["ranking"],
+        "additionalProperties": False,
+    }
+    return {"type": "json_schema", "json_schema": {"name": LIST_SCHEMA_NAME, "strict": True, "schema": schema}}
+
+
+def parse_ranking(content: str | None, shown: tuple[str, ...]) -> tuple[str, ...]:
+    """The ranking of an answer, as the shown symbols best first, or BadAnswer if it misses,
+    repeats or invents a symbol (spaces and letter case are forgiven)."""
+    data = _json_object(content)
+    if "ranking" not in data:
+        raise BadAnswer("had no 'ranking'")
+    ranking = data["ranking"]
+    if not isinstance(ranking, list) or not all(isinstance(x, str) for x in ranking):
+        raise BadAnswer("had a ranking that is not a list of market symbols")
+    by_name = {s.casefold(): s for s in shown}
+    canonical = [by_name.get(x.strip().casefold()) for x in ranking]
+    invented = [x for x, c in zip(ranking, canonical) if c is None]
+    if invented:
+        raise BadAnswer(f"ranked a market that was not shown ({invented[0][:40]!r})")
+    repeated = sorted({c for c in canonical if canonical.count(c) > 1})
+    if repeated:
+        raise BadAnswer(f"ranked {repeated[0]} more than once")
+    missing = [s for s in shown if s not in canonical]
+    if missing:
+        raise BadAnswer(f"left out {len(missing)} of the {len(shown)} markets shown ({missing[0]})")
+    return tuple(canonical)  # type: ignore[arg-type]
+
+
+def _json_object(content: str | None) -> dict[str, Any]:
+    if content is None or not content.strip():
+        raise BadAnswer("was empty")
+    text = content.strip()
+    if text.startswith("```"):  # some servers wrap JSON in a Markdown fence
+        text = text.strip("`").removeprefix("json").strip()
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        raise BadAnswer("was not valid JSON") from None
+    if not isinstance(data, dict):
+        raise BadAnswer("was JSON but not an object")
+    return data
 
 
 def retry_after_seconds(headers: Mapping[str, str] | None, *, now: float) -> float | None:
@@ -300,9 +378,19 @@ class _Fault:
     retry_after: float | None = None
 
 
+@dataclass(frozen=True)
+class _Task:
+    """How to read one request's answer: `parse` (content -> value, or BadAnswer), `encode`
+    (value -> the JSON object cached), and a label for log lines."""
+
+    label: str
+    parse: Callable[[str | None], Any]
+    encode: Callable[[Any], dict[str, Any]]
+
+
 @dataclass
 class _Outcome:
-    verdict: tuple[str, float] | None = None
+    verdict: Any = None
     cached: bool = False
     fault: _Fault | None = None
     attempts: int = 0
@@ -389,17 +477,12 @@ class LLMJudge:
             prepared.setdefault(key, (request, messages, response_format))
             keys.append(key)
 
-        stop = threading.Event()  # set on a settings error: no point asking the rest
-        outcomes: dict[str, _Outcome] = {}
-        if prepared:
-            workers = min(self._max_concurrency, len(prepared))
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llm-judge") as pool:
-                futures = {
-                    key: pool.submit(self._judge_one, key, request, messages, response_format, model, stop)
-                    for key, (request, messages, response_format) in prepared.items()
-                }
-                # Wait for every comparison before raising anything (a bug re-raises here too).
-                outcomes = {key: future.result() for key, future in futures.items()}
+        outcomes = self._ask_all({
+            key: (_Task(f"{request.first} vs {request.second}",
+                        lambda content, r=request: parse_verdict(content, r.first, r.second),
+                        lambda verdict: {"winner": verdict[0], "confidence": verdict[1]}),
+                  messages, response_format)
+            for key, (request, messages, response_format) in prepared.items()}, model)
 
         stats = JudgeStats()
         for outcome in outcomes.values():
@@ -419,17 +502,63 @@ class LLMJudge:
             raise self._unavailable([outcomes[k] for k in failed_keys], len(requests), stats)
         return verdicts, stats
 
+    def rank_many(self, requests: list[ListRequest], *, model: str) -> tuple[list[ListVerdict], JudgeStats]:
+        """One listwise order per request, in order, and what the calls cost; faults, retries,
+        cache and `LLMJudgeUnavailable` exactly as in `compare_many`. A ranking that misses,
+        repeats or invents a symbol is a malformed answer (retried, and its call counted)."""
+        prepared: dict[str, tuple[_Task, list[dict[str, str]], dict[str, Any]]] = {}
+        keys: list[str] = []
+        for request in requests:
+            if len(request.shown) < 2 or len(set(request.shown)) != len(request.shown):
+                raise ValueError(f"a listwise request needs two or more distinct markets, got {request.shown}")
+            if len(request.summaries) != len(request.shown):
+                raise ValueError("a listwise request needs one summary per market shown")
+            messages, response_format = build_list_messages(request), build_list_response_format(request)
+            key = cache_key(model, messages, response_format)
+            task = _Task(f"an order of {len(request.shown)} ({request.shown[0]}, ...)",
+                         lambda content, shown=request.shown: parse_ranking(content, shown),
+                         lambda ranking: {"ranking": list(ranking)})
+            prepared.setdefault(key, (task, messages, response_format))
+            keys.append(key)
+        outcomes = self._ask_all(prepared, model)
+        stats = JudgeStats()
+        for outcome in outcomes.values():
+            stats.add(outcome.stats)
+        verdicts = [ListVerdict(r.shown, outcomes[k].verdict, model, outcomes[k].cached)
+                    for r, k in zip(requests, keys) if outcomes[k].verdict is not None]
+        failed_keys = [k for k in keys if outcomes[k].verdict is None]
+        stats.failures = len(failed_keys)
+        self.last_stats = stats
+        if failed_keys:
+            raise self._unavailable([outcomes[k] for k in failed_keys], len(requests), stats)
+        return verdicts, stats
+
+    def _ask_all(self, prepared: dict[str, tuple[_Task, list[dict[str, str]], dict[str, Any]]],
+                 model: str) -> dict[str, _Outcome]:
+        """Ask every prepared request (keyed by cache key) concurrently; wait for all of them."""
+        stop = threading.Event()  # set on a settings error: no point asking the rest
+        if not prepared:
+            return {}
+        workers = min(self._max_concurrency, len(prepared))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llm-judge") as pool:
+            futures = {
+                key: pool.submit(self._judge_one, key, task, messages, response_format, model, stop)
+                for key, (task, messages, response_format) in prepared.items()
+            }
+            # Wait for every request before raising anything (a bug re-raises here too).
+            return {key: future.result() for key, future in futures.items()}
+
     def _judge_one(
         self,
         key: str,
-        request: PairRequest,
+        task: _Task,
         messages: list[dict[str, str]],
         response_format: dict[str, Any],
         model: str,
         stop: threading.Event,
     ) -> _Outcome:
         outcome = _Outcome()
-        cached = self._cache_get(key, request)
+        cached = self._cache_get(key, task)
         if cached is not None:
             outcome.verdict, outcome.cached = cached, True
             outcome.stats.cache_hits = 1
@@ -453,31 +582,31 @@ class LLMJudge:
                 outcome.stats.prompt_tokens += getattr(usage, "prompt_tokens", 0) or 0
                 outcome.stats.completion_tokens += getattr(usage, "completion_tokens", 0) or 0
                 try:
-                    outcome.verdict = parse_verdict(_content(response), request.first, request.second)
+                    outcome.verdict = task.parse(_content(response))
                 except BadAnswer as bad:
                     fault = _Fault(
                         f"the LLM's answer {bad}", f"the LLM kept giving unusable answers (the last one {bad})", True
                     )
                 else:
                     outcome.fault = None
-                    self._cache_set(key, outcome.verdict)
+                    self._cache_set(key, task.encode(outcome.verdict))
                     return outcome
             outcome.fault = fault
             if not fault.retryable:
-                logger.error("LLM judge gave up on %s vs %s: %s", request.first, request.second, fault.once)
+                logger.error("LLM judge gave up on %s: %s", task.label, fault.once)
                 stop.set()
                 return outcome
             if attempt == self._max_retries:
                 break
             delay = self._retry_delay(attempt, fault)
             logger.warning(
-                "LLM judge retry %d/%d for %s vs %s in %.2fs: %s",
-                attempt + 1, self._max_retries, request.first, request.second, delay, fault.once,
+                "LLM judge retry %d/%d for %s in %.2fs: %s",
+                attempt + 1, self._max_retries, task.label, delay, fault.once,
             )  # fmt: skip
             self._sleep(delay)
         logger.warning(
-            "LLM judge failed %s vs %s after %d attempts: %s",
-            request.first, request.second, outcome.attempts, outcome.fault.once if outcome.fault else "?",
+            "LLM judge failed %s after %d attempts: %s",
+            task.label, outcome.attempts, outcome.fault.once if outcome.fault else "?",
         )  # fmt: skip
         return outcome
 
@@ -570,7 +699,7 @@ class LLMJudge:
                 reason += f"; the {answered} answered are saved and will not be asked again"
         return LLMJudgeUnavailable(self._redact(reason) + ".", retryable=True, stats=stats)
 
-    def _cache_get(self, key: str, request: PairRequest) -> tuple[str, float] | None:
+    def _cache_get(self, key: str, task: _Task) -> Any:
         try:
             value = self._cache.get(key)
         except Exception:  # a cache outage costs money, not correctness
@@ -579,15 +708,14 @@ class LLMJudge:
         if value is None:
             return None
         try:
-            return parse_verdict(value, request.first, request.second)
+            return task.parse(value)
         except BadAnswer:
-            logger.warning("LLM judge ignored an unreadable cached answer for %s vs %s", request.first, request.second)
+            logger.warning("LLM judge ignored an unreadable cached answer for %s", task.label)
             return None
 
-    def _cache_set(self, key: str, verdict: tuple[str, float]) -> None:
-        winner, confidence = verdict
+    def _cache_set(self, key: str, answer: dict[str, Any]) -> None:
         try:
-            self._cache.set(key, json.dumps({"winner": winner, "confidence": confidence}))
+            self._cache.set(key, json.dumps(answer))
         except Exception:  # the answer is still returned; only a resumed step would pay again
             logger.warning("LLM judge cache write failed", exc_info=True)
 

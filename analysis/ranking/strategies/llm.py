@@ -1,5 +1,10 @@
-"""The `llm` strategy: an LLM judge compares pairs of markets for the trader's question; a
-Bradley–Terry model of the comparisons gives the top K and its confidence.
+"""The `llm` strategy: an LLM judge orders markets for the trader's question; a Plackett–Luce
+model of its answers (analysis/ranking/plackett_luce.py) gives the top K and its confidence.
+
+Each call shows `config.list_size` markets (LLM_LIST_SIZE, default 10) and asks for their full
+order (listwise). With list_size 2 the strategy asks one pair per call and fits the pairwise
+Bradley–Terry model (analysis/ranking/bradley_terry.py), as it did before listwise calls existed; an
+analysis keeps the list size it started with.
 
 Steps: step 1 turns each market's indicator snapshot into a one-line summary; every later step
 refits the model from the append-only comparison log in the state (so a replayed step is
@@ -11,11 +16,12 @@ refine that switches to OPENAI_REFINE_MODEL continues the same log.
 
 import zlib
 
+from analysis.ranking import plackett_luce
 from analysis.ranking.bradley_terry import (Comparison, choose_pairs, default_budget, estimate_top_k,
-                                     ordered_pairs, stop_reason)
+                                            ordered_pairs, stop_reason)
 from analysis.markets.indicators import indicator_frame, snapshot_at
 from analysis.models import RankingConfig, StepOutcome
-from analysis.ranking.llm_judge import PairRequest
+from analysis.ranking.llm_judge import ListRequest, PairRequest
 from analysis.ranking.strategies.base import StepInput, target_not_reached
 
 SUMMARY_SHARE = 0.05  # of the progress bar
@@ -33,6 +39,16 @@ def market_summary(snapshot: dict[str, float]) -> str:
 
 def comparisons(state: dict) -> list[Comparison]:
     return [Comparison(first, second, winner, model) for first, second, winner, model in state["log"]]
+
+
+def orders(state: dict) -> list[plackett_luce.Order]:
+    """The log as listwise orders; a pair [first, second, winner, model] is an order of two."""
+    return [plackett_luce.Order(tuple(e["shown"]), tuple(e["ranking"]), e["model"]) if isinstance(e, dict)
+            else plackett_luce.Order.from_comparison(Comparison(*e)) for e in state["log"]]
+
+
+def listwise(state: dict) -> bool:
+    return state.get("list_size", 2) > 2
 
 
 def step_seed(config: RankingConfig, log_length: int) -> int:
@@ -55,8 +71,11 @@ class LLMStrategy:
     name = "llm"
 
     def initial_state(self, config: RankingConfig, markets: list[str]) -> dict:
+        list_size = min(config.list_size, len(markets))
+        budget = (plackett_luce.default_budget(len(markets), list_size) if list_size > 2
+                  else default_budget(len(markets), config.top_k))
         return {"markets": markets, "phase": "summaries", "summaries": {}, "snapshots": {},
-                "log": [], "budget": default_budget(len(markets), config.top_k),
+                "log": [], "budget": budget, "list_size": list_size,
                 "target_seen": config.target_confidence}
 
     def step(self, inp: StepInput) -> StepOutcome:
@@ -65,10 +84,13 @@ class LLMStrategy:
             return self._summarise(inp, state)
         estimate = self._estimate(inp, state)
         if inp.target > state["target_seen"] + 1e-9:
-            # Refined: a higher target earns half a budget more comparisons.
+            # Refined: a higher target earns half a budget more calls.
             n = len(state["markets"])
-            state["budget"] = min(state["budget"] + default_budget(n, inp.config.top_k) // 2,
-                                  ordered_pairs(n))
+            if listwise(state):
+                state["budget"] += plackett_luce.default_budget(n, state["list_size"]) // 2
+            else:
+                state["budget"] = min(state["budget"] + default_budget(n, inp.config.top_k) // 2,
+                                      ordered_pairs(n))
             state["target_seen"] = inp.target
             state["before_refine"] = {"top": sorted(estimate.top_k),
                                       "confidence": round(estimate.expected_precision, 6)}
@@ -84,15 +106,23 @@ class LLMStrategy:
         return StepOutcome(state=state, progress=SUMMARY_SHARE, confidence=0.0, done=False, result=[])
 
     def _estimate(self, inp: StepInput, state: dict):
+        if listwise(state):
+            return plackett_luce.estimate_top_k(state["markets"], orders(state), inp.config.top_k,
+                                                seed=step_seed(inp.config, len(state["log"])))
         return estimate_top_k(state["markets"], comparisons(state), inp.config.top_k,
                               seed=step_seed(inp.config, len(state["log"])))
 
     @staticmethod
     def _should_stop(estimate, state: dict, target: float) -> bool:
         # The same rule the simulation in `make bench-ranking` stops by.
+        if listwise(state):
+            return plackett_luce.stop_reason(estimate, len(state["log"]), target=target,
+                                             budget=state["budget"]) is not None
         return stop_reason(estimate, len(state["log"]), target=target, budget=state["budget"]) is not None
 
     def _compare_batch(self, inp: StepInput, state: dict, estimate) -> None:
+        if listwise(state):
+            return self._rank_batch(inp, state, estimate)
         room = state["budget"] - len(state["log"])
         pairs = choose_pairs(state["markets"], comparisons(state), inp.config.top_k,
                              min(inp.config.batch_size, room),
@@ -107,6 +137,23 @@ class LLMStrategy:
         # What the calls cost is counted in the gist by the step runner (Gist.spend).
         verdicts, _ = inp.judge.compare_many(requests, model=inp.model)
         state["log"] = state["log"] + [[v.first, v.second, v.winner, v.model] for v in verdicts]
+
+    def _rank_batch(self, inp: StepInput, state: dict, estimate) -> None:
+        markets, size = state["markets"], state["list_size"]
+        calls = min(plackett_luce.calls_per_round(len(markets), size, inp.config.batch_size),
+                    state["budget"] - len(state["log"]))
+        sets = plackett_luce.choose_sets(markets, orders(state), inp.config.top_k, size, calls,
+                                         seed=step_seed(inp.config, len(state["log"])),
+                                         estimate=estimate)
+        if not sets:  # no display order left that was not shown (only with very few markets)
+            state["budget"] = len(state["log"])
+            return
+        summaries = state["summaries"]
+        requests = [ListRequest(shown=shown, summaries=tuple(summaries[s] for s in shown),
+                                question=inp.config.prompt) for shown in sets]
+        verdicts, _ = inp.judge.rank_many(requests, model=inp.model)
+        state["log"] = state["log"] + [{"shown": list(v.shown), "ranking": list(v.ranking), "model": v.model}
+                                       for v in verdicts]
 
     def _outcome(self, inp: StepInput, state: dict, estimate) -> StepOutcome:
         confidence = round(estimate.expected_precision, 6)
@@ -124,7 +171,8 @@ class LLMStrategy:
         if done:
             note = target_not_reached(confidence, inp.target)
             if note:
-                note += f" after {len(state['log'])} comparisons (budget)"
+                unit = "LLM calls" if listwise(state) else "comparisons"
+                note += f" after {len(state['log'])} {unit} (budget)"
             note = "; ".join(n for n in (less_settled(state, estimate, confidence), note) if n)
         return StepOutcome(state=state, progress=1.0 if done else min(progress, 0.99),
                            confidence=confidence, done=done, result=result, note=note)

@@ -47,7 +47,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from analysis.bradley_terry import (SCALE_GRID, Comparison, _best_set, _log_scale_prior,
+from analysis.ranking.bradley_terry import (SCALE_GRID, Comparison, _best_set, _log_scale_prior,
                                      _logsumexp, _top_k_membership)
 
 DEFAULT_SAMPLES = 2000
