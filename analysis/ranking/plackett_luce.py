@@ -15,9 +15,12 @@ The model
 The fit (pure numpy, deterministic)
     For each scale on the grid a Laplace approximation (Newton's method to the mode; the
     log-likelihood is concave) gives a Gaussian and its evidence. Draws from the evidence-
-    weighted mixture of those Gaussians, widened by PROPOSAL_WIDENING, are importance-weighted
-    by the exact posterior. While the effective sample size (ESS) is below half the draws, more
-    rounds are added (at most MAX_DRAW_ROUNDS). The ESS is reported with the estimate and
+    weighted mixture of those Gaussians are importance-weighted by the exact posterior. A sharp
+    judge makes the posterior skewed (the market always picked first is bounded on one side
+    only), which the Laplace fit misses, so while the effective sample size (ESS) is below half
+    the draws another round is drawn from a Gaussian with the weighted draws' mean and
+    covariance (adaptive importance sampling, at most MAX_DRAW_ROUNDS rounds; every draw is
+    weighted against the equal mixture of the rounds' proposals). The ESS is reported with the estimate and
     `stop_reason` will not stop on a posterior of fewer than MIN_EFFECTIVE_DRAWS effective draws:
     with too few effective draws the confidence jitters, and a run that stops the first time it
     crosses the target stops on that noise.
@@ -54,7 +57,6 @@ DEFAULT_SAMPLES = 2000
 MAX_DRAW_ROUNDS = 5
 MIN_EFFECTIVE_DRAWS = 400
 BIAS_PRIOR_SD = 1.0
-PROPOSAL_WIDENING = 1.15  # proposal sd / Laplace sd: heavier tails keep the weights even
 NEGLIGIBLE_LOG_EVIDENCE = 25.0
 FLOOR_WEIGHT = 0.01
 BUDGET_PAIRS_PER_MARKET = 10  # the pairwise budget (10 comparisons per market), in pair-equivalents
@@ -362,44 +364,60 @@ def _posterior(symbols: tuple[str, ...], orders: tuple[Order, ...], seed: int,
     share = np.exp(log_evidence - log_evidence.max())
     share[share < 1e-12] = 0.0
     share /= share.sum()
+    laplace = [(f.mean, f.cholesky, w) for f, w in zip(fits, share) if w > 0]
 
+    # Adaptive importance sampling: round 1 draws from the Laplace mixture; each later round from
+    # a Gaussian with the weighted mean and covariance of all draws so far. All draws
+    # are weighted against the equal mixture of the rounds' proposals (deterministic mixture
+    # weights), so an early round's draws stay valid and the first proposal keeps the tails.
     rng = np.random.default_rng([seed, len(orders), 1])
-    draws_rounds, log_weight_rounds = [], []
+    proposals = [laplace]
+    draws = np.empty((0, data.dim))
+    log_target = np.empty(0)
     for _ in range(MAX_DRAW_ROUNDS):
-        draws = _draw(fits, share, samples, rng)
-        log_target = _log_likelihood(draws, data) + _log_prior(draws, data)
-        draws_rounds.append(draws)
-        log_weight_rounds.append(log_target - _log_proposal(draws, fits, share))
-        log_weight = np.concatenate(log_weight_rounds)
+        new = _draw(proposals[-1], samples, rng)
+        draws = np.concatenate([draws, new])
+        log_target = np.concatenate([log_target, _log_likelihood(new, data) + _log_prior(new, data)])
+        log_proposal = _logsumexp(np.stack([_log_density(draws, p) for p in proposals]), axis=0)
+        log_weight = log_target - log_proposal
         weights = np.exp(log_weight - log_weight.max())
         weights /= weights.sum()
         if 1.0 / np.sum(weights**2) >= samples / 2:
             break
-    draws = np.concatenate(draws_rounds)
+        proposals.append([_moment_fit(draws, weights)])
     draws.flags.writeable = False
     weights.flags.writeable = False
     return _Posterior(draws, weights)
 
 
-def _draw(fits: list[_Laplace], share: np.ndarray, size: int,
-          rng: np.random.Generator) -> np.ndarray:
-    component = rng.choice(len(fits), size=size, p=share)
-    noise = rng.standard_normal((size, len(fits[0].mean))) * PROPOSAL_WIDENING
+_Component = tuple[np.ndarray, np.ndarray, float]  # mean, Cholesky factor of the precision, weight
+
+
+def _moment_fit(draws: np.ndarray, weights: np.ndarray) -> _Component:
+    mean = weights @ draws
+    centred = draws - mean
+    covariance = (centred * weights[:, None]).T @ centred
+    covariance += 1e-6 * np.eye(len(mean))
+    return mean, np.linalg.cholesky(np.linalg.inv(covariance)), 1.0
+
+
+def _draw(components: list[_Component], size: int, rng: np.random.Generator) -> np.ndarray:
+    share = np.array([w for _, _, w in components])
+    component = rng.choice(len(components), size=size, p=share / share.sum())
+    noise = rng.standard_normal((size, len(components[0][0])))
     draws = np.empty_like(noise)
-    for j, fit in enumerate(fits):
+    for j, (mean, cholesky, _) in enumerate(components):
         rows = component == j
         if rows.any():
-            draws[rows] = fit.mean + np.linalg.solve(fit.cholesky.T, noise[rows].T).T
+            # mean + L^-T z has covariance (L L^T)^-1
+            draws[rows] = mean + np.linalg.solve(cholesky.T, noise[rows].T).T
     return draws
 
 
-def _log_proposal(draws: np.ndarray, fits: list[_Laplace], share: np.ndarray) -> np.ndarray:
+def _log_density(draws: np.ndarray, components: list[_Component]) -> np.ndarray:
     dim = draws.shape[1]
-    parts = []
-    for fit, weight in zip(fits, share):
-        if weight > 0:
-            white = (draws - fit.mean) @ fit.cholesky / PROPOSAL_WIDENING
-            parts.append(math.log(weight) - 0.5 * dim * math.log(2 * math.pi)
-                         + np.sum(np.log(np.diag(fit.cholesky))) - dim * math.log(PROPOSAL_WIDENING)
-                         - 0.5 * np.sum(white**2, axis=1))
+    total = sum(w for _, _, w in components)
+    parts = [math.log(w / total) - 0.5 * dim * math.log(2 * math.pi) + np.sum(np.log(np.diag(chol)))
+             - 0.5 * np.sum(((draws - mean) @ chol) ** 2, axis=1)
+             for mean, chol, w in components]
     return _logsumexp(np.stack(parts), axis=0)
