@@ -438,14 +438,14 @@ def _error(
     return web.json_response(payload, status=status, headers=dict(headers or {}))
 
 
-def _count_tokens(text: str) -> int:
+def count_tokens(text: str) -> int:
     # A rough, deterministic stand-in for a tokenizer: about four characters per token.
     return max(1, math.ceil(len(text) / 4))
 
 
 def _completion(model: str, messages: list[dict[str, Any]], content: str) -> dict[str, Any]:
-    prompt_tokens = sum(_count_tokens(str(m.get("content", ""))) for m in messages)
-    completion_tokens = _count_tokens(content)
+    prompt_tokens = sum(count_tokens(str(m.get("content", ""))) for m in messages)
+    completion_tokens = count_tokens(content)
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
         "object": "chat.completion",
