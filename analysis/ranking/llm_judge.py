@@ -1,7 +1,24 @@
-"""The LLM judge: compares two markets for a trader through any OpenAI-compatible chat endpoint.
+"""The LLM judge: orders markets for a trader through any OpenAI-compatible chat endpoint.
 
-Contract (what a self-hosted server must support)
--------------------------------------------------
+Listwise contract (`rank_many`, the default: LLM_LIST_SIZE markets per call)
+------------------------------------------------------------------------------
+One call shows m markets, each by its exact symbol with its indicator summary, in the display
+order the strategy chose ("Market 1: <SYMBOL>\nIndicators: ..."), and asks for their full
+order. The request has the system prompt LIST_SYSTEM_PROMPT and::
+
+    "response_format": {"type": "json_schema", "json_schema": {"name": "market_order", "strict": true,
+        "schema": {"type": "object",
+                   "properties": {"ranking": {"type": "array",
+                                              "items": {"type": "string", "enum": [<the shown symbols>]}}},
+                   "required": ["ranking"], "additionalProperties": false}}}
+
+The answer `{"ranking": ["<SYMBOL>", ...]}` names every shown symbol exactly once, best first
+(spaces and letter case forgiven). A ranking that misses, repeats or invents a symbol is an
+unusable answer: retried like malformed JSON, and its call counted. Cache, retries, faults and
+spend are those of the pairwise contract below.
+
+Pairwise contract (`compare_many`, LLM_LIST_SIZE=2)
+---------------------------------------------------
 One pairwise comparison is one chat completion call, `POST {base_url}/chat/completions`, with
 `Authorization: Bearer <OPENAI_API_KEY>` and this body::
 
