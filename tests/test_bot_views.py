@@ -222,3 +222,11 @@ def test_no_token_explains_botfather_and_exits_zero():
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "@BotFather" in done.stdout and "/newbot" in done.stdout and "worker" in done.stdout
+
+
+def test_a_listwise_llm_card_counts_orders_not_comparisons():
+    order = {"shown": ["ETH/USDT", "BTC/USDT", "SOL/USDT"], "ranking": ["BTC/USDT", "ETH/USDT", "SOL/USDT"],
+             "model": "m"}
+    state = {"log": [order] * 7, "list_size": 3, "estimate": {"p_exact": 0.5}}
+    text = views.card_text(gist(state=state, spend={"calls": 8, "retries": 1, "prompt_tokens": 9000}))
+    assert "7 orders of 3 · 8 LLM calls (1 retries) · 9,000 tokens · P(exactly the top 3) 0.50" in text
