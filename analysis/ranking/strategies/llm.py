@@ -7,11 +7,12 @@ Bradley–Terry model (analysis/ranking/bradley_terry.py), as it did before list
 analysis keeps the list size it started with.
 
 Steps: step 1 turns each market's indicator snapshot into a one-line summary; every later step
-refits the model from the append-only comparison log in the state (so a replayed step is
-identical), stops when the confidence (expected precision@K, see analysis/ranking/bradley_terry.py)
-reaches the target or the comparison budget is spent, and otherwise asks the judge one batch of
-pairs chosen near the top-K boundary. Each comparison is tagged with the model that made it, so a
-refine that switches to OPENAI_REFINE_MODEL continues the same log.
+refits the model from the append-only log in the state (orders as {"shown", "ranking", "model"};
+pairs as [first, second, winner, model]), so a replayed step is identical and chooses the same
+next sets; it stops when the confidence (expected precision@K) reaches the target or the budget
+of calls is spent, and otherwise sends one round of calls: sets near the K-th place (listwise)
+or pairs near the top-K boundary. Each answer is tagged with the model that gave it, so a refine
+that switches to OPENAI_REFINE_MODEL continues the same log.
 """
 
 import zlib
