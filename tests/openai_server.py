@@ -107,6 +107,7 @@ class _Fault:
     retry_after: float | str | None = None
     seconds: float = 0.0
     answer: dict[str, Any] | None = None
+    after: int = 0  # applies only once more than this many chat requests have arrived
 
 
 @dataclass
@@ -263,9 +264,12 @@ class OpenAIServer:
         """
         self._add(_Fault("status", n, symbol, status=status, retry_after=retry_after))
 
-    def fail_always(self, status: int = 500, retry_after: float | str | None = None, *, symbol: str | None = None) -> None:
-        """Every chat request (mentioning `symbol`, if given) gets HTTP `status`, until `clear_faults()`."""
-        self._add(_Fault("status", math.inf, symbol, status=status, retry_after=retry_after))
+    def fail_always(self, status: int = 500, retry_after: float | str | None = None, *, symbol: str | None = None,
+                    after: int = 0) -> None:
+        """Every chat request (mentioning `symbol`, if given) gets HTTP `status`, until `clear_faults()`;
+        with `after`, only once the server has answered that many chat requests (an outage that
+        begins mid-analysis, with no race against the analysis)."""
+        self._add(_Fault("status", math.inf, symbol, status=status, retry_after=retry_after, after=after))
 
     def delay_next(self, n: int, seconds: float, *, symbol: str | None = None) -> None:
         """The next `n` chat requests are answered normally, but only after `seconds`."""
@@ -311,7 +315,10 @@ class OpenAIServer:
 
     def _take_fault(self, text: str) -> _Fault | None:
         with self._lock:
+            arrived = len(self._requests)  # the current request is recorded already
             for fault in self._faults:
+                if arrived <= fault.after:
+                    continue
                 if fault.remaining > 0 and (fault.symbol is None or fault.symbol in text):
                     fault.remaining -= 1
                     return fault

@@ -91,10 +91,8 @@ def test_429_500_timeouts_and_malformed_answers_are_survived(service, llm_factor
 def test_a_judge_that_keeps_failing_pauses_with_a_reason_and_resume_loses_nothing(
         service, llm_factory, actor, judge_server):
     config = llm_config(llm_factory, "outage, case 3")
+    judge_server.fail_always(status=503, after=first_batch(config))  # the outage begins after one batch
     gist = service.start(config, actor)
-    wait_until(lambda: len(service.store.load(gist.id).state.get("log", [])) >= first_batch(config),
-               message="a first batch of comparisons")
-    judge_server.fail_always(status=503)
     paused = wait_for_status(service, gist.id, actor, ["PAUSED", "COMPLETED"], timeout=60)
     assert paused.status == Status.PAUSED, "the judge outage should pause the analysis"
     assert "503" in paused.reason
