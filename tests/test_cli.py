@@ -81,7 +81,8 @@ def test_an_llm_analysis_from_the_cli_reports_its_comparisons_and_what_they_cost
     assert done.returncode == 0, done.stderr
     analysis_id = done.stdout.splitlines()[0]
     calls = llm_server.calls
-    assert f"llm judge: {calls} comparisons · {calls} LLM calls" in done.stdout
+    # Listwise by default (LLM_LIST_SIZE 10, so all six markets in each call): orders of 6.
+    assert f"llm judge: {calls} orders of 6 · {calls} LLM calls" in done.stdout
     assert "P(exactly the top 2)" in done.stdout
     table = done.stdout.split("rank  symbol")[1].strip().splitlines()[1:]
     assert {row.split()[1] for row in table} == set(symbols[:2])
