@@ -13,6 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+import redis
+
+from analysis.engine import watch
 from analysis.engine.store import AnalysisStore, ScriptAnswer
 from analysis.errors import InvalidConfig, LimitReached, NotAllowed, NotFound, quoted
 from analysis.markets.registry import provider_from_spec
@@ -52,10 +55,12 @@ def new_chain_token() -> str:
 
 class AnalysisService:
     def __init__(self, store: AnalysisStore, dispatcher: StepDispatcher, *,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time,
+                 pending_steps: watch.PendingSteps = watch.no_broker):
         self.store = store
         self.dispatcher = dispatcher
         self.clock = clock
+        self.pending_steps = pending_steps  # the broker's view, for `stuck` (tasks/ops.py)
 
     # --- starting and reading -----------------------------------------------------------------
     def start(self, config: RankingConfig, actor: Actor, *, schedule: str = "",
@@ -64,13 +69,22 @@ class AnalysisService:
         `schedule_prev` that schedule's previous completed run (its changes are against it)."""
         analysis_id, chain = new_analysis_id(), new_chain_token()
         demo = provider_from_spec(config.data_source).is_demo
-        answer = self.store.create(analysis_id, actor.user_id, config, chain=chain, demo=demo,
-                                   model="", now=self.clock(), schedule=schedule,
-                                   schedule_prev=schedule_prev)
+        try:
+            # A schedule's runs are bounded by the schedule (its own limits), not the hourly quota.
+            answer = self.store.create(analysis_id, actor.user_id, config, chain=chain, demo=demo,
+                                       model="", now=self.clock(), schedule=schedule,
+                                       schedule_prev=schedule_prev, hourly_quota=not schedule)
+        except redis.OutOfMemoryError:
+            logger.error("[%s] not started: Redis is at its memory limit", analysis_id)
+            raise LimitReached("storage is full: no new analysis can start now; the admins "
+                               "are told, try again later") from None
+        settings = self.store.settings
         if answer.code == "limit":
-            limit = self.store.settings.max_active_per_user
             raise LimitReached(f"you already have {answer.values[0]} analyses running; the limit "
-                               f"is {limit}: cancel one or wait for it to finish")
+                               f"is {settings.max_active_per_user}: cancel one or wait for it to finish")
+        if answer.code == "quota":
+            raise LimitReached(f"you started {answer.values[0]} analyses in the last hour; the "
+                               f"limit is {settings.max_starts_per_hour} an hour: try again later")
         self._enqueue(analysis_id, chain, 0)
         return self.store.load(analysis_id)
 
@@ -138,6 +152,10 @@ class AnalysisService:
         generation = gist.refine_gen if generation is None else generation
         if isinstance(generation, bool) or not isinstance(generation, int):
             raise InvalidConfig(f"a refine generation is a whole number, not {quoted(generation)}")
+        if gist.status == Status.COMPLETED and not self.store.has_snapshot(gist.id):
+            days = self.store.settings.refine_window_s / 86400
+            raise LimitReached(f"this analysis finished too long ago to refine (its candles are "
+                               f"kept {days:g} days after it completes): start a new one")
         chain = new_chain_token()
         answer = self.store.refine(gist.id, gist.owner, generation=generation, new_chain=chain,
                                    step=REFINE_STEP, cap=REFINE_CAP,
@@ -172,29 +190,27 @@ class AnalysisService:
         })
 
     # --- for admins -------------------------------------------------------------------------
-    def stuck(self, grace_s: float | None = None) -> list[Gist]:
-        """Analyses that should be running but hold no lease and made no progress lately."""
-        grace_s = self.store.settings.watchdog_grace_s if grace_s is None else grace_s
-        now = self.clock()
-        found = []
-        for analysis_id in self.store.all_ids():
-            gist = self.store.load(analysis_id)
-            if gist is None or gist.status not in (Status.RUNNING, Status.PENDING):
-                if gist is not None and gist.status == Status.PAUSED and gist.reason.startswith(("stuck", "control expired")):
-                    found.append(gist)
-                continue
-            if self.store.lease_holder(analysis_id) is None and now - gist.last_progress_at > grace_s:
-                found.append(gist)
-        return found
+    def stuck(self) -> list[Gist]:
+        """Analyses the watchdog's rule calls stuck (analysis.engine.watch): should run, hold no
+        lease, their next step is not waiting in the broker and nothing moved for the grace
+        period; or paused because the watchdog gave up or their control key expired."""
+        verdicts = watch.check_live(self.store, self.pending_steps, self.clock(), act=False)
+        gists = (self.store.load(i) for i in watch.stuck(verdicts))
+        return [g for g in gists if g is not None]
 
     def recent_failures(self, limit: int = 20) -> list[dict]:
         """The latest failed or paused-by-error steps, newest first, for admins."""
         return self.store.recent_failures(limit)
 
     def overview(self) -> Counter:
-        """Analyses by status (the most recent 1000)."""
-        gists = (self.store.load(i) for i in self.store.all_ids())
-        return Counter(g.status.value for g in gists if g is not None)
+        """Live analyses (not final) by status: every one, from the live index."""
+        key = self.store.keys.gist
+        with self.store.redis.pipeline(transaction=False) as pipe:
+            for analysis_id in self.store.live_ids():
+                pipe.hget(key(analysis_id), "status")
+            statuses = pipe.execute()
+        return Counter(s.decode() for s in statuses
+                       if s is not None and not Status(s.decode()).is_final)
 
     # --- helpers ----------------------------------------------------------------------------
     def _enqueue(self, analysis_id: str, chain: str, seq: int) -> None:

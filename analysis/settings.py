@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     redis_url: str = ""
     redis_port: int = Field(6379, ge=1, le=65535)
     key_prefix: str = "mr:"
+    # Memory limit of the redis-server `make run` starts (with noeviction; see README).
+    redis_maxmemory: str = Field("512mb", pattern=r"^[0-9]+(kb|mb|gb)?$")
     visibility_timeout_s: int = Field(3600, ge=60)
     task_time_limit_s: int = Field(600, ge=10)
 
@@ -59,6 +61,9 @@ class Settings(BaseSettings):
     score_batch_size: int = Field(8, ge=1, le=100)
     score_views: int = Field(12, ge=2, le=200)
     max_active_per_user: int = Field(3, ge=1)
+    # Starts per user in any sliding hour, besides the active limit: with ALLOWED_USER_IDS empty
+    # any Telegram user may start analyses, and each start stores a gist for GIST_TTL_S.
+    max_starts_per_hour: int = Field(20, ge=1)
     max_prompt_chars: int = Field(500, ge=1)
 
     # --- Step protocol ----------------------------------------------------------------------
@@ -66,6 +71,10 @@ class Settings(BaseSettings):
     heartbeat_ms: int = Field(10_000, ge=100)
     control_ttl_s: int = Field(24 * 3600, ge=10)
     gist_ttl_s: int = Field(30 * 24 * 3600, ge=60)
+    # A finished analysis keeps its data snapshot this long after it completed, so it can still be
+    # refined; then only the gist, history and result stay (GIST_TTL_S). A cancelled or failed
+    # analysis cannot be refined and drops its snapshot at once.
+    refine_window_s: int = Field(7 * 24 * 3600, ge=60)
     events_maxlen: int = Field(10_000, ge=100)
     step_retries: int = Field(3, ge=0)
     step_retry_backoff_s: float = Field(1.0, ge=0)

@@ -222,6 +222,11 @@ class Stack:
 
     # beat and redis
     def start_beat(self) -> Beat:
+        """Beat and the watchdog's own worker (its queue only, one process), as in the Procfile."""
+        from tasks.celery_app import WATCHDOG_QUEUE
+
+        self.watchdog_worker = Worker(self.env, f"{self.name}-watchdog", concurrency=1,
+                                      log_dir=str(self.log_dir), queues=WATCHDOG_QUEUE).start()
         self.beat = Beat(self.env, self.log_dir).start()
         return self.beat
 
@@ -229,6 +234,9 @@ class Stack:
         if self.beat is not None:
             self.beat.stop()
             self.beat = None
+        if getattr(self, "watchdog_worker", None) is not None:
+            self.watchdog_worker.stop(10)
+            self.watchdog_worker = None
 
     def restart_redis(self, down_s: float = 1.0) -> tuple[float, float]:
         """Graceful restart (SIGTERM: the append-only file is complete); answers (down, up)."""

@@ -67,7 +67,9 @@ class BotServices:
     @classmethod
     def build(cls, settings: Settings, bot: Bot) -> BotServices:
         runtime = Runtime(settings)
-        service = AnalysisService(runtime.store, CeleryDispatcher())
+        ops = default_ops()
+        service = AnalysisService(runtime.store, CeleryDispatcher(),
+                                  pending_steps=ops.pending_steps_within(settings.watchdog_grace_s))
         async_redis = aioredis.Redis.from_url(settings.redis_url, decode_responses=True,
                                               health_check_interval=30)
         # One consumer group per bot (its id is the token's prefix): each bot sees every event.

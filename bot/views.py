@@ -197,10 +197,10 @@ def queues_text(depths: dict, overview: Counter) -> str:
     lines = ["<b>Queues</b>"]
     for name, depth in depths.items():
         lines.append(f"{escape(name)}: {depth.queued} queued · {depth.unacked} delivered, not yet acknowledged")
-    lines += ["", "<b>Analyses by status</b> (latest 1000)"]
+    lines += ["", "<b>Live analyses by status</b>"]
     order = [s.value for s in Status]
     counts = [f"{status_word(Status(s))}: {overview[s]}" for s in order if overview.get(s)]
-    lines.append(" · ".join(counts) if counts else "none yet")
+    lines.append(" · ".join(counts) if counts else "none")
     return "\n".join(lines)
 
 

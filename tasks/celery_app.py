@@ -8,6 +8,11 @@ from analysis.engine.keys import Keys
 from analysis.logging_setup import configure_logging
 from analysis.settings import Settings, get_settings
 
+STEP_QUEUE = "marketrank"
+# The watchdog's own queue, consumed by a worker that runs no steps (Procfile `watchdog`), so a
+# pass never waits behind a backlog of steps.
+WATCHDOG_QUEUE = "marketrank.watchdog"
+
 
 def closed_broker_channels_raise_connection_errors() -> None:
     """Keep workers alive across a Redis restart: work around a kombu 5.7 Redis transport bug
@@ -47,7 +52,8 @@ def make_celery(settings: Settings) -> Celery:
                  include=["tasks.steps", "tasks.watchdog", "tasks.schedule_tasks"])
     transport = {"visibility_timeout": settings.visibility_timeout_s}
     app.conf.update(
-        task_default_queue="marketrank",
+        task_default_queue=STEP_QUEUE,
+        task_routes={"marketrank.watchdog": {"queue": WATCHDOG_QUEUE}},
         task_acks_late=True,              # a step's message survives a worker killed mid-step
         task_reject_on_worker_lost=True,  # ... and goes back to the queue at once
         worker_prefetch_multiplier=1,     # no step waits behind another on a busy worker
@@ -64,7 +70,11 @@ def make_celery(settings: Settings) -> Celery:
         worker_hijack_root_logger=False,
         worker_cancel_long_running_tasks_on_connection_loss=False,
         beat_schedule={
-            "watchdog": {"task": "marketrank.watchdog", "schedule": settings.watchdog_interval_s},
+            # A pass no worker took within one interval expires: a stopped watchdog worker leaves
+            # no pile of passes to run when it is back, only messages it discards at once.
+            "watchdog": {"task": "marketrank.watchdog", "schedule": settings.watchdog_interval_s,
+                         "options": {"queue": WATCHDOG_QUEUE,
+                                     "expires": settings.watchdog_interval_s}},
         },
         **redbeat_config(settings),
     )

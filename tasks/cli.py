@@ -19,6 +19,7 @@ from analysis.service import Actor, AnalysisService
 from analysis.settings import get_settings
 from tasks import cli_schedule
 from tasks.dispatcher import CeleryDispatcher
+from tasks.ops import default_ops
 
 CLI_OWNER = "cli"
 # Exit codes, for scripts (also in --help and the README).
@@ -114,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = get_settings()
     runtime = Runtime(settings)
-    service = AnalysisService(runtime.store, CeleryDispatcher())
+    service = AnalysisService(runtime.store, CeleryDispatcher(),
+                              pending_steps=default_ops().pending_steps_within(settings.watchdog_grace_s))
     # The CLI is the operators' tool: it may act on any analysis.
     actor = Actor(getattr(args, "owner", CLI_OWNER), is_admin=True)
     try:

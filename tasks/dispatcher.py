@@ -11,6 +11,13 @@ INIT_TASK = "marketrank.init"
 RANK_STEP_TASK = "marketrank.rank_step"
 
 
+STEP_HEADER = "mr_step"
+
+
+def step_header(analysis_id: str, chain: str, seq: int) -> str:
+    return f"{analysis_id}:{chain}:{seq}"
+
+
 def step_argsrepr(analysis_id: str, chain: str, seq: int, label: str = "") -> str:
     return f"analysis={analysis_id} seq={seq} chain={chain[:8]}" + (f" {label}" if label else "")
 
@@ -24,6 +31,9 @@ class CeleryDispatcher:
         self.app, self.label = app, label
 
     def enqueue_step(self, analysis_id: str, chain: str, seq: int) -> None:
+        # The header names the step the message delivers, so the watchdog can tell a step that
+        # waits in the broker from a lost one without decoding bodies (tasks/ops.pending_steps).
         self.app.send_task(INIT_TASK if seq == 0 else RANK_STEP_TASK, args=(analysis_id, chain, seq),
                            argsrepr=step_argsrepr(analysis_id, chain, seq, self.label),
-                           headers={"sent_at": time.time()})
+                           headers={"sent_at": time.time(),
+                                    STEP_HEADER: step_header(analysis_id, chain, seq)})

@@ -5,15 +5,25 @@ them in a thread.
 """
 
 import json
+import re
 import time
+from collections import defaultdict
 from dataclasses import dataclass
 from functools import cached_property
 
 import redis
 from celery import Celery
 
-# The kombu Redis transport keeps messages delivered to a worker but not yet acknowledged here.
+from tasks.celery_app import STEP_QUEUE, WATCHDOG_QUEUE
+from tasks.dispatcher import STEP_HEADER
+
+# The kombu Redis transport keeps messages delivered to a worker but not yet acknowledged here,
+# with the time of delivery in the index.
 UNACKED_KEY = "unacked"
+UNACKED_INDEX_KEY = "unacked_index"
+# kombu's Redis lists of one queue, one per priority step (we send no priority: the first).
+PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
+_STEP_IN_MESSAGE = re.compile(rb'"' + STEP_HEADER.encode() + rb'":\s*"([^"]+)"')
 
 
 @dataclass(frozen=True)
@@ -30,17 +40,44 @@ class BrokerOps:
     def broker(self) -> redis.Redis:
         return redis.Redis.from_url(self.app.conf.broker_url)
 
-    @property
-    def queue(self) -> str:
-        return self.app.conf.task_default_queue
-
     def queue_depths(self) -> dict[str, QueueDepths]:
-        """Depth of each queue marketrank uses (one today: `marketrank`)."""
+        """Depth of each queue marketrank uses: the steps' and the watchdog's (delivered but not
+        acknowledged: all queues together, shown with the steps)."""
         with self.broker.pipeline(transaction=False) as pipe:
-            pipe.llen(self.queue)
+            pipe.llen(STEP_QUEUE)
+            pipe.llen(WATCHDOG_QUEUE)
             pipe.hlen(UNACKED_KEY)
-            queued, unacked = pipe.execute()
-        return {self.queue: QueueDepths(int(queued), int(unacked))}
+            steps, watchdog, unacked = pipe.execute()
+        return {STEP_QUEUE: QueueDepths(int(steps), int(unacked)),
+                WATCHDOG_QUEUE: QueueDepths(int(watchdog), 0)}
+
+    def pending_steps(self, delivered_within_s: float,
+                      now: float | None = None) -> dict[str, list[str]]:
+        """The steps the broker still holds, by analysis id, each 'chain:seq': every message
+        waiting in the steps' queue, and those delivered to a worker within `delivered_within_s`
+        and not yet acknowledged (a worker is about to take the lease). A message delivered
+        longer ago whose step holds no lease belongs to a worker that died: it is not pending
+        (the broker would give it back only after the visibility timeout)."""
+        now = time.time() if now is None else now
+        with self.broker.pipeline(transaction=False) as pipe:
+            for suffix in PRIORITY_SUFFIXES:
+                pipe.lrange(STEP_QUEUE + suffix, 0, -1)
+            pipe.zrangebyscore(UNACKED_INDEX_KEY, now - delivered_within_s, "+inf")
+            *lists, recent = pipe.execute()
+        messages = [m for rows in lists for m in rows]
+        if recent:
+            messages += [m for m in self.broker.hmget(UNACKED_KEY, recent) if m]
+        pending: dict[str, list[str]] = defaultdict(list)
+        for message in messages:
+            match = _STEP_IN_MESSAGE.search(message)
+            if match:
+                analysis_id, step = match.group(1).decode().split(":", 1)
+                pending[analysis_id].append(step)
+        return pending
+
+    def pending_steps_within(self, delivered_within_s: float):
+        """`pending_steps` as the service and the watchdog take it: a call without arguments."""
+        return lambda: self.pending_steps(delivered_within_s)
 
     def oldest_age_s(self, now: float | None = None) -> float | None:
         """How long the oldest queued step has waited (the `sent_at` header the dispatcher sets;

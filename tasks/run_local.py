@@ -45,13 +45,17 @@ def say(text: str) -> None:
 
 # Stop order (lowest first): nothing new is asked of the workers once bot and beat are gone;
 # the workers finish their steps while Redis and Flower still run; Redis goes last.
-STOP_STAGES = {"bot": 0, "beat": 0, "worker": 2, "flower": 3, "redis": 4}
+STOP_STAGES = {"bot": 0, "beat": 0, "worker": 2, "watchdog": 2, "flower": 3, "redis": 4}
 DEFAULT_STAGE = 1  # other helpers (e.g. a local Telegram server) stop after the bot
 
 
-def start_redis(supervisor: Supervisor, port: int, var_dir: Path) -> None:
+def start_redis(supervisor: Supervisor, port: int, var_dir: Path, maxmemory: str = "512mb") -> None:
     child = supervisor.start("redis", ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                                       "--dir", str(var_dir), "--appendonly", "yes"],
+                                       "--dir", str(var_dir), "--appendonly", "yes",
+                                       # noeviction: at the limit a write fails (the step pauses
+                                       # with "storage full") instead of Redis silently dropping
+                                       # keys, control keys and leases among them.
+                                       "--maxmemory", maxmemory, "--maxmemory-policy", "noeviction"],
                              log_path=var_dir / "redis.log", stage=STOP_STAGES["redis"], stop_timeout=30)
     say(f"started redis (pid {child.pid}) on port {port}  (log: {child.log_path})")
     url = f"redis://127.0.0.1:{port}/0"
@@ -178,11 +182,11 @@ def run_stack(args: argparse.Namespace, settings: Settings, supervisor: Supervis
     plan = plan_redis(settings.redis_url, settings.redis_url_explicit, settings.redis_port, var_dir)
     say(plan.note + (f" (data in {var_dir}, append-only)" if plan.start_on_port else ""))
     if plan.start_on_port is not None:
-        start_redis(supervisor, plan.start_on_port, var_dir)
+        start_redis(supervisor, plan.start_on_port, var_dir, settings.redis_maxmemory)
     os.environ["REDIS_URL"] = plan.url  # this process (the demo) and its children
     get_settings.cache_clear()
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    wanted = ["worker", "beat"]
+    wanted = ["worker", "watchdog", "beat"]
     if not args.once:
         try:
             check_flower_port(settings.flower_port)

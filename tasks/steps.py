@@ -1,8 +1,11 @@
 """INIT and RANKING: each task runs one step under the protocol and enqueues the next."""
 
 import logging
+import time
 
-from analysis.engine.step_runner import run_step
+import redis
+
+from analysis.engine.step_runner import run_step, storage_full
 from tasks.celery_app import app
 from tasks.dispatcher import INIT_TASK, RANK_STEP_TASK, CeleryDispatcher
 from tasks.runtime import get_runtime
@@ -12,9 +15,13 @@ _dispatcher = CeleryDispatcher(app)
 
 
 def _step(task, analysis_id: str, chain: str, seq: int) -> dict:
-    report = run_step(get_runtime(), analysis_id, chain, seq, worker=task.request.hostname or "")
+    rt = get_runtime()
+    report = run_step(rt, analysis_id, chain, seq, worker=task.request.hostname or "")
     if report.decision == "continue":
-        _dispatcher.enqueue_step(analysis_id, chain, seq + 1)
+        try:
+            _dispatcher.enqueue_step(analysis_id, chain, seq + 1)
+        except redis.OutOfMemoryError:  # the broker shares Redis: the next step has no room
+            report = storage_full(rt, analysis_id, chain, seq + 1, now=time.time())
     # The task-succeeded event carries this result, so Flower shows each step's progress.
     return {"decision": report.decision, "progress": report.progress,
             "confidence": report.confidence}

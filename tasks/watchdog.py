@@ -1,12 +1,14 @@
-"""The watchdog (Celery beat): re-enqueues the next step of analyses that should be running but
-hold no lease and made no progress within the grace period; gives up after bounded attempts."""
+"""The watchdog (Celery beat, on its own queue `marketrank.watchdog` consumed by a worker no step
+occupies): applies the one rule for stuck (`analysis.engine.watch`) to every live analysis,
+re-enqueues the next step of those whose step is lost, gives up after bounded attempts."""
 
 import logging
 import time
 
 from analysis.engine.runtime import Runtime
+from analysis.engine.watch import PendingSteps, check_live
 from analysis.service import StepDispatcher
-from tasks.celery_app import app
+from tasks.celery_app import WATCHDOG_QUEUE, app
 from tasks.dispatcher import CeleryDispatcher
 from tasks.runtime import get_runtime
 
@@ -14,26 +16,24 @@ logger = logging.getLogger(__name__)
 
 
 def watchdog_pass(now: float | None = None, *, rt: Runtime | None = None,
-                  dispatcher: StepDispatcher | None = None) -> dict[str, int]:
-    """One pass over recent analyses; answers how many were kicked, given up, expired.
-    Time, the runtime and the dispatcher are parameters so tests can drive a pass."""
+                  dispatcher: StepDispatcher | None = None,
+                  pending_steps: PendingSteps | None = None) -> dict[str, int]:
+    """One pass over every live analysis; answers how many were kicked, given up, expired, and
+    left alone because their step waits in the broker ('queued'). Time, the runtime, the
+    dispatcher and the broker view are parameters so tests can drive a pass."""
     rt = get_runtime() if rt is None else rt
     dispatcher = CeleryDispatcher() if dispatcher is None else dispatcher
+    if pending_steps is None:
+        from tasks.ops import default_ops
+        pending_steps = default_ops().pending_steps_within(rt.settings.watchdog_grace_s)
     now = time.time() if now is None else now
-    ids = rt.store.all_ids()
-    with rt.redis.pipeline(transaction=False) as pipe:
-        for analysis_id in ids:
-            pipe.hget(rt.keys.gist(analysis_id), "status")
-        statuses = pipe.execute()
-    counts = {"kick": 0, "gave_up": 0, "expired": 0}
-    for analysis_id, status in zip(ids, statuses):
-        if status not in (b"RUNNING", b"PENDING"):
-            continue
-        answer = rt.store.watchdog_check(analysis_id, now=now)
+    counts = {"kick": 0, "gave_up": 0, "expired": 0, "queued": 0}
+    for verdict in check_live(rt.store, pending_steps, now, act=True):
+        analysis_id, answer = verdict.analysis_id, verdict.answer
         if answer.code == "kick":
             seq, chain, attempts = answer.values
-            logger.warning("[%s chain=%s seq=%s] no progress: re-enqueued (attempt %s)",
-                           analysis_id, chain[:8], seq, attempts)
+            logger.warning("[%s chain=%s seq=%s] step lost (no lease, not in the broker): "
+                           "re-enqueued (attempt %s)", analysis_id, chain[:8], seq, attempts)
             try:
                 dispatcher.enqueue_step(analysis_id, chain, int(seq))
             except Exception:  # the broker is away: the kick is counted, the next pass retries
@@ -53,7 +53,7 @@ def watchdog_pass(now: float | None = None, *, rt: Runtime | None = None,
 def watchdog(self) -> dict[str, int]:
     started = time.monotonic()
     counts = watchdog_pass()
-    if any(counts.values()):
+    if any(n for what, n in counts.items() if what != "queued"):  # did something
         show_in_flower(self, counts, time.monotonic() - started)
     return counts
 

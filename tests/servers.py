@@ -73,8 +73,9 @@ class Worker:
     production one with the test doubles registered (tests/worker_app.py) unless told otherwise."""
 
     def __init__(self, env: dict[str, str], name: str, concurrency: int = 2, log_dir: str | None = None,
-                 app: str = "tests.worker_app"):
+                 app: str = "tests.worker_app", queues: str = "marketrank", hostname: str = "%h"):
         self.env, self.name, self.concurrency, self.app = env, name, concurrency, app
+        self.queues, self.hostname = queues, hostname
         self.log_path = Path(log_dir or tempfile.mkdtemp(prefix="marketrank-worker-")) / f"{name}.log"
         self.process: subprocess.Popen | None = None
 
@@ -82,7 +83,8 @@ class Worker:
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", self.app, "worker", "-P", "prefork",
-             "-c", str(self.concurrency), "-n", f"{self.name}@%h", "-l", "info",
+             "-c", str(self.concurrency), "-n", f"{self.name}@{self.hostname}", "-Q", self.queues,
+             "-l", "info",
              "--without-mingle", "--without-gossip"],
             cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
             start_new_session=True)

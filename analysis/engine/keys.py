@@ -4,7 +4,7 @@
 |------------------------------|--------|----------------------------|-----------------------------------------|
 | {p}analysis:{id}             | hash   | GIST_TTL_S                 | the gist: config, status, seq, state... |
 | {p}history:{id}              | list   | GIST_TTL_S                 | one JSON entry per committed step       |
-| {p}candles:{id}              | hash   | GIST_TTL_S                 | the data snapshot: symbol -> block refs |
+| {p}candles:{id}              | hash   | GIST_TTL_S; REFINE_WINDOW_S once completed, none once cancelled/failed | the data snapshot: symbol -> block refs |
 | {p}block:{sha256}            | string | CANDLE_CACHE_TTL_S, raised to GIST_TTL_S by a snapshot | candles, content-addressed (zlib JSON) |
 | {p}series:{src}:{tf}:{sym}   | string | CANDLE_CACHE_TTL_S         | cached candles of a market: block refs  |
 | {p}serieslock:{src}:{tf}:{sym} | string | PX, ~CCXT_TIMEOUT_S x tries | the one process fetching that series  |
@@ -12,9 +12,10 @@
 | {p}ratelimit:{src}           | hash   | 60 s (PX), refreshed       | token bucket shared by every process    |
 | {p}control:{id}              | hash   | CONTROL_TTL_S, refreshed   | wanted state, chain token               |
 | {p}lease:{id}                | string | LEASE_MS (PX), heartbeat   | attempt token of the executing step     |
-| {p}owner:{owner}             | zset   | none                       | the owner's analyses by creation time   |
+| {p}owner:{owner}             | zset   | GIST_TTL_S, refreshed by a start; expired members pruned at a start | the owner's analyses by creation time |
 | {p}active:{owner}            | set    | none (expired ids pruned)  | the owner's analyses not yet final      |
-| {p}analyses                  | zset   | none                       | every analysis by creation time         |
+| {p}analyses                  | zset   | none; expired members pruned by the watchdog | every analysis by creation time |
+| {p}live                      | set    | none; final/expired members pruned by the watchdog | every analysis not yet final (watched) |
 | {p}events                    | stream | capped (MAXLEN ~)          | progress events; bots read them with the consumer group bot:{bot id} |
 | {p}failures                  | list   | capped (LTRIM)             | recent step failures, for admins        |
 | {p}llmcache:{sha256}         | string | LLM_CACHE_TTL              | one cached LLM answer                   |
@@ -80,6 +81,9 @@ class Keys:
 
     def analyses(self) -> str:
         return f"{self.prefix}analyses"
+
+    def live(self) -> str:
+        return f"{self.prefix}live"
 
     def events(self) -> str:
         return f"{self.prefix}events"

@@ -23,18 +23,18 @@ end
 
 CREATE = """
 -- KEYS[1] gist  KEYS[2] control  KEYS[3] owner index  KEYS[4] all index  KEYS[5] owner's active set
--- KEYS[6] events
+-- KEYS[6] events  KEYS[7] live index (every analysis not yet final)
 -- ARGV[1] id  ARGV[2] owner  ARGV[3] now  ARGV[4] config JSON  ARGV[5] target  ARGV[6] demo (0/1)
 -- ARGV[7] chain token  ARGV[8] gist TTL s  ARGV[9] control TTL s  ARGV[10] model
 -- ARGV[11] max active analyses per owner  ARGV[12] events maxlen
 -- ARGV[13] schedule id ('' unless a schedule started it)  ARGV[14] the schedule's previous
 -- completed run ('' for none): what its changes are computed against
--- KEYS[7..] gists of the owner's active analyses as the caller read them; ARGV[15..] their ids
+-- KEYS[8..] gists of the owner's active analyses as the caller read them; ARGV[15..] their ids
 -- Only analyses that still exist count toward the limit: an id whose gist expired is pruned
 -- from the active set (a member added since the caller read the set counts as existing).
 """ + _FINAL + """
-for i = 7, #KEYS do
-  if redis.call('EXISTS', KEYS[i]) == 0 then redis.call('SREM', KEYS[5], ARGV[i + 8]) end
+for i = 8, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 0 then redis.call('SREM', KEYS[5], ARGV[i + 7]) end
 end
 local active = redis.call('SCARD', KEYS[5])
 if active >= tonumber(ARGV[11]) then return {'limit', tostring(active)} end
@@ -51,6 +51,7 @@ redis.call('EXPIRE', KEYS[2], ARGV[9])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
 redis.call('ZADD', KEYS[4], ARGV[3], ARGV[1])
 redis.call('SADD', KEYS[5], ARGV[1])
+redis.call('SADD', KEYS[7], ARGV[1])
 event(KEYS[6], ARGV[12], ARGV[1], 'created', 'PENDING', -1, 0, 0, ARGV[3], '')
 return {'ok'}
 """
@@ -308,36 +309,103 @@ return {'enqueue', tostring(seq + 1)}
 WATCHDOG_CHECK = """
 -- KEYS[1] control  KEYS[2] gist  KEYS[3] lease  KEYS[4] events
 -- ARGV[1] now  ARGV[2] grace s  ARGV[3] max attempts  ARGV[4] events maxlen
--- An analysis that should run but has no lease and no progress (nor a kick) within the grace
--- period gets its next step re-enqueued on the current chain ('kick'), a bounded number of times;
--- then it is paused with a reason ('gave_up'). A lost control key parks it as 'control expired'.
+-- ARGV[5] '1' to only answer the verdict (for /stuck), '0' to act on it
+-- ARGV[6..] the deliveries of this analysis the broker still holds, each 'chain:seq'
+-- The one rule for "stuck" (the watchdog acts on it, /stuck shows it). An analysis that should
+-- run, holds no lease, and whose next step (current chain, committed seq + 1) is not pending in
+-- the broker gets that step re-enqueued ('kick') once nothing moved (no commit, no kick) for the
+-- grace period, a bounded number of times; then it is paused with a reason ('gave_up'). A step
+-- that waits in the broker is never kicked however long the queue ('queued'). A lost control key
+-- parks the analysis as 'control expired'. Read-only, a paused analysis the watchdog gave up on
+-- answers 'gave_up' and one without its control key 'expired'.
 """ + _FINAL + """
 if redis.call('EXISTS', KEYS[2]) == 0 then return {'missing'} end
+local dry = ARGV[5] == '1'
 local g = redis.call('HMGET', KEYS[2], 'status', 'seq', 'last_progress_at', 'kicked_at',
   'watchdog_attempts', 'id')
-if g[1] ~= 'RUNNING' and g[1] ~= 'PENDING' then return {'idle', g[1]} end
+if g[1] ~= 'RUNNING' and g[1] ~= 'PENDING' then
+  if dry and g[1] == 'PAUSED' then
+    if redis.call('EXISTS', KEYS[1]) == 0 then return {'expired'} end
+    if tonumber(g[5]) >= tonumber(ARGV[3]) then return {'gave_up'} end
+  end
+  return {'idle', g[1]}
+end
 local now = tonumber(ARGV[1])
 if redis.call('EXISTS', KEYS[1]) == 0 then
+  if dry then return {'expired'} end
   redis.call('HSET', KEYS[2], 'status', 'PAUSED', 'reason', 'control expired', 'updated_at', ARGV[1])
   redis.call('HINCRBY', KEYS[2], 'version', 1)
   announce(KEYS[2], KEYS[4], ARGV[4], g[6], 'paused', ARGV[1])
   return {'expired'}
 end
-if redis.call('HGET', KEYS[1], 'wanted') ~= 'running' then return {'idle', 'wanted'} end
+local control = redis.call('HMGET', KEYS[1], 'wanted', 'chain')
+if control[1] ~= 'running' then return {'idle', 'wanted'} end
 if redis.call('EXISTS', KEYS[3]) == 1 then return {'leased'} end
+local next_step = control[2] .. ':' .. (tonumber(g[2]) + 1)
+for i = 6, #ARGV do
+  if ARGV[i] == next_step then return {'queued'} end
+end
 local quiet_since = math.max(tonumber(g[3]), tonumber(g[4]))
 if now - quiet_since < tonumber(ARGV[2]) then return {'recent'} end
 local attempts = tonumber(g[5]) + 1
 if attempts > tonumber(ARGV[3]) then
   local reason = 'stuck: no progress after ' .. (attempts - 1) .. ' recovery attempts'
+  if dry then return {'gave_up', reason} end
   redis.call('HSET', KEYS[1], 'wanted', 'paused')
   redis.call('HSET', KEYS[2], 'status', 'PAUSED', 'reason', reason, 'updated_at', ARGV[1])
   redis.call('HINCRBY', KEYS[2], 'version', 1)
   announce(KEYS[2], KEYS[4], ARGV[4], g[6], 'stuck', ARGV[1])
   return {'gave_up', reason}
 end
+if dry then return {'kick', tostring(tonumber(g[2]) + 1), control[2], tostring(attempts)} end
 redis.call('HSET', KEYS[2], 'watchdog_attempts', attempts, 'kicked_at', ARGV[1])
-return {'kick', tostring(tonumber(g[2]) + 1), redis.call('HGET', KEYS[1], 'chain'), tostring(attempts)}
+return {'kick', tostring(tonumber(g[2]) + 1), control[2], tostring(attempts)}
+"""
+
+SWEEP_FINAL = """
+-- KEYS[1] live set  KEYS[2] gist  KEYS[3] candles (the data snapshot)
+-- ARGV[1] id  ARGV[2] now  ARGV[3] refine window s
+-- Drops an analysis that is final or expired from the live set. A completed one keeps its
+-- snapshot for the refine window after it finished (a shorter TTL is never lengthened); a
+-- cancelled or failed one cannot be refined and loses it now. Answers 'live' or 'dropped'.
+""" + _FINAL + """
+local g = redis.call('HMGET', KEYS[2], 'status', 'updated_at')
+if g[1] and not is_final(g[1]) then return {'live'} end
+redis.call('SREM', KEYS[1], ARGV[1])
+if g[1] == 'COMPLETED' then
+  local left = math.floor(tonumber(g[2]) + tonumber(ARGV[3]) - tonumber(ARGV[2]))
+  local ttl = redis.call('TTL', KEYS[3])
+  if left <= 0 then
+    redis.call('DEL', KEYS[3])
+  elseif ttl == -1 or ttl > left then
+    redis.call('EXPIRE', KEYS[3], left)
+  end
+else
+  redis.call('DEL', KEYS[3])
+end
+return {'dropped'}
+"""
+
+STORAGE_FULL = """#!lua flags=allow-oom
+-- KEYS[1] control  KEYS[2] gist  KEYS[3] lease  KEYS[4] events  KEYS[5] failures
+-- ARGV[1] chain token  ARGV[2] now  ARGV[3] events maxlen  ARGV[4] failure entry JSON
+-- Redis refused a write of a step (its memory limit, noeviction): pause the analysis with the
+-- reason 'storage full', release the lease and tell admins (a 'storage_full' event and a
+-- failure entry). Runs even at the memory limit (allow-oom): these few bytes are what lets an
+-- operator see why nothing moves. Only on the current chain of an analysis that is not final.
+""" + _FINAL + """
+if redis.call('EXISTS', KEYS[2]) == 0 then return {'missing'} end
+local status = redis.call('HGET', KEYS[2], 'status')
+if is_final(status) then return {'final', status} end
+if redis.call('HGET', KEYS[1], 'chain') ~= ARGV[1] then return {'stale_chain'} end
+redis.call('DEL', KEYS[3])
+redis.call('HSET', KEYS[1], 'wanted', 'paused')
+redis.call('HSET', KEYS[2], 'status', 'PAUSED', 'reason', 'storage full', 'updated_at', ARGV[2])
+redis.call('HINCRBY', KEYS[2], 'version', 1)
+redis.call('LPUSH', KEYS[5], ARGV[4])
+redis.call('LTRIM', KEYS[5], 0, 99)
+announce(KEYS[2], KEYS[4], ARGV[3], redis.call('HGET', KEYS[2], 'id'), 'storage_full', ARGV[2])
+return {'ok'}
 """
 
 ADD_SPEND = """

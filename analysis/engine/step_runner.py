@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
+import redis
+
 from analysis.engine.runtime import Runtime
 from analysis.engine.snapshot import BLOCK_CANDLES, snapshot_refs
 from analysis.engine.step_stats import record_step
@@ -195,6 +197,23 @@ def run_step(rt: Runtime, analysis_id: str, chain: str, seq: int, *, worker: str
     """Run step `seq` of the chain; answer the decision: continue, completed, paused, cancelled,
     or `skip:<why>` when the protocol made this delivery a no-op (stale, duplicate, paused...)."""
     tag = f"[{analysis_id} chain={chain[:8]} seq={seq}]"
+    try:
+        return _run_step(rt, tag, analysis_id, chain, seq, worker, clock)
+    except redis.OutOfMemoryError:
+        return storage_full(rt, analysis_id, chain, seq, now=clock())
+
+
+def storage_full(rt: Runtime, analysis_id: str, chain: str, seq: int, *, now: float) -> StepReport:
+    """Redis refused a write of this step (its memory limit): the analysis is paused with the
+    reason 'storage full' and admins are told; Resume carries on once there is room."""
+    answer = rt.store.storage_full(analysis_id, chain, seq, now=now)
+    logger.error("[%s chain=%s seq=%s] Redis is at its memory limit: %s", analysis_id, chain[:8],
+                 seq, "paused (storage full)" if answer.code == "ok" else answer.code)
+    return StepReport("paused" if answer.code == "ok" else f"skip:{answer.code}")
+
+
+def _run_step(rt: Runtime, tag: str, analysis_id: str, chain: str, seq: int, worker: str,
+              clock: Callable[[], float]) -> StepReport:
     attempt = uuid.uuid4().hex[:12]
     started = clock()
     answer, begun = rt.store.begin_step(analysis_id, chain, seq, attempt, now=started)
@@ -205,6 +224,8 @@ def run_step(rt: Runtime, analysis_id: str, chain: str, seq: int, *, worker: str
     with keeper.hold(analysis_id, attempt, lambda: rt.store.heartbeat(analysis_id, attempt)):
         try:
             outcome = work(rt, analysis_id, seq, begun, attempt)
+        except redis.OutOfMemoryError:
+            raise  # storage full: run_step pauses the analysis
         except AnalysisError as exc:
             final = seq == 0 and isinstance(exc, InvalidConfig)
             _count(rt, FAILURE_KIND.get(type(exc), "config" if final else "internal"), clock())

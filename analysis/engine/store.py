@@ -5,6 +5,7 @@ expiry and watchdog logic are testable without sleeping.
 """
 
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 import redis
@@ -42,11 +43,18 @@ class AnalysisStore:
             name: client.register_script(getattr(lua, name))
             for name in ("CREATE", "BEGIN_STEP", "HEARTBEAT", "SAVE_SNAPSHOT", "COMMIT_STEP",
                          "STEP_STOP", "PAUSE", "RESUME", "REFINE", "CANCEL", "FORCE_RESUME",
-                         "WATCHDOG_CHECK", "ADD_SPEND")
+                         "WATCHDOG_CHECK", "ADD_SPEND", "SWEEP_FINAL", "STORAGE_FULL")
         }
 
     def _run(self, name: str, keys: list[str], args: list) -> ScriptAnswer:
-        raw = self._scripts[name](keys=keys, args=args)
+        return self._answer(self._scripts[name](keys=keys, args=args))
+
+    def _queue(self, pipe, name: str, keys: list[str], args: list) -> None:
+        """Queue the script on a pipeline; its raw answer comes with the pipeline's results."""
+        self._scripts[name](keys=keys, args=args, client=pipe)
+
+    @staticmethod
+    def _answer(raw) -> ScriptAnswer:
         if isinstance(raw, int):
             return ScriptAnswer(str(raw), [])
         words = [item.decode() if isinstance(item, bytes) else str(item) for item in raw]
@@ -77,23 +85,49 @@ class AnalysisStore:
     def all_ids(self, limit: int = 1000) -> list[str]:
         return [i.decode() for i in self.redis.zrevrange(self.keys.analyses(), 0, limit - 1)]
 
+    def live_ids(self) -> list[str]:
+        """Every analysis not yet final (and some that became final since the last sweep)."""
+        return sorted(i.decode() for i in self.redis.smembers(self.keys.live()))
+
+    def starts_in_last_hour(self, owner: str, now: float) -> int:
+        return self.redis.zcount(self.keys.owner(owner), now - 3600, "+inf")
+
     def active_count(self, owner: str) -> int:
         return self.redis.scard(self.keys.active(owner))
 
     # --- creation ---------------------------------------------------------------------------
     def create(self, analysis_id: str, owner: str, config: RankingConfig, *, chain: str,
                demo: bool, model: str, now: float, schedule: str = "",
-               schedule_prev: str = "") -> ScriptAnswer:
+               schedule_prev: str = "", hourly_quota: bool = True) -> ScriptAnswer:
+        """CREATE (the analysis joins the live index the watchdog watches), with the owner's
+        hourly quota checked atomically (WATCH on the owner's index) unless `hourly_quota` is
+        off: answers 'quota' with the starts of the last hour when it is used up. In the same
+        transaction the owner's index drops expired analyses and lives as long as their newest
+        gist."""
         s, k = self.settings, self.keys
         active = sorted(i.decode() for i in self.redis.smembers(k.active(owner)))
-        return self._run(
-            "CREATE",
-            [k.gist(analysis_id), k.control(analysis_id), k.owner(owner), k.analyses(),
-             k.active(owner), k.events(), *(k.gist(i) for i in active)],
-            [analysis_id, owner, now, config.model_dump_json(), config.target_confidence,
-             int(demo), chain, s.gist_ttl_s, s.control_ttl_s, model, s.max_active_per_user,
-             s.events_maxlen, schedule, schedule_prev, *active],
-        )
+        with self.redis.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(k.owner(owner))
+                    starts = pipe.zcount(k.owner(owner), now - 3600, "+inf")
+                    if hourly_quota and starts >= s.max_starts_per_hour:
+                        return ScriptAnswer("quota", [str(starts)])
+                    pipe.multi()
+                    pipe.zremrangebyscore(k.owner(owner), "-inf", now - s.gist_ttl_s)
+                    self._queue(
+                        pipe, "CREATE",
+                        [k.gist(analysis_id), k.control(analysis_id), k.owner(owner),
+                         k.analyses(), k.active(owner), k.events(), k.live(),
+                         *(k.gist(i) for i in active)],
+                        [analysis_id, owner, now, config.model_dump_json(),
+                         config.target_confidence, int(demo), chain, s.gist_ttl_s,
+                         s.control_ttl_s, model, s.max_active_per_user, s.events_maxlen,
+                         schedule, schedule_prev, *active])
+                    pipe.expire(k.owner(owner), s.gist_ttl_s)
+                    return self._answer(pipe.execute()[1])
+                except redis.WatchError:
+                    continue
 
     # --- the step protocol ------------------------------------------------------------------
     def begin_step(self, analysis_id: str, chain: str, seq: int, attempt: str, *,
@@ -168,13 +202,25 @@ class AnalysisStore:
 
     def refine(self, analysis_id: str, owner: str, *, generation: int, new_chain: str,
                step: float, cap: float, refine_model: str, now: float) -> ScriptAnswer:
+        """REFINE; in the same transaction the analysis joins the live index again (a refine
+        that changed nothing leaves it there until the next sweep) and its snapshot, if any,
+        lives as long as the gist again."""
         k, s = self.keys, self.settings
-        return self._run(
-            "REFINE",
-            [k.control(analysis_id), k.gist(analysis_id), k.events(), k.active(owner)],
-            [generation, new_chain, step, cap, refine_model, now, s.control_ttl_s,
-             s.events_maxlen],
-        )
+        with self.redis.pipeline() as pipe:
+            self._queue(
+                pipe, "REFINE",
+                [k.control(analysis_id), k.gist(analysis_id), k.events(), k.active(owner)],
+                [generation, new_chain, step, cap, refine_model, now, s.control_ttl_s,
+                 s.events_maxlen])
+            pipe.sadd(k.live(), analysis_id)
+            answer = self._answer(pipe.execute()[0])
+        if answer.code == "enqueue":
+            ttl = self.redis.ttl(k.gist(analysis_id))
+            self.redis.expire(k.candles(analysis_id), max(ttl, 60))
+        return answer
+
+    def has_snapshot(self, analysis_id: str) -> bool:
+        return bool(self.redis.exists(self.keys.candles(analysis_id)))
 
     def cancel(self, analysis_id: str, owner: str, *, now: float) -> ScriptAnswer:
         k, s = self.keys, self.settings
@@ -192,13 +238,42 @@ class AnalysisStore:
             [new_chain, now, s.control_ttl_s, s.events_maxlen],
         )
 
-    def watchdog_check(self, analysis_id: str, *, now: float) -> ScriptAnswer:
+    def watchdog_check(self, analysis_id: str, *, now: float, pending: Iterable[str] = (),
+                       dry_run: bool = False) -> ScriptAnswer:
+        """The one rule for stuck (lua.WATCHDOG_CHECK). `pending`: the deliveries of this
+        analysis the broker holds, as 'chain:seq'; `dry_run` answers without acting."""
         k, s = self.keys, self.settings
         return self._run(
             "WATCHDOG_CHECK",
             [k.control(analysis_id), k.gist(analysis_id), k.lease(analysis_id), k.events()],
-            [now, s.watchdog_grace_s, s.watchdog_max_attempts, s.events_maxlen],
+            [now, s.watchdog_grace_s, s.watchdog_max_attempts, s.events_maxlen,
+             int(dry_run), *pending],
         )
+
+    def sweep(self, ids: list[str], *, now: float) -> int:
+        """Drop final and expired analyses among `ids` from the live index (a completed one
+        keeps its snapshot for REFINE_WINDOW_S), and expired ones from the global index; answers
+        how many left the live index."""
+        k, s = self.keys, self.settings
+        with self.redis.pipeline(transaction=False) as pipe:
+            for analysis_id in ids:
+                self._queue(pipe, "SWEEP_FINAL",
+                            [k.live(), k.gist(analysis_id), k.candles(analysis_id)],
+                            [analysis_id, now, s.refine_window_s])
+            pipe.zremrangebyscore(k.analyses(), "-inf", now - s.gist_ttl_s)
+            answers = pipe.execute()[:-1]
+        return sum(self._answer(raw).code == "dropped" for raw in answers)
+
+    def storage_full(self, analysis_id: str, chain: str, seq: int, *, now: float) -> ScriptAnswer:
+        """Pause the analysis with the reason 'storage full' and tell admins; runs at Redis's
+        memory limit too."""
+        k, s = self.keys, self.settings
+        entry = json.dumps({"id": analysis_id, "seq": seq, "reason": "storage full", "at": now})
+        return self._run(
+            "STORAGE_FULL",
+            [k.control(analysis_id), k.gist(analysis_id), k.lease(analysis_id), k.events(),
+             k.failures()],
+            [chain, now, s.events_maxlen, entry])
 
     def add_spend(self, analysis_id: str, spent: dict[str, int]) -> bool:
         """Add to the analysis's LLM spend counters (Gist.spend); False if the gist is gone."""
