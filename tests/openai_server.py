@@ -195,7 +195,9 @@ class OpenAIServer:
         policy: Policy | None = None,
         api_key: str | None = None,
         models: Iterable[str] | None = None,
+        latency_s: float = 0.0,
     ) -> None:
+        self.latency_s = latency_s  # every answer takes this long (a slow model under load)
         self._strengths = dict(strengths or {})
         self._policy: Policy = policy or StrengthJudge(self._strengths, position_bias)
         self._api_key = api_key
@@ -405,6 +407,8 @@ class OpenAIServer:
             return response, f"status {fault.status}", None, None
         if fault is not None and fault.kind == "delay":
             await asyncio.sleep(fault.seconds)
+        if self.latency_s:
+            await asyncio.sleep(self.latency_s)
 
         with self._lock:
             policy, strengths = self._policy, self._strengths

@@ -1,0 +1,124 @@
+"""Holding under load (issue 11): a backlog is not a crash, and the watchdog has its own queue.
+
+A small `make bench-load`: real workers, a real beat and the watchdog's own worker over a private
+Redis, the real openai client against a local judge that takes its time, and timings so fast
+that steps wait in the queue longer than the watchdog's grace period.
+"""
+
+import time
+
+import pytest
+
+from analysis.models import Status
+from analysis.settings import Settings
+from bench.chaos import Stack
+from bench.load_bench import LOAD_TIMINGS, run_llm_load
+from tests.helpers import QueueDispatcher, noop_config
+from tests.servers import RedisServer, Worker
+
+
+def test_a_queue_longer_than_the_grace_pauses_no_analysis_and_re_enqueues_nothing(tmp_path):
+    grace = 1.0
+    load = run_llm_load(analyses=5, latency_s=1.5, grace_s=grace, attempts=2, timeout_s=240,
+                        log_dir=str(tmp_path))
+    assert load.longest_wait_s > grace  # the backlog really outlasted the grace period
+    assert load.watchdog_queued_passes > 0  # and the watchdog looked at it meanwhile
+    assert load.paused == []
+    assert load.completed == 5
+    assert load.clean_chains  # every sequence committed once, in order, no overlap
+    assert load.watchdog_kicks == 0  # nothing was lost, so nothing was re-enqueued
+
+
+def test_a_step_waiting_in_the_broker_is_left_alone_and_a_lost_one_is_re_enqueued_once(
+        runtime, actor):
+    """The broker is a private Celery app's (db 1 of the test Redis), which no worker consumes:
+    a step sent there waits as long as the test likes."""
+    from analysis.service import AnalysisService
+    from tasks.celery_app import STEP_QUEUE, make_celery
+    from tasks.dispatcher import CeleryDispatcher
+    from tasks.ops import BrokerOps
+    from tasks.watchdog import watchdog_pass
+
+    settings = runtime.settings
+    app = make_celery(Settings(redis_url=settings.redis_url.rsplit("/", 1)[0] + "/1"))
+    ops, dispatcher = BrokerOps(app), CeleryDispatcher(app)
+    ops.broker.flushdb()
+    runtime.redis.delete(runtime.keys.live())  # only this test's analysis is live
+    service = AnalysisService(runtime.store, dispatcher,
+                              pending_steps=ops.pending_steps_within(settings.watchdog_grace_s))
+    gist = service.start(noop_config(3), actor)
+    now, grace = gist.created_at, settings.watchdog_grace_s
+    service.clock = lambda: now  # /stuck looks at the same moment as the watchdog's passes
+    for _ in range(settings.watchdog_max_attempts + 3):  # a long wait in the queue
+        now += grace + 1
+        counts = watchdog_pass(now, rt=runtime, dispatcher=dispatcher,
+                               pending_steps=ops.pending_steps_within(grace))
+        assert counts["kick"] == 0 and counts["queued"] >= 1
+    assert service.get(gist.id, actor).status == Status.PENDING
+    assert ops.broker.llen(STEP_QUEUE) == 1
+    assert gist.id not in {g.id for g in service.stuck()}
+    ops.broker.delete(STEP_QUEUE)  # the message is lost (a Redis that forgot it)
+    assert gist.id in {g.id for g in service.stuck()}
+    now += grace + 1
+    assert watchdog_pass(now, rt=runtime, dispatcher=dispatcher,
+                         pending_steps=ops.pending_steps_within(grace))["kick"] >= 1
+    for _ in range(3):  # the re-enqueued step waits again: not kicked twice
+        now += grace + 1
+        watchdog_pass(now, rt=runtime, dispatcher=dispatcher,
+                      pending_steps=ops.pending_steps_within(grace))
+    assert ops.broker.llen(STEP_QUEUE) == 1
+    assert service.get(gist.id, actor).status == Status.PENDING
+    app.close()
+
+
+def test_the_watchdog_watches_analyses_beyond_the_newest_thousand(runtime, local_service, queue):
+    """The oldest of 1,001 live analyses lost its step: the watchdog finds it all the same."""
+    from analysis.service import Actor
+    from tasks.watchdog import watchdog_pass
+
+    runtime.redis.delete(runtime.keys.live())  # only this test's analyses are live
+    ids = [local_service.start(noop_config(2), Actor(f"many-{i}")).id for i in range(1001)]
+    lost = ids[0]
+    pending = {}
+    for analysis_id, chain, seq in queue.queue:
+        pending.setdefault(analysis_id, []).append(f"{chain}:{seq}")
+    del pending[lost]
+    kicks = QueueDispatcher()
+    counts = watchdog_pass(time.time() + runtime.settings.watchdog_grace_s + 1, rt=runtime,
+                           dispatcher=kicks, pending_steps=lambda: pending)
+    assert [k[0] for k in kicks.queue] == [lost]
+    assert counts["queued"] == 1000
+    runtime.redis.delete(runtime.keys.live())
+
+
+@pytest.fixture
+def stack(tmp_path):
+    s = Stack(LOAD_TIMINGS, name="wdq", log_dir=tmp_path, appendonly=False)
+    yield s
+    s.close()
+
+
+def test_watchdog_passes_nobody_took_expire_instead_of_piling_up(stack):
+    from tasks.celery_app import WATCHDOG_QUEUE
+
+    entry = stack.app.conf.beat_schedule["watchdog"]
+    for _ in range(5):  # beat sent them while the watchdog worker was down
+        stack.app.send_task(entry["task"], **entry["options"])
+    assert stack.runtime.redis.llen(WATCHDOG_QUEUE) == 5
+    time.sleep(float(entry["options"]["expires"]) + 0.5)
+    steps_only = stack.start_worker(1)  # a step worker does not take them
+    time.sleep(1)
+    assert stack.runtime.redis.llen(WATCHDOG_QUEUE) == 5
+    assert b"marketrank.watchdog" not in steps_only.log_path.read_bytes().split(b"ready.", 1)[1]
+    watchdog = Worker(stack.env, "wdq-watchdog", concurrency=1, log_dir=str(stack.log_dir),
+                      queues=WATCHDOG_QUEUE).start()
+    try:
+        deadline = time.monotonic() + 20
+        while stack.runtime.redis.llen(WATCHDOG_QUEUE) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)
+        log = watchdog.log_path.read_text()
+        assert log.count("Discarding revoked task") == 5  # expired, not run
+        assert "succeeded" not in log.split("ready.", 1)[1]
+    finally:
+        watchdog.stop()
