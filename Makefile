@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench bench-ranking chaos redis-server browser clean
+.PHONY: run test bench bench-ranking bench-load chaos redis-server browser clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,6 +51,9 @@ bench-ranking: $(STAMP)
 	$(BIN)/python -m bench.ranking_bench
 	$(BIN)/python -m bench.ranking_frontier
 	$(BIN)/python -m bench.listwise_bench --runs 30
+
+bench-load: $(STAMP) redis-server
+	$(BIN)/python -m bench.load_bench
 
 chaos: $(STAMP) redis-server
 	$(BIN)/python -m bench.chaos

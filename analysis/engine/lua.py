@@ -231,7 +231,7 @@ return {'enqueue', tostring(seq + 1)}
 """
 
 REFINE = """
--- KEYS[1] control  KEYS[2] gist  KEYS[3] events  KEYS[4] owner's active set
+-- KEYS[1] control  KEYS[2] gist  KEYS[3] events  KEYS[4] owner's active set  KEYS[5] live index
 -- ARGV[1] refine generation the caller saw  ARGV[2] new chain token  ARGV[3] target step
 -- ARGV[4] target cap  ARGV[5] refine model ('' keeps the model)  ARGV[6] now  ARGV[7] control TTL s
 -- ARGV[8] events maxlen
@@ -261,6 +261,7 @@ redis.call('HSET', KEYS[2], 'status', 'RUNNING', 'reason', '', 'last_progress_at
 redis.call('HSET', KEYS[1], 'wanted', 'running', 'chain', ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[7])
 redis.call('SADD', KEYS[4], g[5])
+redis.call('SADD', KEYS[5], g[5])
 announce(KEYS[2], KEYS[3], ARGV[8], g[5], 'refined', ARGV[6])
 return {'enqueue', tostring(tonumber(g[4]) + 1), tostring(raised)}
 """

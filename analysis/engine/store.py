@@ -202,18 +202,14 @@ class AnalysisStore:
 
     def refine(self, analysis_id: str, owner: str, *, generation: int, new_chain: str,
                step: float, cap: float, refine_model: str, now: float) -> ScriptAnswer:
-        """REFINE; in the same transaction the analysis joins the live index again (a refine
-        that changed nothing leaves it there until the next sweep) and its snapshot, if any,
-        lives as long as the gist again."""
+        """REFINE; a completed analysis it restarts joins the live index again and its
+        snapshot, if any, lives as long as the gist again."""
         k, s = self.keys, self.settings
-        with self.redis.pipeline() as pipe:
-            self._queue(
-                pipe, "REFINE",
-                [k.control(analysis_id), k.gist(analysis_id), k.events(), k.active(owner)],
-                [generation, new_chain, step, cap, refine_model, now, s.control_ttl_s,
-                 s.events_maxlen])
-            pipe.sadd(k.live(), analysis_id)
-            answer = self._answer(pipe.execute()[0])
+        answer = self._run(
+            "REFINE",
+            [k.control(analysis_id), k.gist(analysis_id), k.events(), k.active(owner), k.live()],
+            [generation, new_chain, step, cap, refine_model, now, s.control_ttl_s,
+             s.events_maxlen])
         if answer.code == "enqueue":
             ttl = self.redis.ttl(k.gist(analysis_id))
             self.redis.expire(k.candles(analysis_id), max(ttl, 60))
