@@ -8,7 +8,7 @@ import time
 from analysis.engine.runtime import Runtime
 from analysis.engine.watch import PendingSteps, check_live
 from analysis.service import StepDispatcher
-from tasks.celery_app import WATCHDOG_QUEUE, app
+from tasks.celery_app import app
 from tasks.dispatcher import CeleryDispatcher
 from tasks.runtime import get_runtime
 
@@ -49,6 +49,7 @@ def watchdog_pass(now: float | None = None, *, rt: Runtime | None = None,
 # A pass every WATCHDOG_INTERVAL_S would crowd Flower's task list with rows that did nothing, so
 # the task sends no events of its own (and beat sends no task-sent event, tasks/celery_app.py);
 # a pass that kicked, gave up or parked something announces itself with the usual three events.
+# Routed to WATCHDOG_QUEUE by task_routes (tasks/celery_app.py).
 @app.task(name="marketrank.watchdog", bind=True, send_events=False)
 def watchdog(self) -> dict[str, int]:
     started = time.monotonic()
