@@ -150,7 +150,8 @@ class CardNotifier:
                 by_analysis: dict[str, list[str]] = {}
                 for event in events:
                     by_analysis.setdefault(event.analysis_id, []).append(event.entry_id)
-                    if event.kind == "stuck" and self.on_stuck is not None:
+                    # the watchdog gave it up, or a step found Redis full: admins are told
+                    if event.kind in ("stuck", "storage_full") and self.on_stuck is not None:
                         try:
                             await self.on_stuck(event.analysis_id, event.reason)
                         except Exception:  # an alert must never stop the cards

@@ -40,6 +40,11 @@ class BrokerOps:
     def broker(self) -> redis.Redis:
         return redis.Redis.from_url(self.app.conf.broker_url)
 
+    @property
+    def queue(self) -> str:
+        """The steps' queue."""
+        return STEP_QUEUE
+
     def queue_depths(self) -> dict[str, QueueDepths]:
         """Depth of each queue marketrank uses: the steps' and the watchdog's (delivered but not
         acknowledged: all queues together, shown with the steps)."""
