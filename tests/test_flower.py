@@ -69,16 +69,22 @@ def test_flower_lists_every_step_with_its_analysis_sequence_and_result(flower, s
     done = wait_until(lambda: (g := service.get(gist.id, Actor("flower-test"))).status.is_final and g,
                       timeout=90, message="the analysis to complete")
     assert done.status.value == "COMPLETED"
-    passes_before = worker.log_path.read_text().count("Task marketrank.watchdog[")
+    # The watchdog's passes run on its own worker (its queue only), as in the Procfile.
+    from tasks.celery_app import WATCHDOG_QUEUE
+    from tests.servers import Worker
+    watchdog = Worker(worker.env, "flower-watchdog", concurrency=1, queues=WATCHDOG_QUEUE,
+                      log_dir=str(worker.log_path.parent)).start()
+    passes_before = watchdog.log_path.read_text().count("Task marketrank.watchdog[")
     beat = subprocess.Popen([sys.executable, "-m", "celery", "-A", "tasks", "beat", "--schedule",
                              str(flower.log_path.parent / "beat-schedule")], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:  # WATCHDOG_INTERVAL_S=1: a pass a second, with nothing to do
-        wait_until(lambda: worker.log_path.read_text().count("Task marketrank.watchdog[")
+        wait_until(lambda: watchdog.log_path.read_text().count("Task marketrank.watchdog[")
                    >= passes_before + 6, timeout=60, message="watchdog passes")
     finally:
         beat.terminate()
         beat.wait(10)
+        watchdog.stop()
 
     def steps_listed():
         rows = [t for t in flower.tasks().values() if (t.get("args") or "").startswith(f"analysis={gist.id} ")
