@@ -27,6 +27,40 @@ class Status(StrEnum):
         return self in (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
 
 
+class GistField(StrEnum):
+    """The fields of the gist hash in Redis: the one schema of the Lua scripts (analysis/engine/
+    lua.py writes them; a test holds CREATE to this list), the store, `Gist` and the watchdog.
+    The LLM spend counters are `spend:<name>` besides these."""
+
+    ID = "id"
+    OWNER = "owner"
+    STATUS = "status"
+    REASON = "reason"
+    HALT = "halt"                # why the watchdog halted it: 'stuck', 'control_expired' or ''
+    SEQ = "seq"
+    PROGRESS = "progress"
+    CONFIDENCE = "confidence"
+    TARGET = "target"
+    CONFIG = "config"
+    STATE = "state"
+    RESULT = "result"
+    NOTE = "note"
+    VERSION = "version"
+    REFINE_GEN = "refine_gen"
+    MODEL = "model"
+    DEMO = "demo"
+    CREATED_AT = "created_at"
+    UPDATED_AT = "updated_at"
+    LAST_PROGRESS_AT = "last_progress_at"
+    KICKED_AT = "kicked_at"
+    WATCHDOG_ATTEMPTS = "watchdog_attempts"
+    SCHEDULE = "schedule"        # the schedule that started it ('' for none)
+    SCHEDULE_PREV = "schedule_prev"  # that schedule's previous completed run
+
+
+SPEND_PREFIX = "spend:"
+
+
 class RankingConfig(BaseModel):
     """Everything a worker needs to run one analysis; built only by `RankingConfigFactory`."""
 
@@ -132,6 +166,7 @@ class Gist:
     updated_at: float
     last_progress_at: float
     watchdog_attempts: int
+    halt: str = ""  # 'stuck' or 'control_expired' while the watchdog holds it paused
     # What the LLM judge spent (calls, prompt_tokens, completion_tokens, retries, cache_hits),
     # counted when spent, failed and redone steps included (lua.ADD_SPEND).
     spend: dict[str, int] = field(default_factory=dict)
@@ -141,31 +176,33 @@ class Gist:
 
     @classmethod
     def from_hash(cls, raw: dict[str, str]) -> "Gist":
+        F = GistField
         return cls(
-            id=raw["id"],
-            owner=raw["owner"],
-            status=Status(raw["status"]),
-            reason=raw.get("reason", ""),
-            seq=int(raw["seq"]),
-            progress=float(raw["progress"]),
-            confidence=float(raw["confidence"]),
-            target=float(raw["target"]),
-            config=RankingConfig.model_validate_json(raw["config"]),
-            state=json.loads(raw.get("state") or "{}"),
-            result=[RankedMarket(**item) for item in json.loads(raw.get("result") or "[]")],
-            note=raw.get("note", ""),
-            version=int(raw["version"]),
-            refine_gen=int(raw.get("refine_gen", 0)),
-            model=raw.get("model", ""),
-            demo=raw.get("demo") == "1",
-            created_at=float(raw["created_at"]),
-            updated_at=float(raw["updated_at"]),
-            last_progress_at=float(raw.get("last_progress_at", raw["updated_at"])),
-            watchdog_attempts=int(raw.get("watchdog_attempts", 0)),
-            spend={name[len("spend:"):]: int(value) for name, value in raw.items()
-                   if name.startswith("spend:")},
-            schedule=raw.get("schedule", ""),
-            schedule_prev=raw.get("schedule_prev", ""),
+            id=raw[F.ID],
+            owner=raw[F.OWNER],
+            status=Status(raw[F.STATUS]),
+            reason=raw.get(F.REASON, ""),
+            seq=int(raw[F.SEQ]),
+            progress=float(raw[F.PROGRESS]),
+            confidence=float(raw[F.CONFIDENCE]),
+            target=float(raw[F.TARGET]),
+            config=RankingConfig.model_validate_json(raw[F.CONFIG]),
+            state=json.loads(raw.get(F.STATE) or "{}"),
+            result=[RankedMarket(**item) for item in json.loads(raw.get(F.RESULT) or "[]")],
+            note=raw.get(F.NOTE, ""),
+            version=int(raw[F.VERSION]),
+            refine_gen=int(raw.get(F.REFINE_GEN, 0)),
+            model=raw.get(F.MODEL, ""),
+            demo=raw.get(F.DEMO) == "1",
+            created_at=float(raw[F.CREATED_AT]),
+            updated_at=float(raw[F.UPDATED_AT]),
+            last_progress_at=float(raw.get(F.LAST_PROGRESS_AT, raw[F.UPDATED_AT])),
+            watchdog_attempts=int(raw.get(F.WATCHDOG_ATTEMPTS, 0)),
+            halt=raw.get(F.HALT, ""),
+            spend={name[len(SPEND_PREFIX):]: int(value) for name, value in raw.items()
+                   if name.startswith(SPEND_PREFIX)},
+            schedule=raw.get(F.SCHEDULE, ""),
+            schedule_prev=raw.get(F.SCHEDULE_PREV, ""),
         )
 
     def source_label(self, now: float | None = None) -> str:

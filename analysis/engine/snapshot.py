@@ -57,7 +57,7 @@ def from_block_start(frame: pd.DataFrame, step_s: int, first: pd.Timestamp) -> p
 class BlockStore:
     def __init__(self, client: redis.Redis, keys: Keys):
         self.redis, self.keys = client, keys
-        self._store = client.register_script(lua.STORE_BLOCKS)
+        self._store = lua.STORE_BLOCKS.bind(client)
 
     def put(self, frame: pd.DataFrame, step_s: int, ttl_s: int) -> list[str]:
         """Store `frame` as aligned blocks living at least `ttl_s`; their digests, oldest first."""
@@ -65,15 +65,15 @@ class BlockStore:
         blobs = [encode_candles(frame[numbers == n]) for n in np.unique(numbers)]
         digests = [hashlib.sha256(blob).hexdigest() for blob in blobs]
         if digests:
-            self._store(keys=[self.keys.block(d) for d in digests], args=[ttl_s, *blobs])
+            self._store(blocks=[self.keys.block(d) for d in digests], ttl_s=ttl_s, contents=blobs)
         return digests
 
     def keep(self, digests: list[str], ttl_s: int) -> int:
         """Make the blocks live at least `ttl_s` more; how many are gone."""
         if not digests:
             return 0
-        answer = self._store(keys=[self.keys.block(d) for d in digests], args=[ttl_s])
-        return int(answer[1])
+        answer = self._store(blocks=[self.keys.block(d) for d in digests], ttl_s=ttl_s, contents=[])
+        return int(answer.values[0])
 
     def get(self, digests: list[str]) -> pd.DataFrame | None:
         """The candles of the blocks, oldest first; None if any block is gone."""

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
+from analysis.engine.lua import CommitStep, StepStop
 from analysis.engine.runtime import Runtime
 from analysis.engine.snapshot import BLOCK_CANDLES, snapshot_refs
 from analysis.engine.step_stats import record_step
@@ -32,11 +33,14 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class StepReport:
-    """What happened to one delivery of a step (`decision` is the commit's answer or skip:<why>)."""
+    """What happened to one delivery of a step: `decision` is the commit's answer (continue,
+    completed, paused...), paused/failed for a step that ended softly, or skip:<why> when BEGIN_STEP
+    made the delivery a no-op; `continues` says whether the next step is to be enqueued."""
 
     decision: str
     progress: float = 0.0
     confidence: float = 0.0
+    continues: bool = False
 
 
 class LeaseKeeper:
@@ -193,8 +197,8 @@ def run_step(rt: Runtime, analysis_id: str, chain: str, seq: int, *, worker: str
     started = clock()
     answer, begun = rt.store.begin_step(analysis_id, chain, seq, attempt, now=started)
     if begun is None:
-        logger.info("%s no-op: %s %s", tag, answer.code, " ".join(answer.values))
-        return StepReport(f"skip:{answer.code}")
+        logger.info("%s no-op: %s %s", tag, answer.code.value, " ".join(answer.values))
+        return StepReport(f"skip:{answer.code.value}")
     keeper = lease_keeper(rt.settings.heartbeat_ms / 1000)
     with keeper.hold(analysis_id, attempt, lambda: rt.store.heartbeat(analysis_id, attempt)):
         try:
@@ -212,11 +216,12 @@ def run_step(rt: Runtime, analysis_id: str, chain: str, seq: int, *, worker: str
                          started_at=started, finished_at=clock())
     answer = rt.store.commit_step(analysis_id, begun.owner, chain, seq, attempt, outcome, entry,
                                   target_used=begun.target, now=entry.finished_at)
-    logger.info("%s commit: %s (progress %.2f, confidence %.3f, %.0f ms)", tag, answer.code,
+    logger.info("%s commit: %s (progress %.2f, confidence %.3f, %.0f ms)", tag, answer.code.value,
                 outcome.progress, outcome.confidence, 1000 * (entry.finished_at - started))
-    committed = answer.code in ("continue", "completed", "paused", "cancelled")
+    committed = answer.code in (CommitStep.CONTINUE, CommitStep.COMPLETED, CommitStep.PAUSED)
     _count(rt, "ok" if committed else "lost", entry.finished_at)
-    return StepReport(answer.code, outcome.progress, outcome.confidence)
+    return StepReport(answer.code.value, outcome.progress, outcome.confidence,
+                      continues=answer.code == CommitStep.CONTINUE)
 
 
 FAILURE_KIND = {JudgeUnavailable: "judge", DataUnavailable: "data", InvalidConfig: "config"}
@@ -238,4 +243,4 @@ def _stop(rt: Runtime, tag: str, analysis_id: str, begun: BegunStep, chain: str,
     rt.store.record_failure(analysis_id, seq, reason, now=now)
     answer = rt.store.stop_step(analysis_id, begun.owner, chain, attempt, status=status,
                                 reason=reason, now=now)
-    return StepReport(status.lower() if answer.code == "ok" else answer.code)
+    return StepReport(status.lower() if answer.code == StepStop.OK else answer.code.value)
