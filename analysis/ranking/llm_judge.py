@@ -75,7 +75,6 @@ from analysis.errors import JudgeUnavailable
 logger = logging.getLogger(__name__)
 
 SCHEMA_NAME = "pairwise_verdict"
-DEFAULT_BATCH_SIZE = 10
 DEFAULT_MAX_RETRY_AFTER_S = 60.0
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 CACHE_KEY_VERSION = 1
