@@ -3,9 +3,10 @@
 import json
 import time
 from datetime import datetime, timezone
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -59,6 +60,22 @@ class GistField(StrEnum):
 
 
 SPEND_PREFIX = "spend:"
+
+
+class EstimateState(TypedDict, total=False):
+    p_exact: float
+    first_bias: float
+    p_in_top_k: dict[str, float]
+
+
+class SharedState(TypedDict, total=False):
+    """The part of a strategy's state that other layers read (through `Gist`'s properties);
+    each strategy's own state extends it (ScoreState, LLMState)."""
+
+    leaders: list[str]                  # the best markets so far, for the card
+    p_in_top_k: dict[str, float]        # score: share of views each market is in the top K
+    log: list[list[str]]                # llm: comparisons made [first, second, winner, model]
+    estimate: EstimateState             # llm: the latest Bradley-Terry estimate
 
 
 class RankingConfig(BaseModel):
@@ -124,7 +141,7 @@ class RankedMarket:
 class StepOutcome:
     """What one strategy step produced; `commit_step` stores it."""
 
-    state: dict
+    state: Mapping[str, Any]
     progress: float
     confidence: float
     done: bool
@@ -155,7 +172,7 @@ class Gist:
     confidence: float
     target: float
     config: RankingConfig
-    state: dict[str, Any]
+    state: SharedState
     result: list[RankedMarket]
     note: str
     version: int
@@ -214,19 +231,38 @@ class Gist:
     def short_id(self) -> str:
         return self.id[:6]
 
+    @property
+    def leaders(self) -> list[str]:
+        return list(self.state.get("leaders") or [])
+
+    @property
+    def comparisons(self) -> int | None:
+        """llm strategy: comparisons made so far; None for other strategies."""
+        return len(self.state["log"]) if "log" in self.state else None
+
+    @property
+    def p_exact(self) -> float | None:
+        """llm strategy: P(the reported set is exactly the true top K)."""
+        return self.state.get("estimate", {}).get("p_exact")
+
+    @property
+    def p_in_top_k(self) -> dict[str, float]:
+        """score strategy: the share of views in which each market ranks in the top K."""
+        return dict(self.state.get("p_in_top_k") or {})
+
     def llm_summary(self) -> str:
         """llm strategy: comparisons made, what the judge cost, and the probability that the
         reported set is exactly the true top K; '' for other strategies or before any comparison."""
-        if "log" not in self.state:
+        if self.comparisons is None:
             return ""
         spend, k = self.spend, self.config.top_k
-        line = f"{len(self.state['log'])} comparisons · {spend.get('calls', 0)} LLM calls"
+        line = f"{self.comparisons} comparisons · {spend.get('calls', 0)} LLM calls"
         if spend.get("retries"):
             line += f" ({spend['retries']} retries)"
         tokens = spend.get("prompt_tokens", 0) + spend.get("completion_tokens", 0)
         if tokens:
             line += f" · {tokens:,} tokens"
-        p_exact = self.state.get("estimate", {}).get("p_exact")
+        p_exact = self.p_exact
         if p_exact is not None:
             line += f" · P(exactly the top {k}) {p_exact:.2f}"
         return line
@@ -271,7 +307,7 @@ def to_jsonable(gist: Gist, history: list[HistoryEntry], chain: str | None) -> d
         "history": [asdict(entry) for entry in history],
         "result": [asdict(item) for item in gist.result],
         # llm strategy: what the judge spent, and the comparisons in the log.
-        "stats": {**gist.spend, "comparisons": len(gist.state["log"])} if "log" in gist.state else {},
+        "stats": {**gist.spend, "comparisons": gist.comparisons} if gist.comparisons is not None else {},
         # llm strategy: the probability that the reported top-K set is exactly right.
-        "p_exact": gist.state.get("estimate", {}).get("p_exact"),
+        "p_exact": gist.p_exact,
     }

@@ -3,6 +3,7 @@ idempotent, checked against the caller, and says plainly when it did nothing and
 
 from __future__ import annotations
 
+import builtins
 import logging
 import re
 import secrets
@@ -215,7 +216,7 @@ class AnalysisService:
         return self._decide("force_resume", gist.id, answer, FORCE_RESUME_DECISIONS, chain)
 
     # --- for admins -------------------------------------------------------------------------
-    def stuck(self, grace_s: float | None = None) -> list[Gist]:
+    def stuck(self, grace_s: float | None = None) -> builtins.list[Gist]:
         """Analyses the watchdog's rule finds stuck (should run, no lease, no progress nor kick
         within the grace period), and those it halted (gave up on, or parked on a lost control)."""
         now = self.clock()
@@ -227,7 +228,7 @@ class AnalysisService:
                     found.append(gist)
         return found
 
-    def recent_failures(self, limit: int = 20) -> list[dict]:
+    def recent_failures(self, limit: int = 20) -> builtins.list[dict]:
         """The latest failed or paused-by-error steps, newest first, for admins."""
         return self.store.recent_failures(limit)
 

@@ -125,7 +125,8 @@ class CardNotifier:
                 if pressed is not None and live is not None and pressed != live:
                     await self._put(analysis_id, card, pressed, pressed.chat_id, live=False)
                 elif live is not None or pressed is not None:
-                    target = live or pressed
+                    target = live if live is not None else pressed
+                    assert target is not None
                     if live is None:
                         await self.cards.save(analysis_id, target)
                     await self._put(analysis_id, card, target, target.chat_id, live=True)

@@ -10,7 +10,7 @@ header comment (`-- KEYS[1] control ...`) and its `return {'code'...}` lines aga
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 A = TypeVar("A", bound=StrEnum)
 
@@ -42,7 +42,7 @@ class Script(Generic[A]):
         if any(name.endswith("*") for name in self.keys[:-1] + self.argv[:-1]):
             raise ValueError(f"{self.name}: only the last KEYS or ARGV name may take the rest")
 
-    def arguments(self, named: dict[str, object]) -> tuple[list[object], list[object]]:
+    def arguments(self, named: dict[str, Any]) -> tuple[list[Any], list[Any]]:
         """(KEYS, ARGV) in declared order from keyword arguments; every name exactly once."""
         expected = {name.rstrip("*") for name in self.keys + self.argv}
         if set(named) != expected:
@@ -72,8 +72,8 @@ class Script(Generic[A]):
         return Answer(code, words[1:])
 
 
-def _in_order(names: tuple[str, ...], named: dict[str, object]) -> list[object]:
-    values: list[object] = []
+def _in_order(names: tuple[str, ...], named: dict[str, Any]) -> list[Any]:
+    values: list[Any] = []
     for name in names:
         if name.endswith("*"):
             rest = named[name.rstrip("*")]

@@ -17,6 +17,7 @@ reads them.
 import hashlib
 import json
 import zlib
+from typing import cast
 
 import numpy as np
 import pandas as pd

@@ -25,7 +25,8 @@ from analysis.markets.indicators import WARMUP_CANDLES
 from analysis.markets.registry import provider_from_spec
 from analysis.models import REFINE_MODEL, HistoryEntry, RankingConfig, StepOutcome
 from analysis.ranking.strategies import get_strategy
-from analysis.ranking.strategies.base import StepInput
+from analysis.ranking.llm_judge import JudgeStats, PairRequest, Verdict
+from analysis.ranking.strategies.base import Judge, StepInput
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -159,15 +160,17 @@ class SpendRecordingJudge:
     """The LLM judge, with what each batch spent added to the gist as soon as it is known, so
     calls and retries of a step that then fails or dies still show in the analysis's spend."""
 
-    def __init__(self, judge, record: Callable[[dict[str, int]], object]):
+    def __init__(self, judge: Judge, record: Callable[[dict[str, int]], object]):
         self._judge, self._record = judge, record
 
-    def compare_many(self, requests, *, model: str):
+    def compare_many(self, requests: list[PairRequest], *,
+                     model: str) -> tuple[list[Verdict], JudgeStats]:
         try:
             verdicts, stats = self._judge.compare_many(requests, model=model)
         except JudgeUnavailable as exc:
-            if getattr(exc, "stats", None) is not None:
-                self._record(exc.stats.as_dict())
+            spent = getattr(exc, "stats", None)  # what a judge that gave up had spent
+            if spent is not None:
+                self._record(spent.as_dict())
             raise
         self._record(stats.as_dict())
         return verdicts, stats

@@ -7,11 +7,13 @@ expiry and watchdog logic are testable without sleeping.
 
 import json
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import redis
 
 from analysis.engine import lua
 from analysis.engine.keys import Keys
+from analysis.engine.replies import text, text_or_none, texts
 from analysis.engine.script import A, Answer, Script
 from analysis.models import Gist, HistoryEntry, RankingConfig, StepOutcome
 from analysis.settings import Settings
@@ -34,7 +36,7 @@ class AnalysisStore:
         self.keys = Keys(settings.key_prefix)
         self._bound = {script.name: script.bind(client) for script in lua.SCRIPTS}
 
-    def _call(self, script: Script[A], **named: object) -> Answer[A]:
+    def _call(self, script: Script[A], **named: Any) -> Answer[A]:
         """Run `script` with its KEYS and ARGV by name; its answer as a member of its enum."""
         return self._bound[script.name](**named)
 
@@ -43,25 +45,23 @@ class AnalysisStore:
         raw = self.redis.hgetall(self.keys.gist(analysis_id))
         if not raw:
             return None
-        return Gist.from_hash({k.decode(): v.decode() for k, v in raw.items()})
+        return Gist.from_hash({text(k): text(v) for k, v in raw.items()})
 
     def history(self, analysis_id: str) -> list[HistoryEntry]:
         rows = self.redis.lrange(self.keys.history(analysis_id), 0, -1)
         return [HistoryEntry(**json.loads(row)) for row in rows]
 
     def chain(self, analysis_id: str) -> str | None:
-        value = self.redis.hget(self.keys.control(analysis_id), "chain")
-        return value.decode() if value else None
+        return text_or_none(self.redis.hget(self.keys.control(analysis_id), "chain"))
 
     def lease_holder(self, analysis_id: str) -> str | None:
-        value = self.redis.get(self.keys.lease(analysis_id))
-        return value.decode() if value else None
+        return text_or_none(self.redis.get(self.keys.lease(analysis_id)))
 
     def ids_of_owner(self, owner: str, limit: int = 50) -> list[str]:
-        return [i.decode() for i in self.redis.zrevrange(self.keys.owner(owner), 0, limit - 1)]
+        return texts(self.redis.zrevrange(self.keys.owner(owner), 0, limit - 1))
 
     def all_ids(self, limit: int = 1000) -> list[str]:
-        return [i.decode() for i in self.redis.zrevrange(self.keys.analyses(), 0, limit - 1)]
+        return texts(self.redis.zrevrange(self.keys.analyses(), 0, limit - 1))
 
     # --- creation ---------------------------------------------------------------------------
     def create(self, analysis_id: str, owner: str, config: RankingConfig, *, chain: str,

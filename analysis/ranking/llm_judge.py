@@ -442,8 +442,9 @@ class LLMJudge:
             outcome.attempts = attempt + 1
             outcome.stats.calls += 1
             try:
-                response = self._client.chat.completions.create(
-                    model=model, messages=messages, response_format=response_format  # type: ignore[arg-type]
+                # The messages and format are plain dicts of the shapes the client's TypedDicts name.
+                response = self._client.chat.completions.create(  # type: ignore[call-overload]
+                    model=model, messages=messages, response_format=response_format
                 )
             except openai.OpenAIError as err:
                 fault = self._fault_from_error(err, model)

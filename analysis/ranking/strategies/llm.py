@@ -10,15 +10,28 @@ refine that switches to OPENAI_REFINE_MODEL continues the same log.
 """
 
 import zlib
+from typing import cast
 
-from analysis.ranking.bradley_terry import (Comparison, choose_pairs, default_budget, estimate_top_k,
-                                     ordered_pairs, stop_reason)
+from analysis.errors import JudgeUnavailable
 from analysis.markets.indicators import indicator_frame, snapshot_at
-from analysis.models import RankingConfig, StepOutcome
+from analysis.models import RankingConfig, SharedState, StepOutcome
+from analysis.ranking.bradley_terry import (Comparison, TopKEstimate, choose_pairs, default_budget,
+                                            estimate_top_k, ordered_pairs, stop_reason)
 from analysis.ranking.llm_judge import PairRequest
 from analysis.ranking.strategies.base import StepInput, target_not_reached
 
 SUMMARY_SHARE = 0.05  # of the progress bar
+
+
+class LLMState(SharedState):
+    """The llm strategy's state (JSON in the gist); `log` is append-only."""
+
+    markets: list[str]
+    phase: str                          # 'summaries', then 'comparing'
+    summaries: dict[str, str]           # market -> the line the judge reads
+    snapshots: dict[str, dict[str, float]]
+    budget: int                         # comparisons allowed
+    target_seen: float                  # the target the budget was sized for
 
 
 def market_summary(snapshot: dict[str, float]) -> str:
@@ -31,7 +44,7 @@ def market_summary(snapshot: dict[str, float]) -> str:
             f"volume last 24 candles vs previous 24 {snapshot['volume_change']:+.0%}")
 
 
-def comparisons(state: dict) -> list[Comparison]:
+def comparisons(state: LLMState) -> list[Comparison]:
     return [Comparison(first, second, winner, model) for first, second, winner, model in state["log"]]
 
 
@@ -54,13 +67,13 @@ def less_settled(state: dict, estimate, confidence: float) -> str:
 class LLMStrategy:
     name = "llm"
 
-    def initial_state(self, config: RankingConfig, markets: list[str]) -> dict:
+    def initial_state(self, config: RankingConfig, markets: list[str]) -> LLMState:
         return {"markets": markets, "phase": "summaries", "summaries": {}, "snapshots": {},
                 "log": [], "budget": default_budget(len(markets), config.top_k),
                 "target_seen": config.target_confidence}
 
     def step(self, inp: StepInput) -> StepOutcome:
-        state = dict(inp.state)
+        state = cast(LLMState, dict(inp.state))
         if state["phase"] == "summaries":
             return self._summarise(inp, state)
         estimate = self._estimate(inp, state)
@@ -77,22 +90,22 @@ class LLMStrategy:
             estimate = self._estimate(inp, state)
         return self._outcome(inp, state, estimate)
 
-    def _summarise(self, inp: StepInput, state: dict) -> StepOutcome:
+    def _summarise(self, inp: StepInput, state: LLMState) -> StepOutcome:
         snapshots = {s: snapshot_at(indicator_frame(c)) for s, c in inp.load_candles(state["markets"]).items()}
-        state.update(phase="comparing", snapshots=snapshots,
-                     summaries={s: market_summary(snap) for s, snap in snapshots.items()})
+        state.update({"phase": "comparing", "snapshots": snapshots,
+                      "summaries": {s: market_summary(snap) for s, snap in snapshots.items()}})
         return StepOutcome(state=state, progress=SUMMARY_SHARE, confidence=0.0, done=False, result=[])
 
-    def _estimate(self, inp: StepInput, state: dict):
+    def _estimate(self, inp: StepInput, state: LLMState) -> TopKEstimate:
         return estimate_top_k(state["markets"], comparisons(state), inp.config.top_k,
                               seed=step_seed(inp.config, len(state["log"])))
 
     @staticmethod
-    def _should_stop(estimate, state: dict, target: float) -> bool:
+    def _should_stop(estimate: TopKEstimate, state: LLMState, target: float) -> bool:
         # The same rule the simulation in `make bench-ranking` stops by.
         return stop_reason(estimate, len(state["log"]), target=target, budget=state["budget"]) is not None
 
-    def _compare_batch(self, inp: StepInput, state: dict, estimate) -> None:
+    def _compare_batch(self, inp: StepInput, state: LLMState, estimate: TopKEstimate) -> None:
         room = state["budget"] - len(state["log"])
         pairs = choose_pairs(state["markets"], comparisons(state), inp.config.top_k,
                              min(inp.config.batch_size, room),
@@ -105,10 +118,12 @@ class LLMStrategy:
                                 second_summary=summaries[b], question=inp.config.prompt)
                     for a, b in pairs]
         # What the calls cost is counted in the gist by the step runner (Gist.spend).
+        if inp.judge is None:
+            raise JudgeUnavailable("no LLM judge is configured for this worker")
         verdicts, _ = inp.judge.compare_many(requests, model=inp.model)
         state["log"] = state["log"] + [[v.first, v.second, v.winner, v.model] for v in verdicts]
 
-    def _outcome(self, inp: StepInput, state: dict, estimate) -> StepOutcome:
+    def _outcome(self, inp: StepInput, state: LLMState, estimate: TopKEstimate) -> StepOutcome:
         confidence = round(estimate.expected_precision, 6)
         state["estimate"] = {"p_exact": round(estimate.p_exact, 6),
                              "first_bias": round(estimate.first_bias, 4),
