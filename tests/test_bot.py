@@ -24,7 +24,7 @@ from analysis.service import Actor
 from analysis.settings import Settings
 from sandbox import BotApiServer, ChatMessage
 from tests.conftest import wait_until
-from tests.helpers import assert_history_is_one_clean_chain
+from tests.helpers import assert_history_is_one_clean_chain, wait_for_idle_broker
 from tests.servers import ROOT
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -180,7 +180,7 @@ def test_rank_pause_ten_resumes_completion_and_chart(api, people, logged_errors)
         store = bot.service.store
         wait_until(lambda: store.lease_holder(analysis_id) is None, message="the step in flight")
         paused_at = store.load(analysis_id).seq
-        time.sleep(0.5)  # observing that nothing happens: no step may start while paused
+        wait_for_idle_broker()  # deliveries still queued or running find it paused: no step starts
         gist = store.load(analysis_id)
         assert gist.status == Status.PAUSED and gist.seq == paused_at < 61
 

@@ -300,11 +300,12 @@ def task_decisions(worker, task_id: str) -> list[str]:
 def test_a_worker_killed_mid_step_is_recovered_by_the_watchdog_and_its_late_redelivery_is_a_no_op(
         fresh, actor):
     store = fresh.runtime.store
-    fresh.start_worker(1)
+    worker = fresh.start_worker(1)
     fresh.start_beat()
     gist = fresh.service.start(score_config("faulty:slow=1,delay=0.5:demo"), actor)  # INIT ~2 s
     attempt = wait_until(lambda: store.lease_holder(gist.id), message="INIT in flight")
-    time.sleep(0.3)
+    wait_until(lambda: b"injected fault: slow" in worker.log_path.read_bytes(),
+               message="INIT inside its slow data call")
     fresh.kill_worker(1)
     killed_at = time.time()
     lost = unacked_task_ids(fresh)
@@ -333,7 +334,8 @@ def test_pool_processes_killed_mid_step_are_requeued_at_once_and_nothing_runs_tw
     fresh.start_beat()
     gist = fresh.service.start(score_config("faulty:slow=1,delay=0.5:demo"), actor)
     attempt = wait_until(lambda: store.lease_holder(gist.id), message="INIT in flight")
-    time.sleep(0.3)
+    wait_until(lambda: b"injected fault: slow" in worker.log_path.read_bytes(),
+               message="INIT inside its slow data call")
     assert fresh.kill_pool_children(1) == 2
     done = wait_for_status(fresh.service, gist.id, actor, ["COMPLETED"], timeout=60)
     history = store.history(gist.id)
