@@ -1,4 +1,4 @@
-"""Runs one step of an analysis under the step protocol: begin, work, commit (DESIGN.md).
+"""Runs one step of an analysis under the step protocol: begin, work, commit (docs/architecture.md).
 
 `run_step` is what the Celery tasks call; it never raises for a problem of the analysis itself:
 such a step ends softly (paused or failed with a reason the user sees) and the answer says so.
