@@ -16,7 +16,7 @@ from telegram import Bot
 from analysis.engine.events import EventReader
 from bot.cards import CardStore
 from bot.notifier import CardNotifier
-from tests.botapi_server import BotApiServer
+from sandbox import BotApiServer
 from tests.helpers import noop_config
 
 INTERVAL_S = 0.3
