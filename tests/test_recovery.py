@@ -397,8 +397,9 @@ def test_an_expired_control_key_is_parked_by_the_watchdog_or_the_next_step_and_r
     r.delete(keys.control(lost.id))
     parked = wait_for_status(fresh.service, lost.id, actor, ["PAUSED"], timeout=30)
     assert parked.reason == "control expired"
-    assert any(f["id"] == lost.id and f["reason"].startswith("watchdog: expired")
-               for f in store.recent_failures())
+    # The watchdog records the failure for admins just after the script parked the analysis.
+    wait_until(lambda: any(f["id"] == lost.id and f["reason"].startswith("watchdog: expired")
+                           for f in store.recent_failures()), timeout=10, message="the failure record")
     assert fresh.service.resume(lost.id, actor).changed
     done = wait_for_status(fresh.service, lost.id, actor, ["COMPLETED"], timeout=30)
     assert_history_is_one_clean_chain(store.history(lost.id), done.seq)
