@@ -68,7 +68,7 @@ class AnalysisStore:
                demo: bool, model: str, now: float, schedule: str = "",
                schedule_prev: str = "") -> Answer[lua.Create]:
         s, k = self.settings, self.keys
-        active = sorted(i.decode() for i in self.redis.smembers(k.active(owner)))
+        active = sorted(texts(self.redis.smembers(k.active(owner))))
         return self._call(
             lua.CREATE, gist=k.gist(analysis_id), control=k.control(analysis_id),
             owner_index=k.owner(owner), all_index=k.analyses(), active=k.active(owner),

@@ -10,7 +10,7 @@ refine that switches to OPENAI_REFINE_MODEL continues the same log.
 """
 
 import zlib
-from typing import cast
+from typing import NotRequired, TypedDict, cast
 
 from analysis.errors import JudgeUnavailable
 from analysis.markets.indicators import indicator_frame, snapshot_at
@@ -23,6 +23,11 @@ from analysis.ranking.strategies.base import StepInput, target_not_reached
 SUMMARY_SHARE = 0.05  # of the progress bar
 
 
+class BeforeRefine(TypedDict):
+    top: list[str]
+    confidence: float
+
+
 class LLMState(SharedState):
     """The llm strategy's state (JSON in the gist); `log` is append-only."""
 
@@ -32,6 +37,7 @@ class LLMState(SharedState):
     snapshots: dict[str, dict[str, float]]
     budget: int                         # comparisons allowed
     target_seen: float                  # the target the budget was sized for
+    before_refine: NotRequired[BeforeRefine]  # the top K and confidence when last refined
 
 
 def market_summary(snapshot: dict[str, float]) -> str:
@@ -54,7 +60,7 @@ def step_seed(config: RankingConfig, log_length: int) -> int:
     return zlib.crc32(f"{config.model_dump_json()}:{log_length}".encode())
 
 
-def less_settled(state: dict, estimate, confidence: float) -> str:
+def less_settled(state: LLMState, estimate: TopKEstimate, confidence: float) -> str:
     """After a refine, why the same top K may read a lower confidence: the judge's further
     answers disagreed more than the earlier ones, so the order is less settled than it looked."""
     before = state.get("before_refine")
