@@ -2,9 +2,9 @@
 
 import json
 import time
-from datetime import datetime, timezone
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from enum import StrEnum
 from typing import Any, Literal, TypedDict
 

@@ -19,6 +19,7 @@ from typing import Any
 import redis
 
 from analysis.engine import lua
+from analysis.engine.replies import text, texts
 from analysis.config_factory import RankingConfigFactory
 from analysis.errors import InvalidConfig, quoted
 from analysis.engine.keys import Keys
@@ -201,13 +202,13 @@ class ScheduleStore:
         raw = self.redis.hgetall(self.keys.schedule(schedule_id))
         if not raw:
             return None
-        return Schedule.from_hash({k.decode(): v.decode() for k, v in raw.items()})
+        return Schedule.from_hash({text(k): text(v) for k, v in raw.items()})
 
     def ids_of(self, owner: str) -> list[str]:
-        return [i.decode() for i in self.redis.zrange(self.keys.schedules_of(owner), 0, -1)]
+        return texts(self.redis.zrange(self.keys.schedules_of(owner), 0, -1))
 
     def all_ids(self) -> list[str]:
-        return [i.decode() for i in self.redis.zrange(self.keys.schedules(), 0, -1)]
+        return texts(self.redis.zrange(self.keys.schedules(), 0, -1))
 
     def create(self, schedule: Schedule, *, limit: int) -> tuple[str, list[str]]:
         k = self.keys

@@ -210,7 +210,7 @@ class CardNotifier:
             try:
                 if location is not None:
                     await self._put(analysis_id, card, location, location.chat_id, live=True)
-                else:  # a scheduled run's first card goes to its schedule's chat
+                elif self.scheduled is not None:  # a scheduled run's first card: its schedule's chat
                     chat_id = await asyncio.to_thread(self.scheduled.destination, analysis_id)
                     if chat_id is not None:
                         await self._put(analysis_id, card, None, chat_id, live=True)

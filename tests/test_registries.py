@@ -30,9 +30,11 @@ def test_a_production_process_refuses_the_test_doubles_and_has_no_bench_task():
                           capture_output=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
-        "MARKET_DATA='faulty:0.5:demo' is not a data source: use 'demo' or 'csv:<dir>'",
+        "MARKET_DATA='faulty:0.5:demo' is not a data source: use 'demo' or 'csv:<dir>' or "
+        "'ccxt:<exchange id>'",
         "unknown strategy 'noop:3': use one of llm, score",
-        "['marketrank.init', 'marketrank.rank_step', 'marketrank.watchdog']",
+        "['marketrank.init', 'marketrank.rank_step', 'marketrank.scheduled_run', "
+        "'marketrank.watchdog']",
     ]
 
 
@@ -41,7 +43,8 @@ def test_the_cli_refuses_a_test_double_as_the_data_source():
     done = subprocess.run([sys.executable, "-m", "tasks.cli", "markets"], cwd=ROOT, env=env,
                           text=True, capture_output=True, timeout=60)
     assert done.returncode != 0
-    assert "is not a data source: use 'demo' or 'csv:<dir>'" in done.stdout + done.stderr
+    assert "is not a data source: use 'demo' or 'csv:<dir>' or 'ccxt:<exchange id>'" in (
+        done.stdout + done.stderr)
 
 
 def test_tests_register_their_doubles_in_their_own_process():

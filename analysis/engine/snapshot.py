@@ -80,10 +80,10 @@ class BlockStore:
         """The candles of the blocks, oldest first; None if any block is gone."""
         if not digests:
             return None
-        blobs = self.redis.mget([self.keys.block(d) for d in digests])
+        blobs = cast(list[bytes | None], self.redis.mget([self.keys.block(d) for d in digests]))
         if any(blob is None for blob in blobs):
             return None
-        return pd.concat([decode_candles(blob) for blob in blobs])
+        return pd.concat([decode_candles(blob) for blob in blobs if blob is not None])
 
 
 def snapshot_refs(blocks: BlockStore, frame: pd.DataFrame, window: int, step_s: int,
@@ -105,7 +105,7 @@ class CandleSnapshot:
         self.blocks = BlockStore(client, keys)
 
     def load(self, analysis_id: str, symbols: list[str]) -> dict[str, pd.DataFrame]:
-        refs = self.redis.hmget(self.keys.candles(analysis_id), symbols)
+        refs = cast(list[bytes], self.redis.hmget(self.keys.candles(analysis_id), symbols))
         missing = [s for s, ref in zip(symbols, refs) if ref is None]
         if missing:
             raise DataUnavailable(f"the data snapshot lost {', '.join(missing[:5])}")

@@ -6,6 +6,7 @@ expiry and watchdog logic are testable without sleeping.
 """
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -100,7 +101,8 @@ class AnalysisStore:
                             lease_ms=self.settings.lease_ms)
         return answer.code == lua.Heartbeat.OK
 
-    def save_snapshot(self, analysis_id: str, attempt: str, blobs: dict[str, str | bytes]) -> bool:
+    def save_snapshot(self, analysis_id: str, attempt: str,
+                      blobs: Mapping[str, str | bytes]) -> bool:
         """Replace the data snapshot with `blobs` (symbol -> its candle block refs) if `attempt`
         still holds the lease; False when it was fenced out and nothing was written."""
         pairs: list[object] = [part for symbol, blob in blobs.items() for part in (symbol, blob)]

@@ -96,7 +96,7 @@ class CandleCache:
         step = TIMEFRAMES[timeframe]
         head = self._head(symbol, timeframe)
         old = self.blocks.get(head["blocks"]) if head and head["blocks"] else None
-        if old is not None and (head["count"] >= limit or head["complete"]):
+        if old is not None and head is not None and (head["count"] >= limit or head["complete"]):
             new = fetch(symbol, timeframe, int(old.index[-1].value // 10**9) + step, newest)
             frame = pd.concat([old, new]) if len(new) else old
             frame = frame[~frame.index.duplicated(keep="last")]
