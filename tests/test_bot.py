@@ -406,6 +406,7 @@ def test_admin_force_resumes_a_stuck_analysis(api, people, logged_errors):
         service, store, owner = bot.service, bot.service.store, Actor(str(people.trader))
         service.pause(analysis_id, owner)
         wait_until(lambda: store.lease_holder(analysis_id) is None, message="the step in flight")
+        wait_for_idle_broker()  # no queued delivery left to take the next step before the zombie
         seq, chain = store.load(analysis_id).seq, store.chain(analysis_id)
         store.redis.hset(store.keys.control(analysis_id), "wanted", "running")
         assert store.begin_step(analysis_id, chain, seq + 1, "zombie", now=time.time())[1] is not None
