@@ -217,14 +217,14 @@ def run_step(rt: Runtime, analysis_id: str, chain: str, seq: int, *, worker: str
             return _stop(rt, tag, analysis_id, begun, chain, attempt, seq, reason, False, clock)
     entry = HistoryEntry(seq=seq, chain=chain, attempt=attempt, worker=worker,
                          started_at=started, finished_at=clock())
-    answer = rt.store.commit_step(analysis_id, begun.owner, chain, seq, attempt, outcome, entry,
+    commit = rt.store.commit_step(analysis_id, begun.owner, chain, seq, attempt, outcome, entry,
                                   target_used=begun.target, now=entry.finished_at)
-    logger.info("%s commit: %s (progress %.2f, confidence %.3f, %.0f ms)", tag, answer.code.value,
+    logger.info("%s commit: %s (progress %.2f, confidence %.3f, %.0f ms)", tag, commit.code.value,
                 outcome.progress, outcome.confidence, 1000 * (entry.finished_at - started))
-    committed = answer.code in (CommitStep.CONTINUE, CommitStep.COMPLETED, CommitStep.PAUSED)
+    committed = commit.code in (CommitStep.CONTINUE, CommitStep.COMPLETED, CommitStep.PAUSED)
     _count(rt, "ok" if committed else "lost", entry.finished_at)
-    return StepReport(answer.code.value, outcome.progress, outcome.confidence,
-                      continues=answer.code == CommitStep.CONTINUE)
+    return StepReport(commit.code.value, outcome.progress, outcome.confidence,
+                      continues=commit.code == CommitStep.CONTINUE)
 
 
 FAILURE_KIND = {JudgeUnavailable: "judge", DataUnavailable: "data", InvalidConfig: "config"}
