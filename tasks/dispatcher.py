@@ -20,8 +20,10 @@ class CeleryDispatcher:
 
     def __init__(self, app: Celery | None = None, label: str = ""):
         if app is None:
-            from tasks.celery_app import app
-        self.app, self.label = app, label
+            from tasks.celery_app import app as process_app
+            app = process_app
+        self.app: Celery = app
+        self.label = label
 
     def enqueue_step(self, analysis_id: str, chain: str, seq: int) -> None:
         self.app.send_task(INIT_TASK if seq == 0 else RANK_STEP_TASK, args=(analysis_id, chain, seq),

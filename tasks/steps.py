@@ -13,7 +13,7 @@ _dispatcher = CeleryDispatcher(app)
 
 def _step(task, analysis_id: str, chain: str, seq: int) -> dict:
     report = run_step(get_runtime(), analysis_id, chain, seq, worker=task.request.hostname or "")
-    if report.decision == "continue":
+    if report.continues:
         _dispatcher.enqueue_step(analysis_id, chain, seq + 1)
     # The task-succeeded event carries this result, so Flower shows each step's progress.
     return {"decision": report.decision, "progress": report.progress,

@@ -4,7 +4,9 @@ hold no lease and made no progress within the grace period; gives up after bound
 import logging
 import time
 
+from analysis.engine.lua import WatchdogCheck
 from analysis.engine.runtime import Runtime
+from analysis.models import GistField, Status
 from analysis.service import StepDispatcher
 from tasks.celery_app import app
 from tasks.dispatcher import CeleryDispatcher
@@ -23,14 +25,15 @@ def watchdog_pass(now: float | None = None, *, rt: Runtime | None = None,
     ids = rt.store.all_ids()
     with rt.redis.pipeline(transaction=False) as pipe:
         for analysis_id in ids:
-            pipe.hget(rt.keys.gist(analysis_id), "status")
+            pipe.hget(rt.keys.gist(analysis_id), GistField.STATUS)
         statuses = pipe.execute()
-    counts = {"kick": 0, "gave_up": 0, "expired": 0}
+    counted = (WatchdogCheck.KICK, WatchdogCheck.GAVE_UP, WatchdogCheck.EXPIRED)
+    counts = {code.value: 0 for code in counted}
     for analysis_id, status in zip(ids, statuses):
-        if status not in (b"RUNNING", b"PENDING"):
+        if status is None or status.decode() not in (Status.RUNNING, Status.PENDING):
             continue
         answer = rt.store.watchdog_check(analysis_id, now=now)
-        if answer.code == "kick":
+        if answer.code == WatchdogCheck.KICK:
             seq, chain, attempts = answer.values
             logger.warning("[%s chain=%s seq=%s] no progress: re-enqueued (attempt %s)",
                            analysis_id, chain[:8], seq, attempts)
@@ -38,11 +41,12 @@ def watchdog_pass(now: float | None = None, *, rt: Runtime | None = None,
                 dispatcher.enqueue_step(analysis_id, chain, int(seq))
             except Exception:  # the broker is away: the kick is counted, the next pass retries
                 logger.exception("[%s] watchdog could not re-enqueue", analysis_id)
-        elif answer.code in ("gave_up", "expired"):
-            logger.error("[%s] watchdog %s: %s", analysis_id, answer.code, " ".join(answer.values))
-            rt.store.record_failure(analysis_id, -1, f"watchdog: {answer.code} {' '.join(answer.values)}", now=now)
-        if answer.code in counts:
-            counts[answer.code] += 1
+        elif answer.code in (WatchdogCheck.GAVE_UP, WatchdogCheck.EXPIRED):
+            said = " ".join([answer.code.value, *answer.values])
+            logger.error("[%s] watchdog %s", analysis_id, said)
+            rt.store.record_failure(analysis_id, -1, f"watchdog: {said}", now=now)
+        if answer.code in counted:
+            counts[answer.code.value] += 1
     return counts
 
 

@@ -168,3 +168,4 @@ def _state_before_first_batch(service, analysis_id):
     state.update(log=[], budget=state["budget"])
     state.pop("estimate", None)
     return state
+
