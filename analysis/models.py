@@ -2,10 +2,11 @@
 
 import json
 import time
-from datetime import datetime, timezone
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -25,6 +26,58 @@ class Status(StrEnum):
     @property
     def is_final(self) -> bool:
         return self in (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
+
+
+class GistField(StrEnum):
+    """The fields of the gist hash in Redis: the one schema of the Lua scripts (analysis/engine/
+    lua.py writes them; a test holds CREATE to this list), the store, `Gist` and the watchdog.
+    The LLM spend counters are `spend:<name>` besides these."""
+
+    ID = "id"
+    OWNER = "owner"
+    STATUS = "status"
+    REASON = "reason"
+    HALT = "halt"                # why the watchdog halted it: 'stuck', 'control_expired' or ''
+    SEQ = "seq"
+    PROGRESS = "progress"
+    CONFIDENCE = "confidence"
+    TARGET = "target"
+    CONFIG = "config"
+    STATE = "state"
+    RESULT = "result"
+    NOTE = "note"
+    VERSION = "version"
+    REFINE_GEN = "refine_gen"
+    MODEL = "model"
+    DEMO = "demo"
+    CREATED_AT = "created_at"
+    UPDATED_AT = "updated_at"
+    LAST_PROGRESS_AT = "last_progress_at"
+    KICKED_AT = "kicked_at"
+    WATCHDOG_ATTEMPTS = "watchdog_attempts"
+    SCHEDULE = "schedule"        # the schedule that started it ('' for none)
+    SCHEDULE_PREV = "schedule_prev"  # that schedule's previous completed run
+
+
+SPEND_PREFIX = "spend:"
+
+
+class EstimateState(TypedDict, total=False):
+    p_exact: float
+    first_bias: float
+    p_in_top_k: dict[str, float]
+
+
+class SharedState(TypedDict, total=False):
+    """The part of a strategy's state that other layers read (through `Gist`'s properties);
+    each strategy's own state extends it (ScoreState, LLMState)."""
+
+    leaders: list[str]                  # the best markets so far, for the card
+    p_in_top_k: dict[str, float]        # score: share of views each market is in the top K
+    log: list[Any]                      # llm: answers, [first, second, winner, model] or
+                                        # {shown, ranking, model} for an order
+    list_size: int                      # llm: markets shown per call (2: pairwise)
+    estimate: EstimateState             # llm: the latest Bradley-Terry estimate
 
 
 class RankingConfig(BaseModel):
@@ -91,7 +144,7 @@ class RankedMarket:
 class StepOutcome:
     """What one strategy step produced; `commit_step` stores it."""
 
-    state: dict
+    state: Mapping[str, Any]
     progress: float
     confidence: float
     done: bool
@@ -122,7 +175,7 @@ class Gist:
     confidence: float
     target: float
     config: RankingConfig
-    state: dict[str, Any]
+    state: SharedState
     result: list[RankedMarket]
     note: str
     version: int
@@ -133,6 +186,7 @@ class Gist:
     updated_at: float
     last_progress_at: float
     watchdog_attempts: int
+    halt: str = ""  # 'stuck' or 'control_expired' while the watchdog holds it paused
     # What the LLM judge spent (calls, prompt_tokens, completion_tokens, retries, cache_hits),
     # counted when spent, failed and redone steps included (lua.ADD_SPEND).
     spend: dict[str, int] = field(default_factory=dict)
@@ -142,31 +196,33 @@ class Gist:
 
     @classmethod
     def from_hash(cls, raw: dict[str, str]) -> "Gist":
+        F = GistField
         return cls(
-            id=raw["id"],
-            owner=raw["owner"],
-            status=Status(raw["status"]),
-            reason=raw.get("reason", ""),
-            seq=int(raw["seq"]),
-            progress=float(raw["progress"]),
-            confidence=float(raw["confidence"]),
-            target=float(raw["target"]),
-            config=RankingConfig.model_validate_json(raw["config"]),
-            state=json.loads(raw.get("state") or "{}"),
-            result=[RankedMarket(**item) for item in json.loads(raw.get("result") or "[]")],
-            note=raw.get("note", ""),
-            version=int(raw["version"]),
-            refine_gen=int(raw.get("refine_gen", 0)),
-            model=raw.get("model", ""),
-            demo=raw.get("demo") == "1",
-            created_at=float(raw["created_at"]),
-            updated_at=float(raw["updated_at"]),
-            last_progress_at=float(raw.get("last_progress_at", raw["updated_at"])),
-            watchdog_attempts=int(raw.get("watchdog_attempts", 0)),
-            spend={name[len("spend:"):]: int(value) for name, value in raw.items()
-                   if name.startswith("spend:")},
-            schedule=raw.get("schedule", ""),
-            schedule_prev=raw.get("schedule_prev", ""),
+            id=raw[F.ID],
+            owner=raw[F.OWNER],
+            status=Status(raw[F.STATUS]),
+            reason=raw.get(F.REASON, ""),
+            seq=int(raw[F.SEQ]),
+            progress=float(raw[F.PROGRESS]),
+            confidence=float(raw[F.CONFIDENCE]),
+            target=float(raw[F.TARGET]),
+            config=RankingConfig.model_validate_json(raw[F.CONFIG]),
+            state=json.loads(raw.get(F.STATE) or "{}"),
+            result=[RankedMarket(**item) for item in json.loads(raw.get(F.RESULT) or "[]")],
+            note=raw.get(F.NOTE, ""),
+            version=int(raw[F.VERSION]),
+            refine_gen=int(raw.get(F.REFINE_GEN, 0)),
+            model=raw.get(F.MODEL, ""),
+            demo=raw.get(F.DEMO) == "1",
+            created_at=float(raw[F.CREATED_AT]),
+            updated_at=float(raw[F.UPDATED_AT]),
+            last_progress_at=float(raw.get(F.LAST_PROGRESS_AT, raw[F.UPDATED_AT])),
+            watchdog_attempts=int(raw.get(F.WATCHDOG_ATTEMPTS, 0)),
+            halt=raw.get(F.HALT, ""),
+            spend={name[len(SPEND_PREFIX):]: int(value) for name, value in raw.items()
+                   if name.startswith(SPEND_PREFIX)},
+            schedule=raw.get(F.SCHEDULE, ""),
+            schedule_prev=raw.get(F.SCHEDULE_PREV, ""),
         )
 
     def source_label(self, now: float | None = None) -> str:
@@ -178,13 +234,32 @@ class Gist:
     def short_id(self) -> str:
         return self.id[:6]
 
+    @property
+    def leaders(self) -> list[str]:
+        return list(self.state.get("leaders") or [])
+
+    @property
+    def comparisons(self) -> int | None:
+        """llm strategy: comparisons made so far; None for other strategies."""
+        return len(self.state["log"]) if "log" in self.state else None
+
+    @property
+    def p_exact(self) -> float | None:
+        """llm strategy: P(the reported set is exactly the true top K)."""
+        return self.state.get("estimate", {}).get("p_exact")
+
+    @property
+    def p_in_top_k(self) -> dict[str, float]:
+        """score strategy: the share of views in which each market ranks in the top K."""
+        return dict(self.state.get("p_in_top_k") or {})
+
     def llm_summary(self) -> str:
         """llm strategy: comparisons made, what the judge cost, and the probability that the
         reported set is exactly the true top K; '' for other strategies or before any comparison."""
-        if "log" not in self.state:
+        if self.comparisons is None:
             return ""
         spend, k = self.spend, self.config.top_k
-        log, size = self.state["log"], self.state.get("list_size", 2)
+        log, size = self.state.get("log", []), self.state.get("list_size", 2)
         answers = f"{len(log)} orders of {size}" if size > 2 else f"{len(log)} comparisons"
         line = f"{answers} · {spend.get('calls', 0)} LLM calls"
         if spend.get("retries"):
@@ -192,7 +267,7 @@ class Gist:
         tokens = spend.get("prompt_tokens", 0) + spend.get("completion_tokens", 0)
         if tokens:
             line += f" · {tokens:,} tokens"
-        p_exact = self.state.get("estimate", {}).get("p_exact")
+        p_exact = self.p_exact
         if p_exact is not None:
             line += f" · P(exactly the top {k}) {p_exact:.2f}"
         return line
@@ -237,7 +312,7 @@ def to_jsonable(gist: Gist, history: list[HistoryEntry], chain: str | None) -> d
         "history": [asdict(entry) for entry in history],
         "result": [asdict(item) for item in gist.result],
         # llm strategy: what the judge spent, and the comparisons in the log.
-        "stats": {**gist.spend, "comparisons": len(gist.state["log"])} if "log" in gist.state else {},
+        "stats": {**gist.spend, "comparisons": gist.comparisons} if gist.comparisons is not None else {},
         # llm strategy: the probability that the reported top-K set is exactly right.
-        "p_exact": gist.state.get("estimate", {}).get("p_exact"),
+        "p_exact": gist.p_exact,
     }

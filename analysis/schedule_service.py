@@ -6,6 +6,7 @@ started through `AnalysisService.start` for the schedule's owner.
 
 from __future__ import annotations
 
+import builtins
 import logging
 import time
 from collections.abc import Callable
@@ -108,7 +109,7 @@ class ScheduleService:
         found = (self.store.get(i) for i in ids)
         return [s for s in found if s is not None]
 
-    def next_runs(self, schedules: list[Schedule]) -> dict[str, float]:
+    def next_runs(self, schedules: builtins.list[Schedule]) -> dict[str, float]:
         """When beat will fire each active schedule next (UTC epoch); best effort."""
         try:
             return self.beat.next_runs([s.id for s in schedules if s.state == ACTIVE])

@@ -19,6 +19,7 @@ from typing import Any
 import redis
 
 from analysis.engine import lua
+from analysis.engine.replies import text, texts
 from analysis.config_factory import RankingConfigFactory
 from analysis.errors import InvalidConfig, quoted
 from analysis.engine.keys import Keys
@@ -192,49 +193,48 @@ class Schedule:
 class ScheduleStore:
     def __init__(self, client: redis.Redis, keys: Keys):
         self.redis, self.keys = client, keys
-        self._scripts = {name: client.register_script(getattr(lua, name))
-                         for name in ("SCHEDULE_CREATE", "SCHEDULE_DELETE", "SCHEDULE_CLAIM",
-                                      "SCHEDULE_UPDATE")}
-
-    def _run(self, name: str, keys: list[str], args: list) -> tuple[str, list[str]]:
-        words = [w.decode() if isinstance(w, bytes) else str(w)
-                 for w in self._scripts[name](keys=keys, args=args)]
-        return words[0], words[1:]
+        self._create = lua.SCHEDULE_CREATE.bind(client)
+        self._delete = lua.SCHEDULE_DELETE.bind(client)
+        self._claim = lua.SCHEDULE_CLAIM.bind(client)
+        self._update = lua.SCHEDULE_UPDATE.bind(client)
 
     def get(self, schedule_id: str) -> Schedule | None:
         raw = self.redis.hgetall(self.keys.schedule(schedule_id))
         if not raw:
             return None
-        return Schedule.from_hash({k.decode(): v.decode() for k, v in raw.items()})
+        return Schedule.from_hash({text(k): text(v) for k, v in raw.items()})
 
     def ids_of(self, owner: str) -> list[str]:
-        return [i.decode() for i in self.redis.zrange(self.keys.schedules_of(owner), 0, -1)]
+        return texts(self.redis.zrange(self.keys.schedules_of(owner), 0, -1))
 
     def all_ids(self) -> list[str]:
-        return [i.decode() for i in self.redis.zrange(self.keys.schedules(), 0, -1)]
+        return texts(self.redis.zrange(self.keys.schedules(), 0, -1))
 
     def create(self, schedule: Schedule, *, limit: int) -> tuple[str, list[str]]:
         k = self.keys
         pairs = [part for item in schedule.to_hash().items() for part in item]
-        return self._run("SCHEDULE_CREATE",
-                         [k.schedule(schedule.id), k.schedules_of(schedule.owner), k.schedules()],
-                         [schedule.id, schedule.created_at, limit, *pairs])
+        answer = self._create(schedule=k.schedule(schedule.id),
+                              owner_schedules=k.schedules_of(schedule.owner),
+                              all_schedules=k.schedules(), id=schedule.id,
+                              now=schedule.created_at, max_per_owner=limit, fields=pairs)
+        return answer.code.value, answer.values
 
     def delete(self, schedule: Schedule) -> bool:
         k = self.keys
-        code, _ = self._run("SCHEDULE_DELETE",
-                            [k.schedule(schedule.id), k.schedules_of(schedule.owner), k.schedules()],
-                            [schedule.id])
-        return code == "ok"
+        answer = self._delete(schedule=k.schedule(schedule.id),
+                              owner_schedules=k.schedules_of(schedule.owner),
+                              all_schedules=k.schedules(), id=schedule.id)
+        return answer.code == lua.ScheduleDelete.OK
 
     def claim(self, schedule_id: str, *, fire_id: str, last_fire: str, now: float) -> str:
-        return self._run("SCHEDULE_CLAIM", [self.keys.schedule(schedule_id)],
-                         [fire_id, last_fire, now])[0]
+        answer = self._claim(schedule=self.keys.schedule(schedule_id), fire_id=fire_id,
+                             last_fire_seen=last_fire, now=now)
+        return answer.code.value
 
     def update(self, schedule_id: str, *, add_runs: int = 0, add_skipped: int = 0,
                **fields: object) -> bool:
         """Set fields (and add to the counters) of a schedule that still exists."""
         pairs = [part for name, value in fields.items() for part in (name, str(value))]
-        code, _ = self._run("SCHEDULE_UPDATE", [self.keys.schedule(schedule_id)],
-                            [add_runs, add_skipped, *pairs])
-        return code == "ok"
+        answer = self._update(schedule=self.keys.schedule(schedule_id), runs=add_runs,
+                              skips=add_skipped, fields=pairs)
+        return answer.code == lua.ScheduleUpdate.OK

@@ -3,6 +3,7 @@ idempotent, checked against the caller, and says plainly when it did nothing and
 
 from __future__ import annotations
 
+import builtins
 import logging
 import re
 import secrets
@@ -15,11 +16,13 @@ from typing import Protocol
 
 import redis
 
-from analysis.engine import watch
-from analysis.engine.store import AnalysisStore, ScriptAnswer
+from analysis.engine import lua, watch
+from analysis.engine.script import A, Answer
+from analysis.engine.store import AnalysisStore, QuotaUsed
 from analysis.errors import InvalidConfig, LimitReached, NotAllowed, NotFound, quoted
 from analysis.markets.registry import provider_from_spec
-from analysis.models import REFINE_MODEL, ActionResult, Gist, RankingConfig, Status, to_jsonable
+from analysis.models import (REFINE_MODEL, ActionResult, Gist, GistField, RankingConfig, Status,
+                             to_jsonable)
 from analysis.schedule_changes import run_changes
 
 logger = logging.getLogger(__name__)
@@ -29,6 +32,60 @@ ID_LENGTH = 10
 ID_PATTERN = re.compile(rf"^[{ID_ALPHABET}]{{4,{ID_LENGTH}}}$")
 REFINE_STEP, REFINE_CAP = 0.05, 0.99
 PAUSED_BY_USER = "paused by user"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a script's answer to an action means: whether it changed anything, what the user is
+    told (`{0}`, `{1}`... are the answer's values, `{status}` the first one in lower case), and
+    whether the next step is enqueued (its seq is the first value)."""
+
+    changed: bool
+    message: str = ""
+    enqueue: bool = False
+    not_found: bool = False
+    already: bool = False  # nothing to do because it is done already (an idempotent repeat)
+
+    def render(self, values: list[str]) -> str:
+        return self.message.format(*values, status=values[0].lower() if values else "")
+
+
+_SHARED = {
+    "final": Decision(False, "Nothing to do: the analysis is already {status}."),
+    "missing": Decision(False, not_found=True),
+}
+
+
+def decisions(answers: type[A], table: dict[A, Decision]) -> dict[A, Decision]:
+    """The decision for every answer a script can give (the shared `final` and `missing` added);
+    a script answer without a decision is refused here, at import, not shown to a user."""
+    full = {answers(code): decision for code, decision in _SHARED.items()
+            if code in answers._value2member_map_}
+    full.update(table)
+    if set(full) != set(answers):
+        raise TypeError(f"{answers.__name__}: no decision for {sorted(set(answers) - set(full))}")
+    return full
+
+
+PAUSE_DECISIONS = decisions(lua.Pause, {
+    lua.Pause.OK: Decision(True, "Paused: the step in flight finishes, no new step starts."),
+    lua.Pause.NOOP: Decision(False, "Already paused.", already=True),
+})
+RESUME_DECISIONS = decisions(lua.Resume, {
+    lua.Resume.ENQUEUE: Decision(True, "Resumed.", enqueue=True),
+    lua.Resume.FLIPPED: Decision(True, "Resumed."),
+    lua.Resume.NOOP: Decision(False, "Already running.", already=True),
+})
+REFINE_DECISIONS = decisions(lua.Refine, {
+    lua.Refine.ENQUEUE: Decision(True, "Refining toward confidence {1}.", enqueue=True),
+    lua.Refine.RAISED: Decision(True, "Target raised to {0}; the analysis carries on."),
+    lua.Refine.STALE: Decision(False, "This refine was already applied.", already=True),
+    lua.Refine.AT_CAP: Decision(False, f"The target is already at the {REFINE_CAP} maximum."),
+})
+CANCEL_DECISIONS = decisions(lua.Cancel, {lua.Cancel.OK: Decision(True, "Cancelled.")})
+FORCE_RESUME_DECISIONS = decisions(lua.ForceResume, {
+    lua.ForceResume.ENQUEUE: Decision(True, "Force-resumed from step {0}.", enqueue=True),
+})
 
 
 class StepDispatcher(Protocol):
@@ -79,14 +136,18 @@ class AnalysisService:
             raise LimitReached("storage is full: no new analysis can start now; the admins "
                                "are told, try again later") from None
         settings = self.store.settings
-        if answer.code == "limit":
+        if isinstance(answer, QuotaUsed):
+            raise LimitReached(f"you started {answer.starts} analyses in the last hour; the "
+                               f"limit is {settings.max_starts_per_hour} an hour: try again later")
+        if answer.code == lua.Create.LIMIT:
             raise LimitReached(f"you already have {answer.values[0]} analyses running; the limit "
                                f"is {settings.max_active_per_user}: cancel one or wait for it to finish")
-        if answer.code == "quota":
-            raise LimitReached(f"you started {answer.values[0]} analyses in the last hour; the "
-                               f"limit is {settings.max_starts_per_hour} an hour: try again later")
+        if answer.code == lua.Create.EXISTS:  # two ids alike out of 32^10: a bug, not chance
+            raise RuntimeError(f"analysis {analysis_id} exists already")
         self._enqueue(analysis_id, chain, 0)
-        return self.store.load(analysis_id)
+        gist = self.store.load(analysis_id)
+        assert gist is not None
+        return gist
 
     def get(self, analysis_id: str, actor: Actor) -> Gist:
         """The analysis, if it exists and the actor owns it (or is an admin). Accepts a unique
@@ -130,20 +191,13 @@ class AnalysisService:
     def pause(self, analysis_id: str, actor: Actor) -> ActionResult:
         gist = self.get(analysis_id, actor)
         answer = self.store.pause(gist.id, reason=PAUSED_BY_USER, now=self.clock())
-        return self._result("pause", gist.id, answer, {
-            "ok": "Paused: the step in flight finishes, no new step starts.",
-            "noop": "Already paused.",
-        })
+        return self._decide("pause", gist.id, answer, PAUSE_DECISIONS)
 
     def resume(self, analysis_id: str, actor: Actor) -> ActionResult:
         gist = self.get(analysis_id, actor)
         chain = new_chain_token()
         answer = self.store.resume(gist.id, new_chain=chain, now=self.clock())
-        if answer.code == "enqueue":
-            self._enqueue(gist.id, chain, int(answer.values[0]))
-        return self._result("resume", gist.id, answer, {
-            "enqueue": "Resumed.", "flipped": "Resumed.", "noop": "Already running.",
-        })
+        return self._decide("resume", gist.id, answer, RESUME_DECISIONS, chain)
 
     def refine(self, analysis_id: str, actor: Actor, generation: int | None = None) -> ActionResult:
         """Raise the target by 0.05 (at most 0.99) once per refine generation; `generation` is the
@@ -161,20 +215,12 @@ class AnalysisService:
                                    step=REFINE_STEP, cap=REFINE_CAP,
                                    refine_model=REFINE_MODEL if gist.config.strategy == "llm" else "",
                                    now=self.clock())
-        if answer.code == "enqueue":
-            self._enqueue(gist.id, chain, int(answer.values[0]))
-        target = answer.values[-1] if answer.values else ""
-        return self._result("refine", gist.id, answer, {
-            "enqueue": f"Refining toward confidence {target}.",
-            "raised": f"Target raised to {target}; the analysis carries on.",
-            "stale": "This refine was already applied.",
-            "at_cap": f"The target is already at the {REFINE_CAP} maximum.",
-        })
+        return self._decide("refine", gist.id, answer, REFINE_DECISIONS, chain)
 
     def cancel(self, analysis_id: str, actor: Actor) -> ActionResult:
         gist = self.get(analysis_id, actor)
         answer = self.store.cancel(gist.id, gist.owner, now=self.clock())
-        return self._result("cancel", gist.id, answer, {"ok": "Cancelled."})
+        return self._decide("cancel", gist.id, answer, CANCEL_DECISIONS)
 
     def force_resume(self, analysis_id: str, actor: Actor) -> ActionResult:
         """Admin rescue: a new chain from the last checkpoint, fencing out any zombie step."""
@@ -183,22 +229,22 @@ class AnalysisService:
         gist = self.get(analysis_id, actor)
         chain = new_chain_token()
         answer = self.store.force_resume(gist.id, new_chain=chain, now=self.clock())
-        if answer.code == "enqueue":
-            self._enqueue(gist.id, chain, int(answer.values[0]))
-        return self._result("force_resume", gist.id, answer, {
-            "enqueue": f"Force-resumed from step {answer.values[0] if answer.values else '?'}.",
-        })
+        return self._decide("force_resume", gist.id, answer, FORCE_RESUME_DECISIONS, chain)
 
     # --- for admins -------------------------------------------------------------------------
-    def stuck(self) -> list[Gist]:
-        """Analyses the watchdog's rule calls stuck (analysis.engine.watch): should run, hold no
-        lease, their next step is not waiting in the broker and nothing moved for the grace
-        period; or paused because the watchdog gave up or their control key expired."""
-        verdicts = watch.check_live(self.store, self.pending_steps, self.clock(), act=False)
-        gists = (self.store.load(i) for i in watch.stuck(verdicts))
-        return [g for g in gists if g is not None]
+    def stuck(self, grace_s: float | None = None) -> builtins.list[Gist]:
+        """Analyses the watchdog's rule finds stuck (should run, no lease, next step not waiting
+        in the broker, no progress nor kick within the grace period), and those it halted (gave
+        up on, or parked on a lost control): analysis.engine.watch, read only."""
+        found = []
+        now = self.clock()
+        for analysis_id in watch.stuck(self.store, self.pending_steps, now, grace_s=grace_s):
+            gist = self.store.load(analysis_id)
+            if gist is not None:
+                found.append(gist)
+        return found
 
-    def recent_failures(self, limit: int = 20) -> list[dict]:
+    def recent_failures(self, limit: int = 20) -> builtins.list[dict]:
         """The latest failed or paused-by-error steps, newest first, for admins."""
         return self.store.recent_failures(limit)
 
@@ -207,7 +253,7 @@ class AnalysisService:
         key = self.store.keys.gist
         with self.store.redis.pipeline(transaction=False) as pipe:
             for analysis_id in self.store.live_ids():
-                pipe.hget(key(analysis_id), "status")
+                pipe.hget(key(analysis_id), GistField.STATUS)
             statuses = pipe.execute()
         return Counter(s.decode() for s in statuses
                        if s is not None and not Status(s.decode()).is_final)
@@ -222,16 +268,12 @@ class AnalysisService:
             logger.exception("[%s chain=%s seq=%s] enqueue failed; the watchdog will retry",
                              analysis_id, chain[:8], seq)
 
-    def _result(self, action: str, analysis_id: str, answer: ScriptAnswer,
-                messages: dict[str, str]) -> ActionResult:
-        changed = answer.code in ("ok", "enqueue", "flipped", "raised")
-        if answer.code in messages:
-            message = messages[answer.code]
-        elif answer.code == "final":
-            message = f"Nothing to do: the analysis is already {answer.values[0].lower()}."
-        elif answer.code == "missing":
+    def _decide(self, action: str, analysis_id: str, answer: Answer[A],
+                table: dict[A, Decision], chain: str = "") -> ActionResult:
+        decision = table[answer.code]
+        if decision.not_found:
             raise NotFound(f"no analysis {analysis_id}")
-        else:
-            message = f"Nothing to do ({answer.code})."
-        return ActionResult(action, analysis_id, changed, message, self.store.load(analysis_id),
-                            already=answer.code in ("noop", "stale"))
+        if decision.enqueue:
+            self._enqueue(analysis_id, chain, int(answer.values[0]))
+        return ActionResult(action, analysis_id, decision.changed, decision.render(answer.values),
+                            self.store.load(analysis_id), already=decision.already)

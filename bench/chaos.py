@@ -1,6 +1,6 @@
 """`make chaos`: many `score` analyses over the real Binance candles on two Celery workers while
 everything that can go wrong in production goes wrong, then every analysis is checked against the
-invariants of DESIGN.md. Exits non-zero on any violation.
+invariants of docs/architecture.md. Exits non-zero on any violation.
 
 Faults, all at once, for `--duration` seconds:
 - a random worker is SIGKILLed (main process and pool) every few seconds and started again; now and

@@ -140,7 +140,7 @@ async def skip_redelivered(update: Update, context: ContextTypes.DEFAULT_TYPE) -
 async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     """The one error handler: the traceback first in the log, then a short apology to the user."""
     error = context.error
-    trace = "".join(traceback.format_exception(type(error), error, error.__traceback__)).rstrip()
+    trace = "".join(traceback.format_exception(error)).rstrip() if error is not None else ""
     where = "outside any update"
     if isinstance(update, Update):
         user = update.effective_user

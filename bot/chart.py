@@ -20,7 +20,7 @@ def ranking_chart_png(gist: Gist) -> bytes:
     symbols = [item.symbol for item in items][::-1]  # best on top
     labels = [f"{item.rank}. {item.symbol}" for item in items][::-1]
     scores = [item.score for item in items][::-1]
-    in_top = gist.state.get("p_in_top_k") or {}
+    in_top = gist.p_in_top_k
     shares = [float(in_top.get(s, float("nan"))) for s in symbols]
 
     height = 1.6 + 0.38 * len(items)

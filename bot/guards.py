@@ -8,7 +8,8 @@ becomes the answer; every other exception reaches the application's error handle
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from telegram import Update
 from telegram.constants import ChatID
@@ -22,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 TRADER, ADMIN = "trader", "admin"
 SHARED_SENDERS = frozenset(int(i) for i in ChatID)  # anonymous admin, service chat, channel bot
-Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Awaitable[None]]
+Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]
 
 
 def action_of(update: Update) -> str:

@@ -125,7 +125,8 @@ class CardNotifier:
                 if pressed is not None and live is not None and pressed != live:
                     await self._put(analysis_id, card, pressed, pressed.chat_id, live=False)
                 elif live is not None or pressed is not None:
-                    target = live or pressed
+                    target = live if live is not None else pressed
+                    assert target is not None
                     if live is None:
                         await self.cards.save(analysis_id, target)
                     await self._put(analysis_id, card, target, target.chat_id, live=True)
@@ -210,7 +211,7 @@ class CardNotifier:
             try:
                 if location is not None:
                     await self._put(analysis_id, card, location, location.chat_id, live=True)
-                else:  # a scheduled run's first card goes to its schedule's chat
+                elif self.scheduled is not None:  # a scheduled run's first card: its schedule's chat
                     chat_id = await asyncio.to_thread(self.scheduled.destination, analysis_id)
                     if chat_id is not None:
                         await self._put(analysis_id, card, None, chat_id, live=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from analysis.engine.replies import text
 from analysis.models import Gist, Status
 from analysis.schedule_changes import is_unchanged, run_changes
 from analysis.schedule_service import ScheduleService
@@ -27,7 +28,7 @@ class ScheduledCards:
         schedule_id = store.redis.hget(store.keys.gist(analysis_id), "schedule")
         if not schedule_id:
             return None
-        schedule = self.schedules.store.get(schedule_id.decode())
+        schedule = self.schedules.store.get(text(schedule_id))
         if schedule is None or schedule.chat_id is None or schedule.state != ACTIVE:
             return None
         if schedule.notify == "changes":

@@ -82,8 +82,8 @@ def card_text(gist: Gist, changes: dict | None = None) -> str:
         lines += [f"{item.rank}. {escape(item.symbol)}  {item.score:+.3f}" for item in gist.result[:MAX_ROWS]]
         if len(gist.result) > MAX_ROWS:
             lines.append(f"… and {len(gist.result) - MAX_ROWS} more on the chart")
-    elif gist.state.get("leaders"):
-        lines.append("Leaders so far: " + ", ".join(escape(str(s)) for s in gist.state["leaders"]))
+    elif gist.leaders:
+        lines.append("Leaders so far: " + ", ".join(escape(str(s)) for s in gist.leaders))
     if gist.schedule:
         lines += [""] + schedule_views.changes_lines(gist.schedule, changes, gist.status == Status.COMPLETED)
     if gist.reason:

@@ -40,8 +40,8 @@ def closed_broker_channels_raise_connection_errors() -> None:
             raise redis.ConnectionError("this broker channel's connection is closed")
         return connparams(self, asynchronous=asynchronous)
 
-    _connparams.raises_connection_errors = True
-    kombu_redis.Channel._connparams = _connparams
+    setattr(_connparams, "raises_connection_errors", True)
+    setattr(kombu_redis.Channel, "_connparams", _connparams)
 
 
 def make_celery(settings: Settings) -> Celery:

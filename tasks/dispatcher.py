@@ -27,8 +27,10 @@ class CeleryDispatcher:
 
     def __init__(self, app: Celery | None = None, label: str = ""):
         if app is None:
-            from tasks.celery_app import app
-        self.app, self.label = app, label
+            from tasks.celery_app import app as process_app
+            app = process_app
+        self.app: Celery = app
+        self.label = label
 
     def enqueue_step(self, analysis_id: str, chain: str, seq: int) -> None:
         # The header names the step the message delivers, so the watchdog can tell a step that

@@ -55,7 +55,7 @@ def redis_dir(url: str) -> Path | None:
     """The data folder of the Redis at `url` (CONFIG GET dir), or None when it will not say."""
     try:
         client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
-        return Path(client.config_get("dir").get("dir", ""))
+        return Path(str(client.config_get("dir").get("dir") or ""))
     except (redis.RedisError, OSError):
         return None
 

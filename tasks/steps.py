@@ -17,7 +17,7 @@ _dispatcher = CeleryDispatcher(app)
 def _step(task, analysis_id: str, chain: str, seq: int) -> dict:
     rt = get_runtime()
     report = run_step(rt, analysis_id, chain, seq, worker=task.request.hostname or "")
-    if report.decision == "continue":
+    if report.continues:
         try:
             _dispatcher.enqueue_step(analysis_id, chain, seq + 1)
         except redis.OutOfMemoryError:  # the broker shares Redis: the next step has no room

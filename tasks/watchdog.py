@@ -5,6 +5,7 @@ re-enqueues the next step of those whose step is lost, gives up after bounded at
 import logging
 import time
 
+from analysis.engine.lua import WatchdogCheck
 from analysis.engine.runtime import Runtime
 from analysis.engine.watch import PendingSteps, check_live
 from analysis.service import StepDispatcher
@@ -27,10 +28,12 @@ def watchdog_pass(now: float | None = None, *, rt: Runtime | None = None,
         from tasks.ops import default_ops
         pending_steps = default_ops().pending_steps_within(rt.settings.watchdog_grace_s)
     now = time.time() if now is None else now
-    counts = {"kick": 0, "gave_up": 0, "expired": 0, "queued": 0}
-    for verdict in check_live(rt.store, pending_steps, now, act=True):
+    counted = (WatchdogCheck.KICK, WatchdogCheck.GAVE_UP, WatchdogCheck.EXPIRED,
+               WatchdogCheck.QUEUED)
+    counts = {code.value: 0 for code in counted}
+    for verdict in check_live(rt.store, pending_steps, now):
         analysis_id, answer = verdict.analysis_id, verdict.answer
-        if answer.code == "kick":
+        if answer.code == WatchdogCheck.KICK:
             seq, chain, attempts = answer.values
             logger.warning("[%s chain=%s seq=%s] step lost (no lease, not in the broker): "
                            "re-enqueued (attempt %s)", analysis_id, chain[:8], seq, attempts)
@@ -38,11 +41,12 @@ def watchdog_pass(now: float | None = None, *, rt: Runtime | None = None,
                 dispatcher.enqueue_step(analysis_id, chain, int(seq))
             except Exception:  # the broker is away: the kick is counted, the next pass retries
                 logger.exception("[%s] watchdog could not re-enqueue", analysis_id)
-        elif answer.code in ("gave_up", "expired"):
-            logger.error("[%s] watchdog %s: %s", analysis_id, answer.code, " ".join(answer.values))
-            rt.store.record_failure(analysis_id, -1, f"watchdog: {answer.code} {' '.join(answer.values)}", now=now)
-        if answer.code in counts:
-            counts[answer.code] += 1
+        elif answer.code in (WatchdogCheck.GAVE_UP, WatchdogCheck.EXPIRED):
+            said = " ".join([answer.code.value, *answer.values])
+            logger.error("[%s] watchdog %s", analysis_id, said)
+            rt.store.record_failure(analysis_id, -1, f"watchdog: {said}", now=now)
+        if answer.code in counted:
+            counts[answer.code.value] += 1
     return counts
 
 

@@ -31,6 +31,21 @@ def wait_for_status(service, analysis_id, actor, statuses, timeout: float = 60) 
     raise AssertionError(f"{analysis_id} is {gist.status} ({gist.reason}), expected {statuses}")
 
 
+def wait_for_idle_broker(timeout: float = 30) -> None:
+    """Wait until no step message waits in the broker or runs on a worker (acks are late, so a
+    running step's message stays unacknowledged until it ends). After that no step can start
+    until someone enqueues one: what a test of "nothing moves while paused" waits for."""
+    from tasks.ops import default_ops
+
+    ops = default_ops()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(d.queued == 0 and d.unacked == 0 for d in ops.queue_depths().values()):
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"the broker still holds step messages after {timeout}s: {ops.queue_depths()}")
+
+
 def ranking(gist: Gist) -> list[tuple[str, float]]:
     return [(item.symbol, item.score) for item in gist.result]
 

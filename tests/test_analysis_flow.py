@@ -6,7 +6,7 @@ import pytest
 
 from analysis.models import Status
 from tests.conftest import wait_until
-from tests.helpers import (all_at_once, assert_history_is_one_clean_chain, noop_config, ranking,
+from tests.helpers import (all_at_once, wait_for_idle_broker, assert_history_is_one_clean_chain, noop_config, ranking,
                            wait_for_status)
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -37,7 +37,7 @@ def test_pause_in_the_middle_then_resume_gives_the_uninterrupted_ranking(service
     # The step in flight may still commit; after that, nothing moves.
     wait_until(lambda: service.store.lease_holder(gist.id) is None, message="the step in flight")
     paused = service.get(gist.id, actor)
-    time.sleep(0.5)
+    wait_for_idle_broker()  # deliveries still queued or running find it paused and do nothing
     still = service.get(gist.id, actor)
     assert still.status == Status.PAUSED and still.seq == paused.seq < 25
 

@@ -24,7 +24,7 @@ from analysis.service import Actor
 from analysis.settings import Settings
 from sandbox import BotApiServer, ChatMessage
 from tests.conftest import wait_until
-from tests.helpers import assert_history_is_one_clean_chain
+from tests.helpers import assert_history_is_one_clean_chain, wait_for_idle_broker
 from tests.servers import ROOT
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -180,7 +180,7 @@ def test_rank_pause_ten_resumes_completion_and_chart(api, people, logged_errors)
         store = bot.service.store
         wait_until(lambda: store.lease_holder(analysis_id) is None, message="the step in flight")
         paused_at = store.load(analysis_id).seq
-        time.sleep(0.5)  # observing that nothing happens: no step may start while paused
+        wait_for_idle_broker()  # deliveries still queued or running find it paused: no step starts
         gist = store.load(analysis_id)
         assert gist.status == Status.PAUSED and gist.seq == paused_at < 61
 
@@ -406,6 +406,7 @@ def test_admin_force_resumes_a_stuck_analysis(api, people, logged_errors):
         service, store, owner = bot.service, bot.service.store, Actor(str(people.trader))
         service.pause(analysis_id, owner)
         wait_until(lambda: store.lease_holder(analysis_id) is None, message="the step in flight")
+        wait_for_idle_broker()  # no queued delivery left to take the next step before the zombie
         seq, chain = store.load(analysis_id).seq, store.chain(analysis_id)
         store.redis.hset(store.keys.control(analysis_id), "wanted", "running")
         assert store.begin_step(analysis_id, chain, seq + 1, "zombie", now=time.time())[1] is not None

@@ -37,6 +37,7 @@ def precision(reported: list[str], judge: SimulatedJudge) -> float:
     return len(set(reported) & set(judge.true_top_k(K))) / K
 
 
+@pytest.mark.slow  # 30-110 s: many full simulated runs
 def test_sharp_judge_reaches_target_with_few_comparisons_and_is_mostly_right():
     judges = [sharp_judge(100 + i) for i in range(24)]
     runs = [run_until_confident(judge, K, target=0.8, budget=default_budget(N, K), seed=i)

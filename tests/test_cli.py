@@ -71,10 +71,11 @@ def test_start_prints_only_the_id_and_control_commands_say_what_they_did():
     assert cancel.returncode == 1 and "already completed" in cancel.stdout
 
 
-def test_an_llm_analysis_from_the_cli_reports_its_comparisons_and_what_they_cost(llm_server):
+def test_an_llm_analysis_from_the_cli_reports_its_comparisons_and_what_they_cost(llm_server, request):
     symbols = ["BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT", "DOGE/USDT", "ADA/USDT"]
     llm_server.reset()
     llm_server.set_strengths({s: float(len(symbols) - i) for i, s in enumerate(symbols)})
+    request.addfinalizer(lambda: llm_server.set_strengths({}))  # later tests rank other markets
     done = marketrank("start", "--strategy", "llm", "--prompt", "cli llm case",
                       "--symbols", ",".join(symbols), "--top", "2", "--target", "0.9",
                       "--owner", "cli-llm", "--wait", **_llm_env(llm_server))

@@ -25,6 +25,7 @@ def judge_server(llm_server):
     llm_server.set_strengths(STRENGTHS)
     yield llm_server
     llm_server.clear_faults()
+    llm_server.set_strengths({})  # the session's later tests rank other markets: know them all again
 
 
 @pytest.fixture(params=[10, 2], ids=["listwise", "pairwise"])
@@ -168,3 +169,4 @@ def _state_before_first_batch(service, analysis_id):
     state.update(log=[], budget=state["budget"])
     state.pop("estimate", None)
     return state
+

@@ -77,9 +77,13 @@ def browser():
 class Bot:
     """`python -m bot` against the sandbox, as `make run` starts it."""
 
-    def __init__(self, sandbox: BotApiServer, log_path: Path):
+    def __init__(self, sandbox: BotApiServer, log_path: Path, llm_base_url: str):
         self.sandbox, self.log_path, self.process = sandbox, log_path, None
-        self.env = {**os.environ, **sandbox_env(sandbox), "SCORE_BATCH_SIZE": "1", "SCORE_VIEWS": "40",
+        # The session's local judge, one call a step: the analysis runs for many steps of a
+        # second or more (the test delays every answer), long enough to pause, resume and kill
+        # the bot mid-run on a fast idle machine as on a loaded one.
+        self.env = {**os.environ, **sandbox_env(sandbox), "OPENAI_API_KEY": "sk-test",
+                    "OPENAI_BASE_URL": llm_base_url, "LLM_BATCH_SIZE": "1",
                     "CARD_EDIT_INTERVAL_S": "0.5", "PTB_TIMEDELTA": "1"}
 
     def start(self) -> None:
@@ -169,8 +173,11 @@ def step_of(message: dict) -> int:
     return int(match.group(1)) if match else -1
 
 
-def test_a_trader_ranks_pauses_resumes_and_refines_in_the_browser(sandbox, browser, service, tmp_path):
-    bot = Bot(sandbox, tmp_path / "bot.log")
+def test_a_trader_ranks_pauses_resumes_and_refines_in_the_browser(sandbox, browser, service, tmp_path,
+                                                                   llm_server, request):
+    llm_server.delay_next(10**6, 1.0)
+    request.addfinalizer(llm_server.clear_faults)
+    bot = Bot(sandbox, tmp_path / "bot.log", llm_server.base_url)
     bot.start()
     try:
         page = Page(browser, f"{sandbox.url}/")
@@ -189,9 +196,9 @@ def test_a_trader_ranks_pauses_resumes_and_refines_in_the_browser(sandbox, brows
 
         # The trader starts a ranking in the group, where the second trader sees the card too.
         page.be("trader", "group")
-        page.type("/rank markets=60 top=3")
+        page.type("/rank markets=20 top=3 strategy=llm")
         card = page.wait_for(lambda: page.cards(), "the status card")[0]
-        assert "60 markets · 1h · score · top 3" in card["text"] and "DEMO DATA" in card["text"]
+        assert "20 markets · 1h · llm · top 3" in card["text"] and "DEMO DATA" in card["text"]
         card_id = card["id"]
         first_step = page.wait_for(lambda: step_of(page.card(card_id)) >= 1 and step_of(page.card(card_id)),
                                    "a committed step")

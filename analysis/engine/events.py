@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
@@ -96,7 +97,7 @@ class EventReader:
         return events, malformed
 
     async def _read_from(self, cursor: str, block: int | None) -> list:
-        reply = await self.redis.xreadgroup(self.group, self.consumer, {self.stream: cursor},
+        reply: Any = await self.redis.xreadgroup(self.group, self.consumer, {self.stream: cursor},
                                             count=self.count, block=block)
         return reply[0][1] if reply else []
 

@@ -3,6 +3,7 @@
 import redis
 
 from analysis.engine.keys import Keys
+from analysis.engine.replies import text_or_none
 
 CACHE_TTL_S = 7 * 24 * 3600
 
@@ -14,8 +15,7 @@ class RedisResponseCache:
         self.redis, self.keys, self.ttl_s = client, keys, ttl_s
 
     def get(self, key: str) -> str | None:
-        value = self.redis.get(self.keys.llm_cache(key))
-        return value.decode() if value is not None else None
+        return text_or_none(self.redis.get(self.keys.llm_cache(key)))
 
     def set(self, key: str, value: str) -> None:
         self.redis.set(self.keys.llm_cache(key), value, ex=self.ttl_s)

@@ -1,13 +1,22 @@
 """Every Lua script marketrank runs: each is one atomic read-modify-write across the keys it names.
 
-Each script opens with a comment naming its KEYS and ARGV; every key a script touches is passed in
-KEYS. Scripts answer with a list whose first element is a code word (`ok`, `noop`, ...) so the
-Python side can say plainly what happened. The gist's `version` is bumped by every script that
-changes the gist, so readers can tell a changed document from an unchanged one.
+Each script is declared once, as a `Script` (analysis/engine/script.py): its named KEYS and ARGV,
+which the store passes by keyword, and the enum of the code words it answers with. Its header
+comment names the same KEYS and ARGV in order (tests/test_lua_scripts.py holds the two together).
+Every key a script touches is passed in KEYS. The gist's `version` is bumped by every script that
+changes the gist, so readers can tell a changed document from an unchanged one; the gist's fields
+are `models.GistField`.
+
+Over 400 lines because each script sits with its declaration and its answers, in one place.
 """
 
-# Shared prologue: status words that end an analysis.
-_FINAL = """
+from enum import StrEnum
+
+from analysis.engine.script import Script
+
+# Shared prologue: status words that end an analysis, events, the control-expired park, and the
+# one rule for "stuck".
+_PROLOGUE = """
 local function is_final(status)
   return status == 'COMPLETED' or status == 'FAILED' or status == 'CANCELLED'
 end
@@ -19,20 +28,61 @@ local function announce(gist, stream, maxlen, id, kind, now)
   local g = redis.call('HMGET', gist, 'status', 'seq', 'progress', 'confidence', 'reason')
   event(stream, maxlen, id, kind, g[1], g[2], g[3], g[4], now, g[5])
 end
+-- A control key that expired while the analysis still runs: park it PAUSED, the user can resume.
+local function park_expired(gist, stream, maxlen, now)
+  redis.call('HSET', gist, 'status', 'PAUSED', 'reason', 'control expired',
+    'halt', 'control_expired', 'updated_at', now)
+  redis.call('HINCRBY', gist, 'version', 1)
+  announce(gist, stream, maxlen, redis.call('HGET', gist, 'id'), 'paused', now)
+end
+-- The one rule for "stuck" (the watchdog acts on it, /stuck lists it): an analysis that should
+-- run (RUNNING or PENDING, control wanted running) but holds no lease and has shown no progress,
+-- nor been kicked by the watchdog, for `grace` seconds.
+-- A next step (current chain, committed seq + 1) that waits in the broker ('chain:seq' among
+-- `pending`, the deliveries the broker still holds) is never stuck, however long the queue.
+-- Answers idle | expired (no control key) | leased | queued | recent | stuck, and the status.
+local function stuck_rule(control, gist, lease, now, grace, pending)
+  local g = redis.call('HMGET', gist, 'status', 'last_progress_at', 'kicked_at', 'seq')
+  if g[1] ~= 'RUNNING' and g[1] ~= 'PENDING' then return 'idle', g[1] end
+  if redis.call('EXISTS', control) == 0 then return 'expired', g[1] end
+  local c = redis.call('HMGET', control, 'wanted', 'chain')
+  if c[1] ~= 'running' then return 'idle', g[1] end
+  if redis.call('EXISTS', lease) == 1 then return 'leased', g[1] end
+  local next_step = c[2] .. ':' .. (tonumber(g[4]) + 1)
+  for _, delivery in ipairs(pending) do
+    if delivery == next_step then return 'queued', g[1] end
+  end
+  local quiet_since = math.max(tonumber(g[2]), tonumber(g[3] or 0))
+  if now - quiet_since < grace then return 'recent', g[1] end
+  return 'stuck', g[1]
+end
 """
 
-CREATE = """
--- KEYS[1] gist  KEYS[2] control  KEYS[3] owner index  KEYS[4] all index  KEYS[5] owner's active set
--- KEYS[6] events  KEYS[7] live index (every analysis not yet final)
--- ARGV[1] id  ARGV[2] owner  ARGV[3] now  ARGV[4] config JSON  ARGV[5] target  ARGV[6] demo (0/1)
--- ARGV[7] chain token  ARGV[8] gist TTL s  ARGV[9] control TTL s  ARGV[10] model
--- ARGV[11] max active analyses per owner  ARGV[12] events maxlen
--- ARGV[13] schedule id ('' unless a schedule started it)  ARGV[14] the schedule's previous
--- completed run ('' for none): what its changes are computed against
--- KEYS[8..] gists of the owner's active analyses as the caller read them; ARGV[15..] their ids
+
+class Create(StrEnum):
+    OK = "ok"
+    LIMIT = "limit"      # + how many the owner already runs
+    EXISTS = "exists"
+
+
+CREATE = Script("CREATE", answers=Create, keys=(
+    "gist", "control", "owner_index", "all_index", "active", "events", "live", "active_gists*",
+), argv=(
+    "id", "owner", "now", "config", "target", "demo", "chain", "gist_ttl_s", "control_ttl_s",
+    "model", "max_active", "events_maxlen", "schedule", "schedule_prev", "active_ids*",
+), source="""
+-- KEYS[1] gist  KEYS[2] control  KEYS[3] owner_index  KEYS[4] all_index  KEYS[5] active (owner's)
+-- KEYS[6] events  KEYS[7] live (index of every analysis not yet final)
+-- KEYS[8..] active_gists (of the owner's active analyses, as the caller read them)
+-- ARGV[1] id  ARGV[2] owner  ARGV[3] now  ARGV[4] config (JSON)  ARGV[5] target  ARGV[6] demo (0/1)
+-- ARGV[7] chain  ARGV[8] gist_ttl_s  ARGV[9] control_ttl_s  ARGV[10] model
+-- ARGV[11] max_active (analyses per owner)  ARGV[12] events_maxlen
+-- ARGV[13] schedule (the schedule that started it, '' for none)  ARGV[14] schedule_prev (that
+-- schedule's previous completed run, '' for none: its changes are against it)
+-- ARGV[15..] active_ids (of active_gists)
 -- Only analyses that still exist count toward the limit: an id whose gist expired is pruned
 -- from the active set (a member added since the caller read the set counts as existing).
-""" + _FINAL + """
+""" + _PROLOGUE + """
 for i = 8, #KEYS do
   if redis.call('EXISTS', KEYS[i]) == 0 then redis.call('SREM', KEYS[5], ARGV[i + 7]) end
 end
@@ -41,9 +91,9 @@ if active >= tonumber(ARGV[11]) then return {'limit', tostring(active)} end
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'exists'} end
 redis.call('HSET', KEYS[1], 'id', ARGV[1], 'owner', ARGV[2], 'created_at', ARGV[3],
   'updated_at', ARGV[3], 'last_progress_at', ARGV[3], 'config', ARGV[4], 'status', 'PENDING',
-  'reason', '', 'seq', -1, 'progress', 0, 'confidence', 0, 'target', ARGV[5], 'state', '{}',
-  'result', '[]', 'version', 1, 'refine_gen', 0, 'model', ARGV[10], 'demo', ARGV[6],
-  'watchdog_attempts', 0, 'kicked_at', 0, 'note', '', 'schedule', ARGV[13],
+  'reason', '', 'halt', '', 'seq', -1, 'progress', 0, 'confidence', 0, 'target', ARGV[5],
+  'state', '{}', 'result', '[]', 'version', 1, 'refine_gen', 0, 'model', ARGV[10],
+  'demo', ARGV[6], 'watchdog_attempts', 0, 'kicked_at', 0, 'note', '', 'schedule', ARGV[13],
   'schedule_prev', ARGV[14])
 redis.call('EXPIRE', KEYS[1], ARGV[8])
 redis.call('HSET', KEYS[2], 'wanted', 'running', 'chain', ARGV[7])
@@ -54,29 +104,46 @@ redis.call('SADD', KEYS[5], ARGV[1])
 redis.call('SADD', KEYS[7], ARGV[1])
 event(KEYS[6], ARGV[12], ARGV[1], 'created', 'PENDING', -1, 0, 0, ARGV[3], '')
 return {'ok'}
-"""
+""")
 
-BEGIN_STEP = """
+
+class BeginStep(StrEnum):
+    OK = "ok"                    # + config, state, target, model, owner, result
+    MISSING = "missing"
+    FINAL = "final"              # + status
+    EXPIRED = "expired"          # the control key was gone: parked PAUSED
+    PAUSED = "paused"            # control wants the analysis paused ...
+    CANCELLED = "cancelled"      # ... cancelled ...
+    FAILED = "failed"            # ... or failed
+    STALE_CHAIN = "stale_chain"
+    DUPLICATE = "duplicate"      # this seq is already committed
+    GAP = "gap"                  # + the last committed seq
+    BUSY = "busy"                # + the live lease's holder
+
+
+BEGIN_STEP = Script("BEGIN_STEP", answers=BeginStep, keys=(
+    "control", "gist", "lease", "events",
+), argv=(
+    "chain", "seq", "attempt", "lease_ms", "now", "control_ttl_s", "events_maxlen",
+), source="""
 -- KEYS[1] control  KEYS[2] gist  KEYS[3] lease  KEYS[4] events
--- ARGV[1] chain token  ARGV[2] seq  ARGV[3] attempt token  ARGV[4] lease ms  ARGV[5] now
--- ARGV[6] control TTL s  ARGV[7] events maxlen
+-- ARGV[1] chain  ARGV[2] seq  ARGV[3] attempt  ARGV[4] lease_ms  ARGV[5] now
+-- ARGV[6] control_ttl_s  ARGV[7] events_maxlen
 -- Proceeds only if control says running, the chain is current, seq follows the last committed
 -- step and no live lease is held; then takes the lease. Answers ok + the gist fields a step needs.
-""" + _FINAL + """
+""" + _PROLOGUE + """
 if redis.call('EXISTS', KEYS[2]) == 0 then return {'missing'} end
 local status = redis.call('HGET', KEYS[2], 'status')
 if is_final(status) then return {'final', status} end
 if redis.call('EXISTS', KEYS[1]) == 0 then
-  -- A control key that expired while the analysis still runs: park it, the user can resume.
   -- One already paused keeps its reason (a late delivery must not rewrite what the user sees).
-  if status ~= 'RUNNING' and status ~= 'PENDING' then return {'expired'} end
-  redis.call('HSET', KEYS[2], 'status', 'PAUSED', 'reason', 'control expired', 'updated_at', ARGV[5])
-  redis.call('HINCRBY', KEYS[2], 'version', 1)
-  announce(KEYS[2], KEYS[4], ARGV[7], redis.call('HGET', KEYS[2], 'id'), 'paused', ARGV[5])
+  if status == 'RUNNING' or status == 'PENDING' then park_expired(KEYS[2], KEYS[4], ARGV[7], ARGV[5]) end
   return {'expired'}
 end
 local control = redis.call('HMGET', KEYS[1], 'wanted', 'chain')
-if control[1] ~= 'running' then return {control[1]} end
+if control[1] == 'paused' then return {'paused'} end
+if control[1] == 'cancelled' then return {'cancelled'} end
+if control[1] == 'failed' then return {'failed'} end
 if control[2] ~= ARGV[1] then return {'stale_chain'} end
 local committed = tonumber(redis.call('HGET', KEYS[2], 'seq'))
 local seq = tonumber(ARGV[2])
@@ -88,22 +155,36 @@ redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[4])
 redis.call('EXPIRE', KEYS[1], ARGV[6])
 local g = redis.call('HMGET', KEYS[2], 'config', 'state', 'target', 'model', 'owner', 'result')
 return {'ok', g[1], g[2], g[3], g[4], g[5], g[6]}
-"""
+""")
 
-HEARTBEAT = """
+
+class Heartbeat(StrEnum):
+    OK = "ok"
+    LOST_LEASE = "lost_lease"
+
+
+HEARTBEAT = Script("HEARTBEAT", answers=Heartbeat, keys=("lease",), argv=("attempt", "lease_ms"),
+                   source="""
 -- KEYS[1] lease
--- ARGV[1] attempt token  ARGV[2] lease ms
--- Renews the lease only for its holder; 0 tells a zombie it has been fenced out.
+-- ARGV[1] attempt  ARGV[2] lease_ms
+-- Renews the lease only for its holder; lost_lease tells a zombie it has been fenced out.
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
+  return {'ok'}
 end
-return 0
-"""
+return {'lost_lease'}
+""")
 
-SAVE_SNAPSHOT = """
+
+class SaveSnapshot(StrEnum):
+    OK = "ok"
+    LOST_LEASE = "lost_lease"
+
+
+SAVE_SNAPSHOT = Script("SAVE_SNAPSHOT", answers=SaveSnapshot, keys=("lease", "candles"),
+                       argv=("attempt", "ttl_s", "blobs*"), source="""
 -- KEYS[1] lease  KEYS[2] candles
--- ARGV[1] attempt token  ARGV[2] TTL s  ARGV[3], ARGV[4], ... symbol, its candle block refs (JSON), ...
+-- ARGV[1] attempt  ARGV[2] ttl_s  ARGV[3..] blobs (symbol, its candle block refs as JSON, ...)
 -- INIT's data snapshot, written only by the lease holder: an INIT fenced out while it read the
 -- candles (its lease ran out and the step was redone, or an admin force-resumed) must not
 -- replace the snapshot a newer attempt saved, which later steps rank.
@@ -114,18 +195,33 @@ for i = 3, #ARGV, 2 do
 end
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 return {'ok'}
-"""
+""")
 
-COMMIT_STEP = """
+
+class CommitStep(StrEnum):
+    CONTINUE = "continue"        # committed; the next step follows
+    COMPLETED = "completed"      # committed; the target is reached
+    PAUSED = "paused"            # committed; control wants it paused
+    LOST_LEASE = "lost_lease"
+    STALE_CHAIN = "stale_chain"
+    STALE_SEQ = "stale_seq"
+    FINAL = "final"              # + status (cancelled meanwhile: nothing committed)
+
+
+COMMIT_STEP = Script("COMMIT_STEP", answers=CommitStep, keys=(
+    "control", "gist", "lease", "history", "events", "active",
+), argv=(
+    "attempt", "chain", "seq", "state", "progress", "confidence", "done", "result", "entry",
+    "target_used", "now", "events_maxlen", "note", "gist_ttl_s", "control_ttl_s",
+), source="""
 -- KEYS[1] control  KEYS[2] gist  KEYS[3] lease  KEYS[4] history  KEYS[5] events
--- KEYS[6] owner's active set
--- ARGV[1] attempt token  ARGV[2] chain token  ARGV[3] seq  ARGV[4] state JSON  ARGV[5] progress
--- ARGV[6] confidence  ARGV[7] done (0/1)  ARGV[8] result JSON  ARGV[9] history entry JSON
--- ARGV[10] target the step worked toward  ARGV[11] now  ARGV[12] events maxlen
--- ARGV[13] note shown with the result ('' for none)  ARGV[14] gist TTL s  ARGV[15] control TTL s
--- ARGV[16] status after the step when not done (RUNNING; INIT passes RUNNING too)
+-- KEYS[6] active (owner's)
+-- ARGV[1] attempt  ARGV[2] chain  ARGV[3] seq  ARGV[4] state (JSON)  ARGV[5] progress
+-- ARGV[6] confidence  ARGV[7] done (0/1)  ARGV[8] result (JSON)  ARGV[9] entry (history, JSON)
+-- ARGV[10] target_used (the target the step worked toward)  ARGV[11] now  ARGV[12] events_maxlen
+-- ARGV[13] note (shown with the result, '' for none)  ARGV[14] gist_ttl_s  ARGV[15] control_ttl_s
 -- Only the lease holder on the current chain commits seq = committed + 1; answers the decision.
-""" + _FINAL + """
+""" + _PROLOGUE + """
 if redis.call('GET', KEYS[3]) ~= ARGV[1] then return {'lost_lease'} end
 local chain = redis.call('HGET', KEYS[1], 'chain')
 if chain ~= ARGV[2] then return {'stale_chain'} end
@@ -147,32 +243,44 @@ local target = tonumber(redis.call('HGET', KEYS[2], 'target'))
 local decision
 if ARGV[7] == '1' and target <= tonumber(ARGV[10]) + 1e-9 then
   decision = 'completed'
-  redis.call('HSET', KEYS[2], 'status', 'COMPLETED', 'reason', '')
+  redis.call('HSET', KEYS[2], 'status', 'COMPLETED', 'reason', '', 'halt', '')
   redis.call('SREM', KEYS[6], id)
 elseif wanted == 'paused' then
   decision = 'paused'
   redis.call('HSET', KEYS[2], 'status', 'PAUSED')
 else
   decision = 'continue'
-  redis.call('HSET', KEYS[2], 'status', ARGV[16], 'reason', '')
+  redis.call('HSET', KEYS[2], 'status', 'RUNNING', 'reason', '', 'halt', '')
 end
 announce(KEYS[2], KEYS[5], ARGV[12], id, 'step', ARGV[11])
 return {decision}
-"""
+""")
 
-STEP_STOP = """
--- KEYS[1] control  KEYS[2] gist  KEYS[3] lease  KEYS[4] events  KEYS[5] owner's active set
--- ARGV[1] attempt token  ARGV[2] chain token  ARGV[3] PAUSED or FAILED  ARGV[4] reason  ARGV[5] now
--- ARGV[6] events maxlen
+
+class StepStop(StrEnum):
+    OK = "ok"
+    LOST_LEASE = "lost_lease"
+    STALE_CHAIN = "stale_chain"
+    FINAL = "final"
+
+
+STEP_STOP = Script("STEP_STOP", answers=StepStop, keys=(
+    "control", "gist", "lease", "events", "active",
+), argv=(
+    "attempt", "chain", "status", "reason", "now", "events_maxlen",
+), source="""
+-- KEYS[1] control  KEYS[2] gist  KEYS[3] lease  KEYS[4] events  KEYS[5] active (owner's)
+-- ARGV[1] attempt  ARGV[2] chain  ARGV[3] status (PAUSED or FAILED)  ARGV[4] reason  ARGV[5] now
+-- ARGV[6] events_maxlen
 -- A step that cannot finish ends softly: the analysis is paused (or failed) with a reason and the
 -- lease is released. Only the lease holder on the current chain may do this.
-""" + _FINAL + """
+""" + _PROLOGUE + """
 if redis.call('GET', KEYS[3]) ~= ARGV[1] then return {'lost_lease'} end
 if redis.call('HGET', KEYS[1], 'chain') ~= ARGV[2] then return {'stale_chain'} end
 redis.call('DEL', KEYS[3])
 local id = redis.call('HGET', KEYS[2], 'id')
 if is_final(redis.call('HGET', KEYS[2], 'status')) then return {'final'} end
-redis.call('HSET', KEYS[2], 'status', ARGV[3], 'reason', ARGV[4], 'updated_at', ARGV[5])
+redis.call('HSET', KEYS[2], 'status', ARGV[3], 'reason', ARGV[4], 'halt', '', 'updated_at', ARGV[5])
 redis.call('HINCRBY', KEYS[2], 'version', 1)
 if ARGV[3] == 'FAILED' then
   redis.call('HSET', KEYS[1], 'wanted', 'failed')
@@ -182,13 +290,22 @@ else
 end
 announce(KEYS[2], KEYS[4], ARGV[6], id, string.lower(ARGV[3]), ARGV[5])
 return {'ok'}
-"""
+""")
 
-PAUSE = """
+
+class Pause(StrEnum):
+    OK = "ok"
+    NOOP = "noop"                # + status: already paused
+    FINAL = "final"              # + status
+    MISSING = "missing"
+
+
+PAUSE = Script("PAUSE", answers=Pause, keys=("control", "gist", "events"),
+               argv=("now", "reason", "events_maxlen", "control_ttl_s"), source="""
 -- KEYS[1] control  KEYS[2] gist  KEYS[3] events
--- ARGV[1] now  ARGV[2] reason  ARGV[3] events maxlen  ARGV[4] control TTL s
+-- ARGV[1] now  ARGV[2] reason  ARGV[3] events_maxlen  ARGV[4] control_ttl_s
 -- Wanted state -> paused. A step in flight still commits; no new step starts. Idempotent.
-""" + _FINAL + """
+""" + _PROLOGUE + """
 if redis.call('EXISTS', KEYS[2]) == 0 then return {'missing'} end
 local status = redis.call('HGET', KEYS[2], 'status')
 if is_final(status) then return {'final', status} end
@@ -197,19 +314,29 @@ if redis.call('HGET', KEYS[1], 'wanted') == 'paused' or status == 'PAUSED' then
 end
 redis.call('HSET', KEYS[1], 'wanted', 'paused')
 redis.call('EXPIRE', KEYS[1], ARGV[4])  -- the control key may have expired: never write one without a TTL
-redis.call('HSET', KEYS[2], 'status', 'PAUSED', 'reason', ARGV[2], 'updated_at', ARGV[1])
+redis.call('HSET', KEYS[2], 'status', 'PAUSED', 'reason', ARGV[2], 'halt', '', 'updated_at', ARGV[1])
 redis.call('HINCRBY', KEYS[2], 'version', 1)
 announce(KEYS[2], KEYS[3], ARGV[3], redis.call('HGET', KEYS[2], 'id'), 'paused', ARGV[1])
 return {'ok'}
-"""
+""")
 
-RESUME = """
+
+class Resume(StrEnum):
+    ENQUEUE = "enqueue"          # + the next seq, on the new chain
+    FLIPPED = "flipped"          # a step holds the lease: its commit continues the chain
+    NOOP = "noop"                # + status: already running
+    FINAL = "final"              # + status
+    MISSING = "missing"
+
+
+RESUME = Script("RESUME", answers=Resume, keys=("control", "gist", "lease", "events"),
+                argv=("new_chain", "now", "control_ttl_s", "events_maxlen"), source="""
 -- KEYS[1] control  KEYS[2] gist  KEYS[3] lease  KEYS[4] events
--- ARGV[1] new chain token  ARGV[2] now  ARGV[3] control TTL s  ARGV[4] events maxlen
+-- ARGV[1] new_chain  ARGV[2] now  ARGV[3] control_ttl_s  ARGV[4] events_maxlen
 -- paused -> running. If a step holds the lease, only flip the state (its commit continues the
 -- chain); otherwise mint the new chain and answer 'enqueue' with the next seq. Ten duplicate
 -- resumes give one chain: only the first finds the state paused.
-""" + _FINAL + """
+""" + _PROLOGUE + """
 if redis.call('EXISTS', KEYS[2]) == 0 then return {'missing'} end
 local status = redis.call('HGET', KEYS[2], 'status')
 if is_final(status) then return {'final', status} end
@@ -221,23 +348,38 @@ local running = 'RUNNING'
 if seq < 0 then running = 'PENDING' end
 redis.call('HSET', KEYS[1], 'wanted', 'running')
 redis.call('EXPIRE', KEYS[1], ARGV[3])
-redis.call('HSET', KEYS[2], 'status', running, 'reason', '', 'updated_at', ARGV[2],
+redis.call('HSET', KEYS[2], 'status', running, 'reason', '', 'halt', '', 'updated_at', ARGV[2],
   'last_progress_at', ARGV[2], 'watchdog_attempts', 0)
 redis.call('HINCRBY', KEYS[2], 'version', 1)
 announce(KEYS[2], KEYS[4], ARGV[4], id, 'resumed', ARGV[2])
 if wanted == 'paused' and redis.call('EXISTS', KEYS[3]) == 1 then return {'flipped'} end
 redis.call('HSET', KEYS[1], 'chain', ARGV[1])
 return {'enqueue', tostring(seq + 1)}
-"""
+""")
 
-REFINE = """
--- KEYS[1] control  KEYS[2] gist  KEYS[3] events  KEYS[4] owner's active set  KEYS[5] live index
--- ARGV[1] refine generation the caller saw  ARGV[2] new chain token  ARGV[3] target step
--- ARGV[4] target cap  ARGV[5] refine model ('' keeps the model)  ARGV[6] now  ARGV[7] control TTL s
--- ARGV[8] events maxlen
+
+class Refine(StrEnum):
+    ENQUEUE = "enqueue"          # + the next seq, the raised target: a completed one restarts
+    RAISED = "raised"            # + the raised target: the chain carries on
+    STALE = "stale"              # + the current generation: this refine was applied already
+    AT_CAP = "at_cap"            # + the target
+    FINAL = "final"              # + status
+    MISSING = "missing"
+
+
+REFINE = Script("REFINE", answers=Refine, keys=("control", "gist", "events", "active", "live"),
+                argv=(
+    "generation", "new_chain", "step", "cap", "refine_model", "now", "control_ttl_s",
+    "events_maxlen",
+), source="""
+-- KEYS[1] control  KEYS[2] gist  KEYS[3] events  KEYS[4] active (owner's)
+-- KEYS[5] live (index of every analysis not yet final)
+-- ARGV[1] generation (the refine generation the caller saw)  ARGV[2] new_chain
+-- ARGV[3] step (of the target)  ARGV[4] cap (of the target)  ARGV[5] refine_model ('' keeps it)
+-- ARGV[6] now  ARGV[7] control_ttl_s  ARGV[8] events_maxlen
 -- Raises the target once per generation. From COMPLETED it restarts the chain ('enqueue');
 -- from PENDING/RUNNING/PAUSED it only raises the target ('raised'), the chain carries on.
-""" + _FINAL + """
+""" + _PROLOGUE + """
 if redis.call('EXISTS', KEYS[2]) == 0 then return {'missing'} end
 local g = redis.call('HMGET', KEYS[2], 'status', 'refine_gen', 'target', 'seq', 'id')
 local status = g[1]
@@ -256,7 +398,7 @@ if status ~= 'COMPLETED' then
   announce(KEYS[2], KEYS[3], ARGV[8], g[5], 'refined', ARGV[6])
   return {'raised', tostring(raised)}
 end
-redis.call('HSET', KEYS[2], 'status', 'RUNNING', 'reason', '', 'last_progress_at', ARGV[6],
+redis.call('HSET', KEYS[2], 'status', 'RUNNING', 'reason', '', 'halt', '', 'last_progress_at', ARGV[6],
   'watchdog_attempts', 0)
 redis.call('HSET', KEYS[1], 'wanted', 'running', 'chain', ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[7])
@@ -264,33 +406,50 @@ redis.call('SADD', KEYS[4], g[5])
 redis.call('SADD', KEYS[5], g[5])
 announce(KEYS[2], KEYS[3], ARGV[8], g[5], 'refined', ARGV[6])
 return {'enqueue', tostring(tonumber(g[4]) + 1), tostring(raised)}
-"""
+""")
 
-CANCEL = """
--- KEYS[1] control  KEYS[2] gist  KEYS[3] events  KEYS[4] owner's active set
--- ARGV[1] now  ARGV[2] control TTL s  ARGV[3] events maxlen
+
+class Cancel(StrEnum):
+    OK = "ok"
+    FINAL = "final"              # + status
+    MISSING = "missing"
+
+
+CANCEL = Script("CANCEL", answers=Cancel, keys=("control", "gist", "events", "active"),
+                argv=("now", "control_ttl_s", "events_maxlen"), source="""
+-- KEYS[1] control  KEYS[2] gist  KEYS[3] events  KEYS[4] active (owner's)
+-- ARGV[1] now  ARGV[2] control_ttl_s  ARGV[3] events_maxlen
 -- Final: a step in flight will find the analysis cancelled and not commit.
-""" + _FINAL + """
+""" + _PROLOGUE + """
 if redis.call('EXISTS', KEYS[2]) == 0 then return {'missing'} end
 local status = redis.call('HGET', KEYS[2], 'status')
 if is_final(status) then return {'final', status} end
 local id = redis.call('HGET', KEYS[2], 'id')
 redis.call('HSET', KEYS[1], 'wanted', 'cancelled')
 redis.call('EXPIRE', KEYS[1], ARGV[2])
-redis.call('HSET', KEYS[2], 'status', 'CANCELLED', 'reason', 'cancelled by user', 'updated_at', ARGV[1])
+redis.call('HSET', KEYS[2], 'status', 'CANCELLED', 'reason', 'cancelled by user', 'halt', '',
+  'updated_at', ARGV[1])
 redis.call('HINCRBY', KEYS[2], 'version', 1)
 redis.call('SREM', KEYS[4], id)
 announce(KEYS[2], KEYS[3], ARGV[3], id, 'cancelled', ARGV[1])
 return {'ok'}
-"""
+""")
 
-FORCE_RESUME = """
+
+class ForceResume(StrEnum):
+    ENQUEUE = "enqueue"          # + the next seq, on the new chain
+    FINAL = "final"              # + status
+    MISSING = "missing"
+
+
+FORCE_RESUME = Script("FORCE_RESUME", answers=ForceResume, keys=("control", "gist", "lease", "events"),
+                      argv=("new_chain", "now", "control_ttl_s", "events_maxlen"), source="""
 -- KEYS[1] control  KEYS[2] gist  KEYS[3] lease  KEYS[4] events
--- ARGV[1] new chain token  ARGV[2] now  ARGV[3] control TTL s  ARGV[4] events maxlen
+-- ARGV[1] new_chain  ARGV[2] now  ARGV[3] control_ttl_s  ARGV[4] events_maxlen
 -- Admin rescue: a new chain even while a lease is held. The old holder is fenced out (its
 -- heartbeat and commit fail on the lease and the chain); the next step starts from the last
 -- checkpoint.
-""" + _FINAL + """
+""" + _PROLOGUE + """
 if redis.call('EXISTS', KEYS[2]) == 0 then return {'missing'} end
 local status = redis.call('HGET', KEYS[2], 'status')
 if is_final(status) then return {'final', status} end
@@ -300,76 +459,100 @@ if seq < 0 then running = 'PENDING' end
 redis.call('DEL', KEYS[3])
 redis.call('HSET', KEYS[1], 'wanted', 'running', 'chain', ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
-redis.call('HSET', KEYS[2], 'status', running, 'reason', '', 'updated_at', ARGV[2],
+redis.call('HSET', KEYS[2], 'status', running, 'reason', '', 'halt', '', 'updated_at', ARGV[2],
   'last_progress_at', ARGV[2], 'watchdog_attempts', 0)
 redis.call('HINCRBY', KEYS[2], 'version', 1)
 announce(KEYS[2], KEYS[4], ARGV[4], redis.call('HGET', KEYS[2], 'id'), 'force_resumed', ARGV[2])
 return {'enqueue', tostring(seq + 1)}
-"""
+""")
 
-WATCHDOG_CHECK = """
+
+class WatchdogCheck(StrEnum):
+    KICK = "kick"                # + seq, chain, attempt: re-enqueue seq on the current chain
+    GAVE_UP = "gave_up"          # + reason: paused, halt 'stuck'
+    EXPIRED = "expired"          # the control key was gone: parked PAUSED
+    IDLE = "idle"                # + status: not meant to be running
+    LEASED = "leased"            # a step is running
+    QUEUED = "queued"            # + status: the next step waits in the broker
+    RECENT = "recent"            # progress (or a kick) within the grace period
+    MISSING = "missing"
+
+
+WATCHDOG_CHECK = Script("WATCHDOG_CHECK", answers=WatchdogCheck, keys=(
+    "control", "gist", "lease", "events",
+), argv=("now", "grace_s", "max_attempts", "events_maxlen", "pending*"), source="""
 -- KEYS[1] control  KEYS[2] gist  KEYS[3] lease  KEYS[4] events
--- ARGV[1] now  ARGV[2] grace s  ARGV[3] max attempts  ARGV[4] events maxlen
--- ARGV[5] '1' to only answer the verdict (for /stuck), '0' to act on it
--- ARGV[6..] the deliveries of this analysis the broker still holds, each 'chain:seq'
--- The one rule for "stuck" (the watchdog acts on it, /stuck shows it). An analysis that should
--- run, holds no lease, and whose next step (current chain, committed seq + 1) is not pending in
--- the broker gets that step re-enqueued ('kick') once nothing moved (no commit, no kick) for the
--- grace period, a bounded number of times; then it is paused with a reason ('gave_up'). A step
--- that waits in the broker is never kicked however long the queue ('queued'). A lost control key
--- parks the analysis as 'control expired'. Read-only, a paused analysis the watchdog gave up on
--- answers 'gave_up' and one without its control key 'expired'.
-""" + _FINAL + """
+-- ARGV[1] now  ARGV[2] grace_s  ARGV[3] max_attempts  ARGV[4] events_maxlen
+-- ARGV[5..] pending (the deliveries of this analysis the broker still holds, each 'chain:seq')
+-- A stuck analysis (stuck_rule) gets its next step re-enqueued on the current chain ('kick'), a
+-- bounded number of times; then it is paused with a reason ('gave_up', halt 'stuck'). A step
+-- that waits in the broker is never kicked ('queued'). A lost control key parks it (halt
+-- 'control_expired').
+""" + _PROLOGUE + """
 if redis.call('EXISTS', KEYS[2]) == 0 then return {'missing'} end
-local dry = ARGV[5] == '1'
-local g = redis.call('HMGET', KEYS[2], 'status', 'seq', 'last_progress_at', 'kicked_at',
-  'watchdog_attempts', 'id')
-if g[1] ~= 'RUNNING' and g[1] ~= 'PENDING' then
-  if dry and g[1] == 'PAUSED' then
-    if redis.call('EXISTS', KEYS[1]) == 0 then return {'expired'} end
-    if tonumber(g[5]) >= tonumber(ARGV[3]) then return {'gave_up'} end
-  end
-  return {'idle', g[1]}
-end
-local now = tonumber(ARGV[1])
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  if dry then return {'expired'} end
-  redis.call('HSET', KEYS[2], 'status', 'PAUSED', 'reason', 'control expired', 'updated_at', ARGV[1])
-  redis.call('HINCRBY', KEYS[2], 'version', 1)
-  announce(KEYS[2], KEYS[4], ARGV[4], g[6], 'paused', ARGV[1])
+local verdict, status = stuck_rule(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[1]), tonumber(ARGV[2]),
+  {unpack(ARGV, 5)})
+if verdict == 'expired' then
+  park_expired(KEYS[2], KEYS[4], ARGV[4], ARGV[1])
   return {'expired'}
 end
-local control = redis.call('HMGET', KEYS[1], 'wanted', 'chain')
-if control[1] ~= 'running' then return {'idle', 'wanted'} end
-if redis.call('EXISTS', KEYS[3]) == 1 then return {'leased'} end
-local next_step = control[2] .. ':' .. (tonumber(g[2]) + 1)
-for i = 6, #ARGV do
-  if ARGV[i] == next_step then return {'queued'} end
-end
-local quiet_since = math.max(tonumber(g[3]), tonumber(g[4]))
-if now - quiet_since < tonumber(ARGV[2]) then return {'recent'} end
-local attempts = tonumber(g[5]) + 1
+if verdict ~= 'stuck' then return {verdict, status} end
+local g = redis.call('HMGET', KEYS[2], 'seq', 'watchdog_attempts', 'id')
+local attempts = tonumber(g[2]) + 1
 if attempts > tonumber(ARGV[3]) then
   local reason = 'stuck: no progress after ' .. (attempts - 1) .. ' recovery attempts'
-  if dry then return {'gave_up', reason} end
   redis.call('HSET', KEYS[1], 'wanted', 'paused')
-  redis.call('HSET', KEYS[2], 'status', 'PAUSED', 'reason', reason, 'updated_at', ARGV[1])
+  redis.call('HSET', KEYS[2], 'status', 'PAUSED', 'reason', reason, 'halt', 'stuck',
+    'updated_at', ARGV[1])
   redis.call('HINCRBY', KEYS[2], 'version', 1)
-  announce(KEYS[2], KEYS[4], ARGV[4], g[6], 'stuck', ARGV[1])
+  announce(KEYS[2], KEYS[4], ARGV[4], g[3], 'stuck', ARGV[1])
   return {'gave_up', reason}
 end
-if dry then return {'kick', tostring(tonumber(g[2]) + 1), control[2], tostring(attempts)} end
 redis.call('HSET', KEYS[2], 'watchdog_attempts', attempts, 'kicked_at', ARGV[1])
-return {'kick', tostring(tonumber(g[2]) + 1), control[2], tostring(attempts)}
-"""
+return {'kick', tostring(tonumber(g[1]) + 1), redis.call('HGET', KEYS[1], 'chain'), tostring(attempts)}
+""")
 
-SWEEP_FINAL = """
--- KEYS[1] live set  KEYS[2] gist  KEYS[3] candles (the data snapshot)
--- ARGV[1] id  ARGV[2] now  ARGV[3] refine window s
+
+class StuckCheck(StrEnum):
+    STUCK = "stuck"              # + status: the watchdog will kick it
+    EXPIRED = "expired"          # + status: no control key; the watchdog will park it
+    HALTED = "halted"            # + halt: paused by the watchdog (stuck, control_expired)
+    IDLE = "idle"                # + status
+    LEASED = "leased"            # + status
+    QUEUED = "queued"            # + status: the next step waits in the broker
+    RECENT = "recent"            # + status
+    MISSING = "missing"
+
+
+STUCK_CHECK = Script("STUCK_CHECK", answers=StuckCheck, keys=("control", "gist", "lease"),
+                     argv=("now", "grace_s", "pending*"), source="""
+-- KEYS[1] control  KEYS[2] gist  KEYS[3] lease
+-- ARGV[1] now  ARGV[2] grace_s
+-- ARGV[3..] pending (the deliveries of this analysis the broker still holds, each 'chain:seq')
+-- Read only, for /stuck: the watchdog's rule (stuck_rule), and analyses the watchdog halted.
+""" + _PROLOGUE + """
+if redis.call('EXISTS', KEYS[2]) == 0 then return {'missing'} end
+local g = redis.call('HMGET', KEYS[2], 'status', 'halt')
+if g[1] == 'PAUSED' and g[2] and g[2] ~= '' then return {'halted', g[2]} end
+local verdict, status = stuck_rule(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[1]), tonumber(ARGV[2]),
+  {unpack(ARGV, 3)})
+return {verdict, status}
+""")
+
+
+class SweepFinal(StrEnum):
+    LIVE = "live"                # not final yet: stays in the live index
+    DROPPED = "dropped"          # final or expired: dropped from the live index
+
+
+SWEEP_FINAL = Script("SWEEP_FINAL", answers=SweepFinal, keys=("live", "gist", "candles"),
+                     argv=("id", "now", "refine_window_s"), source="""
+-- KEYS[1] live (index of every analysis not yet final)  KEYS[2] gist  KEYS[3] candles (snapshot)
+-- ARGV[1] id  ARGV[2] now  ARGV[3] refine_window_s
 -- Drops an analysis that is final or expired from the live set. A completed one keeps its
 -- snapshot for the refine window after it finished (a shorter TTL is never lengthened); a
--- cancelled or failed one cannot be refined and loses it now. Answers 'live' or 'dropped'.
-""" + _FINAL + """
+-- cancelled or failed one cannot be refined and loses it now.
+""" + _PROLOGUE + """
 local g = redis.call('HMGET', KEYS[2], 'status', 'updated_at')
 if g[1] and not is_final(g[1]) then return {'live'} end
 redis.call('SREM', KEYS[1], ARGV[1])
@@ -385,33 +568,50 @@ else
   redis.call('DEL', KEYS[3])
 end
 return {'dropped'}
-"""
+""")
 
-STORAGE_FULL = """#!lua flags=allow-oom
+
+class StorageFull(StrEnum):
+    OK = "ok"                    # paused with the reason 'storage full'; admins are told
+    FINAL = "final"              # + status
+    STALE_CHAIN = "stale_chain"
+    MISSING = "missing"
+
+
+STORAGE_FULL = Script("STORAGE_FULL", answers=StorageFull, keys=(
+    "control", "gist", "lease", "events", "failures",
+), argv=("chain", "now", "events_maxlen", "entry"), source="""#!lua flags=allow-oom
 -- KEYS[1] control  KEYS[2] gist  KEYS[3] lease  KEYS[4] events  KEYS[5] failures
--- ARGV[1] chain token  ARGV[2] now  ARGV[3] events maxlen  ARGV[4] failure entry JSON
+-- ARGV[1] chain  ARGV[2] now  ARGV[3] events_maxlen  ARGV[4] entry (failure, JSON)
 -- Redis refused a write of a step (its memory limit, noeviction): pause the analysis with the
 -- reason 'storage full', release the lease and tell admins (a 'storage_full' event and a
 -- failure entry). Runs even at the memory limit (allow-oom): these few bytes are what lets an
 -- operator see why nothing moves. Only on the current chain of an analysis that is not final.
-""" + _FINAL + """
+""" + _PROLOGUE + """
 if redis.call('EXISTS', KEYS[2]) == 0 then return {'missing'} end
 local status = redis.call('HGET', KEYS[2], 'status')
 if is_final(status) then return {'final', status} end
 if redis.call('HGET', KEYS[1], 'chain') ~= ARGV[1] then return {'stale_chain'} end
 redis.call('DEL', KEYS[3])
 redis.call('HSET', KEYS[1], 'wanted', 'paused')
-redis.call('HSET', KEYS[2], 'status', 'PAUSED', 'reason', 'storage full', 'updated_at', ARGV[2])
+redis.call('HSET', KEYS[2], 'status', 'PAUSED', 'reason', 'storage full', 'halt', '',
+  'updated_at', ARGV[2])
 redis.call('HINCRBY', KEYS[2], 'version', 1)
 redis.call('LPUSH', KEYS[5], ARGV[4])
 redis.call('LTRIM', KEYS[5], 0, 99)
 announce(KEYS[2], KEYS[4], ARGV[3], redis.call('HGET', KEYS[2], 'id'), 'storage_full', ARGV[2])
 return {'ok'}
-"""
+""")
 
-ADD_SPEND = """
+
+class AddSpend(StrEnum):
+    OK = "ok"
+    MISSING = "missing"
+
+
+ADD_SPEND = Script("ADD_SPEND", answers=AddSpend, keys=("gist",), argv=("spent*",), source="""
 -- KEYS[1] gist
--- ARGV pairs: counter name, amount (calls, prompt_tokens, ...)
+-- ARGV[1..] spent (counter name, amount, ...: calls, prompt_tokens, ...)
 -- Adds what the LLM judge spent to the gist's `spend:<name>` counters as soon as it is spent,
 -- whether or not the step commits: the calls of a step that fails, or that is killed after its
 -- batch was answered, are counted too. A gist that expired is not re-created.
@@ -421,14 +621,23 @@ for i = 1, #ARGV, 2 do
 end
 redis.call('HINCRBY', KEYS[1], 'version', 1)
 return {'ok'}
-"""
+""")
+
 
 
 # --- schedules (analysis/schedules.py) -----------------------------------------------------------
-SCHEDULE_CREATE = """
--- KEYS[1] schedule  KEYS[2] owner's schedules  KEYS[3] all schedules
--- ARGV[1] id  ARGV[2] now  ARGV[3] max schedules per owner  ARGV[4..] field, value pairs
--- Answers ok, limit + the owner's count, or exists. Writes nothing unless ok.
+class ScheduleCreate(StrEnum):
+    OK = "ok"
+    LIMIT = "limit"              # + the owner's count
+    EXISTS = "exists"
+
+
+SCHEDULE_CREATE = Script("SCHEDULE_CREATE", answers=ScheduleCreate,
+                         keys=("schedule", "owner_schedules", "all_schedules"),
+                         argv=("id", "now", "max_per_owner", "fields*"), source="""
+-- KEYS[1] schedule  KEYS[2] owner_schedules  KEYS[3] all_schedules
+-- ARGV[1] id  ARGV[2] now  ARGV[3] max_per_owner  ARGV[4..] fields (field, value pairs)
+-- Writes nothing unless ok.
 local count = redis.call('ZCARD', KEYS[2])
 if count >= tonumber(ARGV[3]) then return {'limit', tostring(count)} end
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'exists'} end
@@ -436,26 +645,41 @@ redis.call('HSET', KEYS[1], unpack(ARGV, 4))
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
 return {'ok'}
-"""
+""")
 
-SCHEDULE_DELETE = """
--- KEYS[1] schedule  KEYS[2] owner's schedules  KEYS[3] all schedules
+
+class ScheduleDelete(StrEnum):
+    OK = "ok"
+    MISSING = "missing"
+
+
+SCHEDULE_DELETE = Script("SCHEDULE_DELETE", answers=ScheduleDelete,
+                         keys=("schedule", "owner_schedules", "all_schedules"), argv=("id",),
+                         source="""
+-- KEYS[1] schedule  KEYS[2] owner_schedules  KEYS[3] all_schedules
 -- ARGV[1] id
--- Answers ok or missing.
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 return {'ok'}
-"""
+""")
 
-SCHEDULE_CLAIM = """
+
+class ScheduleClaim(StrEnum):
+    OK = "ok"
+    MISSING = "missing"
+    PAUSED = "paused"
+    DUPLICATE = "duplicate"      # a redelivered message of the same firing
+    RACED = "raced"              # another firing claimed it since the caller read it
+
+
+SCHEDULE_CLAIM = Script("SCHEDULE_CLAIM", answers=ScheduleClaim, keys=("schedule",),
+                        argv=("fire_id", "last_fire_seen", "now"), source="""
 -- KEYS[1] schedule
--- ARGV[1] fire id (the beat message's task id)  ARGV[2] the last fire id the caller read
--- ARGV[3] now
+-- ARGV[1] fire_id (the beat message's task id)  ARGV[2] last_fire_seen (by the caller)  ARGV[3] now
 -- One firing of a schedule starts at most one run: a redelivered message (same fire id) is a
 -- duplicate, and a firing that raced another (the last fire changed since it was read) backs off.
--- Answers ok, missing, paused, duplicate or raced.
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
 local s = redis.call('HMGET', KEYS[1], 'state', 'last_fire')
 if s[1] ~= 'active' then return {'paused'} end
@@ -463,25 +687,37 @@ if s[2] == ARGV[1] then return {'duplicate'} end
 if (s[2] or '') ~= ARGV[2] then return {'raced'} end
 redis.call('HSET', KEYS[1], 'last_fire', ARGV[1], 'fired_at', ARGV[3])
 return {'ok'}
-"""
+""")
 
-SCHEDULE_UPDATE = """
+
+class ScheduleUpdate(StrEnum):
+    OK = "ok"
+    MISSING = "missing"          # a removed schedule is never written again
+
+
+SCHEDULE_UPDATE = Script("SCHEDULE_UPDATE", answers=ScheduleUpdate, keys=("schedule",),
+                         argv=("runs", "skips", "fields*"), source="""
 -- KEYS[1] schedule
--- ARGV[1] runs to add  ARGV[2] skips to add  ARGV[3..] field, value pairs to set
--- Answers ok, or missing (a removed schedule is never written again).
+-- ARGV[1] runs (to add)  ARGV[2] skips (to add)  ARGV[3..] fields (field, value pairs to set)
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
 if tonumber(ARGV[1]) ~= 0 then redis.call('HINCRBY', KEYS[1], 'runs', ARGV[1]) end
 if tonumber(ARGV[2]) ~= 0 then redis.call('HINCRBY', KEYS[1], 'skipped', ARGV[2]) end
 if #ARGV > 2 then redis.call('HSET', KEYS[1], unpack(ARGV, 3)) end
 return {'ok'}
-"""
+""")
 
-STORE_BLOCKS = """
--- KEYS[1..n] candle blocks ({p}block:{sha256})
--- ARGV[1] TTL s  ARGV[2..n+1] each block's content, or none at all to only keep the blocks
+
+# --- the candle cache and rate limit of live data (analysis/markets/) ---------------------------
+class StoreBlocks(StrEnum):
+    OK = "ok"                    # + how many blocks were absent (when only keeping them)
+
+
+STORE_BLOCKS = Script("STORE_BLOCKS", answers=StoreBlocks, keys=("blocks*",),
+                      argv=("ttl_s", "contents*"), source="""
+-- KEYS[1..] blocks (candle blocks, {p}block:{sha256})
+-- ARGV[1] ttl_s  ARGV[2..] contents (each block's content, or none at all to only keep them)
 -- Content-addressed, so writing is idempotent: an existing block is left as it is. Each block
--- lives at least ARGV[1] seconds from now; a longer TTL (an analysis's snapshot) is never cut.
--- Answers {'ok', missing}: how many blocks were absent (when only keeping them).
+-- lives at least ttl_s seconds from now; a longer TTL (an analysis's snapshot) is never cut.
 local ttl = tonumber(ARGV[1])
 local missing = 0
 for i, key in ipairs(KEYS) do
@@ -497,14 +733,20 @@ for i, key in ipairs(KEYS) do
   end
 end
 return {'ok', missing}
-"""
+""")
 
-TAKE_TOKENS = """
--- KEYS[1] token bucket of one exchange (hash: tokens, ms)
--- ARGV[1] refill rate, tokens per second  ARGV[2] capacity  ARGV[3] cost of this request
--- ARGV[4] now in ms, or '' for Redis's own clock (the same for every host; tests pass a time)
--- Reserves `cost` tokens (the balance may go negative) and answers {'ok', wait ms}: how long the
--- caller sleeps before sending, so every process together keeps to the rate.
+
+class TakeTokens(StrEnum):
+    OK = "ok"                    # + how many ms the caller waits before sending
+
+
+TAKE_TOKENS = Script("TAKE_TOKENS", answers=TakeTokens, keys=("bucket",),
+                     argv=("rate", "capacity", "cost", "now_ms"), source="""
+-- KEYS[1] bucket (token bucket of one exchange, hash: tokens, ms)
+-- ARGV[1] rate (refill, tokens per second)  ARGV[2] capacity  ARGV[3] cost (of this request)
+-- ARGV[4] now_ms, or '' for Redis's own clock (the same for every host; tests pass a time)
+-- Reserves `cost` tokens (the balance may go negative) and answers how long the caller sleeps
+-- before sending, so every process together keeps to the rate.
 local now = tonumber(ARGV[4])
 if now == nil then
   local t = redis.call('TIME')
@@ -519,15 +761,32 @@ redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ms', now)
 redis.call('PEXPIRE', KEYS[1], 60000)
 if tokens >= 0 then return {'ok', 0} end
 return {'ok', math.ceil(-tokens * 1000 / rate)}
-"""
+""")
 
-RELEASE_LOCK = """
--- KEYS[1] a lock (string holding its owner's token)
--- ARGV[1] the owner's token
--- Deletes the lock only if this owner still holds it (it may have expired and been taken).
+
+class ReleaseLock(StrEnum):
+    OK = "ok"
+    NOT_HELD = "not_held"        # it expired and may have been taken
+
+
+RELEASE_LOCK = Script("RELEASE_LOCK", answers=ReleaseLock, keys=("lock",), argv=("token",),
+                      source="""
+-- KEYS[1] lock (a string holding its owner's token)
+-- ARGV[1] token (the owner's)
+-- Deletes the lock only if this owner still holds it.
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
   return {'ok'}
 end
 return {'not_held'}
-"""
+""")
+
+# The scripts of the analysis store (the others are registered by the modules that use them).
+SCRIPTS: tuple[Script, ...] = (
+    CREATE, BEGIN_STEP, HEARTBEAT, SAVE_SNAPSHOT, COMMIT_STEP, STEP_STOP, PAUSE, RESUME, REFINE,
+    CANCEL, FORCE_RESUME, WATCHDOG_CHECK, STUCK_CHECK, ADD_SPEND, SWEEP_FINAL, STORAGE_FULL,
+)
+ALL_SCRIPTS: tuple[Script, ...] = SCRIPTS + (
+    SCHEDULE_CREATE, SCHEDULE_DELETE, SCHEDULE_CLAIM, SCHEDULE_UPDATE, STORE_BLOCKS, TAKE_TOKENS,
+    RELEASE_LOCK,
+)

@@ -17,6 +17,7 @@ reads them.
 import hashlib
 import json
 import zlib
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -57,7 +58,7 @@ def from_block_start(frame: pd.DataFrame, step_s: int, first: pd.Timestamp) -> p
 class BlockStore:
     def __init__(self, client: redis.Redis, keys: Keys):
         self.redis, self.keys = client, keys
-        self._store = client.register_script(lua.STORE_BLOCKS)
+        self._store = lua.STORE_BLOCKS.bind(client)
 
     def put(self, frame: pd.DataFrame, step_s: int, ttl_s: int) -> list[str]:
         """Store `frame` as aligned blocks living at least `ttl_s`; their digests, oldest first."""
@@ -65,24 +66,24 @@ class BlockStore:
         blobs = [encode_candles(frame[numbers == n]) for n in np.unique(numbers)]
         digests = [hashlib.sha256(blob).hexdigest() for blob in blobs]
         if digests:
-            self._store(keys=[self.keys.block(d) for d in digests], args=[ttl_s, *blobs])
+            self._store(blocks=[self.keys.block(d) for d in digests], ttl_s=ttl_s, contents=blobs)
         return digests
 
     def keep(self, digests: list[str], ttl_s: int) -> int:
         """Make the blocks live at least `ttl_s` more; how many are gone."""
         if not digests:
             return 0
-        answer = self._store(keys=[self.keys.block(d) for d in digests], args=[ttl_s])
-        return int(answer[1])
+        answer = self._store(blocks=[self.keys.block(d) for d in digests], ttl_s=ttl_s, contents=[])
+        return int(answer.values[0])
 
     def get(self, digests: list[str]) -> pd.DataFrame | None:
         """The candles of the blocks, oldest first; None if any block is gone."""
         if not digests:
             return None
-        blobs = self.redis.mget([self.keys.block(d) for d in digests])
+        blobs = cast(list[bytes | None], self.redis.mget([self.keys.block(d) for d in digests]))
         if any(blob is None for blob in blobs):
             return None
-        return pd.concat([decode_candles(blob) for blob in blobs])
+        return pd.concat([decode_candles(blob) for blob in blobs if blob is not None])
 
 
 def snapshot_refs(blocks: BlockStore, frame: pd.DataFrame, window: int, step_s: int,
@@ -104,7 +105,7 @@ class CandleSnapshot:
         self.blocks = BlockStore(client, keys)
 
     def load(self, analysis_id: str, symbols: list[str]) -> dict[str, pd.DataFrame]:
-        refs = self.redis.hmget(self.keys.candles(analysis_id), symbols)
+        refs = cast(list[bytes], self.redis.hmget(self.keys.candles(analysis_id), symbols))
         missing = [s for s, ref in zip(symbols, refs) if ref is None]
         if missing:
             raise DataUnavailable(f"the data snapshot lost {', '.join(missing[:5])}")

@@ -1,4 +1,4 @@
-"""Runs one step of an analysis under the step protocol: begin, work, commit (DESIGN.md).
+"""Runs one step of an analysis under the step protocol: begin, work, commit (docs/architecture.md).
 
 `run_step` is what the Celery tasks call; it never raises for a problem of the analysis itself:
 such a step ends softly (paused or failed with a reason the user sees) and the answer says so.
@@ -12,10 +12,11 @@ import uuid
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import redis
 
+from analysis.engine.lua import CommitStep, StepStop, StorageFull
 from analysis.engine.runtime import Runtime
 from analysis.engine.snapshot import BLOCK_CANDLES, snapshot_refs
 from analysis.engine.step_stats import record_step
@@ -26,7 +27,8 @@ from analysis.markets.indicators import WARMUP_CANDLES
 from analysis.markets.registry import provider_from_spec
 from analysis.models import REFINE_MODEL, HistoryEntry, RankingConfig, StepOutcome
 from analysis.ranking.strategies import get_strategy
-from analysis.ranking.strategies.base import StepInput
+from analysis.ranking.llm_judge import JudgeStats, ListRequest, ListVerdict, PairRequest, Verdict
+from analysis.ranking.strategies.base import Judge, StepInput
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -34,11 +36,14 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class StepReport:
-    """What happened to one delivery of a step (`decision` is the commit's answer or skip:<why>)."""
+    """What happened to one delivery of a step: `decision` is the commit's answer (continue,
+    completed, paused...), paused/failed for a step that ended softly, or skip:<why> when BEGIN_STEP
+    made the delivery a no-op; `continues` says whether the next step is to be enqueued."""
 
     decision: str
     progress: float = 0.0
     confidence: float = 0.0
+    continues: bool = False
 
 
 class LeaseKeeper:
@@ -157,21 +162,25 @@ class SpendRecordingJudge:
     """The LLM judge, with what each batch spent added to the gist as soon as it is known, so
     calls and retries of a step that then fails or dies still show in the analysis's spend."""
 
-    def __init__(self, judge, record: Callable[[dict[str, int]], object]):
+    def __init__(self, judge: Judge, record: Callable[[dict[str, int]], object]):
         self._judge, self._record = judge, record
 
-    def compare_many(self, requests, *, model: str):
+    def compare_many(self, requests: list[PairRequest], *,
+                     model: str) -> tuple[list[Verdict], JudgeStats]:
         return self._recorded(self._judge.compare_many, requests, model)
 
-    def rank_many(self, requests, *, model: str):
+    def rank_many(self, requests: list[ListRequest], *,
+                  model: str) -> tuple[list[ListVerdict], JudgeStats]:
         return self._recorded(self._judge.rank_many, requests, model)
 
-    def _recorded(self, ask, requests, model: str):
+    def _recorded(self, ask: Callable[..., tuple[list[Any], JudgeStats]], requests: list[Any],
+                  model: str) -> tuple[list[Any], JudgeStats]:
         try:
             verdicts, stats = ask(requests, model=model)
         except JudgeUnavailable as exc:
-            if getattr(exc, "stats", None) is not None:
-                self._record(exc.stats.as_dict())
+            spent = getattr(exc, "stats", None)  # what a judge that gave up had spent
+            if spent is not None:
+                self._record(spent.as_dict())
             raise
         self._record(stats.as_dict())
         return verdicts, stats
@@ -207,9 +216,10 @@ def storage_full(rt: Runtime, analysis_id: str, chain: str, seq: int, *, now: fl
     """Redis refused a write of this step (its memory limit): the analysis is paused with the
     reason 'storage full' and admins are told; Resume carries on once there is room."""
     answer = rt.store.storage_full(analysis_id, chain, seq, now=now)
+    paused = answer.code == StorageFull.OK
     logger.error("[%s chain=%s seq=%s] Redis is at its memory limit: %s", analysis_id, chain[:8],
-                 seq, "paused (storage full)" if answer.code == "ok" else answer.code)
-    return StepReport("paused" if answer.code == "ok" else f"skip:{answer.code}")
+                 seq, "paused (storage full)" if paused else answer.code.value)
+    return StepReport("paused" if paused else f"skip:{answer.code.value}")
 
 
 def _run_step(rt: Runtime, tag: str, analysis_id: str, chain: str, seq: int, worker: str,
@@ -218,8 +228,8 @@ def _run_step(rt: Runtime, tag: str, analysis_id: str, chain: str, seq: int, wor
     started = clock()
     answer, begun = rt.store.begin_step(analysis_id, chain, seq, attempt, now=started)
     if begun is None:
-        logger.info("%s no-op: %s %s", tag, answer.code, " ".join(answer.values))
-        return StepReport(f"skip:{answer.code}")
+        logger.info("%s no-op: %s %s", tag, answer.code.value, " ".join(answer.values))
+        return StepReport(f"skip:{answer.code.value}")
     keeper = lease_keeper(rt.settings.heartbeat_ms / 1000)
     with keeper.hold(analysis_id, attempt, lambda: rt.store.heartbeat(analysis_id, attempt)):
         try:
@@ -237,13 +247,14 @@ def _run_step(rt: Runtime, tag: str, analysis_id: str, chain: str, seq: int, wor
             return _stop(rt, tag, analysis_id, begun, chain, attempt, seq, reason, False, clock)
     entry = HistoryEntry(seq=seq, chain=chain, attempt=attempt, worker=worker,
                          started_at=started, finished_at=clock())
-    answer = rt.store.commit_step(analysis_id, begun.owner, chain, seq, attempt, outcome, entry,
+    commit = rt.store.commit_step(analysis_id, begun.owner, chain, seq, attempt, outcome, entry,
                                   target_used=begun.target, now=entry.finished_at)
-    logger.info("%s commit: %s (progress %.2f, confidence %.3f, %.0f ms)", tag, answer.code,
+    logger.info("%s commit: %s (progress %.2f, confidence %.3f, %.0f ms)", tag, commit.code.value,
                 outcome.progress, outcome.confidence, 1000 * (entry.finished_at - started))
-    committed = answer.code in ("continue", "completed", "paused", "cancelled")
+    committed = commit.code in (CommitStep.CONTINUE, CommitStep.COMPLETED, CommitStep.PAUSED)
     _count(rt, "ok" if committed else "lost", entry.finished_at)
-    return StepReport(answer.code, outcome.progress, outcome.confidence)
+    return StepReport(commit.code.value, outcome.progress, outcome.confidence,
+                      continues=commit.code == CommitStep.CONTINUE)
 
 
 FAILURE_KIND = {JudgeUnavailable: "judge", DataUnavailable: "data", InvalidConfig: "config"}
@@ -265,4 +276,4 @@ def _stop(rt: Runtime, tag: str, analysis_id: str, begun: BegunStep, chain: str,
     rt.store.record_failure(analysis_id, seq, reason, now=now)
     answer = rt.store.stop_step(analysis_id, begun.owner, chain, attempt, status=status,
                                 reason=reason, now=now)
-    return StepReport(status.lower() if answer.code == "ok" else answer.code)
+    return StepReport(status.lower() if answer.code == StepStop.OK else answer.code.value)

@@ -43,7 +43,7 @@ class CandleCache:
         self.ttl_s, self.lock_s = ttl_s, lock_s
         self.clock, self.sleep = clock, sleep
         self.blocks = BlockStore(client, keys)
-        self._release = client.register_script(lua.RELEASE_LOCK)
+        self._release = lua.RELEASE_LOCK.bind(client)
         self.hits = self.fetches = 0
 
     def candles(self, symbol: str, timeframe: str, limit: int, fetch: Fetch) -> pd.DataFrame:
@@ -89,14 +89,14 @@ class CandleCache:
             self.fetches += 1
             return self._refresh(symbol, timeframe, limit, newest, fetch)
         finally:
-            self._release(keys=[lock], args=[token])
+            self._release(lock=lock, token=token)
 
     def _refresh(self, symbol: str, timeframe: str, limit: int, newest: int,
                  fetch: Fetch) -> pd.DataFrame:
         step = TIMEFRAMES[timeframe]
         head = self._head(symbol, timeframe)
         old = self.blocks.get(head["blocks"]) if head and head["blocks"] else None
-        if old is not None and (head["count"] >= limit or head["complete"]):
+        if old is not None and head is not None and (head["count"] >= limit or head["complete"]):
             new = fetch(symbol, timeframe, int(old.index[-1].value // 10**9) + step, newest)
             frame = pd.concat([old, new]) if len(new) else old
             frame = frame[~frame.index.duplicated(keep="last")]

@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import pandas as pd
@@ -123,7 +124,7 @@ class CcxtProvider:
     def _build_exchange(self):
         import ccxt
 
-        base = getattr(ccxt, self.exchange_id)
+        base: Any = getattr(ccxt, self.exchange_id)
         bucket_holder: list[TokenBucket] = []
 
         class SharedLimit(base):
@@ -186,7 +187,7 @@ class CcxtProvider:
                     raise ExchangeUnavailable(f"{self.exchange_id} {words} for {what} "
                                               f"({attempt + 1} tries)") from exc
                 delay = min(s.ccxt_backoff_max_s, s.ccxt_backoff_s * 2**attempt)
-                if status in (418, 429):
+                if status in (418, 429) and http is not None:
                     delay = max(delay, min(s.ccxt_backoff_max_s, retry_after(http[1])))
                 logger.info("%s %s for %s (try %d of %d), again in %.2f s", self.exchange_id,
                                words, what, attempt + 1, retries + 1, delay)

@@ -19,14 +19,15 @@ class TokenBucket:
         """`clock_ms` None: Redis's clock (production); tests pass their own time."""
         self.key, self.rate_per_s, self.capacity, self.sleep = key, rate_per_s, capacity, sleep
         self.clock_ms = clock_ms
-        self._take = client.register_script(lua.TAKE_TOKENS)
+        self._take = lua.TAKE_TOKENS.bind(client)
         self.waited_s = 0.0
 
     def take(self, cost: float = 1.0) -> float:
         """Reserve `cost` tokens and sleep until they are due; the seconds slept."""
         now = "" if self.clock_ms is None else self.clock_ms()
-        answer = self._take(keys=[self.key], args=[self.rate_per_s, self.capacity, cost, now])
-        wait_s = int(answer[1]) / 1000
+        answer = self._take(bucket=self.key, rate=self.rate_per_s, capacity=self.capacity,
+                            cost=cost, now_ms=now)
+        wait_s = int(answer.values[0]) / 1000
         if wait_s > 0:
             self.sleep(wait_s)
             self.waited_s += wait_s

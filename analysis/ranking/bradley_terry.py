@@ -42,6 +42,9 @@ Choosing comparisons
     other way round, and a pair seen both ways is done. The model counts every answer as
     independent evidence, which a real LLM asked the same prompt again (at temperature 0, or
     even above) does not give; so the budget is at most n(n-1) comparisons.
+
+Over 400 lines: the posterior, the estimate read from it and the choice of pairs that reads the
+same posterior are one piece of statistics, tested together (tests/test_bradley_terry.py).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ class NoopStrategy:
     def __init__(self, steps: int):
         self.steps = max(steps, 1)
 
-    def initial_state(self, config: RankingConfig, markets: list[str]) -> dict:
+    def initial_state(self, config: RankingConfig, markets: list[str]) -> dict[str, int]:
         return {"done_steps": 0}
 
     def step(self, inp: StepInput) -> StepOutcome:

@@ -1,12 +1,25 @@
 """The interface every ranking strategy implements: one bounded, deterministic step at a time."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import pandas as pd
 
 from analysis.models import RankingConfig, StepOutcome
+from analysis.ranking.llm_judge import JudgeStats, ListRequest, ListVerdict, PairRequest, Verdict
+
+
+class Judge(Protocol):
+    """What the llm strategy asks of a judge: a verdict for each pair (or an order for each set
+    of markets shown), and what it spent.
+    Raises JudgeUnavailable when it cannot answer (the step then pauses with the reason)."""
+
+    def compare_many(self, requests: list[PairRequest], *,
+                     model: str) -> tuple[list[Verdict], JudgeStats]: ...
+
+    def rank_many(self, requests: list[ListRequest], *,
+                  model: str) -> tuple[list[ListVerdict], JudgeStats]: ...
 
 
 @dataclass(frozen=True)
@@ -16,17 +29,17 @@ class StepInput:
     analysis_id: str
     seq: int
     config: RankingConfig
-    state: dict[str, Any]
+    state: Mapping[str, Any]  # the strategy's own state (ScoreState, LLMState ...), as stored
     target: float
     model: str
     load_candles: Callable[[list[str]], dict[str, pd.DataFrame]]
-    judge: Any = None  # the LLM judge, built only for the llm strategy
+    judge: Judge | None = None  # the LLM judge, built only for the llm strategy
 
 
 class Strategy(Protocol):
     name: str
 
-    def initial_state(self, config: RankingConfig, markets: list[str]) -> dict[str, Any]:
+    def initial_state(self, config: RankingConfig, markets: list[str]) -> Mapping[str, Any]:
         """The state INIT stores before step 1."""
         ...
 

@@ -16,16 +16,37 @@ that switches to OPENAI_REFINE_MODEL continues the same log.
 """
 
 import zlib
+from typing import NotRequired, TypedDict, cast
 
-from analysis.ranking import plackett_luce
-from analysis.ranking.bradley_terry import (Comparison, choose_pairs, default_budget, estimate_top_k,
-                                            ordered_pairs, stop_reason)
+from analysis.errors import JudgeUnavailable
 from analysis.markets.indicators import indicator_frame, snapshot_at
-from analysis.models import RankingConfig, StepOutcome
+from analysis.models import RankingConfig, SharedState, StepOutcome
+from analysis.ranking import plackett_luce
+from analysis.ranking.bradley_terry import (Comparison, TopKEstimate, choose_pairs, default_budget,
+                                            estimate_top_k, ordered_pairs, stop_reason)
 from analysis.ranking.llm_judge import ListRequest, PairRequest
 from analysis.ranking.strategies.base import StepInput, target_not_reached
 
+Estimate = TopKEstimate | plackett_luce.ListEstimate  # pairwise or listwise posterior summary
 SUMMARY_SHARE = 0.05  # of the progress bar
+
+
+class BeforeRefine(TypedDict):
+    top: list[str]
+    confidence: float
+
+
+class LLMState(SharedState):
+    """The llm strategy's state (JSON in the gist); `log` is append-only."""
+
+    markets: list[str]
+    phase: str                          # 'summaries', then 'comparing'
+    summaries: dict[str, str]           # market -> the line the judge reads
+    snapshots: dict[str, dict[str, float]]
+    budget: int                         # judge answers allowed (pairs, or orders when listwise)
+    list_size: NotRequired[int]         # markets per call: 2 is pairwise (older analyses lack it)
+    target_seen: float                  # the target the budget was sized for
+    before_refine: NotRequired[BeforeRefine]  # the top K and confidence when last refined
 
 
 def market_summary(snapshot: dict[str, float]) -> str:
@@ -38,17 +59,17 @@ def market_summary(snapshot: dict[str, float]) -> str:
             f"volume last 24 candles vs previous 24 {snapshot['volume_change']:+.0%}")
 
 
-def comparisons(state: dict) -> list[Comparison]:
+def comparisons(state: LLMState) -> list[Comparison]:
     return [Comparison(first, second, winner, model) for first, second, winner, model in state["log"]]
 
 
-def orders(state: dict) -> list[plackett_luce.Order]:
+def orders(state: LLMState) -> list[plackett_luce.Order]:
     """The log as listwise orders; a pair [first, second, winner, model] is an order of two."""
     return [plackett_luce.Order(tuple(e["shown"]), tuple(e["ranking"]), e["model"]) if isinstance(e, dict)
             else plackett_luce.Order.from_comparison(Comparison(*e)) for e in state["log"]]
 
 
-def listwise(state: dict) -> bool:
+def listwise(state: LLMState) -> bool:
     return state.get("list_size", 2) > 2
 
 
@@ -58,7 +79,7 @@ def step_seed(config: RankingConfig, log_length: int) -> int:
     return zlib.crc32(f"{config.model_dump_json()}:{log_length}".encode())
 
 
-def less_settled(state: dict, estimate, confidence: float) -> str:
+def less_settled(state: LLMState, estimate: Estimate, confidence: float) -> str:
     """After a refine, why the same top K may read a lower confidence: the judge's further
     answers disagreed more than the earlier ones, so the order is less settled than it looked."""
     before = state.get("before_refine")
@@ -71,7 +92,7 @@ def less_settled(state: dict, estimate, confidence: float) -> str:
 class LLMStrategy:
     name = "llm"
 
-    def initial_state(self, config: RankingConfig, markets: list[str]) -> dict:
+    def initial_state(self, config: RankingConfig, markets: list[str]) -> LLMState:
         list_size = min(config.list_size, len(markets))
         budget = (plackett_luce.default_budget(len(markets), list_size) if list_size > 2
                   else default_budget(len(markets), config.top_k))
@@ -80,7 +101,7 @@ class LLMStrategy:
                 "target_seen": config.target_confidence}
 
     def step(self, inp: StepInput) -> StepOutcome:
-        state = dict(inp.state)
+        state = cast(LLMState, dict(inp.state))
         if state["phase"] == "summaries":
             return self._summarise(inp, state)
         estimate = self._estimate(inp, state)
@@ -100,13 +121,13 @@ class LLMStrategy:
             estimate = self._estimate(inp, state)
         return self._outcome(inp, state, estimate)
 
-    def _summarise(self, inp: StepInput, state: dict) -> StepOutcome:
+    def _summarise(self, inp: StepInput, state: LLMState) -> StepOutcome:
         snapshots = {s: snapshot_at(indicator_frame(c)) for s, c in inp.load_candles(state["markets"]).items()}
-        state.update(phase="comparing", snapshots=snapshots,
-                     summaries={s: market_summary(snap) for s, snap in snapshots.items()})
+        state.update({"phase": "comparing", "snapshots": snapshots,
+                      "summaries": {s: market_summary(snap) for s, snap in snapshots.items()}})
         return StepOutcome(state=state, progress=SUMMARY_SHARE, confidence=0.0, done=False, result=[])
 
-    def _estimate(self, inp: StepInput, state: dict):
+    def _estimate(self, inp: StepInput, state: LLMState) -> Estimate:
         if listwise(state):
             return plackett_luce.estimate_top_k(state["markets"], orders(state), inp.config.top_k,
                                                 seed=step_seed(inp.config, len(state["log"])))
@@ -114,15 +135,15 @@ class LLMStrategy:
                               seed=step_seed(inp.config, len(state["log"])))
 
     @staticmethod
-    def _should_stop(estimate, state: dict, target: float) -> bool:
+    def _should_stop(estimate: Estimate, state: LLMState, target: float) -> bool:
         # The same rule the simulation in `make bench-ranking` stops by.
-        if listwise(state):
+        if isinstance(estimate, plackett_luce.ListEstimate):
             return plackett_luce.stop_reason(estimate, len(state["log"]), target=target,
                                              budget=state["budget"]) is not None
         return stop_reason(estimate, len(state["log"]), target=target, budget=state["budget"]) is not None
 
-    def _compare_batch(self, inp: StepInput, state: dict, estimate) -> None:
-        if listwise(state):
+    def _compare_batch(self, inp: StepInput, state: LLMState, estimate: Estimate) -> None:
+        if isinstance(estimate, plackett_luce.ListEstimate):
             return self._rank_batch(inp, state, estimate)
         room = state["budget"] - len(state["log"])
         pairs = choose_pairs(state["markets"], comparisons(state), inp.config.top_k,
@@ -136,10 +157,12 @@ class LLMStrategy:
                                 second_summary=summaries[b], question=inp.config.prompt)
                     for a, b in pairs]
         # What the calls cost is counted in the gist by the step runner (Gist.spend).
+        if inp.judge is None:
+            raise JudgeUnavailable("no LLM judge is configured for this worker")
         verdicts, _ = inp.judge.compare_many(requests, model=inp.model)
         state["log"] = state["log"] + [[v.first, v.second, v.winner, v.model] for v in verdicts]
 
-    def _rank_batch(self, inp: StepInput, state: dict, estimate) -> None:
+    def _rank_batch(self, inp: StepInput, state: LLMState, estimate: plackett_luce.ListEstimate) -> None:
         markets, size = state["markets"], state["list_size"]
         calls = min(plackett_luce.calls_per_round(len(markets), size, inp.config.batch_size),
                     state["budget"] - len(state["log"]))
@@ -152,11 +175,13 @@ class LLMStrategy:
         summaries = state["summaries"]
         requests = [ListRequest(shown=shown, summaries=tuple(summaries[s] for s in shown),
                                 question=inp.config.prompt) for shown in sets]
+        if inp.judge is None:
+            raise JudgeUnavailable("no LLM judge is configured for this worker")
         verdicts, _ = inp.judge.rank_many(requests, model=inp.model)
         state["log"] = state["log"] + [{"shown": list(v.shown), "ranking": list(v.ranking), "model": v.model}
                                        for v in verdicts]
 
-    def _outcome(self, inp: StepInput, state: dict, estimate) -> StepOutcome:
+    def _outcome(self, inp: StepInput, state: LLMState, estimate: Estimate) -> StepOutcome:
         confidence = round(estimate.expected_precision, 6)
         state["estimate"] = {"p_exact": round(estimate.p_exact, 6),
                              "first_bias": round(estimate.first_bias, 4),

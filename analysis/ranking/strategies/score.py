@@ -21,14 +21,29 @@ reported one, the note says no steadier set exists in this data. (Looking furthe
 former design, asked a harder question and made the same answer look worse.)
 """
 
+from typing import NotRequired, cast
+
 import numpy as np
 import pandas as pd
 
 from analysis.markets.indicators import indicator_frame, snapshot_at
-from analysis.models import RankingConfig, StepOutcome
+from analysis.models import RankingConfig, SharedState, StepOutcome
 from analysis.ranking.strategies.base import StepInput, target_not_reached
 
 SCORING_SHARE = 0.95  # of the progress bar; the ordering step takes the rest
+
+
+class ScoreState(SharedState):
+    """The score strategy's state (JSON in the gist)."""
+
+    markets: list[str]
+    pending: list[str]                  # markets not scored yet
+    views: int                          # evaluation moments per market
+    scores: dict[str, list[float]]      # market -> composite score per view, latest first
+    snapshots: dict[str, dict[str, float]]
+    phase: str                          # 'scoring', then 'done'
+    passes: int                         # 1, plus one per refine after completion
+    ranking: NotRequired[str]           # 'steadiest' once a refine reported the steadiest set
 
 
 def composite_scores(frame: pd.DataFrame, views: int, kind: str) -> list[float]:
@@ -61,19 +76,19 @@ def top_k_stability(scores: dict[str, list[float]], top: list[str], k: int) -> t
 class ScoreStrategy:
     name = "score"
 
-    def initial_state(self, config: RankingConfig, markets: list[str]) -> dict:
+    def initial_state(self, config: RankingConfig, markets: list[str]) -> ScoreState:
         return {"markets": markets, "pending": markets, "views": config.views, "scores": {},
                 "snapshots": {}, "phase": "scoring", "passes": 1}
 
     def step(self, inp: StepInput) -> StepOutcome:
-        state = dict(inp.state)
+        state = cast(ScoreState, dict(inp.state))
         if state["phase"] == "done":
             return self._next_pass(inp, state)
         if state["pending"]:
             return self._score_batch(inp, state)
         return self._order(inp, state)
 
-    def _score_batch(self, inp: StepInput, state: dict) -> StepOutcome:
+    def _score_batch(self, inp: StepInput, state: ScoreState) -> StepOutcome:
         batch, rest = state["pending"][: inp.config.batch_size], state["pending"][inp.config.batch_size:]
         scores, snapshots = dict(state["scores"]), dict(state["snapshots"])
         for symbol, candles in inp.load_candles(batch).items():
@@ -81,23 +96,23 @@ class ScoreStrategy:
             scores[symbol] = composite_scores(frame, state["views"], inp.config.kind)
             snapshots[symbol] = snapshot_at(frame)
         leaders = sorted(scores, key=lambda s: (-scores[s][0], s))[:3]
-        state.update(pending=rest, scores=scores, snapshots=snapshots, leaders=leaders)
+        state.update({"pending": rest, "scores": scores, "snapshots": snapshots, "leaders": leaders})
         done_share = 1 - len(rest) / len(state["markets"])
         return StepOutcome(state=state, progress=SCORING_SHARE * done_share,
                            confidence=0.0, done=False, result=[])
 
-    def _order(self, inp: StepInput, state: dict) -> StepOutcome:
+    def _order(self, inp: StepInput, state: ScoreState) -> StepOutcome:
         k = inp.config.top_k
         latest = {s: v[0] for s, v in state["scores"].items()}
         ranked = sorted(state["markets"], key=lambda s: (-latest[s], s))
         p_in_top, confidence = top_k_stability(state["scores"], ranked[:k], k)
         result = [{"rank": i + 1, "symbol": s, "score": latest[s], "indicators": state["snapshots"][s]}
                   for i, s in enumerate(ranked[:k])]
-        state.update(phase="done", p_in_top_k=p_in_top)
+        state.update({"phase": "done", "p_in_top_k": p_in_top})
         return StepOutcome(state=state, progress=1.0, confidence=round(confidence, 6), done=True,
                            result=result, note=target_not_reached(confidence, inp.target))
 
-    def _next_pass(self, inp: StepInput, state: dict) -> StepOutcome:
+    def _next_pass(self, inp: StepInput, state: ScoreState) -> StepOutcome:
         """The target was raised after completion (refine): report the steadiest top K over the
         same moments, and say in words what changed (see the module docstring)."""
         k = inp.config.top_k
@@ -118,7 +133,7 @@ class ScoreStrategy:
             note = (f"no steadier top {k} exists in the last {views} candles: these markets are "
                     f"as sure as the indicators get")
         reached = target_not_reached(confidence, inp.target)
-        state.update(phase="done", p_in_top_k=p_in_top, ranking="steadiest",
-                     passes=state["passes"] + 1)
+        state.update({"phase": "done", "p_in_top_k": p_in_top, "ranking": "steadiest",
+                      "passes": state["passes"] + 1})
         return StepOutcome(state=state, progress=1.0, confidence=round(confidence, 6), done=True,
                            result=result, note=note + (f"; {reached}" if reached else ""))

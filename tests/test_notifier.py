@@ -1,0 +1,115 @@
+"""The card notifier (bot/notifier.py) on its own: a real Redis (gists, the events stream, the
+card store), PTB's real Bot over HTTP against the local Bot API server, steps run in this
+process. What a trader sees: the card follows the analysis to the end, bursts of progress are
+coalesced, a card that can no longer be edited is replaced and remembered, Telegram's flood
+control is waited out."""
+
+import asyncio
+import random
+import re
+import uuid
+
+import pytest
+import redis.asyncio as aioredis
+from telegram import Bot
+
+from analysis.engine.events import EventReader
+from bot.cards import CardStore
+from bot.notifier import CardNotifier
+from sandbox import BotApiServer
+from tests.helpers import noop_config
+
+INTERVAL_S = 0.3
+
+
+@pytest.fixture
+def api():
+    with BotApiServer(token=f"{random.randrange(10**6, 10**9)}:TEST") as server:
+        yield server
+
+
+def status_of(text: str) -> str:
+    match = re.search(r" · (\w+)$", text.splitlines()[0])
+    return match.group(1) if match else ""
+
+
+async def with_notifier(api, runtime, body):
+    bot = Bot(api.token, base_url=api.base_url, base_file_url=api.base_file_url)
+    client = aioredis.Redis.from_url(runtime.settings.redis_url, decode_responses=True)
+    events = EventReader(client, runtime.keys, group=f"bot:test-{uuid.uuid4().hex[:8]}",
+                         consumer="notifier", block_ms=50)
+    cards = CardStore(client, runtime.keys, runtime.settings.gist_ttl_s)
+    notifier = CardNotifier(bot, runtime.store, cards, events, interval_s=INTERVAL_S)
+    await bot.initialize()
+    await notifier.start()
+    try:
+        return await body(notifier, cards)
+    finally:
+        await notifier.stop()
+        await bot.shutdown()
+        await client.aclose()
+
+
+def a_chat(api) -> int:
+    user = random.randrange(10**8, 10**9)
+    api.send_message(user, "/start")  # the user opens the chat with the bot
+    return user
+
+
+def test_the_card_follows_the_analysis_to_the_end_and_bursts_are_coalesced(
+        api, runtime, local_service, queue, actor):
+    chat = a_chat(api)
+    gist = local_service.start(noop_config(8), actor)
+
+    async def body(notifier, cards):
+        location = await notifier.post_card(chat, gist.id)
+        assert location is not None and await cards.get(gist.id) == location
+        assert status_of(api.message(chat, location.message_id).text) == "Pending"
+        mark = api.mark()
+        decisions = await asyncio.to_thread(queue.drain, runtime)  # 9 steps, in well under 0.3 s
+        assert decisions[-1] == "completed"
+        await asyncio.to_thread(api.wait_for, lambda: status_of(
+            api.message(chat, location.message_id).text) == "Completed")
+        return location, mark
+
+    location, mark = asyncio.run(with_notifier(api, runtime, body))
+    card = api.message(chat, location.message_id)
+    assert "step 8" in card.text and "100%" in card.text
+    edits = api.calls_of("editMessageText", since=mark)
+    # Nine step events, a handful of edits: the first at once, the newest state last.
+    assert 1 <= len(edits) <= 4, len(edits)
+    assert len(api.calls_of("sendMessage", since=mark)) == 0  # edited in place, never re-sent
+
+
+def card_after_a_fault(api, runtime, local_service, queue, actor, fault):
+    """Post a card, inject `fault` on the Bot API, run the analysis to the end, show the card:
+    (the card first posted, the card remembered after, the chat)."""
+    chat = a_chat(api)
+    gist = local_service.start(noop_config(2), actor)
+
+    async def body(notifier, cards):
+        first = await notifier.post_card(chat, gist.id)
+        fault()
+        await asyncio.to_thread(queue.drain, runtime)
+        await notifier.show(gist.id)
+        return first, await cards.get(gist.id)
+
+    first, after = asyncio.run(with_notifier(api, runtime, body))
+    return first, after, chat
+
+
+def test_a_card_that_can_no_longer_be_edited_is_replaced_and_the_new_one_remembered(
+        api, runtime, local_service, queue, actor):
+    old, new, chat = card_after_a_fault(api, runtime, local_service, queue, actor, lambda: api.fail(
+        "editMessageText", description="Bad Request: message to edit not found"))
+    assert new is not None and new != old and new.chat_id == chat
+    assert status_of(api.message(chat, new.message_id).text) == "Completed"
+
+
+def test_flood_control_is_waited_out_and_the_newest_state_shown(
+        api, runtime, local_service, queue, actor):
+    first, after, chat = card_after_a_fault(api, runtime, local_service, queue, actor, lambda: (
+        api.rate_limit("editMessageText", times=1, retry_after=1)))
+    assert after == first and status_of(api.message(chat, first.message_id).text) == "Completed"
+    refused = [c for c in api.calls_of("editMessageText") if not c.ok]
+    assert len(refused) == 1  # asked to wait once, then the edit went through
