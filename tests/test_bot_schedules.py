@@ -4,7 +4,6 @@ beat running (nothing fires): validation, authorization, admins' view, the comma
 import random
 import re
 
-
 from tests.helpers import redis_snapshot
 from tests.test_bot import api, people  # noqa: F401 (the bot tests' fixtures, shared)
 from tests.test_bot import RunningBot, ask, bot_settings
