@@ -250,7 +250,10 @@ class Gist:
 
     @property
     def p_in_top_k(self) -> dict[str, float]:
-        """score strategy: the share of views in which each market ranks in the top K."""
+        """Each market's chance of being in the top K: score, the share of views in which it ranks
+        there; llm, its posterior probability under the judge's answers."""
+        if "estimate" in self.state:
+            return dict(self.state["estimate"].get("p_in_top_k") or {})
         return dict(self.state.get("p_in_top_k") or {})
 
     def llm_summary(self) -> str:

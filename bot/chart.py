@@ -1,5 +1,5 @@
-"""The ranking chart: a PNG of the top K — each market's score, and how often it stayed in the top K
-across the evaluation moments (the per-market share behind the confidence).
+"""The ranking chart: a PNG of the top K: each market's score (the composite score, or the judge's
+strength for llm) and its chance of being in the top K (the per-market figure behind the confidence).
 
 Pure and thread-safe (matplotlib's object API on the Agg canvas, no pyplot state), so the bot
 renders it in a worker thread without blocking its event loop.
@@ -30,11 +30,12 @@ def ranking_chart_png(gist: Gist) -> bytes:
     colors = ["#2e7d32" if s >= 0 else "#c62828" for s in scores]
     score_ax.barh(labels, scores, color=colors)
     score_ax.axvline(0, color="#555", linewidth=0.8)
-    score_ax.set_xlabel("composite score")
+    llm = gist.config.strategy == "llm"
+    score_ax.set_xlabel("judge's strength (Plackett–Luce)" if llm else "composite score")
     share_ax.barh(labels, shares, color="#1565c0")
     share_ax.set_xlim(0, 1)
     share_ax.axvline(gist.target, color="#ef6c00", linestyle="--", linewidth=1, label=f"target {gist.target:.2f}")
-    share_ax.set_xlabel(f"share of moments in top {len(items)}")
+    share_ax.set_xlabel(f"P(in top {len(items)})" if llm else f"share of moments in top {len(items)}")
     share_ax.legend(loc="lower right", fontsize="small")
     title = (f"{gist.config.summary()} · confidence {gist.confidence:.2f} (target {gist.target:.2f})")
     if gist.demo:

@@ -4,22 +4,9 @@ beat running (nothing fires): validation, authorization, admins' view, the comma
 import random
 import re
 
-import pytest
-
-from sandbox import BotApiServer
 from tests.helpers import redis_snapshot
-from tests.test_bot import People, RunningBot, ask, bot_settings
-
-
-@pytest.fixture
-def people() -> People:
-    return People()
-
-
-@pytest.fixture
-def api():
-    with BotApiServer(token=f"{random.randrange(10**6, 10**9)}:TEST") as server:
-        yield server
+from tests.test_bot import api, people  # noqa: F401 (the bot tests' fixtures, shared)
+from tests.test_bot import RunningBot, ask, bot_settings
 
 
 def state(runtime, prefix: str) -> dict:

@@ -199,6 +199,12 @@ def test_chart_is_a_png_of_the_top_k():
         ranking_chart_png(gist())
 
 
+def test_an_llm_analysis_charts_each_market_s_posterior_chance_of_being_in_the_top_k():
+    llm = gist("COMPLETED", result=RESULT, state={"log": [], "estimate": {"p_in_top_k": {"BTC/USDT": 0.97}}})
+    assert llm.p_in_top_k == {"BTC/USDT": 0.97}  # what the chart's right panel draws
+    assert ranking_chart_png(llm).startswith(b"\x89PNG")
+
+
 def test_file_url_follows_the_api_base_url():
     assert file_url(Settings(telegram_api_base_url="https://api.telegram.org/bot")) == \
         "https://api.telegram.org/file/bot"

@@ -21,23 +21,13 @@ from tasks.schedule_beat import entry_name
 from tasks.schedule_tasks import schedule_service
 from sandbox import BotApiServer
 from tests.conftest import wait_until
-from tests.test_bot import (People, RunningBot, analysis_id_of, ask, bot_settings, status_of,
+from tests.test_bot import api, people  # noqa: F401 (the bot tests' fixtures, shared)
+from tests.test_bot import (RunningBot, analysis_id_of, ask, bot_settings, status_of,
                             wait_for_card, wait_for_status)
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("worker")]
 SENT = re.compile(r"^(\S+ \S+) .*Sending due task (\S+)", re.M)
 
-
-@pytest.fixture
-def people() -> People:
-    return People()
-
-
-@pytest.fixture
-def api():
-    import random
-    with BotApiServer(token=f"{random.randrange(10**6, 10**9)}:TEST") as server:
-        yield server
 
 
 @pytest.fixture
