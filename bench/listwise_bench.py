@@ -61,7 +61,7 @@ from analysis.ranking.llm_judge import (ListRequest, PairRequest, build_list_mes
                                 build_list_response_format, build_messages, build_response_format)
 from tests.doubles.simulated_judge import SimulatedJudge  # noqa: E402
 from tests.doubles.listwise_judge import ListwiseJudge  # noqa: E402
-from bench.ranking_bench import CountingJudge, _sift_down, run_from_command_line  # noqa: E402
+from bench.ranking_bench import CountingJudge, heap_top_k, run_from_command_line  # noqa: E402
 
 K = 10
 LATENCY_S = 2.0
@@ -213,15 +213,7 @@ def heap_outcome(judge: ListwiseJudge, seed: int) -> tuple[int, int, float]:
     """(calls, prompt tokens, precision@10) of a binary max-heap with the pairwise judge."""
     pair_judge = SimulatedJudge(judge.strengths, judge.sharpness_top, judge.first_bias)
     caller = CountingJudge(pair_judge, np.random.default_rng([seed, 2]))
-    heap = list(np.random.default_rng([seed, 3]).permutation(judge.symbols))
-    for node in reversed(range(len(heap) // 2)):
-        _sift_down(heap, node, caller.prefers)
-    top = []
-    for _ in range(K):
-        top.append(heap[0])
-        heap[0] = heap[-1]
-        heap.pop()
-        _sift_down(heap, 0, caller.prefers)
+    top = heap_top_k(caller, judge.symbols, seed)
     prompts = Prompts(judge.symbols)
     tokens = sum(prompts.pair_tokens(c.first, c.second) for c in caller.log)
     return caller.calls, tokens, len(set(top) & set(judge.true_top_k(K))) / K

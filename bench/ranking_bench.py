@@ -160,9 +160,9 @@ def all_pairs(judge: SimulatedJudge, seed: int) -> dict[str, Outcome]:
     }
 
 
-def heap_selection(judge: SimulatedJudge, seed: int) -> Outcome:
-    caller = CountingJudge(judge, np.random.default_rng([seed, 2]))
-    heap = list(np.random.default_rng([seed, 3]).permutation(judge.symbols))
+def heap_top_k(caller: "CountingJudge", symbols: list[str], seed: int) -> list[str]:
+    """The top K by a binary max-heap over the markets in a seeded order, asking `caller`."""
+    heap = list(np.random.default_rng([seed, 3]).permutation(symbols))
     for node in reversed(range(len(heap) // 2)):
         _sift_down(heap, node, caller.prefers)
     top = []
@@ -171,6 +171,12 @@ def heap_selection(judge: SimulatedJudge, seed: int) -> Outcome:
         heap[0] = heap[-1]
         heap.pop()
         _sift_down(heap, 0, caller.prefers)
+    return top
+
+
+def heap_selection(judge: SimulatedJudge, seed: int) -> Outcome:
+    caller = CountingJudge(judge, np.random.default_rng([seed, 2]))
+    top = heap_top_k(caller, judge.symbols, seed)
     return Outcome(caller.calls, caller.calls, precision_at_k(top, judge), ndcg_at_k(top, judge))
 
 
