@@ -9,7 +9,7 @@ becomes the answer; every other exception reaches the application's error handle
 import functools
 import logging
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
 from telegram import Update
 from telegram.constants import ChatID
@@ -20,6 +20,7 @@ from bot import callbacks, schedule_callbacks, views
 from bot.services import Access, services
 
 logger = logging.getLogger(__name__)
+P = TypeVar("P")
 
 TRADER, ADMIN = "trader", "admin"
 SHARED_SENDERS = frozenset(int(i) for i in ChatID)  # anonymous admin, service chat, channel bot
@@ -41,6 +42,18 @@ def log_refusal(update: Update, reason: str) -> None:
     user = update.effective_user
     logger.warning("refused: user=%s action=%s reason=%s", user.id if user else None,
                    action_of(update), reason)
+
+
+async def parse_press(update: Update, parse: Callable[[str | None], P | None]) -> P | None:
+    """A button's callback data parsed strictly; data that does not parse (stale or forged) is
+    logged, answered as a stale button, and None comes back."""
+    query = update.callback_query
+    assert query is not None, "parse_press is for button handlers"
+    press = parse(query.data)
+    if press is None:
+        log_refusal(update, "invalid callback data")
+        await query.answer(views.STALE_BUTTON)
+    return press
 
 
 async def answer(update: Update, html: str, plain: str) -> None:

@@ -15,7 +15,7 @@ from analysis.service import Actor, AnalysisService
 from bot import callbacks, views
 from bot.cards import CardLocation
 from bot.chart import ranking_chart_png
-from bot.guards import ADMIN, TRADER, guarded, log_refusal
+from bot.guards import ADMIN, TRADER, guarded, log_refusal, parse_press
 from bot.parsing import analysis_id_arg, command_text, parse_exit_args, parse_rank_args
 from bot.services import BotServices, services
 from tasks.health import check_health
@@ -134,10 +134,8 @@ async def unknown_command(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
 async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """A status-card button: parse strictly, act as the presser, answer, then update the card."""
     query, s = update.callback_query, services(context)
-    press = callbacks.parse(query.data)
+    press = await parse_press(update, callbacks.parse)
     if press is None:
-        log_refusal(update, "invalid callback data")
-        await query.answer(views.STALE_BUTTON)
         return
     actor = s.access.actor(update.effective_user)
     await asyncio.to_thread(s.service.get, press.analysis_id, actor)  # may this user act on it?

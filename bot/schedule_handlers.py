@@ -7,8 +7,8 @@ import logging
 from telegram import Update
 from telegram.ext import ContextTypes
 
-from bot import schedule_callbacks, schedule_views, views
-from bot.guards import TRADER, guarded, log_refusal
+from bot import schedule_callbacks, schedule_views
+from bot.guards import TRADER, guarded, parse_press
 from bot.parsing import UsageError, command_text, parse_schedule_args, schedule_id_arg
 from bot.services import services
 
@@ -57,10 +57,8 @@ async def unschedule(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
 async def remove_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """A Remove button: parse strictly, remove as the presser (owner or admin), answer, re-list."""
     query, s = update.callback_query, services(context)
-    press = schedule_callbacks.parse(query.data)
+    press = await parse_press(update, schedule_callbacks.parse)
     if press is None:
-        log_refusal(update, "invalid callback data")
-        await query.answer(views.STALE_BUTTON)
         return
     gone = await asyncio.to_thread(s.schedules.remove, press.schedule_id, s.access.actor(update.effective_user))
     await query.answer(f"Removed schedule {gone.id}.")
