@@ -84,7 +84,10 @@ def test_force_resume_while_a_zombie_holds_the_lease_completes_once(service, act
     gist = service.start(noop_config(30), actor)
     wait_until(lambda: service.get(gist.id, actor).seq >= 3, message="a few steps")
     service.pause(gist.id, actor)
-    wait_until(lambda: service.store.lease_holder(gist.id) is None, message="the step to finish")
+    # No step in flight and none waiting in the broker: the next step dispatched before the pause
+    # would otherwise begin once the test sets control back to running, and take the lease first.
+    wait_for_idle_broker()
+    assert service.store.lease_holder(gist.id) is None
     seq = service.get(gist.id, actor).seq
     chain = service.store.chain(gist.id)
     # A zombie attempt of the next step takes the lease and never finishes.
