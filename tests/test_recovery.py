@@ -8,6 +8,7 @@ append-only Redis with real workers and a real beat (`bench.chaos.Stack`), flush
 
 import hashlib
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -328,14 +329,25 @@ def test_a_worker_killed_mid_step_is_recovered_by_the_watchdog_and_its_late_rede
     assert store.history(gist.id) == history
 
 
+def pool_pids_running(stack, worker) -> set[int]:
+    """The pool processes the worker's main process knows have accepted a task: only a task whose
+    acceptance reached the main process is marked lost (and requeued) when its process dies."""
+    hostname = f"{worker.name}@{socket.gethostname()}"
+    replies = stack.app.control.inspect(destination=[hostname], timeout=1.0).active() or {}
+    return {request["worker_pid"] for request in replies.get(hostname, []) if request.get("worker_pid")}
+
+
 def test_pool_processes_killed_mid_step_are_requeued_at_once_and_nothing_runs_twice(fresh, actor):
     store = fresh.runtime.store
     worker = fresh.start_worker(1)
     fresh.start_beat()
-    gist = fresh.service.start(score_config("faulty:slow=1,delay=0.5:demo"), actor)
+    # INIT ~6 s: room for the checks below on a loaded machine before the kill
+    gist = fresh.service.start(score_config("faulty:slow=1,delay=1.5:demo"), actor)
     attempt = wait_until(lambda: store.lease_holder(gist.id), message="INIT in flight")
     wait_until(lambda: b"injected fault: slow" in worker.log_path.read_bytes(),
                message="INIT inside its slow data call")
+    wait_until(lambda: pool_pids_running(fresh, worker), message="the main process to see INIT accepted")
+    assert store.lease_holder(gist.id) == attempt, "the kill must land inside the first INIT"
     assert fresh.kill_pool_children(1) == 2
     done = wait_for_status(fresh.service, gist.id, actor, ["COMPLETED"], timeout=60)
     history = store.history(gist.id)
