@@ -4,11 +4,11 @@ schedule service as the user, render with `schedule_views`."""
 import asyncio
 import logging
 
-from telegram import Update
+from telegram import MaybeInaccessibleMessage, Message, Update
 from telegram.ext import ContextTypes
 
-from bot import schedule_callbacks, schedule_views
-from bot.guards import TRADER, guarded, parse_press
+from bot import schedule_callbacks, schedule_views, views
+from bot.guards import TRADER, guarded, log_refusal, parse_press
 from bot.parsing import UsageError, command_text, parse_schedule_args, schedule_id_arg
 from bot.services import services
 
@@ -60,8 +60,25 @@ async def remove_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> N
     press = await parse_press(update, schedule_callbacks.parse)
     if press is None:
         return
+    if not carries_the_pressed_button(query.message, query.data):
+        # Forged data on another message (a card, someone's list): the edit below would overwrite it.
+        log_refusal(update, "schedule button pressed on a message that does not show it")
+        await query.answer(views.STALE_BUTTON)
+        return
+    if press.everyone and not s.access.is_admin(update.effective_user.id):
+        log_refusal(update, "not an admin (the list is /schedules all)")
+        await query.answer(schedule_views.ADMINS_LIST)
+        return
     gone = await asyncio.to_thread(s.schedules.remove, press.schedule_id, s.access.actor(update.effective_user))
     await query.answer(f"Removed schedule {gone.id}.")
-    if query.message is not None and query.message.is_accessible:
+    if isinstance(query.message, Message):
         text, keyboard = await listing(update, context, press.everyone)
         await query.edit_message_text(text, reply_markup=keyboard)
+
+
+def carries_the_pressed_button(message: MaybeInaccessibleMessage | None, data: str | None) -> bool:
+    """Whether the pressed message shows a button with exactly this data: its buttons come from
+    Telegram, the data from the client (which can send any data with any message)."""
+    if not isinstance(message, Message) or message.reply_markup is None:
+        return False
+    return any(key.callback_data == data for row in message.reply_markup.inline_keyboard for key in row)

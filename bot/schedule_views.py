@@ -13,6 +13,7 @@ from bot import schedule_callbacks
 
 MAX_BUTTONS = 20
 MAX_MOVES = 5  # rank moves shown on a card; status --json has them all
+ADMINS_LIST = "That list is an admin's view: manage your schedules from /schedules."
 
 
 def utc(ts: float | None) -> str:

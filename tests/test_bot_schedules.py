@@ -4,9 +4,10 @@ beat running (nothing fires): validation, authorization, admins' view, the comma
 import random
 import re
 
+from bot import schedule_callbacks
 from tests.helpers import redis_snapshot
 from tests.test_bot import api, people  # noqa: F401 (the bot tests' fixtures, shared)
-from tests.test_bot import RunningBot, ask, bot_settings
+from tests.test_bot import RunningBot, ask, bot_settings, some_markets, status_of, wait_for_card
 
 
 def state(runtime, prefix: str) -> dict:
@@ -59,3 +60,34 @@ def test_schedules_are_per_user_admins_see_all_and_the_command_list_has_them(api
         assert "You have no schedules" in ask(api, people.trader, "/schedules")
         commands = {c["command"] for c in api.commands()}
         assert {"schedule", "schedules", "unschedule"} <= commands
+
+
+def test_a_remove_press_changes_only_the_list_that_shows_the_button(api, people):
+    group = -random.randrange(10**5, 10**6)
+    with RunningBot(api, bot_settings(api, people)) as bot:
+        schedules = bot.application.bot_data["services"].schedules.store
+        api.send_message(people.trader, f"/rank symbols={some_markets(5)} top=2", chat_id=group)
+        card = wait_for_card(api, group)
+        theirs = re.search(r"Scheduled (\w{8})", ask(api, people.other, "/schedule 4h markets=5 top=2"))[1]
+        # Another trader forges their own schedule's Remove button onto the trader's card.
+        query = api.press_button(people.other, card.message_id, schedule_callbacks.encode(theirs, False),
+                                 chat_id=group)
+        assert api.wait_for_callback_answer(query).text == "This button is no longer valid."
+        shown = api.message(group, card.message_id)
+        assert status_of(shown) is not None and theirs not in shown.text  # still the trader's card
+        assert not any(label.startswith("Remove") for label in shown.button_labels)
+        assert schedules.get(theirs) is not None
+
+        # An admin's /schedules all in the group: its Remove buttons are the admin's, not the owner's.
+        mark = api.mark()
+        api.send_message(people.admin, "/schedules all", chat_id=group)
+        listed = api.wait_for_call("sendMessage", lambda c: c.params.get("chat_id") == group
+                                   and c.result["text"].startswith("All schedules"), since=mark)
+        query = api.press(people.other, listed.result["message_id"], f"Remove {theirs}", chat_id=group)
+        assert "admin's view" in api.wait_for_callback_answer(query).text
+        assert schedules.get(theirs) is not None
+        query = api.press(people.admin, listed.result["message_id"], f"Remove {theirs}", chat_id=group)
+        assert api.wait_for_callback_answer(query).text == f"Removed schedule {theirs}."
+        assert schedules.get(theirs) is None
+        api.wait_for(lambda: "No schedules" in api.message(group, listed.result["message_id"]).text
+                     or theirs not in api.message(group, listed.result["message_id"]).text)
