@@ -1,8 +1,8 @@
 """One logging set-up shared by the bot, the workers, beat and Flower.
 
 Step log lines carry `[analysis-id chain=... seq=...]`; secrets are never logged (settings hold
-them as SecretStr, and the HTTP client loggers that would print request URLs with the bot
-token are kept at WARNING).
+them as SecretStr, the HTTP client loggers that would print request URLs with the bot token are
+kept at WARNING, and every line, traceback included, is masked by `RedactingFormatter`).
 
 LOG_FORMAT=text (default) writes lines for a terminal; LOG_FORMAT=json writes one JSON object per
 line (python-json-logger) with `analysis`, `chain`, `seq` and `event` taken from that tag and the
@@ -16,6 +16,8 @@ import re
 from collections.abc import Callable
 
 from pythonjsonlogger.json import JsonFormatter
+
+from analysis.redaction import RedactingFormatter, secrets_of
 
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s [%(process)d] %(message)s"
 JSON_FIELDS = ("asctime", "levelname", "name", "process", "message", "analysis", "chain", "seq",
@@ -44,28 +46,27 @@ class StepFields(logging.Filter):
         return True
 
 
-def log_settings() -> tuple[str, str]:
-    """LOG_LEVEL and LOG_FORMAT from the settings (environment and .env)."""
+def log_settings() -> tuple[str, str, list[str]]:
+    """LOG_LEVEL, LOG_FORMAT and the secrets to mask, from the settings (environment and .env)."""
     try:
         from analysis.settings import get_settings
 
         settings = get_settings()
-        return settings.log_level, settings.log_format
+        return settings.log_level, settings.log_format, secrets_of(settings)
     except Exception:  # bad settings are reported by whoever reads them; logging still works
-        return os.environ.get("LOG_LEVEL", "INFO"), os.environ.get("LOG_FORMAT", "text")
+        return os.environ.get("LOG_LEVEL", "INFO"), os.environ.get("LOG_FORMAT", "text"), []
 
 
 def configure_logging(level: str | None = None, log_format: str | None = None,
                       task_name: Callable[[], str | None] | None = None) -> None:
-    default_level, default_format = log_settings()
+    default_level, default_format, secrets = log_settings()
     level = (level or default_level).upper()
     handler = logging.StreamHandler()
     handler.addFilter(StepFields(task_name))
-    if (log_format or default_format) == "json":
-        handler.setFormatter(JsonFormatter(list(JSON_FIELDS), rename_fields={
-            "asctime": "time", "levelname": "level", "name": "logger"}))
-    else:
-        handler.setFormatter(logging.Formatter(FORMAT))
+    formatter = (JsonFormatter(list(JSON_FIELDS), rename_fields={
+        "asctime": "time", "levelname": "level", "name": "logger"})
+        if (log_format or default_format) == "json" else logging.Formatter(FORMAT))
+    handler.setFormatter(RedactingFormatter(formatter, secrets))
     logging.basicConfig(level=level, handlers=[handler], force=True)
     # httpx logs every request URL at INFO, and Telegram URLs contain the bot token.
     for noisy in NOISY:

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from telegram import BotCommandScopeChat, Update
 from telegram.constants import ParseMode
-from telegram.error import TelegramError
+from telegram.error import InvalidToken, TelegramError
 from telegram.ext import (AIORateLimiter, Application, ApplicationBuilder, ApplicationHandlerStop,
                           CallbackQueryHandler, CommandHandler, ContextTypes, Defaults,
                           MessageHandler, TypeHandler, filters)
@@ -164,7 +164,13 @@ def main() -> int:
         print(NO_TOKEN)
         return 0
     os.environ.setdefault("PTB_TIMEDELTA", "1")  # RetryAfter.retry_after as a timedelta, no warning
-    build_application(settings).run_polling(allowed_updates=[Update.MESSAGE, Update.CALLBACK_QUERY])
+    try:
+        build_application(settings).run_polling(allowed_updates=[Update.MESSAGE, Update.CALLBACK_QUERY])
+    except InvalidToken:  # its message quotes the whole token
+        print(f"error: the Bot API server at {settings.telegram_api_base_url} "
+              "rejected TELEGRAM_BOT_TOKEN; check the token with @BotFather (or unset it to use "
+              "the local sandbox)", file=sys.stderr)
+        return 2
     return 0
 
 

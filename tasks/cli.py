@@ -15,6 +15,7 @@ from analysis.engine.runtime import Runtime
 from analysis.markets.base import TIMEFRAMES
 from analysis.errors import AnalysisError
 from analysis.models import Gist
+from analysis.redaction import url_without_password
 from analysis.service import Actor, AnalysisService
 from analysis.settings import get_settings
 from tasks import cli_schedule
@@ -151,7 +152,7 @@ def print_health(args: argparse.Namespace, runtime: Runtime, service: AnalysisSe
         check_redis(runtime.settings.redis_url)
         health = check_health(runtime, service, default_ops())
     except RedisUnreachable as exc:
-        health = unreachable(redacted(runtime.settings.redis_url), exc.reason)
+        health = unreachable(url_without_password(runtime.settings.redis_url), exc.reason)
     print(json.dumps(health.to_dict(), indent=2) if args.json else describe(health))
     sys.stdout.flush()
     return health.exit_code
@@ -171,15 +172,10 @@ def check_redis(url: str, timeout_s: float = 1.0) -> None:
     except (redis.RedisError, OSError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise RedisUnreachable(
-            f"cannot reach Redis at {redacted(url)} ({reason}); start the stack with `make run`, or "
+            f"cannot reach Redis at {url_without_password(url)} ({reason}); start the stack with `make run`, or "
             f"set REDIS_URL to a running Redis", reason) from None
     finally:
         client.close()
-
-
-def redacted(url: str) -> str:
-    """The URL without its password."""
-    return re.sub(r"//([^:/@]*):[^@/]*@", r"//\1:***@", url)
 
 
 def run_command(args: argparse.Namespace, runtime: Runtime, service: AnalysisService,

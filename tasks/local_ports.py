@@ -14,6 +14,8 @@ from urllib.parse import urlparse
 
 import redis
 
+from analysis.redaction import url_without_password
+
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", ""}
 
 
@@ -63,18 +65,18 @@ def redis_dir(url: str) -> Path | None:
 def plan_redis(url: str, explicit: bool, port: int, var_dir: Path) -> RedisPlan:
     """Which Redis `make run` uses, or a PortProblem naming the setting to change."""
     if explicit:
-        parsed = urlparse(url)
+        parsed, shown = urlparse(url), url_without_password(url)
         state = probe_redis(url)
         if state == "redis":
-            return RedisPlan(url, None, f"using the Redis at REDIS_URL ({url}); make run did not start it")
+            return RedisPlan(url, None, f"using the Redis at REDIS_URL ({shown}); make run did not start it")
         if state == "other":
-            raise PortProblem(f"REDIS_URL={url} answers, but not as Redis (another service on port "
+            raise PortProblem(f"REDIS_URL={shown} answers, but not as Redis (another service on port "
                               f"{parsed.port or 6379}?); point REDIS_URL at a Redis, or remove it "
                               f"from .env and let make run start one on REDIS_PORT")
         if parsed.hostname not in LOCAL_HOSTS:
-            raise PortProblem(f"no Redis answers at REDIS_URL={url}; start it, or remove REDIS_URL "
+            raise PortProblem(f"no Redis answers at REDIS_URL={shown}; start it, or remove REDIS_URL "
                               f"from .env and let make run start one on REDIS_PORT")
-        return RedisPlan(url, parsed.port or 6379, f"no Redis at REDIS_URL ({url}): starting redis-server")
+        return RedisPlan(url, parsed.port or 6379, f"no Redis at REDIS_URL ({shown}): starting redis-server")
     local_url = f"redis://127.0.0.1:{port}/0"
     state = probe_redis(local_url)
     if state == "closed":

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from analysis.config_factory import RankingConfigFactory
 from analysis.engine.runtime import Runtime
+from analysis.redaction import redact, secrets_of
 from analysis.service import Actor, AnalysisService
 from analysis.settings import Settings, get_settings
 from sandbox.cast import SANDBOX_CAST
@@ -211,7 +212,7 @@ def run_stack(args: argparse.Namespace, settings: Settings, supervisor: Supervis
     while True:
         for child in supervisor.newly_exited():
             say(f"{child.name} exited (code {child.process.returncode}); last lines of "
-                f"{child.log_path}:\n{child.log_tail()}")
+                f"{child.log_path}:\n{redact(child.log_tail(), secrets_of(settings))}")
         time.sleep(0.5)
 
 

@@ -63,6 +63,10 @@ def test_a_service_that_is_not_redis_gets_a_hint(http_service, tmp_path):
     with pytest.raises(PortProblem) as refused:
         plan_redis(f"redis://127.0.0.1:{http_service}/0", True, 6379, tmp_path)
     assert "answers, but not as Redis" in str(refused.value)
+    with pytest.raises(PortProblem) as refused:  # the password in REDIS_URL is never shown
+        plan_redis(f"redis://app:s3cret-pw@127.0.0.1:{http_service}/0", True, 6379, tmp_path)
+    assert f"REDIS_URL=redis://app:***@127.0.0.1:{http_service}/0" in str(refused.value)
+    assert "s3cret-pw" not in str(refused.value)
 
 
 def test_a_taken_flower_port_names_the_setting(http_service):
