@@ -9,8 +9,18 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test bench bench-ranking bench-load chaos redis-server browser clean
 
+# A venv without pip (python3-venv missing when it was made) is made again, not reused.
 $(STAMP): pyproject.toml
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(BIN)/pip || { rm -rf $(VENV); $(PYTHON) -m venv $(VENV) 2>/dev/null; } || { \
+	  rm -rf $(VENV); \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "Installing python3-venv from Debian's packages..."; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null && \
+	    $(PYTHON) -m venv $(VENV); \
+	  else \
+	    echo "$(PYTHON) -m venv failed: run 'sudo apt-get install -y python3-venv' (Python 3.11 or newer; PYTHON=python3.12 make ... picks another)"; \
+	    exit 1; \
+	  fi; }
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	@touch $(STAMP)

@@ -31,7 +31,8 @@ class Settings(BaseSettings):
     # --- Redis and Celery -------------------------------------------------------------------
     # Empty: the local Redis `make run` starts on REDIS_PORT. Set, it names a Redis to use as is.
     redis_url: str = ""
-    redis_port: int = Field(6379, ge=1, le=65535)
+    # Not 6379: installing Debian's redis-server starts a system Redis there on most machines.
+    redis_port: int = Field(6380, ge=1, le=65535)
     key_prefix: str = "mr:"
     # Memory limit of the redis-server `make run` starts (with noeviction; see README).
     redis_maxmemory: str = Field("512mb", pattern=r"^[0-9]+(kb|mb|gb)?$")

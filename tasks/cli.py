@@ -23,7 +23,7 @@ from tasks.dispatcher import CeleryDispatcher
 from tasks.ops import default_ops
 
 CLI_OWNER = "cli"
-# Exit codes, for scripts (also in --help and the README).
+# Exit codes, for scripts (also in --help and docs/cli.md).
 OK, NOT_DONE, BAD_INPUT, NO_REDIS, INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_CODES = """\
 exit codes:
