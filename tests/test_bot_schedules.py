@@ -9,7 +9,7 @@ import re
 from analysis.schedule_service import ScheduleService
 from bot import schedule_callbacks
 from tests.helpers import redis_snapshot
-from tests.test_bot import api, people  # noqa: F401 (the bot tests' fixtures, shared)
+from tests.test_bot import api, logged_errors, people  # noqa: F401 (the bot tests' fixtures, shared)
 from tests.test_bot import (RunningBot, ask, bot_settings, reply_after, some_markets, status_of,
                             wait_for_card)
 
@@ -97,7 +97,7 @@ def test_a_remove_press_changes_only_the_list_that_shows_the_button(api, people)
                      or theirs not in api.message(group, listed.result["message_id"]).text)
 
 
-def test_a_paused_schedule_resumes_once_for_its_owner_only(api, people, caplog):
+def test_a_paused_schedule_resumes_once_for_its_owner_only(api, people, caplog, logged_errors):
     caplog.set_level(logging.INFO)
     group = -random.randrange(10**5, 10**6)
     with RunningBot(api, bot_settings(api, people)) as bot:
@@ -156,3 +156,4 @@ def test_a_paused_schedule_resumes_once_for_its_owner_only(api, people, caplog):
         assert ask(api, people.trader, f"/schedule resume {schedule_id}").startswith(
             f"Schedule {schedule_id} is already active: next run ")
         assert "give one schedule id, e.g. /schedule resume" in ask(api, people.trader, "/schedule resume")
+    assert logged_errors == []
