@@ -47,6 +47,17 @@ class FireResult:
     note: str = ""
 
 
+@dataclass(frozen=True)
+class ResumeResult:
+    """What a resume did: `resumed`; or nothing, because the schedule is `already` active (an
+    idempotent no-op) or because it cannot be (its owner is not allowed); `message` says which."""
+
+    schedule: Schedule
+    resumed: bool
+    message: str
+    already: bool = False
+
+
 def utc_clock(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
@@ -130,6 +141,24 @@ class ScheduleService:
         logger.warning("schedule %s paused: %s", schedule_id, reason)
         return self.store.update(schedule_id, state=PAUSED, reason=reason)
 
+    def resume(self, schedule_id: str, actor: Actor) -> ResumeResult:
+        """Resume a paused schedule (its owner or an admin). Its owner must be allowed now; the
+        failures in a row start again from 0; beat fires it at its next due time (its entry was
+        kept, so no missed firing is made up). An active schedule is left as it is (`already`)."""
+        schedule = self.get(schedule_id, actor)
+        if schedule.state == PAUSED and not owner_may_trade(self.settings, schedule.owner):
+            logger.info("schedule %s not resumed by %s: its owner is not allowed", schedule.id, actor.user_id)
+            return ResumeResult(schedule, False, f"Schedule {schedule.id} stays paused: its owner "
+                                f"{schedule.owner} is not allowed to use the bot (ALLOWED_USER_IDS).")
+        code = "active" if schedule.state != PAUSED else self.store.resume(
+            schedule.id, note=f"resumed {utc_clock(self.clock())} by {actor.user_id}")
+        if code == "missing":
+            raise NotFound(f"no schedule {quoted(schedule.id)}")
+        if code == "active":
+            return ResumeResult(schedule, False, f"Schedule {schedule.id} is already active.", already=True)
+        logger.info("schedule %s resumed by %s (it was paused: %s)", schedule.id, actor.user_id, schedule.reason)
+        return ResumeResult(self.store.get(schedule.id) or schedule, True, f"Resumed schedule {schedule.id}.")
+
     # --- for beat's task --------------------------------------------------------------------
     def fire(self, schedule_id: str, fire_id: str) -> FireResult:
         """One firing: start a run for the owner, unless the schedule is gone or paused, the
@@ -156,6 +185,8 @@ class ScheduleService:
             return FireResult("skipped", schedule.id, note=note)
         failures, baseline, last_error = self._judge_previous(schedule, previous)
         if failures >= self.settings.schedule_max_failures:
+            # Counted now and forgotten (as a run that did not start): a resume starts from 0.
+            self.store.update(schedule.id, failures=failures, baseline=baseline, last_analysis="")
             return self._paused(schedule, f"{failures} runs in a row failed (last: {last_error})")
         try:
             config = build_config(self._factory_for(schedule.data_source), schedule.options)

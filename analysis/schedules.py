@@ -197,6 +197,7 @@ class ScheduleStore:
         self._delete = lua.SCHEDULE_DELETE.bind(client)
         self._claim = lua.SCHEDULE_CLAIM.bind(client)
         self._update = lua.SCHEDULE_UPDATE.bind(client)
+        self._resume = lua.SCHEDULE_RESUME.bind(client)
 
     def get(self, schedule_id: str) -> Schedule | None:
         raw = self.redis.hgetall(self.keys.schedule(schedule_id))
@@ -238,3 +239,7 @@ class ScheduleStore:
         answer = self._update(schedule=self.keys.schedule(schedule_id), runs=add_runs,
                               skips=add_skipped, fields=pairs)
         return answer.code == lua.ScheduleUpdate.OK
+
+    def resume(self, schedule_id: str, *, note: str) -> str:
+        """paused -> active, failures reset (atomic): ok, active (it was not paused) or missing."""
+        return self._resume(schedule=self.keys.schedule(schedule_id), note=note).code.value

@@ -88,7 +88,7 @@ def build_application(settings: Settings) -> Application:
     application.add_handler(TypeHandler(Update, skip_redelivered), group=-1)
     for name, handler in COMMANDS:
         application.add_handler(CommandHandler(name, handler))
-    application.add_handler(CallbackQueryHandler(schedule_handlers.remove_button,
+    application.add_handler(CallbackQueryHandler(schedule_handlers.button,
                                                  pattern=schedule_callbacks.PREFIX_PATTERN))
     application.add_handler(CallbackQueryHandler(handlers.button))
     # Only in private chats: in a group, other bots' commands are none of our business.

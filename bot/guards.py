@@ -24,6 +24,7 @@ P = TypeVar("P")
 
 TRADER, ADMIN = "trader", "admin"
 SHARED_SENDERS = frozenset(int(i) for i in ChatID)  # anonymous admin, service chat, channel bot
+SCHEDULE_ACTIONS = {schedule_callbacks.REMOVE: "remove-schedule", schedule_callbacks.RESUME: "resume-schedule"}
 Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]
 
 
@@ -31,8 +32,9 @@ def action_of(update: Update) -> str:
     """What the user tried, for logs: the command word or the button's action (never arguments)."""
     if update.callback_query is not None:
         press = callbacks.parse(update.callback_query.data)
-        if press is None and schedule_callbacks.parse(update.callback_query.data):
-            return "button remove-schedule"
+        schedule_press = schedule_callbacks.parse(update.callback_query.data)
+        if press is None and schedule_press is not None:
+            return f"button {SCHEDULE_ACTIONS[schedule_press.action]}"
         return f"button {press.action}" if press else "button <invalid data>"
     text = update.effective_message.text if update.effective_message else ""
     return (text or "").split(maxsplit=1)[0][:40] if text else "<no text>"

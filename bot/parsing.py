@@ -81,11 +81,11 @@ def analysis_id_arg(text: str, command: str) -> str:
     return words[0]
 
 
-def schedule_id_arg(text: str) -> str:
-    """The one schedule id /unschedule takes."""
+def schedule_id_arg(text: str, command: str = "/unschedule") -> str:
+    """The one schedule id /unschedule (or /schedule resume) takes."""
     words = text.split()
     if len(words) != 1:
-        raise UsageError("give one schedule id, e.g. /unschedule q7m2k9xa (your ids are in /schedules)")
+        raise UsageError(f"give one schedule id, e.g. {command} q7m2k9xa (your ids are in /schedules)")
     return words[0]
 
 

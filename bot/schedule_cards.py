@@ -1,11 +1,16 @@
 """Scheduled runs in the chat where their schedule was made: the notifier asks here whether and
 where a run's first card goes, and tells here when that chat has blocked the bot (the schedule is
-then paused with the reason, which its owner sees in /schedules)."""
+then paused with the reason, which its owner sees in /schedules); a resume from another chat asks
+here whether the bot may post in the schedule's chat again."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+
+from telegram import Bot
+from telegram.constants import ChatAction
+from telegram.error import BadRequest, Forbidden
 
 from analysis.engine.replies import text
 from analysis.models import Gist, Status
@@ -48,3 +53,13 @@ class ScheduledCards:
         if gist.schedule:
             await asyncio.to_thread(self.schedules.pause, gist.schedule,
                                     f"the bot may not post in the schedule's chat ({description})")
+
+
+async def cannot_post(bot: Bot, chat_id: int) -> str | None:
+    """Why the bot may not post in `chat_id` now (Telegram's words), or None if it may. Asked
+    with a typing action, which leaves nothing in the chat."""
+    try:
+        await bot.send_chat_action(chat_id, ChatAction.TYPING)
+    except (Forbidden, BadRequest) as err:
+        return err.message
+    return None

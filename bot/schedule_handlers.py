@@ -1,25 +1,37 @@
-"""Handlers of /schedule, /schedules, /unschedule and the Remove buttons: parse, call the
+"""Handlers of /schedule, /schedules, /unschedule and the Remove and Resume buttons: parse, call the
 schedule service as the user, render with `schedule_views`."""
 
 import asyncio
 import logging
+from html import escape
 
 from telegram import MaybeInaccessibleMessage, Message, Update
+from telegram.error import BadRequest
 from telegram.ext import ContextTypes
 
+from analysis.schedules import PAUSED
 from bot import schedule_callbacks, schedule_views, views
 from bot.guards import TRADER, guarded, log_refusal, parse_press
+from bot.notifier import NOT_MODIFIED
 from bot.parsing import UsageError, command_text, parse_schedule_args, schedule_id_arg
+from bot.schedule_cards import cannot_post
 from bot.services import services
 
 logger = logging.getLogger(__name__)
+RESUME_WORD = "resume"  # /schedule resume <id>: no interval is spelt so
 
 
 @guarded(TRADER)
 async def schedule(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """/schedule <every> [rank options] [notify=changes]: run this analysis on a schedule (UTC)."""
-    s = services(context)
-    every, notify, options = parse_schedule_args(command_text(update.effective_message.text))
+    """/schedule <every> [rank options] [notify=changes]: run this analysis on a schedule (UTC);
+    /schedule resume <id>: resume a paused one."""
+    s, text = services(context), command_text(update.effective_message.text)
+    first, *rest = text.split(maxsplit=1) or [""]
+    if first.lower() == RESUME_WORD:
+        answer = await resume(update, context, schedule_id_arg(" ".join(rest), "/schedule resume"))
+        await update.effective_message.reply_text(escape(answer))
+        return
+    every, notify, options = parse_schedule_args(text)
     created = await asyncio.to_thread(s.schedules.add, every, options, s.access.actor(update.effective_user),
                                       chat_id=update.effective_chat.id, notify=notify)
     await update.effective_message.reply_text(schedule_views.added(created))
@@ -27,7 +39,7 @@ async def schedule(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 @guarded(TRADER)
 async def schedules(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """/schedules [all]: your schedules (admins: everyone's) with their next run and Remove buttons."""
+    """/schedules [all]: your schedules (admins: everyone's) with their next run and buttons."""
     scope = command_text(update.effective_message.text).lower()
     if scope not in ("", "all"):
         raise UsageError("/schedules lists yours; admins may ask for /schedules all")
@@ -41,7 +53,7 @@ async def listing(update: Update, context: ContextTypes.DEFAULT_TYPE, everyone: 
     found = await asyncio.to_thread(s.schedules.list, s.access.actor(update.effective_user), everyone=everyone)
     next_runs = await asyncio.to_thread(s.schedules.next_runs, found)
     return (schedule_views.schedules_text(found, next_runs, everyone),
-            schedule_views.remove_keyboard(found, everyone))
+            schedule_views.schedules_keyboard(found, everyone))
 
 
 @guarded(TRADER)
@@ -53,27 +65,64 @@ async def unschedule(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     await update.effective_message.reply_text(schedule_views.removed(gone))
 
 
+async def remove(update: Update, context: ContextTypes.DEFAULT_TYPE, schedule_id: str) -> str:
+    """Remove as the user (owner or admin); the answer, plain text."""
+    s = services(context)
+    gone = await asyncio.to_thread(s.schedules.remove, schedule_id, s.access.actor(update.effective_user))
+    return f"Removed schedule {gone.id}."
+
+
+async def resume(update: Update, context: ContextTypes.DEFAULT_TYPE, schedule_id: str) -> str:
+    """Resume as the user (owner or admin); the answer, plain text. The exchange in the
+    schedule's own chat shows the bot may post there; from another chat, that chat is asked."""
+    s = services(context)
+    actor = s.access.actor(update.effective_user)
+    found = await asyncio.to_thread(s.schedules.get, schedule_id, actor)
+    if found.state == PAUSED and found.chat_id is not None and found.chat_id != update.effective_chat.id:
+        refused = await cannot_post(context.bot, found.chat_id)
+        if refused:
+            return f"Schedule {found.id} stays paused: the bot still may not post in its chat ({refused})."
+    result = await asyncio.to_thread(s.schedules.resume, found.id, actor)
+    next_runs = await asyncio.to_thread(s.schedules.next_runs, [result.schedule])
+    return schedule_views.resume_answer(result, next_runs.get(found.id))
+
+
+BUTTON_ACTIONS = {schedule_callbacks.REMOVE: remove, schedule_callbacks.RESUME: resume}
+
+
 @guarded(TRADER)
-async def remove_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """A Remove button: parse strictly, remove as the presser (owner or admin), answer, re-list."""
-    query, s = update.callback_query, services(context)
+async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A Remove or Resume button: parse strictly, check where it was pressed, act as the presser
+    (owner or admin), answer, re-list."""
+    query = update.callback_query
     press = await parse_press(update, schedule_callbacks.parse)
-    if press is None:
+    if press is None or await refused_press(update, context, press):
         return
-    if not carries_the_pressed_button(query.message, query.data):
-        # Forged data on another message (a card, someone's list): the edit below would overwrite it.
-        log_refusal(update, "schedule button pressed on a message that does not show it")
-        await query.answer(views.STALE_BUTTON)
-        return
-    if press.everyone and not s.access.is_admin(update.effective_user.id):
-        log_refusal(update, "not an admin (the list is /schedules all)")
-        await query.answer(schedule_views.ADMINS_LIST)
-        return
-    gone = await asyncio.to_thread(s.schedules.remove, press.schedule_id, s.access.actor(update.effective_user))
-    await query.answer(f"Removed schedule {gone.id}.")
+    await query.answer(await BUTTON_ACTIONS[press.action](update, context, press.schedule_id))
     if isinstance(query.message, Message):
         text, keyboard = await listing(update, context, press.everyone)
-        await query.edit_message_text(text, reply_markup=keyboard)
+        try:
+            await query.edit_message_text(text, reply_markup=keyboard)
+        except BadRequest as err:  # a second tap: the list already shows it
+            if NOT_MODIFIED not in err.message.lower():
+                raise
+
+
+async def refused_press(update: Update, context: ContextTypes.DEFAULT_TYPE,
+                        press: schedule_callbacks.SchedulePress) -> bool:
+    """Refuse (logged, answered) a press on a message that does not show that button, or under
+    an admin's list by someone who is not an admin."""
+    query = update.callback_query
+    if not carries_the_pressed_button(query.message, query.data):
+        # Forged data on another message (a card, someone's list): the edit would overwrite it.
+        log_refusal(update, "schedule button pressed on a message that does not show it")
+        await query.answer(views.STALE_BUTTON)
+        return True
+    if press.everyone and not services(context).access.is_admin(update.effective_user.id):
+        log_refusal(update, "not an admin (the list is /schedules all)")
+        await query.answer(schedule_views.ADMINS_LIST)
+        return True
+    return False
 
 
 def carries_the_pressed_button(message: MaybeInaccessibleMessage | None, data: str | None) -> bool:

@@ -8,7 +8,8 @@ from html import escape
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
-from analysis.schedules import ACTIVE, Schedule
+from analysis.schedule_service import ResumeResult
+from analysis.schedules import ACTIVE, PAUSED, Schedule
 from bot import schedule_callbacks
 
 MAX_BUTTONS = 20
@@ -51,15 +52,32 @@ def schedules_text(schedules: list[Schedule], next_runs: dict[str, float], every
                      f"{notify}{owner}\n   {when} · {s.runs} runs{last}")
         if s.note and s.state == ACTIVE:
             lines.append(f"   note: {escape(s.note[:200])}")
+    if any(s.state == PAUSED for s in schedules):
+        lines.append("\nResume a paused one with its button or /schedule resume &lt;id&gt;.")
     if len(schedules) > MAX_BUTTONS:
         lines.append(f"\nButtons for the first {MAX_BUTTONS}; remove others with /unschedule &lt;id&gt;.")
     return "\n".join(lines)
 
 
-def remove_keyboard(schedules: list[Schedule], everyone: bool) -> InlineKeyboardMarkup | None:
-    rows = [[InlineKeyboardButton(f"Remove {s.id}", callback_data=schedule_callbacks.encode(s.id, everyone))]
-            for s in schedules[:MAX_BUTTONS]]
+def schedules_keyboard(schedules: list[Schedule], everyone: bool) -> InlineKeyboardMarkup | None:
+    """Remove under each schedule, with Resume beside it under a paused one."""
+    def button(action: str, label: str, schedule: Schedule) -> InlineKeyboardButton:
+        data = schedule_callbacks.encode(action, schedule.id, everyone)
+        return InlineKeyboardButton(f"{label} {schedule.id}", callback_data=data)
+
+    rows = [([button(schedule_callbacks.RESUME, "Resume", s)] if s.state == PAUSED else [])
+            + [button(schedule_callbacks.REMOVE, "Remove", s)] for s in schedules[:MAX_BUTTONS]]
     return InlineKeyboardMarkup(rows) if rows else None
+
+
+def resume_answer(result: ResumeResult, next_run: float | None) -> str:
+    """Plain text: what a resume did, and when the schedule runs next if it is active."""
+    schedule_id = result.schedule.id
+    if result.resumed:
+        return f"Resumed schedule {schedule_id}: next run {utc(next_run)}."
+    if result.already:
+        return f"Schedule {schedule_id} is already active: next run {utc(next_run)}."
+    return result.message
 
 
 def changes_lines(schedule_id: str, changes: dict | None, complete: bool) -> list[str]:

@@ -35,7 +35,7 @@ TRADER_COMMANDS = [
     BotCommand("refine", "Raise the target confidence: /refine <id>"),
     BotCommand("cancel", "Cancel an analysis: /cancel <id>"),
     BotCommand("schedule", "Rank on a schedule (UTC): /schedule 4h markets=30 top=10"),
-    BotCommand("schedules", "Your schedules, with a Remove button each"),
+    BotCommand("schedules", "Your schedules, with Remove (and Resume) buttons"),
     BotCommand("unschedule", "Remove a schedule: /unschedule <id>"),
     BotCommand("help", "How to use this bot"),
 ]
@@ -140,8 +140,8 @@ def help_text(is_admin: bool) -> str:
              "", "<b>On a schedule</b> (times in UTC)",
              "/schedule &lt;15m|1h|4h|12h|1d|cron=\"0 */4 * * *\"&gt; [the options of /rank] "
              "[notify=changes] — run it again and again; each card says what changed",
-             "/schedules — yours, with Remove buttons (admins: /schedules all)",
-             "/unschedule &lt;id&gt; — remove one"]
+             "/schedules — yours, with Remove buttons and Resume for a paused one (admins: /schedules all)",
+             "/schedule resume &lt;id&gt; — resume a paused one; /unschedule &lt;id&gt; — remove one"]
     if is_admin:
         lines += ["", "<b>Admin</b>"] + [f"/{c.command} — {escape(c.description)}" for c in ADMIN_COMMANDS]
     return "\n".join(lines)

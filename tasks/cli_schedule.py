@@ -1,4 +1,4 @@
-"""`marketrank schedule add|list|remove`: recurring analyses from the command line."""
+"""`marketrank schedule add|list|remove|resume`: recurring analyses from the command line."""
 
 from __future__ import annotations
 
@@ -27,6 +27,8 @@ def add_parser(sub: argparse._SubParsersAction, add_start_options) -> None:
     listing.add_argument("--owner", help="only this owner's schedules (default: everyone's)")
     listing.add_argument("--json", action="store_true")
     actions.add_parser("remove", help="remove a schedule").add_argument("id")
+    actions.add_parser("resume", help="resume a paused schedule (exit 0 if it already is active, "
+                       "1 if its owner is not allowed)").add_argument("id")
 
 
 def start_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -52,6 +54,13 @@ def run(args: argparse.Namespace, runtime: Runtime, actor: Actor) -> int:
     if command == "remove":
         schedule = service.remove(args.id, actor)
         print(f"Removed schedule {schedule.id} (every {schedule.every.text}, {schedule.runs} runs).")
+        return 0
+    if command == "resume":
+        result = service.resume(args.id, actor)
+        if not (result.resumed or result.already):
+            print(result.message)
+            return 1
+        print(f"{result.message} Next run: {when(service.next_runs([result.schedule]).get(result.schedule.id))}.")
         return 0
     schedules = service.list(actor, everyone=args.owner is None, owner=args.owner)
     next_runs = service.next_runs(schedules)

@@ -1,13 +1,17 @@
 """/schedule, /schedules and /unschedule in the real bot against the local Bot API server, with no
-beat running (nothing fires): validation, authorization, admins' view, the command list."""
+beat running (nothing fires): validation, authorization, admins' view, the command list, resuming
+a paused schedule."""
 
+import logging
 import random
 import re
 
+from analysis.schedule_service import ScheduleService
 from bot import schedule_callbacks
 from tests.helpers import redis_snapshot
-from tests.test_bot import api, people  # noqa: F401 (the bot tests' fixtures, shared)
-from tests.test_bot import RunningBot, ask, bot_settings, some_markets, status_of, wait_for_card
+from tests.test_bot import api, logged_errors, people  # noqa: F401 (the bot tests' fixtures, shared)
+from tests.test_bot import (RunningBot, ask, bot_settings, reply_after, some_markets, status_of,
+                            wait_for_card)
 
 
 def state(runtime, prefix: str) -> dict:
@@ -70,7 +74,7 @@ def test_a_remove_press_changes_only_the_list_that_shows_the_button(api, people)
         card = wait_for_card(api, group)
         theirs = re.search(r"Scheduled (\w{8})", ask(api, people.other, "/schedule 4h markets=5 top=2"))[1]
         # Another trader forges their own schedule's Remove button onto the trader's card.
-        query = api.press_button(people.other, card.message_id, schedule_callbacks.encode(theirs, False),
+        query = api.press_button(people.other, card.message_id, schedule_callbacks.encode(schedule_callbacks.REMOVE, theirs, False),
                                  chat_id=group)
         assert api.wait_for_callback_answer(query).text == "This button is no longer valid."
         shown = api.message(group, card.message_id)
@@ -91,3 +95,65 @@ def test_a_remove_press_changes_only_the_list_that_shows_the_button(api, people)
         assert schedules.get(theirs) is None
         api.wait_for(lambda: "No schedules" in api.message(group, listed.result["message_id"]).text
                      or theirs not in api.message(group, listed.result["message_id"]).text)
+
+
+def test_a_paused_schedule_resumes_once_for_its_owner_only(api, people, caplog, logged_errors):
+    caplog.set_level(logging.INFO)
+    group = -random.randrange(10**5, 10**6)
+    with RunningBot(api, bot_settings(api, people)) as bot:
+        service = bot.application.bot_data["services"].schedules
+        mark = api.mark()
+        api.send_message(people.trader, '/schedule cron="0 */4 * * *" markets=5 top=2', chat_id=group)
+        schedule_id = re.search(r"Scheduled (\w{8})", reply_after(api, group, mark))[1]
+        # Paused as production pauses it: a worker's firing after the trader left ALLOWED_USER_IDS.
+        worker = ScheduleService(service.store, service.analyses, service.factory, service.beat,
+                                 bot_settings(api, people, allowed_user_ids=[people.other]))
+        assert worker.fire(schedule_id, fire_id="bot-test-1").code == "paused"
+
+        # Back on the list, the owner sees why it stopped, and a Resume button beside Remove.
+        mark = api.mark()
+        api.send_message(people.trader, "/schedules")
+        call = api.wait_for_call("sendMessage", lambda c: c.params.get("chat_id") == people.trader, since=mark)
+        listing = api.message(people.trader, call.result["message_id"])
+        assert "paused: its owner is no longer allowed to use the bot" in listing.text
+        assert listing.button_labels == [f"Resume {schedule_id}", f"Remove {schedule_id}"]
+        resume_data = listing.button_data(f"Resume {schedule_id}")
+
+        # Another trader's press (forged into the trader's chat) and forged data are refused, logged.
+        query = api.press_button(people.other, listing.message_id, resume_data, chat_id=people.trader)
+        assert api.wait_for_callback_answer(query).text == "Sorry — that schedule belongs to someone else"
+        ask(api, people.other, "/help")
+        own = api.last_message(people.other)
+        for forged in (f"s1:re:{schedule_id}:x", f"s1:re:{schedule_id.upper()}:m", "s1:re:zzzzzzzz:m"):
+            query = api.press_button(people.other, own.message_id, forged)
+            assert api.wait_for_callback_answer(query).text == "This button is no longer valid.", forged
+        refusals = [r.getMessage() for r in caplog.records if r.getMessage().startswith("refused:")]
+        assert f"refused: user={people.other} action=button resume-schedule reason=that schedule belongs " \
+               "to someone else" in refusals
+        assert refusals.count(f"refused: user={people.other} action=button <invalid data> "
+                              "reason=invalid callback data") == 2
+        assert service.store.get(schedule_id).state == "paused"
+
+        # From another chat, the schedule's chat is asked first: still kicked out, it stays paused.
+        api.fail("sendChatAction", 403, "Forbidden: bot was kicked from the group chat", times=1)
+        assert ask(api, people.trader, f"/schedule resume {schedule_id}") == (
+            f"Schedule {schedule_id} stays paused: the bot still may not post in its chat "
+            "(Forbidden: bot was kicked from the group chat).")
+        assert service.store.get(schedule_id).state == "paused"
+
+        # Two taps on Resume (a flaky phone): one resume; the list follows.
+        queries = [api.press_button(people.trader, listing.message_id, resume_data) for _ in range(2)]
+        answers = sorted(api.wait_for_callback_answer(q).text for q in queries)
+        assert re.fullmatch(rf"Resumed schedule {schedule_id}: next run \d\d-\d\d \d\d:00 UTC\.", answers[0])
+        assert answers[1] == f"Schedule {schedule_id} is already active: {answers[0].split(': ')[1]}"
+        resumes = [r for r in caplog.records if r.getMessage().startswith(f"schedule {schedule_id} resumed by")]
+        assert len(resumes) == 1
+        stored = service.store.get(schedule_id)
+        assert (stored.state, stored.reason, stored.failures) == ("active", "", 0)
+        api.wait_for(lambda: api.message(people.trader, listing.message_id).button_labels
+                     == [f"Remove {schedule_id}"])
+        assert "note: resumed " in api.message(people.trader, listing.message_id).text
+        assert ask(api, people.trader, f"/schedule resume {schedule_id}").startswith(
+            f"Schedule {schedule_id} is already active: next run ")
+        assert "give one schedule id, e.g. /schedule resume" in ask(api, people.trader, "/schedule resume")
+    assert logged_errors == []

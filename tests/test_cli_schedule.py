@@ -1,7 +1,12 @@
-"""`marketrank schedule add|list|remove` as an operator runs it (subprocesses, the test Redis)."""
+"""`marketrank schedule add|list|remove|resume` as an operator runs it (subprocesses, the test Redis)."""
 
 import json
+import random
+import re
 
+from analysis.engine.runtime import Runtime
+from analysis.settings import Settings
+from tasks.schedule_tasks import schedule_service
 from tests.helpers import redis_snapshot
 from tests.test_cli import marketrank
 
@@ -34,3 +39,25 @@ def test_add_list_remove_and_refusals_that_write_nothing(runtime):
     removed = marketrank("schedule", "remove", schedule_id)
     assert removed.returncode == 0 and f"Removed schedule {schedule_id}" in removed.stdout
     assert json.loads(marketrank("schedule", "list", "--json", "--owner", "cli-sched").stdout) == []
+
+
+def test_resume_a_paused_schedule_with_the_documented_exit_codes(runtime):
+    owner = str(random.randrange(10**8, 10**9))  # a Telegram user id: ALLOWED_USER_IDS applies
+    added = marketrank("schedule", "add", "--every", "4h", "--markets", "5", "--owner", owner)
+    schedule_id = added.stdout.splitlines()[-1]
+    already = marketrank("schedule", "resume", schedule_id)
+    assert already.returncode == 0 and f"Schedule {schedule_id} is already active." in already.stdout
+    # Paused as a worker pauses it: a firing after the owner left ALLOWED_USER_IDS.
+    worker = schedule_service(Runtime(Settings(allowed_user_ids=[1])))
+    assert worker.fire(schedule_id, fire_id=f"cli-{schedule_id}").code == "paused"
+
+    refused = marketrank("schedule", "resume", schedule_id, ALLOWED_USER_IDS="1")
+    assert refused.returncode == 1, refused.stderr
+    assert f"stays paused: its owner {owner} is not allowed to use the bot" in refused.stdout
+    assert marketrank("schedule", "resume", "nosuchid").returncode == 2
+    resumed = marketrank("schedule", "resume", schedule_id)
+    assert resumed.returncode == 0, resumed.stderr
+    assert re.fullmatch(rf"Resumed schedule {schedule_id}\. Next run: \S+ \S+ UTC\.\n", resumed.stdout)
+    listed = json.loads(marketrank("schedule", "list", "--json", "--owner", owner).stdout)
+    assert [(s["state"], s["reason"], s["failures_in_a_row"]) for s in listed] == [("active", "", 0)]
+    assert marketrank("schedule", "remove", schedule_id).returncode == 0

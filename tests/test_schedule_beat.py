@@ -208,10 +208,20 @@ def test_a_chat_that_blocked_the_bot_pauses_its_schedule(beats, api, people):
         time.sleep(4)  # observing that nothing happens: a paused schedule starts no run
         assert len(analyses.ids_of_owner(str(people.trader))) == started
         # Unblocked later, the owner sees why it stopped.
-        listing = ask(api, people.trader, "/schedules")
-        assert "paused: the bot may not post in the schedule's chat" in listing
+        message = reply_message(api, people.trader, "/schedules")
+        assert "paused: the bot may not post in the schedule's chat" in message.text
         cards = [m for m in api.messages(people.trader, from_bot=True) if status_of(m)]
         assert len(cards) == 1
+        # ... and resumes it from that chat (the exchange shows the bot may post there again):
+        # beat's next firing starts a run, and its card is posted.
+        assert message.button_labels == [f"Resume {schedule_id}", f"Remove {schedule_id}"]
+        resumed_at = time.time()
+        query = api.press(people.trader, message.message_id, f"Resume {schedule_id}")
+        assert api.wait_for_callback_answer(query).text.startswith(f"Resumed schedule {schedule_id}: next run ")
+        card = wait_for_card(api, people.trader, 1, timeout=20)
+        run = analyses.load(analysis_id_of(card))
+        assert run.schedule == schedule_id and run.created_at >= resumed_at
+        assert store.get(schedule_id).state == "active"
 
 
 def test_schedules_survive_a_redis_restart(tmp_path):

@@ -186,15 +186,70 @@ def test_an_owner_no_longer_allowed_and_failing_runs_pause_the_schedule(schedule
     assert schedules.fire(made.id, fire_id="b3").code == "paused"
 
 
-# --- the Remove button's callback data ---------------------------------------------------------
-def test_remove_buttons_parse_strictly():
-    from bot import schedule_callbacks
+def test_resume_rechecks_the_owner_resets_failures_and_resumes_once(schedules, runtime, queue,
+                                                                   schedule_settings):
+    actor, other, admin = owner(), owner(), Actor("admin-1", is_admin=True)
+    made = schedules.add("1s", {"markets": 5, "top_k": 2}, actor, chat_id=7)
+    run1 = schedules.fire(made.id, fire_id="r1").analysis_id
+    queue.drain(runtime)
+    schedule_settings.allowed_user_ids = [1]  # the owner was removed from ALLOWED_USER_IDS
+    assert schedules.fire(made.id, fire_id="r2").code == "paused"
+    # Still not allowed: it stays paused, for an admin too, and nothing is written.
+    before = redis_snapshot(runtime.redis)
+    for who in (actor, admin):
+        refused = schedules.resume(made.id, who)
+        assert not (refused.resumed or refused.already)
+        assert refused.message == (f"Schedule {made.id} stays paused: its owner {actor.user_id} is not "
+                                   f"allowed to use the bot (ALLOWED_USER_IDS).")
+    schedule_settings.allowed_user_ids = []  # allowed again
+    with pytest.raises(NotAllowed, match="belongs to someone else"):
+        schedules.resume(made.id, other)
+    assert redis_snapshot(runtime.redis) == before
+    assert schedules.fire(made.id, fire_id="r3").code == "paused"  # a paused schedule fires nothing
 
-    data = schedule_callbacks.encode("q7m2k9xa", everyone=False)
+    resumed = schedules.resume(made.id, actor)
+    assert resumed.resumed and resumed.message == f"Resumed schedule {made.id}."
+    stored = schedules.store.get(made.id)
+    assert (stored.state, stored.reason, stored.failures) == ("active", "", 0)
+    assert stored.note.startswith("resumed ") and stored.note.endswith(f" UTC by {actor.user_id}")
+    # Twice (a double tap): one resume; the second is an idempotent no-op that writes nothing.
+    before = redis_snapshot(runtime.redis)
+    again = schedules.resume(made.id, actor)
+    assert again.already and not again.resumed and again.message == f"Schedule {made.id} is already active."
+    assert redis_snapshot(runtime.redis) == before
+    # It fires again, and the run before the pause is still what the next one is compared with.
+    started = schedules.fire(made.id, fire_id="r4")
+    assert started.code == "started"
+    assert runtime.store.load(started.analysis_id).schedule_prev == run1
+    queue.drain(runtime)
+
+    # Paused after failures in a row: a resume (an admin's) starts counting from 0 again.
+    for _ in range(3):
+        schedules.analyses.start(schedules.factory.create_ranking_config(markets=5), actor)
+    schedules.fire(made.id, fire_id="r5")
+    schedules.fire(made.id, fire_id="r6")
+    stored = schedules.store.get(made.id)
+    assert (stored.state, stored.failures) == ("paused", 2)
+    assert schedules.resume(made.id, admin).resumed
+    assert schedules.store.get(made.id).failures == 0
+    assert schedules.fire(made.id, fire_id="r7").code == "failed"  # the owner is still busy
+    stored = schedules.store.get(made.id)
+    assert (stored.state, stored.failures) == ("active", 1)
+
+
+# --- the Remove button's callback data ---------------------------------------------------------
+def test_remove_and_resume_buttons_parse_strictly():
+    from bot import schedule_callbacks
+    from bot.schedule_callbacks import REMOVE, RESUME, SchedulePress
+
+    data = schedule_callbacks.encode(REMOVE, "q7m2k9xa", everyone=False)
     assert data == "s1:rm:q7m2k9xa:m" and len(data) <= 64
-    assert schedule_callbacks.parse(data) == schedule_callbacks.RemovePress("q7m2k9xa", False)
+    assert schedule_callbacks.parse(data) == SchedulePress(REMOVE, "q7m2k9xa", False)
     assert schedule_callbacks.parse("s1:rm:q7m2k9xa:a").everyone
+    assert schedule_callbacks.encode(RESUME, "q7m2k9xa", everyone=True) == "s1:re:q7m2k9xa:a"
+    assert schedule_callbacks.parse("s1:re:q7m2k9xa:m") == SchedulePress(RESUME, "q7m2k9xa", False)
     for forged in ["s1:rm:q7m2k9x:m", "s1:rm:q7m2k9xa", "s1:rm:q7m2k9xa:x", "s2:rm:q7m2k9xa:m",
+                   "s1:rs:q7m2k9xa:m", "s1:re:q7m2k9xa", "s1:RE:q7m2k9xa:m", "s1:re:q7m2k9xa:m:x",
                    "s1:rm:Q7M2K9XA:m", "s1:rm:q7m2k9xa:m:extra", "s1:rm:q7m2k9x1:m", "", None, 7,
                    "s1:rm:q7m2k9xa:m" + " " * 60]:
         assert schedule_callbacks.parse(forged) is None, forged

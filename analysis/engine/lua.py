@@ -707,6 +707,26 @@ return {'ok'}
 """)
 
 
+class ScheduleResume(StrEnum):
+    OK = "ok"
+    ACTIVE = "active"            # it was not paused: nothing changed
+    MISSING = "missing"
+
+
+SCHEDULE_RESUME = Script("SCHEDULE_RESUME", answers=ScheduleResume, keys=("schedule",),
+                         argv=("note",), source="""
+-- KEYS[1] schedule
+-- ARGV[1] note (what /schedules shows until the next run starts)
+-- paused -> active, with no reason and no failures in a row; anything else is left as it is, so
+-- two resumes (a double tap) resume once. Beat's entry was kept while paused: the next firing is
+-- at its next due time, and SCHEDULE_CLAIM lets it start a run again.
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
+if redis.call('HGET', KEYS[1], 'state') ~= 'paused' then return {'active'} end
+redis.call('HSET', KEYS[1], 'state', 'active', 'reason', '', 'failures', '0', 'note', ARGV[1])
+return {'ok'}
+""")
+
+
 # --- the candle cache and rate limit of live data (analysis/markets/) ---------------------------
 class StoreBlocks(StrEnum):
     OK = "ok"                    # + how many blocks were absent (when only keeping them)
@@ -787,6 +807,6 @@ SCRIPTS: tuple[Script, ...] = (
     CANCEL, FORCE_RESUME, WATCHDOG_CHECK, STUCK_CHECK, ADD_SPEND, SWEEP_FINAL, STORAGE_FULL,
 )
 ALL_SCRIPTS: tuple[Script, ...] = SCRIPTS + (
-    SCHEDULE_CREATE, SCHEDULE_DELETE, SCHEDULE_CLAIM, SCHEDULE_UPDATE, STORE_BLOCKS, TAKE_TOKENS,
-    RELEASE_LOCK,
+    SCHEDULE_CREATE, SCHEDULE_DELETE, SCHEDULE_CLAIM, SCHEDULE_UPDATE, SCHEDULE_RESUME, STORE_BLOCKS,
+    TAKE_TOKENS, RELEASE_LOCK,
 )
