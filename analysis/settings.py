@@ -5,10 +5,11 @@ whole process shares one instance; tests call `get_settings.cache_clear()` after
 environment.
 """
 
+import sys
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
 from typing import Annotated, Literal
 
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -19,7 +20,12 @@ SHARED_DATA_DEFAULT = Path(__file__).resolve().parent.parent.parent / "shared" /
 def _id_list(value: object) -> object:
     """Accept "1, 2,3" or "" from the environment as a list of ints."""
     if isinstance(value, str):
-        return [int(part) for part in value.replace(" ", "").split(",") if part]
+        parts = [part for part in value.replace(" ", "").split(",") if part]
+        bad = [part for part in parts if not part.lstrip("-").isdigit()]
+        if bad:
+            raise ValueError(f"{bad[0]!r} is not a Telegram user id: give numbers, e.g. 123456789,987654321 "
+                             "(@userinfobot tells a user theirs)")
+        return [int(part) for part in parts]
     if isinstance(value, int):
         return [value]
     return value
@@ -192,3 +198,21 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+def settings_problem(err: ValidationError) -> str:
+    """A bad setting as one line naming it as in .env, for every entry point to print instead of a
+    traceback. The offending value is left out: it may be a secret."""
+    problems = [f"{str(e['loc'][0]).upper() + ': ' if e['loc'] else ''}"
+                f"{e['msg'].removeprefix('Value error, ')}" for e in err.errors()]
+    return "bad setting (environment or .env): " + "; ".join(problems)
+
+
+def settings_or_exit() -> Settings:
+    """The settings, or one `error: ...` line on stderr and exit code 2 (bad input) for a
+    process that cannot start with them: every entry point imports the Celery app, which calls this."""
+    try:
+        return get_settings()
+    except ValidationError as err:
+        print(f"error: {settings_problem(err)}", file=sys.stderr)
+        raise SystemExit(2) from None

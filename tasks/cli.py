@@ -55,6 +55,12 @@ def owner_name(text: str) -> str:
     return text
 
 
+def positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"give a whole number of at least 1, not {text!r}")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     settings = get_settings()
     formatter = argparse.RawDescriptionHelpFormatter
@@ -78,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     health.add_argument("--json", action="store_true")
     markets = sub.add_parser("markets", help="candidate markets with their 24 h quote volume")
     markets.add_argument("--timeframe", default="1h", help=f"{', '.join(TIMEFRAMES)} (default 1h)")
-    markets.add_argument("--limit", type=int, default=100, help="show the N most traded (default 100)")
+    markets.add_argument("--limit", type=positive_int, default=100, help="show the N most traded (default 100)")
     cli_schedule.add_parser(sub, add_start_options)
     return parser
 
@@ -109,6 +115,7 @@ def add_start_options(start: argparse.ArgumentParser) -> None:
                        help=f"whose analysis it is (default {CLI_OWNER})")
 
 
+# Listing markets reads no analysis; only a live exchange's candle cache lives in Redis.
 NEEDS_NO_REDIS = {"markets"}
 
 
@@ -123,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "health":
             return print_health(args, runtime, service)
-        if args.command not in NEEDS_NO_REDIS:
+        if args.command not in NEEDS_NO_REDIS or settings.market_data.startswith("ccxt:"):
             check_redis(settings.redis_url)
         code = run_command(args, runtime, service, actor)
         sys.stdout.flush()  # a closed pipe fails here, inside the try, not at interpreter exit

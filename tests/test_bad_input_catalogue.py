@@ -275,6 +275,7 @@ def cli_cases(ambiguous_prefix: str) -> dict[str, list[str]]:
         "owner empty": ["start", "--owner", ""], "owner newline": ["start", "--owner", "x\ny"],
         "owner glob": ["list", "--owner", "mr:*"], "owner fullwidth": ["start", "--owner", "ａｌｉｃｅ"],
         "markets timeframe": ["markets", "--timeframe", "1y"],
+        "markets limit negative": ["markets", "--limit", "-5"], "markets limit zero": ["markets", "--limit", "0"],
         "pause without id": ["pause"],
         "status json unknown id": ["status", "--json", "zzzzzzzzzz"],
         "force-resume unknown id": ["force-resume", "zzzzzzzzzz"],

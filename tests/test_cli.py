@@ -124,6 +124,10 @@ def test_redis_down_is_one_line_naming_the_url_and_what_to_do():
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"error: cannot reach Redis at {url}")
         assert "make run" in lines[0] and "REDIS_URL" in lines[0]
+    # Listing demo markets needs no Redis; a live exchange's candle cache does.
+    assert marketrank("markets", "--limit", "3", timeout=30, REDIS_URL=url).returncode == 0
+    done = marketrank("markets", timeout=30, REDIS_URL=url, MARKET_DATA="ccxt:binance")
+    assert done.returncode == 3 and done.stderr.startswith(f"error: cannot reach Redis at {url}")
 
 
 def test_a_reader_that_stops_early_gets_no_broken_pipe():

@@ -1,6 +1,11 @@
 """Settings: every one documented in .env.example, lists parsed, secrets kept out of reprs."""
 
+import os
 import re
+import subprocess
+import sys
+
+import pytest
 
 from analysis.settings import Settings
 from tests.servers import ROOT
@@ -19,3 +24,15 @@ def test_user_id_lists_and_secrets(monkeypatch):
     settings = Settings()
     assert settings.allowed_user_ids == [11, 22] and settings.admin_user_ids == []
     assert "SECRET" not in repr(settings) and "SECRET" not in str(settings.model_dump())
+
+
+@pytest.mark.parametrize("command", [["tasks.cli", "list"], ["bot"], ["tasks.run_local", "--once"],
+                                     ["celery", "-A", "tasks", "worker"]])
+def test_a_bad_setting_stops_every_entry_point_with_one_line_naming_it(command, tmp_path):
+    env = {**os.environ, "ADMIN_USER_IDS": "@alice", "MARKETRANK_VAR_DIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", *command], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.splitlines() == [
+        "error: bad setting (environment or .env): ADMIN_USER_IDS: '@alice' is not a Telegram user id: "
+        "give numbers, e.g. 123456789,987654321 (@userinfobot tells a user theirs)"]
