@@ -13,7 +13,7 @@ import redis
 from analysis.config_factory import PUBLIC_STRATEGIES, RankingConfigFactory
 from analysis.engine.runtime import Runtime
 from analysis.markets.base import TIMEFRAMES
-from analysis.errors import AnalysisError
+from analysis.errors import AnalysisError, InvalidConfig
 from analysis.models import Gist
 from analysis.redaction import url_without_password
 from analysis.service import Actor, AnalysisService
@@ -237,6 +237,12 @@ def run_command(args: argparse.Namespace, runtime: Runtime, service: AnalysisSer
 def create_config(factory: RankingConfigFactory, args: argparse.Namespace):
     symbols = [s for s in args.symbols.split(",")] if args.symbols is not None else None
     common = dict(timeframe=args.timeframe, top_k=args.top_k, target=args.target)
+    if args.kind != "rank" and args.strategy != "score":
+        raise InvalidConfig(f"--kind {args.kind} picks its strategy itself (llm with a judge configured); "
+                            "leave out --strategy")
+    if args.kind == "exit" and (args.markets is not None or symbols is None):
+        raise InvalidConfig("--kind exit ranks the markets you hold: name them with --symbols, e.g. "
+                            "--symbols BTC/USDT,ETH/USDT")
     if args.kind == "entry":
         return factory.create_entry_config(args.prompt, symbols=symbols, markets=args.markets, **common)
     if args.kind == "exit":

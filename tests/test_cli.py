@@ -106,6 +106,9 @@ def _llm_env(llm_server) -> dict[str, str]:
     (["start", "--symbols", ""], "error: name at least two markets"),
     (["status", "zzzzzzzzzz"], "error: no analysis 'zzzzzzzzzz'"),
     (["pause", "../../etc"], "error: no analysis"),
+    (["start", "--kind", "exit", "--markets", "5"], "error: --kind exit ranks the markets you hold: name them with --symbols"),
+    (["start", "--kind", "exit"], "error: --kind exit ranks the markets you hold"),
+    (["start", "--kind", "entry", "--strategy", "llm"], "error: --kind entry picks its strategy itself"),
 ])
 def test_bad_input_gets_a_one_line_error_and_writes_nothing(runtime, args, message):
     before = redis_snapshot(runtime.redis)
