@@ -7,6 +7,8 @@ restarted bot neither repeats an alert nor misses a recovery. Async (the bot's c
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from analysis.health import Health
 from analysis.engine.keys import Keys
 
@@ -35,3 +37,15 @@ class AlertBook:
 def stuck_alert_text(analysis_id: str, reason: str) -> str:
     return (f"Analysis {analysis_id} was given up as stuck ({reason or 'no progress'}). "
             f"/force_resume {analysis_id} restarts it from its last step; /stuck lists the others.")
+
+
+def storage_full_alert_text(analysis_id: str, reason: str) -> str:
+    return (f"Analysis {analysis_id} paused: Redis is full (it refused a step's write at its "
+            f"memory limit). Free memory in Redis or raise its maxmemory, then /force_resume "
+            f"{analysis_id} (or its owner presses Resume); /failures lists the others.")
+
+
+# The events of analyses admins are told about (the kind the Lua scripts announce) -> the text.
+ADMIN_ALERT_TEXTS: dict[str, Callable[[str, str], str]] = {
+    "stuck": stuck_alert_text, "storage_full": storage_full_alert_text,
+}

@@ -76,3 +76,29 @@ def give_up(runtime: Runtime, service: AnalysisService) -> str:
         watchdog_pass(now, rt=runtime, dispatcher=QueueDispatcher())
     assert service.get(gist.id, Actor("alerts-test", is_admin=True)).reason.startswith("stuck")
     return gist.id
+
+
+def test_admins_are_told_redis_is_full_in_its_own_words_not_the_stuck_ones(api):
+    from analysis.engine.step_runner import storage_full
+    from analysis.service import Actor
+    from tests.servers import RedisServer
+
+    people, server = People(), RedisServer(maxmemory="4mb").start()
+    try:
+        runtime = Runtime(Settings(redis_url=server.url))
+        with RunningBot(api, bot_settings(api, people, redis_url=server.url)):
+            ask(api, people.admin, "/help")  # the admin has a chat with the bot
+            queue = QueueDispatcher()
+            gist = AnalysisService(runtime.store, queue).start(noop_config(3), Actor("alerts-test"))
+            assert queue.drain(runtime, limit=1) == ["continue"]
+            chain = runtime.store.chain(gist.id)
+            # What a step does when Redis refuses its write (tests/test_storage.py fills it for real).
+            assert storage_full(runtime, gist.id, chain, 1, now=time.time()).decision == "paused"
+            told = wait_until(lambda: [t for t in bot_texts(api, people.admin) if gist.id in t],
+                              timeout=20, message="the storage-full alert")
+    finally:
+        server.cleanup()
+    assert len(told) == 1
+    assert "stuck" not in told[0]
+    assert told[0].startswith(f"Analysis {gist.id} paused: Redis is full")
+    assert "maxmemory" in told[0] and f"/force_resume {gist.id}" in told[0] and "Resume" in told[0]
