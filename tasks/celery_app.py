@@ -6,7 +6,7 @@ from celery.signals import beat_init, setup_logging
 
 from analysis.engine.keys import Keys
 from analysis.logging_setup import configure_logging
-from analysis.settings import Settings, get_settings
+from analysis.settings import Settings, settings_or_exit
 
 STEP_QUEUE = "marketrank"
 # The watchdog's own queue, consumed by a worker that runs no steps (Procfile `watchdog`), so a
@@ -122,4 +122,4 @@ def _beat_sends_no_sent_events(**_: object) -> None:
 
 
 closed_broker_channels_raise_connection_errors()
-app = make_celery(get_settings())
+app = make_celery(settings_or_exit())  # every process imports this: a bad setting ends it here
