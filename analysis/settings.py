@@ -14,6 +14,8 @@ from typing import Annotated, Literal
 
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from analysis.redaction import url_without_password
+
 SHARED_DATA_DEFAULT = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "ohlcv-binance-1h"
 
 
@@ -231,14 +233,14 @@ def settings_or_exit() -> Settings:
 
 def settings_problem(error: ValidationError) -> str:
     """A bad setting in one line naming its environment variable, e.g. `bad setting
-    HEALTH_MIN_STEPS=0: Input should be greater than or equal to 1` (a secret's value unshown)."""
+    HEALTH_MIN_STEPS=0: Input should be greater than or equal to 1` (a secret's value unshown,
+    a URL's password masked)."""
     first = error.errors()[0]
     message = first["msg"].removeprefix("Value error, ")
     if not first["loc"]:  # a rule across settings: its message names them
-        return f"bad setting: {message}"
+        return url_without_password(f"bad setting: {message}")
     field = str(first["loc"][0])
     secret = "SecretStr" in str(Settings.model_fields[field].annotation) \
         if field in Settings.model_fields else True
-    shown = "" if secret else "=" + "".join(ch if ch.isprintable() else "?"
-                                            for ch in str(first.get("input")))[:60]
-    return f"bad setting {field.upper()}{shown}: {message}"
+    value = "".join(ch if ch.isprintable() else "?" for ch in str(first.get("input")))[:60]
+    return url_without_password(f"bad setting {field.upper()}{'' if secret else '=' + value}: {message}")
