@@ -4,7 +4,7 @@ Fronts (`marketrank health`, the bot's /health, the alerts) only format what `as
 What needs the broker (queue depth and the age of its oldest message, which workers answer a
 ping) is measured by the tasks layer and handed in; what lives in Redis is read here.
 
-Thresholds (why each level):
+Thresholds (why each level; the figures are the defaults, settings `HEALTH_*`, docs/operations.md):
 - steps over the last hour: success below 80 % is a warning, below 50 % critical (judged from 5
   steps on; fewer say nothing either way);
 - analyses stuck (should run, no lease, no progress past the watchdog grace, or given up): warning;
@@ -24,13 +24,31 @@ import redis
 
 from analysis.engine.keys import Keys
 from analysis.engine.step_stats import FAILED, step_counts
+from analysis.settings import Settings
 
 LEVELS = ("healthy", "warning", "critical")
 EXIT_CODES = {"healthy": 0, "warning": 1, "critical": 2}
-MIN_STEPS = 5
-QUEUE_AGE_WARNING_S, QUEUE_AGE_CRITICAL_S = 300, 1800
-MEMORY_WARNING, MEMORY_CRITICAL = 0.80, 0.95
-FAILURES_CRITICAL = 5
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Where warning and critical begin; an operator tunes them with the `HEALTH_*` settings."""
+
+    success_warning: float
+    success_critical: float
+    min_steps: int
+    queue_age_warning_s: float
+    queue_age_critical_s: float
+    memory_warning: float
+    memory_critical: float
+    failures_critical: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> "Thresholds":
+        return cls(settings.health_success_warning, settings.health_success_critical,
+                   settings.health_min_steps, settings.health_queue_age_warning_s,
+                   settings.health_queue_age_critical_s, settings.health_memory_warning,
+                   settings.health_memory_critical, settings.health_failures_critical)
 
 
 @dataclass(frozen=True)
@@ -82,7 +100,7 @@ class Health:
                 "figures": asdict(self.figures) if self.figures else None}
 
 
-def assess(f: Figures) -> Health:
+def assess(f: Figures, t: Thresholds) -> Health:
     reasons: list[Reason] = []
 
     def add(level: str, cause: str, text: str) -> None:
@@ -90,28 +108,29 @@ def assess(f: Figures) -> Health:
 
     rate = f.success_rate
     total = f.steps_ok + f.steps_failed
-    if rate is not None and total >= MIN_STEPS and rate < 0.8:
-        add("critical" if rate < 0.5 else "warning", "step_success",
-            f"steps succeeded {rate:.0%} of {total} in the last hour (warning < 80 %, critical < 50 %)")
+    if rate is not None and total >= t.min_steps and rate < t.success_warning:
+        add("critical" if rate < t.success_critical else "warning", "step_success",
+            f"steps succeeded {rate:.0%} of {total} in the last hour (warning < "
+            f"{t.success_warning * 100:g} %, critical < {t.success_critical * 100:g} %)")
     if f.stuck:
         shown = ", ".join(f.stuck[:5]) + (" ..." if len(f.stuck) > 5 else "")
         add("warning", "stuck", f"{len(f.stuck)} analyses stuck: {shown}")
     b = f.broker
     if b.workers is not None and not b.workers:
         add("critical", "workers", "no worker answers a ping: no step runs")
-    if b.oldest_age_s is not None and b.oldest_age_s > QUEUE_AGE_WARNING_S:
-        level = "critical" if b.oldest_age_s > QUEUE_AGE_CRITICAL_S else "warning"
+    if b.oldest_age_s is not None and b.oldest_age_s > t.queue_age_warning_s:
+        level = "critical" if b.oldest_age_s > t.queue_age_critical_s else "warning"
         add(level, "queue", f"{b.queued} steps queued, the oldest for {b.oldest_age_s / 60:.0f} min")
     if f.redis_maxmemory:
         share = f.redis_used_memory / f.redis_maxmemory
-        if share >= MEMORY_WARNING:
-            add("critical" if share >= MEMORY_CRITICAL else "warning", "redis_memory",
+        if share >= t.memory_warning:
+            add("critical" if share >= t.memory_critical else "warning", "redis_memory",
                 f"Redis uses {share:.0%} of its maxmemory ({f.redis_used_memory >> 20} of "
                 f"{f.redis_maxmemory >> 20} MiB)")
     for cause, count, what in (("judge", f.judge_failures, "LLM judge"),
                                ("data", f.data_failures, "market data (exchange)")):
         if count:
-            add("critical" if count >= FAILURES_CRITICAL else "warning", cause,
+            add("critical" if count >= t.failures_critical else "warning", cause,
                 f"{count} steps failed on the {what} in the last hour")
     level = max((r.level for r in reasons), key=LEVELS.index, default="healthy")
     return Health(level, reasons, f)

@@ -14,6 +14,8 @@ from typing import Annotated, Literal
 
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from analysis.redaction import url_without_password
+
 SHARED_DATA_DEFAULT = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "ohlcv-binance-1h"
 
 
@@ -135,6 +137,16 @@ class Settings(BaseSettings):
     health_check_interval_s: float = Field(60, gt=0)
     alert_throttle_s: int = Field(3600, ge=1)
 
+    # --- Health thresholds (`marketrank health`, /health, alerts; docs/operations.md) ----------
+    health_success_warning: float = Field(0.80, ge=0, le=1)   # step success below: warning
+    health_success_critical: float = Field(0.50, ge=0, le=1)  # ... below: critical
+    health_min_steps: int = Field(5, ge=1)                    # fewer steps: success not judged
+    health_queue_age_warning_s: float = Field(300, gt=0)      # oldest queued message older
+    health_queue_age_critical_s: float = Field(1800, gt=0)
+    health_memory_warning: float = Field(0.80, gt=0, le=1)    # share of Redis maxmemory
+    health_memory_critical: float = Field(0.95, gt=0, le=1)
+    health_failures_critical: int = Field(5, ge=1)            # judge / data failures an hour
+
     # --- Flower -----------------------------------------------------------------------------
     flower_basic_auth: SecretStr | None = None
     flower_port: int = Field(5555, ge=1, le=65535)
@@ -189,6 +201,20 @@ class Settings(BaseSettings):
                              f"LEASE_MS ({self.lease_ms})")
         return self
 
+    @model_validator(mode="after")
+    def _health_levels_in_order(self) -> "Settings":
+        # A critical threshold milder than its warning would skip the warning, or call critical
+        # what is only a warning: an inverted pair is a typo, not a choice.
+        for warning, critical, worse in (("health_success_warning", "health_success_critical", "below"),
+                                         ("health_queue_age_warning_s", "health_queue_age_critical_s", "above"),
+                                         ("health_memory_warning", "health_memory_critical", "above")):
+            w, c = getattr(self, warning), getattr(self, critical)
+            if (c > w) if worse == "below" else (c < w):
+                bound = "at most" if worse == "below" else "at least"
+                raise ValueError(f"{critical.upper()} ({c}) must be {bound} {warning.upper()} "
+                                 f"({w}): critical is the worse level")
+        return self
+
     @property
     def recovery_bound_s(self) -> float:
         """Worst case from a worker killed mid-step to the watchdog re-enqueueing that step."""
@@ -200,19 +226,26 @@ def get_settings() -> Settings:
     return Settings()
 
 
-def settings_problem(err: ValidationError) -> str:
-    """A bad setting as one line naming it as in .env, for every entry point to print instead of a
-    traceback. The offending value is left out: it may be a secret."""
-    problems = [f"{str(e['loc'][0]).upper() + ': ' if e['loc'] else ''}"
-                f"{e['msg'].removeprefix('Value error, ')}" for e in err.errors()]
-    return "bad setting (environment or .env): " + "; ".join(problems)
-
-
 def settings_or_exit() -> Settings:
-    """The settings, or one `error: ...` line on stderr and exit code 2 (bad input) for a
-    process that cannot start with them: every entry point imports the Celery app, which calls this."""
+    """get_settings() for a program starting (CLI, worker, bot): a bad setting ends it with one
+    `error: bad setting ...` line and exit code 2, not a traceback."""
     try:
         return get_settings()
-    except ValidationError as err:
-        print(f"error: {settings_problem(err)}", file=sys.stderr)
+    except ValidationError as exc:
+        print(f"error: {settings_problem(exc)}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def settings_problem(error: ValidationError) -> str:
+    """A bad setting in one line naming its environment variable, e.g. `bad setting
+    HEALTH_MIN_STEPS=0: Input should be greater than or equal to 1` (a secret's value unshown,
+    a URL's password masked)."""
+    first = error.errors()[0]
+    message = first["msg"].removeprefix("Value error, ")
+    if not first["loc"]:  # a rule across settings: its message names them
+        return url_without_password(f"bad setting: {message}")
+    field = str(first["loc"][0])
+    secret = "SecretStr" in str(Settings.model_fields[field].annotation) \
+        if field in Settings.model_fields else True
+    value = "".join(ch if ch.isprintable() else "?" for ch in str(first.get("input")))[:60]
+    return url_without_password(f"bad setting {field.upper()}{'' if secret else '=' + value}: {message}")

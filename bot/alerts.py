@@ -1,5 +1,5 @@
 """Admin alerts over Telegram: an analysis given up as stuck (the `stuck` event the watchdog
-writes), health turning warning or critical, and its recovery. Throttled per cause
+writes) or paused because Redis is full (`storage_full`), health turning warning or critical, and its recovery. Throttled per cause
 (analysis/alerts.py); sending never blocks or breaks the rest of the bot."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from redis.exceptions import RedisError
 from telegram import Bot
 from telegram.error import TelegramError
 
-from bot.alert_book import AlertBook, stuck_alert_text
+from bot.alert_book import ADMIN_ALERT_TEXTS, AlertBook
 from analysis.health import Health
 
 logger = logging.getLogger(__name__)
@@ -37,8 +37,9 @@ class AdminAlerts:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def stuck(self, analysis_id: str, reason: str) -> None:
-        await self.send(f"stuck:{analysis_id}", stuck_alert_text(analysis_id, reason))
+    async def analysis_event(self, kind: str, analysis_id: str, reason: str) -> None:
+        """Tell admins about an event of ADMIN_ALERT_TEXTS (a stuck analysis, Redis full)."""
+        await self.send(f"{kind}:{analysis_id}", ADMIN_ALERT_TEXTS[kind](analysis_id, reason))
 
     async def send(self, cause: str, text: str) -> None:
         try:

@@ -34,6 +34,7 @@ from analysis.engine.events import EventReader
 from analysis.engine.store import AnalysisStore
 from analysis.schedule_changes import run_changes
 from bot import views
+from bot.alert_book import ADMIN_ALERT_TEXTS
 from bot.cards import CardLocation, CardStore
 from bot.schedule_cards import ScheduledCards
 
@@ -73,10 +74,11 @@ class CardNotifier:
     def __init__(self, bot: Bot, store: AnalysisStore, cards: CardStore, events: EventReader, *,
                  interval_s: float, clock: Callable[[], float] = time.monotonic,
                  scheduled: ScheduledCards | None = None,
-                 on_stuck: Callable[[str, str], Awaitable[None]] | None = None):
+                 on_admin_event: Callable[[str, str, str], Awaitable[None]] | None = None):
         self.bot, self.store, self.cards, self.events = bot, store, cards, events
         self.scheduled = scheduled
-        self.on_stuck = on_stuck  # admins are told when the watchdog gives an analysis up
+        # (kind, analysis id, reason): admins are told of the events in ADMIN_ALERT_TEXTS
+        self.on_admin_event = on_admin_event
         self.interval_s, self.clock = interval_s, clock
         self._cards: dict[str, _Card] = {}
         self._reader: asyncio.Task | None = None
@@ -152,11 +154,11 @@ class CardNotifier:
                 for event in events:
                     by_analysis.setdefault(event.analysis_id, []).append(event.entry_id)
                     # the watchdog gave it up, or a step found Redis full: admins are told
-                    if event.kind in ("stuck", "storage_full") and self.on_stuck is not None:
+                    if event.kind in ADMIN_ALERT_TEXTS and self.on_admin_event is not None:
                         try:
-                            await self.on_stuck(event.analysis_id, event.reason)
+                            await self.on_admin_event(event.kind, event.analysis_id, event.reason)
                         except Exception:  # an alert must never stop the cards
-                            logger.exception("[%s] stuck alert failed", event.analysis_id)
+                            logger.exception("[%s] %s alert failed", event.analysis_id, event.kind)
                 for analysis_id, entry_ids in by_analysis.items():
                     self._note(analysis_id, entry_ids)
                 continue

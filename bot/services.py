@@ -84,7 +84,7 @@ class BotServices:
                              lambda: check_health(runtime, service, ops),
                              interval_s=settings.health_check_interval_s)
         notifier = CardNotifier(bot, runtime.store, cards, events, interval_s=settings.card_edit_interval_s,
-                                scheduled=ScheduledCards(schedules), on_stuck=alerts.stuck)
+                                scheduled=ScheduledCards(schedules), on_admin_event=alerts.analysis_event)
         return cls(settings=settings, access=Access(settings.allowed_user_ids, settings.admin_user_ids),
                    service=service, schedules=schedules, factory=factory,
                    notifier=notifier, ops=ops, async_redis=async_redis, alerts=alerts,

@@ -122,4 +122,4 @@ def _beat_sends_no_sent_events(**_: object) -> None:
 
 
 closed_broker_channels_raise_connection_errors()
-app = make_celery(settings_or_exit())
+app = make_celery(settings_or_exit())  # every process imports this: a bad setting ends it here

@@ -30,7 +30,7 @@ exit codes:
   0  done, or already as asked ("Already paused.", "Already running.")
   1  nothing done because it cannot be (e.g. cancel a completed analysis), or the analysis
      waited for ended other than COMPLETED (paused, failed, cancelled)
-  2  bad input (unknown id, option or value): one `error: ...` line
+  2  bad input (unknown id, option or value, or a bad setting): one `error: ...` line
   3  Redis cannot be reached: one `error: ...` line naming the URL tried
   130 interrupted (Ctrl-C)
 A reader that stops early (`| head`) is not an error."""

@@ -5,7 +5,8 @@ import time
 
 import redis
 
-from analysis.health import BrokerFigures, Figures, Health, assess, redis_figures, unreachable
+from analysis.health import (BrokerFigures, Figures, Health, Thresholds, assess, redis_figures,
+                             unreachable)
 from analysis.engine.runtime import Runtime
 from analysis.redaction import url_without_password
 from analysis.service import AnalysisService
@@ -24,4 +25,4 @@ def check_health(rt: Runtime, service: AnalysisService, ops: BrokerOps, *,
         figures = Figures(stuck=stuck, broker=broker, **redis_figures(rt.redis, rt.keys, now=now))
     except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
         return unreachable(url_without_password(rt.settings.redis_url), str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-    return assess(figures)
+    return assess(figures, Thresholds.of(rt.settings))

@@ -355,6 +355,37 @@ def test_emoji_joined_by_a_zero_width_joiner_are_welcome(world):
     assert world["factory"].create_ranking_config(markets=5, prompt=prompt).prompt == prompt
 
 
+JOINED_WORDS = {
+    "persian non-joiner": "می\u200cخواهم بازار صعودی",
+    "persian plurals": "نامه\u200cها و کتاب\u200cهای خوب",
+    "hindi joiner after virama": "क्\u200dष बाज़ार",
+    "hindi non-joiner after virama": "क्\u200cष बाज़ार",
+}
+
+
+@pytest.mark.parametrize("prompt", JOINED_WORDS.values(), ids=JOINED_WORDS.keys())
+def test_a_zero_width_non_joiner_or_joiner_inside_a_word_of_a_script_that_needs_it_is_welcome(world, prompt):
+    for config in (world["factory"].create_ranking_config(markets=5, prompt=prompt),
+                   world["factory"].create_entry_config(prompt)):
+        assert prompt in config.prompt
+
+
+HIDDEN_JOINERS = {
+    "alone": "\u200c", "at the start": "\u200cمی خواهم", "at the end": "میخواهم\u200c",
+    "in a run": "می\u200c\u200c\u200cخواهم", "before a space": "می\u200c خواهم",
+    "between persian and latin": "می\u200cbuy", "between two scripts": "می\u200cक",
+    "between persian digits": "۱\u200c۲",
+}
+
+
+@pytest.mark.parametrize("prompt", HIDDEN_JOINERS.values(), ids=HIDDEN_JOINERS.keys())
+def test_a_non_joiner_outside_a_word_is_still_refused_with_the_same_message(world, prompt):
+    assert_refused_and_nothing_changed(
+        world, lambda: world["factory"].create_ranking_config(markets=5, prompt=prompt),
+        InvalidConfig, r"^the prompt contains an invisible character \(U\+200C ZERO WIDTH "
+                       r"NON-JOINER\); send plain text$")
+
+
 @pytest.mark.parametrize("prompt", ["\udcff\udcfe", "buy \udc80 now"], ids=["only", "inside"])
 def test_a_prompt_that_is_not_valid_utf8_is_refused(world, prompt):
     assert_refused_and_nothing_changed(

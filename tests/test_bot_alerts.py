@@ -76,3 +76,62 @@ def give_up(runtime: Runtime, service: AnalysisService) -> str:
         watchdog_pass(now, rt=runtime, dispatcher=QueueDispatcher())
     assert service.get(gist.id, Actor("alerts-test", is_admin=True)).reason.startswith("stuck")
     return gist.id
+
+
+def test_admins_are_told_redis_is_full_in_its_own_words_not_the_stuck_ones(api):
+    from analysis.service import Actor
+    from tests.servers import RedisServer
+    from tests.test_storage import fill
+
+    people, server = People(), RedisServer(maxmemory="4mb").start()
+    try:
+        runtime = Runtime(Settings(redis_url=server.url))
+        with RunningBot(api, bot_settings(api, people, redis_url=server.url)):
+            ask(api, people.admin, "/help")  # the admin has a chat with the bot
+            queue = QueueDispatcher()
+            gist = AnalysisService(runtime.store, queue).start(noop_config(3), Actor("alerts-test"))
+            assert queue.drain(runtime, limit=1) == ["continue"]
+            fill(runtime.redis)
+            assert queue.drain(runtime, limit=1) == ["paused"]  # the next step found no room
+            # Told while Redis is still full: the alert's own bookkeeping must not need room.
+            told = wait_until(lambda: [t for t in bot_texts(api, people.admin) if gist.id in t],
+                              timeout=20, message="the storage-full alert")
+    finally:
+        server.cleanup()
+    assert len(told) == 1
+    assert "stuck" not in told[0]
+    assert told[0].startswith(f"Analysis {gist.id} paused: Redis is full")
+    assert "maxmemory" in told[0] and f"/force_resume {gist.id}" in told[0] and "Resume" in told[0]
+
+
+def test_at_redis_memory_limit_the_alert_book_still_throttles_and_tells_a_level_change():
+    import asyncio
+
+    import redis.asyncio as aioredis
+
+    from analysis.health import Health, Reason
+    from bot.alert_book import AlertBook
+    from tests.servers import RedisServer
+    from tests.test_storage import fill
+
+    server = RedisServer(maxmemory="4mb").start()
+    try:
+        runtime = Runtime(Settings(redis_url=server.url))
+        fill(runtime.redis)
+        critical = Health("critical", [Reason("critical", "redis_memory", "Redis uses 100 % of its maxmemory")])
+
+        async def tell() -> tuple:
+            client = aioredis.Redis.from_url(server.url, decode_responses=True)
+            book = AlertBook(client, runtime.keys, throttle_s=60)
+            try:
+                return (await book.first("storage_full:a"), await book.first("storage_full:a"),
+                        await book.health_alert(critical), await book.health_alert(critical))
+            finally:
+                await client.aclose()
+
+        first, again, change, same = asyncio.run(tell())
+    finally:
+        server.cleanup()
+    assert (first, again) == (True, False)
+    assert change is not None and change[0] == "health:critical:redis_memory"
+    assert same is None

@@ -9,12 +9,14 @@ import time
 
 import pytest
 
-from analysis.health import BrokerFigures, Figures, assess, redis_figures
+from analysis.health import BrokerFigures, Figures, Thresholds, assess, redis_figures
+from analysis.settings import Settings
 from analysis.models import RankingConfig
 from analysis.engine.step_stats import record_step
 from tests.servers import ROOT, free_port
 
 CALM = BrokerFigures(queued=0, unacked=0, oldest_age_s=None, workers=["w@host"])
+DEFAULTS = Thresholds.of(Settings())
 
 
 def figures(**changes) -> Figures:
@@ -40,13 +42,13 @@ def figures(**changes) -> Figures:
     ({"data_failures": 5}, "critical", "data"),
 ])
 def test_levels_follow_the_documented_thresholds(changes, level, cause):
-    health = assess(figures(**changes))
+    health = assess(figures(**changes), DEFAULTS)
     assert health.level == level and health.exit_code == {"healthy": 0, "warning": 1, "critical": 2}[level]
     assert [r.cause for r in health.reasons] == ([cause] if cause else [])
 
 
 def test_the_worst_reason_sets_the_level_and_every_reason_is_listed():
-    health = assess(figures(stuck=["a", "b"], judge_failures=7))
+    health = assess(figures(stuck=["a", "b"], judge_failures=7), DEFAULTS)
     assert health.level == "critical"
     assert {(r.cause, r.level) for r in health.reasons} == {("stuck", "warning"), ("judge", "critical")}
 
@@ -92,6 +94,52 @@ def test_cli_health_with_real_workers_reads_the_figures_and_exits_with_the_level
     assert document["figures"]["judge_failures"] >= 1
     text = marketrank("health").stdout
     assert text.startswith(f"health: {document['level']}") and "workers: " in text
+
+
+def test_a_tuned_threshold_changes_the_verdict_of_cli_health(worker, redis_url):
+    """Keys of their own (KEY_PREFIX): one judge failure in the last hour, nothing else."""
+    from analysis.engine.runtime import Runtime
+
+    prefix = f"tune{time.time_ns()}:"
+    tuned_runtime = Runtime(Settings(redis_url=redis_url, key_prefix=prefix))
+    record_step(tuned_runtime.redis, tuned_runtime.keys, "judge", now=time.time())
+    default = marketrank("health", "--json", KEY_PREFIX=prefix)
+    tuned = marketrank("health", "--json", KEY_PREFIX=prefix, HEALTH_FAILURES_CRITICAL="1")
+    judge = [{r["cause"]: r["level"] for r in json.loads(done.stdout)["reasons"]}["judge"]
+             for done in (default, tuned)]
+    assert judge == ["warning", "critical"]  # by default 5 failures an hour are critical
+    assert json.loads(tuned.stdout)["level"] == "critical" and tuned.returncode == 2
+
+
+def test_a_tuned_memory_threshold_moves_the_level_of_the_same_figures(monkeypatch):
+    monkeypatch.setenv("HEALTH_MEMORY_WARNING", "0.9")
+    monkeypatch.setenv("HEALTH_MEMORY_CRITICAL", "0.99")
+    tuned = Thresholds.of(Settings())
+    for used, default_level, tuned_level in ((85, "warning", "healthy"), (96, "critical", "warning"),
+                                             (99, "critical", "critical")):
+        same = figures(redis_used_memory=used, redis_maxmemory=100)
+        assert (assess(same, DEFAULTS).level, assess(same, tuned).level) == (default_level, tuned_level)
+
+
+BAD_THRESHOLDS = {
+    "negative": ({"HEALTH_QUEUE_AGE_WARNING_S": "-5"},
+                 "error: bad setting HEALTH_QUEUE_AGE_WARNING_S=-5: Input should be greater than 0"),
+    "not a number": ({"HEALTH_MIN_STEPS": "five"}, "error: bad setting HEALTH_MIN_STEPS=five: "),
+    "a share over 1": ({"HEALTH_MEMORY_CRITICAL": "95"}, "error: bad setting HEALTH_MEMORY_CRITICAL=95: "),
+    "inverted success": ({"HEALTH_SUCCESS_WARNING": "0.5", "HEALTH_SUCCESS_CRITICAL": "0.7"},
+                         "error: bad setting: HEALTH_SUCCESS_CRITICAL (0.7) must be at most "
+                         "HEALTH_SUCCESS_WARNING (0.5)"),
+    "inverted queue age": ({"HEALTH_QUEUE_AGE_WARNING_S": "1800", "HEALTH_QUEUE_AGE_CRITICAL_S": "300"},
+                           "error: bad setting: HEALTH_QUEUE_AGE_CRITICAL_S (300.0) must be at least "
+                           "HEALTH_QUEUE_AGE_WARNING_S (1800.0)"),
+}
+
+
+@pytest.mark.parametrize("env, message", BAD_THRESHOLDS.values(), ids=BAD_THRESHOLDS.keys())
+def test_a_bad_threshold_is_refused_in_one_line_naming_the_setting(env, message):
+    done = marketrank("health", **env)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert len(done.stderr.splitlines()) == 1 and done.stderr.startswith(message), done.stderr
 
 
 def test_cli_health_without_redis_is_critical():

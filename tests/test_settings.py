@@ -34,5 +34,23 @@ def test_a_bad_setting_stops_every_entry_point_with_one_line_naming_it(command, 
                           text=True, timeout=120)
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.splitlines() == [
-        "error: bad setting (environment or .env): ADMIN_USER_IDS: '@alice' is not a Telegram user id: "
+        "error: bad setting ADMIN_USER_IDS=@alice: '@alice' is not a Telegram user id: "
         "give numbers, e.g. 123456789,987654321 (@userinfobot tells a user theirs)"]
+
+
+def test_a_bad_setting_is_one_line_naming_it_without_a_secret_or_a_url_password():
+    import pytest
+    from pydantic import ValidationError
+
+    from analysis.settings import settings_problem
+
+    shown = []
+    for bad in ({"ccxt_api_url": "ftp://user:hunter2@exchange"}, {"telegram_bot_token": 12345},
+                {"health_min_steps": 0}):
+        with pytest.raises(ValidationError) as refused:
+            Settings(**bad)
+        shown.append(settings_problem(refused.value))
+    assert shown[0].startswith("bad setting CCXT_API_URL=ftp://user:***@exchange: ")
+    assert shown[1] == "bad setting TELEGRAM_BOT_TOKEN: Input should be a valid string"
+    assert shown[2] == "bad setting HEALTH_MIN_STEPS=0: Input should be greater than or equal to 1"
+    assert not [line for line in shown if "hunter2" in line or "12345" in line or "\n" in line]

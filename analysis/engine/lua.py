@@ -801,6 +801,39 @@ end
 return {'not_held'}
 """)
 
+class AlertFirst(StrEnum):
+    FIRST = "first"          # the first time within the throttle window: tell the admins
+    THROTTLED = "throttled"  # already told
+
+
+ALERT_FIRST = Script("ALERT_FIRST", answers=AlertFirst, keys=("alert",), argv=("throttle_s",),
+                     source="""#!lua flags=allow-oom
+-- KEYS[1] alert (a throttle key per cause)
+-- ARGV[1] throttle_s
+-- Marks an admin alert's cause as told for throttle_s seconds. Runs even at the memory limit
+-- (allow-oom): "Redis is full" is the alert that must get through when Redis is full.
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return {'first'} end
+return {'throttled'}
+""")
+
+
+class HealthLevelSwap(StrEnum):
+    PREVIOUS = "previous"  # + the level last told
+    NONE = "none"          # no level was told before
+
+
+HEALTH_LEVEL_SWAP = Script("HEALTH_LEVEL_SWAP", answers=HealthLevelSwap, keys=("health_level",),
+                           argv=("level",), source="""#!lua flags=allow-oom
+-- KEYS[1] health_level (the level last told to admins)
+-- ARGV[1] level (the level now)
+-- Remembers the level now and answers the one before. Runs even at the memory limit
+-- (allow-oom), so Redis memory turning critical is told.
+local previous = redis.call('GET', KEYS[1])
+redis.call('SET', KEYS[1], ARGV[1])
+if previous then return {'previous', previous} end
+return {'none'}
+""")
+
 # The scripts of the analysis store (the others are registered by the modules that use them).
 SCRIPTS: tuple[Script, ...] = (
     CREATE, BEGIN_STEP, HEARTBEAT, SAVE_SNAPSHOT, COMMIT_STEP, STEP_STOP, PAUSE, RESUME, REFINE,
@@ -808,5 +841,5 @@ SCRIPTS: tuple[Script, ...] = (
 )
 ALL_SCRIPTS: tuple[Script, ...] = SCRIPTS + (
     SCHEDULE_CREATE, SCHEDULE_DELETE, SCHEDULE_CLAIM, SCHEDULE_UPDATE, SCHEDULE_RESUME, STORE_BLOCKS,
-    TAKE_TOKENS, RELEASE_LOCK,
+    TAKE_TOKENS, RELEASE_LOCK, ALERT_FIRST, HEALTH_LEVEL_SWAP,
 )

@@ -77,6 +77,11 @@ class Bound(Generic[A]):
         keys, args = self.script.arguments(named)
         return self.script.answer(self.registered(keys=keys, args=args))
 
+    async def call_async(self, **named: Any) -> Answer[A]:
+        """The same call, on a script bound to an asyncio client (redis.asyncio; the bot's)."""
+        keys, args = self.script.arguments(named)
+        return self.script.answer(await self.registered(keys=keys, args=args))
+
     def queue(self, pipe: Any, **named: Any) -> None:
         keys, args = self.script.arguments(named)
         self.registered(keys=keys, args=args, client=pipe)
