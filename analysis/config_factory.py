@@ -82,7 +82,7 @@ class RankingConfigFactory:
     def _pick(self, timeframe: str, limit: int | None) -> dict[str, int]:
         """The first `limit` rankable markets by volume -> when their newest candle closed."""
         chosen: dict[str, int] = {}
-        for symbol, _ in self.provider.market_volumes(timeframe):
+        for symbol, _ in self._candidates(timeframe):
             if limit is not None and len(chosen) >= limit:
                 break
             problem, closes = self._check_window(symbol, timeframe)
@@ -93,7 +93,15 @@ class RankingConfigFactory:
     def market_volumes(self, timeframe: str = "1h") -> list[tuple[str, float]]:
         """The candidates `markets=N` picks from, most traded first, with 24 h quote volume."""
         self._check_timeframe(timeframe)
-        return self.provider.market_volumes(timeframe)
+        return self._candidates(timeframe)
+
+    def _candidates(self, timeframe: str) -> list[tuple[str, float]]:
+        """The source's markets by volume, without those whose base is in EXCLUDED_BASES
+        (stablecoins and fiat: their price barely moves, ranking them is noise). A trader may
+        still name such a pair with symbols=."""
+        excluded = set(self.settings.excluded_bases)
+        return [(symbol, volume) for symbol, volume in self.provider.market_volumes(timeframe)
+                if symbol.split("/", 1)[0] not in excluded]
 
     def _check_window(self, symbol: str, timeframe: str) -> tuple[str | None, int]:
         """Why the market cannot be ranked (or None), and when its newest candle closed."""
