@@ -221,9 +221,32 @@ class RankingConfigFactory:
                                 f"{unicodedata.name(hidden, 'format character')}); send plain text")
         return prompt
 
-    def _choose_markets(self, markets: int | None, symbols: list[str] | None,
-                        timeframe: str) -> dict[str, int]:
-        """The markets to rank -> when their newest candle closed; or InvalidConfig saying why."""
+    def choice_words(self, *, markets: int | None = None, symbols: list[str] | None = None,
+                     timeframe: str = "1h", strategy: str | None = None, prompt: str = "",
+                     **_: object) -> str | None:
+        """What to tell a trader at once while the markets of a request are chosen and their
+        candles checked, when that takes a remote source's requests (seconds with a cold cache):
+        "Choosing the 100 most-traded markets on binance…". None for a local source, and for a
+        request that will be refused at once (bad options), so the refusal comes alone.
+        Accepts `create_ranking_config`'s options; checks, writes and fetches nothing."""
+        if not self.provider.remote:
+            return None
+        try:
+            self._check_timeframe(timeframe)
+            if strategy is not None:
+                self._check_strategy(strategy)
+            self._check_prompt(prompt)
+            named, count = self._requested(markets, symbols)
+        except InvalidConfig:
+            return None
+        where = self.provider.label
+        if named is not None:
+            return f"Checking the candles of {count} markets on {where}…"
+        return f"Choosing the {count} most-traded markets on {where}…"
+
+    def _requested(self, markets: int | None, symbols: list[str] | None) -> tuple[list[str] | None, int]:
+        """The named symbols (normalized) or None, and how many markets: the checks that need
+        no market data."""
         if markets is not None and symbols is not None:
             raise InvalidConfig("give either a number of markets or a list of symbols, not both")
         limit = self.settings.max_markets
@@ -236,6 +259,19 @@ class RankingConfigFactory:
                 raise InvalidConfig("name at least two markets to rank")
             if len(chosen) > limit:
                 raise InvalidConfig(f"{len(chosen)} markets is too many; the limit is {limit}")
+            return chosen, len(chosen)
+        count = self.settings.default_markets if markets is None else markets
+        if not isinstance(count, int) or isinstance(count, bool) or count < 2:
+            raise InvalidConfig(f"markets must be a whole number of at least 2, not {quoted(count)}")
+        if count > limit:
+            raise InvalidConfig(f"{count} markets is too many; the limit is {limit}")
+        return None, count
+
+    def _choose_markets(self, markets: int | None, symbols: list[str] | None,
+                        timeframe: str) -> dict[str, int]:
+        """The markets to rank -> when their newest candle closed; or InvalidConfig saying why."""
+        chosen, count = self._requested(markets, symbols)
+        if chosen is not None:
             self.provider.check_symbols(chosen)
             closes = {}
             for symbol in chosen:
@@ -243,11 +279,6 @@ class RankingConfigFactory:
                 if problem:
                     raise InvalidConfig(f"{problem} in {self.data_source}")
             return closes
-        count = self.settings.default_markets if markets is None else markets
-        if not isinstance(count, int) or isinstance(count, bool) or count < 2:
-            raise InvalidConfig(f"markets must be a whole number of at least 2, not {quoted(count)}")
-        if count > limit:
-            raise InvalidConfig(f"{count} markets is too many; the limit is {limit}")
         available = self._pick(timeframe, count)
         if markets is None:
             count = min(count, len(available))

@@ -545,8 +545,41 @@ def test_the_bot_answers_in_one_line_when_the_exchange_cannot_be_reached(monkeyp
     with BotApiServer(token=f"{uuid.uuid4().int % 10**8}:TEST") as api:
         settings = bot_settings(api, people, market_data="ccxt:binance", ccxt_api_url=url)
         with RunningBot(api, settings):
-            reply = ask(api, people.trader, "/rank markets=5")
-    assert reply == "Sorry — binance cannot be reached for its market list (2 tries)."
+            ack = ask(api, people.trader, "/rank markets=5")
+            api.wait_for(lambda: len(api.messages(people.trader, from_bot=True)) >= 2, timeout=20)
+            replies = [m.text for m in api.messages(people.trader, from_bot=True)]
+    assert ack == "Choosing the 5 most-traded markets on binance…"
+    assert replies == [ack, "Sorry — binance cannot be reached for its market list (2 tries)."]
+
+
+def test_the_bot_says_at_once_what_it_is_choosing_then_posts_the_card(binance, monkeypatch):
+    """A cold /rank markets=N fetches one market's candles after another before the config is
+    fixed; the trader is told what is going on before the first candle is asked for."""
+    from sandbox import BotApiServer
+    from tests.test_bot import People, RunningBot, analysis_id_of, ask, bot_settings, wait_for_card
+    live_env(monkeypatch, binance.url)  # a key prefix of its own: a cold candle cache
+    binance.clear_faults()
+    binance.reset_counts()
+    live = build_live(binance)
+    people = People()
+    wall_minus_monotonic = time.time() - time.monotonic()
+    with BotApiServer(token=f"{uuid.uuid4().int % 10**8}:TEST") as api:
+        settings = bot_settings(api, people, market_data="ccxt:binance", ccxt_api_url=binance.url)
+        with RunningBot(api, settings) as bot:
+            mark = api.mark()
+            ack = ask(api, people.trader, "/rank markets=12 top=3")
+            card = wait_for_card(api, people.trader, timeout=60)
+            refused = ask(api, people.trader, "/rank markets=1000")  # refused at once: no ack
+            gist = bot.service.get(analysis_id_of(card), _admin())
+    assert ack == "Choosing the 12 most-traded markets on binance…"
+    sent = api.calls_of("sendMessage", since=mark)
+    assert sent[0].result["text"] == ack
+    first_klines = min(r.at for r in binance.requests if r.path == "/api/v3/klines")
+    assert sent[0].received + wall_minus_monotonic < first_klines
+    assert "binance · 1h candles to" in card.text
+    assert gist.config.markets == emulator_top(binance, 12)  # stablecoin and halted pairs left out
+    assert refused == "Sorry — 1000 markets is too many; the limit is 100."
+    assert live.provider.remote and not live.factory.choice_words(markets=1000)
 
 
 def test_a_snapshot_saved_before_candle_blocks_still_loads(runtime):
