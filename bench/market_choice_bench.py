@@ -94,16 +94,16 @@ def one_round(server, redis_url: str) -> dict[str, float]:
     s = defaultdict(float, s)
     phases = {
         "market list (1 request)": s["market list"],
-        "24 h tickers of all pairs (1 request, weight 80)": s["24 h tickers"],
-        "... of which waiting for the rate limiters": s["first:rate limiters"],
-        "rate limiters (ccxt's own + Redis bucket)": s["rate limiters"],
-        "HTTP request (emulator answering, JSON decode)": s["HTTP (emulator + JSON)"],
-        "ccxt parsing the klines": s["fetch_ohlcv"] - s["rate limiters"] - s["HTTP (emulator + JSON)"],
-        "our row checks and frame": s["rows"],
-        "candle blocks into Redis (cache, not fetching)": s["cache"] - s["fetch range"],
-        "window check (gaps, thin share)": s["window check"],
+        "24 h tickers of all pairs (1 request, ccxt cost 16 = weight 80)": s["24 h tickers"],
+        "24 h tickers: of which waiting for the rate limiters": s["first:rate limiters"],
+        "klines (1 request a market): waiting for the rate limiters": s["rate limiters"],
+        "klines: HTTP (emulator answering, JSON decode)": s["HTTP (emulator + JSON)"],
+        "klines: ccxt parsing the answer": s["fetch_ohlcv"] - s["rate limiters"] - s["HTTP (emulator + JSON)"],
+        "klines: our row checks and frame": s["rows"],
+        "candle blocks into Redis (the cache INIT reads)": s["cache"] - s["fetch range"],
+        "window check (enough candles, thin share)": s["window check"],
     }
-    phases["other (factory, config)"] = cold_s - sum(v for k, v in phases.items() if "..." not in k)
+    phases["other (factory, config)"] = cold_s - sum(v for k, v in phases.items() if "of which" not in k)
     return {"cold_s": cold_s, "cold_requests": cold_requests, "warm_s": warm_s,
             "warm_requests": warm_requests, **phases}
 
@@ -129,7 +129,7 @@ def main() -> int:
             ("cold: exchange requests", f"{m['cold_requests']:.0f}"),
             ("warm (same candle): wall s", f"{m['warm_s']:.2f}"),
             ("warm: exchange requests", f"{m['warm_requests']:.0f}")]
-    rows += [(f"cold, of which: {name}, s", f"{value:.2f}") for name, value in m.items()
+    rows += [(f"cold, {name}, s", f"{value:.2f}") for name, value in m.items()
              if name not in head]
     table = "| measure | value |\n|---|---|\n" + "\n".join(f"| {a} | {b} |" for a, b in rows)
     note = (f"`/rank markets=100` config (RankingConfigFactory, what the bot runs before the card), "
