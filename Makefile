@@ -57,6 +57,7 @@ bench: $(STAMP) redis-server
 	$(BIN)/python -m bench.steps_bench
 	$(BIN)/python -m bench.tap_bench
 	$(BIN)/python -m bench.live_data_bench
+	$(BIN)/python -m bench.market_choice_bench
 
 bench-ranking: $(STAMP)
 	$(BIN)/python -m bench.ranking_bench

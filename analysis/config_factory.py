@@ -109,7 +109,7 @@ class RankingConfigFactory:
     def _pick(self, timeframe: str, limit: int | None) -> dict[str, int]:
         """The first `limit` rankable markets by volume -> when their newest candle closed."""
         chosen: dict[str, int] = {}
-        for symbol, _ in self.provider.market_volumes(timeframe):
+        for symbol, _ in self._candidates(timeframe):
             if limit is not None and len(chosen) >= limit:
                 break
             problem, closes = self._check_window(symbol, timeframe)
@@ -120,7 +120,15 @@ class RankingConfigFactory:
     def market_volumes(self, timeframe: str = "1h") -> list[tuple[str, float]]:
         """The candidates `markets=N` picks from, most traded first, with 24 h quote volume."""
         self._check_timeframe(timeframe)
-        return self.provider.market_volumes(timeframe)
+        return self._candidates(timeframe)
+
+    def _candidates(self, timeframe: str) -> list[tuple[str, float]]:
+        """The source's markets by volume, without those whose base is in EXCLUDED_BASES
+        (stablecoins and fiat: their price barely moves, ranking them is noise). A trader may
+        still name such a pair with symbols=."""
+        excluded = set(self.settings.excluded_bases)
+        return [(symbol, volume) for symbol, volume in self.provider.market_volumes(timeframe)
+                if symbol.split("/", 1)[0] not in excluded]
 
     def _check_window(self, symbol: str, timeframe: str) -> tuple[str | None, int]:
         """Why the market cannot be ranked (or None), and when its newest candle closed."""
@@ -240,9 +248,32 @@ class RankingConfigFactory:
                                 f"{unicodedata.name(hidden, 'format character')}); send plain text")
         return prompt
 
-    def _choose_markets(self, markets: int | None, symbols: list[str] | None,
-                        timeframe: str) -> dict[str, int]:
-        """The markets to rank -> when their newest candle closed; or InvalidConfig saying why."""
+    def choice_words(self, *, markets: int | None = None, symbols: list[str] | None = None,
+                     timeframe: str = "1h", strategy: str | None = None, prompt: str = "",
+                     **_: object) -> str | None:
+        """What to tell a trader at once while the markets of a request are chosen and their
+        candles checked, when that takes a remote source's requests (seconds with a cold cache):
+        "Choosing the 100 most-traded markets on binance…". None for a local source, and for a
+        request that will be refused at once (bad options), so the refusal comes alone.
+        Accepts `create_ranking_config`'s options; checks, writes and fetches nothing."""
+        if not self.provider.remote:
+            return None
+        try:
+            self._check_timeframe(timeframe)
+            if strategy is not None:
+                self._check_strategy(strategy)
+            self._check_prompt(prompt)
+            named, count = self._requested(markets, symbols)
+        except InvalidConfig:
+            return None
+        where = self.provider.label
+        if named is not None:
+            return f"Checking the candles of {count} markets on {where}…"
+        return f"Choosing the {count} most-traded markets on {where}…"
+
+    def _requested(self, markets: int | None, symbols: list[str] | None) -> tuple[list[str] | None, int]:
+        """The named symbols (normalized) or None, and how many markets: the checks that need
+        no market data."""
         if markets is not None and symbols is not None:
             raise InvalidConfig("give either a number of markets or a list of symbols, not both")
         limit = self.settings.max_markets
@@ -255,6 +286,19 @@ class RankingConfigFactory:
                 raise InvalidConfig("name at least two markets to rank")
             if len(chosen) > limit:
                 raise InvalidConfig(f"{len(chosen)} markets is too many; the limit is {limit}")
+            return chosen, len(chosen)
+        count = self.settings.default_markets if markets is None else markets
+        if not isinstance(count, int) or isinstance(count, bool) or count < 2:
+            raise InvalidConfig(f"markets must be a whole number of at least 2, not {quoted(count)}")
+        if count > limit:
+            raise InvalidConfig(f"{count} markets is too many; the limit is {limit}")
+        return None, count
+
+    def _choose_markets(self, markets: int | None, symbols: list[str] | None,
+                        timeframe: str) -> dict[str, int]:
+        """The markets to rank -> when their newest candle closed; or InvalidConfig saying why."""
+        chosen, count = self._requested(markets, symbols)
+        if chosen is not None:
             self.provider.check_symbols(chosen)
             closes = {}
             for symbol in chosen:
@@ -262,11 +306,6 @@ class RankingConfigFactory:
                 if problem:
                     raise InvalidConfig(f"{problem} in {self.data_source}")
             return closes
-        count = self.settings.default_markets if markets is None else markets
-        if not isinstance(count, int) or isinstance(count, bool) or count < 2:
-            raise InvalidConfig(f"markets must be a whole number of at least 2, not {quoted(count)}")
-        if count > limit:
-            raise InvalidConfig(f"{count} markets is too many; the limit is {limit}")
         available = self._pick(timeframe, count)
         if markets is None:
             count = min(count, len(available))

@@ -19,6 +19,24 @@ from analysis.redaction import url_without_password
 SHARED_DATA_DEFAULT = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "ohlcv-binance-1h"
 
 
+def _name_list(value: object) -> object:
+    """Accept "USDC, fdusd,EUR" or "" from the environment as a list of upper-case names."""
+    if isinstance(value, str):
+        value = value.split(",")
+    if isinstance(value, (list, tuple)):
+        return [str(part).strip().upper() for part in value if str(part).strip()]
+    return value
+
+
+# Bases whose price barely moves against a stablecoin quote: USD and EUR stablecoins and fiat
+# currencies (Binance spot has USDC/USDT, FDUSD/USDT, TUSD/USDT, USDP/USDT, EUR/USDT, ...; USDT
+# itself for another quote). `markets=N` and `marketrank markets` skip them (EXCLUDED_BASES).
+# Gold tokens (PAXG, XAUT) move with gold and are not in the list.
+STABLE_AND_FIAT_BASES = ["USDT", "USDC", "FDUSD", "TUSD", "BUSD", "USDP", "PAX", "DAI", "USDE",
+                         "USD1", "XUSD", "PYUSD", "RLUSD", "EURI", "AEUR", "EUR", "GBP", "AUD",
+                         "BRL", "TRY"]
+
+
 def _id_list(value: object) -> object:
     """Accept "1, 2,3" or "" from the environment as a list of ints."""
     if isinstance(value, str):
@@ -52,6 +70,7 @@ class Settings(BaseSettings):
     shared_data_dir: Path = SHARED_DATA_DEFAULT
     window_candles: int = Field(500, ge=100, le=5000)
     quote_currency: str = "USDT"
+    excluded_bases: Annotated[list[str], NoDecode] = STABLE_AND_FIAT_BASES
     ccxt_api_url: str | None = None
     ccxt_timeout_s: float = Field(10, gt=0)
     ccxt_retries: int = Field(4, ge=0, le=10)
@@ -158,6 +177,7 @@ class Settings(BaseSettings):
     _redis_url_explicit: bool = PrivateAttr(False)
 
     _split_ids = field_validator("allowed_user_ids", "admin_user_ids", mode="before")(_id_list)
+    _split_names = field_validator("excluded_bases", mode="before")(_name_list)
 
     @field_validator("quote_currency")
     @classmethod

@@ -42,6 +42,7 @@ async def rank(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/rank [markets=N | symbols=...] [timeframe=] [top=] [strategy=] [target=] [prompt="..."]."""
     s = services(context)
     options = parse_rank_args(command_text(update.effective_message.text))
+    await acknowledge(update, s.factory.choice_words(**options))
     config = await asyncio.to_thread(lambda: s.factory.create_ranking_config(**options))
     await start_analysis(update, s, config)
 
@@ -51,6 +52,7 @@ async def entry(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/entry <prompt>: rank markets for the best long entry."""
     s = services(context)
     prompt = command_text(update.effective_message.text)
+    await acknowledge(update, s.factory.choice_words(prompt=prompt))
     config = await asyncio.to_thread(s.factory.create_entry_config, prompt)
     await start_analysis(update, s, config)
 
@@ -60,8 +62,16 @@ async def exit_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
     """/exit <symbols> <prompt>: which of these holdings to exit first."""
     s = services(context)
     symbols, prompt = parse_exit_args(command_text(update.effective_message.text))
+    await acknowledge(update, s.factory.choice_words(symbols=symbols, prompt=prompt))
     config = await asyncio.to_thread(s.factory.create_exit_config, symbols, prompt)
     await start_analysis(update, s, config)
+
+
+async def acknowledge(update: Update, words: str | None) -> None:
+    """Say at once what is being done when choosing the markets takes a remote source's
+    requests (the card follows; so does a refusal)."""
+    if words:
+        await update.effective_message.reply_text(words)
 
 
 async def start_analysis(update: Update, s: BotServices, config: RankingConfig) -> None:

@@ -73,3 +73,10 @@ def test_llm_strategy_is_offered_once_a_judge_is_configured(runtime):
     factory = RankingConfigFactory(runtime.settings, runtime.provider, llm_configured=True)
     assert factory.create_ranking_config(markets=4, strategy="llm", top_k=2).strategy == "llm"
     assert factory.create_entry_config("x", markets=4, top_k=2).strategy == "llm"
+
+
+def test_a_local_source_has_nothing_to_say_before_choosing(factory):
+    """Demo and csv candles are read in well under a second: no acknowledgement first (the bot
+    then answers with the card alone)."""
+    assert not factory.provider.remote
+    assert factory.choice_words(markets=30) is None and factory.choice_words() is None

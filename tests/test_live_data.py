@@ -25,7 +25,8 @@ HOUR = 3600
 
 def extra_markets(data_dir, now_ms):
     """A halted pair with a huge volume, a pair in another quote currency with a huge volume,
-    a new listing with too few candles, and a quiet pair with many zero-volume candles."""
+    a new listing with too few candles, a quiet pair with many zero-volume candles, and a
+    stablecoin pair (USDC/USDT: price within 0.02% of 1, every candle traded, huge volume)."""
     base = load_markets(data_dir, now_ms, ["BTC/USDT", "LINK/USDT"])
     btc, link = base["BTC/USDT"].candles, base["LINK/USDT"].candles
     quiet = link.copy()
@@ -33,7 +34,22 @@ def extra_markets(data_dir, now_ms):
     return [Market("LUNA/USDT", btc.copy(), status="BREAK", volume_boost=1000.0),
             Market("ETH/BTC", btc.copy(), volume_boost=1000.0),
             Market("NEW/USDT", btc[-100:].copy(), volume_boost=1000.0),
-            Market("QUIET/USDT", quiet, volume_boost=1000.0)]
+            Market("QUIET/USDT", quiet, volume_boost=1000.0),
+            Market("USDC/USDT", stablecoin(btc))]
+
+
+def stablecoin(like: np.ndarray) -> np.ndarray:
+    """Candles at the times of `like` whose price wanders within 0.02% of 1, with a quote
+    volume far above any real market's."""
+    rng = np.random.default_rng(7)
+    close = 1 + 0.0002 * np.sin(np.arange(len(like)) / 5) + rng.uniform(-5e-5, 5e-5, len(like))
+    open_ = np.concatenate([[close[0]], close[:-1]])
+    rows = like.copy()
+    rows[:, 1], rows[:, 4] = open_, close
+    rows[:, 2] = np.maximum(open_, close) + 5e-5
+    rows[:, 3] = np.minimum(open_, close) - 5e-5
+    rows[:, 5] = 5e11  # a quote volume of 5e11 an hour: far above BTC/USDT
+    return rows
 
 
 @pytest.fixture(scope="module")
@@ -105,13 +121,14 @@ def closed_frame(server, symbol: str) -> pd.DataFrame:
     return pd.DataFrame(rows[:, 1:6], columns=["open", "high", "low", "close", "volume"], index=index)
 
 
-def emulator_top(server, n: int) -> list[str]:
-    """The n most traded trading USDT pairs by the emulator's own 24 h quote volume."""
+def emulator_top(server, n: int, *, skip: tuple[str, ...] = ("QUIET/USDT", "USDC/USDT")) -> list[str]:
+    """The n most traded trading USDT pairs by the emulator's own 24 h quote volume, but for
+    `skip` (the quiet pair, and the stablecoin pair EXCLUDED_BASES leaves out by default)."""
     volume = {m.symbol: float((server.closed_candles(m.symbol)[-24:, 4] *
                                server.closed_candles(m.symbol)[-24:, 5]).sum()) * m.volume_boost
               for m in server.markets.values()
               if m.status == "TRADING" and m.symbol.endswith("/USDT") and len(m.candles) > 600
-              and m.symbol != "QUIET/USDT"}
+              and m.symbol not in skip}
     return sorted(volume, key=lambda s: -volume[s])[:n]
 
 
@@ -159,6 +176,29 @@ def test_markets_n_picks_the_most_traded_active_pairs_and_never_a_halted_one(liv
     assert config.data_source == "ccxt:binance"
 
 
+def test_a_stablecoin_pair_is_never_picked_by_volume_but_may_be_named(live):
+    tickers = dict(live.provider.market_volumes("1h"))  # what the exchange reports, unfiltered
+    assert max(tickers, key=tickers.get) == "USDC/USDT"  # the most traded pair of all
+    config = live.factory.create_ranking_config(markets=10, top_k=3)
+    assert "USDC/USDT" not in config.markets
+    assert config.markets == emulator_top(live.server, 10)
+    assert "USDC/USDT" not in dict(live.factory.market_volumes("1h"))
+    named = live.factory.create_ranking_config(symbols=["usdc", "BTC/USDT"], top_k=1)
+    assert named.markets == ["USDC/USDT", "BTC/USDT"]  # named by the trader: ranked
+
+
+def test_excluded_bases_can_be_switched_off_or_changed(binance, monkeypatch):
+    live_env(monkeypatch, binance.url, EXCLUDED_BASES="")
+    live = build_live(binance)
+    config = live.factory.create_ranking_config(markets=10, top_k=3)
+    assert config.markets == emulator_top(binance, 10, skip=("QUIET/USDT",))
+    assert config.markets[0] == "USDC/USDT"
+    live_env(monkeypatch, binance.url, EXCLUDED_BASES="usdc, BTC")
+    live = build_live(binance)
+    volumes = dict(live.factory.market_volumes("1h"))
+    assert "USDC/USDT" not in volumes and "BTC/USDT" not in volumes and "ETH/USDT" in volumes
+
+
 @pytest.mark.parametrize("symbols, words", [
     ("BTC/USDT,FOO/USDT", "unknown market FOO/USDT: binance has no such spot pair"),
     ("BTC/USDT,LUNA/USDT", "LUNA/USDT is not trading on binance (inactive or halted)"),
@@ -197,6 +237,15 @@ def test_cli_markets_lists_the_candidates_with_their_24h_quote_volume(live):
     assert [(r[0], float(r[1].replace(",", ""))) for r in rows] == \
         [(symbol, pytest.approx(volume, abs=1)) for symbol, volume in expected]
     assert "LUNA/USDT" not in done.stdout and "ETH/BTC" not in done.stdout
+    assert "USDC/USDT" not in done.stdout  # the most traded pair, but a stablecoin
+
+
+def test_cli_markets_lists_a_stablecoin_pair_when_excluded_bases_is_empty(live):
+    env = {**os.environ, "EXCLUDED_BASES": ""}
+    done = subprocess.run([sys.executable, "-m", "tasks.cli", "markets", "--limit", "3"], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[2].split()[0] == "USDC/USDT"
 
 
 # --- which candles -------------------------------------------------------------------------------
@@ -496,8 +545,41 @@ def test_the_bot_answers_in_one_line_when_the_exchange_cannot_be_reached(monkeyp
     with BotApiServer(token=f"{uuid.uuid4().int % 10**8}:TEST") as api:
         settings = bot_settings(api, people, market_data="ccxt:binance", ccxt_api_url=url)
         with RunningBot(api, settings):
-            reply = ask(api, people.trader, "/rank markets=5")
-    assert reply == "Sorry — binance cannot be reached for its market list (2 tries)."
+            ack = ask(api, people.trader, "/rank markets=5")
+            api.wait_for(lambda: len(api.messages(people.trader, from_bot=True)) >= 2, timeout=20)
+            replies = [m.text for m in api.messages(people.trader, from_bot=True)]
+    assert ack == "Choosing the 5 most-traded markets on binance…"
+    assert replies == [ack, "Sorry — binance cannot be reached for its market list (2 tries)."]
+
+
+def test_the_bot_says_at_once_what_it_is_choosing_then_posts_the_card(binance, monkeypatch):
+    """A cold /rank markets=N fetches one market's candles after another before the config is
+    fixed; the trader is told what is going on before the first candle is asked for."""
+    from sandbox import BotApiServer
+    from tests.test_bot import People, RunningBot, analysis_id_of, ask, bot_settings, wait_for_card
+    live_env(monkeypatch, binance.url)  # a key prefix of its own: a cold candle cache
+    binance.clear_faults()
+    binance.reset_counts()
+    live = build_live(binance)
+    people = People()
+    wall_minus_monotonic = time.time() - time.monotonic()
+    with BotApiServer(token=f"{uuid.uuid4().int % 10**8}:TEST") as api:
+        settings = bot_settings(api, people, market_data="ccxt:binance", ccxt_api_url=binance.url)
+        with RunningBot(api, settings) as bot:
+            mark = api.mark()
+            ack = ask(api, people.trader, "/rank markets=12 top=3")
+            card = wait_for_card(api, people.trader, timeout=60)
+            refused = ask(api, people.trader, "/rank markets=1000")  # refused at once: no ack
+            gist = bot.service.get(analysis_id_of(card), _admin())
+    assert ack == "Choosing the 12 most-traded markets on binance…"
+    sent = api.calls_of("sendMessage", since=mark)
+    assert sent[0].result["text"] == ack
+    first_klines = min(r.at for r in binance.requests if r.path == "/api/v3/klines")
+    assert sent[0].received + wall_minus_monotonic < first_klines
+    assert "binance · 1h candles to" in card.text
+    assert gist.config.markets == emulator_top(binance, 12)  # stablecoin and halted pairs left out
+    assert refused == "Sorry — 1000 markets is too many; the limit is 100."
+    assert live.provider.remote and not live.factory.choice_words(markets=1000)
 
 
 def test_a_snapshot_saved_before_candle_blocks_still_loads(runtime):

@@ -15,6 +15,7 @@ class MarketDataProvider(Protocol):
     name: str  # what configs record: demo, csv:<dir>, ccxt:<exchange>
     label: str  # what cards show: demo, csv, binance
     is_demo: bool
+    remote: bool  # candles come over the network: choosing and checking markets may take seconds
 
     def list_markets(self, timeframe: str) -> list[str]: ...
 

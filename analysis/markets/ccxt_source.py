@@ -89,6 +89,7 @@ def retry_after(headers: dict) -> float:
 
 class CcxtProvider:
     is_demo = False
+    remote = True
 
     def __init__(self, exchange_id: str, settings: Settings, *, client: redis.Redis | None = None,
                  clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep):

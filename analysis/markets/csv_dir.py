@@ -16,6 +16,7 @@ from analysis.markets.base import OHLCV_COLUMNS, TIMEFRAMES, volumes_from_candle
 
 class CsvDirProvider:
     is_demo = False
+    remote = False
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)

@@ -29,6 +29,7 @@ class DemoProvider:
     name = "demo"
     label = "demo"
     is_demo = True
+    remote = False
 
     def market_volumes(self, timeframe: str) -> list[tuple[str, float]]:
         return volumes_from_candles(self, timeframe)

@@ -42,7 +42,7 @@ class FaultyProvider:
                  slow_rate: float = 0.0, delay_s: float = 0.0, crash_rate: float = 0.0,
                  seed: int | None = None, sleep: Callable[[float], None] = time.sleep):
         self.inner, self.name = inner, name
-        self.is_demo, self.label = inner.is_demo, inner.label
+        self.is_demo, self.label, self.remote = inner.is_demo, inner.label, inner.remote
         self.error_rate, self.slow_rate, self.delay_s = error_rate, slow_rate, delay_s
         self.crash_rate = crash_rate
         self._random = random.Random(seed)
