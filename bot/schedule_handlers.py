@@ -10,6 +10,7 @@ from telegram.error import BadRequest
 from telegram.ext import ContextTypes
 
 from analysis.schedules import PAUSED
+from analysis.service import Actor
 from bot import schedule_callbacks, schedule_views, views
 from bot.guards import TRADER, guarded, log_refusal, parse_press
 from bot.notifier import NOT_MODIFIED
@@ -28,7 +29,7 @@ async def schedule(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     s, text = services(context), command_text(update.effective_message.text)
     first, *rest = text.split(maxsplit=1) or [""]
     if first.lower() == RESUME_WORD:
-        answer = await resume(update, context, schedule_id_arg(" ".join(rest), "/schedule resume"))
+        answer, _ = await resume(update, context, schedule_id_arg(" ".join(rest), "/schedule resume"))
         await update.effective_message.reply_text(escape(answer))
         return
     every, notify, options = parse_schedule_args(text)
@@ -47,10 +48,13 @@ async def schedules(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await update.effective_message.reply_text(text, reply_markup=keyboard)
 
 
-async def listing(update: Update, context: ContextTypes.DEFAULT_TYPE, everyone: bool):
-    """(text, keyboard) of the schedules the user may see."""
+async def listing(update: Update, context: ContextTypes.DEFAULT_TYPE, everyone: bool,
+                  owner: str | None = None):
+    """(text, keyboard) of the schedules the user may see; with `owner`, that user's own list (the
+    list an admin pressed a button under)."""
     s = services(context)
-    found = await asyncio.to_thread(s.schedules.list, s.access.actor(update.effective_user), everyone=everyone)
+    actor = Actor(owner) if owner is not None else s.access.actor(update.effective_user)
+    found = await asyncio.to_thread(s.schedules.list, actor, everyone=everyone)
     next_runs = await asyncio.to_thread(s.schedules.next_runs, found)
     return (schedule_views.schedules_text(found, next_runs, everyone),
             schedule_views.schedules_keyboard(found, everyone))
@@ -65,26 +69,28 @@ async def unschedule(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     await update.effective_message.reply_text(schedule_views.removed(gone))
 
 
-async def remove(update: Update, context: ContextTypes.DEFAULT_TYPE, schedule_id: str) -> str:
-    """Remove as the user (owner or admin); the answer, plain text."""
+async def remove(update: Update, context: ContextTypes.DEFAULT_TYPE, schedule_id: str) -> tuple[str, str]:
+    """Remove as the user (owner or admin); the answer (plain text) and the schedule's owner."""
     s = services(context)
     gone = await asyncio.to_thread(s.schedules.remove, schedule_id, s.access.actor(update.effective_user))
-    return f"Removed schedule {gone.id}."
+    return f"Removed schedule {gone.id}.", gone.owner
 
 
-async def resume(update: Update, context: ContextTypes.DEFAULT_TYPE, schedule_id: str) -> str:
-    """Resume as the user (owner or admin); the answer, plain text. The exchange in the
-    schedule's own chat shows the bot may post there; from another chat, that chat is asked."""
+async def resume(update: Update, context: ContextTypes.DEFAULT_TYPE, schedule_id: str) -> tuple[str, str]:
+    """Resume as the user (owner or admin); the answer (plain text) and the schedule's owner.
+    The schedule's chat is asked first whether the bot may post there (even when the command
+    came from it: a group can let members write and still mute the bot)."""
     s = services(context)
     actor = s.access.actor(update.effective_user)
     found = await asyncio.to_thread(s.schedules.get, schedule_id, actor)
-    if found.state == PAUSED and found.chat_id is not None and found.chat_id != update.effective_chat.id:
+    if found.state == PAUSED and found.chat_id is not None:
         refused = await cannot_post(context.bot, found.chat_id)
         if refused:
-            return f"Schedule {found.id} stays paused: the bot still may not post in its chat ({refused})."
+            return (f"Schedule {found.id} stays paused: the bot still may not post in its chat ({refused}).",
+                    found.owner)
     result = await asyncio.to_thread(s.schedules.resume, found.id, actor)
     next_runs = await asyncio.to_thread(s.schedules.next_runs, [result.schedule])
-    return schedule_views.resume_answer(result, next_runs.get(found.id))
+    return schedule_views.resume_answer(result, next_runs.get(found.id)), found.owner
 
 
 BUTTON_ACTIONS = {schedule_callbacks.REMOVE: remove, schedule_callbacks.RESUME: resume}
@@ -98,9 +104,12 @@ async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     press = await parse_press(update, schedule_callbacks.parse)
     if press is None or await refused_press(update, context, press):
         return
-    await query.answer(await BUTTON_ACTIONS[press.action](update, context, press.schedule_id))
+    answer, owner = await BUTTON_ACTIONS[press.action](update, context, press.schedule_id)
+    await query.answer(answer)
     if isinstance(query.message, Message):
-        text, keyboard = await listing(update, context, press.everyone)
+        # A list of one user's schedules stays that user's list, whoever (an admin) pressed.
+        text, keyboard = await listing(update, context, press.everyone,
+                                       None if press.everyone else owner)
         try:
             await query.edit_message_text(text, reply_markup=keyboard)
         except BadRequest as err:  # a second tap: the list already shows it

@@ -7,12 +7,14 @@ get SIGTERM at once, then each is waited for up to its `stop_timeout`, then its 
 group is killed, so nothing (a Celery pool child, a Flower left waiting for Redis) survives.
 
 `stop_requested()` turns SIGINT, SIGTERM and SIGHUP into a `StopRequested` exception in the
-launcher; a second signal while stopping cuts the waiting short (SIGKILL to what is left).
+launcher; a second signal while stopping cuts the waiting short (SIGKILL to what is left). A
+launcher that is itself SIGKILLed leaves nothing either: see DIE_WITH_LAUNCHER.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -21,6 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# A launcher killed outright (SIGKILL, the OOM killer) cannot stop its children: each child asks
+# the kernel for SIGTERM when the launcher dies (util-linux's setpriv sets PR_SET_PDEATHSIG, then
+# execs the child). They all get it at once, without the stop order above, so a step in flight
+# may not commit; the watchdog re-enqueues it when the stack runs again. Nothing is left running.
+DIE_WITH_LAUNCHER = ["setpriv", "--pdeathsig", "TERM"] if shutil.which("setpriv") else []
 
 
 class StopRequested(Exception):
@@ -79,8 +86,9 @@ class Supervisor:
         log = open(log_path, "ab")
         self.starting = True
         try:
-            process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, start_new_session=True)
+            process = subprocess.Popen([*DIE_WITH_LAUNCHER, *argv], cwd=cwd, env=env, stdout=log,
+                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                       start_new_session=True)
             child = Child(name, process, log_path, stage, stop_timeout)
             self.children.append(child)
         finally:

@@ -96,6 +96,22 @@ def test_a_remove_press_changes_only_the_list_that_shows_the_button(api, people)
         api.wait_for(lambda: "No schedules" in api.message(group, listed.result["message_id"]).text
                      or theirs not in api.message(group, listed.result["message_id"]).text)
 
+        # The trader's own /schedules in the group; an admin removes one of them from it: the
+        # message stays the trader's list (not the admin's schedules).
+        kept, gone = (re.search(r"Scheduled (\w{8})", ask(api, people.trader, f"/schedule {every} markets=5 top=2"))[1]
+                      for every in ("4h", "1d"))
+        mark = api.mark()
+        api.send_message(people.trader, "/schedules", chat_id=group)
+        mine = api.wait_for_call("sendMessage", lambda c: c.params.get("chat_id") == group
+                                 and "Your schedules" in c.result["text"], since=mark)
+        ask(api, people.admin, "/schedule 12h markets=5 top=2")  # the admin's own, never shown there
+        query = api.press(people.admin, mine.result["message_id"], f"Remove {gone}", chat_id=group)
+        assert api.wait_for_callback_answer(query).text == f"Removed schedule {gone}."
+        api.wait_for(lambda: gone not in api.message(group, mine.result["message_id"]).text)
+        shown = api.message(group, mine.result["message_id"])
+        assert "Your schedules" in shown.text and kept in shown.text
+        assert shown.button_labels == [f"Remove {kept}"]
+
 
 def test_a_paused_schedule_resumes_once_for_its_owner_only(api, people, caplog, logged_errors):
     caplog.set_level(logging.INFO)

@@ -168,3 +168,19 @@ def _answers(client) -> bool:
         return client.ping()
     except redis.ConnectionError:
         return False
+
+
+def test_a_launcher_killed_outright_leaves_nothing_running(tmp_path):
+    """SIGKILL gives the launcher no chance to stop its children; the kernel tells each of them
+    (PR_SET_PDEATHSIG), so none is left holding its port or its Redis data."""
+    launcher = Launcher(tmp_path)
+    try:
+        launcher.wait_for("the stack is running")
+        children = launcher.pids
+        assert {"redis", "worker", "bot"} <= set(children), launcher.output
+        launcher.process.kill()  # the launcher alone, not its children's process groups
+        launcher.process.wait(10)
+        for name, pid in children.items():
+            wait_until(lambda: group_members(pid) == [], timeout=60, message=f"{name} to stop")
+    finally:
+        launcher.kill()
