@@ -111,12 +111,15 @@ class Settings(BaseSettings):
     # A step killed mid-work leaves its lease for at most LEASE_MS; the watchdog re-enqueues it
     # once the lease is gone and nothing moved for WATCHDOG_GRACE_S (counted from the last commit
     # or kick, which is before the killed step began), at its next pass. So the worst case from
-    # a kill to the re-enqueue is max(LEASE_MS/1000, WATCHDOG_GRACE_S) + WATCHDOG_INTERVAL_S:
-    # 30 + 15 = 45 s with the defaults, under the 60 s promise (plus the step's own run time
-    # and its wait in the queue). See `recovery_bound_s`.
+    # a kill to the re-enqueue is max(LEASE_MS/1000, WATCHDOG_GRACE_S) + WATCHDOG_INTERVAL_S
+    # + WATCHDOG_CONFIRM_S: 30 + 15 + 1 = 46 s with the defaults, under the 60 s promise (plus
+    # the step's own run time and its wait in the queue). See `recovery_bound_s`.
     watchdog_interval_s: float = Field(15, gt=0)
     watchdog_grace_s: float = Field(30, gt=0)
     watchdog_max_attempts: int = Field(5, ge=1)
+    # A step that looks lost is looked at again this much later, with a fresh read of the broker,
+    # before it is re-enqueued (a message being handed to a worker is briefly in no queue).
+    watchdog_confirm_s: float = Field(1.0, ge=0, le=30)
 
     # --- Schedules (recurring analyses, run by beat through the Redis scheduler) ---------------
     # The shortest interval a schedule may have (a cron line may not fire more often either).
@@ -238,7 +241,8 @@ class Settings(BaseSettings):
     @property
     def recovery_bound_s(self) -> float:
         """Worst case from a worker killed mid-step to the watchdog re-enqueueing that step."""
-        return max(self.lease_ms / 1000, self.watchdog_grace_s) + self.watchdog_interval_s
+        return (max(self.lease_ms / 1000, self.watchdog_grace_s) + self.watchdog_interval_s
+                + self.watchdog_confirm_s)
 
 
 @lru_cache

@@ -31,7 +31,7 @@ def watchdog_pass(now: float | None = None, *, rt: Runtime | None = None,
     counted = (WatchdogCheck.KICK, WatchdogCheck.GAVE_UP, WatchdogCheck.EXPIRED,
                WatchdogCheck.QUEUED)
     counts = {code.value: 0 for code in counted}
-    for verdict in check_live(rt.store, pending_steps, now):
+    for verdict in check_live(rt.store, pending_steps, now, confirm_s=rt.settings.watchdog_confirm_s):
         analysis_id, answer = verdict.analysis_id, verdict.answer
         if answer.code == WatchdogCheck.KICK:
             seq, chain, attempts = answer.values

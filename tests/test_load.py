@@ -91,6 +91,33 @@ def test_the_watchdog_watches_analyses_beyond_the_newest_thousand(runtime, local
     runtime.redis.delete(runtime.keys.live())
 
 
+def test_a_step_in_the_brokers_hands_for_a_moment_is_looked_at_again_not_re_enqueued(
+        runtime, local_service, queue):
+    """Between the queue and the unacknowledged set a delivery is, for a moment, in neither: a
+    pass that reads the broker then must look again before it calls the step lost."""
+    from analysis.service import Actor
+    from tasks.watchdog import watchdog_pass
+
+    runtime.redis.delete(runtime.keys.live())  # only this test's analysis is live
+    gist = local_service.start(noop_config(2), Actor("in-transit"))
+    (analysis_id, chain, seq), = [m for m in queue.queue if m[0] == gist.id]
+    reads = []
+
+    def broker_in_transit():  # the first read misses the message; the next one sees it delivered
+        reads.append(time.monotonic())
+        return {} if len(reads) == 1 else {analysis_id: [f"{chain}:{seq}"]}
+
+    later = time.time() + runtime.settings.watchdog_grace_s + 1
+    kicks = QueueDispatcher()
+    counts = watchdog_pass(later, rt=runtime, dispatcher=kicks, pending_steps=broker_in_transit)
+    assert (counts["kick"], counts["queued"], kicks.queue) == (0, 1, [])
+    assert reads[1] - reads[0] >= runtime.settings.watchdog_confirm_s
+    # Missing from both reads, it is lost: re-enqueued once.
+    counts = watchdog_pass(later, rt=runtime, dispatcher=kicks, pending_steps=lambda: {})
+    assert counts["kick"] == 1 and [k[0] for k in kicks.queue] == [analysis_id]
+    runtime.redis.delete(runtime.keys.live())
+
+
 @pytest.fixture
 def stack(tmp_path):
     s = Stack(LOAD_TIMINGS, name="wdq", log_dir=tmp_path, appendonly=False)

@@ -246,8 +246,9 @@ def test_registered_scripts_load_again_after_redis_forgets_them(runtime, queue, 
 def test_default_timings_recover_a_killed_workers_analysis_within_60_s():
     fields = Settings.model_fields
     defaults = Settings(**{name: fields[name].default for name in
-                           ("lease_ms", "heartbeat_ms", "watchdog_grace_s", "watchdog_interval_s")})
-    assert defaults.recovery_bound_s == 45 < 60
+                           ("lease_ms", "heartbeat_ms", "watchdog_grace_s", "watchdog_interval_s",
+                            "watchdog_confirm_s")})
+    assert defaults.recovery_bound_s == 46 < 60
     with pytest.raises(ValueError, match="HEARTBEAT_MS"):
         Settings(lease_ms=1000, heartbeat_ms=600)
 

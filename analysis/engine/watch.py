@@ -10,6 +10,7 @@ costs a pass over its queue, so it is done at most once per call and only when s
 stalled without it.
 """
 
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
@@ -37,10 +38,16 @@ def no_broker() -> Mapping[str, Iterable[str]]:
     return {}
 
 
-def check_live(store: AnalysisStore, pending_steps: PendingSteps, now: float) -> list[Verdict]:
+def check_live(store: AnalysisStore, pending_steps: PendingSteps, now: float,
+               confirm_s: float = 0.0) -> list[Verdict]:
     """The watchdog's pass: act on the rule for every live analysis that should run (kick, give
     up, park a lost control key); answers what it did to each it acted on. Final and expired
-    analyses leave the live index on the way."""
+    analyses leave the live index on the way.
+
+    A step that looks lost is looked at again `confirm_s` later, with a fresh read of the broker,
+    before anything is done: a message the broker is handing to a worker is, for a moment, in
+    neither its queue nor its unacknowledged set, and a worker on a busy machine may take a
+    moment between delivery and lease; neither is a lost step."""
     ids = store.live_ids()
     with store.redis.pipeline(transaction=False) as pipe:
         for analysis_id in ids:
@@ -58,6 +65,10 @@ def check_live(store: AnalysisStore, pending_steps: PendingSteps, now: float) ->
             verdicts.append(Verdict(analysis_id, store.watchdog_check(analysis_id, now=now)))
     if undecided:
         pending = pending_steps()
+        if confirm_s > 0 and any(store.stuck_check(i, now=now, pending=pending.get(i, ())).code
+                                 == StuckCheck.STUCK for i in undecided):
+            time.sleep(confirm_s)
+            pending = pending_steps()
         for analysis_id in undecided:
             answer = store.watchdog_check(analysis_id, now=now,
                                           pending=pending.get(analysis_id, ()))
