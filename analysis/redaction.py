@@ -2,29 +2,36 @@
 password and the password in a Redis URL. Settings hold them as SecretStr; this is for text
 that was built from them anyway (a library's exception message, a URL, a child's log tail)."""
 
+import json
 import logging
 import re
 from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, unquote, urlsplit
 
 if TYPE_CHECKING:
     from analysis.settings import Settings
 
 MASK = "***"
-_URL_PASSWORD = re.compile(r"//([^:/@]*):[^@/]*@")
+# user:password@ up to the last @ of the authority (redis-py accepts an unencoded @ in a password)
+_URL_PASSWORD = re.compile(r"//([^:/@\s]*):[^/\s]*@")
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&\s]*")
 
 
 def url_without_password(url: str) -> str:
-    """`redis://user:pw@host` → `redis://user:***@host`."""
-    return _URL_PASSWORD.sub(rf"//\1:{MASK}@", url)
+    """`redis://user:pw@host` → `redis://user:***@host`; `?password=pw` → `?password=***`."""
+    return _QUERY_PASSWORD.sub(rf"\1{MASK}", _URL_PASSWORD.sub(rf"//\1:{MASK}@", url))
 
 
 def secrets_of(settings: "Settings") -> list[str]:
-    """The secret values in `settings`, longest first (a secret may contain a shorter one)."""
+    """The secret values in `settings`, as written and as a JSON log line escapes them, longest
+    first (a secret may contain a shorter one)."""
     values = [secret.get_secret_value() for secret in
               (settings.telegram_bot_token, settings.openai_api_key, settings.flower_basic_auth)
               if secret is not None]
-    found = _URL_PASSWORD.search(settings.redis_url or "")
-    values += [found.group(0)[2:-1].split(":", 1)[1]] if found else []
+    redis_url = urlsplit(settings.redis_url or "")
+    values += [p for p in (redis_url.password, *parse_qs(redis_url.query).get("password", [])) if p]
+    values += [unquote(v) for v in values]
+    values += [json.dumps(v)[1:-1] for v in values]
     return sorted({v for v in values if len(v) >= 4}, key=len, reverse=True)
 
 

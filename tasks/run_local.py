@@ -95,7 +95,7 @@ def wait_for_flower(supervisor: Supervisor, port: int, timeout: float = 20) -> b
         if child.process.poll() is not None:
             child.reported = True
             say(f"Flower exited (code {child.process.returncode}); last lines of {child.log_path}:\n"
-                f"{child.log_tail()}")
+                f"{redact(child.log_tail(), secrets_of(get_settings()))}")
             return False
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/healthcheck", timeout=1).close()
