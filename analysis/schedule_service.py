@@ -136,10 +136,11 @@ class ScheduleService:
         logger.info("schedule %s removed by %s", schedule.id, actor.user_id)
         return schedule
 
-    def pause(self, schedule_id: str, reason: str) -> bool:
-        """Pause a schedule with a reason its owner sees; False if it is gone."""
+    def pause(self, schedule_id: str, reason: str, resumes_seen: int | None = None) -> bool:
+        """Pause a schedule with a reason its owner sees; False if it is gone. With
+        `resumes_seen` (a firing's), not if it was resumed since the firing read it."""
         logger.warning("schedule %s paused: %s", schedule_id, reason)
-        return self.store.update(schedule_id, state=PAUSED, reason=reason)
+        return self.store.update(schedule_id, state=PAUSED, reason=reason, resumes_seen=resumes_seen)
 
     def resume(self, schedule_id: str, actor: Actor) -> ResumeResult:
         """Resume a paused schedule (its owner or an admin). Its owner must be allowed now; the
@@ -186,7 +187,8 @@ class ScheduleService:
         failures, baseline, last_error = self._judge_previous(schedule, previous)
         if failures >= self.settings.schedule_max_failures:
             # Counted now and forgotten (as a run that did not start): a resume starts from 0.
-            self.store.update(schedule.id, failures=failures, baseline=baseline, last_analysis="")
+            self.store.update(schedule.id, failures=failures, baseline=baseline, last_analysis="",
+                              resumes_seen=schedule.resumes)
             return self._paused(schedule, f"{failures} runs in a row failed (last: {last_error})")
         try:
             config = build_config(self._factory_for(schedule.data_source), schedule.options)
@@ -195,13 +197,14 @@ class ScheduleService:
         except AnalysisError as err:
             failures += 1
             note = f"the run due {utc_clock(now)} did not start: {err}"
-            self.store.update(schedule.id, failures=failures, baseline=baseline, last_analysis="", note=note)
+            self.store.update(schedule.id, failures=failures, baseline=baseline, last_analysis="", note=note,
+                              resumes_seen=schedule.resumes)
             logger.warning("schedule %s: %s", schedule.id, note)
             if failures >= self.settings.schedule_max_failures:
                 self._paused(schedule, f"{failures} runs in a row failed (last: {err})")
             return FireResult("failed", schedule.id, note=note)
         self.store.update(schedule.id, add_runs=1, last_analysis=gist.id, last_run_at=repr(now),
-                          failures=failures, baseline=baseline, note="")
+                          failures=failures, baseline=baseline, note="", resumes_seen=schedule.resumes)
         logger.info("[%s] started by schedule %s (run %d, changes against %s)", gist.id, schedule.id,
                     schedule.runs + 1, baseline or "nothing: first run")
         return FireResult("started", schedule.id, analysis_id=gist.id)
@@ -226,5 +229,5 @@ class ScheduleService:
         return failures, baseline, ""
 
     def _paused(self, schedule: Schedule, reason: str) -> FireResult:
-        self.pause(schedule.id, reason)
+        self.pause(schedule.id, reason, resumes_seen=schedule.resumes)
         return FireResult("paused", schedule.id, note=reason)

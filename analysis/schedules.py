@@ -153,6 +153,7 @@ class Schedule:
     baseline: str = ""  # the last completed run: the next run's changes are against it
     last_fire: str = ""
     note: str = ""  # what the last firing did, when it did not start a run
+    resumes: int = 0  # times resumed: a firing begun before a resume judges no failures
 
     def to_hash(self) -> dict[str, str]:
         return {"id": self.id, "owner": self.owner, "chat_id": "" if self.chat_id is None else str(self.chat_id),
@@ -163,7 +164,7 @@ class Schedule:
                 "reason": self.reason, "runs": str(self.runs), "skipped": str(self.skipped),
                 "failures": str(self.failures), "last_analysis": self.last_analysis,
                 "last_run_at": repr(self.last_run_at), "baseline": self.baseline,
-                "last_fire": self.last_fire, "note": self.note}
+                "last_fire": self.last_fire, "note": self.note, "resumes": str(self.resumes)}
 
     @classmethod
     def from_hash(cls, raw: dict[str, str]) -> Schedule:
@@ -177,7 +178,8 @@ class Schedule:
                    runs=int(raw.get("runs") or 0), skipped=int(raw.get("skipped") or 0),
                    failures=int(raw.get("failures") or 0), last_analysis=raw.get("last_analysis", ""),
                    last_run_at=float(raw.get("last_run_at") or 0), baseline=raw.get("baseline", ""),
-                   last_fire=raw.get("last_fire", ""), note=raw.get("note", ""))
+                   last_fire=raw.get("last_fire", ""), note=raw.get("note", ""),
+                   resumes=int(raw.get("resumes") or 0))
 
     def to_jsonable(self, next_run_at: float | None = None) -> dict[str, Any]:
         """What `marketrank schedule list --json` prints per schedule."""
@@ -233,11 +235,14 @@ class ScheduleStore:
         return answer.code.value
 
     def update(self, schedule_id: str, *, add_runs: int = 0, add_skipped: int = 0,
-               **fields: object) -> bool:
-        """Set fields (and add to the counters) of a schedule that still exists."""
+               resumes_seen: int | None = None, **fields: object) -> bool:
+        """Set fields (and add to the counters) of a schedule that still exists. With
+        `resumes_seen`, failures, state and reason are left alone if it was resumed since."""
         pairs = [part for name, value in fields.items() for part in (name, str(value))]
         answer = self._update(schedule=self.keys.schedule(schedule_id), runs=add_runs,
-                              skips=add_skipped, fields=pairs)
+                              skips=add_skipped,
+                              resumes_seen="" if resumes_seen is None else str(resumes_seen),
+                              fields=pairs)
         return answer.code == lua.ScheduleUpdate.OK
 
     def resume(self, schedule_id: str, *, note: str) -> str:

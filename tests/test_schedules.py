@@ -237,6 +237,30 @@ def test_resume_rechecks_the_owner_resets_failures_and_resumes_once(schedules, r
     assert (stored.state, stored.failures) == ("active", 1)
 
 
+def test_a_firing_that_raced_a_resume_leaves_the_resume_standing(schedules, monkeypatch):
+    """A firing judges failures from what it read when it began; a resume while it was starting
+    its run (seconds on a live exchange) must not be undone by that stale judgement."""
+    actor = owner()
+    made = schedules.add("1s", {"markets": 5, "top_k": 2}, actor, chat_id=7)
+    for _ in range(3):  # the owner is at the limit of active analyses: runs cannot start
+        schedules.analyses.start(schedules.factory.create_ranking_config(markets=5), actor)
+    assert schedules.fire(made.id, fire_id="r1").code == "failed"
+    assert schedules.store.get(made.id).failures == 1
+    start = schedules.analyses.start
+
+    def paused_and_resumed_meanwhile(*args, **kwargs):
+        schedules.pause(made.id, "the bot may not post in the schedule's chat (Forbidden)")
+        assert schedules.resume(made.id, actor).resumed
+        return start(*args, **kwargs)  # still at the limit: this run does not start either
+
+    monkeypatch.setattr(schedules.analyses, "start", paused_and_resumed_meanwhile)
+    assert schedules.fire(made.id, fire_id="r2").code == "failed"
+    stored = schedules.store.get(made.id)
+    # Before the resume this was the 2nd failure in a row (the limit): it would pause again.
+    assert (stored.state, stored.reason, stored.failures) == ("active", "", 0)
+    assert "did not start" in stored.note and stored.last_fire == "r2"
+
+
 # --- the Remove button's callback data ---------------------------------------------------------
 def test_remove_and_resume_buttons_parse_strictly():
     from bot import schedule_callbacks

@@ -696,13 +696,26 @@ class ScheduleUpdate(StrEnum):
 
 
 SCHEDULE_UPDATE = Script("SCHEDULE_UPDATE", answers=ScheduleUpdate, keys=("schedule",),
-                         argv=("runs", "skips", "fields*"), source="""
+                         argv=("runs", "skips", "resumes_seen", "fields*"), source="""
 -- KEYS[1] schedule
--- ARGV[1] runs (to add)  ARGV[2] skips (to add)  ARGV[3..] fields (field, value pairs to set)
+-- ARGV[1] runs (to add)  ARGV[2] skips (to add)  ARGV[3] resumes_seen ('' for none)
+-- ARGV[4..] fields (field, value pairs to set)
+-- A firing judges failures (and may pause) from what it read when it began; if the schedule was
+-- resumed since (its resumes count moved), that judgement is stale: the failures count, state
+-- and reason the resume set are kept, and only the run's own bookkeeping is written.
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
 if tonumber(ARGV[1]) ~= 0 then redis.call('HINCRBY', KEYS[1], 'runs', ARGV[1]) end
 if tonumber(ARGV[2]) ~= 0 then redis.call('HINCRBY', KEYS[1], 'skipped', ARGV[2]) end
-if #ARGV > 2 then redis.call('HSET', KEYS[1], unpack(ARGV, 3)) end
+local stale = ARGV[3] ~= '' and (redis.call('HGET', KEYS[1], 'resumes') or '0') ~= ARGV[3]
+local fields = {}
+for i = 4, #ARGV, 2 do
+  local name = ARGV[i]
+  if not (stale and (name == 'failures' or name == 'state' or name == 'reason')) then
+    table.insert(fields, name)
+    table.insert(fields, ARGV[i + 1])
+  end
+end
+if #fields > 0 then redis.call('HSET', KEYS[1], unpack(fields)) end
 return {'ok'}
 """)
 
@@ -723,6 +736,7 @@ SCHEDULE_RESUME = Script("SCHEDULE_RESUME", answers=ScheduleResume, keys=("sched
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
 if redis.call('HGET', KEYS[1], 'state') ~= 'paused' then return {'active'} end
 redis.call('HSET', KEYS[1], 'state', 'active', 'reason', '', 'failures', '0', 'note', ARGV[1])
+redis.call('HINCRBY', KEYS[1], 'resumes', 1)  -- a firing begun before it judges nothing (UPDATE)
 return {'ok'}
 """)
 
