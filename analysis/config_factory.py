@@ -163,17 +163,15 @@ class RankingConfigFactory:
                notice: str) -> RankingConfig:
         """The config from checked kind, timeframe, strategy and prompt (the prompt may be a
         template around what the trader typed, so it is not held to the trader's limit)."""
+        # What needs no market data is checked before any is fetched (seconds on a live source).
+        _, requested = self._requested(markets, symbols)
+        self._check_top(top_k, requested)
+        target = self._check_target(target)
         closes = self._choose_markets(markets, symbols, timeframe)
         chosen = list(closes)
         if top_k is None:
             top_k = min(self.settings.default_top_k, len(chosen) - 1)
-        if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
-            raise InvalidConfig(f"top must be a whole number of at least 1, not {quoted(top_k)}")
-        if top_k > len(chosen):
-            raise InvalidConfig(f"top {top_k} is larger than the {len(chosen)} markets to rank")
-        target = self.settings.default_target if target is None else target
-        if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0.5 <= target <= 0.99:
-            raise InvalidConfig(f"target must be a confidence between 0.5 and 0.99, not {quoted(target)}")
+        self._check_top(top_k, len(chosen))
         return RankingConfig(
             kind=kind, markets=chosen, candles_to=max(closes.values()), timeframe=timeframe,
             strategy=strategy, top_k=top_k,
@@ -213,6 +211,20 @@ class RankingConfigFactory:
                            notice="" if self.llm_configured else NO_JUDGE_NOTICE, **choice)
 
     # --- checks -----------------------------------------------------------------------------
+    def _check_top(self, top_k: int | None, markets: int) -> None:
+        if top_k is None:
+            return
+        if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
+            raise InvalidConfig(f"top must be a whole number of at least 1, not {quoted(top_k)}")
+        if top_k > markets:
+            raise InvalidConfig(f"top {top_k} is larger than the {markets} markets to rank")
+
+    def _check_target(self, target: float | None) -> float:
+        target = self.settings.default_target if target is None else target
+        if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0.5 <= target <= 0.99:
+            raise InvalidConfig(f"target must be a confidence between 0.5 and 0.99, not {quoted(target)}")
+        return target
+
     def _check_timeframe(self, timeframe: str) -> str:
         if not isinstance(timeframe, str) or timeframe not in TIMEFRAMES:
             raise InvalidConfig(f"unknown timeframe {quoted(timeframe)}: use one of {', '.join(TIMEFRAMES)}")
@@ -250,6 +262,7 @@ class RankingConfigFactory:
 
     def choice_words(self, *, markets: int | None = None, symbols: list[str] | None = None,
                      timeframe: str = "1h", strategy: str | None = None, prompt: str = "",
+                     top_k: int | None = None, target: float | None = None,
                      **_: object) -> str | None:
         """What to tell a trader at once while the markets of a request are chosen and their
         candles checked, when that takes a remote source's requests (seconds with a cold cache):
@@ -264,6 +277,8 @@ class RankingConfigFactory:
                 self._check_strategy(strategy)
             self._check_prompt(prompt)
             named, count = self._requested(markets, symbols)
+            self._check_top(top_k, count)
+            self._check_target(target)
         except InvalidConfig:
             return None
         where = self.provider.label

@@ -570,6 +570,10 @@ def test_the_bot_says_at_once_what_it_is_choosing_then_posts_the_card(binance, m
             ack = ask(api, people.trader, "/rank markets=12 top=3")
             card = wait_for_card(api, people.trader, timeout=60)
             refused = ask(api, people.trader, "/rank markets=1000")  # refused at once: no ack
+            requests = len(binance.requests)
+            too_high = ask(api, people.trader, "/rank markets=5 top=50")  # nor for a bad top
+            low_target = ask(api, people.trader, "/rank markets=5 target=0.2")  # or target
+            fetched_for_refusals = len(binance.requests) - requests
             gist = bot.service.get(analysis_id_of(card), _admin())
     assert ack == "Choosing the 12 most-traded markets on binance…"
     sent = api.calls_of("sendMessage", since=mark)
@@ -579,7 +583,11 @@ def test_the_bot_says_at_once_what_it_is_choosing_then_posts_the_card(binance, m
     assert "binance · 1h candles to" in card.text
     assert gist.config.markets == emulator_top(binance, 12)  # stablecoin and halted pairs left out
     assert refused == "Sorry — 1000 markets is too many; the limit is 100."
+    assert too_high == "Sorry — top 50 is larger than the 5 markets to rank."
+    assert low_target == "Sorry — target must be a confidence between 0.5 and 0.99, not '0.2'."
+    assert fetched_for_refusals == 0  # refused before anything was asked of the exchange
     assert live.provider.remote and not live.factory.choice_words(markets=1000)
+    assert not live.factory.choice_words(markets=5, top_k=50)
 
 
 def test_a_snapshot_saved_before_candle_blocks_still_loads(runtime):
