@@ -87,7 +87,9 @@ def one_round(server, redis_url: str) -> dict[str, float]:
     }
 
 
-def main() -> int:
+def median_rounds(one_round, markets: int = MARKETS, rounds: int = ROUNDS) -> dict[str, float]:
+    """`one_round(server, redis_url)` `rounds` times against the Binance emulator (the 40 real
+    markets and rescaled copies up to `markets`) and a private redis-server; each figure's median."""
     from analysis.settings import Settings
     from tests.binance_server import BinanceServer
     from tests.servers import RedisServer
@@ -97,11 +99,15 @@ def main() -> int:
     redis_server = RedisServer().start()
     try:
         with BinanceServer(data_dir, now=now_ms / 1000,
-                           extra_markets=synthetic_markets(data_dir, now_ms, MARKETS - 40)) as server:
-            rounds = [one_round(server, redis_server.url) for _ in range(ROUNDS)]
+                           extra_markets=synthetic_markets(data_dir, now_ms, markets - 40)) as server:
+            results = [one_round(server, redis_server.url) for _ in range(rounds)]
     finally:
         redis_server.cleanup()
-    m = {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
+    return {key: statistics.median(r[key] for r in results) for key in results[0]}
+
+
+def main() -> int:
+    m = median_rounds(one_round)
     rows = [
         ("cold: 100 markets x 1000 candles, wall s", f"{m['cold_s']:.2f}"),
         ("cold: exchange requests", f"{m['cold_requests']:.0f}"),

@@ -16,7 +16,6 @@ each with its own key prefix (its own cold cache). `python -m bench.market_choic
 """
 
 import os
-import statistics
 import sys
 import time
 import uuid
@@ -109,21 +108,9 @@ def one_round(server, redis_url: str) -> dict[str, float]:
 
 
 def main() -> int:
-    from analysis.settings import Settings
-    from bench.live_data_bench import synthetic_markets
-    from tests.binance_server import BinanceServer
-    from tests.servers import RedisServer
+    from bench.live_data_bench import median_rounds
 
-    data_dir = Settings().shared_data_dir
-    now_ms = int(time.time() * 1000)
-    redis_server = RedisServer().start()
-    try:
-        with BinanceServer(data_dir, now=now_ms / 1000,
-                           extra_markets=synthetic_markets(data_dir, now_ms, MARKETS - 40)) as server:
-            rounds = [one_round(server, redis_server.url) for _ in range(ROUNDS)]
-    finally:
-        redis_server.cleanup()
-    m = {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
+    m = median_rounds(one_round, MARKETS, ROUNDS)
     head = ["cold_s", "cold_requests", "warm_s", "warm_requests"]
     rows = [("cold: markets=100 config, wall s", f"{m['cold_s']:.2f}"),
             ("cold: exchange requests", f"{m['cold_requests']:.0f}"),
