@@ -106,6 +106,14 @@ def median_rounds(one_round, markets: int = MARKETS, rounds: int = ROUNDS) -> di
     return {key: statistics.median(r[key] for r in results) for key in results[0]}
 
 
+def report(note: str, rows: list[tuple[str, str]], results: Path) -> None:
+    """Print the note and a two-column table, and keep them in `results`."""
+    table = "| measure | value |\n|---|---|\n" + "\n".join(f"| {a} | {b} |" for a, b in rows)
+    print(f"{note}\n\n{table}")
+    results.parent.mkdir(exist_ok=True)
+    results.write_text(note + "\n\n" + table + "\n")
+
+
 def main() -> int:
     m = median_rounds(one_round)
     rows = [
@@ -122,14 +130,11 @@ def main() -> int:
         ("cached candle blocks per market (1000+ candles), bytes in Redis",
          f"{m['cached_block_bytes_per_market']:.0f}"),
     ]
-    table = "| measure | value |\n|---|---|\n" + "\n".join(f"| {a} | {b} |" for a, b in rows)
     note = (f"Live data through ccxt against the Binance emulator, medians of {ROUNDS} rounds; "
             f"rate limits on (ccxt's binance: 20 cost units a second = Binance's 6,000 request "
             f"weight a minute; a spot klines request costs 0.4, so at most 50 a second, shared "
             f"by every process through the Redis token bucket).")
-    print(f"{note}\n\n{table}")
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(note + "\n\n" + table + "\n")
+    report(note, rows, RESULTS)
     return 0
 
 

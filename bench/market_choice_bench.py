@@ -108,7 +108,7 @@ def one_round(server, redis_url: str) -> dict[str, float]:
 
 
 def main() -> int:
-    from bench.live_data_bench import median_rounds
+    from bench.live_data_bench import median_rounds, report
 
     m = median_rounds(one_round, MARKETS, ROUNDS)
     head = ["cold_s", "cold_requests", "warm_s", "warm_requests"]
@@ -118,13 +118,10 @@ def main() -> int:
             ("warm: exchange requests", f"{m['warm_requests']:.0f}")]
     rows += [(f"cold, {name}, s", f"{value:.2f}") for name, value in m.items()
              if name not in head]
-    table = "| measure | value |\n|---|---|\n" + "\n".join(f"| {a} | {b} |" for a, b in rows)
     note = (f"`/rank markets=100` config (RankingConfigFactory, what the bot runs before the card), "
             f"real ccxt client against the Binance emulator, rate limits on; medians of {ROUNDS} "
             f"rounds, each with a cold cache.")
-    print(f"{note}\n\n{table}")
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(note + "\n\n" + table + "\n")
+    report(note, rows, RESULTS)
     return 0
 
 
