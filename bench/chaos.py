@@ -159,6 +159,7 @@ class Stack:
         self.all_workers: list[Worker] = []
         self.generation: Counter[int] = Counter()
         self.beat: Beat | None = None
+        self.watchdog_logs: list[Path] = []
         self._thaws: list[threading.Timer] = []
 
     # workers
@@ -227,6 +228,7 @@ class Stack:
 
         self.watchdog_worker = Worker(self.env, f"{self.name}-watchdog", concurrency=1,
                                       log_dir=str(self.log_dir), queues=WATCHDOG_QUEUE).start()
+        self.watchdog_logs.append(self.watchdog_worker.log_path)
         self.beat = Beat(self.env, self.log_dir).start()
         return self.beat
 
@@ -247,7 +249,9 @@ class Stack:
         return down, time.time()
 
     def logs(self) -> list[Path]:
-        return [w.log_path for w in self.all_workers if w.log_path.exists()]
+        """Every worker's log, the watchdog's own workers' included."""
+        return [path for path in [*(w.log_path for w in self.all_workers), *self.watchdog_logs]
+                if path.exists()]
 
     def thaw_all(self) -> None:
         """Wake every frozen worker now."""
@@ -906,7 +910,8 @@ class ReferenceRuns:
 # --- reading what happened ---------------------------------------------------------------------
 LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
 RECEIVED = re.compile(r"Task marketrank\.(?:init|rank_step)\[([0-9a-f-]+)\] received")
-KICK = re.compile(r"\[(\w+) chain=\w+ seq=-?\d+\] no progress: re-enqueued")
+# The watchdog's line for a lost step (tasks/watchdog.py), as its own worker logs it.
+KICK = re.compile(r"\[(\w+) chain=\w+ seq=-?\d+\] step lost \(no lease, not in the broker\): re-enqueued")
 SUCCEEDED = re.compile(r"Task marketrank\.(?:init|rank_step)\[([0-9a-f-]+)\] succeeded in "
                        r"[0-9.e-]+s: \{'decision': '([^']+)'")
 

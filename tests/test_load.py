@@ -118,6 +118,30 @@ def test_a_step_in_the_brokers_hands_for_a_moment_is_looked_at_again_not_re_enqu
     runtime.redis.delete(runtime.keys.live())
 
 
+def test_the_chaos_report_counts_the_watchdogs_re_enqueues_from_its_own_log(
+        runtime, local_service, caplog, tmp_path):
+    """`make chaos` reports recoveries from the workers' logs: the watchdog's line for a lost
+    step, as its worker writes it, must be what the report counts."""
+    import logging
+
+    from analysis.logging_setup import FORMAT
+    from analysis.service import Actor
+    from bench.chaos import scan_worker_logs
+    from tasks.watchdog import watchdog_pass
+
+    runtime.redis.delete(runtime.keys.live())  # only this test's analysis is live
+    gist = local_service.start(noop_config(2), Actor("chaos-scan"))
+    with caplog.at_level(logging.INFO, logger="tasks.watchdog"):
+        counts = watchdog_pass(time.time() + runtime.settings.watchdog_grace_s + 1, rt=runtime,
+                               dispatcher=QueueDispatcher(), pending_steps=lambda: {})
+    assert counts["kick"] == 1
+    log = tmp_path / "watchdog.log"
+    log.write_text("".join(logging.Formatter(FORMAT).format(r) + "\n" for r in caplog.records))
+    stats = scan_worker_logs([log])
+    assert stats.kicks == 1 and list(stats.kicks_at) == [gist.id]
+    runtime.redis.delete(runtime.keys.live())
+
+
 @pytest.fixture
 def stack(tmp_path):
     s = Stack(LOAD_TIMINGS, name="wdq", log_dir=tmp_path, appendonly=False)
