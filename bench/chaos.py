@@ -758,9 +758,9 @@ class ChaosRun:
             f"{settled - chaos_ended:.0f} s more, {time.time() - began:.0f} s in all",
             f"timings: LEASE_MS={s.lease_ms} HEARTBEAT_MS={s.heartbeat_ms} "
             f"WATCHDOG_GRACE_S={s.watchdog_grace_s:g} WATCHDOG_INTERVAL_S={s.watchdog_interval_s:g} "
-            f"WATCHDOG_MAX_ATTEMPTS={s.watchdog_max_attempts} VISIBILITY_TIMEOUT_S="
-            f"{s.visibility_timeout_s} (recovery bound max(lease, grace) + interval = "
-            f"{s.recovery_bound_s:g} s)",
+            f"WATCHDOG_CONFIRM_S={s.watchdog_confirm_s:g} WATCHDOG_MAX_ATTEMPTS={s.watchdog_max_attempts} "
+            f"VISIBILITY_TIMEOUT_S={s.visibility_timeout_s} (recovery bound max(lease, grace) + "
+            f"interval + confirm = {s.recovery_bound_s:g} s)",
             f"outcome: {', '.join(f'{n} {k}' for k, n in sorted(outcome.items()))}; {commits} steps "
             f"committed; {compared} final rankings compared with runs without faults; pool "
             f"processes busy with committed steps {utilization:.0%} of the time under faults",
