@@ -5,6 +5,8 @@ re-enqueues the next step of those whose step is lost, gives up after bounded at
 import logging
 import time
 
+import redis
+
 from analysis.engine.lua import WatchdogCheck
 from analysis.engine.runtime import Runtime
 from analysis.engine.watch import PendingSteps, check_live
@@ -31,7 +33,14 @@ def watchdog_pass(now: float | None = None, *, rt: Runtime | None = None,
     counted = (WatchdogCheck.KICK, WatchdogCheck.GAVE_UP, WatchdogCheck.EXPIRED,
                WatchdogCheck.QUEUED)
     counts = {code.value: 0 for code in counted}
-    for verdict in check_live(rt.store, pending_steps, now, confirm_s=rt.settings.watchdog_confirm_s):
+    try:
+        verdicts = check_live(rt.store, pending_steps, now, confirm_s=rt.settings.watchdog_confirm_s)
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        # Redis restarting or away: nothing can be judged; the next pass (one interval on) will.
+        logger.warning("watchdog pass skipped: Redis cannot be reached (%s); the next pass retries",
+                       str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        return {**counts, "redis_unreachable": 1}
+    for verdict in verdicts:
         analysis_id, answer = verdict.analysis_id, verdict.answer
         if answer.code == WatchdogCheck.KICK:
             seq, chain, attempts = answer.values
