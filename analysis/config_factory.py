@@ -10,7 +10,7 @@ from analysis.errors import InvalidConfig, quoted
 from analysis.markets.base import TIMEFRAMES, MarketDataProvider, window_problem
 from analysis.markets.indicators import WARMUP_CANDLES
 from analysis.models import RankingConfig
-from analysis.engine.snapshot import BLOCK_CANDLES
+from analysis.markets.candle_blocks import BLOCK_CANDLES
 from analysis.settings import Settings
 
 PUBLIC_STRATEGIES = ("score", "llm")

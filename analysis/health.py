@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 
 import redis
 
-from analysis.engine.keys import Keys
+from analysis.db.keys import Keys
 from analysis.engine.step_stats import FAILED, step_counts
 from analysis.settings import Settings
 

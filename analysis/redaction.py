@@ -5,11 +5,19 @@ that was built from them anyway (a library's exception message, a URL, a child's
 import json
 import logging
 import re
-from typing import TYPE_CHECKING
+from typing import Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
-if TYPE_CHECKING:
-    from analysis.settings import Settings
+from pydantic import SecretStr
+
+
+class SecretSettings(Protocol):
+    """The settings that hold secrets (analysis/settings.py's Settings; it imports this module)."""
+    telegram_bot_token: SecretStr | None
+    openai_api_key: SecretStr | None
+    flower_basic_auth: SecretStr | None
+    redis_url: str
+
 
 MASK = "***"
 # user:password@ up to the last @ of the authority (redis-py accepts an unencoded @ in a password)
@@ -22,7 +30,7 @@ def url_without_password(url: str) -> str:
     return _QUERY_PASSWORD.sub(rf"\1{MASK}", _URL_PASSWORD.sub(rf"//\1:{MASK}@", url))
 
 
-def secrets_of(settings: "Settings") -> list[str]:
+def secrets_of(settings: SecretSettings) -> list[str]:
     """The secret values in `settings`, as written and as a JSON log line escapes them, longest
     first (a secret may contain a shorter one)."""
     values = [secret.get_secret_value() for secret in

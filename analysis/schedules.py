@@ -18,11 +18,11 @@ from typing import Any
 
 import redis
 
-from analysis.engine import lua
+from analysis.db import lua
 from analysis.engine.replies import text, texts
 from analysis.config_factory import RankingConfigFactory
 from analysis.errors import InvalidConfig, quoted
-from analysis.engine.keys import Keys
+from analysis.db.keys import Keys
 from analysis.models import RankingConfig
 
 SCHEDULE_ID_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"

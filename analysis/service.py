@@ -16,8 +16,9 @@ from typing import Protocol
 
 import redis
 
-from analysis.engine import lua, watch
-from analysis.engine.script import A, Answer
+from analysis.db import lua
+from analysis.engine import watch
+from analysis.db.script import A, Answer
 from analysis.engine.store import AnalysisStore, QuotaUsed
 from analysis.errors import InvalidConfig, LimitReached, NotAllowed, NotFound, quoted
 from analysis.markets.registry import provider_from_spec

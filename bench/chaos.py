@@ -876,7 +876,7 @@ class ReferenceRuns:
         self._outcomes: dict[tuple, tuple[list, float]] = {}
 
     def _candles(self, config: RankingConfig, symbols: list[str]) -> dict:
-        from analysis.engine.snapshot import decode_candles, encode_candles
+        from analysis.markets.candle_blocks import decode_candles, encode_candles
         frames = {}
         for symbol in symbols:
             key = (symbol, config.timeframe, config.window)

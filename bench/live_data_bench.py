@@ -49,7 +49,8 @@ def timed(call) -> tuple[float, object]:
 def one_round(server, redis_url: str) -> dict[str, float]:
     from analysis.markets.ccxt_source import CcxtProvider
     from analysis.settings import Settings
-    from analysis.engine.snapshot import BLOCK_CANDLES, snapshot_refs
+    from analysis.engine.snapshot import snapshot_refs
+    from analysis.markets.candle_blocks import BLOCK_CANDLES
 
     settings = Settings(redis_url=redis_url, market_data="ccxt:binance", ccxt_api_url=server.url,
                         key_prefix=f"bench{uuid.uuid4().hex[:6]}:")

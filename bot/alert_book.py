@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from analysis.health import Health
-from analysis.engine.keys import Keys
-from analysis.engine.lua import ALERT_FIRST, HEALTH_LEVEL_SWAP, AlertFirst
+from analysis.db.keys import Keys
+from analysis.db.lua import ALERT_FIRST, HEALTH_LEVEL_SWAP, AlertFirst
 
 
 class AlertBook:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from analysis.engine.keys import Keys
+from analysis.db.keys import Keys
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ this ledger a `/rank` could start a second analysis. One key per update (SET NX,
 
 import redis.asyncio as aioredis
 
-from analysis.engine.keys import Keys
+from analysis.db.keys import Keys
 
 LEDGER_TTL_S = 24 * 3600
 

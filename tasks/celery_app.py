@@ -4,7 +4,7 @@ import redis
 from celery import Celery
 from celery.signals import beat_init, setup_logging
 
-from analysis.engine.keys import Keys
+from analysis.db.keys import Keys
 from analysis.logging_setup import configure_logging
 from analysis.settings import Settings, settings_or_exit
 
@@ -83,7 +83,7 @@ def make_celery(settings: Settings) -> Celery:
 
 def redbeat_config(settings: Settings) -> dict:
     """celery-redbeat: the schedule (the watchdog above and every user schedule) lives in Redis
-    under KEY_PREFIX + "beat:" (analysis/engine/keys.py), so schedules change at run time, survive
+    under KEY_PREFIX + "beat:" (analysis/db/keys.py), so schedules change at run time, survive
     restarts of beat, and a lock lets one beat at a time fire them."""
     from redis.backoff import ExponentialBackoff
     from redis.retry import Retry

@@ -7,7 +7,7 @@ import time
 
 import redis
 
-from analysis.engine.lua import WatchdogCheck
+from analysis.db.lua import WatchdogCheck
 from analysis.engine.runtime import Runtime
 from analysis.engine.watch import PendingSteps, check_live
 from analysis.service import StepDispatcher

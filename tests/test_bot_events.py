@@ -7,7 +7,7 @@ import uuid
 import redis.asyncio as aioredis
 
 from analysis.engine.events import EventReader
-from analysis.engine.keys import Keys
+from analysis.db.keys import Keys
 from bot.cards import CardLocation, CardStore
 
 

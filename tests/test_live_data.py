@@ -592,7 +592,7 @@ def test_the_bot_says_at_once_what_it_is_choosing_then_posts_the_card(binance, m
 
 def test_a_snapshot_saved_before_candle_blocks_still_loads(runtime):
     from analysis.markets.demo import DemoProvider
-    from analysis.engine.snapshot import encode_candles
+    from analysis.markets.candle_blocks import encode_candles
     frame = DemoProvider().candles("BTC/USDT", "1h", 400)
     analysis_id = uuid.uuid4().hex[:10]
     runtime.redis.hset(runtime.keys.candles(analysis_id), "BTC/USDT", encode_candles(frame))

@@ -1,4 +1,4 @@
-"""The Lua scripts (analysis/engine/lua.py) against their declarations, and each on a real Redis:
+"""The Lua scripts (analysis/db/lua.py) against their declarations, and each on a real Redis:
 the header comment names the declared KEYS and ARGV in order, every code a script returns is in
 its answer enum (and every enum member can be returned), the gist's fields are the one schema,
 and the rules written once (stuck, control expired) behave as /stuck and the watchdog need."""
@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from analysis.engine import lua
-from analysis.engine.script import Script, UnknownAnswer
+from analysis.db import lua
+from analysis.db.script import Script, UnknownAnswer
 from analysis.models import GistField, Status
 from analysis.service import PAUSE_DECISIONS, Decision, decisions
 from tests.helpers import noop_config

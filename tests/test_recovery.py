@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from analysis.engine import lua
+from analysis.db import lua
 from analysis.engine.step_runner import run_step, with_retries
 from analysis.errors import DataUnavailable, JudgeUnavailable
 from analysis.markets.registry import provider_from_spec

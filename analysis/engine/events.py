@@ -15,7 +15,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from analysis.engine.keys import Keys
+from analysis.db.keys import Keys
 
 logger = logging.getLogger(__name__)
 

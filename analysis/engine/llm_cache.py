@@ -2,7 +2,7 @@
 
 import redis
 
-from analysis.engine.keys import Keys
+from analysis.db.keys import Keys
 from analysis.engine.replies import text_or_none
 
 CACHE_TTL_S = 7 * 24 * 3600

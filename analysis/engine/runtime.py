@@ -7,7 +7,7 @@ from functools import cached_property
 
 import redis
 
-from analysis.engine.keys import Keys
+from analysis.db.keys import Keys
 from analysis.engine.snapshot import CandleSnapshot
 from analysis.engine.store import AnalysisStore
 from analysis.markets.base import MarketDataProvider

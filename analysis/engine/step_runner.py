@@ -16,9 +16,10 @@ from typing import Any, TypeVar
 
 import redis
 
-from analysis.engine.lua import CommitStep, StepStop, StorageFull
+from analysis.db.lua import CommitStep, StepStop, StorageFull
 from analysis.engine.runtime import Runtime
-from analysis.engine.snapshot import BLOCK_CANDLES, snapshot_refs
+from analysis.engine.snapshot import snapshot_refs
+from analysis.markets.candle_blocks import BLOCK_CANDLES
 from analysis.engine.step_stats import record_step
 from analysis.engine.store import BegunStep
 from analysis.errors import AnalysisError, DataUnavailable, InvalidConfig, JudgeUnavailable

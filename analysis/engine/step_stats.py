@@ -11,7 +11,7 @@ from collections import Counter
 
 import redis
 
-from analysis.engine.keys import Keys
+from analysis.db.keys import Keys
 
 KEEP_S = 2 * 3600
 FAILED = ("lost", "judge", "data", "config", "internal")

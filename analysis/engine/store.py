@@ -12,10 +12,10 @@ from typing import Any
 
 import redis
 
-from analysis.engine import lua
-from analysis.engine.keys import Keys
+from analysis.db import lua
+from analysis.db.keys import Keys
 from analysis.engine.replies import text, text_or_none, texts
-from analysis.engine.script import A, Answer, Script
+from analysis.db.script import A, Answer, Script
 from analysis.models import Gist, HistoryEntry, RankingConfig, StepOutcome
 from analysis.settings import Settings
 

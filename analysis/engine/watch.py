@@ -14,9 +14,9 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from analysis.engine.lua import StuckCheck, WatchdogCheck
+from analysis.db.lua import StuckCheck, WatchdogCheck
 from analysis.engine.replies import text_or_none
-from analysis.engine.script import Answer
+from analysis.db.script import Answer
 from analysis.engine.store import AnalysisStore
 from analysis.models import GistField, Status
 

@@ -17,11 +17,11 @@ from collections.abc import Callable
 import pandas as pd
 import redis
 
-from analysis.engine import lua
-from analysis.engine.keys import Keys
+from analysis.db import lua
+from analysis.db.keys import Keys
 from analysis.markets.base import TIMEFRAMES
 from analysis.markets.candle_rows import empty_frame, fill_gaps
-from analysis.engine.snapshot import BLOCK_CANDLES, BlockStore, from_block_start
+from analysis.markets.candle_blocks import BLOCK_CANDLES, BlockStore, from_block_start
 
 logger = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ import pandas as pd
 import redis
 
 from analysis.errors import DataUnavailable, InvalidConfig
-from analysis.engine.keys import Keys
+from analysis.db.keys import Keys
 from analysis.markets.base import TIMEFRAMES
 from analysis.markets.candle_cache import CandleCache
 from analysis.markets.candle_rows import MalformedAnswer, check_rows, frame_from_rows

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import redis
 
-from analysis.engine import lua
+from analysis.db import lua
 
 
 class TokenBucket:

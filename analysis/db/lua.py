@@ -1,6 +1,6 @@
 """Every Lua script marketrank runs: each is one atomic read-modify-write across the keys it names.
 
-Each script is declared once, as a `Script` (analysis/engine/script.py): its named KEYS and ARGV,
+Each script is declared once, as a `Script` (analysis/db/script.py): its named KEYS and ARGV,
 which the store passes by keyword, and the enum of the code words it answers with. Its header
 comment names the same KEYS and ARGV in order (tests/test_lua_scripts.py holds the two together).
 Every key a script touches is passed in KEYS. The gist's `version` is bumped by every script that
@@ -12,7 +12,7 @@ Over 400 lines because each script sits with its declaration and its answers, in
 
 from enum import StrEnum
 
-from analysis.engine.script import Script
+from analysis.db.script import Script
 
 # Shared prologue: status words that end an analysis, events, the control-expired park, and the
 # one rule for "stuck".
