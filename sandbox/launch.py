@@ -6,6 +6,7 @@ import time
 from sandbox.cast import SANDBOX_CAST
 from sandbox.flood import FloodLimit
 from sandbox.server import BotApiServer
+from sandbox.web import ChatPage
 
 BOT_USERNAME = "marketrank_sandbox_bot"
 
@@ -21,5 +22,6 @@ def open_sandbox(port: int, token: str = SANDBOX_CAST.token) -> BotApiServer:
     """A started sandbox (port 0: a free one); RuntimeError (caused by the OSError) when the port
     is taken."""
     return BotApiServer(token=token, port=port, bot_username=BOT_USERNAME,
-                        bot_first_name="marketrank", flood=FloodLimit(), chat_page=SANDBOX_CAST,
+                        bot_first_name="marketrank", flood=FloodLimit(),
+                        pages=lambda server: ChatPage(server, SANDBOX_CAST),
                         first_update_id=first_update_id(time.time())).start()

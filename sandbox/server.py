@@ -47,7 +47,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -61,8 +61,11 @@ from sandbox.polling import LongPolling
 from sandbox.records import Call, CallbackQueryRecord, UploadedFile, _Chat, _Fault, _StoredFile, _Update
 from sandbox.user_side import UserSide
 
-if TYPE_CHECKING:
-    from sandbox.cast import Cast
+
+class Page(Protocol):
+    """Something else the server serves on its port (the chat page, sandbox/web.py)."""
+
+    def add_routes(self, app: web.Application) -> None: ...
 
 # Methods that write into a chat, and so count against its flood limit.
 _WRITES = frozenset({"sendmessage", "sendphoto", "editmessagetext", "editmessagecaption",
@@ -86,15 +89,16 @@ class BotApiServer(ChatModel, BotApiMethods, LongPolling, UserSide, Observer):
         bot_username: str = "marketrank_test_bot",
         bot_first_name: str = "MarketRank Test",
         flood: FloodLimit | None = None,
-        chat_page: Cast | None = None,
+        pages: Callable[[BotApiServer], Page] | None = None,
         first_update_id: int = 100_000,
     ):
         """Configure the server; nothing listens until :meth:`start`.
 
         ``token`` is the only token accepted (others get 401). Its numeric prefix is the
         bot's user id. ``port=0`` picks a free port. ``flood`` turns on Telegram's per-chat flood
-        control (off by default, so a test's timing is its own). ``chat_page`` serves the chat
-        page for that cast of users at ``/``. Update ids count up from ``first_update_id``.
+        control (off by default, so a test's timing is its own). ``pages`` makes, for this
+        server, what else it serves (the chat page at ``/``: sandbox/launch.py passes it, so this
+        module never imports the page). Update ids count up from ``first_update_id``.
         """
         self.token = token
         self.host = host
@@ -134,7 +138,7 @@ class BotApiServer(ChatModel, BotApiMethods, LongPolling, UserSide, Observer):
         self._faults: dict[str, collections.deque[_Fault]] = collections.defaultdict(collections.deque)
         self._flood = FloodControl(flood) if flood else None
         self.version = 0  # bumped whenever what a user sees may have changed (the chat page waits on it)
-        self.cast = chat_page
+        self._pages = pages
 
         # Owned by the server thread / loop.
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -238,9 +242,8 @@ class BotApiServer(ChatModel, BotApiMethods, LongPolling, UserSide, Observer):
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/bot{token}/{method}", self._handle_method)
         app.router.add_get("/file/bot{token}/{path:.+}", self._handle_file)
-        if self.cast is not None:
-            from sandbox.web import ChatPage
-            ChatPage(self, self.cast).add_routes(app)
+        if self._pages is not None:
+            self._pages(self).add_routes(app)
         # handler_cancellation: a bot that disconnects mid long poll frees its poller.
         self._runner = web.AppRunner(
             app, handle_signals=False, shutdown_timeout=1.0, handler_cancellation=True, access_log=None
