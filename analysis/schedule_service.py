@@ -155,8 +155,9 @@ class ScheduleService:
             schedule.id, note=f"resumed {utc_clock(self.clock())} by {actor.user_id}")
         if code == "missing":
             raise NotFound(f"no schedule {quoted(schedule.id)}")
-        if code == "active":
-            return ResumeResult(schedule, False, f"Schedule {schedule.id} is already active.", already=True)
+        if code == "active":  # already, or resumed meanwhile by a second tap: as it is now
+            return ResumeResult(self.store.get(schedule.id) or schedule, False,
+                                f"Schedule {schedule.id} is already active.", already=True)
         logger.info("schedule %s resumed by %s (it was paused: %s)", schedule.id, actor.user_id, schedule.reason)
         return ResumeResult(self.store.get(schedule.id) or schedule, True, f"Resumed schedule {schedule.id}.")
 

@@ -261,6 +261,30 @@ def test_a_firing_that_raced_a_resume_leaves_the_resume_standing(schedules, monk
     assert "did not start" in stored.note and stored.last_fire == "r2"
 
 
+def test_the_second_of_two_racing_resumes_answers_with_the_schedule_as_it_is_now(schedules, monkeypatch):
+    """A double tap: both taps read the schedule paused, the first resumes it; the second's answer
+    must describe the active schedule (its next run), not the paused one it read."""
+    from bot.schedule_views import resume_answer
+
+    actor = owner()
+    made = schedules.add("1h", {"markets": 5, "top_k": 2}, actor, chat_id=7)
+    schedules.pause(made.id, "the bot may not post in the schedule's chat (Forbidden)")
+    get = schedules.get
+
+    def read_then_the_first_tap_resumes(*args, **kwargs):
+        seen = get(*args, **kwargs)
+        schedules.store.resume(made.id, note="resumed by the first tap")
+        return seen
+
+    monkeypatch.setattr(schedules, "get", read_then_the_first_tap_resumes)
+    second = schedules.resume(made.id, actor)
+    assert second.already and not second.resumed and second.schedule.state == "active"
+    next_run = schedules.next_runs([second.schedule]).get(made.id)
+    assert next_run is not None
+    assert resume_answer(second, next_run).startswith(f"Schedule {made.id} is already active: next run ")
+    assert " -." not in resume_answer(second, next_run)
+
+
 # --- the Remove button's callback data ---------------------------------------------------------
 def test_remove_and_resume_buttons_parse_strictly():
     from bot import schedule_callbacks
