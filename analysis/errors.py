@@ -37,3 +37,10 @@ def quoted(text: object, limit: int = 24) -> str:
     """User input quoted safely inside an error message: printable characters only, short."""
     printable = "".join(ch if ch.isprintable() else "?" for ch in str(text))
     return repr(printable[:limit] + ("…" if len(printable) > limit else ""))
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's text cut to its first line (its type's name when it has none): for a one-line
+    log or message about a library's error (redis-py's can run over several lines)."""
+    text = str(exc)
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from telegram import Update
+from telegram import MaybeInaccessibleMessage, Message, Update
 from telegram.constants import ChatID
 from telegram.ext import ContextTypes
 
@@ -44,6 +44,15 @@ def log_refusal(update: Update, reason: str) -> None:
     user = update.effective_user
     logger.warning("refused: user=%s action=%s reason=%s", user.id if user else None,
                    action_of(update), reason)
+
+
+def shown_callback_data(message: MaybeInaccessibleMessage | None) -> list[str]:
+    """The callback data of the buttons the pressed message shows. Telegram sends the message with
+    the press, so these are trustworthy; the press's own data comes from the client."""
+    if not isinstance(message, Message) or message.reply_markup is None:
+        return []
+    return [key.callback_data for row in message.reply_markup.inline_keyboard for key in row
+            if isinstance(key.callback_data, str)]
 
 
 async def parse_press(update: Update, parse: Callable[[str | None], P | None]) -> P | None:

@@ -7,7 +7,7 @@ loop keeps answering other users. Authorization and user-fit errors are handled 
 import asyncio
 import logging
 
-from telegram import MaybeInaccessibleMessage, Message, Update
+from telegram import MaybeInaccessibleMessage, Update
 from telegram.ext import ContextTypes
 
 from analysis.models import ActionResult, RankingConfig, Status
@@ -15,7 +15,7 @@ from analysis.service import Actor, AnalysisService
 from bot import callbacks, views
 from bot.cards import CardLocation
 from bot.chart import ranking_chart_png
-from bot.guards import ADMIN, TRADER, guarded, log_refusal, parse_press
+from bot.guards import ADMIN, TRADER, guarded, log_refusal, parse_press, shown_callback_data
 from bot.parsing import analysis_id_arg, command_text, parse_exit_args, parse_rank_args
 from bot.services import BotServices, services
 from tasks.health import check_health
@@ -168,11 +168,9 @@ async def pressed_on_its_card(s: BotServices, analysis_id: str, message: MaybeIn
     easily; the pressed message's buttons come from Telegram)."""
     if message is None:  # a message sent in inline mode: this bot sends none
         return False
-    if isinstance(message, Message) and message.reply_markup is not None:
-        shown = (callbacks.parse(key.callback_data) for row in message.reply_markup.inline_keyboard
-                 for key in row)
-        if any(press is not None and press.analysis_id == analysis_id for press in shown):
-            return True
+    shown = (callbacks.parse(data) for data in shown_callback_data(message))
+    if any(press is not None and press.analysis_id == analysis_id for press in shown):
+        return True
     return await s.notifier.cards.get(analysis_id) == CardLocation(message.chat.id, message.message_id)
 
 

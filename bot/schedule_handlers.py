@@ -5,14 +5,14 @@ import asyncio
 import logging
 from html import escape
 
-from telegram import MaybeInaccessibleMessage, Message, Update
+from telegram import Message, Update
 from telegram.error import BadRequest
 from telegram.ext import ContextTypes
 
 from analysis.schedules import PAUSED
 from analysis.service import Actor
 from bot import schedule_callbacks, schedule_views, views
-from bot.guards import TRADER, guarded, log_refusal, parse_press
+from bot.guards import TRADER, guarded, log_refusal, parse_press, shown_callback_data
 from bot.notifier import NOT_MODIFIED
 from bot.parsing import UsageError, command_text, parse_schedule_args, schedule_id_arg
 from bot.schedule_cards import cannot_post
@@ -122,7 +122,7 @@ async def refused_press(update: Update, context: ContextTypes.DEFAULT_TYPE,
     """Refuse (logged, answered) a press on a message that does not show that button, or under
     an admin's list by someone who is not an admin."""
     query = update.callback_query
-    if not carries_the_pressed_button(query.message, query.data):
+    if query.data is None or query.data not in shown_callback_data(query.message):
         # Forged data on another message (a card, someone's list): the edit would overwrite it.
         log_refusal(update, "schedule button pressed on a message that does not show it")
         await query.answer(views.STALE_BUTTON)
@@ -133,10 +133,3 @@ async def refused_press(update: Update, context: ContextTypes.DEFAULT_TYPE,
         return True
     return False
 
-
-def carries_the_pressed_button(message: MaybeInaccessibleMessage | None, data: str | None) -> bool:
-    """Whether the pressed message shows a button with exactly this data: its buttons come from
-    Telegram, the data from the client (which can send any data with any message)."""
-    if not isinstance(message, Message) or message.reply_markup is None:
-        return False
-    return any(key.callback_data == data for row in message.reply_markup.inline_keyboard for key in row)

@@ -13,7 +13,7 @@ import redis
 from analysis.config_factory import PUBLIC_STRATEGIES, RankingConfigFactory
 from analysis.engine.runtime import Runtime
 from analysis.markets.base import TIMEFRAMES
-from analysis.errors import AnalysisError, InvalidConfig
+from analysis.errors import AnalysisError, InvalidConfig, first_line
 from analysis.models import Gist
 from analysis.redaction import url_without_password
 from analysis.service import Actor, AnalysisService
@@ -177,7 +177,7 @@ def check_redis(url: str, timeout_s: float = 1.0) -> None:
     try:
         client.ping()
     except (redis.RedisError, OSError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = first_line(exc)
         raise RedisUnreachable(
             f"cannot reach Redis at {url_without_password(url)} ({reason}); start the stack with `make run`, or "
             f"set REDIS_URL to a running Redis", reason) from None

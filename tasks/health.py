@@ -8,6 +8,7 @@ import redis
 from analysis.health import (BrokerFigures, Figures, Health, Thresholds, assess, redis_figures,
                              unreachable)
 from analysis.engine.runtime import Runtime
+from analysis.errors import first_line
 from analysis.redaction import url_without_password
 from analysis.service import AnalysisService
 from tasks.ops import BrokerOps
@@ -24,5 +25,5 @@ def check_health(rt: Runtime, service: AnalysisService, ops: BrokerOps, *,
         stuck = [gist.id for gist in service.stuck()]
         figures = Figures(stuck=stuck, broker=broker, **redis_figures(rt.redis, rt.keys, now=now))
     except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-        return unreachable(url_without_password(rt.settings.redis_url), str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        return unreachable(url_without_password(rt.settings.redis_url), first_line(exc))
     return assess(figures, Thresholds.of(rt.settings))

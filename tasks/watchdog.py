@@ -9,6 +9,7 @@ import redis
 
 from analysis.db.lua import WatchdogCheck
 from analysis.engine.runtime import Runtime
+from analysis.errors import first_line
 from analysis.engine.watch import PendingSteps, check_live
 from analysis.service import StepDispatcher
 from tasks.celery_app import app
@@ -38,7 +39,7 @@ def watchdog_pass(now: float | None = None, *, rt: Runtime | None = None,
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         # Redis restarting or away: nothing can be judged; the next pass (one interval on) will.
         logger.warning("watchdog pass skipped: Redis cannot be reached (%s); the next pass retries",
-                       str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                       first_line(exc))
         return {**counts, "redis_unreachable": 1}
     for verdict in verdicts:
         analysis_id, answer = verdict.analysis_id, verdict.answer
