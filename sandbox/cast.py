@@ -1,5 +1,7 @@
-"""Who is in the sandbox: the bot's token, three users (a trader, a second trader, an admin) and
-one group chat. `make run` makes the admin an admin of the bot (ADMIN_USER_IDS)."""
+"""Who is in the sandbox: the bot's user id, three users (a trader, a second trader, an admin) and
+one group chat. `make run` makes the admin an admin of the bot (ADMIN_USER_IDS). The bot's token
+is made per run (sandbox/launch.py), never fixed here: a public token would let any page post as
+the bot."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ class Person:
 
 @dataclasses.dataclass(frozen=True)
 class Cast:
-    token: str
+    bot_id: int
     people: tuple[Person, ...]
     group_id: int
     group_title: str
@@ -37,8 +39,8 @@ class Cast:
 
 
 SANDBOX_CAST = Cast(
-    # Not a Telegram token: the sandbox accepts only this one, and Telegram never issued it.
-    token="7000000001:SANDBOX-local-only",
+    # A stable id: the bot's event consumer group and update ledger are per bot id.
+    bot_id=7000000001,
     people=(
         Person("trader", "Alice", "trader", 710001, "alice_trader"),
         Person("second", "Bob", "second trader", 710002, "bob_trader"),

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from sandbox.errors import EDIT_NOT_FOUND, MAX_CALLBACK_DATA, NOT_MODIFIED, BotApiError, bad_request
+from sandbox.formatting import checked_link
 from sandbox.records import ChatMessage, _Chat
 
 
@@ -128,6 +129,8 @@ class ChatModel:
                 raise bad_request("BUTTON_DATA_INVALID")
             if len(button) == 1:
                 raise bad_request("text buttons are unallowed in the inline keyboard")
+            if "url" in button and checked_link(button["url"]) is None:  # http, https, tg only
+                raise bad_request("BUTTON_URL_INVALID")
         if not any(rows):
             return None
         return markup

@@ -1,5 +1,5 @@
 """Text as Telegram stores it: HTML parse mode into plain text plus entities, command entities,
-UTF-16 lengths, and image sizes of uploaded photos."""
+UTF-16 lengths, the link schemes it accepts, and image sizes of uploaded photos."""
 
 from __future__ import annotations
 
@@ -9,6 +9,11 @@ import struct
 from typing import Any
 
 from sandbox.errors import bad_request
+
+LINK_SCHEMES = frozenset({"http", "https", "tg"})
+LINK_REFUSED = "only http, https and tg links are allowed"
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
+_URL_EDGES = "".join(map(chr, range(0x21)))  # C0 controls and space, as browsers strip them
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 JPEG_SIGNATURE = b"\xff\xd8\xff"
@@ -98,18 +103,46 @@ class _HtmlEntityParser(html.parser.HTMLParser):
         return self.text, self.entities
 
 
+def checked_link(url: object) -> str | None:
+    """The link as a browser would read it, if its scheme is one Telegram accepts (none: http,
+    as Telegram adds it); None for any other (javascript:, data:, file:...). A browser drops tabs
+    and newlines anywhere and controls at the ends, so "java\tscript:" is javascript: too."""
+    if not isinstance(url, str):
+        return None
+    cleaned = url.strip(_URL_EDGES).replace("\t", "").replace("\n", "").replace("\r", "")
+    scheme = _SCHEME.match(cleaned)
+    if scheme is None:
+        return f"http://{cleaned}" if cleaned else None
+    return cleaned if scheme.group(1).lower() in LINK_SCHEMES else None
+
+
+def checked_entities(entities: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`entities` with each text_link's URL as checked_link reads it; a 400 for a refused one."""
+    checked = []
+    for entity in entities:
+        if isinstance(entity, dict) and entity.get("type") == "text_link":
+            link = checked_link(entity.get("url"))
+            if link is None:
+                raise bad_request(f"can't parse entities: wrong text_link URL: {LINK_REFUSED}")
+            entity = {**entity, "url": link}
+        checked.append(entity)
+    return checked
+
+
 def render_text(
     text: str, parse_mode: str | None, entities: list[dict[str, Any]] | None
 ) -> tuple[str, list[dict[str, Any]]]:
     """Plain text and entities as Telegram would store them for this input.
 
-    HTML is parsed; Markdown flavours are kept verbatim (not emulated).
+    HTML is parsed; Markdown flavours are kept verbatim (not emulated). A text_link to a scheme
+    Telegram does not accept is refused (400).
     """
     if parse_mode and parse_mode.lower() == "html":
         parser = _HtmlEntityParser(text)
         parser.feed(text)
-        return parser.finish()
-    return text, list(entities or [])
+        text, parsed = parser.finish()
+        return text, checked_entities(parsed)
+    return text, checked_entities(list(entities or []))
 
 
 def command_entities(text: str) -> list[dict[str, Any]]:

@@ -51,6 +51,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from sandbox.access import loopback_host_only
 from sandbox.chat_model import ChatModel
 from sandbox.errors import FLOODED, BotApiError
 from sandbox.flood import FloodControl, FloodLimit
@@ -239,7 +240,9 @@ class BotApiServer(ChatModel, BotApiMethods, LongPolling, UserSide, Observer):
             loop.close()
 
     async def _startup(self) -> None:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+        # Only this machine's loopback name may be the Host (DNS rebinding: sandbox/access.py).
+        app = web.Application(client_max_size=64 * 1024 * 1024,
+                              middlewares=[loopback_host_only(lambda: self.port)])
         app.router.add_route("*", "/bot{token}/{method}", self._handle_method)
         app.router.add_get("/file/bot{token}/{path:.+}", self._handle_file)
         if self._pages is not None:

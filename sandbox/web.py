@@ -12,7 +12,8 @@
     GET  /api/photo/<file_id>       a photo the bot sent
 
 Bad input gets a 400 with a one-line `error`; nothing is queued. The page can only act as the
-cast's people, in their private chats and the group.
+cast's people, in their private chats and the group. Only the page opened with this run's secret
+may call the API, from its own origin (sandbox/access.py says what is refused, and how).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from sandbox.access import chat_page_guard
 from sandbox.cast import Cast
 from sandbox.errors import MAX_TEXT
 from sandbox.formatting import utf16_len
@@ -41,11 +43,12 @@ class PageError(Exception):
 
 
 class ChatPage:
-    def __init__(self, server: BotApiServer, cast: Cast):
-        self.server, self.cast = server, cast
+    def __init__(self, server: BotApiServer, cast: Cast, secret: str):
+        self.server, self.cast, self.secret = server, cast, secret
         server.name_group(cast.group_id, cast.group_title)
 
     def add_routes(self, app: web.Application) -> None:
+        app.middlewares.append(chat_page_guard(self.secret))
         app.router.add_get("/", self.index)
         app.router.add_get("/static/{name}", self.static)
         app.router.add_get("/api/session", self.session)

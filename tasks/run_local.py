@@ -8,11 +8,16 @@ then Flower, then Redis.
 
 With a TELEGRAM_BOT_TOKEN the bot talks to Telegram. Without one, the sandbox (`sandbox/`: a local
 Bot API server and a chat page on SANDBOX_PORT) starts first and the real bot runs against it, with
-the sandbox's admin as the bot's admin, so the product can be tried in a browser.
+the sandbox's admin as the bot's admin, so the product can be tried in a browser. The sandbox's bot
+token (handed to the bot only) and its page's secret (in the printed address) are made per run.
+
+Flower listens on 127.0.0.1 only, refuses any other Host (tasks/flower.py), and asks for a login:
+FLOWER_BASIC_AUTH when set, else one made for this run and printed.
 """
 
 import argparse
 import os
+import secrets
 import shlex
 import sys
 import time
@@ -25,13 +30,14 @@ from analysis.engine.runtime import Runtime
 from analysis.redaction import redact, secrets_of
 from analysis.service import Actor, AnalysisService
 from analysis.settings import Settings, get_settings
+from sandbox.access import new_page_secret
 from sandbox.cast import SANDBOX_CAST
-from sandbox.launch import open_sandbox
+from sandbox.launch import chat_page_url, new_bot_token, open_sandbox
 from sandbox.server import BotApiServer
 from tasks.cli import follow
 from tasks.dispatcher import CeleryDispatcher
 from tasks.local_ports import PortProblem, check_flower_port, plan_redis, probe_redis
-from tasks.supervisor import StopRequested, Supervisor, stop_requested
+from tasks.supervisor import Child, StopRequested, Supervisor, stop_requested
 
 ROOT = Path(__file__).resolve().parent.parent
 BOTFATHER_HELP = """\
@@ -48,6 +54,16 @@ def say(text: str) -> None:
 # the workers finish their steps while Redis and Flower still run; Redis goes last.
 STOP_STAGES = {"bot": 0, "beat": 0, "worker": 2, "watchdog": 2, "flower": 3, "redis": 4}
 DEFAULT_STAGE = 1  # other helpers (e.g. a local Telegram server) stop after the bot
+FLOWER_USER = "ops"
+# Secrets made for this run (the sandbox's bot token and page secret, Flower's password): masked
+# in the log lines the launcher shows, like the settings' own secrets.
+RUN_SECRETS: list[str] = []
+
+
+def shown_log_tail(child: Child) -> str:
+    """The last lines of a child's log, with every secret masked."""
+    hidden = sorted(set(secrets_of(get_settings()) + RUN_SECRETS), key=len, reverse=True)
+    return redact(child.log_tail(), hidden)
 
 
 def start_redis(supervisor: Supervisor, port: int, var_dir: Path, maxmemory: str = "512mb") -> None:
@@ -95,7 +111,7 @@ def wait_for_flower(supervisor: Supervisor, port: int, timeout: float = 20) -> b
         if child.process.poll() is not None:
             child.reported = True
             say(f"Flower exited (code {child.process.returncode}); last lines of {child.log_path}:\n"
-                f"{redact(child.log_tail(), secrets_of(get_settings()))}")
+                f"{shown_log_tail(child)}")
             return False
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/healthcheck", timeout=1).close()
@@ -127,16 +143,33 @@ def run_demo() -> int:
     return follow(service, gist.id, actor)
 
 
-def start_sandbox(port: int) -> BotApiServer:
+def start_sandbox(port: int) -> tuple[BotApiServer, str]:
+    """The started sandbox and its chat page's address (with this run's secret)."""
+    token, secret = new_bot_token(), new_page_secret()
+    RUN_SECRETS.extend([token, secret])
     try:
-        sandbox = open_sandbox(port)
+        sandbox = open_sandbox(port, token=token, secret=secret)
     except RuntimeError as exc:
         raise PortProblem(f"cannot serve the sandbox on 127.0.0.1:{port} ({exc.__cause__}); "
                           f"set SANDBOX_PORT to a free port in .env") from None
     people = ", ".join(f"{p.first_name} ({p.role}, id {p.user_id})" for p in SANDBOX_CAST.people)
-    say(f"no TELEGRAM_BOT_TOKEN: chat with the bot in your browser at {sandbox.url}/")
-    say(f"  (a local sandbox, not Telegram; people: {people})")
-    return sandbox
+    page = chat_page_url(sandbox, secret)
+    say(f"no TELEGRAM_BOT_TOKEN: chat with the bot in your browser at {page}")
+    say(f"  (a local sandbox, not Telegram; people: {people}; the address carries a secret made "
+        f"for this run: whoever has it can act as any of them)")
+    return sandbox, page
+
+
+def flower_env(settings: Settings) -> tuple[dict[str, str], str]:
+    """Flower's environment under `make run` and how to log in: loopback only (Flower reads
+    FLOWER_ADDRESS itself), and the operator's FLOWER_BASIC_AUTH or a login made for this run."""
+    env = {"FLOWER_ADDRESS": "127.0.0.1"}
+    if settings.flower_basic_auth:
+        return env, "log in with FLOWER_BASIC_AUTH"
+    password = secrets.token_urlsafe(18)
+    RUN_SECRETS.append(password)
+    env["FLOWER_BASIC_AUTH"] = f"{FLOWER_USER}:{password}"
+    return env, f"user {FLOWER_USER}, password {password}, made for this run"
 
 
 def sandbox_env(sandbox: BotApiServer) -> dict[str, str]:
@@ -177,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
 def run_stack(args: argparse.Namespace, settings: Settings, supervisor: Supervisor,
               var_dir: Path, sandboxes: list[BotApiServer]) -> int:
     has_token = bool(settings.telegram_bot_token and settings.telegram_bot_token.get_secret_value())
-    sandbox = None if has_token or args.once else start_sandbox(settings.sandbox_port)
+    sandbox, page = (None, "") if has_token or args.once else start_sandbox(settings.sandbox_port)
     if sandbox is not None:
         sandboxes.append(sandbox)
     plan = plan_redis(settings.redis_url, settings.redis_url_explicit, settings.redis_port, var_dir)
@@ -198,21 +231,23 @@ def run_stack(args: argparse.Namespace, settings: Settings, supervisor: Supervis
         if sandbox is not None:
             print(BOTFATHER_HELP, flush=True)
     commands = procfile()
+    flower_extra, flower_login = flower_env(settings)
     for name in wanted:
         extra = sandbox_env(sandbox) if name == "bot" and sandbox is not None else {}
+        extra = flower_extra if name == "flower" else extra
         start_process(supervisor, name, commands[name], {**env, **extra}, var_dir, settings)
     flower_up = "flower" in wanted and wait_for_flower(supervisor, settings.flower_port)
     wait_for_worker()
     code = run_demo()
     if args.once:
         return code
-    where = f"the chat page on {sandbox.url}/ (local sandbox), " if sandbox else ""
-    where += f"Flower on http://127.0.0.1:{settings.flower_port}, " if flower_up else ""
+    where = f"the chat page on {page} (local sandbox), " if sandbox else ""
+    where += f"Flower on http://127.0.0.1:{settings.flower_port} ({flower_login}), " if flower_up else ""
     say(f"the stack is running: {where}the CLI as .venv/bin/marketrank; Ctrl-C stops everything")
     while True:
         for child in supervisor.newly_exited():
             say(f"{child.name} exited (code {child.process.returncode}); last lines of "
-                f"{child.log_path}:\n{redact(child.log_tail(), secrets_of(settings))}")
+                f"{child.log_path}:\n{shown_log_tail(child)}")
         time.sleep(0.5)
 
 

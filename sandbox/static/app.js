@@ -2,12 +2,15 @@
 // (see sandbox/web.py). Plain browser JavaScript, no build step, no network beyond this server.
 "use strict";
 
+// The run's secret comes in the page's address (`make run` prints it); every API call carries it.
+const SECRET = new URLSearchParams(location.search).get("secret") || "";
 const state = { session: null, userId: null, chatId: null, version: -1, poll: null, rendered: new Map() };
 const $ = (id) => document.getElementById(id);
 
 async function api(path, body, signal) {
-  const options = body === undefined ? { signal } : {
-    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body), signal,
+  const headers = { "X-Sandbox-Secret": SECRET };
+  const options = body === undefined ? { signal, headers } : {
+    method: "POST", headers: { ...headers, "Content-Type": "application/json" }, body: JSON.stringify(body), signal,
   };
   const response = await fetch(path, options);
   const data = await response.json();
@@ -86,6 +89,18 @@ function switchTo(userId, chatId) {
 const TAGS = { bold: "b", italic: "i", underline: "u", strikethrough: "s", code: "code", pre: "pre",
                spoiler: "span", text_link: "a", blockquote: "blockquote" };
 
+// The link schemes Telegram accepts. The server refuses others; a link that still carries one
+// (javascript:, data:...) is shown as plain text, never as something to click.
+const LINK_SCHEMES = new Set(["http:", "https:", "tg:"]);
+function safeLink(url) {
+  try {
+    const parsed = new URL(url);  // parsed as the browser would follow it (tabs, case, spaces)
+    return LINK_SCHEMES.has(parsed.protocol) ? parsed.href : null;
+  } catch {
+    return null;
+  }
+}
+
 // Telegram entities are offsets in UTF-16 code units, which is what JavaScript strings index.
 function renderEntities(text, entities) {
   const fragment = document.createDocumentFragment();
@@ -98,8 +113,10 @@ function renderEntities(text, entities) {
     for (const e of entities || []) {
       const tag = TAGS[e.type];
       if (!tag || e.offset > start || e.offset + e.length < end) continue;
-      const wrapper = document.createElement(tag);
-      if (e.type === "text_link") { wrapper.href = e.url; wrapper.rel = "noopener"; }
+      const href = e.type === "text_link" ? safeLink(e.url) : null;
+      const wrapper = document.createElement(e.type === "text_link" && !href ? "span" : tag);
+      if (href) { wrapper.href = href; wrapper.rel = "noopener noreferrer"; }
+      else if (e.type === "text_link") { wrapper.className = "refused-link"; wrapper.title = "not a link: only http, https and tg links are shown"; }
       wrapper.append(node);
       node = wrapper;
     }
@@ -118,7 +135,7 @@ function messageNode(m) {
   li.append(sender);
   if (m.photo) {
     const img = document.createElement("img");
-    img.src = m.photo;
+    img.src = `${m.photo}?secret=${encodeURIComponent(SECRET)}`;
     img.alt = m.caption ? `Image: ${m.caption}` : "Image sent by the bot";
     li.append(img);
   }
@@ -148,7 +165,9 @@ function messageNode(m) {
         button.type = "button";
         button.textContent = b.text;
         button.dataset.label = b.text;
-        if (b.url) button.addEventListener("click", () => window.open(b.url, "_blank", "noopener"));
+        const href = b.url ? safeLink(b.url) : null;
+        if (href) button.addEventListener("click", () => window.open(href, "_blank", "noopener,noreferrer"));
+        else if (b.url) { button.disabled = true; button.title = "not a link: only http, https and tg links open"; }
         else button.addEventListener("click", () => press(m.message_id, b.data));
         rowNode.append(button);
       }
