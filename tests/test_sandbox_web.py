@@ -7,25 +7,28 @@ import urllib.request
 
 import pytest
 
+from sandbox.access import SECRET_HEADER
 from sandbox.cast import SANDBOX_CAST
 from sandbox.launch import open_sandbox
 
 ALICE, BOB, CAROL = (p.user_id for p in SANDBOX_CAST.people)
 GROUP = SANDBOX_CAST.group_id
 _HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+SECRET = "page-secret-of-this-test"
 
 
 @pytest.fixture
 def sandbox():
-    server = open_sandbox(0, token="5151:SANDBOX")
+    server = open_sandbox(0, token="5151:SANDBOX", secret=SECRET)
     yield server
     server.stop()
 
 
 def call(sandbox, path: str, body: dict | None = None) -> tuple[int, dict]:
+    """The API as the page's script calls it: the secret, its own Origin, JSON."""
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(f"{sandbox.url}{path}", data=data,
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(f"{sandbox.url}{path}", data=data, headers={
+        "Content-Type": "application/json", SECRET_HEADER: SECRET, "Origin": sandbox.url})
     try:
         with _HTTP.open(request, timeout=30) as response:
             return response.status, json.load(response)
@@ -34,10 +37,10 @@ def call(sandbox, path: str, body: dict | None = None) -> tuple[int, dict]:
 
 
 def test_the_page_and_its_session_say_it_is_a_local_sandbox(sandbox):
-    with _HTTP.open(f"{sandbox.url}/", timeout=5) as response:
+    with _HTTP.open(f"{sandbox.url}/?secret={SECRET}", timeout=5) as response:
         page = response.read().decode()
     assert "local sandbox" in page and "not Telegram" in page
-    for name in ("", "static/app.js", "static/style.css"):  # offline: nothing from elsewhere
+    for name in (f"?secret={SECRET}", "static/app.js", "static/style.css"):  # offline: nothing from elsewhere
         with _HTTP.open(f"{sandbox.url}/{name}", timeout=5) as response:
             assert "://" not in response.read().decode()
     status, session = call(sandbox, "/api/session")
