@@ -21,7 +21,8 @@ from analysis.models import Status
 from analysis.service import Actor
 from sandbox import BotApiServer
 from sandbox.cast import SANDBOX_CAST
-from sandbox.launch import open_sandbox
+from sandbox.access import new_page_secret
+from sandbox.launch import chat_page_url, open_sandbox
 from tasks.run_local import sandbox_env
 from tests.servers import ROOT
 
@@ -33,6 +34,7 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--window-size=1280,1400"]
 ALICE, BOB, CAROL = (p.user_id for p in SANDBOX_CAST.people)
+PAGE_SECRET = new_page_secret()
 
 # What the page shows, read in one go (elements are replaced when a card is edited).
 READ_CHAT = """
@@ -48,7 +50,7 @@ return [...document.querySelectorAll('#messages li')].map(li => ({
 @pytest.fixture
 def sandbox():
     # A bot id of its own: the bot's event consumer group is per bot.
-    server = open_sandbox(0, token=f"{random.randrange(10**6, 10**9)}:SANDBOX")
+    server = open_sandbox(0, token=f"{random.randrange(10**6, 10**9)}:SANDBOX", secret=PAGE_SECRET)
     yield server
     server.stop()
 
@@ -180,7 +182,7 @@ def test_a_trader_ranks_pauses_resumes_and_refines_in_the_browser(sandbox, brows
     bot = Bot(sandbox, tmp_path / "bot.log", llm_server.base_url)
     bot.start()
     try:
-        page = Page(browser, f"{sandbox.url}/")
+        page = Page(browser, chat_page_url(sandbox, PAGE_SECRET))
         header = browser.find_element("css selector", "header").text
         assert "local sandbox" in header and "not Telegram" in header
         people = browser.find_element("id", "people").text
