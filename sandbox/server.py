@@ -35,7 +35,10 @@ inline-mode messages (``inline_message_id``), webhooks, media groups and URL upl
 emulated. Flood control is one rule per chat (about one write a second, a burst of three); neither
 Telegram's 20 messages a minute in groups nor its global 30 a second is emulated. Tests can also
 inject 429s with :meth:`BotApiServer.rate_limit`. Error descriptions copy the real server's wording where
-it is known.
+it is known. Unlike Telegram, it answers only requests whose Host is its own loopback address (a local
+server must not be reachable through DNS rebinding, sandbox/access.py); like Telegram, it accepts links
+(text_link entities, url buttons) only to http, https and tg, refusing others with a 400 (the wording
+for entities is the sandbox's own; BUTTON_URL_INVALID is Telegram's).
 """
 
 from __future__ import annotations

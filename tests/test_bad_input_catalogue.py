@@ -573,3 +573,108 @@ def test_refine_of_an_llm_analysis_says_why_the_same_answer_reads_less_sure():
         else:
             assert "before refining" not in refined.note
     assert less_sure, "no case staged a less sure refine"
+
+
+# Second review (#19), items 1 and 10
+# The sandbox (`make run` without a Telegram token) and `make run`'s Flower answer only the person
+# who ran it. Each refusal below is one line and changes nothing: for the sandbox, what the bot
+# would get and what every chat shows are compared before and after (it keeps its state in memory,
+# not in Redis); Flower only reads. More in tests/test_sandbox_access.py (each check alone),
+# tests/test_sandbox_cross_origin.py (a real browser on another origin) and tests/test_flower_access.py.
+SANDBOX_REFUSALS = {
+    # name: (method, path, headers to change (None drops one), body, status, the line says)
+    "a foreign Host (DNS rebinding)": ("POST", "/api/send", {"Host": "attacker.example:{port}"}, "send",
+                                       403, "answers only as 127.0.0.1"),
+    "a foreign Host on the Bot API": ("GET", "/bot{token}/sendMessage?chat_id=710003&text=hi",
+                                      {"Host": "attacker.example:{port}"}, None, 403, "answers only as"),
+    "no secret": ("POST", "/api/send", {"X-Sandbox-Secret": None}, "send", 401, "needs its secret"),
+    "another run's secret": ("GET", "/api/chat?user_id=710003&chat_id=710003&since=-1",
+                             {"X-Sandbox-Secret": "x" * 32}, None, 401, "needs its secret"),
+    "the page without the secret": ("GET", "/", {"X-Sandbox-Secret": None}, None, 401, "needs its secret"),
+    "another origin sends": ("POST", "/api/send", {"Origin": "http://127.0.0.1:1"}, "send", 403, "another page"),
+    "another origin reads": ("GET", "/api/chat?user_id=710003&chat_id=710003&since=-1",
+                             {"Origin": "http://attacker.example"}, None, 403, "another page"),
+    "a change without Origin": ("POST", "/api/press", {"Origin": None}, "press", 403, "Origin header"),
+    "a cross-site fetch": ("POST", "/api/send", {"Sec-Fetch-Site": "cross-site"}, "send", 403, "another site"),
+    "a text/plain body": ("POST", "/api/send", {"Content-Type": "text/plain"}, "send", 415, "application/json"),
+    "the old public bot token": ("GET", "/bot7000000001:SANDBOX-local-only/sendMessage?chat_id=710003&text=hi",
+                                 {}, None, 401, "Unauthorized"),
+    "a javascript: link": ("POST", "/bot{token}/sendMessage", {}, "link", 400, "http, https and tg"),
+    "a javascript: url button": ("POST", "/bot{token}/sendMessage", {}, "button", 400, "BUTTON_URL_INVALID"),
+}
+SANDBOX_BODIES = {
+    "send": {"user_id": 710003, "chat_id": 710003, "text": "/schedule every=1h"},
+    "press": {"user_id": 710003, "chat_id": 710003, "message_id": 1, "data": "x"},
+    "link": {"chat_id": 710003, "text": '<a href="javascript:fetch(`/api/chat`)">chart</a>', "parse_mode": "HTML"},
+    "button": {"chat_id": 710003, "text": "chart",
+               "reply_markup": {"inline_keyboard": [[{"text": "open", "url": "javascript:alert(1)"}]]}},
+}
+
+
+@pytest.fixture(scope="module")
+def sandbox_run():
+    from sandbox.access import new_page_secret
+    from sandbox.launch import new_bot_token, open_sandbox
+    secret = new_page_secret()
+    server = open_sandbox(0, token=new_bot_token(), secret=secret)
+    yield server, secret
+    server.stop()
+
+
+@pytest.mark.parametrize("case", SANDBOX_REFUSALS)
+def test_the_sandbox_refuses_in_one_line_and_nothing_changes(sandbox_run, case):
+    import json
+    import urllib.error
+    import urllib.request
+
+    from sandbox.cast import SANDBOX_CAST
+    server, secret = sandbox_run
+    method, path, changes, body, status, says = SANDBOX_REFUSALS[case]
+    headers = {"X-Sandbox-Secret": secret, "Origin": server.url, "Content-Type": "application/json"}
+    for name, value in changes.items():
+        headers.pop(name, None)
+        if value is not None:
+            headers[name] = value.format(port=server.port)
+    data = json.dumps(SANDBOX_BODIES[body]).encode() if body else None
+    request = urllib.request.Request(server.url + path.format(token=server.token), data=data,
+                                     headers=headers, method=method)
+    chats = [p.user_id for p in SANDBOX_CAST.people] + [SANDBOX_CAST.group_id]
+
+    def seen():
+        return server.pending_updates, [[m.text for m in server.messages(c)] for c in chats]
+
+    before = seen()
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=10)
+    answer = json.loads(refused.value.read())
+    line = answer.get("error") or answer.get("description")
+    assert refused.value.code == status and says in line, (refused.value.code, line)
+    assert "\n" not in line and line.isprintable() and len(line) < 300
+    assert seen() == before
+
+
+from tests.test_flower_access import local_flower  # noqa: E402,F401  (Flower as `make run` starts it)
+
+FLOWER_REFUSALS = {
+    # name: (Host, login, status)
+    "a foreign Host with the login": ("attacker.example:{port}", "right", 403),
+    "a rebound name with the login": ("127.0.0.1.nip.io:{port}", "right", 403),
+    "another local port as Host": ("127.0.0.1:1", "right", 403),
+    "no login": (None, None, 401),
+    "a wrong password": (None, "wrong", 401),
+}
+
+
+def test_make_runs_flower_refuses_a_foreign_host_and_no_login(local_flower):
+    from tests.test_flower_access import basic, get
+    port, user, password = local_flower
+    logins = {"right": basic(user, password), "wrong": basic(user, password + "x"), None: {}}
+    for case, (host, login, status) in FLOWER_REFUSALS.items():
+        for path in ("/api/tasks", "/tasks/datatable", "/api/workers", "/", "/tasks"):
+            headers = {**logins[login], **({"Host": host.format(port=port)} if host else {})}
+            got, answer_headers, body = get(port, path, headers)
+            assert got == status, (case, path, got)
+            assert "marketrank" not in body and "FLOWER_UNAUTHENTICATED_API" not in body, (case, path)
+            if status == 401 and not path.startswith("/api/"):  # a browser asks for the login
+                assert answer_headers.get("www-authenticate", "").startswith("Basic"), (case, path)
+    assert get(port, "/api/tasks", logins["right"])[0] == 200  # and the login it printed gets in
