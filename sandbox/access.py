@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 SECRET_HEADER = "X-Sandbox-Secret"
 SECRET_PARAM = "secret"
@@ -41,10 +42,6 @@ PAGE_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cross-Origin-Resource-Policy": "same-origin",
 }
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
-
 
 def new_page_secret() -> str:
     """A secret for one run of the chat page (192 random bits, URL-safe)."""
