@@ -22,11 +22,6 @@ class Evaluation:
     summaries: dict[str, dict[int, dict[str, Summary]]] = field(default_factory=dict)
     random: dict[int, dict[str, tuple[float, float]]] = field(default_factory=dict)
 
-    def of_record(self, ranking: str, index: int, horizon: int) -> RecordMetrics | None:
-        """The metrics of the `index`-th record (None while its horizon is not complete)."""
-        by_t = {m.t: m for m in self.metrics.get(ranking, {}).get(horizon, [])}
-        return by_t.get(self.records[index].t)
-
 
 def evaluate(records: Sequence[PickRecord], closes: Mapping[str, Closes], horizons: Sequence[int],
              known_until: int, *, baselines: Sequence[Mapping[str, Mapping[str, float]]] = (),
