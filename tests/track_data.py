@@ -30,5 +30,5 @@ def copy_until(source: Path, target: Path, close_ms: int) -> None:
     target.mkdir(parents=True, exist_ok=True)
     for path in sorted(source.glob("*-1h.csv")):
         frame = pd.read_csv(path)
-        opens = pd.to_datetime(frame["timestamp"], utc=True).astype("int64") // 10**6
+        opens = pd.to_datetime(frame["timestamp"], utc=True).dt.as_unit("ms").astype("int64")
         frame[(opens + HOUR_MS) <= close_ms].to_csv(target / path.name, index=False)
