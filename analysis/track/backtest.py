@@ -92,6 +92,9 @@ def make_plan(settings: Settings, provider: MarketDataProvider, *, strategy: str
 def run_backtest(plan: ReplayPlan, provider: MarketDataProvider) -> BacktestRun:
     """Replay and evaluate over every stored candle of the source."""
     names = list(plan.symbols) if plan.symbols else provider.list_markets(plan.timeframe)
+    if plan.k >= len(names):
+        raise InvalidConfig(f"--top must be 1..{len(names) - 1} (fewer than the {len(names)} stored "
+                            f"markets), not {plan.k}")
     candles = {s: provider.candles(s, plan.timeframe, STORED_CANDLES) for s in names}
     decided = replay_records(candles, plan)
     if not decided:
