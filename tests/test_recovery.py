@@ -3,7 +3,7 @@ stopped workers, late broker redeliveries, expired control keys, a restarting Re
 the watchdog cannot save (shown and rescued with `marketrank stuck` / `force-resume`).
 
 The first tests run steps in this process on the session Redis; the rest use a private
-append-only Redis with real workers and a real beat (`bench.chaos.Stack`), flushed per test.
+append-only Redis with real workers and a real beat (`tests/stack.py`), flushed per test.
 """
 
 import hashlib
@@ -23,7 +23,7 @@ from analysis.markets.registry import provider_from_spec
 from analysis.models import RankingConfig, Status
 from analysis.service import AnalysisService
 from analysis.settings import Settings
-from bench.chaos import Stack
+from tests.stack import Stack
 from tests.conftest import wait_until
 from tests.helpers import (QueueDispatcher, assert_history_is_one_clean_chain, noop_config, ranking,
                            wait_for_status)
