@@ -26,6 +26,7 @@ and the longest times from a kill to the watchdog's re-enqueue and to the next c
 interrupted analysis.
 
     python -m bench.chaos [--analyses 30] [--duration 150] [--seed 7] [--quick] [--keep-logs]
+                          [--json PATH]
 
 `tests/test_chaos.py` runs the `--quick` variant. The stack it runs on (a private append-only
 Redis, workers, beat and a service over them) is tests/stack.py, which the recovery tests use too;
