@@ -29,8 +29,8 @@ class Status(StrEnum):
 
 
 class GistField(StrEnum):
-    """The fields of the gist hash in Redis: the one schema of the Lua scripts (analysis/engine/
-    lua.py writes them; a test holds CREATE to this list), the store, `Gist` and the watchdog.
+    """The fields of the gist hash in Redis: the one schema of the Lua scripts (analysis/db/
+    scripts/ write them; a test holds CREATE to this list), the store, `Gist` and the watchdog.
     The LLM spend counters are `spend:<name>` besides these."""
 
     ID = "id"
@@ -188,7 +188,7 @@ class Gist:
     watchdog_attempts: int
     halt: str = ""  # 'stuck' or 'control_expired' while the watchdog holds it paused
     # What the LLM judge spent (calls, prompt_tokens, completion_tokens, retries, cache_hits),
-    # counted when spent, failed and redone steps included (lua.ADD_SPEND).
+    # counted when spent, failed and redone steps included (ADD_SPEND).
     spend: dict[str, int] = field(default_factory=dict)
     # A run of a schedule: its id, and the schedule's previous completed run (analysis/schedules.py).
     schedule: str = ""

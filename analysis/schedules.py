@@ -1,5 +1,5 @@
 """Recurring analyses: the schedule as stored, how an interval or a cron line is read, and the
-store (one hash per schedule, indexes by owner and overall, changed only through `lua.py`).
+store (one hash per schedule, indexes by owner and overall, changed only through `schedule_scripts.py`).
 
 Schedules are kept until removed (no TTL). When they fire is beat's business (celery-redbeat,
 `tasks/schedule_beat.py`); what a firing does is `ScheduleService.fire`.
@@ -18,7 +18,7 @@ from typing import Any
 
 import redis
 
-from analysis.db import lua
+from analysis.db.scripts import schedules as schedule_scripts
 from analysis.engine.replies import text, texts
 from analysis.config_factory import RankingConfigFactory
 from analysis.errors import InvalidConfig, quoted
@@ -195,11 +195,11 @@ class Schedule:
 class ScheduleStore:
     def __init__(self, client: redis.Redis, keys: Keys):
         self.redis, self.keys = client, keys
-        self._create = lua.SCHEDULE_CREATE.bind(client)
-        self._delete = lua.SCHEDULE_DELETE.bind(client)
-        self._claim = lua.SCHEDULE_CLAIM.bind(client)
-        self._update = lua.SCHEDULE_UPDATE.bind(client)
-        self._resume = lua.SCHEDULE_RESUME.bind(client)
+        self._create = schedule_scripts.SCHEDULE_CREATE.bind(client)
+        self._delete = schedule_scripts.SCHEDULE_DELETE.bind(client)
+        self._claim = schedule_scripts.SCHEDULE_CLAIM.bind(client)
+        self._update = schedule_scripts.SCHEDULE_UPDATE.bind(client)
+        self._resume = schedule_scripts.SCHEDULE_RESUME.bind(client)
 
     def get(self, schedule_id: str) -> Schedule | None:
         raw = self.redis.hgetall(self.keys.schedule(schedule_id))
@@ -227,7 +227,7 @@ class ScheduleStore:
         answer = self._delete(schedule=k.schedule(schedule.id),
                               owner_schedules=k.schedules_of(schedule.owner),
                               all_schedules=k.schedules(), id=schedule.id)
-        return answer.code == lua.ScheduleDelete.OK
+        return answer.code == schedule_scripts.ScheduleDelete.OK
 
     def claim(self, schedule_id: str, *, fire_id: str, last_fire: str, now: float) -> str:
         answer = self._claim(schedule=self.keys.schedule(schedule_id), fire_id=fire_id,
@@ -243,7 +243,7 @@ class ScheduleStore:
                               skips=add_skipped,
                               resumes_seen="" if resumes_seen is None else str(resumes_seen),
                               fields=pairs)
-        return answer.code == lua.ScheduleUpdate.OK
+        return answer.code == schedule_scripts.ScheduleUpdate.OK
 
     def resume(self, schedule_id: str, *, note: str) -> str:
         """paused -> active, failures reset (atomic): ok, active (it was not paused) or missing."""

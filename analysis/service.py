@@ -16,7 +16,8 @@ from typing import Protocol
 
 import redis
 
-from analysis.db import lua
+from analysis.db.scripts.controls import Cancel, ForceResume, Pause, Refine, Resume
+from analysis.db.scripts.steps import Create
 from analysis.engine import watch
 from analysis.db.script import A, Answer
 from analysis.engine.store import AnalysisStore, QuotaUsed
@@ -68,24 +69,24 @@ def decisions(answers: type[A], table: dict[A, Decision]) -> dict[A, Decision]:
     return full
 
 
-PAUSE_DECISIONS = decisions(lua.Pause, {
-    lua.Pause.OK: Decision(True, "Paused: the step in flight finishes, no new step starts."),
-    lua.Pause.NOOP: Decision(False, "Already paused.", already=True),
+PAUSE_DECISIONS = decisions(Pause, {
+    Pause.OK: Decision(True, "Paused: the step in flight finishes, no new step starts."),
+    Pause.NOOP: Decision(False, "Already paused.", already=True),
 })
-RESUME_DECISIONS = decisions(lua.Resume, {
-    lua.Resume.ENQUEUE: Decision(True, "Resumed.", enqueue=True),
-    lua.Resume.FLIPPED: Decision(True, "Resumed."),
-    lua.Resume.NOOP: Decision(False, "Already running.", already=True),
+RESUME_DECISIONS = decisions(Resume, {
+    Resume.ENQUEUE: Decision(True, "Resumed.", enqueue=True),
+    Resume.FLIPPED: Decision(True, "Resumed."),
+    Resume.NOOP: Decision(False, "Already running.", already=True),
 })
-REFINE_DECISIONS = decisions(lua.Refine, {
-    lua.Refine.ENQUEUE: Decision(True, "Refining toward confidence {1}.", enqueue=True),
-    lua.Refine.RAISED: Decision(True, "Target raised to {0}; the analysis carries on."),
-    lua.Refine.STALE: Decision(False, "This refine was already applied.", already=True),
-    lua.Refine.AT_CAP: Decision(False, f"The target is already at the {REFINE_CAP} maximum."),
+REFINE_DECISIONS = decisions(Refine, {
+    Refine.ENQUEUE: Decision(True, "Refining toward confidence {1}.", enqueue=True),
+    Refine.RAISED: Decision(True, "Target raised to {0}; the analysis carries on."),
+    Refine.STALE: Decision(False, "This refine was already applied.", already=True),
+    Refine.AT_CAP: Decision(False, f"The target is already at the {REFINE_CAP} maximum."),
 })
-CANCEL_DECISIONS = decisions(lua.Cancel, {lua.Cancel.OK: Decision(True, "Cancelled.")})
-FORCE_RESUME_DECISIONS = decisions(lua.ForceResume, {
-    lua.ForceResume.ENQUEUE: Decision(True, "Force-resumed from step {0}.", enqueue=True),
+CANCEL_DECISIONS = decisions(Cancel, {Cancel.OK: Decision(True, "Cancelled.")})
+FORCE_RESUME_DECISIONS = decisions(ForceResume, {
+    ForceResume.ENQUEUE: Decision(True, "Force-resumed from step {0}.", enqueue=True),
 })
 
 
@@ -140,10 +141,10 @@ class AnalysisService:
         if isinstance(answer, QuotaUsed):
             raise LimitReached(f"you started {answer.starts} analyses in the last hour; the "
                                f"limit is {settings.max_starts_per_hour} an hour: try again later")
-        if answer.code == lua.Create.LIMIT:
+        if answer.code == Create.LIMIT:
             raise LimitReached(f"you already have {answer.values[0]} analyses running; the limit "
                                f"is {settings.max_active_per_user}: cancel one or wait for it to finish")
-        if answer.code == lua.Create.EXISTS:  # two ids alike out of 32^10: a bug, not chance
+        if answer.code == Create.EXISTS:  # two ids alike out of 32^10: a bug, not chance
             raise RuntimeError(f"analysis {analysis_id} exists already")
         self._enqueue(analysis_id, chain, 0)
         gist = self.store.load(analysis_id)

@@ -26,9 +26,11 @@ and the longest times from a kill to the watchdog's re-enqueue and to the next c
 interrupted analysis.
 
     python -m bench.chaos [--analyses 30] [--duration 150] [--seed 7] [--quick] [--keep-logs]
+                          [--json PATH]
 
-`tests/test_chaos.py` runs the `--quick` variant. `Stack` (a private append-only Redis, workers,
-beat and a service over them) is shared with tests/test_recovery.py.
+`tests/test_chaos.py` runs the `--quick` variant. The stack it runs on (a private append-only
+Redis, workers, beat and a service over them) is tests/stack.py, which the recovery tests use too;
+what it checks and reports from is bench/chaos_checks.py.
 """
 
 from __future__ import annotations
@@ -36,253 +38,30 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import random
-import re
-import shutil
-import signal
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from analysis.engine.runtime import Runtime  # noqa: E402
-from analysis.errors import AnalysisError  # noqa: E402
-from analysis.models import Gist, RankingConfig, Status  # noqa: E402
-from analysis.service import Actor, AnalysisService  # noqa: E402
-from analysis.settings import Settings  # noqa: E402
-from tasks.dispatcher import CeleryDispatcher  # noqa: E402
-from tests.doubles import register as register_doubles  # noqa: E402
-from tests.servers import RedisServer, Worker  # noqa: E402
+from analysis.errors import AnalysisError
+from analysis.models import RankingConfig, Status
+from analysis.service import Actor
+from analysis.settings import Settings
+from bench.chaos_checks import (Kill, ReferenceRuns, events_by_analysis, kill_recoveries,
+                                log_driver_to, ranking_violations, reason_kind, redeliveries)
+from tests.stack import FAST_TIMINGS, Stack
+from tests.worker_logs import LogStats, scan_worker_logs
 
 logger = logging.getLogger("bench.chaos")
 
-# Protocol timings for runs that must finish in seconds; each is a setting a deployment tunes.
-FAST_TIMINGS = {
-    "LEASE_MS": "3000",
-    "HEARTBEAT_MS": "500",
-    "WATCHDOG_INTERVAL_S": "1",
-    "WATCHDOG_GRACE_S": "3",
-    "WATCHDOG_MAX_ATTEMPTS": "5",
-    "STEP_RETRIES": "3",
-    "STEP_RETRY_BACKOFF_S": "0.05",
-    "VISIBILITY_TIMEOUT_S": "60",
-    "TASK_TIME_LIMIT_S": "30",
-    "EVENTS_MAXLEN": "1000000",
-}
 # Chaos analyses rank a longer window than the default: each step does real work, so kills land
 # in the middle of steps rather than between them.
 CHAOS_ENV = {**FAST_TIMINGS, "WINDOW_CANDLES": "2000"}
-QUIET_ENV = {"LOG_LEVEL": "INFO", "MARKET_DATA": "demo", "OPENAI_API_KEY": "",
-             "OPENAI_BASE_URL": "", "TELEGRAM_BOT_TOKEN": ""}
 FINAL = (Status.COMPLETED, Status.CANCELLED, Status.FAILED)
-
-
-# --- processes ---------------------------------------------------------------------------------
-def pool_children(pid: int) -> list[int]:
-    """The pool processes of a prefork worker's main process."""
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
-    return [int(part) for part in text.split()]
-
-
-class Beat:
-    """A real `celery -A tasks beat` process: it sends `marketrank.watchdog` every interval."""
-
-    def __init__(self, env: dict[str, str], log_dir: Path):
-        self.env, self.log_dir = env, log_dir
-        self.log_path = log_dir / "beat.log"
-        self.process: subprocess.Popen | None = None
-
-    def start(self, timeout: float = 30) -> "Beat":
-        self._log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "tasks", "beat", "-l", "info",
-             "-s", str(self.log_dir / "beat-schedule")],
-            cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
-            start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while b"beat: Starting" not in self.log_path.read_bytes():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"beat did not start: {self.log_path.read_text()[-2000:]}")
-            time.sleep(0.05)
-        return self
-
-    @property
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def stop(self) -> None:
-        if self.alive:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
-        if getattr(self, "_log", None):
-            self._log.close()
-
-
-class Stack:
-    """A private append-only redis-server, settings for it, a service over it, and real workers
-    and beat started on demand with the same environment."""
-
-    def __init__(self, overrides: dict[str, str], *, name: str = "stack",
-                 log_dir: str | Path | None = None, appendonly: bool = True):
-        register_doubles()  # the service here names the `faulty:` data source, as the workers do
-        self.name = name
-        self.log_dir = Path(log_dir or tempfile.mkdtemp(prefix=f"marketrank-{name}-"))
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.redis_server = RedisServer(appendonly=appendonly).start()
-        values = {**QUIET_ENV, **overrides, "REDIS_URL": self.redis_server.url}
-        self.env = {**os.environ, **values}
-        self.settings = Settings(**{k.lower(): v for k, v in values.items()
-                                    if k.lower() in Settings.model_fields})
-        self.runtime = Runtime(self.settings)
-        self.app = _private_celery_app(self.settings)
-        self.dispatcher = CeleryDispatcher(self.app)
-        self.service = AnalysisService(self.runtime.store, self.dispatcher)
-        self.workers: dict[int, Worker] = {}
-        self.all_workers: list[Worker] = []
-        self.generation: Counter[int] = Counter()
-        self.beat: Beat | None = None
-        self.watchdog_logs: list[Path] = []
-        self._thaws: list[threading.Timer] = []
-
-    # workers
-    def start_worker(self, slot: int = 1, *, wait: bool = True) -> Worker:
-        self.generation[slot] += 1
-        worker = Worker(self.env, f"{self.name}-w{slot}-g{self.generation[slot]}",
-                        log_dir=str(self.log_dir))
-        self.workers[slot] = worker
-        self.all_workers.append(worker)
-        return worker.start(wait=wait)
-
-    def kill_worker(self, slot: int) -> None:
-        """SIGKILL the worker's main process and its pool at once (a lost machine, an OOM kill)."""
-        worker = self.workers.pop(slot, None)
-        if worker is not None:
-            worker.kill()
-            worker._log.close()
-
-    def kill_pool_children(self, slot: int) -> int:
-        worker = self.workers.get(slot)
-        if worker is None or worker.process.poll() is not None:
-            return 0
-        children = pool_children(worker.process.pid)
-        for pid in children:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        return len(children)
-
-    def freeze_worker(self, slot: int, seconds: float) -> bool:
-        """SIGSTOP the worker (main and pool) for `seconds`, then SIGCONT: a zombie whose leases
-        run out while it sleeps and who wakes up to finish steps that were redone meanwhile."""
-        worker = self.workers.get(slot)
-        if worker is None or worker.process.poll() is not None:
-            return False
-        pgid = worker.process.pid
-        os.killpg(pgid, signal.SIGSTOP)
-
-        def thaw() -> None:
-            try:
-                os.killpg(pgid, signal.SIGCONT)
-            except ProcessLookupError:  # killed while frozen
-                pass
-
-        timer = threading.Timer(seconds, thaw)
-        timer.daemon = True
-        timer.start()
-        self._thaws.append(timer)
-        return True
-
-    def stop_worker(self, slot: int, timeout: float = 30) -> None:
-        """SIGTERM: warm shutdown, the steps in flight finish and commit."""
-        worker = self.workers.pop(slot, None)
-        if worker is not None:
-            worker.stop(timeout)
-
-    def worker_alive(self, slot: int) -> bool:
-        worker = self.workers.get(slot)
-        return worker is not None and worker.process.poll() is None
-
-    # beat and redis
-    def start_beat(self) -> Beat:
-        """Beat and the watchdog's own worker (its queue only, one process), as in the Procfile."""
-        from tasks.celery_app import WATCHDOG_QUEUE
-
-        self.watchdog_worker = Worker(self.env, f"{self.name}-watchdog", concurrency=1,
-                                      log_dir=str(self.log_dir), queues=WATCHDOG_QUEUE).start()
-        self.watchdog_logs.append(self.watchdog_worker.log_path)
-        self.beat = Beat(self.env, self.log_dir).start()
-        return self.beat
-
-    def stop_beat(self) -> None:
-        if self.beat is not None:
-            self.beat.stop()
-            self.beat = None
-        if getattr(self, "watchdog_worker", None) is not None:
-            self.watchdog_worker.stop(10)
-            self.watchdog_worker = None
-
-    def restart_redis(self, down_s: float = 1.0) -> tuple[float, float]:
-        """Graceful restart (SIGTERM: the append-only file is complete); answers (down, up)."""
-        self.redis_server.stop()
-        down = time.time()
-        time.sleep(down_s)
-        self.redis_server.start()
-        return down, time.time()
-
-    def logs(self) -> list[Path]:
-        """Every worker's log, the watchdog's own workers' included."""
-        return [path for path in [*(w.log_path for w in self.all_workers), *self.watchdog_logs]
-                if path.exists()]
-
-    def thaw_all(self) -> None:
-        """Wake every frozen worker now."""
-        for timer in self._thaws:
-            if timer.is_alive():
-                timer.cancel()
-                timer.function()
-        self._thaws.clear()
-
-    def close(self, *, keep_logs: bool = False) -> None:
-        self.thaw_all()
-        self.stop_beat()
-        for slot in list(self.workers):
-            self.stop_worker(slot, timeout=10)
-        try:
-            self.app.close()
-            self.runtime.redis.close()
-        finally:
-            self.redis_server.cleanup()
-        if not keep_logs:
-            shutil.rmtree(self.log_dir, ignore_errors=True)
-
-
-def _private_celery_app(settings: Settings):
-    """A Celery app on this stack's broker that does not become the process's current app."""
-    from tasks.celery_app import app as process_app
-    from tasks.celery_app import make_celery
-
-    app = make_celery(settings)
-    process_app.set_current()
-    return app
 
 
 # --- the chaos run -----------------------------------------------------------------------------
@@ -321,30 +100,6 @@ class Started:
     actor: Actor
     config: RankingConfig
     at: float
-
-
-@dataclass
-class Kill:
-    at: float
-    kind: str
-    slot: int
-    leases: dict[str, str]
-
-
-@dataclass
-class LogStats:
-    faults: Counter = field(default_factory=Counter)
-    kicks: int = 0
-    kicks_at: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
-    gave_up: int = 0
-    expired: int = 0
-    noops: Counter = field(default_factory=Counter)
-    task_errors: int = 0
-    worker_crashes: int = 0
-    pool_deaths: int = 0
-    restored_on_shutdown: int = 0
-    received: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
-    decisions: dict[str, list[tuple[float, str]]] = field(default_factory=lambda: defaultdict(list))
 
 
 @dataclass
@@ -389,7 +144,7 @@ class ChaosRun:
         o = self.o
         began = time.time()
         self.stack = stack = Stack(o.timings, name="chaos")
-        handler = _log_to(stack.log_dir / "driver.log")
+        handler = log_driver_to(stack.log_dir / "driver.log")
         try:
             stack.start_worker(1, wait=False)
             stack.start_worker(2, wait=False)
@@ -484,7 +239,7 @@ class ChaosRun:
             slot = rng.choice([1, 2])
             kind = rng.choices(["worker_sigkill", "pool_sigkill", "worker_sigterm", "worker_freeze"],
                                weights=[0.45, 0.2, 0.1, 0.25])[0]
-            leases = self._leases()
+            leases = self.stack.leases()
             at = time.time()
             if kind == "worker_sigkill":
                 stack.kill_worker(slot)
@@ -504,12 +259,6 @@ class ChaosRun:
             with self.lock:
                 self.kills.append(Kill(at, kind, slot, leases))
                 self.faults[kind] += 1
-
-    def _leases(self) -> dict[str, str]:
-        r, prefix = self.stack.runtime.redis, self.stack.runtime.keys.lease("")
-        keys = list(r.scan_iter(match=prefix + "*", count=1000))
-        values = r.mget(keys) if keys else []
-        return {k.decode()[len(prefix):]: v.decode() for k, v in zip(keys, values) if v}
 
     def _stormer(self) -> None:
         rng = random.Random(self.rng.random())
@@ -652,7 +401,7 @@ class ChaosRun:
                     if not gist.reason and gist.id not in reported:
                         reported.add(gist.id)
                         self._violation(f"{gist.id} is paused without a reason")
-                    self.user_resumes[_reason_kind(gist.reason)] += 1
+                    self.user_resumes[reason_kind(gist.reason)] += 1
                     service.resume(gist.id, started.actor)
                 elif time.monotonic() - since > stall_s and gist.id not in reported:
                     reported.add(gist.id)
@@ -674,7 +423,7 @@ class ChaosRun:
 
         stack, store = self.stack, self.stack.runtime.store
         r, keys = stack.runtime.redis, stack.runtime.keys
-        events = _events_by_analysis(r, keys.events())
+        events = events_by_analysis(r, keys.events())
         outcome: Counter[str] = Counter()
         histories = {}
         references = ReferenceRuns(self.o.data_dir)
@@ -698,28 +447,16 @@ class ChaosRun:
                 self._violation(f"{gist.id} failed: {gist.reason}")
             if gist.status == Status.COMPLETED:
                 compared += 1
-                self._check_ranking(gist, started.config, references)
+                for violation in ranking_violations(gist, started.config, references):
+                    self._violation(violation)
             if r.sismember(keys.active(started.actor.user_id), gist.id) and gist.status in FINAL:
                 self._violation(f"{gist.id} is {gist.status} but still counts as active for its owner")
-        leftover = self._leases()
+        leftover = self.stack.leases()
         if leftover:
             self._violation(f"leases still held after everything settled: {leftover}")
         stats = scan_worker_logs(stack.logs())
         return self._summary(outcome, histories, events, stats, compared, chaos_began,
                              chaos_ended, settled, began)
-
-    def _check_ranking(self, gist: Gist, config: RankingConfig, references: "ReferenceRuns") -> None:
-        views = gist.state.get("views", config.views)
-        steadiest = gist.state.get("ranking") == "steadiest"
-        expected_result, expected_confidence = references.outcome(config, views, steadiest)
-        got = json.dumps([asdict(item) for item in gist.result], sort_keys=True)
-        if got != json.dumps(expected_result, sort_keys=True):
-            self._violation(f"{gist.id}: final ranking differs from the run without faults "
-                            f"({[i.symbol for i in gist.result]} vs "
-                            f"{[i['symbol'] for i in expected_result]})")
-        if gist.confidence != expected_confidence or gist.progress != 1.0:
-            self._violation(f"{gist.id}: confidence {gist.confidence} (progress {gist.progress}) "
-                            f"vs {expected_confidence} without faults at {views} views")
 
     def _summary(self, outcome, histories, events, stats: LogStats, compared: int,
                  chaos_began: float, chaos_ended: float, settled: float, began: float) -> list[str]:
@@ -730,14 +467,14 @@ class ChaosRun:
                    if e.finished_at > chaos_began and e.started_at < chaos_ended)
         utilization = busy / (4 * (chaos_ended - chaos_began))
         by_attempt = {e.attempt for h in histories.values() for e in h}
-        recoveries, kick_delays = self._kill_recoveries(histories, events, by_attempt,
-                                                        stats.kicks_at)
+        recoveries, kick_delays = kill_recoveries(self.kills, histories, events, by_attempt,
+                                                   stats.kicks_at)
         restart_gap = None
         if self.redis_restart:
             after = [e.finished_at for h in histories.values() for e in h
                      if e.finished_at > self.redis_restart[1]]
             restart_gap = min(after) - self.redis_restart[1] if after else None
-        redelivered, late_not_noop = self._redeliveries(stats)
+        redelivered, late_not_noop = redeliveries(stats, self.stack.settings.visibility_timeout_s)
         self.counts.update({
             "analyses": len(self.started), "completed": outcome["completed"],
             "compared": compared, "commits": commits,
@@ -818,173 +555,6 @@ class ChaosRun:
                             f"('Unrecoverable error' in their logs) instead of riding out a fault")
         return lines
 
-    def _kill_recoveries(self, histories, events, committed_attempts: set[str],
-                         kicks_at: dict[str, list[float]]) -> tuple[list, list[float]]:
-        """For each step a kill or freeze interrupted (it held a lease and never committed):
-        (kind, seconds to its analysis's next commit), unless a pause, cancel or force-resume
-        came first; and the seconds to the watchdog's re-enqueue, where the watchdog did it (a
-        killed pool process's task may also be requeued by the broker first)."""
-        to_commit, to_kick = [], []
-        for kill in self.kills:
-            if kill.kind == "worker_sigterm":
-                continue
-            for analysis_id, attempt in kill.leases.items():
-                if attempt in committed_attempts or analysis_id not in histories:
-                    continue
-                later = [e.finished_at for e in histories[analysis_id] if e.finished_at > kill.at]
-                if not later:
-                    continue
-                until = min(later)
-                interfered = any(kill.at <= e["at"] <= until and e["kind"] in
-                                 ("paused", "cancelled", "stuck", "force_resumed")
-                                 for e in events.get(analysis_id, []))
-                if interfered:
-                    continue
-                to_commit.append((until - kill.at, kill.kind))
-                kicks = [t for t in kicks_at.get(analysis_id, []) if kill.at <= t <= until]
-                if kicks:
-                    to_kick.append(min(kicks) - kill.at)
-        return to_commit, to_kick
-
-    def _redeliveries(self, stats: LogStats) -> tuple[Counter, int]:
-        late_after = 0.9 * self.stack.settings.visibility_timeout_s
-        kinds: Counter[str] = Counter()
-        late_not_noop = 0
-        for task_id, times in stats.received.items():
-            if len(times) < 2:
-                continue
-            times = sorted(times)
-            for before, again in zip(times, times[1:]):
-                late = again - before >= late_after
-                kinds["late" if late else "soon"] += 1
-                if late:
-                    outcome = [d for t, d in stats.decisions.get(task_id, []) if t >= again - 1]
-                    if outcome and not outcome[0].startswith("skip:"):
-                        late_not_noop += 1
-        return kinds, late_not_noop
-
-
-# --- references: the same analyses without faults ----------------------------------------------
-class ReferenceRuns:
-    """Runs the score strategy step by step in this process, on the candles INIT would snapshot
-    (through the same encoding), with no Redis, broker or faults: the run without faults."""
-
-    def __init__(self, data_dir: Path):
-        from analysis.markets.csv_dir import CsvDirProvider
-        self.provider = CsvDirProvider(data_dir)
-        self._frames: dict[tuple[str, str, int], object] = {}
-        self._outcomes: dict[tuple, tuple[list, float]] = {}
-
-    def _candles(self, config: RankingConfig, symbols: list[str]) -> dict:
-        from analysis.markets.candle_blocks import decode_candles, encode_candles
-        frames = {}
-        for symbol in symbols:
-            key = (symbol, config.timeframe, config.window)
-            if key not in self._frames:
-                raw = self.provider.candles(symbol, config.timeframe, config.window)
-                self._frames[key] = decode_candles(encode_candles(raw))
-            frames[symbol] = self._frames[key]
-        return frames
-
-    def outcome(self, config: RankingConfig, views: int, steadiest: bool = False) -> tuple[list, float]:
-        from analysis.ranking.strategies import get_strategy
-        from analysis.ranking.strategies.base import StepInput
-
-        config = config.model_copy(update={"views": views})
-        key = (tuple(config.markets), config.top_k, config.kind, config.batch_size, views, steadiest)
-        if key not in self._outcomes:
-            strategy = get_strategy(config.strategy)
-            state = strategy.initial_state(config, list(config.markets))
-            for seq in range(1, 10_000):
-                outcome = strategy.step(StepInput(
-                    analysis_id="reference", seq=seq, config=config, state=state,
-                    target=config.target_confidence, model="",
-                    load_candles=lambda symbols: self._candles(config, symbols)))
-                state = outcome.state
-                if outcome.done and not (steadiest and state.get("ranking") != "steadiest"):
-                    break
-            self._outcomes[key] = (outcome.result, round(outcome.confidence, 6))
-        return self._outcomes[key]
-
-
-# --- reading what happened ---------------------------------------------------------------------
-LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
-RECEIVED = re.compile(r"Task marketrank\.(?:init|rank_step)\[([0-9a-f-]+)\] received")
-# The watchdog's line for a lost step (tasks/watchdog.py), as its own worker logs it.
-KICK = re.compile(r"\[(\w+) chain=\w+ seq=-?\d+\] step lost \(no lease, not in the broker\): re-enqueued")
-SUCCEEDED = re.compile(r"Task marketrank\.(?:init|rank_step)\[([0-9a-f-]+)\] succeeded in "
-                       r"[0-9.e-]+s: \{'decision': '([^']+)'")
-
-
-def scan_worker_logs(paths: list[Path]) -> LogStats:
-    stats = LogStats()
-    for path in paths:
-        for line in path.read_text(errors="replace").splitlines():
-            stamp = LOG_TIME.match(line)
-            at = (datetime.strptime(stamp.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
-                  if stamp else 0.0)
-            if "injected fault: " in line:
-                stats.faults[line.split("injected fault: ", 1)[1].split()[0]] += 1
-            elif (kick := KICK.search(line)):
-                stats.kicks += 1
-                stats.kicks_at[kick.group(1)].append(at)
-            elif "watchdog gave_up" in line:
-                stats.gave_up += 1
-            elif "watchdog expired" in line:
-                stats.expired += 1
-            elif " no-op: " in line:
-                stats.noops[line.split(" no-op: ", 1)[1].split()[0]] += 1
-            elif "raised unexpected" in line:
-                stats.task_errors += 1
-            elif "Unrecoverable error" in line:
-                stats.worker_crashes += 1
-            elif "exited with 'signal 9" in line:
-                stats.pool_deaths += 1
-            elif (restored := re.search(r"Restoring (\d+) unacknowledged", line)):
-                stats.restored_on_shutdown += int(restored.group(1))
-            elif (match := RECEIVED.search(line)):
-                stats.received[match.group(1)].append(at)
-            elif (match := SUCCEEDED.search(line)):
-                stats.decisions[match.group(1)].append((at, match.group(2)))
-    return stats
-
-
-def _events_by_analysis(client, stream: str) -> dict[str, list[dict]]:
-    found: dict[str, list[dict]] = defaultdict(list)
-    last = "-"
-    while True:
-        batch = client.xrange(stream, min=last, count=10_000)
-        if last != "-":
-            batch = batch[1:]
-        if not batch:
-            return found
-        for entry_id, fields in batch:
-            item = {k.decode(): v.decode() for k, v in fields.items()}
-            item["at"] = float(item.get("at") or 0)
-            found[item.get("id", "")].append(item)
-        last = batch[-1][0].decode()
-
-
-def _reason_kind(reason: str) -> str:
-    if reason.startswith("stuck"):
-        return "watchdog gave up"
-    if "injected fault" in reason or "market-data" in reason:
-        return "data source"
-    if reason.startswith("internal error"):
-        return "internal error"
-    return reason or "no reason"
-
-
-def _log_to(path: Path) -> logging.Handler:
-    """The driver's own log (service warnings, e.g. an enqueue that failed while Redis was down)."""
-    handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s %(message)s"))
-    root = logging.getLogger()
-    root.addHandler(handler)
-    if root.level > logging.INFO or root.level == logging.NOTSET:
-        root.setLevel(logging.INFO)
-    return handler
-
 
 def run_chaos(options: ChaosOptions) -> ChaosReport:
     return ChaosRun(options).run()
@@ -999,6 +569,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="the short variant `make test` runs")
     parser.add_argument("--keep-logs", action="store_true")
     parser.add_argument("--data-dir", type=Path, help="default: the SHARED_DATA_DIR setting")
+    parser.add_argument("--json", type=Path, help="also write the counts and violations there")
     args = parser.parse_args(argv)
     data_dir = args.data_dir or Settings().shared_data_dir
     if not (data_dir / "BTC_USDT-1h.csv").is_file():
@@ -1014,6 +585,8 @@ def main(argv: list[str] | None = None) -> int:
     options.keep_logs = args.keep_logs
     report = run_chaos(options)
     print(report.summary())
+    if args.json:
+        args.json.write_text(json.dumps({"counts": report.counts, "violations": report.violations}))
     if report.logs_kept:
         print(f"logs: {report.log_dir}")
     return 1 if report.violations else 0

@@ -126,6 +126,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     sys.exit(main())

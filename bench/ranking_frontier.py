@@ -31,6 +31,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 from analysis.ranking import bradley_terry as bt  # noqa: E402
+from analysis.ranking.top_k_posterior import top_k_membership  # noqa: E402
 from tests.doubles.simulated_judge import SimulatedJudge  # noqa: E402
 from bench.ranking_bench import (  # noqa: E402
     FIRST_BIAS,
@@ -81,7 +82,7 @@ def _entropy(p: np.ndarray) -> np.ndarray:
 def _information_gain(strengths, bias, pairs, k):
     """Expected drop in the summed entropy of each symbol's top-K membership (same shapes and
     reweighting as bt._lookahead_gain)."""
-    in_top = bt._top_k_membership(strengths, k)
+    in_top = top_k_membership(strengths, k)
     now = in_top.mean(axis=0)
     logits = strengths[:, pairs[:, 0]] - strengths[:, pairs[:, 1]] + bias[:, None]
     p_first = 1.0 / (1.0 + np.exp(-logits))

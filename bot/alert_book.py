@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from analysis.health import Health
 from analysis.db.keys import Keys
-from analysis.db.lua import ALERT_FIRST, HEALTH_LEVEL_SWAP, AlertFirst
+from analysis.db.scripts.alerts import ALERT_FIRST, HEALTH_LEVEL_SWAP, AlertFirst
 
 
 class AlertBook:

@@ -7,7 +7,7 @@ import time
 
 import redis
 
-from analysis.db.lua import WatchdogCheck
+from analysis.db.scripts.watch import WatchdogCheck
 from analysis.engine.runtime import Runtime
 from analysis.errors import first_line
 from analysis.engine.watch import PendingSteps, check_live

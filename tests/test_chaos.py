@@ -1,23 +1,32 @@
-"""The chaos run's short variant (`python -m bench.chaos --quick`): 20 score analyses over the
-real Binance candles on two workers while workers are killed, users storm the buttons, admins
-force-resume, Redis restarts and the data source fails; every invariant must hold."""
+"""The chaos run's short variant, run as an operator runs it (`python -m bench.chaos --quick`):
+20 score analyses over the real Binance candles on two workers while workers are killed, users
+storm the buttons, admins force-resume, Redis restarts and the data source fails; every
+invariant must hold. A subprocess, so tests never import bench (bench imports tests' harness)."""
 
+import json
+import subprocess
+import sys
 import time
 
 import pytest
 
-from bench.chaos import ChaosOptions, run_chaos
+from tests.servers import ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared_data]
 
 
-def test_twenty_analyses_survive_kills_storms_restarts_and_failing_data(shared_data_dir):
+def test_twenty_analyses_survive_kills_storms_restarts_and_failing_data(shared_data_dir, tmp_path):
     began = time.monotonic()
-    report = run_chaos(ChaosOptions.quick(shared_data_dir))
-    print(report.summary())
+    report_path = tmp_path / "chaos.json"
+    run = subprocess.run([sys.executable, "-m", "bench.chaos", "--quick", "--data-dir",
+                          str(shared_data_dir), "--json", str(report_path)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    print(run.stdout)
     print(f"chaos test variant: {time.monotonic() - began:.0f} s")
-    assert report.violations == [], report.summary()
-    counts = report.counts
+    assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-3000:]
+    report = json.loads(report_path.read_text())
+    assert report["violations"] == [], run.stdout[-5000:]
+    counts = report["counts"]
     # The run was not vacuous: faults of every kind happened and rankings were compared.
     assert counts["analyses"] == 20 and counts["compared"] >= 10
     assert counts["kills"] >= 5 and counts["redis restarts"] == 1

@@ -481,7 +481,7 @@ def test_the_shared_token_bucket_spaces_every_caller_to_the_rate(runtime):
 def test_real_workers_share_the_cache_two_analyses_fetch_each_market_once(binance, tmp_path):
     from analysis.config_factory import RankingConfigFactory
     from analysis.markets.ccxt_source import CcxtProvider
-    from bench.chaos import Stack
+    from tests.stack import Stack
     stack = Stack({"MARKET_DATA": "ccxt:binance", "CCXT_API_URL": binance.url,
                    "CCXT_BACKOFF_S": "0.01"}, name="live", log_dir=tmp_path)
     try:

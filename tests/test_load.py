@@ -11,10 +11,10 @@ import pytest
 
 from analysis.models import Status
 from analysis.settings import Settings
-from bench.chaos import Stack
-from bench.load_bench import LOAD_TIMINGS, run_llm_load
 from tests.helpers import QueueDispatcher, noop_config
+from tests.llm_load import LOAD_TIMINGS, run_llm_load
 from tests.servers import RedisServer, Worker
+from tests.stack import Stack
 
 
 def test_a_queue_longer_than_the_grace_pauses_no_analysis_and_re_enqueues_nothing(tmp_path):
@@ -126,7 +126,7 @@ def test_the_chaos_report_counts_the_watchdogs_re_enqueues_from_its_own_log(
 
     from analysis.logging_setup import FORMAT
     from analysis.service import Actor
-    from bench.chaos import scan_worker_logs
+    from tests.worker_logs import scan_worker_logs
     from tasks.watchdog import watchdog_pass
 
     runtime.redis.delete(runtime.keys.live())  # only this test's analysis is live

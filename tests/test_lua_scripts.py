@@ -1,58 +1,103 @@
-"""The Lua scripts (analysis/db/lua.py) against their declarations, and each on a real Redis:
-the header comment names the declared KEYS and ARGV in order, every code a script returns is in
-its answer enum (and every enum member can be returned), the gist's fields are the one schema,
-and the rules written once (stuck, control expired) behave as /stuck and the watchdog need."""
+"""The Lua scripts (analysis/db/scripts/) against their declarations, and each on a real Redis:
+every body reads its KEYS and ARGV by the names the declaration generates (never by number),
+every code a script returns is in its answer enum (and every enum member can be returned), the
+gist's fields are the one schema, and the rules written once (stuck, control expired) behave as
+/stuck and the watchdog need."""
 
+import importlib
+import pkgutil
 import re
+from enum import StrEnum
 
 import pytest
 
-from analysis.db import lua
+import analysis.db.scripts
 from analysis.db.script import Script, UnknownAnswer
+from analysis.db.scripts import controls, steps, watch
+from analysis.db.scripts.prologue import PROLOGUE
 from analysis.models import GistField, Status
 from analysis.service import PAUSE_DECISIONS, Decision, decisions
 from tests.helpers import noop_config
 
-HEADER = re.compile(r"(KEYS|ARGV)\[(\d+)(\.\.)?\] (\w+)")
+
+def script_modules() -> list:
+    """Every module of analysis/db/scripts/, found on disk (a new one is checked too)."""
+    package = analysis.db.scripts
+    return [importlib.import_module(f"{package.__name__}.{info.name}")
+            for info in pkgutil.iter_modules(package.__path__)]
 
 
-def own_source(script: Script) -> str:
-    """The script's own text: its source without the shared prologue."""
-    return script.source.replace(lua._PROLOGUE, "\n")
+def declared_in(module) -> list[Script]:
+    return [value for value in vars(module).values() if isinstance(value, Script)]
 
 
-def header_names(script: Script) -> tuple[list[str], list[str]]:
-    header = [line for line in script.source.splitlines() if line.startswith("-- ")]
-    keys: list[str] = []
-    argv: list[str] = []
-    for line in header:
-        for kind, index, rest, name in HEADER.findall(line):
-            names = keys if kind == "KEYS" else argv
-            assert int(index) == len(names) + 1, f"{script.name}: {kind}[{index}] out of order"
-            names.append(name + ("*" if rest else ""))
-    return keys, argv
+ALL_SCRIPTS = [script for module in script_modules() for script in declared_in(module)]
+INDEXED_BY_NUMBER = re.compile(r"\b(KEYS|ARGV)\s*\[")
 
 
-@pytest.mark.parametrize("script", lua.ALL_SCRIPTS, ids=lambda s: s.name)
-def test_the_header_comment_names_the_declared_keys_and_argv_in_order(script):
-    assert header_names(script) == (list(script.keys), list(script.argv))
+def test_the_scripts_are_found_and_each_module_lists_its_own():
+    """The store binds a module's SCRIPTS: a script left out of it would fail only when called."""
+    assert len(ALL_SCRIPTS) >= 26 and "COMMIT_STEP" in {s.name for s in ALL_SCRIPTS}
+    for module in script_modules():
+        assert set(declared_in(module)) == set(getattr(module, "SCRIPTS", ())), module.__name__
 
 
-@pytest.mark.parametrize("script", lua.ALL_SCRIPTS, ids=lambda s: s.name)
+@pytest.mark.parametrize("script", ALL_SCRIPTS, ids=lambda s: s.name)
+def test_no_body_reads_keys_or_argv_by_number(script):
+    assert not INDEXED_BY_NUMBER.search(script.body), f"{script.name} indexes KEYS/ARGV by number"
+    assert not INDEXED_BY_NUMBER.search(script.prologue)
+    for name in (n.rstrip("*") for n in script.keys + script.argv):
+        assert re.search(rf"\b{name}\b", script.body), f"{script.name} never reads {name}"
+
+
+def test_no_declared_name_is_hidden_by_a_function_of_the_prologue():
+    functions = set(re.findall(r"local function (\w+)", PROLOGUE))
+    assert {"is_final", "announce", "stuck_rule"} <= functions
+    for script in ALL_SCRIPTS:
+        if script.prologue:
+            assert not functions & {n.rstrip("*") for n in script.keys + script.argv}, script.name
+
+
+class Echo(StrEnum):
+    OK = "ok"
+
+
+ECHO = Script("ECHO", answers=Echo, keys=("first", "second", "rest_keys*"),
+              argv=("number", "rest_args*"), body="""
+return {'ok', first, second, number, table.concat(rest_keys, ','), table.concat(rest_args, ',')}
+""")
+
+
+def test_the_generated_preamble_hands_the_body_each_key_and_argument_by_name(runtime):
+    """A name ending in '*' is the rest of KEYS or ARGV as a list, empty when nothing is left."""
+    echo = ECHO.bind(runtime.redis)
+    answer = echo(first="k1", second="k2", rest_keys=["k3", "k4"], number=7, rest_args=["a", "b"])
+    assert answer.values == ["k1", "k2", "7", "k3,k4", "a,b"]
+    assert echo(first="k1", second="k2", rest_keys=[], number=7, rest_args=[]).values == [
+        "k1", "k2", "7", "", ""]
+
+
+@pytest.mark.parametrize("name", ["end", "table", "spent-tokens", "1st"])
+def test_a_name_that_cannot_be_a_lua_local_is_refused_at_declaration(name):
+    with pytest.raises(ValueError, match="cannot name a Lua local"):
+        Script("BAD", answers=Echo, keys=(name,), argv=(), body="return {'ok'}")
+
+
+@pytest.mark.parametrize("script", ALL_SCRIPTS, ids=lambda s: s.name)
 def test_every_code_a_script_returns_is_in_its_answer_enum_and_each_member_is_returned(script):
-    body = own_source(script)
-    returned = set(re.findall(r"return \{'(\w+)'", body))
+    returned = set(re.findall(r"return \{'(\w+)'", script.body))
     assert returned <= {member.value for member in script.answers}, script.name
     for member in script.answers:  # returned literally, or through a variable set to it
-        assert f"'{member.value}'" in script.source, f"{script.name} never answers {member.value}"
+        assert f"'{member.value}'" in script.body + script.prologue, \
+            f"{script.name} never answers {member.value}"
 
 
 def gist_fields_named(source: str) -> set[str]:
     """The quoted field names of every HSET/HGET/HMGET/HINCRBY on the gist key in `source`."""
     fields = set()
-    for call in re.finditer(r"redis\.call\('(HSET|HGET|HMGET|HINCRBY)', (KEYS\[2\]|gist),(.*?)\)\n",
-                            source, re.S):
-        command, arguments = call.group(1), split_top_level(call.group(3))
+    calls = r"redis\.call\('(HSET|HGET|HMGET|HINCRBY)', gist,(.*?)\)\n"
+    for call in re.finditer(calls, source, re.S):
+        command, arguments = call.group(1), split_top_level(call.group(2))
         named = arguments[0::2] if command == "HSET" else arguments[:1] if command != "HMGET" else arguments
         fields |= {a.strip().strip("'") for a in named if re.fullmatch(r"\s*'\w+'\s*", a)}
     return fields
@@ -72,11 +117,11 @@ def split_top_level(text: str) -> list[str]:
 
 
 def test_the_gist_fields_the_scripts_read_and_write_are_the_one_schema():
-    gist_first = [s for s in lua.SCRIPTS if s.keys[:2] in (("control", "gist"),)]
-    assert gist_first, "the scripts that name the gist second"
-    named = gist_fields_named(lua._PROLOGUE)
-    for script in gist_first:
-        named |= gist_fields_named(own_source(script))
+    on_the_gist = [s for s in ALL_SCRIPTS if "gist" in s.keys]
+    assert len(on_the_gist) >= 14, "the scripts that name the gist"
+    named = gist_fields_named(PROLOGUE)
+    for script in on_the_gist:
+        named |= gist_fields_named(script.body)
     assert named <= {field.value for field in GistField}, named - {f.value for f in GistField}
     assert {"status", "halt", "kicked_at", "last_progress_at"} <= named  # the reader found them
 
@@ -89,21 +134,21 @@ def test_create_writes_exactly_the_fields_of_the_schema(runtime, local_service, 
 
 def test_an_answer_the_declaration_does_not_list_is_an_error_not_a_message():
     with pytest.raises(UnknownAnswer, match="PAUSE answered 'busy'"):
-        lua.PAUSE.answer([b"busy"])
-    assert lua.PAUSE.answer([b"noop", b"PAUSED"]).code is lua.Pause.NOOP
+        controls.PAUSE.answer([b"busy"])
+    assert controls.PAUSE.answer([b"noop", b"PAUSED"]).code is controls.Pause.NOOP
 
 
 def test_keys_and_argv_are_passed_by_name_and_each_exactly_once():
-    keys, args = lua.ADD_SPEND.arguments({"gist": "g", "spent": ["calls", 2]})
+    keys, args = steps.ADD_SPEND.arguments({"gist": "g", "spent": ["calls", 2]})
     assert (keys, args) == (["g"], ["calls", 2])
     with pytest.raises(TypeError, match="missing \\['lease_ms'\\], unexpected \\['lease_s'\\]"):
-        lua.HEARTBEAT.arguments({"lease": "l", "attempt": "a", "lease_s": 3})
+        steps.HEARTBEAT.arguments({"lease": "l", "attempt": "a", "lease_s": 3})
 
 
 def test_every_answer_of_an_action_has_a_decision_checked_at_import():
-    assert set(PAUSE_DECISIONS) == set(lua.Pause)
+    assert set(PAUSE_DECISIONS) == set(controls.Pause)
     with pytest.raises(TypeError, match="no decision for"):
-        decisions(lua.Resume, {lua.Resume.ENQUEUE: Decision(True, "Resumed.", enqueue=True)})
+        decisions(controls.Resume, {controls.Resume.ENQUEUE: Decision(True, "Resumed.", enqueue=True)})
 
 
 # --- the scripts on a real Redis ----------------------------------------------------------------
@@ -142,11 +187,11 @@ def test_a_kick_counts_as_activity_for_the_one_stuck_rule(runtime, local_service
     store, grace = runtime.store, runtime.settings.watchdog_grace_s
     gist = local_service.start(noop_config(2), actor)  # never run: nothing takes its step
     created = store.load(gist.id).last_progress_at
-    assert store.stuck_check(gist.id, now=created + grace / 2).code == lua.StuckCheck.RECENT
-    assert store.stuck_check(gist.id, now=created + grace).code == lua.StuckCheck.STUCK
+    assert store.stuck_check(gist.id, now=created + grace / 2).code == watch.StuckCheck.RECENT
+    assert store.stuck_check(gist.id, now=created + grace).code == watch.StuckCheck.STUCK
     kicked_at = created + grace
-    assert store.watchdog_check(gist.id, now=kicked_at).code == lua.WatchdogCheck.KICK
-    assert store.stuck_check(gist.id, now=kicked_at + grace / 2).code == lua.StuckCheck.RECENT
+    assert store.watchdog_check(gist.id, now=kicked_at).code == watch.WatchdogCheck.KICK
+    assert store.stuck_check(gist.id, now=kicked_at + grace / 2).code == watch.StuckCheck.RECENT
     local_service.clock = lambda: kicked_at + grace / 2
     assert gist.id not in {g.id for g in local_service.stuck()}
     local_service.clock = lambda: kicked_at + grace
@@ -162,16 +207,16 @@ def test_a_next_step_waiting_in_the_broker_is_queued_for_both_stuck_and_the_watc
     now = store.load(gist.id).last_progress_at + grace
     chain = store.chain(gist.id)
     waiting, other = [f"{chain}:0"], [f"{chain}:1", "old-chain:0"]
-    assert store.stuck_check(gist.id, now=now, pending=waiting).code == lua.StuckCheck.QUEUED
-    assert store.stuck_check(gist.id, now=now, pending=other).code == lua.StuckCheck.STUCK
-    assert store.watchdog_check(gist.id, now=now, pending=waiting).code == lua.WatchdogCheck.QUEUED
+    assert store.stuck_check(gist.id, now=now, pending=waiting).code == watch.StuckCheck.QUEUED
+    assert store.stuck_check(gist.id, now=now, pending=other).code == watch.StuckCheck.STUCK
+    assert store.watchdog_check(gist.id, now=now, pending=waiting).code == watch.WatchdogCheck.QUEUED
     assert store.load(gist.id).watchdog_attempts == 0  # queued: nothing counted, nothing kicked
     local_service.clock = lambda: now
     local_service.pending_steps = lambda: {gist.id: waiting}
     assert gist.id not in {g.id for g in local_service.stuck()}
     local_service.pending_steps = lambda: {gist.id: other}
     assert gist.id in {g.id for g in local_service.stuck()}
-    assert store.watchdog_check(gist.id, now=now, pending=other).code == lua.WatchdogCheck.KICK
+    assert store.watchdog_check(gist.id, now=now, pending=other).code == watch.WatchdogCheck.KICK
 
 
 def test_analyses_the_watchdog_halted_are_found_by_their_halt_field(runtime, local_service, actor):
@@ -208,4 +253,4 @@ def test_a_lost_control_key_parks_the_analysis_the_same_way_for_both_scripts(
     parked = store.load(gist.id)
     assert (parked.status, parked.reason, parked.halt) == (Status.PAUSED, "control expired",
                                                            "control_expired")
-    assert store.stuck_check(gist.id, now=5.0).code == lua.StuckCheck.HALTED
+    assert store.stuck_check(gist.id, now=5.0).code == watch.StuckCheck.HALTED

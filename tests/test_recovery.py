@@ -3,7 +3,7 @@ stopped workers, late broker redeliveries, expired control keys, a restarting Re
 the watchdog cannot save (shown and rescued with `marketrank stuck` / `force-resume`).
 
 The first tests run steps in this process on the session Redis; the rest use a private
-append-only Redis with real workers and a real beat (`bench.chaos.Stack`), flushed per test.
+append-only Redis with real workers and a real beat (`tests/stack.py`), flushed per test.
 """
 
 import hashlib
@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from analysis.db import lua
+from analysis.db.scripts.controls import PAUSE
 from analysis.engine.step_runner import run_step, with_retries
 from analysis.errors import DataUnavailable, JudgeUnavailable
 from analysis.markets.registry import provider_from_spec
 from analysis.models import RankingConfig, Status
 from analysis.service import AnalysisService
 from analysis.settings import Settings
-from bench.chaos import Stack
+from tests.stack import Stack
 from tests.conftest import wait_until
 from tests.helpers import (QueueDispatcher, assert_history_is_one_clean_chain, noop_config, ranking,
                            wait_for_status)
@@ -434,7 +434,7 @@ def test_analyses_carry_on_after_redis_restarts_and_workers_and_beat_reconnect(f
     gist = fresh.service.start(noop_config(200), actor)
     wait_until(lambda: store.load(gist.id).seq >= 20, message="a few steps")
     fresh.restart_redis(down_s=1.0)
-    pause_sha = hashlib.sha1(lua.PAUSE.source.encode()).hexdigest()
+    pause_sha = hashlib.sha1(PAUSE.source.encode()).hexdigest()
     assert not fresh.runtime.redis.script_exists(pause_sha)[0]
     done = wait_for_completion(store, gist.id)
     assert_history_is_one_clean_chain(store.history(gist.id), 200)

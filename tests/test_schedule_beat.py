@@ -15,7 +15,7 @@ from redbeat import RedBeatSchedulerEntry
 from analysis.engine.runtime import Runtime
 from analysis.service import Actor
 from analysis.settings import Settings
-from bench.chaos import Beat
+from tests.stack import Beat
 from tasks.celery_app import app
 from tasks.schedule_beat import entry_name
 from tasks.schedule_tasks import schedule_service
@@ -233,7 +233,7 @@ def test_schedules_survive_a_redis_restart(tmp_path):
     from analysis.schedule_service import ScheduleService
     from analysis.schedules import ScheduleStore
     from analysis.service import AnalysisService
-    from bench.chaos import Stack
+    from tests.stack import Stack
     from tasks.schedule_beat import RedBeatRegistrar
 
     stack = Stack({"BEAT_MAX_LOOP_S": "1", "SCHEDULE_MIN_INTERVAL_S": "1"}, name="schedules",

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import redis
 
-from analysis.db.lua import CommitStep, StepStop, StorageFull
+from analysis.db.scripts.steps import CommitStep, StepStop, StorageFull
 from analysis.engine.runtime import Runtime
 from analysis.engine.snapshot import snapshot_refs
 from analysis.markets.candle_blocks import BLOCK_CANDLES

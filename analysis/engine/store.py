@@ -1,5 +1,5 @@
-"""The analysis store: gists, control keys and leases in Redis, changed only through `lua.py`'s
-scripts, each called with its KEYS and ARGV by name.
+"""The analysis store: gists, control keys and leases in Redis, changed only through the scripts of
+`analysis/db/scripts/` (steps, controls, watch), each called with its KEYS and ARGV by name.
 
 Every method that changes state is one Lua script, so each is atomic; time is a parameter so
 expiry and watchdog logic are testable without sleeping.
@@ -12,7 +12,7 @@ from typing import Any
 
 import redis
 
-from analysis.db import lua
+from analysis.db.scripts import controls, steps, watch
 from analysis.db.keys import Keys
 from analysis.engine.replies import text, text_or_none, texts
 from analysis.db.script import A, Answer, Script
@@ -42,7 +42,8 @@ class AnalysisStore:
         self.redis = client
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
-        self._bound = {script.name: script.bind(client) for script in lua.SCRIPTS}
+        self._bound = {script.name: script.bind(client)
+                       for script in steps.SCRIPTS + controls.SCRIPTS + watch.SCRIPTS}
 
     def _call(self, script: Script[A], **named: Any) -> Answer[A]:
         """Run `script` with its KEYS and ARGV by name; its answer as a member of its enum."""
@@ -89,7 +90,7 @@ class AnalysisStore:
     def create(self, analysis_id: str, owner: str, config: RankingConfig, *, chain: str,
                demo: bool, model: str, now: float, schedule: str = "",
                schedule_prev: str = "",
-               hourly_quota: bool = True) -> Answer[lua.Create] | QuotaUsed:
+               hourly_quota: bool = True) -> Answer[steps.Create] | QuotaUsed:
         """CREATE (the analysis joins the live index the watchdog watches), with the owner's
         hourly quota checked atomically (WATCH on the owner's index) unless `hourly_quota` is
         off: QuotaUsed with the starts of the last hour when it is used up. In the same
@@ -107,7 +108,7 @@ class AnalysisStore:
                     pipe.multi()
                     pipe.zremrangebyscore(k.owner(owner), "-inf", now - s.gist_ttl_s)
                     self._queue(
-                        pipe, lua.CREATE, gist=k.gist(analysis_id),
+                        pipe, steps.CREATE, gist=k.gist(analysis_id),
                         control=k.control(analysis_id), owner_index=k.owner(owner),
                         all_index=k.analyses(), active=k.active(owner), events=k.events(),
                         live=k.live(), active_gists=[k.gist(i) for i in active],
@@ -118,47 +119,47 @@ class AnalysisStore:
                         max_active=s.max_active_per_user, events_maxlen=s.events_maxlen,
                         schedule=schedule, schedule_prev=schedule_prev)
                     pipe.expire(k.owner(owner), s.gist_ttl_s)
-                    return lua.CREATE.answer(pipe.execute()[1])
+                    return steps.CREATE.answer(pipe.execute()[1])
                 except redis.WatchError:
                     continue
 
     # --- the step protocol ------------------------------------------------------------------
     def begin_step(self, analysis_id: str, chain: str, seq: int, attempt: str, *,
-                   now: float) -> tuple[Answer[lua.BeginStep], BegunStep | None]:
+                   now: float) -> tuple[Answer[steps.BeginStep], BegunStep | None]:
         k, s = self.keys, self.settings
         answer = self._call(
-            lua.BEGIN_STEP, control=k.control(analysis_id), gist=k.gist(analysis_id),
+            steps.BEGIN_STEP, control=k.control(analysis_id), gist=k.gist(analysis_id),
             lease=k.lease(analysis_id), events=k.events(), chain=chain, seq=seq, attempt=attempt,
             lease_ms=s.lease_ms, now=now, control_ttl_s=s.control_ttl_s,
             events_maxlen=s.events_maxlen)
-        if answer.code != lua.BeginStep.OK:
+        if answer.code != steps.BeginStep.OK:
             return answer, None
         config, state, target, model, owner, result = answer.values
         begun = BegunStep(RankingConfig.model_validate_json(config), json.loads(state),
                           float(target), model, owner, json.loads(result))
-        return Answer(lua.BeginStep.OK, []), begun
+        return Answer(steps.BeginStep.OK, []), begun
 
     def heartbeat(self, analysis_id: str, attempt: str) -> bool:
-        answer = self._call(lua.HEARTBEAT, lease=self.keys.lease(analysis_id), attempt=attempt,
+        answer = self._call(steps.HEARTBEAT, lease=self.keys.lease(analysis_id), attempt=attempt,
                             lease_ms=self.settings.lease_ms)
-        return answer.code == lua.Heartbeat.OK
+        return answer.code == steps.Heartbeat.OK
 
     def save_snapshot(self, analysis_id: str, attempt: str,
                       blobs: Mapping[str, str | bytes]) -> bool:
         """Replace the data snapshot with `blobs` (symbol -> its candle block refs) if `attempt`
         still holds the lease; False when it was fenced out and nothing was written."""
         pairs: list[object] = [part for symbol, blob in blobs.items() for part in (symbol, blob)]
-        answer = self._call(lua.SAVE_SNAPSHOT, lease=self.keys.lease(analysis_id),
+        answer = self._call(steps.SAVE_SNAPSHOT, lease=self.keys.lease(analysis_id),
                             candles=self.keys.candles(analysis_id), attempt=attempt,
                             ttl_s=self.settings.gist_ttl_s, blobs=pairs)
-        return answer.code == lua.SaveSnapshot.OK
+        return answer.code == steps.SaveSnapshot.OK
 
     def commit_step(self, analysis_id: str, owner: str, chain: str, seq: int, attempt: str,
                     outcome: StepOutcome, entry: HistoryEntry, *, target_used: float,
-                    now: float) -> Answer[lua.CommitStep]:
+                    now: float) -> Answer[steps.CommitStep]:
         k, s = self.keys, self.settings
         return self._call(
-            lua.COMMIT_STEP, control=k.control(analysis_id), gist=k.gist(analysis_id),
+            steps.COMMIT_STEP, control=k.control(analysis_id), gist=k.gist(analysis_id),
             lease=k.lease(analysis_id), history=k.history(analysis_id), events=k.events(),
             active=k.active(owner), attempt=attempt, chain=chain, seq=seq,
             state=json.dumps(outcome.state, separators=(",", ":")),
@@ -169,40 +170,40 @@ class AnalysisStore:
             control_ttl_s=s.control_ttl_s)
 
     def stop_step(self, analysis_id: str, owner: str, chain: str, attempt: str, *, status: str,
-                  reason: str, now: float) -> Answer[lua.StepStop]:
+                  reason: str, now: float) -> Answer[steps.StepStop]:
         """End a step that cannot finish: the analysis becomes PAUSED or FAILED with `reason`."""
         k = self.keys
         return self._call(
-            lua.STEP_STOP, control=k.control(analysis_id), gist=k.gist(analysis_id),
+            steps.STEP_STOP, control=k.control(analysis_id), gist=k.gist(analysis_id),
             lease=k.lease(analysis_id), events=k.events(), active=k.active(owner),
             attempt=attempt, chain=chain, status=status, reason=reason, now=now,
             events_maxlen=self.settings.events_maxlen)
 
     # --- control actions ----------------------------------------------------------------------
-    def pause(self, analysis_id: str, *, reason: str, now: float) -> Answer[lua.Pause]:
+    def pause(self, analysis_id: str, *, reason: str, now: float) -> Answer[controls.Pause]:
         k = self.keys
-        return self._call(lua.PAUSE, control=k.control(analysis_id), gist=k.gist(analysis_id),
+        return self._call(controls.PAUSE, control=k.control(analysis_id), gist=k.gist(analysis_id),
                           events=k.events(), now=now, reason=reason,
                           events_maxlen=self.settings.events_maxlen,
                           control_ttl_s=self.settings.control_ttl_s)
 
-    def resume(self, analysis_id: str, *, new_chain: str, now: float) -> Answer[lua.Resume]:
+    def resume(self, analysis_id: str, *, new_chain: str, now: float) -> Answer[controls.Resume]:
         k, s = self.keys, self.settings
-        return self._call(lua.RESUME, control=k.control(analysis_id), gist=k.gist(analysis_id),
+        return self._call(controls.RESUME, control=k.control(analysis_id), gist=k.gist(analysis_id),
                           lease=k.lease(analysis_id), events=k.events(), new_chain=new_chain,
                           now=now, control_ttl_s=s.control_ttl_s, events_maxlen=s.events_maxlen)
 
     def refine(self, analysis_id: str, owner: str, *, generation: int, new_chain: str,
-               step: float, cap: float, refine_model: str, now: float) -> Answer[lua.Refine]:
+               step: float, cap: float, refine_model: str, now: float) -> Answer[controls.Refine]:
         """REFINE; a completed analysis it restarts joins the live index again and its
         snapshot, if any, lives as long as the gist again."""
         k, s = self.keys, self.settings
-        answer = self._call(lua.REFINE, control=k.control(analysis_id), gist=k.gist(analysis_id),
+        answer = self._call(controls.REFINE, control=k.control(analysis_id), gist=k.gist(analysis_id),
                             events=k.events(), active=k.active(owner), live=k.live(),
                             generation=generation, new_chain=new_chain, step=step, cap=cap,
                             refine_model=refine_model, now=now, control_ttl_s=s.control_ttl_s,
                             events_maxlen=s.events_maxlen)
-        if answer.code == lua.Refine.ENQUEUE:
+        if answer.code == controls.Refine.ENQUEUE:
             ttl = int(self.redis.ttl(k.gist(analysis_id)))
             self.redis.expire(k.candles(analysis_id), max(ttl, 60))
         return answer
@@ -210,37 +211,37 @@ class AnalysisStore:
     def has_snapshot(self, analysis_id: str) -> bool:
         return bool(self.redis.exists(self.keys.candles(analysis_id)))
 
-    def cancel(self, analysis_id: str, owner: str, *, now: float) -> Answer[lua.Cancel]:
+    def cancel(self, analysis_id: str, owner: str, *, now: float) -> Answer[controls.Cancel]:
         k, s = self.keys, self.settings
-        return self._call(lua.CANCEL, control=k.control(analysis_id), gist=k.gist(analysis_id),
+        return self._call(controls.CANCEL, control=k.control(analysis_id), gist=k.gist(analysis_id),
                           events=k.events(), active=k.active(owner), now=now,
                           control_ttl_s=s.control_ttl_s, events_maxlen=s.events_maxlen)
 
     def force_resume(self, analysis_id: str, *, new_chain: str,
-                     now: float) -> Answer[lua.ForceResume]:
+                     now: float) -> Answer[controls.ForceResume]:
         k, s = self.keys, self.settings
-        return self._call(lua.FORCE_RESUME, control=k.control(analysis_id),
+        return self._call(controls.FORCE_RESUME, control=k.control(analysis_id),
                           gist=k.gist(analysis_id), lease=k.lease(analysis_id), events=k.events(),
                           new_chain=new_chain, now=now, control_ttl_s=s.control_ttl_s,
                           events_maxlen=s.events_maxlen)
 
     def watchdog_check(self, analysis_id: str, *, now: float,
-                       pending: Iterable[str] = ()) -> Answer[lua.WatchdogCheck]:
-        """The watchdog acting on the one rule for stuck (lua.stuck_rule). `pending`: the
+                       pending: Iterable[str] = ()) -> Answer[watch.WatchdogCheck]:
+        """The watchdog acting on the one rule for stuck (the prologue's stuck_rule). `pending`: the
         deliveries of this analysis the broker holds, as 'chain:seq'."""
         k, s = self.keys, self.settings
-        return self._call(lua.WATCHDOG_CHECK, control=k.control(analysis_id),
+        return self._call(watch.WATCHDOG_CHECK, control=k.control(analysis_id),
                           gist=k.gist(analysis_id), lease=k.lease(analysis_id), events=k.events(),
                           now=now, grace_s=s.watchdog_grace_s, max_attempts=s.watchdog_max_attempts,
                           events_maxlen=s.events_maxlen, pending=list(pending))
 
     def stuck_check(self, analysis_id: str, *, now: float, grace_s: float | None = None,
-                    pending: Iterable[str] = ()) -> Answer[lua.StuckCheck]:
+                    pending: Iterable[str] = ()) -> Answer[watch.StuckCheck]:
         """The watchdog's rule, read only: is this analysis stuck (or halted by the watchdog)?
         `pending`: as for watchdog_check."""
         k = self.keys
         grace_s = self.settings.watchdog_grace_s if grace_s is None else grace_s
-        return self._call(lua.STUCK_CHECK, control=k.control(analysis_id),
+        return self._call(watch.STUCK_CHECK, control=k.control(analysis_id),
                           gist=k.gist(analysis_id), lease=k.lease(analysis_id), now=now,
                           grace_s=grace_s, pending=list(pending))
 
@@ -251,20 +252,20 @@ class AnalysisStore:
         k, s = self.keys, self.settings
         with self.redis.pipeline(transaction=False) as pipe:
             for analysis_id in ids:
-                self._queue(pipe, lua.SWEEP_FINAL, live=k.live(), gist=k.gist(analysis_id),
+                self._queue(pipe, watch.SWEEP_FINAL, live=k.live(), gist=k.gist(analysis_id),
                             candles=k.candles(analysis_id), id=analysis_id, now=now,
                             refine_window_s=s.refine_window_s)
             pipe.zremrangebyscore(k.analyses(), "-inf", now - s.gist_ttl_s)
             answers = pipe.execute()[:-1]
-        return sum(lua.SWEEP_FINAL.answer(raw).code == lua.SweepFinal.DROPPED for raw in answers)
+        return sum(watch.SWEEP_FINAL.answer(raw).code == watch.SweepFinal.DROPPED for raw in answers)
 
     def storage_full(self, analysis_id: str, chain: str, seq: int, *,
-                     now: float) -> Answer[lua.StorageFull]:
+                     now: float) -> Answer[steps.StorageFull]:
         """Pause the analysis with the reason 'storage full' and tell admins; runs at Redis's
         memory limit too."""
         k, s = self.keys, self.settings
         entry = json.dumps({"id": analysis_id, "seq": seq, "reason": "storage full", "at": now})
-        return self._call(lua.STORAGE_FULL, control=k.control(analysis_id),
+        return self._call(steps.STORAGE_FULL, control=k.control(analysis_id),
                           gist=k.gist(analysis_id), lease=k.lease(analysis_id), events=k.events(),
                           failures=k.failures(), chain=chain, now=now,
                           events_maxlen=s.events_maxlen, entry=entry)
@@ -275,8 +276,8 @@ class AnalysisStore:
                                for part in (name, int(amount))]
         if not pairs:
             return True
-        answer = self._call(lua.ADD_SPEND, gist=self.keys.gist(analysis_id), spent=pairs)
-        return answer.code == lua.AddSpend.OK
+        answer = self._call(steps.ADD_SPEND, gist=self.keys.gist(analysis_id), spent=pairs)
+        return answer.code == steps.AddSpend.OK
 
     # --- failures, for admins ---------------------------------------------------------------
     def record_failure(self, analysis_id: str, seq: int, reason: str, *, now: float) -> None:

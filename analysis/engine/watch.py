@@ -1,20 +1,20 @@
 """The one rule for "stuck", over every live analysis: the watchdog acts on it, `/stuck` shows it.
 
-The rule itself is `stuck_rule` in lua.py, used by `lua.WATCHDOG_CHECK` (acting) and by the
-read-only `lua.STUCK_CHECK`. An analysis that should run but holds no lease is only lost when its
-next step is not waiting in the broker either: a step that is queued (or was delivered within the
-grace period, so a worker is about to take its lease) is left alone however long the queue, so a
-backlog never looks like a crash and re-enqueues follow real losses (a message lost with Redis, a
-delivery that was a no-op, a worker killed mid-step), not the queue's length. Reading the broker
-costs a pass over its queue, so it is done at most once per call and only when some analysis looks
-stalled without it.
+The rule itself is `stuck_rule` in analysis/db/scripts/prologue.py, used by `WATCHDOG_CHECK`
+(acting) and by the read-only `STUCK_CHECK` (analysis/db/scripts/watch.py). An analysis that should
+run but holds no lease is only lost when its next step is not waiting in the broker either: a step
+that is queued (or was delivered within the grace period, so a worker is about to take its lease) is
+left alone however long the queue, so a backlog never looks like a crash and re-enqueues follow real
+losses (a message lost with Redis, a delivery that was a no-op, a worker killed mid-step), not the
+queue's length. Reading the broker costs a pass over its queue, so it is done at most once per call
+and only when some analysis looks stalled without it.
 """
 
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from analysis.db.lua import StuckCheck, WatchdogCheck
+from analysis.db.scripts.watch import StuckCheck, WatchdogCheck
 from analysis.engine.replies import text_or_none
 from analysis.db.script import Answer
 from analysis.engine.store import AnalysisStore

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import redis
 
-from analysis.db import lua
+from analysis.db.scripts.candles import STORE_BLOCKS
 from analysis.db.keys import Keys
 from analysis.markets.base import OHLCV_COLUMNS
 
@@ -51,7 +51,7 @@ def from_block_start(frame: pd.DataFrame, step_s: int, first: pd.Timestamp) -> p
 class BlockStore:
     def __init__(self, client: redis.Redis, keys: Keys):
         self.redis, self.keys = client, keys
-        self._store = lua.STORE_BLOCKS.bind(client)
+        self._store = STORE_BLOCKS.bind(client)
 
     def put(self, frame: pd.DataFrame, step_s: int, ttl_s: int) -> list[str]:
         """Store `frame` as aligned blocks living at least `ttl_s`; their digests, oldest first."""

@@ -17,7 +17,7 @@ from collections.abc import Callable
 import pandas as pd
 import redis
 
-from analysis.db import lua
+from analysis.db.scripts.candles import RELEASE_LOCK
 from analysis.db.keys import Keys
 from analysis.markets.base import TIMEFRAMES
 from analysis.markets.candle_rows import empty_frame, fill_gaps
@@ -43,7 +43,7 @@ class CandleCache:
         self.ttl_s, self.lock_s = ttl_s, lock_s
         self.clock, self.sleep = clock, sleep
         self.blocks = BlockStore(client, keys)
-        self._release = lua.RELEASE_LOCK.bind(client)
+        self._release = RELEASE_LOCK.bind(client)
         self.hits = self.fetches = 0
 
     def candles(self, symbol: str, timeframe: str, limit: int, fetch: Fetch) -> pd.DataFrame:

@@ -1,4 +1,5 @@
-"""A token bucket in Redis shared by every process that calls one exchange (lua.TAKE_TOKENS).
+"""A token bucket in Redis shared by every process that calls one exchange (TAKE_TOKENS in
+analysis/db/scripts/candles.py).
 
 ccxt's own limiter (`enableRateLimit`) spaces the requests of one process; this keeps all of
 them together within the same rate, so ten workers do not send ten times the exchange's limit.
@@ -9,7 +10,7 @@ from collections.abc import Callable
 
 import redis
 
-from analysis.db import lua
+from analysis.db.scripts.candles import TAKE_TOKENS
 
 
 class TokenBucket:
@@ -19,7 +20,7 @@ class TokenBucket:
         """`clock_ms` None: Redis's clock (production); tests pass their own time."""
         self.key, self.rate_per_s, self.capacity, self.sleep = key, rate_per_s, capacity, sleep
         self.clock_ms = clock_ms
-        self._take = lua.TAKE_TOKENS.bind(client)
+        self._take = TAKE_TOKENS.bind(client)
         self.waited_s = 0.0
 
     def take(self, cost: float = 1.0) -> float:

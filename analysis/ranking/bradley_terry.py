@@ -55,12 +55,11 @@ from functools import lru_cache
 
 import numpy as np
 
+from analysis.ranking.top_k_posterior import SCALE_GRID, best_set, log_scale_prior, top_k_membership
+
 DEFAULT_SAMPLES = 2000  # posterior draws per round (see _posterior)
 MAX_DRAW_ROUNDS = 5
 BIAS_PRIOR_SD = 1.0
-# Strength scales (the judge's sharpness) the prior spreads over, and the prior's width.
-SCALE_GRID = tuple(float(x) for x in np.geomspace(0.25, 12.0, 12))
-SCALE_PRIOR_HALF_CAUCHY = 1.0
 # Draws used to score candidate pairs: choosing needs less precision than reporting.
 DESIGN_DRAWS = 1000
 # Within one batch a symbol takes part in at most this many pairs (more when N is small).
@@ -136,10 +135,10 @@ def estimate_top_k(
     """
     _check_inputs(symbols, k, samples)
     posterior = _posterior(tuple(symbols), tuple(comparisons), seed, samples)
-    in_top = _top_k_membership(posterior.strengths, k)
+    in_top = top_k_membership(posterior.strengths, k)
     p_in_top = posterior.weights @ in_top
     mean_strength = posterior.weights @ posterior.strengths
-    chosen = _best_set(p_in_top, mean_strength, k)
+    chosen = best_set(p_in_top, mean_strength, k)
     # A draw's top K has exactly K members, so containing all K chosen means equal sets.
     exact = np.all(in_top[:, chosen] > 0, axis=1)
     return TopKEstimate(
@@ -282,7 +281,8 @@ def _posterior(
     log = _index_log(symbols, comparisons)
     design = _design(log.first, log.second, n)
     fits = _fit_scales(symbols, comparisons)
-    log_evidence = np.array([fit.log_evidence for fit in fits]) + _log_scale_prior()[: len(fits)]
+    log_evidence = (np.array([fit.log_evidence for fit in fits])
+                    + log_scale_prior(SCALE_GRID)[: len(fits)])
     share = np.exp(log_evidence - log_evidence.max())
     share[share < 1e-12] = 0.0
     share /= share.sum()
@@ -341,25 +341,11 @@ def _log_prior(draws: np.ndarray, n: int) -> np.ndarray:
     per_scale = np.stack(
         [
             log_weight + _log_normaliser(_prior_precision(n, scale)) - 0.5 * squares / scale**2
-            for scale, log_weight in zip(SCALE_GRID, _log_scale_prior())
+            for scale, log_weight in zip(SCALE_GRID, log_scale_prior(SCALE_GRID))
         ]
     )
     bias_term = -0.5 * draws[:, n] ** 2 / BIAS_PRIOR_SD**2
     return _logsumexp(per_scale, axis=0) + bias_term
-
-
-def _log_scale_prior() -> np.ndarray:
-    """log prior weight of each grid scale: half-Cauchy(0, 1) on the scale (Gelman 2006).
-
-    On a log-spaced grid the weight is density x scale. Weakly informative: a judge whose
-    one-sd difference in strength means ~73% wins is typical, a much sharper one has to show
-    it. With a flat prior on log(scale), noisy logs that looked sharp by chance stopped the run
-    on that luck: at the stop it was overconfident by 0.02-0.03 for a noisy judge in
-    simulation, against about 0.01 with this prior (which costs a few more comparisons).
-    """
-    grid = np.array(SCALE_GRID)
-    weights = grid / (1.0 + (grid / SCALE_PRIOR_HALF_CAUCHY) ** 2)
-    return np.log(weights / weights.sum())
 
 
 def _log_normaliser(precision_diagonal: np.ndarray) -> float:
@@ -534,20 +520,6 @@ def _log_ndtr(z: np.ndarray) -> np.ndarray:
 # --- the answer -------------------------------------------------------------------------------
 
 
-def _top_k_membership(strengths: np.ndarray, k: int) -> np.ndarray:
-    """draws x symbols: 1.0 where the symbol is among that draw's K strongest."""
-    membership = np.zeros(strengths.shape)
-    top = np.argpartition(-strengths, k - 1, axis=1)[:, :k]
-    np.put_along_axis(membership, top, 1.0, axis=1)
-    return membership
-
-
-def _best_set(p_in_top: np.ndarray, mean_strength: np.ndarray, k: int) -> np.ndarray:
-    """The K symbols most likely in the top K (ties by mean strength), best first."""
-    most_likely = np.lexsort((-mean_strength, -p_in_top))[:k]
-    return most_likely[np.argsort(-mean_strength[most_likely], kind="stable")]
-
-
 # --- choosing the next batch ------------------------------------------------------------------
 
 
@@ -582,7 +554,7 @@ def _lookahead_gain(
     answer after it is the K largest membership probabilities. Unnormalised masses,
     P(outcome) * P(in top K | outcome), make the expectation over outcomes a plain sum.
     """
-    in_top = _top_k_membership(strengths, k)
+    in_top = top_k_membership(strengths, k)
     now = in_top.mean(axis=0)
     logits = strengths[:, pairs[:, 0]] - strengths[:, pairs[:, 1]] + bias[:, None]
     p_first_wins = 1.0 / (1.0 + np.exp(-logits))  # draws x pairs

@@ -52,8 +52,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from analysis.ranking.bradley_terry import (SCALE_GRID, Comparison, _best_set, _log_scale_prior,
-                                     _top_k_membership)
+from analysis.ranking.bradley_terry import Comparison
+from analysis.ranking.top_k_posterior import SCALE_GRID, best_set, log_scale_prior, top_k_membership
 
 DEFAULT_SAMPLES = 2000  # draws kept from the chain
 MIN_EFFECTIVE_DRAWS = 200  # the confidence's standard error is then below about 0.1 / sqrt(200) = 0.007
@@ -130,10 +130,10 @@ def estimate_top_k(
     posterior = _posterior(symbols, orders, seed, samples)
     n = len(symbols)
     strengths = posterior.draws[:, :n]
-    in_top = _top_k_membership(strengths, k)
+    in_top = top_k_membership(strengths, k)
     p_in_top = posterior.weights @ in_top
     mean_strength = posterior.weights @ strengths
-    chosen = _best_set(p_in_top, mean_strength, k)
+    chosen = best_set(p_in_top, mean_strength, k)
     exact = np.all(in_top[:, chosen] > 0, axis=1)
     bias = posterior.weights @ posterior.draws[:, n:]
     return ListEstimate(
@@ -314,7 +314,7 @@ def _posterior(symbols: tuple[str, ...], orders: tuple[Order, ...], seed: int,
     rng = np.random.default_rng([seed, len(orders), 1])
     wins = np.bincount(st.chosen_item, minlength=n).astype(float)
     pos_wins = np.bincount(st.chosen_pos, minlength=positions).astype(float)
-    log_shape_prior = _log_scale_prior()
+    log_shape_prior = log_scale_prior(SCALE_GRID)
     shape_lgamma = np.array([math.lgamma(a) for a in SHAPE_GRID])
     lam, beta = np.ones(n), np.ones(positions)
     shape = SHAPE_GRID[len(SHAPE_GRID) // 2]
