@@ -10,6 +10,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -573,3 +574,48 @@ def test_refine_of_an_llm_analysis_says_why_the_same_answer_reads_less_sure():
         else:
             assert "before refining" not in refined.note
     assert less_sure, "no case staged a less sure refine"
+
+
+# Second review (#19), items 2, 3, 4, 11, 12, 14
+def run_queued(world) -> None:
+    """Run every step the dispatcher holds, in this process, until the queue is empty."""
+    runtime, dispatcher = world["runtime"], world["dispatcher"]
+    while dispatcher.queue:
+        analysis_id, chain, seq = dispatcher.queue.pop(0)
+        if run_step(runtime, analysis_id, chain, seq).decision == "continue":
+            dispatcher.enqueue_step(analysis_id, chain, seq + 1)
+
+
+def test_item2_a_refine_that_would_pass_the_active_limit_is_refused_like_a_start(scratch_world):
+    world, dave = scratch_world, Actor("dave")
+    service, config = world["service"], world["config"]
+    done = [service.start(config, dave) for _ in range(3)]
+    run_queued(world)
+    running = [service.start(config, dave) for _ in range(3)]  # at the limit of 3 again
+    world["dispatcher"].queue.clear()
+    words = "you already have 3 analyses running; the limit is 3: cancel one or wait for it to finish"
+    assert_refused_and_nothing_changed(world, lambda: service.start(config, dave), LimitReached, words)
+    for gist in done:  # a refine would make it run again: a fourth active analysis
+        assert_refused_and_nothing_changed(world, lambda: service.refine(gist.id, dave), LimitReached,
+                                           words)
+    # Refining one that runs already adds nothing active: it still raises the target.
+    assert service.refine(running[0].id, dave).changed
+    service.cancel(running[1].id, dave)
+    assert service.refine(done[0].id, dave).changed  # one fewer running: the restart fits
+    assert service.get(done[0].id, dave).status.value == "RUNNING"
+
+
+def test_item2_refines_count_toward_the_hourly_quota_like_starts(redis_url, monkeypatch):
+    monkeypatch.setenv("MAX_STARTS_PER_HOUR", "4")
+    world = build_world(redis_url, SCRATCH_DB)  # Alice started 2 this hour; one completed
+    service, completed = world["service"], world["completed"]
+    for _ in range(2):  # each restart of the completed analysis counts: 3, then 4
+        assert service.refine(completed, ALICE).changed
+        run_queued(world)
+    words = "you started 4 analyses in the last hour; the limit is 4 an hour: try again later"
+    assert_refused_and_nothing_changed(world, lambda: service.refine(completed, ALICE), LimitReached, words)
+    assert_refused_and_nothing_changed(world, lambda: service.start(world["config"], ALICE), LimitReached,
+                                       words)
+    # An hour later the restarts no longer count.
+    later = AnalysisService(world["runtime"].store, world["dispatcher"], clock=lambda: time.time() + 3700)
+    assert later.refine(completed, ALICE).changed

@@ -363,22 +363,28 @@ class Refine(StrEnum):
     RAISED = "raised"            # + the raised target: the chain carries on
     STALE = "stale"              # + the current generation: this refine was applied already
     AT_CAP = "at_cap"            # + the target
+    LIMIT = "limit"              # + how many the owner runs, the limit: a restart would pass it
+    QUOTA = "quota"              # + starts and restarts in the last hour, the hourly quota
     FINAL = "final"              # + status
     MISSING = "missing"
 
 
-REFINE = Script("REFINE", answers=Refine, keys=("control", "gist", "events", "active", "live"),
-                argv=(
+REFINE = Script("REFINE", answers=Refine, keys=(
+    "control", "gist", "events", "active", "live", "owner_index", "restarts",
+), argv=(
     "generation", "new_chain", "step", "cap", "refine_model", "now", "control_ttl_s",
-    "events_maxlen",
+    "events_maxlen", "max_active", "max_starts",
 ), source="""
 -- KEYS[1] control  KEYS[2] gist  KEYS[3] events  KEYS[4] active (owner's)
 -- KEYS[5] live (index of every analysis not yet final)
+-- KEYS[6] owner_index (the owner's analyses by creation time)  KEYS[7] restarts (owner's)
 -- ARGV[1] generation (the refine generation the caller saw)  ARGV[2] new_chain
 -- ARGV[3] step (of the target)  ARGV[4] cap (of the target)  ARGV[5] refine_model ('' keeps it)
 -- ARGV[6] now  ARGV[7] control_ttl_s  ARGV[8] events_maxlen
--- Raises the target once per generation. From COMPLETED it restarts the chain ('enqueue');
--- from PENDING/RUNNING/PAUSED it only raises the target ('raised'), the chain carries on.
+-- ARGV[9] max_active (analyses per owner)  ARGV[10] max_starts (per owner in an hour)
+-- Raises the target once per generation. From COMPLETED it restarts the chain ('enqueue'),
+-- which counts like a start: refused at the owner's active limit or hourly quota, and recorded
+-- in `restarts`; from PENDING/RUNNING/PAUSED it only raises the target ('raised').
 """ + _PROLOGUE + """
 if redis.call('EXISTS', KEYS[2]) == 0 then return {'missing'} end
 local g = redis.call('HMGET', KEYS[2], 'status', 'refine_gen', 'target', 'seq', 'id')
@@ -388,6 +394,13 @@ if g[2] ~= ARGV[1] then return {'stale', g[2]} end
 local target = tonumber(g[3])
 local cap = tonumber(ARGV[4])
 if target >= cap - 1e-9 then return {'at_cap', g[3]} end
+local hour_ago = tonumber(ARGV[6]) - 3600
+if status == 'COMPLETED' then
+  local active = redis.call('SCARD', KEYS[4])
+  if active >= tonumber(ARGV[9]) then return {'limit', tostring(active), ARGV[9]} end
+  local starts = redis.call('ZCOUNT', KEYS[6], hour_ago, '+inf') + redis.call('ZCOUNT', KEYS[7], hour_ago, '+inf')
+  if starts >= tonumber(ARGV[10]) then return {'quota', tostring(starts), ARGV[10]} end
+end
 local raised = math.min(target + tonumber(ARGV[3]), cap)
 raised = math.floor(raised * 10000 + 0.5) / 10000
 redis.call('HSET', KEYS[2], 'target', tostring(raised), 'refine_gen', tonumber(g[2]) + 1,
@@ -404,6 +417,9 @@ redis.call('HSET', KEYS[1], 'wanted', 'running', 'chain', ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[7])
 redis.call('SADD', KEYS[4], g[5])
 redis.call('SADD', KEYS[5], g[5])
+redis.call('ZADD', KEYS[7], ARGV[6], g[5] .. ':' .. g[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', hour_ago)
+redis.call('EXPIRE', KEYS[7], 3600)
 announce(KEYS[2], KEYS[3], ARGV[8], g[5], 'refined', ARGV[6])
 return {'enqueue', tostring(tonumber(g[4]) + 1), tostring(raised)}
 """)

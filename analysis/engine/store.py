@@ -80,7 +80,11 @@ class AnalysisStore:
         return sorted(texts(self.redis.smembers(self.keys.live())))
 
     def starts_in_last_hour(self, owner: str, now: float) -> int:
-        return int(self.redis.zcount(self.keys.owner(owner), now - 3600, "+inf"))
+        """Starts and refines that restarted a completed analysis: what the hourly quota counts."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zcount(self.keys.owner(owner), now - 3600, "+inf")
+            pipe.zcount(self.keys.restarts(owner), now - 3600, "+inf")
+            return sum(int(n) for n in pipe.execute())
 
     def active_count(self, owner: str) -> int:
         return int(self.redis.scard(self.keys.active(owner)))
@@ -100,8 +104,9 @@ class AnalysisStore:
         with self.redis.pipeline() as pipe:
             while True:
                 try:
-                    pipe.watch(k.owner(owner))
-                    starts = int(pipe.zcount(k.owner(owner), now - 3600, "+inf"))
+                    pipe.watch(k.owner(owner), k.restarts(owner))
+                    starts = (int(pipe.zcount(k.owner(owner), now - 3600, "+inf"))
+                              + int(pipe.zcount(k.restarts(owner), now - 3600, "+inf")))
                     if hourly_quota and starts >= s.max_starts_per_hour:
                         return QuotaUsed(starts)
                     pipe.multi()
@@ -194,14 +199,17 @@ class AnalysisStore:
 
     def refine(self, analysis_id: str, owner: str, *, generation: int, new_chain: str,
                step: float, cap: float, refine_model: str, now: float) -> Answer[lua.Refine]:
-        """REFINE; a completed analysis it restarts joins the live index again and its
-        snapshot, if any, lives as long as the gist again."""
+        """REFINE; a completed analysis it restarts counts like a start (the owner's active
+        limit and hourly quota), joins the live index again and its snapshot, if any, lives as
+        long as the gist again."""
         k, s = self.keys, self.settings
         answer = self._call(lua.REFINE, control=k.control(analysis_id), gist=k.gist(analysis_id),
                             events=k.events(), active=k.active(owner), live=k.live(),
+                            owner_index=k.owner(owner), restarts=k.restarts(owner),
                             generation=generation, new_chain=new_chain, step=step, cap=cap,
                             refine_model=refine_model, now=now, control_ttl_s=s.control_ttl_s,
-                            events_maxlen=s.events_maxlen)
+                            events_maxlen=s.events_maxlen, max_active=s.max_active_per_user,
+                            max_starts=s.max_starts_per_hour)
         if answer.code == lua.Refine.ENQUEUE:
             ttl = int(self.redis.ttl(k.gist(analysis_id)))
             self.redis.expire(k.candles(analysis_id), max(ttl, 60))
