@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import random
 import re
@@ -60,7 +61,9 @@ from analysis.engine.runtime import Runtime  # noqa: E402
 from analysis.errors import AnalysisError  # noqa: E402
 from analysis.models import Gist, RankingConfig, Status  # noqa: E402
 from analysis.service import Actor, AnalysisService  # noqa: E402
+from analysis.service import REFINE_CAP, REFINE_STEP  # noqa: E402
 from analysis.settings import Settings  # noqa: E402
+from bench.limits import PerUser  # noqa: E402
 from tasks.dispatcher import CeleryDispatcher  # noqa: E402
 from tests.doubles import register as register_doubles  # noqa: E402
 from tests.servers import RedisServer, Worker  # noqa: E402
@@ -83,6 +86,11 @@ FAST_TIMINGS = {
 # Chaos analyses rank a longer window than the default: each step does real work, so kills land
 # in the middle of steps rather than between them.
 CHAOS_ENV = {**FAST_TIMINGS, "WINDOW_CANDLES": "2000"}
+DEFAULT_TARGET = float(Settings.model_fields["default_target"].default)  # what the factory sets
+# Each trader starts one analysis, and storms refine it up to the cap: each refine of a completed
+# one restarts it, which counts like a start (bench/limits.py).
+PER_USER = PerUser(starts_per_hour=1 + math.ceil((REFINE_CAP - DEFAULT_TARGET) / REFINE_STEP), active=1)
+BENCH_ENV = CHAOS_ENV
 QUIET_ENV = {"LOG_LEVEL": "INFO", "MARKET_DATA": "demo", "OPENAI_API_KEY": "",
              "OPENAI_BASE_URL": "", "TELEGRAM_BOT_TOKEN": ""}
 FINAL = (Status.COMPLETED, Status.CANCELLED, Status.FAILED)

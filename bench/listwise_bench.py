@@ -77,6 +77,9 @@ JUDGES = {
 }
 QUESTION = ENTRY_TEMPLATE.format(timeframe="1h", prompt="strong uptrend, rising volume, not overbought")
 RESULTS_FILE = Path(__file__).parent / "results" / "listwise.md"
+# It starts no analysis through the service: no per-user limit applies (bench/limits.py).
+PER_USER = None
+BENCH_ENV: dict[str, str] = {}
 
 
 # --- prompts and their tokens -------------------------------------------------------------------

@@ -24,6 +24,9 @@ MARKETS = 100
 CANDLES = 1000
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", 3))
 RESULTS = Path(__file__).parent / "results" / "live_data.md"
+# It starts no analysis through the service: no per-user limit applies (bench/limits.py).
+PER_USER = None
+BENCH_ENV: dict[str, str] = {}
 
 
 def synthetic_markets(data_dir: Path, now_ms: int, count: int):

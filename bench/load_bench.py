@@ -32,6 +32,7 @@ from analysis.config_factory import RankingConfigFactory  # noqa: E402
 from analysis.models import RankingConfig, Status  # noqa: E402
 from analysis.service import Actor  # noqa: E402
 from bench.chaos import FAST_TIMINGS, Stack  # noqa: E402
+from bench.limits import PerUser  # noqa: E402
 from tests.helpers import QueueDispatcher  # noqa: E402
 from tests.openai_server import OpenAIServer  # noqa: E402
 from tests.servers import Worker  # noqa: E402
@@ -42,6 +43,9 @@ LOAD_TIMINGS = {**FAST_TIMINGS, "WATCHDOG_GRACE_S": "4", "WATCHDOG_MAX_ATTEMPTS"
                 "WATCHDOG_INTERVAL_S": "1", "MAX_STARTS_PER_HOUR": "100000"}
 FINAL = (Status.COMPLETED, Status.CANCELLED, Status.FAILED)
 FINAL_BYTES = tuple(s.value.encode() for s in FINAL)
+# Every analysis has an owner of its own (bench/limits.py).
+PER_USER = PerUser(starts_per_hour=1, active=1)
+BENCH_ENV = LOAD_TIMINGS
 
 
 def statuses(rt, ids: list[str]) -> list[bytes]:

@@ -25,6 +25,9 @@ from pathlib import Path
 MARKETS = 100
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", 3))
 RESULTS = Path(__file__).parent / "results" / "market_choice.md"
+# It starts no analysis through the service: no per-user limit applies (bench/limits.py).
+PER_USER = None
+BENCH_ENV: dict[str, str] = {}
 
 
 class Timers:
