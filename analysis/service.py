@@ -152,6 +152,11 @@ class AnalysisService:
         if answer.code == lua.Create.EXISTS:  # two ids alike out of 32^10: a bug, not chance
             raise RuntimeError(f"analysis {analysis_id} exists already")
         self._enqueue(analysis_id, chain, 0)
+        pruned = self.store.prune_finished(actor.user_id, keep=settings.max_finished_per_user)
+        if pruned:
+            logger.info("[%s] started; %d oldest finished analyses of %s deleted (MAX_FINISHED_PER_USER"
+                        "=%d): %s", analysis_id, len(pruned), actor.user_id,
+                        settings.max_finished_per_user, ", ".join(pruned))
         gist = self.store.load(analysis_id)
         assert gist is not None
         return gist

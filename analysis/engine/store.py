@@ -16,7 +16,7 @@ from analysis.db import lua
 from analysis.db.keys import Keys
 from analysis.engine.replies import text, text_or_none, texts
 from analysis.db.script import A, Answer, Script
-from analysis.models import Gist, HistoryEntry, RankingConfig, StepOutcome
+from analysis.models import Gist, GistField, HistoryEntry, RankingConfig, Status, StepOutcome
 from analysis.settings import Settings
 
 
@@ -126,6 +126,41 @@ class AnalysisStore:
                     return lua.CREATE.answer(pipe.execute()[1])
                 except redis.WatchError:
                     continue
+
+    def prune_finished(self, owner: str, keep: int) -> list[str]:
+        """Delete the owner's oldest finished analyses beyond the newest `keep` (by creation
+        time): gist, history, snapshot, control key, card and index entries; answers the ids
+        deleted. Each is deleted only if still final (WATCH), so one refined meanwhile stays."""
+        k = self.keys
+        ids = texts(self.redis.zrange(k.owner(owner), 0, -1))  # oldest first
+        with self.redis.pipeline(transaction=False) as pipe:
+            for analysis_id in ids:
+                pipe.hget(k.gist(analysis_id), GistField.STATUS)
+            statuses = pipe.execute()
+        finished = [i for i, status in zip(ids, statuses)
+                    if status is not None and Status(text(status)).is_final]
+        return [analysis_id for analysis_id in finished[:max(0, len(finished) - keep)]
+                if self._delete_if_final(owner, analysis_id)]
+
+    def _delete_if_final(self, owner: str, analysis_id: str) -> bool:
+        k = self.keys
+        with self.redis.pipeline() as pipe:
+            try:
+                pipe.watch(k.gist(analysis_id))
+                status = pipe.hget(k.gist(analysis_id), GistField.STATUS)
+                if status is None or not Status(text(status)).is_final:
+                    return False
+                pipe.multi()
+                pipe.delete(k.gist(analysis_id), k.history(analysis_id), k.candles(analysis_id),
+                            k.control(analysis_id), k.card(analysis_id))
+                pipe.zrem(k.owner(owner), analysis_id)
+                pipe.zrem(k.analyses(), analysis_id)
+                pipe.srem(k.live(), analysis_id)
+                pipe.srem(k.active(owner), analysis_id)
+                pipe.execute()
+                return True
+            except redis.WatchError:
+                return False
 
     # --- the step protocol ------------------------------------------------------------------
     def begin_step(self, analysis_id: str, chain: str, seq: int, attempt: str, *,
