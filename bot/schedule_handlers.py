@@ -5,8 +5,8 @@ import asyncio
 import logging
 from html import escape
 
-from telegram import Message, Update
-from telegram.error import BadRequest
+from telegram import Chat, Message, Update
+from telegram.error import BadRequest, TelegramError
 from telegram.ext import ContextTypes
 
 from analysis.schedules import PAUSED
@@ -44,8 +44,29 @@ async def schedules(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     scope = command_text(update.effective_message.text).lower()
     if scope not in ("", "all"):
         raise UsageError("/schedules lists yours; admins may ask for /schedules all")
+    group = await admin_of_this_group(update, context) if scope == "" else None
+    if group is not None:  # a group's admin, in the group: what posts there, whoever made it
+        s = services(context)
+        found = await asyncio.to_thread(s.schedules.list_for_chat, group)
+        next_runs = await asyncio.to_thread(s.schedules.next_runs, found)
+        await update.effective_message.reply_text(schedule_views.group_schedules_text(found, next_runs))
+        return
     text, keyboard = await listing(update, context, scope == "all")
     await update.effective_message.reply_text(text, reply_markup=keyboard)
+
+
+async def admin_of_this_group(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int | None:
+    """The group this command was sent in, if its sender is an admin of it now (asked from
+    Telegram with getChatAdministrators, never remembered); None otherwise."""
+    chat, user = update.effective_chat, update.effective_user
+    if chat is None or user is None or chat.type not in (Chat.GROUP, Chat.SUPERGROUP):
+        return None
+    try:
+        admins = await context.bot.get_chat_administrators(chat.id)
+    except TelegramError as err:
+        logger.info("admins of chat %s not known (%s): %s acts as a member", chat.id, err, user.id)
+        return None
+    return chat.id if any(admin.user.id == user.id for admin in admins) else None
 
 
 async def listing(update: Update, context: ContextTypes.DEFAULT_TYPE, everyone: bool,
@@ -62,10 +83,13 @@ async def listing(update: Update, context: ContextTypes.DEFAULT_TYPE, everyone: 
 
 @guarded(TRADER)
 async def unschedule(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """/unschedule <id>: remove one of your schedules (admins: anyone's)."""
+    """/unschedule <id>: remove one of your schedules (admins: anyone's; in a group, its admins:
+    any that posts there)."""
     s = services(context)
     schedule_id = schedule_id_arg(command_text(update.effective_message.text))
-    gone = await asyncio.to_thread(s.schedules.remove, schedule_id, s.access.actor(update.effective_user))
+    group = await admin_of_this_group(update, context)  # its admins may remove what posts there
+    gone = await asyncio.to_thread(s.schedules.remove, schedule_id, s.access.actor(update.effective_user),
+                                   chat_admin_of=group)
     await update.effective_message.reply_text(schedule_views.removed(gone))
 
 
