@@ -619,3 +619,28 @@ def test_item2_refines_count_toward_the_hourly_quota_like_starts(redis_url, monk
     # An hour later the restarts no longer count.
     later = AnalysisService(world["runtime"].store, world["dispatcher"], clock=lambda: time.time() + 3700)
     assert later.refine(completed, ALICE).changed
+
+
+def test_item3_only_the_admins_of_the_group_a_schedule_posts_to_may_remove_it(scratch_world):
+    """The front passes `chat_admin_of` only for a group Telegram says the user administers
+    (getChatAdministrators); an admin of another group, or a plain member, is refused."""
+    from analysis.schedule_service import ScheduleService
+    from analysis.schedules import ScheduleStore
+    from tasks.schedule_beat import default_registrar
+
+    world = scratch_world
+    runtime, group = world["runtime"], -1001234567890
+    schedules = ScheduleService(ScheduleStore(runtime.redis, runtime.keys), world["service"],
+                                world["factory"], default_registrar(), runtime.settings)
+    made = schedules.add("4h", {"markets": 4, "top_k": 2}, ALICE, chat_id=group)
+    try:
+        for chat_admin_of in (None, -1009999999999, -group, 0):
+            assert_refused_and_nothing_changed(
+                world, lambda: schedules.remove(made.id, BOB, chat_admin_of=chat_admin_of), NotAllowed,
+                "belongs to someone else")
+        assert [s.id for s in schedules.list_for_chat(group)] == [made.id]
+        assert schedules.list_for_chat(-1009999999999) == []
+        assert schedules.remove(made.id, BOB, chat_admin_of=group).id == made.id
+    finally:
+        if schedules.store.get(made.id) is not None:
+            schedules.remove(made.id, ALICE)
