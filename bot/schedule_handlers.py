@@ -5,14 +5,15 @@ import asyncio
 import logging
 from html import escape
 
-from telegram import Chat, Message, Update
-from telegram.error import BadRequest, TelegramError
+from telegram import Message, Update
+from telegram.error import BadRequest
 from telegram.ext import ContextTypes
 
 from analysis.schedules import PAUSED
 from analysis.service import Actor
 from bot import schedule_callbacks, schedule_views, views
-from bot.guards import TRADER, guarded, log_refusal, parse_press, shown_callback_data
+from bot.guards import (TRADER, TRADER_OR_GROUP_ADMIN, admin_of_this_group, guarded, log_refusal,
+                        parse_press, shown_callback_data)
 from bot.notifier import NOT_MODIFIED
 from bot.parsing import UsageError, command_text, parse_schedule_args, schedule_id_arg
 from bot.schedule_cards import cannot_post
@@ -38,7 +39,7 @@ async def schedule(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await update.effective_message.reply_text(schedule_views.added(created))
 
 
-@guarded(TRADER)
+@guarded(TRADER_OR_GROUP_ADMIN)
 async def schedules(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/schedules [all]: your schedules (admins: everyone's) with their next run and buttons."""
     scope = command_text(update.effective_message.text).lower()
@@ -55,20 +56,6 @@ async def schedules(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await update.effective_message.reply_text(text, reply_markup=keyboard)
 
 
-async def admin_of_this_group(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int | None:
-    """The group this command was sent in, if its sender is an admin of it now (asked from
-    Telegram with getChatAdministrators, never remembered); None otherwise."""
-    chat, user = update.effective_chat, update.effective_user
-    if chat is None or user is None or chat.type not in (Chat.GROUP, Chat.SUPERGROUP):
-        return None
-    try:
-        admins = await context.bot.get_chat_administrators(chat.id)
-    except TelegramError as err:
-        logger.info("admins of chat %s not known (%s): %s acts as a member", chat.id, err, user.id)
-        return None
-    return chat.id if any(admin.user.id == user.id for admin in admins) else None
-
-
 async def listing(update: Update, context: ContextTypes.DEFAULT_TYPE, everyone: bool,
                   owner: str | None = None):
     """(text, keyboard) of the schedules the user may see; with `owner`, that user's own list (the
@@ -81,7 +68,7 @@ async def listing(update: Update, context: ContextTypes.DEFAULT_TYPE, everyone: 
             schedule_views.schedules_keyboard(found, everyone))
 
 
-@guarded(TRADER)
+@guarded(TRADER_OR_GROUP_ADMIN)
 async def unschedule(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/unschedule <id>: remove one of your schedules (admins: anyone's; in a group, its admins:
     any that posts there)."""

@@ -207,6 +207,28 @@ def test_a_groups_admins_list_and_remove_the_schedules_posting_there(api, people
         assert bot.application.bot_data["services"].schedules.store.get(schedule_id) is None
 
 
+def test_a_group_admin_who_is_not_an_allowed_user_may_still_stop_what_posts_in_the_group(api, people, runtime):
+    """ALLOWED_USER_IDS closes the bot to strangers, but not to the admins of a group an allowed
+    user's schedule posts in: there, and for that only, they may list and remove it."""
+    prefix = f"mrg{random.randrange(10**6)}:"
+    group = -people.trader
+    with RunningBot(api, bot_settings(api, people, key_prefix=prefix)) as bot:
+        schedule_id = re.search(r"Scheduled (\w{8})", group_ask(api, people.trader, group,
+                                                                 "/schedule 4h markets=5 top=2"))[1]
+        before = state(runtime, prefix)
+        for command in ("/schedules", f"/unschedule {schedule_id}", "/rank markets=5"):
+            assert "this bot is private" in group_ask(api, people.stranger, group, command), command
+        assert state(runtime, prefix) == before
+        api.set_member(group, people.stranger, "administrator")
+        assert "this bot is private" in group_ask(api, people.stranger, group, "/rank markets=5")
+        assert "this bot is private" in ask(api, people.stranger, "/schedules")  # in private: a stranger
+        assert schedule_id in group_ask(api, people.stranger, group, "/schedules")
+        assert state(runtime, prefix) == before
+        assert group_ask(api, people.stranger, group, f"/unschedule {schedule_id}").startswith(
+            f"Removed schedule {schedule_id}")
+        assert bot.application.bot_data["services"].schedules.store.get(schedule_id) is None
+
+
 def test_a_schedule_stops_posting_in_a_group_its_owner_left_or_that_was_deleted(api, people, worker):
     """#19 item 3: before a run's card goes into the group, the owner's membership is asked
     (getChatMember); gone, the schedule is paused with the reason and the owner told in private.
