@@ -72,6 +72,7 @@ bench-ranking: $(STAMP)
 
 bench-load: $(STAMP) redis-server
 	$(BIN)/python -m bench.load_bench
+	$(BIN)/python -m bench.storage_bound_bench
 
 chaos: $(STAMP) redis-server
 	$(BIN)/python -m bench.chaos

@@ -8,7 +8,10 @@ Thresholds (why each level; the figures are the defaults, settings `HEALTH_*`, d
 - steps over the last hour: success below 80 % is a warning, below 50 % critical (judged from 5
   steps on; fewer say nothing either way);
 - analyses stuck (should run, no lease, no progress past the watchdog grace, or given up): warning;
-- no worker answering: critical (nothing runs); a queued message older than 5 minutes: warning,
+- no worker answering, or none consuming the steps' queue: critical (nothing runs; the
+  watchdog's own worker answers pings but runs no step); no worker consuming the watchdog's queue:
+  warning (steps run, but a step lost with its worker is not recovered; what it leaves behind
+  shows as stuck); a queued message older than 5 minutes: warning,
   older than 30 minutes: critical (a backlog alone is not a fault, a queue that does not move is);
 - Redis memory at 80 % of maxmemory: warning, 95 %: critical (no maxmemory: not judged);
 - judge or market-data (exchange) failures that paused analyses in the last hour: warning, 5 or
@@ -53,12 +56,16 @@ class Thresholds:
 
 @dataclass(frozen=True)
 class BrokerFigures:
-    """Measured by the tasks layer (Celery): `workers` None when nobody asked."""
+    """Measured by the tasks layer (Celery): `workers` None when nobody asked. `step_workers` and
+    `watchdog_workers`: those of `workers` consuming the steps' and the watchdog's queue (None:
+    not known, only whether workers answer is judged)."""
 
     queued: int
     unacked: int
     oldest_age_s: float | None
     workers: list[str] | None
+    step_workers: list[str] | None = None
+    watchdog_workers: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -118,6 +125,12 @@ def assess(f: Figures, t: Thresholds) -> Health:
     b = f.broker
     if b.workers is not None and not b.workers:
         add("critical", "workers", "no worker answers a ping: no step runs")
+    elif b.workers is not None and b.step_workers is not None and not b.step_workers:
+        add("critical", "workers", f"no worker consumes the steps' queue ({len(b.workers)} answer, "
+                                   f"none runs steps): no step runs")
+    if b.workers and b.watchdog_workers is not None and not b.watchdog_workers:
+        add("warning", "watchdog", "no worker consumes the watchdog's queue: lost steps are not "
+                                   "being recovered")
     if b.oldest_age_s is not None and b.oldest_age_s > t.queue_age_warning_s:
         level = "critical" if b.oldest_age_s > t.queue_age_critical_s else "warning"
         add(level, "queue", f"{b.queued} steps queued, the oldest for {b.oldest_age_s / 60:.0f} min")
@@ -161,6 +174,9 @@ def describe(health: Health) -> str:
         rate = "n/a" if f.success_rate is None else f"{f.success_rate:.0%}"
         b = f.broker
         workers = "not asked" if b.workers is None else (", ".join(b.workers) or "none")
+        if b.step_workers is not None and b.watchdog_workers is not None:
+            workers += (f" (steps: {', '.join(b.step_workers) or 'none'}; watchdog: "
+                        f"{', '.join(b.watchdog_workers) or 'none'})")
         oldest = "-" if b.oldest_age_s is None else f"{b.oldest_age_s:.0f} s"
         memory = (f"{f.redis_used_memory >> 20} MiB" +
                   (f" of {f.redis_maxmemory >> 20} MiB" if f.redis_maxmemory else " (no maxmemory)"))

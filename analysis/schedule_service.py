@@ -98,16 +98,24 @@ class ScheduleService:
                     parsed.text, schedule.summary)
         return schedule
 
-    def get(self, schedule_id: str, actor: Actor) -> Schedule:
+    def get(self, schedule_id: str, actor: Actor, *, chat_admin_of: int | None = None) -> Schedule:
+        """The schedule, if the actor owns it, is an admin, or (`chat_admin_of`, which the front
+        asked Telegram) is an admin of the group the schedule posts to."""
         text = schedule_id.strip().lower() if isinstance(schedule_id, str) else ""
         if not SCHEDULE_ID_PATTERN.match(text):
             raise NotFound(f"no schedule {quoted(schedule_id)}: schedule ids look like q7m2k9xa")
         schedule = self.store.get(text)
         if schedule is None:
             raise NotFound(f"no schedule {quoted(text)}")
-        if schedule.owner != actor.user_id and not actor.is_admin:
+        group_admin = chat_admin_of is not None and schedule.chat_id == chat_admin_of
+        if schedule.owner != actor.user_id and not actor.is_admin and not group_admin:
             raise NotAllowed("that schedule belongs to someone else")
         return schedule
+
+    def list_for_chat(self, chat_id: int) -> builtins.list[Schedule]:
+        """Every owner's schedules that post to `chat_id`: what that group's admins see."""
+        found = (self.store.get(i) for i in self.store.all_ids())
+        return [s for s in found if s is not None and s.chat_id == chat_id]
 
     def list(self, actor: Actor, *, everyone: bool = False, owner: str | None = None) -> list[Schedule]:
         """The actor's schedules; admins may ask for everyone's or another owner's."""
@@ -128,12 +136,14 @@ class ScheduleService:
             logger.exception("next run times not available")
             return {}
 
-    def remove(self, schedule_id: str, actor: Actor) -> Schedule:
-        schedule = self.get(schedule_id, actor)
+    def remove(self, schedule_id: str, actor: Actor, *, chat_admin_of: int | None = None) -> Schedule:
+        """Remove as its owner, an admin, or an admin of the group it posts to (`get`)."""
+        schedule = self.get(schedule_id, actor, chat_admin_of=chat_admin_of)
         if not self.store.delete(schedule):
             raise NotFound(f"no schedule {quoted(schedule.id)}")
         self.beat.remove(schedule.id)  # a firing in between finds no schedule and does nothing
-        logger.info("schedule %s removed by %s", schedule.id, actor.user_id)
+        logger.info("schedule %s removed by %s%s", schedule.id, actor.user_id,
+                    f" (admin of chat {chat_admin_of})" if chat_admin_of is not None else "")
         return schedule
 
     def pause(self, schedule_id: str, reason: str, resumes_seen: int | None = None) -> bool:

@@ -34,6 +34,11 @@ ID_LENGTH = 10
 ID_PATTERN = re.compile(rf"^[{ID_ALPHABET}]{{4,{ID_LENGTH}}}$")
 REFINE_STEP, REFINE_CAP = 0.05, 0.99
 PAUSED_BY_USER = "paused by user"
+# What a trader is told at the per-user limits, by a start and by a refine that restarts a
+# completed analysis alike ({0}: how many, {1}: the limit).
+ACTIVE_LIMIT_TEXT = ("you already have {0} analyses running; the limit is {1}: cancel one or wait "
+                     "for it to finish")
+HOURLY_QUOTA_TEXT = "you started {0} analyses in the last hour; the limit is {1} an hour: try again later"
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,7 @@ class Decision:
     enqueue: bool = False
     not_found: bool = False
     already: bool = False  # nothing to do because it is done already (an idempotent repeat)
+    refused: bool = False  # a limit: raised as LimitReached with the message
 
     def render(self, values: list[str]) -> str:
         return self.message.format(*values, status=values[0].lower() if values else "")
@@ -83,6 +89,8 @@ REFINE_DECISIONS = decisions(Refine, {
     Refine.RAISED: Decision(True, "Target raised to {0}; the analysis carries on."),
     Refine.STALE: Decision(False, "This refine was already applied.", already=True),
     Refine.AT_CAP: Decision(False, f"The target is already at the {REFINE_CAP} maximum."),
+    Refine.LIMIT: Decision(False, ACTIVE_LIMIT_TEXT, refused=True),
+    Refine.QUOTA: Decision(False, HOURLY_QUOTA_TEXT, refused=True),
 })
 CANCEL_DECISIONS = decisions(Cancel, {Cancel.OK: Decision(True, "Cancelled.")})
 FORCE_RESUME_DECISIONS = decisions(ForceResume, {
@@ -139,14 +147,17 @@ class AnalysisService:
                                "are told, try again later") from None
         settings = self.store.settings
         if isinstance(answer, QuotaUsed):
-            raise LimitReached(f"you started {answer.starts} analyses in the last hour; the "
-                               f"limit is {settings.max_starts_per_hour} an hour: try again later")
+            raise LimitReached(HOURLY_QUOTA_TEXT.format(answer.starts, settings.max_starts_per_hour))
         if answer.code == Create.LIMIT:
-            raise LimitReached(f"you already have {answer.values[0]} analyses running; the limit "
-                               f"is {settings.max_active_per_user}: cancel one or wait for it to finish")
+            raise LimitReached(ACTIVE_LIMIT_TEXT.format(answer.values[0], settings.max_active_per_user))
         if answer.code == Create.EXISTS:  # two ids alike out of 32^10: a bug, not chance
             raise RuntimeError(f"analysis {analysis_id} exists already")
         self._enqueue(analysis_id, chain, 0)
+        pruned = self.store.prune_finished(actor.user_id, keep=settings.max_finished_per_user)
+        if pruned:
+            logger.info("[%s] started; %d oldest finished analyses of %s deleted (MAX_FINISHED_PER_USER"
+                        "=%d): %s", analysis_id, len(pruned), actor.user_id,
+                        settings.max_finished_per_user, ", ".join(pruned))
         gist = self.store.load(analysis_id)
         assert gist is not None
         return gist
@@ -275,6 +286,9 @@ class AnalysisService:
         decision = table[answer.code]
         if decision.not_found:
             raise NotFound(f"no analysis {analysis_id}")
+        if decision.refused:
+            logger.info("[%s] %s refused: %s", analysis_id, action, answer.code)
+            raise LimitReached(decision.render(answer.values))
         if decision.enqueue:
             self._enqueue(analysis_id, chain, int(answer.values[0]))
         return ActionResult(action, analysis_id, decision.changed, decision.render(answer.values),

@@ -92,6 +92,10 @@ class Settings(BaseSettings):
     # Starts per user in any sliding hour, besides the active limit: with ALLOWED_USER_IDS empty
     # any Telegram user may start analyses, and each start stores a gist for GIST_TTL_S.
     max_starts_per_hour: int = Field(20, ge=1)
+    # Finished analyses (completed, cancelled, failed) kept per user: a start deletes the owner's
+    # oldest finished ones beyond it, so a user's storage is bounded whatever the TTLs
+    # (docs/operations.md sizes Redis from it).
+    max_finished_per_user: int = Field(50, ge=1)
     max_prompt_chars: int = Field(500, ge=1)
 
     # --- Step protocol ----------------------------------------------------------------------

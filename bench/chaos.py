@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import random
 import statistics
 import sys
@@ -49,10 +50,11 @@ from pathlib import Path
 
 from analysis.errors import AnalysisError
 from analysis.models import RankingConfig, Status
-from analysis.service import Actor
+from analysis.service import REFINE_CAP, REFINE_STEP, Actor
 from analysis.settings import Settings
 from bench.chaos_checks import (Kill, ReferenceRuns, events_by_analysis, kill_recoveries,
                                 log_driver_to, ranking_violations, reason_kind, redeliveries)
+from bench.limits import PerUser
 from tests.stack import FAST_TIMINGS, Stack
 from tests.worker_logs import LogStats, scan_worker_logs
 
@@ -61,6 +63,11 @@ logger = logging.getLogger("bench.chaos")
 # Chaos analyses rank a longer window than the default: each step does real work, so kills land
 # in the middle of steps rather than between them.
 CHAOS_ENV = {**FAST_TIMINGS, "WINDOW_CANDLES": "2000"}
+DEFAULT_TARGET = float(Settings.model_fields["default_target"].default)  # what the factory sets
+# Each trader starts one analysis, and storms refine it up to the cap: each refine of a completed
+# one restarts it, which counts like a start (bench/limits.py).
+PER_USER = PerUser(starts_per_hour=1 + math.ceil((REFINE_CAP - DEFAULT_TARGET) / REFINE_STEP), active=1)
+BENCH_ENV = CHAOS_ENV
 FINAL = (Status.COMPLETED, Status.CANCELLED, Status.FAILED)
 
 

@@ -77,6 +77,7 @@ JUDGES = {
 }
 QUESTION = ENTRY_TEMPLATE.format(timeframe="1h", prompt="strong uptrend, rising volume, not overbought")
 RESULTS_FILE = Path(__file__).parent / "results" / "listwise.md"
+PER_USER, BENCH_ENV = None, dict[str, str]()  # starts no analysis: no per-user limit (bench/limits.py)
 
 
 # --- prompts and their tokens -------------------------------------------------------------------

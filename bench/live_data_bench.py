@@ -24,6 +24,7 @@ MARKETS = 100
 CANDLES = 1000
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", 3))
 RESULTS = Path(__file__).parent / "results" / "live_data.md"
+PER_USER, BENCH_ENV = None, dict[str, str]()  # starts no analysis: no per-user limit (bench/limits.py)
 
 
 def synthetic_markets(data_dir: Path, now_ms: int, count: int):

@@ -24,10 +24,15 @@ import uuid
 from analysis.config_factory import RankingConfigFactory
 from analysis.models import RankingConfig, Status
 from analysis.service import Actor
+from bench.limits import PerUser
 from tests.helpers import QueueDispatcher
 from tests.llm_load import FINAL_BYTES, LOAD_TIMINGS, run_llm_load, statuses
 from tests.servers import Worker
 from tests.stack import Stack
+
+# Every analysis has an owner of its own (bench/limits.py).
+PER_USER = PerUser(starts_per_hour=1, active=1)
+BENCH_ENV = LOAD_TIMINGS
 
 
 def noop_throughput(*, chains: int, steps: int) -> dict[str, float]:

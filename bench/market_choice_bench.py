@@ -25,6 +25,7 @@ from pathlib import Path
 MARKETS = 100
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", 3))
 RESULTS = Path(__file__).parent / "results" / "market_choice.md"
+PER_USER, BENCH_ENV = None, dict[str, str]()  # starts no analysis: no per-user limit (bench/limits.py)
 
 
 class Timers:

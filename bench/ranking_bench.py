@@ -55,6 +55,7 @@ TARGETS = (0.8, 0.9)
 JUDGES = {"sharp": 3.0, "noisy": 1.2}
 CALIBRATION_BINS = (0.0, 0.7, 0.8, 0.85, 0.9, 0.95, 1.0001)
 RESULTS_FILE = Path(__file__).parent / "results" / "ranking.md"
+PER_USER, BENCH_ENV = None, dict[str, str]()  # starts no analysis: no per-user limit (bench/limits.py)
 
 
 @dataclass(frozen=True)

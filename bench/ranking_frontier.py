@@ -46,6 +46,7 @@ COMPARISONS = 90
 REPORTED_AT = (30, 40, 50, 60, 70, 80, 90)
 GOAL = 0.85  # the precision@10 figure for the sharp judge
 RESULTS_FILE = Path(__file__).parent / "results" / "ranking_frontier.md"
+PER_USER, BENCH_ENV = None, dict[str, str]()  # starts no analysis: no per-user limit (bench/limits.py)
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,14 @@ import time
 import uuid
 from pathlib import Path
 
+from bench.limits import PerUser
+
 STEPS = 500
 RUNS = 5
 RESULTS = Path(__file__).parent / "results" / "steps.md"
+# Each chain has an owner of its own (bench/limits.py).
+PER_USER = PerUser(starts_per_hour=1, active=1)
+BENCH_ENV: dict[str, str] = {}
 
 
 def start_stack():

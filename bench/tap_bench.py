@@ -23,11 +23,19 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.limits import PerUser
+
 TAPS = 200
 TRADERS = 4
 THINK_S = (0.15, 0.35)
 TARGETS_MS = {"answer": 150, "edit": 300}
 RESULTS = Path(__file__).parent / "results" / "taps.md"
+# A trader starts a new analysis when its card completes; a card lasts many taps, so this bound is
+# never reached in a sound run (a trader past it stops with an error rather than hit the quota).
+CARDS_PER_TRADER = TAPS // TRADERS + 1
+BENCH_ENV = {"SCORE_BATCH_SIZE": "1", "MARKET_DATA": "demo", "TELEGRAM_BOT_TOKEN": "",
+             "MAX_STARTS_PER_HOUR": str(CARDS_PER_TRADER)}
+PER_USER = PerUser(starts_per_hour=CARDS_PER_TRADER, active=1)  # bench/limits.py
 CARD_TITLE = "Ranking "
 FINAL = ("Completed", "Failed", "Cancelled")
 
@@ -75,6 +83,9 @@ class Trader:
 
     def new_card(self) -> int:
         api, before = self.api, self.cards
+        if before >= CARDS_PER_TRADER:
+            raise RuntimeError(f"trader {self.user_id} needs card {before + 1}, past the "
+                               f"{CARDS_PER_TRADER} its quota (MAX_STARTS_PER_HOUR) allows")
         api.send_message(self.user_id, "/rank markets=60 top=5")
         card = api.wait_for(lambda: self._card(before), timeout=30)
         self.cards += 1
@@ -149,8 +160,7 @@ def main() -> int:
     from tests.servers import ROOT, RedisServer, Worker
 
     server = RedisServer().start()
-    os.environ.update(REDIS_URL=server.url, SCORE_BATCH_SIZE="1", MARKET_DATA="demo",
-                      TELEGRAM_BOT_TOKEN="")
+    os.environ.update(REDIS_URL=server.url, **BENCH_ENV)
     log_dir = Path(tempfile.mkdtemp(prefix="marketrank-tapbench-"))
     worker = Worker(dict(os.environ), "tapbench", concurrency=2, log_dir=str(log_dir)).start()
     api = BotApiServer(token="777000:BENCH").start()

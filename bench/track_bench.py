@@ -31,6 +31,8 @@ from analysis.track.backtest import make_plan, run_backtest
 from analysis.track.report import evaluation_json, table
 
 RESULTS = Path(__file__).parent / "results" / "track.md"
+PER_USER = None  # bench/limits.py: the replay reads candle files and starts no analysis
+BENCH_ENV: dict[str, str] = {}
 WINDOW_EVERY = int(os.environ.get("BENCH_WINDOW_EVERY", 48))
 LIMIT_S = 60.0
 
@@ -66,7 +68,6 @@ def record_sizes(done) -> dict[str, float]:
 
 
 def redis_per_thousand(done) -> tuple[int, int]:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from tests.servers import RedisServer
     server = RedisServer().start()
     try:

@@ -11,7 +11,8 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from telegram import MaybeInaccessibleMessage, Message, Update
+from telegram import Chat, MaybeInaccessibleMessage, Message, Update
+from telegram.error import TelegramError
 from telegram.constants import ChatID
 from telegram.ext import ContextTypes
 
@@ -23,6 +24,9 @@ logger = logging.getLogger(__name__)
 P = TypeVar("P")
 
 TRADER, ADMIN = "trader", "admin"
+# A trader, or (in a group) an admin of that group who is not an allowed user: they may see and
+# remove the schedules that post there (/schedules, /unschedule), nothing else.
+TRADER_OR_GROUP_ADMIN = "trader_or_group_admin"
 SHARED_SENDERS = frozenset(int(i) for i in ChatID)  # anonymous admin, service chat, channel bot
 SCHEDULE_ACTIONS = {schedule_callbacks.REMOVE: "remove-schedule", schedule_callbacks.RESUME: "resume-schedule"}
 Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]
@@ -100,6 +104,9 @@ def guarded(role: str) -> Callable[[Handler], Handler]:
         @functools.wraps(handler)
         async def guarded_handler(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
             refused = refusal(services(context).access, update, role)
+            if refused is not None and role == TRADER_OR_GROUP_ADMIN and \
+                    not sent_on_behalf_of_a_chat(update) and await admin_of_this_group(update, context):
+                refused = None
             if refused is not None:
                 log_refusal(update, refused[0])
                 await answer(update, refused[1], refused[1])
@@ -112,3 +119,17 @@ def guarded(role: str) -> Callable[[Handler], Handler]:
                 await answer(update, views.error_text(err), views.button_refusal(err))
         return guarded_handler
     return decorate
+
+
+async def admin_of_this_group(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int | None:
+    """The group this update was sent in, if its sender is an admin of it now (asked from
+    Telegram with getChatAdministrators, never remembered); None otherwise."""
+    chat, user = update.effective_chat, update.effective_user
+    if chat is None or user is None or chat.type not in (Chat.GROUP, Chat.SUPERGROUP):
+        return None
+    try:
+        admins = await context.bot.get_chat_administrators(chat.id)
+    except TelegramError as err:
+        logger.info("admins of chat %s not known (%s): %s is not taken for one", chat.id, err, user.id)
+        return None
+    return chat.id if any(admin.user.id == user.id for admin in admins) else None

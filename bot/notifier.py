@@ -36,7 +36,7 @@ from analysis.schedule_changes import run_changes
 from bot import views
 from bot.alert_book import ADMIN_ALERT_TEXTS
 from bot.cards import CardLocation, CardStore
-from bot.schedule_cards import ScheduledCards
+from bot.schedule_cards import CHAT_GONE, ScheduledCards
 
 logger = logging.getLogger(__name__)
 
@@ -215,10 +215,12 @@ class CardNotifier:
                     await self._put(analysis_id, card, location, location.chat_id, live=True)
                 elif self.scheduled is not None:  # a scheduled run's first card: its schedule's chat
                     chat_id = await asyncio.to_thread(self.scheduled.destination, analysis_id)
-                    if chat_id is not None:
+                    if chat_id is not None and await self.scheduled.owner_may_post(self.bot, analysis_id, chat_id):
                         await self._put(analysis_id, card, None, chat_id, live=True)
-            except Forbidden as exc:
-                gist = await asyncio.to_thread(self.store.load, analysis_id)
+            except (Forbidden, BadRequest) as exc:
+                # A deleted group (400 "chat not found") pauses its schedule as a block (403) does.
+                gone = isinstance(exc, Forbidden) or CHAT_GONE in exc.message.lower()
+                gist = await asyncio.to_thread(self.store.load, analysis_id) if gone else None
                 if gist is not None and self.scheduled is not None:
                     await self.scheduled.chat_blocked(gist, exc.message)
                 raise

@@ -12,7 +12,8 @@ from telegram.ext import ContextTypes
 from analysis.schedules import PAUSED
 from analysis.service import Actor
 from bot import schedule_callbacks, schedule_views, views
-from bot.guards import TRADER, guarded, log_refusal, parse_press, shown_callback_data
+from bot.guards import (TRADER, TRADER_OR_GROUP_ADMIN, admin_of_this_group, guarded, log_refusal,
+                        parse_press, shown_callback_data)
 from bot.notifier import NOT_MODIFIED
 from bot.parsing import UsageError, command_text, parse_schedule_args, schedule_id_arg
 from bot.schedule_cards import cannot_post
@@ -38,12 +39,19 @@ async def schedule(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await update.effective_message.reply_text(schedule_views.added(created))
 
 
-@guarded(TRADER)
+@guarded(TRADER_OR_GROUP_ADMIN)
 async def schedules(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/schedules [all]: your schedules (admins: everyone's) with their next run and buttons."""
     scope = command_text(update.effective_message.text).lower()
     if scope not in ("", "all"):
         raise UsageError("/schedules lists yours; admins may ask for /schedules all")
+    group = await admin_of_this_group(update, context) if scope == "" else None
+    if group is not None:  # a group's admin, in the group: what posts there, whoever made it
+        s = services(context)
+        found = await asyncio.to_thread(s.schedules.list_for_chat, group)
+        next_runs = await asyncio.to_thread(s.schedules.next_runs, found)
+        await update.effective_message.reply_text(schedule_views.group_schedules_text(found, next_runs))
+        return
     text, keyboard = await listing(update, context, scope == "all")
     await update.effective_message.reply_text(text, reply_markup=keyboard)
 
@@ -60,12 +68,15 @@ async def listing(update: Update, context: ContextTypes.DEFAULT_TYPE, everyone: 
             schedule_views.schedules_keyboard(found, everyone))
 
 
-@guarded(TRADER)
+@guarded(TRADER_OR_GROUP_ADMIN)
 async def unschedule(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """/unschedule <id>: remove one of your schedules (admins: anyone's)."""
+    """/unschedule <id>: remove one of your schedules (admins: anyone's; in a group, its admins:
+    any that posts there)."""
     s = services(context)
     schedule_id = schedule_id_arg(command_text(update.effective_message.text))
-    gone = await asyncio.to_thread(s.schedules.remove, schedule_id, s.access.actor(update.effective_user))
+    group = await admin_of_this_group(update, context)  # its admins may remove what posts there
+    gone = await asyncio.to_thread(s.schedules.remove, schedule_id, s.access.actor(update.effective_user),
+                                   chat_admin_of=group)
     await update.effective_message.reply_text(schedule_views.removed(gone))
 
 

@@ -37,11 +37,12 @@ def removed(schedule: Schedule) -> str:
     return f"Removed schedule <code>{escape(schedule.id)}</code> (every {escape(schedule.every.text)})."
 
 
-def schedules_text(schedules: list[Schedule], next_runs: dict[str, float], everyone: bool) -> str:
+def schedules_text(schedules: list[Schedule], next_runs: dict[str, float], everyone: bool,
+                   heading: str | None = None) -> str:
     if not schedules:
         return ("No schedules." if everyone else
                 "You have no schedules. Add one with /schedule 4h markets=30 top=10 (times in UTC).")
-    lines = [f"<b>{'All schedules' if everyone else 'Your schedules'}</b> (times in UTC)"]
+    lines = [f"<b>{heading or ('All schedules' if everyone else 'Your schedules')}</b> (times in UTC)"]
     for s in schedules:
         owner = f" · owner {escape(s.owner)}" if everyone else ""
         when = (f"next {utc(next_runs.get(s.id))}" if s.state == ACTIVE
@@ -101,3 +102,15 @@ def changes_lines(schedule_id: str, changes: dict | None, complete: bool) -> lis
         more = f" (+{len(moves) - MAX_MOVES} more)" if len(moves) > MAX_MOVES else ""
         lines.append("Moved: " + ", ".join(shown) + more)
     return lines
+
+
+GROUP_HEADING = "Schedules posting in this group"
+
+
+def group_schedules_text(schedules: list[Schedule], next_runs: dict[str, float]) -> str:
+    """What a group's admin sees with /schedules in the group: every owner's schedules posting
+    there, to remove with /unschedule <id>."""
+    if not schedules:
+        return "No schedule posts in this group."
+    return (schedules_text(schedules, next_runs, True, heading=GROUP_HEADING)
+            + "\nAs an admin of this group you may remove any of them with /unschedule &lt;id&gt;.")

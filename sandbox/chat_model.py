@@ -93,7 +93,7 @@ class ChatModel:
         chat_id = params.get("chat_id")
         if chat_id is None or chat_id == "":
             raise bad_request("chat_id is empty")
-        if not isinstance(chat_id, int):
+        if not isinstance(chat_id, int) or (chat_id in self._chats and self._chats[chat_id].deleted):
             raise bad_request("chat not found")
         return self._chat(chat_id)
 

@@ -176,6 +176,8 @@ class _Chat:
     info: dict[str, Any]
     messages: dict[int, ChatMessage] = dataclasses.field(default_factory=dict)
     next_message_id: int = 1
+    members: dict[int, str] = dataclasses.field(default_factory=dict)  # user id -> status (groups)
+    deleted: bool = False  # a deleted group: "chat not found"
 
 
 @dataclasses.dataclass

@@ -59,6 +59,7 @@ from sandbox.chat_model import ChatModel
 from sandbox.errors import FLOODED, BotApiError
 from sandbox.flood import FloodControl, FloodLimit
 from sandbox.methods import BotApiMethods
+from sandbox.membership import Membership
 from sandbox.observe import Observer
 from sandbox.params import read_params
 from sandbox.polling import LongPolling
@@ -76,7 +77,7 @@ _WRITES = frozenset({"sendmessage", "sendphoto", "editmessagetext", "editmessage
                      "editmessagereplymarkup"})
 
 
-class BotApiServer(ChatModel, BotApiMethods, LongPolling, UserSide, Observer):
+class BotApiServer(ChatModel, BotApiMethods, LongPolling, UserSide, Observer, Membership):
     """An in-process Telegram Bot API server with a synchronous, thread-safe test API.
 
     State (chats, queued updates, the call record) lives as long as the object, across
@@ -174,6 +175,8 @@ class BotApiServer(ChatModel, BotApiMethods, LongPolling, UserSide, Observer):
                 "getMyCommands": self._get_my_commands,
                 "deleteMyCommands": self._delete_my_commands,
                 "getFile": self._get_file,
+                "getChatMember": self._get_chat_member,
+                "getChatAdministrators": self._get_chat_administrators,
             }.items()
         }
 

@@ -36,6 +36,7 @@ class UserSide:
         with self._lock:
             user = self._user(user_id, first_name, username)
             chat = self._chat(user_id if chat_id is None else chat_id, user)
+            self.joined_by_writing(chat, user_id)
             message = self._add_message(
                 chat, from_bot=False, from_user=user, text=text, entities=command_entities(text)
             )

@@ -101,6 +101,12 @@ class BrokerOps:
         replies = self.app.control.ping(timeout=timeout) or []
         return sorted(name for reply in replies for name in reply)
 
+    def consumers(self, timeout: float = 1.0) -> dict[str, list[str]]:
+        """The workers that answered within `timeout` seconds, each with the queues it consumes
+        (a worker answers a ping whatever it consumes: the watchdog's own worker runs no step)."""
+        replies = self.app.control.inspect(timeout=timeout).active_queues() or {}
+        return {name: sorted(q["name"] for q in queues or []) for name, queues in sorted(replies.items())}
+
 
 def default_ops() -> BrokerOps:
     from tasks.celery_app import app

@@ -42,8 +42,9 @@ class RedBeatRegistrar:
             name=entry_name(schedule.id), task=SCHEDULED_RUN_TASK,
             schedule=celery_schedule(schedule.every, self.app), args=[schedule.id],
             options={"argsrepr": scheduled_run_argsrepr(schedule.id)}, app=self.app)
-        if schedule.every.cron:
-            entry.last_run_at = self.app.now()
+        # celery's entry takes "now" as its last run when given none, which would put an
+        # interval's first run one interval away; redbeat reads no last run as due at once.
+        entry.last_run_at = self.app.now() if schedule.every.cron else None
         entry.save()
 
     def remove(self, schedule_id: str) -> None:

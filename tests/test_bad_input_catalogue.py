@@ -10,6 +10,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -692,3 +693,73 @@ def test_make_runs_flower_refuses_a_foreign_host_and_no_login(local_flower):
             if status == 401 and not path.startswith("/api/"):  # a browser asks for the login
                 assert answer_headers.get("www-authenticate", "").startswith("Basic"), (case, path)
     assert get(port, "/api/tasks", logins["right"])[0] == 200  # and the login it printed gets in
+
+
+# Second review (#19), items 2, 3, 4, 11, 12, 14
+def run_queued(world) -> None:
+    """Run every step the dispatcher holds, in this process, until the queue is empty."""
+    runtime, dispatcher = world["runtime"], world["dispatcher"]
+    while dispatcher.queue:
+        analysis_id, chain, seq = dispatcher.queue.pop(0)
+        if run_step(runtime, analysis_id, chain, seq).decision == "continue":
+            dispatcher.enqueue_step(analysis_id, chain, seq + 1)
+
+
+def test_item2_a_refine_that_would_pass_the_active_limit_is_refused_like_a_start(scratch_world):
+    world, dave = scratch_world, Actor("dave")
+    service, config = world["service"], world["config"]
+    done = [service.start(config, dave) for _ in range(3)]
+    run_queued(world)
+    running = [service.start(config, dave) for _ in range(3)]  # at the limit of 3 again
+    world["dispatcher"].queue.clear()
+    words = "you already have 3 analyses running; the limit is 3: cancel one or wait for it to finish"
+    assert_refused_and_nothing_changed(world, lambda: service.start(config, dave), LimitReached, words)
+    for gist in done:  # a refine would make it run again: a fourth active analysis
+        assert_refused_and_nothing_changed(world, lambda: service.refine(gist.id, dave), LimitReached,
+                                           words)
+    # Refining one that runs already adds nothing active: it still raises the target.
+    assert service.refine(running[0].id, dave).changed
+    service.cancel(running[1].id, dave)
+    assert service.refine(done[0].id, dave).changed  # one fewer running: the restart fits
+    assert service.get(done[0].id, dave).status.value == "RUNNING"
+
+
+def test_item2_refines_count_toward_the_hourly_quota_like_starts(redis_url, monkeypatch):
+    monkeypatch.setenv("MAX_STARTS_PER_HOUR", "4")
+    world = build_world(redis_url, SCRATCH_DB)  # Alice started 2 this hour; one completed
+    service, completed = world["service"], world["completed"]
+    for _ in range(2):  # each restart of the completed analysis counts: 3, then 4
+        assert service.refine(completed, ALICE).changed
+        run_queued(world)
+    words = "you started 4 analyses in the last hour; the limit is 4 an hour: try again later"
+    assert_refused_and_nothing_changed(world, lambda: service.refine(completed, ALICE), LimitReached, words)
+    assert_refused_and_nothing_changed(world, lambda: service.start(world["config"], ALICE), LimitReached,
+                                       words)
+    # An hour later the restarts no longer count.
+    later = AnalysisService(world["runtime"].store, world["dispatcher"], clock=lambda: time.time() + 3700)
+    assert later.refine(completed, ALICE).changed
+
+
+def test_item3_only_the_admins_of_the_group_a_schedule_posts_to_may_remove_it(scratch_world):
+    """The front passes `chat_admin_of` only for a group Telegram says the user administers
+    (getChatAdministrators); an admin of another group, or a plain member, is refused."""
+    from analysis.schedule_service import ScheduleService
+    from analysis.schedules import ScheduleStore
+    from tasks.schedule_beat import default_registrar
+
+    world = scratch_world
+    runtime, group = world["runtime"], -1001234567890
+    schedules = ScheduleService(ScheduleStore(runtime.redis, runtime.keys), world["service"],
+                                world["factory"], default_registrar(), runtime.settings)
+    made = schedules.add("4h", {"markets": 4, "top_k": 2}, ALICE, chat_id=group)
+    try:
+        for chat_admin_of in (None, -1009999999999, -group, 0):
+            assert_refused_and_nothing_changed(
+                world, lambda: schedules.remove(made.id, BOB, chat_admin_of=chat_admin_of), NotAllowed,
+                "belongs to someone else")
+        assert [s.id for s in schedules.list_for_chat(group)] == [made.id]
+        assert schedules.list_for_chat(-1009999999999) == []
+        assert schedules.remove(made.id, BOB, chat_admin_of=group).id == made.id
+    finally:
+        if schedules.store.get(made.id) is not None:
+            schedules.remove(made.id, ALICE)

@@ -1,6 +1,7 @@
 """Admins are told, once per cause: an analysis given up as stuck, health turning warning, and
 its recovery. A real bot (PTB over HTTP against the Bot API emulator), real Redis, real workers."""
 
+import os
 import time
 
 import pytest
@@ -21,7 +22,19 @@ def bot_texts(api, chat_id: int) -> list[str]:
     return [m.text for m in api.messages(chat_id, from_bot=True)]
 
 
-def test_admins_get_one_alert_per_cause_for_stuck_warning_and_recovery(api, redis_url):
+@pytest.fixture
+def watchdog_worker(worker_log_dir):
+    """The Procfile's `watchdog` worker beside the session's step worker: without it health warns
+    that lost steps are not recovered (#19 item 4), and this test's stack is otherwise complete."""
+    from tests.servers import Worker
+
+    watchdog = Worker(dict(os.environ), "alerts-watchdog", concurrency=1, log_dir=worker_log_dir,
+                      queues="marketrank.watchdog").start()
+    yield watchdog
+    watchdog.stop()
+
+
+def test_admins_get_one_alert_per_cause_for_stuck_warning_and_recovery(api, redis_url, watchdog_worker):
     people = People()
     url = redis_url.rsplit("/", 1)[0] + f"/{ALERTS_DB}"
     settings = bot_settings(api, people, redis_url=url, health_check_interval_s=0.3,

@@ -11,7 +11,7 @@ from bot import schedule_callbacks
 from tests.helpers import redis_snapshot
 from tests.test_bot import api, logged_errors, people  # noqa: F401 (the bot tests' fixtures, shared)
 from tests.test_bot import (RunningBot, ask, bot_settings, reply_after, some_markets, status_of,
-                            wait_for_card)
+                            wait_for_card, wait_for_status)
 
 
 def state(runtime, prefix: str) -> dict:
@@ -173,3 +173,86 @@ def test_a_paused_schedule_resumes_once_for_its_owner_only(api, people, caplog, 
             f"Schedule {schedule_id} is already active: next run ")
         assert "give one schedule id, e.g. /schedule resume" in ask(api, people.trader, "/schedule resume")
     assert logged_errors == []
+
+
+def group_ask(api, user_id: int, group: int, text: str) -> str:
+    """Send `text` in the group as `user_id`; the text of the bot's reply there."""
+    mark = api.mark()
+    api.send_message(user_id, text, chat_id=group)
+    return reply_after(api, group, mark)
+
+
+def test_a_groups_admins_list_and_remove_the_schedules_posting_there(api, people, runtime):
+    """#19 item 3: a schedule outlives its owner's interest in a group; the group's admins (asked
+    from Telegram, getChatAdministrators) may list and remove it, nobody else."""
+    prefix = f"mrg{random.randrange(10**6)}:"
+    group, elsewhere = -people.trader, -people.other
+    with RunningBot(api, bot_settings(api, people, key_prefix=prefix)) as bot:
+        schedule_id = re.search(r"Scheduled (\w{8})", group_ask(api, people.trader, group,
+                                                                 "/schedule 4h markets=5 top=2"))[1]
+        before = state(runtime, prefix)
+        # A member of the group, not its admin; then an admin of another group, there.
+        assert "belongs to someone else" in group_ask(api, people.other, group, f"/unschedule {schedule_id}")
+        api.set_member(elsewhere, people.other, "administrator")
+        assert "belongs to someone else" in group_ask(api, people.other, elsewhere, f"/unschedule {schedule_id}")
+        assert schedule_id not in group_ask(api, people.other, elsewhere, "/schedules")
+        assert state(runtime, prefix) == before
+        # Made an admin of the group: sees what posts there, whoever made it, and removes it.
+        api.set_member(group, people.other, "administrator")
+        listing = group_ask(api, people.other, group, "/schedules")
+        assert listing.startswith("Schedules posting in this group")
+        assert schedule_id in listing and f"owner {people.trader}" in listing
+        assert group_ask(api, people.other, group, f"/unschedule {schedule_id}").startswith(
+            f"Removed schedule {schedule_id}")
+        assert bot.application.bot_data["services"].schedules.store.get(schedule_id) is None
+
+
+def test_a_group_admin_who_is_not_an_allowed_user_may_still_stop_what_posts_in_the_group(api, people, runtime):
+    """ALLOWED_USER_IDS closes the bot to strangers, but not to the admins of a group an allowed
+    user's schedule posts in: there, and for that only, they may list and remove it."""
+    prefix = f"mrg{random.randrange(10**6)}:"
+    group = -people.trader
+    with RunningBot(api, bot_settings(api, people, key_prefix=prefix)) as bot:
+        schedule_id = re.search(r"Scheduled (\w{8})", group_ask(api, people.trader, group,
+                                                                 "/schedule 4h markets=5 top=2"))[1]
+        before = state(runtime, prefix)
+        for command in ("/schedules", f"/unschedule {schedule_id}", "/rank markets=5"):
+            assert "this bot is private" in group_ask(api, people.stranger, group, command), command
+        assert state(runtime, prefix) == before
+        api.set_member(group, people.stranger, "administrator")
+        assert "this bot is private" in group_ask(api, people.stranger, group, "/rank markets=5")
+        assert "this bot is private" in ask(api, people.stranger, "/schedules")  # in private: a stranger
+        assert schedule_id in group_ask(api, people.stranger, group, "/schedules")
+        assert state(runtime, prefix) == before
+        assert group_ask(api, people.stranger, group, f"/unschedule {schedule_id}").startswith(
+            f"Removed schedule {schedule_id}")
+        assert bot.application.bot_data["services"].schedules.store.get(schedule_id) is None
+
+
+def test_a_schedule_stops_posting_in_a_group_its_owner_left_or_that_was_deleted(api, people, worker):
+    """#19 item 3: before a run's card goes into the group, the owner's membership is asked
+    (getChatMember); gone, the schedule is paused with the reason and the owner told in private.
+    A deleted group ("chat not found") pauses it too."""
+    group, deleted = -people.trader, -people.other
+    with RunningBot(api, bot_settings(api, people)) as bot:
+        schedules = bot.application.bot_data["services"].schedules
+        made = [re.search(r"Scheduled (\w{8})", group_ask(api, people.trader, chat,
+                                                          "/schedule 4h markets=5 top=2"))[1]
+                for chat in (group, deleted)]
+        assert schedules.fire(made[0], fire_id="member").code == "started"
+        card = wait_for_card(api, group, 0, timeout=30)  # a member: its run is posted
+        wait_for_status(api, group, card.message_id, "Completed", timeout=60)
+        api.leave_group(group, people.trader)
+        api.delete_group(deleted)
+        for schedule_id, chat, problem in ((made[0], group, "its owner is no longer a member of the group"),
+                                           (made[1], deleted, "the group no longer exists")):
+            mark = api.mark()
+            assert schedules.fire(schedule_id, fire_id="gone").code == "started"
+            told = reply_after(api, people.trader, mark, timeout=30)
+            assert told.startswith(f"Schedule {schedule_id} is paused and posts nothing more in chat "
+                                   f"{chat}: {problem}.")
+            stored = schedules.store.get(schedule_id)
+            assert (stored.state, stored.reason) == ("paused", f"{problem} (chat {chat})")
+        # The owner was told after the run's first event: no second card went into the group.
+        assert [m.message_id for m in api.messages(group, from_bot=True) if status_of(m)] == [card.message_id]
+        assert "paused: its owner is no longer a member of the group" in ask(api, people.trader, "/schedules")

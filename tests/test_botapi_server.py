@@ -430,3 +430,36 @@ def test_injected_failure_is_answered_then_cleared(api: BotApiServer) -> None:
     api.delay("sendMessage", 0.2)
     assert post(url, {"chat_id": USER, "text": "late"})[0] == 200
     assert api.calls_of("sendMessage")[-1].duration >= 0.2
+
+
+def test_group_membership_is_state_the_bot_reads_with_get_chat_member(api: BotApiServer) -> None:
+    """#19 item 3: getChatMember / getChatAdministrators over PTB, as a test changes who is in the
+    group; a deleted group is "chat not found" for every method."""
+    group, owner, admin = -100, 501, 502
+    api.send_message(owner, "hello", chat_id=group)  # writing in a group: a member
+    api.set_member(group, admin, "administrator", first_name="Ada")
+    bot = bot_for(api)
+
+    async def read(user_id: int) -> str:
+        async with bot:
+            return (await bot.get_chat_member(group, user_id)).status
+
+    async def admins() -> list[int]:
+        async with bot:
+            return [m.user.id for m in await bot.get_chat_administrators(group)]
+
+    assert (run(read(owner)), run(read(admin)), run(read(999))) == ("member", "administrator", "left")
+    assert run(admins()) == [admin]
+    api.leave_group(group, owner)
+    assert run(read(owner)) == "left"
+    api.delete_group(group)
+    for call in (read(owner), admins()):
+        with pytest.raises(BadRequest, match="Chat not found"):
+            run(call)
+
+    async def send() -> None:
+        async with bot:
+            await bot.send_message(group, "still there?")
+
+    with pytest.raises(BadRequest, match="Chat not found"):
+        run(send())

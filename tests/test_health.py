@@ -33,6 +33,10 @@ def figures(**changes) -> Figures:
     ({"steps_ok": 1, "steps_failed": 3}, "healthy", None),  # too few steps to judge
     ({"stuck": ["abc"]}, "warning", "stuck"),
     ({"broker": BrokerFigures(3, 0, 10.0, [])}, "critical", "workers"),
+    # #19 item 4: the watchdog's own worker answers pings but runs no step.
+    ({"broker": BrokerFigures(0, 0, None, ["watchdog@h"], [], ["watchdog@h"])}, "critical", "workers"),
+    ({"broker": BrokerFigures(0, 0, None, ["w@h"], ["w@h"], [])}, "warning", "watchdog"),
+    ({"broker": BrokerFigures(0, 0, None, ["w@h", "watchdog@h"], ["w@h"], ["watchdog@h"])}, "healthy", None),
     ({"broker": BrokerFigures(500, 2, 120.0, ["w@h"])}, "healthy", None),  # a backlog that moves
     ({"broker": BrokerFigures(5, 2, 600.0, ["w@h"])}, "warning", "queue"),
     ({"broker": BrokerFigures(5, 2, 3600.0, ["w@h"])}, "critical", "queue"),
@@ -175,3 +179,38 @@ def test_a_queue_that_does_not_move_and_no_worker_are_reported(redis_url, runtim
 
 
 QUEUE_DB = 11
+
+
+WATCHDOG_ONLY_DB = 12
+
+
+def test_a_stack_whose_only_worker_is_the_watchdogs_is_critical(redis_url, worker_log_dir):
+    """#19 item 4: every step worker dead, the Procfile's `watchdog` worker alive and answering
+    pings: `marketrank health` says critical (exit 2), not healthy."""
+    from tests.servers import Worker
+
+    url = redis_url.rsplit("/", 1)[0] + f"/{WATCHDOG_ONLY_DB}"
+    env = {**os.environ, "REDIS_URL": url}
+    watchdog = Worker(env, "watchdog-only", concurrency=1, log_dir=worker_log_dir,
+                      queues="marketrank.watchdog").start()
+    try:
+        done = marketrank("health", "--json", REDIS_URL=url)
+    finally:
+        watchdog.stop()
+    document = json.loads(done.stdout)
+    reasons = {r["cause"]: r for r in document["reasons"]}
+    assert (done.returncode, document["level"]) == (2, "critical"), document
+    assert reasons["workers"]["text"].startswith("no worker consumes the steps' queue")
+    assert "watchdog" not in reasons  # it is there; what is missing is a step worker
+    assert any(w.startswith("watchdog-only@") for w in document["figures"]["broker"]["watchdog_workers"])
+
+
+def test_a_stack_without_a_watchdog_worker_warns_that_lost_steps_are_not_recovered(worker):
+    """The session's worker consumes only the steps' queue: steps run, recovery does not."""
+    done = marketrank("health", "--json")
+    reasons = {r["cause"]: r for r in json.loads(done.stdout)["reasons"]}
+    assert reasons["watchdog"] == {"level": "warning", "cause": "watchdog",
+                                   "text": "no worker consumes the watchdog's queue: lost steps are "
+                                           "not being recovered"}
+    assert "workers" not in reasons
+    assert "workers: session@" in marketrank("health").stdout

@@ -255,3 +255,14 @@ def test_schedules_survive_a_redis_restart(tmp_path):
         assert beat.alive and len(sends(beat, made.id)) >= 4
     finally:
         stack.close()
+
+
+def test_a_new_schedules_first_run_starts_within_a_beat_tick(beats, runtime):
+    """#19 item 12: the bot says "The first run starts now": with a 4 h interval, beat sends the
+    first run at its next tick (BEAT_MAX_LOOP_S is 1 s here) and the run starts."""
+    service = schedule_service(Runtime(Settings()))
+    beat = beats("first-run")
+    made = service.add("4h", {"markets": 5, "top_k": 2}, Actor("first-run"))
+    wait_until(lambda: sends(beat, made.id), timeout=15, message="beat to send the first run")
+    assert sends(beat, made.id)[0] - made.created_at < 5
+    wait_until(lambda: service.store.get(made.id).runs == 1, timeout=30, message="the first run to start")

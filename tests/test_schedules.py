@@ -301,3 +301,15 @@ def test_remove_and_resume_buttons_parse_strictly():
                    "s1:rm:Q7M2K9XA:m", "s1:rm:q7m2k9xa:m:extra", "s1:rm:q7m2k9x1:m", "", None, 7,
                    "s1:rm:q7m2k9xa:m" + " " * 60]:
         assert schedule_callbacks.parse(forged) is None, forged
+
+
+def test_a_new_interval_schedules_first_run_is_due_now_not_one_interval_later(schedules, runtime):
+    """#19 item 12: "The first run starts now" must be true. Beat fires what is due within a tick."""
+    made = schedules.add("4h", {"markets": 5, "top_k": 2}, owner(), chat_id=42)
+    due = schedules.next_runs([made])[made.id]
+    assert due <= made.created_at + 1, f"first run due {due - made.created_at:.0f} s after /schedule"
+    score = runtime.redis.zscore(runtime.keys.beat_due(), runtime.keys.beat_entry(entry_name(made.id)))
+    assert score <= made.created_at + 1  # what beat itself reads
+    # A cron line's first run stays at its next matching minute.
+    cron = schedules.add('cron="0 4 * * *"', {"markets": 5, "top_k": 2}, owner(), chat_id=42)
+    assert schedules.next_runs([cron])[cron.id] > cron.created_at + 1

@@ -147,3 +147,28 @@ def test_a_step_redis_has_no_room_for_pauses_its_analysis_with_the_reason_storag
     assert service.resume(gist.id, trader).changed
     assert queue.drain(runtime)[-1] == "completed"
     assert [e.seq for e in runtime.store.history(gist.id)] == [0, 1, 2, 3]
+
+
+def test_a_user_keeps_at_most_max_finished_per_user_finished_analyses(queue):
+    """#19 item 11: a handful of users cannot fill Redis. A start deletes the owner's oldest
+    finished analyses beyond MAX_FINISHED_PER_USER, every key of them; what still runs, and other
+    users' analyses, stay."""
+    runtime = Runtime(Settings(max_finished_per_user=3, max_starts_per_hour=100))
+    service = AnalysisService(runtime.store, queue)
+    alice, bob = Actor(f"alice-{time.time_ns()}"), Actor(f"bob-{time.time_ns()}")
+    bobs = service.start(noop_config(1), bob)
+    queue.drain(runtime)
+    waiting = service.start(noop_config(1), alice)  # started first, still to run: never pruned
+    queue.queue.clear()
+    done = []
+    for _ in range(5):
+        done.append(service.start(noop_config(1), alice).id)
+        queue.drain(runtime)
+    assert [runtime.store.load(i) is not None for i in done] == [False, True, True, True, True]  # 3 + 1 since
+    newest = service.start(noop_config(1), alice)
+    queue.queue.clear()
+    for gone in done[:2]:
+        assert runtime.redis.keys(f"*{gone}*") == [], gone
+    assert [g.id for g in service.list(alice)] == [newest.id, *reversed(done[2:]), waiting.id]
+    assert runtime.store.load(bobs.id).status == Status.COMPLETED
+    assert runtime.store.load(waiting.id).status == Status.PENDING

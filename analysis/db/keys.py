@@ -14,6 +14,7 @@
 | {p}lease:{id}                | string | LEASE_MS (PX), heartbeat   | attempt token of the executing step     |
 | {p}owner:{owner}             | zset   | GIST_TTL_S, refreshed by a start; expired members pruned at a start | the owner's analyses by creation time |
 | {p}active:{owner}            | set    | none (expired ids pruned)  | the owner's analyses not yet final      |
+| {p}restarts:{owner}          | zset   | 1 hour, refreshed          | refines that restarted a completed analysis, by time (`id:generation`): they count toward the hourly quota like starts |
 | {p}analyses                  | zset   | none; expired members pruned by the watchdog | every analysis by creation time |
 | {p}live                      | set    | none; final/expired members pruned by the watchdog | every analysis not yet final (watched) |
 | {p}events                    | stream | capped (MAXLEN ~)          | progress events; bots read them with the consumer group bot:{bot id} |
@@ -78,6 +79,9 @@ class Keys:
 
     def active(self, owner: str) -> str:
         return f"{self.prefix}active:{owner}"
+
+    def restarts(self, owner: str) -> str:
+        return f"{self.prefix}restarts:{owner}"
 
     def analyses(self) -> str:
         return f"{self.prefix}analyses"

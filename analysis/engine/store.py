@@ -16,7 +16,7 @@ from analysis.db.scripts import controls, steps, watch
 from analysis.db.keys import Keys
 from analysis.engine.replies import text, text_or_none, texts
 from analysis.db.script import A, Answer, Script
-from analysis.models import Gist, HistoryEntry, RankingConfig, StepOutcome
+from analysis.models import Gist, GistField, HistoryEntry, RankingConfig, Status, StepOutcome
 from analysis.settings import Settings
 
 
@@ -81,7 +81,11 @@ class AnalysisStore:
         return sorted(texts(self.redis.smembers(self.keys.live())))
 
     def starts_in_last_hour(self, owner: str, now: float) -> int:
-        return int(self.redis.zcount(self.keys.owner(owner), now - 3600, "+inf"))
+        """Starts and refines that restarted a completed analysis: what the hourly quota counts."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zcount(self.keys.owner(owner), now - 3600, "+inf")
+            pipe.zcount(self.keys.restarts(owner), now - 3600, "+inf")
+            return sum(int(n) for n in pipe.execute())
 
     def active_count(self, owner: str) -> int:
         return int(self.redis.scard(self.keys.active(owner)))
@@ -101,8 +105,9 @@ class AnalysisStore:
         with self.redis.pipeline() as pipe:
             while True:
                 try:
-                    pipe.watch(k.owner(owner))
-                    starts = int(pipe.zcount(k.owner(owner), now - 3600, "+inf"))
+                    pipe.watch(k.owner(owner), k.restarts(owner))
+                    starts = (int(pipe.zcount(k.owner(owner), now - 3600, "+inf"))
+                              + int(pipe.zcount(k.restarts(owner), now - 3600, "+inf")))
                     if hourly_quota and starts >= s.max_starts_per_hour:
                         return QuotaUsed(starts)
                     pipe.multi()
@@ -122,6 +127,41 @@ class AnalysisStore:
                     return steps.CREATE.answer(pipe.execute()[1])
                 except redis.WatchError:
                     continue
+
+    def prune_finished(self, owner: str, keep: int) -> list[str]:
+        """Delete the owner's oldest finished analyses beyond the newest `keep` (by creation
+        time): gist, history, snapshot, control key, card and index entries; answers the ids
+        deleted. Each is deleted only if still final (WATCH), so one refined meanwhile stays."""
+        k = self.keys
+        ids = texts(self.redis.zrange(k.owner(owner), 0, -1))  # oldest first
+        with self.redis.pipeline(transaction=False) as pipe:
+            for analysis_id in ids:
+                pipe.hget(k.gist(analysis_id), GistField.STATUS)
+            statuses = pipe.execute()
+        finished = [i for i, status in zip(ids, statuses)
+                    if status is not None and Status(text(status)).is_final]
+        return [analysis_id for analysis_id in finished[:max(0, len(finished) - keep)]
+                if self._delete_if_final(owner, analysis_id)]
+
+    def _delete_if_final(self, owner: str, analysis_id: str) -> bool:
+        k = self.keys
+        with self.redis.pipeline() as pipe:
+            try:
+                pipe.watch(k.gist(analysis_id))
+                status = pipe.hget(k.gist(analysis_id), GistField.STATUS)
+                if status is None or not Status(text(status)).is_final:
+                    return False
+                pipe.multi()
+                pipe.delete(k.gist(analysis_id), k.history(analysis_id), k.candles(analysis_id),
+                            k.control(analysis_id), k.card(analysis_id))
+                pipe.zrem(k.owner(owner), analysis_id)
+                pipe.zrem(k.analyses(), analysis_id)
+                pipe.srem(k.live(), analysis_id)
+                pipe.srem(k.active(owner), analysis_id)
+                pipe.execute()
+                return True
+            except redis.WatchError:
+                return False
 
     # --- the step protocol ------------------------------------------------------------------
     def begin_step(self, analysis_id: str, chain: str, seq: int, attempt: str, *,
@@ -195,14 +235,17 @@ class AnalysisStore:
 
     def refine(self, analysis_id: str, owner: str, *, generation: int, new_chain: str,
                step: float, cap: float, refine_model: str, now: float) -> Answer[controls.Refine]:
-        """REFINE; a completed analysis it restarts joins the live index again and its
-        snapshot, if any, lives as long as the gist again."""
+        """REFINE; a completed analysis it restarts counts like a start (the owner's active
+        limit and hourly quota), joins the live index again and its snapshot, if any, lives as
+        long as the gist again."""
         k, s = self.keys, self.settings
         answer = self._call(controls.REFINE, control=k.control(analysis_id), gist=k.gist(analysis_id),
                             events=k.events(), active=k.active(owner), live=k.live(),
+                            owner_index=k.owner(owner), restarts=k.restarts(owner),
                             generation=generation, new_chain=new_chain, step=step, cap=cap,
                             refine_model=refine_model, now=now, control_ttl_s=s.control_ttl_s,
-                            events_maxlen=s.events_maxlen)
+                            events_maxlen=s.events_maxlen, max_active=s.max_active_per_user,
+                            max_starts=s.max_starts_per_hour)
         if answer.code == controls.Refine.ENQUEUE:
             ttl = int(self.redis.ttl(k.gist(analysis_id)))
             self.redis.expire(k.candles(analysis_id), max(ttl, 60))

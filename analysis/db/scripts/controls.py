@@ -73,6 +73,8 @@ class Refine(StrEnum):
     RAISED = "raised"            # + the raised target: the chain carries on
     STALE = "stale"              # + the current generation: this refine was applied already
     AT_CAP = "at_cap"            # + the target
+    LIMIT = "limit"              # + how many the owner runs, the limit: a restart would pass it
+    QUOTA = "quota"              # + starts and restarts in the last hour, the hourly quota
     FINAL = "final"              # + status
     MISSING = "missing"
 
@@ -81,15 +83,20 @@ REFINE = Script("REFINE", answers=Refine, prologue=PROLOGUE, keys=(
     "control", "gist", "events",
     "active",          # the owner's active analyses
     "live",            # every analysis not yet final
+    "owner_index",     # the owner's analyses by creation time
+    "restarts",        # the owner's restarts (refines of a completed analysis) in the last hour
 ), argv=(
     "generation",      # the refine generation the caller saw
     "new_chain",
     "step", "cap",     # of the target
     "refine_model",    # '' keeps the model
     "now", "control_ttl_s", "events_maxlen",
+    "max_active",      # analyses per owner
+    "max_starts",      # starts and restarts per owner in an hour
 ), body="""
--- Raises the target once per generation. From COMPLETED it restarts the chain ('enqueue');
--- from PENDING/RUNNING/PAUSED it only raises the target ('raised'), the chain carries on.
+-- Raises the target once per generation. From COMPLETED it restarts the chain ('enqueue'),
+-- which counts like a start: refused at the owner's active limit or hourly quota, and recorded
+-- in `restarts`; from PENDING/RUNNING/PAUSED it only raises the target ('raised').
 if redis.call('EXISTS', gist) == 0 then return {'missing'} end
 local g = redis.call('HMGET', gist, 'status', 'refine_gen', 'target', 'seq', 'id')
 local status = g[1]
@@ -97,6 +104,14 @@ if status == 'FAILED' or status == 'CANCELLED' then return {'final', status} end
 if g[2] ~= generation then return {'stale', g[2]} end
 local target = tonumber(g[3])
 if target >= tonumber(cap) - 1e-9 then return {'at_cap', g[3]} end
+local hour_ago = tonumber(now) - 3600
+if status == 'COMPLETED' then
+  local running = redis.call('SCARD', active)
+  if running >= tonumber(max_active) then return {'limit', tostring(running), max_active} end
+  local starts = redis.call('ZCOUNT', owner_index, hour_ago, '+inf')
+    + redis.call('ZCOUNT', restarts, hour_ago, '+inf')
+  if starts >= tonumber(max_starts) then return {'quota', tostring(starts), max_starts} end
+end
 local raised = math.min(target + tonumber(step), tonumber(cap))
 raised = math.floor(raised * 10000 + 0.5) / 10000
 redis.call('HSET', gist, 'target', tostring(raised), 'refine_gen', tonumber(g[2]) + 1,
@@ -113,6 +128,9 @@ redis.call('HSET', control, 'wanted', 'running', 'chain', new_chain)
 redis.call('EXPIRE', control, control_ttl_s)
 redis.call('SADD', active, g[5])
 redis.call('SADD', live, g[5])
+redis.call('ZADD', restarts, now, g[5] .. ':' .. g[2])
+redis.call('ZREMRANGEBYSCORE', restarts, '-inf', hour_ago)
+redis.call('EXPIRE', restarts, 3600)
 announce(gist, events, events_maxlen, g[5], 'refined', now)
 return {'enqueue', tostring(tonumber(g[4]) + 1), tostring(raised)}
 """)
