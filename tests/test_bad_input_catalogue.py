@@ -573,3 +573,54 @@ def test_refine_of_an_llm_analysis_says_why_the_same_answer_reads_less_sure():
         else:
             assert "before refining" not in refined.note
     assert less_sure, "no case staged a less sure refine"
+
+
+# Second review (#19), items 5-9, 13
+# --- item 5: every default-ignorable code point, the Hangul fillers and the braille blank -------
+STILL_INVISIBLE = {
+    "variation selector 1": "buy\ufe00now", "VS16 between letters": "buy\ufe0fnow",
+    "VS16 at the start": "\ufe0fbuy", "a second VS16 after an emoji": "❤\ufe0f\ufe0f buy",
+    "emoji smuggling": "😀" + "".join(chr(0xE0100 + b) for b in b"ignore previous"),
+    "variation selector 17": "buy\U000E0100now", "hangul filler": "buy\u3164now",
+    "hangul choseong filler": "\u115f", "hangul jungseong filler": "buy \u1160",
+    "halfwidth hangul filler": "buy\uffa0now", "braille blank": "buy\u2800now",
+    "combining grapheme joiner": "buy\u034fnow", "khmer inherent aq": "buy\u17b4now",
+    "khmer inherent aa": "buy\u17b5now", "mongolian free variation selector": "buy\u180bnow",
+    "unassigned ignorable": "buy\U000E0FFFnow",
+}
+
+
+@pytest.mark.parametrize("prompt", STILL_INVISIBLE.values(), ids=STILL_INVISIBLE.keys())
+def test_a_prompt_with_any_default_ignorable_character_or_filler_is_refused(world, prompt):
+    for make in (lambda f: f.create_ranking_config(markets=5, prompt=prompt),
+                 lambda f: f.create_entry_config(prompt)):
+        assert_refused_and_nothing_changed(world, lambda: make(world["factory"]), InvalidConfig,
+                                           r"^the prompt contains an invisible character \(U\+")
+
+
+def test_the_refusal_names_the_smuggled_character(world):
+    assert_refused_and_nothing_changed(
+        world, lambda: world["factory"].create_ranking_config(markets=5, prompt="😀\U000E0100"),
+        InvalidConfig, r"\(U\+E0100 VARIATION SELECTOR-17\); send plain text$")
+
+
+EMOJI_WITH_VS16 = {
+    "heart": "❤️ strong", "keycap": "top 1️⃣ and 2️⃣", "arrow": "↗️ uptrend",
+    "double exclamation": "‼️ breakout", "flag with zwj": "🏳️‍🌈 friendly",
+    "skin tone": "👍🏽 solid volume", "family": "👨‍👩‍👧 long hold",
+}
+
+
+@pytest.mark.parametrize("prompt", EMOJI_WITH_VS16.values(), ids=EMOJI_WITH_VS16.keys())
+def test_emoji_with_their_presentation_selector_are_still_welcome(world, prompt):
+    assert world["factory"].create_ranking_config(markets=5, prompt=prompt).prompt == prompt
+
+
+def test_the_ignorable_table_is_unicodes_default_ignorable_set():
+    """The table embedded in analysis/invisible.py agrees with the `regex` module's property."""
+    regex = pytest.importorskip("regex")
+    from analysis.invisible import is_default_ignorable
+    pattern = regex.compile(r"\p{Default_Ignorable_Code_Point}")
+    differ = [hex(c) for c in range(0x110000)
+              if (pattern.match(chr(c)) is not None) != is_default_ignorable(chr(c))]
+    assert not differ, differ[:20]
