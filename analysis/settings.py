@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from analysis.redaction import url_without_password
+from analysis.setting_checks import market_data_problem, redis_url_problem
 
 SHARED_DATA_DEFAULT = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "ohlcv-binance-1h"
 
@@ -238,6 +239,22 @@ class Settings(BaseSettings):
                                  f"({w}): critical is the worse level")
         return self
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_parses_as_written(cls, value: str) -> str:
+        problem = redis_url_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("market_data")
+    @classmethod
+    def _market_data_is_a_source(cls, value: str) -> str:
+        problem = market_data_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
     @property
     def recovery_bound_s(self) -> float:
         """Worst case from a worker killed mid-step to the watchdog re-enqueueing that step."""
@@ -260,6 +277,10 @@ def settings_or_exit() -> Settings:
         raise SystemExit(2) from None
 
 
+# A URL refused because it did not parse may hold a password the mask cannot find.
+VALUE_NOT_SHOWN = frozenset({"redis_url"})
+
+
 def settings_problem(error: ValidationError) -> str:
     """A bad setting in one line naming its environment variable, e.g. `bad setting
     HEALTH_MIN_STEPS=0: Input should be greater than or equal to 1` (a secret's value unshown,
@@ -271,5 +292,6 @@ def settings_problem(error: ValidationError) -> str:
     field = str(first["loc"][0])
     secret = "SecretStr" in str(Settings.model_fields[field].annotation) \
         if field in Settings.model_fields else True
+    secret = secret or field in VALUE_NOT_SHOWN
     value = "".join(ch if ch.isprintable() else "?" for ch in str(first.get("input")))[:60]
     return url_without_password(f"bad setting {field.upper()}{'' if secret else '=' + value}: {message}")

@@ -624,3 +624,115 @@ def test_the_ignorable_table_is_unicodes_default_ignorable_set():
     differ = [hex(c) for c in range(0x110000)
               if (pattern.match(chr(c)) is not None) != is_default_ignorable(chr(c))]
     assert not differ, differ[:20]
+
+
+# --- items 8 and 9: settings a library would misread or refuse with a traceback -----------------
+BAD_SETTINGS = {
+    "redis password with #": ({"REDIS_URL": "redis://:Sup3r@Secret#pw@127.0.0.1:6473/0"},
+                              "bad setting REDIS_URL: write the '#' in the password as %23"),
+    "redis password with /": ({"REDIS_URL": "redis://:Sup3r/Secret@127.0.0.1:6473/0"},
+                              "bad setting REDIS_URL: write the '/' in the password as %2F"),
+    "redis scheme": ({"REDIS_URL": "http://127.0.0.1:6473/0"},
+                     "bad setting REDIS_URL: it must start with redis://, rediss:// or unix://"),
+    "redis port": ({"REDIS_URL": "redis://127.0.0.1:99999/0"},
+                   "bad setting REDIS_URL: its port must be a number from 1 to 65535"),
+    "unknown exchange": ({"MARKET_DATA": "ccxt:nosuch"},
+                         "bad setting MARKET_DATA=ccxt:nosuch: ccxt has no exchange 'nosuch'"),
+}
+ENTRY_POINTS = {"cli": ["tasks.cli", "list"], "bot": ["bot"],
+                "worker": ["celery", "-A", "tasks", "worker"], "beat": ["celery", "-A", "tasks", "beat"]}
+
+
+def test_a_bad_redis_url_or_data_source_stops_every_program_with_one_line(tmp_path):
+    base = {**os.environ, "MARKETRANK_VAR_DIR": str(tmp_path), "TELEGRAM_BOT_TOKEN": "123:abc",
+            "TELEGRAM_API_BASE_URL": "http://127.0.0.1:9/bot"}
+    # Each setting on the worker (it started "ready" with an unknown exchange), two on every program.
+    cases = {(setting, "worker") for setting in BAD_SETTINGS} | {
+        (setting, program) for setting in ("unknown exchange", "redis password with #")
+        for program in ENTRY_POINTS}
+    runs = {(setting, program): (*BAD_SETTINGS[setting], ENTRY_POINTS[program])
+            for setting, program in sorted(cases)}
+
+    def run(case):
+        env, _, command = runs[case]
+        return subprocess.run([sys.executable, "-m", *command], cwd=Path(__file__).parent.parent,
+                              env={**base, **env}, capture_output=True, text=True, timeout=180)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = dict(zip(runs, pool.map(run, runs)))
+    problems = [f"{case}: exit {done.returncode}, stderr {done.stderr[-400:]!r}"
+                for case, done in results.items()
+                if done.returncode != 2 or done.stdout or len(done.stderr.splitlines()) != 1
+                or not done.stderr.startswith("error: " + runs[case][1])]
+    assert not problems, "\n".join(problems)
+    for done in results.values():  # nothing of the password, not even the part read as a host
+        assert "Sup3r" not in done.stderr and "Secret" not in done.stderr.replace("SECRET", "")
+
+
+def test_a_cron_line_that_never_fires_is_refused_saying_why(world):
+    from analysis.schedule_service import ScheduleService
+    from analysis.schedules import ScheduleStore
+    from tasks.schedule_beat import default_registrar
+    runtime = world["runtime"]
+    schedules = ScheduleService(ScheduleStore(runtime.redis, runtime.keys), world["service"],
+                                world["factory"], default_registrar(), world["factory"].settings)
+    for line, why in (('cron="0 0 31 2 *"', "February has no day 31"),
+                      ("0 9 30,31 2 *", "February has no day 30"),
+                      ("0 9 31 4,6,9,11 *", "none of its months has a day 31")):
+        assert_refused_and_nothing_changed(
+            world, lambda: schedules.add(line, {"markets": 5}, ALICE), InvalidConfig,
+            f"never fires: {why}$")
+    assert schedules.add("0 9 29 2 *", {"markets": 5}, ALICE).every.cron == "0 9 29 2 *"
+
+
+def test_an_unreachable_bot_api_server_is_one_line_per_try_retried_with_backoff(tmp_path):
+    """The bot keeps trying (1 s, 2 s, ...) with one warning each, and goes on once the server
+    answers: here it answers 401, so the bot stops with its one line about the token."""
+    import http.server
+    import threading
+    import time
+    from tests.servers import free_port
+    port = free_port()
+    log = tmp_path / "bot.log"
+    env = {**os.environ, "MARKETRANK_VAR_DIR": str(tmp_path), "TELEGRAM_BOT_TOKEN": "123:abc",
+           "TELEGRAM_API_BASE_URL": f"http://127.0.0.1:{port}/bot"}
+    with open(log, "w") as out:
+        bot = subprocess.Popen([sys.executable, "-m", "bot"], cwd=Path(__file__).parent.parent,
+                               env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while log.read_text().count("cannot be reached") < 2 and bot.poll() is None \
+                and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert bot.poll() is None, log.read_text()
+
+        class Unauthorized(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = b'{"ok":false,"error_code":401,"description":"Unauthorized"}'
+                self.send_response(401)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Unauthorized)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            assert bot.wait(timeout=60) == 2
+        finally:
+            server.shutdown()
+    finally:
+        if bot.poll() is None:
+            bot.kill()
+            bot.wait()
+    lines = log.read_text().splitlines()
+    tries = [line for line in lines if "cannot be reached" in line]
+    assert "retrying in 1 s" in tries[0] and "retrying in 2 s" in tries[1], lines
+    assert [line for line in lines if line not in tries] == [
+        f"error: the Bot API server at http://127.0.0.1:{port}/bot rejected TELEGRAM_BOT_TOKEN; "
+        "check the token with @BotFather (or unset it to use the local sandbox)"], lines
+    assert all(f"the Bot API server at http://127.0.0.1:{port}/bot cannot be reached" in line
+               for line in tries) and "123:abc" not in log.read_text()
