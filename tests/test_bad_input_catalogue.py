@@ -736,3 +736,27 @@ def test_an_unreachable_bot_api_server_is_one_line_per_try_retried_with_backoff(
         "check the token with @BotFather (or unset it to use the local sandbox)"], lines
     assert all(f"the Bot API server at http://127.0.0.1:{port}/bot cannot be reached" in line
                for line in tries) and "123:abc" not in log.read_text()
+
+
+# --- item 13: P(exact top K) reads high (0.341 reported, 0.267 realised): not shown anywhere ------
+def test_the_uncalibrated_p_exact_is_shown_on_no_card_status_or_json():
+    import json as jsonlib
+    from analysis.models import Gist, RankingConfig, to_jsonable
+    from bot.views import card_text
+    from tasks.cli import describe
+    config = RankingConfig(markets=["BTC/USDT", "ETH/USDT", "SOL/USDT"], timeframe="1h",
+                           strategy="llm", top_k=2, target_confidence=0.9)
+    order = {"shown": ["ETH/USDT", "BTC/USDT", "SOL/USDT"],
+             "ranking": ["BTC/USDT", "ETH/USDT", "SOL/USDT"], "model": "m"}
+    state = {"log": [order] * 5, "list_size": 3, "estimate": {"p_exact": 0.341}}
+    gist = Gist.from_hash({
+        "id": "abcdefghij", "owner": "42", "status": "COMPLETED", "seq": "3", "progress": "1",
+        "confidence": "0.92", "target": "0.9", "config": config.model_dump_json(),
+        "state": jsonlib.dumps(state), "result": "[]", "version": "1", "refine_gen": "0",
+        "demo": "0", "created_at": "0", "updated_at": "0", "spend:calls": "5"})
+    shown = {"card": card_text(gist), "marketrank status": describe(gist),
+             "marketrank status --json": jsonlib.dumps(to_jsonable(gist, [], None))}
+    assert all("5 orders of 3 · 5 LLM calls" in text for text in list(shown.values())[:2]), shown
+    leaks = [where for where, text in shown.items()
+             if "exactly" in text or "p_exact" in text or "0.34" in text]
+    assert not leaks, shown
