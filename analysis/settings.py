@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     ccxt_retries: int = Field(4, ge=0, le=10)
     ccxt_backoff_s: float = Field(1.0, ge=0)
     ccxt_backoff_max_s: float = Field(30.0, ge=0)
+    # One exchange answer is read up to this many bytes; a longer one is malformed (retried).
+    ccxt_max_answer_bytes: int = Field(32 * 2**20, ge=64 * 1024)
     ccxt_markets_ttl_s: int = Field(3600, ge=1)
     ccxt_tickers_ttl_s: int = Field(300, ge=1)
     candle_cache_ttl_s: int = Field(2 * 24 * 3600, ge=60)

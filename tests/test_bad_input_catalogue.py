@@ -760,3 +760,74 @@ def test_the_uncalibrated_p_exact_is_shown_on_no_card_status_or_json():
     leaks = [where for where, text in shown.items()
              if "exactly" in text or "p_exact" in text or "0.34" in text]
     assert not leaks, shown
+
+
+# --- item 6: an exchange answer has a size bound -------------------------------------------------
+from tests.test_live_data import binance, build_live, live_env  # noqa: E402,F401 (the emulator)
+
+
+@pytest.fixture
+def exchange(binance, monkeypatch, shared_data_dir):  # noqa: F811
+    """The real ccxt client against the emulator, with settings of this test's environment."""
+    from analysis.markets.registry import provider_from_spec
+    from analysis.settings import get_settings
+
+    def build(**env: str):
+        live_env(monkeypatch, binance.url, **env)
+        binance.down = False
+        binance.clear_faults()
+        binance.reset_counts()
+        return build_live(binance)
+    yield build
+    monkeypatch.undo()
+    get_settings.cache_clear()
+    provider_from_spec.cache_clear()
+
+
+def test_an_exchange_answer_of_2000_times_the_rows_is_refused_at_the_byte_cap(exchange):
+    """What grew the CLI to 2.8 GB: every klines answer carries 2,000 times the rows asked for."""
+    import resource
+    from analysis.errors import DataUnavailable
+    live = exchange(CCXT_RETRIES="1")  # the default byte cap, 32 MiB
+    live.provider.sleep = lambda s: None
+    live.server.oversized_next(10, factor=2000)
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(DataUnavailable, match=r"^binance sent a malformed answer \(more than 32 MiB\) "
+                                              r"for BTC/USDT 1h candles \(2 tries\)$"):
+        live.factory.create_ranking_config(symbols=["BTC/USDT", "ETH/USDT"], top_k=1)
+    assert live.server.count("/api/v3/klines") == 2  # retried once (CCXT_RETRIES=1), then refused
+    # 2,000 pages of rows are over 300 MB of JSON and several times that parsed: none was kept.
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before) / 1024
+    assert grown_mb < 150, f"the process grew by {grown_mb:.0f} MB"
+
+
+def test_an_oversized_answer_mid_run_pauses_the_analysis_naming_the_exchange(exchange):
+    import time
+    live = exchange(CCXT_RETRIES="1")
+    actor = Actor(f"oversized-{os.getpid()}")
+    config = live.factory.create_ranking_config(symbols=["BTC/USDT", "ETH/USDT", "LINK/USDT"], top_k=2)
+    gist = live.service.start(config, actor)
+    live.provider.sleep = lambda s: None
+    live.provider.cache.clock = lambda: time.time() + 3600  # a candle closed before INIT ran
+    live.server.oversized_next(2, factor=2000)
+    live.queue.drain(live.runtime)
+    paused = live.service.get(gist.id, actor)
+    assert (paused.status.value, paused.reason) == (
+        "PAUSED", "binance sent a malformed answer (2,000 rows for a limit of 1) for BTC/USDT 1h "
+                  "candles (2 tries)")
+    assert live.service.resume(gist.id, actor).changed
+    live.queue.drain(live.runtime)
+    assert live.service.get(gist.id, actor).status.value == "COMPLETED"
+
+
+def test_more_rows_than_the_limit_asked_for_are_a_malformed_answer_retried(exchange):
+    from analysis.errors import DataUnavailable
+    live = exchange()
+    live.provider.sleep = lambda s: None
+    live.server.oversized_next(1, factor=2, symbol="XRP/USDT")
+    frame = live.provider.candles("XRP/USDT", "1h", 300)  # the second answer is whole
+    assert len(frame) == 300 and live.server.count("/api/v3/klines", "XRP/USDT") == 2
+    live.server.oversized_next(10, factor=2, symbol="SOL/USDT")
+    with pytest.raises(DataUnavailable, match=r"^binance sent a malformed answer \(600 rows for a limit "
+                                              r"of 300\) for SOL/USDT 1h candles \(4 tries\)$"):
+        live.provider.candles("SOL/USDT", "1h", 300)
