@@ -161,6 +161,10 @@ class Settings(BaseSettings):
     # health this often and sends at most one alert per cause per ALERT_THROTTLE_S.
     health_check_interval_s: float = Field(60, gt=0)
     alert_throttle_s: int = Field(3600, ge=1)
+    # The Chart button: a PNG is drawn once per analysis state and kept this long; a user gets
+    # at most this many charts a minute (bot/chart_cache.py).
+    chart_cache_ttl_s: int = Field(3600, ge=60)
+    chart_presses_per_minute: int = Field(5, ge=1)
 
     # --- Health thresholds (`marketrank health`, /health, alerts; docs/operations.md) ----------
     health_success_warning: float = Field(0.80, ge=0, le=1)   # step success below: warning

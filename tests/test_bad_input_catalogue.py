@@ -831,3 +831,46 @@ def test_more_rows_than_the_limit_asked_for_are_a_malformed_answer_retried(excha
     with pytest.raises(DataUnavailable, match=r"^binance sent a malformed answer \(600 rows for a limit "
                                               r"of 300\) for SOL/USDT 1h candles \(4 tries\)$"):
         live.provider.candles("SOL/USDT", "1h", 300)
+
+
+# --- item 7: the Chart button is throttled (through the real bot and the sandbox Bot API) -------
+from tests.test_bot import api, logged_errors, people  # noqa: E402,F401 (the bot tests' fixtures)
+
+
+@pytest.mark.usefixtures("worker")
+def test_chart_presses_draw_once_per_state_and_past_the_limit_get_a_polite_answer(api, people,  # noqa: F811
+                                                                                     logged_errors):  # noqa: F811
+    import logging
+    from tests.test_bot import (RunningBot, analysis_id_of, bot_settings, some_markets,
+                                wait_for_card, wait_for_status)
+    drawn: list[logging.LogRecord] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "drew the chart" in record.getMessage():
+                drawn.append(record)
+
+    collect, chart_logger = Collect(level=logging.INFO), logging.getLogger("bot.chart_cache")
+    chart_logger.addHandler(collect)
+    chart_logger.setLevel(logging.INFO)
+    settings = bot_settings(api, people, chart_presses_per_minute=3)
+    try:
+        with RunningBot(api, settings):
+            api.send_message(people.trader, f"/rank symbols={some_markets(4)} top=2")
+            card = wait_for_card(api, people.trader)
+            card = wait_for_status(api, people.trader, card.message_id, "Completed", timeout=60)
+            analysis_id = analysis_id_of(card)
+            chart = api.button_data(people.trader, card.message_id, "Chart")
+            queries = [api.press_button(people.trader, card.message_id, chart) for _ in range(8)]
+            answers = [api.wait_for_callback_answer(q, timeout=30).text for q in queries]
+            # The presses answered, the three admitted ones' photos are the last sends to wait for.
+            photos = api.wait_for(lambda: (sent := [m for m in api.messages(people.trader, from_bot=True)
+                                                    if m.photo]) and len(sent) >= 3 and sent, timeout=30)
+    finally:
+        chart_logger.removeHandler(collect)
+    polite = [a for a in answers if a.startswith("That is 3 charts this minute, as many as I send; "
+                                                 "please try again in ")]
+    assert answers.count("Sending the chart…") == 3 and len(polite) == 5, answers
+    assert len(photos) == 3 and all(p.photo.is_png for p in photos)
+    assert len(drawn) == 1 and analysis_id in drawn[0].getMessage(), [r.getMessage() for r in drawn]
+    assert logged_errors == []
