@@ -46,11 +46,14 @@ def redis_url_problem(url: str) -> str | None:
 
 
 def market_data_problem(spec: str) -> str | None:
-    """What is wrong with a built-in MARKET_DATA source (`demo`, `csv:<dir>`, `ccxt:<exchange>`),
-    or None. Other prefixes are for the registry to judge (tests register their doubles there)."""
-    prefix, sep, argument = spec.partition(":")
-    if prefix == "demo" and sep:
-        return "demo takes nothing after it"
+    """What is wrong with MARKET_DATA, or None: a source no one registered (tests register their
+    doubles before they read settings), a csv folder that is not there, an exchange ccxt lacks."""
+    from analysis.markets.registry import spec_problem  # lazily: it brings pandas along
+
+    problem = spec_problem(spec)
+    if problem:
+        return f"it {problem}"
+    prefix, _, argument = spec.partition(":")
     if prefix == "csv" and not Path(argument).is_dir():
         return f"{argument[:80]!r} is not a directory"
     if prefix == "ccxt":

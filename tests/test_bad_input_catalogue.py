@@ -636,6 +636,8 @@ BAD_SETTINGS = {
                      "bad setting REDIS_URL: it must start with redis://, rediss:// or unix://"),
     "redis port": ({"REDIS_URL": "redis://127.0.0.1:99999/0"},
                    "bad setting REDIS_URL: its port must be a number from 1 to 65535"),
+    "unknown source": ({"MARKET_DATA": "bogus"},
+                       "bad setting MARKET_DATA=bogus: it is not a data source: use 'demo' or "),
     "unknown exchange": ({"MARKET_DATA": "ccxt:nosuch"},
                          "bad setting MARKET_DATA=ccxt:nosuch: ccxt has no exchange 'nosuch'"),
 }
