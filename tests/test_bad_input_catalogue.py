@@ -432,6 +432,7 @@ def test_entry_and_exit_without_a_judge_say_the_question_was_not_used(world):
     assert entry.strategy == held.strategy == "score"
     assert entry.notice == held.notice == NO_JUDGE
     gist = world["service"].start(entry, Actor("notice-reader"))
+    world["dispatcher"].queue.clear()  # later refusals check that they enqueue nothing
     assert NO_JUDGE in views.card_text(gist)
     with_judge = RankingConfigFactory(factory.settings, provider_from_spec("demo"), llm_configured=True)
     judged = with_judge.create_entry_config("strong momentum")
