@@ -7,6 +7,7 @@ import re
 import unicodedata
 
 from analysis.errors import InvalidConfig, quoted
+from analysis.invisible import invisible_character
 from analysis.markets.base import TIMEFRAMES, MarketDataProvider, window_problem
 from analysis.markets.indicators import WARMUP_CANDLES
 from analysis.models import RankingConfig
@@ -25,52 +26,6 @@ EXIT_TEMPLATE = ("The trader holds these markets. Which one should be exited fir
 RANK_TEMPLATE = "Which market has the stronger outlook over the next few {timeframe} candles?"
 NO_JUDGE_NOTICE = "no LLM judge configured: ranked by indicators; your question was not used"
 UNUSED_PROMPT_NOTICE = "the score strategy ranks by indicators; your question was not used (strategy=llm uses it)"
-ZERO_WIDTH_JOINER = "\u200d"
-ZERO_WIDTH_NON_JOINER = "\u200c"
-# Scripts whose spelling needs a zero-width (non-)joiner inside words (Persian "می‌خواهم",
-# Hindi half forms after a virama): code-point blocks -> script.
-JOINING_SCRIPTS = (
-    (0x0600, 0x06FF, "arabic"), (0x0750, 0x077F, "arabic"), (0x08A0, 0x08FF, "arabic"),
-    (0xFB50, 0xFDFF, "arabic"), (0xFE70, 0xFEFC, "arabic"), (0x0700, 0x074F, "syriac"),
-    (0x0900, 0x097F, "devanagari"), (0x0980, 0x09FF, "bengali"), (0x0A00, 0x0A7F, "gurmukhi"),
-    (0x0A80, 0x0AFF, "gujarati"), (0x0B00, 0x0B7F, "oriya"), (0x0B80, 0x0BFF, "tamil"),
-    (0x0C00, 0x0C7F, "telugu"), (0x0C80, 0x0CFF, "kannada"), (0x0D00, 0x0D7F, "malayalam"),
-    (0x0D80, 0x0DFF, "sinhala"),
-)
-
-
-def invisible_character(text: str) -> str | None:
-    """The first character of `text` a reader cannot see (Unicode format characters: zero-width
-    spaces and joiners, BOM, word joiner, soft hyphen, tag characters, text-direction controls),
-    or None. Allowed, because they are part of what is written: a zero-width joiner between two
-    emoji (👨‍💻), and one zero-width (non-)joiner inside a word of a script that needs it."""
-    for i, ch in enumerate(text):
-        if unicodedata.category(ch) != "Cf":
-            continue
-        if ch == ZERO_WIDTH_JOINER and 0 < i < len(text) - 1 and _is_emoji_part(text[i - 1]) \
-                and unicodedata.category(text[i + 1]) == "So":
-            continue
-        if ch in (ZERO_WIDTH_JOINER, ZERO_WIDTH_NON_JOINER) and 0 < i < len(text) - 1 \
-                and _joins_a_word(text[i - 1], text[i + 1]):
-            continue
-        return ch
-    return None
-
-
-def _joins_a_word(before: str, after: str) -> bool:
-    """A letter (or a mark such as a virama) and a letter of one script that uses joiners."""
-    script = _joining_script(before)
-    return script is not None and script == _joining_script(after) \
-        and unicodedata.category(before)[0] in "LM" and unicodedata.category(after)[0] == "L"
-
-
-def _joining_script(ch: str) -> str | None:
-    code = ord(ch)
-    return next((script for start, end, script in JOINING_SCRIPTS if start <= code <= end), None)
-
-
-def _is_emoji_part(ch: str) -> bool:
-    return unicodedata.category(ch) in ("So", "Sk") or ch == "\ufe0f"
 
 
 def normalize_symbol(text: str, quote: str = "USDT") -> str:
@@ -255,7 +210,8 @@ class RankingConfigFactory:
             raise InvalidConfig("the prompt contains invisible text-direction characters; send plain text")
         hidden = invisible_character(prompt)
         if hidden is not None:
-            # Zero-width, BOM, word joiner, tag characters: text the judge reads and no one sees.
+            # Zero-width, BOM, variation selectors, tag characters, fillers: text the judge reads
+            # and no one sees.
             raise InvalidConfig(f"the prompt contains an invisible character (U+{ord(hidden):04X} "
                                 f"{unicodedata.name(hidden, 'format character')}); send plain text")
         return prompt

@@ -244,11 +244,6 @@ class Gist:
         return len(self.state["log"]) if "log" in self.state else None
 
     @property
-    def p_exact(self) -> float | None:
-        """llm strategy: P(the reported set is exactly the true top K)."""
-        return self.state.get("estimate", {}).get("p_exact")
-
-    @property
     def p_in_top_k(self) -> dict[str, float]:
         """Each market's chance of being in the top K: score, the share of views in which it ranks
         there; llm, its posterior probability under the judge's answers."""
@@ -257,11 +252,11 @@ class Gist:
         return dict(self.state.get("p_in_top_k") or {})
 
     def llm_summary(self) -> str:
-        """llm strategy: comparisons made, what the judge cost, and the probability that the
-        reported set is exactly the true top K; '' for other strategies or before any comparison."""
+        """llm strategy: comparisons made and what the judge cost; '' for other strategies or
+        before any comparison. (Not P(exact top K): it reads high, docs/ranking.md.)"""
         if self.comparisons is None:
             return ""
-        spend, k = self.spend, self.config.top_k
+        spend = self.spend
         log, size = self.state.get("log", []), self.state.get("list_size", 2)
         answers = f"{len(log)} orders of {size}" if size > 2 else f"{len(log)} comparisons"
         line = f"{answers} · {spend.get('calls', 0)} LLM calls"
@@ -270,9 +265,6 @@ class Gist:
         tokens = spend.get("prompt_tokens", 0) + spend.get("completion_tokens", 0)
         if tokens:
             line += f" · {tokens:,} tokens"
-        p_exact = self.p_exact
-        if p_exact is not None:
-            line += f" · P(exactly the top {k}) {p_exact:.2f}"
         return line
 
 
@@ -316,6 +308,4 @@ def to_jsonable(gist: Gist, history: list[HistoryEntry], chain: str | None) -> d
         "result": [asdict(item) for item in gist.result],
         # llm strategy: what the judge spent, and the comparisons in the log.
         "stats": {**gist.spend, "comparisons": gist.comparisons} if gist.comparisons is not None else {},
-        # llm strategy: the probability that the reported top-K set is exactly right.
-        "p_exact": gist.p_exact,
     }

@@ -40,6 +40,14 @@ CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("mo
                ("day of week", 0, 6))
 
 
+# The most days each month can have (February 29 in a leap year): a cron line whose days fall in
+# none of its months never fires, and Celery's crontab refuses it with a ValueError.
+MOST_DAYS_IN_MONTH = {1: 31, 2: 29, 3: 31, 4: 30, 5: 31, 6: 30, 7: 31, 8: 31, 9: 30, 10: 31,
+                      11: 30, 12: 31}
+MONTH_NAMES = ("January", "February", "March", "April", "May", "June", "July", "August",
+               "September", "October", "November", "December")
+
+
 def new_schedule_id() -> str:
     return "".join(secrets.choice(SCHEDULE_ID_ALPHABET) for _ in range(SCHEDULE_ID_LENGTH))
 
@@ -80,6 +88,11 @@ def _parse_cron(line: str, min_interval_s: int) -> Every:
         raise InvalidConfig(f"a cron line has 5 fields (minute hour day month weekday), not "
                             f"{quoted(line, 40)}")
     values = [_cron_field(text, *spec) for text, spec in zip(fields, CRON_FIELDS)]
+    days, months = values[2], values[3]
+    if not any(day <= MOST_DAYS_IN_MONTH[month] for month in months for day in days):
+        why = (f"{MONTH_NAMES[min(months) - 1]} has no day {min(days)}" if len(months) == 1
+               else f"none of its months has a day {min(days)}")
+        raise InvalidConfig(f"cron {quoted(line, 40)} never fires: {why}")
     times = sorted(h * 60 + m for h in values[1] for m in values[0])
     gaps = [b - a for a, b in zip(times, times[1:])] + [times[0] + 1440 - times[-1]]
     if min(gaps) * 60 < min_interval_s:

@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from analysis.redaction import url_without_password
+from analysis.setting_checks import market_data_problem, redis_url_problem
 
 SHARED_DATA_DEFAULT = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "ohlcv-binance-1h"
 
@@ -76,6 +77,8 @@ class Settings(BaseSettings):
     ccxt_retries: int = Field(4, ge=0, le=10)
     ccxt_backoff_s: float = Field(1.0, ge=0)
     ccxt_backoff_max_s: float = Field(30.0, ge=0)
+    # One exchange answer is read up to this many bytes; a longer one is malformed (retried).
+    ccxt_max_answer_bytes: int = Field(32 * 2**20, ge=64 * 1024)
     ccxt_markets_ttl_s: int = Field(3600, ge=1)
     ccxt_tickers_ttl_s: int = Field(300, ge=1)
     candle_cache_ttl_s: int = Field(2 * 24 * 3600, ge=60)
@@ -162,6 +165,10 @@ class Settings(BaseSettings):
     # health this often and sends at most one alert per cause per ALERT_THROTTLE_S.
     health_check_interval_s: float = Field(60, gt=0)
     alert_throttle_s: int = Field(3600, ge=1)
+    # The Chart button: a PNG is drawn once per analysis state and kept this long; a user gets
+    # at most this many charts a minute (bot/chart_cache.py).
+    chart_cache_ttl_s: int = Field(3600, ge=60)
+    chart_presses_per_minute: int = Field(5, ge=1)
 
     # --- Health thresholds (`marketrank health`, /health, alerts; docs/operations.md) ----------
     health_success_warning: float = Field(0.80, ge=0, le=1)   # step success below: warning
@@ -242,6 +249,22 @@ class Settings(BaseSettings):
                                  f"({w}): critical is the worse level")
         return self
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_parses_as_written(cls, value: str) -> str:
+        problem = redis_url_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("market_data")
+    @classmethod
+    def _market_data_is_a_source(cls, value: str) -> str:
+        problem = market_data_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
     @property
     def recovery_bound_s(self) -> float:
         """Worst case from a worker killed mid-step to the watchdog re-enqueueing that step."""
@@ -264,6 +287,10 @@ def settings_or_exit() -> Settings:
         raise SystemExit(2) from None
 
 
+# A URL refused because it did not parse may hold a password the mask cannot find.
+VALUE_NOT_SHOWN = frozenset({"redis_url"})
+
+
 def settings_problem(error: ValidationError) -> str:
     """A bad setting in one line naming its environment variable, e.g. `bad setting
     HEALTH_MIN_STEPS=0: Input should be greater than or equal to 1` (a secret's value unshown,
@@ -275,5 +302,6 @@ def settings_problem(error: ValidationError) -> str:
     field = str(first["loc"][0])
     secret = "SecretStr" in str(Settings.model_fields[field].annotation) \
         if field in Settings.model_fields else True
+    secret = secret or field in VALUE_NOT_SHOWN
     value = "".join(ch if ch.isprintable() else "?" for ch in str(first.get("input")))[:60]
     return url_without_password(f"bad setting {field.upper()}{'' if secret else '=' + value}: {message}")

@@ -4,6 +4,7 @@
 `post_stop` / `post_shutdown`; `main()` only wires.
 """
 
+import asyncio
 import logging
 import os
 import sys
@@ -18,9 +19,10 @@ from telegram.ext import (AIORateLimiter, Application, ApplicationBuilder, Appli
                           MessageHandler, TypeHandler, filters)
 
 from analysis.logging_setup import configure_logging
-from analysis.settings import Settings, get_settings
+from analysis.settings import Settings, settings_or_exit
 from bot import handlers, schedule_callbacks, schedule_handlers, views
 from bot.services import BOT_DATA_KEY, BotServices
+from bot.startup import wait_for_bot_api
 
 logger = logging.getLogger(__name__)
 
@@ -159,13 +161,20 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 def main() -> int:
     configure_logging()
-    settings = get_settings()
+    settings = settings_or_exit()
     if not (settings.telegram_bot_token and settings.telegram_bot_token.get_secret_value()):
         print(NO_TOKEN)
         return 0
     os.environ.setdefault("PTB_TIMEDELTA", "1")  # RetryAfter.retry_after as a timedelta, no warning
     try:
-        build_application(settings).run_polling(allowed_updates=[Update.MESSAGE, Update.CALLBACK_QUERY])
+        application = build_application(settings)
+        # PTB's run_polling uses the current loop: wait for the server in it, then keep retrying
+        # (bootstrap_retries=-1) if it drops again before polling starts.
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(wait_for_bot_api(application.bot, settings.telegram_api_base_url))
+        application.run_polling(allowed_updates=[Update.MESSAGE, Update.CALLBACK_QUERY],
+                                bootstrap_retries=-1)
     except InvalidToken:  # its message quotes the whole token
         print(f"error: the Bot API server at {settings.telegram_api_base_url} "
               "rejected TELEGRAM_BOT_TOKEN; check the token with @BotFather (or unset it to use "

@@ -15,6 +15,7 @@ from analysis.service import Actor, AnalysisService
 from bot import callbacks, views
 from bot.cards import CardLocation
 from bot.chart import ranking_chart_png
+from bot.chart_cache import ChartCache
 from bot.guards import ADMIN, TRADER, guarded, log_refusal, parse_press, shown_callback_data
 from bot.parsing import analysis_id_arg, command_text, parse_exit_args, parse_rank_args
 from bot.services import BotServices, services
@@ -185,14 +186,21 @@ def act(service: AnalysisService, press: callbacks.ButtonPress, actor: Actor) ->
 
 
 async def send_chart(update: Update, context: ContextTypes.DEFAULT_TYPE, analysis_id: str) -> None:
-    """Chart button: answer at once, draw the PNG in a thread, send it."""
+    """Chart button: answer at once, then send the PNG of this state (drawn in a thread by the
+    first press only); past the user's charts a minute, a polite answer and nothing sent."""
     s, query = services(context), update.callback_query
     gist = await asyncio.to_thread(s.service.get, analysis_id, s.access.actor(update.effective_user))
     if gist.status != Status.COMPLETED or not gist.result:
         await query.answer("The chart is ready once the analysis completes.")
         return
-    await query.answer("Drawing the chart…")
-    png = await asyncio.to_thread(ranking_chart_png, gist)
+    charts = ChartCache(s.runtime.redis, s.runtime.keys, ttl_s=s.settings.chart_cache_ttl_s,
+                        presses_per_minute=s.settings.chart_presses_per_minute)
+    wait_s = await asyncio.to_thread(charts.wait_before_next, update.effective_user.id)
+    if wait_s:
+        await query.answer(views.chart_wait(s.settings.chart_presses_per_minute, wait_s))
+        return
+    await query.answer("Sending the chart…")
+    png = await asyncio.to_thread(charts.png, gist, ranking_chart_png)
     await context.bot.send_photo(update.effective_chat.id, photo=png, caption=views.chart_caption(gist))
 
 

@@ -116,6 +116,11 @@ def chart_caption(gist: Gist) -> str:
             f"{len(gist.result)} · confidence {gist.confidence:.2f} / {gist.target:.2f}{demo}")
 
 
+def chart_wait(per_minute: int, wait_s: int) -> str:
+    return (f"That is {per_minute} charts this minute, as many as I send; please try again in "
+            f"{wait_s} s.")
+
+
 def not_allowed_user(user_id: int | None) -> str:
     return f"Sorry, this bot is private. Ask an admin to add your Telegram user id {user_id}."
 

@@ -20,7 +20,8 @@ Every request is counted (`requests`, `count(path)`) with its query. Faults are 
 next requests, FIFO, optionally only for one path and one symbol: `fail_next(n, status=429,
 retry_after=1)`, `fail_next(n, status=418)`, `fail_next(n, status=503)`, `delay_next(n, seconds)`
 (answers late, past a client's timeout), `malformed_next(n, kind="rows")` (klines with a row of
-non-numbers) or `kind="json"` (a body that is not JSON), and `down = True` (every request 503).
+non-numbers) or `kind="json"` (a body that is not JSON), `oversized_next(n, factor=2000)` (klines
+with the rows asked for repeated, streamed), and `down = True` (every request 503).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class _Fault:
     retry_after: float | None = None
     seconds: float = 0.0
     malformed: str = "rows"
+    factor: int = 1
 
 
 @dataclass
@@ -158,6 +160,13 @@ class BinanceServer:
         with self._lock:
             self._faults += [_Fault("malformed", path, symbol, malformed=kind) for _ in range(n)]
 
+    def oversized_next(self, n: int, *, factor: int, path: str | None = "/api/v3/klines",
+                       symbol: str | None = None) -> None:
+        """The next `n` answers carry their rows `factor` times over, streamed (never built in
+        memory here), as an exchange that ignores `limit` would send them."""
+        with self._lock:
+            self._faults += [_Fault("oversized", path, symbol, factor=factor) for _ in range(n)]
+
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
@@ -224,7 +233,25 @@ class BinanceServer:
             body = [list(row) for row in body]
             body[len(body) // 2][1:5] = ["oops", None, "NaN", ""]
         record.answer = record.answer or str(status)
+        if fault is not None and fault.kind == "oversized" and isinstance(body, list) and body:
+            return await self._stream_repeated(request, body, fault.factor)
         return web.json_response(body, status=status)
+
+    @staticmethod
+    async def _stream_repeated(request: web.Request, rows: list, factor: int) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        page = json.dumps(rows)[1:-1].encode()
+        try:
+            await response.write(b"[" + page)
+            for _ in range(factor - 1):
+                await response.write(b"," + page)
+            await response.write(b"]")
+            await response.write_eof()
+        except (ConnectionError, RuntimeError):
+            pass  # the client stopped reading: what a bounded client does
+        return response
 
     def _time(self, query):
         return 200, {"serverTime": int(time.time() * 1000)}

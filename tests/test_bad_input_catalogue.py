@@ -447,6 +447,7 @@ def test_entry_and_exit_without_a_judge_say_the_question_was_not_used(world):
     assert entry.strategy == held.strategy == "score"
     assert entry.notice == held.notice == NO_JUDGE
     gist = world["service"].start(entry, Actor("notice-reader"))
+    world["dispatcher"].queue.clear()  # later refusals check that they enqueue nothing
     assert NO_JUDGE in views.card_text(gist)
     with_judge = RankingConfigFactory(factory.settings, provider_from_spec("demo"), llm_configured=True)
     judged = with_judge.create_entry_config("strong momentum")
@@ -763,3 +764,306 @@ def test_item3_only_the_admins_of_the_group_a_schedule_posts_to_may_remove_it(sc
     finally:
         if schedules.store.get(made.id) is not None:
             schedules.remove(made.id, ALICE)
+
+
+# Second review (#19), items 5-9, 13
+# --- item 5: every default-ignorable code point, the Hangul fillers and the braille blank -------
+STILL_INVISIBLE = {
+    "variation selector 1": "buy\ufe00now", "VS16 between letters": "buy\ufe0fnow",
+    "VS16 at the start": "\ufe0fbuy", "a second VS16 after an emoji": "❤\ufe0f\ufe0f buy",
+    "emoji smuggling": "😀" + "".join(chr(0xE0100 + b) for b in b"ignore previous"),
+    "variation selector 17": "buy\U000E0100now", "hangul filler": "buy\u3164now",
+    "hangul choseong filler": "\u115f", "hangul jungseong filler": "buy \u1160",
+    "halfwidth hangul filler": "buy\uffa0now", "braille blank": "buy\u2800now",
+    "combining grapheme joiner": "buy\u034fnow", "khmer inherent aq": "buy\u17b4now",
+    "khmer inherent aa": "buy\u17b5now", "mongolian free variation selector": "buy\u180bnow",
+    "unassigned ignorable": "buy\U000E0FFFnow",
+}
+
+
+@pytest.mark.parametrize("prompt", STILL_INVISIBLE.values(), ids=STILL_INVISIBLE.keys())
+def test_a_prompt_with_any_default_ignorable_character_or_filler_is_refused(world, prompt):
+    for make in (lambda f: f.create_ranking_config(markets=5, prompt=prompt),
+                 lambda f: f.create_entry_config(prompt)):
+        assert_refused_and_nothing_changed(world, lambda: make(world["factory"]), InvalidConfig,
+                                           r"^the prompt contains an invisible character \(U\+")
+
+
+def test_the_refusal_names_the_smuggled_character(world):
+    assert_refused_and_nothing_changed(
+        world, lambda: world["factory"].create_ranking_config(markets=5, prompt="😀\U000E0100"),
+        InvalidConfig, r"\(U\+E0100 VARIATION SELECTOR-17\); send plain text$")
+
+
+EMOJI_WITH_VS16 = {
+    "heart": "❤️ strong", "keycap": "top 1️⃣ and 2️⃣", "arrow": "↗️ uptrend",
+    "double exclamation": "‼️ breakout", "flag with zwj": "🏳️‍🌈 friendly",
+    "skin tone": "👍🏽 solid volume", "family": "👨‍👩‍👧 long hold",
+}
+
+
+@pytest.mark.parametrize("prompt", EMOJI_WITH_VS16.values(), ids=EMOJI_WITH_VS16.keys())
+def test_emoji_with_their_presentation_selector_are_still_welcome(world, prompt):
+    assert world["factory"].create_ranking_config(markets=5, prompt=prompt).prompt == prompt
+
+
+def test_the_ignorable_table_is_unicodes_default_ignorable_set():
+    """The table embedded in analysis/invisible.py agrees with the `regex` module's property."""
+    regex = pytest.importorskip("regex")
+    from analysis.invisible import is_default_ignorable
+    pattern = regex.compile(r"\p{Default_Ignorable_Code_Point}")
+    differ = [hex(c) for c in range(0x110000)
+              if (pattern.match(chr(c)) is not None) != is_default_ignorable(chr(c))]
+    assert not differ, differ[:20]
+
+
+# --- items 8 and 9: settings a library would misread or refuse with a traceback -----------------
+BAD_SETTINGS = {
+    "redis password with #": ({"REDIS_URL": "redis://:Sup3r@Secret#pw@127.0.0.1:6473/0"},
+                              "bad setting REDIS_URL: write the '#' in the password as %23"),
+    "redis password with /": ({"REDIS_URL": "redis://:Sup3r/Secret@127.0.0.1:6473/0"},
+                              "bad setting REDIS_URL: write the '/' in the password as %2F"),
+    "redis scheme": ({"REDIS_URL": "http://127.0.0.1:6473/0"},
+                     "bad setting REDIS_URL: it must start with redis://, rediss:// or unix://"),
+    "redis port": ({"REDIS_URL": "redis://127.0.0.1:99999/0"},
+                   "bad setting REDIS_URL: its port must be a number from 1 to 65535"),
+    "unknown source": ({"MARKET_DATA": "bogus"},
+                       "bad setting MARKET_DATA=bogus: it is not a data source: use 'demo' or "),
+    "unknown exchange": ({"MARKET_DATA": "ccxt:nosuch"},
+                         "bad setting MARKET_DATA=ccxt:nosuch: ccxt has no exchange 'nosuch'"),
+}
+ENTRY_POINTS = {"cli": ["tasks.cli", "list"], "bot": ["bot"],
+                "worker": ["celery", "-A", "tasks", "worker"], "beat": ["celery", "-A", "tasks", "beat"]}
+
+
+def test_a_bad_redis_url_or_data_source_stops_every_program_with_one_line(tmp_path):
+    base = {**os.environ, "MARKETRANK_VAR_DIR": str(tmp_path), "TELEGRAM_BOT_TOKEN": "123:abc",
+            "TELEGRAM_API_BASE_URL": "http://127.0.0.1:9/bot"}
+    # Each setting on the worker (it started "ready" with an unknown exchange), two on every program.
+    cases = {(setting, "worker") for setting in BAD_SETTINGS} | {
+        (setting, program) for setting in ("unknown exchange", "redis password with #")
+        for program in ENTRY_POINTS}
+    runs = {(setting, program): (*BAD_SETTINGS[setting], ENTRY_POINTS[program])
+            for setting, program in sorted(cases)}
+
+    def run(case):
+        env, _, command = runs[case]
+        return subprocess.run([sys.executable, "-m", *command], cwd=Path(__file__).parent.parent,
+                              env={**base, **env}, capture_output=True, text=True, timeout=180)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = dict(zip(runs, pool.map(run, runs)))
+    problems = [f"{case}: exit {done.returncode}, stderr {done.stderr[-400:]!r}"
+                for case, done in results.items()
+                if done.returncode != 2 or done.stdout or len(done.stderr.splitlines()) != 1
+                or not done.stderr.startswith("error: " + runs[case][1])]
+    assert not problems, "\n".join(problems)
+    for done in results.values():  # nothing of the password, not even the part read as a host
+        assert "Sup3r" not in done.stderr and "Secret" not in done.stderr.replace("SECRET", "")
+
+
+def test_a_cron_line_that_never_fires_is_refused_saying_why(world):
+    from analysis.schedule_service import ScheduleService
+    from analysis.schedules import ScheduleStore
+    from tasks.schedule_beat import default_registrar
+    runtime = world["runtime"]
+    schedules = ScheduleService(ScheduleStore(runtime.redis, runtime.keys), world["service"],
+                                world["factory"], default_registrar(), world["factory"].settings)
+    for line, why in (('cron="0 0 31 2 *"', "February has no day 31"),
+                      ("0 9 30,31 2 *", "February has no day 30"),
+                      ("0 9 31 4,6,9,11 *", "none of its months has a day 31")):
+        assert_refused_and_nothing_changed(
+            world, lambda: schedules.add(line, {"markets": 5}, ALICE), InvalidConfig,
+            f"never fires: {why}$")
+    assert schedules.add("0 9 29 2 *", {"markets": 5}, ALICE).every.cron == "0 9 29 2 *"
+
+
+def test_an_unreachable_bot_api_server_is_one_line_per_try_retried_with_backoff(tmp_path):
+    """The bot keeps trying (1 s, 2 s, ...) with one warning each, and goes on once the server
+    answers: here it answers 401, so the bot stops with its one line about the token."""
+    import http.server
+    import threading
+    import time
+    from tests.servers import free_port
+    port = free_port()
+    log = tmp_path / "bot.log"
+    env = {**os.environ, "MARKETRANK_VAR_DIR": str(tmp_path), "TELEGRAM_BOT_TOKEN": "123:abc",
+           "TELEGRAM_API_BASE_URL": f"http://127.0.0.1:{port}/bot"}
+    with open(log, "w") as out:
+        bot = subprocess.Popen([sys.executable, "-m", "bot"], cwd=Path(__file__).parent.parent,
+                               env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while log.read_text().count("cannot be reached") < 2 and bot.poll() is None \
+                and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert bot.poll() is None, log.read_text()
+
+        class Unauthorized(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = b'{"ok":false,"error_code":401,"description":"Unauthorized"}'
+                self.send_response(401)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Unauthorized)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            assert bot.wait(timeout=60) == 2
+        finally:
+            server.shutdown()
+    finally:
+        if bot.poll() is None:
+            bot.kill()
+            bot.wait()
+    lines = log.read_text().splitlines()
+    tries = [line for line in lines if "cannot be reached" in line]
+    assert "retrying in 1 s" in tries[0] and "retrying in 2 s" in tries[1], lines
+    assert [line for line in lines if line not in tries] == [
+        f"error: the Bot API server at http://127.0.0.1:{port}/bot rejected TELEGRAM_BOT_TOKEN; "
+        "check the token with @BotFather (or unset it to use the local sandbox)"], lines
+    assert all(f"the Bot API server at http://127.0.0.1:{port}/bot cannot be reached" in line
+               for line in tries) and "123:abc" not in log.read_text()
+
+
+# --- item 13: P(exact top K) reads high (0.341 reported, 0.267 realised): not shown anywhere ------
+def test_the_uncalibrated_p_exact_is_shown_on_no_card_status_or_json():
+    import json as jsonlib
+    from analysis.models import Gist, RankingConfig, to_jsonable
+    from bot.views import card_text
+    from tasks.cli import describe
+    config = RankingConfig(markets=["BTC/USDT", "ETH/USDT", "SOL/USDT"], timeframe="1h",
+                           strategy="llm", top_k=2, target_confidence=0.9)
+    order = {"shown": ["ETH/USDT", "BTC/USDT", "SOL/USDT"],
+             "ranking": ["BTC/USDT", "ETH/USDT", "SOL/USDT"], "model": "m"}
+    state = {"log": [order] * 5, "list_size": 3, "estimate": {"p_exact": 0.341}}
+    gist = Gist.from_hash({
+        "id": "abcdefghij", "owner": "42", "status": "COMPLETED", "seq": "3", "progress": "1",
+        "confidence": "0.92", "target": "0.9", "config": config.model_dump_json(),
+        "state": jsonlib.dumps(state), "result": "[]", "version": "1", "refine_gen": "0",
+        "demo": "0", "created_at": "0", "updated_at": "0", "spend:calls": "5"})
+    shown = {"card": card_text(gist), "marketrank status": describe(gist),
+             "marketrank status --json": jsonlib.dumps(to_jsonable(gist, [], None))}
+    assert all("5 orders of 3 · 5 LLM calls" in text for text in list(shown.values())[:2]), shown
+    leaks = [where for where, text in shown.items()
+             if "exactly" in text or "p_exact" in text or "0.34" in text]
+    assert not leaks, shown
+
+
+# --- item 6: an exchange answer has a size bound -------------------------------------------------
+from tests.test_live_data import binance, build_live, live_env  # noqa: E402,F401 (the emulator)
+
+
+@pytest.fixture
+def exchange(binance, monkeypatch, shared_data_dir):  # noqa: F811
+    """The real ccxt client against the emulator, with settings of this test's environment."""
+    from analysis.markets.registry import provider_from_spec
+    from analysis.settings import get_settings
+
+    def build(**env: str):
+        live_env(monkeypatch, binance.url, **env)
+        binance.down = False
+        binance.clear_faults()
+        binance.reset_counts()
+        return build_live(binance)
+    yield build
+    monkeypatch.undo()
+    get_settings.cache_clear()
+    provider_from_spec.cache_clear()
+
+
+def test_an_exchange_answer_of_2000_times_the_rows_is_refused_at_the_byte_cap(exchange):
+    """What grew the CLI to 2.8 GB: every klines answer carries 2,000 times the rows asked for."""
+    import resource
+    from analysis.errors import DataUnavailable
+    live = exchange(CCXT_RETRIES="1")  # the default byte cap, 32 MiB
+    live.provider.sleep = lambda s: None
+    live.server.oversized_next(10, factor=2000)
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(DataUnavailable, match=r"^binance sent a malformed answer \(more than 32 MiB\) "
+                                              r"for BTC/USDT 1h candles \(2 tries\)$"):
+        live.factory.create_ranking_config(symbols=["BTC/USDT", "ETH/USDT"], top_k=1)
+    assert live.server.count("/api/v3/klines") == 2  # retried once (CCXT_RETRIES=1), then refused
+    # 2,000 pages of rows are over 300 MB of JSON and several times that parsed: none was kept.
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before) / 1024
+    assert grown_mb < 150, f"the process grew by {grown_mb:.0f} MB"
+
+
+def test_an_oversized_answer_mid_run_pauses_the_analysis_naming_the_exchange(exchange):
+    import time
+    live = exchange(CCXT_RETRIES="1")
+    actor = Actor(f"oversized-{os.getpid()}")
+    config = live.factory.create_ranking_config(symbols=["BTC/USDT", "ETH/USDT", "LINK/USDT"], top_k=2)
+    gist = live.service.start(config, actor)
+    live.provider.sleep = lambda s: None
+    live.provider.cache.clock = lambda: time.time() + 3600  # a candle closed before INIT ran
+    live.server.oversized_next(2, factor=2000)
+    live.queue.drain(live.runtime)
+    paused = live.service.get(gist.id, actor)
+    assert (paused.status.value, paused.reason) == (
+        "PAUSED", "binance sent a malformed answer (2,000 rows for a limit of 1) for BTC/USDT 1h "
+                  "candles (2 tries)")
+    assert live.service.resume(gist.id, actor).changed
+    live.queue.drain(live.runtime)
+    assert live.service.get(gist.id, actor).status.value == "COMPLETED"
+
+
+def test_more_rows_than_the_limit_asked_for_are_a_malformed_answer_retried(exchange):
+    from analysis.errors import DataUnavailable
+    live = exchange()
+    live.provider.sleep = lambda s: None
+    live.server.oversized_next(1, factor=2, symbol="XRP/USDT")
+    frame = live.provider.candles("XRP/USDT", "1h", 300)  # the second answer is whole
+    assert len(frame) == 300 and live.server.count("/api/v3/klines", "XRP/USDT") == 2
+    live.server.oversized_next(10, factor=2, symbol="SOL/USDT")
+    with pytest.raises(DataUnavailable, match=r"^binance sent a malformed answer \(600 rows for a limit "
+                                              r"of 300\) for SOL/USDT 1h candles \(4 tries\)$"):
+        live.provider.candles("SOL/USDT", "1h", 300)
+
+
+# --- item 7: the Chart button is throttled (through the real bot and the sandbox Bot API) -------
+from tests.test_bot import api, logged_errors, people  # noqa: E402,F401 (the bot tests' fixtures)
+
+
+@pytest.mark.usefixtures("worker")
+def test_chart_presses_draw_once_per_state_and_past_the_limit_get_a_polite_answer(api, people,  # noqa: F811
+                                                                                     logged_errors):  # noqa: F811
+    import logging
+    from tests.test_bot import (RunningBot, analysis_id_of, bot_settings, some_markets,
+                                wait_for_card, wait_for_status)
+    drawn: list[logging.LogRecord] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "drew the chart" in record.getMessage():
+                drawn.append(record)
+
+    collect, chart_logger = Collect(level=logging.INFO), logging.getLogger("bot.chart_cache")
+    chart_logger.addHandler(collect)
+    chart_logger.setLevel(logging.INFO)
+    settings = bot_settings(api, people, chart_presses_per_minute=3)
+    try:
+        with RunningBot(api, settings):
+            api.send_message(people.trader, f"/rank symbols={some_markets(4)} top=2")
+            card = wait_for_card(api, people.trader)
+            card = wait_for_status(api, people.trader, card.message_id, "Completed", timeout=60)
+            analysis_id = analysis_id_of(card)
+            chart = api.button_data(people.trader, card.message_id, "Chart")
+            queries = [api.press_button(people.trader, card.message_id, chart) for _ in range(8)]
+            answers = [api.wait_for_callback_answer(q, timeout=30).text for q in queries]
+            # The presses answered, the three admitted ones' photos are the last sends to wait for.
+            photos = api.wait_for(lambda: (sent := [m for m in api.messages(people.trader, from_bot=True)
+                                                    if m.photo]) and len(sent) >= 3 and sent, timeout=30)
+    finally:
+        chart_logger.removeHandler(collect)
+    polite = [a for a in answers if a.startswith("That is 3 charts this minute, as many as I send; "
+                                                 "please try again in ")]
+    assert answers.count("Sending the chart…") == 3 and len(polite) == 5, answers
+    assert len(photos) == 3 and all(p.photo.is_png for p in photos)
+    assert len(drawn) == 1 and analysis_id in drawn[0].getMessage(), [r.getMessage() for r in drawn]
+    assert logged_errors == []

@@ -32,6 +32,9 @@
 | {p}steps:{minute}            | hash   | 2 hours                    | step outcomes in that minute (ok, failed, judge, data, ...) |
 | {p}alert:{cause}             | string | ALERT_THROTTLE_S           | an alert of that cause was sent (throttle) |
 | {p}health:level              | string | none                       | the health level admins were last told  |
+| {p}chart:{id}:{seq}          | string | CHART_CACHE_TTL_S          | the chart PNG of that state of the analysis (bot) |
+| {p}chartdraw:{id}:{seq}      | string | 30 s (PX)                  | a bot process is drawing that chart: other presses wait for it |
+| {p}chartpresses:{user}       | string | 60 s from its first press  | the user's charts sent this minute (bot) |
 
 The `beat:` keys are written by celery-redbeat itself (tasks/celery_app.py gives it the prefix
 `beat_prefix()`); user schedules and their beat entries are removed together.
@@ -132,3 +135,12 @@ class Keys:
 
     def health_level(self) -> str:
         return f"{self.prefix}health:level"
+
+    def chart(self, analysis_id: str, seq: int) -> str:
+        return f"{self.prefix}chart:{analysis_id}:{seq}"
+
+    def chart_drawing(self, analysis_id: str, seq: int) -> str:
+        return f"{self.prefix}chartdraw:{analysis_id}:{seq}"
+
+    def chart_presses(self, user: str) -> str:
+        return f"{self.prefix}chartpresses:{user}"

@@ -9,7 +9,8 @@
   (rate 1000 / exchange.rateLimit cost units per second, ccxt's figure for the public limit).
   429 (Retry-After honoured), 418, 5xx, timeouts, unreachable and malformed answers are retried
   CCXT_RETRIES times with doubling backoff, then `ExchangeUnavailable` names the exchange and
-  what failed; a step pauses with that reason.
+  what failed; a step pauses with that reason. An answer over CCXT_MAX_ANSWER_BYTES, or with more
+  rows than the request's limit, is malformed (bounded_http.py).
 """
 
 import json
@@ -26,6 +27,7 @@ import redis
 from analysis.errors import DataUnavailable, InvalidConfig
 from analysis.db.keys import Keys
 from analysis.markets.base import TIMEFRAMES
+from analysis.markets.bounded_http import BoundedSession, check_row_count
 from analysis.markets.candle_cache import CandleCache
 from analysis.markets.candle_rows import MalformedAnswer, check_rows, frame_from_rows
 from analysis.markets.rate_limit import TokenBucket
@@ -139,6 +141,7 @@ class CcxtProvider:
                 answer = super().fetch(url, method, headers, body)
                 if isinstance(answer, str):  # ccxt hands on a body that is not JSON as text
                     raise MalformedAnswer(f"not JSON: {answer[:40]!r}")
+                check_row_count(answer, url)  # before ccxt parses the rows and trims the extra
                 return answer
 
             def on_rest_response(self, code, reason, url, method, headers, body, *rest):
@@ -146,7 +149,9 @@ class CcxtProvider:
                 return super().on_rest_response(code, reason, url, method, headers, body, *rest)
 
         exchange = SharedLimit({"enableRateLimit": True, "timeout": int(self.settings.ccxt_timeout_s * 1000),
-                                "enableLastResponseHeaders": False})
+                                "enableLastResponseHeaders": False,
+                                "session": BoundedSession(self.settings.ccxt_max_answer_bytes)})
+        exchange.session.trust_env = exchange.requests_trust_env  # as ccxt sets its own session
         rate = 1000 / max(exchange.rateLimit, 1)
         bucket_holder.append(TokenBucket(self.redis, self.keys.rate_limit(self.source),
                                          rate_per_s=rate, capacity=rate))

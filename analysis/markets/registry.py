@@ -34,16 +34,24 @@ def accepted_specs() -> list[str]:
     return [source.usage for source in _SOURCES.values()]
 
 
+def spec_problem(spec: str) -> str | None:
+    """Why `spec` names no registered source ("is not a data source: use ..."), or None."""
+    prefix, sep, argument = spec.partition(":")
+    source = _SOURCES.get(prefix)
+    if source is not None and (bool(sep and argument) if source.takes_argument else not sep):
+        return None
+    forms = " or ".join(repr(usage) for usage in accepted_specs())
+    return f"is not a data source: use {forms}"
+
+
 @lru_cache(maxsize=16)
 def provider_from_spec(spec: str) -> MarketDataProvider:
     """One shared instance per spec (so its candle cache is shared); a spec of no registered
     source is refused with the accepted forms."""
-    prefix, sep, argument = spec.partition(":")
-    source = _SOURCES.get(prefix)
-    if source is not None and (bool(sep and argument) if source.takes_argument else not sep):
-        return source.build(argument)
-    forms = " or ".join(repr(usage) for usage in accepted_specs())
-    raise InvalidConfig(f"MARKET_DATA={spec!r} is not a data source: use {forms}")
+    problem = spec_problem(spec)
+    if problem:
+        raise InvalidConfig(f"MARKET_DATA={spec!r} {problem}")
+    return _SOURCES[spec.partition(":")[0]].build(spec.partition(":")[2])
 
 
 def _demo(_: str) -> MarketDataProvider:
