@@ -26,6 +26,7 @@ from typing import NotRequired, cast
 import numpy as np
 import pandas as pd
 
+from analysis.markets.facts import candle_facts
 from analysis.markets.indicators import indicator_frame, snapshot_at
 from analysis.models import RankingConfig, SharedState, StepOutcome
 from analysis.ranking.strategies.base import StepInput, target_not_reached
@@ -41,24 +42,61 @@ class ScoreState(SharedState):
     views: int                          # evaluation moments per market
     scores: dict[str, list[float]]      # market -> composite score per view, latest first
     snapshots: dict[str, dict[str, float]]
+    breakdown: NotRequired[dict[str, dict[str, list[float]]]]  # market -> latest_breakdown
+    facts: NotRequired[dict[str, dict[str, float]]]  # market -> candle_facts
     phase: str                          # 'scoring', then 'done'
     passes: int                         # 1, plus one per refine after completion
     ranking: NotRequired[str]           # 'steadiest' once a refine reported the steadiest set
 
 
-def composite_scores(frame: pd.DataFrame, views: int, kind: str) -> list[float]:
-    """The composite score at each of the last `views` candles, latest first."""
+# Each signal of the composite: (name, indicator column, weight); trend strength multiplies them.
+SIGNALS = (("trend", "ema_trend", 0.35), ("momentum", "rsi_14", 0.25), ("macd", "macd_hist", 0.25),
+           ("band", "bb_pctb", 0.15))
+STRENGTH = ("strength", "adx_14")
+COMPONENTS = tuple(name for name, _, _ in SIGNALS) + (STRENGTH[0],)
+
+
+def contributions(frame: pd.DataFrame, views: int, kind: str) -> dict[str, pd.DataFrame]:
+    """Per component, at each of the last `views` candles (latest first): the normalised value
+    the composite uses, its weight, and its contribution (= weight x normalised). The score is
+    the sum of the contributions: half of each signal counts as it is, the other half scaled by
+    trend strength, and that scaled half is credited to trend strength (ADX)."""
     rows = frame.iloc[::-1].iloc[:views]
     atr_share = (rows["atr_14"] / rows["close"]).clip(lower=1e-12)
-    trend = (rows["ema_trend"] / (3 * atr_share)).clip(-1, 1)
-    momentum = ((rows["rsi_14"] - 50) / 25).clip(-1, 1)
-    macd = (rows["macd_hist"] / rows["atr_14"].clip(lower=1e-300)).clip(-1, 1)
-    band = (2 * rows["bb_pctb"] - 1).clip(-1, 1)
-    strength = (rows["adx_14"] / 40).clip(0, 1)
-    score = (0.35 * trend + 0.25 * momentum + 0.25 * macd + 0.15 * band) * (0.5 + 0.5 * strength)
-    if kind == "exit":
-        score = -score
+    normalised = {
+        "trend": (rows["ema_trend"] / (3 * atr_share)).clip(-1, 1),
+        "momentum": ((rows["rsi_14"] - 50) / 25).clip(-1, 1),
+        "macd": (rows["macd_hist"] / rows["atr_14"].clip(lower=1e-300)).clip(-1, 1),
+        "band": (2 * rows["bb_pctb"] - 1).clip(-1, 1),
+        "strength": (rows["adx_14"] / 40).clip(0, 1),
+    }
+    sign = -1.0 if kind == "exit" else 1.0
+    parts: dict[str, pd.DataFrame] = {}
+    signal_sum = sum(weight * normalised[name] for name, _, weight in SIGNALS)
+    for name, _, weight in SIGNALS:
+        w = pd.Series(sign * 0.5 * weight, index=rows.index)
+        parts[name] = pd.DataFrame({"normalised": normalised[name], "weight": w,
+                                    "contribution": w * normalised[name]})
+    w = sign * 0.5 * signal_sum
+    parts["strength"] = pd.DataFrame({"normalised": normalised["strength"], "weight": w,
+                                      "contribution": w * normalised["strength"]})
+    return parts
+
+
+def composite_scores(frame: pd.DataFrame, views: int, kind: str) -> list[float]:
+    """The composite score at each of the last `views` candles, latest first: the sum of
+    `contributions` (-1 where an indicator has no value yet)."""
+    parts = contributions(frame, views, kind)
+    score = sum(parts[name]["contribution"] for name in COMPONENTS)
     return [round(float(v), 6) for v in score.fillna(-1.0)]
+
+
+def latest_breakdown(frame: pd.DataFrame, kind: str) -> dict[str, list[float]]:
+    """component -> [normalised, weight, contribution] at the latest candle, from the same
+    computation as the score (analysis/explain/breakdown.py words it)."""
+    parts = contributions(frame, 1, kind)
+    return {name: [float(parts[name][col].iloc[0]) for col in ("normalised", "weight", "contribution")]
+            for name in COMPONENTS}
 
 
 def top_k_stability(scores: dict[str, list[float]], top: list[str], k: int) -> tuple[dict[str, float], float]:
@@ -91,12 +129,16 @@ class ScoreStrategy:
     def _score_batch(self, inp: StepInput, state: ScoreState) -> StepOutcome:
         batch, rest = state["pending"][: inp.config.batch_size], state["pending"][inp.config.batch_size:]
         scores, snapshots = dict(state["scores"]), dict(state["snapshots"])
+        breakdown, facts = dict(state.get("breakdown", {})), dict(state.get("facts", {}))
         for symbol, candles in inp.load_candles(batch).items():
             frame = indicator_frame(candles)
             scores[symbol] = composite_scores(frame, state["views"], inp.config.kind)
             snapshots[symbol] = snapshot_at(frame)
+            breakdown[symbol] = latest_breakdown(frame, inp.config.kind)
+            facts[symbol] = candle_facts(candles)
         leaders = sorted(scores, key=lambda s: (-scores[s][0], s))[:3]
-        state.update({"pending": rest, "scores": scores, "snapshots": snapshots, "leaders": leaders})
+        state.update({"pending": rest, "scores": scores, "snapshots": snapshots, "leaders": leaders,
+                      "breakdown": breakdown, "facts": facts})
         done_share = 1 - len(rest) / len(state["markets"])
         return StepOutcome(state=state, progress=SCORING_SHARE * done_share,
                            confidence=0.0, done=False, result=[])
