@@ -79,6 +79,8 @@ def explain_document(gist: Gist, symbol: str | None = None) -> dict[str, Any]:
     state: dict[str, Any] = dict(gist.state)
     markets = [market_entry(gist, item.rank, item.symbol, item.score) for item in gist.result]
     if symbol is not None:
+        if not isinstance(symbol, str):
+            raise NotFound(f"{quoted(symbol)} is not a market symbol (write it like BTC/USDT)")
         wanted = symbol.strip().upper()
         markets = [m for m in markets if m["symbol"] == wanted]
         if not markets:

@@ -15,6 +15,7 @@ or pairs near the top-K boundary. Each answer is tagged with the model that gave
 that switches to OPENAI_REFINE_MODEL continues the same log.
 """
 
+import logging
 import zlib
 from typing import NotRequired, TypedDict, cast
 
@@ -29,6 +30,7 @@ from analysis.ranking.llm_judge import ListRequest, PairRequest
 from analysis.ranking.llm_reasons import ReasonsRequest, ask_reasons
 from analysis.ranking.strategies.base import StepInput, target_not_reached
 
+logger = logging.getLogger(__name__)
 Estimate = TopKEstimate | plackett_luce.ListEstimate  # pairwise or listwise posterior summary
 SUMMARY_SHARE = 0.05  # of the progress bar
 
@@ -211,6 +213,7 @@ class LLMStrategy:
             state["reasons"], _ = ask_reasons(inp.judge, request, model=inp.model)
             state.pop("reasons_error", None)
         except JudgeUnavailable as exc:
+            logger.warning("[%s seq=%s] the judge gave no reasons: %s", inp.analysis_id, inp.seq, exc)
             state["reasons"], state["reasons_error"] = {}, str(exc)[:300]
 
     def _outcome(self, inp: StepInput, state: LLMState, estimate: Estimate) -> StepOutcome:
