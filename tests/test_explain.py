@@ -34,10 +34,11 @@ def test_every_market_of_a_real_ranking_adds_up_to_its_score(real_ranking, local
         assert market["symbol"] == item.symbol and market["score"] == item.score
         rows = market["breakdown"]
         assert {r["component"] for r in rows} == {"trend", "momentum", "macd", "band", "strength"}
-        # Contributions add up to the score (stored rounded to 6 decimals) and each is weight x value.
-        assert math.isclose(sum(r["contribution"] for r in rows), item.score, abs_tol=1e-6)
+        # Contributions add up to the score (stored to 6 decimals, they to 9) and each is weight x value.
+        assert math.isclose(sum(r["contribution"] for r in rows), item.score, abs_tol=5e-7 + 3e-9)
+        assert market["contributions_sum"] == item.score
         for row in rows:
-            assert math.isclose(row["contribution"], row["weight"] * row["normalised"], abs_tol=1e-12)
+            assert math.isclose(row["contribution"], row["weight"] * row["normalised"], abs_tol=2e-9)
         # The breakdown reads the indicator snapshot the ranking reports (same row, same values).
         by = {r["component"]: r for r in rows}
         snapshot = item.indicators
