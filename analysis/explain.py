@@ -17,10 +17,13 @@ from analysis.models import Gist, Status
 COMPONENTS = {"trend": ("ema_trend", "trend"), "momentum": ("rsi_14", "momentum"),
               "macd": ("macd_hist", "momentum shift"), "band": ("bb_pctb", "place in its band"),
               "strength": ("adx_14", "trend strength")}
-FACTS = (("close", "close"), ("rsi_14", "RSI(14)"), ("macd_hist", "MACD histogram"),
-         ("bb_pctb", "Bollinger %B"), ("atr_14", "ATR(14)"), ("adx_14", "ADX(14)"),
-         ("ema_trend", "EMA20 vs EMA50"), ("volume_change", "volume vs previous 24"),
-         ("return_24", "return, last 24 candles"), ("quote_volume_24", "quote volume, last 24 candles"))
+# The fixed table of facts: (field, label, format), in the order shown.
+FACTS = (("close", "close", "{:.6g}"), ("rsi_14", "RSI(14)", "{:.1f}"),
+         ("macd_hist", "MACD histogram", "{:.4g}"), ("bb_pctb", "Bollinger %B", "{:.2f}"),
+         ("atr_14", "ATR(14)", "{:.4g}"), ("adx_14", "ADX(14)", "{:.1f}"),
+         ("ema_trend", "EMA20 vs EMA50", "{:+.2%}"), ("volume_change", "volume vs previous 24", "{:+.0%}"),
+         ("return_24", "return, last 24 candles", "{:+.2%}"),
+         ("quote_volume_24", "quote volume, last 24 candles", "{:,.0f}"))
 
 
 def indicator_words(component: str, snapshot: dict[str, float]) -> str:
@@ -135,8 +138,8 @@ def market_lines(document: dict[str, Any]) -> list[str]:
                          f"{row['weight']:+.4f}")
         if m.get("breakdown"):
             lines.append(f"  sum of contributions {m['contributions_sum']:+.4f} = score")
-        lines.append("facts: " + " · ".join(f"{label} {m['facts'][key]:.6g}" for key, label in FACTS
-                                            if key in m["facts"]))
+        lines.append("facts: " + " · ".join(f"{label} {form.format(m['facts'][key])}"
+                                            for key, label, form in FACTS if key in m["facts"]))
         quality = (document.get("data_quality") or {}).get("markets", {}).get(m["symbol"])
         if quality:
             lines.append(f"data: {quality['candles']} candles, {quality['gaps']} gaps, "
