@@ -88,3 +88,30 @@ def test_status_json_carries_explain_and_data_quality(real_ranking, local_servic
     document = local_service.status_document(real_ranking.id, actor)
     assert document["explain"]["markets"][0]["symbol"] == real_ranking.result[0].symbol
     assert document["data_quality"]["ranked"] == 40
+
+
+def the_formula_before_issue_22(frame, views, kind):
+    """The composite as docs/strategies.md writes it, computed in one expression."""
+    rows = frame.iloc[::-1].iloc[:views]
+    atr_share = (rows["atr_14"] / rows["close"]).clip(lower=1e-12)
+    trend = (rows["ema_trend"] / (3 * atr_share)).clip(-1, 1)
+    momentum = ((rows["rsi_14"] - 50) / 25).clip(-1, 1)
+    macd = (rows["macd_hist"] / rows["atr_14"].clip(lower=1e-300)).clip(-1, 1)
+    band = (2 * rows["bb_pctb"] - 1).clip(-1, 1)
+    strength = (rows["adx_14"] / 40).clip(0, 1)
+    score = (0.35 * trend + 0.25 * momentum + 0.25 * macd + 0.15 * band) * (0.5 + 0.5 * strength)
+    return [round(float(v), 6) for v in (-score if kind == "exit" else score).fillna(-1.0)]
+
+
+def test_the_sum_of_contributions_is_the_score_the_formula_gives(shared_data_dir):
+    """Replays (track record) and old analyses rank as before: the same scores to six decimals,
+    warm-up candles (no value yet: -1) included."""
+    from analysis.markets.csv_dir import read_candles_csv
+    from analysis.markets.indicators import indicator_frame
+    from analysis.ranking.strategies.score import composite_scores
+    for name in ("BTC", "PEPE", "CRV", "TRX", "WLD"):
+        frame = indicator_frame(read_candles_csv(shared_data_dir / f"{name}_USDT-1h.csv"))
+        for end in (40, 320, 2160):
+            for kind in ("rank", "exit"):
+                part = frame.iloc[:end]
+                assert composite_scores(part, 12, kind) == the_formula_before_issue_22(part, 12, kind)

@@ -21,7 +21,7 @@ reported one, the note says no steadier set exists in this data. (Looking furthe
 former design, asked a harder question and made the same answer look worse.)
 """
 
-from typing import NotRequired, cast
+from typing import NamedTuple, NotRequired, cast
 
 import numpy as np
 import pandas as pd
@@ -56,48 +56,57 @@ STRENGTH = ("strength", "adx_14")
 COMPONENTS = tuple(name for name, _, _ in SIGNALS) + (STRENGTH[0],)
 
 
-def contributions(frame: pd.DataFrame, views: int, kind: str) -> dict[str, pd.DataFrame]:
+class Part(NamedTuple):
+    """One component of the composite at each view (latest first): contribution = weight x normalised."""
+
+    normalised: np.ndarray
+    weight: np.ndarray
+    contribution: np.ndarray
+
+
+def contributions(frame: pd.DataFrame, views: int, kind: str) -> dict[str, Part]:
     """Per component, at each of the last `views` candles (latest first): the normalised value
-    the composite uses, its weight, and its contribution (= weight x normalised). The score is
-    the sum of the contributions: half of each signal counts as it is, the other half scaled by
-    trend strength, and that scaled half is credited to trend strength (ADX)."""
+    the composite uses, its weight, and its contribution. The score is the sum of the
+    contributions: half of each signal counts as it is, the other half scaled by trend strength,
+    and that scaled half is credited to trend strength (ADX)."""
     rows = frame.iloc[::-1].iloc[:views]
-    atr_share = (rows["atr_14"] / rows["close"]).clip(lower=1e-12)
+    col = {name: rows[name].to_numpy(dtype=float) for name in ("close", "atr_14", "ema_trend",
+                                                              "rsi_14", "macd_hist", "bb_pctb", "adx_14")}
+    atr_share = np.clip(col["atr_14"] / col["close"], 1e-12, None)
     normalised = {
-        "trend": (rows["ema_trend"] / (3 * atr_share)).clip(-1, 1),
-        "momentum": ((rows["rsi_14"] - 50) / 25).clip(-1, 1),
-        "macd": (rows["macd_hist"] / rows["atr_14"].clip(lower=1e-300)).clip(-1, 1),
-        "band": (2 * rows["bb_pctb"] - 1).clip(-1, 1),
-        "strength": (rows["adx_14"] / 40).clip(0, 1),
+        "trend": np.clip(col["ema_trend"] / (3 * atr_share), -1, 1),
+        "momentum": np.clip((col["rsi_14"] - 50) / 25, -1, 1),
+        "macd": np.clip(col["macd_hist"] / np.clip(col["atr_14"], 1e-300, None), -1, 1),
+        "band": np.clip(2 * col["bb_pctb"] - 1, -1, 1),
+        "strength": np.clip(col["adx_14"] / 40, 0, 1),
     }
     sign = -1.0 if kind == "exit" else 1.0
-    parts: dict[str, pd.DataFrame] = {}
-    signal_sum = sum(weight * normalised[name] for name, _, weight in SIGNALS)
+    parts: dict[str, Part] = {}
     for name, _, weight in SIGNALS:
-        w = pd.Series(sign * 0.5 * weight, index=rows.index)
-        parts[name] = pd.DataFrame({"normalised": normalised[name], "weight": w,
-                                    "contribution": w * normalised[name]})
-    w = sign * 0.5 * signal_sum
-    parts["strength"] = pd.DataFrame({"normalised": normalised["strength"], "weight": w,
-                                      "contribution": w * normalised["strength"]})
+        w = np.full(len(rows), sign * 0.5 * weight)
+        parts[name] = Part(normalised[name], w, w * normalised[name])
+    w = sign * 0.5 * sum(weight * normalised[name] for name, _, weight in SIGNALS)
+    parts["strength"] = Part(normalised["strength"], w, w * normalised["strength"])
     return parts
 
 
 def composite_scores(frame: pd.DataFrame, views: int, kind: str) -> list[float]:
     """The composite score at each of the last `views` candles, latest first: the sum of
     `contributions` (-1 where an indicator has no value yet)."""
-    parts = contributions(frame, views, kind)
-    score = sum(parts[name]["contribution"] for name in COMPONENTS)
-    return [round(float(v), 6) for v in score.fillna(-1.0)]
+    return summed(contributions(frame, views, kind))
 
 
-def latest_breakdown(frame: pd.DataFrame, kind: str) -> dict[str, list[float]]:
-    """component -> [normalised, weight, contribution] at the latest candle, from the same
-    computation as the score (analysis/explain/breakdown.py words it)."""
-    parts = contributions(frame, 1, kind)
+def summed(parts: dict[str, Part]) -> list[float]:
+    """The scores `contributions` add up to, latest first, rounded to 6 decimals."""
+    score = cast(np.ndarray, sum(parts[name].contribution for name in COMPONENTS))
+    return [round(float(v), 6) if np.isfinite(v) else -1.0 for v in score]
+
+
+def latest_breakdown(parts: dict[str, Part]) -> dict[str, list[float]]:
+    """component -> [normalised, weight, contribution] at the latest candle of `contributions`,
+    the same numbers the score adds up (analysis/explain.py words them)."""
     # 9 decimals: the sum stays within 3e-9 of the score's own (kept to 6), in half the bytes.
-    return {name: [round(float(parts[name][col].iloc[0]), 9)
-                   for col in ("normalised", "weight", "contribution")] for name in COMPONENTS}
+    return {name: [round(float(v[0]), 9) for v in parts[name]] for name in COMPONENTS}
 
 
 def top_k_stability(scores: dict[str, list[float]], top: list[str], k: int) -> tuple[dict[str, float], float]:
@@ -133,9 +142,10 @@ class ScoreStrategy:
         breakdown, facts = dict(state.get("breakdown", {})), dict(state.get("facts", {}))
         for symbol, candles in inp.load_candles(batch).items():
             frame = indicator_frame(candles)
-            scores[symbol] = composite_scores(frame, state["views"], inp.config.kind)
+            parts = contributions(frame, state["views"], inp.config.kind)
+            scores[symbol] = summed(parts)
             snapshots[symbol] = snapshot_at(frame)
-            breakdown[symbol] = latest_breakdown(frame, inp.config.kind)
+            breakdown[symbol] = latest_breakdown(parts)
             facts[symbol] = candle_facts(candles)
         leaders = sorted(scores, key=lambda s: (-scores[s][0], s))[:3]
         state.update({"pending": rest, "scores": scores, "snapshots": snapshots, "leaders": leaders,
