@@ -12,7 +12,9 @@ pairs as [first, second, winner, model]), so a replayed step is identical and ch
 next sets; it stops when the confidence (expected precision@K) reaches the target or the budget
 of calls is spent, and otherwise sends one round of calls: sets near the K-th place (listwise)
 or pairs near the top-K boundary. Each answer is tagged with the model that gave it, so a refine
-that switches to OPENAI_REFINE_MODEL continues the same log.
+that switches to OPENAI_REFINE_MODEL continues the same log. Once it stops, one final step asks
+the judge for a short reason per top-K market (LLM_REASONS; analysis/ranking/llm_reasons.py,
+docs/explain.md) and completes, so that call has the step protocol's lease, commit and fencing.
 """
 
 import logging
