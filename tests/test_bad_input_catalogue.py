@@ -148,6 +148,18 @@ def test_a_refine_generation_of_the_wrong_type_is_refused(scratch_world, generat
         InvalidConfig)
 
 
+# --- explain: a symbol that is not in the ranking ---------------------------------------------
+BAD_SYMBOLS = {"unknown": "NOPE/USDT", "empty": "", "int": 3, "list": ["BTC/USDT"],
+               "huge": "A" * 10_000, "bidi": "BTC/USDT\u202e", "nul": "BTC\x00/USDT",
+               "key name": "mr:analysis:*", "emoji": "🚀/USDT"}
+
+
+@pytest.mark.parametrize("symbol", BAD_SYMBOLS.values(), ids=BAD_SYMBOLS.keys())
+def test_explain_of_a_symbol_not_in_the_ranking_is_refused_and_changes_nothing(world, symbol):
+    assert_refused_and_nothing_changed(
+        world, lambda: world["service"].explain(world["completed"], ALICE, symbol), NotFound)
+
+
 # --- configs: the factory validates everything a front passes -----------------------------------
 def too_many_symbols():
     return [f"S{i}/USDT" for i in range(101)]
@@ -573,15 +585,3 @@ def test_refine_of_an_llm_analysis_says_why_the_same_answer_reads_less_sure():
         else:
             assert "before refining" not in refined.note
     assert less_sure, "no case staged a less sure refine"
-
-
-# --- explain: a symbol that is not in the ranking ---------------------------------------------
-BAD_SYMBOLS = {"unknown": "NOPE/USDT", "empty": "", "int": 3, "list": ["BTC/USDT"],
-               "huge": "A" * 10_000, "bidi": "BTC/USDT\u202e", "nul": "BTC\x00/USDT",
-               "key name": "mr:analysis:*", "emoji": "🚀/USDT"}
-
-
-@pytest.mark.parametrize("symbol", BAD_SYMBOLS.values(), ids=BAD_SYMBOLS.keys())
-def test_explain_of_a_symbol_not_in_the_ranking_is_refused_and_changes_nothing(world, symbol):
-    assert_refused_and_nothing_changed(
-        world, lambda: world["service"].explain(world["completed"], ALICE, symbol), NotFound)
