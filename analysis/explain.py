@@ -10,7 +10,7 @@ is plain; each front escapes it.
 from typing import Any
 
 from analysis.errors import NotFound, quoted
-from analysis.markets.quality import findings, quality_head, quality_line
+from analysis.markets.quality import at, findings, quality_head, quality_line
 from analysis.models import Gist, Status
 
 # component -> (indicator field, what it says), in the order of the composite.
@@ -142,7 +142,8 @@ def market_lines(document: dict[str, Any]) -> list[str]:
                                             for key, label, form in FACTS if key in m["facts"]))
         quality = (document.get("data_quality") or {}).get("markets", {}).get(m["symbol"])
         if quality:
-            lines.append(f"data: {quality['candles']} candles, {quality['gaps']} gaps, "
+            lines.append(f"data: {quality['candles']} candles to {at(quality['last_close'])} "
+                         f"(last trade {at(quality['last_trade'])}), {quality['gaps']} gaps, "
                          f"{quality['zero_volume']} zero-volume, {quality['jumps']} jumps")
     return lines
 
