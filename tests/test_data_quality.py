@@ -7,7 +7,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from analysis.explain import data_line, quality_lines
+from analysis.explain import data_line, market_lines, quality_lines
 from analysis.models import RankingConfig, Status
 
 pytestmark = pytest.mark.shared_data
@@ -80,6 +80,9 @@ def test_each_planted_problem_is_found_and_named(runtime, local_service, queue, 
     for symbol in PLANTED:
         assert f"  {symbol}: " in full
     assert "4 zero-volume candles" in full and "2 price jumps (up to x" in full
+    # One market in full says what its own data held.
+    eth = "\n".join(market_lines(local_service.explain(done.id, actor, "ETH/USDT")))
+    assert "data: 500 candles to 2024-09-06 04:00 UTC (last trade 2024-09-06 04:00 UTC), 3 gaps, " in eth
 
 
 def test_too_few_markets_left_fails_with_the_reasons(runtime, local_service, queue, actor, planted_dir):
