@@ -21,6 +21,7 @@ from analysis.db.scripts.steps import Create
 from analysis.engine import watch
 from analysis.db.script import A, Answer
 from analysis.engine.store import AnalysisStore, QuotaUsed
+from analysis.explain import explain_document
 from analysis.errors import InvalidConfig, LimitReached, NotAllowed, NotFound, quoted
 from analysis.markets.registry import provider_from_spec
 from analysis.models import (REFINE_MODEL, ActionResult, Gist, GistField, RankingConfig, Status,
@@ -178,7 +179,15 @@ class AnalysisService:
         # A run of a schedule: which one, and what changed since its previous completed run.
         document["schedule"] = gist.schedule or None
         document["changes"] = run_changes(self.store, gist) if gist.schedule else None
+        # Why each market ranks where it does, and what INIT found in the data (docs/explain.md).
+        document["explain"] = explain_document(gist)
+        document["data_quality"] = document["explain"]["data_quality"]
         return document
+
+    def explain(self, analysis_id: str, actor: Actor, symbol: str | None = None) -> dict:
+        """Why each ranked market (or only `symbol`) ranks where it does, and the data quality;
+        NotFound for a symbol not in the ranking."""
+        return explain_document(self.get(analysis_id, actor), symbol)
 
     def list(self, actor: Actor, owner: str | None = None, limit: int = 20) -> list[Gist]:
         owner = owner if owner is not None and actor.is_admin else actor.user_id

@@ -151,6 +151,14 @@ class Settings(BaseSettings):
     llm_batch_size: int = Field(10, ge=1, le=50)
     # Markets shown in one LLM call, whose full order is asked (2: one pair per call).
     llm_list_size: int = Field(10, ge=2, le=20)
+    # After an llm ranking completes, one more call asks the judge for a short reason per top-K
+    # market (docs/explain.md); false skips it.
+    llm_reasons: bool = True
+    # Data quality (docs/explain.md): a market whose last trade is more than this many candles
+    # older than the newest candle ranked is stale and left out; a close beyond this factor of
+    # the one before (1.5: +50% or -33% in one candle) is reported as a price jump.
+    data_stale_candles: int = Field(24, ge=1)
+    data_jump_factor: float = Field(1.5, gt=1)
 
     # --- Telegram ---------------------------------------------------------------------------
     telegram_bot_token: SecretStr | None = None

@@ -1,6 +1,6 @@
 """Callback data of the status-card buttons: short, versioned, parsed strictly.
 
-    v1:<action>:<analysis id>            pause, resume, cancel, chart, refresh
+    v1:<action>:<analysis id>            pause, resume, cancel, chart, refresh, why
     v1:refine:<analysis id>:<generation>  the refine generation the card showed
 
 Callback data comes from the client and can be forged: anything that does not match exactly
@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from analysis.service import ID_ALPHABET, ID_LENGTH
 
 VERSION = "v1"
-ACTIONS = ("pause", "resume", "cancel", "refine", "chart", "refresh")
+ACTIONS = ("pause", "resume", "cancel", "refine", "chart", "refresh", "why")
 _ID = rf"[{ID_ALPHABET}]{{{ID_LENGTH}}}"
 _PATTERN = re.compile(
-    rf"^{VERSION}:(?:(?P<action>pause|resume|cancel|chart|refresh):(?P<id>{_ID})"
+    rf"^{VERSION}:(?:(?P<action>pause|resume|cancel|chart|refresh|why):(?P<id>{_ID})"
     rf"|refine:(?P<refine_id>{_ID}):(?P<generation>0|[1-9][0-9]{{0,5}}))$")
 
 

@@ -19,6 +19,7 @@ from bot.chart_cache import ChartCache
 from bot.guards import ADMIN, TRADER, guarded, log_refusal, parse_press, shown_callback_data
 from bot.parsing import analysis_id_arg, command_text, parse_exit_args, parse_rank_args
 from bot.services import BotServices, services
+from bot.why_handlers import send_why
 from tasks.health import check_health
 
 logger = logging.getLogger(__name__)
@@ -156,6 +157,9 @@ async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         return
     if press.action == "chart":
         await send_chart(update, context, press.analysis_id)
+        return
+    if press.action == "why":
+        await send_why(update, context, press.analysis_id)
         return
     result = await asyncio.to_thread(act, s.service, press, actor)
     await query.answer(views.action_answer(result))

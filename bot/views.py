@@ -14,7 +14,7 @@ from analysis.errors import AnalysisError, NotFound
 from analysis.health import Health
 from analysis.health import describe as describe_health
 from analysis.models import ActionResult, Gist, Status
-from bot import callbacks, schedule_views
+from bot import callbacks, schedule_views, why_views
 
 BAR_CELLS = 10
 MAX_ROWS = 25  # ranked markets shown on a card; the chart and /status --json have them all
@@ -34,6 +34,7 @@ TRADER_COMMANDS = [
     BotCommand("resume", "Resume an analysis: /resume <id>"),
     BotCommand("refine", "Raise the target confidence: /refine <id>"),
     BotCommand("cancel", "Cancel an analysis: /cancel <id>"),
+    BotCommand("why", "Why each market ranks where it does: /why <id> [SYMBOL]"),
     BotCommand("schedule", "Rank on a schedule (UTC): /schedule 4h markets=30 top=10"),
     BotCommand("schedules", "Your schedules, with Remove (and Resume) buttons"),
     BotCommand("unschedule", "Remove a schedule: /unschedule <id>"),
@@ -70,6 +71,7 @@ def card_text(gist: Gist, changes: dict | None = None) -> str:
         lines.append("⚠️ DEMO DATA: synthetic markets, not real prices")
     else:
         lines.append(f"Data: {escape(gist.source_label())}")
+    lines += why_views.card_data_line(gist)
     if gist.config.notice:
         lines.append(f"⚠️ {escape(gist.config.notice)}")
     lines.append(f"{progress_bar(gist.progress)} · step {max(gist.seq, 0)}")
@@ -95,7 +97,7 @@ def card_text(gist: Gist, changes: dict | None = None) -> str:
 
 def card_keyboard(gist: Gist) -> InlineKeyboardMarkup:
     """Buttons that fit the state: running — Pause, Cancel; paused — Resume, Cancel;
-    completed — Refine, Chart; always Refresh."""
+    completed — Refine, Chart, Why; always Refresh."""
     def button(label: str, action: str, generation: int | None = None) -> InlineKeyboardButton:
         return InlineKeyboardButton(label, callback_data=callbacks.encode(action, gist.id, generation))
 
@@ -104,7 +106,7 @@ def card_keyboard(gist: Gist) -> InlineKeyboardMarkup:
     elif gist.status == Status.PAUSED:
         row = [button("Resume", "resume"), button("Cancel", "cancel")]
     elif gist.status == Status.COMPLETED:
-        row = [button("Refine", "refine", gist.refine_gen), button("Chart", "chart")]
+        row = [button("Refine", "refine", gist.refine_gen), button("Chart", "chart"), button("Why", "why")]
     else:
         row = []
     return InlineKeyboardMarkup([r for r in (row, [button("Refresh", "refresh")]) if r])
@@ -140,6 +142,7 @@ def help_text(is_admin: bool) -> str:
              "", "<b>Follow and steer</b>",
              "/list — your analyses",
              "/status, /pause, /resume, /refine, /cancel &lt;id&gt; — or use the card's buttons",
+             "/why &lt;id&gt; [SYMBOL] — why each market ranks where it does, and what its data was like",
              "Refine raises the target confidence by 0.05: a score ranking then shows the steadiest "
              "top K of the last candles, an llm ranking asks the judge more comparisons.",
              "", "<b>On a schedule</b> (times in UTC)",

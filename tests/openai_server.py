@@ -29,6 +29,10 @@ Listwise requests (issue 14: a json_schema named `market_order` whose `ranking` 
 first, `position_bias` added to the market shown first (ties keep display order). The answer is
 a function of the request alone, as a model's at temperature 0.
 
+Reasons requests (issue 22: a json_schema named `market_reasons`): the ranked symbols are the
+known symbols of the prompt; the server answers 400 unless the schema's symbol enum holds exactly
+those, and otherwise `{"reasons": [{"symbol": ..., "reason": "strength <s>"}, ...]}` in rank order.
+
 Faults are scripted per upcoming chat request, in FIFO order, optionally only for requests that
 mention a given symbol: `fail_next(n, status=429, retry_after=1)`, `fail_next(n, status=500)`,
 `delay_next(n, seconds)` (answers normally after the delay, to trigger client timeouts),
@@ -120,6 +124,8 @@ class StrengthJudge:
     def __call__(self, request: ChatRequest) -> str:
         if list_enum(request.response_format) is not None:
             return self.rank(request.symbols)
+        if reasons_enum(request.response_format) is not None:
+            return self.reasons(request.symbols)
         if len(request.symbols) < 2:
             raise ValueError(f"could not find two market symbols in the prompt: {request.user_text!r}")
         first, second = request.symbols[:2]
@@ -129,12 +135,29 @@ class StrengthJudge:
         return json.dumps({"winner": winner, "confidence": confidence})
 
 
+    def reasons(self, ranked: tuple[str, ...]) -> str:
+        """The reasons answer: one per ranked symbol, naming its strength in the table."""
+        return json.dumps({"reasons": [{"symbol": s, "reason": f"strength {self.strengths.get(s, 0.0):g}"}
+                                       for s in ranked]})
+
     def rank(self, shown: tuple[str, ...]) -> str:
         """The listwise answer: the shown symbols, strongest first."""
         def utility(position: int) -> float:
             return self.strengths.get(shown[position], 0.0) + (self.position_bias if position == 0 else 0.0)
         order = sorted(range(len(shown)), key=lambda p: (-utility(p), p))
         return json.dumps({"ranking": [shown[p] for p in order]})
+
+
+def reasons_enum(response_format: Mapping[str, Any] | None) -> list[str] | None:
+    """The symbols a reasons (`market_reasons`, issue 22) response format asks about, if it is one."""
+    try:
+        schema = response_format["json_schema"]  # type: ignore[index]
+        if schema["name"] != "market_reasons":
+            return None
+        enum = schema["schema"]["properties"]["reasons"]["items"]["properties"]["symbol"]["enum"]
+    except (KeyError, TypeError):
+        return None
+    return list(enum) if isinstance(enum, list) else None
 
 
 def list_enum(response_format: Mapping[str, Any] | None) -> list[str] | None:
@@ -417,6 +440,10 @@ class OpenAIServer:
         if shown is not None and sorted(shown) != sorted(symbols):
             msg = f"The schema's ranking enum {shown} does not match the symbols in the prompt {list(symbols)}."
             return _error(400, msg, "invalid_request_error", None), "400 enum mismatch", None, None
+        asked = reasons_enum(body.get("response_format"))
+        if asked is not None and sorted(asked) != sorted(symbols):
+            msg = f"The schema's reasons enum {asked} does not match the symbols in the prompt {list(symbols)}."
+            return _error(400, msg, "invalid_request_error", None), "400 enum mismatch", None, None
         enum = schema_enum(body.get("response_format"))
         if enum is not None and sorted(enum) != sorted(symbols[:2]):
             msg = f"The schema's winner enum {enum} does not match the symbols in the prompt {list(symbols)}."
@@ -487,6 +514,7 @@ __all__ = [
     "StrengthJudge",
     "find_symbols",
     "list_enum",
+    "reasons_enum",
     "last_user_text",
     "schema_enum",
 ]

@@ -37,7 +37,7 @@ BAD_IDS = {
     "fullwidth": "ａｂｃｄｅｆｇｈｉｊ", "outside the alphabet": "l0l0l0l0l0",
     "sql": "abcd' OR '1'='1", "emoji": "🚀🚀🚀🚀",
 }
-ACTIONS = ("get", "status_document", "pause", "resume", "refine", "cancel")
+ACTIONS = ("get", "status_document", "pause", "resume", "refine", "cancel", "explain")
 
 
 class RecordingDispatcher:
@@ -147,6 +147,18 @@ def test_a_refine_generation_of_the_wrong_type_is_refused(scratch_world, generat
     assert_refused_and_nothing_changed(
         world, lambda: world["service"].refine(world["completed"], ALICE, generation=generation),
         InvalidConfig)
+
+
+# --- explain: a symbol that is not in the ranking ---------------------------------------------
+BAD_SYMBOLS = {"unknown": "NOPE/USDT", "empty": "", "int": 3, "list": ["BTC/USDT"],
+               "huge": "A" * 10_000, "bidi": "BTC/USDT\u202e", "nul": "BTC\x00/USDT",
+               "key name": "mr:analysis:*", "emoji": "🚀/USDT"}
+
+
+@pytest.mark.parametrize("symbol", BAD_SYMBOLS.values(), ids=BAD_SYMBOLS.keys())
+def test_explain_of_a_symbol_not_in_the_ranking_is_refused_and_changes_nothing(world, symbol):
+    assert_refused_and_nothing_changed(
+        world, lambda: world["service"].explain(world["completed"], ALICE, symbol), NotFound)
 
 
 # --- configs: the factory validates everything a front passes -----------------------------------

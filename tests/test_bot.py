@@ -202,7 +202,7 @@ def test_rank_pause_ten_resumes_completion_and_chart(api, people, logged_errors)
         assert shown_statuses(card).count("Paused") == 1
         ranked = [f"{item.rank}. {item.symbol}" for item in gist.result]
         assert len(ranked) == 3 and all(line in card.text for line in ranked)
-        assert card.button_labels == ["Refine", "Chart", "Refresh"]
+        assert card.button_labels == ["Refine", "Chart", "Why", "Refresh"]
 
         # Chart: answered at once, then a PNG of the top 3.
         query = api.press(people.trader, card.message_id, "Chart")

@@ -147,7 +147,7 @@ def test_long_rankings_are_cut_on_the_card():
 
 @pytest.mark.parametrize("status, labels", [
     ("PENDING", ["Pause", "Cancel", "Refresh"]), ("RUNNING", ["Pause", "Cancel", "Refresh"]),
-    ("PAUSED", ["Resume", "Cancel", "Refresh"]), ("COMPLETED", ["Refine", "Chart", "Refresh"]),
+    ("PAUSED", ["Resume", "Cancel", "Refresh"]), ("COMPLETED", ["Refine", "Chart", "Why", "Refresh"]),
     ("FAILED", ["Refresh"]), ("CANCELLED", ["Refresh"]),
 ])
 def test_buttons_follow_the_state(status, labels):

@@ -46,6 +46,21 @@ def test_start_wait_prints_the_id_a_progress_bar_and_the_ranking_table():
     listing = marketrank("list", "--owner", "cli-test")
     assert analysis_id in listing.stdout and "COMPLETED" in listing.stdout
 
+    # explain: every ranked market with its two strongest contributions, and the data quality.
+    assert set(document["explain"]["markets"][0]) >= {"breakdown", "contributions_sum", "facts"}
+    assert document["data_quality"]["ranked"] == 5
+    explained = marketrank("explain", analysis_id)
+    assert explained.returncode == 0, explained.stderr
+    lines = explained.stdout.splitlines()
+    assert lines[0] == f"analysis {analysis_id} (score): per-indicator contributions that add up to the score"
+    assert [line.split()[1] for line in lines[1:4]] == [r["symbol"] for r in document["result"]]
+    assert "data: 5 markets · 1h to" in explained.stdout and "  nothing found" in explained.stdout
+    first = document["result"][0]["symbol"]
+    one = marketrank("explain", analysis_id, first)
+    assert f"sum of contributions {document['result'][0]['score']:+.4f} = score" in one.stdout
+    unknown = marketrank("explain", analysis_id, "NOPE/USDT")
+    assert unknown.returncode == 2 and unknown.stderr.startswith("error: 'NOPE/USDT' is not in the ranking")
+
 
 def test_start_prints_only_the_id_and_control_commands_say_what_they_did():
     # One market per step, so the analysis is still running when `pause` comes.
@@ -82,14 +97,22 @@ def test_an_llm_analysis_from_the_cli_reports_its_comparisons_and_what_they_cost
     assert done.returncode == 0, done.stderr
     analysis_id = done.stdout.splitlines()[0]
     calls = llm_server.calls
-    # Listwise by default (LLM_LIST_SIZE 10, so all six markets in each call): orders of 6.
-    assert f"llm judge: {calls} orders of 6 · {calls} LLM calls" in done.stdout
+    # Listwise by default (LLM_LIST_SIZE 10, so all six markets in each call): orders of 6, and
+    # the one call for the judge's reasons once the ranking was done.
+    assert f"llm judge: {calls - 1} orders of 6 · {calls} LLM calls" in done.stdout
     assert "exactly" not in done.stdout  # p_exact is not shown: it reads high (docs/ranking.md)
     table = done.stdout.split("rank  symbol")[1].strip().splitlines()[1:]
     assert {row.split()[1] for row in table} == set(symbols[:2])
     document = json.loads(marketrank("status", analysis_id, "--json").stdout)
-    assert document["stats"]["calls"] == document["stats"]["comparisons"] == calls
+    assert document["stats"]["calls"] == document["stats"]["comparisons"] + 1 == calls
     assert "p_exact" not in document
+    # explain: the judge's reason for each of the top 2, beside the facts.
+    explained = marketrank("explain", analysis_id)
+    assert explained.returncode == 0, explained.stderr
+    assert f"1. {symbols[0]}" in explained.stdout and ": strength 6" in explained.stdout
+    one = json.loads(marketrank("explain", analysis_id, symbols[1], "--json").stdout)
+    assert [(m["symbol"], m["reason"]) for m in one["markets"]] == [(symbols[1], "strength 5")]
+    assert {"rsi_14", "return_24", "quote_volume_24"} <= set(one["markets"][0]["facts"])
 
 
 def _llm_env(llm_server) -> dict[str, str]:

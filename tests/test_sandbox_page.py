@@ -237,7 +237,7 @@ def test_a_trader_ranks_pauses_resumes_and_refines_in_the_browser(sandbox, brows
         done = page.card_when(card_id, "Completed", timeout=90)
         ranking = re.findall(r"^\s*(\d)\. (\w+/USDT)", done["text"], re.M)
         assert [rank for rank, _ in ranking] == ["1", "2", "3"], done["text"]
-        assert done["buttons"] == ["Refine", "Chart", "Refresh"]
+        assert done["buttons"] == ["Refine", "Chart", "Why", "Refresh"]
         assert "edited" in done["edited"]
         assert len(page.cards()) == 1  # one card, edited in place
         assert step_of(done) == service.get(gist.id, Actor(str(ALICE))).seq > gist.seq

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 import redis
@@ -23,7 +24,8 @@ from analysis.markets.candle_blocks import BLOCK_CANDLES
 from analysis.engine.step_stats import record_step
 from analysis.engine.store import BegunStep
 from analysis.errors import AnalysisError, DataUnavailable, InvalidConfig, JudgeUnavailable
-from analysis.markets.base import TIMEFRAMES, window_problem
+from analysis.markets.base import TIMEFRAMES
+from analysis.markets.quality import QualityBounds, assess
 from analysis.markets.indicators import WARMUP_CANDLES
 from analysis.markets.registry import provider_from_spec
 from analysis.models import REFINE_MODEL, HistoryEntry, RankingConfig, StepOutcome
@@ -119,9 +121,10 @@ def with_retries(call: Callable[[], T], *, retries: int, backoff_s: float,
 
 
 def initialize(rt: Runtime, analysis_id: str, config: RankingConfig, attempt: str) -> StepOutcome:
-    """INIT: read and check every market's candles (none closing after `config.candles_to`, so
-    it ranks what the trader was shown whenever it runs), snapshot them as shared candle blocks
-    (only while `attempt` holds the lease), set up the strategy."""
+    """INIT: read every market's candles (none closing after `config.candles_to`, so it ranks
+    what the trader was shown whenever it runs), record their data quality and leave out the
+    markets whose data cannot carry the indicators (analysis/markets/quality.py), snapshot the
+    rest as shared candle blocks (only while `attempt` holds the lease), set up the strategy."""
     provider = provider_from_spec(config.data_source)
     settings = rt.settings
     step_s = TIMEFRAMES[config.timeframe]
@@ -129,26 +132,44 @@ def initialize(rt: Runtime, analysis_id: str, config: RankingConfig, attempt: st
     # same blocks as the live-data cache and other analyses: no second copy), and the candles
     # that closed since the config was made, which are cut off.
     late = max(0, int(time.time() - config.candles_to) // step_s) if config.candles_to else 0
-    refs = {}
+    frames = {}
     for symbol in config.markets:
         frame = with_retries(
             lambda: provider.candles(symbol, config.timeframe, config.window + BLOCK_CANDLES + late),
             retries=settings.step_retries, backoff_s=settings.step_retry_backoff_s)
         if config.candles_to:
             frame = frame[frame.index.as_unit("s").asi8 + step_s <= config.candles_to]
-        problem = window_problem(symbol, frame.iloc[-config.window:], config.timeframe,
-                                 WARMUP_CANDLES + 2, settings.max_thin_share)
-        if problem:
-            raise InvalidConfig(problem)
-        refs[symbol] = snapshot_refs(rt.snapshots.blocks, frame, config.window, step_s,
-                                     settings.gist_ttl_s)
+        frames[symbol] = frame
+    quality = assess({s: f.iloc[-config.window:] for s, f in frames.items()}, config.timeframe,
+                     step_s, config.candles_to, quality_bounds(settings, config))
+    kept = [s for s in config.markets if s not in quality["left_out"]]
+    if quality["left_out"]:
+        logger.info("[%s] INIT left out %s", analysis_id, "; ".join(
+            f"{s}: {why}" for s, why in quality["left_out"].items()))
+    if len(kept) < max(2, config.top_k):
+        raise InvalidConfig(f"only {len(kept)} of {len(config.markets)} markets have data to rank "
+                            f"(top {config.top_k} needs {max(2, config.top_k)}): " + "; ".join(
+                                f"{s} {why}" for s, why in list(quality["left_out"].items())[:3]))
+    refs = {symbol: snapshot_refs(rt.snapshots.blocks, frames[symbol], config.window, step_s,
+                                  settings.gist_ttl_s) for symbol in kept}
     if not rt.store.save_snapshot(analysis_id, attempt, refs):
         # Fenced out while reading (lease ran out and the step was redone, or force-resume): the
         # snapshot of the attempt that holds the lease stays, and this attempt's commit will fail.
         logger.warning("[%s] INIT attempt %s lost its lease: its snapshot is not saved",
                        analysis_id, attempt)
-    state = get_strategy(config.strategy).initial_state(config, list(config.markets))
+    state = dict(get_strategy(config.strategy).initial_state(config, kept))
+    state["data_quality"] = quality
     return StepOutcome(state=state, progress=0.0, confidence=0.0, done=False, result=[])
+
+
+def quality_bounds(settings, config: RankingConfig) -> QualityBounds:
+    """The data-quality bounds of an analysis (analysis/markets/quality.py)."""
+    return QualityBounds(
+        needed=WARMUP_CANDLES + config.views,
+        needed_why=(f"{WARMUP_CANDLES} of warm-up, after which ta's RSI, ATR and ADX agree with "
+                    f"TA-Lib, plus the {config.views} moments the confidence is measured at"),
+        max_thin=settings.max_thin_share, stale_candles=settings.data_stale_candles,
+        jump_factor=settings.data_jump_factor)
 
 
 def resolve_model(wanted: str, settings) -> str:
@@ -174,8 +195,13 @@ class SpendRecordingJudge:
                   model: str) -> tuple[list[ListVerdict], JudgeStats]:
         return self._recorded(self._judge.rank_many, requests, model)
 
-    def _recorded(self, ask: Callable[..., tuple[list[Any], JudgeStats]], requests: list[Any],
-                  model: str) -> tuple[list[Any], JudgeStats]:
+    def ask_structured(self, label: str, parse: Any, encode: Any, messages: list[dict[str, str]],
+                       response_format: dict[str, Any], *, model: str) -> tuple[Any, JudgeStats]:
+        ask = partial(self._judge.ask_structured, label, parse, encode, messages)
+        return self._recorded(ask, response_format, model)
+
+    def _recorded(self, ask: Callable[..., tuple[Any, JudgeStats]], requests: Any,
+                  model: str) -> tuple[Any, JudgeStats]:
         try:
             verdicts, stats = ask(requests, model=model)
         except JudgeUnavailable as exc:
@@ -198,7 +224,7 @@ def work(rt: Runtime, analysis_id: str, seq: int, begun: BegunStep,
     inp = StepInput(analysis_id=analysis_id, seq=seq, config=begun.config, state=begun.state,
                     target=begun.target, model=resolve_model(begun.model, rt.settings),
                     load_candles=lambda symbols: rt.snapshots.load(analysis_id, symbols),
-                    judge=judge)
+                    judge=judge, reasons=rt.settings.llm_reasons)
     return strategy.step(inp)
 
 

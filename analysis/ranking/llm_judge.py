@@ -223,6 +223,20 @@ class LLMJudge:
             raise self._unavailable([outcomes[k] for k in failed_keys], len(requests), stats)
         return verdicts, stats
 
+    def ask_structured(self, label: str, parse: Callable[[str | None], Any],
+                       encode: Callable[[Any], dict[str, Any]], messages: list[dict[str, str]],
+                       response_format: dict[str, Any], *, model: str) -> tuple[Any, JudgeStats]:
+        """One call of another contract (analysis/ranking/llm_reasons.py) with this judge's
+        retries, cache and faults: `parse` reads an answer (BadAnswer: retried), `encode` is
+        what is cached. The parsed answer and what it cost, or `LLMJudgeUnavailable`."""
+        key = cache_key(model, messages, response_format)
+        outcome = self._ask_all({key: (_Task(label, parse, encode), messages, response_format)}, model)[key]
+        stats = outcome.stats
+        stats.failures = int(outcome.verdict is None)
+        if outcome.verdict is None:
+            raise self._unavailable([outcome], 1, stats)
+        return outcome.verdict, stats
+
     def _ask_all(self, prepared: dict[str, tuple[_Task, list[dict[str, str]], dict[str, Any]]],
                  model: str) -> dict[str, _Outcome]:
         """Ask every prepared request (keyed by cache key) concurrently; wait for all of them."""

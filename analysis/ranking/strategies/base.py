@@ -21,6 +21,11 @@ class Judge(Protocol):
     def rank_many(self, requests: list[ListRequest], *,
                   model: str) -> tuple[list[ListVerdict], JudgeStats]: ...
 
+    def ask_structured(self, label: str, parse: Any, encode: Any, messages: list[dict[str, str]],
+                       response_format: dict[str, Any], *, model: str) -> tuple[Any, JudgeStats]:
+        """One call of another contract (the reasons, analysis/ranking/llm_reasons.py)."""
+        ...
+
 
 @dataclass(frozen=True)
 class StepInput:
@@ -34,6 +39,7 @@ class StepInput:
     model: str
     load_candles: Callable[[list[str]], dict[str, pd.DataFrame]]
     judge: Judge | None = None  # the LLM judge, built only for the llm strategy
+    reasons: bool = False  # llm: ask the judge for a reason per top-K market once done (LLM_REASONS)
 
 
 class Strategy(Protocol):

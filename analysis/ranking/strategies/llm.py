@@ -12,21 +12,27 @@ pairs as [first, second, winner, model]), so a replayed step is identical and ch
 next sets; it stops when the confidence (expected precision@K) reaches the target or the budget
 of calls is spent, and otherwise sends one round of calls: sets near the K-th place (listwise)
 or pairs near the top-K boundary. Each answer is tagged with the model that gave it, so a refine
-that switches to OPENAI_REFINE_MODEL continues the same log.
+that switches to OPENAI_REFINE_MODEL continues the same log. Once it stops, one final step asks
+the judge for a short reason per top-K market (LLM_REASONS; analysis/ranking/llm_reasons.py,
+docs/explain.md) and completes, so that call has the step protocol's lease, commit and fencing.
 """
 
+import logging
 import zlib
 from typing import NotRequired, TypedDict, cast
 
 from analysis.errors import JudgeUnavailable
+from analysis.markets.facts import candle_facts
 from analysis.markets.indicators import indicator_frame, snapshot_at
 from analysis.models import RankingConfig, SharedState, StepOutcome
 from analysis.ranking import plackett_luce
 from analysis.ranking.bradley_terry import (Comparison, TopKEstimate, choose_pairs, default_budget,
                                             estimate_top_k, ordered_pairs, stop_reason)
 from analysis.ranking.llm_judge import ListRequest, PairRequest
+from analysis.ranking.llm_reasons import ReasonsRequest, ask_reasons
 from analysis.ranking.strategies.base import StepInput, target_not_reached
 
+logger = logging.getLogger(__name__)
 Estimate = TopKEstimate | plackett_luce.ListEstimate  # pairwise or listwise posterior summary
 SUMMARY_SHARE = 0.05  # of the progress bar
 
@@ -47,6 +53,10 @@ class LLMState(SharedState):
     list_size: NotRequired[int]         # markets per call: 2 is pairwise (older analyses lack it)
     target_seen: float                  # the target the budget was sized for
     before_refine: NotRequired[BeforeRefine]  # the top K and confidence when last refined
+    facts: NotRequired[dict[str, dict[str, float]]]  # market -> candle_facts
+    reasons: NotRequired[dict[str, str]]  # market -> the judge's reason (analysis/ranking/llm_reasons.py)
+    reasons_for: NotRequired[list[str]]  # the top K the reasons were asked for
+    reasons_error: NotRequired[str]  # why the judge gave none
 
 
 def market_summary(snapshot: dict[str, float]) -> str:
@@ -71,6 +81,11 @@ def orders(state: LLMState) -> list[plackett_luce.Order]:
 
 def listwise(state: LLMState) -> bool:
     return state.get("list_size", 2) > 2
+
+
+def ranked_top(estimate: "Estimate") -> list[str]:
+    """The reported top K, best first."""
+    return sorted(estimate.top_k, key=lambda s: (-estimate.strengths[s], s))
 
 
 def step_seed(config: RankingConfig, log_length: int) -> int:
@@ -105,6 +120,11 @@ class LLMStrategy:
         if state["phase"] == "summaries":
             return self._summarise(inp, state)
         estimate = self._estimate(inp, state)
+        if state["phase"] == "reasons":  # the final step: the ranking is done, ask its reasons
+            state["phase"] = "comparing"
+            if inp.reasons and self._should_stop(estimate, state, inp.target):
+                self._ask_reasons(inp, state, ranked_top(estimate))
+                return self._outcome(inp, state, estimate)
         if inp.target > state["target_seen"] + 1e-9:
             # Refined: a higher target earns half a budget more calls.
             n = len(state["markets"])
@@ -122,8 +142,10 @@ class LLMStrategy:
         return self._outcome(inp, state, estimate)
 
     def _summarise(self, inp: StepInput, state: LLMState) -> StepOutcome:
-        snapshots = {s: snapshot_at(indicator_frame(c)) for s, c in inp.load_candles(state["markets"]).items()}
+        candles = inp.load_candles(state["markets"])
+        snapshots = {s: snapshot_at(indicator_frame(c)) for s, c in candles.items()}
         state.update({"phase": "comparing", "snapshots": snapshots,
+                      "facts": {s: candle_facts(c) for s, c in candles.items()},
                       "summaries": {s: market_summary(snap) for s, snap in snapshots.items()}})
         return StepOutcome(state=state, progress=SUMMARY_SHARE, confidence=0.0, done=False, result=[])
 
@@ -181,14 +203,32 @@ class LLMStrategy:
         state["log"] = state["log"] + [{"shown": list(v.shown), "ranking": list(v.ranking), "model": v.model}
                                        for v in verdicts]
 
+    def _ask_reasons(self, inp: StepInput, state: LLMState, ranked: list[str]) -> None:
+        """One call for a reason per top-K market; a judge that gives none leaves the ranking
+        complete, with why in `reasons_error` (its spend is counted all the same)."""
+        request = ReasonsRequest(ranked=tuple(ranked), question=inp.config.prompt,
+                                 summaries=tuple(state["summaries"][s] for s in ranked))
+        state["reasons_for"] = ranked
+        try:
+            if inp.judge is None:
+                raise JudgeUnavailable("no LLM judge is configured for this worker")
+            state["reasons"], _ = ask_reasons(inp.judge, request, model=inp.model)
+            state.pop("reasons_error", None)
+        except JudgeUnavailable as exc:
+            logger.warning("[%s seq=%s] the judge gave no reasons: %s", inp.analysis_id, inp.seq, exc)
+            state["reasons"], state["reasons_error"] = {}, str(exc)[:300]
+
     def _outcome(self, inp: StepInput, state: LLMState, estimate: Estimate) -> StepOutcome:
         confidence = round(estimate.expected_precision, 6)
         state["estimate"] = {"p_exact": round(estimate.p_exact, 6),
                              "first_bias": round(estimate.first_bias, 4),
                              "p_in_top_k": {s: round(p, 4) for s, p in estimate.p_in_top_k.items()}}
-        ranked = sorted(estimate.top_k, key=lambda s: (-estimate.strengths[s], s))
+        ranked = ranked_top(estimate)
         state["leaders"] = ranked[:3]
         done = self._should_stop(estimate, state, inp.target)
+        if done and inp.reasons and state.get("reasons_for") != ranked:
+            state["phase"] = "reasons"  # one more step asks the judge why (under the protocol)
+            done = False
         used = len(state["log"]) / max(state["budget"], 1)
         progress = SUMMARY_SHARE + (1 - SUMMARY_SHARE) * max(min(confidence / inp.target, 1.0), used)
         result = [{"rank": i + 1, "symbol": s, "score": round(estimate.strengths[s], 4),

@@ -21,11 +21,12 @@ reported one, the note says no steadier set exists in this data. (Looking furthe
 former design, asked a harder question and made the same answer look worse.)
 """
 
-from typing import NotRequired, cast
+from typing import NamedTuple, NotRequired, cast
 
 import numpy as np
 import pandas as pd
 
+from analysis.markets.facts import candle_facts
 from analysis.markets.indicators import indicator_frame, snapshot_at
 from analysis.models import RankingConfig, SharedState, StepOutcome
 from analysis.ranking.strategies.base import StepInput, target_not_reached
@@ -41,24 +42,71 @@ class ScoreState(SharedState):
     views: int                          # evaluation moments per market
     scores: dict[str, list[float]]      # market -> composite score per view, latest first
     snapshots: dict[str, dict[str, float]]
+    breakdown: NotRequired[dict[str, dict[str, list[float]]]]  # market -> latest_breakdown
+    facts: NotRequired[dict[str, dict[str, float]]]  # market -> candle_facts
     phase: str                          # 'scoring', then 'done'
     passes: int                         # 1, plus one per refine after completion
     ranking: NotRequired[str]           # 'steadiest' once a refine reported the steadiest set
 
 
-def composite_scores(frame: pd.DataFrame, views: int, kind: str) -> list[float]:
-    """The composite score at each of the last `views` candles, latest first."""
+# Each signal of the composite: (name, indicator column, weight); trend strength multiplies them.
+SIGNALS = (("trend", "ema_trend", 0.35), ("momentum", "rsi_14", 0.25), ("macd", "macd_hist", 0.25),
+           ("band", "bb_pctb", 0.15))
+STRENGTH = ("strength", "adx_14")
+COMPONENTS = tuple(name for name, _, _ in SIGNALS) + (STRENGTH[0],)
+
+
+class Part(NamedTuple):
+    """One component of the composite at each view (latest first): contribution = weight x normalised."""
+
+    normalised: np.ndarray
+    weight: np.ndarray
+    contribution: np.ndarray
+
+
+def contributions(frame: pd.DataFrame, views: int, kind: str) -> dict[str, Part]:
+    """Per component, at each of the last `views` candles (latest first): the normalised value
+    the composite uses, its weight, and its contribution. The score is the sum of the
+    contributions: half of each signal counts as it is, the other half scaled by trend strength,
+    and that scaled half is credited to trend strength (ADX)."""
     rows = frame.iloc[::-1].iloc[:views]
-    atr_share = (rows["atr_14"] / rows["close"]).clip(lower=1e-12)
-    trend = (rows["ema_trend"] / (3 * atr_share)).clip(-1, 1)
-    momentum = ((rows["rsi_14"] - 50) / 25).clip(-1, 1)
-    macd = (rows["macd_hist"] / rows["atr_14"].clip(lower=1e-300)).clip(-1, 1)
-    band = (2 * rows["bb_pctb"] - 1).clip(-1, 1)
-    strength = (rows["adx_14"] / 40).clip(0, 1)
-    score = (0.35 * trend + 0.25 * momentum + 0.25 * macd + 0.15 * band) * (0.5 + 0.5 * strength)
-    if kind == "exit":
-        score = -score
-    return [round(float(v), 6) for v in score.fillna(-1.0)]
+    col = {name: rows[name].to_numpy(dtype=float) for name in ("close", "atr_14", "ema_trend",
+                                                              "rsi_14", "macd_hist", "bb_pctb", "adx_14")}
+    atr_share = np.clip(col["atr_14"] / col["close"], 1e-12, None)
+    normalised = {
+        "trend": np.clip(col["ema_trend"] / (3 * atr_share), -1, 1),
+        "momentum": np.clip((col["rsi_14"] - 50) / 25, -1, 1),
+        "macd": np.clip(col["macd_hist"] / np.clip(col["atr_14"], 1e-300, None), -1, 1),
+        "band": np.clip(2 * col["bb_pctb"] - 1, -1, 1),
+        "strength": np.clip(col["adx_14"] / 40, 0, 1),
+    }
+    sign = -1.0 if kind == "exit" else 1.0
+    parts: dict[str, Part] = {}
+    for name, _, weight in SIGNALS:
+        w = np.full(len(rows), sign * 0.5 * weight)
+        parts[name] = Part(normalised[name], w, w * normalised[name])
+    w = sign * 0.5 * sum(weight * normalised[name] for name, _, weight in SIGNALS)
+    parts["strength"] = Part(normalised["strength"], w, w * normalised["strength"])
+    return parts
+
+
+def composite_scores(frame: pd.DataFrame, views: int, kind: str) -> list[float]:
+    """The composite score at each of the last `views` candles, latest first: the sum of
+    `contributions` (-1 where an indicator has no value yet)."""
+    return summed(contributions(frame, views, kind))
+
+
+def summed(parts: dict[str, Part]) -> list[float]:
+    """The scores `contributions` add up to, latest first, rounded to 6 decimals."""
+    score = cast(np.ndarray, sum(parts[name].contribution for name in COMPONENTS))
+    return [round(float(v), 6) if np.isfinite(v) else -1.0 for v in score]
+
+
+def latest_breakdown(parts: dict[str, Part]) -> dict[str, list[float]]:
+    """component -> [normalised, weight, contribution] at the latest candle of `contributions`,
+    the same numbers the score adds up (analysis/explain.py words them)."""
+    # 9 decimals: the sum stays within 3e-9 of the score's own (kept to 6), in half the bytes.
+    return {name: [round(float(v[0]), 9) for v in parts[name]] for name in COMPONENTS}
 
 
 def top_k_stability(scores: dict[str, list[float]], top: list[str], k: int) -> tuple[dict[str, float], float]:
@@ -91,12 +139,17 @@ class ScoreStrategy:
     def _score_batch(self, inp: StepInput, state: ScoreState) -> StepOutcome:
         batch, rest = state["pending"][: inp.config.batch_size], state["pending"][inp.config.batch_size:]
         scores, snapshots = dict(state["scores"]), dict(state["snapshots"])
+        breakdown, facts = dict(state.get("breakdown", {})), dict(state.get("facts", {}))
         for symbol, candles in inp.load_candles(batch).items():
             frame = indicator_frame(candles)
-            scores[symbol] = composite_scores(frame, state["views"], inp.config.kind)
+            parts = contributions(frame, state["views"], inp.config.kind)
+            scores[symbol] = summed(parts)
             snapshots[symbol] = snapshot_at(frame)
+            breakdown[symbol] = latest_breakdown(parts)
+            facts[symbol] = candle_facts(candles)
         leaders = sorted(scores, key=lambda s: (-scores[s][0], s))[:3]
-        state.update({"pending": rest, "scores": scores, "snapshots": snapshots, "leaders": leaders})
+        state.update({"pending": rest, "scores": scores, "snapshots": snapshots, "leaders": leaders,
+                      "breakdown": breakdown, "facts": facts})
         done_share = 1 - len(rest) / len(state["markets"])
         return StepOutcome(state=state, progress=SCORING_SHARE * done_share,
                            confidence=0.0, done=False, result=[])
