@@ -31,6 +31,12 @@
 | {p}steps:{minute}            | hash   | 2 hours                    | step outcomes in that minute (ok, failed, judge, data, ...) |
 | {p}alert:{cause}             | string | ALERT_THROTTLE_S           | an alert of that cause was sent (throttle) |
 | {p}health:level              | string | none                       | the health level admins were last told  |
+| {p}track:rec:{id}:{seq}      | string | TRACK_RETENTION_DAYS       | a pick record (JSON, immutable; docs/track-records-storage.md) |
+| {p}track:res:{id}:{seq}      | hash   | TRACK_RETENTION_DAYS       | its metrics per horizon (field = bars, JSON) |
+| {p}track:all                 | zset   | none; members older than the retention pruned | every record id by decision time t (ms) |
+| {p}track:group:{group}       | zset   | none; pruned likewise      | record ids of one (strategy, timeframe, source) by t |
+| {p}track:due                 | zset   | none; pruned likewise      | record ids not fully evaluated, by when to look again (s) |
+| {p}track:sched:{schedule}    | zset   | none; pruned likewise      | a schedule's record ids by t (turnover, previous run) |
 
 The `beat:` keys are written by celery-redbeat itself (tasks/celery_app.py gives it the prefix
 `beat_prefix()`); user schedules and their beat entries are removed together.
@@ -128,3 +134,21 @@ class Keys:
 
     def health_level(self) -> str:
         return f"{self.prefix}health:level"
+
+    def track_record(self, record_id: str) -> str:
+        return f"{self.prefix}track:rec:{record_id}"
+
+    def track_result(self, record_id: str) -> str:
+        return f"{self.prefix}track:res:{record_id}"
+
+    def track_all(self) -> str:
+        return f"{self.prefix}track:all"
+
+    def track_group(self, group: str) -> str:
+        return f"{self.prefix}track:group:{group}"
+
+    def track_due(self) -> str:
+        return f"{self.prefix}track:due"
+
+    def track_schedule(self, schedule_id: str) -> str:
+        return f"{self.prefix}track:sched:{schedule_id}"
