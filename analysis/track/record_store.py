@@ -17,10 +17,17 @@ import redis
 
 from analysis.db.keys import Keys
 from analysis.db.track_scripts import WRITE_RECORD, WriteRecord
-from analysis.engine.replies import text, texts
 from analysis.track.model import PickRecord, RecordMetrics
 
 DAY_S = 86400
+
+
+def text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def texts(values: Any) -> list[str]:
+    return [text(value) for value in values]
 
 
 def record_id(analysis_id: str, seq: int) -> str:
