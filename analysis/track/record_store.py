@@ -17,7 +17,7 @@ import redis
 
 from analysis.db.keys import Keys
 from analysis.db.track_scripts import WRITE_RECORD, WriteRecord
-from analysis.track.model import PickRecord, RecordMetrics
+from analysis.track.model import PickRecord
 
 DAY_S = 86400
 
@@ -84,16 +84,17 @@ class RecordStore:
                              ttl_s=self.retention_s, schedule=schedule)
         return answer.code == WriteRecord.OK
 
-    def save_results(self, record_id: str, results: dict[int, RecordMetrics],
+    def save_results(self, record_id: str, results: dict[int, dict],
                      next_due_s: float | None) -> None:
-        """Store metrics for some horizons; `next_due_s` is when to look again, None when every
+        """Store what some horizons scored (analysis/track/evaluate.py: the strategy's and the
+        baselines' metrics, the returns); `next_due_s` is when to look again, None when every
         horizon is scored (the record leaves the due index)."""
         k = self.keys
         with self.redis.pipeline() as pipe:  # MULTI: metrics and the due index move together
             if results:
                 pipe.hset(k.track_result(record_id),
-                          mapping={str(h): json.dumps(m.to_dict(), separators=(",", ":"))
-                                   for h, m in results.items()})
+                          mapping={str(h): json.dumps(r, separators=(",", ":"))
+                                   for h, r in results.items()})
                 pipe.expire(k.track_result(record_id), self.retention_s)
             if next_due_s is None:
                 pipe.zrem(k.track_due(), record_id)
@@ -115,17 +116,16 @@ class RecordStore:
         raws = self.redis.mget([self.keys.track_record(i) for i in ids])
         return [StoredRecord.from_json(raw) for raw in raws if raw]
 
-    def results(self, rid: str) -> dict[int, RecordMetrics]:
+    def results(self, rid: str) -> dict[int, dict]:
         raw = self.redis.hgetall(self.keys.track_result(rid))
-        return {int(text(h)): RecordMetrics.from_dict(json.loads(v)) for h, v in raw.items()}
+        return {int(text(h)): json.loads(v) for h, v in raw.items()}
 
-    def results_many(self, ids: list[str]) -> list[dict[int, RecordMetrics]]:
+    def results_many(self, ids: list[str]) -> list[dict[int, dict]]:
         with self.redis.pipeline(transaction=False) as pipe:
             for rid in ids:
                 pipe.hgetall(self.keys.track_result(rid))
             raws = pipe.execute()
-        return [{int(text(h)): RecordMetrics.from_dict(json.loads(v)) for h, v in raw.items()}
-                for raw in raws]
+        return [{int(text(h)): json.loads(v) for h, v in raw.items()} for raw in raws]
 
     def due_ids(self, now_s: float, limit: int = 500) -> list[str]:
         return texts(self.redis.zrangebyscore(self.keys.track_due(), "-inf", int(now_s),
