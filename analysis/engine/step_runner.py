@@ -255,7 +255,7 @@ def _run_step(rt: Runtime, tag: str, analysis_id: str, chain: str, seq: int, wor
     logger.info("%s commit: %s (progress %.2f, confidence %.3f, %.0f ms)", tag, commit.code.value,
                 outcome.progress, outcome.confidence, 1000 * (entry.finished_at - started))
     if commit.code == CommitStep.COMPLETED:
-        record_pick(rt, tag, analysis_id, seq, begun, outcome)
+        record_pick(rt, tag, analysis_id, seq, begun, outcome, now=entry.finished_at)
     committed = commit.code in (CommitStep.CONTINUE, CommitStep.COMPLETED, CommitStep.PAUSED)
     _count(rt, "ok" if committed else "lost", entry.finished_at)
     return StepReport(commit.code.value, outcome.progress, outcome.confidence,
@@ -263,7 +263,7 @@ def _run_step(rt: Runtime, tag: str, analysis_id: str, chain: str, seq: int, wor
 
 
 def record_pick(rt: Runtime, tag: str, analysis_id: str, seq: int, begun: BegunStep,
-                outcome: StepOutcome) -> None:
+                outcome: StepOutcome, *, now: float) -> None:
     """The completion's pick record (analysis/track/live_records.py). Only the attempt whose
     commit answered `completed` gets here, once per completion; the record is keyed by the
     committed seq, so a retried write changes nothing. A failure is logged, never the step's."""
@@ -276,7 +276,7 @@ def record_pick(rt: Runtime, tag: str, analysis_id: str, seq: int, begun: BegunS
             analysis_id, seq, config, outcome, model=resolve_model(begun.model, settings),
             schedule=gist.schedule if gist else "", horizons=settings.track_horizons,
             load=lambda symbols: rt.snapshots.load(
-                analysis_id, [s for s in symbols if s in in_snapshot]))
+                analysis_id, [s for s in symbols if s in in_snapshot]), now_s=now)
     except Exception:
         logger.exception("%s the pick record could not be written", tag)
 

@@ -27,6 +27,7 @@ from analysis.track.returns import exit_close_ms, forward_returns
 
 logger = logging.getLogger(__name__)
 MISSING_GRACE_BARS = 24
+MAX_RETRY_S = 86400
 MAX_BARS_READ = 5000  # the candle cache keeps about this many per market
 # (data source, symbol, timeframe, candles wanted) -> closed candles, or None when unavailable
 ReadCandles = Callable[[str, str, str, int], pd.DataFrame | None]
@@ -128,9 +129,9 @@ def next_look(stored: StoredRecord, left: list[int], now_s: float, retry_s: floa
     closes = exit_close_ms(stored.record.t, stored.record.timeframe, min(left)) / 1000
     if closes > now_s:
         return closes
-    # Closed but not all there: soon at first, then less often (a source that stopped, e.g. the
-    # demo data's fixed end, is not read every pass for ever).
-    return now_s + max(retry_s, (now_s - closes) / 4)
+    # Closed but not all there: soon at first, then less often, at least daily (a source that
+    # stopped, e.g. the demo data's fixed end, is not read every pass for ever).
+    return now_s + max(retry_s, min((now_s - closes) / 4, MAX_RETRY_S))
 
 
 def previous_top(store: RecordStore, stored: StoredRecord) -> list[str] | None:

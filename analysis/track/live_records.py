@@ -115,7 +115,8 @@ def since_previous(previous: StoredRecord, t_ms: int, load: LoadCandles) -> dict
 
 def write_completion_record(store: RecordStore, analysis_id: str, seq: int, config: RankingConfig,
                             outcome: StepOutcome, *, model: str, schedule: str,
-                            horizons: list[int], load: LoadCandles) -> StoredRecord | None:
+                            horizons: list[int], load: LoadCandles,
+                            now_s: float) -> StoredRecord | None:
     """Write the record of this completion (id `<analysis>:<seq>`); None when it was written
     already (a duplicate delivery cannot get here, but a retried write may)."""
     t_ms = decision_time_ms(config, load)
@@ -129,7 +130,7 @@ def write_completion_record(store: RecordStore, analysis_id: str, seq: int, conf
             if since is not None:
                 stored.extra["since_previous"] = since
     due_s = exit_close_ms(t_ms, config.timeframe, min(horizons)) / 1000
-    if not store.write(stored, due_s=due_s):
+    if not store.write(stored, due_s=due_s, now_s=now_s):
         return None
     logger.info("[%s seq=%s] pick record %s written: t=%s, %d markets, top %d (%s)", analysis_id,
                 seq, stored.id, pd.Timestamp(t_ms, unit="ms", tz="UTC").isoformat(),

@@ -2,9 +2,12 @@
 
 One string per record (`track:rec:<analysis id>:<seq>`, JSON, written once by WRITE_RECORD with
 the retention as its TTL) and one hash of its metrics per horizon (`track:res:...`); sorted sets
-find them: every record by decision time t, a group's records (strategy, timeframe, source) by t,
-a schedule's records by t, and the records not fully evaluated by when to look at them again.
-Records outlive their analyses; pruning by retention is a range delete on the sorted sets by t.
+find them: every record by when it was written, a group's records (strategy, timeframe, source)
+by decision time t, a schedule's records by t, and the records not fully evaluated by when to look
+at them again. Records outlive their analyses. Retention counts from the write (a ranking of old
+csv candles is kept as long as a live one): the evaluation pass prunes records written more than
+TRACK_RETENTION_DAYS ago from every index; their keys' TTL (two days longer, so the pass can
+still read which indexes hold them) removes them even if no pass runs.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from analysis.db.track_scripts import WRITE_RECORD, WriteRecord
 from analysis.track.model import PickRecord
 
 DAY_S = 86400
+TTL_MARGIN_S = 2 * DAY_S
 
 
 def text(value: Any) -> str:
@@ -74,14 +78,15 @@ class RecordStore:
         self._write = WRITE_RECORD.bind(client)
 
     # --- writing ----------------------------------------------------------------------------
-    def write(self, stored: StoredRecord, *, due_s: float) -> bool:
+    def write(self, stored: StoredRecord, *, due_s: float, now_s: float) -> bool:
         """Write the record and its indexes once; False when it exists already (a duplicate)."""
         k, schedule = self.keys, stored.record.schedule_id or ""
         answer = self._write(record=k.track_record(stored.id), all_index=k.track_all(),
                              group_index=k.track_group(stored.group), due=k.track_due(),
                              schedule_index=k.track_schedule(schedule), id=stored.id,
-                             doc=stored.to_json(), t_ms=stored.record.t, due_s=int(due_s),
-                             ttl_s=self.retention_s, schedule=schedule)
+                             doc=stored.to_json(), t_ms=stored.record.t, written_s=int(now_s),
+                             due_s=int(due_s), ttl_s=self.retention_s + TTL_MARGIN_S,
+                             schedule=schedule)
         return answer.code == WriteRecord.OK
 
     def save_results(self, record_id: str, results: dict[int, dict],
@@ -95,7 +100,7 @@ class RecordStore:
                 pipe.hset(k.track_result(record_id),
                           mapping={str(h): json.dumps(r, separators=(",", ":"))
                                    for h, r in results.items()})
-                pipe.expire(k.track_result(record_id), self.retention_s)
+                pipe.expire(k.track_result(record_id), self.retention_s + TTL_MARGIN_S)
             if next_due_s is None:
                 pipe.zrem(k.track_due(), record_id)
             else:
@@ -151,18 +156,19 @@ class RecordStore:
 
     # --- retention --------------------------------------------------------------------------
     def prune(self, now_s: float) -> int:
-        """Drop records whose decision time is older than the retention, with their metrics and
-        index entries; answers how many went."""
-        k, cutoff_ms = self.keys, int((now_s - self.retention_s) * 1000)
-        old = texts(self.redis.zrangebyscore(k.track_all(), "-inf", cutoff_ms))
+        """Drop records written more than the retention ago, with their metrics and index
+        entries; answers how many went."""
+        k = self.keys
+        old = texts(self.redis.zrangebyscore(k.track_all(), "-inf", int(now_s - self.retention_s)))
         if not old:
             return 0
         stored = self.get_many(old)
         with self.redis.pipeline() as pipe:
             for group in {s.group for s in stored}:
-                pipe.zremrangebyscore(k.track_group(group), "-inf", cutoff_ms)
+                pipe.zrem(k.track_group(group), *[s.id for s in stored if s.group == group])
             for schedule in {s.record.schedule_id for s in stored if s.record.schedule_id}:
-                pipe.zremrangebyscore(k.track_schedule(schedule), "-inf", cutoff_ms)
+                pipe.zrem(k.track_schedule(schedule),
+                          *[s.id for s in stored if s.record.schedule_id == schedule])
             pipe.zrem(k.track_due(), *old)
             pipe.zrem(k.track_all(), *old)
             pipe.delete(*[k.track_record(i) for i in old], *[k.track_result(i) for i in old])
