@@ -24,7 +24,7 @@
 | {p}schedule:{id}             | hash   | none: until removed        | a recurring analysis (analysis/schedules.py) |
 | {p}schedules                 | zset   | none                       | every schedule by creation time         |
 | {p}schedules:{owner}         | zset   | none                       | the owner's schedules by creation time  |
-| {p}beat:{entry}              | hash   | none: until removed        | celery-redbeat's entry (definition, meta); entries `watchdog`, `schedule:{id}` |
+| {p}beat:{entry}              | hash   | none: until removed        | celery-redbeat's entry (definition, meta); entries `watchdog`, `track`, `schedule:{id}` |
 | {p}beat::schedule            | zset   | none                       | celery-redbeat: entry keys by next due time (UTC epoch) |
 | {p}beat::lock                | string | 5 x BEAT_MAX_LOOP_S, renewed | celery-redbeat: the one beat allowed to fire |
 | {p}beat::statics             | set    | none                       | celery-redbeat: names of the static entries (watchdog) |
