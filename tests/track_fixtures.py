@@ -49,3 +49,40 @@ def run_to_completion(service, queue, runtime, config, actor):
     gist = service.start(config, actor)
     queue.drain(runtime)
     return wait_for_status(service, gist.id, actor, ["COMPLETED"], timeout=5)
+
+
+def forward_return(frame: pd.DataFrame, row: int, bars: int) -> float:
+    """The return a record decided after candle `row - 1` earns `bars` ahead (entry at row)."""
+    return float(frame["close"].iloc[row + bars] / frame["close"].iloc[row] - 1)
+
+
+def seed_scored_records(records, source: str, *, n: int, every_bars: int, rank_by,
+                        start_row: int = 100, k: int = 3, horizons=(1, 4, 24)) -> list:
+    """`n` pick records of the `score` group of `source` (a csv folder holding every candle),
+    decided every `every_bars` bars and ranked by `rank_by(frame, row) -> score`, then scored by
+    the real evaluation pass."""
+    import time
+    import uuid
+
+    from analysis.models import source_name
+    from analysis.track.evaluate import evaluate_due
+    from analysis.track.model import PickRecord, Ranked
+    from analysis.track.record_store import StoredRecord, group_name
+
+    full = {s: series(s) for s in MARKETS}
+    seeded, tag = [], uuid.uuid4().hex[:8]
+    for i in range(n):
+        row = start_row + i * every_bars
+        values = {s: rank_by(full[s], row) for s in MARKETS}
+        order = sorted(MARKETS, key=lambda s: (-values[s], s))
+        record = PickRecord(t=decision_t_ms(row), timeframe="1h", source=source_name(source),
+                            strategy="score", model=None, k=k, analysis_id=f"seed{tag}",
+                            schedule_id=None,
+                            universe=tuple(Ranked(s, round(values[s], 6), j + 1) for j, s in enumerate(order)))
+        stored = StoredRecord(id=f"seed{tag}:{i}", record=record, data_source=source, kind="rank",
+                              group=group_name("score", "1h", source_name(source)))
+        assert records.write(stored, due_s=0, now_s=time.time())
+        seeded.append(stored)
+    evaluate_due(records, list(horizons), time.time(), retry_s=60, limit=n + 100)
+    assert all(len(records.results(s.id)) == len(horizons) for s in seeded)
+    return seeded
