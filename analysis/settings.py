@@ -197,9 +197,11 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             parts = [part.strip() for part in value.split(",") if part.strip()]
             bad = [part for part in parts if not part.isdigit()]
-            if bad or not parts:
+            if not parts:
+                raise ValueError("give at least one horizon in bars, e.g. 1,4,24")
+            if bad:
                 raise ValueError(f"give whole numbers of bars separated by commas, e.g. 1,4,24 "
-                                 f"(not {bad[0] if bad else 'nothing'!r})")
+                                 f"(not {bad[0]!r})")
             value = [int(part) for part in parts]
         if isinstance(value, (list, tuple)):
             if not value or any(not isinstance(h, int) or not 1 <= h <= 500 for h in value):

@@ -8,7 +8,7 @@ import pytest
 
 from analysis.track.evaluate import evaluate_due
 from analysis.track.record_store import RecordStore
-from tests.track_fixtures import (DECISION_ROW, MARKETS, csv_config, run_to_completion, series,
+from tests.track_fixtures import (DECISION_ROW, MARKETS, csv_config, decision_t_ms, run_to_completion, series,
                                   write_folder)
 
 HORIZONS = [1, 4, 24]
@@ -82,3 +82,47 @@ def test_a_market_without_candles_after_t_is_counted_and_flagged_not_dropped(
     rec = records.get(rid).record
     assert len(scored[1]["returns"]) == len(MARKETS)
     assert scored[1]["returns"][rec.symbols().index("DOT/USDT")] == 0.0  # its last close, flat
+
+
+def test_beat_sends_the_pass_on_its_own_queue_and_a_worker_of_it_scores_due_records(
+        tmp_path, settings, local_service, queue, runtime, actor, records, worker_log_dir, llm_server):
+    from tasks.celery_app import TRACK_EVALUATE_TASK, TRACK_QUEUE, STEP_QUEUE, app
+    from tests.conftest import wait_until, worker_env
+    from tests.servers import Worker
+
+    entry = app.conf.beat_schedule["track"]
+    assert entry["task"] == TRACK_EVALUATE_TASK and entry["options"]["queue"] == TRACK_QUEUE
+    assert TRACK_QUEUE != STEP_QUEUE
+    full = {s: series(s) for s in MARKETS}
+    source = write_folder(tmp_path / "beat", {s: f.iloc[:DECISION_ROW + 30] for s, f in full.items()})
+    config = csv_config(settings, source, t_ms=decision_t_ms())
+    done = run_to_completion(local_service, queue, runtime, config, actor)
+    rid = f"{done.id}:{done.seq}"
+    app.send_task(TRACK_EVALUATE_TASK)  # what beat sends: routed to the track queue
+    assert runtime.redis.llen(TRACK_QUEUE) == 1
+    track_worker = Worker(worker_env(llm_server), "track", concurrency=1, log_dir=worker_log_dir,
+                          queues=TRACK_QUEUE).start()
+    try:
+        wait_until(lambda: sorted(records.results(rid)) == HORIZONS, timeout=30,
+                   message="the pass to score the record")
+    finally:
+        track_worker.stop()
+    assert runtime.redis.zscore(runtime.keys.track_due(), rid) is None
+
+
+def test_the_record_script_header_names_its_declared_keys_and_argv():
+    from analysis.db.track_scripts import TRACK_SCRIPTS
+    from tests.test_lua_scripts import header_names
+
+    for script in TRACK_SCRIPTS:
+        assert header_names(script) == (list(script.keys), list(script.argv))
+
+
+@pytest.mark.parametrize("value, problem", [("1,x", "give whole numbers of bars"),
+                                            ("0,4", "from 1 to 500"), ("", "at least one horizon")])
+def test_a_bad_track_horizons_setting_says_what_is_wrong(value, problem):
+    from pydantic import ValidationError
+
+    from analysis.settings import Settings
+    with pytest.raises(ValidationError, match=problem):
+        Settings(track_horizons=value)

@@ -17,7 +17,7 @@ WRITE_RECORD = Script("WRITE_RECORD", answers=WriteRecord, keys=(
     "id", "doc", "t_ms", "written_s", "due_s", "ttl_s", "schedule",
 ), source="""
 -- KEYS[1] record  KEYS[2] all_index  KEYS[3] group_index  KEYS[4] due
--- KEYS[5] schedule_index (untouched when ARGV[6] is '')
+-- KEYS[5] schedule_index (untouched without a schedule)
 -- ARGV[1] id (the record id, '<analysis id>:<seq>')  ARGV[2] doc (the record, JSON)
 -- ARGV[3] t_ms (decision time)  ARGV[4] written_s (now: retention counts from here)
 -- ARGV[5] due_s (when its first horizon closes)  ARGV[6] ttl_s  ARGV[7] schedule ('' for none)
