@@ -122,3 +122,25 @@ def test_the_llm_universe_is_ranked_by_the_judge_model_strengths():
     result = [{"rank": 1, "symbol": "B/USDT", "score": 2.0}, {"rank": 2, "symbol": "D/USDT", "score": 0.5}]
     assert [(m.symbol, m.rank) for m in universe_of(config, state, result)] == \
         [("B/USDT", 1), ("D/USDT", 2), ("A/USDT", 3), ("C/USDT", 4)]
+
+
+@pytest.mark.usefixtures("worker")
+def test_an_llm_analysis_records_its_judge_model_and_ranks_every_market(
+        llm_server, runtime, service, actor, records):
+    from analysis.config_factory import RankingConfigFactory
+    from tests.helpers import wait_for_status
+
+    strengths = {s: float(len(MARKETS) - i) for i, s in enumerate(MARKETS)}
+    llm_server.reset()
+    llm_server.set_strengths(strengths)
+    try:
+        factory = RankingConfigFactory(runtime.settings, runtime.provider, llm_configured=True)
+        config = factory.create_ranking_config(symbols=list(MARKETS), top_k=2, strategy="llm",
+                                               prompt="steady uptrends", target=0.9)
+        done = wait_for_status(service, service.start(config, actor).id, actor, ["COMPLETED"])
+    finally:
+        llm_server.set_strengths({})
+    rec = record_of(records, done).record
+    assert (rec.strategy, rec.model, rec.k) == ("llm", "judge-small", 2)  # the workers' OPENAI_MODEL
+    assert rec.top() == [item.symbol for item in done.result]
+    assert rec.symbols() == list(MARKETS)  # the judge's strengths order every market
