@@ -97,6 +97,13 @@ def test_a_scheduled_run_says_how_the_previous_runs_top_k_did_since(
     assert track.previous_run_line(gists[1]) == \
         f"previous top 3: {top * 100:+.2f}%, universe {np.mean(list(since.values())) * 100:+.2f}%"
     assert track.previous_run_line(gists[1]) in track.card_lines(gists[1])
+    # turnover: against the previous record of the same schedule (the first has none)
+    import time
+    from analysis.track.evaluate import evaluate_due
+    evaluate_due(track.store, [1, 4, 24], time.time(), retry_s=60)
+    second = track.record_of(gists[1]).record
+    turnover = [track.store.results(track.record_of(g).id)[1]["score"]["turnover"] for g in gists]
+    assert turnover == [None, 1 - len(set(first.top()) & set(second.top())) / 3]
 
 
 def test_track_json_gives_every_horizon_with_intervals_and_baselines(
@@ -121,3 +128,10 @@ def test_track_json_gives_every_horizon_with_intervals_and_baselines(
 def test_track_refuses_what_is_neither_a_strategy_nor_a_timeframe(capsys):
     assert cli_main(["track", "banana"]) == 2
     assert capsys.readouterr().err.startswith("error: 'banana' is neither a strategy")
+
+
+def test_a_demo_card_says_demo_picks_are_never_scored(local_service, queue, runtime, factory, actor, track):
+    done = run_to_completion(local_service, queue, runtime,
+                             factory.create_ranking_config(markets=5, top_k=2), actor)
+    assert done.demo
+    assert track.card_line(done).startswith("Track record: none on demo data")

@@ -144,6 +144,9 @@ class TrackService:
         """'Track record (score · 1h · 24h ahead, 212 picks): top 10 beat the universe by
         +0.41% ± 0.30%; IC 0.05', or 'not enough history yet (12 of 30)'."""
         config = gist.config
+        if gist.demo:
+            return ("Track record: none on demo data (its candles end at a fixed moment, so no "
+                    "pick is ever scored)")
         group = group_name(strategy_label(config), config.timeframe, source_name(config.data_source))
         h = max(self.horizons)
         ahead = duration(h * TIMEFRAMES[config.timeframe])
