@@ -58,6 +58,12 @@ bench: $(STAMP) redis-server
 	$(BIN)/python -m bench.tap_bench
 	$(BIN)/python -m bench.live_data_bench
 	$(BIN)/python -m bench.market_choice_bench
+	$(BIN)/python -m bench.track_bench
+
+# The track record's replay, record size and Redis per 1,000 records (docs/track-record.md).
+.PHONY: bench-track
+bench-track: $(STAMP) redis-server
+	$(BIN)/python -m bench.track_bench
 
 bench-ranking: $(STAMP)
 	$(BIN)/python -m bench.ranking_bench

@@ -67,7 +67,7 @@ def write_records(records, source: str, markets: int) -> list:
 
 
 def measure(client, keys, markets: int) -> dict[str, float]:
-    from analysis.track.evaluate import evaluate_due
+    from analysis.track.live_evaluate import evaluate_due
     from analysis.track.record_store import RecordStore
 
     client.flushall()

@@ -18,7 +18,9 @@ from analysis.models import Gist
 from analysis.redaction import url_without_password
 from analysis.service import Actor, AnalysisService
 from analysis.settings import get_settings
-from tasks import cli_schedule, cli_track_view
+from tasks import cli_schedule
+from tasks import cli_track
+from tasks import cli_track_view
 from tasks.dispatcher import CeleryDispatcher
 from tasks.ops import default_ops
 
@@ -86,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     markets.add_argument("--timeframe", default="1h", help=f"{', '.join(TIMEFRAMES)} (default 1h)")
     markets.add_argument("--limit", type=positive_int, default=100, help="show the N most traded (default 100)")
     cli_schedule.add_parser(sub, add_start_options)
+    cli_track.add_parser(sub)
     cli_track_view.add_parser(sub)
     return parser
 
@@ -117,7 +120,7 @@ def add_start_options(start: argparse.ArgumentParser) -> None:
 
 
 # Listing markets reads no analysis; only a live exchange's candle cache lives in Redis.
-NEEDS_NO_REDIS = {"markets"}
+NEEDS_NO_REDIS = {"markets", "backtest"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -199,6 +202,8 @@ def run_command(args: argparse.Namespace, runtime: Runtime, service: AnalysisSer
         return follow(service, gist.id, actor) if args.wait else 0
     if command == "schedule":
         return cli_schedule.run(args, runtime, actor)
+    if command == "backtest":
+        return cli_track.run(args, runtime.settings)
     if command == "track":
         return cli_track_view.run(args, runtime)
     if command == "status":

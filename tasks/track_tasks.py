@@ -1,11 +1,11 @@
 """`marketrank.track_evaluate` (Celery beat, every TRACK_EVAL_INTERVAL_S, on its own queue
 `marketrank.track` so a pass never delays a step nor the watchdog): scores the pick records whose
-horizons have closed and prunes those past their retention (analysis/track/evaluate.py)."""
+horizons have closed and prunes those past their retention (analysis/track/live_evaluate.py)."""
 
 import logging
 import time
 
-from analysis.track.evaluate import evaluate_due
+from analysis.track.live_evaluate import evaluate_due
 from analysis.track.record_store import RecordStore
 from tasks.celery_app import TRACK_EVALUATE_TASK, app
 from tasks.runtime import get_runtime

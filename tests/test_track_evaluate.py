@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from analysis.track.evaluate import evaluate_due
+from analysis.track.live_evaluate import evaluate_due
 from analysis.track.record_store import RecordStore
 from tests.track_fixtures import (DECISION_ROW, MARKETS, csv_config, decision_t_ms, run_to_completion, series,
                                   write_folder)

@@ -99,7 +99,7 @@ def test_a_scheduled_run_says_how_the_previous_runs_top_k_did_since(
     assert track.previous_run_line(gists[1]) in track.card_lines(gists[1])
     # turnover: against the previous record of the same schedule (the first has none)
     import time
-    from analysis.track.evaluate import evaluate_due
+    from analysis.track.live_evaluate import evaluate_due
     evaluate_due(track.store, [1, 4, 24], time.time(), retry_s=60)
     second = track.record_of(gists[1]).record
     turnover = [track.store.results(track.record_of(g).id)[1]["score"]["turnover"] for g in gists]

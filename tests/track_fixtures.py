@@ -65,7 +65,7 @@ def seed_scored_records(records, source: str, *, n: int, every_bars: int, rank_b
     import uuid
 
     from analysis.models import source_name
-    from analysis.track.evaluate import evaluate_due
+    from analysis.track.live_evaluate import evaluate_due
     from analysis.track.model import PickRecord, Ranked
     from analysis.track.record_store import StoredRecord, group_name
 

@@ -49,7 +49,7 @@ def summarize(values: Sequence[float], times_ms: Sequence[int], *, metric: str, 
     mean = float(x.mean()) if n else float("nan")
     std = float(x.std(ddof=1)) if n > 1 else float("nan")
     half = t_quantile_975(n_ind - 1) * std / np.sqrt(n_ind) if n_ind > 1 else float("nan")
-    icir = mean / std if n > 1 and std > 0 else None
+    icir = mean / std if metric == "ic" and n > 1 and std > 0 else None
     return Summary(metric=metric, horizon=horizon, mean=mean, ci95_low=mean - half,
                    ci95_high=mean + half, icir=icir, n=n, n_independent=n_ind, method=METHOD,
                    enough=n_ind >= MIN_INDEPENDENT)

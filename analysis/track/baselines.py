@@ -9,12 +9,13 @@ Each baseline is a PickRecord of the same decision (same t, universe, K), so it 
 same returns, metrics and aggregation as the strategy. Only candles closed by `t` are read.
 """
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 
+from analysis.track.metrics import average_ranks
 from analysis.track.model import PickRecord, Ranked
 from analysis.track.returns import ForwardReturns
 
@@ -25,23 +26,18 @@ BASELINES = ("volume", "momentum")
 def closed_by(frame: pd.DataFrame | None, t: int, step_ms: int) -> pd.DataFrame:
     """The candles of `frame` that had closed by `t` (ms)."""
     if frame is None:
-        return pd.DataFrame(columns=["close", "volume"])
+        return pd.DataFrame(columns=["close", "volume"], dtype=float)
     return frame[frame.index.as_unit("ms").asi8 + step_ms <= t]
 
 
-def trailing_quote_volume(frame: pd.DataFrame) -> float:
-    recent = frame.iloc[-TRAILING_BARS:]
-    return float((recent["close"] * recent["volume"]).sum())
-
-
-def trailing_return(frame: pd.DataFrame) -> float:
-    if len(frame) <= TRAILING_BARS:
-        return float("nan")
-    return float(frame["close"].iloc[-1] / frame["close"].iloc[-1 - TRAILING_BARS] - 1.0)
-
-
-MEASURES: dict[str, Callable[[pd.DataFrame], float]] = {
-    "volume": trailing_quote_volume, "momentum": trailing_return}
+def trailing_series(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per candle, each baseline's value as of that candle's close (causal: rolling windows
+    ending at the row). The one rule for both the live records and the replay."""
+    quote = frame["close"] * frame["volume"]
+    return pd.DataFrame({
+        "volume": quote.rolling(TRAILING_BARS, min_periods=1).sum(),
+        "momentum": frame["close"] / frame["close"].shift(TRAILING_BARS) - 1.0,
+    }, index=frame.index)
 
 
 def ranked_by(record: PickRecord, values: Mapping[str, float], name: str) -> PickRecord:
@@ -58,37 +54,34 @@ def ranked_by(record: PickRecord, values: Mapping[str, float], name: str) -> Pic
 def baseline_record(record: PickRecord, name: str, candles: Mapping[str, pd.DataFrame],
                     step_ms: int) -> PickRecord:
     """The record the baseline `name` (volume or momentum) would have made at `record.t`."""
-    measure = MEASURES[name]
-    values = {s: measure(closed_by(candles.get(s), record.t, step_ms)) for s in record.symbols()}
+    values = {}
+    for symbol in record.symbols():
+        seen = closed_by(candles.get(symbol), record.t, step_ms)
+        values[symbol] = float(trailing_series(seen)[name].iloc[-1]) if len(seen) else float("nan")
     return ranked_by(record, values, name)
 
 
-def random_interval(records: Sequence[PickRecord], returns: Sequence[ForwardReturns], *,
-                    metric: str = "top_k_excess", draws: int = 200, seed: int = 0
-                    ) -> tuple[float, float]:
-    """The 95% permutation interval of `metric`'s mean over `records` for a ranking drawn at
-    random at each record ('top_k_excess', 'hit_rate' or 'ic')."""
+def random_intervals(records: Sequence[PickRecord], returns: Sequence[ForwardReturns], *,
+                     draws: int = 200, seed: int = 0) -> dict[str, tuple[float, float]]:
+    """The 95% permutation interval of the mean over `records` of 'ic', 'top_k_excess' and
+    'hit_rate' for a ranking drawn at random at each record (what luck alone gives)."""
     rng = np.random.default_rng(seed)
-    totals = np.zeros(draws)
+    totals = {name: np.zeros(draws) for name in ("ic", "top_k_excess", "hit_rate")}
     for record, ret in zip(records, returns):
         r = np.array([ret.returns[s] for s in record.symbols()])
-        order = np.argsort(rng.random((draws, len(r))), axis=1)  # a random ranking per draw
-        drawn = r[order]
-        if metric == "top_k_excess":
-            totals += drawn[:, : record.k].mean(axis=1) - r.mean()
-        elif metric == "hit_rate":
-            totals += (drawn[:, : record.k] > np.median(r)).mean(axis=1)
-        elif metric == "ic":
-            totals += _rank_correlations(r, order)
-        else:
-            raise ValueError(f"no random baseline for {metric!r}")
-    means = totals / max(1, len(records))
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+        orders = np.argsort(rng.random((draws, len(r))), axis=1)  # a random ranking per draw
+        top = r[orders[:, : record.k]]
+        totals["top_k_excess"] += top.mean(axis=1) - r.mean()
+        totals["hit_rate"] += (top > np.median(r)).mean(axis=1)
+        totals["ic"] += _rank_correlations(r, orders)
+    n = max(1, len(records))
+    return {name: (float(np.percentile(t / n, 2.5)), float(np.percentile(t / n, 97.5)))
+            for name, t in totals.items()}
 
 
 def _rank_correlations(r: np.ndarray, orders: np.ndarray) -> np.ndarray:
     """Spearman(ranking best first, r) for each row of `orders` (a ranking as indices into r)."""
-    ry = pd.Series(r).rank().to_numpy()[orders]  # r's ranks, in each ranking's order
+    ry = average_ranks(r)[orders]  # r's ranks, in each ranking's order
     best_first = -np.arange(len(r), dtype=float)
     a, b = best_first - best_first.mean(), ry - ry.mean(axis=1, keepdims=True)
     norm = np.sqrt((a**2).sum() * (b**2).sum(axis=1))

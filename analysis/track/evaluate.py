@@ -1,160 +1,62 @@
-"""The evaluation pass (Celery beat, tasks/track_tasks.py): scores the pick records whose horizons
-have closed, from closed candles only, and prunes records past their retention.
+"""Records -> per-record metrics, the baselines on the same records, and their summaries.
 
-Candles come from the record's own data source (`provider_from_spec`): the shared candle cache for
-live sources (one read per market and timeframe per pass, whatever the number of records that
-need it, within the exchange's rate limit), the files for `csv:`. A horizon is scored only when
-every market of the universe has its candle at the exit; a market still without one `MISSING_GRACE_BARS`
-after the exit closed (delisted, halted) is priced at its last close and flagged, as returns.py
-does. Otherwise the record is looked at again later: never scored on partial data.
+One pass for a list of records of one (strategy, timeframe, source): what the replay prints and
+what a track table is made of. Baseline records are re-rankings of each record (baselines.py).
 """
 
-from __future__ import annotations
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
-import logging
-from collections.abc import Callable
-from dataclasses import dataclass
-
-import pandas as pd
-
-from analysis.errors import AnalysisError
-from analysis.markets.base import TIMEFRAMES
-from analysis.markets.registry import provider_from_spec
-from analysis.track.baselines import BASELINES, TRAILING_BARS, baseline_record
+from analysis.track.aggregate import METRICS, summarize
+from analysis.track.baselines import random_intervals, ranked_by
 from analysis.track.metrics import record_metrics
-from analysis.track.record_store import RecordStore, StoredRecord
-from analysis.track.returns import exit_close_ms, forward_returns
-
-logger = logging.getLogger(__name__)
-MISSING_GRACE_BARS = 24
-MAX_RETRY_S = 86400
-MAX_BARS_READ = 5000  # the candle cache keeps about this many per market
-# (data source, symbol, timeframe, candles wanted) -> closed candles, or None when unavailable
-ReadCandles = Callable[[str, str, str, int], pd.DataFrame | None]
-
-
-def read_from_source(data_source: str, symbol: str, timeframe: str, limit: int) -> pd.DataFrame | None:
-    """The newest `limit` closed candles of a market from its source; None when it has none."""
-    try:
-        return provider_from_spec(data_source).candles(symbol, timeframe, limit)
-    except AnalysisError as exc:
-        logger.info("track: no %s %s candles from %s (%s)", symbol, timeframe, data_source, exc)
-        return None
-
+from analysis.track.model import PickRecord, RecordMetrics, Summary
+from analysis.track.returns import Closes, ForwardReturns, forward_returns_of
 
 @dataclass
-class PassCounts:
-    scored: int = 0      # horizons scored in this pass
-    finished: int = 0    # records with every horizon scored
-    waiting: int = 0     # records whose next horizon's candles are not all there yet
-    pruned: int = 0
+class Evaluation:
+    """Everything the track table shows, per ranking ('score', 'volume', 'momentum') and horizon."""
 
-    def as_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
-
-
-def newest_open_ms(frame: pd.DataFrame | None) -> int:
-    return int(frame.index[-1].value // 10**6) if frame is not None and len(frame) else -1
+    records: list[PickRecord]
+    metrics: dict[str, dict[int, list[RecordMetrics]]] = field(default_factory=dict)
+    summaries: dict[str, dict[int, dict[str, Summary]]] = field(default_factory=dict)
+    random: dict[int, dict[str, tuple[float, float]]] = field(default_factory=dict)
 
 
-def ready_horizons(stored: StoredRecord, frames: dict[str, pd.DataFrame | None],
-                   horizons: list[int], now_ms: int) -> list[int]:
-    """The horizons that can be scored now: the exit bar has closed and every market has its
-    candle there, or the exit closed MISSING_GRACE_BARS ago and most markets have it."""
-    rec = stored.record
-    step_ms = TIMEFRAMES[rec.timeframe] * 1000
-    ready = []
+def evaluate(records: Sequence[PickRecord], closes: Mapping[str, Closes], horizons: Sequence[int],
+             known_until: int, *, baselines: Sequence[Mapping[str, Mapping[str, float]]] = (),
+             random_draws: int = 200, seed: int = 0) -> Evaluation:
+    """Score `records` (oldest first) at each horizon complete by `known_until`; `baselines[i]`
+    holds each baseline's value per market at record i (replay.decide, or live candles)."""
+    result = Evaluation(records=list(records))
+    rankings: dict[str, list[PickRecord]] = {"score": list(records)}
+    for i, values in enumerate(baselines):
+        for name, by_symbol in values.items():
+            rankings.setdefault(name, []).append(ranked_by(records[i], by_symbol, name))
+    returns: dict[int, list[tuple[PickRecord, ForwardReturns]]] = {h: [] for h in horizons}
+    for record in records:
+        for h, ret in forward_returns_of(record, closes, horizons, known_until).items():
+            returns[h].append((record, ret))
+    for name, ranked in rankings.items():
+        by_t = {r.t: r for r in ranked}
+        result.metrics[name] = {}
+        for h in horizons:
+            rows, previous = [], None
+            for record, ret in returns[h]:
+                mine = by_t[record.t]
+                rows.append(record_metrics(mine, ret, previous))
+                previous = mine.top()
+            result.metrics[name][h] = rows
+        result.summaries[name] = {h: summaries(rows, h, records[0].timeframe if records else "1h")
+                                  for h, rows in result.metrics[name].items()}
     for h in horizons:
-        exit_open = rec.t + h * step_ms
-        if exit_close_ms(rec.t, rec.timeframe, h) > now_ms:
-            continue
-        have = sum(1 for s in rec.symbols() if newest_open_ms(frames.get(s)) >= exit_open)
-        late = now_ms >= exit_close_ms(rec.t, rec.timeframe, h) + MISSING_GRACE_BARS * step_ms
-        if have == len(rec.symbols()) or (late and have * 2 > len(rec.symbols())):
-            ready.append(h)
-    return ready
+        pairs = returns[h]
+        result.random[h] = random_intervals([r for r, _ in pairs], [x for _, x in pairs],
+                                            draws=random_draws, seed=seed) if pairs else {}
+    return result
 
 
-def score_record(stored: StoredRecord, frames: dict[str, pd.DataFrame | None], horizons: list[int],
-                 now_ms: int, previous_top: list[str] | None) -> dict[int, dict]:
-    """Per ready horizon: the strategy's metrics, the volume and momentum baselines' on the same
-    decision, and the universe's returns (in rank order, for the random baseline)."""
-    rec = stored.record
-    candles = {s: f for s, f in frames.items() if f is not None}
-    step_ms = TIMEFRAMES[rec.timeframe] * 1000
-    returns = forward_returns(rec, candles, horizons, now_ms)
-    baselines = {name: baseline_record(rec, name, candles, step_ms) for name in BASELINES}
-    scored = {}
-    for h, ret in returns.items():
-        scored[h] = {"score": record_metrics(rec, ret, previous_top).to_dict(),
-                     **{name: record_metrics(b, ret).to_dict() for name, b in baselines.items()},
-                     "returns": [round(ret.returns[s], 6) for s in rec.symbols()]}
-    return scored
-
-
-def evaluate_due(store: RecordStore, horizons: list[int], now_s: float, *, retry_s: float,
-                 read: ReadCandles = read_from_source, limit: int = 500) -> PassCounts:
-    """One pass: score what has closed among the due records, postpone the rest, prune."""
-    counts = PassCounts(pruned=store.prune(now_s))
-    now_ms = int(now_s * 1000)
-    ids = store.due_ids(now_s, limit)
-    records = {s.id: s for s in store.get_many(ids)}
-    for gone in set(ids) - set(records):  # expired with its retention: nothing to score
-        store.save_results(gone, {}, None)
-    frames = read_candles(list(records.values()), now_ms, read)
-    for stored in records.values():
-        done = set(store.results(stored.id))
-        todo = [h for h in horizons if h not in done]
-        mine = {s: frames.get((stored.data_source, stored.record.timeframe, s))
-                for s in stored.record.symbols()}
-        ready = ready_horizons(stored, mine, todo, now_ms)
-        scored = score_record(stored, mine, ready, now_ms, previous_top(store, stored)) if ready else {}
-        left = [h for h in todo if h not in scored]
-        store.save_results(stored.id, scored, next_look(stored, left, now_s, retry_s))
-        counts.scored += len(scored)
-        counts.finished += not left
-        counts.waiting += bool(left) and any(
-            exit_close_ms(stored.record.t, stored.record.timeframe, h) <= now_ms for h in left)
-        if scored:
-            logger.info("[%s] track record scored at %s bars (%s)", stored.id,
-                        ",".join(map(str, sorted(scored))), stored.group)
-    return counts
-
-
-def next_look(stored: StoredRecord, left: list[int], now_s: float, retry_s: float) -> float | None:
-    """When to look at the record again: when its next horizon closes, or after `retry_s` when
-    that has closed but its candles are not all there yet; None when nothing is left."""
-    if not left:
-        return None
-    closes = exit_close_ms(stored.record.t, stored.record.timeframe, min(left)) / 1000
-    if closes > now_s:
-        return closes
-    # Closed but not all there: soon at first, then less often, at least daily (a source that
-    # stopped, e.g. the demo data's fixed end, is not read every pass for ever).
-    return now_s + max(retry_s, min((now_s - closes) / 4, MAX_RETRY_S))
-
-
-def previous_top(store: RecordStore, stored: StoredRecord) -> list[str] | None:
-    """The previous record of the same schedule's top K, for turnover."""
-    schedule = stored.record.schedule_id
-    previous_id = store.previous_of_schedule(schedule, stored.record.t) if schedule else None
-    previous = store.get(previous_id) if previous_id else None
-    return previous.record.top() if previous else None
-
-
-def read_candles(records: list[StoredRecord], now_ms: int,
-                 read: ReadCandles) -> dict[tuple[str, str, str], pd.DataFrame | None]:
-    """Every market's candles the records need, read once per (source, timeframe, market): from
-    TRAILING_BARS + 1 bars before the oldest decision (the baselines' look-back) to now."""
-    oldest: dict[tuple[str, str, str], int] = {}
-    for stored in records:
-        for symbol in stored.record.symbols():
-            key = (stored.data_source, stored.record.timeframe, symbol)
-            oldest[key] = min(oldest.get(key, stored.record.t), stored.record.t)
-    frames = {}
-    for (source, timeframe, symbol), t_ms in oldest.items():
-        step_ms = TIMEFRAMES[timeframe] * 1000
-        bars = (now_ms - t_ms) // step_ms + TRAILING_BARS + 2
-        frames[(source, timeframe, symbol)] = read(source, symbol, timeframe,
-                                                   int(min(bars, MAX_BARS_READ)))
-    return frames
+def summaries(rows: Sequence[RecordMetrics], horizon: int, timeframe: str) -> dict[str, Summary]:
+    times = [m.t for m in rows]
+    return {name: summarize([getattr(m, name) for m in rows], times, metric=name, horizon=horizon,
+                            timeframe=timeframe) for name in METRICS}

@@ -23,7 +23,7 @@ from analysis.markets.base import TIMEFRAMES
 from analysis.models import RankingConfig, StepOutcome, source_name
 from analysis.track.model import PickRecord, Ranked
 from analysis.track.record_store import RecordStore, StoredRecord, group_name, record_id
-from analysis.track.returns import close_at, exit_close_ms
+from analysis.track.returns import closes_at, closes_of, exit_close_ms
 
 logger = logging.getLogger(__name__)
 LoadCandles = Callable[[list[str]], dict[str, pd.DataFrame]]
@@ -97,13 +97,13 @@ def since_previous(previous: StoredRecord, t_ms: int, load: LoadCandles) -> dict
     returns, missing = {}, []
     for symbol in rec.symbols():
         frame = frames.get(symbol)
-        entry, entry_ok = close_at(frame, rec.t)
-        exit_, exit_ok = close_at(frame, exit_open)
-        if not (entry_ok and exit_ok) or not entry > 0:
+        prices, exact = closes_at(closes_of(frame) if frame is not None else None,
+                                  np.array([rec.t, exit_open], dtype=np.int64))
+        entry, exit_ = float(prices[0]), float(prices[1])
+        if not exact.all():
             missing.append(symbol)
-            if not (np.isfinite(entry) and entry > 0 and np.isfinite(exit_)):
-                continue
-        returns[symbol] = exit_ / entry - 1.0
+        if np.isfinite(entry) and entry > 0 and np.isfinite(exit_):
+            returns[symbol] = exit_ / entry - 1.0
     top = [s for s in rec.top() if s in returns]
     if not top:
         return None

@@ -12,16 +12,27 @@
 from collections.abc import Sequence
 
 import numpy as np
-import pandas as pd
 
 from analysis.track.model import PickRecord, RecordMetrics
 from analysis.track.returns import ForwardReturns
 
 
+def average_ranks(values: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Ranks 1..n, ties sharing their average rank (scipy's rankdata 'average')."""
+    a = np.asarray(values, dtype=float)
+    order = np.argsort(a, kind="mergesort")
+    inverse = np.empty(len(a), dtype=np.intp)
+    inverse[order] = np.arange(len(a))
+    ordered = a[order]
+    starts = np.r_[True, ordered[1:] != ordered[:-1]]
+    group = starts.cumsum()[inverse]
+    bounds = np.r_[np.nonzero(starts)[0], len(a)]
+    return 0.5 * (bounds[group] + bounds[group - 1] + 1)
+
+
 def spearman(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> float:
     """Spearman's rho with average ranks for ties; 0.0 when either side is constant."""
-    rx = pd.Series(x, dtype=float).rank().to_numpy()
-    ry = pd.Series(y, dtype=float).rank().to_numpy()
+    rx, ry = average_ranks(x), average_ranks(y)
     if len(rx) < 2 or np.std(rx) == 0 or np.std(ry) == 0:
         return 0.0
     return float(np.corrcoef(rx, ry)[0, 1])

@@ -139,7 +139,7 @@ class Summary:
     mean: float
     ci95_low: float
     ci95_high: float
-    icir: float | None            # mean / std of the per-record values (for 'ic': the ICIR)
+    icir: float | None            # for 'ic': mean / std of the per-record ICs (ICIR); else None
     n: int                        # records
     n_independent: int            # records at least `horizon` bars apart (what the interval uses)
     method: str                   # how the interval was made (see aggregate.py)

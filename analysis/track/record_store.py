@@ -91,7 +91,7 @@ class RecordStore:
 
     def save_results(self, record_id: str, results: dict[int, dict],
                      next_due_s: float | None) -> None:
-        """Store what some horizons scored (analysis/track/evaluate.py: the strategy's and the
+        """Store what some horizons scored (analysis/track/live_evaluate.py: the strategy's and the
         baselines' metrics, the returns); `next_due_s` is when to look again, None when every
         horizon is scored (the record leaves the due index)."""
         k = self.keys

@@ -15,6 +15,7 @@ base.py): indexed by UTC open time, columns OHLCV_COLUMNS, closed candles only.
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -42,38 +43,55 @@ def is_complete(record: PickRecord, horizon: int, known_until: int) -> bool:
     return exit_close_ms(record.t, record.timeframe, horizon) <= known_until
 
 
+class Closes(NamedTuple):
+    """A market's candles reduced to what returns need (built once, read for many records)."""
+
+    opens_ms: np.ndarray  # int64, ascending
+    close: np.ndarray
+
+
+def closes_of(frame: pd.DataFrame) -> Closes:
+    return Closes(frame.index.as_unit("ms").asi8, frame["close"].to_numpy(dtype=float))
+
+
 def forward_returns(record: PickRecord, candles: Mapping[str, pd.DataFrame],
                     horizons: Iterable[int], known_until: int) -> dict[int, ForwardReturns]:
     """The returns at each horizon whose exit bar closed by `known_until` (ms UTC); a horizon not
     complete yet is left out (the caller retries later). A market of the universe missing from
     `candles` altogether is priced flat (r = 0) and flagged."""
+    closes = {s: closes_of(candles[s]) for s in record.symbols() if s in candles}
+    return forward_returns_of(record, closes, horizons, known_until)
+
+
+def forward_returns_of(record: PickRecord, closes: Mapping[str, Closes], horizons: Iterable[int],
+                       known_until: int) -> dict[int, ForwardReturns]:
+    """forward_returns() over candles already reduced by closes_of()."""
     step_ms = TIMEFRAMES[record.timeframe] * 1000
-    entry_open = record.t  # bar t+1 opens when bar t closes
-    done = {}
-    for h in horizons:
-        if not is_complete(record, h, known_until):
-            continue
-        exit_open = entry_open + h * step_ms
-        returns, flagged = {}, []
-        for symbol in record.symbols():
-            entry, entry_exact = close_at(candles.get(symbol), entry_open)
-            exit_, exit_exact = close_at(candles.get(symbol), exit_open)
-            if not (entry_exact and exit_exact):
-                flagged.append(symbol)
-            returns[symbol] = exit_ / entry - 1.0 if np.isfinite(entry) and entry > 0 else 0.0
-            if not np.isfinite(returns[symbol]):
-                returns[symbol] = 0.0
-        done[h] = ForwardReturns(horizon=h, returns=returns, flagged=tuple(flagged))
-    return done
+    ready = [h for h in horizons if is_complete(record, h, known_until)]
+    if not ready:
+        return {}
+    # Bar t+1 opens when bar t closes: the entry candle opens at t, the exit h bars later.
+    opens = np.array([record.t] + [record.t + h * step_ms for h in ready], dtype=np.int64)
+    returns: dict[int, dict[str, float]] = {h: {} for h in ready}
+    flagged: dict[int, list[str]] = {h: [] for h in ready}
+    for symbol in record.symbols():
+        prices, exact = closes_at(closes.get(symbol), opens)
+        for i, h in enumerate(ready, start=1):
+            r = prices[i] / prices[0] - 1.0 if prices[0] > 0 else float("nan")
+            returns[h][symbol] = float(r) if np.isfinite(r) else 0.0
+            if not (exact[0] and exact[i]):
+                flagged[h].append(symbol)
+    return {h: ForwardReturns(horizon=h, returns=returns[h], flagged=tuple(flagged[h]))
+            for h in ready}
 
 
-def close_at(frame: pd.DataFrame | None, open_ms: int) -> tuple[float, bool]:
-    """The close of the candle opening at `open_ms`, and whether that candle exists; else the last
-    close before it (False), or NaN when the market has no candle before it at all."""
-    if frame is None or frame.empty:
-        return float("nan"), False
-    opens = frame.index.as_unit("ms").asi8
-    i = int(np.searchsorted(opens, open_ms, side="right")) - 1
-    if i < 0:
-        return float("nan"), False
-    return float(frame["close"].iloc[i]), bool(opens[i] == open_ms)
+def closes_at(closes: Closes | None, opens_ms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each open time: the close of the candle opening then and whether that candle exists;
+    else the last close before it (False), or NaN when the market has no candle before it."""
+    if closes is None or not len(closes.opens_ms):
+        return np.full(len(opens_ms), np.nan), np.zeros(len(opens_ms), dtype=bool)
+    i = np.searchsorted(closes.opens_ms, opens_ms, side="right") - 1
+    found = i >= 0
+    prices = np.where(found, closes.close[np.maximum(i, 0)], np.nan)
+    exact = found & (closes.opens_ms[np.maximum(i, 0)] == opens_ms)
+    return prices, exact

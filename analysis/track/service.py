@@ -15,7 +15,7 @@ from analysis.errors import InvalidConfig, quoted
 from analysis.markets.base import TIMEFRAMES
 from analysis.models import Gist, Status, source_name
 from analysis.track.aggregate import METHOD, summarize
-from analysis.track.baselines import BASELINES, random_interval
+from analysis.track.baselines import BASELINES, random_intervals
 from analysis.track.live_records import strategy_label
 from analysis.track.model import MIN_INDEPENDENT, PickRecord, Summary
 from analysis.track.record_store import RecordStore, StoredRecord, group_name, record_id
@@ -206,5 +206,6 @@ def horizon_row(scored: list[tuple[PickRecord, dict]], h: int, timeframe: str,
               for name in BASELINES}
     returns = [ForwardReturns(h, dict(zip(rec.symbols(), res["returns"])), ())
                for rec, res in scored]
-    random = random_interval([rec for rec, _ in scored], returns) if scored else None
+    random = (random_intervals([rec for rec, _ in scored], returns)["top_k_excess"]
+              if scored else None)
     return HorizonRow(h, strategy, beside, random)
