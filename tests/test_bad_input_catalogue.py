@@ -286,6 +286,20 @@ def cli_cases(ambiguous_prefix: str) -> dict[str, list[str]]:
                       ("ansi", "abcd\x1b[2J"), ("long", "a" * 10_000),
                       ("fullwidth", "ａｂｃｄｅｆｇｈｉｊ"), ("newline", "abcd\nrm")):
         cases[f"id {name}"] = [command_for(name), bad]
+    cases.update({  # marketrank backtest (issue 21): it reads no Redis and must write none
+        "backtest llm": ["backtest", "--strategy", "llm"],
+        "backtest horizons text": ["backtest", "--horizons", "a,b"],
+        "backtest horizons huge": ["backtest", "--horizons", "9" * 30],
+        "backtest every cron": ["backtest", "--every", "cron=0 * * * *"],
+        "backtest every seconds": ["backtest", "--every", "30s"],
+        "backtest from ansi": ["backtest", "--from", "\x1b[2J"],
+        "backtest to year 99999": ["backtest", "--to", "99999-01-01"],
+        "backtest top zero": ["backtest", "--top", "0"],
+        "backtest markets huge": ["backtest", "--markets", "9" * 30],
+        "backtest symbols cyrillic": ["backtest", "--symbols", "BTC/USDT,ВТС/USDT"],
+        "backtest source missing": ["backtest", "--source", "csv:/nonexistent; rm -rf /"],
+        "backtest timeframe absent": ["backtest", "--source", "demo", "--timeframe", "1y"],
+    })
     return cases
 
 

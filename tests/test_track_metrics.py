@@ -8,6 +8,7 @@ import pytest
 
 from analysis.markets.csv_dir import CsvDirProvider
 from analysis.track.aggregate import independent_count, summarize
+from analysis.track.baselines import baseline_record
 from analysis.track.metrics import record_metrics
 from analysis.track.model import BadRecord, PickRecord, Ranked
 from analysis.track.returns import forward_returns
@@ -107,3 +108,22 @@ def test_a_pick_record_round_trips_through_json_and_a_broken_one_is_refused_by_n
         PickRecord.from_json("{")
     with pytest.raises(BadRecord, match="K"):
         PickRecord.from_dict({**original.to_dict(), "k": 9})
+
+
+def test_baselines_rank_by_trailing_volume_and_momentum_from_candles_closed_by_t(tmp_path):
+    # 30 hourly candles; the decision is at the close of the 26th (row 25).
+    write_csv(tmp_path, "A/USDT", [10.0] * 30, volumes=[1.0] * 30)          # flat, 240 quote/24 h
+    write_csv(tmp_path, "B/USDT", [10.0] * 2 + [12.0] * 28, volumes=[5.0] * 30)  # +20% since row 1
+    write_csv(tmp_path, "C/USDT", [10.0] * 25 + [9.0] + [99.0] * 4, volumes=[3.0] * 26 + [1e6] * 4)
+    provider = CsvDirProvider(tmp_path)
+    candles = {s: provider.candles(s, "1h", 100) for s in provider.list_markets("1h")}
+    decided = record(symbols=("A/USDT", "B/USDT", "C/USDT"), k=1, t=T0 + 26 * HOUR_MS)
+    volume = baseline_record(decided, "volume", candles, HOUR_MS)
+    momentum = baseline_record(decided, "momentum", candles, HOUR_MS)
+    # Quote volume of rows 2..25: A 24*10*1, B 24*12*5, C 23*10*3 + 9*3 (the 1e6 bars come later).
+    assert [(m.symbol, m.score) for m in volume.universe] == [
+        ("B/USDT", 1440.0), ("C/USDT", 717.0), ("A/USDT", 240.0)]
+    # close(row 25) / close(row 1) - 1: B +20%, A 0, C -10% (C's jump after t is not seen).
+    assert [(m.symbol, m.score) for m in momentum.universe] == [
+        ("B/USDT", pytest.approx(0.2)), ("A/USDT", 0.0), ("C/USDT", pytest.approx(-0.1))]
+    assert volume.strategy == "baseline:volume" and volume.t == decided.t and volume.k == 1

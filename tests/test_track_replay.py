@@ -121,3 +121,13 @@ def test_a_replayed_decision_equals_a_real_analysis_started_at_t(shared_data_dir
     assert record.symbols() == live_order  # the whole universe, not only the top K
     for market in record.universe:
         assert market.score == pytest.approx(live_scores[market.symbol], abs=1e-6)
+
+
+def test_the_replay_s_baselines_equal_those_of_a_live_record_from_the_candles(candles):
+    """One rule for both: replay.decide's values and baselines.baseline_record on the candles."""
+    from analysis.track.baselines import baseline_record, ranked_by
+    t = close_ms(candles["BTC/USDT"], 1200)
+    (record, values), = decisions(candles, plan_around(t, start_ms=t, end_ms=t)).values()
+    for name in ("volume", "momentum"):
+        live = baseline_record(record, name, candles, HOUR_MS)
+        assert live == ranked_by(record, values[name], name)

@@ -72,12 +72,16 @@ def make_plan(settings: Settings, provider: MarketDataProvider, *, strategy: str
         provider.check_symbols(symbols)
     step_s = TIMEFRAMES[timeframe]
     every_s = parse_every(every, step_s).interval_s if every else step_s
+    if every_s == 0:
+        raise InvalidConfig("--every takes an interval such as 4h, not a cron line")
     if every_s % step_s:
         raise InvalidConfig(f"--every {quoted(every)} must be a whole number of {timeframe} candles")
     size = markets or (len(symbols) if symbols else None)
     k = settings.default_top_k if top_k is None else top_k
-    if k < 1 or (size is not None and k >= size):
-        raise InvalidConfig(f"--top must be 1..{(size or 2) - 1} (fewer than the markets ranked), not {k}")
+    if k < 1:
+        raise InvalidConfig(f"--top must be at least 1, not {k}")
+    if size is not None and k >= size:
+        raise InvalidConfig(f"--top must be 1..{size - 1} (fewer than the markets ranked), not {k}")
     plan = ReplayPlan(timeframe=timeframe, k=k, horizons=parse_horizons(horizons), markets=markets,
                       symbols=tuple(symbols) if symbols else None,
                       start_ms=parse_time(start, "from"), end_ms=parse_time(end, "to"),
@@ -92,6 +96,8 @@ def make_plan(settings: Settings, provider: MarketDataProvider, *, strategy: str
 def run_backtest(plan: ReplayPlan, provider: MarketDataProvider) -> BacktestRun:
     """Replay and evaluate over every stored candle of the source."""
     names = list(plan.symbols) if plan.symbols else provider.list_markets(plan.timeframe)
+    if not names:
+        raise InvalidConfig(f"no stored {plan.timeframe} candles in {provider.name}")
     if plan.k >= len(names):
         raise InvalidConfig(f"--top must be 1..{len(names) - 1} (fewer than the {len(names)} stored "
                             f"markets), not {plan.k}")

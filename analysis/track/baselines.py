@@ -51,14 +51,22 @@ def ranked_by(record: PickRecord, values: Mapping[str, float], name: str) -> Pic
     return replace(record, strategy=f"baseline:{name}", model=None, universe=universe)
 
 
+def baseline_values(record: PickRecord, candles: Mapping[str, pd.DataFrame],
+                    step_ms: int) -> dict[str, dict[str, float]]:
+    """Each baseline's value per market of `record` as of `record.t` (what evaluate() takes)."""
+    values: dict[str, dict[str, float]] = {name: {} for name in BASELINES}
+    for symbol in record.symbols():
+        seen = closed_by(candles.get(symbol), record.t, step_ms)
+        last = trailing_series(seen).iloc[-1] if len(seen) else None
+        for name in BASELINES:
+            values[name][symbol] = float("nan") if last is None else float(last[name])
+    return values
+
+
 def baseline_record(record: PickRecord, name: str, candles: Mapping[str, pd.DataFrame],
                     step_ms: int) -> PickRecord:
     """The record the baseline `name` (volume or momentum) would have made at `record.t`."""
-    values = {}
-    for symbol in record.symbols():
-        seen = closed_by(candles.get(symbol), record.t, step_ms)
-        values[symbol] = float(trailing_series(seen)[name].iloc[-1]) if len(seen) else float("nan")
-    return ranked_by(record, values, name)
+    return ranked_by(record, baseline_values(record, candles, step_ms)[name], name)
 
 
 def random_intervals(records: Sequence[PickRecord], returns: Sequence[ForwardReturns], *,
