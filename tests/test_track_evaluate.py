@@ -126,3 +126,21 @@ def test_a_bad_track_horizons_setting_says_what_is_wrong(value, problem):
     from analysis.settings import Settings
     with pytest.raises(ValidationError, match=problem):
         Settings(track_horizons=value)
+
+
+def test_the_pass_values_the_baselines_as_baseline_values_does_from_candles_closed_by_t():
+    """The pass reduces each market once (MarketData) instead of re-reading its candles per
+    record: the values must be those of the one rule, baselines.baseline_values."""
+    from analysis.track.baselines import BASELINES, baseline_values
+    from analysis.track.live_evaluate import MarketData
+    from analysis.track.model import PickRecord, Ranked
+
+    frames = {s: series(s).iloc[:DECISION_ROW + 40] for s in MARKETS}
+    for row in (30, DECISION_ROW, DECISION_ROW + 20):
+        record = PickRecord(t=decision_t_ms(row), timeframe="1h", source="csv", strategy="score",
+                            model=None, k=2, analysis_id="x", schedule_id=None,
+                            universe=tuple(Ranked(s, 0.0, i + 1) for i, s in enumerate(MARKETS)))
+        expected = baseline_values(record, frames, 3600_000)
+        for name in BASELINES:
+            got = {s: MarketData.of(frames[s]).baseline_at(name, record.t, 3600_000) for s in MARKETS}
+            assert got == pytest.approx(expected[name], nan_ok=True), (row, name)

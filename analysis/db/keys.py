@@ -34,7 +34,7 @@
 | {p}track:rec:{id}:{seq}      | string | TRACK_RETENTION_DAYS + 2 d | a pick record (JSON, immutable; docs/track-records-storage.md) |
 | {p}track:res:{id}:{seq}      | hash   | TRACK_RETENTION_DAYS + 2 d | its metrics per horizon (field = bars, JSON) |
 | {p}track:all                 | zset   | none; members older than the retention pruned | every record id by when it was written (s) |
-| {p}track:group:{group}       | zset   | none; pruned likewise      | record ids of one (strategy, timeframe, source) by t |
+| {p}track:group:{group}       | zset   | none; pruned likewise      | record ids of one (strategy, timeframe, source) by t (ms) |
 | {p}track:due                 | zset   | none; pruned likewise      | record ids not fully evaluated, by when to look again (s) |
 | {p}track:sched:{schedule}    | zset   | none; pruned likewise      | a schedule's record ids by t (turnover, previous run) |
 
