@@ -145,6 +145,19 @@ class RecordStore:
         prefix = self.keys.track_group("")
         return sorted(text(key)[len(prefix):] for key in self.redis.scan_iter(f"{prefix}*", count=500))
 
+    def last_written(self, groups: list[str]) -> dict[str, float]:
+        """When each group last got a record (read from its newest five by t: a record of old
+        candles written now counts as activity now)."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for group in groups:
+                pipe.zrange(self.keys.track_group(group), -5, -1)
+            newest = pipe.execute()
+        with self.redis.pipeline(transaction=False) as pipe:
+            for members in newest:
+                pipe.zmscore(self.keys.track_all(), members or ["-"])
+            scores = pipe.execute()
+        return {g: max((x for x in row if x is not None), default=0.0) for g, row in zip(groups, scores)}
+
     def previous_of_schedule(self, schedule_id: str, t_ms: int) -> str | None:
         """The schedule's record just before decision time `t_ms` (None for its first)."""
         found = self.redis.zrevrangebyscore(self.keys.track_schedule(schedule_id), f"({t_ms}",

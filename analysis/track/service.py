@@ -104,13 +104,15 @@ class TrackService:
 
     # --- the table ----------------------------------------------------------------------------
     def groups(self, strategy: str | None = None, timeframe: str | None = None) -> list[str]:
-        """Groups with records, those of `strategy` and `timeframe` when given."""
+        """Groups with records, those of `strategy` and `timeframe` when given; the one that got
+        a record last comes first (what the trader has just been running)."""
         found = []
         for group in self.store.groups():
             g_strategy, g_timeframe, _ = group.split("|", 2)
             if (strategy is None or g_strategy == strategy) and (timeframe is None or g_timeframe == timeframe):
                 found.append(group)
-        return found
+        written = self.store.last_written(found)
+        return sorted(found, key=lambda g: (-written[g], g))
 
     def group_track(self, group: str, horizons: list[int] | None = None, *,
                     baselines: bool = True) -> GroupTrack | None:
