@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench bench-ranking bench-load chaos redis-server browser clean
+.PHONY: run test bench bench-ranking bench-load bench-track-records chaos redis-server browser clean
 
 # A venv without pip (python3-venv missing when it was made) is made again, not reused.
 $(STAMP): pyproject.toml
@@ -69,6 +69,9 @@ bench-ranking: $(STAMP)
 	$(BIN)/python -m bench.ranking_bench
 	$(BIN)/python -m bench.ranking_frontier
 	$(BIN)/python -m bench.listwise_bench --runs 30
+
+bench-track-records: $(STAMP) redis-server
+	$(BIN)/python -m bench.track_records_bench
 
 bench-load: $(STAMP) redis-server
 	$(BIN)/python -m bench.load_bench

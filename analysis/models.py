@@ -66,6 +66,7 @@ class EstimateState(TypedDict, total=False):
     p_exact: float
     first_bias: float
     p_in_top_k: dict[str, float]
+    strengths: dict[str, float]         # every market's fitted strength (the pick record's scores)
 
 
 class SharedState(TypedDict, total=False):

@@ -196,10 +196,37 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
 
+    # --- Track record (pick records and their evaluation; docs/track-records-storage.md) --------
+    # Pick records and their metrics are kept this long, whatever happens to their analyses.
+    track_retention_days: int = Field(180, ge=1, le=3650)
+    # Horizons in bars after the entry bar at which every record is scored: "1,4,24".
+    track_horizons: Annotated[list[int], NoDecode] = [1, 4, 24]
+    # How often beat sends the evaluation pass (records whose horizons have closed).
+    track_eval_interval_s: float = Field(300, gt=0)
+
     _redis_url_explicit: bool = PrivateAttr(False)
 
     _split_ids = field_validator("allowed_user_ids", "admin_user_ids", mode="before")(_id_list)
     _split_names = field_validator("excluded_bases", mode="before")(_name_list)
+
+    @field_validator("track_horizons", mode="before")
+    @classmethod
+    def _horizon_list(cls, value: object) -> object:
+        """"1,4,24" -> [1, 4, 24]: whole bars, each 1..500, sorted, no repeats."""
+        if isinstance(value, str):
+            parts = [part.strip() for part in value.split(",") if part.strip()]
+            bad = [part for part in parts if not part.isdigit()]
+            if not parts:
+                raise ValueError("give at least one horizon in bars, e.g. 1,4,24")
+            if bad:
+                raise ValueError(f"give whole numbers of bars separated by commas, e.g. 1,4,24 "
+                                 f"(not {bad[0]!r})")
+            value = [int(part) for part in parts]
+        if isinstance(value, (list, tuple)):
+            if not value or any(not isinstance(h, int) or not 1 <= h <= 500 for h in value):
+                raise ValueError("each horizon must be a whole number of bars from 1 to 500")
+            return sorted(set(value))
+        return value
 
     @field_validator("quote_currency")
     @classmethod

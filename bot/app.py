@@ -20,7 +20,7 @@ from telegram.ext import (AIORateLimiter, Application, ApplicationBuilder, Appli
 
 from analysis.logging_setup import configure_logging
 from analysis.settings import Settings, settings_or_exit
-from bot import handlers, schedule_callbacks, schedule_handlers, views, why_handlers
+from bot import handlers, schedule_callbacks, schedule_handlers, track_handlers, views, why_handlers
 from bot.services import BOT_DATA_KEY, BotServices
 from bot.startup import wait_for_bot_api
 
@@ -46,6 +46,7 @@ COMMANDS = [
     ("schedule", schedule_handlers.schedule), ("schedules", schedule_handlers.schedules),
     ("unschedule", schedule_handlers.unschedule),
     ("why", why_handlers.why),
+    ("track", track_handlers.track),
 ]
 
 

@@ -32,11 +32,13 @@ from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter
 
 from analysis.engine.events import EventReader
 from analysis.engine.store import AnalysisStore
+from analysis.models import Gist, Status
 from analysis.schedule_changes import run_changes
 from bot import views
 from bot.alert_book import ADMIN_ALERT_TEXTS
 from bot.cards import CardLocation, CardStore
 from bot.schedule_cards import CHAT_GONE, ScheduledCards
+from bot.track_views import card_track_lines
 
 logger = logging.getLogger(__name__)
 
@@ -74,8 +76,10 @@ class CardNotifier:
     def __init__(self, bot: Bot, store: AnalysisStore, cards: CardStore, events: EventReader, *,
                  interval_s: float, clock: Callable[[], float] = time.monotonic,
                  scheduled: ScheduledCards | None = None,
-                 on_admin_event: Callable[[str, str, str], Awaitable[None]] | None = None):
+                 on_admin_event: Callable[[str, str, str], Awaitable[None]] | None = None,
+                 track_lines: Callable[[Gist], list[str]] | None = None):
         self.bot, self.store, self.cards, self.events = bot, store, cards, events
+        self.track_lines = track_lines  # a completed card's track record lines (blocking)
         self.scheduled = scheduled
         # (kind, analysis id, reason): admins are told of the events in ADMIN_ALERT_TEXTS
         self.on_admin_event = on_admin_event
@@ -236,6 +240,7 @@ class CardNotifier:
                 return location
             changes = await asyncio.to_thread(run_changes, self.store, gist) if gist.schedule else None
             text, keyboard = views.card_text(gist, changes), views.card_keyboard(gist)
+            text += await self._track_text(gist)
             try:
                 if location is None:
                     message = await self.bot.send_message(chat_id, text, reply_markup=keyboard)
@@ -264,6 +269,16 @@ class CardNotifier:
             if live:
                 card.shown, card.last_edit = (location, text, keyboard_key(keyboard)), self.clock()
             return location
+
+    async def _track_text(self, gist: Gist) -> str:
+        """The track record lines of a completed card; a failure to read them leaves them out."""
+        if self.track_lines is None or gist.status != Status.COMPLETED:
+            return ""
+        try:
+            return card_track_lines(await asyncio.to_thread(self.track_lines, gist))
+        except Exception:
+            logger.exception("[%s] track record line not shown", gist.id)
+            return ""
 
     # --- bookkeeping ------------------------------------------------------------------------
     def _card(self, analysis_id: str) -> _Card:

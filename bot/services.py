@@ -18,6 +18,7 @@ from analysis.schedule_service import ScheduleService
 from analysis.schedules import ScheduleStore
 from analysis.service import Actor, AnalysisService
 from analysis.settings import Settings
+from analysis.track.service import TrackService
 from bot.alert_book import AlertBook
 from bot.alerts import AdminAlerts
 from bot.cards import CardStore
@@ -63,6 +64,7 @@ class BotServices:
     ledger: UpdateLedger
     runtime: Runtime
     alerts: AdminAlerts
+    track: TrackService
 
     @classmethod
     def build(cls, settings: Settings, bot: Bot) -> BotServices:
@@ -83,12 +85,16 @@ class BotServices:
                              AlertBook(async_redis, runtime.keys, settings.alert_throttle_s),
                              lambda: check_health(runtime, service, ops),
                              interval_s=settings.health_check_interval_s)
+        track = TrackService(runtime.redis, runtime.keys, retention_days=settings.track_retention_days,
+                             horizons=settings.track_horizons)
         notifier = CardNotifier(bot, runtime.store, cards, events, interval_s=settings.card_edit_interval_s,
-                                scheduled=ScheduledCards(schedules), on_admin_event=alerts.analysis_event)
+                                scheduled=ScheduledCards(schedules), on_admin_event=alerts.analysis_event,
+                                track_lines=track.card_lines)
         return cls(settings=settings, access=Access(settings.allowed_user_ids, settings.admin_user_ids),
                    service=service, schedules=schedules, factory=factory,
                    notifier=notifier, ops=ops, async_redis=async_redis, alerts=alerts,
-                   ledger=UpdateLedger(async_redis, runtime.keys, bot.id), runtime=runtime)
+                   ledger=UpdateLedger(async_redis, runtime.keys, bot.id), runtime=runtime,
+                   track=track)
 
     async def close(self) -> None:
         await self.async_redis.aclose()

@@ -12,6 +12,9 @@ STEP_QUEUE = "marketrank"
 # The watchdog's own queue, consumed by a worker that runs no steps (Procfile `watchdog`), so a
 # pass never waits behind a backlog of steps.
 WATCHDOG_QUEUE = "marketrank.watchdog"
+# The track record's evaluation pass (tasks/track_tasks.py): its own queue, off the steps' one.
+TRACK_QUEUE = "marketrank.track"
+TRACK_EVALUATE_TASK = "marketrank.track_evaluate"
 
 
 def closed_broker_channels_raise_connection_errors() -> None:
@@ -49,11 +52,13 @@ def make_celery(settings: Settings) -> Celery:
         raise ValueError("TASK_TIME_LIMIT_S must be below VISIBILITY_TIMEOUT_S, or the broker "
                          "redelivers tasks that are still running")
     app = Celery("marketrank", broker=settings.redis_url,
-                 include=["tasks.steps", "tasks.watchdog", "tasks.schedule_tasks"])
+                 include=["tasks.steps", "tasks.watchdog", "tasks.schedule_tasks",
+                          "tasks.track_tasks"])
     transport = {"visibility_timeout": settings.visibility_timeout_s}
     app.conf.update(
         task_default_queue=STEP_QUEUE,
-        task_routes={"marketrank.watchdog": {"queue": WATCHDOG_QUEUE}},
+        task_routes={"marketrank.watchdog": {"queue": WATCHDOG_QUEUE},
+                     TRACK_EVALUATE_TASK: {"queue": TRACK_QUEUE}},
         task_acks_late=True,              # a step's message survives a worker killed mid-step
         task_reject_on_worker_lost=True,  # ... and goes back to the queue at once
         worker_prefetch_multiplier=1,     # no step waits behind another on a busy worker
@@ -75,6 +80,9 @@ def make_celery(settings: Settings) -> Celery:
             "watchdog": {"task": "marketrank.watchdog", "schedule": settings.watchdog_interval_s,
                          "options": {"queue": WATCHDOG_QUEUE,
                                      "expires": settings.watchdog_interval_s}},
+            # Pick records whose horizons closed are scored; one pass at a time is enough.
+            "track": {"task": TRACK_EVALUATE_TASK, "schedule": settings.track_eval_interval_s,
+                      "options": {"queue": TRACK_QUEUE, "expires": settings.track_eval_interval_s}},
         },
         **redbeat_config(settings),
     )

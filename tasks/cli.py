@@ -20,6 +20,7 @@ from analysis.service import Actor, AnalysisService
 from analysis.settings import get_settings
 from tasks import cli_explain, cli_schedule
 from tasks import cli_track
+from tasks import cli_track_view
 from tasks.dispatcher import CeleryDispatcher
 from tasks.ops import default_ops
 
@@ -89,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_schedule.add_parser(sub, add_start_options)
     cli_track.add_parser(sub)
     cli_explain.add_parser(sub)
+    cli_track_view.add_parser(sub)
     return parser
 
 
@@ -205,6 +207,8 @@ def run_command(args: argparse.Namespace, runtime: Runtime, service: AnalysisSer
         return cli_track.run(args, runtime.settings)
     if command == "explain":
         return cli_explain.run(args, service, actor)
+    if command == "track":
+        return cli_track_view.run(args, runtime)
     if command == "status":
         document = service.status_document(args.id, actor)
         if args.json:

@@ -1079,3 +1079,26 @@ def test_chart_presses_draw_once_per_state_and_past_the_limit_get_a_polite_answe
     assert len(photos) == 3 and all(p.photo.is_png for p in photos)
     assert len(drawn) == 1 and analysis_id in drawn[0].getMessage(), [r.getMessage() for r in drawn]
     assert logged_errors == []
+
+
+# --- issue 21: the track record's filters (marketrank track; /track parses the same words) -----
+TRACK_FILTERS = {
+    "unknown word": ["banana"], "three words": ["score", "1h", "4h"], "two timeframes": ["1h", "4h"],
+    "two strategies": ["score", "llm"], "ansi": ["\x1b[2Jscore"], "long": ["a" * 10_000],
+    "bidi": ["score\u202e"], "fullwidth": ["ｓｃｏｒｅ"], "injection": ["score;rm -rf /"],
+}
+
+
+def test_track_filters_that_are_neither_a_strategy_nor_a_timeframe_are_one_error_line(redis_url):
+    url = redis_url_db(redis_url, CLI_DB)
+    runtime = Runtime(Settings(redis_url=url, market_data="demo"))
+    env = {**os.environ, "REDIS_URL": url, "MARKET_DATA": "demo"}
+    before = redis_snapshot(runtime.redis)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = dict(zip(TRACK_FILTERS, pool.map(lambda words: run_marketrank(env, ["track", *words]),
+                                                   TRACK_FILTERS.values())))
+    for name, done in results.items():
+        lines = done.stderr.splitlines()
+        assert done.returncode == 2 and len(lines) == 1 and not done.stdout, (name, done.stderr)
+        assert lines[0].startswith("error: ") and lines[0].isprintable() and len(lines[0]) < 300, name
+    assert redis_snapshot(runtime.redis) == before

@@ -25,7 +25,7 @@
 | {p}schedule:{id}             | hash   | none: until removed        | a recurring analysis (analysis/schedules.py) |
 | {p}schedules                 | zset   | none                       | every schedule by creation time         |
 | {p}schedules:{owner}         | zset   | none                       | the owner's schedules by creation time  |
-| {p}beat:{entry}              | hash   | none: until removed        | celery-redbeat's entry (definition, meta); entries `watchdog`, `schedule:{id}` |
+| {p}beat:{entry}              | hash   | none: until removed        | celery-redbeat's entry (definition, meta); entries `watchdog`, `track`, `schedule:{id}` |
 | {p}beat::schedule            | zset   | none                       | celery-redbeat: entry keys by next due time (UTC epoch) |
 | {p}beat::lock                | string | 5 x BEAT_MAX_LOOP_S, renewed | celery-redbeat: the one beat allowed to fire |
 | {p}beat::statics             | set    | none                       | celery-redbeat: names of the static entries (watchdog) |
@@ -35,6 +35,12 @@
 | {p}chart:{id}:{seq}          | string | CHART_CACHE_TTL_S          | the chart PNG of that state of the analysis (bot) |
 | {p}chartdraw:{id}:{seq}      | string | 30 s (PX)                  | a bot process is drawing that chart: other presses wait for it |
 | {p}chartpresses:{user}       | string | 60 s from its first press  | the user's charts sent this minute (bot) |
+| {p}track:rec:{id}:{seq}      | string | TRACK_RETENTION_DAYS + 2 d | a pick record (JSON, immutable; docs/track-records-storage.md) |
+| {p}track:res:{id}:{seq}      | hash   | TRACK_RETENTION_DAYS + 2 d | its metrics per horizon (field = bars, JSON) |
+| {p}track:all                 | zset   | none; members older than the retention pruned | every record id by when it was written (s) |
+| {p}track:group:{group}       | zset   | none; pruned likewise      | record ids of one (strategy, timeframe, source) by t (ms) |
+| {p}track:due                 | zset   | none; pruned likewise      | record ids not fully evaluated, by when to look again (s) |
+| {p}track:sched:{schedule}    | zset   | none; pruned likewise      | a schedule's record ids by t (turnover, previous run) |
 
 The `beat:` keys are written by celery-redbeat itself (tasks/celery_app.py gives it the prefix
 `beat_prefix()`); user schedules and their beat entries are removed together.
@@ -144,3 +150,20 @@ class Keys:
 
     def chart_presses(self, user: str) -> str:
         return f"{self.prefix}chartpresses:{user}"
+    def track_record(self, record_id: str) -> str:
+        return f"{self.prefix}track:rec:{record_id}"
+
+    def track_result(self, record_id: str) -> str:
+        return f"{self.prefix}track:res:{record_id}"
+
+    def track_all(self) -> str:
+        return f"{self.prefix}track:all"
+
+    def track_group(self, group: str) -> str:
+        return f"{self.prefix}track:group:{group}"
+
+    def track_due(self) -> str:
+        return f"{self.prefix}track:due"
+
+    def track_schedule(self, schedule_id: str) -> str:
+        return f"{self.prefix}track:sched:{schedule_id}"

@@ -32,6 +32,8 @@ from analysis.models import REFINE_MODEL, HistoryEntry, RankingConfig, StepOutco
 from analysis.ranking.strategies import get_strategy
 from analysis.ranking.llm_judge import JudgeStats, ListRequest, ListVerdict, PairRequest, Verdict
 from analysis.ranking.strategies.base import Judge, StepInput
+from analysis.track.live_records import write_completion_record
+from analysis.track.record_store import RecordStore
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -278,10 +280,31 @@ def _run_step(rt: Runtime, tag: str, analysis_id: str, chain: str, seq: int, wor
                                   target_used=begun.target, now=entry.finished_at)
     logger.info("%s commit: %s (progress %.2f, confidence %.3f, %.0f ms)", tag, commit.code.value,
                 outcome.progress, outcome.confidence, 1000 * (entry.finished_at - started))
+    if commit.code == CommitStep.COMPLETED:
+        record_pick(rt, tag, analysis_id, seq, begun, outcome, now=entry.finished_at)
     committed = commit.code in (CommitStep.CONTINUE, CommitStep.COMPLETED, CommitStep.PAUSED)
     _count(rt, "ok" if committed else "lost", entry.finished_at)
     return StepReport(commit.code.value, outcome.progress, outcome.confidence,
                       continues=commit.code == CommitStep.CONTINUE)
+
+
+def record_pick(rt: Runtime, tag: str, analysis_id: str, seq: int, begun: BegunStep,
+                outcome: StepOutcome, *, now: float) -> None:
+    """The completion's pick record (analysis/track/live_records.py). Only the attempt whose
+    commit answered `completed` gets here, once per completion; the record is keyed by the
+    committed seq, so a retried write changes nothing. A failure is logged, never the step's."""
+    config, settings = begun.config, rt.settings
+    try:
+        gist = rt.store.load(analysis_id)
+        in_snapshot = set(config.markets)
+        write_completion_record(
+            RecordStore(rt.redis, rt.keys, retention_days=settings.track_retention_days),
+            analysis_id, seq, config, outcome, model=resolve_model(begun.model, settings),
+            schedule=gist.schedule if gist else "", horizons=settings.track_horizons,
+            load=lambda symbols: rt.snapshots.load(
+                analysis_id, [s for s in symbols if s in in_snapshot]), now_s=now)
+    except Exception:
+        logger.exception("%s the pick record could not be written", tag)
 
 
 FAILURE_KIND = {JudgeUnavailable: "judge", DataUnavailable: "data", InvalidConfig: "config"}

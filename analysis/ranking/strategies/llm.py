@@ -222,7 +222,9 @@ class LLMStrategy:
         confidence = round(estimate.expected_precision, 6)
         state["estimate"] = {"p_exact": round(estimate.p_exact, 6),
                              "first_bias": round(estimate.first_bias, 4),
-                             "p_in_top_k": {s: round(p, 4) for s, p in estimate.p_in_top_k.items()}}
+                             "p_in_top_k": {s: round(p, 4) for s, p in estimate.p_in_top_k.items()},
+                             # every market's strength: the pick record ranks the whole universe
+                             "strengths": {s: round(v, 4) for s, v in estimate.strengths.items()}}
         ranked = ranked_top(estimate)
         state["leaders"] = ranked[:3]
         done = self._should_stop(estimate, state, inp.target)
