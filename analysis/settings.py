@@ -130,6 +130,11 @@ class Settings(BaseSettings):
     # Beat wakes at least this often, so a new schedule is seen within it; a beat that died
     # without releasing its lock holds the other beats off for 5 times this long.
     beat_max_loop_s: float = Field(5, gt=0)
+    # notify=changes (docs/schedules.md): a market enters the top K within K and leaves it only
+    # beyond K + SCHEDULE_HYSTERESIS; one announced is not announced again (entered or left) for
+    # SCHEDULE_ALERT_COOLDOWN_RUNS runs of its schedule.
+    schedule_hysteresis: int = Field(2, ge=0, le=100)
+    schedule_alert_cooldown_runs: int = Field(3, ge=0, le=20)
 
     # --- LLM judge --------------------------------------------------------------------------
     openai_api_key: SecretStr | None = None
