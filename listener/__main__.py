@@ -1,0 +1,42 @@
+"""`python -m listener`: serve every feature whose port is set (EXPORT_PORT today) until SIGTERM
+or SIGINT. Exits 0 with a line saying so when no feature is on."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+
+from analysis.engine.runtime import Runtime
+from analysis.export import PairListReader
+from analysis.logging_setup import configure_logging
+from analysis.schedules import ScheduleStore
+from analysis.settings import get_settings
+from listener.app import plan, serve
+from listener.export_routes import export_feature
+
+
+async def main() -> int:
+    settings = get_settings()
+    runtime = Runtime(settings)
+    reader = PairListReader(ScheduleStore(runtime.redis, runtime.keys), runtime.store)
+    ports = plan([export_feature(reader, settings.export_port)])
+    if not ports:
+        print("listener: nothing to serve (EXPORT_PORT is empty)", file=sys.stderr)
+        return 0
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await serve(ports, settings.export_bind, settings.export_allowed_hosts, stop)
+    except OSError as exc:
+        print(f"listener: cannot listen on {settings.export_bind}:{settings.export_port} ({exc.strerror}); "
+              "set EXPORT_PORT to a free port", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    configure_logging()
+    sys.exit(asyncio.run(main()))
