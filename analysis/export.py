@@ -91,13 +91,17 @@ class ExportService:
     def __init__(self, schedules: ScheduleService, *, clock: Callable[[], float] = time.time):
         self.schedules, self.clock = schedules, clock
 
+    def check(self, fmt: str) -> None:
+        """Refuse (InvalidConfig) an unknown format, or any export while the listener is off."""
+        if fmt not in FORMATS:
+            raise InvalidConfig(f"export must be {' or '.join(FORMATS)}, not {quoted(fmt, 30)}")
+        if not self.schedules.settings.export_port:
+            raise InvalidConfig("the export listener is off on this server (EXPORT_PORT is empty)")
+
     def enable(self, schedule_id: str, actor: Actor, fmt: str = "freqtrade") -> Issued:
         """A new token for the schedule (its owner or an admin); an older token stops working."""
-        if fmt not in FORMATS:
-            raise InvalidConfig(f"export must be {' or '.join(FORMATS)}, not {quoted(fmt)}")
+        self.check(fmt)
         settings = self.schedules.settings
-        if not settings.export_port:
-            raise InvalidConfig("the export listener is off on this server (EXPORT_PORT is empty)")
         schedule = self.schedules.get(schedule_id, actor)
         token = new_token()
         if not self.schedules.store.update(schedule.id, export=fmt, export_token_sha256=token_sha256(token),
