@@ -26,6 +26,7 @@ from analysis.service import Actor, AnalysisService
 from analysis.settings import Settings
 from tasks.schedule_beat import default_registrar
 from tests.conftest import wait_until
+from tests.helpers import redis_snapshot
 from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -181,3 +182,26 @@ def test_after_a_failed_run_the_last_good_list_is_served_with_its_age(schedules,
     assert headers["x-pairlist-latest-run"] == "failed"
     assert 7200 <= int(headers["x-pairlist-age"]) < 7260
     assert headers["last-modified"] == time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(two_hours_ago))
+
+
+def test_the_cli_exports_and_revokes(runtime, listener_port):
+    from tests.test_cli import marketrank
+
+    added = marketrank("schedule", "add", "--every", "1h", "--markets", "5", "--top", "2", "--owner", "cli-export")
+    schedule_id = added.stdout.splitlines()[-1]
+    before = redis_snapshot(runtime.redis)
+    off = marketrank("schedule", "export", schedule_id, EXPORT_PORT="")
+    assert off.returncode == 2 and "the export listener is off" in off.stderr
+    bad = marketrank("schedule", "export", schedule_id, "--format", "csv", EXPORT_PORT=str(listener_port))
+    assert bad.returncode == 2 and "invalid choice: 'csv'" in bad.stderr
+    assert marketrank("schedule", "export", "nosuchid", EXPORT_PORT=str(listener_port)).returncode == 2
+    assert redis_snapshot(runtime.redis) == before
+    issued = marketrank("schedule", "export", schedule_id, EXPORT_PORT=str(listener_port))
+    assert issued.returncode == 0, issued.stderr
+    url = re.search(r"^url: (\S+)$", issued.stdout, re.M)[1]
+    token = re.search(r"^token \(shown once\): (\S+)$", issued.stdout, re.M)[1]
+    path = url.split(str(listener_port), 1)[1]
+    assert get(listener_port, path, token)[0] == 503  # authorized: no completed run yet
+    revoked = marketrank("schedule", "export", schedule_id, "--off", EXPORT_PORT=str(listener_port))
+    assert revoked.returncode == 0 and "is off" in revoked.stdout
+    assert get(listener_port, path, token)[0] == 401
