@@ -1,5 +1,5 @@
 """`python -m listener`: serve every feature whose port is set (EXPORT_PORT today) until SIGTERM
-or SIGINT. Exits 0 with a line saying so when no feature is on."""
+or SIGINT. With no feature on it says so and idles until stopped (the Procfile lists it)."""
 
 from __future__ import annotations
 
@@ -21,13 +21,14 @@ async def main() -> int:
     runtime = Runtime(settings)
     reader = PairListReader(ScheduleStore(runtime.redis, runtime.keys), runtime.store)
     ports = plan([export_feature(reader, settings.export_port)])
-    if not ports:
-        print("listener: nothing to serve (EXPORT_PORT is empty)", file=sys.stderr)
-        return 0
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if not ports:  # idle, not gone: a Procfile runner stops every process when one exits
+        print("listener: nothing to serve (EXPORT_PORT is empty); idle until stopped", file=sys.stderr)
+        await stop.wait()
+        return 0
     try:
         await serve(ports, settings.export_bind, settings.export_allowed_hosts, stop)
     except OSError as exc:
