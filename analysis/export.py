@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from analysis.errors import AnalysisError, InvalidConfig, NotFound, quoted
 from analysis.models import Gist, Status
 from analysis.schedule_service import ScheduleService
-from analysis.schedules import CRON_FIELDS, Schedule, ScheduleStore, _cron_field
+from analysis.schedules import CRON_FIELDS, SCHEDULE_ID_PATTERN, Schedule, ScheduleStore, _cron_field
 from analysis.service import Actor
 from analysis.settings import Settings
 
@@ -127,7 +127,7 @@ class PairListReader:
     def authorized(self, schedule_id: str, token: str) -> Schedule | None:
         """The schedule if `token` is its current export token; None for anything else (a wrong,
         revoked or another schedule's token, an unknown id), alike."""
-        schedule = self.schedules.get(schedule_id) if schedule_id.isalnum() and len(schedule_id) < 40 else None
+        schedule = self.schedules.get(schedule_id) if SCHEDULE_ID_PATTERN.fullmatch(schedule_id) else None
         wanted = schedule.export_token_sha256 if schedule is not None and schedule.export else ""
         if not hmac.compare_digest(token_sha256(token), wanted or "-"):
             return None
@@ -140,7 +140,8 @@ class PairListReader:
                        if run is not None and run.status == Status.COMPLETED and run.result), None)
         if served is None:
             raise NoList(f"schedule {schedule.id} has no completed run yet")
-        pairs = [freqtrade_pair(item.symbol, schedule.export) for item in sorted(served.result, key=lambda i: i.rank)]
+        ranked = sorted(served.result, key=lambda item: item.rank)
+        pairs = [freqtrade_pair(item.symbol, schedule.export) for item in ranked]
         return PairList(body={"pairs": pairs, "refresh_period": refresh_period_s(schedule)},
                         analysis_id=served.id, completed_at=served.updated_at,
                         age_s=max(0, int(self.clock() - served.updated_at)),

@@ -34,7 +34,8 @@ def test_schedule_export_gives_a_url_and_a_token_that_serve_the_top_k(api, peopl
         token = re.search(r"keep it secret\): (\S+)", shown)[1]
         snippet = json.loads(shown[shown.index("{"): shown.rindex("}") + 1])
         assert snippet["pairlist_url"] == url and snippet["bearer_token"] == token
-        assert (snippet["method"], snippet["refresh_period"], snippet["number_assets"]) == ("RemotePairList", 14400, 2)
+        assert (snippet["method"], snippet["refresh_period"], snippet["number_assets"]) == \
+            ("RemotePairList", 14400, 2)
         path = url.split(str(listener_port), 1)[1]
         assert get(listener_port, path, token)[0] == 503  # authorized; no run has completed yet
         # One run of the schedule (beat does not run here: fired and run in this process).
@@ -51,7 +52,8 @@ def test_schedule_export_gives_a_url_and_a_token_that_serve_the_top_k(api, peopl
         assert "belongs to someone else" in ask(api, people.other, f"/schedule export {schedule_id} off")
         assert get(listener_port, path, token)[0] == 200
         # A new token replaces the old; off revokes it.
-        fresh = re.search(r"keep it secret\): (\S+)", ask(api, people.trader, f"/schedule export {schedule_id}"))[1]
+        again = ask(api, people.trader, f"/schedule export {schedule_id}")
+        fresh = re.search(r"keep it secret\): (\S+)", again)[1]
         assert get(listener_port, path, token)[0] == 401 and get(listener_port, path, fresh)[0] == 200
         assert "is off" in ask(api, people.trader, f"/schedule export {schedule_id} off")
         assert get(listener_port, path, fresh)[0] == 401

@@ -205,3 +205,36 @@ def test_the_cli_exports_and_revokes(runtime, listener_port):
     revoked = marketrank("schedule", "export", schedule_id, "--off", EXPORT_PORT=str(listener_port))
     assert revoked.returncode == 0 and "is off" in revoked.stdout
     assert get(listener_port, path, token)[0] == 401
+
+
+def test_one_process_serves_several_features_on_several_ports():
+    """The listener's plan: features by port (two may share one; a feature without a port is off),
+    every port behind the same door."""
+    import asyncio
+
+    from aiohttp import web
+
+    from listener.app import Feature, plan, start
+
+    def answering(name):
+        async def answer(request):
+            return web.Response(text=name)
+        return lambda app: app.router.add_get(f"/{name}", answer)
+
+    a, b = free_port(), free_port()
+    ports = plan([Feature("export", a, answering("export")), Feature("metrics", b, answering("metrics")),
+                  Feature("health", a, answering("health")), Feature("off", None, answering("off"))])
+    assert {port: [f.name for f in features] for port, features in ports.items()} == \
+        {a: ["export", "health"], b: ["metrics"]}
+
+    async def scenario():
+        runners = await start(ports, "127.0.0.1", ["127.0.0.1"])
+        try:
+            return await asyncio.to_thread(lambda: [
+                get(a, "/export")[0], get(a, "/health")[0], get(b, "/metrics")[0], get(b, "/export")[0],
+                get(b, "/metrics", host=f"attacker.example:{b}")[0]])
+        finally:
+            for runner in runners:
+                await runner.cleanup()
+
+    assert asyncio.run(scenario()) == [200, 200, 200, 404, 403]

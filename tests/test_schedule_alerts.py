@@ -13,7 +13,9 @@ from analysis.schedule_service import ScheduleService
 from analysis.schedules import ScheduleStore
 from analysis.service import Actor, AnalysisService
 from analysis.settings import Settings
+from analysis.schedule_changes import run_changes
 from bot.schedule_cards import ScheduledCards
+from bot.views import card_text
 from tasks.schedule_beat import default_registrar
 
 
@@ -75,7 +77,7 @@ def test_notify_changes_posts_a_market_oscillating_around_k_once(schedules, runt
     owner = Actor(str(uuid.uuid4().int % 10**9))
     made = schedules.add("1s", {"markets": 6, "top_k": 2}, owner, chat_id=7, notify="changes")
     cards = ScheduledCards(schedules)
-    posted, announced = [], []
+    posted, announced, cards_of = [], [], []
     # X's rank run after run: out (5), in (2), then around K: 3, 2, 3, 2, 3, 1, 3.
     x_ranks = [5, 2, 3, 2, 3, 2, 3, 1, 3]
     for run, x_rank in enumerate(x_ranks):
@@ -88,10 +90,14 @@ def test_notify_changes_posts_a_market_oscillating_around_k_once(schedules, runt
         plant(runtime, fired.analysis_id, order, k=2)
         if cards.destination(fired.analysis_id) == 7:
             posted.append(run)
+            cards_of.append(fired.analysis_id)
             document = schedules.analyses.status_document(fired.analysis_id, owner)
             announced.append(document["changes"]["alerts"])
     x = runtime.store.load(fired.analysis_id).state["markets"][0]
     # The first run (the baseline) and the run where X came in; X's wobble posts nothing more.
     assert posted == [0, 1]
     assert announced[1]["entered"] == [x]
+    # The posted card says it in words (one message for the run, whatever entered or left).
+    entered_run = runtime.store.load(cards_of[1])
+    assert f"Entered the top: {x}" in card_text(entered_run, run_changes(runtime.store, entered_run))
     assert sum(x in a["entered"] + a["left"] for a in announced) == 1
