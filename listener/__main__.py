@@ -7,7 +7,12 @@ import asyncio
 import signal
 import sys
 
-from analysis.engine.runtime import Runtime
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from analysis.db.keys import Keys
+from analysis.engine.store import AnalysisStore
 from analysis.export import PairListReader
 from analysis.logging_setup import configure_logging
 from analysis.schedules import ScheduleStore
@@ -18,8 +23,12 @@ from listener.export_routes import export_feature
 
 async def main() -> int:
     settings = get_settings()
-    runtime = Runtime(settings)
-    reader = PairListReader(ScheduleStore(runtime.redis, runtime.keys), runtime.store)
+    # A caller is waiting: a few quick retries (about 1 s), then a one-line 503, not the workers'
+    # patient reconnects (Runtime's, ~30 s).
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5,
+                                  retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3),
+                                  retry_on_error=[redis.ConnectionError, redis.TimeoutError])
+    reader = PairListReader(ScheduleStore(client, Keys(settings.key_prefix)), AnalysisStore(client, settings))
     ports = plan([export_feature(reader, settings.export_port)])
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -7,6 +7,7 @@
   refused with 403, and no answer carries CORS headers, so a page on another origin can neither
   read an answer nor send a bearer token through a visitor's browser. Trading bots send no Origin.
 - **Errors** are one line of text (`text/plain`); nothing else is said: no stack, no server banner.
+  A failure inside a route (Redis unreachable) is logged with its traceback and answered 503.
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ def door(allowed_hosts: Iterable[str]) -> Middleware:
             response = await handler(request)
         except web.HTTPException as exc:  # aiohttp's own 404 / 405: one line too
             return one_line(exc.status, f"{exc.status} {exc.reason}")
+        except Exception:  # Redis away, a bug: logged with its traceback; the caller gets one line
+            logger.exception("listener: %s %s failed", request.method, request.path[:64])
+            return one_line(503, "Service Unavailable: try again later", **{"Retry-After": "30"})
         response.headers.update(SAFE_HEADERS)
         return response
 

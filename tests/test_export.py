@@ -146,6 +146,9 @@ def test_wrong_revoked_and_other_schedules_tokens_get_401_and_nothing_else(sched
     # A new token after a revoke works; the revoked one still does not.
     fresh = exports.enable(mine.id, alice).token
     assert get(listener_port, path, fresh)[0] == 200 and get(listener_port, path, token)[0] == 401
+    # A removed schedule takes its export with it.
+    schedules.remove(mine.id, alice)
+    assert get(listener_port, path, fresh)[0] == 401
 
 
 def test_a_foreign_host_or_a_web_page_gets_nothing(schedules, runtime, queue, listener_port):
@@ -238,3 +241,23 @@ def test_one_process_serves_several_features_on_several_ports():
                 await runner.cleanup()
 
     assert asyncio.run(scenario()) == [200, 200, 200, 404, 403]
+
+
+def test_redis_out_of_reach_is_a_one_line_503_not_a_stack(tmp_path):
+    """A listener whose Redis is gone answers a bearer's request with one line, and says why in its
+    log (with the traceback), not to the caller."""
+    port = free_port()
+    env = {**os.environ, "EXPORT_PORT": str(port), "PYTHONPATH": str(ROOT),
+           "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    log = (tmp_path / "listener.log").open("w")
+    child = subprocess.Popen([sys.executable, "-m", "listener"], cwd=ROOT, env=env, stdout=log,
+                             stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: get(port, "/nothing")[0] == 404, timeout=30, message="the listener answers")
+        status, headers, body = get(port, "/export/q7m2k9xa", "A" * 43)
+        assert status == 503 and body == b"Service Unavailable: try again later\n"
+        assert headers["retry-after"] == "30"
+    finally:
+        child.terminate()
+        child.wait(10)
+    assert "Traceback" in (tmp_path / "listener.log").read_text()
