@@ -77,7 +77,7 @@ class PairList:
     analysis_id: str
     completed_at: float
     age_s: int
-    latest_run: str  # completed, running, failed...: the schedule's latest run's status
+    latest_run: str  # the schedule's latest run: completed, running, failed..., expired, not started
 
 
 def export_url(settings: Settings, schedule_id: str) -> str:
@@ -145,7 +145,8 @@ class PairListReader:
         return PairList(body={"pairs": pairs, "refresh_period": refresh_period_s(schedule)},
                         analysis_id=served.id, completed_at=served.updated_at,
                         age_s=max(0, int(self.clock() - served.updated_at)),
-                        latest_run=(latest.status.value.lower() if latest is not None else "expired"))
+                        latest_run=(latest.status.value.lower() if latest is not None
+                                    else "expired" if schedule.last_analysis else "not started"))
 
     def _load(self, analysis_id: str) -> Gist | None:
         return self.analyses.load(analysis_id) if analysis_id else None
