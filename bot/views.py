@@ -151,6 +151,8 @@ def help_text(is_admin: bool) -> str:
              "[notify=changes] — run it again and again; each card says what changed",
              "/schedules — yours, with Remove buttons and Resume for a paused one (admins: /schedules all)",
              "/schedule resume &lt;id&gt; — resume a paused one; /unschedule &lt;id&gt; — remove one",
+             "/schedule export &lt;id&gt; [off] — its top K for freqtrade (a URL and a token; "
+             "or export=freqtrade when you make it)",
              "", "<b>Track record</b>",
              "/track [score|llm] [1h] — did past top K picks beat the universe? IC, excess, hit "
              "rate per horizon beside the volume, momentum and random baselines, and a chart"]
