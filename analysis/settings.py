@@ -158,6 +158,11 @@ class Settings(BaseSettings):
     # health this often and sends at most one alert per cause per ALERT_THROTTLE_S.
     health_check_interval_s: float = Field(60, gt=0)
     alert_throttle_s: int = Field(3600, ge=1)
+    # Quiet hours (#24): held messages kept per user (newest), how long, how often the bot looks
+    # for windows that have ended to send their digest.
+    quiet_max_held: int = Field(50, ge=1, le=1000)
+    quiet_held_ttl_s: int = Field(3 * 86400, ge=60)
+    quiet_check_interval_s: float = Field(30.0, gt=0)
 
     # --- Health thresholds (`marketrank health`, /health, alerts; docs/operations.md) ----------
     health_success_warning: float = Field(0.80, ge=0, le=1)   # step success below: warning

@@ -31,6 +31,9 @@
 | {p}steps:{minute}            | hash   | 2 hours                    | step outcomes in that minute (ok, failed, judge, data, ...) |
 | {p}alert:{cause}             | string | ALERT_THROTTLE_S           | an alert of that cause was sent (throttle) |
 | {p}health:level              | string | none                       | the health level admins were last told  |
+| {p}settings:{user}           | hash   | none: until changed        | a user's settings: zone, quiet, mode:{kind} (analysis/user_settings.py) |
+| {p}held:{user}               | list   | QUIET_HELD_TTL_S, capped at QUIET_MAX_HELD | messages held in the user's quiet hours (JSON), oldest first |
+| {p}held                      | set    | none; members removed when their digest is taken | users with held messages |
 
 The `beat:` keys are written by celery-redbeat itself (tasks/celery_app.py gives it the prefix
 `beat_prefix()`); user schedules and their beat entries are removed together.
@@ -128,3 +131,12 @@ class Keys:
 
     def health_level(self) -> str:
         return f"{self.prefix}health:level"
+
+    def user_settings(self, user: str) -> str:
+        return f"{self.prefix}settings:{user}"
+
+    def held(self, user: str) -> str:
+        return f"{self.prefix}held:{user}"
+
+    def held_users(self) -> str:
+        return f"{self.prefix}held"
