@@ -131,7 +131,7 @@ class UserSettingsStore:
         key = self.keys.user_settings(settings.user)
         with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(key)
-            pipe.hset(key, mapping=settings.to_hash())
+            pipe.hset(key, items=[part for pair in settings.to_hash().items() for part in pair])
             pipe.execute()
 
     def hold(self, user: str, message: HeldMessage) -> None:

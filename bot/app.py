@@ -112,6 +112,7 @@ async def start_services(application: Application) -> None:
             logger.warning("admin commands not registered for user %s: %s", admin_id, exc)
     await bot_services.notifier.start()
     await bot_services.alerts.start()
+    await bot_services.delivery.start()
     logger.info("bot @%s ready (allowed users: %s, admins: %d)", application.bot.username,
                 len(settings.allowed_user_ids) or "anyone", len(settings.admin_user_ids))
 
@@ -121,6 +122,7 @@ async def stop_notifier(application: Application) -> None:
     bot_services = application.bot_data.get(BOT_DATA_KEY)
     if bot_services is not None:
         await bot_services.alerts.stop()
+        await bot_services.delivery.stop()
         await bot_services.notifier.stop()
 
 
