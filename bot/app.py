@@ -20,6 +20,7 @@ from telegram.ext import (AIORateLimiter, Application, ApplicationBuilder, Appli
 from analysis.logging_setup import configure_logging
 from analysis.settings import Settings, get_settings
 from bot import handlers, schedule_callbacks, schedule_handlers, views
+from bot import settings_callbacks, settings_handlers
 from bot.services import BOT_DATA_KEY, BotServices
 
 logger = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ COMMANDS = [
     ("schedule", schedule_handlers.schedule), ("schedules", schedule_handlers.schedules),
     ("unschedule", schedule_handlers.unschedule),
 ]
+COMMANDS += [("settings", settings_handlers.settings_command)]  # #24
 
 
 def api_url(settings: Settings) -> str:
@@ -90,6 +92,7 @@ def build_application(settings: Settings) -> Application:
         application.add_handler(CommandHandler(name, handler))
     application.add_handler(CallbackQueryHandler(schedule_handlers.button,
                                                  pattern=schedule_callbacks.PREFIX_PATTERN))
+    application.add_handler(CallbackQueryHandler(settings_handlers.button, pattern=settings_callbacks.PREFIX_PATTERN))
     application.add_handler(CallbackQueryHandler(handlers.button))
     # Only in private chats: in a group, other bots' commands are none of our business.
     application.add_handler(MessageHandler(filters.COMMAND & filters.ChatType.PRIVATE,

@@ -37,6 +37,7 @@ TRADER_COMMANDS = [
     BotCommand("schedule", "Rank on a schedule (UTC): /schedule 4h markets=30 top=10"),
     BotCommand("schedules", "Your schedules, with Remove (and Resume) buttons"),
     BotCommand("unschedule", "Remove a schedule: /unschedule <id>"),
+    BotCommand("settings", "Your time zone, quiet hours and which messages ring"),
     BotCommand("help", "How to use this bot"),
 ]
 ADMIN_COMMANDS = [
@@ -143,7 +144,10 @@ def help_text(is_admin: bool) -> str:
              "/schedule &lt;15m|1h|4h|12h|1d|cron=\"0 */4 * * *\"&gt; [the options of /rank] "
              "[notify=changes] — run it again and again; each card says what changed",
              "/schedules — yours, with Remove buttons and Resume for a paused one (admins: /schedules all)",
-             "/schedule resume &lt;id&gt; — resume a paused one; /unschedule &lt;id&gt; — remove one"]
+             "/schedule resume &lt;id&gt; — resume a paused one; /unschedule &lt;id&gt; — remove one",
+             "", "<b>Your settings</b>",
+             "/settings — time zone, quiet hours, each kind of message on / silent / off "
+             "(cron lines in your zone: /schedule cron=\"0 9 * * *\" tz=local)"]
     if is_admin:
         lines += ["", "<b>Admin</b>"] + [f"/{c.command} — {escape(c.description)}" for c in ADMIN_COMMANDS]
     return "\n".join(lines)
