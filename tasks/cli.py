@@ -19,6 +19,7 @@ from analysis.redaction import url_without_password
 from analysis.service import Actor, AnalysisService
 from analysis.settings import get_settings
 from tasks import cli_schedule
+from tasks import cli_settings
 from tasks.dispatcher import CeleryDispatcher
 from tasks.ops import default_ops
 
@@ -86,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     markets.add_argument("--timeframe", default="1h", help=f"{', '.join(TIMEFRAMES)} (default 1h)")
     markets.add_argument("--limit", type=positive_int, default=100, help="show the N most traded (default 100)")
     cli_schedule.add_parser(sub, add_start_options)
+    cli_settings.add_parser(sub)
     return parser
 
 
@@ -198,6 +200,8 @@ def run_command(args: argparse.Namespace, runtime: Runtime, service: AnalysisSer
         return follow(service, gist.id, actor) if args.wait else 0
     if command == "schedule":
         return cli_schedule.run(args, runtime, actor)
+    if command == "settings":
+        return cli_settings.run(args, runtime, actor)
     if command == "status":
         document = service.status_document(args.id, actor)
         if args.json:
