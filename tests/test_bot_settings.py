@@ -125,3 +125,60 @@ def test_only_its_user_changes_their_settings_by_button(api, people, logged_erro
         assert services.runtime.redis.dump(key) == before
         assert services.runtime.redis.exists(services.runtime.keys.user_settings(str(people.other))) == 0
         assert api.message(group, message.message_id).edits == 0
+
+
+def notifier_caught_up(bot: RunningBot) -> bool:
+    """The bot's notifier has handled (acknowledged) every progress event written so far."""
+    services = bot.application.bot_data["services"]
+    redis, stream = services.runtime.redis, services.runtime.keys.events()
+    newest = redis.xrevrange(stream, count=1)
+    groups = [g for g in redis.xinfo_groups(stream) if g["name"].decode() == f"bot:{bot.application.bot.id}"]
+    return bool(newest and groups and groups[0]["pending"] == 0
+                and groups[0]["last-delivered-id"] == newest[0][0])
+
+
+def test_a_schedules_runs_silent_then_off(api, people, logged_errors):
+    """schedule_run=silent: the run's card arrives without a sound; off: the run happens, its card
+    is not posted (checked once the notifier has handled every event of the completed run)."""
+    from analysis.models import Status
+    from analysis.service import Actor
+    from tasks.schedule_tasks import schedule_service
+
+    with RunningBot(api, bot_settings(api, people)) as bot:
+        services = bot.application.bot_data["services"]
+        ask(api, people.trader, "/settings schedule_run=silent")
+        assert "every 4h (UTC)" in ask(api, people.trader, f"/schedule 4h symbols={some_markets(4)} top=2")
+        [schedule] = services.schedules.list(Actor(str(people.trader)))
+        firing = schedule_service(services.runtime)  # what beat's task runs, without beat
+        assert firing.fire(schedule.id, fire_id="first").code == "started"
+        card = wait_for_card(api, people.trader, 0)
+        wait_for_status(api, people.trader, card.message_id, "Completed", timeout=60)
+        assert card.silent and "Scheduled run of" in api.message(people.trader, card.message_id).text
+
+        ask(api, people.trader, "/settings schedule_run=off")
+        started = firing.fire(schedule.id, fire_id="second")
+        assert started.code == "started"
+        api.wait_for(lambda: services.service.store.load(started.analysis_id).status == Status.COMPLETED, timeout=60)
+        api.wait_for(lambda: notifier_caught_up(bot), timeout=20)
+        assert len([m for m in api.messages(people.trader, from_bot=True) if "Scheduled run of" in (m.text or "")]) == 1
+        services.schedules.remove(schedule.id, Actor(str(people.trader)))
+    assert logged_errors == []
+
+
+def test_an_admin_gets_alerts_silently(api, redis_url):
+    """admin_alerts=silent: the health warning reaches the admin with disable_notification."""
+    from analysis.engine.runtime import Runtime
+    from analysis.engine.step_stats import record_step
+    from analysis.settings import Settings
+    from tests.test_bot import People
+
+    people = People()
+    url = redis_url.rsplit("/", 1)[0] + "/12"  # a database of its own: its health is this test's
+    runtime = Runtime(Settings(redis_url=url))
+    runtime.redis.flushdb()
+    with RunningBot(api, bot_settings(api, people, redis_url=url, health_check_interval_s=0.3)):
+        assert "Admin alerts: silent" in ask(api, people.admin, "/settings admin_alerts=silent")
+        record_step(runtime.redis, runtime.keys, "judge", now=time.time())
+        warning = api.wait_for(lambda: [m for m in api.messages(people.admin, from_bot=True)
+                                        if (m.text or "").startswith("marketrank health: warning")], timeout=20)
+        assert warning[0].silent
