@@ -88,11 +88,12 @@ class Delivery:
         return how
 
     async def finished(self, gist: Gist, chat_id: int, zone: str) -> None:
-        """Once per analysis (not a scheduled run: its card is its message), tell the owner it
-        ended. Called before the card shows the final state, so the notice never comes after."""
+        """Once per analysis and refine (not a scheduled run: its card is its message), tell the
+        owner it ended. Called before the card shows the final state, so the notice never comes
+        after it."""
         if gist.schedule or gist.status not in FINISHED_STATUSES:
             return
-        if not await self.marks.first_mark(gist.id, "finished"):
+        if not await self.marks.first_mark(gist.id, f"finished:{gist.refine_gen}"):
             return
         try:
             await self.send(gist.owner, chat_id, "finished", settings_views.finished_text(gist, zone))

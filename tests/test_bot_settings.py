@@ -33,7 +33,7 @@ def run_to_completion(api: BotApiServer, user: int, index: int) -> str:
 def finished_flag(bot: RunningBot, analysis_id: str) -> str | None:
     """The card record's mark that the notice was dealt with (sent, held or turned off)."""
     services = bot.application.bot_data["services"]
-    value = services.runtime.redis.hget(services.runtime.keys.card(analysis_id), "finished")
+    value = services.runtime.redis.hget(services.runtime.keys.card(analysis_id), "finished:0")
     return value.decode() if value else None
 
 

@@ -19,7 +19,7 @@
 | {p}events                    | stream | capped (MAXLEN ~)          | progress events; bots read them with the consumer group bot:{bot id} |
 | {p}failures                  | list   | capped (LTRIM)             | recent step failures, for admins        |
 | {p}llmcache:{sha256}         | string | LLM_CACHE_TTL              | one cached LLM answer                   |
-| {p}card:{id}                 | hash   | GIST_TTL_S                 | the bot's status card (chat, message); flags finished, held (#24) |
+| {p}card:{id}                 | hash   | GIST_TTL_S                 | the bot's status card (chat, message); flags finished:{gen}, held (#24) |
 | {p}update:{bot}:{update_id}  | string | 1 day                      | a Telegram update the bot has handled   |
 | {p}schedule:{id}             | hash   | none: until removed        | a recurring analysis (analysis/schedules.py) |
 | {p}schedules                 | zset   | none                       | every schedule by creation time         |
