@@ -246,3 +246,20 @@ def test_held_messages_are_bounded(runtime):
     for n in range(5):
         service.hold(user, "finished", 1, f"m{n}")
     assert [m.text for m in store.take(user)] == ["m2", "m3", "m4"]  # the newest kept
+
+
+def test_an_admin_reads_a_users_settings_from_the_cli(user_settings, capsys):
+    from tasks.cli import main
+
+    user = a_user()
+    user_settings.change(user, Actor(user), zone="Europe/Berlin", quiet="23:00-07:00", modes={"finished": "silent"})
+    user_settings.hold(user, "finished", int(user), "held one")
+    assert main(["settings", user, "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown == {"user": user, "zone": "Europe/Berlin", "quiet_hours": "23:00–07:00",
+                     "modes": {"finished": "silent", "schedule_run": "on", "schedule_changes": "on",
+                               "admin_alerts": "on"}, "held": 1}
+    assert main(["settings", user]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"user {user}: time zone Europe/Berlin, quiet hours 23:00–07:00 UTC+0")
+    assert "1 held for the digest" in text and "  Run finished: silent" in text
