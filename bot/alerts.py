@@ -54,7 +54,7 @@ class AdminAlerts:
         for admin_id in self.admin_ids:
             try:
                 if self.delivery is not None:
-                    await self.delivery.admin_alert(admin_id, escape(text))
+                    await self.delivery.admin_alert(admin_id, escape(text), cause)
                 else:
                     await self.bot.send_message(admin_id, escape(text))
             except (TelegramError, RedisError) as exc:  # e.g. the admin never opened a chat with the bot

@@ -56,15 +56,15 @@ class Delivery:
     async def decide(self, user: str, kind: str) -> str:
         return await asyncio.to_thread(self.settings.decide, user, kind)
 
-    async def send(self, user: str, chat_id: int, kind: str, text: str, **kwargs) -> str:
+    async def send(self, user: str, chat_id: int, kind: str, text: str, *, about: str = "-", **kwargs) -> str:
         """Send a new message of `kind` as the user's settings say; what was done (send, silent,
-        off, hold). Telegram's errors reach the caller."""
+        off, hold). `about`: the analysis id (or cause) for the log. Telegram's errors reach the caller."""
         how = await self.decide(user, kind)
         if how == OFF:
-            logger.info("%s message to chat %s not sent: user %s turned it off", kind, chat_id, user)
+            logger.info("[%s] %s message to chat %s not sent: user %s turned it off", about, kind, chat_id, user)
         elif how == HOLD:
             await asyncio.to_thread(self.settings.hold, user, kind, chat_id, text)
-            logger.info("%s message to chat %s held: user %s is in quiet hours", kind, chat_id, user)
+            logger.info("[%s] %s message to chat %s held: user %s is in quiet hours", about, kind, chat_id, user)
         else:
             await self.bot.send_message(chat_id, text, disable_notification=how == SILENT, **kwargs)
         return how
@@ -96,12 +96,12 @@ class Delivery:
         if not await self.marks.first_mark(gist.id, f"finished:{gist.refine_gen}"):
             return
         try:
-            await self.send(gist.owner, chat_id, "finished", settings_views.finished_text(gist, zone))
+            await self.send(gist.owner, chat_id, "finished", settings_views.finished_text(gist, zone), about=gist.id)
         except TelegramError as exc:
             logger.warning("[%s] finished notice not sent: %s", gist.id, exc)
 
-    async def admin_alert(self, admin_id: int, text: str) -> None:
-        await self.send(str(admin_id), admin_id, "admin_alerts", text)
+    async def admin_alert(self, admin_id: int, text: str, cause: str = "-") -> None:
+        await self.send(str(admin_id), admin_id, "admin_alerts", text, about=cause)
 
     # --- quiet hours' digests ---------------------------------------------------------------
     async def _deliver_digests_forever(self) -> None:
