@@ -182,3 +182,30 @@ def test_an_admin_gets_alerts_silently(api, redis_url):
         warning = api.wait_for(lambda: [m for m in api.messages(people.admin, from_bot=True)
                                         if (m.text or "").startswith("marketrank health: warning")], timeout=20)
         assert warning[0].silent
+
+
+def test_a_scheduled_run_in_quiet_hours_is_held_as_its_final_card_and_comes_in_the_digest(api, people, logged_errors):
+    from analysis.models import Status
+    from analysis.service import Actor
+    from tasks.schedule_tasks import schedule_service
+
+    with RunningBot(api, bot_settings(api, people, quiet_check_interval_s=0.2)) as bot:
+        services = bot.application.bot_data["services"]
+        ask(api, people.trader, f"/settings tz=Europe/Berlin quiet={window_around_now(30, 90, 'Europe/Berlin')}")
+        ask(api, people.trader, f"/schedule 4h symbols={some_markets(4)} top=2")
+        [schedule] = services.schedules.list(Actor(str(people.trader)))
+        started = schedule_service(services.runtime).fire(schedule.id, fire_id="quiet")
+        api.wait_for(lambda: services.service.store.load(started.analysis_id).status == Status.COMPLETED, timeout=60)
+        held_key = services.runtime.keys.held(str(people.trader))
+        api.wait_for(lambda: services.runtime.redis.llen(held_key) == 1, timeout=20)  # held once, final
+        api.wait_for(lambda: notifier_caught_up(bot), timeout=20)
+        assert services.runtime.redis.llen(held_key) == 1
+        assert not [m for m in api.messages(people.trader, from_bot=True) if "Scheduled run of" in (m.text or "")]
+
+        services.user_settings.clock = lambda: time.time() + 2 * 3600  # the window is over
+        [digest] = api.wait_for(lambda: [m for m in api.messages(people.trader, from_bot=True)
+                                         if (m.text or "").startswith("🌙")], timeout=10)
+        assert "Schedule run posted" in digest.text and "Completed" in digest.text
+        assert f"Scheduled run of {schedule.id}" in digest.text and "UTC+0" in digest.text
+        services.schedules.remove(schedule.id, Actor(str(people.trader)))
+    assert logged_errors == []
