@@ -10,6 +10,8 @@ from typing import Any, Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from analysis.local_time import offset_label, zone_of
+
 # The gist's `model` for an llm analysis after a refine: the workers' OPENAI_REFINE_MODEL.
 REFINE_MODEL = "@refine"
 AnalysisKind = Literal["rank", "entry", "exit"]
@@ -122,15 +124,16 @@ def source_name(data_source: str) -> str:
     return data_source
 
 
-def source_label(data_source: str, timeframe: str, data_to: int | None, now: float) -> str:
+def source_label(data_source: str, timeframe: str, data_to: int | None, now: float,
+                 zone: str = "UTC") -> str:
     """'binance · 1h candles to 14:00 UTC': the source and when its newest ranked candle closed
-    (with the date unless that is today, UTC)."""
+    (with the date unless that is today), in the viewer's zone with its offset (UTC+01:00)."""
     name = source_name(data_source)
     if not data_to:
         return name
-    closed, today = (datetime.fromtimestamp(t, timezone.utc) for t in (data_to, now))
+    closed, today = (datetime.fromtimestamp(t, timezone.utc).astimezone(zone_of(zone)) for t in (data_to, now))
     when = closed.strftime("%H:%M" if closed.date() == today.date() else "%Y-%m-%d %H:%M")
-    return f"{name} · {timeframe} candles to {when} UTC"
+    return f"{name} · {timeframe} candles to {when} {offset_label(closed)}"
 
 
 @dataclass(frozen=True)
@@ -226,10 +229,10 @@ class Gist:
             schedule_prev=raw.get(F.SCHEDULE_PREV, ""),
         )
 
-    def source_label(self, now: float | None = None) -> str:
+    def source_label(self, now: float | None = None, zone: str = "UTC") -> str:
         """Where the ranked candles come from, e.g. 'binance · 1h candles to 14:00 UTC'."""
         return source_label(self.config.data_source, self.config.timeframe,
-                            self.config.candles_to, time.time() if now is None else now)
+                            self.config.candles_to, time.time() if now is None else now, zone)
 
     @property
     def short_id(self) -> str:

@@ -10,7 +10,7 @@ import builtins
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
@@ -19,8 +19,9 @@ from analysis.config_factory import RankingConfigFactory
 from analysis.errors import AnalysisError, InvalidConfig, LimitReached, NotAllowed, NotFound, quoted
 from analysis.markets.registry import provider_from_spec
 from analysis.models import Status
-from analysis.schedules import (ACTIVE, NOTIFY, PAUSED, SCHEDULE_ID_PATTERN, Schedule, ScheduleStore,
-                                build_config, check_options, new_schedule_id, parse_every)
+from analysis.local_time import UTC_NAME, local_instant_due, next_local_run, zone_of
+from analysis.schedules import (ACTIVE, NOTIFY, PAUSED, SCHEDULE_ID_PATTERN, Every, Schedule, ScheduleStore,
+                                build_config, check_options, cron_fields, new_schedule_id, parse_every)
 from analysis.service import PAUSED_BY_USER, Actor, AnalysisService
 from analysis.settings import Settings
 
@@ -58,6 +59,15 @@ class ResumeResult:
     already: bool = False
 
 
+def zoned(every: Every, zone: str) -> Every:
+    """A cron line read in `zone` (an IANA name; '' or UTC: as it is); an interval has no zone."""
+    if not zone or zone_of(zone).key == UTC_NAME:
+        return every
+    if not every.cron:
+        raise InvalidConfig(f"tz= applies to cron lines; every {every.text} runs at the same pace in any zone")
+    return replace(every, zone=zone_of(zone).key)
+
+
 def utc_clock(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
@@ -70,10 +80,10 @@ class ScheduleService:
 
     # --- for the fronts ---------------------------------------------------------------------
     def add(self, every: str, options: dict[str, Any], actor: Actor, *, chat_id: int | None = None,
-            notify: str = "always") -> Schedule:
+            notify: str = "always", zone: str = "") -> Schedule:
         """Validate everything, then store the schedule and its beat entry; nothing is written
-        for a schedule that is refused."""
-        parsed = parse_every(every, self.settings.schedule_min_interval_s)
+        for a schedule that is refused. `zone`: the IANA zone a cron line is read in."""
+        parsed = zoned(parse_every(every, self.settings.schedule_min_interval_s), zone)
         if notify not in NOTIFY:
             raise InvalidConfig(f"notify must be always or changes, not {quoted(notify)}")
         options = check_options(options)
@@ -129,12 +139,17 @@ class ScheduleService:
         return [s for s in found if s is not None]
 
     def next_runs(self, schedules: builtins.list[Schedule]) -> dict[str, float]:
-        """When beat will fire each active schedule next (UTC epoch); best effort."""
+        """When beat will fire each active schedule next (UTC epoch); best effort. A cron line in
+        a zone: its next local minute (beat also fires at the other candidate minutes)."""
         try:
-            return self.beat.next_runs([s.id for s in schedules if s.state == ACTIVE])
+            found = self.beat.next_runs([s.id for s in schedules if s.state == ACTIVE])
         except Exception:
             logger.exception("next run times not available")
             return {}
+        for s in schedules:
+            if s.id in found and s.every.zone:
+                found[s.id] = next_local_run(cron_fields(s.every.cron), s.every.zone, self.clock()) or found[s.id]
+        return found
 
     def remove(self, schedule_id: str, actor: Actor, *, chat_admin_of: int | None = None) -> Schedule:
         """Remove as its owner, an admin, or an admin of the group it posts to (`get`)."""
@@ -185,6 +200,13 @@ class ScheduleService:
             return FireResult("paused", schedule_id, note=schedule.reason)
         if not owner_may_trade(self.settings, schedule.owner):
             return self._paused(schedule, "its owner is no longer allowed to use the bot")
+        if schedule.every.zone:  # beat fires at every UTC minute the local one could be
+            local = local_instant_due(cron_fields(schedule.every.cron), schedule.every.zone, now)
+            if local is None:
+                return FireResult("not-due", schedule_id, note=f"not a minute of the line in {schedule.every.zone}")
+            fire_id = f"local@{int(local)}"  # two candidate firings of one local minute: one run
+            if schedule.last_fire == fire_id:
+                return FireResult("duplicate", schedule_id)
         # One firing, one outcome: a redelivered or racing message stops here.
         claim = self.store.claim(schedule.id, fire_id=fire_id, last_fire=schedule.last_fire, now=now)
         if claim != "ok":

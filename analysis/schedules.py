@@ -59,6 +59,11 @@ class Every:
     text: str  # as shown: "4h", "30s", "cron=0 */4 * * *"
     interval_s: int = 0
     cron: str = ""
+    zone: str = ""  # the IANA zone a cron line is read in ("" = UTC); analysis/local_time.py
+
+    def shown(self) -> str:
+        """'4h', 'cron=0 9 * * * (Europe/Berlin)': as /schedules shows it."""
+        return f"{self.text} ({self.zone})" if self.zone else self.text
 
 
 def parse_every(text: object, min_interval_s: int) -> Every:
@@ -99,6 +104,11 @@ def _parse_cron(line: str, min_interval_s: int) -> Every:
         raise InvalidConfig(f"cron {quoted(line, 40)} fires every {min(gaps)} min: the shortest "
                             f"interval is {min_interval_s} s")
     return Every(text="cron=" + " ".join(fields), cron=" ".join(fields))
+
+
+def cron_fields(line: str) -> list[set[int]]:
+    """A (valid) cron line's five fields as the sets of values they match."""
+    return [_cron_field(text, *spec) for text, spec in zip(line.split(), CRON_FIELDS)]
 
 
 def _cron_field(text: str, name: str, low: int, high: int) -> set[int]:
@@ -176,6 +186,7 @@ class Schedule:
     def to_hash(self) -> dict[str, str]:
         return {"id": self.id, "owner": self.owner, "chat_id": "" if self.chat_id is None else str(self.chat_id),
                 "every": self.every.text, "interval_s": str(self.every.interval_s), "cron": self.every.cron,
+                "zone": self.every.zone,
                 "options": json.dumps(self.options, sort_keys=True), "summary": self.summary,
                 "data_source": self.data_source,
                 "notify": self.notify, "created_at": repr(self.created_at), "state": self.state,
@@ -190,7 +201,8 @@ class Schedule:
     def from_hash(cls, raw: dict[str, str]) -> Schedule:
         return cls(id=raw["id"], owner=raw["owner"],
                    chat_id=int(raw["chat_id"]) if raw.get("chat_id") else None,
-                   every=Every(raw["every"], int(raw.get("interval_s") or 0), raw.get("cron", "")),
+                   every=Every(raw["every"], int(raw.get("interval_s") or 0), raw.get("cron", ""),
+                               raw.get("zone", "")),
                    options=json.loads(raw.get("options") or "{}"), summary=raw.get("summary", ""),
                    data_source=raw.get("data_source", "demo"),
                    notify=raw.get("notify", "always"), created_at=float(raw["created_at"]),
@@ -205,7 +217,8 @@ class Schedule:
 
     def to_jsonable(self, next_run_at: float | None = None) -> dict[str, Any]:
         """What `marketrank schedule list --json` prints per schedule."""
-        return {"id": self.id, "every": self.every.text, "owner": self.owner, "chat_id": self.chat_id,
+        return {"id": self.id, "every": self.every.text, "zone": self.every.zone or "UTC",
+                "owner": self.owner, "chat_id": self.chat_id,
                 "notify": self.notify, "state": self.state, "reason": self.reason,
                 "next_run_at": next_run_at if self.state == ACTIVE else None, "runs": self.runs,
                 "skipped": self.skipped, "failures_in_a_row": self.failures,

@@ -182,6 +182,11 @@ class Settings(BaseSettings):
     # at most this many charts a minute (bot/chart_cache.py).
     chart_cache_ttl_s: int = Field(3600, ge=60)
     chart_presses_per_minute: int = Field(5, ge=1)
+    # Quiet hours (#24): held messages kept per user (newest), how long, how often the bot looks
+    # for windows that have ended to send their digest.
+    quiet_max_held: int = Field(50, ge=1, le=1000)
+    quiet_held_ttl_s: int = Field(3 * 86400, ge=60)
+    quiet_check_interval_s: float = Field(30.0, gt=0)
 
     # --- Health thresholds (`marketrank health`, /health, alerts; docs/operations.md) ----------
     health_success_warning: float = Field(0.80, ge=0, le=1)   # step success below: warning

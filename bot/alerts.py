@@ -15,6 +15,7 @@ from telegram import Bot
 from telegram.error import TelegramError
 
 from bot.alert_book import ADMIN_ALERT_TEXTS, AlertBook
+from bot.delivery import Delivery
 from analysis.health import Health
 
 logger = logging.getLogger(__name__)
@@ -22,8 +23,9 @@ logger = logging.getLogger(__name__)
 
 class AdminAlerts:
     def __init__(self, bot: Bot, admin_ids: list[int], book: AlertBook,
-                 read_health: Callable[[], Health], interval_s: float):
+                 read_health: Callable[[], Health], interval_s: float, delivery: Delivery | None = None):
         self.bot, self.admin_ids, self.book = bot, list(admin_ids), book
+        self.delivery = delivery  # each admin's settings for admin alerts (#24)
         self.read_health, self.interval_s = read_health, interval_s
         self._task: asyncio.Task | None = None
 
@@ -51,8 +53,11 @@ class AdminAlerts:
         logger.info("alert to admins: %s", cause)
         for admin_id in self.admin_ids:
             try:
-                await self.bot.send_message(admin_id, escape(text))
-            except TelegramError as exc:  # e.g. the admin never opened a chat with the bot
+                if self.delivery is not None:
+                    await self.delivery.admin_alert(admin_id, escape(text), cause)
+                else:
+                    await self.bot.send_message(admin_id, escape(text))
+            except (TelegramError, RedisError) as exc:  # e.g. the admin never opened a chat with the bot
                 logger.warning("alert %s not delivered to admin %s: %s", cause, admin_id, exc)
 
     async def _watch_health(self) -> None:

@@ -21,6 +21,7 @@ from telegram.ext import (AIORateLimiter, Application, ApplicationBuilder, Appli
 from analysis.logging_setup import configure_logging
 from analysis.settings import Settings, settings_or_exit
 from bot import handlers, schedule_callbacks, schedule_handlers, track_handlers, views, why_handlers
+from bot import settings_callbacks, settings_handlers
 from bot.services import BOT_DATA_KEY, BotServices
 from bot.startup import wait_for_bot_api
 
@@ -48,6 +49,7 @@ COMMANDS = [
     ("why", why_handlers.why),
     ("track", track_handlers.track),
 ]
+COMMANDS += [("settings", settings_handlers.settings_command)]  # #24
 
 
 def api_url(settings: Settings) -> str:
@@ -94,6 +96,7 @@ def build_application(settings: Settings) -> Application:
         application.add_handler(CommandHandler(name, handler))
     application.add_handler(CallbackQueryHandler(schedule_handlers.button,
                                                  pattern=schedule_callbacks.PREFIX_PATTERN))
+    application.add_handler(CallbackQueryHandler(settings_handlers.button, pattern=settings_callbacks.PREFIX_PATTERN))
     application.add_handler(CallbackQueryHandler(handlers.button))
     # Only in private chats: in a group, other bots' commands are none of our business.
     application.add_handler(MessageHandler(filters.COMMAND & filters.ChatType.PRIVATE,
@@ -116,6 +119,7 @@ async def start_services(application: Application) -> None:
             logger.warning("admin commands not registered for user %s: %s", admin_id, exc)
     await bot_services.notifier.start()
     await bot_services.alerts.start()
+    await bot_services.delivery.start()
     logger.info("bot @%s ready (allowed users: %s, admins: %d)", application.bot.username,
                 len(settings.allowed_user_ids) or "anyone", len(settings.admin_user_ids))
 
@@ -125,6 +129,7 @@ async def stop_notifier(application: Application) -> None:
     bot_services = application.bot_data.get(BOT_DATA_KEY)
     if bot_services is not None:
         await bot_services.alerts.stop()
+        await bot_services.delivery.stop()
         await bot_services.notifier.stop()
 
 

@@ -38,3 +38,13 @@ class CardStore:
             pipe.hset(key, mapping={"chat_id": location.chat_id, "message_id": location.message_id})
             pipe.expire(key, self.ttl_s)
             await pipe.execute()
+
+    async def first_mark(self, analysis_id: str, flag: str) -> bool:
+        """True the first time `flag` is set on the analysis's card record (once across bots):
+        `finished:<refine generation>` (the notice that it ended was dealt with), `held` (its card was held for a digest)."""
+        key = self.keys.card(analysis_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hsetnx(key, flag, "1")
+            pipe.expire(key, self.ttl_s)
+            first, _ = await pipe.execute()
+        return bool(first)

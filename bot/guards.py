@@ -17,7 +17,7 @@ from telegram.constants import ChatID
 from telegram.ext import ContextTypes
 
 from analysis.errors import AnalysisError, NotAllowed, NotFound
-from bot import callbacks, schedule_callbacks, views
+from bot import callbacks, schedule_callbacks, settings_callbacks, views
 from bot.services import Access, services
 
 logger = logging.getLogger(__name__)
@@ -39,6 +39,8 @@ def action_of(update: Update) -> str:
         schedule_press = schedule_callbacks.parse(update.callback_query.data)
         if press is None and schedule_press is not None:
             return f"button {SCHEDULE_ACTIONS[schedule_press.action]}"
+        if press is None and settings_callbacks.parse(update.callback_query.data) is not None:
+            return "button settings"
         return f"button {press.action}" if press else "button <invalid data>"
     text = update.effective_message.text if update.effective_message else ""
     return (text or "").split(maxsplit=1)[0][:40] if text else "<no text>"

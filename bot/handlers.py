@@ -242,7 +242,8 @@ async def workers(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 async def failures(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/failures: the most recent step failures."""
     rows = await asyncio.to_thread(services(context).service.recent_failures)
-    await update.effective_message.reply_text(views.failures_text(rows))
+    zone = await services(context).delivery.zone(str(update.effective_user.id))
+    await update.effective_message.reply_text(views.failures_text(rows, zone))
 
 
 @guarded(ADMIN)

@@ -37,6 +37,7 @@ from analysis.schedule_changes import run_changes
 from bot import views
 from bot.alert_book import ADMIN_ALERT_TEXTS
 from bot.cards import CardLocation, CardStore
+from bot.delivery import SEND, SILENT, Delivery
 from bot.schedule_cards import CHAT_GONE, ScheduledCards
 from bot.track_views import card_track_lines
 
@@ -77,9 +78,11 @@ class CardNotifier:
                  interval_s: float, clock: Callable[[], float] = time.monotonic,
                  scheduled: ScheduledCards | None = None,
                  on_admin_event: Callable[[str, str, str], Awaitable[None]] | None = None,
-                 track_lines: Callable[[Gist], list[str]] | None = None):
+                 track_lines: Callable[[Gist], list[str]] | None = None,
+                 delivery: Delivery | None = None):
         self.bot, self.store, self.cards, self.events = bot, store, cards, events
         self.track_lines = track_lines  # a completed card's track record lines (blocking)
+        self.delivery = delivery  # the owner's settings: zone of the card, how notices go out
         self.scheduled = scheduled
         # (kind, analysis id, reason): admins are told of the events in ADMIN_ALERT_TEXTS
         self.on_admin_event = on_admin_event
@@ -220,7 +223,10 @@ class CardNotifier:
                 elif self.scheduled is not None:  # a scheduled run's first card: its schedule's chat
                     chat_id = await asyncio.to_thread(self.scheduled.destination, analysis_id)
                     if chat_id is not None and await self.scheduled.owner_may_post(self.bot, analysis_id, chat_id):
-                        await self._put(analysis_id, card, None, chat_id, live=True)
+                        how = SEND if self.delivery is None else \
+                            await self.delivery.scheduled_card(self.store, analysis_id, chat_id)
+                        if how in (SEND, SILENT):
+                            await self._put(analysis_id, card, None, chat_id, live=True, silent=how == SILENT)
             except (Forbidden, BadRequest) as exc:
                 # A deleted group (400 "chat not found") pauses its schedule as a block (403) does.
                 gone = isinstance(exc, Forbidden) or CHAT_GONE in exc.message.lower()
@@ -231,7 +237,7 @@ class CardNotifier:
 
     # --- the one place that talks to Telegram -----------------------------------------------
     async def _put(self, analysis_id: str, card: _Card, location: CardLocation | None, chat_id: int,
-                   *, live: bool) -> CardLocation | None:
+                   *, live: bool, silent: bool = False) -> CardLocation | None:
         """Show the analysis as it is now: edit `location`, or send a new message to `chat_id`
         when there is none (or it can no longer be edited). Call with `card.lock` held."""
         while True:
@@ -239,11 +245,15 @@ class CardNotifier:
             if gist is None:
                 return location
             changes = await asyncio.to_thread(run_changes, self.store, gist) if gist.schedule else None
-            text, keyboard = views.card_text(gist, changes), views.card_keyboard(gist)
+            zone = await self.delivery.zone(gist.owner) if self.delivery is not None else "UTC"
+            text, keyboard = views.card_text(gist, changes, zone), views.card_keyboard(gist)
             text += await self._track_text(gist)
+            if live and location is not None and self.delivery is not None:
+                await self.delivery.finished(gist, location.chat_id, zone)
             try:
                 if location is None:
-                    message = await self.bot.send_message(chat_id, text, reply_markup=keyboard)
+                    message = await self.bot.send_message(chat_id, text, reply_markup=keyboard,
+                                                          disable_notification=silent)
                     location = CardLocation(chat_id, message.message_id)
                     if live:
                         await self.cards.save(analysis_id, location)

@@ -17,6 +17,7 @@ from bot.guards import (TRADER, TRADER_OR_GROUP_ADMIN, admin_of_this_group, guar
 from bot.notifier import NOT_MODIFIED
 from bot.parsing import UsageError, command_text, parse_schedule_args, schedule_id_arg
 from bot.schedule_cards import cannot_post
+from bot.settings_parsing import take_zone_option
 from bot.services import services
 
 logger = logging.getLogger(__name__)
@@ -40,9 +41,12 @@ async def schedule(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if export is not None:  # checked before anything is written
         export_handlers.refuse_outside_private_chat(update)
         export_handlers.exports(context).check(export)
+    text, zone = take_zone_option(text)
     every, notify, options = parse_schedule_args(text)
-    created = await asyncio.to_thread(s.schedules.add, every, options, s.access.actor(update.effective_user),
-                                      chat_id=update.effective_chat.id, notify=notify)
+    actor = s.access.actor(update.effective_user)
+    zone = await s.delivery.zone(actor.user_id) if zone.lower() == "local" else zone
+    created = await asyncio.to_thread(s.schedules.add, every, options, actor,
+                                      chat_id=update.effective_chat.id, notify=notify, zone=zone)
     await update.effective_message.reply_text(schedule_views.added(created))
     if export is not None:
         await export_handlers.export_command(update, context, f"{created.id} {export}")
@@ -73,7 +77,8 @@ async def listing(update: Update, context: ContextTypes.DEFAULT_TYPE, everyone: 
     actor = Actor(owner) if owner is not None else s.access.actor(update.effective_user)
     found = await asyncio.to_thread(s.schedules.list, actor, everyone=everyone)
     next_runs = await asyncio.to_thread(s.schedules.next_runs, found)
-    return (schedule_views.schedules_text(found, next_runs, everyone),
+    zone = await s.delivery.zone(str(update.effective_user.id))  # the viewer's
+    return (schedule_views.schedules_text(found, next_runs, everyone, zone),
             schedule_views.schedules_keyboard(found, everyone))
 
 
@@ -110,7 +115,8 @@ async def resume(update: Update, context: ContextTypes.DEFAULT_TYPE, schedule_id
                     found.owner)
     result = await asyncio.to_thread(s.schedules.resume, found.id, actor)
     next_runs = await asyncio.to_thread(s.schedules.next_runs, [result.schedule])
-    return schedule_views.resume_answer(result, next_runs.get(found.id)), found.owner
+    zone = await s.delivery.zone(actor.user_id)
+    return schedule_views.resume_answer(result, next_runs.get(found.id), zone), found.owner
 
 
 BUTTON_ACTIONS = {schedule_callbacks.REMOVE: remove, schedule_callbacks.RESUME: resume}

@@ -1,13 +1,13 @@
-"""What the bot shows about schedules: pure functions to Telegram HTML and keyboards. Times are
-UTC and say so."""
+"""What the bot shows about schedules: pure functions to Telegram HTML and keyboards. Times are in
+the viewer's zone (UTC unless /settings says otherwise) with their UTC offset."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from html import escape
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
+from analysis.local_time import shown_time
 from analysis.schedule_service import ResumeResult
 from analysis.schedules import ACTIVE, PAUSED, Schedule
 from bot import schedule_callbacks
@@ -17,18 +17,18 @@ MAX_MOVES = 5  # rank moves shown on a card; status --json has them all
 ADMINS_LIST = "That list is an admin's view: manage your schedules from /schedules."
 
 
-def utc(ts: float | None) -> str:
-    if not ts:
-        return "-"
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%m-%d %H:%M UTC")
+def utc(ts: float | None, zone: str = "UTC") -> str:
+    """A time as every schedule view shows it (the name stays: it was UTC only before #24)."""
+    return shown_time(ts, zone)
 
 
 def added(schedule: Schedule) -> str:
     first = ("The first run starts now." if schedule.every.interval_s
-             else "The first run is at the next matching minute (UTC).")
+             else f"The first run is at the next matching minute ({escape(schedule.every.zone or 'UTC')}).")
     posts = ("Runs whose top changed are posted here." if schedule.notify == "changes"
              else "Each run is posted here.")
-    return (f"Scheduled <code>{escape(schedule.id)}</code>: every {escape(schedule.every.text)} (UTC) · "
+    return (f"Scheduled <code>{escape(schedule.id)}</code>: every {escape(schedule.every.text)} "
+            f"({escape(schedule.every.zone or 'UTC')}) · "
             f"{escape(schedule.summary)}.\n{first} {posts} Each card says what changed since the "
             f"previous run.\nSee /schedules; stop it with /unschedule {escape(schedule.id)}.")
 
@@ -38,18 +38,18 @@ def removed(schedule: Schedule) -> str:
 
 
 def schedules_text(schedules: list[Schedule], next_runs: dict[str, float], everyone: bool,
-                   heading: str | None = None) -> str:
+                   heading: str | None = None, zone: str = "UTC") -> str:
     if not schedules:
         return ("No schedules." if everyone else
                 "You have no schedules. Add one with /schedule 4h markets=30 top=10 (times in UTC).")
-    lines = [f"<b>{heading or ('All schedules' if everyone else 'Your schedules')}</b> (times in UTC)"]
+    lines = [f"<b>{heading or ('All schedules' if everyone else 'Your schedules')}</b> (times in {escape(zone)})"]
     for s in schedules:
         owner = f" · owner {escape(s.owner)}" if everyone else ""
-        when = (f"next {utc(next_runs.get(s.id))}" if s.state == ACTIVE
+        when = (f"next {utc(next_runs.get(s.id), zone)}" if s.state == ACTIVE
                 else f"⏸ paused: {escape(s.reason[:200])}")
         last = f" · last <code>{escape(s.last_analysis)}</code>" if s.last_analysis else ""
         notify = " · only changes" if s.notify == "changes" else ""
-        lines.append(f"<code>{escape(s.id)}</code> every {escape(s.every.text)} · {escape(s.summary)}"
+        lines.append(f"<code>{escape(s.id)}</code> every {escape(s.every.shown())} · {escape(s.summary)}"
                      f"{notify}{owner}\n   {when} · {s.runs} runs{last}")
         if s.note and s.state == ACTIVE:
             lines.append(f"   note: {escape(s.note[:200])}")
@@ -71,13 +71,13 @@ def schedules_keyboard(schedules: list[Schedule], everyone: bool) -> InlineKeybo
     return InlineKeyboardMarkup(rows) if rows else None
 
 
-def resume_answer(result: ResumeResult, next_run: float | None) -> str:
+def resume_answer(result: ResumeResult, next_run: float | None, zone: str = "UTC") -> str:
     """Plain text: what a resume did, and when the schedule runs next if it is active."""
     schedule_id = result.schedule.id
     if result.resumed:
-        return f"Resumed schedule {schedule_id}: next run {utc(next_run)}."
+        return f"Resumed schedule {schedule_id}: next run {utc(next_run, zone)}."
     if result.already:
-        return f"Schedule {schedule_id} is already active: next run {utc(next_run)}."
+        return f"Schedule {schedule_id} is already active: next run {utc(next_run, zone)}."
     return result.message
 
 

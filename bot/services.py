@@ -19,9 +19,11 @@ from analysis.schedules import ScheduleStore
 from analysis.service import Actor, AnalysisService
 from analysis.settings import Settings
 from analysis.track.service import TrackService
+from analysis.user_settings import UserSettingsService, UserSettingsStore
 from bot.alert_book import AlertBook
 from bot.alerts import AdminAlerts
 from bot.cards import CardStore
+from bot.delivery import Delivery
 from bot.notifier import CardNotifier
 from bot.schedule_cards import ScheduledCards
 from bot.update_ledger import UpdateLedger
@@ -65,6 +67,8 @@ class BotServices:
     runtime: Runtime
     alerts: AdminAlerts
     track: TrackService
+    user_settings: UserSettingsService
+    delivery: Delivery
 
     @classmethod
     def build(cls, settings: Settings, bot: Bot) -> BotServices:
@@ -81,20 +85,24 @@ class BotServices:
         schedules = ScheduleService(ScheduleStore(runtime.redis, runtime.keys), service, factory,
                                     default_registrar(), settings)
         ops = default_ops()
+        user_settings = UserSettingsService(UserSettingsStore(
+            runtime.redis, runtime.keys, max_held=settings.quiet_max_held, held_ttl_s=settings.quiet_held_ttl_s))
+        delivery = Delivery(bot, user_settings, cards, interval_s=settings.quiet_check_interval_s,
+                            schedules=schedules)
         alerts = AdminAlerts(bot, settings.admin_user_ids,
                              AlertBook(async_redis, runtime.keys, settings.alert_throttle_s),
                              lambda: check_health(runtime, service, ops),
-                             interval_s=settings.health_check_interval_s)
+                             interval_s=settings.health_check_interval_s, delivery=delivery)
         track = TrackService(runtime.redis, runtime.keys, retention_days=settings.track_retention_days,
                              horizons=settings.track_horizons)
         notifier = CardNotifier(bot, runtime.store, cards, events, interval_s=settings.card_edit_interval_s,
                                 scheduled=ScheduledCards(schedules), on_admin_event=alerts.analysis_event,
-                                track_lines=track.card_lines)
+                                track_lines=track.card_lines, delivery=delivery)
         return cls(settings=settings, access=Access(settings.allowed_user_ids, settings.admin_user_ids),
                    service=service, schedules=schedules, factory=factory,
                    notifier=notifier, ops=ops, async_redis=async_redis, alerts=alerts,
                    ledger=UpdateLedger(async_redis, runtime.keys, bot.id), runtime=runtime,
-                   track=track)
+                   track=track, user_settings=user_settings, delivery=delivery)
 
     async def close(self) -> None:
         await self.async_redis.aclose()

@@ -5,7 +5,6 @@ are not parsed) and are kept within Telegram's 200 characters.
 """
 
 from collections import Counter
-from datetime import datetime, timezone
 from html import escape
 
 from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup
@@ -13,6 +12,7 @@ from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup
 from analysis.errors import AnalysisError, NotFound
 from analysis.health import Health
 from analysis.health import describe as describe_health
+from analysis.local_time import shown_time
 from analysis.models import ActionResult, Gist, Status
 from bot import callbacks, schedule_views, why_views
 
@@ -39,6 +39,7 @@ TRADER_COMMANDS = [
     BotCommand("schedules", "Your schedules, with Remove (and Resume) buttons"),
     BotCommand("unschedule", "Remove a schedule: /unschedule <id>"),
     BotCommand("track", "Does the top K beat the market? /track [score|llm] [1h]"),
+    BotCommand("settings", "Your time zone, quiet hours and which messages ring"),
     BotCommand("help", "How to use this bot"),
 ]
 ADMIN_COMMANDS = [
@@ -62,16 +63,17 @@ def progress_bar(progress: float, cells: int = BAR_CELLS) -> str:
     return "█" * filled + "░" * (cells - filled) + f" {progress:.0%}"
 
 
-def card_text(gist: Gist, changes: dict | None = None) -> str:
+def card_text(gist: Gist, changes: dict | None = None, zone: str = "UTC") -> str:
     """The status card: what the analysis is, how far it got, and (when complete) the ranking;
-    for a scheduled run, what changed since the schedule's previous run (`changes`)."""
+    for a scheduled run, what changed since the schedule's previous run (`changes`). Times are in
+    `zone` (the analysis owner's: a card lives in one chat) with their UTC offset."""
     title = TITLES.get(gist.config.kind, "Analysis")
     lines = [f"<b>{title} {escape(gist.short_id)}</b> · {status_word(gist.status)}",
              escape(gist.config.summary())]
     if gist.demo:
         lines.append("⚠️ DEMO DATA: synthetic markets, not real prices")
     else:
-        lines.append(f"Data: {escape(gist.source_label())}")
+        lines.append(f"Data: {escape(gist.source_label(zone=zone))}")
     lines += why_views.card_data_line(gist)
     if gist.config.notice:
         lines.append(f"⚠️ {escape(gist.config.notice)}")
@@ -93,6 +95,7 @@ def card_text(gist: Gist, changes: dict | None = None) -> str:
         lines.append(f"Reason: {escape(gist.reason[:300])}")
     if gist.note:
         lines.append(f"Note: {escape(gist.note[:300])}")
+    lines.append(f"Updated {escape(shown_time(gist.updated_at, zone))}")
     return "\n".join(lines)
 
 
@@ -155,7 +158,10 @@ def help_text(is_admin: bool) -> str:
              "or export=freqtrade when you make it)",
              "", "<b>Track record</b>",
              "/track [score|llm] [1h] — did past top K picks beat the universe? IC, excess, hit "
-             "rate per horizon beside the volume, momentum and random baselines, and a chart"]
+             "rate per horizon beside the volume, momentum and random baselines, and a chart",
+             "", "<b>Your settings</b>",
+             "/settings — time zone, quiet hours, each kind of message on / silent / off "
+             "(cron lines in your zone: /schedule cron=\"0 9 * * *\" tz=local)"]
     if is_admin:
         lines += ["", "<b>Admin</b>"] + [f"/{c.command} — {escape(c.description)}" for c in ADMIN_COMMANDS]
     return "\n".join(lines)
@@ -229,12 +235,12 @@ def workers_text(names: list[str]) -> str:
     return f"<b>{len(names)} worker(s) answered</b>\n" + "\n".join(escape(n) for n in names)
 
 
-def failures_text(rows: list[dict]) -> str:
+def failures_text(rows: list[dict], zone: str = "UTC") -> str:
     if not rows:
         return "No recent failures."
     lines = ["<b>Recent failures</b>"]
     for row in rows:
-        at = datetime.fromtimestamp(float(row.get("at", 0)), timezone.utc).strftime("%m-%d %H:%M:%S")
+        at = shown_time(float(row.get("at", 0)), zone, "%m-%d %H:%M:%S")
         lines.append(f"{at} <code>{escape(str(row.get('id', '?')))}</code> step {escape(str(row.get('seq', '?')))}: "
                      f"{escape(str(row.get('reason', ''))[:200])}")
     return "\n".join(lines)

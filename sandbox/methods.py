@@ -44,7 +44,8 @@ class BotApiMethods:
             raise bad_request("message is too long")
         markup = self._markup(params)
         message = self._add_message(
-            chat, from_bot=True, from_user=self._bot_sender, text=text, entities=entities, reply_markup=markup
+            chat, from_bot=True, from_user=self._bot_sender, text=text, entities=entities, reply_markup=markup,
+            silent=params.get("disable_notification") is True,
         )
         return self._message_json(message)
 

@@ -103,6 +103,7 @@ class ChatMessage:
     edits: int = 0
     deleted: bool = False
     history: list[str | None] = dataclasses.field(default_factory=list)
+    silent: bool = False  # sent with disable_notification: it arrived without a sound
 
     @property
     def buttons(self) -> list[list[Button]]:

@@ -19,6 +19,7 @@ from analysis.redaction import url_without_password
 from analysis.service import Actor, AnalysisService
 from analysis.settings import get_settings
 from tasks import cli_explain, cli_schedule
+from tasks import cli_settings
 from tasks import cli_track
 from tasks import cli_track_view
 from tasks.dispatcher import CeleryDispatcher
@@ -91,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_track.add_parser(sub)
     cli_explain.add_parser(sub)
     cli_track_view.add_parser(sub)
+    cli_settings.add_parser(sub)
     return parser
 
 
@@ -209,6 +211,8 @@ def run_command(args: argparse.Namespace, runtime: Runtime, service: AnalysisSer
         return cli_explain.run(args, service, actor)
     if command == "track":
         return cli_track_view.run(args, runtime)
+    if command == "settings":
+        return cli_settings.run(args, runtime, actor)
     if command == "status":
         document = service.status_document(args.id, actor)
         if args.json:

@@ -23,6 +23,7 @@ def add_parser(sub: argparse._SubParsersAction, add_start_options) -> None:
                      help='15m, 1h, 4h, 12h, 1d (any Ns/Nm/Nh/Nd allowed by SCHEDULE_MIN_INTERVAL_S) '
                           'or "cron=0 */4 * * *" (UTC)')
     add.add_argument("--notify", choices=("always", "changes"), default="always", help=NOTIFY_HELP)
+    add.add_argument("--tz", default="", help="the IANA zone a cron line is read in, e.g. Europe/Berlin (default UTC)")
     add_start_options(add)
     listing = actions.add_parser("list", help="schedules: id, every, owner, next run, runs, last run")
     listing.add_argument("--owner", help="only this owner's schedules (default: everyone's)")
@@ -54,8 +55,8 @@ def run(args: argparse.Namespace, runtime: Runtime, actor: Actor) -> int:
     service = schedule_service(runtime)
     command = args.schedule_command
     if command == "add":
-        schedule = service.add(args.every, start_options(args), actor, notify=args.notify)
-        print(f"every {schedule.every.text} (UTC): {schedule.summary}")
+        schedule = service.add(args.every, start_options(args), actor, notify=args.notify, zone=args.tz)
+        print(f"every {schedule.every.text} ({schedule.every.zone or 'UTC'}): {schedule.summary}")
         print(schedule.id)
         return 0
     if command == "remove":

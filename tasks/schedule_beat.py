@@ -9,7 +9,8 @@ from celery import Celery
 from celery.schedules import crontab, schedule as every_interval
 from redbeat import RedBeatSchedulerEntry
 
-from analysis.schedules import Every, Schedule
+from analysis.local_time import utc_candidates
+from analysis.schedules import Every, Schedule, cron_fields
 
 SCHEDULED_RUN_TASK = "marketrank.scheduled_run"
 
@@ -23,7 +24,13 @@ def scheduled_run_argsrepr(schedule_id: str) -> str:
 
 
 def celery_schedule(every: Every, app: Celery):
-    """An interval, or a cron line read in UTC (the app's timezone)."""
+    """An interval, or a cron line read in UTC (the app's timezone). A cron line in a zone fires at
+    every UTC minute its local minute can fall on (celery-redbeat stores no zone with a crontab);
+    the firing itself checks the zone's clock (`ScheduleService.fire`)."""
+    if every.cron and every.zone:
+        fields = cron_fields(every.cron)
+        minutes, hours = utc_candidates(fields[0], fields[1], every.zone, app.now().timestamp())
+        return crontab(minute=",".join(map(str, sorted(minutes))), hour=",".join(map(str, sorted(hours))), app=app)
     if every.cron:
         minute, hour, day_of_month, month_of_year, day_of_week = every.cron.split()
         return crontab(minute=minute, hour=hour, day_of_month=day_of_month,

@@ -1171,3 +1171,76 @@ def test_the_export_listener_refuses_in_one_line_and_serves_nothing(runtime, que
         exports.enable(made.id, ALICE, "freqtrade\x1b[2J")
     assert state() == before
     assert get(listener_port, f"/export/{made.id}", token)[0] == 200  # the right token still works
+
+
+# Settings (#24) ---------------------------------------------------------------------------------
+from analysis.user_settings import UserSettingsService, UserSettingsStore  # noqa: E402
+from bot import settings_callbacks  # noqa: E402
+from bot.settings_parsing import parse_settings_args  # noqa: E402
+from bot.parsing import UsageError  # noqa: E402
+
+SETTINGS_DB = 11  # a Redis database of its own for this block
+
+SETTINGS_REFUSALS = {
+    # name: (what the user wrote after /settings, the error, what the message must say)
+    "an unknown zone": ("tz=Europe/Berlinn", InvalidConfig, "give an IANA name such as Europe/Berlin"),
+    "a fixed offset": ("tz=+01:00", InvalidConfig, "unknown time zone"),
+    "a path as zone": ("tz=../../etc/passwd", InvalidConfig, "unknown time zone"),
+    "a redis key as zone": ("tz=mr:settings:*", InvalidConfig, "unknown time zone"),
+    "a control character": ("tz=Europe/Berlin\x1b[2J", InvalidConfig, "unknown time zone"),
+    "a huge zone": ("tz=" + "A" * 10_000, InvalidConfig, "unknown time zone"),
+    "hours only": ("quiet=23-07", InvalidConfig, "give quiet hours as HH:MM-HH:MM in your zone, e.g. 23:00-07:00, or off"),
+    "24:00": ("quiet=22:00-24:00", InvalidConfig, "HH:MM-HH:MM"),
+    "an empty window": ("quiet=07:00-07:00", InvalidConfig, "start and end at the same time"),
+    "a window of words": ("quiet=night", InvalidConfig, "HH:MM-HH:MM"),
+    "an unknown mode": ("finished=loud", InvalidConfig, "finished can be on, silent or off"),
+    "an unknown kind": ("everything=off", UsageError, "unknown setting 'everything': use tz, quiet, finished"),
+    "no value": ("tz", UsageError, "is not key=value"),
+    "twice": ("tz=UTC tz=Asia/Tokyo", UsageError, "tz is given twice"),
+    "an open quote": ('tz="Europe/Berlin', UsageError, "a quote is not closed"),
+    "admin alerts by a trader": ("admin_alerts=off", NotAllowed, "admin alerts are for admins"),
+}
+
+
+@pytest.fixture(scope="module")
+def settings_world(redis_url):
+    settings = Settings(redis_url=redis_url_db(redis_url, SETTINGS_DB), market_data="demo")
+    runtime = Runtime(settings)
+    runtime.redis.flushdb()
+    service = UserSettingsService(UserSettingsStore(runtime.redis, runtime.keys, max_held=5, held_ttl_s=60))
+    service.change("1001", Actor("1001"), zone="Asia/Tokyo", quiet="22:00-06:00")
+    return dict(runtime=runtime, service=service, dispatcher=RecordingDispatcher())
+
+
+@pytest.mark.parametrize("case", SETTINGS_REFUSALS, ids=list(SETTINGS_REFUSALS))
+def test_bad_settings_are_refused_in_one_line_and_change_nothing(settings_world, case):
+    words, error, says = SETTINGS_REFUSALS[case]
+    service = settings_world["service"]
+    assert_refused_and_nothing_changed(
+        settings_world, lambda: service.change("1001", Actor("1001"), **parse_settings_args(words)), error)
+    with pytest.raises(error) as raised:
+        service.change("1001", Actor("1001"), **parse_settings_args(words))
+    assert says in str(raised.value)
+
+
+@pytest.mark.parametrize("actor", [Actor("1002"), Actor("1002", is_admin=True)], ids=["a trader", "an admin"])
+def test_nobody_changes_another_users_settings(settings_world, actor):
+    service = settings_world["service"]
+    assert_refused_and_nothing_changed(
+        settings_world, lambda: service.change("1001", actor, zone="UTC"), NotAllowed, "only you can change your settings")
+
+
+@pytest.mark.parametrize("data", [
+    "u1:m:1001:finished:on ", "u1:m:1001:finished:ON", "u1:m:1001:finished", "u1:m:1001:admin_alerts:loud",
+    "u1:q:1001:23:00-07:00", "u1:z:1001:Europe/Berlin", "u1:m:mr:settings:*:finished:on", "u0:m:1001:finished:on",
+    "u1:m:1001:finished:on\x00", "u1:m:" + "1" * 60 + ":finished:on", "s1:rm:abcdefgh:m", "v1:pause:k3f9a2xq7m"])
+def test_forged_settings_buttons_do_not_parse(data):
+    assert settings_callbacks.parse(data) is None
+
+
+def test_marketrank_settings_refuses_a_user_that_is_not_an_id(redis_url):
+    env = {**os.environ, "REDIS_URL": redis_url_db(redis_url, SETTINGS_DB), "MARKET_DATA": "demo"}
+    for bad in ("alice", "mr:settings:*", "1 2", "../x"):
+        done = run_marketrank(env, ["settings", bad])
+        lines = done.stderr.splitlines()
+        assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: a user is a Telegram user id")

@@ -20,7 +20,7 @@
 | {p}events                    | stream | capped (MAXLEN ~)          | progress events; bots read them with the consumer group bot:{bot id} |
 | {p}failures                  | list   | capped (LTRIM)             | recent step failures, for admins        |
 | {p}llmcache:{sha256}         | string | LLM_CACHE_TTL              | one cached LLM answer                   |
-| {p}card:{id}                 | hash   | GIST_TTL_S                 | the bot's status card (chat, message)   |
+| {p}card:{id}                 | hash   | GIST_TTL_S                 | the bot's status card (chat, message); flags finished:{gen}, held (#24) |
 | {p}update:{bot}:{update_id}  | string | 1 day                      | a Telegram update the bot has handled   |
 | {p}schedule:{id}             | hash   | none: until removed        | a recurring analysis (analysis/schedules.py) |
 | {p}schedules                 | zset   | none                       | every schedule by creation time         |
@@ -41,6 +41,9 @@
 | {p}track:group:{group}       | zset   | none; pruned likewise      | record ids of one (strategy, timeframe, source) by t (ms) |
 | {p}track:due                 | zset   | none; pruned likewise      | record ids not fully evaluated, by when to look again (s) |
 | {p}track:sched:{schedule}    | zset   | none; pruned likewise      | a schedule's record ids by t (turnover, previous run) |
+| {p}settings:{user}           | hash   | none: until changed        | a user's settings: zone, quiet, mode:{kind} (analysis/user_settings.py) |
+| {p}held:{user}               | list   | QUIET_HELD_TTL_S, capped at QUIET_MAX_HELD | messages held in the user's quiet hours (JSON), oldest first |
+| {p}held                      | set    | none; members removed when their digest is taken | users with held messages |
 
 The `beat:` keys are written by celery-redbeat itself (tasks/celery_app.py gives it the prefix
 `beat_prefix()`); user schedules and their beat entries are removed together.
@@ -150,6 +153,7 @@ class Keys:
 
     def chart_presses(self, user: str) -> str:
         return f"{self.prefix}chartpresses:{user}"
+
     def track_record(self, record_id: str) -> str:
         return f"{self.prefix}track:rec:{record_id}"
 
@@ -167,3 +171,12 @@ class Keys:
 
     def track_schedule(self, schedule_id: str) -> str:
         return f"{self.prefix}track:sched:{schedule_id}"
+
+    def user_settings(self, user: str) -> str:
+        return f"{self.prefix}settings:{user}"
+
+    def held(self, user: str) -> str:
+        return f"{self.prefix}held:{user}"
+
+    def held_users(self) -> str:
+        return f"{self.prefix}held"
