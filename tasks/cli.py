@@ -20,6 +20,7 @@ from analysis.service import Actor, AnalysisService
 from analysis.settings import get_settings
 from tasks import cli_schedule
 from tasks import cli_track
+from tasks import cli_maintenance
 from tasks.dispatcher import CeleryDispatcher
 from tasks.ops import default_ops
 
@@ -88,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     markets.add_argument("--limit", type=positive_int, default=100, help="show the N most traded (default 100)")
     cli_schedule.add_parser(sub, add_start_options)
     cli_track.add_parser(sub)
+    cli_maintenance.add_parser(sub)
     return parser
 
 
@@ -202,6 +204,8 @@ def run_command(args: argparse.Namespace, runtime: Runtime, service: AnalysisSer
         return cli_schedule.run(args, runtime, actor)
     if command == "backtest":
         return cli_track.run(args, runtime.settings)
+    if command == "maintenance":
+        return cli_maintenance.run(args, service, actor)
     if command == "status":
         document = service.status_document(args.id, actor)
         if args.json:

@@ -31,6 +31,7 @@
 | {p}steps:{minute}            | hash   | 2 hours                    | step outcomes in that minute (ok, failed, judge, data, ...) |
 | {p}alert:{cause}             | string | ALERT_THROTTLE_S           | an alert of that cause was sent (throttle) |
 | {p}health:level              | string | none                       | the health level admins were last told  |
+| {p}maintenance               | hash   | none: until `maintenance off` | maintenance is on: since, by (no step begins) |
 
 The `beat:` keys are written by celery-redbeat itself (tasks/celery_app.py gives it the prefix
 `beat_prefix()`); user schedules and their beat entries are removed together.
@@ -128,3 +129,8 @@ class Keys:
 
     def health_level(self) -> str:
         return f"{self.prefix}health:level"
+
+    def maintenance(self) -> str:
+        """Exists while maintenance is on (analysis/maintenance.py); BEGIN_STEP and COMMIT_STEP
+        read it."""
+        return f"{self.prefix}maintenance"
