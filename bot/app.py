@@ -20,6 +20,7 @@ from telegram.ext import (AIORateLimiter, Application, ApplicationBuilder, Appli
 from analysis.logging_setup import configure_logging
 from analysis.settings import Settings, get_settings
 from bot import handlers, schedule_callbacks, schedule_handlers, views
+from bot import maintenance_handlers
 from bot.services import BOT_DATA_KEY, BotServices
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ COMMANDS = [
     ("workers", handlers.workers), ("failures", handlers.failures), ("health", handlers.health),
     ("schedule", schedule_handlers.schedule), ("schedules", schedule_handlers.schedules),
     ("unschedule", schedule_handlers.unschedule),
+    ("maintenance", maintenance_handlers.maintenance),
 ]
 
 
