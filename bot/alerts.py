@@ -49,6 +49,10 @@ class AdminAlerts:
             logger.warning("alert %s not sent: %s", cause, exc)
             return
         logger.info("alert to admins: %s", cause)
+        try:
+            await self.book.count_sent()
+        except RedisError as exc:
+            logger.warning("alert %s not counted: %s", cause, exc)
         for admin_id in self.admin_ids:
             try:
                 await self.bot.send_message(admin_id, escape(text))

@@ -31,6 +31,7 @@
 | {p}steps:{minute}            | hash   | 2 hours                    | step outcomes in that minute (ok, failed, judge, data, ...) |
 | {p}alert:{cause}             | string | ALERT_THROTTLE_S           | an alert of that cause was sent (throttle) |
 | {p}health:level              | string | none                       | the health level admins were last told  |
+| {p}metrics                   | hash   | none: counters only grow   | Prometheus counters of every process (analysis/metrics.py) |
 | {p}maintenance               | hash   | none: until `maintenance off` | maintenance is on: since, by (no step begins) |
 
 The `beat:` keys are written by celery-redbeat itself (tasks/celery_app.py gives it the prefix
@@ -134,3 +135,7 @@ class Keys:
         """Exists while maintenance is on (analysis/maintenance.py); BEGIN_STEP and COMMIT_STEP
         read it."""
         return f"{self.prefix}maintenance"
+
+    def metrics(self) -> str:
+        """Prometheus counters every process adds to (analysis/metrics.py)."""
+        return f"{self.prefix}metrics"

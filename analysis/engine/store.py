@@ -281,7 +281,8 @@ class AnalysisStore:
                                for part in (name, int(amount))]
         if not pairs:
             return True
-        answer = self._call(steps.ADD_SPEND, gist=self.keys.gist(analysis_id), spent=pairs)
+        answer = self._call(steps.ADD_SPEND, gist=self.keys.gist(analysis_id),
+                            metrics=self.keys.metrics(), spent=pairs)
         return answer.code == steps.AddSpend.OK
 
     # --- maintenance (analysis/maintenance.py) ---------------------------------------------------

@@ -292,12 +292,19 @@ class AddSpend(StrEnum):
     MISSING = "missing"
 
 
-ADD_SPEND = Script("ADD_SPEND", answers=AddSpend, keys=("gist",), argv=(
+ADD_SPEND = Script("ADD_SPEND", answers=AddSpend, keys=(
+    "gist",
+    "metrics",         # the Prometheus counters (analysis/metrics.py): `llm:<name>`
+), argv=(
     "spent*",          # counter name, amount, ...: calls, prompt_tokens, ...
 ), body="""
 -- Adds what the LLM judge spent to the gist's `spend:<name>` counters as soon as it is spent,
 -- whether or not the step commits: the calls of a step that fails, or that is killed after its
--- batch was answered, are counted too. A gist that expired is not re-created.
+-- batch was answered, are counted too. A gist that expired is not re-created (the Prometheus
+-- counters count the spend all the same: it was spent).
+for i = 1, #spent, 2 do
+  redis.call('HINCRBY', metrics, 'llm:' .. spent[i], spent[i + 1])
+end
 if redis.call('EXISTS', gist) == 0 then return {'missing'} end
 for i = 1, #spent, 2 do
   redis.call('HINCRBY', gist, 'spend:' .. spent[i], spent[i + 1])
