@@ -154,6 +154,11 @@ class Schedule:
     last_fire: str = ""
     note: str = ""  # what the last firing did, when it did not start a run
     resumes: int = 0  # times resumed: a firing begun before a resume judges no failures
+    # Export of its latest top K (analysis/export.py): the format ('' when off), the sha256 of the
+    # bearer token (the token itself is shown once and never stored), and since when.
+    export: str = ""
+    export_token_sha256: str = ""
+    export_since: float = 0.0
 
     def to_hash(self) -> dict[str, str]:
         return {"id": self.id, "owner": self.owner, "chat_id": "" if self.chat_id is None else str(self.chat_id),
@@ -164,7 +169,9 @@ class Schedule:
                 "reason": self.reason, "runs": str(self.runs), "skipped": str(self.skipped),
                 "failures": str(self.failures), "last_analysis": self.last_analysis,
                 "last_run_at": repr(self.last_run_at), "baseline": self.baseline,
-                "last_fire": self.last_fire, "note": self.note, "resumes": str(self.resumes)}
+                "last_fire": self.last_fire, "note": self.note, "resumes": str(self.resumes),
+                "export": self.export, "export_token_sha256": self.export_token_sha256,
+                "export_since": repr(self.export_since)}
 
     @classmethod
     def from_hash(cls, raw: dict[str, str]) -> Schedule:
@@ -179,7 +186,9 @@ class Schedule:
                    failures=int(raw.get("failures") or 0), last_analysis=raw.get("last_analysis", ""),
                    last_run_at=float(raw.get("last_run_at") or 0), baseline=raw.get("baseline", ""),
                    last_fire=raw.get("last_fire", ""), note=raw.get("note", ""),
-                   resumes=int(raw.get("resumes") or 0))
+                   resumes=int(raw.get("resumes") or 0), export=raw.get("export", ""),
+                   export_token_sha256=raw.get("export_token_sha256", ""),
+                   export_since=float(raw.get("export_since") or 0))
 
     def to_jsonable(self, next_run_at: float | None = None) -> dict[str, Any]:
         """What `marketrank schedule list --json` prints per schedule."""
@@ -189,7 +198,7 @@ class Schedule:
                 "skipped": self.skipped, "failures_in_a_row": self.failures,
                 "last_analysis": self.last_analysis or None, "summary": self.summary,
                 "options": self.options, "data_source": self.data_source, "note": self.note,
-                "created_at": self.created_at}
+                "created_at": self.created_at, "export": self.export or None}
 
 
 class ScheduleStore:

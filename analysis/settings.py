@@ -130,6 +130,11 @@ class Settings(BaseSettings):
     # Beat wakes at least this often, so a new schedule is seen within it; a beat that died
     # without releasing its lock holds the other beats off for 5 times this long.
     beat_max_loop_s: float = Field(5, gt=0)
+    # notify=changes (docs/schedules.md): a market enters the top K within K and leaves it only
+    # beyond K + SCHEDULE_HYSTERESIS; one announced is not announced again (entered or left) for
+    # SCHEDULE_ALERT_COOLDOWN_RUNS runs of its schedule.
+    schedule_hysteresis: int = Field(2, ge=0, le=100)
+    schedule_alert_cooldown_runs: int = Field(3, ge=0, le=20)
 
     # --- LLM judge --------------------------------------------------------------------------
     openai_api_key: SecretStr | None = None
@@ -172,6 +177,28 @@ class Settings(BaseSettings):
     # --- Flower -----------------------------------------------------------------------------
     flower_basic_auth: SecretStr | None = None
     flower_port: int = Field(5555, ge=1, le=65535)
+
+    # --- Export listener (docs/export.md): a schedule's top K as freqtrade's RemotePairList ------
+    # Empty: off. `make run` serves it on 8090 unless set. Bound to EXPORT_BIND (loopback).
+    export_port: int | None = Field(None, ge=1, le=65535)
+    export_bind: str = "127.0.0.1"
+    # Host names (no port) a request may be addressed to; anything else gets 403 (DNS rebinding).
+    export_allowed_hosts: Annotated[list[str], NoDecode] = ["127.0.0.1", "localhost", "[::1]"]
+    # The address traders are given (a reverse proxy's, e.g. https://rank.example.com); empty:
+    # http://127.0.0.1:EXPORT_PORT.
+    export_public_url: str = ""
+
+    @field_validator("export_port", mode="before")
+    @classmethod
+    def _empty_port_is_off(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("export_allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip().lower() for part in value.split(",") if part.strip()]
+        return value
 
     # --- Logs -------------------------------------------------------------------------------
     log_level: str = "INFO"

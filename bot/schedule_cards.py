@@ -14,7 +14,7 @@ from telegram.error import BadRequest, Forbidden
 
 from analysis.engine.replies import text
 from analysis.models import Gist, Status
-from analysis.schedule_changes import is_unchanged, run_changes
+from analysis.schedule_changes import has_alerts, run_changes
 from analysis.schedule_service import ScheduleService
 from analysis.schedules import ACTIVE
 
@@ -42,8 +42,9 @@ class ScheduledCards:
                 return None
             if gist.status == Status.COMPLETED:
                 changes = run_changes(store, gist)
-                if changes["against"] and is_unchanged(changes):
-                    logger.info("[%s] top unchanged since %s: recorded, not posted (schedule %s)",
+                if changes["against"] and not has_alerts(changes):
+                    logger.info("[%s] no market entered or left the top since %s: recorded, "
+                                "not posted (schedule %s)",
                                 gist.id, changes["against"], gist.schedule)
                     return None
         return schedule.chat_id

@@ -11,7 +11,7 @@ from telegram.ext import ContextTypes
 
 from analysis.schedules import PAUSED
 from analysis.service import Actor
-from bot import schedule_callbacks, schedule_views, views
+from bot import export_handlers, schedule_callbacks, schedule_views, views
 from bot.guards import TRADER, guarded, log_refusal, parse_press, shown_callback_data
 from bot.notifier import NOT_MODIFIED
 from bot.parsing import UsageError, command_text, parse_schedule_args, schedule_id_arg
@@ -24,18 +24,27 @@ RESUME_WORD = "resume"  # /schedule resume <id>: no interval is spelt so
 
 @guarded(TRADER)
 async def schedule(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """/schedule <every> [rank options] [notify=changes]: run this analysis on a schedule (UTC);
-    /schedule resume <id>: resume a paused one."""
+    """/schedule <every> [rank options] [notify=changes] [export=freqtrade]: run this analysis on a
+    schedule (UTC); /schedule resume <id>: resume a paused one; /schedule export <id> [off]."""
     s, text = services(context), command_text(update.effective_message.text)
     first, *rest = text.split(maxsplit=1) or [""]
     if first.lower() == RESUME_WORD:
         answer, _ = await resume(update, context, schedule_id_arg(" ".join(rest), "/schedule resume"))
         await update.effective_message.reply_text(escape(answer))
         return
+    if first.lower() == export_handlers.EXPORT_WORD:
+        await export_handlers.export_command(update, context, " ".join(rest))
+        return
+    text, export = export_handlers.split_export(text)
+    if export is not None:  # checked before anything is written
+        export_handlers.refuse_outside_private_chat(update)
+        export_handlers.exports(context).check(export)
     every, notify, options = parse_schedule_args(text)
     created = await asyncio.to_thread(s.schedules.add, every, options, s.access.actor(update.effective_user),
                                       chat_id=update.effective_chat.id, notify=notify)
     await update.effective_message.reply_text(schedule_views.added(created))
+    if export is not None:
+        await export_handlers.export_command(update, context, f"{created.id} {export}")
 
 
 @guarded(TRADER)

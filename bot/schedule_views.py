@@ -88,6 +88,11 @@ def changes_lines(schedule_id: str, changes: dict | None, complete: bool) -> lis
         return lines
     if not changes["against"]:
         return lines + ["First run of this schedule: nothing to compare yet."]
+    alerts = changes.get("alerts") or {}
+    if alerts.get("entered"):
+        lines.append("Entered the top: " + ", ".join(escape(s) for s in alerts["entered"]))
+    if alerts.get("left"):
+        lines.append("Out of the top: " + ", ".join(escape(s) for s in alerts["left"]))
     if not (changes["entered"] or changes["left"] or changes["moved"]):
         return lines + [f"No change in the top since the previous run ({escape(changes['against'][:6])})."]
     lines.append(f"<b>Since the previous run</b> ({escape(changes['against'][:6])}):")

@@ -142,7 +142,9 @@ def help_text(is_admin: bool) -> str:
              "/schedule &lt;15m|1h|4h|12h|1d|cron=\"0 */4 * * *\"&gt; [the options of /rank] "
              "[notify=changes] — run it again and again; each card says what changed",
              "/schedules — yours, with Remove buttons and Resume for a paused one (admins: /schedules all)",
-             "/schedule resume &lt;id&gt; — resume a paused one; /unschedule &lt;id&gt; — remove one"]
+             "/schedule resume &lt;id&gt; — resume a paused one; /unschedule &lt;id&gt; — remove one",
+             "/schedule export &lt;id&gt; [off] — its top K for freqtrade (a URL and a token; "
+             "or export=freqtrade when you make it)"]
     if is_admin:
         lines += ["", "<b>Admin</b>"] + [f"/{c.command} — {escape(c.description)}" for c in ADMIN_COMMANDS]
     return "\n".join(lines)

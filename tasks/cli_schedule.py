@@ -9,6 +9,7 @@ from typing import Any
 
 from analysis.engine.runtime import Runtime
 from analysis.service import Actor
+from analysis.export import FORMATS, ExportService
 from tasks.schedule_tasks import schedule_service
 
 NOTIFY_HELP = "always: post every run to the chat; changes: only runs whose top K changed"
@@ -29,6 +30,12 @@ def add_parser(sub: argparse._SubParsersAction, add_start_options) -> None:
     actions.add_parser("remove", help="remove a schedule").add_argument("id")
     actions.add_parser("resume", help="resume a paused schedule (exit 0 if it already is active, "
                        "1 if its owner is not allowed)").add_argument("id")
+    export = actions.add_parser("export", help="hand the schedule's latest top K to freqtrade: prints "
+                                "the URL, then the token (shown once; a new one replaces the old)")
+    export.add_argument("id")
+    export.add_argument("--format", choices=tuple(FORMATS), default="freqtrade",
+                        help="freqtrade: spot pairs (BTC/USDT); freqtrade-futures: BTC/USDT:USDT")
+    export.add_argument("--off", action="store_true", help="revoke: the token gets 401 from now on")
 
 
 def start_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -55,6 +62,8 @@ def run(args: argparse.Namespace, runtime: Runtime, actor: Actor) -> int:
         schedule = service.remove(args.id, actor)
         print(f"Removed schedule {schedule.id} (every {schedule.every.text}, {schedule.runs} runs).")
         return 0
+    if command == "export":
+        return export(args, service, actor)
     if command == "resume":
         result = service.resume(args.id, actor)
         if not (result.resumed or result.already):
@@ -72,6 +81,20 @@ def run(args: argparse.Namespace, runtime: Runtime, actor: Actor) -> int:
         next_run = when(next_runs.get(s.id)) if s.state == "active" else f"paused: {s.reason}"
         print(f"{s.id:<8}  {s.every.text:<18} {s.owner:<12} {next_run:<23} {s.runs:>4}  "
               f"{s.last_analysis or '-'}")
+    return 0
+
+
+def export(args: argparse.Namespace, service, actor: Actor) -> int:
+    exports = ExportService(service)
+    if args.off:
+        schedule = exports.revoke(args.id, actor)
+        print(f"Export of schedule {schedule.id} is off: its token gets 401 from now on.")
+        return 0
+    issued = exports.enable(args.id, actor, args.format)
+    print(f"Export of schedule {issued.schedule.id} for {issued.schedule.export} "
+          f"(freqtrade: RemotePairList, pairlist_url and bearer_token; docs/export.md).")
+    print(f"url: {issued.url}")
+    print(f"token (shown once): {issued.token}")
     return 0
 
 

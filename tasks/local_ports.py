@@ -97,3 +97,9 @@ def check_flower_port(port: int) -> None:
     if port_in_use(port):
         raise PortProblem(f"port {port} is in use, so Flower cannot start there; set FLOWER_PORT to "
                           f"a free port in .env")
+
+
+def check_export_port(port: int) -> None:
+    if port_in_use(port):
+        raise PortProblem(f"port {port} is in use, so the export listener cannot start there; set "
+                          f"EXPORT_PORT to a free port in .env")

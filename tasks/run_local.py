@@ -12,7 +12,8 @@ the sandbox's admin as the bot's admin, so the product can be tried in a browser
 token (handed to the bot only) and its page's secret (in the printed address) are made per run.
 
 Flower listens on 127.0.0.1 only, refuses any other Host (tasks/flower.py), and asks for a login:
-FLOWER_BASIC_AUTH when set, else one made for this run and printed.
+FLOWER_BASIC_AUTH when set, else one made for this run and printed. The HTTP listener (`listener/`:
+schedules' exports for freqtrade) runs on EXPORT_PORT, 8090 when that is empty.
 """
 
 import argparse
@@ -36,7 +37,7 @@ from sandbox.launch import chat_page_url, new_bot_token, open_sandbox
 from sandbox.server import BotApiServer
 from tasks.cli import follow
 from tasks.dispatcher import CeleryDispatcher
-from tasks.local_ports import PortProblem, check_flower_port, plan_redis, probe_redis
+from tasks.local_ports import PortProblem, check_export_port, check_flower_port, plan_redis, probe_redis
 from tasks.supervisor import Child, StopRequested, Supervisor, stop_requested
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,6 +56,7 @@ def say(text: str) -> None:
 STOP_STAGES = {"bot": 0, "beat": 0, "worker": 2, "watchdog": 2, "flower": 3, "redis": 4}
 DEFAULT_STAGE = 1  # other helpers (e.g. a local Telegram server) stop after the bot
 FLOWER_USER = "ops"
+DEFAULT_EXPORT_PORT = 8090  # make run serves the export listener here when EXPORT_PORT is empty
 # Secrets made for this run (the sandbox's bot token and page secret, Flower's password): masked
 # in the log lines the launcher shows, like the settings' own secrets.
 RUN_SECRETS: list[str] = []
@@ -218,6 +220,8 @@ def run_stack(args: argparse.Namespace, settings: Settings, supervisor: Supervis
     if plan.start_on_port is not None:
         start_redis(supervisor, plan.start_on_port, var_dir, settings.redis_maxmemory)
     os.environ["REDIS_URL"] = plan.url  # this process (the demo) and its children
+    export_port = settings.export_port or DEFAULT_EXPORT_PORT
+    os.environ["EXPORT_PORT"] = str(export_port)  # the listener serves it, the bot gives it out
     get_settings.cache_clear()
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     wanted = ["worker", "watchdog", "beat"]
@@ -227,6 +231,11 @@ def run_stack(args: argparse.Namespace, settings: Settings, supervisor: Supervis
             wanted.append("flower")
         except PortProblem as exc:
             say(f"Flower is not started: {exc}")
+        try:
+            check_export_port(export_port)
+            wanted.append("listener")
+        except PortProblem as exc:
+            say(f"The export listener is not started: {exc}")
         wanted.append("bot")
         if sandbox is not None:
             print(BOTFATHER_HELP, flush=True)
@@ -243,6 +252,7 @@ def run_stack(args: argparse.Namespace, settings: Settings, supervisor: Supervis
         return code
     where = f"the chat page on {page} (local sandbox), " if sandbox else ""
     where += f"Flower on http://127.0.0.1:{settings.flower_port} ({flower_login}), " if flower_up else ""
+    where += f"the export listener on http://127.0.0.1:{export_port}, " if "listener" in wanted else ""
     say(f"the stack is running: {where}the CLI as .venv/bin/marketrank; Ctrl-C stops everything")
     while True:
         for child in supervisor.newly_exited():

@@ -749,3 +749,72 @@ def test_the_bots_maintenance_command_is_refused_to_traders_and_strangers_and_ch
             assert state() == before
             assert runtime.store.maintenance_since() is None
         runtime.redis.close()
+
+
+# Export (#24)
+from tests.test_export import listener_port  # noqa: E402,F401  (the real listener, `python -m listener`)
+
+EXPORT_REFUSALS = {
+    # name: (path, headers (besides the right Host), status)
+    "no token": ("/export/{id}", {}, 401),
+    "a wrong token": ("/export/{id}", {"Authorization": "Bearer {wrong}"}, 401),
+    "the token cut short": ("/export/{id}", {"Authorization": "Bearer {short}"}, 401),
+    "another schedule's token": ("/export/{id}", {"Authorization": "Bearer {other}"}, 401),
+    "the token as Basic": ("/export/{id}", {"Authorization": "Basic {token}"}, 401),
+    "the token as a query": ("/export/{id}?token={token}", {}, 401),
+    "an unknown schedule": ("/export/zzzzzzzz", {"Authorization": "Bearer {token}"}, 401),
+    "a path outside": ("/export/..%2f..%2fetc", {"Authorization": "Bearer {token}"}, 401),
+    "a huge id": ("/export/" + "a" * 4000, {"Authorization": "Bearer {token}"}, 401),
+    "a control character": ("/export/abc%0d%0aX", {"Authorization": "Bearer {token}"}, 401),
+    "a foreign Host": ("/export/{id}", {"Authorization": "Bearer {token}", "Host": "attacker.example:{port}"}, 403),
+    "a rebound name": ("/export/{id}", {"Authorization": "Bearer {token}", "Host": "127.0.0.1.nip.io:{port}"}, 403),
+    "a web page's fetch": ("/export/{id}", {"Authorization": "Bearer {token}", "Origin": "http://127.0.0.1:1"}, 403),
+    "an unknown route": ("/metrics", {"Authorization": "Bearer {token}"}, 404),
+}
+
+
+def test_the_export_listener_refuses_in_one_line_and_serves_nothing(runtime, queue, factory, listener_port):  # noqa: F811
+    import uuid
+
+    from analysis.export import ExportService
+    from analysis.schedule_service import ScheduleService
+    from analysis.schedules import ScheduleStore
+    from tasks.schedule_beat import default_registrar
+    from tests.test_export import get
+
+    settings = Settings(schedule_min_interval_s=1, allowed_user_ids=[], admin_user_ids=[], export_port=listener_port)
+    schedules = ScheduleService(ScheduleStore(runtime.redis, runtime.keys), AnalysisService(runtime.store, queue),
+                                factory, default_registrar(), settings)
+    made = schedules.add("1h", {"markets": 5, "top_k": 2}, ALICE)
+    other = schedules.add("1h", {"markets": 5, "top_k": 2}, BOB)
+    exports = ExportService(schedules)
+    token, others = exports.enable(made.id, ALICE).token, exports.enable(other.id, BOB).token
+    run = schedules.fire(made.id, fire_id=uuid.uuid4().hex).analysis_id
+    queue.drain(runtime)
+
+    def state():  # the keys of these schedules and their run (the session's worker may be busy elsewhere)
+        return {k: v for k, v in redis_snapshot(runtime.redis).items()
+                if any(part.encode() in k for part in (made.id, other.id, run))}
+
+    values = {"id": made.id, "token": token, "wrong": "A" * 43, "short": token[:-2], "other": others,
+              "port": listener_port}
+    before = state()
+    assert before
+    for case, (path, headers, status) in EXPORT_REFUSALS.items():
+        got, answer_headers, body = get(listener_port, path.format(**values),
+                                        extra={k: v.format(**values) for k, v in headers.items()},
+                                        host=headers.get("Host", "").format(**values) or None)
+        line = body.decode()
+        assert got == status, (case, got, line)
+        assert line.count("\n") == 1 and line.strip().isprintable() and len(line) < 200, case
+        assert "pairs" not in line and token not in line, case
+        assert not any(name.startswith("access-control") for name in answer_headers), case
+    assert state() == before
+    with pytest.raises(NotAllowed, match="belongs to someone else"):
+        exports.enable(made.id, BOB)
+    with pytest.raises(NotAllowed, match="belongs to someone else"):
+        exports.revoke(made.id, BOB)
+    with pytest.raises(InvalidConfig, match="export must be freqtrade or freqtrade-futures"):
+        exports.enable(made.id, ALICE, "freqtrade\x1b[2J")
+    assert state() == before
+    assert get(listener_port, f"/export/{made.id}", token)[0] == 200  # the right token still works

@@ -41,8 +41,9 @@ def test_make_run_without_a_token_serves_the_sandbox_with_the_real_bot(tmp_path)
     """No TELEGRAM_BOT_TOKEN: the chat page's address (with the run's secret) comes first, the
     real bot answers there, and the sandbox's admin is the bot's admin. Flower asks for the login
     printed with it (#19, item 10), and the bot's token for this run is printed nowhere."""
-    port, flower_port = free_port(), free_port()
+    port, flower_port, export_port = free_port(), free_port(), free_port()
     env = {**os.environ, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0", "TELEGRAM_BOT_TOKEN": "",
+           "EXPORT_PORT": str(export_port),
            "SANDBOX_PORT": str(port), "MARKETRANK_VAR_DIR": str(tmp_path), "DEFAULT_MARKETS": "8",
            "DEFAULT_TOP_K": "3", "ADMIN_USER_IDS": "", "ALLOWED_USER_IDS": "1",
            "FLOWER_PORT": str(flower_port), "FLOWER_BASIC_AUTH": ""}
@@ -86,6 +87,11 @@ def test_make_run_without_a_token_serves_the_sandbox_with_the_real_bot(tmp_path)
         assert status_of(Request(f"{flower_url}/api/tasks")) == 401
         assert status_of(Request(f"{flower_url}/api/tasks",
                                  headers={**login, "Host": f"attacker.example:{flower_port}"})) == 403
+        # The export listener (#24): up, a token needed, a foreign Host refused.
+        assert f"the export listener on http://127.0.0.1:{export_port}" in lines[-1]
+        assert status_of(Request(f"http://127.0.0.1:{export_port}/export/zzzzzzzz")) == 401
+        assert status_of(Request(f"http://127.0.0.1:{export_port}/export/zzzzzzzz",
+                                 headers={"Host": f"attacker.example:{export_port}"})) == 403
     finally:
         run.send_signal(signal.SIGTERM)
         rest = run.communicate(timeout=60)[0]

@@ -35,7 +35,7 @@ class Launcher:
         self.var_dir = tmp_path
         self.env = {**os.environ, "REDIS_URL": "", "REDIS_PORT": str(self.redis_port),
                     "FLOWER_PORT": str(self.flower_port), "MARKETRANK_VAR_DIR": str(tmp_path),
-                    "SANDBOX_PORT": str(self.sandbox_port),
+                    "SANDBOX_PORT": str(self.sandbox_port), "EXPORT_PORT": str(free_port()),
                     "TELEGRAM_BOT_TOKEN": "", **env}
         self.process = subprocess.Popen([sys.executable, "-m", "tasks.run_local"], cwd=ROOT,
                                         env=self.env, stdout=subprocess.PIPE,

@@ -147,7 +147,8 @@ def test_a_firing_starts_a_run_skips_while_it_runs_and_diffs_the_next(schedules,
     document = schedules.analyses.status_document(run2.id, actor)
     assert document["schedule"] == made.id
     # Same demo data: the same top 3, so nothing changed; the first run has nothing to compare.
-    assert document["changes"] == {"against": run1.id, "entered": [], "left": [], "moved": {}}
+    assert document["changes"] == {"against": run1.id, "entered": [], "left": [], "moved": {},
+                                   "alerts": {"entered": [], "left": []}}
     assert schedules.analyses.status_document(run1.id, actor)["changes"]["against"] is None
     stored = schedules.store.get(made.id)
     assert (stored.runs, stored.skipped, stored.last_analysis, stored.baseline) == (2, 1, run2.id, run1.id)
