@@ -205,6 +205,8 @@ class Settings(BaseSettings):
     metrics_port: int | None = Field(None, ge=1, le=65535)
     # The scraper sends `Authorization: Bearer <METRICS_TOKEN>`; without a token /metrics answers 401.
     metrics_token: SecretStr | None = None
+    # false: steps keep no Prometheus counters (their one HINCRBY batch); for `make bench`'s "off".
+    metrics_step_counters: bool = True
 
     @field_validator("metrics_port", mode="before")
     @classmethod

@@ -97,3 +97,24 @@ def test_metrics_are_refused_without_the_token_or_from_another_host(metrics_port
                              host=host.format(port=metrics_port) if host else None, extra=extra)
     assert got == status and b"marketrank_" not in body
     assert body.count(b"\n") == 1 and "access-control-allow-origin" not in headers
+
+
+def test_the_dashboard_and_the_operations_guide_name_exactly_the_metrics_served(service):
+    """docs/grafana-marketrank.json queries only metrics that exist, and all of them; every one is
+    listed in docs/operations.md."""
+    import json
+    import re
+
+    from tasks.metrics import exposition
+    from tasks.ops import default_ops
+
+    served = {family.name for family in
+              text_string_to_metric_families(exposition(service, default_ops()).decode())}
+    dashboard = json.loads((ROOT / "docs" / "grafana-marketrank.json").read_text())
+    queried = {re.sub(r"_(total|bucket|sum|count)$", "", name)
+               for panel in dashboard["panels"] for target in panel["targets"]
+               for name in re.findall(r"marketrank_\w+", target["expr"])}
+    assert queried == served
+    guide = (ROOT / "docs" / "operations.md").read_text()
+    listed = {re.sub(r"_total$", "", name) for name in re.findall(r"^\| `(marketrank_\w+)`", guide, re.M)}
+    assert listed == served

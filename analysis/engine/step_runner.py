@@ -265,7 +265,8 @@ FAILURE_KIND = {JudgeUnavailable: "judge", DataUnavailable: "data", InvalidConfi
 def _count(rt: Runtime, outcome: str, now: float, started: float) -> None:
     """Health's step counters and the Prometheus ones; a Redis blip here must not fail the step."""
     try:
-        record_step(rt.redis, rt.keys, outcome, now=now, duration_s=max(0.0, now - started))
+        duration_s = max(0.0, now - started) if rt.settings.metrics_step_counters else None
+        record_step(rt.redis, rt.keys, outcome, now=now, duration_s=duration_s)
     except Exception:
         logger.warning("could not count a step outcome (%s)", outcome, exc_info=True)
 
