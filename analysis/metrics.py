@@ -7,7 +7,8 @@ turns the hash, the live index and the broker into the exposition (docs/operatio
 metric).
 
 Fields: `steps_committed`, `steps_failed:<kind>` (analysis/engine/step_stats.py's outcomes),
-`step_seconds_bucket:<le>` (cumulative, as Prometheus buckets are), `step_seconds_sum_ms`,
+`step_seconds_bucket:<le>` (the smallest bucket the step fits in, or +Inf: one field per step;
+the collector makes them cumulative, as Prometheus buckets are), `step_seconds_sum_ms`,
 `step_seconds_count`, `llm:<name>` (what the judge spent: calls, prompt_tokens,
 completion_tokens, retries, cache_hits), `candle_fetches`, `candle_cache_hits`, `alerts_sent`,
 `watchdog_reenqueues`.
@@ -23,12 +24,24 @@ def bucket_field(le: float) -> str:
 
 
 def step_increments(outcome: str, duration_s: float) -> dict[str, int]:
-    """The fields one finished step adds 1 (or its milliseconds) to: its outcome, and the
-    histogram's buckets it falls in (cumulative), sum and count."""
+    """The fields one finished step adds 1 (or its milliseconds) to: its outcome, the smallest
+    histogram bucket it fits in (none past the last: only the count), the sum and the count.
+    Four HINCRBYs, whatever the number of buckets."""
     fields = {"steps_committed" if outcome == "ok" else f"steps_failed:{outcome}": 1,
               "step_seconds_count": 1, "step_seconds_sum_ms": int(round(duration_s * 1000))}
-    fields.update({bucket_field(le): 1 for le in STEP_BUCKETS_S if duration_s <= le})
+    fitting = [le for le in STEP_BUCKETS_S if duration_s <= le]
+    if fitting:
+        fields[bucket_field(fitting[0])] = 1
     return fields
+
+
+def cumulative_buckets(counters: dict[str, int]) -> list[tuple[str, int]]:
+    """Prometheus's buckets (each counts the steps at most `le` long) from the per-bucket fields."""
+    running, buckets = 0, []
+    for le in STEP_BUCKETS_S:
+        running += counters.get(bucket_field(le), 0)
+        buckets.append((f"{le:g}", running))
+    return buckets
 
 
 def queue_increments(pipe: Any, key: str, fields: dict[str, int]) -> None:

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from analysis.metrics import STEP_BUCKETS_S, bucket_field, read_counters
+from analysis.metrics import cumulative_buckets, read_counters
 from analysis.models import Status
 from analysis.service import AnalysisService
 from tasks.ops import BrokerOps
@@ -68,7 +68,7 @@ def step_metrics(counters: dict[str, int]) -> Iterator:
             failed.add_metric([field.split(":", 1)[1]], value)
     yield failed
     count = counters.get("step_seconds_count", 0)
-    buckets = [(f"{le:g}", counters.get(bucket_field(le), 0)) for le in STEP_BUCKETS_S]
+    buckets = cumulative_buckets(counters)
     yield HistogramMetricFamily("marketrank_step_duration_seconds",
                                 "time from a step's begin to its commit (or its failure)",
                                 buckets=[*buckets, ("+Inf", count)],

@@ -118,3 +118,20 @@ def test_the_dashboard_and_the_operations_guide_name_exactly_the_metrics_served(
     guide = (ROOT / "docs" / "operations.md").read_text()
     listed = {re.sub(r"_total$", "", name) for name in re.findall(r"^\| `(marketrank_\w+)`", guide, re.M)}
     assert listed == served
+
+
+def test_each_step_adds_to_one_bucket_and_the_exposition_makes_them_cumulative():
+    """A step is four HINCRBYs whatever the number of buckets; Prometheus still reads cumulative
+    buckets (a step of 5 ms is in every bucket, one of 100 s only in +Inf)."""
+    from collections import Counter
+
+    from analysis.metrics import cumulative_buckets, step_increments
+
+    counters: Counter = Counter()
+    for duration in (0.005, 0.3, 0.3, 100.0):
+        fields = step_increments("ok", duration)
+        assert len(fields) <= 4
+        counters.update(fields)
+    buckets = dict(cumulative_buckets(counters))
+    assert (buckets["0.01"], buckets["0.25"], buckets["0.5"], buckets["60"]) == (1, 1, 3, 3)
+    assert counters["step_seconds_count"] == 4 and counters["step_seconds_sum_ms"] == 100_605
