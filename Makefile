@@ -55,6 +55,7 @@ test: $(STAMP) redis-server browser
 
 bench: $(STAMP) redis-server
 	$(BIN)/python -m bench.steps_bench
+	$(BIN)/python -m bench.metrics_bench
 	$(BIN)/python -m bench.tap_bench
 	$(BIN)/python -m bench.live_data_bench
 	$(BIN)/python -m bench.market_choice_bench

@@ -33,6 +33,15 @@ class JudgeUnavailable(AnalysisError):
     """The LLM judge could not give a valid answer after bounded retries."""
 
 
+class UnderMaintenance(AnalysisError):
+    """Maintenance is on (a deploy): nothing new starts until it is off."""
+
+    MESSAGE = "marketrank is being updated; try again in a few minutes"
+
+    def __init__(self, message: str = MESSAGE):
+        super().__init__(message)
+
+
 def quoted(text: object, limit: int = 24) -> str:
     """User input quoted safely inside an error message: printable characters only, short."""
     printable = "".join(ch if ch.isprintable() else "?" for ch in str(text))

@@ -39,7 +39,7 @@ class GistField(StrEnum):
     OWNER = "owner"
     STATUS = "status"
     REASON = "reason"
-    HALT = "halt"                # why the watchdog halted it: 'stuck', 'control_expired' or ''
+    HALT = "halt"                # who holds it paused: 'stuck', 'control_expired', 'maintenance' or ''
     SEQ = "seq"
     PROGRESS = "progress"
     CONFIDENCE = "confidence"
@@ -190,7 +190,7 @@ class Gist:
     updated_at: float
     last_progress_at: float
     watchdog_attempts: int
-    halt: str = ""  # 'stuck' or 'control_expired' while the watchdog holds it paused
+    halt: str = ""  # 'stuck' or 'control_expired' (the watchdog), 'maintenance' (a deploy)
     # What the LLM judge spent (calls, prompt_tokens, completion_tokens, retries, cache_hits),
     # counted when spent, failed and redone steps included (ADD_SPEND).
     spend: dict[str, int] = field(default_factory=dict)

@@ -16,7 +16,8 @@ from typing import Any, Protocol
 
 from analysis.access import owner_may_trade
 from analysis.config_factory import RankingConfigFactory
-from analysis.errors import AnalysisError, InvalidConfig, LimitReached, NotAllowed, NotFound, quoted
+from analysis.errors import (AnalysisError, InvalidConfig, LimitReached, NotAllowed, NotFound,
+                             UnderMaintenance, quoted)
 from analysis.markets.registry import provider_from_spec
 from analysis.models import Status
 from analysis.local_time import UTC_NAME, local_instant_due, next_local_run, zone_of
@@ -211,6 +212,8 @@ class ScheduleService:
         claim = self.store.claim(schedule.id, fire_id=fire_id, last_fire=schedule.last_fire, now=now)
         if claim != "ok":
             return FireResult(claim, schedule.id)
+        if self.analyses.store.maintenance_since() is not None:
+            return self._skip(schedule, f"skipped the run due {utc_clock(now)}: {UnderMaintenance.MESSAGE}")
         previous = self.analyses.store.load(schedule.last_analysis) if schedule.last_analysis else None
         if previous is not None and previous.status in (Status.RUNNING, Status.PENDING):
             note = f"skipped the run due {utc_clock(now)}: the previous run {previous.id} is still going"
@@ -260,6 +263,11 @@ class ScheduleService:
                 previous.status == Status.PAUSED and previous.reason != PAUSED_BY_USER):
             return failures + 1, baseline, f"{previous.id}: {previous.reason or previous.status.value.lower()}"
         return failures, baseline, ""
+
+    def _skip(self, schedule: Schedule, note: str) -> FireResult:
+        self.store.update(schedule.id, add_skipped=1, note=note)
+        logger.info("schedule %s: %s", schedule.id, note)
+        return FireResult("skipped", schedule.id, note=note)
 
     def _paused(self, schedule: Schedule, reason: str) -> FireResult:
         self.pause(schedule.id, reason, resumes_seen=schedule.resumes)

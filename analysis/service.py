@@ -22,7 +22,8 @@ from analysis.engine import watch
 from analysis.db.script import A, Answer
 from analysis.engine.store import AnalysisStore, QuotaUsed
 from analysis.explain import explain_document
-from analysis.errors import InvalidConfig, LimitReached, NotAllowed, NotFound, quoted
+from analysis.errors import (InvalidConfig, LimitReached, NotAllowed, NotFound, UnderMaintenance,
+                             quoted)
 from analysis.markets.registry import provider_from_spec
 from analysis.models import (REFINE_MODEL, ActionResult, Gist, GistField, RankingConfig, Status,
                              to_jsonable)
@@ -84,6 +85,7 @@ RESUME_DECISIONS = decisions(Resume, {
     Resume.ENQUEUE: Decision(True, "Resumed.", enqueue=True),
     Resume.FLIPPED: Decision(True, "Resumed."),
     Resume.NOOP: Decision(False, "Already running.", already=True),
+    Resume.KEPT: Decision(False, "Left {status}: it was not halted by maintenance."),
 })
 REFINE_DECISIONS = decisions(Refine, {
     Refine.ENQUEUE: Decision(True, "Refining toward confidence {1}.", enqueue=True),
@@ -135,6 +137,7 @@ class AnalysisService:
               schedule_prev: str = "") -> Gist:
         """Store and enqueue a new analysis; `schedule` names the schedule that started it and
         `schedule_prev` that schedule's previous completed run (its changes are against it)."""
+        self.refuse_during_maintenance()
         analysis_id, chain = new_analysis_id(), new_chain_token()
         demo = provider_from_spec(config.data_source).is_demo
         try:
@@ -217,14 +220,28 @@ class AnalysisService:
 
     def resume(self, analysis_id: str, actor: Actor) -> ActionResult:
         gist = self.get(analysis_id, actor)
+        self.refuse_during_maintenance()
         chain = new_chain_token()
         answer = self.store.resume(gist.id, new_chain=chain, now=self.clock())
         return self._decide("resume", gist.id, answer, RESUME_DECISIONS, chain)
+
+    def resume_halted(self, analysis_id: str, halt: str) -> ActionResult:
+        """Resume the analysis only if `halt` holds it (maintenance off): a trader's own pause
+        is left alone (KEPT). Through RESUME, so the chain stays one."""
+        chain = new_chain_token()
+        answer = self.store.resume(analysis_id, new_chain=chain, now=self.clock(), only_halt=halt)
+        return self._decide("resume", analysis_id, answer, RESUME_DECISIONS, chain)
+
+    def refuse_during_maintenance(self) -> None:
+        """Starts, refines and resumes wait while maintenance is on (a deploy)."""
+        if self.store.maintenance_since() is not None:
+            raise UnderMaintenance()
 
     def refine(self, analysis_id: str, actor: Actor, generation: int | None = None) -> ActionResult:
         """Raise the target by 0.05 (at most 0.99) once per refine generation; `generation` is the
         one the caller saw (a button carries it), so a duplicate tap does nothing."""
         gist = self.get(analysis_id, actor)
+        self.refuse_during_maintenance()
         generation = gist.refine_gen if generation is None else generation
         if isinstance(generation, bool) or not isinstance(generation, int):
             raise InvalidConfig(f"a refine generation is a whole number, not {quoted(generation)}")

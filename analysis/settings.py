@@ -224,6 +224,19 @@ class Settings(BaseSettings):
             return [part.strip().lower() for part in value.split(",") if part.strip()]
         return value
 
+    # --- Prometheus metrics (docs/operations.md): GET /metrics on the HTTP listener ----------
+    # Empty: off. `make run` serves it on 9108 unless set, on EXPORT_BIND with EXPORT_ALLOWED_HOSTS.
+    metrics_port: int | None = Field(None, ge=1, le=65535)
+    # The scraper sends `Authorization: Bearer <METRICS_TOKEN>`; without a token /metrics answers 401.
+    metrics_token: SecretStr | None = None
+    # false: steps keep no Prometheus counters (their one HINCRBY batch); for `make bench`'s "off".
+    metrics_step_counters: bool = True
+
+    @field_validator("metrics_port", mode="before")
+    @classmethod
+    def _empty_metrics_port_is_off(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
     # --- Logs -------------------------------------------------------------------------------
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"

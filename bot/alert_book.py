@@ -16,7 +16,7 @@ from analysis.db.scripts.alerts import ALERT_FIRST, HEALTH_LEVEL_SWAP, AlertFirs
 
 class AlertBook:
     def __init__(self, client, keys: Keys, throttle_s: int):
-        self.keys, self.throttle_s = keys, throttle_s
+        self.client, self.keys, self.throttle_s = client, keys, throttle_s
         # Lua that may write at Redis's memory limit: a full Redis is what admins must hear of.
         self._first, self._swap_level = ALERT_FIRST.bind(client), HEALTH_LEVEL_SWAP.bind(client)
 
@@ -24,6 +24,10 @@ class AlertBook:
         """True the first time `cause` is raised within the throttle window."""
         answer = await self._first.call_async(alert=self.keys.alert(cause), throttle_s=self.throttle_s)
         return answer.code == AlertFirst.FIRST
+
+    async def count_sent(self) -> None:
+        """The Prometheus counter of alerts sent (analysis/metrics.py)."""
+        await self.client.hincrby(self.keys.metrics(), "alerts_sent", 1)
 
     async def health_alert(self, health: Health) -> tuple[str, str] | None:
         """(cause, text) when the level changed since the last reading worth telling; the first

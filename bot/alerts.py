@@ -51,6 +51,10 @@ class AdminAlerts:
             logger.warning("alert %s not sent: %s", cause, exc)
             return
         logger.info("alert to admins: %s", cause)
+        try:
+            await self.book.count_sent()
+        except RedisError as exc:
+            logger.warning("alert %s not counted: %s", cause, exc)
         for admin_id in self.admin_ids:
             try:
                 if self.delivery is not None:

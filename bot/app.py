@@ -21,7 +21,7 @@ from telegram.ext import (AIORateLimiter, Application, ApplicationBuilder, Appli
 from analysis.logging_setup import configure_logging
 from analysis.settings import Settings, settings_or_exit
 from bot import handlers, schedule_callbacks, schedule_handlers, track_handlers, views, why_handlers
-from bot import settings_callbacks, settings_handlers
+from bot import maintenance_handlers, settings_callbacks, settings_handlers
 from bot.services import BOT_DATA_KEY, BotServices
 from bot.startup import wait_for_bot_api
 
@@ -48,6 +48,7 @@ COMMANDS = [
     ("unschedule", schedule_handlers.unschedule),
     ("why", why_handlers.why),
     ("track", track_handlers.track),
+    ("maintenance", maintenance_handlers.maintenance),
 ]
 COMMANDS += [("settings", settings_handlers.settings_command)]  # #24
 

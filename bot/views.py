@@ -49,6 +49,7 @@ ADMIN_COMMANDS = [
     BotCommand("workers", "Workers answering a ping"),
     BotCommand("failures", "Recent step failures"),
     BotCommand("health", "Healthy, warning or critical, with the reasons"),
+    BotCommand("maintenance", "For a deploy: /maintenance on, off or status"),
 ]
 
 

@@ -16,9 +16,29 @@ from analysis.engine.store import AnalysisStore
 from analysis.export import PairListReader
 from analysis.logging_setup import configure_logging
 from analysis.schedules import ScheduleStore
-from analysis.settings import get_settings
-from listener.app import plan, serve
+from analysis.service import AnalysisService
+from analysis.settings import Settings, get_settings
+from listener.app import Feature, plan, serve
 from listener.export_routes import export_feature
+from listener.metrics_routes import metrics_feature
+
+
+class NoSteps:
+    """The listener only reads: it never enqueues a step."""
+
+    def enqueue_step(self, analysis_id: str, chain: str, seq: int) -> None:
+        raise RuntimeError("the listener starts no step")
+
+
+def metrics(client: redis.Redis, settings: Settings) -> Feature:
+    """GET /metrics on METRICS_PORT (tasks/metrics.py reads the counters, the live analyses and
+    the broker's queue)."""
+    from tasks.metrics import exposition
+    from tasks.ops import default_ops
+
+    service, ops = AnalysisService(AnalysisStore(client, settings), NoSteps()), default_ops()
+    token = settings.metrics_token.get_secret_value() if settings.metrics_token else ""
+    return metrics_feature(lambda: exposition(service, ops), token, settings.metrics_port)
 
 
 async def main() -> int:
@@ -29,7 +49,7 @@ async def main() -> int:
                                   retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3),
                                   retry_on_error=[redis.ConnectionError, redis.TimeoutError])
     reader = PairListReader(ScheduleStore(client, Keys(settings.key_prefix)), AnalysisStore(client, settings))
-    ports = plan([export_feature(reader, settings.export_port)])
+    ports = plan([export_feature(reader, settings.export_port), metrics(client, settings)])
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -22,6 +22,7 @@ from tasks import cli_explain, cli_schedule
 from tasks import cli_settings
 from tasks import cli_track
 from tasks import cli_track_view
+from tasks import cli_maintenance
 from tasks.dispatcher import CeleryDispatcher
 from tasks.ops import default_ops
 
@@ -93,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_explain.add_parser(sub)
     cli_track_view.add_parser(sub)
     cli_settings.add_parser(sub)
+    cli_maintenance.add_parser(sub)
     return parser
 
 
@@ -213,6 +215,8 @@ def run_command(args: argparse.Namespace, runtime: Runtime, service: AnalysisSer
         return cli_track_view.run(args, runtime)
     if command == "settings":
         return cli_settings.run(args, runtime, actor)
+    if command == "maintenance":
+        return cli_maintenance.run(args, service, actor)
     if command == "status":
         document = service.status_document(args.id, actor)
         if args.json:

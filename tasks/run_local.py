@@ -57,9 +57,29 @@ STOP_STAGES = {"bot": 0, "beat": 0, "worker": 2, "watchdog": 2, "flower": 3, "re
 DEFAULT_STAGE = 1  # other helpers (e.g. a local Telegram server) stop after the bot
 FLOWER_USER = "ops"
 DEFAULT_EXPORT_PORT = 8090  # make run serves the export listener here when EXPORT_PORT is empty
+DEFAULT_METRICS_PORT = 9108  # ... and Prometheus metrics here when METRICS_PORT is empty
 # Secrets made for this run (the sandbox's bot token and page secret, Flower's password): masked
 # in the log lines the launcher shows, like the settings' own secrets.
 RUN_SECRETS: list[str] = []
+
+
+def metrics_env(settings: Settings) -> str:
+    """make run serves Prometheus metrics: METRICS_PORT (9108 when empty) and METRICS_TOKEN (one
+    made for this run when empty) for the listener; what to tell the operator, or '' if the port
+    is taken (then the listener serves no metrics)."""
+    port = settings.metrics_port or DEFAULT_METRICS_PORT
+    try:
+        check_export_port(port)
+    except PortProblem:
+        say(f"Prometheus metrics are not served: port {port} is in use; set METRICS_PORT in .env")
+        os.environ["METRICS_PORT"] = ""
+        return ""
+    token = settings.metrics_token.get_secret_value() if settings.metrics_token else ""
+    if not token:
+        token = secrets.token_urlsafe(18)
+        RUN_SECRETS.append(token)
+    os.environ.update({"METRICS_PORT": str(port), "METRICS_TOKEN": token})
+    return f"Prometheus metrics on http://127.0.0.1:{port}/metrics (bearer {token}), "
 
 
 def shown_log_tail(child: Child) -> str:
@@ -222,6 +242,7 @@ def run_stack(args: argparse.Namespace, settings: Settings, supervisor: Supervis
     os.environ["REDIS_URL"] = plan.url  # this process (the demo) and its children
     export_port = settings.export_port or DEFAULT_EXPORT_PORT
     os.environ["EXPORT_PORT"] = str(export_port)  # the listener serves it, the bot gives it out
+    metrics_url = metrics_env(settings)
     get_settings.cache_clear()
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     wanted = ["worker", "watchdog", "beat"]
@@ -253,6 +274,7 @@ def run_stack(args: argparse.Namespace, settings: Settings, supervisor: Supervis
     where = f"the chat page on {page} (local sandbox), " if sandbox else ""
     where += f"Flower on http://127.0.0.1:{settings.flower_port} ({flower_login}), " if flower_up else ""
     where += f"the export listener on http://127.0.0.1:{export_port}, " if "listener" in wanted else ""
+    where += metrics_url if "listener" in wanted else ""
     say(f"the stack is running: {where}the CLI as .venv/bin/marketrank; Ctrl-C stops everything")
     while True:
         for child in supervisor.newly_exited():

@@ -49,6 +49,7 @@ def watchdog_pass(now: float | None = None, *, rt: Runtime | None = None,
                            "re-enqueued (attempt %s)", analysis_id, chain[:8], seq, attempts)
             try:
                 dispatcher.enqueue_step(analysis_id, chain, int(seq))
+                rt.redis.hincrby(rt.keys.metrics(), "watchdog_reenqueues", 1)
             except Exception:  # the broker is away: the kick is counted, the next pass retries
                 logger.exception("[%s] watchdog could not re-enqueue", analysis_id)
         elif answer.code in (WatchdogCheck.GAVE_UP, WatchdogCheck.EXPIRED):

@@ -1104,6 +1104,64 @@ def test_track_filters_that_are_neither_a_strategy_nor_a_timeframe_are_one_error
     assert redis_snapshot(runtime.redis) == before
 
 
+# Maintenance (#23) ---------------------------------------------------------------------------
+def test_maintenance_is_refused_to_a_trader_and_changes_nothing(world):
+    from analysis.maintenance import MaintenanceService
+
+    maintenance = MaintenanceService(world["service"])
+    world["dispatcher"].queue.clear()  # an INIT an earlier test of this module started on purpose
+    for call in (maintenance.on, maintenance.off):
+        assert_refused_and_nothing_changed(world, lambda: call(ALICE), NotAllowed,
+                                           match="maintenance is for admins")
+
+
+def test_during_maintenance_starts_refines_and_resumes_are_refused_and_change_nothing(scratch_world):
+    from analysis.errors import UnderMaintenance
+    from analysis.maintenance import MaintenanceService
+
+    world, service = scratch_world, scratch_world["service"]
+    service.pause(world["running"], ALICE)
+    maintenance = MaintenanceService(service)
+    maintenance.on(Actor("ops", is_admin=True))
+    message = "marketrank is being updated; try again in a few minutes"
+    for call in (lambda: service.start(world["config"], ALICE),
+                 lambda: service.refine(world["completed"], ALICE),
+                 lambda: service.resume(world["running"], ALICE)):
+        assert_refused_and_nothing_changed(world, call, UnderMaintenance, match=message)
+    assert maintenance.off(Actor("ops", is_admin=True)).resumed == []  # a trader's pause stays
+
+
+def test_the_bots_maintenance_command_is_refused_to_traders_and_strangers_and_changes_nothing(redis_url):
+    """Through the real bot against the sandbox, on a Redis database of its own; what may change is
+    only the update ledger (every update is recorded once handled) and the notifier's reading
+    position in the events stream, never an event."""
+    from tests.test_bot import People, RunningBot, ask, bot_settings
+    from sandbox import BotApiServer
+    import random
+
+    people = People()
+    with BotApiServer(token=f"{random.randrange(10**6, 10**9)}:TEST") as api:
+        settings = bot_settings(api, people, redis_url=redis_url_db(redis_url, NOTICE_DB + 1))
+        runtime = Runtime(settings)
+        runtime.redis.flushdb()
+        with RunningBot(api, settings):
+            ask(api, people.trader, "/help")  # the bot is up and has recorded an update
+
+            def state():
+                keep = {k: v for k, v in redis_snapshot(runtime.redis).items()
+                        if not k.startswith(f"{runtime.keys.prefix}update:".encode())
+                        and k != runtime.keys.events().encode()}
+                return keep, runtime.redis.xlen(runtime.keys.events())
+
+            before = state()
+            for user, words in ((people.trader, "on"), (people.trader, "off"), (people.other, "status")):
+                assert ask(api, user, f"/maintenance {words}") == "Sorry, that command is for admins."
+            assert ask(api, people.stranger, "/maintenance on").startswith("Sorry, this bot is private.")
+            assert state() == before
+            assert runtime.store.maintenance_since() is None
+        runtime.redis.close()
+
+
 # Export (#24)
 from tests.test_export import listener_port  # noqa: E402,F401  (the real listener, `python -m listener`)
 

@@ -207,7 +207,8 @@ def test_excluded_bases_can_be_switched_off_or_changed(binance, monkeypatch):
 ])
 def test_a_pair_that_cannot_be_ranked_is_refused_by_name_and_nothing_is_written(live, symbols, words):
     live.provider.market_volumes("1h")  # the shared market list is cached (not the analysis's)
-    shared = (b"block:", b"series:", b"exchange:", b"ratelimit:")
+    # The shared candle cache, and the Prometheus counter of the fetches it made (they happened).
+    shared = (b"block:", b"series:", b"exchange:", b"ratelimit:", b":metrics")
     before = {k: v for k, v in redis_snapshot(live.runtime.redis).items() if not any(p in k for p in shared)}
     live.server.reset_counts()
     with pytest.raises(InvalidConfig) as refused:

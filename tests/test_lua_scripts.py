@@ -139,8 +139,8 @@ def test_an_answer_the_declaration_does_not_list_is_an_error_not_a_message():
 
 
 def test_keys_and_argv_are_passed_by_name_and_each_exactly_once():
-    keys, args = steps.ADD_SPEND.arguments({"gist": "g", "spent": ["calls", 2]})
-    assert (keys, args) == (["g"], ["calls", 2])
+    keys, args = steps.ADD_SPEND.arguments({"gist": "g", "metrics": "m", "spent": ["calls", 2]})
+    assert (keys, args) == (["g", "m"], ["calls", 2])
     with pytest.raises(TypeError, match="missing \\['lease_ms'\\], unexpected \\['lease_s'\\]"):
         steps.HEARTBEAT.arguments({"lease": "l", "attempt": "a", "lease_s": 3})
 

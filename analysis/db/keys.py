@@ -44,6 +44,8 @@
 | {p}settings:{user}           | hash   | none: until changed        | a user's settings: zone, quiet, mode:{kind} (analysis/user_settings.py) |
 | {p}held:{user}               | list   | QUIET_HELD_TTL_S, capped at QUIET_MAX_HELD | messages held in the user's quiet hours (JSON), oldest first |
 | {p}held                      | set    | none; members removed when their digest is taken | users with held messages |
+| {p}metrics                   | hash   | none: counters only grow   | Prometheus counters of every process (analysis/metrics.py) |
+| {p}maintenance               | hash   | none: until `maintenance off` | maintenance is on: since, by (no step begins) |
 
 The `beat:` keys are written by celery-redbeat itself (tasks/celery_app.py gives it the prefix
 `beat_prefix()`); user schedules and their beat entries are removed together.
@@ -180,3 +182,12 @@ class Keys:
 
     def held_users(self) -> str:
         return f"{self.prefix}held"
+
+    def maintenance(self) -> str:
+        """Exists while maintenance is on (analysis/maintenance.py); BEGIN_STEP and COMMIT_STEP
+        read it."""
+        return f"{self.prefix}maintenance"
+
+    def metrics(self) -> str:
+        """Prometheus counters every process adds to (analysis/metrics.py)."""
+        return f"{self.prefix}metrics"

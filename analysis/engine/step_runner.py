@@ -267,11 +267,12 @@ def _run_step(rt: Runtime, tag: str, analysis_id: str, chain: str, seq: int, wor
             raise  # storage full: run_step pauses the analysis
         except AnalysisError as exc:
             final = seq == 0 and isinstance(exc, InvalidConfig)
-            _count(rt, FAILURE_KIND.get(type(exc), "config" if final else "internal"), clock())
+            _count(rt, FAILURE_KIND.get(type(exc), "config" if final else "internal"), clock(),
+                   started)
             return _stop(rt, tag, analysis_id, begun, chain, attempt, seq, str(exc), final, clock)
         except Exception as exc:  # a bug: keep the analysis, tell the admins
             logger.exception("%s step crashed", tag)
-            _count(rt, "internal", clock())
+            _count(rt, "internal", clock(), started)
             reason = f"internal error in step {seq} ({type(exc).__name__}); an admin can resume it"
             return _stop(rt, tag, analysis_id, begun, chain, attempt, seq, reason, False, clock)
     entry = HistoryEntry(seq=seq, chain=chain, attempt=attempt, worker=worker,
@@ -283,7 +284,7 @@ def _run_step(rt: Runtime, tag: str, analysis_id: str, chain: str, seq: int, wor
     if commit.code == CommitStep.COMPLETED:
         record_pick(rt, tag, analysis_id, seq, begun, outcome, now=entry.finished_at)
     committed = commit.code in (CommitStep.CONTINUE, CommitStep.COMPLETED, CommitStep.PAUSED)
-    _count(rt, "ok" if committed else "lost", entry.finished_at)
+    _count(rt, "ok" if committed else "lost", entry.finished_at, started)
     return StepReport(commit.code.value, outcome.progress, outcome.confidence,
                       continues=commit.code == CommitStep.CONTINUE)
 
@@ -310,10 +311,11 @@ def record_pick(rt: Runtime, tag: str, analysis_id: str, seq: int, begun: BegunS
 FAILURE_KIND = {JudgeUnavailable: "judge", DataUnavailable: "data", InvalidConfig: "config"}
 
 
-def _count(rt: Runtime, outcome: str, now: float) -> None:
-    """Health's step counters; a Redis blip here must not fail the step."""
+def _count(rt: Runtime, outcome: str, now: float, started: float) -> None:
+    """Health's step counters and the Prometheus ones; a Redis blip here must not fail the step."""
     try:
-        record_step(rt.redis, rt.keys, outcome, now=now)
+        duration_s = max(0.0, now - started) if rt.settings.metrics_step_counters else None
+        record_step(rt.redis, rt.keys, outcome, now=now, duration_s=duration_s)
     except Exception:
         logger.warning("could not count a step outcome (%s)", outcome, exc_info=True)
 

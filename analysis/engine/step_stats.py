@@ -12,16 +12,21 @@ from collections import Counter
 import redis
 
 from analysis.db.keys import Keys
+from analysis.metrics import queue_increments, step_increments
 
 KEEP_S = 2 * 3600
 FAILED = ("lost", "judge", "data", "config", "internal")
 
 
-def record_step(client: redis.Redis, keys: Keys, outcome: str, *, now: float) -> None:
+def record_step(client: redis.Redis, keys: Keys, outcome: str, *, now: float,
+                duration_s: float | None = None) -> None:
+    """Count the outcome for health and, with the step's duration, for Prometheus (same trip)."""
     key = keys.step_stats(int(now // 60))
     with client.pipeline(transaction=False) as pipe:
         pipe.hincrby(key, outcome, 1)
         pipe.expire(key, KEEP_S)
+        if duration_s is not None:
+            queue_increments(pipe, keys.metrics(), step_increments(outcome, duration_s))
         pipe.execute()
 
 

@@ -169,7 +169,8 @@ class AnalysisStore:
         k, s = self.keys, self.settings
         answer = self._call(
             steps.BEGIN_STEP, control=k.control(analysis_id), gist=k.gist(analysis_id),
-            lease=k.lease(analysis_id), events=k.events(), chain=chain, seq=seq, attempt=attempt,
+            lease=k.lease(analysis_id), events=k.events(), maintenance=k.maintenance(),
+            chain=chain, seq=seq, attempt=attempt,
             lease_ms=s.lease_ms, now=now, control_ttl_s=s.control_ttl_s,
             events_maxlen=s.events_maxlen)
         if answer.code != steps.BeginStep.OK:
@@ -201,7 +202,8 @@ class AnalysisStore:
         return self._call(
             steps.COMMIT_STEP, control=k.control(analysis_id), gist=k.gist(analysis_id),
             lease=k.lease(analysis_id), history=k.history(analysis_id), events=k.events(),
-            active=k.active(owner), attempt=attempt, chain=chain, seq=seq,
+            active=k.active(owner), maintenance=k.maintenance(), attempt=attempt, chain=chain,
+            seq=seq,
             state=json.dumps(outcome.state, separators=(",", ":")),
             progress=round(outcome.progress, 6), confidence=round(outcome.confidence, 6),
             done=int(outcome.done), result=json.dumps(outcome.result, separators=(",", ":")),
@@ -227,11 +229,14 @@ class AnalysisStore:
                           events_maxlen=self.settings.events_maxlen,
                           control_ttl_s=self.settings.control_ttl_s)
 
-    def resume(self, analysis_id: str, *, new_chain: str, now: float) -> Answer[controls.Resume]:
+    def resume(self, analysis_id: str, *, new_chain: str, now: float,
+               only_halt: str = "") -> Answer[controls.Resume]:
+        """RESUME; with `only_halt`, only an analysis held by that halt (else KEPT)."""
         k, s = self.keys, self.settings
         return self._call(controls.RESUME, control=k.control(analysis_id), gist=k.gist(analysis_id),
                           lease=k.lease(analysis_id), events=k.events(), new_chain=new_chain,
-                          now=now, control_ttl_s=s.control_ttl_s, events_maxlen=s.events_maxlen)
+                          now=now, control_ttl_s=s.control_ttl_s, events_maxlen=s.events_maxlen,
+                          only_halt=only_halt)
 
     def refine(self, analysis_id: str, owner: str, *, generation: int, new_chain: str,
                step: float, cap: float, refine_model: str, now: float) -> Answer[controls.Refine]:
@@ -319,8 +324,28 @@ class AnalysisStore:
                                for part in (name, int(amount))]
         if not pairs:
             return True
-        answer = self._call(steps.ADD_SPEND, gist=self.keys.gist(analysis_id), spent=pairs)
+        answer = self._call(steps.ADD_SPEND, gist=self.keys.gist(analysis_id),
+                            metrics=self.keys.metrics(), spent=pairs)
         return answer.code == steps.AddSpend.OK
+
+    # --- maintenance (analysis/maintenance.py) ---------------------------------------------------
+    def maintenance_since(self) -> tuple[float, str] | None:
+        """(since, by) while maintenance is on, else None."""
+        raw = self.redis.hmget(self.keys.maintenance(), "since", "by")
+        if raw[0] is None:
+            return None
+        return float(text(raw[0])), text_or_none(raw[1]) or ""
+
+    def set_maintenance(self, *, by: str, now: float) -> bool:
+        """Turn maintenance on; False if it was on already (its start time is kept)."""
+        with self.redis.pipeline() as pipe:
+            pipe.hsetnx(self.keys.maintenance(), "since", repr(now))
+            pipe.hsetnx(self.keys.maintenance(), "by", by)
+            return bool(pipe.execute()[0])
+
+    def clear_maintenance(self) -> bool:
+        """Turn maintenance off; False if it was off."""
+        return bool(self.redis.delete(self.keys.maintenance()))
 
     # --- failures, for admins ---------------------------------------------------------------
     def record_failure(self, analysis_id: str, seq: int, reason: str, *, now: float) -> None:

@@ -54,8 +54,16 @@ class CandleCache:
         if frame is None:
             frame = self._fetch_once(symbol, timeframe, limit, newest, fetch)
         else:
-            self.hits += 1
+            self._counted("candle_cache_hits")
         return frame.iloc[-limit:]
+
+    def _counted(self, what: str) -> None:
+        """This process's count, and the Prometheus counter every process shares."""
+        if what == "candle_fetches":
+            self.fetches += 1
+        else:
+            self.hits += 1
+        self.redis.hincrby(self.keys.metrics(), what, 1)
 
     def _head(self, symbol: str, timeframe: str) -> dict | None:
         raw = self.redis.get(self.keys.series(self.source, timeframe, symbol))
@@ -77,16 +85,16 @@ class CandleCache:
             self.sleep(0.05)  # another process fetches this series: read its result
             frame = self._hit(symbol, timeframe, limit, newest)
             if frame is not None:
-                self.hits += 1
+                self._counted("candle_cache_hits")
                 return frame
             if time.monotonic() > deadline:
                 break  # it died or stalls: fetch ourselves
         try:
             frame = self._hit(symbol, timeframe, limit, newest)
             if frame is not None:
-                self.hits += 1
+                self._counted("candle_cache_hits")
                 return frame
-            self.fetches += 1
+            self._counted("candle_fetches")
             return self._refresh(symbol, timeframe, limit, newest, fetch)
         finally:
             self._release(lock=lock, token=token)

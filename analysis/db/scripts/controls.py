@@ -21,6 +21,13 @@ PAUSE = Script("PAUSE", answers=Pause, prologue=PROLOGUE, keys=("control", "gist
 if redis.call('EXISTS', gist) == 0 then return {'missing'} end
 local status = redis.call('HGET', gist, 'status')
 if is_final(status) then return {'final', status} end
+-- Held by maintenance: the trader's pause takes it over, so `maintenance off` leaves it paused.
+if redis.call('HGET', gist, 'halt') == 'maintenance' then
+  redis.call('HSET', gist, 'reason', reason, 'halt', '', 'updated_at', now)
+  redis.call('HINCRBY', gist, 'version', 1)
+  announce(gist, events, events_maxlen, redis.call('HGET', gist, 'id'), 'paused', now)
+  return {'ok'}
+end
 if redis.call('HGET', control, 'wanted') == 'paused' or status == 'PAUSED' then
   return {'noop', status}
 end
@@ -38,18 +45,25 @@ class Resume(StrEnum):
     ENQUEUE = "enqueue"          # + the next seq, on the new chain
     FLIPPED = "flipped"          # a step holds the lease: its commit continues the chain
     NOOP = "noop"                # + status: already running
+    KEPT = "kept"                # + status: not held by the halt `only_halt` names: left alone
     FINAL = "final"              # + status
     MISSING = "missing"
 
 
 RESUME = Script("RESUME", answers=Resume, prologue=PROLOGUE,
-                keys=("control", "gist", "lease", "events"), argv=("new_chain", "now", "control_ttl_s", "events_maxlen"), body="""
+                keys=("control", "gist", "lease", "events"), argv=(
+    "new_chain", "now", "control_ttl_s", "events_maxlen",
+    "only_halt",       # '' resumes any pause; 'maintenance' only what maintenance halted
+), body="""
 -- paused -> running. If a step holds the lease, only flip the state (its commit continues the
 -- chain); otherwise mint the new chain and answer 'enqueue' with the next seq. Ten duplicate
 -- resumes give one chain: only the first finds the state paused.
 if redis.call('EXISTS', gist) == 0 then return {'missing'} end
 local status = redis.call('HGET', gist, 'status')
 if is_final(status) then return {'final', status} end
+if only_halt ~= '' and redis.call('HGET', gist, 'halt') ~= only_halt then
+  return {'kept', status}
+end
 local wanted = redis.call('HGET', control, 'wanted')
 if wanted == 'running' and status ~= 'PAUSED' then return {'noop', status} end
 local id = redis.call('HGET', gist, 'id')

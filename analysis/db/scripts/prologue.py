@@ -23,6 +23,15 @@ local function park_expired(gist, stream, maxlen, now)
   redis.call('HINCRBY', gist, 'version', 1)
   announce(gist, stream, maxlen, redis.call('HGET', gist, 'id'), 'paused', now)
 end
+-- Maintenance (analysis/maintenance.py) holds an analysis at a step boundary: paused with a halt
+-- of its own, not a trader's pause, so `maintenance off` resumes exactly these.
+local function halt_for_maintenance(control, gist, now)
+  redis.call('HSET', control, 'wanted', 'paused')
+  redis.call('HSET', gist, 'status', 'PAUSED',
+    'reason', 'paused for maintenance: marketrank is being updated', 'halt', 'maintenance',
+    'updated_at', now)
+  redis.call('HINCRBY', gist, 'version', 1)
+end
 -- The one rule for "stuck" (the watchdog acts on it, /stuck lists it): an analysis that should
 -- run (RUNNING or PENDING, control wanted running) but holds no lease and has shown no progress,
 -- nor been kicked by the watchdog, for `grace` seconds.

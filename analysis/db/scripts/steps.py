@@ -74,10 +74,12 @@ class BeginStep(StrEnum):
     DUPLICATE = "duplicate"      # this seq is already committed
     GAP = "gap"                  # + the last committed seq
     BUSY = "busy"                # + the live lease's holder
+    MAINTENANCE = "maintenance"  # maintenance is on: paused with halt 'maintenance'
 
 
 BEGIN_STEP = Script("BEGIN_STEP", answers=BeginStep, prologue=PROLOGUE, keys=(
     "control", "gist", "lease", "events",
+    "maintenance",     # the maintenance flag: while it exists no step begins
 ), argv=(
     "chain", "seq", "attempt", "lease_ms", "now", "control_ttl_s", "events_maxlen",
 ), body="""
@@ -103,6 +105,11 @@ if committed >= tonumber(seq) then return {'duplicate'} end
 if committed < tonumber(seq) - 1 then return {'gap', tostring(committed)} end
 local holder = redis.call('GET', lease)
 if holder then return {'busy', holder} end
+if redis.call('EXISTS', maintenance) == 1 then
+  halt_for_maintenance(control, gist, now)
+  announce(gist, events, events_maxlen, redis.call('HGET', gist, 'id'), 'paused', now)
+  return {'maintenance'}
+end
 redis.call('SET', lease, attempt, 'PX', lease_ms)
 redis.call('EXPIRE', control, control_ttl_s)
 local g = redis.call('HMGET', gist, 'config', 'state', 'target', 'model', 'owner', 'result')
@@ -151,7 +158,7 @@ return {'ok'}
 class CommitStep(StrEnum):
     CONTINUE = "continue"        # committed; the next step follows
     COMPLETED = "completed"      # committed; the target is reached
-    PAUSED = "paused"            # committed; control wants it paused
+    PAUSED = "paused"            # committed; control wants it paused, or maintenance is on
     LOST_LEASE = "lost_lease"
     STALE_CHAIN = "stale_chain"
     STALE_SEQ = "stale_seq"
@@ -161,6 +168,7 @@ class CommitStep(StrEnum):
 COMMIT_STEP = Script("COMMIT_STEP", answers=CommitStep, prologue=PROLOGUE, keys=(
     "control", "gist", "lease", "history", "events",
     "active",          # the owner's active analyses
+    "maintenance",     # the maintenance flag: while it exists the chain stops here
 ), argv=(
     "attempt", "chain", "seq",
     "state",           # JSON
@@ -199,6 +207,9 @@ if done == '1' and target <= tonumber(target_used) + 1e-9 then
 elseif wanted == 'paused' then
   decision = 'paused'
   redis.call('HSET', gist, 'status', 'PAUSED')
+elseif redis.call('EXISTS', maintenance) == 1 then
+  decision = 'paused'
+  halt_for_maintenance(control, gist, now)
 else
   decision = 'continue'
   redis.call('HSET', gist, 'status', 'RUNNING', 'reason', '', 'halt', '')
@@ -281,12 +292,19 @@ class AddSpend(StrEnum):
     MISSING = "missing"
 
 
-ADD_SPEND = Script("ADD_SPEND", answers=AddSpend, keys=("gist",), argv=(
+ADD_SPEND = Script("ADD_SPEND", answers=AddSpend, keys=(
+    "gist",
+    "metrics",         # the Prometheus counters (analysis/metrics.py): `llm:<name>`
+), argv=(
     "spent*",          # counter name, amount, ...: calls, prompt_tokens, ...
 ), body="""
 -- Adds what the LLM judge spent to the gist's `spend:<name>` counters as soon as it is spent,
 -- whether or not the step commits: the calls of a step that fails, or that is killed after its
--- batch was answered, are counted too. A gist that expired is not re-created.
+-- batch was answered, are counted too. A gist that expired is not re-created (the Prometheus
+-- counters count the spend all the same: it was spent).
+for i = 1, #spent, 2 do
+  redis.call('HINCRBY', metrics, 'llm:' .. spent[i], spent[i + 1])
+end
 if redis.call('EXISTS', gist) == 0 then return {'missing'} end
 for i = 1, #spent, 2 do
   redis.call('HINCRBY', gist, 'spend:' .. spent[i], spent[i + 1])
