@@ -18,6 +18,7 @@ from tests.helpers import QueueDispatcher, noop_config
 from tests.servers import RedisServer, Worker
 
 
+@pytest.mark.e2e
 def test_a_queue_longer_than_the_grace_pauses_no_analysis_and_re_enqueues_nothing(tmp_path):
     grace = 1.0
     load = run_llm_load(analyses=5, latency_s=1.5, grace_s=grace, attempts=2, timeout_s=240,
@@ -174,6 +175,7 @@ def stack(tmp_path):
     s.close()
 
 
+@pytest.mark.e2e
 def test_watchdog_passes_nobody_took_expire_instead_of_piling_up(stack):
     from tasks.celery_app import WATCHDOG_QUEUE
 

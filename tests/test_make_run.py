@@ -9,7 +9,11 @@ import sys
 import time
 from urllib.request import Request, urlopen
 
+import pytest
+
 from tests.servers import ROOT, free_port
+
+pytestmark = pytest.mark.e2e  # make run's whole stack
 
 
 def test_make_run_starts_its_own_redis_and_prints_a_demo_ranking(tmp_path):
@@ -31,7 +35,8 @@ def test_make_run_without_a_token_serves_the_sandbox_with_the_real_bot(tmp_path)
     the sandbox's admin is the bot's admin."""
     port = free_port()
     env = {**os.environ, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0", "TELEGRAM_BOT_TOKEN": "",
-           "SANDBOX_PORT": str(port), "MARKETRANK_VAR_DIR": str(tmp_path), "DEFAULT_MARKETS": "8",
+           "SANDBOX_PORT": str(port), "FLOWER_PORT": str(free_port()),  # no port shared with a parallel run
+           "MARKETRANK_VAR_DIR": str(tmp_path), "DEFAULT_MARKETS": "8",
            "DEFAULT_TOP_K": "3", "ADMIN_USER_IDS": "", "ALLOWED_USER_IDS": "1"}
     run = subprocess.Popen([sys.executable, "-m", "tasks.run_local"], cwd=ROOT, env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -300,6 +300,7 @@ def task_decisions(worker, task_id: str) -> list[str]:
             for line in text.splitlines() if marker in line]
 
 
+@pytest.mark.e2e
 def test_a_worker_killed_mid_step_is_recovered_by_the_watchdog_and_its_late_redelivery_is_a_no_op(
         fresh, actor):
     store = fresh.runtime.store
@@ -340,6 +341,7 @@ def pool_pids_running(stack, worker) -> set[int]:
     return {request["worker_pid"] for request in replies.get(hostname, []) if request.get("worker_pid")}
 
 
+@pytest.mark.e2e
 def test_pool_processes_killed_mid_step_are_requeued_at_once_and_nothing_runs_twice(fresh, actor):
     store = fresh.runtime.store
     worker = fresh.start_worker(1)
@@ -362,6 +364,7 @@ def test_pool_processes_killed_mid_step_are_requeued_at_once_and_nothing_runs_tw
     assert log.count(f"Task marketrank.init[{first_init}] received") == 2  # requeued at once
 
 
+@pytest.mark.e2e
 def test_a_worker_frozen_past_its_lease_wakes_as_a_zombie_and_is_fenced_out(fresh, actor):
     store = fresh.runtime.store
     frozen = fresh.start_worker(1)
@@ -389,6 +392,7 @@ def test_a_worker_frozen_past_its_lease_wakes_as_a_zombie_and_is_fenced_out(fres
     assert fresh.runtime.redis.hgetall(snapshot_key) == snapshot
 
 
+@pytest.mark.e2e
 def test_sigterm_lets_the_step_in_flight_finish_and_commit(fresh, actor):
     store = fresh.runtime.store
     worker = fresh.start_worker(1)
@@ -406,6 +410,7 @@ def test_sigterm_lets_the_step_in_flight_finish_and_commit(fresh, actor):
     assert_history_is_one_clean_chain(store.history(gist.id), done.seq)
 
 
+@pytest.mark.e2e
 def test_an_expired_control_key_is_parked_by_the_watchdog_or_the_next_step_and_resume_completes(
         fresh, actor):
     store, keys, r = fresh.runtime.store, fresh.runtime.keys, fresh.runtime.redis
@@ -433,6 +438,7 @@ def test_an_expired_control_key_is_parked_by_the_watchdog_or_the_next_step_and_r
     assert_history_is_one_clean_chain(store.history(gist.id), 200)
 
 
+@pytest.mark.e2e
 def test_analyses_carry_on_after_redis_restarts_and_workers_and_beat_reconnect(fresh, actor):
     store = fresh.runtime.store
     worker = fresh.start_worker(1)
@@ -477,6 +483,7 @@ def marketrank(env: dict[str, str], *args: str, timeout: float = 60) -> subproce
                           timeout=timeout)
 
 
+@pytest.mark.e2e
 def test_marketrank_stuck_shows_what_the_watchdog_could_not_save_and_force_resume_rescues_it(
         fresh, actor):
     from tasks.watchdog import watchdog_pass
@@ -506,6 +513,7 @@ def test_marketrank_stuck_shows_what_the_watchdog_could_not_save_and_force_resum
     assert again.returncode == 1 and "already completed" in again.stdout
 
 
+@pytest.mark.e2e
 def test_a_step_that_kills_its_worker_every_time_is_given_up_and_admins_are_told(fresh, actor):
     store = fresh.runtime.store
     fresh.start_worker(1)
