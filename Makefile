@@ -7,7 +7,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench bench-ranking bench-load bench-track-records chaos redis-server browser clean
+.PHONY: run test test-fast bench bench-ranking bench-load bench-track-records chaos redis-server browser clean
+# Test processes (pytest-xdist): each has its own Redis, worker and servers; the tests mostly wait.
+TEST_PROCESSES ?= 2
 
 # A venv without pip (python3-venv missing when it was made) is made again, not reused.
 $(STAMP): pyproject.toml
@@ -51,7 +53,11 @@ run: $(STAMP) redis-server
 
 test: $(STAMP) redis-server browser
 	$(BIN)/mypy analysis bot tasks listener
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_PROCESSES) --dist worksteal
+
+# While developing: every test but the end-to-end and slow ones (markers in pyproject.toml).
+test-fast: $(STAMP) redis-server
+	$(BIN)/python -m pytest -q -n $(TEST_PROCESSES) --dist worksteal -m "not slow and not e2e"
 
 bench: $(STAMP) redis-server
 	$(BIN)/python -m bench.steps_bench

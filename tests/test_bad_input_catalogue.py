@@ -329,7 +329,10 @@ def run_marketrank(env: dict[str, str], args: list[str]) -> subprocess.Completed
                           errors="replace", timeout=120)
 
 
-def test_the_cli_refuses_bad_input_with_one_error_line_and_changes_nothing(redis_url):
+def test_the_cli_refuses_bad_input_with_one_error_line_and_changes_nothing(redis_url, monkeypatch):
+    """The CLI's commands called in this process (tests/cli_runner.py): its logic, not start-up."""
+    from tests.cli_runner import marketrank
+
     url = redis_url_db(redis_url, CLI_DB)
     settings = Settings(redis_url=url, market_data="demo")
     runtime = Runtime(settings)
@@ -340,12 +343,12 @@ def test_the_cli_refuses_bad_input_with_one_error_line_and_changes_nothing(redis
     # An id that shares the first four characters makes that prefix ambiguous.
     twin = real[:4] + ("zzzzzz" if real[4:] != "zzzzzz" else "yyyyyy")
     runtime.redis.zadd(runtime.keys.analyses(), {twin: 0})
-    env = {**os.environ, "REDIS_URL": url, "MARKET_DATA": "demo", "OPENAI_API_KEY": "",
-           "OPENAI_BASE_URL": ""}
+    env = {"REDIS_URL": url, "MARKET_DATA": "demo", "OPENAI_API_KEY": "", "OPENAI_BASE_URL": ""}
+    enqueued = RecordingDispatcher()  # where the CLI's steps would go: none may
+    monkeypatch.setattr("tasks.cli.CeleryDispatcher", lambda: enqueued)
     before = redis_snapshot(runtime.redis)
     cases = cli_cases(real[:4])
-    with ThreadPoolExecutor(max_workers=6) as pool:
-        results = dict(zip(cases, pool.map(lambda args: run_marketrank(env, args), cases.values())))
+    results = {name: marketrank(*args, **env) for name, args in cases.items()}
     problems = []
     for name, done in results.items():
         lines = done.stderr.splitlines()
@@ -355,6 +358,7 @@ def test_the_cli_refuses_bad_input_with_one_error_line_and_changes_nothing(redis
                             f"stderr {done.stderr[:300]!r}")
     assert not problems, "\n".join(problems)
     assert redis_snapshot(runtime.redis) == before
+    assert enqueued.queue == []
 
 
 # --- issue 12: holes a review found -----------------------------------------------------------

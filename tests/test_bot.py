@@ -445,7 +445,8 @@ def test_admin_force_resumes_a_stuck_analysis(api, people, logged_errors):
 
 # --- delivery of card updates ----------------------------------------------------------------
 def test_card_edits_are_throttled_and_end_on_the_final_state(api, people, logged_errors):
-    with RunningBot(api, bot_settings(api, people, card_edit_interval_s=0.4)) as bot:
+    # An interval well above a step's time, on a loaded machine too: bursts are there to coalesce.
+    with RunningBot(api, bot_settings(api, people, card_edit_interval_s=1.0)) as bot:
         api.send_message(people.trader, f"/rank symbols={some_markets(60)} top=5")
         card = wait_for_card(api, people.trader)
         card = wait_for_status(api, people.trader, card.message_id, "Completed", timeout=60)
@@ -455,7 +456,7 @@ def test_card_edits_are_throttled_and_end_on_the_final_state(api, people, logged
     # the card's own sendMessage (the "completed" notice is another message, sent later)
     sent = next(c for c in api.calls_of("sendMessage") if (c.result or {}).get("message_id") == card.message_id).received
     gaps = [b.received - a.received for a, b in zip([None, *edits][1:], edits[1:])]
-    assert edits[0].received - sent >= 0.35 and all(gap >= 0.35 for gap in gaps), gaps
+    assert edits[0].received - sent >= 0.95 and all(gap >= 0.95 for gap in gaps), gaps
     assert "Completed" in edits[-1].params["text"] and all(c.ok for c in edits)
     assert logged_errors == []
 

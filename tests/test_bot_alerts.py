@@ -41,10 +41,11 @@ def test_admins_get_one_alert_per_cause_for_stuck_warning_and_recovery(api, redi
                             alert_throttle_s=3600)
     runtime = Runtime(Settings(redis_url=url))
     runtime.redis.flushdb()
-    with RunningBot(api, settings):
+    with RunningBot(api, settings) as bot:
+        readings = HealthReadings(bot)
         ask(api, people.admin, "/help")  # the admin has a chat with the bot
         ask(api, people.trader, "/help")
-        time.sleep(1.5)  # a few healthy readings: nothing to tell
+        readings.wait(3)  # a few healthy readings: nothing to tell
         assert not [t for t in bot_texts(api, people.admin) if t.startswith("marketrank health")]
 
         record_step(runtime.redis, runtime.keys, "judge", now=time.time())
@@ -53,7 +54,7 @@ def test_admins_get_one_alert_per_cause_for_stuck_warning_and_recovery(api, redi
                              timeout=20, message="the warning alert")
         assert "1 steps failed on the LLM judge" in warning[0]
         record_step(runtime.redis, runtime.keys, "judge", now=time.time())  # same cause, still warning
-        time.sleep(1.5)
+        readings.wait(3)
         runtime.redis.delete(*runtime.redis.keys(f"{runtime.keys.prefix}steps:*"))
         wait_until(lambda: [t for t in bot_texts(api, people.admin)
                             if t == "marketrank health: recovered (was warning)."],
@@ -68,13 +69,35 @@ def test_admins_get_one_alert_per_cause_for_stuck_warning_and_recovery(api, redi
         assert f"/force_resume {stuck_id}" in told[0]
         fields = runtime.redis.xrange(runtime.keys.events())[-1][1]
         runtime.redis.xadd(runtime.keys.events(), fields)  # the same event once more
-        time.sleep(1.5)
+        # Events are handled in order: once a later analysis's alert is out, so is the repeat's.
+        later_id = give_up(runtime, service)
+        wait_until(lambda: [t for t in bot_texts(api, people.admin) if t.startswith(f"Analysis {later_id}")],
+                   timeout=20, message="the later stuck alert")
         admin_texts = bot_texts(api, people.admin)
     assert len([t for t in admin_texts if t.startswith(f"Analysis {stuck_id}")]) == 1
     assert len([t for t in admin_texts if t.startswith("marketrank health: warning")]) >= 1
     assert len([t for t in admin_texts if "1 steps failed on the LLM judge" in t]) == 1
     assert len([t for t in admin_texts if t.startswith("marketrank health: recovered")]) == 1
     assert not [t for t in bot_texts(api, people.trader) if t.startswith(("marketrank health", "Analysis"))]
+
+
+class HealthReadings:
+    """Counts the bot's health readings for alerts: the clock a "nothing was told" check waits on."""
+
+    def __init__(self, bot: RunningBot):
+        alerts = bot.application.bot_data["services"].alerts
+        read, self.count = alerts.read_health, 0
+
+        def counted():
+            self.count += 1
+            return read()
+
+        alerts.read_health = counted
+
+    def wait(self, n: int) -> None:
+        """Until n more readings have been handled (one loop reads, then tells): reading n+1 began."""
+        target = self.count + n + 1
+        wait_until(lambda: self.count >= target, timeout=20, message=f"{n} more health readings")
 
 
 def give_up(runtime: Runtime, service: AnalysisService) -> str:

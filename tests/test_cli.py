@@ -1,4 +1,6 @@
-"""The `marketrank` CLI as a user runs it: a subprocess against the test Redis and a real worker."""
+"""The `marketrank` CLI as a user runs it, against the test Redis and a real worker: its commands
+called in this process (tests/cli_runner.py), and real processes for what only a process shows
+(an exit code at start-up, a closed pipe, a terminal)."""
 
 import json
 import os
@@ -8,15 +10,17 @@ import sys
 
 import pytest
 
+from tests.cli_runner import marketrank
 from tests.helpers import redis_snapshot
 from tests.servers import ROOT, free_port
 
 pytestmark = pytest.mark.usefixtures("worker")
 
 
-def marketrank(*args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess:
+def marketrank_process(*args: str, **env: str) -> subprocess.CompletedProcess:
+    """`marketrank` as its own process: what start-up and the exit code look like to a shell."""
     return subprocess.run([sys.executable, "-m", "tasks.cli", *args], cwd=ROOT,
-                          env={**os.environ, **env}, capture_output=True, text=True, timeout=timeout)
+                          env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
 
 
 def test_start_wait_prints_the_id_a_progress_bar_and_the_ranking_table():
@@ -144,16 +148,21 @@ def test_bad_input_gets_a_one_line_error_and_writes_nothing(runtime, args, messa
 def test_redis_down_is_one_line_naming_the_url_and_what_to_do():
     url = f"redis://127.0.0.1:{free_port()}/0"
     for args in (["status", "abcdefghij"], ["list"], ["start", "--markets", "5"], ["stuck"]):
-        done = marketrank(*args, timeout=30, REDIS_URL=url)
+        done = marketrank(*args, REDIS_URL=url)
         assert done.returncode == 3, done.stderr
         assert done.stdout == ""
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"error: cannot reach Redis at {url}")
         assert "make run" in lines[0] and "REDIS_URL" in lines[0]
     # Listing demo markets needs no Redis; a live exchange's candle cache does.
-    assert marketrank("markets", "--limit", "3", timeout=30, REDIS_URL=url).returncode == 0
-    done = marketrank("markets", timeout=30, REDIS_URL=url, MARKET_DATA="ccxt:binance")
+    assert marketrank("markets", "--limit", "3", REDIS_URL=url).returncode == 0
+    done = marketrank("markets", REDIS_URL=url, MARKET_DATA="ccxt:binance")
     assert done.returncode == 3 and done.stderr.startswith(f"error: cannot reach Redis at {url}")
+    # The same from a process of its own: one line, exit code 3, whatever start-up does.
+    done = marketrank_process("status", "abcdefghij", REDIS_URL=url)
+    assert (done.returncode, done.stdout) == (3, "")
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()]
+    assert done.stderr.startswith(f"error: cannot reach Redis at {url}")
 
 
 def test_a_reader_that_stops_early_gets_no_broken_pipe():
@@ -199,4 +208,4 @@ def test_help_lists_allowed_values_defaults_and_exit_codes():
     for expected in ("5m, 15m, 1h, 4h, 1d (default 1h)", "score or llm (default score",
                      "0.5..0.99 (default 0.8)", "(default 10)", "(default 30)", "exit codes:"):
         assert expected in text, expected
-    assert "3  Redis cannot be reached" in marketrank("--help").stdout
+    assert "3  Redis cannot be reached" in marketrank_process("--help").stdout

@@ -1,4 +1,4 @@
-"""`marketrank schedule add|list|remove|resume` as an operator runs it (subprocesses, the test Redis)."""
+"""`marketrank schedule add|list|remove|resume` as an operator runs it (in this process, the test Redis)."""
 
 import json
 import random
@@ -8,7 +8,7 @@ from analysis.engine.runtime import Runtime
 from analysis.settings import Settings
 from tasks.schedule_tasks import schedule_service
 from tests.helpers import redis_snapshot
-from tests.test_cli import marketrank
+from tests.cli_runner import marketrank
 
 
 def test_add_list_remove_and_refusals_that_write_nothing(runtime):

@@ -13,6 +13,7 @@ from analysis.health import BrokerFigures, Figures, Thresholds, assess, redis_fi
 from analysis.settings import Settings
 from analysis.models import RankingConfig
 from analysis.engine.step_stats import record_step
+from tests.cli_runner import marketrank
 from tests.servers import ROOT, free_port
 
 CALM = BrokerFigures(queued=0, unacked=0, oldest_age_s=None, workers=["w@host"])
@@ -82,7 +83,8 @@ def test_steps_are_counted_as_they_run_and_failures_by_kind(redis_url, queue, ac
     assert later["steps_ok"] == later["steps_failed"] == 0
 
 
-def marketrank(*args: str, **env: str) -> subprocess.CompletedProcess:
+def marketrank_process(*args: str, **env: str) -> subprocess.CompletedProcess:
+    """A process of its own: a bad setting is refused at start-up, before `main` runs."""
     return subprocess.run([sys.executable, "-m", "tasks.cli", *args], cwd=ROOT,
                           env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
 
@@ -141,7 +143,7 @@ BAD_THRESHOLDS = {
 
 @pytest.mark.parametrize("env, message", BAD_THRESHOLDS.values(), ids=BAD_THRESHOLDS.keys())
 def test_a_bad_threshold_is_refused_in_one_line_naming_the_setting(env, message):
-    done = marketrank("health", **env)
+    done = marketrank_process("health", **env)
     assert (done.returncode, done.stdout) == (2, "")
     assert len(done.stderr.splitlines()) == 1 and done.stderr.startswith(message), done.stderr
 

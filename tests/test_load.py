@@ -11,12 +11,14 @@ import pytest
 
 from analysis.models import Status
 from analysis.settings import Settings
+from tests.conftest import wait_until
 from tests.helpers import QueueDispatcher, noop_config
 from tests.llm_load import LOAD_TIMINGS, run_llm_load
 from tests.servers import RedisServer, Worker
 from tests.stack import Stack
 
 
+@pytest.mark.e2e
 def test_a_queue_longer_than_the_grace_pauses_no_analysis_and_re_enqueues_nothing(tmp_path):
     grace = 1.0
     load = run_llm_load(analyses=5, latency_s=1.5, grace_s=grace, attempts=2, timeout_s=240,
@@ -173,6 +175,7 @@ def stack(tmp_path):
     s.close()
 
 
+@pytest.mark.e2e
 def test_watchdog_passes_nobody_took_expire_instead_of_piling_up(stack):
     from tasks.celery_app import WATCHDOG_QUEUE
 
@@ -182,18 +185,21 @@ def test_watchdog_passes_nobody_took_expire_instead_of_piling_up(stack):
     assert stack.runtime.redis.llen(WATCHDOG_QUEUE) == 5
     time.sleep(float(entry["options"]["expires"]) + 0.5)
     steps_only = stack.start_worker(1)  # a step worker does not take them
-    time.sleep(1)
+    # It runs an analysis meanwhile: it read its queue several times, never the watchdog's.
+    from analysis.service import Actor
+    gist = stack.service.start(noop_config(3), Actor("wdq-test"))
+    wait_until(lambda: stack.runtime.store.load(gist.id).status == Status.COMPLETED, timeout=30,
+               message="the step worker to run an analysis")
     assert stack.runtime.redis.llen(WATCHDOG_QUEUE) == 5
     assert b"marketrank.watchdog" not in steps_only.log_path.read_bytes().split(b"ready.", 1)[1]
     watchdog = Worker(stack.env, "wdq-watchdog", concurrency=1, log_dir=str(stack.log_dir),
                       queues=WATCHDOG_QUEUE).start()
     try:
-        deadline = time.monotonic() + 20
-        while stack.runtime.redis.llen(WATCHDOG_QUEUE) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        time.sleep(0.5)
+        wait_until(lambda: watchdog.log_path.read_text().count("Discarding revoked task") >= 5,
+                   timeout=20, message="the watchdog worker to discard the five passes")
         log = watchdog.log_path.read_text()
         assert log.count("Discarding revoked task") == 5  # expired, not run
+        assert stack.runtime.redis.llen(WATCHDOG_QUEUE) == 0
         assert "succeeded" not in log.split("ready.", 1)[1]
     finally:
         watchdog.stop()

@@ -12,7 +12,11 @@ import time
 from urllib.error import HTTPError
 from urllib.request import Request, urlopen
 
+import pytest
+
 from tests.servers import ROOT, free_port
+
+pytestmark = pytest.mark.e2e  # make run's whole stack
 
 
 def test_make_run_starts_its_own_redis_and_prints_a_demo_ranking(tmp_path):

@@ -76,6 +76,7 @@ def test_a_first_position_bias_is_learned_from_shuffled_display_orders():
     assert bias[0] > 1.0 and abs(bias[0]) > max(abs(b) for b in bias[1:])
 
 
+@pytest.mark.slow  # twelve full simulated runs
 def test_a_sharp_judge_reaches_0_85_in_about_ten_calls_and_reports_honestly():
     judges = [ListwiseJudge.random(N, seed=200 + i) for i in range(12)]
     runs = [run_listwise(judge, K, 10, target=0.8, seed=i) for i, judge in enumerate(judges)]

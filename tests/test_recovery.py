@@ -25,6 +25,7 @@ from analysis.service import AnalysisService
 from analysis.settings import Settings
 from tests.stack import Stack
 from tests.conftest import wait_until
+from tests.doubles.faulty_provider import held_pid, release_hold
 from tests.helpers import (QueueDispatcher, assert_history_is_one_clean_chain, noop_config, ranking,
                            wait_for_status)
 
@@ -299,20 +300,22 @@ def task_decisions(worker, task_id: str) -> list[str]:
             for line in text.splitlines() if marker in line]
 
 
+@pytest.mark.e2e
 def test_a_worker_killed_mid_step_is_recovered_by_the_watchdog_and_its_late_redelivery_is_a_no_op(
         fresh, actor):
     store = fresh.runtime.store
-    worker = fresh.start_worker(1)
+    fresh.start_worker(1)
     fresh.start_beat()
-    gist = fresh.service.start(score_config("faulty:slow=1,delay=0.5:demo"), actor)  # INIT ~2 s
-    attempt = wait_until(lambda: store.lease_holder(gist.id), message="INIT in flight")
-    wait_until(lambda: b"injected fault: slow" in worker.log_path.read_bytes(),
-               message="INIT inside its slow data call")
+    # INIT's first data call blocks until released (here never): the kill lands inside it.
+    gist = fresh.service.start(score_config("faulty:hold=1:demo"), actor)
+    wait_until(lambda: held_pid(fresh.runtime.redis), message="INIT held in its data call")
+    attempt = store.lease_holder(gist.id)
+    assert attempt is not None
+    fresh.start_worker(2)  # ready before the kill: the bound below is the watchdog's, not a boot's
     fresh.kill_worker(1)
     killed_at = time.time()
     lost = unacked_task_ids(fresh)
     assert lost, "the killed worker's message waits unacknowledged for the visibility timeout"
-    fresh.start_worker(2)
 
     done = wait_for_status(fresh.service, gist.id, actor, ["COMPLETED"], timeout=60)
     history = store.history(gist.id)
@@ -338,17 +341,18 @@ def pool_pids_running(stack, worker) -> set[int]:
     return {request["worker_pid"] for request in replies.get(hostname, []) if request.get("worker_pid")}
 
 
+@pytest.mark.e2e
 def test_pool_processes_killed_mid_step_are_requeued_at_once_and_nothing_runs_twice(fresh, actor):
     store = fresh.runtime.store
     worker = fresh.start_worker(1)
     fresh.start_beat()
-    # INIT ~6 s: room for the checks below on a loaded machine before the kill
-    gist = fresh.service.start(score_config("faulty:slow=1,delay=1.5:demo"), actor)
-    attempt = wait_until(lambda: store.lease_holder(gist.id), message="INIT in flight")
-    wait_until(lambda: b"injected fault: slow" in worker.log_path.read_bytes(),
-               message="INIT inside its slow data call")
-    wait_until(lambda: pool_pids_running(fresh, worker), message="the main process to see INIT accepted")
-    assert store.lease_holder(gist.id) == attempt, "the kill must land inside the first INIT"
+    # INIT's first data call blocks until released (here never): the kill lands inside it.
+    gist = fresh.service.start(score_config("faulty:hold=1:demo"), actor)
+    pid = wait_until(lambda: held_pid(fresh.runtime.redis), message="INIT held in its data call")
+    attempt = store.lease_holder(gist.id)
+    assert attempt is not None
+    wait_until(lambda: pid in pool_pids_running(fresh, worker),
+               message="the main process to see INIT accepted by the held process")
     assert fresh.kill_pool_children(1) == 2
     done = wait_for_status(fresh.service, gist.id, actor, ["COMPLETED"], timeout=60)
     history = store.history(gist.id)
@@ -360,17 +364,22 @@ def test_pool_processes_killed_mid_step_are_requeued_at_once_and_nothing_runs_tw
     assert log.count(f"Task marketrank.init[{first_init}] received") == 2  # requeued at once
 
 
+@pytest.mark.e2e
 def test_a_worker_frozen_past_its_lease_wakes_as_a_zombie_and_is_fenced_out(fresh, actor):
     store = fresh.runtime.store
     frozen = fresh.start_worker(1)
     fresh.start_beat()
-    gist = fresh.service.start(score_config("faulty:slow=1,delay=0.5:demo"), actor)  # INIT ~2 s
-    zombie = wait_until(lambda: store.lease_holder(gist.id), message="INIT in flight")
+    # INIT's first data call blocks until released: it is in flight when the worker freezes.
+    gist = fresh.service.start(score_config("faulty:hold=1:demo"), actor)
+    wait_until(lambda: held_pid(fresh.runtime.redis), message="INIT held in its data call")
+    zombie = store.lease_holder(gist.id)
+    assert zombie is not None
     snapshot_key = fresh.runtime.keys.candles(gist.id)
     fresh.freeze_worker(1, seconds=600)  # SIGSTOP: the lease runs out while it sleeps
     fresh.start_worker(2)
     wait_until(lambda: store.load(gist.id).seq >= 2, timeout=30, message="INIT redone elsewhere")
     snapshot = fresh.runtime.redis.hgetall(snapshot_key)
+    release_hold(fresh.runtime.redis)
     fresh.thaw_all()  # SIGCONT: the zombie finishes its INIT and tries to save and commit it
     wait_until(lambda: f"INIT attempt {zombie} lost its lease" in frozen.log_path.read_text(),
                message="the zombie to finish")
@@ -383,6 +392,7 @@ def test_a_worker_frozen_past_its_lease_wakes_as_a_zombie_and_is_fenced_out(fres
     assert fresh.runtime.redis.hgetall(snapshot_key) == snapshot
 
 
+@pytest.mark.e2e
 def test_sigterm_lets_the_step_in_flight_finish_and_commit(fresh, actor):
     store = fresh.runtime.store
     worker = fresh.start_worker(1)
@@ -400,6 +410,7 @@ def test_sigterm_lets_the_step_in_flight_finish_and_commit(fresh, actor):
     assert_history_is_one_clean_chain(store.history(gist.id), done.seq)
 
 
+@pytest.mark.e2e
 def test_an_expired_control_key_is_parked_by_the_watchdog_or_the_next_step_and_resume_completes(
         fresh, actor):
     store, keys, r = fresh.runtime.store, fresh.runtime.keys, fresh.runtime.redis
@@ -427,6 +438,7 @@ def test_an_expired_control_key_is_parked_by_the_watchdog_or_the_next_step_and_r
     assert_history_is_one_clean_chain(store.history(gist.id), 200)
 
 
+@pytest.mark.e2e
 def test_analyses_carry_on_after_redis_restarts_and_workers_and_beat_reconnect(fresh, actor):
     store = fresh.runtime.store
     worker = fresh.start_worker(1)
@@ -471,6 +483,7 @@ def marketrank(env: dict[str, str], *args: str, timeout: float = 60) -> subproce
                           timeout=timeout)
 
 
+@pytest.mark.e2e
 def test_marketrank_stuck_shows_what_the_watchdog_could_not_save_and_force_resume_rescues_it(
         fresh, actor):
     from tasks.watchdog import watchdog_pass
@@ -500,6 +513,7 @@ def test_marketrank_stuck_shows_what_the_watchdog_could_not_save_and_force_resum
     assert again.returncode == 1 and "already completed" in again.stdout
 
 
+@pytest.mark.e2e
 def test_a_step_that_kills_its_worker_every_time_is_given_up_and_admins_are_told(fresh, actor):
     store = fresh.runtime.store
     fresh.start_worker(1)

@@ -110,11 +110,14 @@ def test_a_stop_mid_step_commits_the_step_and_leaves_nothing_running(tmp_path, s
         analysis_id = started.stdout.strip()
 
         def ranking_step_in_flight():
+            # Counted before the lease is read: a step that holds the lease has not committed
+            # (its commit releases the lease), so the count cannot include the step in flight.
+            committed = len(store.history(analysis_id))
             holder = store.lease_holder(analysis_id)
-            return holder if holder and len(store.history(analysis_id)) >= 1 else None
+            return (holder, committed) if holder and committed >= 1 else None
 
-        attempt = wait_until(ranking_step_in_flight, timeout=60, message="a ranking step in flight")
-        committed_before = len(store.history(analysis_id))
+        attempt, committed_before = wait_until(ranking_step_in_flight, timeout=60,
+                                               message="a ranking step in flight")
 
         if whom == "group":  # what a terminal's Ctrl-C does: the foreground process group
             os.killpg(launcher.process.pid, signum)

@@ -215,7 +215,9 @@ def test_a_trader_ranks_pauses_resumes_and_refines_in_the_browser(sandbox, brows
         page.be("second", "group")
         refusal = page.press(card_id, "Resume")
         assert "belongs to someone else" in refusal
-        time.sleep(1.0)
+        # Refused before it was answered: the analysis is paused still, and its card says so.
+        (gist,) = service.list(Actor(str(ALICE)))
+        assert gist.status == Status.PAUSED
         assert status_of(page.card(card_id)) == "Paused"
 
         # The owner's Resume goes through.
@@ -229,7 +231,8 @@ def test_a_trader_ranks_pauses_resumes_and_refines_in_the_browser(sandbox, brows
         (gist,) = service.list(Actor(str(ALICE)))
         assert gist.status == Status.RUNNING, "the bot was to die mid-run"
         page.type("/list")
-        time.sleep(1.0)
+        page.wait_for(lambda: [m for m in page.chat() if not m["bot"] and m["text"] == "/list"],
+                      "the page to show /list sent")
         bot.start()
         listing = page.wait_for(lambda: [m for m in page.chat() if m["bot"] and "Your analyses" in m["text"]],
                                 "the answer to /list typed while the bot was down")

@@ -57,6 +57,11 @@ def sends(beat: Beat, schedule_id: str) -> list[float]:
             for at, name in SENT.findall(text) if name == entry_name(schedule_id)]
 
 
+def ticks(beat: Beat) -> int:
+    """How many times this beat sent its watchdog pass (every WATCHDOG_INTERVAL_S, 1 s here)."""
+    return sum(1 for _, name in SENT.findall(beat.log_path.read_text()) if name == "watchdog")
+
+
 def holds_lock(beat: Beat) -> bool:
     return "beat: Acquired lock" in beat.log_path.read_text()
 
@@ -106,9 +111,12 @@ def test_two_beats_fire_once_runs_never_stack_and_schedules_outlive_beat(beats, 
     wait_until(lambda: len(sends(restarted, made.id)) >= 2, timeout=20, message="a restarted beat to fire")
     # Removed: beat fires it no more.
     service.remove(made.id, owner)
-    time.sleep(1.5)  # a send already on its way when it was removed
+    # Beat's own watchdog entry (every second) is the clock: a send already on its way when the
+    # schedule was removed has gone out two ticks later, and two more ticks pass with none.
+    at_removal = ticks(restarted)
+    wait_until(lambda: ticks(restarted) >= at_removal + 2, timeout=20, message="two ticks")
     count = len(sends(restarted, made.id))
-    time.sleep(2.5)  # observing that nothing happens: two more intervals
+    wait_until(lambda: ticks(restarted) >= at_removal + 4, timeout=20, message="two more ticks")
     assert len(sends(restarted, made.id)) == count
 
 
@@ -188,7 +196,7 @@ def test_scheduled_runs_post_cards_with_what_changed(beats, api, people, tmp_pat
         assert bot.application.bot_data["services"].schedules.store.get(schedule_id) is None
 
 
-def test_a_chat_that_blocked_the_bot_pauses_its_schedule(beats, api, people):
+def test_a_chat_that_blocked_the_bot_pauses_its_schedule(beats, api, people, worker):
     settings = bot_settings(api, people, schedule_min_interval_s=1)
     beats("beat")
     with RunningBot(api, settings) as bot:
@@ -205,7 +213,10 @@ def test_a_chat_that_blocked_the_bot_pauses_its_schedule(beats, api, people):
         # The run whose card was refused existed before the pause; none is started after it.
         analyses = bot.service.store
         started = len(analyses.ids_of_owner(str(people.trader)))
-        time.sleep(4)  # observing that nothing happens: a paused schedule starts no run
+        # A firing after the pause reaches the worker, which starts no run for it.
+        turned_down = f"schedule {schedule_id} fired: paused"
+        wait_until(lambda: turned_down in worker.log_path.read_text(), timeout=20,
+                   message="a firing of the paused schedule")
         assert len(analyses.ids_of_owner(str(people.trader))) == started
         # Unblocked later, the owner sees why it stopped.
         message = reply_message(api, people.trader, "/schedules")

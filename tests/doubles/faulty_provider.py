@@ -4,7 +4,9 @@
 each call fails with `DataUnavailable` with probability `<rate>`, like a data source that times out.
 The long form `faulty:error=0.2,slow=0.1,delay=0.5,crash=0.01,seed=7:<inner spec>` also makes a
 share of the calls slow (`delay` seconds), a share kill their own process with SIGKILL (a poison
-step, as when the OOM killer takes a worker), and seeds the randomness. Nothing else changes: when
+step, as when the OOM killer takes a worker), and seeds the randomness. `hold=1` blocks the first
+call made by any process over REDIS_URL until the test releases it (`release_hold`): a step a
+test acts on is then certainly in flight, whatever the machine's load. Nothing else changes: when
 `register()` makes `faulty:` a spec; production code never imports this module, so a production
 process refuses the spec.
 
@@ -22,6 +24,7 @@ from collections import Counter
 from collections.abc import Callable
 
 import pandas as pd
+import redis
 
 from analysis.errors import DataUnavailable, InvalidConfig
 from analysis.markets.base import MarketDataProvider
@@ -31,7 +34,34 @@ logger = logging.getLogger(__name__)
 
 PREFIX = "faulty:"
 USAGE = ("faulty:<rate>:<inner spec> or faulty:error=<rate>,slow=<rate>,delay=<s>,crash=<rate>,"
-         "seed=<n>:<inner spec>, e.g. faulty:0.2:csv:data/")
+         "hold=<0|1>,seed=<n>:<inner spec>, e.g. faulty:0.2:csv:data/")
+# The held call's pid, set by the one call that holds; a push to RELEASE_KEY lets it go on.
+HOLD_KEY, RELEASE_KEY = "test:faulty:held", "test:faulty:release"
+HOLD_TIMEOUT_S = 120
+
+
+def held_pid(client: redis.Redis) -> int | None:
+    """The pid of the process whose call is held, once one is."""
+    value = client.get(HOLD_KEY)
+    return int(value) if value else None
+
+
+def release_hold(client: redis.Redis) -> None:
+    client.rpush(RELEASE_KEY, "go")
+
+
+def hold_first_call(call: str) -> None:
+    """Block the first call of any process (SET NX decides which) until released."""
+    client = redis.Redis.from_url(os.environ["REDIS_URL"])
+    try:
+        if client.set(HOLD_KEY, os.getpid(), nx=True):
+            logger.warning("injected fault: hold %s (pid %d) until the test releases it", call, os.getpid())
+            deadline = time.monotonic() + HOLD_TIMEOUT_S
+            # short waits: each below the client's read timeout
+            while not client.blpop([RELEASE_KEY], timeout=1) and time.monotonic() < deadline:
+                pass
+    finally:
+        client.close()
 
 
 class FaultyProvider:
@@ -40,11 +70,12 @@ class FaultyProvider:
 
     def __init__(self, inner: MarketDataProvider, *, name: str, error_rate: float,
                  slow_rate: float = 0.0, delay_s: float = 0.0, crash_rate: float = 0.0,
-                 seed: int | None = None, sleep: Callable[[float], None] = time.sleep):
+                 seed: int | None = None, sleep: Callable[[float], None] = time.sleep,
+                 hold: bool = False):
         self.inner, self.name = inner, name
         self.is_demo, self.label, self.remote = inner.is_demo, inner.label, inner.remote
         self.error_rate, self.slow_rate, self.delay_s = error_rate, slow_rate, delay_s
-        self.crash_rate = crash_rate
+        self.crash_rate, self.hold = crash_rate, hold
         self._random = random.Random(seed)
         self._lock = threading.Lock()
         self._sleep = sleep
@@ -56,6 +87,8 @@ class FaultyProvider:
         return (draws[0] < self.slow_rate, draws[1] < self.error_rate, draws[2] < self.crash_rate)
 
     def _maybe_fail(self, call: str) -> None:
+        if self.hold:
+            hold_first_call(call)
         slow, error, crash = self._draw()
         if crash:
             logger.warning("injected fault: crash %s (SIGKILL pid %d)", call, os.getpid())
@@ -100,9 +133,9 @@ def parse_faulty_spec(spec: str) -> tuple[dict[str, float], str]:
                 params[key.strip()] = float(value)
     except ValueError:
         raise InvalidConfig(f"{spec!r} has malformed fault parameters: use {USAGE}") from None
-    unknown = set(params) - {"error", "slow", "delay", "crash", "seed"}
-    rates_ok = all(0.0 <= params.get(k, 0.0) <= 1.0 for k in ("error", "slow", "crash"))
-    if unknown or not rates_ok or params.get("delay", 0.0) < 0 or not inner:
+    unknown = set(params) - {"error", "slow", "delay", "crash", "hold", "seed"}
+    rates_ok = all(0.0 <= params.get(k, 0.0) <= 1.0 for k in ("error", "slow", "crash", "hold"))
+    if unknown or not rates_ok or params.get("delay", 0.0) < 0 or not inner or params.get("hold", 0.0) not in (0.0, 1.0):
         raise InvalidConfig(f"{spec!r} has invalid fault parameters: use {USAGE}")
     return params, inner
 
@@ -112,7 +145,8 @@ def faulty_provider(spec: str) -> FaultyProvider:
     seed = params.get("seed")
     return FaultyProvider(provider_from_spec(inner), name=spec, error_rate=params.get("error", 0.0),
                           slow_rate=params.get("slow", 0.0), delay_s=params.get("delay", 0.0),
-                          crash_rate=params.get("crash", 0.0), seed=None if seed is None else int(seed))
+                          crash_rate=params.get("crash", 0.0), seed=None if seed is None else int(seed),
+                          hold=params.get("hold", 0.0) == 1.0)
 
 
 def register() -> None:
