@@ -50,7 +50,7 @@ run: $(STAMP) redis-server
 	$(BIN)/python -m tasks.run_local
 
 test: $(STAMP) redis-server browser
-	$(BIN)/mypy analysis bot tasks
+	$(BIN)/mypy analysis bot cli tasks
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP) redis-server

@@ -34,7 +34,7 @@ from sandbox.access import new_page_secret
 from sandbox.cast import SANDBOX_CAST
 from sandbox.launch import chat_page_url, new_bot_token, open_sandbox
 from sandbox.server import BotApiServer
-from tasks.cli import follow
+from cli.main import follow
 from tasks.dispatcher import CeleryDispatcher
 from tasks.local_ports import PortProblem, check_flower_port, plan_redis, probe_redis
 from tasks.supervisor import Child, StopRequested, Supervisor, stop_requested

@@ -312,7 +312,7 @@ def command_for(name: str) -> str:
 
 def run_marketrank(env: dict[str, str], args: list[str]) -> subprocess.CompletedProcess:
     script = Path(sys.executable).with_name("marketrank")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "tasks.cli"]
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "cli.main"]
     return subprocess.run([*command, *args], env=env, capture_output=True, text=True,
                           errors="replace", timeout=120)
 

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.usefixtures("worker")
 
 
 def marketrank(*args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tasks.cli", *args], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=ROOT,
                           env={**os.environ, **env}, capture_output=True, text=True, timeout=timeout)
 
 
@@ -136,7 +136,7 @@ def test_redis_down_is_one_line_naming_the_url_and_what_to_do():
 def test_a_reader_that_stops_early_gets_no_broken_pipe():
     started = marketrank("start", "--markets", "5", "--top", "2", "--owner", "cli-pipe", "--wait")
     analysis_id = started.stdout.splitlines()[0]
-    process = subprocess.Popen([sys.executable, "-m", "tasks.cli", "status", analysis_id], cwd=ROOT,
+    process = subprocess.Popen([sys.executable, "-m", "cli.main", "status", analysis_id], cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     process.stdout.close()  # like `| head` that has read enough before the CLI writes
     _, err = process.communicate(timeout=60)
@@ -146,7 +146,7 @@ def test_a_reader_that_stops_early_gets_no_broken_pipe():
 def test_progress_is_a_bar_redrawn_in_place_on_a_terminal():
     controller, terminal = pty.openpty()
     try:
-        done = subprocess.run([sys.executable, "-m", "tasks.cli", "start", "--markets", "20",
+        done = subprocess.run([sys.executable, "-m", "cli.main", "start", "--markets", "20",
                                "--top", "3", "--owner", "cli-tty", "--wait"], cwd=ROOT,
                               stdout=subprocess.PIPE, stderr=terminal, timeout=120)
         os.close(terminal)

@@ -83,7 +83,7 @@ def test_steps_are_counted_as_they_run_and_failures_by_kind(redis_url, queue, ac
 
 
 def marketrank(*args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tasks.cli", *args], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=ROOT,
                           env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
 
 

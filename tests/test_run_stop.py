@@ -63,7 +63,7 @@ class Launcher:
         return {m[0]: int(m[1]) for m in re.findall(r"started (\w+) \(pid (\d+)\)", self.output)}
 
     def marketrank(self, *args: str, **env: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "tasks.cli", *args], cwd=ROOT,
+        return subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=ROOT,
                               env={**self.env, **env}, capture_output=True, text=True, timeout=60)
 
     def kill(self) -> None:

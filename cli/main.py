@@ -18,8 +18,8 @@ from analysis.models import Gist
 from analysis.redaction import url_without_password
 from analysis.service import Actor, AnalysisService
 from analysis.settings import get_settings
-from tasks import cli_schedule
-from tasks import cli_track
+from cli import schedule as cli_schedule
+from cli import track as cli_track
 from tasks.dispatcher import CeleryDispatcher
 from tasks.ops import default_ops
 
