@@ -47,10 +47,10 @@ browser:
 	  fi; }
 
 run: $(STAMP) redis-server
-	$(BIN)/python -m tasks.run_local
+	$(BIN)/python -m launcher.run
 
 test: $(STAMP) redis-server browser
-	$(BIN)/mypy analysis bot cli tasks
+	$(BIN)/mypy analysis bot cli launcher tasks
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP) redis-server

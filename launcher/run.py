@@ -36,8 +36,8 @@ from sandbox.launch import chat_page_url, new_bot_token, open_sandbox
 from sandbox.server import BotApiServer
 from cli.main import follow
 from tasks.dispatcher import CeleryDispatcher
-from tasks.local_ports import PortProblem, check_flower_port, plan_redis, probe_redis
-from tasks.supervisor import Child, StopRequested, Supervisor, stop_requested
+from launcher.ports import PortProblem, check_flower_port, plan_redis, probe_redis
+from launcher.supervisor import Child, StopRequested, Supervisor, stop_requested
 
 ROOT = Path(__file__).resolve().parent.parent
 BOTFATHER_HELP = """\
