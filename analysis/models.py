@@ -190,7 +190,7 @@ class Gist:
     # What the LLM judge spent (calls, prompt_tokens, completion_tokens, retries, cache_hits),
     # counted when spent, failed and redone steps included (ADD_SPEND).
     spend: dict[str, int] = field(default_factory=dict)
-    # A run of a schedule: its id, and the schedule's previous completed run (analysis/schedules.py).
+    # A run of a schedule: its id, and the schedule's previous completed run (analysis/schedules/model.py).
     schedule: str = ""
     schedule_prev: str = ""
 

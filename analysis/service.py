@@ -25,7 +25,7 @@ from analysis.errors import InvalidConfig, LimitReached, NotAllowed, NotFound, q
 from analysis.markets.registry import provider_from_spec
 from analysis.models import (REFINE_MODEL, ActionResult, Gist, GistField, RankingConfig, Status,
                              to_jsonable)
-from analysis.schedule_changes import run_changes
+from analysis.schedules.changes import run_changes
 
 logger = logging.getLogger(__name__)
 

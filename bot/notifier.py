@@ -32,7 +32,7 @@ from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter
 
 from analysis.engine.events import EventReader
 from analysis.engine.store import AnalysisStore
-from analysis.schedule_changes import run_changes
+from analysis.schedules.changes import run_changes
 from bot import views
 from bot.alert_book import ADMIN_ALERT_TEXTS
 from bot.cards import CardLocation, CardStore

@@ -11,7 +11,7 @@ it: the service checks the presser owns the schedule (or is an admin) on every p
 import re
 from dataclasses import dataclass
 
-from analysis.schedules import SCHEDULE_ID_ALPHABET, SCHEDULE_ID_LENGTH
+from analysis.schedules.model import SCHEDULE_ID_ALPHABET, SCHEDULE_ID_LENGTH
 
 VERSION = "s1"
 PREFIX_PATTERN = rf"^{VERSION}:"  # the CallbackQueryHandler's pattern: every schedule button

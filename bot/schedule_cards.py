@@ -14,9 +14,9 @@ from telegram.error import BadRequest, Forbidden, TelegramError
 
 from analysis.engine.replies import text
 from analysis.models import Gist, Status
-from analysis.schedule_changes import is_unchanged, run_changes
-from analysis.schedule_service import ScheduleService
-from analysis.schedules import ACTIVE
+from analysis.schedules.changes import is_unchanged, run_changes
+from analysis.schedules.service import ScheduleService
+from analysis.schedules.model import ACTIVE
 
 logger = logging.getLogger(__name__)
 

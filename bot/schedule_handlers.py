@@ -9,7 +9,7 @@ from telegram import Message, Update
 from telegram.error import BadRequest
 from telegram.ext import ContextTypes
 
-from analysis.schedules import PAUSED
+from analysis.schedules.model import PAUSED
 from analysis.service import Actor
 from bot import schedule_callbacks, schedule_views, views
 from bot.guards import (TRADER, TRADER_OR_GROUP_ADMIN, admin_of_this_group, guarded, log_refusal,

@@ -8,8 +8,8 @@ from html import escape
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
-from analysis.schedule_service import ResumeResult
-from analysis.schedules import ACTIVE, PAUSED, Schedule
+from analysis.schedules.service import ResumeResult
+from analysis.schedules.model import ACTIVE, PAUSED, Schedule
 from bot import schedule_callbacks
 
 MAX_BUTTONS = 20

@@ -14,8 +14,8 @@ from analysis.access import may_trade
 from analysis.config_factory import RankingConfigFactory
 from analysis.engine.events import EventReader
 from analysis.engine.runtime import Runtime
-from analysis.schedule_service import ScheduleService
-from analysis.schedules import ScheduleStore
+from analysis.schedules.service import ScheduleService
+from analysis.schedules.model import ScheduleStore
 from analysis.service import Actor, AnalysisService
 from analysis.settings import Settings
 from bot.alert_book import AlertBook

@@ -9,7 +9,7 @@ from celery import Celery
 from celery.schedules import crontab, schedule as every_interval
 from redbeat import RedBeatSchedulerEntry
 
-from analysis.schedules import Every, Schedule
+from analysis.schedules.model import Every, Schedule
 
 SCHEDULED_RUN_TASK = "marketrank.scheduled_run"
 

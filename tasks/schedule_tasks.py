@@ -5,8 +5,8 @@ import logging
 
 from analysis.config_factory import RankingConfigFactory
 from analysis.engine.runtime import Runtime
-from analysis.schedule_service import FireResult, ScheduleService
-from analysis.schedules import ScheduleStore
+from analysis.schedules.service import FireResult, ScheduleService
+from analysis.schedules.model import ScheduleStore
 from analysis.service import AnalysisService
 from tasks.celery_app import app
 from tasks.dispatcher import CeleryDispatcher

@@ -743,8 +743,8 @@ def test_item2_refines_count_toward_the_hourly_quota_like_starts(redis_url, monk
 def test_item3_only_the_admins_of_the_group_a_schedule_posts_to_may_remove_it(scratch_world):
     """The front passes `chat_admin_of` only for a group Telegram says the user administers
     (getChatAdministrators); an admin of another group, or a plain member, is refused."""
-    from analysis.schedule_service import ScheduleService
-    from analysis.schedules import ScheduleStore
+    from analysis.schedules.service import ScheduleService
+    from analysis.schedules.model import ScheduleStore
     from tasks.schedule_beat import default_registrar
 
     world = scratch_world

@@ -6,7 +6,7 @@ import logging
 import random
 import re
 
-from analysis.schedule_service import ScheduleService
+from analysis.schedules.service import ScheduleService
 from bot import schedule_callbacks
 from tests.helpers import redis_snapshot
 from tests.test_bot import api, logged_errors, people  # noqa: F401 (the bot tests' fixtures, shared)

@@ -8,9 +8,9 @@ import pytest
 
 from analysis.errors import InvalidConfig, LimitReached, NotAllowed, NotFound
 from analysis.models import RankedMarket, Status
-from analysis.schedule_changes import diff_top_k
-from analysis.schedule_service import ScheduleService
-from analysis.schedules import ScheduleStore, parse_every
+from analysis.schedules.changes import diff_top_k
+from analysis.schedules.service import ScheduleService
+from analysis.schedules.model import ScheduleStore, parse_every
 from analysis.service import Actor, AnalysisService
 from analysis.settings import Settings
 from bot.schedule_cards import ScheduledCards

@@ -19,7 +19,7 @@ from analysis.config_factory import RankingConfigFactory
 from analysis.errors import AnalysisError, InvalidConfig, LimitReached, NotAllowed, NotFound, quoted
 from analysis.markets.registry import provider_from_spec
 from analysis.models import Status
-from analysis.schedules import (ACTIVE, NOTIFY, PAUSED, SCHEDULE_ID_PATTERN, Schedule, ScheduleStore,
+from analysis.schedules.model import (ACTIVE, NOTIFY, PAUSED, SCHEDULE_ID_PATTERN, Schedule, ScheduleStore,
                                 build_config, check_options, new_schedule_id, parse_every)
 from analysis.service import PAUSED_BY_USER, Actor, AnalysisService
 from analysis.settings import Settings
