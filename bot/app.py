@@ -19,7 +19,7 @@ from telegram.ext import (AIORateLimiter, Application, ApplicationBuilder, Appli
 
 from analysis.logging_setup import configure_logging
 from analysis.settings import Settings, get_settings
-from bot import handlers, schedule_callbacks, schedule_handlers, views
+from bot import callbacks, handlers, schedule_handlers, views
 from bot.services import BOT_DATA_KEY, BotServices
 
 logger = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ def build_application(settings: Settings) -> Application:
     for name, handler in COMMANDS:
         application.add_handler(CommandHandler(name, handler))
     application.add_handler(CallbackQueryHandler(schedule_handlers.button,
-                                                 pattern=schedule_callbacks.PREFIX_PATTERN))
+                                                 pattern=callbacks.SCHEDULE_PREFIX))
     application.add_handler(CallbackQueryHandler(handlers.button))
     # Only in private chats: in a group, other bots' commands are none of our business.
     application.add_handler(MessageHandler(filters.COMMAND & filters.ChatType.PRIVATE,

@@ -287,20 +287,20 @@ def test_the_second_of_two_racing_resumes_answers_with_the_schedule_as_it_is_now
 
 # --- the Remove button's callback data ---------------------------------------------------------
 def test_remove_and_resume_buttons_parse_strictly():
-    from bot import schedule_callbacks
-    from bot.schedule_callbacks import REMOVE, RESUME, SchedulePress
+    from bot import callbacks
+    from bot.callbacks import REMOVE, RESUME, SchedulePress
 
-    data = schedule_callbacks.encode(REMOVE, "q7m2k9xa", everyone=False)
+    data = callbacks.encode_schedule(REMOVE, "q7m2k9xa", everyone=False)
     assert data == "s1:rm:q7m2k9xa:m" and len(data) <= 64
-    assert schedule_callbacks.parse(data) == SchedulePress(REMOVE, "q7m2k9xa", False)
-    assert schedule_callbacks.parse("s1:rm:q7m2k9xa:a").everyone
-    assert schedule_callbacks.encode(RESUME, "q7m2k9xa", everyone=True) == "s1:re:q7m2k9xa:a"
-    assert schedule_callbacks.parse("s1:re:q7m2k9xa:m") == SchedulePress(RESUME, "q7m2k9xa", False)
+    assert callbacks.parse_schedule(data) == SchedulePress(REMOVE, "q7m2k9xa", False)
+    assert callbacks.parse_schedule("s1:rm:q7m2k9xa:a").everyone
+    assert callbacks.encode_schedule(RESUME, "q7m2k9xa", everyone=True) == "s1:re:q7m2k9xa:a"
+    assert callbacks.parse_schedule("s1:re:q7m2k9xa:m") == SchedulePress(RESUME, "q7m2k9xa", False)
     for forged in ["s1:rm:q7m2k9x:m", "s1:rm:q7m2k9xa", "s1:rm:q7m2k9xa:x", "s2:rm:q7m2k9xa:m",
                    "s1:rs:q7m2k9xa:m", "s1:re:q7m2k9xa", "s1:RE:q7m2k9xa:m", "s1:re:q7m2k9xa:m:x",
                    "s1:rm:Q7M2K9XA:m", "s1:rm:q7m2k9xa:m:extra", "s1:rm:q7m2k9x1:m", "", None, 7,
                    "s1:rm:q7m2k9xa:m" + " " * 60]:
-        assert schedule_callbacks.parse(forged) is None, forged
+        assert callbacks.parse_schedule(forged) is None, forged
 
 
 def test_a_new_interval_schedules_first_run_is_due_now_not_one_interval_later(schedules, runtime):
