@@ -50,7 +50,7 @@ run: $(STAMP) redis-server
 	$(BIN)/python -m launcher.run
 
 test: $(STAMP) redis-server browser
-	$(BIN)/mypy analysis bot cli launcher tasks
+	$(BIN)/mypy analysis bot cli launcher tasks wiring
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP) redis-server

@@ -18,7 +18,6 @@ from bot.chart import ranking_chart_png
 from bot.guards import ADMIN, TRADER, guarded, log_refusal, parse_press, shown_callback_data
 from bot.parsing import analysis_id_arg, command_text, parse_exit_args, parse_rank_args
 from bot.services import BotServices, services
-from tasks.health import check_health
 
 logger = logging.getLogger(__name__)
 
@@ -237,5 +236,5 @@ async def failures(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 async def health(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/health: healthy, warning or critical, with the reasons and the figures behind them."""
     s = services(context)
-    reading = await asyncio.to_thread(check_health, s.runtime, s.service, s.ops)
+    reading = await asyncio.to_thread(s.health)
     await update.effective_message.reply_text(views.health_text(reading))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Callable
 
 import redis.asyncio as aioredis
 from telegram import Bot, User
@@ -14,8 +15,8 @@ from analysis.access import may_trade
 from analysis.config_factory import RankingConfigFactory
 from analysis.engine.events import EventReader
 from analysis.engine.runtime import Runtime
+from analysis.health import Health
 from analysis.schedules.service import ScheduleService
-from analysis.schedules.model import ScheduleStore
 from analysis.service import Actor, AnalysisService
 from analysis.settings import Settings
 from bot.alert_book import AlertBook
@@ -24,10 +25,7 @@ from bot.cards import CardStore
 from bot.notifier import CardNotifier
 from bot.schedule_cards import ScheduledCards
 from bot.update_ledger import UpdateLedger
-from tasks.health import check_health
-from tasks.dispatcher import CeleryDispatcher
-from tasks.ops import BrokerOps, default_ops
-from tasks.schedule_beat import default_registrar
+from wiring import BrokerOps, celery_services
 
 logger = logging.getLogger(__name__)
 BOT_DATA_KEY = "services"
@@ -63,32 +61,29 @@ class BotServices:
     ledger: UpdateLedger
     runtime: Runtime
     alerts: AdminAlerts
+    health: Callable[[], Health]  # the stack's health reading (blocking: run it in a thread)
 
     @classmethod
     def build(cls, settings: Settings, bot: Bot) -> BotServices:
-        runtime = Runtime(settings)
-        ops = default_ops()
-        service = AnalysisService(runtime.store, CeleryDispatcher(),
-                                  pending_steps=ops.pending_steps_within(settings.watchdog_grace_s))
+        core = celery_services(settings)
+        runtime, service, schedules, factory, ops = (core.runtime, core.service, core.schedules,
+                                                     core.factory, core.ops)
         async_redis = aioredis.Redis.from_url(settings.redis_url, decode_responses=True,
                                               health_check_interval=30)
         # One consumer group per bot (its id is the token's prefix): each bot sees every event.
         events = EventReader(async_redis, runtime.keys, group=f"bot:{bot.id}", consumer=NOTIFIER_CONSUMER)
         cards = CardStore(async_redis, runtime.keys, settings.gist_ttl_s)
-        factory = RankingConfigFactory(settings, runtime.provider)
-        schedules = ScheduleService(ScheduleStore(runtime.redis, runtime.keys), service, factory,
-                                    default_registrar(), settings)
-        ops = default_ops()
         alerts = AdminAlerts(bot, settings.admin_user_ids,
                              AlertBook(async_redis, runtime.keys, settings.alert_throttle_s),
-                             lambda: check_health(runtime, service, ops),
+                             core.health,
                              interval_s=settings.health_check_interval_s)
         notifier = CardNotifier(bot, runtime.store, cards, events, interval_s=settings.card_edit_interval_s,
                                 scheduled=ScheduledCards(schedules), on_admin_event=alerts.analysis_event)
         return cls(settings=settings, access=Access(settings.allowed_user_ids, settings.admin_user_ids),
                    service=service, schedules=schedules, factory=factory,
                    notifier=notifier, ops=ops, async_redis=async_redis, alerts=alerts,
-                   ledger=UpdateLedger(async_redis, runtime.keys, bot.id), runtime=runtime)
+                   ledger=UpdateLedger(async_redis, runtime.keys, bot.id), runtime=runtime,
+                   health=core.health)
 
     async def close(self) -> None:
         await self.async_redis.aclose()

@@ -25,17 +25,15 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from analysis.config_factory import RankingConfigFactory
-from analysis.engine.runtime import Runtime
 from analysis.redaction import redact, secrets_of
-from analysis.service import Actor, AnalysisService
+from analysis.service import Actor
 from analysis.settings import Settings, get_settings
 from sandbox.access import new_page_secret
 from sandbox.cast import SANDBOX_CAST
 from sandbox.launch import chat_page_url, new_bot_token, open_sandbox
 from sandbox.server import BotApiServer
 from cli.main import follow
-from tasks.dispatcher import CeleryDispatcher
+from wiring import celery_services
 from launcher.ports import PortProblem, check_flower_port, plan_redis, probe_redis
 from launcher.supervisor import Child, StopRequested, Supervisor, stop_requested
 
@@ -133,9 +131,8 @@ def wait_for_worker(timeout: float = 60) -> None:
 
 def run_demo() -> int:
     settings = get_settings()
-    runtime = Runtime(settings)
-    factory = RankingConfigFactory(settings, runtime.provider)
-    service = AnalysisService(runtime.store, CeleryDispatcher())
+    services = celery_services(settings)
+    factory, service = services.factory, services.service
     actor = Actor("make-run", is_admin=True)
     config = factory.create_ranking_config()
     gist = service.start(config, actor)
