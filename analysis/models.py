@@ -28,6 +28,14 @@ class Status(StrEnum):
         return self in (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
 
 
+class Halt(StrEnum):
+    """Why a paused analysis is held, as a value (never read from the human `reason` text)."""
+    NONE = ""
+    USER = "user"                        # its owner (or an admin) paused it
+    STUCK = "stuck"                      # the watchdog gave up kicking it
+    CONTROL_EXPIRED = "control_expired"  # its control key expired: parked
+
+
 class GistField(StrEnum):
     """The fields of the gist hash in Redis: the one schema of the Lua scripts (analysis/db/
     scripts/ write them; a test holds CREATE to this list), the store, `Gist` and the watchdog.
@@ -37,7 +45,7 @@ class GistField(StrEnum):
     OWNER = "owner"
     STATUS = "status"
     REASON = "reason"
-    HALT = "halt"                # why the watchdog halted it: 'stuck', 'control_expired' or ''
+    HALT = "halt"                # why it is held paused (Halt): user, stuck, control_expired or ''
     SEQ = "seq"
     PROGRESS = "progress"
     CONFIDENCE = "confidence"
@@ -186,7 +194,7 @@ class Gist:
     updated_at: float
     last_progress_at: float
     watchdog_attempts: int
-    halt: str = ""  # 'stuck' or 'control_expired' while the watchdog holds it paused
+    halt: str = ""  # a Halt: 'user', or 'stuck' / 'control_expired' while the watchdog holds it
     # What the LLM judge spent (calls, prompt_tokens, completion_tokens, retries, cache_hits),
     # counted when spent, failed and redone steps included (ADD_SPEND).
     spend: dict[str, int] = field(default_factory=dict)

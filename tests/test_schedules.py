@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from analysis.errors import InvalidConfig, LimitReached, NotAllowed, NotFound
-from analysis.models import RankedMarket, Status
+from analysis.models import Halt, RankedMarket, Status
 from analysis.schedules.changes import diff_top_k
 from analysis.schedules.service import ScheduleService
 from analysis.schedules.model import ScheduleStore, parse_every
@@ -313,3 +313,22 @@ def test_a_new_interval_schedules_first_run_is_due_now_not_one_interval_later(sc
     # A cron line's first run stays at its next matching minute.
     cron = schedules.add('cron="0 4 * * *"', {"markets": 5, "top_k": 2}, owner(), chat_id=42)
     assert schedules.next_runs([cron])[cron.id] > cron.created_at + 1
+
+
+def test_a_run_its_owner_paused_is_no_failure_but_one_the_watchdog_halted_is(schedules, runtime):
+    """The schedule judges its previous run by the gist's halt value, not by its reason text."""
+    actor, store, grace = owner(), runtime.store, runtime.settings.watchdog_grace_s
+    made = schedules.add("1s", {"markets": 5, "top_k": 2}, actor)
+    first = schedules.fire(made.id, fire_id="h1")
+    assert schedules.analyses.pause(first.analysis_id, actor).changed
+    assert store.load(first.analysis_id).halt == Halt.USER
+    second = schedules.fire(made.id, fire_id="h2")
+    assert second.code == "started" and schedules.store.get(made.id).failures == 0
+    # The second run never moves: the watchdog kicks it, gives up and halts it ('stuck').
+    now = store.load(second.analysis_id).last_progress_at
+    for _ in range(runtime.settings.watchdog_max_attempts + 1):
+        now += grace
+        store.watchdog_check(second.analysis_id, now=now)
+    assert store.load(second.analysis_id).halt == Halt.STUCK
+    assert schedules.fire(made.id, fire_id="h3").code == "started"
+    assert schedules.store.get(made.id).failures == 1

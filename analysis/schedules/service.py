@@ -18,10 +18,10 @@ from analysis.access import owner_may_trade
 from analysis.config_factory import RankingConfigFactory
 from analysis.errors import AnalysisError, InvalidConfig, LimitReached, NotAllowed, NotFound, quoted
 from analysis.markets.registry import provider_from_spec
-from analysis.models import Status
+from analysis.models import Halt, Status
 from analysis.schedules.model import (ACTIVE, NOTIFY, PAUSED, SCHEDULE_ID_PATTERN, Schedule, ScheduleStore,
                                 build_config, check_options, new_schedule_id, parse_every)
-from analysis.service import PAUSED_BY_USER, Actor, AnalysisService
+from analysis.service import Actor, AnalysisService
 from analysis.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -235,7 +235,7 @@ class ScheduleService:
         if previous.status == Status.COMPLETED:
             return 0, previous.id, ""
         if previous.status == Status.FAILED or (
-                previous.status == Status.PAUSED and previous.reason != PAUSED_BY_USER):
+                previous.status == Status.PAUSED and previous.halt != Halt.USER):
             return failures + 1, baseline, f"{previous.id}: {previous.reason or previous.status.value.lower()}"
         return failures, baseline, ""
 

@@ -27,7 +27,7 @@ end
 redis.call('HSET', control, 'wanted', 'paused')
 -- The control key may have expired: never write one without a TTL.
 redis.call('EXPIRE', control, control_ttl_s)
-redis.call('HSET', gist, 'status', 'PAUSED', 'reason', reason, 'halt', '', 'updated_at', now)
+redis.call('HSET', gist, 'status', 'PAUSED', 'reason', reason, 'halt', 'user', 'updated_at', now)
 redis.call('HINCRBY', gist, 'version', 1)
 announce(gist, events, events_maxlen, redis.call('HGET', gist, 'id'), 'paused', now)
 return {'ok'}
