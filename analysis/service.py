@@ -6,7 +6,6 @@ from __future__ import annotations
 import builtins
 import logging
 import re
-import secrets
 import time
 import uuid
 from collections import Counter
@@ -22,6 +21,7 @@ from analysis.engine import watch
 from analysis.db.script import A, Answer
 from analysis.engine.store import AnalysisStore, QuotaUsed
 from analysis.errors import InvalidConfig, LimitReached, NotAllowed, NotFound, quoted
+from analysis.ids import ID_ALPHABET, new_id
 from analysis.markets.registry import provider_from_spec
 from analysis.models import (REFINE_MODEL, ActionResult, Gist, GistField, RankingConfig, Status,
                              to_jsonable)
@@ -29,7 +29,6 @@ from analysis.schedules.changes import run_changes
 
 logger = logging.getLogger(__name__)
 
-ID_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"
 ID_LENGTH = 10
 ID_PATTERN = re.compile(rf"^[{ID_ALPHABET}]{{4,{ID_LENGTH}}}$")
 REFINE_STEP, REFINE_CAP = 0.05, 0.99
@@ -113,7 +112,7 @@ class Actor:
 
 
 def new_analysis_id() -> str:
-    return "".join(secrets.choice(ID_ALPHABET) for _ in range(ID_LENGTH))
+    return new_id(ID_LENGTH)
 
 
 def new_chain_token() -> str:

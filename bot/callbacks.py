@@ -16,8 +16,9 @@ about who may press it: the service checks the presser's right on every press.
 import re
 from dataclasses import dataclass
 
-from analysis.schedules.model import SCHEDULE_ID_ALPHABET, SCHEDULE_ID_LENGTH
-from analysis.service import ID_ALPHABET, ID_LENGTH
+from analysis.ids import ID_ALPHABET
+from analysis.schedules.model import SCHEDULE_ID_LENGTH
+from analysis.service import ID_LENGTH
 
 VERSION = "v1"
 ACTIONS = ("pause", "resume", "cancel", "refine", "chart", "refresh")
@@ -60,7 +61,7 @@ SCHEDULE_PREFIX = rf"^{SCHEDULE_VERSION}:"  # the CallbackQueryHandler's pattern
 REMOVE, RESUME = "rm", "re"
 _SCHEDULE_PATTERN = re.compile(
     rf"^{SCHEDULE_VERSION}:(?P<action>{REMOVE}|{RESUME}):"
-    rf"(?P<id>[{SCHEDULE_ID_ALPHABET}]{{{SCHEDULE_ID_LENGTH}}}):(?P<scope>[ma])$")
+    rf"(?P<id>[{ID_ALPHABET}]{{{SCHEDULE_ID_LENGTH}}}):(?P<scope>[ma])$")
 
 
 @dataclass(frozen=True)

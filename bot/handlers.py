@@ -42,7 +42,7 @@ async def rank(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     s = services(context)
     options = parse_rank_args(command_text(update.effective_message.text))
     await acknowledge(update, s.factory.choice_words(**options))
-    config = await asyncio.to_thread(lambda: s.factory.create_ranking_config(**options))
+    config = await asyncio.to_thread(lambda: s.factory.create("rank", **options))
     await start_analysis(update, s, config)
 
 
@@ -52,7 +52,7 @@ async def entry(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     s = services(context)
     prompt = command_text(update.effective_message.text)
     await acknowledge(update, s.factory.choice_words(prompt=prompt))
-    config = await asyncio.to_thread(s.factory.create_entry_config, prompt)
+    config = await asyncio.to_thread(lambda: s.factory.create("entry", prompt=prompt))
     await start_analysis(update, s, config)
 
 
@@ -62,7 +62,7 @@ async def exit_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
     s = services(context)
     symbols, prompt = parse_exit_args(command_text(update.effective_message.text))
     await acknowledge(update, s.factory.choice_words(symbols=symbols, prompt=prompt))
-    config = await asyncio.to_thread(s.factory.create_exit_config, symbols, prompt)
+    config = await asyncio.to_thread(lambda: s.factory.create("exit", symbols=symbols, prompt=prompt))
     await start_analysis(update, s, config)
 
 

@@ -239,12 +239,9 @@ def create_config(factory: RankingConfigFactory, args: argparse.Namespace):
     if args.kind == "exit" and (args.markets is not None or symbols is None):
         raise InvalidConfig("--kind exit ranks the markets you hold: name them with --symbols, e.g. "
                             "--symbols BTC/USDT,ETH/USDT")
-    if args.kind == "entry":
-        return factory.create_entry_config(args.prompt, symbols=symbols, markets=args.markets, **common)
-    if args.kind == "exit":
-        return factory.create_exit_config(symbols or [], args.prompt, **common)
-    return factory.create_ranking_config(markets=args.markets, symbols=symbols, strategy=args.strategy,
-                                         prompt=args.prompt, **common)
+    chosen = dict(markets=args.markets, symbols=symbols, prompt=args.prompt,
+                  strategy=args.strategy if args.kind == "rank" else None, **common)
+    return factory.create(args.kind, **{name: value for name, value in chosen.items() if value is not None})
 
 
 def follow(service: AnalysisService, analysis_id: str, actor: Actor, poll_s: float = 0.2) -> int:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,12 +21,12 @@ from analysis.db.scripts import schedules as schedule_scripts
 from analysis.engine.replies import text, texts
 from analysis.config_factory import RankingConfigFactory
 from analysis.errors import InvalidConfig, quoted
+from analysis.ids import ID_ALPHABET, new_id
 from analysis.db.keys import Keys
 from analysis.models import RankingConfig
 
-SCHEDULE_ID_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"
 SCHEDULE_ID_LENGTH = 8
-SCHEDULE_ID_PATTERN = re.compile(rf"^[{SCHEDULE_ID_ALPHABET}]{{{SCHEDULE_ID_LENGTH}}}$")
+SCHEDULE_ID_PATTERN = re.compile(rf"^[{ID_ALPHABET}]{{{SCHEDULE_ID_LENGTH}}}$")
 NOTIFY = ("always", "changes")
 ACTIVE, PAUSED = "active", "paused"
 MAX_INTERVAL_S = 30 * 86400
@@ -41,7 +40,7 @@ CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("mo
 
 
 def new_schedule_id() -> str:
-    return "".join(secrets.choice(SCHEDULE_ID_ALPHABET) for _ in range(SCHEDULE_ID_LENGTH))
+    return new_id(SCHEDULE_ID_LENGTH)
 
 
 @dataclass(frozen=True)
@@ -112,24 +111,7 @@ def check_options(options: dict[str, Any]) -> dict[str, Any]:
 
 def build_config(factory: RankingConfigFactory, options: dict[str, Any]) -> RankingConfig:
     """The config a run of these options gets, through the same factory as /rank and `start`."""
-    options = dict(check_options(options))
-    kind = options.pop("kind", "rank")
-    if kind == "entry":
-        return factory.create_entry_config(options.pop("prompt", ""), **_without(options, "strategy"))
-    if kind == "exit":
-        symbols = options.pop("symbols", [])
-        return factory.create_exit_config(symbols, options.pop("prompt", ""),
-                                          **_without(options, "strategy", "markets"))
-    if kind != "rank":
-        raise InvalidConfig(f"unknown kind of analysis {quoted(kind)}: use rank, entry, exit")
-    return factory.create_ranking_config(**options)
-
-
-def _without(options: dict, *names: str) -> dict:
-    given = [n for n in names if n in options]
-    if given:
-        raise InvalidConfig(f"{given[0]} cannot be chosen for this kind of analysis")
-    return options
+    return factory.create(**check_options(options))
 
 
 @dataclass(frozen=True)
