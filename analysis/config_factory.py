@@ -190,7 +190,7 @@ class RankingConfigFactory:
             kind=kind, markets=chosen, candles_to=max(closes.values()), timeframe=timeframe,
             strategy=strategy, top_k=top_k,
             target_confidence=round(float(target), 4), prompt=prompt, notice=notice,
-            data_source=self.data_source, window=self.settings.window_candles,
+            data_source=self.data_source, demo=self.provider.is_demo, window=self.settings.window_candles,
             batch_size=(self.settings.llm_batch_size if strategy == "llm"
                         else self.settings.score_batch_size),
             views=self.settings.score_views,

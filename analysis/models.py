@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from enum import StrEnum
 from typing import Any, Literal, TypedDict
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 # The gist's `model` for an llm analysis after a refine: the workers' OPENAI_REFINE_MODEL.
 REFINE_MODEL = "@refine"
@@ -106,12 +106,22 @@ class RankingConfig(BaseModel):
     # that no LLM judge reads); set by the factory, which knows at creation what is configured.
     notice: str = ""
     data_source: str = "demo"
+    # Whether the data is made up (the card says so): set by the factory from its provider; a
+    # config made without one (tests, benches) gets it from the data source's name.
+    demo: bool = False
     window: int = Field(500, ge=50)
     batch_size: int = Field(8, ge=1)
     list_size: int = Field(2, ge=2, description="llm strategy: markets shown per call (2: pairs)")
     views: int = Field(12, ge=2, description="score strategy: evaluation moments for confidence")
     candles_to: int | None = Field(None, description="close time (epoch s) of the newest candle "
                                    "to rank: INIT ranks none newer, whenever it runs")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _demo_from_source(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "demo" not in data:
+            data = {**data, "demo": source_name(str(data.get("data_source", "demo"))) == "demo"}
+        return data
 
     def summary(self) -> str:
         """One line for cards and tables: '30 markets · 1h · score · top 10'."""

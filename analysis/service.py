@@ -11,18 +11,18 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import redis
 
 from analysis.db.scripts.controls import Cancel, ForceResume, Pause, Refine, Resume
 from analysis.db.scripts.steps import Create
 from analysis.engine import watch
+from analysis.engine.events import EventReader
 from analysis.db.script import A, Answer
 from analysis.engine.store import AnalysisStore, QuotaUsed
 from analysis.errors import InvalidConfig, LimitReached, NotAllowed, NotFound, quoted
 from analysis.ids import ID_ALPHABET, new_id
-from analysis.markets.registry import provider_from_spec
 from analysis.models import (REFINE_MODEL, ActionResult, Gist, GistField, RankingConfig, Status,
                              to_jsonable)
 from analysis.schedules.changes import run_changes
@@ -97,6 +97,12 @@ FORCE_RESUME_DECISIONS = decisions(ForceResume, {
 })
 
 
+@dataclass(frozen=True)
+class CardView:
+    gist: Gist
+    changes: dict | None  # run_changes() for a run of a schedule, else None
+
+
 class StepDispatcher(Protocol):
     """Enqueues step `seq` of a chain (seq 0 is INIT). `tasks/` implements it with Celery."""
 
@@ -134,10 +140,9 @@ class AnalysisService:
         """Store and enqueue a new analysis; `schedule` names the schedule that started it and
         `schedule_prev` that schedule's previous completed run (its changes are against it)."""
         analysis_id, chain = new_analysis_id(), new_chain_token()
-        demo = provider_from_spec(config.data_source).is_demo
         try:
             # A schedule's runs are bounded by the schedule (its own limits), not the hourly quota.
-            answer = self.store.create(analysis_id, actor.user_id, config, chain=chain, demo=demo,
+            answer = self.store.create(analysis_id, actor.user_id, config, chain=chain, demo=config.demo,
                                        model="", now=self.clock(), schedule=schedule,
                                        schedule_prev=schedule_prev, hourly_quota=not schedule)
         except redis.OutOfMemoryError:
@@ -178,6 +183,23 @@ class AnalysisService:
         document["schedule"] = gist.schedule or None
         document["changes"] = run_changes(self.store, gist) if gist.schedule else None
         return document
+
+    # --- for the bot's cards: what it was asked to follow (its handlers checked the actor) -----
+    def card_view(self, analysis_id: str) -> CardView | None:
+        """What a card shows: the gist and, for a run of a schedule, what changed since its
+        previous completed run; None when the analysis is gone."""
+        gist = self.store.load(analysis_id)
+        if gist is None:
+            return None
+        return CardView(gist, run_changes(self.store, gist) if gist.schedule else None)
+
+    def schedule_of(self, analysis_id: str) -> str:
+        """The schedule the analysis is a run of ('' for none): cheap, asked on every event."""
+        return self.store.schedule_of(analysis_id)
+
+    def events(self, client: Any, *, group: str, consumer: str) -> EventReader:
+        """A reader of the progress events over an asyncio Redis client, in a consumer group."""
+        return EventReader(client, self.store.keys, group=group, consumer=consumer)
 
     def list(self, actor: Actor, owner: str | None = None, limit: int = 20) -> list[Gist]:
         owner = owner if owner is not None and actor.is_admin else actor.user_id

@@ -6,6 +6,7 @@ loop keeps answering other users. Authorization and user-fit errors are handled 
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from telegram import MaybeInaccessibleMessage, Update
 from telegram.ext import ContextTypes
@@ -173,14 +174,25 @@ async def pressed_on_its_card(s: BotServices, analysis_id: str, message: MaybeIn
     return await s.notifier.cards.get(analysis_id) == CardLocation(message.chat.id, message.message_id)
 
 
+def refresh(service: AnalysisService, press: callbacks.ButtonPress, actor: Actor) -> ActionResult:
+    """Refresh changes nothing: it only checks the actor may look."""
+    gist = service.get(press.analysis_id, actor)
+    return ActionResult("refresh", gist.id, False, "Up to date.", gist)
+
+
+# What each (valid) press asks the service for: a table, so a name in callback data reaches
+# only these methods.
+BUTTON_ACTIONS: dict[str, Callable[[AnalysisService, callbacks.ButtonPress, Actor], ActionResult]] = {
+    "pause": lambda service, press, actor: service.pause(press.analysis_id, actor),
+    "resume": lambda service, press, actor: service.resume(press.analysis_id, actor),
+    "cancel": lambda service, press, actor: service.cancel(press.analysis_id, actor),
+    "refine": lambda service, press, actor: service.refine(press.analysis_id, actor, press.generation),
+    "refresh": refresh,
+}
+
+
 def act(service: AnalysisService, press: callbacks.ButtonPress, actor: Actor) -> ActionResult:
-    """The service action a (valid) press asks for; Refresh only checks the actor may look."""
-    if press.action == "refresh":
-        gist = service.get(press.analysis_id, actor)
-        return ActionResult("refresh", gist.id, False, "Up to date.", gist)
-    if press.action == "refine":
-        return service.refine(press.analysis_id, actor, press.generation)
-    return getattr(service, press.action)(press.analysis_id, actor)
+    return BUTTON_ACTIONS[press.action](service, press, actor)
 
 
 async def send_chart(update: Update, context: ContextTypes.DEFAULT_TYPE, analysis_id: str) -> None:

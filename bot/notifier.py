@@ -1,6 +1,6 @@
 """Keeps every analysis's status card in step with its gist, inside the bot process.
 
-Progress events come from the Redis stream through a consumer group (`analysis.engine.events`): an event
+Progress events come from the Redis stream through a consumer group (AnalysisService.events): an event
 is acknowledged only after the card shows a state at least as new as the event, so events that
 were read but not shown when the bot stopped are read again when it starts. Workers never talk to
 Telegram.
@@ -30,9 +30,7 @@ from redis.exceptions import RedisError
 from telegram import Bot, InlineKeyboardMarkup
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter
 
-from analysis.engine.events import EventReader
-from analysis.engine.store import AnalysisStore
-from analysis.schedules.changes import run_changes
+from analysis.service import AnalysisService, EventReader
 from bot import views
 from bot.alert_book import ADMIN_ALERT_TEXTS
 from bot.cards import CardLocation, CardStore
@@ -71,11 +69,11 @@ class _Card:
 
 
 class CardNotifier:
-    def __init__(self, bot: Bot, store: AnalysisStore, cards: CardStore, events: EventReader, *,
+    def __init__(self, bot: Bot, service: AnalysisService, cards: CardStore, events: EventReader, *,
                  interval_s: float, clock: Callable[[], float] = time.monotonic,
                  scheduled: ScheduledCards | None = None,
                  on_admin_event: Callable[[str, str, str], Awaitable[None]] | None = None):
-        self.bot, self.store, self.cards, self.events = bot, store, cards, events
+        self.bot, self.service, self.cards, self.events = bot, service, cards, events
         self.scheduled = scheduled
         # (kind, analysis id, reason): admins are told of the events in ADMIN_ALERT_TEXTS
         self.on_admin_event = on_admin_event
@@ -220,9 +218,9 @@ class CardNotifier:
             except (Forbidden, BadRequest) as exc:
                 # A deleted group (400 "chat not found") pauses its schedule as a block (403) does.
                 gone = isinstance(exc, Forbidden) or CHAT_GONE in exc.message.lower()
-                gist = await asyncio.to_thread(self.store.load, analysis_id) if gone else None
-                if gist is not None and self.scheduled is not None:
-                    await self.scheduled.chat_blocked(gist, exc.message)
+                view = await asyncio.to_thread(self.service.card_view, analysis_id) if gone else None
+                if view is not None and self.scheduled is not None:
+                    await self.scheduled.chat_blocked(view.gist, exc.message)
                 raise
 
     # --- the one place that talks to Telegram -----------------------------------------------
@@ -231,11 +229,11 @@ class CardNotifier:
         """Show the analysis as it is now: edit `location`, or send a new message to `chat_id`
         when there is none (or it can no longer be edited). Call with `card.lock` held."""
         while True:
-            gist = await asyncio.to_thread(self.store.load, analysis_id)
-            if gist is None:
+            view = await asyncio.to_thread(self.service.card_view, analysis_id)
+            if view is None:
                 return location
-            changes = await asyncio.to_thread(run_changes, self.store, gist) if gist.schedule else None
-            text, keyboard = views.card_text(gist, changes), views.card_keyboard(gist)
+            gist = view.gist
+            text, keyboard = views.card_text(gist, view.changes), views.card_keyboard(gist)
             try:
                 if location is None:
                     message = await self.bot.send_message(chat_id, text, reply_markup=keyboard)

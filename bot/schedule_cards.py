@@ -12,9 +12,8 @@ from telegram import Bot
 from telegram.constants import ChatAction
 from telegram.error import BadRequest, Forbidden, TelegramError
 
-from analysis.engine.replies import text
 from analysis.models import Gist, Status
-from analysis.schedules.changes import is_unchanged, run_changes
+from analysis.schedules.changes import is_unchanged
 from analysis.schedules.service import ScheduleService
 from analysis.schedules.model import ACTIVE
 
@@ -35,19 +34,19 @@ class ScheduledCards:
         """The chat to post this run's card in now, or None: not a scheduled run, a schedule of
         the CLI, a paused schedule (its chat may have blocked the bot), or `notify=changes` and
         nothing to tell (yet). Blocking (Redis); an analysis of no schedule costs one HGET."""
-        store = self.schedules.analyses.store
-        schedule_id = store.redis.hget(store.keys.gist(analysis_id), "schedule")
+        analyses = self.schedules.analyses
+        schedule_id = analyses.schedule_of(analysis_id)
         if not schedule_id:
             return None
-        schedule = self.schedules.store.get(text(schedule_id))
+        schedule = self.schedules.store.get(schedule_id)
         if schedule is None or schedule.chat_id is None or schedule.state != ACTIVE:
             return None
         if schedule.notify == "changes":
-            gist = store.load(analysis_id)
-            if gist is None or not gist.status.is_final:
+            view = analyses.card_view(analysis_id)
+            if view is None or not view.gist.status.is_final:
                 return None
-            if gist.status == Status.COMPLETED:
-                changes = run_changes(store, gist)
+            gist, changes = view.gist, view.changes
+            if gist.status == Status.COMPLETED and changes is not None:
                 if changes["against"] and is_unchanged(changes):
                     logger.info("[%s] top unchanged since %s: recorded, not posted (schedule %s)",
                                 gist.id, changes["against"], gist.schedule)
@@ -62,7 +61,8 @@ class ScheduledCards:
         if chat_id > 0:
             return True
         if analysis_id not in self._checked:
-            gist = await asyncio.to_thread(self.schedules.analyses.store.load, analysis_id)
+            view = await asyncio.to_thread(self.schedules.analyses.card_view, analysis_id)
+            gist = view.gist if view is not None else None
             owner = gist.owner if gist is not None else ""
             problem = await not_a_member(bot, chat_id, int(owner)) if owner.isdigit() else None
             if problem is not None and gist is not None:

@@ -13,8 +13,7 @@ from telegram.ext import ContextTypes
 
 from analysis.access import may_trade
 from analysis.config_factory import RankingConfigFactory
-from analysis.engine.events import EventReader
-from analysis.engine.runtime import Runtime
+from analysis.db.keys import Keys
 from analysis.health import Health
 from analysis.schedules.service import ScheduleService
 from analysis.service import Actor, AnalysisService
@@ -59,7 +58,7 @@ class BotServices:
     ops: BrokerOps
     async_redis: aioredis.Redis
     ledger: UpdateLedger
-    runtime: Runtime
+    keys: Keys
     alerts: AdminAlerts
     health: Callable[[], Health]  # the stack's health reading (blocking: run it in a thread)
 
@@ -71,18 +70,18 @@ class BotServices:
         async_redis = aioredis.Redis.from_url(settings.redis_url, decode_responses=True,
                                               health_check_interval=30)
         # One consumer group per bot (its id is the token's prefix): each bot sees every event.
-        events = EventReader(async_redis, runtime.keys, group=f"bot:{bot.id}", consumer=NOTIFIER_CONSUMER)
+        events = service.events(async_redis, group=f"bot:{bot.id}", consumer=NOTIFIER_CONSUMER)
         cards = CardStore(async_redis, runtime.keys, settings.gist_ttl_s)
         alerts = AdminAlerts(bot, settings.admin_user_ids,
                              AlertBook(async_redis, runtime.keys, settings.alert_throttle_s),
                              core.health,
                              interval_s=settings.health_check_interval_s)
-        notifier = CardNotifier(bot, runtime.store, cards, events, interval_s=settings.card_edit_interval_s,
+        notifier = CardNotifier(bot, service, cards, events, interval_s=settings.card_edit_interval_s,
                                 scheduled=ScheduledCards(schedules), on_admin_event=alerts.analysis_event)
         return cls(settings=settings, access=Access(settings.allowed_user_ids, settings.admin_user_ids),
                    service=service, schedules=schedules, factory=factory,
                    notifier=notifier, ops=ops, async_redis=async_redis, alerts=alerts,
-                   ledger=UpdateLedger(async_redis, runtime.keys, bot.id), runtime=runtime,
+                   ledger=UpdateLedger(async_redis, runtime.keys, bot.id), keys=runtime.keys,
                    health=core.health)
 
     async def close(self) -> None:
