@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from analysis.config_factory import RankingConfigFactory
 from analysis.engine.runtime import Runtime
 from analysis.engine.watch import PendingSteps, no_broker
-from analysis.schedules.model import ScheduleStore
+from analysis.schedules.store import ScheduleStore
 from analysis.schedules.service import BeatRegistrar, ScheduleService
 from analysis.service import AnalysisService, StepDispatcher
 

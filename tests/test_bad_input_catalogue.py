@@ -744,7 +744,7 @@ def test_item3_only_the_admins_of_the_group_a_schedule_posts_to_may_remove_it(sc
     """The front passes `chat_admin_of` only for a group Telegram says the user administers
     (getChatAdministrators); an admin of another group, or a plain member, is refused."""
     from analysis.schedules.service import ScheduleService
-    from analysis.schedules.model import ScheduleStore
+    from analysis.schedules.store import ScheduleStore
     from tasks.schedule_beat import default_registrar
 
     world = scratch_world

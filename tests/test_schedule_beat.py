@@ -231,7 +231,7 @@ def test_schedules_survive_a_redis_restart(tmp_path):
 
     from analysis.config_factory import RankingConfigFactory
     from analysis.schedules.service import ScheduleService
-    from analysis.schedules.model import ScheduleStore
+    from analysis.schedules.store import ScheduleStore
     from analysis.service import AnalysisService
     from tests.stack import Stack
     from tasks.schedule_beat import RedBeatRegistrar

@@ -10,7 +10,8 @@ from analysis.errors import InvalidConfig, LimitReached, NotAllowed, NotFound
 from analysis.models import Halt, RankedMarket, Status
 from analysis.schedules.changes import diff_top_k
 from analysis.schedules.service import ScheduleService
-from analysis.schedules.model import ScheduleStore, parse_every
+from analysis.schedules.model import parse_every
+from analysis.schedules.store import ScheduleStore
 from analysis.service import Actor, AnalysisService
 from analysis.settings import Settings
 from bot.schedule_cards import ScheduledCards

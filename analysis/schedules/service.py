@@ -19,8 +19,9 @@ from analysis.config_factory import RankingConfigFactory
 from analysis.errors import AnalysisError, InvalidConfig, LimitReached, NotAllowed, NotFound, quoted
 from analysis.markets.registry import provider_from_spec
 from analysis.models import Halt, Status
-from analysis.schedules.model import (ACTIVE, NOTIFY, PAUSED, SCHEDULE_ID_PATTERN, Schedule, ScheduleStore,
-                                build_config, check_options, new_schedule_id, parse_every)
+from analysis.schedules.model import (ACTIVE, NOTIFY, PAUSED, SCHEDULE_ID_PATTERN, Schedule, build_config,
+                                      check_options, new_schedule_id, parse_every)
+from analysis.schedules.store import ScheduleStore
 from analysis.service import Actor, AnalysisService
 from analysis.settings import Settings
 
