@@ -3,7 +3,7 @@
 Starts its own redis-server on REDIS_PORT (data under ./var/, append-only) unless REDIS_URL names a
 Redis to use, then the Procfile's processes, runs one demo analysis end to end with a progress
 bar, prints its ranking, and keeps the stack up until Ctrl-C or SIGTERM, which stop it in order
-(tasks/supervisor.py): bot and beat, then the workers warm (steps in flight finish and commit),
+(launcher/supervisor.py): bot and beat, then the workers warm (steps in flight finish and commit),
 then Flower, then Redis.
 
 With a TELEGRAM_BOT_TOKEN the bot talks to Telegram. Without one, the sandbox (`sandbox/`: a local
@@ -11,7 +11,7 @@ Bot API server and a chat page on SANDBOX_PORT) starts first and the real bot ru
 the sandbox's admin as the bot's admin, so the product can be tried in a browser. The sandbox's bot
 token (handed to the bot only) and its page's secret (in the printed address) are made per run.
 
-Flower listens on 127.0.0.1 only, refuses any other Host (tasks/flower.py), and asks for a login:
+Flower listens on 127.0.0.1 only, refuses any other Host (launcher/flower.py), and asks for a login:
 FLOWER_BASIC_AUTH when set, else one made for this run and printed.
 """
 
