@@ -193,6 +193,10 @@ class AnalysisService:
             return None
         return CardView(gist, run_changes(self.store, gist) if gist.schedule else None)
 
+    def close(self) -> None:
+        """Close the Redis connections (a front at shutdown)."""
+        self.store.redis.close()
+
     def schedule_of(self, analysis_id: str) -> str:
         """The schedule the analysis is a run of ('' for none): cheap, asked on every event."""
         return self.store.schedule_of(analysis_id)

@@ -12,10 +12,8 @@ from telegram import Bot
 from telegram.constants import ChatAction
 from telegram.error import BadRequest, Forbidden, TelegramError
 
-from analysis.models import Gist, Status
-from analysis.schedules.changes import is_unchanged
+from analysis.models import Gist
 from analysis.schedules.service import ScheduleService
-from analysis.schedules.model import ACTIVE
 
 logger = logging.getLogger(__name__)
 
@@ -34,24 +32,7 @@ class ScheduledCards:
         """The chat to post this run's card in now, or None: not a scheduled run, a schedule of
         the CLI, a paused schedule (its chat may have blocked the bot), or `notify=changes` and
         nothing to tell (yet). Blocking (Redis); an analysis of no schedule costs one HGET."""
-        analyses = self.schedules.analyses
-        schedule_id = analyses.schedule_of(analysis_id)
-        if not schedule_id:
-            return None
-        schedule = self.schedules.store.get(schedule_id)
-        if schedule is None or schedule.chat_id is None or schedule.state != ACTIVE:
-            return None
-        if schedule.notify == "changes":
-            view = analyses.card_view(analysis_id)
-            if view is None or not view.gist.status.is_final:
-                return None
-            gist, changes = view.gist, view.changes
-            if gist.status == Status.COMPLETED and changes is not None:
-                if changes["against"] and is_unchanged(changes):
-                    logger.info("[%s] top unchanged since %s: recorded, not posted (schedule %s)",
-                                gist.id, changes["against"], gist.schedule)
-                    return None
-        return schedule.chat_id
+        return self.schedules.chat_for_run(analysis_id)
 
     async def owner_may_post(self, bot: Bot, analysis_id: str, chat_id: int) -> bool:
         """Before a scheduled run's card goes into a group: is the schedule's owner still a member

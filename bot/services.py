@@ -86,7 +86,7 @@ class BotServices:
 
     async def close(self) -> None:
         await self.async_redis.aclose()
-        self.service.store.redis.close()
+        self.service.close()
 
 
 def services(context: ContextTypes.DEFAULT_TYPE) -> BotServices:

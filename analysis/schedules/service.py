@@ -21,6 +21,7 @@ from analysis.markets.registry import provider_from_spec
 from analysis.models import Halt, Status
 from analysis.schedules.model import (ACTIVE, NOTIFY, PAUSED, SCHEDULE_ID_PATTERN, Schedule, build_config,
                                       check_options, new_schedule_id, parse_every)
+from analysis.schedules.changes import is_unchanged
 from analysis.schedules.store import ScheduleStore
 from analysis.service import Actor, AnalysisService
 from analysis.settings import Settings
@@ -173,6 +174,25 @@ class ScheduleService:
         return ResumeResult(self.store.get(schedule.id) or schedule, True, f"Resumed schedule {schedule.id}.")
 
     # --- for beat's task --------------------------------------------------------------------
+    def chat_for_run(self, analysis_id: str) -> int | None:
+        """The chat a run's card goes to now, or None: not a run of a schedule, a schedule of the
+        CLI, a paused schedule, or `notify=changes` and nothing to tell (yet). One HGET for an
+        analysis of no schedule."""
+        schedule_id = self.analyses.schedule_of(analysis_id)
+        schedule = self.store.get(schedule_id) if schedule_id else None
+        if schedule is None or schedule.chat_id is None or schedule.state != ACTIVE:
+            return None
+        if schedule.notify == "changes":
+            view = self.analyses.card_view(analysis_id)
+            if view is None or not view.gist.status.is_final:
+                return None
+            changes = view.changes
+            if view.gist.status == Status.COMPLETED and changes and changes["against"] and is_unchanged(changes):
+                logger.info("[%s] top unchanged since %s: recorded, not posted (schedule %s)",
+                            analysis_id, changes["against"], schedule_id)
+                return None
+        return schedule.chat_id
+
     def fire(self, schedule_id: str, fire_id: str) -> FireResult:
         """One firing: start a run for the owner, unless the schedule is gone or paused, the
         owner is no longer allowed, or the previous run is still going (skipped, with a note)."""
