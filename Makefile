@@ -49,10 +49,10 @@ browser:
 	  fi; }
 
 run: $(STAMP) redis-server
-	$(BIN)/python -m tasks.run_local
+	$(BIN)/python -m launcher.run
 
 test: $(STAMP) redis-server browser
-	$(BIN)/mypy analysis bot tasks listener
+	$(BIN)/mypy analysis bot cli launcher listener tasks wiring
 	$(BIN)/python -m pytest -q -n $(TEST_PROCESSES) --dist worksteal
 
 # While developing: every test but the end-to-end and slow ones (markers in pyproject.toml).

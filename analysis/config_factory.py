@@ -5,6 +5,7 @@ Nothing is written anywhere here: a config that fails validation leaves no trace
 
 import re
 import unicodedata
+from typing import Any
 
 from analysis.errors import InvalidConfig, quoted
 from analysis.invisible import invisible_character
@@ -95,6 +96,19 @@ class RankingConfigFactory:
         closes = int(window.index[-1].value // 10**9) + TIMEFRAMES[timeframe] if len(window) else 0
         return problem, closes
 
+    def create(self, kind: str = "rank", **options: Any) -> RankingConfig:
+        """The one way every front (bot, CLI, schedules) turns a kind and a user's options into a
+        config; an option the kind does not take is refused, not ignored."""
+        if kind == "entry":
+            return self.create_entry_config(options.pop("prompt", ""), **_without(options, "strategy"))
+        if kind == "exit":
+            symbols = options.pop("symbols", None) or []
+            return self.create_exit_config(symbols, options.pop("prompt", ""),
+                                           **_without(options, "strategy", "markets"))
+        if kind != "rank":
+            raise InvalidConfig(f"unknown kind of analysis {quoted(kind)}: use {', '.join(KINDS)}")
+        return self.create_ranking_config(**options)
+
     def create_ranking_config(self, *, markets: int | None = None, symbols: list[str] | None = None,
                               timeframe: str = "1h", top_k: int | None = None,
                               strategy: str = "score", target: float | None = None,
@@ -131,7 +145,7 @@ class RankingConfigFactory:
             kind=kind, markets=chosen, candles_to=max(closes.values()), timeframe=timeframe,
             strategy=strategy, top_k=top_k,
             target_confidence=round(float(target), 4), prompt=prompt, notice=notice,
-            data_source=self.data_source, window=self.settings.window_candles,
+            data_source=self.data_source, demo=self.provider.is_demo, window=self.settings.window_candles,
             batch_size=(self.settings.llm_batch_size if strategy == "llm"
                         else self.settings.score_batch_size),
             views=self.settings.score_views,
@@ -284,3 +298,10 @@ class RankingConfigFactory:
             raise InvalidConfig(f"only {len(available)} markets have enough {timeframe} candles "
                                 f"in {self.data_source}; asked for {count}")
         return available
+
+
+def _without(options: dict[str, Any], *names: str) -> dict[str, Any]:
+    given = [n for n in names if n in options]
+    if given:
+        raise InvalidConfig(f"{given[0]} cannot be chosen for this kind of analysis")
+    return options

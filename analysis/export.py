@@ -21,8 +21,9 @@ from dataclasses import dataclass
 
 from analysis.errors import AnalysisError, InvalidConfig, NotFound, quoted
 from analysis.models import Gist, Status
-from analysis.schedule_service import ScheduleService
-from analysis.schedules import CRON_FIELDS, SCHEDULE_ID_PATTERN, Schedule, ScheduleStore, _cron_field
+from analysis.schedules.service import ScheduleService
+from analysis.schedules.model import CRON_FIELDS, SCHEDULE_ID_PATTERN, Schedule, _cron_field
+from analysis.schedules.store import ScheduleStore
 from analysis.service import Actor
 from analysis.settings import Settings
 

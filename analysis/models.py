@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from enum import StrEnum
 from typing import Any, Literal, TypedDict
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from analysis.local_time import offset_label, zone_of
 
@@ -30,6 +30,15 @@ class Status(StrEnum):
         return self in (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
 
 
+class Halt(StrEnum):
+    """Why a paused analysis is held, as a value (never read from the human `reason` text)."""
+    NONE = ""
+    USER = "user"                        # its owner (or an admin) paused it
+    STUCK = "stuck"                      # the watchdog gave up kicking it
+    CONTROL_EXPIRED = "control_expired"  # its control key expired: parked
+    MAINTENANCE = "maintenance"          # maintenance mode holds it; `maintenance off` resumes it
+
+
 class GistField(StrEnum):
     """The fields of the gist hash in Redis: the one schema of the Lua scripts (analysis/db/
     scripts/ write them; a test holds CREATE to this list), the store, `Gist` and the watchdog.
@@ -39,7 +48,7 @@ class GistField(StrEnum):
     OWNER = "owner"
     STATUS = "status"
     REASON = "reason"
-    HALT = "halt"                # who holds it paused: 'stuck', 'control_expired', 'maintenance' or ''
+    HALT = "halt"                # why it is held paused (Halt): user, stuck, control_expired, maintenance or ''
     SEQ = "seq"
     PROGRESS = "progress"
     CONFIDENCE = "confidence"
@@ -101,12 +110,22 @@ class RankingConfig(BaseModel):
     # that no LLM judge reads); set by the factory, which knows at creation what is configured.
     notice: str = ""
     data_source: str = "demo"
+    # Whether the data is made up (the card says so): set by the factory from its provider; a
+    # config made without one (tests, benches) gets it from the data source's name.
+    demo: bool = False
     window: int = Field(500, ge=50)
     batch_size: int = Field(8, ge=1)
     list_size: int = Field(2, ge=2, description="llm strategy: markets shown per call (2: pairs)")
     views: int = Field(12, ge=2, description="score strategy: evaluation moments for confidence")
     candles_to: int | None = Field(None, description="close time (epoch s) of the newest candle "
                                    "to rank: INIT ranks none newer, whenever it runs")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _demo_from_source(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "demo" not in data:
+            data = {**data, "demo": source_name(str(data.get("data_source", "demo"))) == "demo"}
+        return data
 
     def summary(self) -> str:
         """One line for cards and tables: '30 markets · 1h · score · top 10'."""
@@ -190,11 +209,11 @@ class Gist:
     updated_at: float
     last_progress_at: float
     watchdog_attempts: int
-    halt: str = ""  # 'stuck' or 'control_expired' (the watchdog), 'maintenance' (a deploy)
+    halt: str = ""  # a Halt: 'user', 'stuck' / 'control_expired' (the watchdog), 'maintenance' (a deploy)
     # What the LLM judge spent (calls, prompt_tokens, completion_tokens, retries, cache_hits),
     # counted when spent, failed and redone steps included (ADD_SPEND).
     spend: dict[str, int] = field(default_factory=dict)
-    # A run of a schedule: its id, and the schedule's previous completed run (analysis/schedules.py).
+    # A run of a schedule: its id, and the schedule's previous completed run (analysis/schedules/model.py).
     schedule: str = ""
     schedule_prev: str = ""
 

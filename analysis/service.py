@@ -6,32 +6,31 @@ from __future__ import annotations
 import builtins
 import logging
 import re
-import secrets
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import redis
 
 from analysis.db.scripts.controls import Cancel, ForceResume, Pause, Refine, Resume
 from analysis.db.scripts.steps import Create
 from analysis.engine import watch
+from analysis.engine.events import EventReader
 from analysis.db.script import A, Answer
 from analysis.engine.store import AnalysisStore, QuotaUsed
 from analysis.explain import explain_document
 from analysis.errors import (InvalidConfig, LimitReached, NotAllowed, NotFound, UnderMaintenance,
                              quoted)
-from analysis.markets.registry import provider_from_spec
+from analysis.ids import ID_ALPHABET, new_id
 from analysis.models import (REFINE_MODEL, ActionResult, Gist, GistField, RankingConfig, Status,
                              to_jsonable)
-from analysis.schedule_changes import run_changes
+from analysis.schedules.changes import run_changes
 
 logger = logging.getLogger(__name__)
 
-ID_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"
 ID_LENGTH = 10
 ID_PATTERN = re.compile(rf"^[{ID_ALPHABET}]{{4,{ID_LENGTH}}}$")
 REFINE_STEP, REFINE_CAP = 0.05, 0.99
@@ -101,6 +100,12 @@ FORCE_RESUME_DECISIONS = decisions(ForceResume, {
 })
 
 
+@dataclass(frozen=True)
+class CardView:
+    gist: Gist
+    changes: dict | None  # run_changes() for a run of a schedule, else None
+
+
 class StepDispatcher(Protocol):
     """Enqueues step `seq` of a chain (seq 0 is INIT). `tasks/` implements it with Celery."""
 
@@ -116,7 +121,7 @@ class Actor:
 
 
 def new_analysis_id() -> str:
-    return "".join(secrets.choice(ID_ALPHABET) for _ in range(ID_LENGTH))
+    return new_id(ID_LENGTH)
 
 
 def new_chain_token() -> str:
@@ -139,10 +144,9 @@ class AnalysisService:
         `schedule_prev` that schedule's previous completed run (its changes are against it)."""
         self.refuse_during_maintenance()
         analysis_id, chain = new_analysis_id(), new_chain_token()
-        demo = provider_from_spec(config.data_source).is_demo
         try:
             # A schedule's runs are bounded by the schedule (its own limits), not the hourly quota.
-            answer = self.store.create(analysis_id, actor.user_id, config, chain=chain, demo=demo,
+            answer = self.store.create(analysis_id, actor.user_id, config, chain=chain, demo=config.demo,
                                        model="", now=self.clock(), schedule=schedule,
                                        schedule_prev=schedule_prev, hourly_quota=not schedule)
         except redis.OutOfMemoryError:
@@ -191,6 +195,26 @@ class AnalysisService:
         """Why each ranked market (or only `symbol`) ranks where it does, and the data quality;
         NotFound for a symbol not in the ranking."""
         return explain_document(self.get(analysis_id, actor), symbol)
+    # --- for the bot's cards: what it was asked to follow (its handlers checked the actor) -----
+    def card_view(self, analysis_id: str) -> CardView | None:
+        """What a card shows: the gist and, for a run of a schedule, what changed since its
+        previous completed run; None when the analysis is gone."""
+        gist = self.store.load(analysis_id)
+        if gist is None:
+            return None
+        return CardView(gist, run_changes(self.store, gist) if gist.schedule else None)
+
+    def close(self) -> None:
+        """Close the Redis connections (a front at shutdown)."""
+        self.store.redis.close()
+
+    def schedule_of(self, analysis_id: str) -> str:
+        """The schedule the analysis is a run of ('' for none): cheap, asked on every event."""
+        return self.store.schedule_of(analysis_id)
+
+    def events(self, client: Any, *, group: str, consumer: str) -> EventReader:
+        """A reader of the progress events over an asyncio Redis client, in a consumer group."""
+        return EventReader(client, self.store.keys, group=group, consumer=consumer)
 
     def list(self, actor: Actor, owner: str | None = None, limit: int = 20) -> list[Gist]:
         owner = owner if owner is not None and actor.is_admin else actor.user_id

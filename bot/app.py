@@ -20,7 +20,7 @@ from telegram.ext import (AIORateLimiter, Application, ApplicationBuilder, Appli
 
 from analysis.logging_setup import configure_logging
 from analysis.settings import Settings, settings_or_exit
-from bot import handlers, schedule_callbacks, schedule_handlers, track_handlers, views, why_handlers
+from bot import callbacks, handlers, schedule_handlers, track_handlers, views, why_handlers
 from bot import maintenance_handlers, settings_callbacks, settings_handlers
 from bot.services import BOT_DATA_KEY, BotServices
 from bot.startup import wait_for_bot_api
@@ -96,7 +96,7 @@ def build_application(settings: Settings) -> Application:
     for name, handler in COMMANDS:
         application.add_handler(CommandHandler(name, handler))
     application.add_handler(CallbackQueryHandler(schedule_handlers.button,
-                                                 pattern=schedule_callbacks.PREFIX_PATTERN))
+                                                 pattern=callbacks.SCHEDULE_PREFIX))
     application.add_handler(CallbackQueryHandler(settings_handlers.button, pattern=settings_callbacks.PREFIX_PATTERN))
     application.add_handler(CallbackQueryHandler(handlers.button))
     # Only in private chats: in a group, other bots' commands are none of our business.

@@ -18,8 +18,8 @@ from telegram import Bot
 from telegram.error import Forbidden, TelegramError
 
 from analysis.models import Gist, Status
-from analysis.schedule_changes import run_changes
-from analysis.schedule_service import ScheduleService
+from analysis.schedules.service import ScheduleService
+from analysis.service import CardView
 from analysis.user_settings import HOLD, OFF, SEND, SILENT, HeldMessage, UserSettingsService
 from bot import settings_views, views
 
@@ -27,10 +27,10 @@ logger = logging.getLogger(__name__)
 FINISHED_STATUSES = (Status.COMPLETED, Status.FAILED)
 
 
-class GistLoader(Protocol):
-    """The analysis store as far as delivery needs it (the notifier passes its own)."""
+class CardViews(Protocol):
+    """The analysis service as far as delivery needs it (the notifier passes its own)."""
 
-    def load(self, analysis_id: str) -> Gist | None: ...
+    def card_view(self, analysis_id: str) -> CardView | None: ...
 
 
 class Delivery:
@@ -70,20 +70,20 @@ class Delivery:
         return how
 
     # --- the kinds --------------------------------------------------------------------------
-    async def scheduled_card(self, store: GistLoader, analysis_id: str, chat_id: int) -> str:
+    async def scheduled_card(self, service: CardViews, analysis_id: str, chat_id: int) -> str:
         """How a scheduled run's first card goes out: send or silent (the caller posts it), off,
         hold (held once, as a snapshot, when the run has ended; until then nothing)."""
-        gist = await asyncio.to_thread(store.load, analysis_id)
-        if gist is None:
+        view = await asyncio.to_thread(service.card_view, analysis_id)
+        if view is None:
             return OFF
+        gist = view.gist
         schedule = await asyncio.to_thread(self.schedules.store.get, gist.schedule) if self.schedules else None
         kind = "schedule_changes" if schedule is not None and schedule.notify == "changes" else "schedule_run"
         how = await self.decide(gist.owner, kind)
         if how == HOLD and gist.status.is_final and await self.marks.first_mark(gist.id, "held"):
             zone = await self.zone(gist.owner)
-            changes = await asyncio.to_thread(run_changes, store, gist)
             await asyncio.to_thread(self.settings.hold, gist.owner, kind, chat_id,
-                                    views.card_text(gist, changes, zone))
+                                    views.card_text(gist, view.changes, zone))
             logger.info("[%s] scheduled card held: user %s is in quiet hours", gist.id, gist.owner)
         return how
 

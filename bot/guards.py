@@ -17,7 +17,7 @@ from telegram.constants import ChatID
 from telegram.ext import ContextTypes
 
 from analysis.errors import AnalysisError, NotAllowed, NotFound
-from bot import callbacks, schedule_callbacks, settings_callbacks, views
+from bot import callbacks, settings_callbacks, views
 from bot.services import Access, services
 
 logger = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ TRADER, ADMIN = "trader", "admin"
 # remove the schedules that post there (/schedules, /unschedule), nothing else.
 TRADER_OR_GROUP_ADMIN = "trader_or_group_admin"
 SHARED_SENDERS = frozenset(int(i) for i in ChatID)  # anonymous admin, service chat, channel bot
-SCHEDULE_ACTIONS = {schedule_callbacks.REMOVE: "remove-schedule", schedule_callbacks.RESUME: "resume-schedule"}
+SCHEDULE_ACTIONS = {callbacks.REMOVE: "remove-schedule", callbacks.RESUME: "resume-schedule"}
 Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]
 
 
@@ -36,7 +36,7 @@ def action_of(update: Update) -> str:
     """What the user tried, for logs: the command word or the button's action (never arguments)."""
     if update.callback_query is not None:
         press = callbacks.parse(update.callback_query.data)
-        schedule_press = schedule_callbacks.parse(update.callback_query.data)
+        schedule_press = callbacks.parse_schedule(update.callback_query.data)
         if press is None and schedule_press is not None:
             return f"button {SCHEDULE_ACTIONS[schedule_press.action]}"
         if press is None and settings_callbacks.parse(update.callback_query.data) is not None:

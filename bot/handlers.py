@@ -6,6 +6,7 @@ loop keeps answering other users. Authorization and user-fit errors are handled 
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from telegram import MaybeInaccessibleMessage, Update
 from telegram.ext import ContextTypes
@@ -15,12 +16,10 @@ from analysis.service import Actor, AnalysisService
 from bot import callbacks, views
 from bot.cards import CardLocation
 from bot.chart import ranking_chart_png
-from bot.chart_cache import ChartCache
 from bot.guards import ADMIN, TRADER, guarded, log_refusal, parse_press, shown_callback_data
 from bot.parsing import analysis_id_arg, command_text, parse_exit_args, parse_rank_args
 from bot.services import BotServices, services
 from bot.why_handlers import send_why
-from tasks.health import check_health
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +44,7 @@ async def rank(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     s = services(context)
     options = parse_rank_args(command_text(update.effective_message.text))
     await acknowledge(update, s.factory.choice_words(**options))
-    config = await asyncio.to_thread(lambda: s.factory.create_ranking_config(**options))
+    config = await asyncio.to_thread(lambda: s.factory.create("rank", **options))
     await start_analysis(update, s, config)
 
 
@@ -55,7 +54,7 @@ async def entry(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     s = services(context)
     prompt = command_text(update.effective_message.text)
     await acknowledge(update, s.factory.choice_words(prompt=prompt))
-    config = await asyncio.to_thread(s.factory.create_entry_config, prompt)
+    config = await asyncio.to_thread(lambda: s.factory.create("entry", prompt=prompt))
     await start_analysis(update, s, config)
 
 
@@ -65,7 +64,7 @@ async def exit_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
     s = services(context)
     symbols, prompt = parse_exit_args(command_text(update.effective_message.text))
     await acknowledge(update, s.factory.choice_words(symbols=symbols, prompt=prompt))
-    config = await asyncio.to_thread(s.factory.create_exit_config, symbols, prompt)
+    config = await asyncio.to_thread(lambda: s.factory.create("exit", symbols=symbols, prompt=prompt))
     await start_analysis(update, s, config)
 
 
@@ -179,14 +178,25 @@ async def pressed_on_its_card(s: BotServices, analysis_id: str, message: MaybeIn
     return await s.notifier.cards.get(analysis_id) == CardLocation(message.chat.id, message.message_id)
 
 
+def refresh(service: AnalysisService, press: callbacks.ButtonPress, actor: Actor) -> ActionResult:
+    """Refresh changes nothing: it only checks the actor may look."""
+    gist = service.get(press.analysis_id, actor)
+    return ActionResult("refresh", gist.id, False, "Up to date.", gist)
+
+
+# What each (valid) press asks the service for: a table, so a name in callback data reaches
+# only these methods.
+BUTTON_ACTIONS: dict[str, Callable[[AnalysisService, callbacks.ButtonPress, Actor], ActionResult]] = {
+    "pause": lambda service, press, actor: service.pause(press.analysis_id, actor),
+    "resume": lambda service, press, actor: service.resume(press.analysis_id, actor),
+    "cancel": lambda service, press, actor: service.cancel(press.analysis_id, actor),
+    "refine": lambda service, press, actor: service.refine(press.analysis_id, actor, press.generation),
+    "refresh": refresh,
+}
+
+
 def act(service: AnalysisService, press: callbacks.ButtonPress, actor: Actor) -> ActionResult:
-    """The service action a (valid) press asks for; Refresh only checks the actor may look."""
-    if press.action == "refresh":
-        gist = service.get(press.analysis_id, actor)
-        return ActionResult("refresh", gist.id, False, "Up to date.", gist)
-    if press.action == "refine":
-        return service.refine(press.analysis_id, actor, press.generation)
-    return getattr(service, press.action)(press.analysis_id, actor)
+    return BUTTON_ACTIONS[press.action](service, press, actor)
 
 
 async def send_chart(update: Update, context: ContextTypes.DEFAULT_TYPE, analysis_id: str) -> None:
@@ -197,8 +207,7 @@ async def send_chart(update: Update, context: ContextTypes.DEFAULT_TYPE, analysi
     if gist.status != Status.COMPLETED or not gist.result:
         await query.answer("The chart is ready once the analysis completes.")
         return
-    charts = ChartCache(s.runtime.redis, s.runtime.keys, ttl_s=s.settings.chart_cache_ttl_s,
-                        presses_per_minute=s.settings.chart_presses_per_minute)
+    charts = s.charts
     wait_s = await asyncio.to_thread(charts.wait_before_next, update.effective_user.id)
     if wait_s:
         await query.answer(views.chart_wait(s.settings.chart_presses_per_minute, wait_s))
@@ -250,5 +259,5 @@ async def failures(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 async def health(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/health: healthy, warning or critical, with the reasons and the figures behind them."""
     s = services(context)
-    reading = await asyncio.to_thread(check_health, s.runtime, s.service, s.ops)
+    reading = await asyncio.to_thread(s.health)
     await update.effective_message.reply_text(views.health_text(reading))

@@ -1,6 +1,6 @@
 """Keeps every analysis's status card in step with its gist, inside the bot process.
 
-Progress events come from the Redis stream through a consumer group (`analysis.engine.events`): an event
+Progress events come from the Redis stream through a consumer group (AnalysisService.events): an event
 is acknowledged only after the card shows a state at least as new as the event, so events that
 were read but not shown when the bot stopped are read again when it starts. Workers never talk to
 Telegram.
@@ -30,10 +30,8 @@ from redis.exceptions import RedisError
 from telegram import Bot, InlineKeyboardMarkup
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter
 
-from analysis.engine.events import EventReader
-from analysis.engine.store import AnalysisStore
 from analysis.models import Gist, Status
-from analysis.schedule_changes import run_changes
+from analysis.service import AnalysisService, EventReader
 from bot import views
 from bot.alert_book import ADMIN_ALERT_TEXTS
 from bot.cards import CardLocation, CardStore
@@ -74,13 +72,13 @@ class _Card:
 
 
 class CardNotifier:
-    def __init__(self, bot: Bot, store: AnalysisStore, cards: CardStore, events: EventReader, *,
+    def __init__(self, bot: Bot, service: AnalysisService, cards: CardStore, events: EventReader, *,
                  interval_s: float, clock: Callable[[], float] = time.monotonic,
                  scheduled: ScheduledCards | None = None,
                  on_admin_event: Callable[[str, str, str], Awaitable[None]] | None = None,
                  track_lines: Callable[[Gist], list[str]] | None = None,
                  delivery: Delivery | None = None):
-        self.bot, self.store, self.cards, self.events = bot, store, cards, events
+        self.bot, self.service, self.cards, self.events = bot, service, cards, events
         self.track_lines = track_lines  # a completed card's track record lines (blocking)
         self.delivery = delivery  # the owner's settings: zone of the card, how notices go out
         self.scheduled = scheduled
@@ -224,15 +222,15 @@ class CardNotifier:
                     chat_id = await asyncio.to_thread(self.scheduled.destination, analysis_id)
                     if chat_id is not None and await self.scheduled.owner_may_post(self.bot, analysis_id, chat_id):
                         how = SEND if self.delivery is None else \
-                            await self.delivery.scheduled_card(self.store, analysis_id, chat_id)
+                            await self.delivery.scheduled_card(self.service, analysis_id, chat_id)
                         if how in (SEND, SILENT):
                             await self._put(analysis_id, card, None, chat_id, live=True, silent=how == SILENT)
             except (Forbidden, BadRequest) as exc:
                 # A deleted group (400 "chat not found") pauses its schedule as a block (403) does.
                 gone = isinstance(exc, Forbidden) or CHAT_GONE in exc.message.lower()
-                gist = await asyncio.to_thread(self.store.load, analysis_id) if gone else None
-                if gist is not None and self.scheduled is not None:
-                    await self.scheduled.chat_blocked(gist, exc.message)
+                view = await asyncio.to_thread(self.service.card_view, analysis_id) if gone else None
+                if view is not None and self.scheduled is not None:
+                    await self.scheduled.chat_blocked(view.gist, exc.message)
                 raise
 
     # --- the one place that talks to Telegram -----------------------------------------------
@@ -241,12 +239,12 @@ class CardNotifier:
         """Show the analysis as it is now: edit `location`, or send a new message to `chat_id`
         when there is none (or it can no longer be edited). Call with `card.lock` held."""
         while True:
-            gist = await asyncio.to_thread(self.store.load, analysis_id)
-            if gist is None:
+            view = await asyncio.to_thread(self.service.card_view, analysis_id)
+            if view is None:
                 return location
-            changes = await asyncio.to_thread(run_changes, self.store, gist) if gist.schedule else None
+            gist = view.gist
             zone = await self.delivery.zone(gist.owner) if self.delivery is not None else "UTC"
-            text, keyboard = views.card_text(gist, changes, zone), views.card_keyboard(gist)
+            text, keyboard = views.card_text(gist, view.changes, zone), views.card_keyboard(gist)
             text += await self._track_text(gist)
             if live and location is not None and self.delivery is not None:
                 await self.delivery.finished(gist, location.chat_id, zone)

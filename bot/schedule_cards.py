@@ -12,11 +12,8 @@ from telegram import Bot
 from telegram.constants import ChatAction
 from telegram.error import BadRequest, Forbidden, TelegramError
 
-from analysis.engine.replies import text
-from analysis.models import Gist, Status
-from analysis.schedule_changes import has_alerts, run_changes
-from analysis.schedule_service import ScheduleService
-from analysis.schedules import ACTIVE
+from analysis.models import Gist
+from analysis.schedules.service import ScheduleService
 
 logger = logging.getLogger(__name__)
 
@@ -35,25 +32,7 @@ class ScheduledCards:
         """The chat to post this run's card in now, or None: not a scheduled run, a schedule of
         the CLI, a paused schedule (its chat may have blocked the bot), or `notify=changes` and
         nothing to tell (yet). Blocking (Redis); an analysis of no schedule costs one HGET."""
-        store = self.schedules.analyses.store
-        schedule_id = store.redis.hget(store.keys.gist(analysis_id), "schedule")
-        if not schedule_id:
-            return None
-        schedule = self.schedules.store.get(text(schedule_id))
-        if schedule is None or schedule.chat_id is None or schedule.state != ACTIVE:
-            return None
-        if schedule.notify == "changes":
-            gist = store.load(analysis_id)
-            if gist is None or not gist.status.is_final:
-                return None
-            if gist.status == Status.COMPLETED:
-                changes = run_changes(store, gist)
-                if changes["against"] and not has_alerts(changes):
-                    logger.info("[%s] no market entered or left the top since %s: recorded, "
-                                "not posted (schedule %s)",
-                                gist.id, changes["against"], gist.schedule)
-                    return None
-        return schedule.chat_id
+        return self.schedules.chat_for_run(analysis_id)
 
     async def owner_may_post(self, bot: Bot, analysis_id: str, chat_id: int) -> bool:
         """Before a scheduled run's card goes into a group: is the schedule's owner still a member
@@ -63,7 +42,8 @@ class ScheduledCards:
         if chat_id > 0:
             return True
         if analysis_id not in self._checked:
-            gist = await asyncio.to_thread(self.schedules.analyses.store.load, analysis_id)
+            view = await asyncio.to_thread(self.schedules.analyses.card_view, analysis_id)
+            gist = view.gist if view is not None else None
             owner = gist.owner if gist is not None else ""
             problem = await not_a_member(bot, chat_id, int(owner)) if owner.isdigit() else None
             if problem is not None and gist is not None:

@@ -9,9 +9,9 @@ from telegram import Message, Update
 from telegram.error import BadRequest
 from telegram.ext import ContextTypes
 
-from analysis.schedules import PAUSED
+from analysis.schedules.model import PAUSED
 from analysis.service import Actor
-from bot import export_handlers, schedule_callbacks, schedule_views, views
+from bot import callbacks, export_handlers, schedule_views, views
 from bot.guards import (TRADER, TRADER_OR_GROUP_ADMIN, admin_of_this_group, guarded, log_refusal,
                         parse_press, shown_callback_data)
 from bot.notifier import NOT_MODIFIED
@@ -119,7 +119,7 @@ async def resume(update: Update, context: ContextTypes.DEFAULT_TYPE, schedule_id
     return schedule_views.resume_answer(result, next_runs.get(found.id), zone), found.owner
 
 
-BUTTON_ACTIONS = {schedule_callbacks.REMOVE: remove, schedule_callbacks.RESUME: resume}
+BUTTON_ACTIONS = {callbacks.REMOVE: remove, callbacks.RESUME: resume}
 
 
 @guarded(TRADER)
@@ -127,7 +127,7 @@ async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """A Remove or Resume button: parse strictly, check where it was pressed, act as the presser
     (owner or admin), answer, re-list."""
     query = update.callback_query
-    press = await parse_press(update, schedule_callbacks.parse)
+    press = await parse_press(update, callbacks.parse_schedule)
     if press is None or await refused_press(update, context, press):
         return
     answer, owner = await BUTTON_ACTIONS[press.action](update, context, press.schedule_id)
@@ -144,7 +144,7 @@ async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 async def refused_press(update: Update, context: ContextTypes.DEFAULT_TYPE,
-                        press: schedule_callbacks.SchedulePress) -> bool:
+                        press: callbacks.SchedulePress) -> bool:
     """Refuse (logged, answered) a press on a message that does not show that button, or under
     an admin's list by someone who is not an admin."""
     query = update.callback_query

@@ -8,9 +8,9 @@ from html import escape
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from analysis.local_time import shown_time
-from analysis.schedule_service import ResumeResult
-from analysis.schedules import ACTIVE, PAUSED, Schedule
-from bot import schedule_callbacks
+from analysis.schedules.service import ResumeResult
+from analysis.schedules.model import ACTIVE, PAUSED, Schedule
+from bot import callbacks
 
 MAX_BUTTONS = 20
 MAX_MOVES = 5  # rank moves shown on a card; status --json has them all
@@ -63,11 +63,11 @@ def schedules_text(schedules: list[Schedule], next_runs: dict[str, float], every
 def schedules_keyboard(schedules: list[Schedule], everyone: bool) -> InlineKeyboardMarkup | None:
     """Remove under each schedule, with Resume beside it under a paused one."""
     def button(action: str, label: str, schedule: Schedule) -> InlineKeyboardButton:
-        data = schedule_callbacks.encode(action, schedule.id, everyone)
+        data = callbacks.encode_schedule(action, schedule.id, everyone)
         return InlineKeyboardButton(f"{label} {schedule.id}", callback_data=data)
 
-    rows = [([button(schedule_callbacks.RESUME, "Resume", s)] if s.state == PAUSED else [])
-            + [button(schedule_callbacks.REMOVE, "Remove", s)] for s in schedules[:MAX_BUTTONS]]
+    rows = [([button(callbacks.RESUME, "Resume", s)] if s.state == PAUSED else [])
+            + [button(callbacks.REMOVE, "Remove", s)] for s in schedules[:MAX_BUTTONS]]
     return InlineKeyboardMarkup(rows) if rows else None
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Callable
 
 import redis.asyncio as aioredis
 from telegram import Bot, User
@@ -12,10 +13,9 @@ from telegram.ext import ContextTypes
 
 from analysis.access import may_trade
 from analysis.config_factory import RankingConfigFactory
-from analysis.engine.events import EventReader
-from analysis.engine.runtime import Runtime
-from analysis.schedule_service import ScheduleService
-from analysis.schedules import ScheduleStore
+from analysis.db.keys import Keys
+from analysis.health import Health
+from analysis.schedules.service import ScheduleService
 from analysis.service import Actor, AnalysisService
 from analysis.settings import Settings
 from analysis.track.service import TrackService
@@ -23,14 +23,12 @@ from analysis.user_settings import UserSettingsService, UserSettingsStore
 from bot.alert_book import AlertBook
 from bot.alerts import AdminAlerts
 from bot.cards import CardStore
+from bot.chart_cache import ChartCache
 from bot.delivery import Delivery
 from bot.notifier import CardNotifier
 from bot.schedule_cards import ScheduledCards
 from bot.update_ledger import UpdateLedger
-from tasks.health import check_health
-from tasks.dispatcher import CeleryDispatcher
-from tasks.ops import BrokerOps, default_ops
-from tasks.schedule_beat import default_registrar
+from wiring import BrokerOps, celery_services
 
 logger = logging.getLogger(__name__)
 BOT_DATA_KEY = "services"
@@ -64,49 +62,49 @@ class BotServices:
     ops: BrokerOps
     async_redis: aioredis.Redis
     ledger: UpdateLedger
-    runtime: Runtime
+    keys: Keys
     alerts: AdminAlerts
+    health: Callable[[], Health]  # the stack's health reading (blocking: run it in a thread)
+    charts: ChartCache
     track: TrackService
     user_settings: UserSettingsService
     delivery: Delivery
 
     @classmethod
     def build(cls, settings: Settings, bot: Bot) -> BotServices:
-        runtime = Runtime(settings)
-        ops = default_ops()
-        service = AnalysisService(runtime.store, CeleryDispatcher(),
-                                  pending_steps=ops.pending_steps_within(settings.watchdog_grace_s))
+        core = celery_services(settings)
+        runtime, service, schedules, factory, ops = (core.runtime, core.service, core.schedules,
+                                                     core.factory, core.ops)
         async_redis = aioredis.Redis.from_url(settings.redis_url, decode_responses=True,
                                               health_check_interval=30)
         # One consumer group per bot (its id is the token's prefix): each bot sees every event.
-        events = EventReader(async_redis, runtime.keys, group=f"bot:{bot.id}", consumer=NOTIFIER_CONSUMER)
+        events = service.events(async_redis, group=f"bot:{bot.id}", consumer=NOTIFIER_CONSUMER)
         cards = CardStore(async_redis, runtime.keys, settings.gist_ttl_s)
-        factory = RankingConfigFactory(settings, runtime.provider)
-        schedules = ScheduleService(ScheduleStore(runtime.redis, runtime.keys), service, factory,
-                                    default_registrar(), settings)
-        ops = default_ops()
         user_settings = UserSettingsService(UserSettingsStore(
             runtime.redis, runtime.keys, max_held=settings.quiet_max_held, held_ttl_s=settings.quiet_held_ttl_s))
         delivery = Delivery(bot, user_settings, cards, interval_s=settings.quiet_check_interval_s,
                             schedules=schedules)
         alerts = AdminAlerts(bot, settings.admin_user_ids,
                              AlertBook(async_redis, runtime.keys, settings.alert_throttle_s),
-                             lambda: check_health(runtime, service, ops),
+                             core.health,
                              interval_s=settings.health_check_interval_s, delivery=delivery)
         track = TrackService(runtime.redis, runtime.keys, retention_days=settings.track_retention_days,
                              horizons=settings.track_horizons)
-        notifier = CardNotifier(bot, runtime.store, cards, events, interval_s=settings.card_edit_interval_s,
+        charts = ChartCache(runtime.redis, runtime.keys, ttl_s=settings.chart_cache_ttl_s,
+                            presses_per_minute=settings.chart_presses_per_minute)
+        notifier = CardNotifier(bot, service, cards, events, interval_s=settings.card_edit_interval_s,
                                 scheduled=ScheduledCards(schedules), on_admin_event=alerts.analysis_event,
                                 track_lines=track.card_lines, delivery=delivery)
         return cls(settings=settings, access=Access(settings.allowed_user_ids, settings.admin_user_ids),
                    service=service, schedules=schedules, factory=factory,
                    notifier=notifier, ops=ops, async_redis=async_redis, alerts=alerts,
-                   ledger=UpdateLedger(async_redis, runtime.keys, bot.id), runtime=runtime,
-                   track=track, user_settings=user_settings, delivery=delivery)
+                   ledger=UpdateLedger(async_redis, runtime.keys, bot.id), keys=runtime.keys,
+                   health=core.health, charts=charts, track=track, user_settings=user_settings,
+                   delivery=delivery)
 
     async def close(self) -> None:
         await self.async_redis.aclose()
-        self.service.store.redis.close()
+        self.service.close()
 
 
 def services(context: ContextTypes.DEFAULT_TYPE) -> BotServices:

@@ -15,7 +15,7 @@ from analysis.db.keys import Keys
 from analysis.engine.store import AnalysisStore
 from analysis.export import PairListReader
 from analysis.logging_setup import configure_logging
-from analysis.schedules import ScheduleStore
+from analysis.schedules.store import ScheduleStore
 from analysis.service import AnalysisService
 from analysis.settings import Settings, get_settings
 from listener.app import Feature, plan, serve

@@ -10,7 +10,7 @@ from celery.schedules import crontab, schedule as every_interval
 from redbeat import RedBeatSchedulerEntry
 
 from analysis.local_time import utc_candidates
-from analysis.schedules import Every, Schedule, cron_fields
+from analysis.schedules.model import Every, Schedule, cron_fields
 
 SCHEDULED_RUN_TASK = "marketrank.scheduled_run"
 

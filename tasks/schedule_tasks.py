@@ -3,11 +3,9 @@ analysis for the schedule's owner (INIT shows `schedule=<id>` in Flower), or ski
 
 import logging
 
-from analysis.config_factory import RankingConfigFactory
 from analysis.engine.runtime import Runtime
-from analysis.schedule_service import FireResult, ScheduleService
-from analysis.schedules import ScheduleStore
-from analysis.service import AnalysisService
+from analysis.schedules.service import FireResult, ScheduleService
+from analysis.services import build_services
 from tasks.celery_app import app
 from tasks.dispatcher import CeleryDispatcher
 from tasks.runtime import get_runtime
@@ -18,10 +16,7 @@ logger = logging.getLogger(__name__)
 
 def schedule_service(rt: Runtime, label: str = "") -> ScheduleService:
     """The schedule service over this process's runtime; steps it enqueues carry `label`."""
-    analyses = AnalysisService(rt.store, CeleryDispatcher(label=label))
-    return ScheduleService(ScheduleStore(rt.redis, rt.keys), analyses,
-                           RankingConfigFactory(rt.settings, rt.provider), default_registrar(),
-                           rt.settings)
+    return build_services(rt, CeleryDispatcher(label=label), default_registrar()).schedules
 
 
 @app.task(name=SCHEDULED_RUN_TASK, bind=True)

@@ -31,7 +31,7 @@ def environment(overrides: dict[str, str]) -> Iterator[None]:
 
 def marketrank(*args: str, **env: str) -> subprocess.CompletedProcess:
     """`marketrank ARGS` with the environment `env` added, run by the CLI's own `main`."""
-    from tasks.cli import main
+    from cli.main import main
 
     stdout, stderr = io.StringIO(), io.StringIO()
     with environment(env), contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):

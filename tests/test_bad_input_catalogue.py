@@ -324,7 +324,7 @@ def command_for(name: str) -> str:
 
 def run_marketrank(env: dict[str, str], args: list[str]) -> subprocess.CompletedProcess:
     script = Path(sys.executable).with_name("marketrank")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "tasks.cli"]
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "cli.main"]
     return subprocess.run([*command, *args], env=env, capture_output=True, text=True,
                           errors="replace", timeout=120)
 
@@ -345,7 +345,7 @@ def test_the_cli_refuses_bad_input_with_one_error_line_and_changes_nothing(redis
     runtime.redis.zadd(runtime.keys.analyses(), {twin: 0})
     env = {"REDIS_URL": url, "MARKET_DATA": "demo", "OPENAI_API_KEY": "", "OPENAI_BASE_URL": ""}
     enqueued = RecordingDispatcher()  # where the CLI's steps would go: none may
-    monkeypatch.setattr("tasks.cli.CeleryDispatcher", lambda: enqueued)
+    monkeypatch.setattr("cli.main.CeleryDispatcher", lambda: enqueued)
     before = redis_snapshot(runtime.redis)
     cases = cli_cases(real[:4])
     results = {name: marketrank(*args, **env) for name, args in cases.items()}
@@ -760,8 +760,8 @@ def test_item2_refines_count_toward_the_hourly_quota_like_starts(redis_url, monk
 def test_item3_only_the_admins_of_the_group_a_schedule_posts_to_may_remove_it(scratch_world):
     """The front passes `chat_admin_of` only for a group Telegram says the user administers
     (getChatAdministrators); an admin of another group, or a plain member, is refused."""
-    from analysis.schedule_service import ScheduleService
-    from analysis.schedules import ScheduleStore
+    from analysis.schedules.service import ScheduleService
+    from analysis.schedules.store import ScheduleStore
     from tasks.schedule_beat import default_registrar
 
     world = scratch_world
@@ -848,7 +848,7 @@ BAD_SETTINGS = {
     "unknown exchange": ({"MARKET_DATA": "ccxt:nosuch"},
                          "bad setting MARKET_DATA=ccxt:nosuch: ccxt has no exchange 'nosuch'"),
 }
-ENTRY_POINTS = {"cli": ["tasks.cli", "list"], "bot": ["bot"],
+ENTRY_POINTS = {"cli": ["cli.main", "list"], "bot": ["bot"],
                 "worker": ["celery", "-A", "tasks", "worker"], "beat": ["celery", "-A", "tasks", "beat"]}
 
 
@@ -879,8 +879,8 @@ def test_a_bad_redis_url_or_data_source_stops_every_program_with_one_line(tmp_pa
 
 
 def test_a_cron_line_that_never_fires_is_refused_saying_why(world):
-    from analysis.schedule_service import ScheduleService
-    from analysis.schedules import ScheduleStore
+    from analysis.schedules.service import ScheduleService
+    from analysis.schedules.store import ScheduleStore
     from tasks.schedule_beat import default_registrar
     runtime = world["runtime"]
     schedules = ScheduleService(ScheduleStore(runtime.redis, runtime.keys), world["service"],
@@ -952,7 +952,7 @@ def test_the_uncalibrated_p_exact_is_shown_on_no_card_status_or_json():
     import json as jsonlib
     from analysis.models import Gist, RankingConfig, to_jsonable
     from bot.views import card_text
-    from tasks.cli import describe
+    from cli.main import describe
     config = RankingConfig(markets=["BTC/USDT", "ETH/USDT", "SOL/USDT"], timeframe="1h",
                            strategy="llm", top_k=2, target_confidence=0.9)
     order = {"shown": ["ETH/USDT", "BTC/USDT", "SOL/USDT"],
@@ -1192,8 +1192,8 @@ def test_the_export_listener_refuses_in_one_line_and_serves_nothing(runtime, que
     import uuid
 
     from analysis.export import ExportService
-    from analysis.schedule_service import ScheduleService
-    from analysis.schedules import ScheduleStore
+    from analysis.schedules.service import ScheduleService
+    from analysis.schedules.store import ScheduleStore
     from tasks.schedule_beat import default_registrar
     from tests.test_export import get
 

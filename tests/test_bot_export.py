@@ -7,8 +7,8 @@ import random
 import re
 import uuid
 
-from analysis.schedule_service import ScheduleService
-from analysis.schedules import ScheduleStore
+from analysis.schedules.service import ScheduleService
+from analysis.schedules.store import ScheduleStore
 from analysis.service import AnalysisService
 from tasks.schedule_beat import default_registrar
 from tests.test_bot import api, logged_errors, people  # noqa: F401 (the bot tests' fixtures, shared)

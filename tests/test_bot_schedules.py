@@ -6,8 +6,8 @@ import logging
 import random
 import re
 
-from analysis.schedule_service import ScheduleService
-from bot import schedule_callbacks
+from analysis.schedules.service import ScheduleService
+from bot import callbacks
 from tests.helpers import redis_snapshot
 from tests.test_bot import api, logged_errors, people  # noqa: F401 (the bot tests' fixtures, shared)
 from tests.test_bot import (RunningBot, ask, bot_settings, reply_after, some_markets, status_of,
@@ -74,7 +74,7 @@ def test_a_remove_press_changes_only_the_list_that_shows_the_button(api, people)
         card = wait_for_card(api, group)
         theirs = re.search(r"Scheduled (\w{8})", ask(api, people.other, "/schedule 4h markets=5 top=2"))[1]
         # Another trader forges their own schedule's Remove button onto the trader's card.
-        query = api.press_button(people.other, card.message_id, schedule_callbacks.encode(schedule_callbacks.REMOVE, theirs, False),
+        query = api.press_button(people.other, card.message_id, callbacks.encode_schedule(callbacks.REMOVE, theirs, False),
                                  chat_id=group)
         assert api.wait_for_callback_answer(query).text == "This button is no longer valid."
         shown = api.message(group, card.message_id)

@@ -10,11 +10,17 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from analysis.engine.runtime import Runtime
 from sandbox import BotApiServer
 from tests.test_bot import api, logged_errors, people  # noqa: F401 (the bot tests' fixtures, shared)
 from tests.test_bot import RunningBot, analysis_id_of, ask, bot_settings, some_markets, wait_for_card, wait_for_status
 
 pytestmark = pytest.mark.usefixtures("worker")
+
+
+def runtime_of(services) -> Runtime:
+    """A runtime over the bot's own settings (the bot's services hold no engine runtime)."""
+    return Runtime(services.settings)
 
 
 def notices(api: BotApiServer, chat_id: int) -> list:
@@ -33,7 +39,7 @@ def run_to_completion(api: BotApiServer, user: int, index: int) -> str:
 def finished_flag(bot: RunningBot, analysis_id: str) -> str | None:
     """The card record's mark that the notice was dealt with (sent, held or turned off)."""
     services = bot.application.bot_data["services"]
-    value = services.runtime.redis.hget(services.runtime.keys.card(analysis_id), "finished:0")
+    value = runtime_of(services).redis.hget(runtime_of(services).keys.card(analysis_id), "finished:0")
     return value.decode() if value else None
 
 
@@ -79,7 +85,7 @@ def test_quiet_hours_hold_three_finished_runs_and_send_one_digest_in_order(api, 
         ids = []
         for n in range(3):
             ids.append(run_to_completion(api, people.trader, n))
-            held = services.runtime.redis.llen(services.runtime.keys.held(str(people.trader)))
+            held = runtime_of(services).redis.llen(runtime_of(services).keys.held(str(people.trader)))
             assert held == n + 1  # positive marker: held, in Redis
             assert notices(api, people.trader) == []  # ... and nothing sent during the window
         digests = lambda: [m for m in api.messages(people.trader, from_bot=True) if (m.text or "").startswith("🌙")]  # noqa: E731
@@ -92,7 +98,7 @@ def test_quiet_hours_hold_three_finished_runs_and_send_one_digest_in_order(api, 
         positions = [digest.text.index(i[:6]) for i in ids]
         assert positions == sorted(positions), digest.text
         assert "UTC+09:00" in digest.text
-        assert services.runtime.redis.llen(services.runtime.keys.held(str(people.trader))) == 0
+        assert runtime_of(services).redis.llen(runtime_of(services).keys.held(str(people.trader))) == 0
 
         # Outside the window a run's notice is sent at once (before its card shows Completed).
         fourth = run_to_completion(api, people.trader, 3)
@@ -111,8 +117,8 @@ def test_only_its_user_changes_their_settings_by_button(api, people, logged_erro
         api.send_message(people.trader, "/settings", chat_id=group)
         api.wait_for_call("sendMessage", lambda c: c.params.get("chat_id") == group, since=mark)
         message = [m for m in api.messages(group, from_bot=True) if (m.text or "").startswith("Your settings")][-1]
-        key = services.runtime.keys.user_settings(str(people.trader))
-        before = services.runtime.redis.dump(key)
+        key = runtime_of(services).keys.user_settings(str(people.trader))
+        before = runtime_of(services).redis.dump(key)
         query = api.press(people.other, message.message_id, "Run finished: on → silent", chat_id=group)
         assert "only you can change your settings" in api.wait_for_callback_answer(query).text
         # Forged: the trader's own button data pressed on a card-less, button-less message.
@@ -122,15 +128,15 @@ def test_only_its_user_changes_their_settings_by_button(api, people, logged_erro
         data = message.button_data("Run finished: on → silent").replace(str(people.trader), str(people.other))
         forged = api.press_button(people.other, helps[-1].message_id, data)
         assert api.wait_for_callback_answer(forged).text == "This button is no longer valid."
-        assert services.runtime.redis.dump(key) == before
-        assert services.runtime.redis.exists(services.runtime.keys.user_settings(str(people.other))) == 0
+        assert runtime_of(services).redis.dump(key) == before
+        assert runtime_of(services).redis.exists(runtime_of(services).keys.user_settings(str(people.other))) == 0
         assert api.message(group, message.message_id).edits == 0
 
 
 def notifier_caught_up(bot: RunningBot) -> bool:
     """The bot's notifier has handled (acknowledged) every progress event written so far."""
     services = bot.application.bot_data["services"]
-    redis, stream = services.runtime.redis, services.runtime.keys.events()
+    redis, stream = runtime_of(services).redis, runtime_of(services).keys.events()
     newest = redis.xrevrange(stream, count=1)
     groups = [g for g in redis.xinfo_groups(stream) if g["name"].decode() == f"bot:{bot.application.bot.id}"]
     return bool(newest and groups and groups[0]["pending"] == 0
@@ -149,7 +155,7 @@ def test_a_schedules_runs_silent_then_off(api, people, logged_errors):
         ask(api, people.trader, "/settings schedule_run=silent")
         assert "every 4h (UTC)" in ask(api, people.trader, f"/schedule 4h symbols={some_markets(4)} top=2")
         [schedule] = services.schedules.list(Actor(str(people.trader)))
-        firing = schedule_service(services.runtime)  # what beat's task runs, without beat
+        firing = schedule_service(runtime_of(services))  # what beat's task runs, without beat
         assert firing.fire(schedule.id, fire_id="first").code == "started"
         card = wait_for_card(api, people.trader, 0)
         wait_for_status(api, people.trader, card.message_id, "Completed", timeout=60)
@@ -194,12 +200,12 @@ def test_a_scheduled_run_in_quiet_hours_is_held_as_its_final_card_and_comes_in_t
         ask(api, people.trader, f"/settings tz=Europe/Berlin quiet={window_around_now(30, 90, 'Europe/Berlin')}")
         ask(api, people.trader, f"/schedule 4h symbols={some_markets(4)} top=2")
         [schedule] = services.schedules.list(Actor(str(people.trader)))
-        started = schedule_service(services.runtime).fire(schedule.id, fire_id="quiet")
+        started = schedule_service(runtime_of(services)).fire(schedule.id, fire_id="quiet")
         api.wait_for(lambda: services.service.store.load(started.analysis_id).status == Status.COMPLETED, timeout=60)
-        held_key = services.runtime.keys.held(str(people.trader))
-        api.wait_for(lambda: services.runtime.redis.llen(held_key) == 1, timeout=20)  # held once, final
+        held_key = runtime_of(services).keys.held(str(people.trader))
+        api.wait_for(lambda: runtime_of(services).redis.llen(held_key) == 1, timeout=20)  # held once, final
         api.wait_for(lambda: notifier_caught_up(bot), timeout=20)
-        assert services.runtime.redis.llen(held_key) == 1
+        assert runtime_of(services).redis.llen(held_key) == 1
         assert not [m for m in api.messages(people.trader, from_bot=True) if "Scheduled run of" in (m.text or "")]
 
         services.user_settings.clock = lambda: time.time() + 2 * 3600  # the window is over

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.usefixtures("worker")
 
 def marketrank_process(*args: str, **env: str) -> subprocess.CompletedProcess:
     """`marketrank` as its own process: what start-up and the exit code look like to a shell."""
-    return subprocess.run([sys.executable, "-m", "tasks.cli", *args], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=ROOT,
                           env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
 
 
@@ -168,7 +168,7 @@ def test_redis_down_is_one_line_naming_the_url_and_what_to_do():
 def test_a_reader_that_stops_early_gets_no_broken_pipe():
     started = marketrank("start", "--markets", "5", "--top", "2", "--owner", "cli-pipe", "--wait")
     analysis_id = started.stdout.splitlines()[0]
-    process = subprocess.Popen([sys.executable, "-m", "tasks.cli", "status", analysis_id], cwd=ROOT,
+    process = subprocess.Popen([sys.executable, "-m", "cli.main", "status", analysis_id], cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     process.stdout.close()  # like `| head` that has read enough before the CLI writes
     _, err = process.communicate(timeout=60)
@@ -178,7 +178,7 @@ def test_a_reader_that_stops_early_gets_no_broken_pipe():
 def test_progress_is_a_bar_redrawn_in_place_on_a_terminal():
     controller, terminal = pty.openpty()
     try:
-        done = subprocess.run([sys.executable, "-m", "tasks.cli", "start", "--markets", "20",
+        done = subprocess.run([sys.executable, "-m", "cli.main", "start", "--markets", "20",
                                "--top", "3", "--owner", "cli-tty", "--wait"], cwd=ROOT,
                               stdout=subprocess.PIPE, stderr=terminal, timeout=120)
         os.close(terminal)

@@ -80,3 +80,26 @@ def test_a_local_source_has_nothing_to_say_before_choosing(factory):
     then answers with the card alone)."""
     assert not factory.provider.remote
     assert factory.choice_words(markets=30) is None and factory.choice_words() is None
+
+
+def test_one_create_makes_every_kind_and_refuses_an_option_the_kind_does_not_take(factory):
+    assert factory.create("rank", markets=4, top_k=2).kind == "rank"
+    assert factory.create("entry", prompt="scalp", markets=5).kind == "entry"
+    held = factory.create("exit", symbols=["BTC/USDT", "ETH/USDT"], prompt="taking profit")
+    assert (held.kind, held.markets) == ("exit", ["BTC/USDT", "ETH/USDT"])
+    with pytest.raises(InvalidConfig, match="strategy cannot be chosen for this kind"):
+        factory.create("entry", prompt="x", strategy="llm")
+    with pytest.raises(InvalidConfig, match="markets cannot be chosen for this kind"):
+        factory.create("exit", symbols=["BTC/USDT", "ETH/USDT"], markets=5)
+    with pytest.raises(InvalidConfig, match="unknown kind of analysis 'hold': use rank, entry, exit"):
+        factory.create("hold")
+
+
+@pytest.mark.shared_data
+def test_a_config_says_whether_its_data_is_demo(factory, runtime, shared_data_dir):
+    """The card's demo flag comes from the config the factory made, not from a provider the
+    service builds again."""
+    from analysis.markets.registry import provider_from_spec
+    assert factory.create("rank", markets=4).demo
+    real = RankingConfigFactory(runtime.settings, provider_from_spec(f"csv:{shared_data_dir}"))
+    assert not real.create("rank", markets=4).demo

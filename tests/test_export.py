@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from analysis.export import ExportService, PairListReader
-from analysis.schedule_service import ScheduleService
-from analysis.schedules import ScheduleStore
+from analysis.schedules.service import ScheduleService
+from analysis.schedules.store import ScheduleStore
 from analysis.service import Actor, AnalysisService
 from analysis.settings import Settings
 from tasks.schedule_beat import default_registrar

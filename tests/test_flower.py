@@ -24,7 +24,7 @@ class Flower:
         self._log = open(log_path, "ab")
         self.log_path = log_path
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tasks.flower"], cwd=ROOT, stdout=self._log,
+            [sys.executable, "-m", "launcher.flower"], cwd=ROOT, stdout=self._log,
             stderr=subprocess.STDOUT, start_new_session=True,
             env={**os.environ, "FLOWER_PORT": str(self.port), "FLOWER_BASIC_AUTH": AUTH})
 

@@ -14,8 +14,8 @@ import urllib.request
 import pytest
 
 from analysis.settings import get_settings
-from tasks.flower import host_allowed
-from tasks.run_local import flower_env
+from launcher.flower import host_allowed
+from launcher.run import flower_env
 from tests.conftest import wait_until
 from tests.servers import ROOT, free_port
 
@@ -25,12 +25,12 @@ LOGIN = re.compile(r"user (\S+), password (\S+), made for this run")
 
 @pytest.fixture
 def local_flower(tmp_path):
-    """`python -m tasks.flower` with the environment `make run` gives it; (port, user, password)."""
+    """`python -m launcher.flower` with the environment `make run` gives it; (port, user, password)."""
     extra, login = flower_env(get_settings())
     user, password = LOGIN.fullmatch(login).groups()
     port = free_port()
     log = open(tmp_path / "flower.log", "ab")
-    process = subprocess.Popen([sys.executable, "-m", "tasks.flower"], cwd=ROOT, stdout=log,
+    process = subprocess.Popen([sys.executable, "-m", "launcher.flower"], cwd=ROOT, stdout=log,
                                stderr=subprocess.STDOUT, start_new_session=True,
                                env={**os.environ, "FLOWER_PORT": str(port), **extra})
     try:

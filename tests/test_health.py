@@ -85,7 +85,7 @@ def test_steps_are_counted_as_they_run_and_failures_by_kind(redis_url, queue, ac
 
 def marketrank_process(*args: str, **env: str) -> subprocess.CompletedProcess:
     """A process of its own: a bad setting is refused at start-up, before `main` runs."""
-    return subprocess.run([sys.executable, "-m", "tasks.cli", *args], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=ROOT,
                           env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
 
 

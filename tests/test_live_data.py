@@ -228,7 +228,7 @@ def _actor():
 
 def test_cli_markets_lists_the_candidates_with_their_24h_quote_volume(live):
     env = {**os.environ}
-    done = subprocess.run([sys.executable, "-m", "tasks.cli", "markets", "--limit", "5"], cwd=ROOT,
+    done = subprocess.run([sys.executable, "-m", "cli.main", "markets", "--limit", "5"], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
@@ -243,7 +243,7 @@ def test_cli_markets_lists_the_candidates_with_their_24h_quote_volume(live):
 
 def test_cli_markets_lists_a_stablecoin_pair_when_excluded_bases_is_empty(live):
     env = {**os.environ, "EXCLUDED_BASES": ""}
-    done = subprocess.run([sys.executable, "-m", "tasks.cli", "markets", "--limit", "3"], cwd=ROOT,
+    done = subprocess.run([sys.executable, "-m", "cli.main", "markets", "--limit", "3"], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[2].split()[0] == "USDC/USDT"
@@ -271,7 +271,7 @@ def test_only_closed_candles_are_ranked_and_the_status_names_source_and_close_ti
     assert document["source"]["label"] == label == done.source_label()
     assert document["source"]["candles_to"] == hour_open.isoformat().replace("+00:00", "Z")
     from bot.views import card_text
-    from tasks.cli import describe
+    from cli.main import describe
     assert label in card_text(done) and label in describe(done)
     assert "DEMO" not in card_text(done)
 
@@ -381,7 +381,7 @@ def test_a_failure_that_lasts_names_the_exchange_and_what_failed(live):
 
 def test_an_exchange_that_cannot_be_reached_at_start_gets_a_one_line_answer(monkeypatch):
     live_env(monkeypatch, f"http://127.0.0.1:{free_port()}")
-    done = subprocess.run([sys.executable, "-m", "tasks.cli", "start", "--markets", "5"], cwd=ROOT,
+    done = subprocess.run([sys.executable, "-m", "cli.main", "start", "--markets", "5"], cwd=ROOT,
                           env={**os.environ}, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert done.stderr.strip() == "error: binance cannot be reached for its market list (2 tries)"

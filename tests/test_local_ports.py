@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 import pytest
 
 from analysis.settings import Settings
-from tasks.local_ports import PortProblem, check_flower_port, plan_redis
+from launcher.ports import PortProblem, check_flower_port, plan_redis
 from tests.servers import ROOT, free_port
 
 
@@ -88,7 +88,7 @@ def test_redis_url_defaults_to_the_local_redis_port(monkeypatch):
 def test_make_run_refuses_someone_elses_redis_with_one_line_and_starts_nothing(redis_url, tmp_path):
     env = {**os.environ, "REDIS_URL": "", "REDIS_PORT": str(urlparse(redis_url).port),
            "MARKETRANK_VAR_DIR": str(tmp_path)}
-    done = subprocess.run([sys.executable, "-m", "tasks.run_local", "--once"], cwd=ROOT, env=env,
+    done = subprocess.run([sys.executable, "-m", "launcher.run", "--once"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     errors = [line for line in done.stdout.splitlines() if "error:" in line]

@@ -234,7 +234,7 @@ def test_analyses_the_watchdog_halted_are_found_by_their_halt_field(runtime, loc
     # A user's own pause is not the watchdog's: resumed and paused again, it is not listed.
     assert local_service.resume(gist.id, actor).changed
     assert local_service.pause(gist.id, actor).changed
-    assert store.load(gist.id).halt == ""
+    assert store.load(gist.id).halt == "user"
     assert gist.id not in {g.id for g in local_service.stuck()}
 
 

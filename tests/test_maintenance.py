@@ -14,11 +14,11 @@ from analysis.engine.step_runner import run_step
 from analysis.errors import NotAllowed, UnderMaintenance
 from analysis.maintenance import HALT, MaintenanceService
 from analysis.models import HistoryEntry, Status, StepOutcome
-from analysis.schedule_service import ScheduleService
-from analysis.schedules import ScheduleStore
+from analysis.schedules.service import ScheduleService
+from analysis.schedules.store import ScheduleStore
 from analysis.service import PAUSED_BY_USER, Actor
 from analysis.settings import Settings
-from tasks import cli
+from cli import main as cli
 from tasks.schedule_beat import default_registrar
 from tests.conftest import wait_until
 from tests.helpers import assert_history_is_one_clean_chain, noop_config, wait_for_status

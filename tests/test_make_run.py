@@ -22,7 +22,7 @@ pytestmark = pytest.mark.e2e  # make run's whole stack
 def test_make_run_starts_its_own_redis_and_prints_a_demo_ranking(tmp_path):
     env = {**os.environ, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
            "MARKETRANK_VAR_DIR": str(tmp_path)}
-    done = subprocess.run([sys.executable, "-m", "tasks.run_local", "--once"], cwd=ROOT, env=env,
+    done = subprocess.run([sys.executable, "-m", "launcher.run", "--once"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "starting redis-server" in done.stdout
@@ -51,7 +51,7 @@ def test_make_run_without_a_token_serves_the_sandbox_with_the_real_bot(tmp_path)
            "SANDBOX_PORT": str(port), "MARKETRANK_VAR_DIR": str(tmp_path), "DEFAULT_MARKETS": "8",
            "DEFAULT_TOP_K": "3", "ADMIN_USER_IDS": "", "ALLOWED_USER_IDS": "1",
            "FLOWER_PORT": str(flower_port), "FLOWER_BASIC_AUTH": ""}
-    run = subprocess.Popen([sys.executable, "-m", "tasks.run_local"], cwd=ROOT, env=env,
+    run = subprocess.Popen([sys.executable, "-m", "launcher.run"], cwd=ROOT, env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
     try:

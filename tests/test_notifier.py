@@ -14,10 +14,11 @@ import redis.asyncio as aioredis
 from telegram import Bot
 
 from analysis.engine.events import EventReader
+from analysis.service import AnalysisService
 from bot.cards import CardStore
 from bot.notifier import CardNotifier
 from sandbox import BotApiServer
-from tests.helpers import noop_config
+from tests.helpers import QueueDispatcher, noop_config
 
 INTERVAL_S = 0.3
 
@@ -39,7 +40,9 @@ async def with_notifier(api, runtime, body):
     events = EventReader(client, runtime.keys, group=f"bot:test-{uuid.uuid4().hex[:8]}",
                          consumer="notifier", block_ms=50)
     cards = CardStore(client, runtime.keys, runtime.settings.gist_ttl_s)
-    notifier = CardNotifier(bot, runtime.store, cards, events, interval_s=INTERVAL_S)
+    # The notifier reads cards through the service; it starts nothing, so no dispatcher runs.
+    service = AnalysisService(runtime.store, QueueDispatcher())
+    notifier = CardNotifier(bot, service, cards, events, interval_s=INTERVAL_S)
     await bot.initialize()
     await notifier.start()
     try:

@@ -478,7 +478,7 @@ def wait_for_completion(store, analysis_id: str, stall_s: float = 30):
 
 def marketrank(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     script = Path(sys.executable).with_name("marketrank")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "tasks.cli"]
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "cli.main"]
     return subprocess.run([*command, *args], env=env, capture_output=True, text=True,
                           timeout=timeout)
 

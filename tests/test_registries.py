@@ -40,7 +40,7 @@ def test_a_production_process_refuses_the_test_doubles_and_has_no_bench_task():
 
 def test_the_cli_refuses_a_test_double_as_the_data_source():
     env = {**os.environ, "MARKET_DATA": "faulty:0.5:demo"}
-    done = subprocess.run([sys.executable, "-m", "tasks.cli", "markets"], cwd=ROOT, env=env,
+    done = subprocess.run([sys.executable, "-m", "cli.main", "markets"], cwd=ROOT, env=env,
                           text=True, capture_output=True, timeout=60)
     assert done.returncode != 0
     assert "is not a data source: use 'demo' or 'csv:<dir>' or 'ccxt:<exchange id>'" in (

@@ -19,7 +19,7 @@ import redis
 from analysis.markets.demo import DEMO_MARKETS
 from analysis.engine.runtime import Runtime
 from analysis.settings import Settings
-from tasks.supervisor import group_members
+from launcher.supervisor import group_members
 from tests.conftest import wait_until
 from tests.helpers import assert_history_is_one_clean_chain
 from tests.servers import ROOT, free_port
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 
 
 class Launcher:
-    """`python -m tasks.run_local` in its own process group, as a terminal runs it."""
+    """`python -m launcher.run` in its own process group, as a terminal runs it."""
 
     def __init__(self, tmp_path, **env: str):
         self.redis_port, self.flower_port, self.sandbox_port = free_port(), free_port(), free_port()
@@ -37,7 +37,7 @@ class Launcher:
                     "FLOWER_PORT": str(self.flower_port), "MARKETRANK_VAR_DIR": str(tmp_path),
                     "SANDBOX_PORT": str(self.sandbox_port), "EXPORT_PORT": str(free_port()),
                     "TELEGRAM_BOT_TOKEN": "", **env}
-        self.process = subprocess.Popen([sys.executable, "-m", "tasks.run_local"], cwd=ROOT,
+        self.process = subprocess.Popen([sys.executable, "-m", "launcher.run"], cwd=ROOT,
                                         env=self.env, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, text=True, start_new_session=True)
         self.lines: list[str] = []
@@ -63,7 +63,7 @@ class Launcher:
         return {m[0]: int(m[1]) for m in re.findall(r"started (\w+) \(pid (\d+)\)", self.output)}
 
     def marketrank(self, *args: str, **env: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "tasks.cli", *args], cwd=ROOT,
+        return subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=ROOT,
                               env={**self.env, **env}, capture_output=True, text=True, timeout=60)
 
     def kill(self) -> None:

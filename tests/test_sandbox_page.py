@@ -23,7 +23,7 @@ from sandbox import BotApiServer
 from sandbox.cast import SANDBOX_CAST
 from sandbox.access import new_page_secret
 from sandbox.launch import chat_page_url, open_sandbox
-from tasks.run_local import sandbox_env
+from launcher.run import sandbox_env
 from tests.servers import ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("worker")]

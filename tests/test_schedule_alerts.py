@@ -8,12 +8,12 @@ import uuid
 
 import pytest
 
-from analysis.schedule_alerts import announcements
-from analysis.schedule_service import ScheduleService
-from analysis.schedules import ScheduleStore
+from analysis.schedules.alerts import announcements
+from analysis.schedules.service import ScheduleService
+from analysis.schedules.store import ScheduleStore
 from analysis.service import Actor, AnalysisService
 from analysis.settings import Settings
-from analysis.schedule_changes import run_changes
+from analysis.schedules.changes import run_changes
 from bot.schedule_cards import ScheduledCards
 from bot.views import card_text
 from tasks.schedule_beat import default_registrar

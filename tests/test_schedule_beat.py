@@ -241,8 +241,8 @@ def test_schedules_survive_a_redis_restart(tmp_path):
     from redbeat.schedulers import ensure_conf
 
     from analysis.config_factory import RankingConfigFactory
-    from analysis.schedule_service import ScheduleService
-    from analysis.schedules import ScheduleStore
+    from analysis.schedules.service import ScheduleService
+    from analysis.schedules.store import ScheduleStore
     from analysis.service import AnalysisService
     from tests.stack import Stack
     from tasks.schedule_beat import RedBeatRegistrar

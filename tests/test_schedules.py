@@ -7,10 +7,11 @@ import uuid
 import pytest
 
 from analysis.errors import InvalidConfig, LimitReached, NotAllowed, NotFound
-from analysis.models import RankedMarket, Status
-from analysis.schedule_changes import diff_top_k
-from analysis.schedule_service import ScheduleService
-from analysis.schedules import ScheduleStore, parse_every
+from analysis.models import Halt, RankedMarket, Status
+from analysis.schedules.changes import diff_top_k
+from analysis.schedules.service import ScheduleService
+from analysis.schedules.model import parse_every
+from analysis.schedules.store import ScheduleStore
 from analysis.service import Actor, AnalysisService
 from analysis.settings import Settings
 from bot.schedule_cards import ScheduledCards
@@ -288,20 +289,20 @@ def test_the_second_of_two_racing_resumes_answers_with_the_schedule_as_it_is_now
 
 # --- the Remove button's callback data ---------------------------------------------------------
 def test_remove_and_resume_buttons_parse_strictly():
-    from bot import schedule_callbacks
-    from bot.schedule_callbacks import REMOVE, RESUME, SchedulePress
+    from bot import callbacks
+    from bot.callbacks import REMOVE, RESUME, SchedulePress
 
-    data = schedule_callbacks.encode(REMOVE, "q7m2k9xa", everyone=False)
+    data = callbacks.encode_schedule(REMOVE, "q7m2k9xa", everyone=False)
     assert data == "s1:rm:q7m2k9xa:m" and len(data) <= 64
-    assert schedule_callbacks.parse(data) == SchedulePress(REMOVE, "q7m2k9xa", False)
-    assert schedule_callbacks.parse("s1:rm:q7m2k9xa:a").everyone
-    assert schedule_callbacks.encode(RESUME, "q7m2k9xa", everyone=True) == "s1:re:q7m2k9xa:a"
-    assert schedule_callbacks.parse("s1:re:q7m2k9xa:m") == SchedulePress(RESUME, "q7m2k9xa", False)
+    assert callbacks.parse_schedule(data) == SchedulePress(REMOVE, "q7m2k9xa", False)
+    assert callbacks.parse_schedule("s1:rm:q7m2k9xa:a").everyone
+    assert callbacks.encode_schedule(RESUME, "q7m2k9xa", everyone=True) == "s1:re:q7m2k9xa:a"
+    assert callbacks.parse_schedule("s1:re:q7m2k9xa:m") == SchedulePress(RESUME, "q7m2k9xa", False)
     for forged in ["s1:rm:q7m2k9x:m", "s1:rm:q7m2k9xa", "s1:rm:q7m2k9xa:x", "s2:rm:q7m2k9xa:m",
                    "s1:rs:q7m2k9xa:m", "s1:re:q7m2k9xa", "s1:RE:q7m2k9xa:m", "s1:re:q7m2k9xa:m:x",
                    "s1:rm:Q7M2K9XA:m", "s1:rm:q7m2k9xa:m:extra", "s1:rm:q7m2k9x1:m", "", None, 7,
                    "s1:rm:q7m2k9xa:m" + " " * 60]:
-        assert schedule_callbacks.parse(forged) is None, forged
+        assert callbacks.parse_schedule(forged) is None, forged
 
 
 def test_a_new_interval_schedules_first_run_is_due_now_not_one_interval_later(schedules, runtime):
@@ -314,3 +315,22 @@ def test_a_new_interval_schedules_first_run_is_due_now_not_one_interval_later(sc
     # A cron line's first run stays at its next matching minute.
     cron = schedules.add('cron="0 4 * * *"', {"markets": 5, "top_k": 2}, owner(), chat_id=42)
     assert schedules.next_runs([cron])[cron.id] > cron.created_at + 1
+
+
+def test_a_run_its_owner_paused_is_no_failure_but_one_the_watchdog_halted_is(schedules, runtime):
+    """The schedule judges its previous run by the gist's halt value, not by its reason text."""
+    actor, store, grace = owner(), runtime.store, runtime.settings.watchdog_grace_s
+    made = schedules.add("1s", {"markets": 5, "top_k": 2}, actor)
+    first = schedules.fire(made.id, fire_id="h1")
+    assert schedules.analyses.pause(first.analysis_id, actor).changed
+    assert store.load(first.analysis_id).halt == Halt.USER
+    second = schedules.fire(made.id, fire_id="h2")
+    assert second.code == "started" and schedules.store.get(made.id).failures == 0
+    # The second run never moves: the watchdog kicks it, gives up and halts it ('stuck').
+    now = store.load(second.analysis_id).last_progress_at
+    for _ in range(runtime.settings.watchdog_max_attempts + 1):
+        now += grace
+        store.watchdog_check(second.analysis_id, now=now)
+    assert store.load(second.analysis_id).halt == Halt.STUCK
+    assert schedules.fire(made.id, fire_id="h3").code == "started"
+    assert schedules.store.get(made.id).failures == 1

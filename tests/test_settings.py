@@ -26,7 +26,7 @@ def test_user_id_lists_and_secrets(monkeypatch):
     assert "SECRET" not in repr(settings) and "SECRET" not in str(settings.model_dump())
 
 
-@pytest.mark.parametrize("command", [["tasks.cli", "list"], ["bot"], ["tasks.run_local", "--once"],
+@pytest.mark.parametrize("command", [["cli.main", "list"], ["bot"], ["launcher.run", "--once"],
                                      ["celery", "-A", "tasks", "worker"]])
 def test_a_bad_setting_stops_every_entry_point_with_one_line_naming_it(command, tmp_path):
     env = {**os.environ, "ADMIN_USER_IDS": "@alice", "MARKETRANK_VAR_DIR": str(tmp_path)}

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tasks.supervisor import StopRequested, Supervisor, group_members, stop_requested
+from launcher.supervisor import StopRequested, Supervisor, group_members, stop_requested
 
 # A child that notes SIGTERM in its log, takes `delay` seconds to stop, and has a child of its own.
 CHILD = """

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from tasks.cli import main
+from cli.main import main
 
 pytestmark = pytest.mark.shared_data
 

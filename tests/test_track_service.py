@@ -11,7 +11,7 @@ import pytest
 
 from analysis.track.record_store import RecordStore
 from analysis.track.service import TrackService
-from tasks.cli import main as cli_main
+from cli.main import main as cli_main
 from tests.track_fixtures import (MARKETS, csv_config, decision_t_ms, forward_return,
                                   run_to_completion, seed_scored_records, series, write_folder)
 

@@ -11,8 +11,9 @@ import pytest
 from analysis.errors import InvalidConfig, NotAllowed
 from analysis.local_time import local_instant_due, next_local_run, shown_time, utc_candidates
 from analysis.models import Gist, RankingConfig
-from analysis.schedule_service import ScheduleService
-from analysis.schedules import ScheduleStore, cron_fields
+from analysis.schedules.service import ScheduleService
+from analysis.schedules.model import cron_fields
+from analysis.schedules.store import ScheduleStore
 from analysis.service import Actor, AnalysisService
 from analysis.settings import Settings
 from analysis.user_settings import HOLD, OFF, SEND, SILENT, UserSettingsService, UserSettingsStore
@@ -249,7 +250,7 @@ def test_held_messages_are_bounded(runtime):
 
 
 def test_an_admin_reads_a_users_settings_from_the_cli(user_settings, capsys):
-    from tasks.cli import main
+    from cli.main import main
 
     user = a_user()
     user_settings.change(user, Actor(user), zone="Europe/Berlin", quiet="23:00-07:00", modes={"finished": "silent"})

@@ -22,7 +22,7 @@
 | {p}llmcache:{sha256}         | string | LLM_CACHE_TTL              | one cached LLM answer                   |
 | {p}card:{id}                 | hash   | GIST_TTL_S                 | the bot's status card (chat, message); flags finished:{gen}, held (#24) |
 | {p}update:{bot}:{update_id}  | string | 1 day                      | a Telegram update the bot has handled   |
-| {p}schedule:{id}             | hash   | none: until removed        | a recurring analysis (analysis/schedules.py) |
+| {p}schedule:{id}             | hash   | none: until removed        | a recurring analysis (analysis/schedules/store.py) |
 | {p}schedules                 | zset   | none                       | every schedule by creation time         |
 | {p}schedules:{owner}         | zset   | none                       | the owner's schedules by creation time  |
 | {p}beat:{entry}              | hash   | none: until removed        | celery-redbeat's entry (definition, meta); entries `watchdog`, `track`, `schedule:{id}` |

@@ -60,6 +60,10 @@ class AnalysisStore:
             return None
         return Gist.from_hash({text(k): text(v) for k, v in raw.items()})
 
+    def schedule_of(self, analysis_id: str) -> str:
+        """The schedule the analysis is a run of ('' for none, or no such analysis): one HGET."""
+        return text(self.redis.hget(self.keys.gist(analysis_id), GistField.SCHEDULE) or "")
+
     def history(self, analysis_id: str) -> list[HistoryEntry]:
         rows = self.redis.lrange(self.keys.history(analysis_id), 0, -1)
         return [HistoryEntry(**json.loads(row)) for row in rows]

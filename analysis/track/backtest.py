@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from analysis.config_factory import normalize_symbol
 from analysis.errors import InvalidConfig, quoted
 from analysis.markets.base import TIMEFRAMES, MarketDataProvider
-from analysis.schedules import parse_every
+from analysis.schedules.model import parse_every
 from analysis.settings import Settings
 from analysis.track.evaluate import Evaluation, evaluate
 from analysis.track.replay import LLM_REFUSAL, ReplayPlan, replay_records

@@ -23,7 +23,7 @@ local status = redis.call('HGET', gist, 'status')
 if is_final(status) then return {'final', status} end
 -- Held by maintenance: the trader's pause takes it over, so `maintenance off` leaves it paused.
 if redis.call('HGET', gist, 'halt') == 'maintenance' then
-  redis.call('HSET', gist, 'reason', reason, 'halt', '', 'updated_at', now)
+  redis.call('HSET', gist, 'reason', reason, 'halt', 'user', 'updated_at', now)
   redis.call('HINCRBY', gist, 'version', 1)
   announce(gist, events, events_maxlen, redis.call('HGET', gist, 'id'), 'paused', now)
   return {'ok'}
@@ -34,7 +34,7 @@ end
 redis.call('HSET', control, 'wanted', 'paused')
 -- The control key may have expired: never write one without a TTL.
 redis.call('EXPIRE', control, control_ttl_s)
-redis.call('HSET', gist, 'status', 'PAUSED', 'reason', reason, 'halt', '', 'updated_at', now)
+redis.call('HSET', gist, 'status', 'PAUSED', 'reason', reason, 'halt', 'user', 'updated_at', now)
 redis.call('HINCRBY', gist, 'version', 1)
 announce(gist, events, events_maxlen, redis.call('HGET', gist, 'id'), 'paused', now)
 return {'ok'}

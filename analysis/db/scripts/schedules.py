@@ -1,4 +1,4 @@
-"""The schedules' scripts (analysis/schedules.py): create and delete a schedule with its indexes,
+"""The schedules' scripts (analysis/schedules/store.py): create and delete a schedule with its indexes,
 claim one firing, write a run's bookkeeping, resume a paused schedule.
 """
 

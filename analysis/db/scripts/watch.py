@@ -74,8 +74,9 @@ STUCK_CHECK = Script("STUCK_CHECK", answers=StuckCheck, prologue=PROLOGUE, keys=
 -- Read only, for /stuck: the watchdog's rule (stuck_rule), and analyses the watchdog halted.
 if redis.call('EXISTS', gist) == 0 then return {'missing'} end
 local g = redis.call('HMGET', gist, 'status', 'halt')
--- Maintenance's halt is planned, not a failure: not listed.
-if g[1] == 'PAUSED' and g[2] and g[2] ~= '' and g[2] ~= 'maintenance' then
+-- A user's own pause (halt 'user') is not the watchdog's; maintenance's halt is planned, not a
+-- failure: neither is listed.
+if g[1] == 'PAUSED' and g[2] and g[2] ~= '' and g[2] ~= 'user' and g[2] ~= 'maintenance' then
   return {'halted', g[2]}
 end
 local verdict, status = stuck_rule(control, gist, lease, tonumber(now), tonumber(grace_s), pending)

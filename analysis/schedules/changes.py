@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from analysis.models import Gist, RankedMarket, Status
-from analysis.schedule_alerts import run_alerts
+from analysis.schedules.alerts import run_alerts
 
 
 def diff_top_k(old: list[RankedMarket], new: list[RankedMarket], k: int) -> dict[str, Any]:
@@ -45,7 +45,7 @@ def has_alerts(changes: dict[str, Any]) -> bool:
 def run_changes(store, gist: Gist) -> dict[str, Any]:
     """The changes of a scheduled run against its previous run, with `against` (that run's id, or
     None for a first run). Empty until this run completes, and when the previous run has expired.
-    `alerts` is what a notify=changes schedule announces (analysis/schedule_alerts.py)."""
+    `alerts` is what a notify=changes schedule announces (analysis/schedules/alerts.py)."""
     settings = store.settings
     alerts = run_alerts(store, gist, settings.schedule_hysteresis, settings.schedule_alert_cooldown_runs)
     changes = {"against": gist.schedule_prev or None, **no_changes(), "alerts": alerts}

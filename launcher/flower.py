@@ -2,7 +2,7 @@
 
 Port FLOWER_PORT; basic auth from FLOWER_BASIC_AUTH ("user:password"); without it Flower listens on
 127.0.0.1 only, so the task list is never open to the network. (Flower also reads FLOWER_ADDRESS
-itself: `make run` sets 127.0.0.1 and a login made for the run, tasks/run_local.py.) Listening on
+itself: `make run` sets 127.0.0.1 and a login made for the run, launcher/run.py.) Listening on
 a loopback address, it answers only requests whose Host is that address or localhost with its
 port: a page on a name rebound to 127.0.0.1 (DNS rebinding) gets a 403, not the task list. The task
 list shows which analysis and step each row is (args: `analysis=<id> seq=<n> chain=<token>`) and

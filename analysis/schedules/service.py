@@ -19,11 +19,13 @@ from analysis.config_factory import RankingConfigFactory
 from analysis.errors import (AnalysisError, InvalidConfig, LimitReached, NotAllowed, NotFound,
                              UnderMaintenance, quoted)
 from analysis.markets.registry import provider_from_spec
-from analysis.models import Status
+from analysis.models import Halt, Status
 from analysis.local_time import UTC_NAME, local_instant_due, next_local_run, zone_of
-from analysis.schedules import (ACTIVE, NOTIFY, PAUSED, SCHEDULE_ID_PATTERN, Every, Schedule, ScheduleStore,
-                                build_config, check_options, cron_fields, new_schedule_id, parse_every)
-from analysis.service import PAUSED_BY_USER, Actor, AnalysisService
+from analysis.schedules.model import (ACTIVE, NOTIFY, PAUSED, SCHEDULE_ID_PATTERN, Every, Schedule, build_config,
+                                      check_options, cron_fields, new_schedule_id, parse_every)
+from analysis.schedules.changes import has_alerts
+from analysis.schedules.store import ScheduleStore
+from analysis.service import Actor, AnalysisService
 from analysis.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -188,6 +190,25 @@ class ScheduleService:
         return ResumeResult(self.store.get(schedule.id) or schedule, True, f"Resumed schedule {schedule.id}.")
 
     # --- for beat's task --------------------------------------------------------------------
+    def chat_for_run(self, analysis_id: str) -> int | None:
+        """The chat a run's card goes to now, or None: not a run of a schedule, a schedule of the
+        CLI, a paused schedule, or `notify=changes` and nothing to tell (yet). One HGET for an
+        analysis of no schedule."""
+        schedule_id = self.analyses.schedule_of(analysis_id)
+        schedule = self.store.get(schedule_id) if schedule_id else None
+        if schedule is None or schedule.chat_id is None or schedule.state != ACTIVE:
+            return None
+        if schedule.notify == "changes":
+            view = self.analyses.card_view(analysis_id)
+            if view is None or not view.gist.status.is_final:
+                return None
+            changes = view.changes
+            if view.gist.status == Status.COMPLETED and changes and changes["against"] and not has_alerts(changes):
+                logger.info("[%s] no market entered or left the top since %s: recorded, not posted "
+                            "(schedule %s)", analysis_id, changes["against"], schedule_id)
+                return None
+        return schedule.chat_id
+
     def fire(self, schedule_id: str, fire_id: str) -> FireResult:
         """One firing: start a run for the owner, unless the schedule is gone or paused, the
         owner is no longer allowed, or the previous run is still going (skipped, with a note)."""
@@ -260,7 +281,7 @@ class ScheduleService:
         if previous.status == Status.COMPLETED:
             return 0, previous.id, ""
         if previous.status == Status.FAILED or (
-                previous.status == Status.PAUSED and previous.reason != PAUSED_BY_USER):
+                previous.status == Status.PAUSED and previous.halt != Halt.USER):
             return failures + 1, baseline, f"{previous.id}: {previous.reason or previous.status.value.lower()}"
         return failures, baseline, ""
 

@@ -3,7 +3,7 @@
 Starts its own redis-server on REDIS_PORT (data under ./var/, append-only) unless REDIS_URL names a
 Redis to use, then the Procfile's processes, runs one demo analysis end to end with a progress
 bar, prints its ranking, and keeps the stack up until Ctrl-C or SIGTERM, which stop it in order
-(tasks/supervisor.py): bot and beat, then the workers warm (steps in flight finish and commit),
+(launcher/supervisor.py): bot and beat, then the workers warm (steps in flight finish and commit),
 then Flower, then Redis.
 
 With a TELEGRAM_BOT_TOKEN the bot talks to Telegram. Without one, the sandbox (`sandbox/`: a local
@@ -11,9 +11,9 @@ Bot API server and a chat page on SANDBOX_PORT) starts first and the real bot ru
 the sandbox's admin as the bot's admin, so the product can be tried in a browser. The sandbox's bot
 token (handed to the bot only) and its page's secret (in the printed address) are made per run.
 
-Flower listens on 127.0.0.1 only, refuses any other Host (tasks/flower.py), and asks for a login:
+Flower listens on 127.0.0.1 only, refuses any other Host (launcher/flower.py), and asks for a login:
 FLOWER_BASIC_AUTH when set, else one made for this run and printed. The HTTP listener (`listener/`:
-schedules' exports for freqtrade) runs on EXPORT_PORT, 8090 when that is empty.
+schedules' exports for freqtrade, Prometheus metrics) runs on EXPORT_PORT, 8090 when that is empty.
 """
 
 import argparse
@@ -26,19 +26,17 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from analysis.config_factory import RankingConfigFactory
-from analysis.engine.runtime import Runtime
 from analysis.redaction import redact, secrets_of
-from analysis.service import Actor, AnalysisService
+from analysis.service import Actor
 from analysis.settings import Settings, get_settings
 from sandbox.access import new_page_secret
 from sandbox.cast import SANDBOX_CAST
 from sandbox.launch import chat_page_url, new_bot_token, open_sandbox
 from sandbox.server import BotApiServer
-from tasks.cli import follow
-from tasks.dispatcher import CeleryDispatcher
-from tasks.local_ports import PortProblem, check_export_port, check_flower_port, plan_redis, probe_redis
-from tasks.supervisor import Child, StopRequested, Supervisor, stop_requested
+from cli.main import follow
+from wiring import celery_services
+from launcher.ports import PortProblem, check_export_port, check_flower_port, plan_redis, probe_redis
+from launcher.supervisor import Child, StopRequested, Supervisor, stop_requested
 
 ROOT = Path(__file__).resolve().parent.parent
 BOTFATHER_HELP = """\
@@ -155,9 +153,8 @@ def wait_for_worker(timeout: float = 60) -> None:
 
 def run_demo() -> int:
     settings = get_settings()
-    runtime = Runtime(settings)
-    factory = RankingConfigFactory(settings, runtime.provider)
-    service = AnalysisService(runtime.store, CeleryDispatcher())
+    services = celery_services(settings)
+    factory, service = services.factory, services.service
     actor = Actor("make-run", is_admin=True)
     config = factory.create_ranking_config()
     gist = service.start(config, actor)

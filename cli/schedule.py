@@ -7,10 +7,9 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
-from analysis.engine.runtime import Runtime
+from analysis.schedules.service import ScheduleService
 from analysis.service import Actor
 from analysis.export import FORMATS, ExportService
-from tasks.schedule_tasks import schedule_service
 
 NOTIFY_HELP = "always: post every run to the chat; changes: only runs whose top K changed"
 
@@ -51,8 +50,7 @@ def when(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC") if ts else "-"
 
 
-def run(args: argparse.Namespace, runtime: Runtime, actor: Actor) -> int:
-    service = schedule_service(runtime)
+def run(args: argparse.Namespace, service: ScheduleService, actor: Actor) -> int:
     command = args.schedule_command
     if command == "add":
         schedule = service.add(args.every, start_options(args), actor, notify=args.notify, zone=args.tz)

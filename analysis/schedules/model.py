@@ -1,8 +1,8 @@
-"""Recurring analyses: the schedule as stored, how an interval or a cron line is read, and the
-store (one hash per schedule, indexes by owner and overall, changed only through `schedule_scripts.py`).
+"""Recurring analyses: the schedule as stored and how an interval or a cron line is read (the store
+is analysis/schedules/store.py).
 
 Schedules are kept until removed (no TTL). When they fire is beat's business (celery-redbeat,
-`tasks/schedule_beat.py`); what a firing does is `ScheduleService.fire`.
+`tasks/schedule_beat.py`); what a firing does is `ScheduleService.fire` (service.py).
 
     every:  15m, 1h, 4h, 12h, 1d (any whole number of s, m, h or d, at least
             SCHEDULE_MIN_INTERVAL_S), or cron="m h dom mon dow" (numbers, *, a-b, */n, lists), UTC.
@@ -12,22 +12,16 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
 from dataclasses import dataclass
 from typing import Any
 
-import redis
-
-from analysis.db.scripts import schedules as schedule_scripts
-from analysis.engine.replies import text, texts
 from analysis.config_factory import RankingConfigFactory
 from analysis.errors import InvalidConfig, quoted
-from analysis.db.keys import Keys
+from analysis.ids import ID_ALPHABET, new_id
 from analysis.models import RankingConfig
 
-SCHEDULE_ID_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"
 SCHEDULE_ID_LENGTH = 8
-SCHEDULE_ID_PATTERN = re.compile(rf"^[{SCHEDULE_ID_ALPHABET}]{{{SCHEDULE_ID_LENGTH}}}$")
+SCHEDULE_ID_PATTERN = re.compile(rf"^[{ID_ALPHABET}]{{{SCHEDULE_ID_LENGTH}}}$")
 NOTIFY = ("always", "changes")
 ACTIVE, PAUSED = "active", "paused"
 MAX_INTERVAL_S = 30 * 86400
@@ -49,7 +43,7 @@ MONTH_NAMES = ("January", "February", "March", "April", "May", "June", "July", "
 
 
 def new_schedule_id() -> str:
-    return "".join(secrets.choice(SCHEDULE_ID_ALPHABET) for _ in range(SCHEDULE_ID_LENGTH))
+    return new_id(SCHEDULE_ID_LENGTH)
 
 
 @dataclass(frozen=True)
@@ -135,24 +129,7 @@ def check_options(options: dict[str, Any]) -> dict[str, Any]:
 
 def build_config(factory: RankingConfigFactory, options: dict[str, Any]) -> RankingConfig:
     """The config a run of these options gets, through the same factory as /rank and `start`."""
-    options = dict(check_options(options))
-    kind = options.pop("kind", "rank")
-    if kind == "entry":
-        return factory.create_entry_config(options.pop("prompt", ""), **_without(options, "strategy"))
-    if kind == "exit":
-        symbols = options.pop("symbols", [])
-        return factory.create_exit_config(symbols, options.pop("prompt", ""),
-                                          **_without(options, "strategy", "markets"))
-    if kind != "rank":
-        raise InvalidConfig(f"unknown kind of analysis {quoted(kind)}: use rank, entry, exit")
-    return factory.create_ranking_config(**options)
-
-
-def _without(options: dict, *names: str) -> dict:
-    given = [n for n in names if n in options]
-    if given:
-        raise InvalidConfig(f"{given[0]} cannot be chosen for this kind of analysis")
-    return options
+    return factory.create(**check_options(options))
 
 
 @dataclass(frozen=True)
@@ -226,60 +203,3 @@ class Schedule:
                 "options": self.options, "data_source": self.data_source, "note": self.note,
                 "created_at": self.created_at, "export": self.export or None}
 
-
-class ScheduleStore:
-    def __init__(self, client: redis.Redis, keys: Keys):
-        self.redis, self.keys = client, keys
-        self._create = schedule_scripts.SCHEDULE_CREATE.bind(client)
-        self._delete = schedule_scripts.SCHEDULE_DELETE.bind(client)
-        self._claim = schedule_scripts.SCHEDULE_CLAIM.bind(client)
-        self._update = schedule_scripts.SCHEDULE_UPDATE.bind(client)
-        self._resume = schedule_scripts.SCHEDULE_RESUME.bind(client)
-
-    def get(self, schedule_id: str) -> Schedule | None:
-        raw = self.redis.hgetall(self.keys.schedule(schedule_id))
-        if not raw:
-            return None
-        return Schedule.from_hash({text(k): text(v) for k, v in raw.items()})
-
-    def ids_of(self, owner: str) -> list[str]:
-        return texts(self.redis.zrange(self.keys.schedules_of(owner), 0, -1))
-
-    def all_ids(self) -> list[str]:
-        return texts(self.redis.zrange(self.keys.schedules(), 0, -1))
-
-    def create(self, schedule: Schedule, *, limit: int) -> tuple[str, list[str]]:
-        k = self.keys
-        pairs = [part for item in schedule.to_hash().items() for part in item]
-        answer = self._create(schedule=k.schedule(schedule.id),
-                              owner_schedules=k.schedules_of(schedule.owner),
-                              all_schedules=k.schedules(), id=schedule.id,
-                              now=schedule.created_at, max_per_owner=limit, fields=pairs)
-        return answer.code.value, answer.values
-
-    def delete(self, schedule: Schedule) -> bool:
-        k = self.keys
-        answer = self._delete(schedule=k.schedule(schedule.id),
-                              owner_schedules=k.schedules_of(schedule.owner),
-                              all_schedules=k.schedules(), id=schedule.id)
-        return answer.code == schedule_scripts.ScheduleDelete.OK
-
-    def claim(self, schedule_id: str, *, fire_id: str, last_fire: str, now: float) -> str:
-        answer = self._claim(schedule=self.keys.schedule(schedule_id), fire_id=fire_id,
-                             last_fire_seen=last_fire, now=now)
-        return answer.code.value
-
-    def update(self, schedule_id: str, *, add_runs: int = 0, add_skipped: int = 0,
-               resumes_seen: int | None = None, **fields: object) -> bool:
-        """Set fields (and add to the counters) of a schedule that still exists. With
-        `resumes_seen`, failures, state and reason are left alone if it was resumed since."""
-        pairs = [part for name, value in fields.items() for part in (name, str(value))]
-        answer = self._update(schedule=self.keys.schedule(schedule_id), runs=add_runs,
-                              skips=add_skipped,
-                              resumes_seen="" if resumes_seen is None else str(resumes_seen),
-                              fields=pairs)
-        return answer.code == schedule_scripts.ScheduleUpdate.OK
-
-    def resume(self, schedule_id: str, *, note: str) -> str:
-        """paused -> active, failures reset (atomic): ok, active (it was not paused) or missing."""
-        return self._resume(schedule=self.keys.schedule(schedule_id), note=note).code.value

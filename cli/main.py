@@ -11,20 +11,19 @@ from typing import NoReturn
 import redis
 
 from analysis.config_factory import PUBLIC_STRATEGIES, RankingConfigFactory
-from analysis.engine.runtime import Runtime
 from analysis.markets.base import TIMEFRAMES
 from analysis.errors import AnalysisError, InvalidConfig, first_line
 from analysis.models import Gist
 from analysis.redaction import url_without_password
 from analysis.service import Actor, AnalysisService
 from analysis.settings import get_settings
-from tasks import cli_explain, cli_schedule
-from tasks import cli_settings
-from tasks import cli_track
-from tasks import cli_track_view
-from tasks import cli_maintenance
-from tasks.dispatcher import CeleryDispatcher
-from tasks.ops import default_ops
+from cli import explain as cli_explain
+from cli import maintenance as cli_maintenance
+from cli import schedule as cli_schedule
+from cli import settings as cli_settings
+from cli import track as cli_track
+from cli import track_view as cli_track_view
+from wiring import Services, celery_services
 
 CLI_OWNER = "cli"
 # Exit codes, for scripts (also in --help and docs/cli.md).
@@ -131,17 +130,15 @@ NEEDS_NO_REDIS = {"markets", "backtest"}
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = get_settings()
-    runtime = Runtime(settings)
-    service = AnalysisService(runtime.store, CeleryDispatcher(),
-                              pending_steps=default_ops().pending_steps_within(settings.watchdog_grace_s))
+    services = celery_services(settings)
     # The CLI is the operators' tool: it may act on any analysis.
     actor = Actor(getattr(args, "owner", CLI_OWNER), is_admin=True)
     try:
         if args.command == "health":
-            return print_health(args, runtime, service)
+            return print_health(args, services)
         if args.command not in NEEDS_NO_REDIS or settings.market_data.startswith("ccxt:"):
             check_redis(settings.redis_url)
-        code = run_command(args, runtime, service, actor)
+        code = run_command(args, services, actor)
         sys.stdout.flush()  # a closed pipe fails here, inside the try, not at interpreter exit
         return code
     except AnalysisError as exc:
@@ -159,16 +156,15 @@ def main(argv: list[str] | None = None) -> int:
         return OK
 
 
-def print_health(args: argparse.Namespace, runtime: Runtime, service: AnalysisService) -> int:
+def print_health(args: argparse.Namespace, services: Services) -> int:
     from analysis.health import describe, unreachable
-    from tasks.health import check_health
-    from tasks.ops import default_ops
 
+    settings = services.runtime.settings
     try:
-        check_redis(runtime.settings.redis_url)
-        health = check_health(runtime, service, default_ops())
+        check_redis(settings.redis_url)
+        health = services.health()
     except RedisUnreachable as exc:
-        health = unreachable(url_without_password(runtime.settings.redis_url), exc.reason)
+        health = unreachable(url_without_password(settings.redis_url), exc.reason)
     print(json.dumps(health.to_dict(), indent=2) if args.json else describe(health))
     sys.stdout.flush()
     return health.exit_code
@@ -194,11 +190,9 @@ def check_redis(url: str, timeout_s: float = 1.0) -> None:
         client.close()
 
 
-def run_command(args: argparse.Namespace, runtime: Runtime, service: AnalysisService,
-                actor: Actor) -> int:
-    command = args.command
+def run_command(args: argparse.Namespace, services: Services, actor: Actor) -> int:
+    command, service, factory = args.command, services.service, services.factory
     if command == "start":
-        factory = RankingConfigFactory(runtime.settings, runtime.provider)
         config = create_config(factory, args)
         gist = service.start(config, actor)
         print(gist.id)
@@ -206,15 +200,15 @@ def run_command(args: argparse.Namespace, runtime: Runtime, service: AnalysisSer
             print(f"note: {config.notice}", file=sys.stderr)
         return follow(service, gist.id, actor) if args.wait else 0
     if command == "schedule":
-        return cli_schedule.run(args, runtime, actor)
+        return cli_schedule.run(args, services.schedules, actor)
     if command == "backtest":
-        return cli_track.run(args, runtime.settings)
+        return cli_track.run(args, services.runtime.settings)
     if command == "explain":
         return cli_explain.run(args, service, actor)
     if command == "track":
-        return cli_track_view.run(args, runtime)
+        return cli_track_view.run(args, services.runtime)
     if command == "settings":
-        return cli_settings.run(args, runtime, actor)
+        return cli_settings.run(args, services.runtime, actor)
     if command == "maintenance":
         return cli_maintenance.run(args, service, actor)
     if command == "status":
@@ -239,9 +233,8 @@ def run_command(args: argparse.Namespace, runtime: Runtime, service: AnalysisSer
             print(f"{gist.id}  {gist.status.value:<9} seq {gist.seq}  {gist.reason or 'no progress'}")
         return 0
     if command == "markets":
-        factory = RankingConfigFactory(runtime.settings, runtime.provider)
         volumes = factory.market_volumes(args.timeframe)[: args.limit]
-        print(f"{len(volumes)} candidates for markets=N on {runtime.provider.label}, most traded first")
+        print(f"{len(volumes)} candidates for markets=N on {factory.provider.label}, most traded first")
         print(f"{'symbol':<16} {'24h quote volume':>20}")
         for symbol, volume in volumes:
             print(f"{symbol:<16} {volume:>20,.0f}")
@@ -262,12 +255,9 @@ def create_config(factory: RankingConfigFactory, args: argparse.Namespace):
     if args.kind == "exit" and (args.markets is not None or symbols is None):
         raise InvalidConfig("--kind exit ranks the markets you hold: name them with --symbols, e.g. "
                             "--symbols BTC/USDT,ETH/USDT")
-    if args.kind == "entry":
-        return factory.create_entry_config(args.prompt, symbols=symbols, markets=args.markets, **common)
-    if args.kind == "exit":
-        return factory.create_exit_config(symbols or [], args.prompt, **common)
-    return factory.create_ranking_config(markets=args.markets, symbols=symbols, strategy=args.strategy,
-                                         prompt=args.prompt, **common)
+    chosen = dict(markets=args.markets, symbols=symbols, prompt=args.prompt,
+                  strategy=args.strategy if args.kind == "rank" else None, **common)
+    return factory.create(args.kind, **{name: value for name, value in chosen.items() if value is not None})
 
 
 def follow(service: AnalysisService, analysis_id: str, actor: Actor, poll_s: float = 0.2) -> int:

@@ -1,0 +1,1 @@
+"""The `marketrank` command: the admin and scripting front beside bot/."""
