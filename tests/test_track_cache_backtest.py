@@ -76,10 +76,10 @@ def test_market_data_ccxt_is_the_default_source_of_a_backtest(capsys, cached):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--timeframe", "4h"], "error: the candle cache of ccxt:binance holds no 4h candles (a backtest "
-                            "never asks the exchange: an analysis of that timeframe fills the cache)"),
-    (["--symbols", "BTC/USDT,ADA/USDT"], "error: unknown symbol ADA/USDT: the candle cache of "
-                                         "ccxt:binance holds none of its candles"),
+    (["--timeframe", "4h"], ("error: the candle cache of ccxt:binance holds no 4h candles (a backtest "
+                             "never asks the exchange: an analysis of that timeframe fills the cache)")),
+    (["--symbols", "BTC/USDT,ADA/USDT"], ("error: unknown symbol ADA/USDT: the candle cache of "
+                                          "ccxt:binance holds none of its candles")),
     (["--symbols", "BTC/USDT,NEW/USDT", "--top", "1"],
      "error: NEW/USDT has only 99 1h candles; at least 312 are needed"),
 ])
