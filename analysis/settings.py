@@ -244,7 +244,7 @@ class Settings(BaseSettings):
     # --- Track record (pick records and their evaluation; docs/track-records-storage.md) --------
     # Pick records and their metrics are kept this long, whatever happens to their analyses.
     track_retention_days: int = Field(180, ge=1, le=3650)
-    # Horizons in bars after the entry bar at which every record is scored: "1,4,24".
+    # Horizons in bars after the entry bar at which every record is scored, and `backtest`'s default: "1,4,24".
     track_horizons: Annotated[list[int], NoDecode] = [1, 4, 24]
     # How often beat sends the evaluation pass (records whose horizons have closed).
     track_eval_interval_s: float = Field(300, gt=0)

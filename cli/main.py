@@ -136,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "health":
             return print_health(args, services)
-        if args.command not in NEEDS_NO_REDIS or settings.market_data.startswith("ccxt:"):
+        source = getattr(args, "source", None) or settings.market_data
+        if args.command not in NEEDS_NO_REDIS or source.startswith("ccxt:"):
             check_redis(settings.redis_url)
         code = run_command(args, services, actor)
         sys.stdout.flush()  # a closed pipe fails here, inside the try, not at interpreter exit

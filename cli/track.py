@@ -1,14 +1,15 @@
 """`marketrank backtest`: the walk-forward replay of the score strategy over stored candles
-(analysis/track/backtest.py), as a table or --json. Reads no Redis."""
+(analysis/track/backtest.py), as a table or --json. Reads Redis only for a ccxt:<exchange>
+source, whose candle cache it replays (never the exchange)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-from analysis.markets.registry import provider_from_spec
 from analysis.settings import Settings
-from analysis.track.backtest import DEFAULT_HORIZONS, make_plan, run_backtest
+from analysis.markets.cache_reader import CacheReader
+from analysis.track.backtest import make_plan, run_backtest, stored_candles
 from analysis.track.report import evaluation_json, iso, table
 
 
@@ -27,14 +28,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     backtest.add_argument("--every", help="time between decisions, a multiple of the timeframe "
                           "(default: every candle)")
     backtest.add_argument("--top", type=int, dest="top_k", metavar="K", help="top K (default TOP_K)")
-    backtest.add_argument("--horizons", default=",".join(map(str, DEFAULT_HORIZONS)),
-                          help="bars ahead, comma separated (default 1,4,24)")
-    backtest.add_argument("--source", help="data source spec (default MARKET_DATA), e.g. csv:<dir>")
+    backtest.add_argument("--horizons", help="bars ahead, comma separated (default TRACK_HORIZONS)")
+    backtest.add_argument("--source", help="data source spec (default MARKET_DATA), e.g. csv:<dir>, "
+                          "or ccxt:<exchange> to replay its candle cache (no exchange request)")
     backtest.add_argument("--json", action="store_true", help="records[] and summaries as JSON")
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    provider = provider_from_spec(args.source or settings.market_data)
+    provider = stored_candles(args.source or settings.market_data)
+    cached = isinstance(provider, CacheReader)
     symbols = args.symbols.split(",") if args.symbols is not None else None
     plan = make_plan(settings, provider, strategy=args.strategy, timeframe=args.timeframe,
                      markets=args.markets, symbols=symbols, start=args.start, end=args.end,
@@ -43,13 +45,17 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     records = done.evaluation.records
     if args.json:
         print(json.dumps({"strategy": "score", "timeframe": plan.timeframe, "source": provider.label,
-                          "k": plan.k, "horizons": list(plan.horizons),
+                          "candle_cache": cached, "k": plan.k, "horizons": list(plan.horizons),
+                          "left_out": [{"symbol": s, "reason": why} for s, why in done.left_out],
                           **evaluation_json(done.evaluation, plan.horizons)}))
         return 0
     size = plan.markets or (len(plan.symbols) if plan.symbols else done.markets_seen)
     chosen = "chosen by 24 h quote volume as of each decision" if not plan.symbols else "named"
-    print(f"score · {plan.timeframe} · {provider.label}: {len(records)} decisions every "
+    where = " (its candle cache; no exchange request)" if cached else ""
+    print(f"score · {plan.timeframe} · {provider.label}{where}: {len(records)} decisions every "
           f"{plan.every_bars} candle(s) from {iso(records[0].t)} to {iso(records[-1].t)}, "
           f"top {plan.k} of {size} markets ({chosen})")
+    for symbol, why in done.left_out:
+        print(f"left out {symbol}: {why}")
     print(table(done.evaluation, plan.horizons, plan.k, plan.timeframe))
     return 0

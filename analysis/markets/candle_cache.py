@@ -10,6 +10,7 @@ result. So a market and timeframe is fetched at most once per closed candle, who
 
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -56,6 +57,21 @@ class CandleCache:
         else:
             self._counted("candle_cache_hits")
         return frame.iloc[-limit:]
+
+    def stored(self, symbol: str, timeframe: str) -> pd.DataFrame:
+        """Every candle the cache holds for the series, never asking the source (empty when
+        none is cached or its blocks have expired). What a backtest replays."""
+        head = self._head(symbol, timeframe)
+        frame = self.blocks.get(head["blocks"]) if head and head["blocks"] else None
+        return empty_frame() if frame is None else frame
+
+    def stored_markets(self, timeframe: str) -> list[str]:
+        """The markets with a cached series of `timeframe`, sorted (a SCAN: never the source)."""
+        prefix = self.keys.series(self.source, timeframe, "")
+        pattern = re.sub(r"([*?\[\]\\])", r"\\\1", prefix) + "*"
+        keys = (k.decode() if isinstance(k, bytes) else k
+                for k in self.redis.scan_iter(match=pattern, count=500))
+        return sorted({key[len(prefix):] for key in keys})
 
     def _counted(self, what: str) -> None:
         """This process's count, and the Prometheus counter every process shares."""
