@@ -241,7 +241,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
 
-    # --- Track record (pick records and their evaluation; docs/track-records-storage.md) --------
+    # --- Track record (pick records and their evaluation; docs/track-record.md) -----------------
     # Pick records and their metrics are kept this long, whatever happens to their analyses.
     track_retention_days: int = Field(180, ge=1, le=3650)
     # Horizons in bars after the entry bar at which every record is scored: "1,4,24".
