@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     # Not 6379: installing Debian's redis-server starts a system Redis there on most machines.
     redis_port: int = Field(6380, ge=1, le=65535)
     key_prefix: str = "mr:"
-    # Memory limit of the redis-server `make run` starts (with noeviction; see README).
+    # Memory limit of the redis-server `make run` starts (with noeviction; see docs/operations.md).
     redis_maxmemory: str = Field("512mb", pattern=r"^[0-9]+(kb|mb|gb)?$")
     visibility_timeout_s: int = Field(3600, ge=60)
     task_time_limit_s: int = Field(600, ge=10)
@@ -241,7 +241,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
 
-    # --- Track record (pick records and their evaluation; docs/track-records-storage.md) --------
+    # --- Track record (pick records and their evaluation; docs/track-record.md) -----------------
     # Pick records and their metrics are kept this long, whatever happens to their analyses.
     track_retention_days: int = Field(180, ge=1, le=3650)
     # Horizons in bars after the entry bar at which every record is scored, and `backtest`'s default: "1,4,24".

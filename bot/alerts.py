@@ -1,6 +1,6 @@
 """Admin alerts over Telegram: an analysis given up as stuck (the `stuck` event the watchdog
 writes) or paused because Redis is full (`storage_full`), health turning warning or critical, and its recovery. Throttled per cause
-(analysis/alerts.py); sending never blocks or breaks the rest of the bot."""
+(bot/alert_book.py); sending never blocks or breaks the rest of the bot."""
 
 from __future__ import annotations
 

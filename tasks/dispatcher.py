@@ -1,7 +1,8 @@
 """The service's StepDispatcher on Celery: steps sent by task name, with readable names and
 arguments in Flower, and the time each was sent (the `sent_at` header: health reads the age of the
 oldest queued step). By name, so this module needs only the app (tasks/steps.py imports it, never
-the reverse) and can drive a Celery app other than the process's own (bench/chaos.py)."""
+the reverse) and can drive a Celery app other than the process's own (the test harness,
+tests/stack.py, which the chaos run uses too)."""
 
 import time
 
@@ -34,7 +35,7 @@ class CeleryDispatcher:
 
     def enqueue_step(self, analysis_id: str, chain: str, seq: int) -> None:
         # The header names the step the message delivers, so the watchdog can tell a step that
-        # waits in the broker from a lost one without decoding bodies (tasks/ops.pending_steps).
+        # waits in the broker from a lost one without decoding bodies (tasks/ops.py, pending_steps).
         self.app.send_task(INIT_TASK if seq == 0 else RANK_STEP_TASK, args=(analysis_id, chain, seq),
                            argsrepr=step_argsrepr(analysis_id, chain, seq, self.label),
                            headers={"sent_at": time.time(),

@@ -35,7 +35,7 @@
 | {p}chart:{id}:{seq}          | string | CHART_CACHE_TTL_S          | the chart PNG of that state of the analysis (bot) |
 | {p}chartdraw:{id}:{seq}      | string | 30 s (PX)                  | a bot process is drawing that chart: other presses wait for it |
 | {p}chartpresses:{user}       | string | 60 s from its first press  | the user's charts sent this minute (bot) |
-| {p}track:rec:{id}:{seq}      | string | TRACK_RETENTION_DAYS + 2 d | a pick record (JSON, immutable; docs/track-records-storage.md) |
+| {p}track:rec:{id}:{seq}      | string | TRACK_RETENTION_DAYS + 2 d | a pick record (JSON, immutable; docs/track-record.md) |
 | {p}track:res:{id}:{seq}      | hash   | TRACK_RETENTION_DAYS + 2 d | its metrics per horizon (field = bars, JSON) |
 | {p}track:all                 | zset   | none; members older than the retention pruned | every record id by when it was written (s) |
 | {p}track:group:{group}       | zset   | none; pruned likewise      | record ids of one (strategy, timeframe, source) by t (ms) |

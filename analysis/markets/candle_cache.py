@@ -1,11 +1,12 @@
 """The live-data candle cache in Redis, shared by every worker, the bot and the CLI.
 
 Per (source, timeframe, market), `{p}series:...` names the content-addressed blocks
-(analysis/snapshot.py) holding the cached closed candles and the newest closed candle the source
-was asked for. A read within the same candle is a hit: no request. When a candle has closed since,
-one process (the holder of `{p}serieslock:...`) fetches only the candles after the cached ones and
-stores the series again (only the newest block changes); the others wait for it and read its
-result. So a market and timeframe is fetched at most once per closed candle, whoever asks.
+(analysis/markets/candle_blocks.py) holding the cached closed candles and the newest closed
+candle the source was asked for. A read within the same candle is a hit: no request. When a
+candle has closed since, one process (the holder of `{p}serieslock:...`) fetches only the candles
+after the cached ones and stores the series again (only the newest block changes); the others
+wait for it and read its result. So a market and timeframe is fetched at most once per closed
+candle, whoever asks.
 """
 
 import json

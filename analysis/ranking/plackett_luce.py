@@ -7,9 +7,9 @@ The model
         w = exp(s) * beta[p]   (log w = s + bias[p])
     and is chosen from the markets left with probability w / (sum of their weights). A pair is
     the m = 2 case: P(first wins) = sigmoid(s[first] - s[second] + bias[0] - bias[1]), the
-    Bradley–Terry model of analysis/bradley_terry.py. Priors: exp(s) ~ Gamma(a, a), whose shape
-    a sets the spread of the strengths, i.e. the judge's sharpness, and is learned: it lives on
-    a grid matching the pairwise model's scales (sd of s from 0.25 to 12) with the same
+    Bradley–Terry model of analysis/ranking/bradley_terry.py. Priors: exp(s) ~ Gamma(a, a), whose
+    shape a sets the spread of the strengths, i.e. the judge's sharpness, and is learned: it lives
+    on a grid matching the pairwise model's scales (sd of s from 0.25 to 12) with the same
     half-Cauchy weights; every display position's weight beta ~ Gamma(1.5, 1.5) (sd of its log
     about 1), so the position biases are learned from the log (the display order is shuffled on
     every call, which is what makes them learnable).

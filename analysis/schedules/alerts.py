@@ -8,9 +8,9 @@ announced, unless it was announced less than SCHEDULE_ALERT_COOLDOWN_RUNS runs a
 announcement waits, and if the market is back where it was told to be by then, nothing is said.
 So a market that enters and leaves within the cooldown is announced once, not twice.
 
-Like `schedule_changes`, this is computed when read, from the schedule's chain of completed runs
-(each run's `schedule_prev`), replayed over the last `lookback_runs(cooldown)` runs: the first
-of them is taken as told. Nothing is written when a run completes.
+Like what changed between runs (changes.py), this is computed when read, from the schedule's
+chain of completed runs (each run's `schedule_prev`), replayed over the last
+`lookback_runs(cooldown)` runs: the first of them is taken as told. Nothing is written when a run completes.
 """
 
 from __future__ import annotations

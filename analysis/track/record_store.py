@@ -1,4 +1,4 @@
-"""Where pick records live in Redis, apart from the gists (docs/track-records-storage.md).
+"""Where pick records live in Redis, apart from the gists (docs/track-record.md).
 
 One string per record (`track:rec:<analysis id>:<seq>`, JSON, written once by WRITE_RECORD with
 the retention as its TTL) and one hash of its metrics per horizon (`track:res:...`); sorted sets
