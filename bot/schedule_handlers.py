@@ -78,7 +78,7 @@ async def listing(update: Update, context: ContextTypes.DEFAULT_TYPE, everyone: 
     found = await asyncio.to_thread(s.schedules.list, actor, everyone=everyone)
     next_runs = await asyncio.to_thread(s.schedules.next_runs, found)
     zone = await s.delivery.zone(str(update.effective_user.id))  # the viewer's
-    return (schedule_views.schedules_text(found, next_runs, everyone, zone),
+    return (schedule_views.schedules_text(found, next_runs, everyone, zone=zone),
             schedule_views.schedules_keyboard(found, everyone))
 
 

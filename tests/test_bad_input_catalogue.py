@@ -345,7 +345,7 @@ def test_the_cli_refuses_bad_input_with_one_error_line_and_changes_nothing(redis
     runtime.redis.zadd(runtime.keys.analyses(), {twin: 0})
     env = {"REDIS_URL": url, "MARKET_DATA": "demo", "OPENAI_API_KEY": "", "OPENAI_BASE_URL": ""}
     enqueued = RecordingDispatcher()  # where the CLI's steps would go: none may
-    monkeypatch.setattr("cli.main.CeleryDispatcher", lambda: enqueued)
+    monkeypatch.setattr("wiring.CeleryDispatcher", lambda label="": enqueued)
     before = redis_snapshot(runtime.redis)
     cases = cli_cases(real[:4])
     results = {name: marketrank(*args, **env) for name, args in cases.items()}

@@ -3,6 +3,7 @@ boundary (halt 'maintenance', not a trader's pause) and refuses new work; `off` 
 what it halted, through RESUME, so every chain stays one clean chain. Through a real Celery
 worker and the real CLI (in-process), and, for the races, steps run in this process."""
 
+import contextlib
 import json
 import time
 import uuid
@@ -11,17 +12,17 @@ import pytest
 
 from analysis.db.scripts.steps import CommitStep
 from analysis.engine.step_runner import run_step
-from analysis.errors import NotAllowed, UnderMaintenance
+from analysis.errors import AnalysisError, NotAllowed, UnderMaintenance
 from analysis.maintenance import HALT, MaintenanceService
-from analysis.models import HistoryEntry, Status, StepOutcome
+from analysis.models import Halt, HistoryEntry, Status, StepOutcome
 from analysis.schedules.service import ScheduleService
 from analysis.schedules.store import ScheduleStore
-from analysis.service import PAUSED_BY_USER, Actor
+from analysis.service import PAUSED_BY_USER, Actor, AnalysisService
 from analysis.settings import Settings
 from cli import main as cli
 from tasks.schedule_beat import default_registrar
 from tests.conftest import wait_until
-from tests.helpers import assert_history_is_one_clean_chain, noop_config, wait_for_status
+from tests.helpers import QueueDispatcher, assert_history_is_one_clean_chain, noop_config, wait_for_status
 
 ADMIN = Actor("admin-ops", is_admin=True)
 MESSAGE = "marketrank is being updated; try again in a few minutes"
@@ -29,7 +30,13 @@ MESSAGE = "marketrank is being updated; try again in a few minutes"
 
 @pytest.fixture
 def maintenance_off(runtime):
-    """Whatever a test does, maintenance is off after it (the session's Redis is shared)."""
+    """Whatever a test does, maintenance is off after it; and before it, no other test's analysis
+    is still live in the session's shared Redis (maintenance halts every live analysis, so the
+    counts below would include them)."""
+    leftovers = AnalysisService(runtime.store, QueueDispatcher())
+    for analysis_id in runtime.redis.smembers(runtime.keys.live()):
+        with contextlib.suppress(AnalysisError):  # gone or final meanwhile
+            leftovers.cancel(analysis_id.decode(), ADMIN)
     yield
     runtime.store.clear_maintenance()
 
@@ -94,7 +101,7 @@ def test_on_halts_four_running_analyses_within_a_step_and_off_resumes_exactly_th
     # The trader's own pause stays: same step, same reason, still paused.
     kept = store.load(traders.id)
     assert (kept.status, kept.reason, kept.halt, kept.seq) == (
-        Status.PAUSED, PAUSED_BY_USER, "", trader_paused.seq)
+        Status.PAUSED, PAUSED_BY_USER, Halt.USER, trader_paused.seq)
     assert_history_is_one_clean_chain(store.history(traders.id), kept.seq)
     assert not run_cli(capsys, "status", "--json")[1].count('"on": true')
 
@@ -109,7 +116,7 @@ def test_a_trader_who_pauses_a_held_analysis_keeps_it_paused_after_off(
     assert runtime.store.load(taken_over.id).halt == HALT
     assert local_service.pause(taken_over.id, actor).changed
     paused = runtime.store.load(taken_over.id)
-    assert (paused.status, paused.reason, paused.halt) == (Status.PAUSED, PAUSED_BY_USER, "")
+    assert (paused.status, paused.reason, paused.halt) == (Status.PAUSED, PAUSED_BY_USER, Halt.USER)
     change = maintenance.off(ADMIN)
     assert change.resumed == [held.id]
     queue.drain(runtime)

@@ -34,7 +34,7 @@ def test_a_production_process_refuses_the_test_doubles_and_has_no_bench_task():
         "'ccxt:<exchange id>'",
         "unknown strategy 'noop:3': use one of llm, score",
         "['marketrank.init', 'marketrank.rank_step', 'marketrank.scheduled_run', "
-        "'marketrank.watchdog']",
+        "'marketrank.track_evaluate', 'marketrank.watchdog']",
     ]
 
 

@@ -91,7 +91,8 @@ def test_a_stop_mid_step_commits_the_step_and_leaves_nothing_running(tmp_path, s
     launcher = Launcher(tmp_path, **judge, **({"FLOWER_PORT": str(squatter.getsockname()[1])}
                                               if flower_port_taken else {}))
     # Without a token the bot runs against the local sandbox; stopped in this order:
-    stages = [["bot", "beat"], ["worker", "watchdog"], [] if flower_port_taken else ["flower"], ["redis"]]
+    stages = [["bot", "beat"], ["listener"], ["worker", "watchdog"], [] if flower_port_taken else ["flower"],
+              ["redis"]]
     stack = [name for stage in stages for name in stage]
     try:
         launcher.wait_for("the stack is running")
