@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import math
 import time
@@ -59,6 +60,11 @@ def retry_after_seconds(exc: RetryAfter) -> float:
 
 def keyboard_key(keyboard: InlineKeyboardMarkup) -> tuple:
     return tuple(tuple((b.text, b.callback_data) for b in row) for row in keyboard.inline_keyboard)
+
+
+def shown_digest(shown: tuple) -> str:
+    """A short digest of (location, text, keyboard) for the card's record in Redis."""
+    return hashlib.sha256(repr(shown).encode()).hexdigest()[:32]
 
 
 @dataclass
@@ -258,7 +264,7 @@ class CardNotifier:
                     location = CardLocation(chat_id, message.message_id)
                     if live:
                         await self.cards.save(analysis_id, location)
-                elif live and card.shown == (location, text, keyboard_key(keyboard)):
+                elif live and await self._already_shown(analysis_id, card, (location, text, keyboard_key(keyboard))):
                     return location
                 else:
                     await self.bot.edit_message_text(text, chat_id=location.chat_id,
@@ -279,7 +285,16 @@ class CardNotifier:
                     raise
             if live:
                 card.shown, card.last_edit = (location, text, keyboard_key(keyboard)), self.clock()
+                if self.card_lock is not None:
+                    await self.cards.mark_shown(analysis_id, shown_digest(card.shown))
             return location
+
+    async def _already_shown(self, analysis_id: str, card: _Card, shown: tuple) -> bool:
+        """Whether the live card shows this already: as this process left it, or (several
+        instances) as the last instance to touch it recorded."""
+        if self.card_lock is None:
+            return card.shown == shown
+        return await self.cards.shown(analysis_id) == shown_digest(shown)
 
     async def _track_text(self, gist: Gist) -> str:
         """The track record lines of a completed card; a failure to read them leaves them out."""
