@@ -25,7 +25,7 @@ class WebhookSettings(BaseModel):
     bot_instance: str = ""
     # Card events another instance read but did not acknowledge for this long (it died) are
     # taken over by a live instance (XAUTOCLAIM).
-    events_claim_idle_s: float = Field(10.0, gt=0)
+    events_claim_idle_s: float = Field(5.0, gt=0)
 
     @field_validator("telegram_webhook_url", mode="before")
     @classmethod

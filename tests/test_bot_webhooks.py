@@ -104,3 +104,39 @@ def test_two_instances_share_the_updates_and_keep_every_card_current_when_one_di
     for index in range(2):
         log = instances.log(index)
         assert "Traceback" not in log and api.token not in log and SECRET not in log, log[-3000:]
+
+
+def test_events_a_dead_instance_read_but_never_acknowledged_are_taken_over_after_the_idle_time(redis_url):
+    """The consumer-group half of "a dead instance leaves its cards to the others": its
+    unacknowledged entries go to a live consumer once idle for EVENTS_CLAIM_IDLE_S, not before."""
+    import asyncio
+    import uuid
+
+    import redis.asyncio as aioredis
+
+    from analysis.db.keys import Keys
+    from analysis.engine.events import EventReader
+
+    async def run() -> None:
+        client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+        keys = Keys(prefix=f"claim-{uuid.uuid4().hex[:8]}:")
+        dead = EventReader(client, keys, group="bot:1", consumer="instance-0", block_ms=50)
+        live = EventReader(client, keys, group="bot:1", consumer="instance-1", block_ms=50,
+                           claim_idle_ms=400)
+        try:
+            await dead.ensure_group()
+            entry = await client.xadd(keys.events(), {"id": "a1", "kind": "step", "status": "RUNNING", "seq": "3"})
+            read, _ = await dead.read()
+            assert [e.entry_id for e in read] == [entry]  # read, then the instance dies: never acked
+            soon, _ = await live.read()
+            assert soon == []  # not idle long enough: the first instance may still be on it
+            await asyncio.sleep(0.45)
+            taken, _ = await live.read()
+            assert [(e.entry_id, e.analysis_id, e.seq) for e in taken] == [(entry, "a1", 3)]
+            await live.ack([entry])
+            assert await live.pending_count() == 0
+        finally:
+            await client.delete(keys.events())
+            await client.aclose()
+
+    asyncio.run(run())
