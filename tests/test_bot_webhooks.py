@@ -20,6 +20,7 @@ from tests.webhook_instances import SECRET, Instances, overlapping_edits, post_u
 
 pytestmark = pytest.mark.usefixtures("worker")
 
+
 TAP_ROUNDS = 5  # per trader: Refresh, Pause, Resume -> 4 traders x 5 x 3 = 60 taps
 
 
@@ -49,6 +50,7 @@ def tap(api: BotApiServer, trader: int, message_id: int, action: str, analysis_i
     return api.wait_for_callback_answer(query, timeout=20).text or ""
 
 
+@pytest.mark.slow  # two bot processes, four analyses, one instance killed: about 20 s
 def test_two_instances_share_the_updates_and_keep_every_card_current_when_one_dies(
         api, traders, service, runtime, tmp_path):
     instances = Instances(api, traders, tmp_path).start()
