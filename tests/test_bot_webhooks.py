@@ -16,7 +16,8 @@ from sandbox import BotApiServer
 from tests.conftest import wait_until
 from tests.helpers import assert_history_is_one_clean_chain
 from tests.test_bot import analysis_id_of, status_of, wait_for_card, wait_for_status
-from tests.webhook_instances import SECRET, Instances, overlapping_edits, post_update, repeated_edits
+from tests.webhook_instances import (SECRET, Instances, overlapping_edits, post_update, preflight,
+                                     repeated_edits)
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -61,6 +62,9 @@ def test_two_instances_share_the_updates_and_keep_every_card_current_when_one_di
                    (instances.proxy.url + "/telegram", None)]
         for update_id, (url, secret) in enumerate(refused, start=900_000_001):
             assert post_update(url, rank_update(update_id, traders[0], rank), secret) == 403
+        # A page on another origin is not let in: its preflight gets no CORS grant.
+        status, headers = preflight(instances.url(0))
+        assert status >= 400 and not any(h.lower().startswith("access-control-allow") for h in headers)
         # With the secret, the same kind of update is handled (the positive marker) ...
         assert post_update(instances.url(1), rank_update(900_000_004, traders[0], rank), SECRET) == 200
         wait_for_card(api, traders[0], timeout=30)

@@ -37,6 +37,18 @@ def post_update(url: str, update: dict, secret: str | None) -> int:
         return 0
 
 
+def preflight(url: str) -> tuple[int, dict[str, str]]:
+    """A browser's CORS preflight from a page on another origin, asking to send the secret header."""
+    request = urllib.request.Request(url, method="OPTIONS", headers={
+        "Origin": "https://page.example", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type,x-telegram-bot-api-secret-token"})
+    try:
+        with _HTTP.open(request, timeout=10) as response:
+            return response.status, dict(response.headers)
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers)
+
+
 class Instances:
     """`count` bot processes sharing one token, one Redis and one webhook (the proxy)."""
 
