@@ -3,6 +3,7 @@ every update is handled once, every card is edited by one instance at a time and
 final state, a killed instance's cards are kept current by the other, and a request without the
 webhook's secret is refused. The 200-tap version is bench/webhooks_bench.py (`make bench-webhooks`)."""
 
+import os
 import random
 import time
 
@@ -146,3 +147,37 @@ def test_events_a_dead_instance_read_but_never_acknowledged_are_taken_over_after
             await client.aclose()
 
     asyncio.run(run())
+
+
+@pytest.mark.parametrize("env, says", [
+    ({"TELEGRAM_WEBHOOK_URL": "https://bot.example.com/telegram"},
+     "bad setting: TELEGRAM_WEBHOOK_URL needs TELEGRAM_WEBHOOK_SECRET (every request is checked)"),
+    ({"TELEGRAM_WEBHOOK_URL": "bot.example.com", "TELEGRAM_WEBHOOK_SECRET": "abc"},
+     "bad setting TELEGRAM_WEBHOOK_URL=bot.example.com: must be an http(s) URL"),
+    ({"TELEGRAM_WEBHOOK_URL": "https://bot.example.com/t", "TELEGRAM_WEBHOOK_SECRET": "has space"},
+     "bad setting TELEGRAM_WEBHOOK_SECRET: must be 1-256 characters of A-Z, a-z, 0-9, _ and -"),
+    ({"TELEGRAM_WEBHOOK_PORT": "70000"}, "bad setting TELEGRAM_WEBHOOK_PORT=70000: Input should be less"),
+])
+def test_a_bad_webhook_setting_is_one_line_naming_it_and_never_showing_the_secret(monkeypatch, env, says):
+    from pydantic import ValidationError
+
+    from analysis.settings import Settings, settings_problem
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError) as raised:
+        Settings()
+    problem = settings_problem(raised.value)
+    assert problem.startswith(says) and "\n" not in problem and "has space" not in problem, problem
+
+
+def test_without_a_webhook_url_the_bot_long_polls_as_one_consumer(monkeypatch):
+    from analysis.settings import Settings
+    from bot.services import consumer_name
+
+    monkeypatch.delenv("TELEGRAM_WEBHOOK_URL", raising=False)
+    assert Settings().telegram_webhook_url is None and consumer_name(Settings()) == "notifier"
+    monkeypatch.setenv("TELEGRAM_WEBHOOK_URL", "https://bot.example.com/telegram")
+    monkeypatch.setenv("TELEGRAM_WEBHOOK_SECRET", "abc")
+    on_webhook = consumer_name(Settings())
+    assert on_webhook != "notifier" and on_webhook.endswith(f"-{os.getpid()}")
