@@ -89,3 +89,7 @@ chaos: $(STAMP) redis-server
 
 clean:
 	rm -rf $(VENV) var *.egg-info
+
+.PHONY: bench-webhooks
+bench-webhooks: $(STAMP) redis-server
+	$(BIN)/python -m bench.webhooks_bench

@@ -212,9 +212,12 @@ class AnalysisService:
         """The schedule the analysis is a run of ('' for none): cheap, asked on every event."""
         return self.store.schedule_of(analysis_id)
 
-    def events(self, client: Any, *, group: str, consumer: str) -> EventReader:
-        """A reader of the progress events over an asyncio Redis client, in a consumer group."""
-        return EventReader(client, self.store.keys, group=group, consumer=consumer)
+    def events(self, client: Any, *, group: str, consumer: str,
+               claim_idle_ms: int | None = None) -> EventReader:
+        """A reader of the progress events over an asyncio Redis client, in a consumer group;
+        with `claim_idle_ms`, it takes over entries other consumers left that long."""
+        return EventReader(client, self.store.keys, group=group, consumer=consumer,
+                           claim_idle_ms=claim_idle_ms)
 
     def list(self, actor: Actor, owner: str | None = None, limit: int = 20) -> list[Gist]:
         owner = owner if owner is not None and actor.is_admin else actor.user_id

@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from analysis.redaction import url_without_password
 from analysis.setting_checks import market_data_problem, redis_url_problem
+from analysis.webhook_settings import WebhookSettings
 
 SHARED_DATA_DEFAULT = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "ohlcv-binance-1h"
 
@@ -52,7 +53,7 @@ def _id_list(value: object) -> object:
     return value
 
 
-class Settings(BaseSettings):
+class Settings(WebhookSettings, BaseSettings):  # webhook fields: analysis/webhook_settings.py
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
 
     # --- Redis and Celery -------------------------------------------------------------------

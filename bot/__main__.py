@@ -1,4 +1,4 @@
-"""`python -m bot`: run the Telegram bot (polling)."""
+"""`python -m bot`: run the Telegram bot (long polling, or the webhook with TELEGRAM_WEBHOOK_URL)."""
 
 import sys
 

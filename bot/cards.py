@@ -1,7 +1,9 @@
 """Where each analysis's status card lives: the chat and the message the bot edits in place.
 
 One hash per analysis (`{prefix}card:{id}`, fields chat_id and message_id) with the gist's TTL,
-so a card is remembered exactly as long as its analysis. Only the bot writes it.
+so a card is remembered exactly as long as its analysis. Only the bot writes it. With several bot
+instances the field `shown` (a digest of what the live card shows) tells one instance what another
+put there, so no instance repeats an edit.
 """
 
 from __future__ import annotations
@@ -48,3 +50,15 @@ class CardStore:
             pipe.expire(key, self.ttl_s)
             first, _ = await pipe.execute()
         return bool(first)
+
+    async def shown(self, analysis_id: str) -> str | None:
+        """The digest `mark_shown` last recorded for the live card."""
+        value = await self.redis.hget(self.keys.card(analysis_id), "shown")
+        return None if value is None else str(value)
+
+    async def mark_shown(self, analysis_id: str, digest: str) -> None:
+        key = self.keys.card(analysis_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, "shown", digest)
+            pipe.expire(key, self.ttl_s)
+            await pipe.execute()

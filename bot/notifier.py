@@ -9,7 +9,8 @@ Per analysis, a follower task coalesces bursts: the first event after a quiet sp
 once, later ones at most every `interval_s`, and the newest state always goes out last. Every
 edit of one card happens under that card's lock and renders the gist loaded under the lock, so
 edits are applied in the order of the states they show and a card never flips back. Telegram's
-RetryAfter is waited out and the edit retried with the then newest state; "message is not
+With several bot instances, `card_lock` (a short Redis lock per card)
+makes that hold across instances too. RetryAfter is waited out and the edit retried with the then newest state; "message is not
 modified" counts as done; a card that can no longer be edited is replaced by a new message whose
 id is recorded.
 """
@@ -18,11 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import math
 import time
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -34,6 +36,7 @@ from analysis.models import Gist, Status
 from analysis.service import AnalysisService, EventReader
 from bot import views
 from bot.alert_book import ADMIN_ALERT_TEXTS
+from bot.card_lock import CardLock
 from bot.cards import CardLocation, CardStore
 from bot.delivery import SEND, SILENT, Delivery
 from bot.schedule_cards import CHAT_GONE, ScheduledCards
@@ -59,6 +62,11 @@ def keyboard_key(keyboard: InlineKeyboardMarkup) -> tuple:
     return tuple(tuple((b.text, b.callback_data) for b in row) for row in keyboard.inline_keyboard)
 
 
+def shown_digest(shown: tuple) -> str:
+    """A short digest of (location, text, keyboard) for the card's record in Redis."""
+    return hashlib.sha256(repr(shown).encode()).hexdigest()[:32]
+
+
 @dataclass
 class _Card:
     """What the bot knows about one analysis's card while it runs."""
@@ -77,11 +85,12 @@ class CardNotifier:
                  scheduled: ScheduledCards | None = None,
                  on_admin_event: Callable[[str, str, str], Awaitable[None]] | None = None,
                  track_lines: Callable[[Gist], list[str]] | None = None,
-                 delivery: Delivery | None = None):
+                 delivery: Delivery | None = None, card_lock: CardLock | None = None):
         self.bot, self.service, self.cards, self.events = bot, service, cards, events
         self.track_lines = track_lines  # a completed card's track record lines (blocking)
         self.delivery = delivery  # the owner's settings: zone of the card, how notices go out
         self.scheduled = scheduled
+        self.card_lock = card_lock  # None: this process is the only bot instance
         # (kind, analysis id, reason): admins are told of the events in ADMIN_ALERT_TEXTS
         self.on_admin_event = on_admin_event
         self.interval_s, self.clock = interval_s, clock
@@ -114,7 +123,7 @@ class CardNotifier:
         """Send a new card for the analysis to `chat_id`. A live card is the one kept up to date
         (it replaces the previous one); otherwise the message is a snapshot."""
         card = self._card(analysis_id)
-        async with card.lock:
+        async with self._held(analysis_id, card):
             location = await self._put(analysis_id, card, None, chat_id, live=live)
         if live:
             self._note(analysis_id, [])  # catch any change between the render and the save
@@ -124,11 +133,11 @@ class CardNotifier:
                    message_id: int | None = None) -> None:
         """Bring a card up to date now (after a button press or a command): the message pressed
         on if given, else the live card. Unthrottled; best effort, the events catch up."""
-        live = await self.cards.get(analysis_id)
         pressed = CardLocation(chat_id, message_id) if chat_id and message_id else None
         card = self._card(analysis_id)
         try:
-            async with card.lock:
+            async with self._held(analysis_id, card):
+                live = await self.cards.get(analysis_id)
                 if pressed is not None and live is not None and pressed != live:
                     await self._put(analysis_id, card, pressed, pressed.chat_id, live=False)
                 elif live is not None or pressed is not None:
@@ -211,7 +220,7 @@ class CardNotifier:
             self._forget_idle()
 
     async def _refresh(self, analysis_id: str, card: _Card) -> None:
-        async with card.lock:
+        async with self._held(analysis_id, card):
             location = await self.cards.get(analysis_id)
             if location is None and self.scheduled is None:
                 return
@@ -237,7 +246,7 @@ class CardNotifier:
     async def _put(self, analysis_id: str, card: _Card, location: CardLocation | None, chat_id: int,
                    *, live: bool, silent: bool = False) -> CardLocation | None:
         """Show the analysis as it is now: edit `location`, or send a new message to `chat_id`
-        when there is none (or it can no longer be edited). Call with `card.lock` held."""
+        when there is none (or it can no longer be edited). Call with the card's lock held (`_held`)."""
         while True:
             view = await asyncio.to_thread(self.service.card_view, analysis_id)
             if view is None:
@@ -255,7 +264,7 @@ class CardNotifier:
                     location = CardLocation(chat_id, message.message_id)
                     if live:
                         await self.cards.save(analysis_id, location)
-                elif live and card.shown == (location, text, keyboard_key(keyboard)):
+                elif live and await self._already_shown(analysis_id, card, (location, text, keyboard_key(keyboard))):
                     return location
                 else:
                     await self.bot.edit_message_text(text, chat_id=location.chat_id,
@@ -276,7 +285,16 @@ class CardNotifier:
                     raise
             if live:
                 card.shown, card.last_edit = (location, text, keyboard_key(keyboard)), self.clock()
+                if self.card_lock is not None:
+                    await self.cards.mark_shown(analysis_id, shown_digest(card.shown))
             return location
+
+    async def _already_shown(self, analysis_id: str, card: _Card, shown: tuple) -> bool:
+        """Whether the live card shows this already: as this process left it, or (several
+        instances) as the last instance to touch it recorded."""
+        if self.card_lock is None:
+            return card.shown == shown
+        return await self.cards.shown(analysis_id) == shown_digest(shown)
 
     async def _track_text(self, gist: Gist) -> str:
         """The track record lines of a completed card; a failure to read them leaves them out."""
@@ -289,6 +307,16 @@ class CardNotifier:
             return ""
 
     # --- bookkeeping ------------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def _held(self, analysis_id: str, card: _Card) -> AsyncIterator[None]:
+        """The card's lock in this process, then (several instances) across instances."""
+        async with card.lock:
+            if self.card_lock is None:
+                yield
+            else:
+                async with self.card_lock.hold(analysis_id):
+                    yield
+
     def _card(self, analysis_id: str) -> _Card:
         card = self._cards.get(analysis_id)
         if card is None:

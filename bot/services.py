@@ -4,6 +4,8 @@ shutdown. Handlers never build clients themselves."""
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from dataclasses import dataclass
 from typing import Callable
 
@@ -22,6 +24,7 @@ from analysis.track.service import TrackService
 from analysis.user_settings import UserSettingsService, UserSettingsStore
 from bot.alert_book import AlertBook
 from bot.alerts import AdminAlerts
+from bot.card_lock import CardLock
 from bot.cards import CardStore
 from bot.chart_cache import ChartCache
 from bot.delivery import Delivery
@@ -78,7 +81,11 @@ class BotServices:
         async_redis = aioredis.Redis.from_url(settings.redis_url, decode_responses=True,
                                               health_check_interval=30)
         # One consumer group per bot (its id is the token's prefix): each bot sees every event.
-        events = service.events(async_redis, group=f"bot:{bot.id}", consumer=NOTIFIER_CONSUMER)
+        # On webhooks each instance is its own consumer of it (each event goes to one instance)
+        # and takes over what a dead instance left; cards are locked across instances.
+        several = settings.telegram_webhook_url is not None
+        events = service.events(async_redis, group=f"bot:{bot.id}", consumer=consumer_name(settings),
+                                claim_idle_ms=int(settings.events_claim_idle_s * 1000) if several else None)
         cards = CardStore(async_redis, runtime.keys, settings.gist_ttl_s)
         user_settings = UserSettingsService(UserSettingsStore(
             runtime.redis, runtime.keys, max_held=settings.quiet_max_held, held_ttl_s=settings.quiet_held_ttl_s))
@@ -94,7 +101,8 @@ class BotServices:
                             presses_per_minute=settings.chart_presses_per_minute)
         notifier = CardNotifier(bot, service, cards, events, interval_s=settings.card_edit_interval_s,
                                 scheduled=ScheduledCards(schedules), on_admin_event=alerts.analysis_event,
-                                track_lines=track.card_lines, delivery=delivery)
+                                track_lines=track.card_lines, delivery=delivery,
+                                card_lock=CardLock(async_redis, runtime.keys) if several else None)
         return cls(settings=settings, access=Access(settings.allowed_user_ids, settings.admin_user_ids),
                    service=service, schedules=schedules, factory=factory,
                    notifier=notifier, ops=ops, async_redis=async_redis, alerts=alerts,
@@ -105,6 +113,16 @@ class BotServices:
     async def close(self) -> None:
         await self.async_redis.aclose()
         self.service.close()
+
+
+def consumer_name(settings: Settings) -> str:
+    """This instance's consumer of the events group: BOT_INSTANCE, else (webhooks) one name per
+    process, `<hostname>-<pid>`; with long polling there is one instance, "notifier"."""
+    if settings.bot_instance:
+        return settings.bot_instance
+    if settings.telegram_webhook_url is None:
+        return NOTIFIER_CONSUMER
+    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 def services(context: ContextTypes.DEFAULT_TYPE) -> BotServices:

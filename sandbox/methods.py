@@ -27,14 +27,6 @@ class BotApiMethods:
     def _get_me(self, params: dict[str, Any], files: dict[str, UploadedFile]) -> dict[str, Any]:
         return dict(self.bot_user)
 
-    def _delete_webhook(self, params: dict[str, Any], files: dict[str, UploadedFile]) -> bool:
-        if params.get("drop_pending_updates"):
-            self._updates.clear()
-        return True
-
-    def _get_webhook_info(self, params: dict[str, Any], files: dict[str, UploadedFile]) -> dict[str, Any]:
-        return {"url": "", "has_custom_certificate": False, "pending_update_count": len(self._updates)}
-
     def _send_message(self, params: dict[str, Any], files: dict[str, UploadedFile]) -> dict[str, Any]:
         chat = self._target_chat(params)
         text, entities = render_text(str(params.get("text") or ""), params.get("parse_mode"), params.get("entities"))

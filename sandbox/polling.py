@@ -20,6 +20,7 @@ from sandbox.records import UploadedFile, _Update
 class LongPolling:
     async def _get_updates(self, params: dict[str, Any], files: dict[str, UploadedFile]) -> list[dict[str, Any]]:
         """Telegram's getUpdates: confirm below ``offset``, wait up to ``timeout`` for updates."""
+        self._refuse_polling_while_webhook()  # 409 while a webhook is set (sandbox/webhook.py)
         offset = int(params.get("offset") or 0)
         limit = min(max(int(params.get("limit") or 100), 1), 100)
         timeout = max(float(params.get("timeout") or 0), 0.0)

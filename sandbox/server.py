@@ -13,7 +13,7 @@ The server runs an aiohttp application inside a background thread with its own a
 the bot can live in the same process (on any loop or thread) or in a subprocess that is restarted.
 Every public method is synchronous and thread-safe. The parts are mixins, one idea each:
 ``chat_model`` (chats and messages), ``methods`` (the Bot API methods), ``polling``
-(getUpdates), ``user_side`` (users write and press), ``observe`` (records, waiting, faults).
+(getUpdates), ``webhook`` (setWebhook and delivery to it), ``user_side`` (users write and press), ``observe`` (records, waiting, faults).
 
 Point PTB at it::
 
@@ -65,6 +65,7 @@ from sandbox.params import read_params
 from sandbox.polling import LongPolling
 from sandbox.records import Call, CallbackQueryRecord, UploadedFile, _Chat, _Fault, _StoredFile, _Update
 from sandbox.user_side import UserSide
+from sandbox.webhook import WebhookDelivery
 
 
 class Page(Protocol):
@@ -77,7 +78,7 @@ _WRITES = frozenset({"sendmessage", "sendphoto", "editmessagetext", "editmessage
                      "editmessagereplymarkup"})
 
 
-class BotApiServer(ChatModel, BotApiMethods, LongPolling, UserSide, Observer, Membership):
+class BotApiServer(ChatModel, BotApiMethods, LongPolling, UserSide, Observer, Membership, WebhookDelivery):
     """An in-process Telegram Bot API server with a synchronous, thread-safe test API.
 
     State (chats, queued updates, the call record) lives as long as the object, across
@@ -152,6 +153,7 @@ class BotApiServer(ChatModel, BotApiMethods, LongPolling, UserSide, Observer, Me
         self._pollers: set[asyncio.Future[str]] = set()
         self._ready = threading.Event()
         self._start_error: BaseException | None = None
+        self._init_webhook()
 
         # lower-cased name -> (canonical name, handler); handlers may be coroutines.
         self._methods: dict[str, tuple[str, Callable[[dict[str, Any], dict[str, UploadedFile]], Any]]] = {
@@ -163,6 +165,7 @@ class BotApiServer(ChatModel, BotApiMethods, LongPolling, UserSide, Observer, Me
                 "close": self._true,
                 "deleteWebhook": self._delete_webhook,
                 "getWebhookInfo": self._get_webhook_info,
+                "setWebhook": self._set_webhook,
                 "sendMessage": self._send_message,
                 "sendPhoto": self._send_photo,
                 "sendChatAction": self._true,

@@ -22,6 +22,7 @@
 | {p}llmcache:{sha256}         | string | LLM_CACHE_TTL              | one cached LLM answer                   |
 | {p}card:{id}                 | hash   | GIST_TTL_S                 | the bot's status card (chat, message); flags finished:{gen}, held (#24) |
 | {p}update:{bot}:{update_id}  | string | 1 day                      | a Telegram update the bot has handled   |
+| {p}cardlock:{id}             | string | CARD_LOCK_MS (PX)          | the one bot instance editing that card now (token) |
 | {p}schedule:{id}             | hash   | none: until removed        | a recurring analysis (analysis/schedules/store.py) |
 | {p}schedules                 | zset   | none                       | every schedule by creation time         |
 | {p}schedules:{owner}         | zset   | none                       | the owner's schedules by creation time  |
@@ -114,6 +115,9 @@ class Keys:
 
     def card(self, analysis_id: str) -> str:
         return f"{self.prefix}card:{analysis_id}"
+
+    def card_lock(self, analysis_id: str) -> str:
+        return f"{self.prefix}cardlock:{analysis_id}"
 
     def update(self, bot_id: int, update_id: int) -> str:
         return f"{self.prefix}update:{bot_id}:{update_id}"

@@ -4,11 +4,15 @@ The Lua scripts XADD one entry per change of an analysis (fields id, kind, statu
 confidence, at, reason). A reader in a consumer group gets each entry once and keeps it in the
 group's pending list until `ack`: entries read but not acknowledged when the reader died are read
 again (`read` starts with the consumer's pending entries), so no event is lost across a restart.
+Several bot instances are several consumers of one group: each entry goes to one of them, and
+with `claim_idle_ms` a reader takes over (XAUTOCLAIM) the entries another consumer read but left
+unacknowledged that long: those of an instance that died.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,10 +57,12 @@ class EventReader:
     """
 
     def __init__(self, client: aioredis.Redis, keys: Keys, *, group: str, consumer: str,
-                 block_ms: int = 1000, count: int = 100):
+                 block_ms: int = 1000, count: int = 100, claim_idle_ms: int | None = None):
         self.redis, self.stream = client, keys.events()
         self.group, self.consumer = group, consumer
         self.block_ms, self.count = block_ms, count
+        self.claim_idle_ms = claim_idle_ms  # None: never take over another consumer's entries
+        self._next_claim = 0.0
         # This consumer's pending entries first (paged by id from "0"), then ">" for new ones.
         self._cursor = "0"
 
@@ -75,7 +81,9 @@ class EventReader:
             if self._cursor != ">":
                 entries = await self._read_from(self._cursor, block=None)
                 self._cursor = entries[-1][0] if entries else ">"
-            if self._cursor == ">":
+            if self._cursor == ">" and not entries:
+                entries = await self._claim_abandoned()
+            if self._cursor == ">" and not entries:
                 entries = await self._read_from(">", block=self.block_ms)
         except ResponseError as exc:
             if "NOGROUP" not in str(exc):
@@ -100,6 +108,21 @@ class EventReader:
         reply: Any = await self.redis.xreadgroup(self.group, self.consumer, {self.stream: cursor},
                                             count=self.count, block=block)
         return reply[0][1] if reply else []
+
+    async def _claim_abandoned(self) -> list:
+        """Entries idle for `claim_idle_ms` in any consumer's pending list, now this one's; looked
+        for at most every half idle time, so a claim happens within 1.5 x the idle time."""
+        if self.claim_idle_ms is None or time.monotonic() < self._next_claim:
+            return []
+        self._next_claim = time.monotonic() + self.claim_idle_ms / 2000
+        reply: Any = await self.redis.xautoclaim(self.stream, self.group, self.consumer,
+                                                 min_idle_time=self.claim_idle_ms, start_id="0-0",
+                                                 count=self.count)
+        claimed = [entry for entry in reply[1] if entry is not None]
+        if claimed:
+            logger.info("consumer %s of %s took over %d event(s) left by another bot instance",
+                        self.consumer, self.group, len(claimed))
+        return claimed
 
     async def ack(self, entry_ids: list[str]) -> None:
         if entry_ids:

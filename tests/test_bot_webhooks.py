@@ -1,0 +1,183 @@
+"""Several bot instances on Telegram's webhook behind one load balancer (a round-robin proxy):
+every update is handled once, every card is edited by one instance at a time and ends on the
+final state, a killed instance's cards are kept current by the other, and a request without the
+webhook's secret is refused. The 200-tap version is bench/webhooks_bench.py (`make bench-webhooks`)."""
+
+import os
+import random
+import time
+
+import pytest
+
+from analysis.markets.demo import DEMO_MARKETS
+from analysis.models import Status
+from analysis.service import Actor
+from bot import callbacks
+from sandbox import BotApiServer
+from tests.conftest import wait_until
+from tests.helpers import assert_history_is_one_clean_chain
+from tests.test_bot import analysis_id_of, status_of, wait_for_card, wait_for_status
+from tests.webhook_instances import (SECRET, Instances, overlapping_edits, post_update, preflight,
+                                     repeated_edits)
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+
+TAP_ROUNDS = 5  # per trader: Refresh, Pause, Resume -> 4 traders x 5 x 3 = 60 taps
+
+
+@pytest.fixture
+def api():
+    with BotApiServer(token=f"{random.randrange(10**6, 10**9)}:TEST") as server:
+        server.webhook_retry_s = 0.1
+        yield server
+
+
+@pytest.fixture
+def traders() -> list[int]:
+    base = random.randrange(10**8, 10**9, 10)
+    return [base + i for i in range(1, 5)]
+
+
+def rank_update(update_id: int, user_id: int, text: str) -> dict:
+    user = {"id": user_id, "is_bot": False, "first_name": "Tester"}
+    return {"update_id": update_id, "message": {
+        "message_id": update_id, "date": int(time.time()), "chat": {"id": user_id, "type": "private"},
+        "from": user, "text": text, "entities": [{"type": "bot_command", "offset": 0, "length": 5}]}}
+
+
+def tap(api: BotApiServer, trader: int, message_id: int, action: str, analysis_id: str) -> str:
+    """Press the card's button (by its data: the card may be mid-edit) and wait for the answer."""
+    query = api.press_button(trader, message_id, callbacks.encode(action, analysis_id))
+    return api.wait_for_callback_answer(query, timeout=20).text or ""
+
+
+@pytest.mark.slow  # two bot processes, four analyses, one instance killed: about 20 s
+def test_two_instances_share_the_updates_and_keep_every_card_current_when_one_dies(
+        api, traders, service, runtime, tmp_path):
+    instances = Instances(api, traders, tmp_path).start()
+    try:
+        # Every listener is a door: without the secret, or with a wrong one, 403 and nothing done.
+        rank = f"/rank symbols={','.join(DEMO_MARKETS[:60])} top=3"
+        refused = [(instances.url(0), None), (instances.url(1), "wrong-secret"),
+                   (instances.proxy.url + "/telegram", None)]
+        for update_id, (url, secret) in enumerate(refused, start=900_000_001):
+            assert post_update(url, rank_update(update_id, traders[0], rank), secret) == 403
+        # A page on another origin is not let in: its preflight gets no CORS grant.
+        status, headers = preflight(instances.url(0))
+        assert status >= 400 and not any(h.lower().startswith("access-control-allow") for h in headers)
+        # With the secret, the same kind of update is handled (the positive marker) ...
+        assert post_update(instances.url(1), rank_update(900_000_004, traders[0], rank), SECRET) == 200
+        wait_for_card(api, traders[0], timeout=30)
+        # ... and the refused ones left no trace: not in the update ledger, no second card.
+        assert [runtime.redis.exists(runtime.keys.update(api.bot_id, 900_000_000 + n)) for n in (1, 2, 3, 4)] \
+            == [0, 0, 0, 1]
+        assert api.webhook_url == instances.proxy.url + "/telegram"
+
+        # The other three start theirs through Telegram (the sandbox), which posts to the proxy.
+        for trader in traders[1:]:
+            api.send_message(trader, f"/rank symbols={','.join(DEMO_MARKETS[:60])} top=3")
+        cards = {trader: wait_for_card(api, trader, timeout=30) for trader in traders}
+        ids = {trader: analysis_id_of(card) for trader, card in cards.items()}
+
+        answered = []
+        for round_ in range(TAP_ROUNDS):
+            if round_ == TAP_ROUNDS // 2:
+                instances.kill(1)  # mid-run: its pending events and the proxy's half go elsewhere
+            for trader in traders:
+                for action in ("refresh", "pause", "resume"):
+                    answered.append(tap(api, trader, cards[trader].message_id, action, ids[trader]))
+        assert len(answered) == TAP_ROUNDS * 3 * len(traders)
+
+        for trader in traders:
+            card = wait_for_status(api, trader, cards[trader].message_id, "Completed", timeout=90)
+            gist = service.get(ids[trader], Actor(str(trader)))
+            assert gist.status == Status.COMPLETED
+            assert all(f"{m.rank}. {m.symbol}" in card.text for m in gist.result), card.text
+            # One card per analysis; no two edits of it in flight together; none repeated.
+            assert len([m for m in api.messages(trader, from_bot=True) if status_of(m)]) == 1
+            assert overlapping_edits(api, card) == []
+            assert repeated_edits(api, card) == 0
+            assert_history_is_one_clean_chain(runtime.store.history(gist.id), gist.seq)
+        # Both instances took updates; every tap got one answer (the ledger and PTB), none twice.
+        assert all(instances.proxy.forwarded[backend] > 0 for backend in instances.proxy.backends)
+        assert all(len([c for c in api.calls_of("answerCallbackQuery") if c.params.get("callback_query_id") == q])
+                   == 1 for q in api.callback_answers)
+        group = f"bot:{api.bot_id}"
+        wait_until(lambda: runtime.redis.xpending(runtime.keys.events(), group)["pending"] == 0,
+                   timeout=20, message="every event acknowledged, the dead instance's too")
+    finally:
+        instances.stop()
+    for index in range(2):
+        log = instances.log(index)
+        assert "Traceback" not in log and api.token not in log and SECRET not in log, log[-3000:]
+
+
+def test_events_a_dead_instance_read_but_never_acknowledged_are_taken_over_after_the_idle_time(redis_url):
+    """The consumer-group half of "a dead instance leaves its cards to the others": its
+    unacknowledged entries go to a live consumer once idle for EVENTS_CLAIM_IDLE_S, not before."""
+    import asyncio
+    import uuid
+
+    import redis.asyncio as aioredis
+
+    from analysis.db.keys import Keys
+    from analysis.engine.events import EventReader
+
+    async def run() -> None:
+        client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+        keys = Keys(prefix=f"claim-{uuid.uuid4().hex[:8]}:")
+        dead = EventReader(client, keys, group="bot:1", consumer="instance-0", block_ms=50)
+        live = EventReader(client, keys, group="bot:1", consumer="instance-1", block_ms=50,
+                           claim_idle_ms=400)
+        try:
+            await dead.ensure_group()
+            entry = await client.xadd(keys.events(), {"id": "a1", "kind": "step", "status": "RUNNING", "seq": "3"})
+            read, _ = await dead.read()
+            assert [e.entry_id for e in read] == [entry]  # read, then the instance dies: never acked
+            soon, _ = await live.read()
+            assert soon == []  # not idle long enough: the first instance may still be on it
+            await asyncio.sleep(0.45)
+            taken, _ = await live.read()
+            assert [(e.entry_id, e.analysis_id, e.seq) for e in taken] == [(entry, "a1", 3)]
+            await live.ack([entry])
+            assert await live.pending_count() == 0
+        finally:
+            await client.delete(keys.events())
+            await client.aclose()
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize("env, says", [
+    ({"TELEGRAM_WEBHOOK_URL": "https://bot.example.com/telegram"},
+     "bad setting: TELEGRAM_WEBHOOK_URL needs TELEGRAM_WEBHOOK_SECRET (every request is checked)"),
+    ({"TELEGRAM_WEBHOOK_URL": "bot.example.com", "TELEGRAM_WEBHOOK_SECRET": "abc"},
+     "bad setting TELEGRAM_WEBHOOK_URL=bot.example.com: must be an http(s) URL"),
+    ({"TELEGRAM_WEBHOOK_URL": "https://bot.example.com/t", "TELEGRAM_WEBHOOK_SECRET": "has space"},
+     "bad setting TELEGRAM_WEBHOOK_SECRET: must be 1-256 characters of A-Z, a-z, 0-9, _ and -"),
+    ({"TELEGRAM_WEBHOOK_PORT": "70000"}, "bad setting TELEGRAM_WEBHOOK_PORT=70000: Input should be less"),
+])
+def test_a_bad_webhook_setting_is_one_line_naming_it_and_never_showing_the_secret(monkeypatch, env, says):
+    from pydantic import ValidationError
+
+    from analysis.settings import Settings, settings_problem
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError) as raised:
+        Settings()
+    problem = settings_problem(raised.value)
+    assert problem.startswith(says) and "\n" not in problem and "has space" not in problem, problem
+
+
+def test_without_a_webhook_url_the_bot_long_polls_as_one_consumer(monkeypatch):
+    from analysis.settings import Settings
+    from bot.services import consumer_name
+
+    monkeypatch.delenv("TELEGRAM_WEBHOOK_URL", raising=False)
+    assert Settings().telegram_webhook_url is None and consumer_name(Settings()) == "notifier"
+    monkeypatch.setenv("TELEGRAM_WEBHOOK_URL", "https://bot.example.com/telegram")
+    monkeypatch.setenv("TELEGRAM_WEBHOOK_SECRET", "abc")
+    on_webhook = consumer_name(Settings())
+    assert on_webhook != "notifier" and on_webhook.endswith(f"-{os.getpid()}")

@@ -1,0 +1,126 @@
+"""Bot instances on the webhook behind a round-robin proxy, for tests and bench/webhooks_bench.py:
+each `python -m bot` process listens on its own port; the sandbox posts to the proxy."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from sandbox import BotApiServer, ChatMessage
+from tests.round_robin_proxy import RoundRobinProxy
+from tests.servers import ROOT, free_port
+
+SECRET = "wh-secret_for-tests"
+PATH = "/telegram"
+_HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def post_update(url: str, update: dict, secret: str | None) -> int:
+    """POST an update as Telegram would (with `secret` in its header, if any); the HTTP status."""
+    headers = {"Content-Type": "application/json"}
+    if secret is not None:
+        headers["X-Telegram-Bot-Api-Secret-Token"] = secret
+    request = urllib.request.Request(url, data=json.dumps(update).encode(), headers=headers)
+    try:
+        with _HTTP.open(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except (urllib.error.URLError, OSError):  # nobody listens (yet)
+        return 0
+
+
+def preflight(url: str) -> tuple[int, dict[str, str]]:
+    """A browser's CORS preflight from a page on another origin, asking to send the secret header."""
+    request = urllib.request.Request(url, method="OPTIONS", headers={
+        "Origin": "https://page.example", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type,x-telegram-bot-api-secret-token"})
+    try:
+        with _HTTP.open(request, timeout=10) as response:
+            return response.status, dict(response.headers)
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers)
+
+
+class Instances:
+    """`count` bot processes sharing one token, one Redis and one webhook (the proxy)."""
+
+    def __init__(self, api: BotApiServer, traders: list[int], log_dir: Path, count: int = 2,
+                 **env: str):
+        self.api, self.log_dir = api, log_dir
+        self.ports = [free_port() for _ in range(count)]
+        self.proxy = RoundRobinProxy([f"http://127.0.0.1:{port}" for port in self.ports])
+        self.env = {**os.environ, "TELEGRAM_BOT_TOKEN": api.token, "TELEGRAM_API_BASE_URL": api.base_url,
+                    "ALLOWED_USER_IDS": ",".join(map(str, traders)), "ADMIN_USER_IDS": "",
+                    "TELEGRAM_WEBHOOK_URL": self.proxy.url + PATH, "TELEGRAM_WEBHOOK_SECRET": SECRET,
+                    "TELEGRAM_WEBHOOK_LISTEN": "127.0.0.1", "EVENTS_CLAIM_IDLE_S": "2",
+                    "SCORE_BATCH_SIZE": "1", "CARD_EDIT_INTERVAL_S": "0.3", **env}
+        self.processes: list[subprocess.Popen | None] = [None] * count
+
+    def url(self, index: int) -> str:
+        """Where instance `index` listens (bypassing the proxy)."""
+        return f"http://127.0.0.1:{self.ports[index]}{PATH}"
+
+    def start(self) -> Instances:
+        for index, port in enumerate(self.ports):
+            env = {**self.env, "TELEGRAM_WEBHOOK_PORT": str(port), "BOT_INSTANCE": f"instance-{index}"}
+            log = open(self.log_dir / f"bot-{index}.log", "ab")
+            self.processes[index] = subprocess.Popen([sys.executable, "-m", "bot"], cwd=ROOT, env=env,
+                                                     stdout=log, stderr=subprocess.STDOUT)
+        for index in range(len(self.ports)):
+            self._wait_listening(index)
+        return self
+
+    def _wait_listening(self, index: int, timeout: float = 60) -> None:
+        """Until the instance answers on its port (an empty request without the secret: 403)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            process = self.processes[index]
+            assert process is not None and process.poll() is None, self.log(index)[-3000:]
+            if post_update(self.url(index), {}, None) == 403:
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"instance {index} does not listen: {self.log(index)[-3000:]}")
+
+    def kill(self, index: int) -> None:
+        process = self.processes[index]
+        assert process is not None
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            if process is not None:
+                try:
+                    process.wait(20)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+
+    def log(self, index: int) -> str:
+        path = self.log_dir / f"bot-{index}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+
+def overlapping_edits(api: BotApiServer, card: ChatMessage) -> list[tuple[float, float]]:
+    """Pairs of editMessageText calls on `card` that were in flight at the same time."""
+    calls = sorted((c for c in api.calls_of("editMessageText")
+                    if c.params.get("chat_id") == card.chat_id and c.params.get("message_id") == card.message_id
+                    and c.answered is not None), key=lambda c: c.received)
+    return [(a.received, b.received) for a, b in zip(calls, calls[1:]) if b.received < (a.answered or 0)]
+
+
+def repeated_edits(api: BotApiServer, card: ChatMessage) -> int:
+    """Edits of `card` refused as "message is not modified": an instance repeated what it showed."""
+    return sum(1 for c in api.calls_of("editMessageText")
+               if c.params.get("chat_id") == card.chat_id and c.params.get("message_id") == card.message_id
+               and c.status == 400 and "not modified" in (c.description or ""))
