@@ -28,7 +28,7 @@ from bot.delivery import Delivery
 from bot.notifier import CardNotifier
 from bot.schedule_cards import ScheduledCards
 from bot.update_ledger import UpdateLedger
-from wiring import BrokerOps, celery_services
+from wiring import BrokerOps, async_redis_client, celery_services
 
 logger = logging.getLogger(__name__)
 BOT_DATA_KEY = "services"
@@ -75,8 +75,7 @@ class BotServices:
         core = celery_services(settings)
         runtime, service, schedules, factory, ops = (core.runtime, core.service, core.schedules,
                                                      core.factory, core.ops)
-        async_redis = aioredis.Redis.from_url(settings.redis_url, decode_responses=True,
-                                              health_check_interval=30)
+        async_redis = async_redis_client(settings, decode_responses=True, health_check_interval=30)
         # One consumer group per bot (its id is the token's prefix): each bot sees every event.
         events = service.events(async_redis, group=f"bot:{bot.id}", consumer=NOTIFIER_CONSUMER)
         cards = CardStore(async_redis, runtime.keys, settings.gist_ttl_s)

@@ -4,6 +4,7 @@ import redis
 from celery import Celery
 from celery.signals import beat_init, setup_logging
 
+from analysis.db.connect import broker_transport_options, broker_url, redbeat_sentinel_options
 from analysis.db.keys import Keys
 from analysis.logging_setup import configure_logging
 from analysis.settings import Settings, settings_or_exit
@@ -51,10 +52,11 @@ def make_celery(settings: Settings) -> Celery:
     if settings.task_time_limit_s >= settings.visibility_timeout_s:
         raise ValueError("TASK_TIME_LIMIT_S must be below VISIBILITY_TIMEOUT_S, or the broker "
                          "redelivers tasks that are still running")
-    app = Celery("marketrank", broker=settings.redis_url,
+    app = Celery("marketrank", broker=broker_url(settings),
                  include=["tasks.steps", "tasks.watchdog", "tasks.schedule_tasks",
                           "tasks.track_tasks"])
-    transport = {"visibility_timeout": settings.visibility_timeout_s}
+    transport = {"visibility_timeout": settings.visibility_timeout_s,
+                 **broker_transport_options(settings)}
     app.conf.update(
         task_default_queue=STEP_QUEUE,
         task_routes={"marketrank.watchdog": {"queue": WATCHDOG_QUEUE},
@@ -99,13 +101,14 @@ def redbeat_config(settings: Settings) -> dict:
     return dict(
         beat_scheduler="redbeat.RedBeatScheduler",
         beat_max_loop_interval=settings.beat_max_loop_s,
-        redbeat_redis_url=settings.redis_url,
+        redbeat_redis_url="redis-sentinel://" if settings.redis_sentinels else settings.redis_url,
         redbeat_key_prefix=Keys(settings.key_prefix).beat_prefix(),
         # The same retries as the workers' client: beat rides out a Redis restart.
         redbeat_redis_options={
             "retry": Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=20),
             "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
             "health_check_interval": 30,
+            **redbeat_sentinel_options(settings),
         },
     )
 
