@@ -15,6 +15,7 @@ from redis.sentinel import Sentinel
 
 # Sentinels answer at once or are down: a short timeout lets the client try the next one.
 SENTINEL_TIMEOUT_S = 0.5
+REDBEAT_RETRY_PERIOD_S = 60
 
 
 def sentinel_addresses(text: str) -> list[tuple[str, int]]:
@@ -95,4 +96,7 @@ def redbeat_sentinel_options(settings: Any) -> dict[str, Any]:
     return {"sentinels": sentinel_addresses(settings.redis_sentinels),
             "service_name": settings.redis_sentinel_master, "socket_timeout": SENTINEL_TIMEOUT_S,
             "sentinel_kwargs": {"socket_timeout": SENTINEL_TIMEOUT_S},
+            # redbeat passes no retry to a client it makes through Sentinel: its own retrying
+            # proxy rides out the switch (seconds) instead of beat exiting on the first error.
+            "retry_period": REDBEAT_RETRY_PERIOD_S,
             **_db_and_password(settings.redis_url)}
