@@ -4,7 +4,7 @@ import redis
 from celery import Celery
 from celery.signals import beat_init, setup_logging
 
-from analysis.db.connect import broker_transport_options, broker_url, redbeat_sentinel_options
+from analysis.db.connect import broker_transport_options, broker_url, redis_client
 from analysis.db.keys import Keys
 from analysis.logging_setup import configure_logging
 from analysis.settings import Settings, settings_or_exit
@@ -88,6 +88,11 @@ def make_celery(settings: Settings) -> Celery:
         },
         **redbeat_config(settings),
     )
+    if settings.redis_sentinels:
+        # redbeat's own Sentinel client takes no retry, and beat would exit on the switch: give it
+        # ours (the workers' retries, through Sentinel), which redbeat uses when it is set.
+        app.redbeat_redis = redis_client(settings, decode_responses=True,  # type: ignore[attr-defined]
+                                         **redbeat_config(settings)["redbeat_redis_options"])
     return app
 
 
@@ -101,14 +106,13 @@ def redbeat_config(settings: Settings) -> dict:
     return dict(
         beat_scheduler="redbeat.RedBeatScheduler",
         beat_max_loop_interval=settings.beat_max_loop_s,
-        redbeat_redis_url="redis-sentinel://" if settings.redis_sentinels else settings.redis_url,
+        redbeat_redis_url=settings.redis_url,
         redbeat_key_prefix=Keys(settings.key_prefix).beat_prefix(),
         # The same retries as the workers' client: beat rides out a Redis restart.
         redbeat_redis_options={
             "retry": Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=20),
             "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
             "health_check_interval": 30,
-            **redbeat_sentinel_options(settings),
         },
     )
 

@@ -22,6 +22,7 @@ def test_analyses_mid_run_complete_after_the_primary_dies_and_no_step_commits_tw
         # A commit the replica never received is run again after the switch, once; none more.
         assert all(n <= 2 for (aid, _), n in commits_in_logs(stack).items() if aid in ids)
         assert figures.next_commit_s <= 30, figures
+        assert stack.beat is not None and stack.beat.alive  # beat rode out the switch
         print(figures)
     finally:
         stack.close()

@@ -15,7 +15,6 @@ from redis.sentinel import Sentinel
 
 # Sentinels answer at once or are down: a short timeout lets the client try the next one.
 SENTINEL_TIMEOUT_S = 0.5
-REDBEAT_RETRY_PERIOD_S = 60
 
 
 def sentinel_addresses(text: str) -> list[tuple[str, int]]:
@@ -86,17 +85,3 @@ def broker_client(url: str, transport_options: dict[str, Any]) -> redis.Redis:
     path = first.path.strip("/")
     return sentinel.master_for(transport_options["master_name"], db=int(path) if path.isdigit() else 0,
                                password=unquote(first.password) if first.password else None)
-
-
-def redbeat_sentinel_options(settings: Any) -> dict[str, Any]:
-    """What celery-redbeat's options gain to find the primary through Sentinel (its URL is then
-    `redis-sentinel://`); nothing without Sentinel."""
-    if not settings.redis_sentinels:
-        return {}
-    return {"sentinels": sentinel_addresses(settings.redis_sentinels),
-            "service_name": settings.redis_sentinel_master, "socket_timeout": SENTINEL_TIMEOUT_S,
-            "sentinel_kwargs": {"socket_timeout": SENTINEL_TIMEOUT_S},
-            # redbeat passes no retry to a client it makes through Sentinel: its own retrying
-            # proxy rides out the switch (seconds) instead of beat exiting on the first error.
-            "retry_period": REDBEAT_RETRY_PERIOD_S,
-            **_db_and_password(settings.redis_url)}
