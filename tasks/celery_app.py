@@ -91,7 +91,7 @@ def make_celery(settings: Settings) -> Celery:
     if settings.redis_sentinels:
         # redbeat's own Sentinel client takes no retry, and beat would exit on the switch: give it
         # ours (the workers' retries, through Sentinel), which redbeat uses when it is set.
-        app.redbeat_redis = redis_client(settings, decode_responses=True,  # type: ignore[attr-defined]
+        app.redbeat_redis = redis_client(settings, decode_responses=True,
                                          **redbeat_config(settings)["redbeat_redis_options"])
     return app
 
