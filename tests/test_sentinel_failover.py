@@ -26,3 +26,27 @@ def test_analyses_mid_run_complete_after_the_primary_dies_and_no_step_commits_tw
         print(figures)
     finally:
         stack.close()
+
+
+def test_a_mistyped_sentinel_list_is_refused_in_one_line_naming_the_entry():
+    from pydantic import ValidationError
+
+    from analysis.settings import Settings, settings_problem
+
+    with pytest.raises(ValidationError) as refused:
+        Settings(redis_sentinels="10.0.0.1:26379,10.0.0.2")
+    assert settings_problem(refused.value) == (
+        "bad setting REDIS_SENTINELS=10.0.0.1:26379,10.0.0.2: REDIS_SENTINELS entry '10.0.0.2' is "
+        "not host:port (e.g. 10.0.0.1:26379,10.0.0.2:26379)")
+
+
+def test_the_cli_with_no_sentinel_answering_says_so_in_one_line_and_exits():
+    from tests.cli_runner import marketrank
+    from tests.servers import free_port
+
+    dead = f"127.0.0.1:{free_port()},127.0.0.1:{free_port()}"
+    result = marketrank("list", REDIS_SENTINELS=dead, REDIS_SENTINEL_MASTER="mymaster")
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        f"error: cannot reach Redis at redis://mymaster@sentinels({dead}) (no sentinel names "
+        "a primary 'mymaster'); start the stack with `make run`, or set REDIS_URL to a running Redis"]
