@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     # primary named REDIS_SENTINEL_MASTER. Empty: REDIS_URL's server as is.
     redis_sentinels: str = ""
     redis_sentinel_master: str = "mymaster"
+    # With Sentinel: how long a trader's start waits for a replica to hold it (WAIT); 0: never.
+    redis_wait_ms: int = Field(100, ge=0, le=10000)
     task_time_limit_s: int = Field(600, ge=10)
 
     # --- Market data ------------------------------------------------------------------------

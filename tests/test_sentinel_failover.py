@@ -50,3 +50,43 @@ def test_the_cli_with_no_sentinel_answering_says_so_in_one_line_and_exits():
     assert result.stderr.strip().splitlines() == [
         f"error: cannot reach Redis at redis://mymaster@sentinels({dead}) (no sentinel names "
         "a primary 'mymaster'); start the stack with `make run`, or set REDIS_URL to a running Redis"]
+
+
+@pytest.mark.e2e
+def test_a_start_waits_for_the_replica_and_survives_the_primary_dying_right_after(actor, caplog):
+    import logging
+    import os
+    import signal
+
+    from analysis.engine.runtime import Runtime
+    from analysis.service import AnalysisService
+    from analysis.settings import Settings
+    from tests.helpers import QueueDispatcher, noop_config
+    from tests.sentinel_cluster import MASTER, SentinelCluster
+
+    cluster = SentinelCluster()
+    try:
+        settings = Settings(redis_url="redis://127.0.0.1:1/0", redis_sentinels=cluster.addresses,
+                            redis_sentinel_master=MASTER, redis_wait_ms=300)
+        runtime = Runtime(settings)
+        service = AnalysisService(runtime.store, QueueDispatcher())
+        caplog.set_level(logging.WARNING, logger="analysis.db.replication")
+        os.kill(cluster.replica.process.pid, signal.SIGSTOP)  # the replica falls behind
+        try:
+            unconfirmed = service.start(noop_config(3), actor)
+        finally:
+            os.kill(cluster.replica.process.pid, signal.SIGCONT)
+        warnings = [record.getMessage() for record in caplog.records]
+        assert len(warnings) == 1, warnings  # the operator is told this start may not survive
+        assert warnings[0].startswith(f"[{unconfirmed.id}] start is on the primary but no replica "
+                                      "confirmed it within 300 ms (")
+        assert warnings[0].endswith("a failover now would lose it")
+        caplog.clear()
+        confirmed = service.start(noop_config(3), actor)
+        assert caplog.records == []  # the replica confirmed it: no warning
+        cluster.kill_primary()
+        cluster.wait_promoted()
+        assert service.get(confirmed.id, actor).id == confirmed.id  # on the promoted replica
+        runtime.redis.close()
+    finally:
+        cluster.cleanup()

@@ -191,3 +191,8 @@ class Keys:
     def metrics(self) -> str:
         """Prometheus counters every process adds to (analysis/metrics.py)."""
         return f"{self.prefix}metrics"
+
+    def replication_probe(self) -> str:
+        """Written before WAIT after a trader's action (analysis/db/replication.py): its offset in
+        the replication stream comes after the action's, whatever connection wrote that."""
+        return f"{self.prefix}replication:probe"
