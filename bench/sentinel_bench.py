@@ -38,7 +38,7 @@ def wait_cost(stack) -> tuple[str, str]:
         plain.append(time.perf_counter() - start)
         start = time.perf_counter()
         client.set("bench:wait", n)
-        confirmed = wait_for_replica(client, stack.settings, "bench write")
+        confirmed = wait_for_replica(client, stack.runtime.keys.replication_probe(), WAIT_MS, "bench write")
         waited.append(time.perf_counter() - start)
         assert confirmed, "the replica did not acknowledge"
     return percentiles(plain), percentiles(waited)

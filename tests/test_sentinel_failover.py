@@ -54,6 +54,7 @@ def test_the_cli_with_no_sentinel_answering_says_so_in_one_line_and_exits():
 
 @pytest.mark.e2e
 def test_a_start_waits_for_the_replica_and_survives_the_primary_dying_right_after(actor, caplog):
+    import asyncio
     import logging
     import os
     import signal
@@ -88,5 +89,16 @@ def test_a_start_waits_for_the_replica_and_survives_the_primary_dying_right_afte
         cluster.wait_promoted()
         assert service.get(confirmed.id, actor).id == confirmed.id  # on the promoted replica
         runtime.redis.close()
+
+        async def bot_reads_the_gist() -> dict:  # the bot's asyncio client finds the new primary too
+            from analysis.db.connect import async_redis_client
+
+            client = async_redis_client(settings, decode_responses=True)
+            try:
+                return await client.hgetall(runtime.keys.gist(confirmed.id))
+            finally:
+                await client.aclose()
+
+        assert asyncio.run(bot_reads_the_gist())["owner"] == actor.user_id
     finally:
         cluster.cleanup()

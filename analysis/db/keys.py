@@ -46,6 +46,7 @@
 | {p}held                      | set    | none; members removed when their digest is taken | users with held messages |
 | {p}metrics                   | hash   | none: counters only grow   | Prometheus counters of every process (analysis/metrics.py) |
 | {p}maintenance               | hash   | none: until `maintenance off` | maintenance is on: since, by (no step begins) |
+| {p}replication:probe         | string | none: one key, overwritten | written before WAIT after a start (with Sentinel; analysis/db/replication.py) |
 
 The `beat:` keys are written by celery-redbeat itself (tasks/celery_app.py gives it the prefix
 `beat_prefix()`); user schedules and their beat entries are removed together.

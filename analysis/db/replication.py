@@ -10,26 +10,23 @@ import time
 
 import redis
 
-from analysis.db.keys import Keys
-from analysis.settings import Settings
-
 logger = logging.getLogger(__name__)
 
 
-def wait_for_replica(client: redis.Redis, settings: Settings, what: str) -> bool:
+def wait_for_replica(client: redis.Redis, probe_key: str, wait_ms: int, what: str) -> bool:
     """True once a replica holds every write made before this call (a probe write and WAIT on
     one connection: the replication stream is one ordered log, so the probe's offset covers
-    writes other connections made earlier). False, with a warning, after REDIS_WAIT_MS."""
-    if not settings.redis_sentinels or settings.redis_wait_ms <= 0:
+    writes other connections made earlier). False, with a warning, after `wait_ms`; 0: no wait."""
+    if wait_ms <= 0:
         return True
     started = time.monotonic()
     with client.pipeline(transaction=False) as pipe:
-        pipe.set(Keys(settings.key_prefix).replication_probe(), repr(time.time()))
-        pipe.execute_command("WAIT", 1, settings.redis_wait_ms)
+        pipe.set(probe_key, repr(time.time()))
+        pipe.execute_command("WAIT", 1, wait_ms)
         _, replicas = pipe.execute()
     if int(replicas) >= 1:
         return True
     logger.warning("%s is on the primary but no replica confirmed it within %d ms (%.0f ms): a "
-                   "failover now would lose it", what, settings.redis_wait_ms,
+                   "failover now would lose it", what, wait_ms,
                    1000 * (time.monotonic() - started))
     return False
