@@ -87,6 +87,10 @@ bench-load: $(STAMP) redis-server
 chaos: $(STAMP) redis-server
 	$(BIN)/python -m bench.chaos
 
+.PHONY: bench-sentinel
+bench-sentinel: $(STAMP) redis-server
+	$(BIN)/python -m bench.sentinel_bench
+
 clean:
 	rm -rf $(VENV) var *.egg-info
 

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import redis
 
 from analysis.db.scripts.controls import Cancel, ForceResume, Pause, Refine, Resume
+from analysis.db.replication import wait_for_replica
 from analysis.db.scripts.steps import Create
 from analysis.engine import watch
 from analysis.engine.events import EventReader
@@ -161,6 +162,9 @@ class AnalysisService:
         if answer.code == Create.EXISTS:  # two ids alike out of 32^10: a bug, not chance
             raise RuntimeError(f"analysis {analysis_id} exists already")
         self._enqueue(analysis_id, chain, 0)
+        # With failover a start must reach a replica, or the switch can undo it (WAIT).
+        wait_for_replica(self.store.redis, self.store.keys.replication_probe(),
+                         settings.redis_wait_ms if settings.redis_sentinels else 0, f"[{analysis_id}] start")
         pruned = self.store.prune_finished(actor.user_id, keep=settings.max_finished_per_user)
         if pruned:
             logger.info("[%s] started; %d oldest finished analyses of %s deleted (MAX_FINISHED_PER_USER"

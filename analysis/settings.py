@@ -65,6 +65,12 @@ class Settings(WebhookSettings, BaseSettings):  # webhook fields: analysis/webho
     # Memory limit of the redis-server `make run` starts (with noeviction; see docs/operations.md).
     redis_maxmemory: str = Field("512mb", pattern=r"^[0-9]+(kb|mb|gb)?$")
     visibility_timeout_s: int = Field(3600, ge=60)
+    # Sentinel (docs/operations.md "Redis failover"): host:port,... of the sentinels watching the
+    # primary named REDIS_SENTINEL_MASTER. Empty: REDIS_URL's server as is.
+    redis_sentinels: str = ""
+    redis_sentinel_master: str = "mymaster"
+    # With Sentinel: how long a trader's start waits for a replica to hold it (WAIT); 0: never.
+    redis_wait_ms: int = Field(100, ge=0, le=10000)
     task_time_limit_s: int = Field(600, ge=10)
 
     # --- Market data ------------------------------------------------------------------------
@@ -337,6 +343,15 @@ class Settings(WebhookSettings, BaseSettings):  # webhook fields: analysis/webho
         if problem:
             raise ValueError(problem)
         return value
+
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinels_are_host_port(cls, value: str) -> str:
+        from analysis.db.connect import sentinel_addresses
+
+        if value.strip():
+            sentinel_addresses(value)
+        return value.strip()
 
     @field_validator("market_data")
     @classmethod

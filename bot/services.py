@@ -31,7 +31,7 @@ from bot.delivery import Delivery
 from bot.notifier import CardNotifier
 from bot.schedule_cards import ScheduledCards
 from bot.update_ledger import UpdateLedger
-from wiring import BrokerOps, celery_services
+from wiring import BrokerOps, async_redis_client, celery_services
 
 logger = logging.getLogger(__name__)
 BOT_DATA_KEY = "services"
@@ -78,8 +78,7 @@ class BotServices:
         core = celery_services(settings)
         runtime, service, schedules, factory, ops = (core.runtime, core.service, core.schedules,
                                                      core.factory, core.ops)
-        async_redis = aioredis.Redis.from_url(settings.redis_url, decode_responses=True,
-                                              health_check_interval=30)
+        async_redis = async_redis_client(settings, decode_responses=True, health_check_interval=30)
         # One consumer group per bot (its id is the token's prefix): each bot sees every event.
         # On webhooks each instance is its own consumer of it (each event goes to one instance)
         # and takes over what a dead instance left; cards are locked across instances.

@@ -9,6 +9,7 @@ import time
 from typing import NoReturn
 
 import redis
+from redis.sentinel import MasterNotFoundError
 
 from analysis.config_factory import PUBLIC_STRATEGIES, RankingConfigFactory
 from analysis.markets.base import TIMEFRAMES
@@ -16,14 +17,14 @@ from analysis.errors import AnalysisError, InvalidConfig, first_line
 from analysis.models import Gist
 from analysis.redaction import url_without_password
 from analysis.service import Actor, AnalysisService
-from analysis.settings import get_settings
+from analysis.settings import Settings, get_settings
 from cli import explain as cli_explain
 from cli import maintenance as cli_maintenance
 from cli import schedule as cli_schedule
 from cli import settings as cli_settings
 from cli import track as cli_track
 from cli import track_view as cli_track_view
-from wiring import Services, celery_services
+from wiring import Services, celery_services, redis_client
 
 CLI_OWNER = "cli"
 # Exit codes, for scripts (also in --help and docs/cli.md).
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             return print_health(args, services)
         source = getattr(args, "source", None) or settings.market_data
         if args.command not in NEEDS_NO_REDIS or source.startswith("ccxt:"):
-            check_redis(settings.redis_url)
+            check_redis(settings)
         code = run_command(args, services, actor)
         sys.stdout.flush()  # a closed pipe fails here, inside the try, not at interpreter exit
         return code
@@ -162,7 +163,7 @@ def print_health(args: argparse.Namespace, services: Services) -> int:
 
     settings = services.runtime.settings
     try:
-        check_redis(settings.redis_url)
+        check_redis(settings)
         health = services.health()
     except RedisUnreachable as exc:
         health = unreachable(url_without_password(settings.redis_url), exc.reason)
@@ -177,13 +178,18 @@ class RedisUnreachable(Exception):
         self.reason = reason
 
 
-def check_redis(url: str, timeout_s: float = 1.0) -> None:
+def check_redis(settings: Settings, timeout_s: float = 1.0) -> None:
     """Fail in about a second, with what to do, rather than retrying for half a minute."""
-    client = redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
+    url = settings.redis_url
+    client = redis_client(settings, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
+    if settings.redis_sentinels:  # what is named is the sentinels' primary, not REDIS_URL's host
+        url = f"redis://{settings.redis_sentinel_master}@sentinels({settings.redis_sentinels})"
     try:
         client.ping()
     except (redis.RedisError, OSError) as exc:
         reason = first_line(exc)
+        if isinstance(exc, MasterNotFoundError):  # its text carries the whole client's repr
+            reason = f"no sentinel names a primary {settings.redis_sentinel_master!r}"
         raise RedisUnreachable(
             f"cannot reach Redis at {url_without_password(url)} ({reason}); start the stack with `make run`, or "
             f"set REDIS_URL to a running Redis", reason) from None

@@ -11,6 +11,7 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from analysis.db.connect import redis_client
 from analysis.db.keys import Keys
 from analysis.engine.store import AnalysisStore
 from analysis.export import PairListReader
@@ -45,7 +46,7 @@ async def main() -> int:
     settings = get_settings()
     # A caller is waiting: a few quick retries (about 1 s), then a one-line 503, not the workers'
     # patient reconnects (Runtime's, ~30 s).
-    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5,
+    client = redis_client(settings, socket_connect_timeout=2, socket_timeout=5,
                                   retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3),
                                   retry_on_error=[redis.ConnectionError, redis.TimeoutError])
     reader = PairListReader(ScheduleStore(client, Keys(settings.key_prefix)), AnalysisStore(client, settings))

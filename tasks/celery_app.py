@@ -4,6 +4,7 @@ import redis
 from celery import Celery
 from celery.signals import beat_init, setup_logging
 
+from analysis.db.connect import broker_transport_options, broker_url, redis_client
 from analysis.db.keys import Keys
 from analysis.logging_setup import configure_logging
 from analysis.settings import Settings, settings_or_exit
@@ -51,10 +52,11 @@ def make_celery(settings: Settings) -> Celery:
     if settings.task_time_limit_s >= settings.visibility_timeout_s:
         raise ValueError("TASK_TIME_LIMIT_S must be below VISIBILITY_TIMEOUT_S, or the broker "
                          "redelivers tasks that are still running")
-    app = Celery("marketrank", broker=settings.redis_url,
+    app = Celery("marketrank", broker=broker_url(settings),
                  include=["tasks.steps", "tasks.watchdog", "tasks.schedule_tasks",
                           "tasks.track_tasks"])
-    transport = {"visibility_timeout": settings.visibility_timeout_s}
+    transport = {"visibility_timeout": settings.visibility_timeout_s,
+                 **broker_transport_options(settings)}
     app.conf.update(
         task_default_queue=STEP_QUEUE,
         task_routes={"marketrank.watchdog": {"queue": WATCHDOG_QUEUE},
@@ -86,6 +88,11 @@ def make_celery(settings: Settings) -> Celery:
         },
         **redbeat_config(settings),
     )
+    if settings.redis_sentinels:
+        # redbeat's own Sentinel client takes no retry, and beat would exit on the switch: give it
+        # ours (the workers' retries, through Sentinel), which redbeat uses when it is set.
+        app.redbeat_redis = redis_client(settings, decode_responses=True,
+                                         **redbeat_config(settings)["redbeat_redis_options"])
     return app
 
 

@@ -14,6 +14,7 @@ from functools import cached_property
 import redis
 from celery import Celery
 
+from analysis.db.connect import broker_client
 from tasks.celery_app import STEP_QUEUE, WATCHDOG_QUEUE
 from tasks.dispatcher import STEP_HEADER
 
@@ -38,7 +39,7 @@ class BrokerOps:
 
     @cached_property
     def broker(self) -> redis.Redis:
-        return redis.Redis.from_url(self.app.conf.broker_url)
+        return broker_client(self.app.conf.broker_url, self.app.conf.broker_transport_options or {})
 
     @property
     def queue(self) -> str:

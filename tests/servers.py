@@ -24,7 +24,8 @@ def free_port() -> int:
 class RedisServer:
     """A private redis-server: its own port and folder, append-only persistence optional."""
 
-    def __init__(self, appendonly: bool = False, maxmemory: str | None = None):
+    def __init__(self, appendonly: bool = False, maxmemory: str | None = None,
+                 args: tuple[str, ...] = ()):
         if shutil.which("redis-server") is None:
             raise RuntimeError("redis-server is not installed: run `make test`, which installs it")
         self.port = free_port()
@@ -32,6 +33,7 @@ class RedisServer:
         self.appendonly = appendonly
         # With a limit, noeviction as `make run` configures it: a write past it fails.
         self.limits = ["--maxmemory", maxmemory, "--maxmemory-policy", "noeviction"] if maxmemory else []
+        self.args = list(args)  # more redis-server options (a replica's --replicaof)
         self.process: subprocess.Popen | None = None
 
     @property
@@ -42,7 +44,7 @@ class RedisServer:
         self.process = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
              "--save", "", "--appendonly", "yes" if self.appendonly else "no",
-             "--appendfsync", "always", *self.limits],
+             "--appendfsync", "always", *self.limits, *self.args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis(port=self.port)
         deadline = time.monotonic() + 10

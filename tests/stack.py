@@ -101,8 +101,7 @@ class Stack:
         self.name = name
         self.log_dir = Path(log_dir or tempfile.mkdtemp(prefix=f"marketrank-{name}-"))
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.redis_server = RedisServer(appendonly=appendonly).start()
-        values = {**QUIET_ENV, **overrides, "REDIS_URL": self.redis_server.url}
+        values = {**QUIET_ENV, **overrides, **self._start_redis(appendonly)}
         self.env = {**os.environ, **values}
         self.settings = Settings(**{k.lower(): v for k, v in values.items()
                                     if k.lower() in Settings.model_fields})
@@ -116,6 +115,11 @@ class Stack:
         self.beat: Beat | None = None
         self.watchdog_logs: list[Path] = []
         self._thaws: list[threading.Timer] = []
+
+    def _start_redis(self, appendonly: bool) -> dict[str, str]:
+        """Start the stack's Redis; the settings that name it (tests/sentinel_cluster.py: Sentinel)."""
+        self.redis_server = RedisServer(appendonly=appendonly).start()
+        return {"REDIS_URL": self.redis_server.url}
 
     # workers
     def start_worker(self, slot: int = 1, *, wait: bool = True) -> Worker:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from analysis.db.connect import async_redis_client, redis_client
 from analysis.engine.runtime import Runtime
 from analysis.health import Health
 from analysis.services import CoreServices, build_services
@@ -14,7 +15,7 @@ from tasks.health import check_health
 from tasks.ops import BrokerOps, default_ops
 from tasks.schedule_beat import default_registrar
 
-__all__ = ["BrokerOps", "Services", "celery_services"]
+__all__ = ["BrokerOps", "Services", "async_redis_client", "celery_services", "redis_client"]
 
 
 @dataclass

@@ -47,6 +47,7 @@
 | {p}held                      | set    | none; members removed when their digest is taken | users with held messages |
 | {p}metrics                   | hash   | none: counters only grow   | Prometheus counters of every process (analysis/metrics.py) |
 | {p}maintenance               | hash   | none: until `maintenance off` | maintenance is on: since, by (no step begins) |
+| {p}replication:probe         | string | none: one key, overwritten | written before WAIT after a start (with Sentinel; analysis/db/replication.py) |
 
 The `beat:` keys are written by celery-redbeat itself (tasks/celery_app.py gives it the prefix
 `beat_prefix()`); user schedules and their beat entries are removed together.
@@ -195,3 +196,8 @@ class Keys:
     def metrics(self) -> str:
         """Prometheus counters every process adds to (analysis/metrics.py)."""
         return f"{self.prefix}metrics"
+
+    def replication_probe(self) -> str:
+        """Written before WAIT after a trader's action (analysis/db/replication.py): its offset in
+        the replication stream comes after the action's, whatever connection wrote that."""
+        return f"{self.prefix}replication:probe"

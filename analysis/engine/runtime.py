@@ -7,6 +7,7 @@ from functools import cached_property
 
 import redis
 
+from analysis.db.connect import redis_client
 from analysis.db.keys import Keys
 from analysis.engine.snapshot import CandleSnapshot
 from analysis.engine.store import AnalysisStore
@@ -28,8 +29,8 @@ class Runtime:
         from redis.backoff import ExponentialBackoff
         from redis.retry import Retry
 
-        return redis.Redis.from_url(
-            self.settings.redis_url,
+        return redis_client(
+            self.settings,
             retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=20),
             retry_on_error=[redis.ConnectionError, redis.TimeoutError],
             health_check_interval=30,

@@ -25,6 +25,7 @@ import pandas as pd
 import redis
 
 from analysis.errors import DataUnavailable, InvalidConfig
+from analysis.db.connect import redis_client
 from analysis.db.keys import Keys
 from analysis.markets.base import TIMEFRAMES
 from analysis.markets.bounded_http import BoundedSession, check_row_count
@@ -105,7 +106,7 @@ class CcxtProvider:
         # The cache belongs to the exchange *and* the address it is reached at.
         self.source = exchange_id + (f"@{urlsplit(settings.ccxt_api_url).netloc}"
                                      if settings.ccxt_api_url else "")
-        self.redis = client or redis.Redis.from_url(settings.redis_url)
+        self.redis = client or redis_client(settings)
         self.keys = Keys(settings.key_prefix)
         retries = settings.ccxt_retries
         self.cache = CandleCache(
