@@ -17,9 +17,14 @@ import threading
 import time
 from pathlib import Path
 
+from bench.limits import PerUser
+
 TAPS = 200
 TRADERS = 4
 RESULTS = Path(__file__).parent / "results" / "webhooks.md"
+# bench/limits.py: each trader starts one analysis and taps Pause / Resume on it (no refine).
+PER_USER = PerUser(starts_per_hour=1, active=1)
+BENCH_ENV: dict[str, str] = {}
 ACTIONS = ("refresh", "pause", "resume")
 
 
