@@ -9,7 +9,8 @@ import sys
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (Field, PrivateAttr, SecretStr, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 from typing import Annotated, Literal
 
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -336,14 +337,6 @@ class Settings(WebhookSettings, BaseSettings):  # webhook fields: analysis/webho
                                  f"({w}): critical is the worse level")
         return self
 
-    @field_validator("redis_url")
-    @classmethod
-    def _redis_url_parses_as_written(cls, value: str) -> str:
-        problem = redis_url_problem(value)
-        if problem:
-            raise ValueError(problem)
-        return value
-
     @field_validator("redis_sentinels")
     @classmethod
     def _sentinels_are_host_port(cls, value: str) -> str:
@@ -353,10 +346,12 @@ class Settings(WebhookSettings, BaseSettings):  # webhook fields: analysis/webho
             sentinel_addresses(value)
         return value.strip()
 
-    @field_validator("market_data")
+    @field_validator("redis_url", "market_data")
     @classmethod
-    def _market_data_is_a_source(cls, value: str) -> str:
-        problem = market_data_problem(value)
+    def _url_and_source_parse_as_written(cls, value: str, info: ValidationInfo) -> str:
+        """REDIS_URL parses as written (a stray '#' would cut the password into the host);
+        MARKET_DATA names a registered source."""
+        problem = (redis_url_problem if info.field_name == "redis_url" else market_data_problem)(value)
         if problem:
             raise ValueError(problem)
         return value

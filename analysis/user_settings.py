@@ -147,6 +147,9 @@ class UserSettingsStore:
     def holding(self) -> list[str]:
         return sorted(texts(self.redis.smembers(self.keys.held_users())))
 
+    def held_count(self, user: str) -> int:
+        return int(self.redis.llen(self.keys.held(user)))
+
     def take(self, user: str) -> list[HeldMessage]:
         """Every message held for the user, oldest first, removed in one transaction (a second
         taker gets none)."""
@@ -188,6 +191,11 @@ class UserSettingsService:
         if str(user) != actor.user_id and not actor.is_admin:
             raise NotAllowed("those settings belong to someone else")
         return self.store.get(str(user))
+
+    def held_count(self, user: str, actor: Actor) -> int:
+        """How many of the user's messages wait for the quiet-hours digest (theirs, or an admin)."""
+        self.get(user, actor)
+        return self.store.held_count(str(user))
 
     def zone(self, user: str) -> str:
         return self.store.get(str(user)).zone

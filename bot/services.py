@@ -21,7 +21,7 @@ from analysis.schedules.service import ScheduleService
 from analysis.service import Actor, AnalysisService
 from analysis.settings import Settings
 from analysis.track.service import TrackService
-from analysis.user_settings import UserSettingsService, UserSettingsStore
+from analysis.user_settings import UserSettingsService
 from bot.alert_book import AlertBook
 from bot.alerts import AdminAlerts
 from bot.card_lock import CardLock
@@ -86,16 +86,14 @@ class BotServices:
         events = service.events(async_redis, group=f"bot:{bot.id}", consumer=consumer_name(settings),
                                 claim_idle_ms=int(settings.events_claim_idle_s * 1000) if several else None)
         cards = CardStore(async_redis, runtime.keys, settings.gist_ttl_s)
-        user_settings = UserSettingsService(UserSettingsStore(
-            runtime.redis, runtime.keys, max_held=settings.quiet_max_held, held_ttl_s=settings.quiet_held_ttl_s))
+        user_settings = core.user_settings()
         delivery = Delivery(bot, user_settings, cards, interval_s=settings.quiet_check_interval_s,
                             schedules=schedules)
         alerts = AdminAlerts(bot, settings.admin_user_ids,
                              AlertBook(async_redis, runtime.keys, settings.alert_throttle_s),
                              core.health,
                              interval_s=settings.health_check_interval_s, delivery=delivery)
-        track = TrackService(runtime.redis, runtime.keys, retention_days=settings.track_retention_days,
-                             horizons=settings.track_horizons)
+        track = core.track()
         charts = ChartCache(runtime.redis, runtime.keys, ttl_s=settings.chart_cache_ttl_s,
                             presses_per_minute=settings.chart_presses_per_minute)
         notifier = CardNotifier(bot, service, cards, events, interval_s=settings.card_edit_interval_s,

@@ -213,9 +213,9 @@ def run_command(args: argparse.Namespace, services: Services, actor: Actor) -> i
     if command == "explain":
         return cli_explain.run(args, service, actor)
     if command == "track":
-        return cli_track_view.run(args, services.runtime)
+        return cli_track_view.run(args, services.track(), services.runtime.settings)
     if command == "settings":
-        return cli_settings.run(args, services.runtime, actor)
+        return cli_settings.run(args, services.user_settings(), actor)
     if command == "maintenance":
         return cli_maintenance.run(args, service, actor)
     if command == "status":

@@ -7,10 +7,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from analysis.engine.runtime import Runtime
 from analysis.errors import InvalidConfig
 from analysis.service import Actor
-from analysis.user_settings import KINDS, UserSettingsService, UserSettingsStore, window_label
+from analysis.user_settings import KINDS, UserSettingsService, window_label
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -19,15 +18,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     settings.add_argument("--json", action="store_true")
 
 
-def run(args: argparse.Namespace, runtime: Runtime, actor: Actor) -> int:
+def run(args: argparse.Namespace, service: UserSettingsService, actor: Actor) -> int:
     user = str(args.user).strip()
     if not user.isdigit():
         raise InvalidConfig(f"a user is a Telegram user id (digits), not {user[:24]!r}")
-    store = UserSettingsStore(runtime.redis, runtime.keys, max_held=runtime.settings.quiet_max_held,
-                              held_ttl_s=runtime.settings.quiet_held_ttl_s)
-    service = UserSettingsService(store)
     found = service.get(user, actor)
-    held = runtime.redis.llen(runtime.keys.held(user))
+    held = service.held_count(user, actor)
     if args.json:
         print(json.dumps({**found.to_jsonable(), "held": held}, indent=2))
         return 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from analysis.engine.runtime import Runtime
+from analysis.settings import Settings
 from analysis.track.service import STRATEGIES, TrackService, parse_filters
 from analysis.track.table import table_text
 
@@ -19,11 +19,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     track.add_argument("--json", action="store_true", help="one JSON document (docs/cli.md)")
 
 
-def run(args: argparse.Namespace, runtime: Runtime) -> int:
+def run(args: argparse.Namespace, service: TrackService, s: Settings) -> int:
     strategy, timeframe = parse_filters(args.filters)
-    s = runtime.settings
-    service = TrackService(runtime.redis, runtime.keys, retention_days=s.track_retention_days,
-                           horizons=s.track_horizons)
     tracks = service.tracks(strategy, timeframe)
     if args.json:
         print(json.dumps({"horizons": s.track_horizons, "retention_days": s.track_retention_days,

@@ -10,6 +10,8 @@ from analysis.engine.runtime import Runtime
 from analysis.health import Health
 from analysis.services import CoreServices, build_services
 from analysis.settings import Settings
+from analysis.track.service import TrackService
+from analysis.user_settings import UserSettingsService, UserSettingsStore
 from tasks.dispatcher import CeleryDispatcher
 from tasks.health import check_health
 from tasks.ops import BrokerOps, default_ops
@@ -24,6 +26,18 @@ class Services(CoreServices):
 
     def health(self) -> Health:
         return check_health(self.runtime, self.service, self.ops)
+
+    def track(self) -> TrackService:
+        """The track record as the fronts read it (tables, card lines)."""
+        s = self.runtime.settings
+        return TrackService(self.runtime.redis, self.runtime.keys, retention_days=s.track_retention_days,
+                            horizons=s.track_horizons)
+
+    def user_settings(self) -> UserSettingsService:
+        """Every user's own settings (zone, quiet hours, kinds of message)."""
+        s = self.runtime.settings
+        return UserSettingsService(UserSettingsStore(self.runtime.redis, self.runtime.keys,
+                                                     max_held=s.quiet_max_held, held_ttl_s=s.quiet_held_ttl_s))
 
 
 def celery_services(settings: Settings, *, label: str = "") -> Services:
