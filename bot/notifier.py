@@ -8,11 +8,11 @@ Telegram.
 Per analysis, a follower task coalesces bursts: the first event after a quiet spell is shown at
 once, later ones at most every `interval_s`, and the newest state always goes out last. Every
 edit of one card happens under that card's lock and renders the gist loaded under the lock, so
-edits are applied in the order of the states they show and a card never flips back. Telegram's
-With several bot instances, `card_lock` (a short Redis lock per card)
-makes that hold across instances too. RetryAfter is waited out and the edit retried with the then newest state; "message is not
-modified" counts as done; a card that can no longer be edited is replaced by a new message whose
-id is recorded.
+edits are applied in the order of the states they show and a card never flips back. With several
+bot instances, `card_lock` (a short Redis lock per card) makes that hold across instances too.
+Telegram's RetryAfter is waited out and the edit retried with the then newest state; "message is
+not modified" counts as done; a card that can no longer be edited is replaced by a new message
+whose id is recorded.
 """
 
 from __future__ import annotations
