@@ -20,7 +20,7 @@ from telegram.error import Forbidden, TelegramError
 from analysis.models import Gist, Status
 from analysis.schedules.service import ScheduleService
 from analysis.service import CardView
-from analysis.user_settings import HOLD, OFF, SEND, SILENT, HeldMessage, UserSettingsService
+from analysis.user_settings import HOLD, OFF, SILENT, HeldMessage, UserSettingsService
 from bot import settings_views, views
 
 logger = logging.getLogger(__name__)

@@ -34,11 +34,12 @@ from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter
 
 from analysis.models import Gist, Status
 from analysis.service import AnalysisService, EventReader
+from analysis.user_settings import SEND, SILENT
 from bot import views
 from bot.alert_book import ADMIN_ALERT_TEXTS
 from bot.card_lock import CardLock
 from bot.cards import CardLocation, CardStore
-from bot.delivery import SEND, SILENT, Delivery
+from bot.delivery import Delivery
 from bot.schedule_cards import CHAT_GONE, ScheduledCards
 from bot.track_views import card_track_lines
 

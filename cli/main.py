@@ -66,7 +66,6 @@ def positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    settings = get_settings()
     formatter = argparse.RawDescriptionHelpFormatter
     parser = OneLineParser(prog="marketrank", description=__doc__, epilog=EXIT_CODES,
                            formatter_class=formatter)

@@ -32,10 +32,6 @@ def no_changes() -> dict[str, Any]:
     return {"entered": [], "left": [], "moved": {}}
 
 
-def is_unchanged(changes: dict[str, Any]) -> bool:
-    return not (changes["entered"] or changes["left"] or changes["moved"])
-
-
 def has_alerts(changes: dict[str, Any]) -> bool:
     """A notify=changes schedule posts this run: a market entered or left (with hysteresis)."""
     alerts = changes.get("alerts") or {}
