@@ -104,7 +104,7 @@ def redbeat_config(settings: Settings) -> dict:
     from redis.retry import Retry
 
     return dict(
-        beat_scheduler="redbeat.RedBeatScheduler",
+        beat_scheduler="tasks.beat_scheduler:RedBeatStopQuickly",
         beat_max_loop_interval=settings.beat_max_loop_s,
         redbeat_redis_url=settings.redis_url,
         redbeat_key_prefix=Keys(settings.key_prefix).beat_prefix(),
