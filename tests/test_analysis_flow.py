@@ -12,6 +12,7 @@ from tests.helpers import (all_at_once, wait_for_idle_broker, assert_history_is_
 pytestmark = pytest.mark.usefixtures("worker")
 
 
+@pytest.mark.slow
 def test_a_score_analysis_runs_from_start_to_completion(service, factory, actor):
     config = factory.create_ranking_config(markets=30, top_k=10)
     gist = service.start(config, actor)
@@ -25,6 +26,7 @@ def test_a_score_analysis_runs_from_start_to_completion(service, factory, actor)
     assert_history_is_one_clean_chain(service.store.history(gist.id), 5)
 
 
+@pytest.mark.slow
 def test_pause_in_the_middle_then_resume_gives_the_uninterrupted_ranking(service, factory, actor):
     config = factory.create_ranking_config(markets=24, top_k=5).model_copy(update={"batch_size": 1})
     reference = service.start(config, actor)
@@ -102,6 +104,7 @@ def test_force_resume_while_a_zombie_holds_the_lease_completes_once(service, act
     assert service.get(gist.id, actor).status == Status.COMPLETED
 
 
+@pytest.mark.slow
 def test_a_score_analysis_on_the_real_binance_candles(service, runtime, actor, shared_data_dir):
     from analysis.config_factory import RankingConfigFactory
     from analysis.markets.csv_dir import CsvDirProvider

@@ -221,6 +221,7 @@ WRONG_TYPES = {
 
 
 @pytest.mark.parametrize("arguments", CONFIGS.values(), ids=CONFIGS.keys())
+@pytest.mark.slow
 def test_a_bad_config_is_refused_with_a_clear_error(world, arguments):
     assert_refused_and_nothing_changed(
         world, lambda: world["factory"].create_ranking_config(**arguments), InvalidConfig)
@@ -470,6 +471,7 @@ def test_entry_and_exit_without_a_judge_say_the_question_was_not_used(world):
     assert judged.strategy == "llm" and judged.notice == ""
 
 
+@pytest.mark.slow
 def test_the_cli_says_when_an_entry_question_is_not_used(redis_url):
     url = redis_url_db(redis_url, NOTICE_DB)
     runtime = Runtime(Settings(redis_url=url, market_data="demo"))
@@ -697,6 +699,7 @@ FLOWER_REFUSALS = {
 }
 
 
+@pytest.mark.slow
 def test_make_runs_flower_refuses_a_foreign_host_and_no_login(local_flower):
     from tests.test_flower_access import basic, get
     port, user, password = local_flower
@@ -823,6 +826,7 @@ def test_emoji_with_their_presentation_selector_are_still_welcome(world, prompt)
     assert world["factory"].create_ranking_config(markets=5, prompt=prompt).prompt == prompt
 
 
+@pytest.mark.slow
 def test_the_ignorable_table_is_unicodes_default_ignorable_set():
     """The table embedded in analysis/invisible.py agrees with the `regex` module's property."""
     regex = pytest.importorskip("regex")
@@ -852,6 +856,7 @@ ENTRY_POINTS = {"cli": ["cli.main", "list"], "bot": ["bot"],
                 "worker": ["celery", "-A", "tasks", "worker"], "beat": ["celery", "-A", "tasks", "beat"]}
 
 
+@pytest.mark.slow
 def test_a_bad_redis_url_or_data_source_stops_every_program_with_one_line(tmp_path):
     base = {**os.environ, "MARKETRANK_VAR_DIR": str(tmp_path), "TELEGRAM_BOT_TOKEN": "123:abc",
             "TELEGRAM_API_BASE_URL": "http://127.0.0.1:9/bot"}
@@ -894,6 +899,7 @@ def test_a_cron_line_that_never_fires_is_refused_saying_why(world):
     assert schedules.add("0 9 29 2 *", {"markets": 5}, ALICE).every.cron == "0 9 29 2 *"
 
 
+@pytest.mark.slow
 def test_an_unreachable_bot_api_server_is_one_line_per_try_retried_with_backoff(tmp_path):
     """The bot keeps trying (1 s, 2 s, ...) with one warning each, and goes on once the server
     answers: here it answers 401, so the bot stops with its one line about the token."""
@@ -1093,6 +1099,7 @@ TRACK_FILTERS = {
 }
 
 
+@pytest.mark.slow
 def test_track_filters_that_are_neither_a_strategy_nor_a_timeframe_are_one_error_line(redis_url):
     url = redis_url_db(redis_url, CLI_DB)
     runtime = Runtime(Settings(redis_url=url, market_data="demo"))
@@ -1188,6 +1195,7 @@ EXPORT_REFUSALS = {
 }
 
 
+@pytest.mark.slow
 def test_the_export_listener_refuses_in_one_line_and_serves_nothing(runtime, queue, factory, listener_port):  # noqa: F811
     import uuid
 
@@ -1300,6 +1308,7 @@ def test_forged_settings_buttons_do_not_parse(data):
     assert settings_callbacks.parse(data) is None
 
 
+@pytest.mark.slow
 def test_marketrank_settings_refuses_a_user_that_is_not_an_id(redis_url):
     env = {**os.environ, "REDIS_URL": redis_url_db(redis_url, SETTINGS_DB), "MARKET_DATA": "demo"}
     for bad in ("alice", "mr:settings:*", "1 2", "../x"):

@@ -162,6 +162,7 @@ def some_markets(n: int) -> str:
 
 
 # --- the trader's journey --------------------------------------------------------------------
+@pytest.mark.slow
 def test_rank_pause_ten_resumes_completion_and_chart(api, people, logged_errors):
     with RunningBot(api, bot_settings(api, people)) as bot:
         api.send_message(people.trader, f"/rank symbols={some_markets(60)} top=3")
@@ -395,6 +396,7 @@ def test_an_update_delivered_again_after_a_crash_is_handled_once(api, people, lo
 
 
 # --- admins ----------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_admin_force_resumes_a_stuck_analysis(api, people, logged_errors):
     with RunningBot(api, bot_settings(api, people)) as bot:
         api.send_message(people.trader, f"/rank symbols={some_markets(40)} top=3")
@@ -446,6 +448,7 @@ def test_admin_force_resumes_a_stuck_analysis(api, people, logged_errors):
 
 
 # --- delivery of card updates ----------------------------------------------------------------
+@pytest.mark.slow
 def test_card_edits_are_throttled_and_end_on_the_final_state(api, people, logged_errors):
     # An interval well above a step's time, on a loaded machine too: bursts are there to coalesce.
     with RunningBot(api, bot_settings(api, people, card_edit_interval_s=1.0)) as bot:
@@ -480,6 +483,7 @@ def test_rate_limited_edits_wait_and_lose_no_final_state(api, people, logged_err
     assert logged_errors == []
 
 
+@pytest.mark.slow
 def test_bot_restarted_mid_analysis_keeps_the_card_updating(api, people, service, tmp_path):
     env = {**os.environ, "TELEGRAM_BOT_TOKEN": api.token, "TELEGRAM_API_BASE_URL": api.base_url,
            "ALLOWED_USER_IDS": str(people.trader), "ADMIN_USER_IDS": "", "SCORE_BATCH_SIZE": "1",
@@ -588,6 +592,7 @@ def test_entry_exit_list_status_refine_and_cancel(api, people, logged_errors):
     assert logged_errors == []
 
 
+@pytest.mark.slow
 def test_a_rejected_token_is_one_clear_line_that_never_shows_the_token(api, tmp_path):
     """python-telegram-bot's InvalidToken quotes the whole token; neither the terminal nor a log
     (the bot's, or the tail `make run` echoes when a child exits) may show it."""

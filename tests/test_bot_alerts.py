@@ -34,6 +34,7 @@ def watchdog_worker(worker_log_dir):
     watchdog.stop()
 
 
+@pytest.mark.slow
 def test_admins_get_one_alert_per_cause_for_stuck_warning_and_recovery(api, redis_url, watchdog_worker):
     people = People()
     url = redis_url.rsplit("/", 1)[0] + f"/{ALERTS_DB}"

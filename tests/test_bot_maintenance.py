@@ -27,6 +27,7 @@ def reply_containing(api, chat_id: int, mark: int, text: str) -> str:
     return call.result["text"]
 
 
+@pytest.mark.slow
 def test_admin_maintenance_halts_a_card_refuses_new_work_and_off_completes_it(
         api, people, logged_errors, maintenance_off):
     with RunningBot(api, bot_settings(api, people)) as bot:

@@ -77,6 +77,7 @@ def window_around_now(minutes_before: int, minutes_after: int, zone: str) -> str
     return f"{start:%H:%M}-{end:%H:%M}"
 
 
+@pytest.mark.slow
 def test_quiet_hours_hold_three_finished_runs_and_send_one_digest_in_order(api, people, logged_errors):
     with RunningBot(api, bot_settings(api, people, quiet_check_interval_s=0.2)) as bot:
         services = bot.application.bot_data["services"]
@@ -143,6 +144,7 @@ def notifier_caught_up(bot: RunningBot) -> bool:
                 and groups[0]["last-delivered-id"] == newest[0][0])
 
 
+@pytest.mark.slow
 def test_a_schedules_runs_silent_then_off(api, people, logged_errors):
     """schedule_run=silent: the run's card arrives without a sound; off: the run happens, its card
     is not posted (checked once the notifier has handled every event of the completed run)."""

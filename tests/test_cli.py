@@ -23,6 +23,7 @@ def marketrank_process(*args: str, **env: str) -> subprocess.CompletedProcess:
                           env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
 
 
+@pytest.mark.slow
 def test_start_wait_prints_the_id_a_progress_bar_and_the_ranking_table():
     done = marketrank("start", "--symbols", "BTC/USDT,ETH/USDT,SOL/USDT,XRP/USDT,DOGE/USDT",
                       "--top", "3", "--owner", "cli-test", "--wait")
@@ -66,6 +67,7 @@ def test_start_wait_prints_the_id_a_progress_bar_and_the_ranking_table():
     assert unknown.returncode == 2 and unknown.stderr.startswith("error: 'NOPE/USDT' is not in the ranking")
 
 
+@pytest.mark.slow
 def test_start_prints_only_the_id_and_control_commands_say_what_they_did():
     # One market per step, so the analysis is still running when `pause` comes.
     started = marketrank("start", "--markets", "60", "--top", "5", "--owner", "cli-test-2",
@@ -90,6 +92,7 @@ def test_start_prints_only_the_id_and_control_commands_say_what_they_did():
     assert cancel.returncode == 1 and "already completed" in cancel.stdout
 
 
+@pytest.mark.slow
 def test_an_llm_analysis_from_the_cli_reports_its_comparisons_and_what_they_cost(llm_server, request):
     symbols = ["BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT", "DOGE/USDT", "ADA/USDT"]
     llm_server.reset()
@@ -145,6 +148,7 @@ def test_bad_input_gets_a_one_line_error_and_writes_nothing(runtime, args, messa
     assert redis_snapshot(runtime.redis) == before
 
 
+@pytest.mark.slow
 def test_redis_down_is_one_line_naming_the_url_and_what_to_do():
     url = f"redis://127.0.0.1:{free_port()}/0"
     for args in (["status", "abcdefghij"], ["list"], ["start", "--markets", "5"], ["stuck"]):
@@ -165,6 +169,7 @@ def test_redis_down_is_one_line_naming_the_url_and_what_to_do():
     assert done.stderr.startswith(f"error: cannot reach Redis at {url}")
 
 
+@pytest.mark.slow
 def test_a_reader_that_stops_early_gets_no_broken_pipe():
     started = marketrank("start", "--markets", "5", "--top", "2", "--owner", "cli-pipe", "--wait")
     analysis_id = started.stdout.splitlines()[0]
@@ -175,6 +180,7 @@ def test_a_reader_that_stops_early_gets_no_broken_pipe():
     assert process.returncode == 0 and err == b""
 
 
+@pytest.mark.slow
 def test_progress_is_a_bar_redrawn_in_place_on_a_terminal():
     controller, terminal = pty.openpty()
     try:
@@ -203,6 +209,7 @@ def read_all(fd: int) -> bytes:
     return b"".join(chunks)
 
 
+@pytest.mark.slow
 def test_help_lists_allowed_values_defaults_and_exit_codes():
     text = marketrank("start", "--help").stdout
     for expected in ("5m, 15m, 1h, 4h, 1d (default 1h)", "score or llm (default score",

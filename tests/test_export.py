@@ -97,6 +97,7 @@ def owner() -> Actor:
     return Actor(str(uuid.uuid4().int % 10**9))
 
 
+@pytest.mark.slow
 def test_the_token_gets_the_top_k_as_freqtrade_reads_it(schedules, runtime, queue, listener_port):
     alice = owner()
     made = schedules.add("4h", {"markets": 6, "top_k": 3}, alice)
@@ -123,6 +124,7 @@ def test_the_token_gets_the_top_k_as_freqtrade_reads_it(schedules, runtime, queu
         [f"{s}:USDT" for s in top]
 
 
+@pytest.mark.slow
 def test_wrong_revoked_and_other_schedules_tokens_get_401_and_nothing_else(schedules, runtime, queue,
                                                                           listener_port):
     alice, bob = owner(), owner()
@@ -167,6 +169,7 @@ def test_a_foreign_host_or_a_web_page_gets_nothing(schedules, runtime, queue, li
     assert get(listener_port, path, token, host=f"localhost:{listener_port}")[0] == 200
 
 
+@pytest.mark.slow
 def test_after_a_failed_run_the_last_good_list_is_served_with_its_age(schedules, runtime, queue,
                                                                      listener_port):
     alice = owner()
@@ -243,6 +246,7 @@ def test_one_process_serves_several_features_on_several_ports():
     assert asyncio.run(scenario()) == [200, 200, 200, 404, 403]
 
 
+@pytest.mark.slow
 def test_redis_out_of_reach_is_a_one_line_503_not_a_stack(tmp_path):
     """A listener whose Redis is gone answers a bearer's request with one line, and says why in its
     log (with the traceback), not to the caller."""

@@ -56,6 +56,7 @@ def flower(tmp_path):
     server.stop()
 
 
+@pytest.mark.slow
 def test_flower_lists_every_step_with_its_analysis_sequence_and_result(flower, service, factory,
                                                                        worker):
     from tasks.dispatcher import CeleryDispatcher

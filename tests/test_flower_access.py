@@ -61,6 +61,7 @@ def basic(user: str, password: str) -> dict:
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
+@pytest.mark.slow
 def test_the_login_make_run_made_gets_in(local_flower):
     """Its refusals (a foreign Host, no login, a wrong one) are in the bad-input catalogue."""
     port, user, password = local_flower

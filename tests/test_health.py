@@ -142,6 +142,7 @@ BAD_THRESHOLDS = {
 
 
 @pytest.mark.parametrize("env, message", BAD_THRESHOLDS.values(), ids=BAD_THRESHOLDS.keys())
+@pytest.mark.slow
 def test_a_bad_threshold_is_refused_in_one_line_naming_the_setting(env, message):
     done = marketrank_process("health", **env)
     assert (done.returncode, done.stdout) == (2, "")
@@ -183,6 +184,7 @@ def test_a_queue_that_does_not_move_and_no_worker_are_reported(redis_url, runtim
 QUEUE_DB = 11
 
 
+@pytest.mark.slow
 def test_a_stack_whose_only_worker_is_the_watchdogs_is_critical(worker_log_dir):
     """#19 item 4: every step worker dead, the Procfile's `watchdog` worker alive and answering
     pings: `marketrank health` says critical (exit 2), not healthy. A Redis server of its own:

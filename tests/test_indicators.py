@@ -22,6 +22,7 @@ def test_real_data_has_the_forty_markets(provider):
     assert len(provider.candles("BTC/USDT", "1h", 10_000)) == 2160
 
 
+@pytest.mark.slow
 def test_indicators_agree_with_talib_after_warmup_on_every_market(provider):
     worst = {}
     for symbol in provider.list_markets("1h"):

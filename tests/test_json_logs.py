@@ -5,6 +5,8 @@ import json
 import os
 import re
 
+import pytest
+
 from analysis.engine.runtime import Runtime
 from analysis.service import Actor, AnalysisService
 from analysis.settings import Settings
@@ -17,6 +19,7 @@ JSON_DB = 10  # broker and state of their own: only the JSON worker runs these s
 TEXT_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ (DEBUG|INFO|WARNING|ERROR)")
 
 
+@pytest.mark.slow
 def test_json_logs_carry_analysis_chain_seq_task_and_event(redis_url, factory, worker_log_dir):
     url = redis_url.rsplit("/", 1)[0] + f"/{JSON_DB}"
     settings = Settings(redis_url=url)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import pytest
+import redis
 
 from analysis.errors import AnalysisError, DataUnavailable, InvalidConfig
 from analysis.models import Status
@@ -97,8 +98,14 @@ def build_live(server) -> Live:
 
 @pytest.fixture(autouse=True)
 def fresh_settings(monkeypatch):
-    """Each test's environment, and settings and providers built from it alone."""
+    """Each test's environment, and settings and providers built from it alone; its keys (its own
+    KEY_PREFIX) are removed after it, so no later test of the session's Redis sees one expire."""
     yield
+    prefix = os.environ.get("KEY_PREFIX", "")
+    if prefix.startswith("t") and os.environ.get("REDIS_URL"):
+        client = redis.Redis.from_url(os.environ["REDIS_URL"])
+        for key in client.scan_iter(match=f"{prefix}*", count=1000):
+            client.delete(key)
     monkeypatch.undo()
     from analysis.markets.registry import provider_from_spec
     from analysis.settings import get_settings
@@ -226,6 +233,7 @@ def _actor():
     return Actor(f"user-{uuid.uuid4().hex[:8]}")
 
 
+@pytest.mark.slow
 def test_cli_markets_lists_the_candidates_with_their_24h_quote_volume(live):
     env = {**os.environ}
     done = subprocess.run([sys.executable, "-m", "cli.main", "markets", "--limit", "5"], cwd=ROOT,
@@ -241,6 +249,7 @@ def test_cli_markets_lists_the_candidates_with_their_24h_quote_volume(live):
     assert "USDC/USDT" not in done.stdout  # the most traded pair, but a stablecoin
 
 
+@pytest.mark.slow
 def test_cli_markets_lists_a_stablecoin_pair_when_excluded_bases_is_empty(live):
     env = {**os.environ, "EXCLUDED_BASES": ""}
     done = subprocess.run([sys.executable, "-m", "cli.main", "markets", "--limit", "3"], cwd=ROOT,
@@ -350,6 +359,7 @@ def test_after_a_candle_closes_only_the_new_candle_is_fetched(live):
 
 # --- faults ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("fault", ["429", "418", "503", "timeout", "malformed rows", "not json"])
+@pytest.mark.slow
 def test_passing_faults_are_retried_and_the_candles_are_whole(live, fault):
     server, slept = live.server, []
     live.provider.sleep = slept.append
@@ -379,6 +389,7 @@ def test_a_failure_that_lasts_names_the_exchange_and_what_failed(live):
     assert live.server.count("/api/v3/klines", "DOGE/USDT") == 4  # CCXT_RETRIES=3: bounded
 
 
+@pytest.mark.slow
 def test_an_exchange_that_cannot_be_reached_at_start_gets_a_one_line_answer(monkeypatch):
     live_env(monkeypatch, f"http://127.0.0.1:{free_port()}")
     done = subprocess.run([sys.executable, "-m", "cli.main", "start", "--markets", "5"], cwd=ROOT,

@@ -57,6 +57,7 @@ def comparison_log(service, analysis_id):
     return service.store.load(analysis_id).state["log"]
 
 
+@pytest.mark.slow
 def test_an_llm_analysis_finds_the_true_top_k_and_counts_what_it_paid(
         service, llm_factory, actor, judge_server):
     gist = service.start(llm_config(llm_factory, "strongest trend, case 1"), actor)
@@ -79,6 +80,7 @@ def test_an_llm_analysis_finds_the_true_top_k_and_counts_what_it_paid(
     assert_history_is_one_clean_chain(service.store.history(gist.id), done.seq)
 
 
+@pytest.mark.slow
 def test_429_500_timeouts_and_malformed_answers_are_survived(service, llm_factory, actor, judge_server):
     judge_server.fail_next(2, status=429, retry_after=1)
     judge_server.fail_next(2, status=500)
@@ -92,6 +94,7 @@ def test_429_500_timeouts_and_malformed_answers_are_survived(service, llm_factor
     assert done.spend["calls"] == judge_server.calls  # failed attempts are paid for too
 
 
+@pytest.mark.slow
 def test_a_judge_that_keeps_failing_pauses_with_a_reason_and_resume_loses_nothing(
         service, llm_factory, actor, judge_server):
     config = llm_config(llm_factory, "outage, case 3")

@@ -85,6 +85,7 @@ def test_redis_url_defaults_to_the_local_redis_port(monkeypatch):
     assert Settings().redis_url_explicit
 
 
+@pytest.mark.slow
 def test_make_run_refuses_someone_elses_redis_with_one_line_and_starts_nothing(redis_url, tmp_path):
     env = {**os.environ, "REDIS_URL": "", "REDIS_PORT": str(urlparse(redis_url).port),
            "MARKETRANK_VAR_DIR": str(tmp_path)}

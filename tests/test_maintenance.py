@@ -50,6 +50,7 @@ def run_cli(capsys, *argv: str) -> tuple[int, str]:
     return code, capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_on_halts_four_running_analyses_within_a_step_and_off_resumes_exactly_them(
         worker, service, runtime, factory, actor, capsys, maintenance_off):
     admin = Actor("admin-view", is_admin=True)

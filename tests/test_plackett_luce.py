@@ -31,6 +31,7 @@ def test_pairs_are_the_m2_case_of_the_pairwise_model():
     assert listwise.first_bias == pytest.approx(pairwise.first_bias, abs=0.3)
 
 
+@pytest.mark.slow
 def test_the_first_round_shows_every_market_once_and_no_display_order_twice():
     judge = ListwiseJudge.random(N, seed=11)
     run = run_listwise(judge, K, 10, target=0.99, seed=11, max_calls=30)
@@ -42,6 +43,7 @@ def test_the_first_round_shows_every_market_once_and_no_display_order_twice():
     assert all(len(set(s)) == 10 for s in shown)
 
 
+@pytest.mark.slow
 def test_later_rounds_show_the_markets_near_the_kth_place():
     judge = ListwiseJudge.random(N, seed=12)
     run = run_listwise(judge, K, 10, target=0.99, seed=12, max_calls=15)
@@ -54,6 +56,7 @@ def test_later_rounds_show_the_markets_near_the_kth_place():
     assert per_boundary_market > 2 * per_far_market
 
 
+@pytest.mark.slow
 def test_replay_gives_the_same_posterior_and_the_same_next_sets():
     judge = ListwiseJudge.random(N, seed=13)
     log = run_listwise(judge, K, 10, target=0.99, seed=13, max_calls=9).orders
@@ -69,6 +72,7 @@ def test_replay_gives_the_same_posterior_and_the_same_next_sets():
     assert longer != choose_sets(judge.symbols, log, K, 10, 3, seed=77)
 
 
+@pytest.mark.slow
 def test_a_first_position_bias_is_learned_from_shuffled_display_orders():
     judge = ListwiseJudge.random(N, seed=14, first_bias=2.0)
     run = run_listwise(judge, K, 10, target=0.99, seed=14, max_calls=15)

@@ -154,6 +154,7 @@ def test_a_judge_failure_inside_a_step_pauses_with_a_reason_and_resume_completes
 
 
 # --- the watchdog, driven pass by pass ---------------------------------------------------------
+@pytest.mark.slow
 def test_the_watchdog_re_enqueues_on_the_current_chain_then_gives_up_and_tells_admins(
         runtime, queue, local_service, actor):
     from tasks.watchdog import watchdog_pass

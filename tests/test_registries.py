@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.servers import ROOT
 
 PRODUCTION_PROCESS = """
@@ -25,6 +27,7 @@ print(sorted(name for name in app.tasks if name.startswith("marketrank.")))
 """
 
 
+@pytest.mark.slow
 def test_a_production_process_refuses_the_test_doubles_and_has_no_bench_task():
     done = subprocess.run([sys.executable, "-c", PRODUCTION_PROCESS], cwd=ROOT, text=True,
                           capture_output=True, timeout=60)
@@ -38,6 +41,7 @@ def test_a_production_process_refuses_the_test_doubles_and_has_no_bench_task():
     ]
 
 
+@pytest.mark.slow
 def test_the_cli_refuses_a_test_double_as_the_data_source():
     env = {**os.environ, "MARKET_DATA": "faulty:0.5:demo"}
     done = subprocess.run([sys.executable, "-m", "cli.main", "markets"], cwd=ROOT, env=env,

@@ -230,6 +230,7 @@ def test_a_trader_ranks_pauses_resumes_and_refines_in_the_browser(sandbox, brows
         bot.kill()
         (gist,) = service.list(Actor(str(ALICE)))
         assert gist.status == Status.RUNNING, "the bot was to die mid-run"
+        llm_server.clear_faults()  # the slow judge kept it mid-run for the steps above; no more
         page.type("/list")
         page.wait_for(lambda: [m for m in page.chat() if not m["bot"] and m["text"] == "/list"],
                       "the page to show /list sent")

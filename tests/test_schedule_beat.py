@@ -67,9 +67,9 @@ def holds_lock(beat: Beat) -> bool:
 
 
 def test_two_beats_fire_once_runs_never_stack_and_schedules_outlive_beat(beats, runtime, llm_server, request):
-    # Every judge answer takes 1 s, so a run of the llm strategy (several rounds of calls) lasts
+    # Every judge answer takes 0.4 s, so a run of the llm strategy (several rounds of calls) lasts
     # well over the 1 s interval on an idle machine too: firings find the previous run going.
-    llm_server.delay_next(10**6, 1.0)
+    llm_server.delay_next(10**6, 0.4)
     request.addfinalizer(llm_server.clear_faults)
     service = schedule_service(Runtime(Settings(
         schedule_min_interval_s=1, openai_api_key="sk-test", openai_base_url=llm_server.base_url)))

@@ -14,7 +14,9 @@ def test_analyses_mid_run_complete_after_the_primary_dies_and_no_step_commits_tw
     try:
         stack.start_worker(1)
         stack.start_beat()
-        figures, ids = run_failover(stack)
+        # 40 steps each: the kill comes at step 10, and no step commits until the promotion, so
+        # the analyses are mid-run through the whole switch (bench/sentinel_bench.py runs longer).
+        figures, ids = run_failover(stack, steps=40)
         store = stack.runtime.store
         for analysis_id in ids:
             gist = store.load(analysis_id)

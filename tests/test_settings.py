@@ -28,6 +28,7 @@ def test_user_id_lists_and_secrets(monkeypatch):
 
 @pytest.mark.parametrize("command", [["cli.main", "list"], ["bot"], ["launcher.run", "--once"],
                                      ["celery", "-A", "tasks", "worker"]])
+@pytest.mark.slow
 def test_a_bad_setting_stops_every_entry_point_with_one_line_naming_it(command, tmp_path):
     env = {**os.environ, "ADMIN_USER_IDS": "@alice", "MARKETRANK_VAR_DIR": str(tmp_path)}
     done = subprocess.run([sys.executable, "-m", *command], cwd=ROOT, env=env, capture_output=True,

@@ -37,6 +37,7 @@ def stopped_at(child) -> float:
     return float(child.log_path.read_text().split("SIGTERM ")[1].split()[0])
 
 
+@pytest.mark.slow
 def test_stages_stop_in_order_each_waited_for_and_nothing_is_left(tmp_path):
     lines = []
     supervisor = Supervisor(lines.append)

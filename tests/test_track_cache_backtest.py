@@ -33,6 +33,7 @@ def cached(live):
     return live
 
 
+@pytest.mark.slow
 def test_backtest_replays_the_candle_cache_without_a_request_and_equals_the_csv_replay(
         capsys, cached, tmp_path):
     before = redis_snapshot(cached.runtime.redis)
@@ -69,6 +70,7 @@ def test_the_table_says_it_read_the_cache_and_which_market_it_left_out(capsys, c
     assert cached.server.count() == 0
 
 
+@pytest.mark.slow
 def test_market_data_ccxt_is_the_default_source_of_a_backtest(capsys, cached):
     code, out, err = backtest(capsys, "--symbols", "BTC/USDT,ETH/USDT,SOL/USDT", "--top", "1", "--json")
     assert code == 0, err

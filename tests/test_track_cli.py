@@ -21,6 +21,7 @@ def source(shared_data_dir) -> str:
     return f"csv:{shared_data_dir}"
 
 
+@pytest.mark.slow
 def test_backtest_json_has_the_records_and_the_summaries(capsys, source):
     code, out, err = backtest(capsys, "--source", source, "--markets", "8", "--top", "3",
                               "--from", "2024-08-20", "--to", "2024-09-06T04:00Z", "--every", "4h",
@@ -85,6 +86,7 @@ def test_backtest_refuses_the_llm_strategy_with_the_reason(capsys, source):
     (["--strategy", "magic"], "unknown strategy 'magic': only score can be replayed"),
     (["--from", "2030-01-01"], "no decision to replay"),
 ])
+@pytest.mark.slow
 def test_backtest_bad_input_gets_one_line_and_exit_2(capsys, source, args, message):
     code, out, err = backtest(capsys, "--source", source, *args)
     assert code == 2 and out == ""

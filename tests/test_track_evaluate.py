@@ -28,6 +28,7 @@ def excess_by_hand(symbols: list[str], k: int, horizon: int, rows: dict) -> floa
     return float(np.mean([r[s] for s in symbols[:k]]) - np.mean(list(r.values())))
 
 
+@pytest.mark.slow
 def test_a_record_is_scored_horizon_by_horizon_as_its_candles_close(
         tmp_path, settings, local_service, queue, runtime, actor, records):
     folder = tmp_path / "live"
@@ -84,6 +85,7 @@ def test_a_market_without_candles_after_t_is_counted_and_flagged_not_dropped(
     assert scored[1]["returns"][rec.symbols().index("DOT/USDT")] == 0.0  # its last close, flat
 
 
+@pytest.mark.slow
 def test_beat_sends_the_pass_on_its_own_queue_and_a_worker_of_it_scores_due_records(
         tmp_path, settings, local_service, queue, runtime, actor, records, worker_log_dir, llm_server):
     from tasks.celery_app import TRACK_EVALUATE_TASK, TRACK_QUEUE, STEP_QUEUE, app

@@ -42,6 +42,7 @@ def test_a_completed_analysis_leaves_a_record_of_its_whole_universe_at_t(
     assert rest == sorted(rest, reverse=True)
 
 
+@pytest.mark.slow
 def test_no_candle_after_t_changes_the_record_and_one_at_or_before_t_may(
         tmp_path, settings, local_service, queue, runtime, actor, records):
     t_ms = decision_t_ms()
@@ -125,6 +126,7 @@ def test_the_llm_universe_is_ranked_by_the_judge_model_strengths():
 
 
 @pytest.mark.usefixtures("worker")
+@pytest.mark.slow
 def test_an_llm_analysis_records_its_judge_model_and_ranks_every_market(
         llm_server, runtime, service, actor, records):
     from analysis.config_factory import RankingConfigFactory

@@ -98,6 +98,7 @@ def test_indicators_once_over_the_series_equal_those_on_the_candles_up_to_t(cand
 
 
 @pytest.mark.parametrize("row", [400, 1500])
+@pytest.mark.slow
 def test_a_replayed_decision_equals_a_real_analysis_started_at_t(shared_data_dir, tmp_path, row,
                                                                  settings, service, actor, worker):
     provider = CsvDirProvider(shared_data_dir)

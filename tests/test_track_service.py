@@ -130,6 +130,7 @@ def test_track_refuses_what_is_neither_a_strategy_nor_a_timeframe(capsys):
     assert capsys.readouterr().err.startswith("error: 'banana' is neither a strategy")
 
 
+@pytest.mark.slow
 def test_a_demo_card_says_demo_picks_are_never_scored(local_service, queue, runtime, factory, actor, track):
     done = run_to_completion(local_service, queue, runtime,
                              factory.create_ranking_config(markets=5, top_k=2), actor)

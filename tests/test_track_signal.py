@@ -85,6 +85,7 @@ def test_a_planted_signal_is_recovered_within_the_interval(horizon):
     assert summary.n_independent == pytest.approx(summary.n / horizon, abs=1)
 
 
+@pytest.mark.slow
 def test_on_noise_the_overlap_aware_interval_covers_zero_about_95_percent_of_seeds():
     """Rankings that persist (as indicator rankings do) make overlapping records' metrics move
     together; the interval counts only the records h bars apart."""

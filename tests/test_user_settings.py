@@ -161,6 +161,7 @@ def test_a_user_changes_their_own_settings(user_settings):
     ("quiet=07:00-07:00", "start and end at the same time"),
     ("finished=loud", "finished can be on, silent or off, not 'loud'"),
 ])
+@pytest.mark.slow
 def test_unknown_zones_and_malformed_windows_are_refused_with_what_is_accepted(user_settings, runtime, words, message):
     user = a_user()
     user_settings.change(user, Actor(user), zone="Asia/Tokyo")
