@@ -18,8 +18,9 @@ class RedBeatStopQuickly(RedBeatScheduler):
         # redbeat_lock_timeout. When Redis stops together with beat (a launcher killed outright
         # signals every child at once), the client's retries, meant to ride out a Redis restart,
         # would hold beat up for a minute: one try, then go.
-        if self.lock is not None:
-            self.lock.redis.set_retry(Retry(NoBackoff(), 0))
+        lock = getattr(self, "lock", None)  # redbeat's redis Lock, once beat holds it
+        if lock is not None:
+            lock.redis.set_retry(Retry(NoBackoff(), 0))
         try:
             super().close()
         except (redis.ConnectionError, redis.TimeoutError) as exc:
