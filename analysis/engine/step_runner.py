@@ -20,7 +20,7 @@ from analysis.engine.runtime import Runtime
 from analysis.engine.snapshot import snapshot_refs
 from analysis.markets.candle_blocks import BLOCK_CANDLES
 from analysis.engine.step_stats import record_step
-from analysis.engine.store import BegunStep
+from analysis.engine.store_steps import BegunStep
 from analysis.errors import AnalysisError, DataUnavailable, InvalidConfig, JudgeUnavailable
 from analysis.markets.base import TIMEFRAMES
 from analysis.markets.quality import QualityBounds, assess
