@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import redis
 
 from analysis.db.replication import wait_for_replica
-from analysis.db.scripts.steps import Create
+from analysis.db.scripts.creation import Create
 from analysis.decisions import (ACTIVE_LIMIT_TEXT, CANCEL_DECISIONS, FORCE_RESUME_DECISIONS, HOURLY_QUOTA_TEXT,
                                 PAUSE_DECISIONS, REFINE_CAP, REFINE_DECISIONS, REFINE_STEP, RESUME_DECISIONS,
                                 Decision)

@@ -1,5 +1,5 @@
 """The analysis store: gists, control keys and leases in Redis, changed only through the scripts of
-`analysis/db/scripts/` (steps, controls, watch), each called with its KEYS and ARGV by name.
+`analysis/db/scripts/` (creation, steps, controls, watch), each called with its KEYS and ARGV by name.
 
 Every method that changes state is one Lua script or one transaction, so each is atomic; time is
 a parameter so expiry and watchdog logic are testable without sleeping. `AnalysisStore` is made
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import redis
 
 from analysis.db.script import Answer
-from analysis.db.scripts import steps
+from analysis.db.scripts import creation
 from analysis.engine.replies import text, texts
 from analysis.engine.store_controls import ControlActions
 from analysis.engine.store_reads import StoreReads
@@ -34,7 +34,7 @@ class AnalysisStore(StoreReads, StepWrites, ControlActions, WatchActions):
     def create(self, analysis_id: str, owner: str, config: RankingConfig, *, chain: str,
                demo: bool, model: str, now: float, schedule: str = "",
                schedule_prev: str = "",
-               hourly_quota: bool = True) -> Answer[steps.Create] | QuotaUsed:
+               hourly_quota: bool = True) -> Answer[creation.Create] | QuotaUsed:
         """CREATE (the analysis joins the live index the watchdog watches), with the owner's
         hourly quota checked atomically (WATCH on the owner's index) unless `hourly_quota` is
         off: QuotaUsed with the starts of the last hour when it is used up. In the same
@@ -53,7 +53,7 @@ class AnalysisStore(StoreReads, StepWrites, ControlActions, WatchActions):
                     pipe.multi()
                     pipe.zremrangebyscore(k.owner(owner), "-inf", now - s.gist_ttl_s)
                     self._queue(
-                        pipe, steps.CREATE, gist=k.gist(analysis_id),
+                        pipe, creation.CREATE, gist=k.gist(analysis_id),
                         control=k.control(analysis_id), owner_index=k.owner(owner),
                         all_index=k.analyses(), active=k.active(owner), events=k.events(),
                         live=k.live(), active_gists=[k.gist(i) for i in active],
@@ -64,7 +64,7 @@ class AnalysisStore(StoreReads, StepWrites, ControlActions, WatchActions):
                         max_active=s.max_active_per_user, events_maxlen=s.events_maxlen,
                         schedule=schedule, schedule_prev=schedule_prev)
                     pipe.expire(k.owner(owner), s.gist_ttl_s)
-                    return steps.CREATE.answer(pipe.execute()[1])
+                    return creation.CREATE.answer(pipe.execute()[1])
                 except redis.WatchError:
                     continue
 

@@ -1,6 +1,6 @@
 """What every part of the analysis store shares: the Redis client, the settings, the keys, and
-the scripts of `analysis/db/scripts/` (steps, controls, watch) bound to the client, called with
-their KEYS and ARGV by name."""
+the scripts of `analysis/db/scripts/` (creation, steps, controls, watch) bound to the client,
+called with their KEYS and ARGV by name."""
 
 from typing import Any
 
@@ -8,7 +8,7 @@ import redis
 
 from analysis.db.keys import Keys
 from analysis.db.script import A, Answer, Script
-from analysis.db.scripts import controls, steps, watch
+from analysis.db.scripts import controls, creation, steps, watch
 from analysis.settings import Settings
 
 
@@ -20,7 +20,7 @@ class StoreBase:
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
         self._bound = {script.name: script.bind(client)
-                       for script in steps.SCRIPTS + controls.SCRIPTS + watch.SCRIPTS}
+                       for script in creation.SCRIPTS + steps.SCRIPTS + controls.SCRIPTS + watch.SCRIPTS}
 
     def _call(self, script: Script[A], **named: Any) -> Answer[A]:
         """Run `script` with its KEYS and ARGV by name; its answer as a member of its enum."""
