@@ -3,22 +3,18 @@
 Nothing is written anywhere here: a config that fails validation leaves no trace.
 """
 
-import re
-import unicodedata
 from typing import Any
 
 from analysis.errors import InvalidConfig, quoted
-from analysis.invisible import invisible_character
 from analysis.markets.base import TIMEFRAMES, MarketDataProvider, window_problem
 from analysis.markets.indicators import WARMUP_CANDLES
 from analysis.models import RankingConfig
 from analysis.markets.candle_blocks import BLOCK_CANDLES
 from analysis.settings import Settings
+from analysis.trader_text import check_prompt, normalize_symbol
 
 PUBLIC_STRATEGIES = ("score", "llm")
 KINDS = ("rank", "entry", "exit")
-BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-SYMBOL_PATTERN = re.compile(r"^[A-Z0-9]{1,15}/[A-Z0-9]{2,10}$")
 ENTRY_TEMPLATE = ("Which market offers the better long entry over the next few {timeframe} "
                   "candles? Trader's note: {prompt}")
 EXIT_TEMPLATE = ("The trader holds these markets. Which one should be exited first, because "
@@ -27,16 +23,6 @@ EXIT_TEMPLATE = ("The trader holds these markets. Which one should be exited fir
 RANK_TEMPLATE = "Which market has the stronger outlook over the next few {timeframe} candles?"
 NO_JUDGE_NOTICE = "no LLM judge configured: ranked by indicators; your question was not used"
 UNUSED_PROMPT_NOTICE = "the score strategy ranks by indicators; your question was not used (strategy=llm uses it)"
-
-
-def normalize_symbol(text: str, quote: str = "USDT") -> str:
-    """'btc', 'BTC-USDT', 'btc_usdt' and 'BTC/USDT' all mean 'BTC/USDT' (with quote USDT)."""
-    symbol = text.strip().upper().replace("-", "/").replace("_", "/")
-    if "/" not in symbol:
-        symbol += "/" + quote
-    if not SYMBOL_PATTERN.match(symbol):
-        raise InvalidConfig(f"{quoted(text)} is not a market symbol (write it like BTC/USDT)")
-    return symbol
 
 
 class RankingConfigFactory:
@@ -117,7 +103,7 @@ class RankingConfigFactory:
             raise InvalidConfig(f"unknown kind of analysis {quoted(kind)}: use {', '.join(KINDS)}")
         timeframe = self._check_timeframe(timeframe)
         strategy = self._check_strategy(strategy)
-        prompt = self._check_prompt(prompt)
+        prompt = check_prompt(prompt, self.settings.max_prompt_chars)
         notice = ""
         if strategy == "llm" and not prompt:
             prompt = RANK_TEMPLATE.format(timeframe=timeframe)
@@ -172,7 +158,7 @@ class RankingConfigFactory:
     def _templated(self, kind: str, template: str, prompt: str, **choice) -> RankingConfig:
         """An entry or exit config: the trader's note (checked, limit included) inside the
         kind's question; without a judge the indicators rank and the notice says so."""
-        note = self._check_prompt(prompt) or "none"
+        note = check_prompt(prompt, self.settings.max_prompt_chars) or "none"
         timeframe = self._check_timeframe(choice.pop("timeframe"))
         strategy = "llm" if self.llm_configured else "score"
         return self._build(kind=kind, timeframe=timeframe, strategy=strategy,
@@ -207,29 +193,6 @@ class RankingConfigFactory:
                                 "OPENAI_BASE_URL for a self-hosted server); score works without one")
         return strategy
 
-    def _check_prompt(self, prompt: str) -> str:
-        if not isinstance(prompt, str):
-            raise InvalidConfig("the prompt must be text")
-        if any(unicodedata.category(ch) == "Cs" for ch in prompt):
-            # Lone surrogates: how Python hands over bytes that were not UTF-8 (a CLI argument).
-            raise InvalidConfig("the prompt is not valid UTF-8 text; send plain text")
-        prompt = unicodedata.normalize("NFC", prompt).strip()
-        limit = self.settings.max_prompt_chars
-        if len(prompt) > limit:
-            raise InvalidConfig(f"the prompt is {len(prompt)} characters; the limit is {limit}")
-        if any(unicodedata.category(ch) == "Cc" and ch not in "\n\t" for ch in prompt):
-            raise InvalidConfig("the prompt contains control characters; send plain text")
-        if any(ch in BIDI_CONTROLS for ch in prompt):
-            # They can make a card read differently from what was typed.
-            raise InvalidConfig("the prompt contains invisible text-direction characters; send plain text")
-        hidden = invisible_character(prompt)
-        if hidden is not None:
-            # Zero-width, BOM, variation selectors, tag characters, fillers: text the judge reads
-            # and no one sees.
-            raise InvalidConfig(f"the prompt contains an invisible character (U+{ord(hidden):04X} "
-                                f"{unicodedata.name(hidden, 'format character')}); send plain text")
-        return prompt
-
     def choice_words(self, *, markets: int | None = None, symbols: list[str] | None = None,
                      timeframe: str = "1h", strategy: str | None = None, prompt: str = "",
                      top_k: int | None = None, target: float | None = None,
@@ -245,7 +208,7 @@ class RankingConfigFactory:
             self._check_timeframe(timeframe)
             if strategy is not None:
                 self._check_strategy(strategy)
-            self._check_prompt(prompt)
+            check_prompt(prompt, self.settings.max_prompt_chars)
             named, count = self._requested(markets, symbols)
             self._check_top(top_k, count)
             self._check_target(target)

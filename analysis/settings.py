@@ -15,6 +15,8 @@ from typing import Annotated, Literal
 
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from analysis.health_settings import HealthSettings
+from analysis.listener_settings import ListenerSettings
 from analysis.redaction import url_without_password
 from analysis.setting_checks import market_data_problem, redis_url_problem
 from analysis.webhook_settings import WebhookSettings
@@ -54,7 +56,10 @@ def _id_list(value: object) -> object:
     return value
 
 
-class Settings(WebhookSettings, BaseSettings):  # webhook fields: analysis/webhook_settings.py
+# Groups of fields kept in their own modules (mixins): the webhook's (analysis/webhook_settings.py),
+# the HTTP listener's export and /metrics (analysis/listener_settings.py), the health thresholds
+# (analysis/health_settings.py).
+class Settings(WebhookSettings, ListenerSettings, HealthSettings, BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
 
     # --- Redis and Celery -------------------------------------------------------------------
@@ -196,54 +201,9 @@ class Settings(WebhookSettings, BaseSettings):  # webhook fields: analysis/webho
     quiet_held_ttl_s: int = Field(3 * 86400, ge=60)
     quiet_check_interval_s: float = Field(30.0, gt=0)
 
-    # --- Health thresholds (`marketrank health`, /health, alerts; docs/operations.md) ----------
-    health_success_warning: float = Field(0.80, ge=0, le=1)   # step success below: warning
-    health_success_critical: float = Field(0.50, ge=0, le=1)  # ... below: critical
-    health_min_steps: int = Field(5, ge=1)                    # fewer steps: success not judged
-    health_queue_age_warning_s: float = Field(300, gt=0)      # oldest queued message older
-    health_queue_age_critical_s: float = Field(1800, gt=0)
-    health_memory_warning: float = Field(0.80, gt=0, le=1)    # share of Redis maxmemory
-    health_memory_critical: float = Field(0.95, gt=0, le=1)
-    health_failures_critical: int = Field(5, ge=1)            # judge / data failures an hour
-
     # --- Flower -----------------------------------------------------------------------------
     flower_basic_auth: SecretStr | None = None
     flower_port: int = Field(5555, ge=1, le=65535)
-
-    # --- Export listener (docs/export.md): a schedule's top K as freqtrade's RemotePairList ------
-    # Empty: off. `make run` serves it on 8090 unless set. Bound to EXPORT_BIND (loopback).
-    export_port: int | None = Field(None, ge=1, le=65535)
-    export_bind: str = "127.0.0.1"
-    # Host names (no port) a request may be addressed to; anything else gets 403 (DNS rebinding).
-    export_allowed_hosts: Annotated[list[str], NoDecode] = ["127.0.0.1", "localhost", "[::1]"]
-    # The address traders are given (a reverse proxy's, e.g. https://rank.example.com); empty:
-    # http://127.0.0.1:EXPORT_PORT.
-    export_public_url: str = ""
-
-    @field_validator("export_port", mode="before")
-    @classmethod
-    def _empty_port_is_off(cls, value: object) -> object:
-        return None if isinstance(value, str) and not value.strip() else value
-
-    @field_validator("export_allowed_hosts", mode="before")
-    @classmethod
-    def _split_hosts(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [part.strip().lower() for part in value.split(",") if part.strip()]
-        return value
-
-    # --- Prometheus metrics (docs/operations.md): GET /metrics on the HTTP listener ----------
-    # Empty: off. `make run` serves it on 9108 unless set, on EXPORT_BIND with EXPORT_ALLOWED_HOSTS.
-    metrics_port: int | None = Field(None, ge=1, le=65535)
-    # The scraper sends `Authorization: Bearer <METRICS_TOKEN>`; without a token /metrics answers 401.
-    metrics_token: SecretStr | None = None
-    # false: steps keep no Prometheus counters (their one HINCRBY batch); for `make bench`'s "off".
-    metrics_step_counters: bool = True
-
-    @field_validator("metrics_port", mode="before")
-    @classmethod
-    def _empty_metrics_port_is_off(cls, value: object) -> object:
-        return None if isinstance(value, str) and not value.strip() else value
 
     # --- Logs -------------------------------------------------------------------------------
     log_level: str = "INFO"
@@ -321,20 +281,6 @@ class Settings(WebhookSettings, BaseSettings):  # webhook fields: analysis/webho
         if self.heartbeat_ms * 2 > self.lease_ms:
             raise ValueError(f"HEARTBEAT_MS ({self.heartbeat_ms}) must be at most half of "
                              f"LEASE_MS ({self.lease_ms})")
-        return self
-
-    @model_validator(mode="after")
-    def _health_levels_in_order(self) -> "Settings":
-        # A critical threshold milder than its warning would skip the warning, or call critical
-        # what is only a warning: an inverted pair is a typo, not a choice.
-        for warning, critical, worse in (("health_success_warning", "health_success_critical", "below"),
-                                         ("health_queue_age_warning_s", "health_queue_age_critical_s", "above"),
-                                         ("health_memory_warning", "health_memory_critical", "above")):
-            w, c = getattr(self, warning), getattr(self, critical)
-            if (c > w) if worse == "below" else (c < w):
-                bound = "at most" if worse == "below" else "at least"
-                raise ValueError(f"{critical.upper()} ({c}) must be {bound} {warning.upper()} "
-                                 f"({w}): critical is the worse level")
         return self
 
     @field_validator("redis_sentinels")

@@ -4,7 +4,8 @@ analysis for the schedule's owner (INIT shows `schedule=<id>` in Flower), or ski
 import logging
 
 from analysis.engine.runtime import Runtime
-from analysis.schedules.service import FireResult, ScheduleService
+from analysis.schedules.firing import FireResult
+from analysis.schedules.service import ScheduleService
 from analysis.services import build_services
 from tasks.celery_app import app
 from tasks.dispatcher import CeleryDispatcher

@@ -2,7 +2,8 @@
 
 import pytest
 
-from analysis.config_factory import RankingConfigFactory, normalize_symbol
+from analysis.config_factory import RankingConfigFactory
+from analysis.trader_text import normalize_symbol
 from analysis.errors import InvalidConfig
 
 

@@ -156,7 +156,7 @@ def test_a_replayed_step_does_not_pay_for_its_comparisons_twice(runtime, service
     local = Runtime(settings)
     chain = service.store.chain(gist.id)
     # Replay step 2 (the first comparing step) from the state step 1 committed.
-    from analysis.engine.store import BegunStep
+    from analysis.engine.store_steps import BegunStep
     begun_config = service.get(gist.id, actor).config
     state_after_summaries = _state_before_first_batch(service, gist.id)
     calls_before, spent_before = judge_server.calls, service.store.load(gist.id).spend

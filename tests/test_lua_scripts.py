@@ -16,7 +16,7 @@ from analysis.db.script import Script, UnknownAnswer
 from analysis.db.scripts import controls, steps, watch
 from analysis.db.scripts.prologue import PROLOGUE
 from analysis.models import GistField, Status
-from analysis.service import PAUSE_DECISIONS, Decision, decisions
+from analysis.decisions import PAUSE_DECISIONS, Decision, decisions
 from tests.helpers import noop_config
 
 

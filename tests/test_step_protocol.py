@@ -222,7 +222,7 @@ def test_the_per_user_limit_of_active_analyses(runtime, local_service, actor):
 def test_the_lease_keeper_keeps_a_long_step_leased_and_stops_when_fenced(runtime, queue, actor):
     import time
 
-    from analysis.engine.step_runner import LeaseKeeper
+    from analysis.engine.lease_keeper import LeaseKeeper
     from analysis.engine.store import AnalysisStore
     store = AnalysisStore(runtime.redis, runtime.settings.model_copy(update={"lease_ms": 500}))
     service = AnalysisService(store, queue)

@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from analysis.db.keys import Keys
-from analysis.db.scripts.steps import Create
+from analysis.db.scripts.creation import Create
 from analysis.engine.store import AnalysisStore
 from analysis.models import HistoryEntry, Status, StepOutcome
 from tests.helpers import noop_config

@@ -4,8 +4,9 @@ counted retries, a cache of valid answers and errors fit for a trader.
 
 This module is the judge's public face: the value types (judge_values.py), the prompts and
 parsers of the contract (judge_prompts.py) and the reading of failed calls (judge_faults.py) are
-imported from here. The HTTP contract and the retry behaviour are written out in
-docs/strategies.md ("The contract for OpenAI-compatible servers").
+imported from here; one request's task and outcome, and the error a trader sees when requests
+fail for good, are judge_requests.py's. The HTTP contract and the retry behaviour are written out
+in docs/strategies.md ("The contract for OpenAI-compatible servers").
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -43,6 +43,7 @@ from analysis.ranking.judge_prompts import (
     parse_ranking,
     parse_verdict,
 )
+from analysis.ranking.judge_requests import Outcome, Task, message_content, unavailable
 from analysis.ranking.judge_values import (
     JudgeStats,
     ListRequest,
@@ -67,25 +68,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_RETRY_AFTER_S = 60.0
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-
-
-@dataclass(frozen=True)
-class _Task:
-    """How to read one request's answer: `parse` (content -> value, or BadAnswer), `encode`
-    (value -> the JSON object cached), and a label for log lines."""
-
-    label: str
-    parse: Callable[[str | None], Any]
-    encode: Callable[[Any], dict[str, Any]]
-
-
-@dataclass
-class _Outcome:
-    verdict: Any = None
-    cached: bool = False
-    fault: Fault | None = None
-    attempts: int = 0
-    stats: JudgeStats = field(default_factory=JudgeStats)
 
 
 class LLMJudge:
@@ -169,7 +151,7 @@ class LLMJudge:
             keys.append(key)
 
         outcomes = self._ask_all({
-            key: (_Task(f"{request.first} vs {request.second}",
+            key: (Task(f"{request.first} vs {request.second}",
                         partial(parse_verdict, first=request.first, second=request.second),
                         encode_verdict),
                   messages, response_format)
@@ -190,14 +172,14 @@ class LLMJudge:
         stats.failures = len(failed_keys)
         self.last_stats = stats
         if failed_keys:
-            raise self._unavailable([outcomes[k] for k in failed_keys], len(requests), stats)
+            raise unavailable([outcomes[k] for k in failed_keys], len(requests), stats, self._redact)
         return verdicts, stats
 
     def rank_many(self, requests: list[ListRequest], *, model: str) -> tuple[list[ListVerdict], JudgeStats]:
         """One listwise order per request, in order, and what the calls cost; faults, retries,
         cache and `LLMJudgeUnavailable` exactly as in `compare_many`. A ranking that misses,
         repeats or invents a symbol is a malformed answer (retried, and its call counted)."""
-        prepared: dict[str, tuple[_Task, list[dict[str, str]], dict[str, Any]]] = {}
+        prepared: dict[str, tuple[Task, list[dict[str, str]], dict[str, Any]]] = {}
         keys: list[str] = []
         for request in requests:
             if len(request.shown) < 2 or len(set(request.shown)) != len(request.shown):
@@ -206,7 +188,7 @@ class LLMJudge:
                 raise ValueError("a listwise request needs one summary per market shown")
             messages, response_format = build_list_messages(request), build_list_response_format(request)
             key = cache_key(model, messages, response_format)
-            task = _Task(f"an order of {len(request.shown)} ({request.shown[0]}, ...)",
+            task = Task(f"an order of {len(request.shown)} ({request.shown[0]}, ...)",
                          partial(parse_ranking, shown=request.shown), encode_ranking)
             prepared.setdefault(key, (task, messages, response_format))
             keys.append(key)
@@ -220,7 +202,7 @@ class LLMJudge:
         stats.failures = len(failed_keys)
         self.last_stats = stats
         if failed_keys:
-            raise self._unavailable([outcomes[k] for k in failed_keys], len(requests), stats)
+            raise unavailable([outcomes[k] for k in failed_keys], len(requests), stats, self._redact)
         return verdicts, stats
 
     def ask_structured(self, label: str, parse: Callable[[str | None], Any],
@@ -230,15 +212,15 @@ class LLMJudge:
         retries, cache and faults: `parse` reads an answer (BadAnswer: retried), `encode` is
         what is cached. The parsed answer and what it cost, or `LLMJudgeUnavailable`."""
         key = cache_key(model, messages, response_format)
-        outcome = self._ask_all({key: (_Task(label, parse, encode), messages, response_format)}, model)[key]
+        outcome = self._ask_all({key: (Task(label, parse, encode), messages, response_format)}, model)[key]
         stats = outcome.stats
         stats.failures = int(outcome.verdict is None)
         if outcome.verdict is None:
-            raise self._unavailable([outcome], 1, stats)
+            raise unavailable([outcome], 1, stats, self._redact)
         return outcome.verdict, stats
 
-    def _ask_all(self, prepared: dict[str, tuple[_Task, list[dict[str, str]], dict[str, Any]]],
-                 model: str) -> dict[str, _Outcome]:
+    def _ask_all(self, prepared: dict[str, tuple[Task, list[dict[str, str]], dict[str, Any]]],
+                 model: str) -> dict[str, Outcome]:
         """Ask every prepared request (keyed by cache key) concurrently; wait for all of them."""
         stop = threading.Event()  # set on a settings error: no point asking the rest
         if not prepared:
@@ -255,13 +237,13 @@ class LLMJudge:
     def _judge_one(
         self,
         key: str,
-        task: _Task,
+        task: Task,
         messages: list[dict[str, str]],
         response_format: dict[str, Any],
         model: str,
         stop: threading.Event,
-    ) -> _Outcome:
-        outcome = _Outcome()
+    ) -> Outcome:
+        outcome = Outcome()
         cached = self._cache_get(key, task)
         if cached is not None:
             outcome.verdict, outcome.cached = cached, True
@@ -288,7 +270,7 @@ class LLMJudge:
                 outcome.stats.prompt_tokens += getattr(usage, "prompt_tokens", 0) or 0
                 outcome.stats.completion_tokens += getattr(usage, "completion_tokens", 0) or 0
                 try:
-                    outcome.verdict = task.parse(_content(response))
+                    outcome.verdict = task.parse(message_content(response))
                 except BadAnswer as bad:
                     fault = Fault(
                         f"the LLM's answer {bad}", f"the LLM kept giving unusable answers (the last one {bad})", True
@@ -323,26 +305,7 @@ class LLMJudge:
         with self._rng_lock:
             return self._rng.uniform(0.0, ceiling)
 
-    def _unavailable(self, failed: list[_Outcome], total: int, stats: JudgeStats) -> LLMJudgeUnavailable:
-        asked = [o for o in failed if o.attempts]
-        fatal = next((o for o in asked if o.fault and not o.fault.retryable), None)
-        if fatal is not None and fatal.fault is not None:
-            return LLMJudgeUnavailable(self._redact(fatal.fault.once), retryable=False, stats=stats)
-        first = asked[0] if asked else failed[0]
-        fault = first.fault or Fault("the LLM judge gave no answer", "the LLM judge gave no answer", True)
-        if first.attempts > 1:
-            reason = f"{fault.kept} after {first.attempts} attempts"
-        else:
-            reason = f"{fault.once} ({first.attempts} attempt)"
-        reason = reason[0].upper() + reason[1:]
-        answered = total - len(failed)
-        if total > 1:
-            reason += f". {len(failed)} of {total} comparisons failed"
-            if answered:
-                reason += f"; the {answered} answered are saved and will not be asked again"
-        return LLMJudgeUnavailable(self._redact(reason) + ".", retryable=True, stats=stats)
-
-    def _cache_get(self, key: str, task: _Task) -> Any:
+    def _cache_get(self, key: str, task: Task) -> Any:
         try:
             value = self._cache.get(key)
         except Exception:  # a cache outage costs money, not correctness
@@ -364,13 +327,3 @@ class LLMJudge:
 
     def _redact(self, text: str) -> str:
         return text.replace(self._api_key, "***") if self._api_key else text
-
-
-def _content(response: Any) -> str | None:
-    try:
-        message = response.choices[0].message
-    except (AttributeError, IndexError, TypeError):
-        raise BadAnswer("had no message") from None
-    if getattr(message, "refusal", None):
-        raise BadAnswer("was a refusal")
-    return message.content

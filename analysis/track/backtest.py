@@ -8,7 +8,7 @@ candles its shared candle cache in Redis already holds (cache_reader.py): never 
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from analysis.config_factory import normalize_symbol
+from analysis.trader_text import normalize_symbol
 from analysis.errors import InvalidConfig, quoted
 from analysis.markets.base import TIMEFRAMES, MarketDataProvider, window_problem
 from analysis.markets.cache_reader import CacheReader

@@ -2,8 +2,8 @@
 across the keys it names, declared once as a `Script` (analysis/db/script.py) whose body reads
 its KEYS and ARGV by name.
 
-steps.py      the step protocol: create, begin, heartbeat, snapshot, commit, stop, storage full,
-              LLM spend
+creation.py   an analysis's creation (gist, control key, indexes)
+steps.py      the step protocol: begin, heartbeat, snapshot, commit, stop, storage full, LLM spend
 controls.py   pause, resume, refine, cancel, force-resume
 watch.py      the watchdog, /stuck and the live index's sweep
 schedules.py  schedules: create, delete, claim a firing, update, resume
