@@ -52,11 +52,15 @@ run: $(STAMP) redis-server
 	$(BIN)/python -m launcher.run
 
 test: $(STAMP) redis-server browser
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy analysis bot cli launcher listener tasks wiring
 	$(BIN)/python -m pytest -q -n $(TEST_PROCESSES) --dist worksteal
 
 # While developing: every test but the end-to-end and slow ones (markers in pyproject.toml).
 test-fast: $(STAMP) redis-server
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q -n $(TEST_PROCESSES) --dist worksteal -m "not slow and not e2e"
 
 bench: $(STAMP) redis-server
@@ -97,3 +101,14 @@ clean:
 .PHONY: bench-webhooks
 bench-webhooks: $(STAMP) redis-server
 	$(BIN)/python -m bench.webhooks_bench
+
+.PHONY: lint format
+# Lint and format with ruff (config in pyproject.toml); make test and make test-fast run the checks.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# Rewrites the tree: ruff format, then the lint fixes ruff can make safely.
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .

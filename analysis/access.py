@@ -4,8 +4,9 @@ run, for the schedule's owner) both apply."""
 from analysis.settings import Settings
 
 
-def may_trade(allowed_user_ids: frozenset[int] | list[int], admin_user_ids: frozenset[int] | list[int],
-              user_id: int) -> bool:
+def may_trade(
+    allowed_user_ids: frozenset[int] | list[int], admin_user_ids: frozenset[int] | list[int], user_id: int
+) -> bool:
     """ALLOWED_USER_IDS empty lets anyone trade; admins always may."""
     return not allowed_user_ids or user_id in allowed_user_ids or user_id in admin_user_ids
 

@@ -7,27 +7,33 @@ from typing import Any
 
 from analysis.errors import InvalidConfig, quoted
 from analysis.markets.base import TIMEFRAMES, MarketDataProvider, window_problem
+from analysis.markets.candle_blocks import BLOCK_CANDLES
 from analysis.markets.indicators import WARMUP_CANDLES
 from analysis.models import RankingConfig
-from analysis.markets.candle_blocks import BLOCK_CANDLES
 from analysis.settings import Settings
 from analysis.trader_text import check_prompt, normalize_symbol
 
 PUBLIC_STRATEGIES = ("score", "llm")
 KINDS = ("rank", "entry", "exit")
-ENTRY_TEMPLATE = ("Which market offers the better long entry over the next few {timeframe} "
-                  "candles? Trader's note: {prompt}")
-EXIT_TEMPLATE = ("The trader holds these markets. Which one should be exited first, because "
-                 "its outlook over the next few {timeframe} candles is weakest? "
-                 "Trader's note: {prompt}")
+ENTRY_TEMPLATE = (
+    "Which market offers the better long entry over the next few {timeframe} candles? Trader's note: {prompt}"
+)
+EXIT_TEMPLATE = (
+    "The trader holds these markets. Which one should be exited first, because "
+    "its outlook over the next few {timeframe} candles is weakest? "
+    "Trader's note: {prompt}"
+)
 RANK_TEMPLATE = "Which market has the stronger outlook over the next few {timeframe} candles?"
 NO_JUDGE_NOTICE = "no LLM judge configured: ranked by indicators; your question was not used"
-UNUSED_PROMPT_NOTICE = "the score strategy ranks by indicators; your question was not used (strategy=llm uses it)"
+UNUSED_PROMPT_NOTICE = (
+    "the score strategy ranks by indicators; your question was not used (strategy=llm uses it)"
+)
 
 
 class RankingConfigFactory:
-    def __init__(self, settings: Settings, provider: MarketDataProvider, *,
-                 llm_configured: bool | None = None):
+    def __init__(
+        self, settings: Settings, provider: MarketDataProvider, *, llm_configured: bool | None = None
+    ):
         self.settings = settings
         self.provider = provider
         if llm_configured is None:
@@ -69,8 +75,11 @@ class RankingConfigFactory:
         (stablecoins and fiat: their price barely moves, ranking them is noise). A trader may
         still name such a pair with symbols=."""
         excluded = set(self.settings.excluded_bases)
-        return [(symbol, volume) for symbol, volume in self.provider.market_volumes(timeframe)
-                if symbol.split("/", 1)[0] not in excluded]
+        return [
+            (symbol, volume)
+            for symbol, volume in self.provider.market_volumes(timeframe)
+            if symbol.split("/", 1)[0] not in excluded
+        ]
 
     def _check_window(self, symbol: str, timeframe: str) -> tuple[str | None, int]:
         """Why the market cannot be ranked (or None), and when its newest candle closed."""
@@ -89,16 +98,25 @@ class RankingConfigFactory:
             return self.create_entry_config(options.pop("prompt", ""), **_without(options, "strategy"))
         if kind == "exit":
             symbols = options.pop("symbols", None) or []
-            return self.create_exit_config(symbols, options.pop("prompt", ""),
-                                           **_without(options, "strategy", "markets"))
+            return self.create_exit_config(
+                symbols, options.pop("prompt", ""), **_without(options, "strategy", "markets")
+            )
         if kind != "rank":
             raise InvalidConfig(f"unknown kind of analysis {quoted(kind)}: use {', '.join(KINDS)}")
         return self.create_ranking_config(**options)
 
-    def create_ranking_config(self, *, markets: int | None = None, symbols: list[str] | None = None,
-                              timeframe: str = "1h", top_k: int | None = None,
-                              strategy: str = "score", target: float | None = None,
-                              prompt: str = "", kind: str = "rank") -> RankingConfig:
+    def create_ranking_config(
+        self,
+        *,
+        markets: int | None = None,
+        symbols: list[str] | None = None,
+        timeframe: str = "1h",
+        top_k: int | None = None,
+        strategy: str = "score",
+        target: float | None = None,
+        prompt: str = "",
+        kind: str = "rank",
+    ) -> RankingConfig:
         if kind not in KINDS:
             raise InvalidConfig(f"unknown kind of analysis {quoted(kind)}: use {', '.join(KINDS)}")
         timeframe = self._check_timeframe(timeframe)
@@ -109,13 +127,31 @@ class RankingConfigFactory:
             prompt = RANK_TEMPLATE.format(timeframe=timeframe)
         elif strategy == "score" and prompt:
             notice = UNUSED_PROMPT_NOTICE if self.llm_configured else NO_JUDGE_NOTICE
-        return self._build(kind=kind, markets=markets, symbols=symbols, timeframe=timeframe,
-                           top_k=top_k, strategy=strategy, target=target, prompt=prompt,
-                           notice=notice)
+        return self._build(
+            kind=kind,
+            markets=markets,
+            symbols=symbols,
+            timeframe=timeframe,
+            top_k=top_k,
+            strategy=strategy,
+            target=target,
+            prompt=prompt,
+            notice=notice,
+        )
 
-    def _build(self, *, kind: str, markets: int | None, symbols: list[str] | None, timeframe: str,
-               top_k: int | None, strategy: str, target: float | None, prompt: str,
-               notice: str) -> RankingConfig:
+    def _build(
+        self,
+        *,
+        kind: str,
+        markets: int | None,
+        symbols: list[str] | None,
+        timeframe: str,
+        top_k: int | None,
+        strategy: str,
+        target: float | None,
+        prompt: str,
+        notice: str,
+    ) -> RankingConfig:
         """The config from checked kind, timeframe, strategy and prompt (the prompt may be a
         template around what the trader typed, so it is not held to the trader's limit)."""
         # What needs no market data is checked before any is fetched (seconds on a live source).
@@ -128,32 +164,71 @@ class RankingConfigFactory:
             top_k = min(self.settings.default_top_k, len(chosen) - 1)
         self._check_top(top_k, len(chosen))
         return RankingConfig(
-            kind=kind, markets=chosen, candles_to=max(closes.values()), timeframe=timeframe,
-            strategy=strategy, top_k=top_k,
-            target_confidence=round(float(target), 4), prompt=prompt, notice=notice,
-            data_source=self.data_source, demo=self.provider.is_demo, window=self.settings.window_candles,
-            batch_size=(self.settings.llm_batch_size if strategy == "llm"
-                        else self.settings.score_batch_size),
+            kind=kind,
+            markets=chosen,
+            candles_to=max(closes.values()),
+            timeframe=timeframe,
+            strategy=strategy,
+            top_k=top_k,
+            target_confidence=round(float(target), 4),
+            prompt=prompt,
+            notice=notice,
+            data_source=self.data_source,
+            demo=self.provider.is_demo,
+            window=self.settings.window_candles,
+            batch_size=(
+                self.settings.llm_batch_size if strategy == "llm" else self.settings.score_batch_size
+            ),
             views=self.settings.score_views,
             list_size=min(self.settings.llm_list_size, len(chosen)) if strategy == "llm" else 2,
         )
 
-    def create_entry_config(self, prompt: str, *, symbols: list[str] | None = None,
-                            markets: int | None = None, timeframe: str = "1h",
-                            top_k: int | None = None, target: float | None = None) -> RankingConfig:
+    def create_entry_config(
+        self,
+        prompt: str,
+        *,
+        symbols: list[str] | None = None,
+        markets: int | None = None,
+        timeframe: str = "1h",
+        top_k: int | None = None,
+        target: float | None = None,
+    ) -> RankingConfig:
         """Best long entries: the llm strategy when a judge is configured, else `score` (and the
         config's notice says the question was not used)."""
-        return self._templated("entry", ENTRY_TEMPLATE, prompt, markets=markets, symbols=symbols,
-                               timeframe=timeframe, top_k=top_k, target=target)
+        return self._templated(
+            "entry",
+            ENTRY_TEMPLATE,
+            prompt,
+            markets=markets,
+            symbols=symbols,
+            timeframe=timeframe,
+            top_k=top_k,
+            target=target,
+        )
 
-    def create_exit_config(self, symbols: list[str], prompt: str = "", *, timeframe: str = "1h",
-                           top_k: int | None = None, target: float | None = None) -> RankingConfig:
+    def create_exit_config(
+        self,
+        symbols: list[str],
+        prompt: str = "",
+        *,
+        timeframe: str = "1h",
+        top_k: int | None = None,
+        target: float | None = None,
+    ) -> RankingConfig:
         """Which holdings to exit first; the trader names the holdings."""
         if not symbols:
             raise InvalidConfig("name the markets you hold, e.g. /exit BTC/USDT,ETH/USDT")
         top_k = top_k if top_k is not None else max(1, min(3, len(symbols) - 1))
-        return self._templated("exit", EXIT_TEMPLATE, prompt, markets=None, symbols=symbols,
-                               timeframe=timeframe, top_k=top_k, target=target)
+        return self._templated(
+            "exit",
+            EXIT_TEMPLATE,
+            prompt,
+            markets=None,
+            symbols=symbols,
+            timeframe=timeframe,
+            top_k=top_k,
+            target=target,
+        )
 
     def _templated(self, kind: str, template: str, prompt: str, **choice) -> RankingConfig:
         """An entry or exit config: the trader's note (checked, limit included) inside the
@@ -161,9 +236,14 @@ class RankingConfigFactory:
         note = check_prompt(prompt, self.settings.max_prompt_chars) or "none"
         timeframe = self._check_timeframe(choice.pop("timeframe"))
         strategy = "llm" if self.llm_configured else "score"
-        return self._build(kind=kind, timeframe=timeframe, strategy=strategy,
-                           prompt=template.format(timeframe=timeframe, prompt=note),
-                           notice="" if self.llm_configured else NO_JUDGE_NOTICE, **choice)
+        return self._build(
+            kind=kind,
+            timeframe=timeframe,
+            strategy=strategy,
+            prompt=template.format(timeframe=timeframe, prompt=note),
+            notice="" if self.llm_configured else NO_JUDGE_NOTICE,
+            **choice,
+        )
 
     # --- checks -----------------------------------------------------------------------------
     def _check_top(self, top_k: int | None, markets: int) -> None:
@@ -189,14 +269,24 @@ class RankingConfigFactory:
         if strategy not in PUBLIC_STRATEGIES:
             raise InvalidConfig(f"unknown strategy {quoted(strategy)}: use {' or '.join(PUBLIC_STRATEGIES)}")
         if strategy == "llm" and not self.llm_configured:
-            raise InvalidConfig("the llm strategy needs an LLM: set OPENAI_API_KEY (or "
-                                "OPENAI_BASE_URL for a self-hosted server); score works without one")
+            raise InvalidConfig(
+                "the llm strategy needs an LLM: set OPENAI_API_KEY (or "
+                "OPENAI_BASE_URL for a self-hosted server); score works without one"
+            )
         return strategy
 
-    def choice_words(self, *, markets: int | None = None, symbols: list[str] | None = None,
-                     timeframe: str = "1h", strategy: str | None = None, prompt: str = "",
-                     top_k: int | None = None, target: float | None = None,
-                     **_: object) -> str | None:
+    def choice_words(
+        self,
+        *,
+        markets: int | None = None,
+        symbols: list[str] | None = None,
+        timeframe: str = "1h",
+        strategy: str | None = None,
+        prompt: str = "",
+        top_k: int | None = None,
+        target: float | None = None,
+        **_: object,
+    ) -> str | None:
         """What to tell a trader at once while the markets of a request are chosen and their
         candles checked, when that takes a remote source's requests (seconds with a cold cache):
         "Choosing the 100 most-traded markets on binance…". None for a local source, and for a
@@ -242,8 +332,9 @@ class RankingConfigFactory:
             raise InvalidConfig(f"{count} markets is too many; the limit is {limit}")
         return None, count
 
-    def _choose_markets(self, markets: int | None, symbols: list[str] | None,
-                        timeframe: str) -> dict[str, int]:
+    def _choose_markets(
+        self, markets: int | None, symbols: list[str] | None, timeframe: str
+    ) -> dict[str, int]:
         """The markets to rank -> when their newest candle closed; or InvalidConfig saying why."""
         chosen, count = self._requested(markets, symbols)
         if chosen is not None:
@@ -258,8 +349,10 @@ class RankingConfigFactory:
         if markets is None:
             count = min(count, len(available))
         if count > len(available):
-            raise InvalidConfig(f"only {len(available)} markets have enough {timeframe} candles "
-                                f"in {self.data_source}; asked for {count}")
+            raise InvalidConfig(
+                f"only {len(available)} markets have enough {timeframe} candles "
+                f"in {self.data_source}; asked for {count}"
+            )
         return available
 
 

@@ -12,8 +12,9 @@ from analysis.db.scripts.controls import Cancel, ForceResume, Pause, Refine, Res
 REFINE_STEP, REFINE_CAP = 0.05, 0.99
 # What a trader is told at the per-user limits, by a start and by a refine that restarts a
 # completed analysis alike ({0}: how many, {1}: the limit).
-ACTIVE_LIMIT_TEXT = ("you already have {0} analyses running; the limit is {1}: cancel one or wait "
-                     "for it to finish")
+ACTIVE_LIMIT_TEXT = (
+    "you already have {0} analyses running; the limit is {1}: cancel one or wait for it to finish"
+)
 HOURLY_QUOTA_TEXT = "you started {0} analyses in the last hour; the limit is {1} an hour: try again later"
 
 
@@ -43,35 +44,46 @@ _SHARED = {
 def decisions(answers: type[A], table: dict[A, Decision]) -> dict[A, Decision]:
     """The decision for every answer a script can give (the shared `final` and `missing` added);
     a script answer without a decision is refused here, at import, not shown to a user."""
-    full = {answers(code): decision for code, decision in _SHARED.items()
-            if code in answers._value2member_map_}
+    full = {
+        answers(code): decision for code, decision in _SHARED.items() if code in answers._value2member_map_
+    }
     full.update(table)
     if set(full) != set(answers):
         raise TypeError(f"{answers.__name__}: no decision for {sorted(set(answers) - set(full))}")
     return full
 
 
-PAUSE_DECISIONS = decisions(Pause, {
-    Pause.OK: Decision(True, "Paused: the step in flight finishes, no new step starts."),
-    Pause.NOOP: Decision(False, "Already paused.", already=True),
-})
-RESUME_DECISIONS = decisions(Resume, {
-    Resume.ENQUEUE: Decision(True, "Resumed.", enqueue=True),
-    Resume.FLIPPED: Decision(True, "Resumed."),
-    Resume.NOOP: Decision(False, "Already running.", already=True),
-    Resume.KEPT: Decision(False, "Left {status}: it was not halted by maintenance."),
-})
-REFINE_DECISIONS = decisions(Refine, {
-    Refine.ENQUEUE: Decision(True, "Refining toward confidence {1}.", enqueue=True),
-    Refine.RAISED: Decision(True, "Target raised to {0}; the analysis carries on."),
-    Refine.STALE: Decision(False, "This refine was already applied.", already=True),
-    Refine.AT_CAP: Decision(False, f"The target is already at the {REFINE_CAP} maximum."),
-    Refine.LIMIT: Decision(False, ACTIVE_LIMIT_TEXT, refused=True),
-    Refine.QUOTA: Decision(False, HOURLY_QUOTA_TEXT, refused=True),
-})
+PAUSE_DECISIONS = decisions(
+    Pause,
+    {
+        Pause.OK: Decision(True, "Paused: the step in flight finishes, no new step starts."),
+        Pause.NOOP: Decision(False, "Already paused.", already=True),
+    },
+)
+RESUME_DECISIONS = decisions(
+    Resume,
+    {
+        Resume.ENQUEUE: Decision(True, "Resumed.", enqueue=True),
+        Resume.FLIPPED: Decision(True, "Resumed."),
+        Resume.NOOP: Decision(False, "Already running.", already=True),
+        Resume.KEPT: Decision(False, "Left {status}: it was not halted by maintenance."),
+    },
+)
+REFINE_DECISIONS = decisions(
+    Refine,
+    {
+        Refine.ENQUEUE: Decision(True, "Refining toward confidence {1}.", enqueue=True),
+        Refine.RAISED: Decision(True, "Target raised to {0}; the analysis carries on."),
+        Refine.STALE: Decision(False, "This refine was already applied.", already=True),
+        Refine.AT_CAP: Decision(False, f"The target is already at the {REFINE_CAP} maximum."),
+        Refine.LIMIT: Decision(False, ACTIVE_LIMIT_TEXT, refused=True),
+        Refine.QUOTA: Decision(False, HOURLY_QUOTA_TEXT, refused=True),
+    },
+)
 CANCEL_DECISIONS = decisions(Cancel, {Cancel.OK: Decision(True, "Cancelled.")})
-FORCE_RESUME_DECISIONS = decisions(ForceResume, {
-    ForceResume.ENQUEUE: Decision(True, "Force-resumed from step {0}.", enqueue=True),
-})
-
-
+FORCE_RESUME_DECISIONS = decisions(
+    ForceResume,
+    {
+        ForceResume.ENQUEUE: Decision(True, "Force-resumed from step {0}.", enqueue=True),
+    },
+)

@@ -14,16 +14,26 @@ from analysis.markets.quality import at, findings, quality_head, quality_line
 from analysis.models import Gist, Status
 
 # component -> (indicator field, what it says), in the order of the composite.
-COMPONENTS = {"trend": ("ema_trend", "trend"), "momentum": ("rsi_14", "momentum"),
-              "macd": ("macd_hist", "momentum shift"), "band": ("bb_pctb", "place in its band"),
-              "strength": ("adx_14", "trend strength")}
+COMPONENTS = {
+    "trend": ("ema_trend", "trend"),
+    "momentum": ("rsi_14", "momentum"),
+    "macd": ("macd_hist", "momentum shift"),
+    "band": ("bb_pctb", "place in its band"),
+    "strength": ("adx_14", "trend strength"),
+}
 # The fixed table of facts: (field, label, format), in the order shown.
-FACTS = (("close", "close", "{:.6g}"), ("rsi_14", "RSI(14)", "{:.1f}"),
-         ("macd_hist", "MACD histogram", "{:.4g}"), ("bb_pctb", "Bollinger %B", "{:.2f}"),
-         ("atr_14", "ATR(14)", "{:.4g}"), ("adx_14", "ADX(14)", "{:.1f}"),
-         ("ema_trend", "EMA20 vs EMA50", "{:+.2%}"), ("volume_change", "volume vs previous 24", "{:+.0%}"),
-         ("return_24", "return, last 24 candles", "{:+.2%}"),
-         ("quote_volume_24", "quote volume, last 24 candles", "{:,.0f}"))
+FACTS = (
+    ("close", "close", "{:.6g}"),
+    ("rsi_14", "RSI(14)", "{:.1f}"),
+    ("macd_hist", "MACD histogram", "{:.4g}"),
+    ("bb_pctb", "Bollinger %B", "{:.2f}"),
+    ("atr_14", "ATR(14)", "{:.4g}"),
+    ("adx_14", "ADX(14)", "{:.1f}"),
+    ("ema_trend", "EMA20 vs EMA50", "{:+.2%}"),
+    ("volume_change", "volume vs previous 24", "{:+.0%}"),
+    ("return_24", "return, last 24 candles", "{:+.2%}"),
+    ("quote_volume_24", "quote volume, last 24 candles", "{:,.0f}"),
+)
 
 
 def indicator_words(component: str, snapshot: dict[str, float]) -> str:
@@ -51,9 +61,17 @@ def breakdown(state: dict[str, Any], symbol: str) -> list[dict[str, Any]]:
     rows = []
     for component, (normalised, weight, contribution) in parts.items():
         field, meaning = COMPONENTS[component]
-        rows.append({"component": component, "indicator": field, "raw": snapshot.get(field),
-                     "normalised": normalised, "weight": weight, "contribution": contribution,
-                     "words": f"{contribution:+.2f} {indicator_words(component, snapshot)} ({meaning})"})
+        rows.append(
+            {
+                "component": component,
+                "indicator": field,
+                "raw": snapshot.get(field),
+                "normalised": normalised,
+                "weight": weight,
+                "contribution": contribution,
+                "words": f"{contribution:+.2f} {indicator_words(component, snapshot)} ({meaning})",
+            }
+        )
     return sorted(rows, key=lambda r: -abs(r["contribution"]))
 
 
@@ -65,8 +83,7 @@ def facts(state: dict[str, Any], symbol: str) -> dict[str, float]:
 
 def market_entry(gist: Gist, rank: int, symbol: str, score: float) -> dict[str, Any]:
     state: dict[str, Any] = dict(gist.state)
-    entry: dict[str, Any] = {"rank": rank, "symbol": symbol, "score": score,
-                             "facts": facts(state, symbol)}
+    entry: dict[str, Any] = {"rank": rank, "symbol": symbol, "score": score, "facts": facts(state, symbol)}
     if gist.config.strategy == "llm":
         entry["reason"] = (state.get("reasons") or {}).get(symbol)
     else:
@@ -87,13 +104,22 @@ def explain_document(gist: Gist, symbol: str | None = None) -> dict[str, Any]:
         wanted = symbol.strip().upper()
         markets = [m for m in markets if m["symbol"] == wanted]
         if not markets:
-            raise NotFound(f"{quoted(symbol)} is not in the ranking of {gist.short_id}"
-                           + ("" if gist.result else " (it has no ranking yet)"))
+            raise NotFound(
+                f"{quoted(symbol)} is not in the ranking of {gist.short_id}"
+                + ("" if gist.result else " (it has no ranking yet)")
+            )
     document: dict[str, Any] = {
-        "id": gist.id, "strategy": gist.config.strategy, "kind": gist.config.kind,
-        "method": ("the judge's reasons beside facts from the candles" if gist.config.strategy == "llm"
-                   else "per-indicator contributions that add up to the score"),
-        "markets": markets, "data_quality": state.get("data_quality")}
+        "id": gist.id,
+        "strategy": gist.config.strategy,
+        "kind": gist.config.kind,
+        "method": (
+            "the judge's reasons beside facts from the candles"
+            if gist.config.strategy == "llm"
+            else "per-indicator contributions that add up to the score"
+        ),
+        "markets": markets,
+        "data_quality": state.get("data_quality"),
+    }
     if state.get("reasons_error"):
         document["reasons_error"] = state["reasons_error"]
     return document
@@ -134,17 +160,24 @@ def market_lines(document: dict[str, Any]) -> list[str]:
         if "reason" in m:
             lines.append(f"judge's reason: {m['reason'] or '(none)'}")
         for row in m.get("breakdown", []):
-            lines.append(f"  {row['words']}: normalised {row['normalised']:+.3f} x weight "
-                         f"{row['weight']:+.4f}")
+            lines.append(
+                f"  {row['words']}: normalised {row['normalised']:+.3f} x weight {row['weight']:+.4f}"
+            )
         if m.get("breakdown"):
             lines.append(f"  sum of contributions {m['contributions_sum']:+.4f} = score")
-        lines.append("facts: " + " · ".join(f"{label} {form.format(m['facts'][key])}"
-                                            for key, label, form in FACTS if key in m["facts"]))
+        lines.append(
+            "facts: "
+            + " · ".join(
+                f"{label} {form.format(m['facts'][key])}" for key, label, form in FACTS if key in m["facts"]
+            )
+        )
         quality = (document.get("data_quality") or {}).get("markets", {}).get(m["symbol"])
         if quality:
-            lines.append(f"data: {quality['candles']} candles to {at(quality['last_close'])} "
-                         f"(last trade {at(quality['last_trade'])}), {quality['gaps']} gaps, "
-                         f"{quality['zero_volume']} zero-volume, {quality['jumps']} jumps")
+            lines.append(
+                f"data: {quality['candles']} candles to {at(quality['last_close'])} "
+                f"(last trade {at(quality['last_trade'])}), {quality['gaps']} gaps, "
+                f"{quality['zero_volume']} zero-volume, {quality['jumps']} jumps"
+            )
     return lines
 
 
@@ -154,5 +187,8 @@ def quality_lines(document: dict[str, Any]) -> list[str]:
     if not quality:
         return ["data quality: not recorded (INIT has not run, or ran before it was recorded)"]
     found = findings(quality)
-    return [quality_head(quality) + f" · {quality['ranked']} ranked"] + \
-        [f"  {symbol}: {what}" for symbol, what in found] + ([] if found else ["  nothing found"])
+    return (
+        [quality_head(quality) + f" · {quality['ranked']} ranked"]
+        + [f"  {symbol}: {what}" for symbol, what in found]
+        + ([] if found else ["  nothing found"])
+    )

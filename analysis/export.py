@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 from analysis.errors import AnalysisError, InvalidConfig, NotFound, quoted
 from analysis.models import Gist, Status
-from analysis.schedules.service import ScheduleService
 from analysis.schedules.model import CRON_FIELDS, SCHEDULE_ID_PATTERN, Schedule, _cron_field
+from analysis.schedules.service import ScheduleService
 from analysis.schedules.store import ScheduleStore
 from analysis.service import Actor
 from analysis.settings import Settings
@@ -56,7 +56,9 @@ def refresh_period_s(schedule: Schedule) -> int:
     """The schedule's interval; for a cron line, the shortest gap between two of its firings."""
     if schedule.every.interval_s:
         return schedule.every.interval_s
-    minutes, hours = (_cron_field(text, *spec) for text, spec in zip(schedule.every.cron.split(), CRON_FIELDS))
+    minutes, hours = (
+        _cron_field(text, *spec) for text, spec in zip(schedule.every.cron.split(), CRON_FIELDS)
+    )
     times = sorted(h * 60 + m for h in hours for m in minutes)
     return 60 * min([b - a for a, b in zip(times, times[1:])] + [times[0] + 1440 - times[-1]])
 
@@ -105,11 +107,14 @@ class ExportService:
         settings = self.schedules.settings
         schedule = self.schedules.get(schedule_id, actor)
         token = new_token()
-        if not self.schedules.store.update(schedule.id, export=fmt, export_token_sha256=token_sha256(token),
-                                           export_since=repr(self.clock())):
+        if not self.schedules.store.update(
+            schedule.id, export=fmt, export_token_sha256=token_sha256(token), export_since=repr(self.clock())
+        ):
             raise NotFound(f"no schedule {quoted(schedule.id)}")
         logger.info("schedule %s: export %s turned on by %s (a new token)", schedule.id, fmt, actor.user_id)
-        return Issued(self.schedules.store.get(schedule.id) or schedule, export_url(settings, schedule.id), token)
+        return Issued(
+            self.schedules.store.get(schedule.id) or schedule, export_url(settings, schedule.id), token
+        )
 
     def revoke(self, schedule_id: str, actor: Actor) -> Schedule:
         """Turn the export off: its token gets 401 from now on."""
@@ -137,17 +142,31 @@ class PairListReader:
     def pair_list(self, schedule: Schedule) -> PairList:
         """The latest completed run's top K (the last good list when the latest run failed)."""
         latest = self.analyses.load(schedule.last_analysis) if schedule.last_analysis else None
-        served = next((run for run in (latest, self._load(schedule.baseline))
-                       if run is not None and run.status == Status.COMPLETED and run.result), None)
+        served = next(
+            (
+                run
+                for run in (latest, self._load(schedule.baseline))
+                if run is not None and run.status == Status.COMPLETED and run.result
+            ),
+            None,
+        )
         if served is None:
             raise NoList(f"schedule {schedule.id} has no completed run yet")
         ranked = sorted(served.result, key=lambda item: item.rank)
         pairs = [freqtrade_pair(item.symbol, schedule.export) for item in ranked]
-        return PairList(body={"pairs": pairs, "refresh_period": refresh_period_s(schedule)},
-                        analysis_id=served.id, completed_at=served.updated_at,
-                        age_s=max(0, int(self.clock() - served.updated_at)),
-                        latest_run=(latest.status.value.lower() if latest is not None
-                                    else "expired" if schedule.last_analysis else "not started"))
+        return PairList(
+            body={"pairs": pairs, "refresh_period": refresh_period_s(schedule)},
+            analysis_id=served.id,
+            completed_at=served.updated_at,
+            age_s=max(0, int(self.clock() - served.updated_at)),
+            latest_run=(
+                latest.status.value.lower()
+                if latest is not None
+                else "expired"
+                if schedule.last_analysis
+                else "not started"
+            ),
+        )
 
     def _load(self, analysis_id: str) -> Gist | None:
         return self.analyses.load(analysis_id) if analysis_id else None

@@ -48,10 +48,16 @@ class Thresholds:
 
     @classmethod
     def of(cls, settings: Settings) -> "Thresholds":
-        return cls(settings.health_success_warning, settings.health_success_critical,
-                   settings.health_min_steps, settings.health_queue_age_warning_s,
-                   settings.health_queue_age_critical_s, settings.health_memory_warning,
-                   settings.health_memory_critical, settings.health_failures_critical)
+        return cls(
+            settings.health_success_warning,
+            settings.health_success_critical,
+            settings.health_min_steps,
+            settings.health_queue_age_warning_s,
+            settings.health_queue_age_critical_s,
+            settings.health_memory_warning,
+            settings.health_memory_critical,
+            settings.health_failures_critical,
+        )
 
 
 @dataclass(frozen=True)
@@ -103,8 +109,11 @@ class Health:
         return EXIT_CODES[self.level]
 
     def to_dict(self) -> dict:
-        return {"level": self.level, "reasons": [asdict(r) for r in self.reasons],
-                "figures": asdict(self.figures) if self.figures else None}
+        return {
+            "level": self.level,
+            "reasons": [asdict(r) for r in self.reasons],
+            "figures": asdict(self.figures) if self.figures else None,
+        }
 
 
 def assess(f: Figures, t: Thresholds) -> Health:
@@ -116,9 +125,12 @@ def assess(f: Figures, t: Thresholds) -> Health:
     rate = f.success_rate
     total = f.steps_ok + f.steps_failed
     if rate is not None and total >= t.min_steps and rate < t.success_warning:
-        add("critical" if rate < t.success_critical else "warning", "step_success",
+        add(
+            "critical" if rate < t.success_critical else "warning",
+            "step_success",
             f"steps succeeded {rate:.0%} of {total} in the last hour (warning < "
-            f"{t.success_warning * 100:g} %, critical < {t.success_critical * 100:g} %)")
+            f"{t.success_warning * 100:g} %, critical < {t.success_critical * 100:g} %)",
+        )
     if f.stuck:
         shown = ", ".join(f.stuck[:5]) + (" ..." if len(f.stuck) > 5 else "")
         add("warning", "stuck", f"{len(f.stuck)} analyses stuck: {shown}")
@@ -126,25 +138,39 @@ def assess(f: Figures, t: Thresholds) -> Health:
     if b.workers is not None and not b.workers:
         add("critical", "workers", "no worker answers a ping: no step runs")
     elif b.workers is not None and b.step_workers is not None and not b.step_workers:
-        add("critical", "workers", f"no worker consumes the steps' queue ({len(b.workers)} answer, "
-                                   f"none runs steps): no step runs")
+        add(
+            "critical",
+            "workers",
+            f"no worker consumes the steps' queue ({len(b.workers)} answer, none runs steps): no step runs",
+        )
     if b.workers and b.watchdog_workers is not None and not b.watchdog_workers:
-        add("warning", "watchdog", "no worker consumes the watchdog's queue: lost steps are not "
-                                   "being recovered")
+        add(
+            "warning",
+            "watchdog",
+            "no worker consumes the watchdog's queue: lost steps are not being recovered",
+        )
     if b.oldest_age_s is not None and b.oldest_age_s > t.queue_age_warning_s:
         level = "critical" if b.oldest_age_s > t.queue_age_critical_s else "warning"
         add(level, "queue", f"{b.queued} steps queued, the oldest for {b.oldest_age_s / 60:.0f} min")
     if f.redis_maxmemory:
         share = f.redis_used_memory / f.redis_maxmemory
         if share >= t.memory_warning:
-            add("critical" if share >= t.memory_critical else "warning", "redis_memory",
+            add(
+                "critical" if share >= t.memory_critical else "warning",
+                "redis_memory",
                 f"Redis uses {share:.0%} of its maxmemory ({f.redis_used_memory >> 20} of "
-                f"{f.redis_maxmemory >> 20} MiB)")
-    for cause, count, what in (("judge", f.judge_failures, "LLM judge"),
-                               ("data", f.data_failures, "market data (exchange)")):
+                f"{f.redis_maxmemory >> 20} MiB)",
+            )
+    for cause, count, what in (
+        ("judge", f.judge_failures, "LLM judge"),
+        ("data", f.data_failures, "market data (exchange)"),
+    ):
         if count:
-            add("critical" if count >= t.failures_critical else "warning", cause,
-                f"{count} steps failed on the {what} in the last hour")
+            add(
+                "critical" if count >= t.failures_critical else "warning",
+                cause,
+                f"{count} steps failed on the {what} in the last hour",
+            )
     level = max((r.level for r in reasons), key=LEVELS.index, default="healthy")
     return Health(level, reasons, f)
 
@@ -154,10 +180,14 @@ def redis_figures(client: redis.Redis, keys: Keys, *, now: float | None = None) 
     now = time.time() if now is None else now
     counts = step_counts(client, keys, now=now)
     memory = client.info("memory")
-    return {"steps_ok": counts["ok"], "steps_failed": sum(counts[k] for k in FAILED),
-            "judge_failures": counts["judge"], "data_failures": counts["data"],
-            "redis_used_memory": int(memory.get("used_memory", 0)),
-            "redis_maxmemory": int(memory.get("maxmemory", 0))}
+    return {
+        "steps_ok": counts["ok"],
+        "steps_failed": sum(counts[k] for k in FAILED),
+        "judge_failures": counts["judge"],
+        "data_failures": counts["data"],
+        "redis_used_memory": int(memory.get("used_memory", 0)),
+        "redis_maxmemory": int(memory.get("maxmemory", 0)),
+    }
 
 
 def unreachable(url: str, error: str) -> Health:
@@ -175,15 +205,20 @@ def describe(health: Health) -> str:
         b = f.broker
         workers = "not asked" if b.workers is None else (", ".join(b.workers) or "none")
         if b.step_workers is not None and b.watchdog_workers is not None:
-            workers += (f" (steps: {', '.join(b.step_workers) or 'none'}; watchdog: "
-                        f"{', '.join(b.watchdog_workers) or 'none'})")
+            workers += (
+                f" (steps: {', '.join(b.step_workers) or 'none'}; watchdog: "
+                f"{', '.join(b.watchdog_workers) or 'none'})"
+            )
         oldest = "-" if b.oldest_age_s is None else f"{b.oldest_age_s:.0f} s"
-        memory = (f"{f.redis_used_memory >> 20} MiB" +
-                  (f" of {f.redis_maxmemory >> 20} MiB" if f.redis_maxmemory else " (no maxmemory)"))
-        lines += [f"  steps last hour: {f.steps_ok} ok, {f.steps_failed} failed ({rate} success)",
-                  f"  queue: {b.queued} queued, {b.unacked} running or reserved, oldest {oldest}",
-                  f"  workers: {workers}",
-                  f"  stuck analyses: {len(f.stuck)}",
-                  f"  redis memory: {memory}",
-                  f"  judge failures: {f.judge_failures}, market-data failures: {f.data_failures}"]
+        memory = f"{f.redis_used_memory >> 20} MiB" + (
+            f" of {f.redis_maxmemory >> 20} MiB" if f.redis_maxmemory else " (no maxmemory)"
+        )
+        lines += [
+            f"  steps last hour: {f.steps_ok} ok, {f.steps_failed} failed ({rate} success)",
+            f"  queue: {b.queued} queued, {b.unacked} running or reserved, oldest {oldest}",
+            f"  workers: {workers}",
+            f"  stuck analyses: {len(f.stuck)}",
+            f"  redis memory: {memory}",
+            f"  judge failures: {f.judge_failures}, market-data failures: {f.data_failures}",
+        ]
     return "\n".join(lines)

@@ -25,8 +25,10 @@ def zone_of(name: str) -> ZoneInfo:
     if text.upper() == UTC_NAME:
         return ZoneInfo(UTC_NAME)
     if not text or text not in available_timezones():
-        raise InvalidConfig(f"unknown time zone {quoted(name)}: give an IANA name such as "
-                            f"Europe/Berlin, America/New_York, Asia/Tokyo or UTC")
+        raise InvalidConfig(
+            f"unknown time zone {quoted(name)}: give an IANA name such as "
+            f"Europe/Berlin, America/New_York, Asia/Tokyo or UTC"
+        )
     try:
         return ZoneInfo(text)
     except (ZoneInfoNotFoundError, ValueError):
@@ -60,8 +62,10 @@ def offsets_in_use(zone: str, around: float, days: int = 400) -> set[int]:
     """The zone's UTC offsets (minutes) over a year or so from `around`, sampled daily."""
     tz = zone_of(zone)
     start = datetime.fromtimestamp(around, timezone.utc)
-    return {int((start + timedelta(days=d)).astimezone(tz).utcoffset().total_seconds() // 60)  # type: ignore[union-attr]
-            for d in range(-2, days)}
+    return {
+        int((start + timedelta(days=d)).astimezone(tz).utcoffset().total_seconds() // 60)  # type: ignore[union-attr]
+        for d in range(-2, days)
+    }
 
 
 def utc_candidates(minutes: set[int], hours: set[int], zone: str, around: float) -> tuple[set[int], set[int]]:
@@ -85,8 +89,13 @@ def local_instant_due(fields: list[set[int]], zone: str, now: float) -> float | 
     for back in range(FIRING_GRACE_S // 60 + 1):
         utc_minute = moment - timedelta(minutes=back)
         local = utc_minute.astimezone(tz)
-        if (local.minute in fields[0] and local.hour in fields[1] and local.day in fields[2]
-                and local.month in fields[3] and (local.isoweekday() % 7) in fields[4]):
+        if (
+            local.minute in fields[0]
+            and local.hour in fields[1]
+            and local.day in fields[2]
+            and local.month in fields[3]
+            and (local.isoweekday() % 7) in fields[4]
+        ):
             return utc_minute.timestamp()
     return None
 
@@ -94,11 +103,15 @@ def local_instant_due(fields: list[set[int]], zone: str, now: float) -> float | 
 def next_local_run(fields: list[set[int]], zone: str, after: float, horizon_days: int = 400) -> float | None:
     """The next UTC epoch (after `after`) at which the zone's clock shows a minute of the line."""
     tz = zone_of(zone)
-    moment = datetime.fromtimestamp(after, timezone.utc).replace(second=0, microsecond=0) + timedelta(minutes=1)
+    moment = datetime.fromtimestamp(after, timezone.utc).replace(second=0, microsecond=0) + timedelta(
+        minutes=1
+    )
     end = moment + timedelta(days=horizon_days)
     while moment < end:
         local = moment.astimezone(tz)
-        if not (local.month in fields[3] and local.day in fields[2] and (local.isoweekday() % 7) in fields[4]):
+        if not (
+            local.month in fields[3] and local.day in fields[2] and (local.isoweekday() % 7) in fields[4]
+        ):
             # every zone's offset is a multiple of 15 min: its midnight falls on a UTC quarter
             moment += timedelta(minutes=15 - moment.minute % 15)
             continue

@@ -20,10 +20,22 @@ from pythonjsonlogger.json import JsonFormatter
 from analysis.redaction import RedactingFormatter, secrets_of
 
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s [%(process)d] %(message)s"
-JSON_FIELDS = ("asctime", "levelname", "name", "process", "message", "analysis", "chain", "seq",
-               "task", "event")
-STEP_TAG = re.compile(r"\[(?P<analysis>[A-Za-z0-9]{6,16})(?: chain=(?P<chain>[A-Za-z0-9]+))?"
-                      r"(?: seq=(?P<seq>-?\d+))?\]:?\s*(?P<event>[A-Za-z][\w-]*)?")
+JSON_FIELDS = (
+    "asctime",
+    "levelname",
+    "name",
+    "process",
+    "message",
+    "analysis",
+    "chain",
+    "seq",
+    "task",
+    "event",
+)
+STEP_TAG = re.compile(
+    r"\[(?P<analysis>[A-Za-z0-9]{6,16})(?: chain=(?P<chain>[A-Za-z0-9]+))?"
+    r"(?: seq=(?P<seq>-?\d+))?\]:?\s*(?P<event>[A-Za-z][\w-]*)?"
+)
 NOISY = ("httpx", "httpcore", "httpx2", "httpcore2", "telegram.ext.ExtBot")
 
 
@@ -57,15 +69,20 @@ def log_settings() -> tuple[str, str, list[str]]:
         return os.environ.get("LOG_LEVEL", "INFO"), os.environ.get("LOG_FORMAT", "text"), []
 
 
-def configure_logging(level: str | None = None, log_format: str | None = None,
-                      task_name: Callable[[], str | None] | None = None) -> None:
+def configure_logging(
+    level: str | None = None, log_format: str | None = None, task_name: Callable[[], str | None] | None = None
+) -> None:
     default_level, default_format, secrets = log_settings()
     level = (level or default_level).upper()
     handler = logging.StreamHandler()
     handler.addFilter(StepFields(task_name))
-    formatter = (JsonFormatter(list(JSON_FIELDS), rename_fields={
-        "asctime": "time", "levelname": "level", "name": "logger"})
-        if (log_format or default_format) == "json" else logging.Formatter(FORMAT))
+    formatter = (
+        JsonFormatter(
+            list(JSON_FIELDS), rename_fields={"asctime": "time", "levelname": "level", "name": "logger"}
+        )
+        if (log_format or default_format) == "json"
+        else logging.Formatter(FORMAT)
+    )
     handler.setFormatter(RedactingFormatter(formatter, secrets))
     logging.basicConfig(level=level, handlers=[handler], force=True)
     # httpx logs every request URL at INFO, and Telegram URLs contain the bot token.

@@ -18,9 +18,9 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass
 
+from analysis.errors import NotAllowed
 from analysis.models import GistField
 from analysis.service import Actor, AnalysisService
-from analysis.errors import NotAllowed
 
 logger = logging.getLogger(__name__)
 HALT = "maintenance"
@@ -33,9 +33,9 @@ class MaintenanceStatus:
     on: bool
     since: float | None
     by: str
-    halted: int        # live analyses held by maintenance
-    leases: int        # steps executing now (leases held)
-    queued: int        # step messages the broker holds for analyses without a lease
+    halted: int  # live analyses held by maintenance
+    leases: int  # steps executing now (leases held)
+    queued: int  # step messages the broker holds for analyses without a lease
 
     @property
     def in_flight(self) -> int:
@@ -47,7 +47,7 @@ class MaintenanceStatus:
 
 @dataclass(frozen=True)
 class MaintenanceChange:
-    changed: bool       # False: it was already as asked
+    changed: bool  # False: it was already as asked
     resumed: list[str]  # `off`: the analyses resumed
     message: str
 
@@ -63,8 +63,11 @@ class MaintenanceService:
         changed = self.store.set_maintenance(by=actor.user_id, now=self.service.clock())
         if changed:
             logger.warning("maintenance on (by %s): no step begins, nothing new starts", actor.user_id)
-        message = ("Maintenance on: running analyses stop after their current step; nothing new "
-                   "starts." if changed else "Maintenance is already on.")
+        message = (
+            "Maintenance on: running analyses stop after their current step; nothing new starts."
+            if changed
+            else "Maintenance is already on."
+        )
         return MaintenanceChange(changed, [], message)
 
     def off(self, actor: Actor) -> MaintenanceChange:
@@ -80,8 +83,9 @@ class MaintenanceService:
         if changed:
             logger.warning("maintenance off (by %s): %d analyses resumed", actor.user_id, len(resumed))
         state = "Maintenance off" if changed else "Maintenance was off"
-        return MaintenanceChange(changed or bool(resumed), resumed,
-                                 f"{state}: {len(resumed)} analyses resumed.")
+        return MaintenanceChange(
+            changed or bool(resumed), resumed, f"{state}: {len(resumed)} analyses resumed."
+        )
 
     def status(self) -> MaintenanceStatus:
         since = self.store.maintenance_since()
@@ -93,9 +97,14 @@ class MaintenanceService:
             leased = {i for i, held in zip(ids, pipe.execute()) if held}
         pending = self.service.pending_steps()
         queued = sum(len(list(steps)) for i, steps in pending.items() if i not in leased)
-        return MaintenanceStatus(on=since is not None, since=since[0] if since else None,
-                                 by=since[1] if since else "", halted=len(self._held_ids(ids)),
-                                 leases=len(leased), queued=queued)
+        return MaintenanceStatus(
+            on=since is not None,
+            since=since[0] if since else None,
+            by=since[1] if since else "",
+            halted=len(self._held_ids(ids)),
+            leases=len(leased),
+            queued=queued,
+        )
 
     def _held_ids(self, ids: list[str] | None = None) -> list[str]:
         """Live analyses whose gist says maintenance holds them."""
@@ -112,8 +121,10 @@ def describe(status: MaintenanceStatus) -> str:
     head = f"Maintenance is {'on' if status.on else 'off'}"
     if status.on and status.by:
         head += f" (by {status.by})"
-    return (f"{head}: {status.in_flight} steps in flight ({status.leases} running, "
-            f"{status.queued} queued); {status.halted} analyses held by maintenance.")
+    return (
+        f"{head}: {status.in_flight} steps in flight ({status.leases} running, "
+        f"{status.queued} queued); {status.halted} analyses held by maintenance."
+    )
 
 
 def _require_admin(actor: Actor) -> None:

@@ -27,8 +27,11 @@ def step_increments(outcome: str, duration_s: float) -> dict[str, int]:
     """The fields one finished step adds 1 (or its milliseconds) to: its outcome, the smallest
     histogram bucket it fits in (none past the last: only the count), the sum and the count.
     Four HINCRBYs, whatever the number of buckets."""
-    fields = {"steps_committed" if outcome == "ok" else f"steps_failed:{outcome}": 1,
-              "step_seconds_count": 1, "step_seconds_sum_ms": int(round(duration_s * 1000))}
+    fields = {
+        "steps_committed" if outcome == "ok" else f"steps_failed:{outcome}": 1,
+        "step_seconds_count": 1,
+        "step_seconds_sum_ms": int(round(duration_s * 1000)),
+    }
     fitting = [le for le in STEP_BUCKETS_S if duration_s <= le]
     if fitting:
         fields[bucket_field(fitting[0])] = 1

@@ -32,11 +32,12 @@ class Status(StrEnum):
 
 class Halt(StrEnum):
     """Why a paused analysis is held, as a value (never read from the human `reason` text)."""
+
     NONE = ""
-    USER = "user"                        # its owner (or an admin) paused it
-    STUCK = "stuck"                      # the watchdog gave up kicking it
+    USER = "user"  # its owner (or an admin) paused it
+    STUCK = "stuck"  # the watchdog gave up kicking it
     CONTROL_EXPIRED = "control_expired"  # its control key expired: parked
-    MAINTENANCE = "maintenance"          # maintenance mode holds it; `maintenance off` resumes it
+    MAINTENANCE = "maintenance"  # maintenance mode holds it; `maintenance off` resumes it
 
 
 class GistField(StrEnum):
@@ -48,7 +49,7 @@ class GistField(StrEnum):
     OWNER = "owner"
     STATUS = "status"
     REASON = "reason"
-    HALT = "halt"                # why it is held paused (Halt): user, stuck, control_expired, maintenance or ''
+    HALT = "halt"  # why it is held paused (Halt): user, stuck, control_expired, maintenance or ''
     SEQ = "seq"
     PROGRESS = "progress"
     CONFIDENCE = "confidence"
@@ -66,7 +67,7 @@ class GistField(StrEnum):
     LAST_PROGRESS_AT = "last_progress_at"
     KICKED_AT = "kicked_at"
     WATCHDOG_ATTEMPTS = "watchdog_attempts"
-    SCHEDULE = "schedule"        # the schedule that started it ('' for none)
+    SCHEDULE = "schedule"  # the schedule that started it ('' for none)
     SCHEDULE_PREV = "schedule_prev"  # that schedule's previous completed run
 
 
@@ -77,19 +78,19 @@ class EstimateState(TypedDict, total=False):
     p_exact: float
     first_bias: float
     p_in_top_k: dict[str, float]
-    strengths: dict[str, float]         # every market's fitted strength (the pick record's scores)
+    strengths: dict[str, float]  # every market's fitted strength (the pick record's scores)
 
 
 class SharedState(TypedDict, total=False):
     """The part of a strategy's state that other layers read (through `Gist`'s properties);
     each strategy's own state extends it (ScoreState, LLMState)."""
 
-    leaders: list[str]                  # the best markets so far, for the card
-    p_in_top_k: dict[str, float]        # score: share of views each market is in the top K
-    log: list[Any]                      # llm: answers, [first, second, winner, model] or
-                                        # {shown, ranking, model} for an order
-    list_size: int                      # llm: markets shown per call (2: pairwise)
-    estimate: EstimateState             # llm: the latest Bradley-Terry estimate
+    leaders: list[str]  # the best markets so far, for the card
+    p_in_top_k: dict[str, float]  # score: share of views each market is in the top K
+    log: list[Any]  # llm: answers, [first, second, winner, model] or
+    # {shown, ranking, model} for an order
+    list_size: int  # llm: markets shown per call (2: pairwise)
+    estimate: EstimateState  # llm: the latest Bradley-Terry estimate
 
 
 class RankingConfig(BaseModel):
@@ -117,8 +118,11 @@ class RankingConfig(BaseModel):
     batch_size: int = Field(8, ge=1)
     list_size: int = Field(2, ge=2, description="llm strategy: markets shown per call (2: pairs)")
     views: int = Field(12, ge=2, description="score strategy: evaluation moments for confidence")
-    candles_to: int | None = Field(None, description="close time (epoch s) of the newest candle "
-                                   "to rank: INIT ranks none newer, whenever it runs")
+    candles_to: int | None = Field(
+        None,
+        description="close time (epoch s) of the newest candle "
+        "to rank: INIT ranks none newer, whenever it runs",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -137,20 +141,21 @@ def source_name(data_source: str) -> str:
     if data_source.startswith("faulty:") and data_source.count(":") >= 2:
         return source_name(data_source.split(":", 2)[2])
     if data_source.startswith("ccxt:"):
-        return data_source[len("ccxt:"):]
+        return data_source[len("ccxt:") :]
     if data_source.startswith("csv:"):
-        return "csv " + data_source[len("csv:"):].rstrip("/").rsplit("/", 1)[-1]
+        return "csv " + data_source[len("csv:") :].rstrip("/").rsplit("/", 1)[-1]
     return data_source
 
 
-def source_label(data_source: str, timeframe: str, data_to: int | None, now: float,
-                 zone: str = "UTC") -> str:
+def source_label(data_source: str, timeframe: str, data_to: int | None, now: float, zone: str = "UTC") -> str:
     """'binance · 1h candles to 14:00 UTC': the source and when its newest ranked candle closed
     (with the date unless that is today), in the viewer's zone with its offset (UTC+01:00)."""
     name = source_name(data_source)
     if not data_to:
         return name
-    closed, today = (datetime.fromtimestamp(t, timezone.utc).astimezone(zone_of(zone)) for t in (data_to, now))
+    closed, today = (
+        datetime.fromtimestamp(t, timezone.utc).astimezone(zone_of(zone)) for t in (data_to, now)
+    )
     when = closed.strftime("%H:%M" if closed.date() == today.date() else "%Y-%m-%d %H:%M")
     return f"{name} · {timeframe} candles to {when} {offset_label(closed)}"
 
@@ -242,16 +247,24 @@ class Gist:
             last_progress_at=float(raw.get(F.LAST_PROGRESS_AT, raw[F.UPDATED_AT])),
             watchdog_attempts=int(raw.get(F.WATCHDOG_ATTEMPTS, 0)),
             halt=raw.get(F.HALT, ""),
-            spend={name[len(SPEND_PREFIX):]: int(value) for name, value in raw.items()
-                   if name.startswith(SPEND_PREFIX)},
+            spend={
+                name[len(SPEND_PREFIX) :]: int(value)
+                for name, value in raw.items()
+                if name.startswith(SPEND_PREFIX)
+            },
             schedule=raw.get(F.SCHEDULE, ""),
             schedule_prev=raw.get(F.SCHEDULE_PREV, ""),
         )
 
     def source_label(self, now: float | None = None, zone: str = "UTC") -> str:
         """Where the ranked candles come from, e.g. 'binance · 1h candles to 14:00 UTC'."""
-        return source_label(self.config.data_source, self.config.timeframe,
-                            self.config.candles_to, time.time() if now is None else now, zone)
+        return source_label(
+            self.config.data_source,
+            self.config.timeframe,
+            self.config.candles_to,
+            time.time() if now is None else now,
+            zone,
+        )
 
     @property
     def short_id(self) -> str:
@@ -323,10 +336,17 @@ def to_jsonable(gist: Gist, history: list[HistoryEntry], chain: str | None) -> d
         "demo_data": gist.demo,
         "config": gist.config.model_dump(),
         # Where the candles come from, and when the newest ranked one closed.
-        "source": {"name": gist.config.data_source, "label": gist.source_label(),
-                   "candles_to": (datetime.fromtimestamp(gist.config.candles_to, timezone.utc)
-                                  .isoformat().replace("+00:00", "Z")
-                                  if gist.config.candles_to else None)},
+        "source": {
+            "name": gist.config.data_source,
+            "label": gist.source_label(),
+            "candles_to": (
+                datetime.fromtimestamp(gist.config.candles_to, timezone.utc)
+                .isoformat()
+                .replace("+00:00", "Z")
+                if gist.config.candles_to
+                else None
+            ),
+        },
         "history": [asdict(entry) for entry in history],
         "result": [asdict(item) for item in gist.result],
         # llm strategy: what the judge spent, and the comparisons in the log.

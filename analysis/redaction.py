@@ -13,6 +13,7 @@ from pydantic import SecretStr
 
 class SecretSettings(Protocol):
     """The settings that hold secrets (analysis/settings.py's Settings; it imports this module)."""
+
     telegram_bot_token: SecretStr | None
     openai_api_key: SecretStr | None
     flower_basic_auth: SecretStr | None
@@ -33,9 +34,11 @@ def url_without_password(url: str) -> str:
 def secrets_of(settings: SecretSettings) -> list[str]:
     """The secret values in `settings`, as written and as a JSON log line escapes them, longest
     first (a secret may contain a shorter one)."""
-    values = [secret.get_secret_value() for secret in
-              (settings.telegram_bot_token, settings.openai_api_key, settings.flower_basic_auth)
-              if secret is not None]
+    values = [
+        secret.get_secret_value()
+        for secret in (settings.telegram_bot_token, settings.openai_api_key, settings.flower_basic_auth)
+        if secret is not None
+    ]
     redis_url = urlsplit(settings.redis_url or "")
     values += [p for p in (redis_url.password, *parse_qs(redis_url.query).get("password", [])) if p]
     values += [unquote(v) for v in values]

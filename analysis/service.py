@@ -16,20 +16,27 @@ from typing import Any, Protocol
 import redis
 
 from analysis.db.replication import wait_for_replica
+from analysis.db.script import A, Answer
 from analysis.db.scripts.creation import Create
-from analysis.decisions import (ACTIVE_LIMIT_TEXT, CANCEL_DECISIONS, FORCE_RESUME_DECISIONS, HOURLY_QUOTA_TEXT,
-                                PAUSE_DECISIONS, REFINE_CAP, REFINE_DECISIONS, REFINE_STEP, RESUME_DECISIONS,
-                                Decision)
+from analysis.decisions import (
+    ACTIVE_LIMIT_TEXT,
+    CANCEL_DECISIONS,
+    FORCE_RESUME_DECISIONS,
+    HOURLY_QUOTA_TEXT,
+    PAUSE_DECISIONS,
+    REFINE_CAP,
+    REFINE_DECISIONS,
+    REFINE_STEP,
+    RESUME_DECISIONS,
+    Decision,
+)
 from analysis.engine import watch
 from analysis.engine.events import EventReader
-from analysis.db.script import A, Answer
 from analysis.engine.store import AnalysisStore, QuotaUsed
+from analysis.errors import InvalidConfig, LimitReached, NotAllowed, NotFound, UnderMaintenance, quoted
 from analysis.explain import explain_document
-from analysis.errors import (InvalidConfig, LimitReached, NotAllowed, NotFound, UnderMaintenance,
-                             quoted)
 from analysis.ids import ID_ALPHABET, new_id
-from analysis.models import (REFINE_MODEL, ActionResult, Gist, GistField, RankingConfig, Status,
-                             to_jsonable)
+from analysis.models import REFINE_MODEL, ActionResult, Gist, GistField, RankingConfig, Status, to_jsonable
 from analysis.schedules.changes import run_changes
 
 logger = logging.getLogger(__name__)
@@ -68,30 +75,46 @@ def new_chain_token() -> str:
 
 
 class AnalysisService:
-    def __init__(self, store: AnalysisStore, dispatcher: StepDispatcher, *,
-                 clock: Callable[[], float] = time.time,
-                 pending_steps: watch.PendingSteps = watch.no_broker):
+    def __init__(
+        self,
+        store: AnalysisStore,
+        dispatcher: StepDispatcher,
+        *,
+        clock: Callable[[], float] = time.time,
+        pending_steps: watch.PendingSteps = watch.no_broker,
+    ):
         self.store = store
         self.dispatcher = dispatcher
         self.clock = clock
         self.pending_steps = pending_steps  # the broker's view, for `stuck` (tasks/ops.py)
 
     # --- starting and reading -----------------------------------------------------------------
-    def start(self, config: RankingConfig, actor: Actor, *, schedule: str = "",
-              schedule_prev: str = "") -> Gist:
+    def start(
+        self, config: RankingConfig, actor: Actor, *, schedule: str = "", schedule_prev: str = ""
+    ) -> Gist:
         """Store and enqueue a new analysis; `schedule` names the schedule that started it and
         `schedule_prev` that schedule's previous completed run (its changes are against it)."""
         self.refuse_during_maintenance()
         analysis_id, chain = new_analysis_id(), new_chain_token()
         try:
             # A schedule's runs are bounded by the schedule (its own limits), not the hourly quota.
-            answer = self.store.create(analysis_id, actor.user_id, config, chain=chain, demo=config.demo,
-                                       model="", now=self.clock(), schedule=schedule,
-                                       schedule_prev=schedule_prev, hourly_quota=not schedule)
+            answer = self.store.create(
+                analysis_id,
+                actor.user_id,
+                config,
+                chain=chain,
+                demo=config.demo,
+                model="",
+                now=self.clock(),
+                schedule=schedule,
+                schedule_prev=schedule_prev,
+                hourly_quota=not schedule,
+            )
         except redis.OutOfMemoryError:
             logger.error("[%s] not started: Redis is at its memory limit", analysis_id)
-            raise LimitReached("storage is full: no new analysis can start now; the admins "
-                               "are told, try again later") from None
+            raise LimitReached(
+                "storage is full: no new analysis can start now; the admins are told, try again later"
+            ) from None
         settings = self.store.settings
         if isinstance(answer, QuotaUsed):
             raise LimitReached(HOURLY_QUOTA_TEXT.format(answer.starts, settings.max_starts_per_hour))
@@ -101,13 +124,22 @@ class AnalysisService:
             raise RuntimeError(f"analysis {analysis_id} exists already")
         self._enqueue(analysis_id, chain, 0)
         # With failover a start must reach a replica, or the switch can undo it (WAIT).
-        wait_for_replica(self.store.redis, self.store.keys.replication_probe(),
-                         settings.redis_wait_ms if settings.redis_sentinels else 0, f"[{analysis_id}] start")
+        wait_for_replica(
+            self.store.redis,
+            self.store.keys.replication_probe(),
+            settings.redis_wait_ms if settings.redis_sentinels else 0,
+            f"[{analysis_id}] start",
+        )
         pruned = self.store.prune_finished(actor.user_id, keep=settings.max_finished_per_user)
         if pruned:
-            logger.info("[%s] started; %d oldest finished analyses of %s deleted (MAX_FINISHED_PER_USER"
-                        "=%d): %s", analysis_id, len(pruned), actor.user_id,
-                        settings.max_finished_per_user, ", ".join(pruned))
+            logger.info(
+                "[%s] started; %d oldest finished analyses of %s deleted (MAX_FINISHED_PER_USER=%d): %s",
+                analysis_id,
+                len(pruned),
+                actor.user_id,
+                settings.max_finished_per_user,
+                ", ".join(pruned),
+            )
         gist = self.store.load(analysis_id)
         assert gist is not None
         return gist
@@ -137,6 +169,7 @@ class AnalysisService:
         """Why each ranked market (or only `symbol`) ranks where it does, and the data quality;
         NotFound for a symbol not in the ranking."""
         return explain_document(self.get(analysis_id, actor), symbol)
+
     # --- for the bot's cards: what it was asked to follow (its handlers checked the actor) -----
     def card_view(self, analysis_id: str) -> CardView | None:
         """What a card shows: the gist and, for a run of a schedule, what changed since its
@@ -154,12 +187,14 @@ class AnalysisService:
         """The schedule the analysis is a run of ('' for none): cheap, asked on every event."""
         return self.store.schedule_of(analysis_id)
 
-    def events(self, client: Any, *, group: str, consumer: str,
-               claim_idle_ms: int | None = None) -> EventReader:
+    def events(
+        self, client: Any, *, group: str, consumer: str, claim_idle_ms: int | None = None
+    ) -> EventReader:
         """A reader of the progress events over an asyncio Redis client, in a consumer group;
         with `claim_idle_ms`, it takes over entries other consumers left that long."""
-        return EventReader(client, self.store.keys, group=group, consumer=consumer,
-                           claim_idle_ms=claim_idle_ms)
+        return EventReader(
+            client, self.store.keys, group=group, consumer=consumer, claim_idle_ms=claim_idle_ms
+        )
 
     def list(self, actor: Actor, owner: str | None = None, limit: int = 20) -> list[Gist]:
         owner = owner if owner is not None and actor.is_admin else actor.user_id
@@ -177,8 +212,11 @@ class AnalysisService:
             candidates += self.store.all_ids(limit=1000)
         matches = {c for c in candidates if c.startswith(text)}
         if len(matches) != 1:
-            raise NotFound(f"no analysis {quoted(text)}" if not matches else
-                           f"{quoted(text)} matches several analyses; give more of the id")
+            raise NotFound(
+                f"no analysis {quoted(text)}"
+                if not matches
+                else f"{quoted(text)} matches several analyses; give more of the id"
+            )
         return matches.pop()
 
     # --- control actions --------------------------------------------------------------------
@@ -216,13 +254,21 @@ class AnalysisService:
             raise InvalidConfig(f"a refine generation is a whole number, not {quoted(generation)}")
         if gist.status == Status.COMPLETED and not self.store.has_snapshot(gist.id):
             days = self.store.settings.refine_window_s / 86400
-            raise LimitReached(f"this analysis finished too long ago to refine (its candles are "
-                               f"kept {days:g} days after it completes): start a new one")
+            raise LimitReached(
+                f"this analysis finished too long ago to refine (its candles are "
+                f"kept {days:g} days after it completes): start a new one"
+            )
         chain = new_chain_token()
-        answer = self.store.refine(gist.id, gist.owner, generation=generation, new_chain=chain,
-                                   step=REFINE_STEP, cap=REFINE_CAP,
-                                   refine_model=REFINE_MODEL if gist.config.strategy == "llm" else "",
-                                   now=self.clock())
+        answer = self.store.refine(
+            gist.id,
+            gist.owner,
+            generation=generation,
+            new_chain=chain,
+            step=REFINE_STEP,
+            cap=REFINE_CAP,
+            refine_model=REFINE_MODEL if gist.config.strategy == "llm" else "",
+            now=self.clock(),
+        )
         return self._decide("refine", gist.id, answer, REFINE_DECISIONS, chain)
 
     def cancel(self, analysis_id: str, actor: Actor) -> ActionResult:
@@ -263,8 +309,7 @@ class AnalysisService:
             for analysis_id in self.store.live_ids():
                 pipe.hget(key(analysis_id), GistField.STATUS)
             statuses = pipe.execute()
-        return Counter(s.decode() for s in statuses
-                       if s is not None and not Status(s.decode()).is_final)
+        return Counter(s.decode() for s in statuses if s is not None and not Status(s.decode()).is_final)
 
     # --- helpers ----------------------------------------------------------------------------
     def _enqueue(self, analysis_id: str, chain: str, seq: int) -> None:
@@ -273,11 +318,13 @@ class AnalysisService:
         except Exception:
             # The analysis is stored and marked running: the watchdog enqueues it once the
             # broker is back, so nothing is lost.
-            logger.exception("[%s chain=%s seq=%s] enqueue failed; the watchdog will retry",
-                             analysis_id, chain[:8], seq)
+            logger.exception(
+                "[%s chain=%s seq=%s] enqueue failed; the watchdog will retry", analysis_id, chain[:8], seq
+            )
 
-    def _decide(self, action: str, analysis_id: str, answer: Answer[A],
-                table: dict[A, Decision], chain: str = "") -> ActionResult:
+    def _decide(
+        self, action: str, analysis_id: str, answer: Answer[A], table: dict[A, Decision], chain: str = ""
+    ) -> ActionResult:
         decision = table[answer.code]
         if decision.not_found:
             raise NotFound(f"no analysis {analysis_id}")
@@ -286,5 +333,11 @@ class AnalysisService:
             raise LimitReached(decision.render(answer.values))
         if decision.enqueue:
             self._enqueue(analysis_id, chain, int(answer.values[0]))
-        return ActionResult(action, analysis_id, decision.changed, decision.render(answer.values),
-                            self.store.load(analysis_id), already=decision.already)
+        return ActionResult(
+            action,
+            analysis_id,
+            decision.changed,
+            decision.render(answer.values),
+            self.store.load(analysis_id),
+            already=decision.already,
+        )

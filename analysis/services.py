@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from analysis.config_factory import RankingConfigFactory
 from analysis.engine.runtime import Runtime
 from analysis.engine.watch import PendingSteps, no_broker
-from analysis.schedules.store import ScheduleStore
 from analysis.schedules.service import BeatRegistrar, ScheduleService
+from analysis.schedules.store import ScheduleStore
 from analysis.service import AnalysisService, StepDispatcher
 
 
@@ -25,10 +25,16 @@ class CoreServices:
     factory: RankingConfigFactory
 
 
-def build_services(runtime: Runtime, dispatcher: StepDispatcher, registrar: BeatRegistrar, *,
-                   pending_steps: PendingSteps = no_broker) -> CoreServices:
+def build_services(
+    runtime: Runtime,
+    dispatcher: StepDispatcher,
+    registrar: BeatRegistrar,
+    *,
+    pending_steps: PendingSteps = no_broker,
+) -> CoreServices:
     service = AnalysisService(runtime.store, dispatcher, pending_steps=pending_steps)
     factory = RankingConfigFactory(runtime.settings, runtime.provider)
-    schedules = ScheduleService(ScheduleStore(runtime.redis, runtime.keys), service, factory,
-                                registrar, runtime.settings)
+    schedules = ScheduleService(
+        ScheduleStore(runtime.redis, runtime.keys), service, factory, registrar, runtime.settings
+    )
     return CoreServices(runtime=runtime, service=service, schedules=schedules, factory=factory)

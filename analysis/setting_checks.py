@@ -28,11 +28,13 @@ def redis_url_problem(url: str) -> str | None:
     if scheme.lower() == "unix":
         return None
     if "@" in rest:
-        userinfo = rest[:rest.rindex("@")]
+        userinfo = rest[: rest.rindex("@")]
         cut = next((ch for ch in userinfo if ch in URL_DELIMITERS), None)
         if cut is not None:
-            return (f"write the {cut!r} in the password as {URL_DELIMITERS[cut]} "
-                    f"(unescaped, it ends the password and the rest is read as the host)")
+            return (
+                f"write the {cut!r} in the password as {URL_DELIMITERS[cut]} "
+                f"(unescaped, it ends the password and the rest is read as the host)"
+            )
     parts = urlsplit(url)
     if not parts.hostname:
         return f"it names no host: write it as {REDIS_FORM}"
@@ -60,6 +62,5 @@ def market_data_problem(spec: str) -> str | None:
         import ccxt  # only for a live source: it takes a moment to import
 
         if argument not in ccxt.exchanges:
-            return (f"ccxt has no exchange {argument[:40]!r} "
-                    "(e.g. binance, okx, kraken)")
+            return f"ccxt has no exchange {argument[:40]!r} (e.g. binance, okx, kraken)"
     return None

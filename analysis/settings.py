@@ -8,11 +8,17 @@ environment.
 import sys
 from functools import lru_cache
 from pathlib import Path
-
-from pydantic import (Field, PrivateAttr, SecretStr, ValidationError, ValidationInfo, field_validator,
-                      model_validator)
 from typing import Annotated, Literal
 
+from pydantic import (
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from analysis.health_settings import HealthSettings
@@ -37,9 +43,28 @@ def _name_list(value: object) -> object:
 # currencies (Binance spot has USDC/USDT, FDUSD/USDT, TUSD/USDT, USDP/USDT, EUR/USDT, ...; USDT
 # itself for another quote). `markets=N` and `marketrank markets` skip them (EXCLUDED_BASES).
 # Gold tokens (PAXG, XAUT) move with gold and are not in the list.
-STABLE_AND_FIAT_BASES = ["USDT", "USDC", "FDUSD", "TUSD", "BUSD", "USDP", "PAX", "DAI", "USDE",
-                         "USD1", "XUSD", "PYUSD", "RLUSD", "EURI", "AEUR", "EUR", "GBP", "AUD",
-                         "BRL", "TRY"]
+STABLE_AND_FIAT_BASES = [
+    "USDT",
+    "USDC",
+    "FDUSD",
+    "TUSD",
+    "BUSD",
+    "USDP",
+    "PAX",
+    "DAI",
+    "USDE",
+    "USD1",
+    "XUSD",
+    "PYUSD",
+    "RLUSD",
+    "EURI",
+    "AEUR",
+    "EUR",
+    "GBP",
+    "AUD",
+    "BRL",
+    "TRY",
+]
 
 
 def _id_list(value: object) -> object:
@@ -48,8 +73,10 @@ def _id_list(value: object) -> object:
         parts = [part for part in value.replace(" ", "").split(",") if part]
         bad = [part for part in parts if not part.lstrip("-").isdigit()]
         if bad:
-            raise ValueError(f"{bad[0]!r} is not a Telegram user id: give numbers, e.g. 123456789,987654321 "
-                             "(@userinfobot tells a user theirs)")
+            raise ValueError(
+                f"{bad[0]!r} is not a Telegram user id: give numbers, e.g. 123456789,987654321 "
+                "(@userinfobot tells a user theirs)"
+            )
         return [int(part) for part in parts]
     if isinstance(value, int):
         return [value]
@@ -212,7 +239,8 @@ class Settings(WebhookSettings, ListenerSettings, HealthSettings, BaseSettings):
     # --- Track record (pick records and their evaluation; docs/track-record.md) -----------------
     # Pick records and their metrics are kept this long, whatever happens to their analyses.
     track_retention_days: int = Field(180, ge=1, le=3650)
-    # Horizons in bars after the entry bar at which every record is scored, and `backtest`'s default: "1,4,24".
+    # Horizons in bars after the entry bar at which every record is scored, and `backtest`'s default:
+    # "1,4,24".
     track_horizons: Annotated[list[int], NoDecode] = [1, 4, 24]
     # How often beat sends the evaluation pass (records whose horizons have closed).
     track_eval_interval_s: float = Field(300, gt=0)
@@ -225,15 +253,16 @@ class Settings(WebhookSettings, ListenerSettings, HealthSettings, BaseSettings):
     @field_validator("track_horizons", mode="before")
     @classmethod
     def _horizon_list(cls, value: object) -> object:
-        """"1,4,24" -> [1, 4, 24]: whole bars, each 1..500, sorted, no repeats."""
+        """ "1,4,24" -> [1, 4, 24]: whole bars, each 1..500, sorted, no repeats."""
         if isinstance(value, str):
             parts = [part.strip() for part in value.split(",") if part.strip()]
             bad = [part for part in parts if not part.isdigit()]
             if not parts:
                 raise ValueError("give at least one horizon in bars, e.g. 1,4,24")
             if bad:
-                raise ValueError(f"give whole numbers of bars separated by commas, e.g. 1,4,24 "
-                                 f"(not {bad[0]!r})")
+                raise ValueError(
+                    f"give whole numbers of bars separated by commas, e.g. 1,4,24 (not {bad[0]!r})"
+                )
             value = [int(part) for part in parts]
         if isinstance(value, (list, tuple)):
             if not value or any(not isinstance(h, int) or not 1 <= h <= 500 for h in value):
@@ -252,6 +281,7 @@ class Settings(WebhookSettings, ListenerSettings, HealthSettings, BaseSettings):
         if not value:
             return None
         from urllib.parse import urlsplit
+
         parts = urlsplit(value.strip())
         if parts.scheme not in ("http", "https") or not parts.netloc or parts.path.strip("/"):
             raise ValueError(f"CCXT_API_URL must be scheme://host[:port] with no path, not {value!r}")
@@ -279,8 +309,9 @@ class Settings(WebhookSettings, ListenerSettings, HealthSettings, BaseSettings):
         # A heartbeat that comes later than half the lease lets a slow beat (a Redis blip, a busy
         # host) lose the lease of a healthy step, which then cannot commit.
         if self.heartbeat_ms * 2 > self.lease_ms:
-            raise ValueError(f"HEARTBEAT_MS ({self.heartbeat_ms}) must be at most half of "
-                             f"LEASE_MS ({self.lease_ms})")
+            raise ValueError(
+                f"HEARTBEAT_MS ({self.heartbeat_ms}) must be at most half of LEASE_MS ({self.lease_ms})"
+            )
         return self
 
     @field_validator("redis_sentinels")
@@ -305,8 +336,11 @@ class Settings(WebhookSettings, ListenerSettings, HealthSettings, BaseSettings):
     @property
     def recovery_bound_s(self) -> float:
         """Worst case from a worker killed mid-step to the watchdog re-enqueueing that step."""
-        return (max(self.lease_ms / 1000, self.watchdog_grace_s) + self.watchdog_interval_s
-                + self.watchdog_confirm_s)
+        return (
+            max(self.lease_ms / 1000, self.watchdog_grace_s)
+            + self.watchdog_interval_s
+            + self.watchdog_confirm_s
+        )
 
 
 @lru_cache
@@ -337,8 +371,11 @@ def settings_problem(error: ValidationError) -> str:
     if not first["loc"]:  # a rule across settings: its message names them
         return url_without_password(f"bad setting: {message}")
     field = str(first["loc"][0])
-    secret = "SecretStr" in str(Settings.model_fields[field].annotation) \
-        if field in Settings.model_fields else True
+    secret = (
+        "SecretStr" in str(Settings.model_fields[field].annotation)
+        if field in Settings.model_fields
+        else True
+    )
     secret = secret or field in VALUE_NOT_SHOWN
     value = "".join(ch if ch.isprintable() else "?" for ch in str(first.get("input")))[:60]
     return url_without_password(f"bad setting {field.upper()}{'' if secret else '=' + value}: {message}")

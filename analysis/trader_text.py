@@ -42,6 +42,8 @@ def check_prompt(prompt: str, limit: int) -> str:
     if hidden is not None:
         # Zero-width, BOM, variation selectors, tag characters, fillers: text the judge reads
         # and no one sees.
-        raise InvalidConfig(f"the prompt contains an invisible character (U+{ord(hidden):04X} "
-                            f"{unicodedata.name(hidden, 'format character')}); send plain text")
+        raise InvalidConfig(
+            f"the prompt contains an invisible character (U+{ord(hidden):04X} "
+            f"{unicodedata.name(hidden, 'format character')}); send plain text"
+        )
     return prompt

@@ -24,8 +24,12 @@ from analysis.local_time import UTC_NAME, minute_of_day, offset_label, zone_of
 from analysis.service import Actor
 
 # The kinds of message a trader can tune, with the words /settings shows.
-KINDS = {"finished": "Run finished", "schedule_run": "Schedule run posted",
-         "schedule_changes": "Schedule changes only", "admin_alerts": "Admin alerts"}
+KINDS = {
+    "finished": "Run finished",
+    "schedule_run": "Schedule run posted",
+    "schedule_changes": "Schedule changes only",
+    "admin_alerts": "Admin alerts",
+}
 ADMIN_KINDS = ("admin_alerts",)
 MODES = ("on", "silent", "off")
 SEND, SILENT, OFF, HOLD = "send", "silent", "off", "hold"
@@ -56,8 +60,11 @@ class UserSettings:
         return start <= minute < end if start < end else (minute >= start or minute < end)
 
     def to_hash(self) -> dict[str, str]:
-        return {"zone": self.zone, "quiet": "" if self.quiet is None else f"{self.quiet[0]}-{self.quiet[1]}",
-                **{f"mode:{kind}": mode for kind, mode in self.modes.items()}}
+        return {
+            "zone": self.zone,
+            "quiet": "" if self.quiet is None else f"{self.quiet[0]}-{self.quiet[1]}",
+            **{f"mode:{kind}": mode for kind, mode in self.modes.items()},
+        }
 
     @classmethod
     def from_hash(cls, user: str, raw: dict[str, str]) -> UserSettings:
@@ -65,14 +72,21 @@ class UserSettings:
         if raw.get("quiet"):
             start, _, end = raw["quiet"].partition("-")
             quiet = (int(start), int(end))
-        modes = {name[5:]: value for name, value in raw.items()
-                 if name.startswith("mode:") and name[5:] in KINDS and value in MODES}
+        modes = {
+            name[5:]: value
+            for name, value in raw.items()
+            if name.startswith("mode:") and name[5:] in KINDS and value in MODES
+        }
         return cls(user=user, zone=raw.get("zone") or UTC_NAME, quiet=quiet, modes=modes)
 
     def to_jsonable(self) -> dict:
         """What `marketrank settings <user> --json` prints."""
-        return {"user": self.user, "zone": self.zone, "quiet_hours": self.quiet_text(),
-                "modes": {kind: self.mode(kind) for kind in KINDS}}
+        return {
+            "user": self.user,
+            "zone": self.zone,
+            "quiet_hours": self.quiet_text(),
+            "modes": {kind: self.mode(kind) for kind in KINDS},
+        }
 
     def decide(self, kind: str, now: float) -> str:
         """How a new message of `kind` goes out now: send, silent, off, or hold (quiet hours)."""
@@ -200,8 +214,15 @@ class UserSettingsService:
     def zone(self, user: str) -> str:
         return self.store.get(str(user)).zone
 
-    def change(self, user: str, actor: Actor, *, zone: str | None = None, quiet: str | None = None,
-               modes: dict[str, str] | None = None) -> UserSettings:
+    def change(
+        self,
+        user: str,
+        actor: Actor,
+        *,
+        zone: str | None = None,
+        quiet: str | None = None,
+        modes: dict[str, str] | None = None,
+    ) -> UserSettings:
         """Validate every change, then save them together; only the user may change their own."""
         if str(user) != actor.user_id:
             raise NotAllowed("only you can change your settings")

@@ -20,7 +20,8 @@ cancelled, and the run checks: each sequence committed once, in order, without o
 and with one progress event per commit; nothing stuck; no final analysis left in its owner's
 active set; every final ranking and confidence equal to the same analysis run without faults
 (a refined `score` analysis reports the steadiest top K over the same views, so its reference
-is the same config run to completion and then refined once); no worker exited on its own; redeliveries after the visibility timeout were
+is the same config run to completion and then refined once); no worker exited on its own; redeliveries
+after the visibility timeout were
 no-ops. The summary counts faults by kind, recoveries, broker redeliveries and what they did,
 and the longest times from a kill to the watchdog's re-enqueue and to the next commit of the
 interrupted analysis.
@@ -52,8 +53,16 @@ from analysis.errors import AnalysisError
 from analysis.models import RankingConfig, Status
 from analysis.service import REFINE_CAP, REFINE_STEP, Actor
 from analysis.settings import Settings
-from bench.chaos_checks import (Kill, ReferenceRuns, events_by_analysis, kill_recoveries,
-                                log_driver_to, ranking_violations, reason_kind, redeliveries)
+from bench.chaos_checks import (
+    Kill,
+    ReferenceRuns,
+    events_by_analysis,
+    kill_recoveries,
+    log_driver_to,
+    ranking_violations,
+    reason_kind,
+    redeliveries,
+)
 from bench.limits import PerUser
 from tests.stack import FAST_TIMINGS, Stack
 from tests.worker_logs import LogStats, scan_worker_logs
@@ -96,9 +105,17 @@ class ChaosOptions:
     @classmethod
     def quick(cls, data_dir: Path, seed: int = 7) -> "ChaosOptions":
         """The `make test` variant: 20 analyses, 30 s of faults, about a minute in all."""
-        return cls(data_dir=data_dir, analyses=20, duration_s=30, settle_s=60, seed=seed,
-                   market_counts=(12, 16, 24), top_ks=(3, 5), kill_every_s=(2.0, 4.0),
-                   control_expiries=2)
+        return cls(
+            data_dir=data_dir,
+            analyses=20,
+            duration_s=30,
+            settle_s=60,
+            seed=seed,
+            market_counts=(12, 16, 24),
+            top_ks=(3, 5),
+            kill_every_s=(2.0, 4.0),
+            control_expiries=2,
+        )
 
 
 @dataclass
@@ -160,10 +177,18 @@ class ChaosRun:
             stack.start_beat()
             self._plan_analyses()
             chaos_began = time.time()
-            threads = [threading.Thread(target=self._guard(body), name=body.__name__, daemon=True)
-                       for body in (self._starter, self._killer, self._stormer, self._nudger,
-                                    self._force_resumer, self._control_expirer,
-                                    self._redis_restarter)]
+            threads = [
+                threading.Thread(target=self._guard(body), name=body.__name__, daemon=True)
+                for body in (
+                    self._starter,
+                    self._killer,
+                    self._stormer,
+                    self._nudger,
+                    self._force_resumer,
+                    self._control_expirer,
+                    self._redis_restarter,
+                )
+            ]
             for thread in threads:
                 thread.start()
             self.stop.wait(o.duration_s)
@@ -181,8 +206,7 @@ class ChaosRun:
             handler.close()
             keep = o.keep_logs or bool(self.violations)
             stack.close(keep_logs=keep)
-        return ChaosReport(o, stack.settings, lines, self.violations, stack.log_dir, keep,
-                           self.counts)
+        return ChaosReport(o, stack.settings, lines, self.violations, stack.log_dir, keep, self.counts)
 
     def _guard(self, body):
         def run() -> None:
@@ -191,6 +215,7 @@ class ChaosRun:
             except Exception as exc:  # a bug of the harness or an error a user would see
                 logger.exception("chaos thread %s failed", body.__name__)
                 self._violation(f"chaos thread {body.__name__} failed: {type(exc).__name__}: {exc}")
+
         run.__name__ = body.__name__
         return run
 
@@ -213,8 +238,7 @@ class ChaosRun:
             symbols = sorted(self.rng.sample(available, count))
             top_k = min(self.rng.choice(o.top_ks), count - 1)
             config = self.factory.create_ranking_config(symbols=symbols, top_k=top_k)
-            config = config.model_copy(update={"batch_size": o.batch_size,
-                                               "data_source": self.faulty_spec})
+            config = config.model_copy(update={"batch_size": o.batch_size, "data_source": self.faulty_spec})
             # A third start at once, the rest over 60% of the run: work all the way.
             at = 0.0 if i < o.analyses // 3 else self.rng.uniform(0, 0.6 * o.duration_s)
             self.plan.append((at, Actor(f"trader-{i:02d}"), config))
@@ -235,8 +259,9 @@ class ChaosRun:
         with self.lock:
             candidates = list(self.started)
         if statuses is not None:
-            candidates = [s for s in candidates
-                          if (g := self.stack.runtime.store.load(s.id)) and g.status in statuses]
+            candidates = [
+                s for s in candidates if (g := self.stack.runtime.store.load(s.id)) and g.status in statuses
+            ]
         return rng.choice(candidates) if candidates else None
 
     def _killer(self) -> None:
@@ -244,8 +269,10 @@ class ChaosRun:
         stack = self.stack
         while not self.stop.wait(rng.uniform(*self.o.kill_every_s)):
             slot = rng.choice([1, 2])
-            kind = rng.choices(["worker_sigkill", "pool_sigkill", "worker_sigterm", "worker_freeze"],
-                               weights=[0.45, 0.2, 0.1, 0.25])[0]
+            kind = rng.choices(
+                ["worker_sigkill", "pool_sigkill", "worker_sigterm", "worker_freeze"],
+                weights=[0.45, 0.2, 0.1, 0.25],
+            )[0]
             leases = self.stack.leases()
             at = time.time()
             if kind == "worker_sigkill":
@@ -310,10 +337,17 @@ class ChaosRun:
             with self.lock:
                 self.calls[(action, result.changed)] += 1
 
-        threads = [threading.Thread(target=tap, args=(
-            action, rng.uniform(0, 0.05),
-            rng.choice([None, None, generation, generation - 1, generation + 1])))
-            for action in actions]
+        threads = [
+            threading.Thread(
+                target=tap,
+                args=(
+                    action,
+                    rng.uniform(0, 0.05),
+                    rng.choice([None, None, generation, generation - 1, generation + 1]),
+                ),
+            )
+            for action in actions
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -338,9 +372,12 @@ class ChaosRun:
             if target is None:
                 continue
             results = []
-            threads = [threading.Thread(target=lambda: results.append(
-                self.stack.service.force_resume(target.id, self.admin)))
-                for _ in range(rng.choice([1, 1, 2, 3]))]
+            threads = [
+                threading.Thread(
+                    target=lambda: results.append(self.stack.service.force_resume(target.id, self.admin))
+                )
+                for _ in range(rng.choice([1, 1, 2, 3]))
+            ]
             for thread in threads:
                 thread.start()
             for thread in threads:
@@ -412,20 +449,25 @@ class ChaosRun:
                     service.resume(gist.id, started.actor)
                 elif time.monotonic() - since > stall_s and gist.id not in reported:
                     reported.add(gist.id)
-                    self._violation(f"{gist.id} is {gist.status} at seq {gist.seq} with no progress "
-                                    f"for {stall_s:.0f} s (stuck)")
+                    self._violation(
+                        f"{gist.id} is {gist.status} at seq {gist.seq} with no progress "
+                        f"for {stall_s:.0f} s (stuck)"
+                    )
             if not pending:
                 return
             if time.monotonic() > deadline:
                 for gist in pending:
-                    self._violation(f"{gist.id} did not finish within {self.o.settle_s:.0f} s "
-                                    f"after the faults: {gist.status} ({gist.reason})")
+                    self._violation(
+                        f"{gist.id} did not finish within {self.o.settle_s:.0f} s "
+                        f"after the faults: {gist.status} ({gist.reason})"
+                    )
                 return
             time.sleep(0.5)
 
     # --- checks -------------------------------------------------------------------------------
-    def _check_and_summarize(self, chaos_began: float, chaos_ended: float, settled: float,
-                             began: float) -> list[str]:
+    def _check_and_summarize(
+        self, chaos_began: float, chaos_ended: float, settled: float, began: float
+    ) -> list[str]:
         from tests.helpers import assert_history_is_one_clean_chain
 
         stack, store = self.stack, self.stack.runtime.store
@@ -445,8 +487,9 @@ class ChaosRun:
             try:
                 assert_history_is_one_clean_chain(history, gist.seq)
             except AssertionError as exc:
-                self._violation(f"{gist.id}: history is not one clean chain: "
-                                f"{[e.seq for e in history][:40]} {exc}")
+                self._violation(
+                    f"{gist.id}: history is not one clean chain: {[e.seq for e in history][:40]} {exc}"
+                )
             steps = sum(1 for e in events.get(gist.id, []) if e["kind"] == "step")
             if steps != len(history):
                 self._violation(f"{gist.id}: {steps} step events for {len(history)} commits")
@@ -462,35 +505,55 @@ class ChaosRun:
         if leftover:
             self._violation(f"leases still held after everything settled: {leftover}")
         stats = scan_worker_logs(stack.logs())
-        return self._summary(outcome, histories, events, stats, compared, chaos_began,
-                             chaos_ended, settled, began)
+        return self._summary(
+            outcome, histories, events, stats, compared, chaos_began, chaos_ended, settled, began
+        )
 
-    def _summary(self, outcome, histories, events, stats: LogStats, compared: int,
-                 chaos_began: float, chaos_ended: float, settled: float, began: float) -> list[str]:
+    def _summary(
+        self,
+        outcome,
+        histories,
+        events,
+        stats: LogStats,
+        compared: int,
+        chaos_began: float,
+        chaos_ended: float,
+        settled: float,
+        began: float,
+    ) -> list[str]:
         o, s = self.o, self.stack.settings
         commits = sum(len(h) for h in histories.values())
-        busy = sum(min(e.finished_at, chaos_ended) - max(e.started_at, chaos_began)
-                   for h in histories.values() for e in h
-                   if e.finished_at > chaos_began and e.started_at < chaos_ended)
+        busy = sum(
+            min(e.finished_at, chaos_ended) - max(e.started_at, chaos_began)
+            for h in histories.values()
+            for e in h
+            if e.finished_at > chaos_began and e.started_at < chaos_ended
+        )
         utilization = busy / (4 * (chaos_ended - chaos_began))
         by_attempt = {e.attempt for h in histories.values() for e in h}
-        recoveries, kick_delays = kill_recoveries(self.kills, histories, events, by_attempt,
-                                                   stats.kicks_at)
+        recoveries, kick_delays = kill_recoveries(self.kills, histories, events, by_attempt, stats.kicks_at)
         restart_gap = None
         if self.redis_restart:
-            after = [e.finished_at for h in histories.values() for e in h
-                     if e.finished_at > self.redis_restart[1]]
+            after = [
+                e.finished_at for h in histories.values() for e in h if e.finished_at > self.redis_restart[1]
+            ]
             restart_gap = min(after) - self.redis_restart[1] if after else None
         redelivered, late_not_noop = redeliveries(stats, self.stack.settings.visibility_timeout_s)
-        self.counts.update({
-            "analyses": len(self.started), "completed": outcome["completed"],
-            "compared": compared, "commits": commits,
-            "kills": sum(self.faults[k] for k in ("worker_sigkill", "pool_sigkill", "worker_freeze")),
-            "redis restarts": self.faults["redis restart"],
-            "data source faults": sum(stats.faults.values()), "interrupted": len(recoveries),
-            "longest kick delay": int(max(kick_delays, default=0)),
-            "watchdog kicks": stats.kicks, "redeliveries": sum(redelivered.values()),
-        })
+        self.counts.update(
+            {
+                "analyses": len(self.started),
+                "completed": outcome["completed"],
+                "compared": compared,
+                "commits": commits,
+                "kills": sum(self.faults[k] for k in ("worker_sigkill", "pool_sigkill", "worker_freeze")),
+                "redis restarts": self.faults["redis restart"],
+                "data source faults": sum(stats.faults.values()),
+                "interrupted": len(recoveries),
+                "longest kick delay": int(max(kick_delays, default=0)),
+                "watchdog kicks": stats.kicks,
+                "redeliveries": sum(redelivered.values()),
+            }
+        )
         calls = defaultdict(lambda: [0, 0])
         for (action, changed), count in self.calls.items():
             calls[action][0] += count
@@ -514,22 +577,24 @@ class ChaosRun:
             f"  worker SIGTERM (warm shutdown)      {self.faults['worker_sigterm']}",
             f"  worker frozen past its leases (SIGSTOP, SIGCONT) {self.faults['worker_freeze']}",
             f"  redis restart (append-only)         {self.faults['redis restart']}"
-            + (f" (down {self.redis_restart[1] - self.redis_restart[0]:.1f} s)" if self.redis_restart else ""),
+            + (
+                f" (down {self.redis_restart[1] - self.redis_restart[0]:.1f} s)" if self.redis_restart else ""
+            ),
             f"  data source errors                  {stats.faults['error']}",
             f"  data source slow calls              {stats.faults['slow']}",
             f"  data source crashes (SIGKILL self)  {stats.faults['crash']}",
             f"  control keys expired                {self.faults['control key expired']}",
             f"  force-resume by an admin            {self.faults['force-resume']}",
-            "  user calls (changed something)      " + ", ".join(
-                f"{a} {n} ({c})" for a, (n, c) in sorted(calls.items())),
+            "  user calls (changed something)      "
+            + ", ".join(f"{a} {n} ({c})" for a, (n, c) in sorted(calls.items())),
             "recoveries:",
             f"  watchdog re-enqueues                {stats.kicks}",
             f"  watchdog gave up (paused, admins told) {stats.gave_up}; control expired "
             f"parked {stats.expired}",
-            "  user resumes after the faults       " + (", ".join(
-                f"{k} {n}" for k, n in sorted(self.user_resumes.items())) or "none"),
-            "  deliveries that were no-ops         " + ", ".join(
-                f"{k} {n}" for k, n in sorted(stats.noops.items())),
+            "  user resumes after the faults       "
+            + (", ".join(f"{k} {n}" for k, n in sorted(self.user_resumes.items())) or "none"),
+            "  deliveries that were no-ops         "
+            + ", ".join(f"{k} {n}" for k, n in sorted(stats.noops.items())),
             f"  broker redeliveries                 {redelivered['soon']} requeued at once, "
             f"{redelivered['late']} after the visibility timeout ({late_not_noop} of those did "
             f"work); {stats.restored_on_shutdown} restored at warm shutdown",
@@ -542,7 +607,8 @@ class ChaosRun:
                 f"kill or freeze -> next commit of the interrupted analysis: longest {longest:.1f} s "
                 f"(after a {kind.replace('_', ' ')}), median "
                 f"{statistics.median(d for d, _ in recoveries):.1f} s over {len(recoveries)} "
-                f"interrupted steps")
+                f"interrupted steps"
+            )
         else:
             lines.append("kill -> next commit: no step was interrupted by a kill")
         if kick_delays:
@@ -551,15 +617,20 @@ class ChaosRun:
                 f"{max(kick_delays):.1f} s, median {statistics.median(kick_delays):.1f} s over "
                 f"{len(kick_delays)} (bound {s.recovery_bound_s:g} s + the watchdog task's wait "
                 f"for a free pool process; the rest of the way to the commit is the queue, a "
-                f"worker to be up again, and the step)")
+                f"worker to be up again, and the step)"
+            )
         if restart_gap is not None:
             lines.append(f"redis restart -> next commit: {restart_gap:.1f} s")
         if late_not_noop:
-            self._violation(f"{late_not_noop} redeliveries after the visibility timeout did work: "
-                            f"the watchdog had not recovered those steps")
+            self._violation(
+                f"{late_not_noop} redeliveries after the visibility timeout did work: "
+                f"the watchdog had not recovered those steps"
+            )
         if stats.worker_crashes:
-            self._violation(f"{stats.worker_crashes} worker(s) exited on their own "
-                            f"('Unrecoverable error' in their logs) instead of riding out a fault")
+            self._violation(
+                f"{stats.worker_crashes} worker(s) exited on their own "
+                f"('Unrecoverable error' in their logs) instead of riding out a fault"
+            )
         return lines
 
 
@@ -568,8 +639,11 @@ def run_chaos(options: ChaosOptions) -> ChaosReport:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.chaos", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.chaos",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--analyses", type=int)
     parser.add_argument("--duration", type=float, help="seconds of faults")
     parser.add_argument("--seed", type=int, default=7)
@@ -580,11 +654,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     data_dir = args.data_dir or Settings().shared_data_dir
     if not (data_dir / "BTC_USDT-1h.csv").is_file():
-        print(f"error: no market data at {data_dir}: set SHARED_DATA_DIR or --data-dir",
-              file=sys.stderr)
+        print(f"error: no market data at {data_dir}: set SHARED_DATA_DIR or --data-dir", file=sys.stderr)
         return 2
-    options = (ChaosOptions.quick(data_dir, args.seed) if args.quick
-               else ChaosOptions(data_dir=data_dir, seed=args.seed))
+    options = (
+        ChaosOptions.quick(data_dir, args.seed)
+        if args.quick
+        else ChaosOptions(data_dir=data_dir, seed=args.seed)
+    )
     if args.analyses:
         options.analyses = max(args.analyses, 1)
     if args.duration:

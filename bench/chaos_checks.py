@@ -23,8 +23,9 @@ class Kill:
     leases: dict[str, str]
 
 
-def kill_recoveries(kills: list[Kill], histories, events, committed_attempts: set[str],
-                    kicks_at: dict[str, list[float]]) -> tuple[list, list[float]]:
+def kill_recoveries(
+    kills: list[Kill], histories, events, committed_attempts: set[str], kicks_at: dict[str, list[float]]
+) -> tuple[list, list[float]]:
     """For each step a kill or freeze interrupted (it held a lease and never committed):
     (kind, seconds to its analysis's next commit), unless a pause, cancel or force-resume
     came first; and the seconds to the watchdog's re-enqueue, where the watchdog did it (a
@@ -40,9 +41,10 @@ def kill_recoveries(kills: list[Kill], histories, events, committed_attempts: se
             if not later:
                 continue
             until = min(later)
-            interfered = any(kill.at <= e["at"] <= until and e["kind"] in
-                             ("paused", "cancelled", "stuck", "force_resumed")
-                             for e in events.get(analysis_id, []))
+            interfered = any(
+                kill.at <= e["at"] <= until and e["kind"] in ("paused", "cancelled", "stuck", "force_resumed")
+                for e in events.get(analysis_id, [])
+            )
             if interfered:
                 continue
             to_commit.append((until - kill.at, kill.kind))
@@ -79,12 +81,14 @@ class ReferenceRuns:
 
     def __init__(self, data_dir: Path):
         from analysis.markets.csv_dir import CsvDirProvider
+
         self.provider = CsvDirProvider(data_dir)
         self._frames: dict[tuple[str, str, int], object] = {}
         self._outcomes: dict[tuple, tuple[list, float]] = {}
 
     def _candles(self, config: RankingConfig, symbols: list[str]) -> dict:
         from analysis.markets.candle_blocks import decode_candles, encode_candles
+
         frames = {}
         for symbol in symbols:
             key = (symbol, config.timeframe, config.window)
@@ -104,10 +108,17 @@ class ReferenceRuns:
             strategy = get_strategy(config.strategy)
             state = strategy.initial_state(config, list(config.markets))
             for seq in range(1, 10_000):
-                outcome = strategy.step(StepInput(
-                    analysis_id="reference", seq=seq, config=config, state=state,
-                    target=config.target_confidence, model="",
-                    load_candles=lambda symbols: self._candles(config, symbols)))
+                outcome = strategy.step(
+                    StepInput(
+                        analysis_id="reference",
+                        seq=seq,
+                        config=config,
+                        state=state,
+                        target=config.target_confidence,
+                        model="",
+                        load_candles=lambda symbols: self._candles(config, symbols),
+                    )
+                )
                 state = outcome.state
                 if outcome.done and not (steadiest and state.get("ranking") != "steadiest"):
                     break
@@ -124,12 +135,16 @@ def ranking_violations(gist: Gist, config: RankingConfig, references: ReferenceR
     found = []
     got = json.dumps([asdict(item) for item in gist.result], sort_keys=True)
     if got != json.dumps(expected_result, sort_keys=True):
-        found.append(f"{gist.id}: final ranking differs from the run without faults "
-                     f"({[i.symbol for i in gist.result]} vs "
-                     f"{[i['symbol'] for i in expected_result]})")
+        found.append(
+            f"{gist.id}: final ranking differs from the run without faults "
+            f"({[i.symbol for i in gist.result]} vs "
+            f"{[i['symbol'] for i in expected_result]})"
+        )
     if gist.confidence != expected_confidence or gist.progress != 1.0:
-        found.append(f"{gist.id}: confidence {gist.confidence} (progress {gist.progress}) "
-                     f"vs {expected_confidence} without faults at {views} views")
+        found.append(
+            f"{gist.id}: confidence {gist.confidence} (progress {gist.progress}) "
+            f"vs {expected_confidence} without faults at {views} views"
+        )
     return found
 
 
@@ -142,7 +157,7 @@ def events_by_analysis(client, stream: str) -> dict[str, list[dict]]:
             batch = batch[1:]
         if not batch:
             return found
-        for entry_id, fields in batch:
+        for _entry_id, fields in batch:
             item = {k.decode(): v.decode() for k, v in fields.items()}
             item["at"] = float(item.get("at") or 0)
             found[item.get("id", "")].append(item)

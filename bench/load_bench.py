@@ -40,8 +40,7 @@ def noop_throughput(*, chains: int, steps: int) -> dict[str, float]:
     many bare Celery chains, one worker of 2 processes (bench.worker_app), one Redis."""
     stack = Stack(LOAD_TIMINGS, name="noop", appendonly=False)
     try:
-        worker = Worker(stack.env, "noop", concurrency=2, app="bench.worker_app",
-                        log_dir=str(stack.log_dir))
+        worker = Worker(stack.env, "noop", concurrency=2, app="bench.worker_app", log_dir=str(stack.log_dir))
         stack.workers[1] = worker
         worker.start()
         redis = stack.runtime.redis
@@ -53,8 +52,13 @@ def noop_throughput(*, chains: int, steps: int) -> dict[str, float]:
         while redis.exists(*done) < chains:
             time.sleep(0.05)
         bare_s = max(float(redis.get(k)) for k in done) - start
-        config = RankingConfig(markets=["BTC/USDT", "ETH/USDT"], timeframe="1h",
-                               strategy=f"noop:{steps - 1}", top_k=1, target_confidence=0.8)
+        config = RankingConfig(
+            markets=["BTC/USDT", "ETH/USDT"],
+            timeframe="1h",
+            strategy=f"noop:{steps - 1}",
+            top_k=1,
+            target_confidence=0.8,
+        )
         start = time.time()
         ids = [stack.service.start(config, Actor(f"noop-{i}")).id for i in range(chains)]
         while not all(s in FINAL_BYTES for s in statuses(stack.runtime, ids)):
@@ -63,8 +67,14 @@ def noop_throughput(*, chains: int, steps: int) -> dict[str, float]:
         ours_s = max(stack.runtime.store.history(i)[-1].finished_at for i in ids) - start
         assert all(g.status == Status.COMPLETED for g in gists)
         total = chains * steps
-        return {"bare_steps_per_s": total / bare_s, "ours_steps_per_s": total / ours_s,
-                "ratio": bare_s / ours_s, "bare_s": bare_s, "ours_s": ours_s, "steps": total}
+        return {
+            "bare_steps_per_s": total / bare_s,
+            "ours_steps_per_s": total / ours_s,
+            "ratio": bare_s / ours_s,
+            "bare_s": bare_s,
+            "ours_s": ours_s,
+            "steps": total,
+        }
     finally:
         stack.close()
 
@@ -76,8 +86,10 @@ def storage_figures(*, finished: int, further: int = 20) -> dict[str, float]:
         rt, redis = stack.runtime, stack.runtime.redis
         queue = QueueDispatcher()
         from analysis.service import AnalysisService
+
         service = AnalysisService(rt.store, queue)
         from analysis.markets.registry import provider_from_spec
+
         source = provider_from_spec(f"csv:{stack.settings.shared_data_dir}")
         factory = RankingConfigFactory(stack.settings, source)
         config = factory.create_ranking_config(markets=40, top_k=10)
@@ -107,19 +119,27 @@ def storage_figures(*, finished: int, further: int = 20) -> dict[str, float]:
         # the refine window passes: completed analyses keep gist, history and result only
         rt.store.sweep(rt.store.live_ids(), now=time.time() + stack.settings.refine_window_s + 1)
         after_window = used()
-        small = RankingConfig(markets=["BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT"],
-                              timeframe="1h", strategy="noop:3", top_k=2, target_confidence=0.8,
-                              data_source="demo")
+        small = RankingConfig(
+            markets=["BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT"],
+            timeframe="1h",
+            strategy="noop:3",
+            top_k=2,
+            target_confidence=0.8,
+            data_source="demo",
+        )
         before_many = used()
         finish(finished, small, "many")
         after_many = used()
         assert rt.store.load(first[0]).status == Status.COMPLETED
         return {
-            "first_bytes": after_first - base, "further_bytes": (after_further - after_first) / further,
+            "first_bytes": after_first - base,
+            "further_bytes": (after_further - after_first) / further,
             "running_bytes": (running_after - running_before) / further,
             "after_window_bytes_per": (after_window - base) / (2 * further + 1),
-            "many_finished": finished, "many_bytes": after_many - before_many,
-            "used_memory_end": after_many, "markets": len(config.markets),
+            "many_finished": finished,
+            "many_bytes": after_many - before_many,
+            "used_memory_end": after_many,
+            "markets": len(config.markets),
         }
     finally:
         stack.close()
@@ -137,33 +157,45 @@ def main(argv: list[str] | None = None) -> int:
     parts = set(args.parts.split(","))
     if "llm" in parts:
         r = run_llm_load(analyses=args.analyses, latency_s=args.latency)
-        print(f"llm load: {r.analyses} analyses, judge {args.latency:g} s per answer, 1 worker x 2 "
-              f"processes, watchdog grace 4 s, 2 attempts: {r.completed} completed, "
-              f"{len(r.paused)} paused {r.paused}, {r.steps} steps committed, chains clean: "
-              f"{r.clean_chains}; {r.wall_s:.0f} s; longest queue {r.longest_queue} messages; "
-              f"watchdog re-enqueues {r.watchdog_kicks}, passes that found a step waiting in the "
-              f"broker and left it alone {r.watchdog_queued_passes}", flush=True)
+        print(
+            f"llm load: {r.analyses} analyses, judge {args.latency:g} s per answer, 1 worker x 2 "
+            f"processes, watchdog grace 4 s, 2 attempts: {r.completed} completed, "
+            f"{len(r.paused)} paused {r.paused}, {r.steps} steps committed, chains clean: "
+            f"{r.clean_chains}; {r.wall_s:.0f} s; longest queue {r.longest_queue} messages; "
+            f"watchdog re-enqueues {r.watchdog_kicks}, passes that found a step waiting in the "
+            f"broker and left it alone {r.watchdog_queued_passes}",
+            flush=True,
+        )
     if "hosts" in parts:
         r = run_llm_load(analyses=args.analyses, latency_s=args.latency, hosts=3, concurrency=1)
-        print(f"three hosts: {r.analyses} analyses on workers {r.hosts} (1 process each): "
-              f"{r.completed} completed, {len(r.paused)} paused, chains clean: {r.clean_chains}; "
-              f"{r.wall_s:.0f} s; longest queue {r.longest_queue}; watchdog re-enqueues "
-              f"{r.watchdog_kicks}", flush=True)
+        print(
+            f"three hosts: {r.analyses} analyses on workers {r.hosts} (1 process each): "
+            f"{r.completed} completed, {len(r.paused)} paused, chains clean: {r.clean_chains}; "
+            f"{r.wall_s:.0f} s; longest queue {r.longest_queue}; watchdog re-enqueues "
+            f"{r.watchdog_kicks}",
+            flush=True,
+        )
     if "noop" in parts:
         t = noop_throughput(chains=args.chains, steps=args.chain_steps)
-        print(f"noop chains: {args.chains} concurrent chains of {args.chain_steps} steps "
-              f"({t['steps']} steps): bare Celery {t['bare_steps_per_s']:.0f} steps/s "
-              f"({t['bare_s']:.1f} s), marketrank {t['ours_steps_per_s']:.0f} steps/s "
-              f"({t['ours_s']:.1f} s); ratio {t['ratio']:.2f} (target >= 0.7)", flush=True)
+        print(
+            f"noop chains: {args.chains} concurrent chains of {args.chain_steps} steps "
+            f"({t['steps']} steps): bare Celery {t['bare_steps_per_s']:.0f} steps/s "
+            f"({t['bare_s']:.1f} s), marketrank {t['ours_steps_per_s']:.0f} steps/s "
+            f"({t['ours_s']:.1f} s); ratio {t['ratio']:.2f} (target >= 0.7)",
+            flush=True,
+        )
     if "storage" in parts:
         s = storage_figures(finished=args.finished)
-        print(f"storage (score, {s['markets']} real markets): first finished analysis "
-              f"{s['first_bytes'] / 1024:.0f} kB, each further one over the same markets "
-              f"{s['further_bytes'] / 1024:.0f} kB, each running one {s['running_bytes'] / 1024:.0f} kB; "
-              f"after the refine window {s['after_window_bytes_per'] / 1024:.1f} kB per analysis; "
-              f"{s['many_finished']} finished small analyses (4 markets, noop:3) add "
-              f"{s['many_bytes'] / 2**20:.1f} MiB ({s['many_bytes'] / s['many_finished'] / 1024:.1f} kB "
-              f"each); Redis used_memory at the end {s['used_memory_end'] / 2**20:.1f} MiB", flush=True)
+        print(
+            f"storage (score, {s['markets']} real markets): first finished analysis "
+            f"{s['first_bytes'] / 1024:.0f} kB, each further one over the same markets "
+            f"{s['further_bytes'] / 1024:.0f} kB, each running one {s['running_bytes'] / 1024:.0f} kB; "
+            f"after the refine window {s['after_window_bytes_per'] / 1024:.1f} kB per analysis; "
+            f"{s['many_finished']} finished small analyses (4 markets, noop:3) add "
+            f"{s['many_bytes'] / 2**20:.1f} MiB ({s['many_bytes'] / s['many_finished'] / 1024:.1f} kB "
+            f"each); Redis used_memory at the end {s['used_memory_end'] / 2**20:.1f} MiB",
+            flush=True,
+        )
     return 0
 
 

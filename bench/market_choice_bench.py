@@ -47,6 +47,7 @@ class Timers:
                 self.total[key] += time.perf_counter() - start
                 if first:
                     self.in_first = False
+
         return timed
 
 
@@ -57,8 +58,12 @@ def one_round(server, redis_url: str) -> dict[str, float]:
     from analysis.markets.ccxt_source import CcxtProvider
     from analysis.settings import Settings
 
-    settings = Settings(redis_url=redis_url, market_data="ccxt:binance", ccxt_api_url=server.url,
-                        key_prefix=f"bench{uuid.uuid4().hex[:6]}:")
+    settings = Settings(
+        redis_url=redis_url,
+        market_data="ccxt:binance",
+        ccxt_api_url=server.url,
+        key_prefix=f"bench{uuid.uuid4().hex[:6]}:",
+    )
     provider = CcxtProvider("binance", settings)
     factory = RankingConfigFactory(settings, provider, llm_configured=False)
     t = Timers()
@@ -98,14 +103,21 @@ def one_round(server, redis_url: str) -> dict[str, float]:
         "24 h tickers: of which waiting for the rate limiters": s["first:rate limiters"],
         "klines (1 request a market): waiting for the rate limiters": s["rate limiters"],
         "klines: HTTP (emulator answering, JSON decode)": s["HTTP (emulator + JSON)"],
-        "klines: ccxt parsing the answer": s["fetch_ohlcv"] - s["rate limiters"] - s["HTTP (emulator + JSON)"],
+        "klines: ccxt parsing the answer": s["fetch_ohlcv"]
+        - s["rate limiters"]
+        - s["HTTP (emulator + JSON)"],
         "klines: our row checks and frame": s["rows"],
         "candle blocks into Redis (the cache INIT reads)": s["cache"] - s["fetch range"],
         "window check (enough candles, thin share)": s["window check"],
     }
     phases["other (factory, config)"] = cold_s - sum(v for k, v in phases.items() if "of which" not in k)
-    return {"cold_s": cold_s, "cold_requests": cold_requests, "warm_s": warm_s,
-            "warm_requests": warm_requests, **phases}
+    return {
+        "cold_s": cold_s,
+        "cold_requests": cold_requests,
+        "warm_s": warm_s,
+        "warm_requests": warm_requests,
+        **phases,
+    }
 
 
 def main() -> int:
@@ -113,15 +125,18 @@ def main() -> int:
 
     m = median_rounds(one_round, MARKETS, ROUNDS)
     head = ["cold_s", "cold_requests", "warm_s", "warm_requests"]
-    rows = [("cold: markets=100 config, wall s", f"{m['cold_s']:.2f}"),
-            ("cold: exchange requests", f"{m['cold_requests']:.0f}"),
-            ("warm (same candle): wall s", f"{m['warm_s']:.2f}"),
-            ("warm: exchange requests", f"{m['warm_requests']:.0f}")]
-    rows += [(f"cold, {name}, s", f"{value:.2f}") for name, value in m.items()
-             if name not in head]
-    note = (f"`/rank markets=100` config (RankingConfigFactory, what the bot runs before the card), "
-            f"real ccxt client against the Binance emulator, rate limits on; medians of {ROUNDS} "
-            f"rounds, each with a cold cache.")
+    rows = [
+        ("cold: markets=100 config, wall s", f"{m['cold_s']:.2f}"),
+        ("cold: exchange requests", f"{m['cold_requests']:.0f}"),
+        ("warm (same candle): wall s", f"{m['warm_s']:.2f}"),
+        ("warm: exchange requests", f"{m['warm_requests']:.0f}"),
+    ]
+    rows += [(f"cold, {name}, s", f"{value:.2f}") for name, value in m.items() if name not in head]
+    note = (
+        f"`/rank markets=100` config (RankingConfigFactory, what the bot runs before the card), "
+        f"real ccxt client against the Binance emulator, rate limits on; medians of {ROUNDS} "
+        f"rounds, each with a cold cache."
+    )
     report(note, rows, RESULTS)
     return 0
 

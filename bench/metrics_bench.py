@@ -83,7 +83,8 @@ def main() -> int:
         ("in process, overhead of the counters", f"{100 * (local_on / local_off - 1):+.1f}%", ""),
     ]
     table = "| measure | value | target |\n|---|---|---|\n" + "\n".join(
-        f"| {a} | {b} | {c} |" for a, b, c in rows)
+        f"| {a} | {b} | {c} |" for a, b, c in rows
+    )
     print(f"Prometheus step counters: {STEPS}-step chains, {ROUNDS} rounds each way, medians\n\n{table}")
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(table + "\n")

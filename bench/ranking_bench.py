@@ -205,10 +205,7 @@ def sliding_window(judge: SimulatedJudge, seed: int, window: int = 10, stride: i
         start = max(start, 0)
         members = order[start : start + window]
         fresh = [
-            (a, b)
-            for i, a in enumerate(members)
-            for b in members[i + 1 :]
-            if frozenset((a, b)) not in judged
+            (a, b) for i, a in enumerate(members) for b in members[i + 1 :] if frozenset((a, b)) not in judged
         ]
         for a, b in fresh:
             judged[frozenset((a, b))] = a if caller.prefers(a, b) else b
@@ -310,10 +307,8 @@ def target_checks(results: dict[str, dict[str, list[Outcome]]]) -> list[str]:
     sharp = results["sharp"]["adaptive, target 0.8"]
     precision, comparisons = _mean(sharp, "precision"), _mean(sharp, "comparisons")
     lines = [
-        f"- sharp judge, target 0.8: precision@10 >= 0.85: {precision:.3f} "
-        f"({_verdict(precision >= 0.85)})",
-        f"- sharp judge, target 0.8: comparisons <= 70: {comparisons:.1f} "
-        f"({_verdict(comparisons <= 70)})",
+        f"- sharp judge, target 0.8: precision@10 >= 0.85: {precision:.3f} ({_verdict(precision >= 0.85)})",
+        f"- sharp judge, target 0.8: comparisons <= 70: {comparisons:.1f} ({_verdict(comparisons <= 70)})",
     ]
     for judge, methods in results.items():
         for target in TARGETS:
@@ -358,9 +353,12 @@ def report(results: dict[str, dict[str, list[Outcome]]], runs: int, seconds: flo
     )
 
 
-def run_from_command_line(doc: str, results_file: Path,
-                          measure: Callable[[int, int], object],
-                          describe: Callable[[object, int, float], str]) -> None:
+def run_from_command_line(
+    doc: str,
+    results_file: Path,
+    measure: Callable[[int, int], object],
+    describe: Callable[[object, int, float], str],
+) -> None:
     """The ranking benchmarks' shared command line: --runs, --processes, --out; the report is
     printed and written to the results file."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])

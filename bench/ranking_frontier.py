@@ -32,15 +32,15 @@ import numpy as np  # noqa: E402
 
 from analysis.ranking import bradley_terry as bt  # noqa: E402
 from analysis.ranking.top_k_posterior import top_k_membership  # noqa: E402
-from tests.doubles.simulated_judge import SimulatedJudge  # noqa: E402
 from bench.ranking_bench import (  # noqa: E402
     FIRST_BIAS,
     JUDGES,
-    K,
     N_MARKETS,
+    K,
     precision_at_k,
     run_from_command_line,
 )
+from tests.doubles.simulated_judge import SimulatedJudge  # noqa: E402
 
 COMPARISONS = 90
 REPORTED_AT = (30, 40, 50, 60, 70, 80, 90)

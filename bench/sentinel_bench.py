@@ -53,12 +53,16 @@ def main() -> int:
     from tests.sentinel_cluster import DOWN_AFTER_MS, FAILOVER_TIMEOUT_MS, QUORUM, SentinelStack, run_failover
     from tests.stack import FAST_TIMINGS
 
-    lines = ["# Redis failover through Sentinel (`make bench-sentinel`)", "",
-             f"Sentinel: down-after-milliseconds {DOWN_AFTER_MS}, failover-timeout "
-             f"{FAILOVER_TIMEOUT_MS}, quorum {QUORUM} of 3; protocol timings: LEASE_MS "
-             f"{FAST_TIMINGS['LEASE_MS']}, WATCHDOG_GRACE_S {FAST_TIMINGS['WATCHDOG_GRACE_S']}.", "",
-             "| run | kill -> promoted (s) | kill -> next commit (s) | steps re-run | completed |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "# Redis failover through Sentinel (`make bench-sentinel`)",
+        "",
+        f"Sentinel: down-after-milliseconds {DOWN_AFTER_MS}, failover-timeout "
+        f"{FAILOVER_TIMEOUT_MS}, quorum {QUORUM} of 3; protocol timings: LEASE_MS "
+        f"{FAST_TIMINGS['LEASE_MS']}, WATCHDOG_GRACE_S {FAST_TIMINGS['WATCHDOG_GRACE_S']}.",
+        "",
+        "| run | kill -> promoted (s) | kill -> next commit (s) | steps re-run | completed |",
+        "|---|---|---|---|---|",
+    ]
     worst = 0.0
     for run in range(1, RUNS + 1):
         stack = SentinelStack(FAST_TIMINGS, name=f"sentinel-bench-{run}")
@@ -69,18 +73,25 @@ def main() -> int:
         finally:
             stack.close()
         worst = max(worst, figures.next_commit_s)
-        lines.append(f"| {run} | {figures.promoted_s:.2f} | {figures.next_commit_s:.2f} | "
-                     f"{figures.reruns} | {figures.completed}/{figures.started} |")
+        lines.append(
+            f"| {run} | {figures.promoted_s:.2f} | {figures.next_commit_s:.2f} | "
+            f"{figures.reruns} | {figures.completed}/{figures.started} |"
+        )
         print(lines[-1], flush=True)
     stack = SentinelStack({"REDIS_WAIT_MS": str(WAIT_MS)}, name="sentinel-wait")
     try:
         plain, waited = wait_cost(stack)
     finally:
         stack.close()
-    lines += ["", f"Worst kill -> next commit: {worst:.2f} s (goal <= 30 s).", "",
-              f"A write through the Sentinel client ({WRITES} each, loopback): {plain}; "
-              f"the same write followed by a start's probe write and `WAIT 1 {WAIT_MS}` in one "
-              f"round trip: {waited}.", ""]
+    lines += [
+        "",
+        f"Worst kill -> next commit: {worst:.2f} s (goal <= 30 s).",
+        "",
+        f"A write through the Sentinel client ({WRITES} each, loopback): {plain}; "
+        f"the same write followed by a start's probe write and `WAIT 1 {WAIT_MS}` in one "
+        f"round trip: {waited}.",
+        "",
+    ]
     RESULTS.write_text("\n".join(lines))
     print("\n".join(lines))
     return 0 if worst <= 30 else 1

@@ -1,6 +1,7 @@
 """`make bench` (part 1): the step protocol's own cost, and indicator snapshot speed.
 
-1. A chain of 500 no-op steps (`noop:<steps>` strategy of tests/doubles: begin + commit + enqueue + dispatch, nothing else)
+1. A chain of 500 no-op steps (`noop:<steps>` strategy of tests/doubles: begin + commit + enqueue +
+dispatch, nothing else)
    against a bare Celery task that only enqueues its successor, on the same worker (prefork,
    concurrency 1) and the same Redis, 5 interleaved rounds; the figures are medians over rounds.
 2. Indicator snapshots (RSI, MACD, Bollinger %B, ATR, ADX, EMA trend, volume change) for
@@ -54,8 +55,13 @@ def protocol_chain(runtime, service) -> tuple[float, float]:
     from analysis.models import RankingConfig, Status
     from analysis.service import Actor
 
-    config = RankingConfig(markets=["BTC/USDT", "ETH/USDT"], timeframe="1h", strategy=f"noop:{STEPS - 1}",
-                           top_k=1, target_confidence=0.8)  # + INIT = 500
+    config = RankingConfig(
+        markets=["BTC/USDT", "ETH/USDT"],
+        timeframe="1h",
+        strategy=f"noop:{STEPS - 1}",
+        top_k=1,
+        target_confidence=0.8,
+    )  # + INIT = 500
     start = time.time()
     gist = service.start(config, Actor(f"bench-{uuid.uuid4().hex[:6]}"))
     while runtime.store.load(gist.id).status != Status.COMPLETED:
@@ -67,8 +73,8 @@ def protocol_chain(runtime, service) -> tuple[float, float]:
 
 
 def indicator_seconds() -> float:
-    from analysis.markets.indicators import indicator_frame, snapshot_at
     from analysis.markets.demo import _demo_series
+    from analysis.markets.indicators import indicator_frame, snapshot_at
 
     frames = [_demo_series(f"SYN{i}/USDT", "1h").iloc[-1000:] for i in range(200)]
     start = time.perf_counter()
@@ -110,7 +116,8 @@ def main() -> int:
         ("indicator snapshot per market, ms", f"{1000 * indicators / 200:.1f}", ""),
     ]
     table = "| measure | value | target |\n|---|---|---|\n" + "\n".join(
-        f"| {a} | {b} | {c} |" for a, b, c in rows)
+        f"| {a} | {b} | {c} |" for a, b, c in rows
+    )
     print(f"Step protocol: {STEPS}-step chains, {RUNS} runs each, medians over runs\n\n{table}")
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(table + "\n")

@@ -33,12 +33,14 @@ def main() -> int:
     server = RedisServer().start()
     try:
         data = Settings().shared_data_dir
-        settings = Settings(redis_url=server.url, market_data=f"csv:{data}",
-                            **{k.lower(): v for k, v in BENCH_ENV.items()})
+        settings = Settings(
+            redis_url=server.url, market_data=f"csv:{data}", **{k.lower(): v for k, v in BENCH_ENV.items()}
+        )
         runtime, queue = Runtime(settings), QueueDispatcher()
         service = AnalysisService(runtime.store, queue)
         config = RankingConfigFactory(settings, provider_from_spec(f"csv:{data}")).create_ranking_config(
-            markets=40, top_k=10)
+            markets=40, top_k=10
+        )
 
         def used() -> int:
             return int(runtime.redis.info("memory")["used_memory"])
@@ -72,11 +74,14 @@ def main() -> int:
         f"same 2-CPU host, {elapsed:.0f} s). Candle blocks after the first analysis: "
         f"{base / 1024:.0f} kB, shared.\n\n"
         f"| figure | value |\n|---|---|\n"
-        f"| analyses kept per user at the end | {', '.join(map(str, kept))} (bound {BOUND}, + the one finished since its start) |\n"
+        f"| analyses kept per user at the end | {', '.join(map(str, kept))} (bound {BOUND}, + the one "
+        "finished since its start) |\n"
         f"| memory per user, first {BOUND} analyses | {growth_first / 1024:.1f} kB each |\n"
-        f"| memory per user, analyses past the bound | {growth_past / 1024:.1f} kB each (the oldest is deleted) |\n"
+        f"| memory per user, analyses past the bound | {growth_past / 1024:.1f} kB each (the oldest "
+        "is deleted) |\n"
         f"| memory per user at the end | {', '.join(f'{b / 1024:.0f} kB' for b in per_user)} |\n"
-        f"| per kept analysis | {per_analysis / 1024:.1f} kB |\n")
+        f"| per kept analysis | {per_analysis / 1024:.1f} kB |\n"
+    )
     print(text)
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(text)

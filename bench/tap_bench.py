@@ -33,8 +33,12 @@ RESULTS = Path(__file__).parent / "results" / "taps.md"
 # A trader starts a new analysis when its card completes; a card lasts many taps, so this bound is
 # never reached in a sound run (a trader past it stops with an error rather than hit the quota).
 CARDS_PER_TRADER = TAPS // TRADERS + 1
-BENCH_ENV = {"SCORE_BATCH_SIZE": "1", "MARKET_DATA": "demo", "TELEGRAM_BOT_TOKEN": "",
-             "MAX_STARTS_PER_HOUR": str(CARDS_PER_TRADER)}
+BENCH_ENV = {
+    "SCORE_BATCH_SIZE": "1",
+    "MARKET_DATA": "demo",
+    "TELEGRAM_BOT_TOKEN": "",
+    "MAX_STARTS_PER_HOUR": str(CARDS_PER_TRADER),
+}
 PER_USER = PerUser(starts_per_hour=CARDS_PER_TRADER, active=1)  # bench/limits.py
 CARD_TITLE = "Ranking "
 FINAL = ("Completed", "Failed", "Cancelled")
@@ -84,8 +88,10 @@ class Trader:
     def new_card(self) -> int:
         api, before = self.api, self.cards
         if before >= CARDS_PER_TRADER:
-            raise RuntimeError(f"trader {self.user_id} needs card {before + 1}, past the "
-                               f"{CARDS_PER_TRADER} its quota (MAX_STARTS_PER_HOUR) allows")
+            raise RuntimeError(
+                f"trader {self.user_id} needs card {before + 1}, past the "
+                f"{CARDS_PER_TRADER} its quota (MAX_STARTS_PER_HOUR) allows"
+            )
         api.send_message(self.user_id, "/rank markets=60 top=5")
         card = api.wait_for(lambda: self._card(before), timeout=30)
         self.cards += 1
@@ -106,8 +112,12 @@ class Trader:
         def shown():
             for call in api.calls_of("editMessageText", since=mark):
                 params = call.params
-                if (call.ok and params.get("chat_id") == self.user_id and params.get("message_id") == card
-                        and status_of(call.result["text"]) in (wanted, *FINAL)):
+                if (
+                    call.ok
+                    and params.get("chat_id") == self.user_id
+                    and params.get("message_id") == card
+                    and status_of(call.result["text"]) in (wanted, *FINAL)
+                ):
                     return call
             return None
 
@@ -142,16 +152,21 @@ def report(taps: list[Tap], elapsed_s: float) -> tuple[str, bool]:
         p50, p95, worst = percentile(values, 50), percentile(values, 95), max(values)
         ok = p95 <= TARGETS_MS[key]
         met &= ok
-        rows.append(f"| {label} | {p50:.1f} ms | {p95:.1f} ms | {worst:.1f} ms | ≤ {TARGETS_MS[key]} ms | "
-                    f"{'met' if ok else 'MISSED'} |")
+        rows.append(
+            f"| {label} | {p50:.1f} ms | {p95:.1f} ms | {worst:.1f} ms | ≤ {TARGETS_MS[key]} ms | "
+            f"{'met' if ok else 'MISSED'} |"
+        )
     by_action = {a: sum(t.action == a for t in taps) for a in ("Pause", "Resume")}
-    header = (f"Tap latency: {len(taps)} taps ({by_action['Pause']} Pause, {by_action['Resume']} Resume) "
-              f"by {TRADERS} traders in {elapsed_s:.1f} s; bot as a subprocess (polling, AIORateLimiter), "
-              f"local Bot API emulator on loopback, redis-server and a Celery worker (concurrency 2) "
-              f"on the same {os.cpu_count()}-CPU host. Times from the emulator's clock, from the "
-              f"update's delivery.\n\n")
-    table = ("| from the tap to | p50 | p95 | max | target (p95) | |\n|---|---|---|---|---|---|\n"
-             + "\n".join(rows))
+    header = (
+        f"Tap latency: {len(taps)} taps ({by_action['Pause']} Pause, {by_action['Resume']} Resume) "
+        f"by {TRADERS} traders in {elapsed_s:.1f} s; bot as a subprocess (polling, AIORateLimiter), "
+        f"local Bot API emulator on loopback, redis-server and a Celery worker (concurrency 2) "
+        f"on the same {os.cpu_count()}-CPU host. Times from the emulator's clock, from the "
+        f"update's delivery.\n\n"
+    )
+    table = "| from the tap to | p50 | p95 | max | target (p95) | |\n|---|---|---|---|---|---|\n" + "\n".join(
+        rows
+    )
     return header + table, met
 
 
@@ -165,10 +180,21 @@ def main() -> int:
     worker = Worker(dict(os.environ), "tapbench", concurrency=2, log_dir=str(log_dir)).start()
     api = BotApiServer(token="777000:BENCH").start()
     users = [900_000 + i for i in range(TRADERS)]
-    env = {**os.environ, "TELEGRAM_BOT_TOKEN": api.token, "TELEGRAM_API_BASE_URL": api.base_url,
-           "ALLOWED_USER_IDS": ",".join(map(str, users)), "ADMIN_USER_IDS": "", "LOG_LEVEL": "WARNING"}
-    bot = subprocess.Popen([sys.executable, "-m", "bot"], cwd=ROOT, env=env,
-                           stdout=open(log_dir / "bot.log", "ab"), stderr=subprocess.STDOUT)
+    env = {
+        **os.environ,
+        "TELEGRAM_BOT_TOKEN": api.token,
+        "TELEGRAM_API_BASE_URL": api.base_url,
+        "ALLOWED_USER_IDS": ",".join(map(str, users)),
+        "ADMIN_USER_IDS": "",
+        "LOG_LEVEL": "WARNING",
+    }
+    bot = subprocess.Popen(
+        [sys.executable, "-m", "bot"],
+        cwd=ROOT,
+        env=env,
+        stdout=open(log_dir / "bot.log", "ab"),
+        stderr=subprocess.STDOUT,
+    )
     try:
         api.wait_for(lambda: api.calls_of("getUpdates"), timeout=60)
         rng = random.Random(7)

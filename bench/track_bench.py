@@ -50,8 +50,19 @@ class Clock:
 
 def replay_timing(settings, provider):
     clock = Clock()
-    plan = make_plan(settings, provider, strategy="score", timeframe="1h", markets=40, symbols=None,
-                     start=None, end=None, every=None, top_k=10, horizons="1,4,24")
+    plan = make_plan(
+        settings,
+        provider,
+        strategy="score",
+        timeframe="1h",
+        markets=40,
+        symbols=None,
+        start=None,
+        end=None,
+        every=None,
+        top_k=10,
+        horizons="1,4,24",
+    )
     done = clock.run("replay + evaluation (run_backtest)", lambda: run_backtest(plan, provider))
     clock.run("table", lambda: table(done.evaluation, plan.horizons, plan.k, plan.timeframe))
     text = clock.run("--json document", lambda: json.dumps(evaluation_json(done.evaluation, plan.horizons)))
@@ -62,13 +73,14 @@ def record_sizes(done) -> dict[str, float]:
     records = done.evaluation.records
     sizes = [len(r.to_json().encode()) for r in records]
     from dataclasses import replace
+
     thirty = [len(replace(r, universe=r.universe[:30], k=10).to_json().encode()) for r in records[:200]]
-    return {"mean_40": sum(sizes) / len(sizes), "max_40": max(sizes),
-            "mean_30": sum(thirty) / len(thirty)}
+    return {"mean_40": sum(sizes) / len(sizes), "max_40": max(sizes), "mean_30": sum(thirty) / len(thirty)}
 
 
 def redis_per_thousand(done) -> tuple[int, int]:
     from tests.servers import RedisServer
+
     server = RedisServer().start()
     try:
         client = redis.Redis.from_url(server.url)
@@ -91,7 +103,7 @@ def window_drift(done, provider, settings) -> tuple[int, float, int]:
         live = {}
         for market in record.universe:
             row = int((opens[market.symbol] + 3_600_000 <= record.t).sum())
-            window = frames[market.symbol].iloc[max(0, row - settings.window_candles): row]
+            window = frames[market.symbol].iloc[max(0, row - settings.window_candles) : row]
             live[market.symbol] = composite_scores(indicator_frame(window), 1, "rank")[0]
             worst = max(worst, abs(live[market.symbol] - market.score))
         order = sorted(live, key=lambda s: (-live[s], s))
@@ -113,20 +125,28 @@ def main() -> None:
     total_wall = sum(r[1] for r in clock.rows)
     total_cpu = sum(r[2] for r in clock.rows)
     lines = [
-        "# Track record figures (bench/track_bench.py)", "",
+        "# Track record figures (bench/track_bench.py)",
+        "",
         f"Replay of `score` on the shared 40 markets x 2,160 1h candles: {len(done.evaluation.records)} "
-        f"decisions (every hour), horizons 1/4/24, top {plan.k}, baselines and the random-K interval included.", "",
-        "| phase | wall s | CPU s |", "|---|---:|---:|",
+        f"decisions (every hour), horizons 1/4/24, top {plan.k}, baselines and the random-K interval "
+        "included.",
+        "",
+        "| phase | wall s | CPU s |",
+        "|---|---:|---:|",
         *[f"| {name} | {wall:.2f} | {cpu:.2f} |" for name, wall, cpu in clock.rows],
-        f"| **total** | **{total_wall:.2f}** | **{total_cpu:.2f}** |", "",
+        f"| **total** | **{total_wall:.2f}** | **{total_cpu:.2f}** |",
+        "",
         f"Limit {LIMIT_S:.0f} s wall: {'met' if total_wall <= LIMIT_S else 'NOT met'}. "
-        f"The --json document is {json_bytes / 1e6:.1f} MB.", "",
-        "| pick record | bytes |", "|---|---:|",
+        f"The --json document is {json_bytes / 1e6:.1f} MB.",
+        "",
+        "| pick record | bytes |",
+        "|---|---:|",
         f"| JSON, 40 markets (mean) | {sizes['mean_40']:.0f} |",
         f"| JSON, 40 markets (max) | {sizes['max_40']} |",
         f"| JSON, 30 markets (mean) | {sizes['mean_30']:.0f} |",
         f"| Redis, 1,000 records of 40 markets as one string each (used_memory delta) | {redis_delta:,} |",
-        f"| Redis, same, sum of MEMORY USAGE | {usage:,} |", "",
+        f"| Redis, same, sum of MEMORY USAGE | {usage:,} |",
+        "",
         f"Replay vs a live analysis's {settings.window_candles}-candle window, every {WINDOW_EVERY}th "
         f"decision ({checked} decisions x 40 markets): largest score difference {worst:.1e}; "
         f"decisions whose ranking differs: {differ}.",

@@ -8,7 +8,6 @@ per 1,000 records with every index, and the wall time of the pass (candles read 
 A record's size grows with its universe by about 40 bytes a market (symbol, score, rank).
 """
 
-import statistics
 import sys
 import tempfile
 import time
@@ -35,9 +34,11 @@ def csv_folder(markets: int) -> str:
     folder = Path(tempfile.mkdtemp(prefix="track-bench-"))
     demo = DemoProvider()
     for symbol in DEMO_MARKETS[:markets]:
-        demo.candles(symbol, "1h", 3000).to_csv(folder / f"{symbol.replace('/', '_')}-1h.csv",
-                                                index_label="timestamp",
-                                                date_format="%Y-%m-%dT%H:%M:%SZ")
+        demo.candles(symbol, "1h", 3000).to_csv(
+            folder / f"{symbol.replace('/', '_')}-1h.csv",
+            index_label="timestamp",
+            date_format="%Y-%m-%dT%H:%M:%SZ",
+        )
     return f"csv:{folder}"
 
 
@@ -55,14 +56,25 @@ def write_records(records, source: str, markets: int) -> list:
     start = int(frame.index[100].value // 10**6)
     tag, written = uuid.uuid4().hex[:6], []
     for i in range(RECORDS):
-        order = symbols[i % markets:] + symbols[: i % markets]
-        record = PickRecord(t=start + i * 3600_000, timeframe="1h", source=source_name(source),
-                            strategy="score", model=None, k=10, analysis_id=f"bench{tag}{i:04d}"[:10],
-                            schedule_id=None,
-                            universe=tuple(Ranked(s, round(0.5 - j / markets, 6), j + 1)
-                                           for j, s in enumerate(order)))
-        stored = StoredRecord(id=f"b{tag}{i:05d}:7", record=record, data_source=source, kind="rank",
-                              group=group_name("score", "1h", source_name(source)))
+        order = symbols[i % markets :] + symbols[: i % markets]
+        record = PickRecord(
+            t=start + i * 3600_000,
+            timeframe="1h",
+            source=source_name(source),
+            strategy="score",
+            model=None,
+            k=10,
+            analysis_id=f"bench{tag}{i:04d}"[:10],
+            schedule_id=None,
+            universe=tuple(Ranked(s, round(0.5 - j / markets, 6), j + 1) for j, s in enumerate(order)),
+        )
+        stored = StoredRecord(
+            id=f"b{tag}{i:05d}:7",
+            record=record,
+            data_source=source,
+            kind="rank",
+            group=group_name("score", "1h", source_name(source)),
+        )
         records.write(stored, due_s=0, now_s=time.time())
         written.append(stored)
     return written
@@ -90,7 +102,8 @@ def measure(client, keys, markets: int) -> dict[str, float]:
         "results_bytes": client.memory_usage(keys.track_result(sample.id)) or 0,
         "per_1000_records_kb": (after_write - before) / 1024 * 1000 / RECORDS,
         "per_1000_scored_kb": (after_eval - before) / 1024 * 1000 / RECORDS,
-        "pass_s": pass_s, "scored": counts.scored,
+        "pass_s": pass_s,
+        "scored": counts.scored,
     }
 
 
@@ -107,18 +120,25 @@ def main() -> int:
         rows = [measure(client, keys, 40)]  # the shared data's 40 markets
     finally:
         server.cleanup()
-    lines = ["# Pick records in Redis (`make bench-track-records`)", "",
-             f"{RECORDS} records of the score strategy, one an hour, scored at "
-             f"{'/'.join(map(str, HORIZONS))} bars by one evaluation pass (csv candles, read once "
-             "per market). `MEMORY USAGE` of one record and its results; `used_memory` growth per "
-             "1,000 records with every index (all, group, due); this machine, "
-             f"{time.strftime('%Y-%m-%d')}.", "",
-             "| markets | record (JSON) | record in Redis | its results (3 horizons) | Redis per 1,000 records | ... once scored | pass over 1,000 records |",
-             "|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "# Pick records in Redis (`make bench-track-records`)",
+        "",
+        f"{RECORDS} records of the score strategy, one an hour, scored at "
+        f"{'/'.join(map(str, HORIZONS))} bars by one evaluation pass (csv candles, read once "
+        "per market). `MEMORY USAGE` of one record and its results; `used_memory` growth per "
+        "1,000 records with every index (all, group, due); this machine, "
+        f"{time.strftime('%Y-%m-%d')}.",
+        "",
+        "| markets | record (JSON) | record in Redis | its results (3 horizons) | Redis per 1,000 "
+        "records | ... once scored | pass over 1,000 records |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
-        lines.append(f"| {r['markets']} | {r['json_bytes']:,} B | {r['record_bytes']:,} B | "
-                     f"{r['results_bytes']:,} B | {r['per_1000_records_kb']:,.0f} KB | "
-                     f"{r['per_1000_scored_kb']:,.0f} KB | {r['pass_s']:.1f} s ({r['scored']} horizons) |")
+        lines.append(
+            f"| {r['markets']} | {r['json_bytes']:,} B | {r['record_bytes']:,} B | "
+            f"{r['results_bytes']:,} B | {r['per_1000_records_kb']:,.0f} KB | "
+            f"{r['per_1000_scored_kb']:,.0f} KB | {r['pass_s']:.1f} s ({r['scored']} horizons) |"
+        )
     text = "\n".join(lines) + "\n"
     RESULTS.write_text(text)
     print(text)

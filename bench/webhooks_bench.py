@@ -10,7 +10,6 @@ the press), and per card: final state, overlapping edits, repeated ("not modifie
 """
 
 import os
-import random
 import sys
 import tempfile
 import threading
@@ -61,8 +60,13 @@ def main() -> int:
     def trader(user: int) -> None:
         try:
             api.send_message(user, "/rank markets=60 top=5")
-            card = api.wait_for(lambda: next((m for m in api.messages(user, from_bot=True)
-                                              if (m.text or "").startswith("Ranking ")), None), timeout=60)
+            card = api.wait_for(
+                lambda: next(
+                    (m for m in api.messages(user, from_bot=True) if (m.text or "").startswith("Ranking ")),
+                    None,
+                ),
+                timeout=60,
+            )
             analysis_id = card.button_data("Refresh").split(":")[2]
             for n in range(TAPS // TRADERS):
                 phase = "after" if killed.is_set() else "before"
@@ -92,16 +96,34 @@ def main() -> int:
             raise RuntimeError(f"a trader failed; logs in {log_dir}") from errors[0]
         rows = []
         for user in users:
-            card = api.wait_for(lambda: next((m for m in api.messages(user, from_bot=True)
-                                              if (m.text or "").startswith("Ranking ") and " · Completed" in m.text),
-                                             None), timeout=120)
+            card = api.wait_for(
+                lambda: next(
+                    (
+                        m
+                        for m in api.messages(user, from_bot=True)
+                        if (m.text or "").startswith("Ranking ") and " · Completed" in m.text
+                    ),
+                    None,
+                ),
+                timeout=120,
+            )
             cards = [m for m in api.messages(user, from_bot=True) if (m.text or "").startswith("Ranking ")]
-            rows.append((user, len(cards), "Completed", len(overlapping_edits(api, card)), repeated_edits(api, card),
-                         card.edits))
+            rows.append(
+                (
+                    user,
+                    len(cards),
+                    "Completed",
+                    len(overlapping_edits(api, card)),
+                    repeated_edits(api, card),
+                    card.edits,
+                )
+            )
         elapsed = time.monotonic() - started
         answers = {}
         for call in api.calls_of("answerCallbackQuery"):
-            answers[call.params.get("callback_query_id")] = answers.get(call.params.get("callback_query_id"), 0) + 1
+            answers[call.params.get("callback_query_id")] = (
+                answers.get(call.params.get("callback_query_id"), 0) + 1
+            )
     finally:
         instances.stop()
         api.stop()

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from analysis.health import Health
 from analysis.db.keys import Keys
 from analysis.db.scripts.alerts import ALERT_FIRST, HEALTH_LEVEL_SWAP, AlertFirst
+from analysis.health import Health
 
 
 class AlertBook:
@@ -32,8 +32,7 @@ class AlertBook:
     async def health_alert(self, health: Health) -> tuple[str, str] | None:
         """(cause, text) when the level changed since the last reading worth telling; the first
         reading ever, if healthy, is only remembered."""
-        swapped = await self._swap_level.call_async(health_level=self.keys.health_level(),
-                                                    level=health.level)
+        swapped = await self._swap_level.call_async(health_level=self.keys.health_level(), level=health.level)
         previous = swapped.values[0] if swapped.values else None
         if previous == health.level or (previous is None and health.level == "healthy"):
             return None
@@ -45,17 +44,22 @@ class AlertBook:
 
 
 def stuck_alert_text(analysis_id: str, reason: str) -> str:
-    return (f"Analysis {analysis_id} was given up as stuck ({reason or 'no progress'}). "
-            f"/force_resume {analysis_id} restarts it from its last step; /stuck lists the others.")
+    return (
+        f"Analysis {analysis_id} was given up as stuck ({reason or 'no progress'}). "
+        f"/force_resume {analysis_id} restarts it from its last step; /stuck lists the others."
+    )
 
 
 def storage_full_alert_text(analysis_id: str, reason: str) -> str:
-    return (f"Analysis {analysis_id} paused: Redis is full (it refused a step's write at its "
-            f"memory limit). Free memory in Redis or raise its maxmemory, then /force_resume "
-            f"{analysis_id} (or its owner presses Resume); /failures lists the others.")
+    return (
+        f"Analysis {analysis_id} paused: Redis is full (it refused a step's write at its "
+        f"memory limit). Free memory in Redis or raise its maxmemory, then /force_resume "
+        f"{analysis_id} (or its owner presses Resume); /failures lists the others."
+    )
 
 
 # The events of analyses admins are told about (the kind the Lua scripts announce) -> the text.
 ADMIN_ALERT_TEXTS: dict[str, Callable[[str, str], str]] = {
-    "stuck": stuck_alert_text, "storage_full": storage_full_alert_text,
+    "stuck": stuck_alert_text,
+    "storage_full": storage_full_alert_text,
 }

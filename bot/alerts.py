@@ -1,5 +1,6 @@
 """Admin alerts over Telegram: an analysis given up as stuck (the `stuck` event the watchdog
-writes) or paused because Redis is full (`storage_full`), health turning warning or critical, and its recovery. Throttled per cause
+writes) or paused because Redis is full (`storage_full`), health turning warning or critical, and its
+recovery. Throttled per cause
 (bot/alert_book.py); sending never blocks or breaks the rest of the bot."""
 
 from __future__ import annotations
@@ -14,16 +15,23 @@ from redis.exceptions import RedisError
 from telegram import Bot
 from telegram.error import TelegramError
 
+from analysis.health import Health
 from bot.alert_book import ADMIN_ALERT_TEXTS, AlertBook
 from bot.delivery import Delivery
-from analysis.health import Health
 
 logger = logging.getLogger(__name__)
 
 
 class AdminAlerts:
-    def __init__(self, bot: Bot, admin_ids: list[int], book: AlertBook,
-                 read_health: Callable[[], Health], interval_s: float, delivery: Delivery | None = None):
+    def __init__(
+        self,
+        bot: Bot,
+        admin_ids: list[int],
+        book: AlertBook,
+        read_health: Callable[[], Health],
+        interval_s: float,
+        delivery: Delivery | None = None,
+    ):
         self.bot, self.admin_ids, self.book = bot, list(admin_ids), book
         self.delivery = delivery  # each admin's settings for admin alerts (#24)
         self.read_health, self.interval_s = read_health, interval_s

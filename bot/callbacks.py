@@ -25,7 +25,8 @@ ACTIONS = ("pause", "resume", "cancel", "refine", "chart", "refresh", "why")
 _ID = rf"[{ID_ALPHABET}]{{{ID_LENGTH}}}"
 _PATTERN = re.compile(
     rf"^{VERSION}:(?:(?P<action>pause|resume|cancel|chart|refresh|why):(?P<id>{_ID})"
-    rf"|refine:(?P<refine_id>{_ID}):(?P<generation>0|[1-9][0-9]{{0,5}}))$")
+    rf"|refine:(?P<refine_id>{_ID}):(?P<generation>0|[1-9][0-9]{{0,5}}))$"
+)
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,8 @@ SCHEDULE_PREFIX = rf"^{SCHEDULE_VERSION}:"  # the CallbackQueryHandler's pattern
 REMOVE, RESUME = "rm", "re"
 _SCHEDULE_PATTERN = re.compile(
     rf"^{SCHEDULE_VERSION}:(?P<action>{REMOVE}|{RESUME}):"
-    rf"(?P<id>[{ID_ALPHABET}]{{{SCHEDULE_ID_LENGTH}}}):(?P<scope>[ma])$")
+    rf"(?P<id>[{ID_ALPHABET}]{{{SCHEDULE_ID_LENGTH}}}):(?P<scope>[ma])$"
+)
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,8 @@ class CardStore:
 
     async def first_mark(self, analysis_id: str, flag: str) -> bool:
         """True the first time `flag` is set on the analysis's card record (once across bots):
-        `finished:<refine generation>` (the notice that it ended was dealt with), `held` (its card was held for a digest)."""
+        `finished:<refine generation>` (the notice that it ended was dealt with), `held` (its card was held
+        for a digest)."""
         key = self.keys.card(analysis_id)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hsetnx(key, flag, "1")

@@ -34,10 +34,12 @@ def ranking_chart_png(gist: Gist) -> bytes:
     score_ax.set_xlabel("judge's strength (Plackett–Luce)" if llm else "composite score")
     share_ax.barh(labels, shares, color="#1565c0")
     share_ax.set_xlim(0, 1)
-    share_ax.axvline(gist.target, color="#ef6c00", linestyle="--", linewidth=1, label=f"target {gist.target:.2f}")
+    share_ax.axvline(
+        gist.target, color="#ef6c00", linestyle="--", linewidth=1, label=f"target {gist.target:.2f}"
+    )
     share_ax.set_xlabel(f"P(in top {len(items)})" if llm else f"share of moments in top {len(items)}")
     share_ax.legend(loc="lower right", fontsize="small")
-    title = (f"{gist.config.summary()} · confidence {gist.confidence:.2f} (target {gist.target:.2f})")
+    title = f"{gist.config.summary()} · confidence {gist.confidence:.2f} (target {gist.target:.2f})"
     if gist.demo:
         title += "\nDEMO DATA: synthetic markets, not real prices"
     else:

@@ -51,8 +51,7 @@ class ChartCache:
             cached = self.redis.get(key)
             if isinstance(cached, bytes):
                 return cached
-            if self.redis.set(drawing, 1, nx=True, px=int(DRAW_LOCK_S * 1000)) \
-                    or time.monotonic() > deadline:
+            if self.redis.set(drawing, 1, nx=True, px=int(DRAW_LOCK_S * 1000)) or time.monotonic() > deadline:
                 break
             time.sleep(POLL_S)
         try:

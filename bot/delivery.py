@@ -34,8 +34,15 @@ class CardViews(Protocol):
 
 
 class Delivery:
-    def __init__(self, bot: Bot, settings: UserSettingsService, marks, *, interval_s: float,
-                 schedules: ScheduleService | None = None):
+    def __init__(
+        self,
+        bot: Bot,
+        settings: UserSettingsService,
+        marks,
+        *,
+        interval_s: float,
+        schedules: ScheduleService | None = None,
+    ):
         # marks: the card store, whose once-only flags keep one notice per analysis across bots
         self.bot, self.settings, self.marks, self.schedules = bot, settings, marks, schedules
         self.interval_s = interval_s
@@ -61,10 +68,14 @@ class Delivery:
         off, hold). `about`: the analysis id (or cause) for the log. Telegram's errors reach the caller."""
         how = await self.decide(user, kind)
         if how == OFF:
-            logger.info("[%s] %s message to chat %s not sent: user %s turned it off", about, kind, chat_id, user)
+            logger.info(
+                "[%s] %s message to chat %s not sent: user %s turned it off", about, kind, chat_id, user
+            )
         elif how == HOLD:
             await asyncio.to_thread(self.settings.hold, user, kind, chat_id, text)
-            logger.info("[%s] %s message to chat %s held: user %s is in quiet hours", about, kind, chat_id, user)
+            logger.info(
+                "[%s] %s message to chat %s held: user %s is in quiet hours", about, kind, chat_id, user
+            )
         else:
             await self.bot.send_message(chat_id, text, disable_notification=how == SILENT, **kwargs)
         return how
@@ -77,13 +88,16 @@ class Delivery:
         if view is None:
             return OFF
         gist = view.gist
-        schedule = await asyncio.to_thread(self.schedules.store.get, gist.schedule) if self.schedules else None
+        schedule = (
+            await asyncio.to_thread(self.schedules.store.get, gist.schedule) if self.schedules else None
+        )
         kind = "schedule_changes" if schedule is not None and schedule.notify == "changes" else "schedule_run"
         how = await self.decide(gist.owner, kind)
         if how == HOLD and gist.status.is_final and await self.marks.first_mark(gist.id, "held"):
             zone = await self.zone(gist.owner)
-            await asyncio.to_thread(self.settings.hold, gist.owner, kind, chat_id,
-                                    views.card_text(gist, view.changes, zone))
+            await asyncio.to_thread(
+                self.settings.hold, gist.owner, kind, chat_id, views.card_text(gist, view.changes, zone)
+            )
             logger.info("[%s] scheduled card held: user %s is in quiet hours", gist.id, gist.owner)
         return how
 
@@ -96,7 +110,9 @@ class Delivery:
         if not await self.marks.first_mark(gist.id, f"finished:{gist.refine_gen}"):
             return
         try:
-            await self.send(gist.owner, chat_id, "finished", settings_views.finished_text(gist, zone), about=gist.id)
+            await self.send(
+                gist.owner, chat_id, "finished", settings_views.finished_text(gist, zone), about=gist.id
+            )
         except TelegramError as exc:
             logger.warning("[%s] finished notice not sent: %s", gist.id, exc)
 
@@ -123,10 +139,16 @@ class Delivery:
                 text = settings_views.digest_text(settings, messages, self.settings.clock())
                 try:
                     await self.bot.send_message(chat_id, text, disable_notification=silent)
-                    logger.info("digest of %d held messages sent to chat %s (user %s)",
-                                len(messages), chat_id, settings.user)
+                    logger.info(
+                        "digest of %d held messages sent to chat %s (user %s)",
+                        len(messages),
+                        chat_id,
+                        settings.user,
+                    )
                 except Forbidden as exc:  # the chat blocked the bot: keeping them would not help
                     logger.warning("digest for user %s dropped: %s", settings.user, exc.message)
                 except TelegramError as exc:
-                    logger.warning("digest for user %s not sent (%s); kept for the next round", settings.user, exc)
+                    logger.warning(
+                        "digest for user %s not sent (%s); kept for the next round", settings.user, exc
+                    )
                     await asyncio.to_thread(self.settings.give_back, settings.user, messages)

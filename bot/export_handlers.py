@@ -38,8 +38,9 @@ def exports(context: ContextTypes.DEFAULT_TYPE) -> ExportService:
 
 def refuse_outside_private_chat(update: Update) -> None:
     if update.effective_chat.type != ChatType.PRIVATE:
-        raise UsageError("an export token is shown only in a private chat with the bot: "
-                         "send the command there")
+        raise UsageError(
+            "an export token is shown only in a private chat with the bot: send the command there"
+        )
 
 
 async def export_command(update: Update, context: ContextTypes.DEFAULT_TYPE, args: str) -> None:
@@ -52,7 +53,8 @@ async def export_command(update: Update, context: ContextTypes.DEFAULT_TYPE, arg
     if fmt == OFF:
         schedule = await asyncio.to_thread(exports(context).revoke, schedule_id, actor)
         await update.effective_message.reply_text(
-            f"Export of schedule <code>{escape(schedule.id)}</code> is off: its token gets 401 from now on.")
+            f"Export of schedule <code>{escape(schedule.id)}</code> is off: its token gets 401 from now on."
+        )
         return
     refuse_outside_private_chat(update)
     exports(context).check(fmt)
@@ -63,12 +65,22 @@ async def export_command(update: Update, context: ContextTypes.DEFAULT_TYPE, arg
 def issued_text(issued: Issued) -> str:
     """The URL, the token (once), and the freqtrade config that uses them."""
     schedule = issued.schedule
-    snippet = json.dumps({"method": "RemotePairList", "mode": "whitelist", "pairlist_url": issued.url,
-                          "bearer_token": issued.token, "number_assets": int(schedule.options.get("top_k") or 0)
-                          or 10, "refresh_period": refresh_period_s(schedule), "keep_pairlist_on_failure": True},
-                         indent=1)
-    return (f"Export of schedule <code>{escape(schedule.id)}</code> for {escape(schedule.export)}.\n"
-            f"URL: <code>{escape(issued.url)}</code>\n"
-            f"Token (shown this once; keep it secret): <code>{escape(issued.token)}</code>\n"
-            f"In freqtrade's config, <code>pairlists</code>:\n<pre>{escape(snippet)}</pre>\n"
-            f"Revoke it with /schedule export {escape(schedule.id)} off.")
+    snippet = json.dumps(
+        {
+            "method": "RemotePairList",
+            "mode": "whitelist",
+            "pairlist_url": issued.url,
+            "bearer_token": issued.token,
+            "number_assets": int(schedule.options.get("top_k") or 0) or 10,
+            "refresh_period": refresh_period_s(schedule),
+            "keep_pairlist_on_failure": True,
+        },
+        indent=1,
+    )
+    return (
+        f"Export of schedule <code>{escape(schedule.id)}</code> for {escape(schedule.export)}.\n"
+        f"URL: <code>{escape(issued.url)}</code>\n"
+        f"Token (shown this once; keep it secret): <code>{escape(issued.token)}</code>\n"
+        f"In freqtrade's config, <code>pairlists</code>:\n<pre>{escape(snippet)}</pre>\n"
+        f"Revoke it with /schedule export {escape(schedule.id)} off."
+    )

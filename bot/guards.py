@@ -12,8 +12,8 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from telegram import Chat, MaybeInaccessibleMessage, Message, Update
-from telegram.error import TelegramError
 from telegram.constants import ChatID
+from telegram.error import TelegramError
 from telegram.ext import ContextTypes
 
 from analysis.errors import AnalysisError, NotAllowed, NotFound
@@ -48,8 +48,9 @@ def action_of(update: Update) -> str:
 
 def log_refusal(update: Update, reason: str) -> None:
     user = update.effective_user
-    logger.warning("refused: user=%s action=%s reason=%s", user.id if user else None,
-                   action_of(update), reason)
+    logger.warning(
+        "refused: user=%s action=%s reason=%s", user.id if user else None, action_of(update), reason
+    )
 
 
 def shown_callback_data(message: MaybeInaccessibleMessage | None) -> list[str]:
@@ -57,8 +58,12 @@ def shown_callback_data(message: MaybeInaccessibleMessage | None) -> list[str]:
     the press, so these are trustworthy; the press's own data comes from the client."""
     if not isinstance(message, Message) or message.reply_markup is None:
         return []
-    return [key.callback_data for row in message.reply_markup.inline_keyboard for key in row
-            if isinstance(key.callback_data, str)]
+    return [
+        key.callback_data
+        for row in message.reply_markup.inline_keyboard
+        for key in row
+        if isinstance(key.callback_data, str)
+    ]
 
 
 async def parse_press(update: Update, parse: Callable[[str | None], P | None]) -> P | None:
@@ -85,8 +90,9 @@ def sent_on_behalf_of_a_chat(update: Update) -> bool:
     """A message an anonymous group admin or a channel sent: Telegram gives all of them the same
     few user ids (1087968824 for every anonymous admin), so such a sender cannot own anything."""
     user, message = update.effective_user, update.message
-    return (user is not None and user.id in SHARED_SENDERS) or \
-        (message is not None and message.sender_chat is not None)
+    return (user is not None and user.id in SHARED_SENDERS) or (
+        message is not None and message.sender_chat is not None
+    )
 
 
 def refusal(access: Access, update: Update, role: str) -> tuple[str, str] | None:
@@ -106,8 +112,12 @@ def guarded(role: str) -> Callable[[Handler], Handler]:
         @functools.wraps(handler)
         async def guarded_handler(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
             refused = refusal(services(context).access, update, role)
-            if refused is not None and role == TRADER_OR_GROUP_ADMIN and \
-                    not sent_on_behalf_of_a_chat(update) and await admin_of_this_group(update, context):
+            if (
+                refused is not None
+                and role == TRADER_OR_GROUP_ADMIN
+                and not sent_on_behalf_of_a_chat(update)
+                and await admin_of_this_group(update, context)
+            ):
                 refused = None
             if refused is not None:
                 log_refusal(update, refused[0])
@@ -119,7 +129,9 @@ def guarded(role: str) -> Callable[[Handler], Handler]:
                 if isinstance(err, NotAllowed) or (isinstance(err, NotFound) and update.callback_query):
                     log_refusal(update, str(err))
                 await answer(update, views.error_text(err), views.button_refusal(err))
+
         return guarded_handler
+
     return decorate
 
 

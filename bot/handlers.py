@@ -166,7 +166,9 @@ async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await s.notifier.show(result.analysis_id, *((pressed.chat_id, pressed.message_id) if pressed else ()))
 
 
-async def pressed_on_its_card(s: BotServices, analysis_id: str, message: MaybeInaccessibleMessage | None) -> bool:
+async def pressed_on_its_card(
+    s: BotServices, analysis_id: str, message: MaybeInaccessibleMessage | None
+) -> bool:
     """Whether a press about `analysis_id` came from a message it may change: the analysis's
     recorded card, or a message whose own buttons carry the analysis (callback data is forged
     easily; the pressed message's buttons come from Telegram)."""
@@ -235,8 +237,9 @@ async def stuck(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 async def queues(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/queues: broker queue depths and analyses by status."""
     s = services(context)
-    depths, overview = await asyncio.gather(asyncio.to_thread(s.ops.queue_depths),
-                                            asyncio.to_thread(s.service.overview))
+    depths, overview = await asyncio.gather(
+        asyncio.to_thread(s.ops.queue_depths), asyncio.to_thread(s.service.overview)
+    )
     await update.effective_message.reply_text(views.queues_text(depths, overview))
 
 

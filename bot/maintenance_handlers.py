@@ -24,8 +24,7 @@ async def maintenance(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
     word = command_text(message.text).strip().lower()
     if word not in ("on", "off", "status"):
         raise InvalidConfig(f"{quoted(word)} is not a maintenance action: {USAGE}" if word else USAGE)
-    text = await asyncio.to_thread(run, MaintenanceService(s.service), word,
-                                   s.access.actor(user))
+    text = await asyncio.to_thread(run, MaintenanceService(s.service), word, s.access.actor(user))
     await message.reply_text(escape(text))
 
 

@@ -47,8 +47,7 @@ logger = logging.getLogger(__name__)
 
 NOT_MODIFIED = "message is not modified"
 # Descriptions of an edit that can never succeed on this message: send a new card instead.
-GONE = ("message to edit not found", "message can't be edited", "message_id_invalid",
-        "message not found")
+GONE = ("message to edit not found", "message can't be edited", "message_id_invalid", "message not found")
 MAX_TRACKED = 1000  # idle per-card records kept in memory before the oldest are dropped
 
 
@@ -81,12 +80,21 @@ class _Card:
 
 
 class CardNotifier:
-    def __init__(self, bot: Bot, service: AnalysisService, cards: CardStore, events: EventReader, *,
-                 interval_s: float, clock: Callable[[], float] = time.monotonic,
-                 scheduled: ScheduledCards | None = None,
-                 on_admin_event: Callable[[str, str, str], Awaitable[None]] | None = None,
-                 track_lines: Callable[[Gist], list[str]] | None = None,
-                 delivery: Delivery | None = None, card_lock: CardLock | None = None):
+    def __init__(
+        self,
+        bot: Bot,
+        service: AnalysisService,
+        cards: CardStore,
+        events: EventReader,
+        *,
+        interval_s: float,
+        clock: Callable[[], float] = time.monotonic,
+        scheduled: ScheduledCards | None = None,
+        on_admin_event: Callable[[str, str, str], Awaitable[None]] | None = None,
+        track_lines: Callable[[Gist], list[str]] | None = None,
+        delivery: Delivery | None = None,
+        card_lock: CardLock | None = None,
+    ):
         self.bot, self.service, self.cards, self.events = bot, service, cards, events
         self.track_lines = track_lines  # a completed card's track record lines (blocking)
         self.delivery = delivery  # the owner's settings: zone of the card, how notices go out
@@ -130,8 +138,7 @@ class CardNotifier:
             self._note(analysis_id, [])  # catch any change between the render and the save
         return location
 
-    async def show(self, analysis_id: str, chat_id: int | None = None,
-                   message_id: int | None = None) -> None:
+    async def show(self, analysis_id: str, chat_id: int | None = None, message_id: int | None = None) -> None:
         """Bring a card up to date now (after a button press or a command): the message pressed
         on if given, else the live card. Unthrottled; best effort, the events catch up."""
         pressed = CardLocation(chat_id, message_id) if chat_id and message_id else None
@@ -185,8 +192,7 @@ class CardNotifier:
         card.unacked.extend(entry_ids)
         card.dirty = True
         if card.follower is None:
-            card.follower = asyncio.create_task(self._follow(analysis_id, card),
-                                                name=f"card-{analysis_id}")
+            card.follower = asyncio.create_task(self._follow(analysis_id, card), name=f"card-{analysis_id}")
 
     async def _follow(self, analysis_id: str, card: _Card) -> None:
         backoff = 0.5
@@ -203,7 +209,9 @@ class CardNotifier:
                 except (BadRequest, Forbidden) as exc:  # never going to work for this card
                     logger.warning("[%s] card not updated: %s", analysis_id, exc.message)
                 except (NetworkError, RedisError, OSError) as exc:
-                    logger.warning("[%s] card update failed (%s); retrying in %.1fs", analysis_id, exc, backoff)
+                    logger.warning(
+                        "[%s] card update failed (%s); retrying in %.1fs", analysis_id, exc, backoff
+                    )
                     card.unacked[:0], card.dirty = entries, True
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 30)
@@ -214,7 +222,9 @@ class CardNotifier:
                 try:
                     await self.events.ack(entries)
                 except (RedisError, OSError) as exc:
-                    logger.warning("[%s] ack failed (%s); acknowledging with the next update", analysis_id, exc)
+                    logger.warning(
+                        "[%s] ack failed (%s); acknowledging with the next update", analysis_id, exc
+                    )
                     card.unacked[:0] = entries
         finally:
             card.follower = None
@@ -230,9 +240,14 @@ class CardNotifier:
                     await self._put(analysis_id, card, location, location.chat_id, live=True)
                 elif self.scheduled is not None:  # a scheduled run's first card: its schedule's chat
                     chat_id = await asyncio.to_thread(self.scheduled.destination, analysis_id)
-                    if chat_id is not None and await self.scheduled.owner_may_post(self.bot, analysis_id, chat_id):
-                        how = SEND if self.delivery is None else \
-                            await self.delivery.scheduled_card(self.service, analysis_id, chat_id)
+                    if chat_id is not None and await self.scheduled.owner_may_post(
+                        self.bot, analysis_id, chat_id
+                    ):
+                        how = (
+                            SEND
+                            if self.delivery is None
+                            else await self.delivery.scheduled_card(self.service, analysis_id, chat_id)
+                        )
                         if how in (SEND, SILENT):
                             await self._put(analysis_id, card, None, chat_id, live=True, silent=how == SILENT)
             except (Forbidden, BadRequest) as exc:
@@ -244,8 +259,16 @@ class CardNotifier:
                 raise
 
     # --- the one place that talks to Telegram -----------------------------------------------
-    async def _put(self, analysis_id: str, card: _Card, location: CardLocation | None, chat_id: int,
-                   *, live: bool, silent: bool = False) -> CardLocation | None:
+    async def _put(
+        self,
+        analysis_id: str,
+        card: _Card,
+        location: CardLocation | None,
+        chat_id: int,
+        *,
+        live: bool,
+        silent: bool = False,
+    ) -> CardLocation | None:
         """Show the analysis as it is now: edit `location`, or send a new message to `chat_id`
         when there is none (or it can no longer be edited). Call with the card's lock held (`_held`)."""
         while True:
@@ -260,16 +283,20 @@ class CardNotifier:
                 await self.delivery.finished(gist, location.chat_id, zone)
             try:
                 if location is None:
-                    message = await self.bot.send_message(chat_id, text, reply_markup=keyboard,
-                                                          disable_notification=silent)
+                    message = await self.bot.send_message(
+                        chat_id, text, reply_markup=keyboard, disable_notification=silent
+                    )
                     location = CardLocation(chat_id, message.message_id)
                     if live:
                         await self.cards.save(analysis_id, location)
-                elif live and await self._already_shown(analysis_id, card, (location, text, keyboard_key(keyboard))):
+                elif live and await self._already_shown(
+                    analysis_id, card, (location, text, keyboard_key(keyboard))
+                ):
                     return location
                 else:
-                    await self.bot.edit_message_text(text, chat_id=location.chat_id,
-                                                     message_id=location.message_id, reply_markup=keyboard)
+                    await self.bot.edit_message_text(
+                        text, chat_id=location.chat_id, message_id=location.message_id, reply_markup=keyboard
+                    )
             except RetryAfter as exc:
                 wait = retry_after_seconds(exc)
                 logger.info("[%s] Telegram asks to wait %.1fs before the next edit", analysis_id, wait)
@@ -278,8 +305,11 @@ class CardNotifier:
             except BadRequest as exc:
                 description = exc.message.lower()
                 if live and any(gone in description for gone in GONE):
-                    logger.info("[%s] the card can no longer be edited (%s); sending a new one",
-                                analysis_id, exc.message)
+                    logger.info(
+                        "[%s] the card can no longer be edited (%s); sending a new one",
+                        analysis_id,
+                        exc.message,
+                    )
                     location = None
                     continue
                 if NOT_MODIFIED not in description:

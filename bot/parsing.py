@@ -1,9 +1,9 @@
 """Command arguments into what the config factory and the service take, or a clear `UsageError`.
 
-    /rank markets=20 timeframe=4h top=5 target=0.85 prompt="strong trends, low volatility"
-    /rank symbols=BTC/USDT,ETH/USDT,SOL/USDT top=2
-    /entry <prompt>
-    /exit <symbol,symbol,...> [prompt]
+/rank markets=20 timeframe=4h top=5 target=0.85 prompt="strong trends, low volatility"
+/rank symbols=BTC/USDT,ETH/USDT,SOL/USDT top=2
+/entry <prompt>
+/exit <symbol,symbol,...> [prompt]
 """
 
 import re

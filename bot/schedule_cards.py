@@ -55,21 +55,29 @@ class ScheduledCards:
 
     async def _pause_and_tell(self, bot: Bot, gist: Gist, chat_id: int, problem: str) -> None:
         await asyncio.to_thread(self.schedules.pause, gist.schedule, f"{problem} (chat {chat_id})")
-        logger.info("[%s] not posted in chat %s: schedule %s paused (%s)", gist.id, chat_id, gist.schedule,
-                    problem)
+        logger.info(
+            "[%s] not posted in chat %s: schedule %s paused (%s)", gist.id, chat_id, gist.schedule, problem
+        )
         try:
-            await bot.send_message(int(gist.owner), (
-                f"Schedule <code>{gist.schedule}</code> is paused and posts nothing more in chat "
-                f"{chat_id}: {problem}. Resume it with /schedule resume {gist.schedule} once that "
-                f"changes, or remove it with /unschedule {gist.schedule}."))
+            await bot.send_message(
+                int(gist.owner),
+                (
+                    f"Schedule <code>{gist.schedule}</code> is paused and posts nothing more in chat "
+                    f"{chat_id}: {problem}. Resume it with /schedule resume {gist.schedule} once that "
+                    f"changes, or remove it with /unschedule {gist.schedule}."
+                ),
+            )
         except TelegramError as err:
             logger.info("owner %s of schedule %s not told (%s)", gist.owner, gist.schedule, err)
 
     async def chat_blocked(self, gist: Gist, description: str) -> None:
         """Telegram refused to post this run's card (Forbidden): pause its schedule."""
         if gist.schedule:
-            await asyncio.to_thread(self.schedules.pause, gist.schedule,
-                                    f"the bot may not post in the schedule's chat ({description})")
+            await asyncio.to_thread(
+                self.schedules.pause,
+                gist.schedule,
+                f"the bot may not post in the schedule's chat ({description})",
+            )
 
 
 async def cannot_post(bot: Bot, chat_id: int) -> str | None:

@@ -12,13 +12,20 @@ from telegram.ext import ContextTypes
 from analysis.schedules.model import PAUSED
 from analysis.service import Actor
 from bot import callbacks, export_handlers, schedule_views, views
-from bot.guards import (TRADER, TRADER_OR_GROUP_ADMIN, admin_of_this_group, guarded, log_refusal,
-                        parse_press, shown_callback_data)
+from bot.guards import (
+    TRADER,
+    TRADER_OR_GROUP_ADMIN,
+    admin_of_this_group,
+    guarded,
+    log_refusal,
+    parse_press,
+    shown_callback_data,
+)
 from bot.notifier import NOT_MODIFIED
 from bot.parsing import UsageError, command_text, parse_schedule_args, schedule_id_arg
 from bot.schedule_cards import cannot_post
-from bot.settings_parsing import take_zone_option
 from bot.services import services
+from bot.settings_parsing import take_zone_option
 
 logger = logging.getLogger(__name__)
 RESUME_WORD = "resume"  # /schedule resume <id>: no interval is spelt so
@@ -45,8 +52,9 @@ async def schedule(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     every, notify, options = parse_schedule_args(text)
     actor = s.access.actor(update.effective_user)
     zone = await s.delivery.zone(actor.user_id) if zone.lower() == "local" else zone
-    created = await asyncio.to_thread(s.schedules.add, every, options, actor,
-                                      chat_id=update.effective_chat.id, notify=notify, zone=zone)
+    created = await asyncio.to_thread(
+        s.schedules.add, every, options, actor, chat_id=update.effective_chat.id, notify=notify, zone=zone
+    )
     await update.effective_message.reply_text(schedule_views.added(created))
     if export is not None:
         await export_handlers.export_command(update, context, f"{created.id} {export}")
@@ -69,8 +77,9 @@ async def schedules(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await update.effective_message.reply_text(text, reply_markup=keyboard)
 
 
-async def listing(update: Update, context: ContextTypes.DEFAULT_TYPE, everyone: bool,
-                  owner: str | None = None):
+async def listing(
+    update: Update, context: ContextTypes.DEFAULT_TYPE, everyone: bool, owner: str | None = None
+):
     """(text, keyboard) of the schedules the user may see; with `owner`, that user's own list (the
     list an admin pressed a button under)."""
     s = services(context)
@@ -78,8 +87,10 @@ async def listing(update: Update, context: ContextTypes.DEFAULT_TYPE, everyone: 
     found = await asyncio.to_thread(s.schedules.list, actor, everyone=everyone)
     next_runs = await asyncio.to_thread(s.schedules.next_runs, found)
     zone = await s.delivery.zone(str(update.effective_user.id))  # the viewer's
-    return (schedule_views.schedules_text(found, next_runs, everyone, zone=zone),
-            schedule_views.schedules_keyboard(found, everyone))
+    return (
+        schedule_views.schedules_text(found, next_runs, everyone, zone=zone),
+        schedule_views.schedules_keyboard(found, everyone),
+    )
 
 
 @guarded(TRADER_OR_GROUP_ADMIN)
@@ -89,8 +100,9 @@ async def unschedule(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     s = services(context)
     schedule_id = schedule_id_arg(command_text(update.effective_message.text))
     group = await admin_of_this_group(update, context)  # its admins may remove what posts there
-    gone = await asyncio.to_thread(s.schedules.remove, schedule_id, s.access.actor(update.effective_user),
-                                   chat_admin_of=group)
+    gone = await asyncio.to_thread(
+        s.schedules.remove, schedule_id, s.access.actor(update.effective_user), chat_admin_of=group
+    )
     await update.effective_message.reply_text(schedule_views.removed(gone))
 
 
@@ -111,8 +123,10 @@ async def resume(update: Update, context: ContextTypes.DEFAULT_TYPE, schedule_id
     if found.state == PAUSED and found.chat_id is not None:
         refused = await cannot_post(context.bot, found.chat_id)
         if refused:
-            return (f"Schedule {found.id} stays paused: the bot still may not post in its chat ({refused}).",
-                    found.owner)
+            return (
+                f"Schedule {found.id} stays paused: the bot still may not post in its chat ({refused}).",
+                found.owner,
+            )
     result = await asyncio.to_thread(s.schedules.resume, found.id, actor)
     next_runs = await asyncio.to_thread(s.schedules.next_runs, [result.schedule])
     zone = await s.delivery.zone(actor.user_id)
@@ -134,8 +148,7 @@ async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await query.answer(answer)
     if isinstance(query.message, Message):
         # A list of one user's schedules stays that user's list, whoever (an admin) pressed.
-        text, keyboard = await listing(update, context, press.everyone,
-                                       None if press.everyone else owner)
+        text, keyboard = await listing(update, context, press.everyone, None if press.everyone else owner)
         try:
             await query.edit_message_text(text, reply_markup=keyboard)
         except BadRequest as err:  # a second tap: the list already shows it
@@ -143,8 +156,9 @@ async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
                 raise
 
 
-async def refused_press(update: Update, context: ContextTypes.DEFAULT_TYPE,
-                        press: callbacks.SchedulePress) -> bool:
+async def refused_press(
+    update: Update, context: ContextTypes.DEFAULT_TYPE, press: callbacks.SchedulePress
+) -> bool:
     """Refuse (logged, answered) a press on a message that does not show that button, or under
     an admin's list by someone who is not an admin."""
     query = update.callback_query
@@ -158,4 +172,3 @@ async def refused_press(update: Update, context: ContextTypes.DEFAULT_TYPE,
         await query.answer(schedule_views.ADMINS_LIST)
         return True
     return False
-

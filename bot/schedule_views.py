@@ -8,8 +8,8 @@ from html import escape
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from analysis.local_time import shown_time
-from analysis.schedules.service import ResumeResult
 from analysis.schedules.model import ACTIVE, PAUSED, Schedule
+from analysis.schedules.service import ResumeResult
 from bot import callbacks
 
 MAX_BUTTONS = 20
@@ -23,34 +23,57 @@ def utc(ts: float | None, zone: str = "UTC") -> str:
 
 
 def added(schedule: Schedule) -> str:
-    first = ("The first run starts now." if schedule.every.interval_s
-             else f"The first run is at the next matching minute ({escape(schedule.every.zone or 'UTC')}).")
-    posts = ("Runs whose top changed are posted here." if schedule.notify == "changes"
-             else "Each run is posted here.")
-    return (f"Scheduled <code>{escape(schedule.id)}</code>: every {escape(schedule.every.text)} "
-            f"({escape(schedule.every.zone or 'UTC')}) · "
-            f"{escape(schedule.summary)}.\n{first} {posts} Each card says what changed since the "
-            f"previous run.\nSee /schedules; stop it with /unschedule {escape(schedule.id)}.")
+    first = (
+        "The first run starts now."
+        if schedule.every.interval_s
+        else f"The first run is at the next matching minute ({escape(schedule.every.zone or 'UTC')})."
+    )
+    posts = (
+        "Runs whose top changed are posted here."
+        if schedule.notify == "changes"
+        else "Each run is posted here."
+    )
+    return (
+        f"Scheduled <code>{escape(schedule.id)}</code>: every {escape(schedule.every.text)} "
+        f"({escape(schedule.every.zone or 'UTC')}) · "
+        f"{escape(schedule.summary)}.\n{first} {posts} Each card says what changed since the "
+        f"previous run.\nSee /schedules; stop it with /unschedule {escape(schedule.id)}."
+    )
 
 
 def removed(schedule: Schedule) -> str:
     return f"Removed schedule <code>{escape(schedule.id)}</code> (every {escape(schedule.every.text)})."
 
 
-def schedules_text(schedules: list[Schedule], next_runs: dict[str, float], everyone: bool,
-                   heading: str | None = None, zone: str = "UTC") -> str:
+def schedules_text(
+    schedules: list[Schedule],
+    next_runs: dict[str, float],
+    everyone: bool,
+    heading: str | None = None,
+    zone: str = "UTC",
+) -> str:
     if not schedules:
-        return ("No schedules." if everyone else
-                "You have no schedules. Add one with /schedule 4h markets=30 top=10 (times in UTC).")
-    lines = [f"<b>{heading or ('All schedules' if everyone else 'Your schedules')}</b> (times in {escape(zone)})"]
+        return (
+            "No schedules."
+            if everyone
+            else "You have no schedules. Add one with /schedule 4h markets=30 top=10 (times in UTC)."
+        )
+    lines = [
+        f"<b>{heading or ('All schedules' if everyone else 'Your schedules')}</b> (times in {escape(zone)})"
+    ]
     for s in schedules:
         owner = f" · owner {escape(s.owner)}" if everyone else ""
-        when = (f"next {utc(next_runs.get(s.id), zone)}" if s.state == ACTIVE
-                else f"⏸ paused: {escape(s.reason[:200])}")
+        when = (
+            f"next {utc(next_runs.get(s.id), zone)}"
+            if s.state == ACTIVE
+            else f"⏸ paused: {escape(s.reason[:200])}"
+        )
         last = f" · last <code>{escape(s.last_analysis)}</code>" if s.last_analysis else ""
         notify = " · only changes" if s.notify == "changes" else ""
-        lines.append(f"<code>{escape(s.id)}</code> every {escape(s.every.shown())} · {escape(s.summary)}"
-                     f"{notify}{owner}\n   {when} · {s.runs} runs{last}")
+        lines.append(
+            f"<code>{escape(s.id)}</code> every {escape(s.every.shown())} · {escape(s.summary)}"
+            f"{notify}{owner}\n   {when} · {s.runs} runs{last}"
+        )
         if s.note and s.state == ACTIVE:
             lines.append(f"   note: {escape(s.note[:200])}")
     if any(s.state == PAUSED for s in schedules):
@@ -62,12 +85,16 @@ def schedules_text(schedules: list[Schedule], next_runs: dict[str, float], every
 
 def schedules_keyboard(schedules: list[Schedule], everyone: bool) -> InlineKeyboardMarkup | None:
     """Remove under each schedule, with Resume beside it under a paused one."""
+
     def button(action: str, label: str, schedule: Schedule) -> InlineKeyboardButton:
         data = callbacks.encode_schedule(action, schedule.id, everyone)
         return InlineKeyboardButton(f"{label} {schedule.id}", callback_data=data)
 
-    rows = [([button(callbacks.RESUME, "Resume", s)] if s.state == PAUSED else [])
-            + [button(callbacks.REMOVE, "Remove", s)] for s in schedules[:MAX_BUTTONS]]
+    rows = [
+        ([button(callbacks.RESUME, "Resume", s)] if s.state == PAUSED else [])
+        + [button(callbacks.REMOVE, "Remove", s)]
+        for s in schedules[:MAX_BUTTONS]
+    ]
     return InlineKeyboardMarkup(rows) if rows else None
 
 
@@ -117,5 +144,7 @@ def group_schedules_text(schedules: list[Schedule], next_runs: dict[str, float])
     there, to remove with /unschedule <id>."""
     if not schedules:
         return "No schedule posts in this group."
-    return (schedules_text(schedules, next_runs, True, heading=GROUP_HEADING)
-            + "\nAs an admin of this group you may remove any of them with /unschedule &lt;id&gt;.")
+    return (
+        schedules_text(schedules, next_runs, True, heading=GROUP_HEADING)
+        + "\nAs an admin of this group you may remove any of them with /unschedule &lt;id&gt;."
+    )

@@ -76,36 +76,74 @@ class BotServices:
     @classmethod
     def build(cls, settings: Settings, bot: Bot) -> BotServices:
         core = celery_services(settings)
-        runtime, service, schedules, factory, ops = (core.runtime, core.service, core.schedules,
-                                                     core.factory, core.ops)
+        runtime, service, schedules, factory, ops = (
+            core.runtime,
+            core.service,
+            core.schedules,
+            core.factory,
+            core.ops,
+        )
         async_redis = async_redis_client(settings, decode_responses=True, health_check_interval=30)
         # One consumer group per bot (its id is the token's prefix): each bot sees every event.
         # On webhooks each instance is its own consumer of it (each event goes to one instance)
         # and takes over what a dead instance left; cards are locked across instances.
         several = settings.telegram_webhook_url is not None
-        events = service.events(async_redis, group=f"bot:{bot.id}", consumer=consumer_name(settings),
-                                claim_idle_ms=int(settings.events_claim_idle_s * 1000) if several else None)
+        events = service.events(
+            async_redis,
+            group=f"bot:{bot.id}",
+            consumer=consumer_name(settings),
+            claim_idle_ms=int(settings.events_claim_idle_s * 1000) if several else None,
+        )
         cards = CardStore(async_redis, runtime.keys, settings.gist_ttl_s)
         user_settings = core.user_settings()
-        delivery = Delivery(bot, user_settings, cards, interval_s=settings.quiet_check_interval_s,
-                            schedules=schedules)
-        alerts = AdminAlerts(bot, settings.admin_user_ids,
-                             AlertBook(async_redis, runtime.keys, settings.alert_throttle_s),
-                             core.health,
-                             interval_s=settings.health_check_interval_s, delivery=delivery)
+        delivery = Delivery(
+            bot, user_settings, cards, interval_s=settings.quiet_check_interval_s, schedules=schedules
+        )
+        alerts = AdminAlerts(
+            bot,
+            settings.admin_user_ids,
+            AlertBook(async_redis, runtime.keys, settings.alert_throttle_s),
+            core.health,
+            interval_s=settings.health_check_interval_s,
+            delivery=delivery,
+        )
         track = core.track()
-        charts = ChartCache(runtime.redis, runtime.keys, ttl_s=settings.chart_cache_ttl_s,
-                            presses_per_minute=settings.chart_presses_per_minute)
-        notifier = CardNotifier(bot, service, cards, events, interval_s=settings.card_edit_interval_s,
-                                scheduled=ScheduledCards(schedules), on_admin_event=alerts.analysis_event,
-                                track_lines=track.card_lines, delivery=delivery,
-                                card_lock=CardLock(async_redis, runtime.keys) if several else None)
-        return cls(settings=settings, access=Access(settings.allowed_user_ids, settings.admin_user_ids),
-                   service=service, schedules=schedules, factory=factory,
-                   notifier=notifier, ops=ops, async_redis=async_redis, alerts=alerts,
-                   ledger=UpdateLedger(async_redis, runtime.keys, bot.id), keys=runtime.keys,
-                   health=core.health, charts=charts, track=track, user_settings=user_settings,
-                   delivery=delivery)
+        charts = ChartCache(
+            runtime.redis,
+            runtime.keys,
+            ttl_s=settings.chart_cache_ttl_s,
+            presses_per_minute=settings.chart_presses_per_minute,
+        )
+        notifier = CardNotifier(
+            bot,
+            service,
+            cards,
+            events,
+            interval_s=settings.card_edit_interval_s,
+            scheduled=ScheduledCards(schedules),
+            on_admin_event=alerts.analysis_event,
+            track_lines=track.card_lines,
+            delivery=delivery,
+            card_lock=CardLock(async_redis, runtime.keys) if several else None,
+        )
+        return cls(
+            settings=settings,
+            access=Access(settings.allowed_user_ids, settings.admin_user_ids),
+            service=service,
+            schedules=schedules,
+            factory=factory,
+            notifier=notifier,
+            ops=ops,
+            async_redis=async_redis,
+            alerts=alerts,
+            ledger=UpdateLedger(async_redis, runtime.keys, bot.id),
+            keys=runtime.keys,
+            health=core.health,
+            charts=charts,
+            track=track,
+            user_settings=user_settings,
+            delivery=delivery,
+        )
 
     async def close(self) -> None:
         await self.async_redis.aclose()

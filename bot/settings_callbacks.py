@@ -19,7 +19,8 @@ MODE, QUIET_OFF, ZONE_UTC = "m", "q", "z"
 _PATTERN = re.compile(
     rf"^{VERSION}:(?:{MODE}:(?P<user>[1-9][0-9]{{0,15}}):(?P<kind>{'|'.join(KINDS)}):(?P<mode>{'|'.join(MODES)})"
     rf"|{QUIET_OFF}:(?P<quiet_user>[1-9][0-9]{{0,15}}):off"
-    rf"|{ZONE_UTC}:(?P<zone_user>[1-9][0-9]{{0,15}}):utc)$")
+    rf"|{ZONE_UTC}:(?P<zone_user>[1-9][0-9]{{0,15}}):utc)$"
+)
 
 
 @dataclass(frozen=True)

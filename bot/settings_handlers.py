@@ -13,16 +13,17 @@ from telegram.ext import ContextTypes
 from bot import settings_callbacks, settings_views, views
 from bot.guards import TRADER, guarded, log_refusal, parse_press, shown_callback_data
 from bot.notifier import NOT_MODIFIED
+from bot.parsing import command_text
 from bot.services import services
 from bot.settings_parsing import parse_settings_args
-from bot.parsing import command_text
 
 logger = logging.getLogger(__name__)
 
 
 @guarded(TRADER)
 async def settings_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """/settings [tz=Europe/Berlin] [quiet=23:00-07:00|off] [finished=on|silent|off ...]: show or change yours."""
+    """/settings [tz=Europe/Berlin] [quiet=23:00-07:00|off] [finished=on|silent|off ...]: show or change
+    yours."""
     s, actor = services(context), services(context).access.actor(update.effective_user)
     changes = parse_settings_args(command_text(update.effective_message.text))
     if changes:
@@ -32,7 +33,8 @@ async def settings_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -
         current = await asyncio.to_thread(s.user_settings.get, actor.user_id, actor)
     await update.effective_message.reply_text(
         settings_views.settings_text(current, s.user_settings.clock(), actor.is_admin),
-        reply_markup=settings_views.settings_keyboard(current, actor.is_admin))
+        reply_markup=settings_views.settings_keyboard(current, actor.is_admin),
+    )
 
 
 @guarded(TRADER)
@@ -48,9 +50,11 @@ async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await query.answer(views.STALE_BUTTON)
         return
     actor = s.access.actor(update.effective_user)
-    changes: dict[str, dict[str, Any]] = {settings_callbacks.MODE: {"modes": {press.kind: press.mode}},
-                                          settings_callbacks.QUIET_OFF: {"quiet": "off"},
-                                          settings_callbacks.ZONE_UTC: {"zone": "UTC"}}
+    changes: dict[str, dict[str, Any]] = {
+        settings_callbacks.MODE: {"modes": {press.kind: press.mode}},
+        settings_callbacks.QUIET_OFF: {"quiet": "off"},
+        settings_callbacks.ZONE_UTC: {"zone": "UTC"},
+    }
     change = changes[press.action]
     current = await asyncio.to_thread(lambda: s.user_settings.change(press.user, actor, **change))
     logger.info("settings of user %s changed by a button: %s", actor.user_id, press.action)
@@ -59,7 +63,8 @@ async def button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         try:
             await query.edit_message_text(
                 settings_views.settings_text(current, s.user_settings.clock(), actor.is_admin),
-                reply_markup=settings_views.settings_keyboard(current, actor.is_admin))
+                reply_markup=settings_views.settings_keyboard(current, actor.is_admin),
+            )
         except BadRequest as err:  # a second tap: the message already shows it
             if NOT_MODIFIED not in err.message.lower():
                 raise

@@ -1,7 +1,7 @@
 """Arguments of /settings, and the `tz=` option of /schedule, into what the services take.
 
-    /settings tz=Europe/Berlin quiet=23:00-07:00 finished=silent schedule_changes=off
-    /schedule cron="0 9 * * *" tz=local top=5       (local: the zone /settings holds)
+/settings tz=Europe/Berlin quiet=23:00-07:00 finished=silent schedule_changes=off
+/schedule cron="0 9 * * *" tz=local top=5       (local: the zone /settings holds)
 """
 
 import shlex
@@ -22,8 +22,10 @@ def parse_settings_args(text: str) -> dict:
         key, sep, value = word.partition("=")
         key = key.strip().lower()
         if not sep or not key:
-            raise UsageError(f"{quoted(word)} is not key=value; for example: /settings tz=Europe/Berlin "
-                             f"quiet=23:00-07:00 finished=silent")
+            raise UsageError(
+                f"{quoted(word)} is not key=value; for example: /settings tz=Europe/Berlin "
+                f"quiet=23:00-07:00 finished=silent"
+            )
         if key not in SETTINGS_KEYS:
             raise UsageError(f"unknown setting {quoted(key)}: use {', '.join(SETTINGS_KEYS)}")
         if key in changes or key in modes or (key == "tz" and "zone" in changes):

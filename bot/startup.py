@@ -17,8 +17,9 @@ FIRST_DELAY_S = 1.0
 MAX_DELAY_S = 60.0
 
 
-async def wait_for_bot_api(bot: Bot, server: str,
-                           sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+async def wait_for_bot_api(
+    bot: Bot, server: str, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+) -> None:
     """Initialize `bot` (its getMe), retrying while the server cannot be reached: 1, 2, 4 ... up
     to 60 s apart, for as long as it takes. A rejected token is not retried (InvalidToken)."""
     delay = FIRST_DELAY_S
@@ -29,7 +30,11 @@ async def wait_for_bot_api(bot: Bot, server: str,
         except InvalidToken:
             raise
         except NetworkError as exc:  # TimedOut is one too
-            logger.warning("the Bot API server at %s cannot be reached (%s); retrying in %.0f s",
-                           server, first_line(exc), delay)
+            logger.warning(
+                "the Bot API server at %s cannot be reached (%s); retrying in %.0f s",
+                server,
+                first_line(exc),
+                delay,
+            )
         await sleep(delay)
         delay = min(delay * 2, MAX_DELAY_S)

@@ -33,8 +33,12 @@ def track_chart_png(track: GroupTrack) -> bytes:
     path_ax.set_ylabel(f"cumulative excess over the universe, % ({h} bar{'s' if h > 1 else ''} ahead)")
     path_ax.legend(loc="upper left", fontsize="small")
     ic = series["ic"]
-    ic_ax.bar(when, ic, color=["#2e7d32" if v >= 0 else "#c62828" for v in ic],
-              width=0.8 * (max(when) - min(when)) / max(len(when), 1) if len(when) > 1 else 0.02)
+    ic_ax.bar(
+        when,
+        ic,
+        color=["#2e7d32" if v >= 0 else "#c62828" for v in ic],
+        width=0.8 * (max(when) - min(when)) / max(len(when), 1) if len(when) > 1 else 0.02,
+    )
     ic_ax.axhline(0, color="#555", linewidth=0.8)
     ic_ax.set_ylabel("rank IC per pick")
     figure.suptitle(f"Track record: {track.title} · {track.records} picks", fontsize="medium")

@@ -20,9 +20,10 @@ async def track(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     strategy, timeframe = parse_filters(command_text(update.effective_message.text).split())
     tracks = await asyncio.to_thread(s.track.tracks, strategy, timeframe)
     await update.effective_message.reply_text(track_views.tracks_text(tracks, strategy, timeframe))
-    charted = next((t for t in tracks[:track_views.MAX_GROUPS] if t.series), None)
+    charted = next((t for t in tracks[: track_views.MAX_GROUPS] if t.series), None)
     if charted is not None:
         png = await asyncio.to_thread(track_chart_png, charted)
         horizon = chart_horizon(charted) or 1
-        await context.bot.send_photo(update.effective_chat.id, photo=png,
-                                     caption=track_views.track_caption(charted, horizon))
+        await context.bot.send_photo(
+            update.effective_chat.id, photo=png, caption=track_views.track_caption(charted, horizon)
+        )

@@ -17,5 +17,6 @@ class UpdateLedger:
 
     async def first_delivery(self, update_id: int) -> bool:
         """True the first time this update is seen, False on any later delivery."""
-        return bool(await self.redis.set(self.keys.update(self.bot_id, update_id), 1,
-                                         nx=True, ex=LEDGER_TTL_S))
+        return bool(
+            await self.redis.set(self.keys.update(self.bot_id, update_id), 1, nx=True, ex=LEDGER_TTL_S)
+        )

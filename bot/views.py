@@ -20,8 +20,10 @@ BAR_CELLS = 10
 MAX_ROWS = 25  # ranked markets shown on a card; the chart and /status --json have them all
 STALE_BUTTON = "This button is no longer valid."
 NOT_ADMIN = "Sorry, that command is for admins."
-POST_AS_YOURSELF = ("Sorry — you are posting anonymously (as the group or a channel), and Telegram "
-                    "shows every anonymous admin as the same account: post as yourself to use this bot.")
+POST_AS_YOURSELF = (
+    "Sorry — you are posting anonymously (as the group or a channel), and Telegram "
+    "shows every anonymous admin as the same account: post as yourself to use this bot."
+)
 TITLES = {"rank": "Ranking", "entry": "Entry analysis", "exit": "Exit analysis"}
 
 TRADER_COMMANDS = [
@@ -69,8 +71,10 @@ def card_text(gist: Gist, changes: dict | None = None, zone: str = "UTC") -> str
     for a scheduled run, what changed since the schedule's previous run (`changes`). Times are in
     `zone` (the analysis owner's: a card lives in one chat) with their UTC offset."""
     title = TITLES.get(gist.config.kind, "Analysis")
-    lines = [f"<b>{title} {escape(gist.short_id)}</b> · {status_word(gist.status)}",
-             escape(gist.config.summary())]
+    lines = [
+        f"<b>{title} {escape(gist.short_id)}</b> · {status_word(gist.status)}",
+        escape(gist.config.summary()),
+    ]
     if gist.demo:
         lines.append("⚠️ DEMO DATA: synthetic markets, not real prices")
     else:
@@ -103,6 +107,7 @@ def card_text(gist: Gist, changes: dict | None = None, zone: str = "UTC") -> str
 def card_keyboard(gist: Gist) -> InlineKeyboardMarkup:
     """Buttons that fit the state: running — Pause, Cancel; paused — Resume, Cancel;
     completed — Refine, Chart, Why; always Refresh."""
+
     def button(label: str, action: str, generation: int | None = None) -> InlineKeyboardButton:
         return InlineKeyboardButton(label, callback_data=callbacks.encode(action, gist.id, generation))
 
@@ -119,13 +124,14 @@ def card_keyboard(gist: Gist) -> InlineKeyboardMarkup:
 
 def chart_caption(gist: Gist) -> str:
     demo = " · DEMO DATA" if gist.demo else f" · {escape(gist.source_label())}"
-    return (f"{TITLES.get(gist.config.kind, 'Analysis')} {escape(gist.short_id)}: top "
-            f"{len(gist.result)} · confidence {gist.confidence:.2f} / {gist.target:.2f}{demo}")
+    return (
+        f"{TITLES.get(gist.config.kind, 'Analysis')} {escape(gist.short_id)}: top "
+        f"{len(gist.result)} · confidence {gist.confidence:.2f} / {gist.target:.2f}{demo}"
+    )
 
 
 def chart_wait(per_minute: int, wait_s: int) -> str:
-    return (f"That is {per_minute} charts this minute, as many as I send; please try again in "
-            f"{wait_s} s.")
+    return f"That is {per_minute} charts this minute, as many as I send; please try again in {wait_s} s."
 
 
 def not_allowed_user(user_id: int | None) -> str:
@@ -134,35 +140,43 @@ def not_allowed_user(user_id: int | None) -> str:
 
 # --- replies -----------------------------------------------------------------------------------
 def start_text(first_name: str) -> str:
-    return (f"Hi {escape(first_name)}! I rank crypto markets in the background and keep a status "
-            f"card up to date while I work.\n\nTry /rank markets=20 top=5, or see /help.")
+    return (
+        f"Hi {escape(first_name)}! I rank crypto markets in the background and keep a status "
+        f"card up to date while I work.\n\nTry /rank markets=20 top=5, or see /help."
+    )
 
 
 def help_text(is_admin: bool) -> str:
-    lines = ["<b>Start an analysis</b>",
-             "/rank [markets=N | symbols=A/USDT,B/USDT] [timeframe=1h] [top=K] [strategy=score|llm] "
-             '[target=0.8] [prompt="..."]',
-             "/entry &lt;what you look for&gt; — best long entries",
-             "/exit &lt;A/USDT,B/USDT&gt; [note] — which holding to exit first",
-             "", "<b>Follow and steer</b>",
-             "/list — your analyses",
-             "/status, /pause, /resume, /refine, /cancel &lt;id&gt; — or use the card's buttons",
-             "/why &lt;id&gt; [SYMBOL] — why each market ranks where it does, and what its data was like",
-             "Refine raises the target confidence by 0.05: a score ranking then shows the steadiest "
-             "top K of the last candles, an llm ranking asks the judge more comparisons.",
-             "", "<b>On a schedule</b> (times in UTC)",
-             "/schedule &lt;15m|1h|4h|12h|1d|cron=\"0 */4 * * *\"&gt; [the options of /rank] "
-             "[notify=changes] — run it again and again; each card says what changed",
-             "/schedules — yours, with Remove buttons and Resume for a paused one (admins: /schedules all)",
-             "/schedule resume &lt;id&gt; — resume a paused one; /unschedule &lt;id&gt; — remove one",
-             "/schedule export &lt;id&gt; [off] — its top K for freqtrade (a URL and a token; "
-             "or export=freqtrade when you make it)",
-             "", "<b>Track record</b>",
-             "/track [score|llm] [1h] — did past top K picks beat the universe? IC, excess, hit "
-             "rate per horizon beside the volume, momentum and random baselines, and a chart",
-             "", "<b>Your settings</b>",
-             "/settings — time zone, quiet hours, each kind of message on / silent / off "
-             "(cron lines in your zone: /schedule cron=\"0 9 * * *\" tz=local)"]
+    lines = [
+        "<b>Start an analysis</b>",
+        "/rank [markets=N | symbols=A/USDT,B/USDT] [timeframe=1h] [top=K] [strategy=score|llm] "
+        '[target=0.8] [prompt="..."]',
+        "/entry &lt;what you look for&gt; — best long entries",
+        "/exit &lt;A/USDT,B/USDT&gt; [note] — which holding to exit first",
+        "",
+        "<b>Follow and steer</b>",
+        "/list — your analyses",
+        "/status, /pause, /resume, /refine, /cancel &lt;id&gt; — or use the card's buttons",
+        "/why &lt;id&gt; [SYMBOL] — why each market ranks where it does, and what its data was like",
+        "Refine raises the target confidence by 0.05: a score ranking then shows the steadiest "
+        "top K of the last candles, an llm ranking asks the judge more comparisons.",
+        "",
+        "<b>On a schedule</b> (times in UTC)",
+        '/schedule &lt;15m|1h|4h|12h|1d|cron="0 */4 * * *"&gt; [the options of /rank] '
+        "[notify=changes] — run it again and again; each card says what changed",
+        "/schedules — yours, with Remove buttons and Resume for a paused one (admins: /schedules all)",
+        "/schedule resume &lt;id&gt; — resume a paused one; /unschedule &lt;id&gt; — remove one",
+        "/schedule export &lt;id&gt; [off] — its top K for freqtrade (a URL and a token; "
+        "or export=freqtrade when you make it)",
+        "",
+        "<b>Track record</b>",
+        "/track [score|llm] [1h] — did past top K picks beat the universe? IC, excess, hit "
+        "rate per horizon beside the volume, momentum and random baselines, and a chart",
+        "",
+        "<b>Your settings</b>",
+        "/settings — time zone, quiet hours, each kind of message on / silent / off "
+        '(cron lines in your zone: /schedule cron="0 9 * * *" tz=local)',
+    ]
     if is_admin:
         lines += ["", "<b>Admin</b>"] + [f"/{c.command} — {escape(c.description)}" for c in ADMIN_COMMANDS]
     return "\n".join(lines)
@@ -196,8 +210,10 @@ def analyses_list(gists: list[Gist]) -> str:
     lines = ["<b>Your analyses</b>"]
     for gist in gists:
         demo = " · demo" if gist.demo else ""
-        lines.append(f"<code>{escape(gist.short_id)}</code> {status_word(gist.status)} "
-                     f"{gist.progress:.0%} · {escape(gist.config.summary())}{demo}")
+        lines.append(
+            f"<code>{escape(gist.short_id)}</code> {status_word(gist.status)} "
+            f"{gist.progress:.0%} · {escape(gist.config.summary())}{demo}"
+        )
     lines.append("\nShow one with /status &lt;id&gt;.")
     return "\n".join(lines)
 
@@ -208,8 +224,10 @@ def stuck_list(gists: list[Gist]) -> str:
         return "Nothing is stuck."
     lines = [f"<b>{len(gists)} stuck</b>"]
     for gist in gists:
-        lines.append(f"<code>{escape(gist.id)}</code> {status_word(gist.status)} · step {gist.seq} · "
-                     f"owner {escape(gist.owner)} · {escape(gist.reason or 'no recent progress')}")
+        lines.append(
+            f"<code>{escape(gist.id)}</code> {status_word(gist.status)} · step {gist.seq} · "
+            f"owner {escape(gist.owner)} · {escape(gist.reason or 'no recent progress')}"
+        )
     lines.append("\nRestart one with /force_resume &lt;id&gt;.")
     return "\n".join(lines)
 
@@ -217,7 +235,9 @@ def stuck_list(gists: list[Gist]) -> str:
 def queues_text(depths: dict, overview: Counter) -> str:
     lines = ["<b>Queues</b>"]
     for name, depth in depths.items():
-        lines.append(f"{escape(name)}: {depth.queued} queued · {depth.unacked} delivered, not yet acknowledged")
+        lines.append(
+            f"{escape(name)}: {depth.queued} queued · {depth.unacked} delivered, not yet acknowledged"
+        )
     lines += ["", "<b>Live analyses by status</b>"]
     order = [s.value for s in Status]
     counts = [f"{status_word(Status(s))}: {overview[s]}" for s in order if overview.get(s)]
@@ -242,6 +262,8 @@ def failures_text(rows: list[dict], zone: str = "UTC") -> str:
     lines = ["<b>Recent failures</b>"]
     for row in rows:
         at = shown_time(float(row.get("at", 0)), zone, "%m-%d %H:%M:%S")
-        lines.append(f"{at} <code>{escape(str(row.get('id', '?')))}</code> step {escape(str(row.get('seq', '?')))}: "
-                     f"{escape(str(row.get('reason', ''))[:200])}")
+        lines.append(
+            f"{at} <code>{escape(str(row.get('id', '?')))}</code> step {escape(str(row.get('seq', '?')))}: "
+            f"{escape(str(row.get('reason', ''))[:200])}"
+        )
     return "\n".join(lines)

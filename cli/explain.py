@@ -11,8 +11,11 @@ from analysis.service import Actor, AnalysisService
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    explain = sub.add_parser("explain", help="why each ranked market ranks where it does, and the "
-                             "data quality (one market in full with SYMBOL)")
+    explain = sub.add_parser(
+        "explain",
+        help="why each ranked market ranks where it does, and the "
+        "data quality (one market in full with SYMBOL)",
+    )
     explain.add_argument("id")
     explain.add_argument("symbol", nargs="?", help="one market of the ranking, e.g. BTC/USDT")
     explain.add_argument("--json", action="store_true")

@@ -12,8 +12,8 @@ import redis
 from redis.sentinel import MasterNotFoundError
 
 from analysis.config_factory import PUBLIC_STRATEGIES, RankingConfigFactory
-from analysis.markets.base import TIMEFRAMES
 from analysis.errors import AnalysisError, InvalidConfig, first_line
+from analysis.markets.base import TIMEFRAMES
 from analysis.models import Gist
 from analysis.redaction import url_without_password
 from analysis.service import Actor, AnalysisService
@@ -67,11 +67,13 @@ def positive_int(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     formatter = argparse.RawDescriptionHelpFormatter
-    parser = OneLineParser(prog="marketrank", description=__doc__, epilog=EXIT_CODES,
-                           formatter_class=formatter)
+    parser = OneLineParser(
+        prog="marketrank", description=__doc__, epilog=EXIT_CODES, formatter_class=formatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    start = sub.add_parser("start", help="start an analysis; prints its id", epilog=EXIT_CODES,
-                           formatter_class=formatter)
+    start = sub.add_parser(
+        "start", help="start an analysis; prints its id", epilog=EXIT_CODES, formatter_class=formatter
+    )
     add_start_options(start)
     start.add_argument("--wait", action="store_true", help="follow progress and print the ranking")
     status = sub.add_parser("status", help="show one analysis")
@@ -82,12 +84,17 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("pause", "resume", "refine", "cancel", "force-resume", "wait"):
         sub.add_parser(name, help=f"{name} an analysis").add_argument("id")
     sub.add_parser("stuck", help="analyses that should run but make no progress")
-    health = sub.add_parser("health", help="healthy / warning / critical with the reasons; exit "
-                                           "code 0 / 1 / 2 (for a cron or a container probe)")
+    health = sub.add_parser(
+        "health",
+        help="healthy / warning / critical with the reasons; exit "
+        "code 0 / 1 / 2 (for a cron or a container probe)",
+    )
     health.add_argument("--json", action="store_true")
     markets = sub.add_parser("markets", help="candidate markets with their 24 h quote volume")
     markets.add_argument("--timeframe", default="1h", help=f"{', '.join(TIMEFRAMES)} (default 1h)")
-    markets.add_argument("--limit", type=positive_int, default=100, help="show the N most traded (default 100)")
+    markets.add_argument(
+        "--limit", type=positive_int, default=100, help="show the N most traded (default 100)"
+    )
     cli_schedule.add_parser(sub, add_start_options)
     cli_track.add_parser(sub)
     cli_explain.add_parser(sub)
@@ -100,27 +107,44 @@ def build_parser() -> argparse.ArgumentParser:
 def add_start_options(start: argparse.ArgumentParser) -> None:
     settings = get_settings()
     group = start.add_mutually_exclusive_group()
-    group.add_argument("--markets", type=int, metavar="N",
-                       help=f"rank the N most traded markets, 2..{settings.max_markets} "
-                            f"(default {settings.default_markets})")
-    group.add_argument("--symbols", help="comma list instead of --markets, e.g. BTC/USDT,ETH/USDT "
-                                         "(see `marketrank markets`)")
-    start.add_argument("--timeframe", default="1h",
-                       help=f"candle size: {', '.join(TIMEFRAMES)} (default 1h)")
-    start.add_argument("--top", type=int, dest="top_k", metavar="K",
-                       help=f"report the top K, 1..number of markets (default {settings.default_top_k})")
-    start.add_argument("--strategy", default="score",
-                       help=f"{' or '.join(PUBLIC_STRATEGIES)} (default score; llm needs "
-                            f"OPENAI_BASE_URL or OPENAI_API_KEY)")
-    start.add_argument("--target", type=float,
-                       help=f"confidence to reach, 0.5..0.99 (default {settings.default_target})")
-    start.add_argument("--prompt", default="",
-                       help=f"the trader's question for the llm judge, at most "
-                            f"{settings.max_prompt_chars} characters (default none)")
-    start.add_argument("--kind", choices=("rank", "entry", "exit"), default="rank",
-                       help="rank, entry or exit (default rank)")
-    start.add_argument("--owner", type=owner_name, default=CLI_OWNER,
-                       help=f"whose analysis it is (default {CLI_OWNER})")
+    group.add_argument(
+        "--markets",
+        type=int,
+        metavar="N",
+        help=f"rank the N most traded markets, 2..{settings.max_markets} "
+        f"(default {settings.default_markets})",
+    )
+    group.add_argument(
+        "--symbols", help="comma list instead of --markets, e.g. BTC/USDT,ETH/USDT (see `marketrank markets`)"
+    )
+    start.add_argument("--timeframe", default="1h", help=f"candle size: {', '.join(TIMEFRAMES)} (default 1h)")
+    start.add_argument(
+        "--top",
+        type=int,
+        dest="top_k",
+        metavar="K",
+        help=f"report the top K, 1..number of markets (default {settings.default_top_k})",
+    )
+    start.add_argument(
+        "--strategy",
+        default="score",
+        help=f"{' or '.join(PUBLIC_STRATEGIES)} (default score; llm needs OPENAI_BASE_URL or OPENAI_API_KEY)",
+    )
+    start.add_argument(
+        "--target", type=float, help=f"confidence to reach, 0.5..0.99 (default {settings.default_target})"
+    )
+    start.add_argument(
+        "--prompt",
+        default="",
+        help=f"the trader's question for the llm judge, at most "
+        f"{settings.max_prompt_chars} characters (default none)",
+    )
+    start.add_argument(
+        "--kind", choices=("rank", "entry", "exit"), default="rank", help="rank, entry or exit (default rank)"
+    )
+    start.add_argument(
+        "--owner", type=owner_name, default=CLI_OWNER, help=f"whose analysis it is (default {CLI_OWNER})"
+    )
 
 
 # Listing markets reads no analysis; only a live exchange's candle cache lives in Redis.
@@ -190,8 +214,11 @@ def check_redis(settings: Settings, timeout_s: float = 1.0) -> None:
         if isinstance(exc, MasterNotFoundError):  # its text carries the whole client's repr
             reason = f"no sentinel names a primary {settings.redis_sentinel_master!r}"
         raise RedisUnreachable(
-            f"cannot reach Redis at {url_without_password(url)} ({reason}); start the stack with `make run`, or "
-            f"set REDIS_URL to a running Redis", reason) from None
+            f"cannot reach Redis at {url_without_password(url)} ({reason}); start the stack with "
+            "`make run`, or "
+            f"set REDIS_URL to a running Redis",
+            reason,
+        ) from None
     finally:
         client.close()
 
@@ -245,8 +272,13 @@ def run_command(args: argparse.Namespace, services: Services, actor: Actor) -> i
         for symbol, volume in volumes:
             print(f"{symbol:<16} {volume:>20,.0f}")
         return 0
-    action = {"pause": service.pause, "resume": service.resume, "refine": service.refine,
-              "cancel": service.cancel, "force-resume": service.force_resume}[command]
+    action = {
+        "pause": service.pause,
+        "resume": service.resume,
+        "refine": service.refine,
+        "cancel": service.cancel,
+        "force-resume": service.force_resume,
+    }[command]
     result = action(args.id, actor)
     print(result.message)
     return OK if result.changed or result.already else NOT_DONE
@@ -256,13 +288,22 @@ def create_config(factory: RankingConfigFactory, args: argparse.Namespace):
     symbols = [s for s in args.symbols.split(",")] if args.symbols is not None else None
     common = dict(timeframe=args.timeframe, top_k=args.top_k, target=args.target)
     if args.kind != "rank" and args.strategy != "score":
-        raise InvalidConfig(f"--kind {args.kind} picks its strategy itself (llm with a judge configured); "
-                            "leave out --strategy")
+        raise InvalidConfig(
+            f"--kind {args.kind} picks its strategy itself (llm with a judge configured); "
+            "leave out --strategy"
+        )
     if args.kind == "exit" and (args.markets is not None or symbols is None):
-        raise InvalidConfig("--kind exit ranks the markets you hold: name them with --symbols, e.g. "
-                            "--symbols BTC/USDT,ETH/USDT")
-    chosen = dict(markets=args.markets, symbols=symbols, prompt=args.prompt,
-                  strategy=args.strategy if args.kind == "rank" else None, **common)
+        raise InvalidConfig(
+            "--kind exit ranks the markets you hold: name them with --symbols, e.g. "
+            "--symbols BTC/USDT,ETH/USDT"
+        )
+    chosen = dict(
+        markets=args.markets,
+        symbols=symbols,
+        prompt=args.prompt,
+        strategy=args.strategy if args.kind == "rank" else None,
+        **common,
+    )
     return factory.create(args.kind, **{name: value for name, value in chosen.items() if value is not None})
 
 
@@ -290,17 +331,21 @@ def follow(service: AnalysisService, analysis_id: str, actor: Actor, poll_s: flo
 
 def progress_line(gist: Gist, width: int = 30) -> str:
     filled = int(round(gist.progress * width))
-    return (f"[{'#' * filled}{'.' * (width - filled)}] {gist.progress:4.0%}  step {max(gist.seq, 0)}  "
-            f"{gist.status.value.lower()}  confidence {gist.confidence:.2f}/{gist.target:.2f}")
+    return (
+        f"[{'#' * filled}{'.' * (width - filled)}] {gist.progress:4.0%}  step {max(gist.seq, 0)}  "
+        f"{gist.status.value.lower()}  confidence {gist.confidence:.2f}/{gist.target:.2f}"
+    )
 
 
 def describe(gist: Gist) -> str:
-    lines = [f"analysis {gist.id}: {gist.status.value}" + (f" ({gist.reason})" if gist.reason else ""),
-             f"  {gist.config.summary()} · data: "
-             + ("demo  [DEMO DATA: synthetic markets]" if gist.demo else gist.source_label()),
-             *([f"  {gist.config.notice}"] if gist.config.notice else []),
-             f"  progress {gist.progress:.0%} · step {gist.seq} · confidence {gist.confidence:.2f} "
-             f"(target {gist.target:.2f})"]
+    lines = [
+        f"analysis {gist.id}: {gist.status.value}" + (f" ({gist.reason})" if gist.reason else ""),
+        f"  {gist.config.summary()} · data: "
+        + ("demo  [DEMO DATA: synthetic markets]" if gist.demo else gist.source_label()),
+        *([f"  {gist.config.notice}"] if gist.config.notice else []),
+        f"  progress {gist.progress:.0%} · step {gist.seq} · confidence {gist.confidence:.2f} "
+        f"(target {gist.target:.2f})",
+    ]
     if gist.llm_summary():
         lines.append(f"  llm judge: {gist.llm_summary()}")
     if gist.note:
@@ -309,8 +354,10 @@ def describe(gist: Gist) -> str:
         lines.append(f"  {'rank':>4}  {'symbol':<12} {'score':>8}  {'rsi':>5}  {'adx':>5}")
         for item in gist.result:
             ind = item.indicators
-            lines.append(f"  {item.rank:>4}  {item.symbol:<12} {item.score:>8.3f}  "
-                         f"{ind.get('rsi_14', float('nan')):>5.1f}  {ind.get('adx_14', float('nan')):>5.1f}")
+            lines.append(
+                f"  {item.rank:>4}  {item.symbol:<12} {item.score:>8.3f}  "
+                f"{ind.get('rsi_14', float('nan')):>5.1f}  {ind.get('adx_14', float('nan')):>5.1f}"
+            )
     return "\n".join(lines)
 
 

@@ -15,8 +15,11 @@ OK, NOT_DONE = 0, 1
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    maintenance = sub.add_parser("maintenance", help="on: running analyses stop at their next step "
-                                 "and nothing new starts; off: resume what it stopped")
+    maintenance = sub.add_parser(
+        "maintenance",
+        help="on: running analyses stop at their next step "
+        "and nothing new starts; off: resume what it stopped",
+    )
     actions = maintenance.add_subparsers(dest="maintenance_command", required=True)
     actions.add_parser("on", help="turn maintenance on")
     actions.add_parser("off", help="turn it off and resume the analyses it halted")
@@ -26,8 +29,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     wait.add_argument("--timeout", type=float, default=600.0, help="seconds (default 600)")
 
 
-def run(args: argparse.Namespace, service: AnalysisService, actor: Actor,
-        sleep: Callable[[float], None] = time.sleep) -> int:
+def run(
+    args: argparse.Namespace,
+    service: AnalysisService,
+    actor: Actor,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
     maintenance = MaintenanceService(service)
     command = args.maintenance_command
     if command in ("on", "off"):

@@ -7,9 +7,9 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
+from analysis.export import FORMATS, ExportService
 from analysis.schedules.service import ScheduleService
 from analysis.service import Actor
-from analysis.export import FORMATS, ExportService
 
 NOTIFY_HELP = "always: post every run to the chat; changes: only runs whose top K changed"
 
@@ -18,32 +18,53 @@ def add_parser(sub: argparse._SubParsersAction, add_start_options) -> None:
     schedule = sub.add_parser("schedule", help="recurring analyses (times in UTC)")
     actions = schedule.add_subparsers(dest="schedule_command", required=True)
     add = actions.add_parser("add", help="add a schedule; prints its id on the last line")
-    add.add_argument("--every", required=True,
-                     help='15m, 1h, 4h, 12h, 1d (any Ns/Nm/Nh/Nd allowed by SCHEDULE_MIN_INTERVAL_S) '
-                          'or "cron=0 */4 * * *" (UTC)')
+    add.add_argument(
+        "--every",
+        required=True,
+        help="15m, 1h, 4h, 12h, 1d (any Ns/Nm/Nh/Nd allowed by SCHEDULE_MIN_INTERVAL_S) "
+        'or "cron=0 */4 * * *" (UTC)',
+    )
     add.add_argument("--notify", choices=("always", "changes"), default="always", help=NOTIFY_HELP)
-    add.add_argument("--tz", default="", help="the IANA zone a cron line is read in, e.g. Europe/Berlin (default UTC)")
+    add.add_argument(
+        "--tz", default="", help="the IANA zone a cron line is read in, e.g. Europe/Berlin (default UTC)"
+    )
     add_start_options(add)
     listing = actions.add_parser("list", help="schedules: id, every, owner, next run, runs, last run")
     listing.add_argument("--owner", help="only this owner's schedules (default: everyone's)")
     listing.add_argument("--json", action="store_true")
     actions.add_parser("remove", help="remove a schedule").add_argument("id")
-    actions.add_parser("resume", help="resume a paused schedule (exit 0 if it already is active, "
-                       "1 if its owner is not allowed)").add_argument("id")
-    export = actions.add_parser("export", help="hand the schedule's latest top K to freqtrade: prints "
-                                "the URL, then the token (shown once; a new one replaces the old)")
+    actions.add_parser(
+        "resume",
+        help="resume a paused schedule (exit 0 if it already is active, 1 if its owner is not allowed)",
+    ).add_argument("id")
+    export = actions.add_parser(
+        "export",
+        help="hand the schedule's latest top K to freqtrade: prints "
+        "the URL, then the token (shown once; a new one replaces the old)",
+    )
     export.add_argument("id")
-    export.add_argument("--format", choices=tuple(FORMATS), default="freqtrade",
-                        help="freqtrade: spot pairs (BTC/USDT); freqtrade-futures: BTC/USDT:USDT")
+    export.add_argument(
+        "--format",
+        choices=tuple(FORMATS),
+        default="freqtrade",
+        help="freqtrade: spot pairs (BTC/USDT); freqtrade-futures: BTC/USDT:USDT",
+    )
     export.add_argument("--off", action="store_true", help="revoke: the token gets 401 from now on")
 
 
 def start_options(args: argparse.Namespace) -> dict[str, Any]:
     """`start`'s options as the config factory's arguments (what a schedule keeps)."""
     symbols = args.symbols.split(",") if args.symbols is not None else None
-    return {"kind": args.kind, "markets": args.markets, "symbols": symbols, "timeframe": args.timeframe,
-            "top_k": args.top_k, "strategy": None if args.kind != "rank" else args.strategy,
-            "target": args.target, "prompt": args.prompt or None}
+    return {
+        "kind": args.kind,
+        "markets": args.markets,
+        "symbols": symbols,
+        "timeframe": args.timeframe,
+        "top_k": args.top_k,
+        "strategy": None if args.kind != "rank" else args.strategy,
+        "target": args.target,
+        "prompt": args.prompt or None,
+    }
 
 
 def when(ts: float | None) -> str:
@@ -68,7 +89,10 @@ def run(args: argparse.Namespace, service: ScheduleService, actor: Actor) -> int
         if not (result.resumed or result.already):
             print(result.message)
             return 1
-        print(f"{result.message} Next run: {when(service.next_runs([result.schedule]).get(result.schedule.id))}.")
+        print(
+            f"{result.message} Next run: "
+            f"{when(service.next_runs([result.schedule]).get(result.schedule.id))}."
+        )
         return 0
     schedules = service.list(actor, everyone=args.owner is None, owner=args.owner)
     next_runs = service.next_runs(schedules)
@@ -78,8 +102,10 @@ def run(args: argparse.Namespace, service: ScheduleService, actor: Actor) -> int
     print(f"{'id':<8}  {'every':<18} {'owner':<12} {'next run':<23} {'runs':>4}  last analysis")
     for s in schedules:
         next_run = when(next_runs.get(s.id)) if s.state == "active" else f"paused: {s.reason}"
-        print(f"{s.id:<8}  {s.every.text:<18} {s.owner:<12} {next_run:<23} {s.runs:>4}  "
-              f"{s.last_analysis or '-'}")
+        print(
+            f"{s.id:<8}  {s.every.text:<18} {s.owner:<12} {next_run:<23} {s.runs:>4}  "
+            f"{s.last_analysis or '-'}"
+        )
     return 0
 
 
@@ -90,8 +116,10 @@ def export(args: argparse.Namespace, service, actor: Actor) -> int:
         print(f"Export of schedule {schedule.id} is off: its token gets 401 from now on.")
         return 0
     issued = exports.enable(args.id, actor, args.format)
-    print(f"Export of schedule {issued.schedule.id} for {issued.schedule.export} "
-          f"(freqtrade: RemotePairList, pairlist_url and bearer_token; docs/export.md).")
+    print(
+        f"Export of schedule {issued.schedule.id} for {issued.schedule.export} "
+        f"(freqtrade: RemotePairList, pairlist_url and bearer_token; docs/export.md)."
+    )
     print(f"url: {issued.url}")
     print(f"token (shown once): {issued.token}")
     return 0

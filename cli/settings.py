@@ -27,8 +27,10 @@ def run(args: argparse.Namespace, service: UserSettingsService, actor: Actor) ->
     if args.json:
         print(json.dumps({**found.to_jsonable(), "held": held}, indent=2))
         return 0
-    print(f"user {found.user}: time zone {found.zone}, quiet hours {window_label(found, service.clock())}"
-          f"{f', {held} held for the digest' if held else ''}")
+    print(
+        f"user {found.user}: time zone {found.zone}, quiet hours {window_label(found, service.clock())}"
+        f"{f', {held} held for the digest' if held else ''}"
+    )
     for kind, label in KINDS.items():
         print(f"  {label}: {found.mode(kind)}")
     return 0

@@ -1,1 +1,2 @@
-"""make run's launcher: the local stack (Redis, workers, beat, Flower, bot or sandbox) under one supervisor."""
+"""make run's launcher: the local stack (Redis, workers, beat, Flower, bot or sandbox) under one
+supervisor."""

@@ -39,8 +39,9 @@ def host_allowed(address: str, port: int, host: str) -> bool:
 class HostCheckedFlower(Flower):
     """Flower whose every request is first held to `host_allowed`."""
 
-    def find_handler(self, request: tornado.httputil.HTTPServerRequest,
-                     **kwargs: Any) -> tornado.web._HandlerDelegate:
+    def find_handler(
+        self, request: tornado.httputil.HTTPServerRequest, **kwargs: Any
+    ) -> tornado.web._HandlerDelegate:
         if not host_allowed(self.options.address, self.options.port, request.headers.get("Host", "")):
             return self.get_handler_delegate(request, tornado.web.ErrorHandler, {"status_code": 403})
         return super().find_handler(request, **kwargs)

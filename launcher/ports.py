@@ -70,12 +70,16 @@ def plan_redis(url: str, explicit: bool, port: int, var_dir: Path) -> RedisPlan:
         if state == "redis":
             return RedisPlan(url, None, f"using the Redis at REDIS_URL ({shown}); make run did not start it")
         if state == "other":
-            raise PortProblem(f"REDIS_URL={shown} answers, but not as Redis (another service on port "
-                              f"{parsed.port or 6379}?); point REDIS_URL at a Redis, or remove it "
-                              f"from .env and let make run start one on REDIS_PORT")
+            raise PortProblem(
+                f"REDIS_URL={shown} answers, but not as Redis (another service on port "
+                f"{parsed.port or 6379}?); point REDIS_URL at a Redis, or remove it "
+                f"from .env and let make run start one on REDIS_PORT"
+            )
         if parsed.hostname not in LOCAL_HOSTS:
-            raise PortProblem(f"no Redis answers at REDIS_URL={shown}; start it, or remove REDIS_URL "
-                              f"from .env and let make run start one on REDIS_PORT")
+            raise PortProblem(
+                f"no Redis answers at REDIS_URL={shown}; start it, or remove REDIS_URL "
+                f"from .env and let make run start one on REDIS_PORT"
+            )
         return RedisPlan(url, parsed.port or 6379, f"no Redis at REDIS_URL ({shown}): starting redis-server")
     local_url = f"redis://127.0.0.1:{port}/0"
     state = probe_redis(local_url)
@@ -84,22 +88,31 @@ def plan_redis(url: str, explicit: bool, port: int, var_dir: Path) -> RedisPlan:
     if state == "redis":
         found = redis_dir(local_url)
         if found is not None and found.resolve() == var_dir.resolve():
-            return RedisPlan(local_url, None, f"using the redis-server an earlier make run left on "
-                                              f"port {port} (data in {var_dir})")
-        raise PortProblem(f"port {port} has a Redis that make run did not start; to use it, set "
-                          f"REDIS_URL={local_url} in .env; to keep marketrank apart, set REDIS_PORT "
-                          f"to a free port")
-    raise PortProblem(f"port {port} is in use by a service that is not Redis; set REDIS_PORT to a "
-                      f"free port in .env")
+            return RedisPlan(
+                local_url,
+                None,
+                f"using the redis-server an earlier make run left on port {port} (data in {var_dir})",
+            )
+        raise PortProblem(
+            f"port {port} has a Redis that make run did not start; to use it, set "
+            f"REDIS_URL={local_url} in .env; to keep marketrank apart, set REDIS_PORT "
+            f"to a free port"
+        )
+    raise PortProblem(
+        f"port {port} is in use by a service that is not Redis; set REDIS_PORT to a free port in .env"
+    )
 
 
 def check_flower_port(port: int) -> None:
     if port_in_use(port):
-        raise PortProblem(f"port {port} is in use, so Flower cannot start there; set FLOWER_PORT to "
-                          f"a free port in .env")
+        raise PortProblem(
+            f"port {port} is in use, so Flower cannot start there; set FLOWER_PORT to a free port in .env"
+        )
 
 
 def check_export_port(port: int) -> None:
     if port_in_use(port):
-        raise PortProblem(f"port {port} is in use, so the export listener cannot start there; set "
-                          f"EXPORT_PORT to a free port in .env")
+        raise PortProblem(
+            f"port {port} is in use, so the export listener cannot start there; set "
+            f"EXPORT_PORT to a free port in .env"
+        )

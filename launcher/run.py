@@ -29,14 +29,14 @@ from pathlib import Path
 from analysis.redaction import redact, secrets_of
 from analysis.service import Actor
 from analysis.settings import Settings, get_settings
+from cli.main import follow
+from launcher.ports import PortProblem, check_export_port, check_flower_port, plan_redis, probe_redis
+from launcher.supervisor import Child, StopRequested, Supervisor, stop_requested
 from sandbox.access import new_page_secret
 from sandbox.cast import SANDBOX_CAST
 from sandbox.launch import chat_page_url, new_bot_token, open_sandbox
 from sandbox.server import BotApiServer
-from cli.main import follow
 from wiring import celery_services
-from launcher.ports import PortProblem, check_export_port, check_flower_port, plan_redis, probe_redis
-from launcher.supervisor import Child, StopRequested, Supervisor, stop_requested
 
 ROOT = Path(__file__).resolve().parent.parent
 BOTFATHER_HELP = """\
@@ -87,20 +87,39 @@ def shown_log_tail(child: Child) -> str:
 
 
 def start_redis(supervisor: Supervisor, port: int, var_dir: Path, maxmemory: str = "512mb") -> None:
-    child = supervisor.start("redis", ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                                       "--dir", str(var_dir), "--appendonly", "yes",
-                                       # noeviction: at the limit a write fails (the step pauses
-                                       # with "storage full") instead of Redis silently dropping
-                                       # keys, control keys and leases among them.
-                                       "--maxmemory", maxmemory, "--maxmemory-policy", "noeviction"],
-                             log_path=var_dir / "redis.log", stage=STOP_STAGES["redis"], stop_timeout=30)
+    child = supervisor.start(
+        "redis",
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(var_dir),
+            "--appendonly",
+            "yes",
+            # noeviction: at the limit a write fails (the step pauses
+            # with "storage full") instead of Redis silently dropping
+            # keys, control keys and leases among them.
+            "--maxmemory",
+            maxmemory,
+            "--maxmemory-policy",
+            "noeviction",
+        ],
+        log_path=var_dir / "redis.log",
+        stage=STOP_STAGES["redis"],
+        stop_timeout=30,
+    )
     say(f"started redis (pid {child.pid}) on port {port}  (log: {child.log_path})")
     url = f"redis://127.0.0.1:{port}/0"
     deadline = time.monotonic() + 10
     while probe_redis(url) != "redis":
         if child.process.poll() is not None or time.monotonic() > deadline:
-            raise PortProblem(f"redis-server did not start on port {port} ({child.log_tail(1)}); "
-                              f"see {child.log_path}; set REDIS_PORT to a free port if it is taken")
+            raise PortProblem(
+                f"redis-server did not start on port {port} ({child.log_tail(1)}); "
+                f"see {child.log_path}; set REDIS_PORT to a free port if it is taken"
+            )
         time.sleep(0.1)
 
 
@@ -113,13 +132,20 @@ def procfile(path: Path = ROOT / "Procfile") -> dict[str, str]:
     return entries
 
 
-def start_process(supervisor: Supervisor, name: str, command: str, env: dict[str, str],
-                  log_dir: Path, settings: Settings) -> None:
+def start_process(
+    supervisor: Supervisor, name: str, command: str, env: dict[str, str], log_dir: Path, settings: Settings
+) -> None:
     # A warm stop waits for the steps in flight, which the hard time limit bounds.
     timeout = settings.task_time_limit_s + 15 if name == "worker" else 15
-    child = supervisor.start(name, shlex.split(command), env=env, cwd=ROOT,
-                             log_path=log_dir / f"{name}.log",
-                             stage=STOP_STAGES.get(name, DEFAULT_STAGE), stop_timeout=timeout)
+    child = supervisor.start(
+        name,
+        shlex.split(command),
+        env=env,
+        cwd=ROOT,
+        log_path=log_dir / f"{name}.log",
+        stage=STOP_STAGES.get(name, DEFAULT_STAGE),
+        stop_timeout=timeout,
+    )
     say(f"started {name} (pid {child.pid}): {command}  (log: {child.log_path})")
 
 
@@ -130,8 +156,10 @@ def wait_for_flower(supervisor: Supervisor, port: int, timeout: float = 20) -> b
     while time.monotonic() < deadline:
         if child.process.poll() is not None:
             child.reported = True
-            say(f"Flower exited (code {child.process.returncode}); last lines of {child.log_path}:\n"
-                f"{shown_log_tail(child)}")
+            say(
+                f"Flower exited (code {child.process.returncode}); last lines of {child.log_path}:\n"
+                f"{shown_log_tail(child)}"
+            )
             return False
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/healthcheck", timeout=1).close()
@@ -144,6 +172,7 @@ def wait_for_flower(supervisor: Supervisor, port: int, timeout: float = 20) -> b
 
 def wait_for_worker(timeout: float = 60) -> None:
     from tasks.celery_app import app
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if app.control.ping(timeout=1.0):
@@ -169,13 +198,17 @@ def start_sandbox(port: int) -> tuple[BotApiServer, str]:
     try:
         sandbox = open_sandbox(port, token=token, secret=secret)
     except RuntimeError as exc:
-        raise PortProblem(f"cannot serve the sandbox on 127.0.0.1:{port} ({exc.__cause__}); "
-                          f"set SANDBOX_PORT to a free port in .env") from None
+        raise PortProblem(
+            f"cannot serve the sandbox on 127.0.0.1:{port} ({exc.__cause__}); "
+            f"set SANDBOX_PORT to a free port in .env"
+        ) from None
     people = ", ".join(f"{p.first_name} ({p.role}, id {p.user_id})" for p in SANDBOX_CAST.people)
     page = chat_page_url(sandbox, secret)
     say(f"no TELEGRAM_BOT_TOKEN: chat with the bot in your browser at {page}")
-    say(f"  (a local sandbox, not Telegram; people: {people}; the address carries a secret made "
-        f"for this run: whoever has it can act as any of them)")
+    say(
+        f"  (a local sandbox, not Telegram; people: {people}; the address carries a secret made "
+        f"for this run: whoever has it can act as any of them)"
+    )
     return sandbox, page
 
 
@@ -193,10 +226,13 @@ def flower_env(settings: Settings) -> tuple[dict[str, str], str]:
 
 def sandbox_env(sandbox: BotApiServer) -> dict[str, str]:
     """The bot's settings against the sandbox: its token and URL, its cast as users and admin."""
-    return {"TELEGRAM_BOT_TOKEN": sandbox.token, "TELEGRAM_API_BASE_URL": sandbox.base_url,
-            "TELEGRAM_API_FILE_URL": sandbox.base_file_url,
-            "ALLOWED_USER_IDS": ",".join(str(p.user_id) for p in SANDBOX_CAST.people),
-            "ADMIN_USER_IDS": ",".join(str(i) for i in SANDBOX_CAST.admin_ids)}
+    return {
+        "TELEGRAM_BOT_TOKEN": sandbox.token,
+        "TELEGRAM_API_BASE_URL": sandbox.base_url,
+        "TELEGRAM_API_FILE_URL": sandbox.base_file_url,
+        "ALLOWED_USER_IDS": ",".join(str(p.user_id) for p in SANDBOX_CAST.people),
+        "ADMIN_USER_IDS": ",".join(str(i) for i in SANDBOX_CAST.admin_ids),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -226,8 +262,13 @@ def main(argv: list[str] | None = None) -> int:
         say(f"stopped ({time.monotonic() - began:.1f} s)")
 
 
-def run_stack(args: argparse.Namespace, settings: Settings, supervisor: Supervisor,
-              var_dir: Path, sandboxes: list[BotApiServer]) -> int:
+def run_stack(
+    args: argparse.Namespace,
+    settings: Settings,
+    supervisor: Supervisor,
+    var_dir: Path,
+    sandboxes: list[BotApiServer],
+) -> int:
     has_token = bool(settings.telegram_bot_token and settings.telegram_bot_token.get_secret_value())
     sandbox, page = (None, "") if has_token or args.once else start_sandbox(settings.sandbox_port)
     if sandbox is not None:
@@ -275,8 +316,10 @@ def run_stack(args: argparse.Namespace, settings: Settings, supervisor: Supervis
     say(f"the stack is running: {where}the CLI as .venv/bin/marketrank; Ctrl-C stops everything")
     while True:
         for child in supervisor.newly_exited():
-            say(f"{child.name} exited (code {child.process.returncode}); last lines of "
-                f"{child.log_path}:\n{shown_log_tail(child)}")
+            say(
+                f"{child.name} exited (code {child.process.returncode}); last lines of "
+                f"{child.log_path}:\n{shown_log_tail(child)}"
+            )
         time.sleep(0.5)
 
 

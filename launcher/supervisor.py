@@ -80,15 +80,29 @@ class Supervisor:
         self.starting = False  # a signal now is held until the child is on the list
         self.held: str | None = None
 
-    def start(self, name: str, argv: list[str], *, log_path: Path, stage: int,
-              stop_timeout: float = 10.0, env: dict[str, str] | None = None,
-              cwd: Path | None = None) -> Child:
+    def start(
+        self,
+        name: str,
+        argv: list[str],
+        *,
+        log_path: Path,
+        stage: int,
+        stop_timeout: float = 10.0,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> Child:
         log = open(log_path, "ab")
         self.starting = True
         try:
-            process = subprocess.Popen([*DIE_WITH_LAUNCHER, *argv], cwd=cwd, env=env, stdout=log,
-                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                       start_new_session=True)
+            process = subprocess.Popen(
+                [*DIE_WITH_LAUNCHER, *argv],
+                cwd=cwd,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
             child = Child(name, process, log_path, stage, stop_timeout)
             self.children.append(child)
         finally:
@@ -154,6 +168,7 @@ def _signal_group(pgid: int, signum: int) -> None:
 def stop_requested(supervisor: Supervisor) -> None:
     """Install the launcher's handlers: the first signal raises StopRequested, later ones
     force the stop."""
+
     def handler(signum: int, _frame: object) -> None:
         if supervisor.stopping:
             supervisor.say(f"{signal.Signals(signum).name} again: killing what is left")

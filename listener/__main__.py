@@ -46,9 +46,13 @@ async def main() -> int:
     settings = get_settings()
     # A caller is waiting: a few quick retries (about 1 s), then a one-line 503, not the workers'
     # patient reconnects (Runtime's, ~30 s).
-    client = redis_client(settings, socket_connect_timeout=2, socket_timeout=5,
-                                  retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3),
-                                  retry_on_error=[redis.ConnectionError, redis.TimeoutError])
+    client = redis_client(
+        settings,
+        socket_connect_timeout=2,
+        socket_timeout=5,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3),
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+    )
     reader = PairListReader(ScheduleStore(client, Keys(settings.key_prefix)), AnalysisStore(client, settings))
     ports = plan([export_feature(reader, settings.export_port), metrics(client, settings)])
     stop = asyncio.Event()
@@ -62,8 +66,11 @@ async def main() -> int:
     try:
         await serve(ports, settings.export_bind, settings.export_allowed_hosts, stop)
     except OSError as exc:
-        print(f"listener: cannot listen on {settings.export_bind}:{settings.export_port} ({exc.strerror}); "
-              "set EXPORT_PORT to a free port", file=sys.stderr)
+        print(
+            f"listener: cannot listen on {settings.export_bind}:{settings.export_port} ({exc.strerror}); "
+            "set EXPORT_PORT to a free port",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

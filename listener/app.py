@@ -53,8 +53,9 @@ async def start(ports: dict[int, list[Feature]], bind: str, allowed_hosts: list[
     return runners
 
 
-async def serve(ports: dict[int, list[Feature]], bind: str, allowed_hosts: list[str],
-                stop: asyncio.Event) -> None:
+async def serve(
+    ports: dict[int, list[Feature]], bind: str, allowed_hosts: list[str], stop: asyncio.Event
+) -> None:
     runners = await start(ports, bind, allowed_hosts)
     try:
         await stop.wait()

@@ -20,8 +20,12 @@ from aiohttp.typedefs import Handler, Middleware
 
 logger = logging.getLogger(__name__)
 
-SAFE_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store",
-                "Referrer-Policy": "no-referrer", "Cross-Origin-Resource-Policy": "same-origin"}
+SAFE_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
 
 
 def one_line(status: int, message: str, **headers: str) -> web.Response:

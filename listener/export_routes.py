@@ -40,11 +40,22 @@ def export_feature(reader: PairListReader, port: int | None) -> Feature:
             found = await asyncio.to_thread(reader.pair_list, schedule)
         except NoList as err:
             return one_line(503, f"Service Unavailable: {err}", **{"Retry-After": "60"})
-        logger.info("[%s] export: schedule %s served %d pairs (age %d s, latest run %s)",
-                    found.analysis_id, schedule.id, len(found.body["pairs"]), found.age_s, found.latest_run)
-        return web.json_response(found.body, headers={
-            "X-Pairlist-Age": str(found.age_s), "X-Pairlist-Latest-Run": found.latest_run,
-            "Last-Modified": formatdate(found.completed_at, usegmt=True)})
+        logger.info(
+            "[%s] export: schedule %s served %d pairs (age %d s, latest run %s)",
+            found.analysis_id,
+            schedule.id,
+            len(found.body["pairs"]),
+            found.age_s,
+            found.latest_run,
+        )
+        return web.json_response(
+            found.body,
+            headers={
+                "X-Pairlist-Age": str(found.age_s),
+                "X-Pairlist-Latest-Run": found.latest_run,
+                "Last-Modified": formatdate(found.completed_at, usegmt=True),
+            },
+        )
 
     def register(app: web.Application) -> None:
         app.router.add_get("/export/{schedule_id}", pairlist)

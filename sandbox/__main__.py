@@ -35,8 +35,11 @@ def main() -> int:
         return 1
     settings_file = Path(os.environ.get("MARKETRANK_VAR_DIR", "var")) / "sandbox.env"
     write_bot_settings(settings_file, token, server.base_url)
-    print(f"sandbox: chat page on {chat_page_url(server, secret)} ; the bot's settings "
-          f"(its token for this run) are in {settings_file}", flush=True)
+    print(
+        f"sandbox: chat page on {chat_page_url(server, secret)} ; the bot's settings "
+        f"(its token for this run) are in {settings_file}",
+        flush=True,
+    )
     signal.sigwait({signal.SIGINT, signal.SIGTERM})
     server.stop()
     return 0

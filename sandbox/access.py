@@ -31,10 +31,18 @@ SECRET_HEADER = "X-Sandbox-Secret"
 SECRET_PARAM = "secret"
 LOOPBACK_NAMES = ("127.0.0.1", "localhost")
 
-CONTENT_SECURITY_POLICY = "; ".join([
-    "default-src 'none'", "script-src 'self'", "style-src 'self'", "img-src 'self'",
-    "connect-src 'self'", "base-uri 'none'", "form-action 'none'", "frame-ancestors 'none'",
-])
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self'",
+        "connect-src 'self'",
+        "base-uri 'none'",
+        "form-action 'none'",
+        "frame-ancestors 'none'",
+    ]
+)
 PAGE_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Content-Type-Options": "nosniff",
@@ -42,6 +50,7 @@ PAGE_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cross-Origin-Resource-Policy": "same-origin",
 }
+
 
 def new_page_secret() -> str:
     """A secret for one run of the chat page (192 random bits, URL-safe)."""
@@ -104,8 +113,9 @@ def page_request_problem(request: web.Request, secret: str) -> tuple[int, str] |
     if given is None and request.method == "GET":
         given = request.query.get(SECRET_PARAM)
     if given is None or not hmac.compare_digest(given.encode(), secret.encode()):
-        return 401, ("this sandbox needs its secret: open the address `make run` printed "
-                     "(it ends in ?secret=...)")
+        return 401, (
+            "this sandbox needs its secret: open the address `make run` printed (it ends in ?secret=...)"
+        )
     if not api:
         return None
     origin, site = request.headers.get("Origin"), request.headers.get("Sec-Fetch-Site")

@@ -21,7 +21,12 @@ class ChatModel:
             self._chat(chat_id).info["title"] = title
 
     def _user(self, user_id: int, first_name: str, username: str | None) -> dict[str, Any]:
-        user: dict[str, Any] = {"id": user_id, "is_bot": False, "first_name": first_name, "language_code": "en"}
+        user: dict[str, Any] = {
+            "id": user_id,
+            "is_bot": False,
+            "first_name": first_name,
+            "language_code": "en",
+        }
         if username:
             user["username"] = username
         self._users[user_id] = user
@@ -33,7 +38,11 @@ class ChatModel:
         if chat is None:
             if chat_id > 0:
                 owner = user if user and user["id"] == chat_id else self._users.get(chat_id, {})
-                info = {"id": chat_id, "type": "private", "first_name": owner.get("first_name", f"User{chat_id}")}
+                info = {
+                    "id": chat_id,
+                    "type": "private",
+                    "first_name": owner.get("first_name", f"User{chat_id}"),
+                }
                 if owner.get("username"):
                     info["username"] = owner["username"]
             else:
@@ -47,7 +56,9 @@ class ChatModel:
                 chat.info["username"] = user["username"]
         return chat
 
-    def _add_message(self, chat: _Chat, *, from_bot: bool, from_user: dict[str, Any], **content: Any) -> ChatMessage:
+    def _add_message(
+        self, chat: _Chat, *, from_bot: bool, from_user: dict[str, Any], **content: Any
+    ) -> ChatMessage:
         message = ChatMessage(
             chat_id=chat.info["id"],
             message_id=chat.next_message_id,
@@ -78,8 +89,13 @@ class ChatModel:
         if message.photo is not None:
             p = message.photo
             data["photo"] = [
-                {"file_id": p.file_id, "file_unique_id": p.file_unique_id, "width": p.width,
-                 "height": p.height, "file_size": p.size}
+                {
+                    "file_id": p.file_id,
+                    "file_unique_id": p.file_unique_id,
+                    "width": p.width,
+                    "height": p.height,
+                    "file_size": p.size,
+                }
             ]
             if message.caption is not None:
                 data["caption"] = message.caption
@@ -120,7 +136,9 @@ class ChatModel:
             return markup
         rows = markup["inline_keyboard"]
         if not isinstance(rows, list) or not all(isinstance(r, list) for r in rows):
-            raise bad_request("field \"inline_keyboard\" of the InlineKeyboardMarkup must be an Array of Arrays")
+            raise bad_request(
+                'field "inline_keyboard" of the InlineKeyboardMarkup must be an Array of Arrays'
+            )
         for button in (b for row in rows for b in row):
             if not isinstance(button, dict) or not button.get("text"):
                 raise bad_request("BUTTON_TEXT_INVALID")

@@ -14,10 +14,7 @@ NOT_MODIFIED = (
 )
 EDIT_NOT_FOUND = "Bad Request: message to edit not found"
 QUERY_INVALID = "Bad Request: query is too old and response timeout expired or query ID is invalid"
-CONFLICT = (
-    "Conflict: terminated by other getUpdates request; "
-    "make sure that only one bot instance is running"
-)
+CONFLICT = "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running"
 
 FLOODED = "Too Many Requests: retry after {retry_after}"
 
@@ -38,4 +35,3 @@ class BotApiError(Exception):
 
 def bad_request(description: str) -> BotApiError:
     return BotApiError(400, f"Bad Request: {description}")
-

@@ -28,10 +28,21 @@ class _HtmlEntityParser(html.parser.HTMLParser):
     """Turns Telegram-flavoured HTML into plain text plus MessageEntity dicts."""
 
     _SIMPLE = {
-        "b": "bold", "strong": "bold", "i": "italic", "em": "italic", "u": "underline",
-        "ins": "underline", "s": "strikethrough", "strike": "strikethrough",
-        "del": "strikethrough", "tg-spoiler": "spoiler", "code": "code", "pre": "pre",
-        "a": "text_link", "blockquote": "blockquote", "span": "spoiler",
+        "b": "bold",
+        "strong": "bold",
+        "i": "italic",
+        "em": "italic",
+        "u": "underline",
+        "ins": "underline",
+        "s": "strikethrough",
+        "strike": "strikethrough",
+        "del": "strikethrough",
+        "tg-spoiler": "spoiler",
+        "code": "code",
+        "pre": "pre",
+        "a": "text_link",
+        "blockquote": "blockquote",
+        "span": "spoiler",
         "tg-emoji": "custom_emoji",
     }
 
@@ -97,7 +108,8 @@ class _HtmlEntityParser(html.parser.HTMLParser):
         self.close()
         if self._stack:
             raise bad_request(
-                f'can\'t parse entities: Can\'t find end tag corresponding to start tag "{self._stack[-1][0]}"'
+                "can't parse entities: Can't find end tag corresponding to start tag "
+                f'"{self._stack[-1][0]}"'
             )
         self.entities.sort(key=lambda e: (e["offset"], -e["length"]))
         return self.text, self.entities
@@ -171,4 +183,3 @@ def image_size(data: bytes) -> tuple[int, int] | None:
             i += 2 + segment
         return 0, 0
     return None
-

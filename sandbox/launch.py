@@ -30,10 +30,15 @@ def open_sandbox(port: int, *, token: str, secret: str) -> BotApiServer:
     """A started sandbox (port 0: a free one) that accepts only `token` for the bot and serves
     its chat page only with `secret`; RuntimeError (caused by the OSError) when the port is
     taken."""
-    return BotApiServer(token=token, port=port, bot_username=BOT_USERNAME,
-                        bot_first_name="marketrank", flood=FloodLimit(),
-                        pages=lambda server: ChatPage(server, SANDBOX_CAST, secret),
-                        first_update_id=first_update_id(time.time())).start()
+    return BotApiServer(
+        token=token,
+        port=port,
+        bot_username=BOT_USERNAME,
+        bot_first_name="marketrank",
+        flood=FloodLimit(),
+        pages=lambda server: ChatPage(server, SANDBOX_CAST, secret),
+        first_update_id=first_update_id(time.time()),
+    ).start()
 
 
 def chat_page_url(server: BotApiServer, secret: str) -> str:

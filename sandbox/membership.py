@@ -16,17 +16,27 @@ from sandbox.records import UploadedFile, _Chat
 STATUSES = ("creator", "administrator", "member", "left", "kicked")
 ADMINS = ("creator", "administrator")
 # What Telegram's ChatMemberAdministrator carries besides the user (all required by clients).
-_ADMIN_RIGHTS = dict(can_be_edited=False, is_anonymous=False, can_manage_chat=True,
-                     can_delete_messages=True, can_manage_video_chats=True,
-                     can_restrict_members=True, can_promote_members=False, can_change_info=True,
-                     can_invite_users=True, can_post_stories=False, can_edit_stories=False,
-                     can_delete_stories=False)
+_ADMIN_RIGHTS = dict(
+    can_be_edited=False,
+    is_anonymous=False,
+    can_manage_chat=True,
+    can_delete_messages=True,
+    can_manage_video_chats=True,
+    can_restrict_members=True,
+    can_promote_members=False,
+    can_change_info=True,
+    can_invite_users=True,
+    can_post_stories=False,
+    can_edit_stories=False,
+    can_delete_stories=False,
+)
 
 
 class Membership:
     # --- the test API: what users do -------------------------------------------------------------
-    def set_member(self, chat_id: int, user_id: int, status: str = "member", *,
-                   first_name: str = "Tester") -> None:
+    def set_member(
+        self, chat_id: int, user_id: int, status: str = "member", *, first_name: str = "Tester"
+    ) -> None:
         """`user_id` has `status` in the group `chat_id` (joins, leaves, is made an admin...)."""
         if status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, not {status!r}")
@@ -62,13 +72,15 @@ class Membership:
             status = chat.members.get(user_id, "left")
         return self._member_json(user_id, status)
 
-    def _get_chat_administrators(self, params: dict[str, Any],
-                                 files: dict[str, UploadedFile]) -> list[dict[str, Any]]:
+    def _get_chat_administrators(
+        self, params: dict[str, Any], files: dict[str, UploadedFile]
+    ) -> list[dict[str, Any]]:
         chat = self._target_chat(params)
         if chat.info["type"] == "private":
             raise bad_request("there are no administrators in the private chat")
-        return [self._member_json(user_id, status) for user_id, status in chat.members.items()
-                if status in ADMINS]
+        return [
+            self._member_json(user_id, status) for user_id, status in chat.members.items() if status in ADMINS
+        ]
 
     def _member_json(self, user_id: int, status: str) -> dict[str, Any]:
         if user_id == self.bot_id:

@@ -12,8 +12,7 @@ import re
 import time
 from typing import Any
 
-from sandbox.errors import (MAX_CAPTION, MAX_TEXT, QUERY_INVALID, BotApiError,
-                            bad_request)
+from sandbox.errors import MAX_CAPTION, MAX_TEXT, QUERY_INVALID, BotApiError, bad_request
 from sandbox.formatting import PNG_SIGNATURE, image_size, render_text, utf16_len
 from sandbox.records import CallbackAnswer, Photo, UploadedFile, _StoredFile
 
@@ -29,14 +28,21 @@ class BotApiMethods:
 
     def _send_message(self, params: dict[str, Any], files: dict[str, UploadedFile]) -> dict[str, Any]:
         chat = self._target_chat(params)
-        text, entities = render_text(str(params.get("text") or ""), params.get("parse_mode"), params.get("entities"))
+        text, entities = render_text(
+            str(params.get("text") or ""), params.get("parse_mode"), params.get("entities")
+        )
         if not text.strip():
             raise bad_request("message text is empty")
         if utf16_len(text) > MAX_TEXT:
             raise bad_request("message is too long")
         markup = self._markup(params)
         message = self._add_message(
-            chat, from_bot=True, from_user=self._bot_sender, text=text, entities=entities, reply_markup=markup,
+            chat,
+            from_bot=True,
+            from_user=self._bot_sender,
+            text=text,
+            entities=entities,
+            reply_markup=markup,
             silent=params.get("disable_notification") is True,
         )
         return self._message_json(message)
@@ -52,8 +58,13 @@ class BotApiMethods:
             if utf16_len(caption) > MAX_CAPTION:
                 raise bad_request("message caption is too long")
         message = self._add_message(
-            chat, from_bot=True, from_user=self._bot_sender, photo=photo, caption=caption,
-            caption_entities=caption_entities, reply_markup=self._markup(params),
+            chat,
+            from_bot=True,
+            from_user=self._bot_sender,
+            photo=photo,
+            caption=caption,
+            caption_entities=caption_entities,
+            reply_markup=self._markup(params),
         )
         return self._message_json(message)
 
@@ -73,7 +84,12 @@ class BotApiMethods:
         else:
             raise bad_request("wrong file identifier/HTTP URL specified")
         return Photo(
-            stored.file_id, stored.file_unique_id, len(stored.data), stored.width, stored.height, stored.is_png
+            stored.file_id,
+            stored.file_unique_id,
+            len(stored.data),
+            stored.width,
+            stored.height,
+            stored.is_png,
         )
 
     def _store_file(self, data: bytes, width: int, height: int, *, is_png: bool) -> _StoredFile:
@@ -100,7 +116,9 @@ class BotApiMethods:
         message = self._editable(params)
         if message.text is None:
             raise bad_request("there is no text in the message to edit")
-        text, entities = render_text(str(params.get("text") or ""), params.get("parse_mode"), params.get("entities"))
+        text, entities = render_text(
+            str(params.get("text") or ""), params.get("parse_mode"), params.get("entities")
+        )
         if not text.strip():
             raise bad_request("message text is empty")
         if utf16_len(text) > MAX_TEXT:
@@ -119,7 +137,9 @@ class BotApiMethods:
             message, caption=caption or None, caption_entities=entities, reply_markup=self._markup(params)
         )
 
-    def _edit_message_reply_markup(self, params: dict[str, Any], files: dict[str, UploadedFile]) -> dict[str, Any]:
+    def _edit_message_reply_markup(
+        self, params: dict[str, Any], files: dict[str, UploadedFile]
+    ) -> dict[str, Any]:
         message = self._editable(params)
         return self._apply_edit(message, reply_markup=self._markup(params))
 
@@ -162,7 +182,9 @@ class BotApiMethods:
         self._commands[key] = [{"command": c["command"], "description": c["description"]} for c in commands]
         return True
 
-    def _get_my_commands(self, params: dict[str, Any], files: dict[str, UploadedFile]) -> list[dict[str, str]]:
+    def _get_my_commands(
+        self, params: dict[str, Any], files: dict[str, UploadedFile]
+    ) -> list[dict[str, str]]:
         key = self._scope_key(params.get("scope"), params.get("language_code"))
         return copy.deepcopy(self._commands.get(key, []))
 

@@ -15,7 +15,6 @@ from sandbox.records import Button, Call, CallbackAnswer, CallbackQueryRecord, C
 
 
 class Observer:
-
     @property
     def calls(self) -> list[Call]:
         """Every call received so far, in order (copies; in-flight calls have ``answered=None``)."""
@@ -153,7 +152,9 @@ class Observer:
         with self._lock:
             return self._files[file_id].data
 
-    def commands(self, *, scope: dict[str, Any] | None = None, language_code: str = "") -> list[dict[str, str]]:
+    def commands(
+        self, *, scope: dict[str, Any] | None = None, language_code: str = ""
+    ) -> list[dict[str, str]]:
         """The command list set with setMyCommands for a scope and language."""
         with self._lock:
             return copy.deepcopy(self._commands.get(self._scope_key(scope, language_code), []))
@@ -165,7 +166,9 @@ class Observer:
         fault = _Fault(429, f"Too Many Requests: retry after {retry_after}", {"retry_after": retry_after})
         self._add_fault(method, fault, times)
 
-    def fail(self, method: str, status: int = 400, description: str = "Bad Request: injected", times: int = 1) -> None:
+    def fail(
+        self, method: str, status: int = 400, description: str = "Bad Request: injected", times: int = 1
+    ) -> None:
         """Answer the next ``times`` calls of ``method`` with ``status`` and ``description``."""
         self._add_fault(method, _Fault(status, description), times)
 

@@ -16,22 +16,46 @@ from sandbox.records import UploadedFile
 # reads them back, so that recorded params look the same whatever the transport.
 _JSON_FIELDS = frozenset(
     {
-        "reply_markup", "entities", "caption_entities", "commands", "scope",
-        "allowed_updates", "link_preview_options", "reply_parameters", "media",
-        "results", "menu_button", "message_ids",
+        "reply_markup",
+        "entities",
+        "caption_entities",
+        "commands",
+        "scope",
+        "allowed_updates",
+        "link_preview_options",
+        "reply_parameters",
+        "media",
+        "results",
+        "menu_button",
+        "message_ids",
     }
 )
 _INT_FIELDS = frozenset(
     {
-        "chat_id", "message_id", "offset", "limit", "timeout", "user_id", "from_chat_id",
-        "message_thread_id", "cache_time", "reply_to_message_id", "max_connections",
+        "chat_id",
+        "message_id",
+        "offset",
+        "limit",
+        "timeout",
+        "user_id",
+        "from_chat_id",
+        "message_thread_id",
+        "cache_time",
+        "reply_to_message_id",
+        "max_connections",
     }
 )
 _BOOL_FIELDS = frozenset(
     {
-        "show_alert", "drop_pending_updates", "disable_notification", "protect_content",
-        "disable_web_page_preview", "has_spoiler", "allow_sending_without_reply",
-        "show_caption_above_media", "revoke_messages",
+        "show_alert",
+        "drop_pending_updates",
+        "disable_notification",
+        "protect_content",
+        "disable_web_page_preview",
+        "has_spoiler",
+        "allow_sending_without_reply",
+        "show_caption_above_media",
+        "revoke_messages",
     }
 )
 _NUMERIC = re.compile(r"^-?\d+$")
@@ -74,4 +98,3 @@ async def read_params(request: web.Request) -> tuple[dict[str, Any], dict[str, U
                 else:
                     raw[name] = value
     return {name: coerce(name, value) for name, value in raw.items()}, files
-

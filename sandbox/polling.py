@@ -18,7 +18,9 @@ from sandbox.records import UploadedFile, _Update
 
 
 class LongPolling:
-    async def _get_updates(self, params: dict[str, Any], files: dict[str, UploadedFile]) -> list[dict[str, Any]]:
+    async def _get_updates(
+        self, params: dict[str, Any], files: dict[str, UploadedFile]
+    ) -> list[dict[str, Any]]:
         """Telegram's getUpdates: confirm below ``offset``, wait up to ``timeout`` for updates."""
         self._refuse_polling_while_webhook()  # 409 while a webhook is set (sandbox/webhook.py)
         offset = int(params.get("offset") or 0)

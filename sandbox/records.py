@@ -110,8 +110,7 @@ class ChatMessage:
         """Inline keyboard rows (empty when the message has no inline keyboard)."""
         rows = (self.reply_markup or {}).get("inline_keyboard") or []
         return [
-            [Button(b.get("text", ""), b.get("callback_data"), b.get("url")) for b in row]
-            for row in rows
+            [Button(b.get("text", ""), b.get("callback_data"), b.get("url")) for b in row] for row in rows
         ]
 
     @property
@@ -155,6 +154,7 @@ class CallbackQueryRecord:
     pressed: float
     answer: CallbackAnswer | None = None
 
+
 @dataclasses.dataclass
 class _Fault:
     status: int | None  # None: only a delay, then normal processing
@@ -190,4 +190,3 @@ class _StoredFile:
     width: int
     height: int
     is_png: bool
-

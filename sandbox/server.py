@@ -13,7 +13,8 @@ The server runs an aiohttp application inside a background thread with its own a
 the bot can live in the same process (on any loop or thread) or in a subprocess that is restarted.
 Every public method is synchronous and thread-safe. The parts are mixins, one idea each:
 ``chat_model`` (chats and messages), ``methods`` (the Bot API methods), ``polling``
-(getUpdates), ``webhook`` (setWebhook and delivery to it), ``user_side`` (users write and press), ``observe`` (records, waiting, faults).
+(getUpdates), ``webhook`` (setWebhook and delivery to it), ``user_side`` (users write and press),
+``observe`` (records, waiting, faults).
 
 Point PTB at it::
 
@@ -58,8 +59,8 @@ from sandbox.access import loopback_host_only
 from sandbox.chat_model import ChatModel
 from sandbox.errors import FLOODED, BotApiError
 from sandbox.flood import FloodControl, FloodLimit
-from sandbox.methods import BotApiMethods
 from sandbox.membership import Membership
+from sandbox.methods import BotApiMethods
 from sandbox.observe import Observer
 from sandbox.params import read_params
 from sandbox.polling import LongPolling
@@ -73,9 +74,11 @@ class Page(Protocol):
 
     def add_routes(self, app: web.Application) -> None: ...
 
+
 # Methods that write into a chat, and so count against its flood limit.
-_WRITES = frozenset({"sendmessage", "sendphoto", "editmessagetext", "editmessagecaption",
-                     "editmessagereplymarkup"})
+_WRITES = frozenset(
+    {"sendmessage", "sendphoto", "editmessagetext", "editmessagecaption", "editmessagereplymarkup"}
+)
 
 
 class BotApiServer(ChatModel, BotApiMethods, LongPolling, UserSide, Observer, Membership, WebhookDelivery):
@@ -250,8 +253,9 @@ class BotApiServer(ChatModel, BotApiMethods, LongPolling, UserSide, Observer, Me
 
     async def _startup(self) -> None:
         # Only this machine's loopback name may be the Host (DNS rebinding: sandbox/access.py).
-        app = web.Application(client_max_size=64 * 1024 * 1024,
-                              middlewares=[loopback_host_only(lambda: self.port)])
+        app = web.Application(
+            client_max_size=64 * 1024 * 1024, middlewares=[loopback_host_only(lambda: self.port)]
+        )
         app.router.add_route("*", "/bot{token}/{method}", self._handle_method)
         app.router.add_get("/file/bot{token}/{path:.+}", self._handle_file)
         if self._pages is not None:
@@ -285,7 +289,9 @@ class BotApiServer(ChatModel, BotApiMethods, LongPolling, UserSide, Observer, Me
         if request.match_info["token"] != self.token:
             return self._answer(call, {"ok": False, "error_code": 401, "description": "Unauthorized"})
         if handler is None:
-            return self._answer(call, {"ok": False, "error_code": 404, "description": "Not Found: method not found"})
+            return self._answer(
+                call, {"ok": False, "error_code": 404, "description": "Not Found: method not found"}
+            )
         try:
             fault = self._take_fault(canonical)
             if fault is not None and fault.delay:

@@ -65,7 +65,9 @@ class UserSide:
         Returns the callback query id.
         """
         if len(data.encode()) > MAX_CALLBACK_DATA:
-            raise ValueError(f"callback data is {len(data.encode())} bytes; Telegram allows {MAX_CALLBACK_DATA}")
+            raise ValueError(
+                f"callback data is {len(data.encode())} bytes; Telegram allows {MAX_CALLBACK_DATA}"
+            )
         with self._lock:
             user = self._user(user_id, first_name, username)
             chat = self._chat(user_id if chat_id is None else chat_id, user)

@@ -71,14 +71,18 @@ class ChatPage:
     # ------------------------------------------------------------------------- API
     async def session(self, request: web.Request) -> web.Response:
         bot = self.server.bot_user
-        return web.json_response({
-            "sandbox": True,
-            "bot": {"id": bot["id"], "first_name": bot["first_name"], "username": bot["username"]},
-            "people": [{"key": p.key, "first_name": p.first_name, "role": p.role, "user_id": p.user_id}
-                       for p in self.cast.people],
-            "group": {"chat_id": self.cast.group_id, "title": self.cast.group_title},
-            "limits": {"text": MAX_TEXT},
-        })
+        return web.json_response(
+            {
+                "sandbox": True,
+                "bot": {"id": bot["id"], "first_name": bot["first_name"], "username": bot["username"]},
+                "people": [
+                    {"key": p.key, "first_name": p.first_name, "role": p.role, "user_id": p.user_id}
+                    for p in self.cast.people
+                ],
+                "group": {"chat_id": self.cast.group_id, "title": self.cast.group_title},
+                "limits": {"text": MAX_TEXT},
+            }
+        )
 
     async def chat(self, request: web.Request) -> web.Response:
         try:
@@ -93,8 +97,9 @@ class ChatPage:
             await asyncio.sleep(0.1)
         version = self.server.version
         messages = [self._message(m) for m in self.server.messages(chat_id)]
-        return web.json_response({"version": version, "messages": messages,
-                                  "commands": self._commands(user_id, chat_id)})
+        return web.json_response(
+            {"version": version, "messages": messages, "commands": self._commands(user_id, chat_id)}
+        )
 
     async def send(self, request: web.Request) -> web.Response:
         try:
@@ -108,8 +113,9 @@ class ChatPage:
         except PageError as exc:
             return _error(exc)
         person = self.cast.person(user_id)
-        update_id = self.server.send_message(user_id, text, chat_id=chat_id,
-                                             first_name=person.first_name, username=person.username)
+        update_id = self.server.send_message(
+            user_id, text, chat_id=chat_id, first_name=person.first_name, username=person.username
+        )
         return web.json_response({"update_id": update_id})
 
     async def press(self, request: web.Request) -> web.Response:
@@ -120,8 +126,14 @@ class ChatPage:
             if not isinstance(message_id, int) or not isinstance(data, str):
                 raise PageError("a press needs message_id (a number) and data (text)")
             person = self.cast.person(user_id)
-            query_id = self.server.press_button(user_id, message_id, data, chat_id=chat_id,
-                                                first_name=person.first_name, username=person.username)
+            query_id = self.server.press_button(
+                user_id,
+                message_id,
+                data,
+                chat_id=chat_id,
+                first_name=person.first_name,
+                username=person.username,
+            )
         except PageError as exc:
             return _error(exc)
         except (KeyError, ValueError) as exc:
@@ -164,8 +176,12 @@ class ChatPage:
         if chat_id > 0:
             scopes = [{"type": "chat", "chat_id": chat_id}, {"type": "all_private_chats"}, None]
         else:
-            scopes = [{"type": "chat_member", "chat_id": chat_id, "user_id": user_id},
-                      {"type": "chat", "chat_id": chat_id}, {"type": "all_group_chats"}, None]
+            scopes = [
+                {"type": "chat_member", "chat_id": chat_id, "user_id": user_id},
+                {"type": "chat", "chat_id": chat_id},
+                {"type": "all_group_chats"},
+                None,
+            ]
         for scope in scopes:
             commands = self.server.commands(scope=scope)
             if commands:
@@ -182,8 +198,10 @@ class ChatPage:
             "entities": message.entities,
             "caption": message.caption,
             "photo": f"/api/photo/{message.photo.file_id}" if message.photo else None,
-            "buttons": [[{"text": b.text, "data": b.callback_data, "url": b.url} for b in row]
-                        for row in message.buttons],
+            "buttons": [
+                [{"text": b.text, "data": b.callback_data, "url": b.url} for b in row]
+                for row in message.buttons
+            ],
             "edits": message.edits,
         }
 

@@ -25,8 +25,10 @@ from sandbox.records import UploadedFile, _Update
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 WEBHOOK_TIMEOUT_S = 10.0
-WEBHOOK_CONFLICT = ("Conflict: can't use getUpdates method while webhook is active; "
-                    "use deleteWebhook to delete the webhook first")
+WEBHOOK_CONFLICT = (
+    "Conflict: can't use getUpdates method while webhook is active; "
+    "use deleteWebhook to delete the webhook first"
+)
 _SECRET = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 
 
@@ -86,8 +88,11 @@ class WebhookDelivery:
 
     def _get_webhook_info(self, params: dict[str, Any], files: dict[str, UploadedFile]) -> dict[str, Any]:
         hook = self._webhook
-        info: dict[str, Any] = {"url": hook.url if hook else "", "has_custom_certificate": False,
-                                "pending_update_count": len(self._updates)}
+        info: dict[str, Any] = {
+            "url": hook.url if hook else "",
+            "has_custom_certificate": False,
+            "pending_update_count": len(self._updates),
+        }
         if hook is not None:
             info["max_connections"] = hook.max_connections
             if self._allowed_updates is not None:
@@ -118,8 +123,12 @@ class WebhookDelivery:
                             self._updates = [u for u in self._updates if u.kind in self._allowed_updates]
                         now = loop.time()
                         room = hook.max_connections - len(in_flight)
-                        due = [u for u in self._updates if u.update_id not in in_flight
-                               and retry_at.get(u.update_id, (0.0, 0.0))[0] <= now][:max(room, 0)]
+                        due = [
+                            u
+                            for u in self._updates
+                            if u.update_id not in in_flight
+                            and retry_at.get(u.update_id, (0.0, 0.0))[0] <= now
+                        ][: max(room, 0)]
                         for update in due:
                             update.delivered = update.delivered or time.monotonic()
                     for update in due:
@@ -127,8 +136,11 @@ class WebhookDelivery:
                     waiter: asyncio.Future[str] = loop.create_future()
                     self._pollers.add(waiter)
                     try:
-                        await asyncio.wait({waiter, *in_flight.values()}, timeout=self.webhook_retry_s,
-                                           return_when=asyncio.FIRST_COMPLETED)
+                        await asyncio.wait(
+                            {waiter, *in_flight.values()},
+                            timeout=self.webhook_retry_s,
+                            return_when=asyncio.FIRST_COMPLETED,
+                        )
                     finally:
                         self._pollers.discard(waiter)
                     if waiter.done() and waiter.result() == "stopping" and self._webhook is None:
@@ -152,7 +164,11 @@ class WebhookDelivery:
             async with session.post(hook.url, data=body.encode(), headers=headers) as response:
                 status = response.status
                 await response.read()
-                error = None if 200 <= status < 300 else f"Wrong response from the webhook: {status} {response.reason}"
+                error = (
+                    None
+                    if 200 <= status < 300
+                    else f"Wrong response from the webhook: {status} {response.reason}"
+                )
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             error = f"Connection failed: {type(exc).__name__}"
         with self._changed:
@@ -160,8 +176,9 @@ class WebhookDelivery:
             self._changed.notify_all()
         return error
 
-    def _settle(self, update_id: int, error: str | None, retry_at: dict[int, tuple[float, float]],
-                now: float) -> None:
+    def _settle(
+        self, update_id: int, error: str | None, retry_at: dict[int, tuple[float, float]], now: float
+    ) -> None:
         with self._changed:
             if error is None:
                 retry_at.pop(update_id, None)

@@ -44,31 +44,37 @@ def closed_broker_channels_raise_connection_errors() -> None:
             raise redis.ConnectionError("this broker channel's connection is closed")
         return connparams(self, asynchronous=asynchronous)
 
-    setattr(_connparams, "raises_connection_errors", True)
-    setattr(kombu_redis.Channel, "_connparams", _connparams)
+    # setattr: mypy refuses an attribute on a function and an assignment to a method (B010 wants them plain)
+    setattr(_connparams, "raises_connection_errors", True)  # noqa: B010
+    setattr(kombu_redis.Channel, "_connparams", _connparams)  # noqa: B010
 
 
 def make_celery(settings: Settings) -> Celery:
     if settings.task_time_limit_s >= settings.visibility_timeout_s:
-        raise ValueError("TASK_TIME_LIMIT_S must be below VISIBILITY_TIMEOUT_S, or the broker "
-                         "redelivers tasks that are still running")
-    app = Celery("marketrank", broker=broker_url(settings),
-                 include=["tasks.steps", "tasks.watchdog", "tasks.schedule_tasks",
-                          "tasks.track_tasks"])
-    transport = {"visibility_timeout": settings.visibility_timeout_s,
-                 **broker_transport_options(settings)}
+        raise ValueError(
+            "TASK_TIME_LIMIT_S must be below VISIBILITY_TIMEOUT_S, or the broker "
+            "redelivers tasks that are still running"
+        )
+    app = Celery(
+        "marketrank",
+        broker=broker_url(settings),
+        include=["tasks.steps", "tasks.watchdog", "tasks.schedule_tasks", "tasks.track_tasks"],
+    )
+    transport = {"visibility_timeout": settings.visibility_timeout_s, **broker_transport_options(settings)}
     app.conf.update(
         task_default_queue=STEP_QUEUE,
-        task_routes={"marketrank.watchdog": {"queue": WATCHDOG_QUEUE},
-                     TRACK_EVALUATE_TASK: {"queue": TRACK_QUEUE}},
-        task_acks_late=True,              # a step's message survives a worker killed mid-step
+        task_routes={
+            "marketrank.watchdog": {"queue": WATCHDOG_QUEUE},
+            TRACK_EVALUATE_TASK: {"queue": TRACK_QUEUE},
+        },
+        task_acks_late=True,  # a step's message survives a worker killed mid-step
         task_reject_on_worker_lost=True,  # ... and goes back to the queue at once
-        worker_prefetch_multiplier=1,     # no step waits behind another on a busy worker
+        worker_prefetch_multiplier=1,  # no step waits behind another on a busy worker
         broker_transport_options=transport,
-        task_ignore_result=True,          # state lives in the gists, not in a result backend
+        task_ignore_result=True,  # state lives in the gists, not in a result backend
         task_time_limit=settings.task_time_limit_s,
         task_soft_time_limit=max(settings.task_time_limit_s - 10, 5),
-        worker_send_task_events=True,     # Flower sees every step
+        worker_send_task_events=True,  # Flower sees every step
         task_send_sent_event=True,
         task_serializer="json",
         accept_content=["json"],
@@ -79,20 +85,26 @@ def make_celery(settings: Settings) -> Celery:
         beat_schedule={
             # A pass no worker took within one interval expires: a stopped watchdog worker leaves
             # no pile of passes to run when it is back, only messages it discards at once.
-            "watchdog": {"task": "marketrank.watchdog", "schedule": settings.watchdog_interval_s,
-                         "options": {"queue": WATCHDOG_QUEUE,
-                                     "expires": settings.watchdog_interval_s}},
+            "watchdog": {
+                "task": "marketrank.watchdog",
+                "schedule": settings.watchdog_interval_s,
+                "options": {"queue": WATCHDOG_QUEUE, "expires": settings.watchdog_interval_s},
+            },
             # Pick records whose horizons closed are scored; one pass at a time is enough.
-            "track": {"task": TRACK_EVALUATE_TASK, "schedule": settings.track_eval_interval_s,
-                      "options": {"queue": TRACK_QUEUE, "expires": settings.track_eval_interval_s}},
+            "track": {
+                "task": TRACK_EVALUATE_TASK,
+                "schedule": settings.track_eval_interval_s,
+                "options": {"queue": TRACK_QUEUE, "expires": settings.track_eval_interval_s},
+            },
         },
         **redbeat_config(settings),
     )
     if settings.redis_sentinels:
         # redbeat's own Sentinel client takes no retry, and beat would exit on the switch: give it
         # ours (the workers' retries, through Sentinel), which redbeat uses when it is set.
-        app.redbeat_redis = redis_client(settings, decode_responses=True,
-                                         **redbeat_config(settings)["redbeat_redis_options"])
+        app.redbeat_redis = redis_client(
+            settings, decode_responses=True, **redbeat_config(settings)["redbeat_redis_options"]
+        )
     return app
 
 

@@ -29,6 +29,7 @@ class CeleryDispatcher:
     def __init__(self, app: Celery | None = None, label: str = ""):
         if app is None:
             from tasks.celery_app import app as process_app
+
             app = process_app
         self.app: Celery = app
         self.label = label
@@ -36,7 +37,9 @@ class CeleryDispatcher:
     def enqueue_step(self, analysis_id: str, chain: str, seq: int) -> None:
         # The header names the step the message delivers, so the watchdog can tell a step that
         # waits in the broker from a lost one without decoding bodies (tasks/ops.py, pending_steps).
-        self.app.send_task(INIT_TASK if seq == 0 else RANK_STEP_TASK, args=(analysis_id, chain, seq),
-                           argsrepr=step_argsrepr(analysis_id, chain, seq, self.label),
-                           headers={"sent_at": time.time(),
-                                    STEP_HEADER: step_header(analysis_id, chain, seq)})
+        self.app.send_task(
+            INIT_TASK if seq == 0 else RANK_STEP_TASK,
+            args=(analysis_id, chain, seq),
+            argsrepr=step_argsrepr(analysis_id, chain, seq, self.label),
+            headers={"sent_at": time.time(), STEP_HEADER: step_header(analysis_id, chain, seq)},
+        )

@@ -46,8 +46,7 @@ class MarketrankCollector(Collector):
         yield from llm_metrics(counters)
         for field, (name, text) in PLAIN_COUNTERS.items():
             yield CounterMetricFamily(name, text, value=counters.get(field, 0))
-        analyses = GaugeMetricFamily("marketrank_analyses", "live analyses by status",
-                                     labels=["status"])
+        analyses = GaugeMetricFamily("marketrank_analyses", "live analyses by status", labels=["status"])
         overview = self.service.overview()
         for status in Status:
             if not status.is_final:
@@ -58,45 +57,53 @@ class MarketrankCollector(Collector):
 
 
 def step_metrics(counters: dict[str, int]) -> Iterator:
-    yield CounterMetricFamily("marketrank_steps_committed", "steps committed",
-                              value=counters.get("steps_committed", 0))
-    failed = CounterMetricFamily("marketrank_steps_failed",
-                                 "steps that did not commit, by why (lost, judge, data, config, internal)",
-                                 labels=["reason"])
+    yield CounterMetricFamily(
+        "marketrank_steps_committed", "steps committed", value=counters.get("steps_committed", 0)
+    )
+    failed = CounterMetricFamily(
+        "marketrank_steps_failed",
+        "steps that did not commit, by why (lost, judge, data, config, internal)",
+        labels=["reason"],
+    )
     for field, value in sorted(counters.items()):
         if field.startswith("steps_failed:"):
             failed.add_metric([field.split(":", 1)[1]], value)
     yield failed
     count = counters.get("step_seconds_count", 0)
     buckets = cumulative_buckets(counters)
-    yield HistogramMetricFamily("marketrank_step_duration_seconds",
-                                "time from a step's begin to its commit (or its failure)",
-                                buckets=[*buckets, ("+Inf", count)],
-                                sum_value=counters.get("step_seconds_sum_ms", 0) / 1000)
+    yield HistogramMetricFamily(
+        "marketrank_step_duration_seconds",
+        "time from a step's begin to its commit (or its failure)",
+        buckets=[*buckets, ("+Inf", count)],
+        sum_value=counters.get("step_seconds_sum_ms", 0) / 1000,
+    )
 
 
 def llm_metrics(counters: dict[str, int]) -> Iterator:
     for field, (name, text) in LLM_COUNTERS.items():
         yield CounterMetricFamily(name, text, value=counters.get(f"llm:{field}", 0))
-    tokens = CounterMetricFamily("marketrank_llm_tokens", "LLM tokens spent, by kind",
-                                 labels=["kind"])
+    tokens = CounterMetricFamily("marketrank_llm_tokens", "LLM tokens spent, by kind", labels=["kind"])
     tokens.add_metric(["prompt"], counters.get("llm:prompt_tokens", 0))
     tokens.add_metric(["completion"], counters.get("llm:completion_tokens", 0))
     yield tokens
 
 
 def queue_metrics(ops: BrokerOps) -> Iterator:
-    depth = GaugeMetricFamily("marketrank_queue_depth",
-                              "messages in a queue: waiting, or delivered and not yet acknowledged",
-                              labels=["queue", "state"])
+    depth = GaugeMetricFamily(
+        "marketrank_queue_depth",
+        "messages in a queue: waiting, or delivered and not yet acknowledged",
+        labels=["queue", "state"],
+    )
     for queue, depths in ops.queue_depths().items():
         depth.add_metric([queue, "queued"], depths.queued)
         if depths.unacked:
             depth.add_metric([queue, "unacked"], depths.unacked)
     yield depth
-    yield GaugeMetricFamily("marketrank_queue_oldest_age_seconds",
-                            "how long the oldest waiting step has waited (0 when none waits)",
-                            value=ops.oldest_age_s() or 0.0)
+    yield GaugeMetricFamily(
+        "marketrank_queue_oldest_age_seconds",
+        "how long the oldest waiting step has waited (0 when none waits)",
+        value=ops.oldest_age_s() or 0.0,
+    )
 
 
 def exposition(service: AnalysisService, ops: BrokerOps | None) -> bytes:

@@ -54,11 +54,12 @@ class BrokerOps:
             pipe.llen(WATCHDOG_QUEUE)
             pipe.hlen(UNACKED_KEY)
             steps, watchdog, unacked = pipe.execute()
-        return {STEP_QUEUE: QueueDepths(int(steps), int(unacked)),
-                WATCHDOG_QUEUE: QueueDepths(int(watchdog), 0)}
+        return {
+            STEP_QUEUE: QueueDepths(int(steps), int(unacked)),
+            WATCHDOG_QUEUE: QueueDepths(int(watchdog), 0),
+        }
 
-    def pending_steps(self, delivered_within_s: float,
-                      now: float | None = None) -> dict[str, list[str]]:
+    def pending_steps(self, delivered_within_s: float, now: float | None = None) -> dict[str, list[str]]:
         """The steps the broker still holds, by analysis id, each 'chain:seq': every message
         waiting in the steps' queue, and those delivered to a worker within `delivered_within_s`
         and not yet acknowledged (a worker is about to take the lease). A message delivered

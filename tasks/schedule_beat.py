@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from celery import Celery
-from celery.schedules import crontab, schedule as every_interval
+from celery.schedules import crontab
+from celery.schedules import schedule as every_interval
 from redbeat import RedBeatSchedulerEntry
 
 from analysis.local_time import utc_candidates
@@ -30,11 +31,19 @@ def celery_schedule(every: Every, app: Celery):
     if every.cron and every.zone:
         fields = cron_fields(every.cron)
         minutes, hours = utc_candidates(fields[0], fields[1], every.zone, app.now().timestamp())
-        return crontab(minute=",".join(map(str, sorted(minutes))), hour=",".join(map(str, sorted(hours))), app=app)
+        return crontab(
+            minute=",".join(map(str, sorted(minutes))), hour=",".join(map(str, sorted(hours))), app=app
+        )
     if every.cron:
         minute, hour, day_of_month, month_of_year, day_of_week = every.cron.split()
-        return crontab(minute=minute, hour=hour, day_of_month=day_of_month,
-                       month_of_year=month_of_year, day_of_week=day_of_week, app=app)
+        return crontab(
+            minute=minute,
+            hour=hour,
+            day_of_month=day_of_month,
+            month_of_year=month_of_year,
+            day_of_week=day_of_week,
+            app=app,
+        )
     return every_interval(timedelta(seconds=every.interval_s), app=app)
 
 
@@ -46,9 +55,13 @@ class RedBeatRegistrar:
         """Save the entry. An interval's first run is due at once (it sets the baseline the next
         runs are compared with); a cron line's at its next matching minute."""
         entry = RedBeatSchedulerEntry(
-            name=entry_name(schedule.id), task=SCHEDULED_RUN_TASK,
-            schedule=celery_schedule(schedule.every, self.app), args=[schedule.id],
-            options={"argsrepr": scheduled_run_argsrepr(schedule.id)}, app=self.app)
+            name=entry_name(schedule.id),
+            task=SCHEDULED_RUN_TASK,
+            schedule=celery_schedule(schedule.every, self.app),
+            args=[schedule.id],
+            options={"argsrepr": scheduled_run_argsrepr(schedule.id)},
+            app=self.app,
+        )
         # celery's entry takes "now" as its last run when given none, which would put an
         # interval's first run one interval away; redbeat reads no last run as due at once.
         entry.last_run_at = self.app.now() if schedule.every.cron else None
@@ -64,8 +77,9 @@ class RedBeatRegistrar:
         found = {}
         for schedule_id in schedule_ids:
             try:
-                entry = RedBeatSchedulerEntry.from_key(self.app.redbeat_conf.key_prefix + entry_name(schedule_id),
-                                                       app=self.app)
+                entry = RedBeatSchedulerEntry.from_key(
+                    self.app.redbeat_conf.key_prefix + entry_name(schedule_id), app=self.app
+                )
             except KeyError:
                 continue
             due = entry.due_at

@@ -23,8 +23,7 @@ def _step(task, analysis_id: str, chain: str, seq: int) -> dict:
         except redis.OutOfMemoryError:  # the broker shares Redis: the next step has no room
             report = storage_full(rt, analysis_id, chain, seq + 1, now=time.time())
     # The task-succeeded event carries this result, so Flower shows each step's progress.
-    return {"decision": report.decision, "progress": report.progress,
-            "confidence": report.confidence}
+    return {"decision": report.decision, "progress": report.progress, "confidence": report.confidence}
 
 
 @app.task(name=INIT_TASK, bind=True)

@@ -9,8 +9,8 @@ import redis
 
 from analysis.db.scripts.watch import WatchdogCheck
 from analysis.engine.runtime import Runtime
-from analysis.errors import first_line
 from analysis.engine.watch import PendingSteps, check_live
+from analysis.errors import first_line
 from analysis.service import StepDispatcher
 from tasks.celery_app import app
 from tasks.dispatcher import CeleryDispatcher
@@ -19,9 +19,13 @@ from tasks.runtime import get_runtime
 logger = logging.getLogger(__name__)
 
 
-def watchdog_pass(now: float | None = None, *, rt: Runtime | None = None,
-                  dispatcher: StepDispatcher | None = None,
-                  pending_steps: PendingSteps | None = None) -> dict[str, int]:
+def watchdog_pass(
+    now: float | None = None,
+    *,
+    rt: Runtime | None = None,
+    dispatcher: StepDispatcher | None = None,
+    pending_steps: PendingSteps | None = None,
+) -> dict[str, int]:
     """One pass over every live analysis; answers how many were kicked, given up, expired, and
     left alone because their step waits in the broker ('queued'). Time, the runtime, the
     dispatcher and the broker view are parameters so tests can drive a pass."""
@@ -29,24 +33,30 @@ def watchdog_pass(now: float | None = None, *, rt: Runtime | None = None,
     dispatcher = CeleryDispatcher() if dispatcher is None else dispatcher
     if pending_steps is None:
         from tasks.ops import default_ops
+
         pending_steps = default_ops().pending_steps_within(rt.settings.watchdog_grace_s)
     now = time.time() if now is None else now
-    counted = (WatchdogCheck.KICK, WatchdogCheck.GAVE_UP, WatchdogCheck.EXPIRED,
-               WatchdogCheck.QUEUED)
+    counted = (WatchdogCheck.KICK, WatchdogCheck.GAVE_UP, WatchdogCheck.EXPIRED, WatchdogCheck.QUEUED)
     counts = {code.value: 0 for code in counted}
     try:
         verdicts = check_live(rt.store, pending_steps, now, confirm_s=rt.settings.watchdog_confirm_s)
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         # Redis restarting or away: nothing can be judged; the next pass (one interval on) will.
-        logger.warning("watchdog pass skipped: Redis cannot be reached (%s); the next pass retries",
-                       first_line(exc))
+        logger.warning(
+            "watchdog pass skipped: Redis cannot be reached (%s); the next pass retries", first_line(exc)
+        )
         return {**counts, "redis_unreachable": 1}
     for verdict in verdicts:
         analysis_id, answer = verdict.analysis_id, verdict.answer
         if answer.code == WatchdogCheck.KICK:
             seq, chain, attempts = answer.values
-            logger.warning("[%s chain=%s seq=%s] step lost (no lease, not in the broker): "
-                           "re-enqueued (attempt %s)", analysis_id, chain[:8], seq, attempts)
+            logger.warning(
+                "[%s chain=%s seq=%s] step lost (no lease, not in the broker): re-enqueued (attempt %s)",
+                analysis_id,
+                chain[:8],
+                seq,
+                attempts,
+            )
             try:
                 dispatcher.enqueue_step(analysis_id, chain, int(seq))
                 rt.redis.hincrby(rt.keys.metrics(), "watchdog_reenqueues", 1)
@@ -78,8 +88,17 @@ def show_in_flower(task, result: dict[str, int], runtime: float) -> None:
     """The task-received, -started and -succeeded events a worker sends for a task that sends
     events (Flower and `celery events` build their task rows from these)."""
     try:
-        task.send_event("task-received", name=task.name, args="()", kwargs="{}", retries=0,
-                        root_id=task.request.id, parent_id=None, eta=None, expires=None)
+        task.send_event(
+            "task-received",
+            name=task.name,
+            args="()",
+            kwargs="{}",
+            retries=0,
+            root_id=task.request.id,
+            parent_id=None,
+            eta=None,
+            expires=None,
+        )
         task.send_event("task-started")
         task.send_event("task-succeeded", result=repr(result), runtime=runtime)
     except Exception:  # monitoring only: never fail the pass for it

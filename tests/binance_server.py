@@ -86,7 +86,9 @@ def load_markets(data_dir: Path, now_ms: int, symbols: list[str] | None = None) 
         frame = pd.read_csv(path)
         times = pd.to_datetime(frame["timestamp"], utc=True).dt.as_unit("ms").astype("int64").to_numpy()
         shift = hour_open - int(times[-1])
-        rows = np.column_stack([times + shift, frame[["open", "high", "low", "close", "volume"]].to_numpy(float)])
+        rows = np.column_stack(
+            [times + shift, frame[["open", "high", "low", "close", "volume"]].to_numpy(float)]
+        )
         markets[symbol] = Market(symbol, rows)
     return markets
 
@@ -94,8 +96,14 @@ def load_markets(data_dir: Path, now_ms: int, symbols: list[str] | None = None) 
 class BinanceServer:
     """Binance-compatible spot REST server on 127.0.0.1 (see module docstring)."""
 
-    def __init__(self, data_dir: Path, *, now: float | None = None, symbols: list[str] | None = None,
-                 extra_markets: list[Market] | None = None):
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        now: float | None = None,
+        symbols: list[str] | None = None,
+        extra_markets: list[Market] | None = None,
+    ):
         self.now_ms = int((time.time() if now is None else now) * 1000)
         self.markets = load_markets(data_dir, self.now_ms, symbols)
         for market in extra_markets or []:
@@ -144,24 +152,35 @@ class BinanceServer:
         await web.SockSite(self._runner, sock).start()
 
     # -- scripting and counting ----------------------------------------------------------------
-    def fail_next(self, n: int, *, status: int, retry_after: float | None = None,
-                  path: str | None = None, symbol: str | None = None) -> None:
+    def fail_next(
+        self,
+        n: int,
+        *,
+        status: int,
+        retry_after: float | None = None,
+        path: str | None = None,
+        symbol: str | None = None,
+    ) -> None:
         with self._lock:
-            self._faults += [_Fault("status", path, symbol, status=status, retry_after=retry_after)
-                             for _ in range(n)]
+            self._faults += [
+                _Fault("status", path, symbol, status=status, retry_after=retry_after) for _ in range(n)
+            ]
 
-    def delay_next(self, n: int, seconds: float, *, path: str | None = None,
-                   symbol: str | None = None) -> None:
+    def delay_next(
+        self, n: int, seconds: float, *, path: str | None = None, symbol: str | None = None
+    ) -> None:
         with self._lock:
             self._faults += [_Fault("delay", path, symbol, seconds=seconds) for _ in range(n)]
 
-    def malformed_next(self, n: int, *, kind: str = "rows", path: str | None = "/api/v3/klines",
-                       symbol: str | None = None) -> None:
+    def malformed_next(
+        self, n: int, *, kind: str = "rows", path: str | None = "/api/v3/klines", symbol: str | None = None
+    ) -> None:
         with self._lock:
             self._faults += [_Fault("malformed", path, symbol, malformed=kind) for _ in range(n)]
 
-    def oversized_next(self, n: int, *, factor: int, path: str | None = "/api/v3/klines",
-                       symbol: str | None = None) -> None:
+    def oversized_next(
+        self, n: int, *, factor: int, path: str | None = "/api/v3/klines", symbol: str | None = None
+    ) -> None:
         """The next `n` answers carry their rows `factor` times over, streamed (never built in
         memory here), as an exchange that ignores `limit` would send them."""
         with self._lock:
@@ -173,8 +192,12 @@ class BinanceServer:
 
     def count(self, path: str | None = None, symbol: str | None = None) -> int:
         with self._lock:
-            return sum(1 for r in self.requests if (path is None or r.path == path)
-                       and (symbol is None or r.query.get("symbol") == symbol.replace("/", "")))
+            return sum(
+                1
+                for r in self.requests
+                if (path is None or r.path == path)
+                and (symbol is None or r.query.get("symbol") == symbol.replace("/", ""))
+            )
 
     def paths(self) -> Counter:
         with self._lock:
@@ -192,8 +215,9 @@ class BinanceServer:
     def _take_fault(self, path: str, symbol: str | None) -> _Fault | None:
         with self._lock:
             for i, fault in enumerate(self._faults):
-                if (fault.path is None or fault.path == path) and \
-                        (fault.symbol is None or fault.symbol.replace("/", "") == symbol):
+                if (fault.path is None or fault.path == path) and (
+                    fault.symbol is None or fault.symbol.replace("/", "") == symbol
+                ):
                     return self._faults.pop(i)
         return None
 
@@ -211,18 +235,23 @@ class BinanceServer:
             record.answer = f"fault:{fault.kind}"
             if fault.kind == "status":
                 headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
-                body = ({"code": -1003, "msg": "Too many requests; current limit is exceeded."}
-                        if fault.status in (418, 429) else
-                        {"code": -1001, "msg": "Internal error; unable to process your request."})
+                body = (
+                    {"code": -1003, "msg": "Too many requests; current limit is exceeded."}
+                    if fault.status in (418, 429)
+                    else {"code": -1001, "msg": "Internal error; unable to process your request."}
+                )
                 return web.json_response(body, status=fault.status, headers=headers)
             if fault.kind == "delay":
                 await asyncio.sleep(fault.seconds)
             if fault.kind == "malformed" and fault.malformed == "json":
                 return web.Response(status=200, text="<html>upstream error", content_type="application/json")
         handler = {
-            "/api/v3/time": self._time, "/api/v3/ping": self._ping,
-            "/api/v3/exchangeInfo": self._exchange_info, "/api/v3/ticker/24hr": self._ticker,
-            "/api/v3/klines": self._klines, "/fapi/v1/exchangeInfo": self._futures_info,
+            "/api/v3/time": self._time,
+            "/api/v3/ping": self._ping,
+            "/api/v3/exchangeInfo": self._exchange_info,
+            "/api/v3/ticker/24hr": self._ticker,
+            "/api/v3/klines": self._klines,
+            "/fapi/v1/exchangeInfo": self._futures_info,
             "/dapi/v1/exchangeInfo": self._futures_info,
         }.get(path)
         if handler is None:
@@ -260,34 +289,61 @@ class BinanceServer:
         return 200, {}
 
     def _futures_info(self, query):
-        return 200, {"timezone": "UTC", "serverTime": int(time.time() * 1000), "rateLimits": [],
-                     "exchangeFilters": [], "assets": [], "symbols": []}
+        return 200, {
+            "timezone": "UTC",
+            "serverTime": int(time.time() * 1000),
+            "rateLimits": [],
+            "exchangeFilters": [],
+            "assets": [],
+            "symbols": [],
+        }
 
     def _exchange_info(self, query):
         symbols = [self._symbol_info(m) for m in self.markets.values()]
         return 200, {
-            "timezone": "UTC", "serverTime": int(time.time() * 1000),
-            "rateLimits": [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE",
-                            "intervalNum": 1, "limit": 6000}],
-            "exchangeFilters": [], "symbols": symbols,
+            "timezone": "UTC",
+            "serverTime": int(time.time() * 1000),
+            "rateLimits": [
+                {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000}
+            ],
+            "exchangeFilters": [],
+            "symbols": symbols,
         }
 
     @staticmethod
     def _symbol_info(market: Market) -> dict:
         base, quote = market.symbol.split("/")
         return {
-            "symbol": market.exchange_id, "status": market.status, "baseAsset": base,
-            "baseAssetPrecision": 8, "quoteAsset": quote, "quotePrecision": 8,
-            "quoteAssetPrecision": 8, "baseCommissionPrecision": 8, "quoteCommissionPrecision": 8,
-            "orderTypes": ["LIMIT", "MARKET"], "icebergAllowed": True, "ocoAllowed": True,
-            "isSpotTradingAllowed": True, "isMarginTradingAllowed": False,
+            "symbol": market.exchange_id,
+            "status": market.status,
+            "baseAsset": base,
+            "baseAssetPrecision": 8,
+            "quoteAsset": quote,
+            "quotePrecision": 8,
+            "quoteAssetPrecision": 8,
+            "baseCommissionPrecision": 8,
+            "quoteCommissionPrecision": 8,
+            "orderTypes": ["LIMIT", "MARKET"],
+            "icebergAllowed": True,
+            "ocoAllowed": True,
+            "isSpotTradingAllowed": True,
+            "isMarginTradingAllowed": False,
             "filters": [
-                {"filterType": "PRICE_FILTER", "minPrice": "0.00000001", "maxPrice": "1000000.00000000",
-                 "tickSize": "0.00000001"},
-                {"filterType": "LOT_SIZE", "minQty": "0.00001000", "maxQty": "9000000.00000000",
-                 "stepSize": "0.00001000"},
+                {
+                    "filterType": "PRICE_FILTER",
+                    "minPrice": "0.00000001",
+                    "maxPrice": "1000000.00000000",
+                    "tickSize": "0.00000001",
+                },
+                {
+                    "filterType": "LOT_SIZE",
+                    "minQty": "0.00001000",
+                    "maxQty": "9000000.00000000",
+                    "stepSize": "0.00001000",
+                },
             ],
-            "permissions": [], "permissionSets": [["SPOT"]],
+            "permissions": [],
+            "permissionSets": [["SPOT"]],
         }
 
     def _ticker(self, query):
@@ -305,14 +361,27 @@ class BinanceServer:
         quote_volume = float((day[:, 4] * day[:, 5]).sum()) * market.volume_boost
         last, first = float(day[-1, 4]), float(day[0, 1])
         return {
-            "symbol": market.exchange_id, "priceChange": f"{last - first:.8f}",
-            "priceChangePercent": f"{100 * (last / first - 1):.3f}", "weightedAvgPrice": f"{last:.8f}",
-            "prevClosePrice": f"{first:.8f}", "lastPrice": f"{last:.8f}", "lastQty": "1.0",
-            "bidPrice": f"{last:.8f}", "bidQty": "1.0", "askPrice": f"{last:.8f}", "askQty": "1.0",
-            "openPrice": f"{first:.8f}", "highPrice": f"{float(day[:, 2].max()):.8f}",
-            "lowPrice": f"{float(day[:, 3].min()):.8f}", "volume": f"{volume:.8f}",
-            "quoteVolume": f"{quote_volume:.8f}", "openTime": int(day[0, 0]),
-            "closeTime": int(day[-1, 0]) + HOUR_MS - 1, "firstId": 1, "lastId": 2, "count": 2,
+            "symbol": market.exchange_id,
+            "priceChange": f"{last - first:.8f}",
+            "priceChangePercent": f"{100 * (last / first - 1):.3f}",
+            "weightedAvgPrice": f"{last:.8f}",
+            "prevClosePrice": f"{first:.8f}",
+            "lastPrice": f"{last:.8f}",
+            "lastQty": "1.0",
+            "bidPrice": f"{last:.8f}",
+            "bidQty": "1.0",
+            "askPrice": f"{last:.8f}",
+            "askQty": "1.0",
+            "openPrice": f"{first:.8f}",
+            "highPrice": f"{float(day[:, 2].max()):.8f}",
+            "lowPrice": f"{float(day[:, 3].min()):.8f}",
+            "volume": f"{volume:.8f}",
+            "quoteVolume": f"{quote_volume:.8f}",
+            "openTime": int(day[0, 0]),
+            "closeTime": int(day[-1, 0]) + HOUR_MS - 1,
+            "firstId": 1,
+            "lastId": 2,
+            "count": 2,
         }
 
     def _klines(self, query):
@@ -341,6 +410,17 @@ class BinanceServer:
     @staticmethod
     def _kline(row) -> list:
         t = int(row[0])
-        return [t, repr(float(row[1])), repr(float(row[2])), repr(float(row[3])), repr(float(row[4])),
-                repr(float(row[5])), t + HOUR_MS - 1, repr(float(row[4] * row[5])), 100,
-                "0", "0", "0"]
+        return [
+            t,
+            repr(float(row[1])),
+            repr(float(row[2])),
+            repr(float(row[3])),
+            repr(float(row[4])),
+            repr(float(row[5])),
+            t + HOUR_MS - 1,
+            repr(float(row[4] * row[5])),
+            100,
+            "0",
+            "0",
+            "0",
+        ]

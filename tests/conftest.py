@@ -39,8 +39,10 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["REDIS_URL"] = _redis.url
     os.environ.update(TEST_ENV)
     from analysis.settings import get_settings
+
     get_settings.cache_clear()
     from tests.doubles import register
+
     register()  # steps run in this process too (local_service): the doubles' names are accepted
 
 
@@ -63,6 +65,7 @@ def worker_log_dir() -> str:
 def llm_server():
     """A local OpenAI-compatible server the workers' judge talks to (tests set its strengths)."""
     from tests.openai_server import OpenAIServer
+
     with OpenAIServer() as server:
         yield server
 
@@ -70,9 +73,16 @@ def llm_server():
 def worker_env(llm_server) -> dict[str, str]:
     """The workers' environment: the test Redis, and the local LLM server as their judge (the
     test process itself has no LLM configured, so the factory refuses `llm` unless told)."""
-    return {**os.environ, "OPENAI_BASE_URL": llm_server.base_url, "OPENAI_API_KEY": "sk-test",
-            "OPENAI_MODEL": "judge-small", "OPENAI_REFINE_MODEL": "judge-large",
-            "OPENAI_TIMEOUT_S": "2", "OPENAI_BACKOFF_BASE_S": "0.05", "OPENAI_BACKOFF_MAX_S": "0.5"}
+    return {
+        **os.environ,
+        "OPENAI_BASE_URL": llm_server.base_url,
+        "OPENAI_API_KEY": "sk-test",
+        "OPENAI_MODEL": "judge-small",
+        "OPENAI_REFINE_MODEL": "judge-large",
+        "OPENAI_TIMEOUT_S": "2",
+        "OPENAI_BACKOFF_BASE_S": "0.05",
+        "OPENAI_BACKOFF_MAX_S": "0.5",
+    }
 
 
 @pytest.fixture(scope="session")
@@ -86,12 +96,14 @@ def worker(worker_log_dir, llm_server):
 @pytest.fixture
 def settings():
     from analysis.settings import get_settings
+
     return get_settings()
 
 
 @pytest.fixture
 def runtime(settings):
     from analysis.engine.runtime import Runtime
+
     return Runtime(settings)
 
 
@@ -99,6 +111,7 @@ def runtime(settings):
 def service(runtime):
     from analysis.service import AnalysisService
     from tasks.dispatcher import CeleryDispatcher
+
     return AnalysisService(runtime.store, CeleryDispatcher())
 
 
@@ -106,24 +119,28 @@ def service(runtime):
 def queue():
     """Steps enqueued by `local_service`, run in this process by `queue.drain(runtime)`."""
     from tests.helpers import QueueDispatcher
+
     return QueueDispatcher()
 
 
 @pytest.fixture
 def local_service(runtime, queue):
     from analysis.service import AnalysisService
+
     return AnalysisService(runtime.store, queue)
 
 
 @pytest.fixture
 def factory(runtime):
     from analysis.config_factory import RankingConfigFactory
+
     return RankingConfigFactory(runtime.settings, runtime.provider)
 
 
 @pytest.fixture
 def actor():
     from analysis.service import Actor
+
     return Actor(f"user-{uuid.uuid4().hex[:8]}")
 
 
@@ -131,10 +148,12 @@ def actor():
 def shared_data_dir() -> Path:
     """The real Binance candles in ../shared/data; skipped where absent unless CI requires them."""
     from analysis.settings import Settings
+
     path = Settings().shared_data_dir
     if not (path / "BTC_USDT-1h.csv").is_file():
-        reason = (f"real market data not found at {path} (set SHARED_DATA_DIR, or clone beside "
-                  f"the shared/ folder)")
+        reason = (
+            f"real market data not found at {path} (set SHARED_DATA_DIR, or clone beside the shared/ folder)"
+        )
         if os.environ.get("REQUIRE_SHARED_DATA") == "1":
             pytest.fail(reason + "; REQUIRE_SHARED_DATA=1 makes this a failure")
         pytest.skip(reason)

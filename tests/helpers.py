@@ -9,8 +9,9 @@ from analysis.models import Gist, HistoryEntry, RankingConfig, Status
 def noop_config(steps: int, markets: tuple[str, ...] = ("BTC/USDT", "ETH/USDT")) -> RankingConfig:
     """A config of the `noop:<steps>` strategy (tests/doubles): `steps` cheap steps, for protocol
     tests."""
-    return RankingConfig(markets=list(markets), timeframe="1h", strategy=f"noop:{steps}", top_k=1,
-                         target_confidence=0.8)
+    return RankingConfig(
+        markets=list(markets), timeframe="1h", strategy=f"noop:{steps}", top_k=1, target_confidence=0.8
+    )
 
 
 def assert_history_is_one_clean_chain(history: list[HistoryEntry], last_seq: int) -> None:
@@ -57,8 +58,7 @@ WORKER_HEARTBEAT_KEYS = {b"_kombu.binding_deadlines"}
 
 def redis_snapshot(client) -> dict[bytes, bytes]:
     """Every key and its serialized value: to prove an action wrote nothing."""
-    return {key: client.dump(key) for key in client.scan_iter(count=1000)
-            if key not in WORKER_HEARTBEAT_KEYS}
+    return {key: client.dump(key) for key in client.scan_iter(count=1000) if key not in WORKER_HEARTBEAT_KEYS}
 
 
 def all_at_once(n: int, call) -> list:

@@ -66,7 +66,9 @@ from typing import Any
 
 from aiohttp import web
 
-SYMBOL_RE = re.compile(r"(?<![A-Za-z0-9/])([A-Z0-9]{2,15}/[A-Z0-9]{2,15}(?::[A-Z0-9]{2,15})?)(?![A-Za-z0-9/])")
+SYMBOL_RE = re.compile(
+    r"(?<![A-Za-z0-9/])([A-Z0-9]{2,15}/[A-Z0-9]{2,15}(?::[A-Z0-9]{2,15})?)(?![A-Za-z0-9/])"
+)
 
 
 @dataclass(frozen=True)
@@ -134,16 +136,18 @@ class StrengthJudge:
         confidence = round(0.5 + 0.49 * math.tanh(abs(gap)), 4)
         return json.dumps({"winner": winner, "confidence": confidence})
 
-
     def reasons(self, ranked: tuple[str, ...]) -> str:
         """The reasons answer: one per ranked symbol, naming its strength in the table."""
-        return json.dumps({"reasons": [{"symbol": s, "reason": f"strength {self.strengths.get(s, 0.0):g}"}
-                                       for s in ranked]})
+        return json.dumps(
+            {"reasons": [{"symbol": s, "reason": f"strength {self.strengths.get(s, 0.0):g}"} for s in ranked]}
+        )
 
     def rank(self, shown: tuple[str, ...]) -> str:
         """The listwise answer: the shown symbols, strongest first."""
+
         def utility(position: int) -> float:
             return self.strengths.get(shown[position], 0.0) + (self.position_bias if position == 0 else 0.0)
+
         order = sorted(range(len(shown)), key=lambda p: (-utility(p), p))
         return json.dumps({"ranking": [shown[p] for p in order]})
 
@@ -289,8 +293,14 @@ class OpenAIServer:
         """
         self._add(_Fault("status", n, symbol, status=status, retry_after=retry_after))
 
-    def fail_always(self, status: int = 500, retry_after: float | str | None = None, *, symbol: str | None = None,
-                    after: int = 0) -> None:
+    def fail_always(
+        self,
+        status: int = 500,
+        retry_after: float | str | None = None,
+        *,
+        symbol: str | None = None,
+        after: int = 0,
+    ) -> None:
         """Every chat request (mentioning `symbol`, if given) gets HTTP `status`, until `clear_faults()`;
         with `after`, only once the server has answered that many chat requests (an outage that
         begins mid-analysis, with no race against the analysis)."""
@@ -304,7 +314,9 @@ class OpenAIServer:
         """The next `n` chat requests get content that is not valid JSON."""
         self._add(_Fault("malformed", n, symbol))
 
-    def off_schema_next(self, n: int, *, answer: dict[str, Any] | None = None, symbol: str | None = None) -> None:
+    def off_schema_next(
+        self, n: int, *, answer: dict[str, Any] | None = None, symbol: str | None = None
+    ) -> None:
         """The next `n` chat requests get valid JSON off the contract (default: winner not in the pair)."""
         self._add(_Fault("off_schema", n, symbol, answer=answer))
 
@@ -389,7 +401,9 @@ class OpenAIServer:
             return _error(401, "You didn't provide an API key.", "invalid_request_error", None)
         token = auth[len("Bearer ") :].strip()
         if self._api_key is not None and token != self._api_key:
-            return _error(401, f"Incorrect API key provided: {token}.", "invalid_request_error", "invalid_api_key")
+            return _error(
+                401, f"Incorrect API key provided: {token}.", "invalid_request_error", "invalid_api_key"
+            )
         return None
 
     async def _list_models(self, request: web.Request) -> web.Response:
@@ -405,7 +419,9 @@ class OpenAIServer:
             body = await request.json()
         except json.JSONDecodeError:
             self._record(request, {}).outcome = "400 bad json"
-            return _error(400, "We could not parse the JSON body of your request.", "invalid_request_error", None)
+            return _error(
+                400, "We could not parse the JSON body of your request.", "invalid_request_error", None
+            )
         record = self._record(request, body)  # recorded on arrival: a call counts even if never answered
         response, record.outcome, record.content, record.usage = await self._answer(request, body)
         return response
@@ -426,7 +442,9 @@ class OpenAIServer:
         fault = self._take_fault(text)
         if fault is not None and fault.kind == "status":
             headers = {} if fault.retry_after is None else {"Retry-After": _header_value(fault.retry_after)}
-            response = _error(fault.status, f"Scripted failure {fault.status}.", "server_error", None, headers)
+            response = _error(
+                fault.status, f"Scripted failure {fault.status}.", "server_error", None, headers
+            )
             return response, f"status {fault.status}", None, None
         if fault is not None and fault.kind == "delay":
             await asyncio.sleep(fault.seconds)
@@ -438,22 +456,31 @@ class OpenAIServer:
         symbols = find_symbols(text, strengths or None)
         shown = list_enum(body.get("response_format"))
         if shown is not None and sorted(shown) != sorted(symbols):
-            msg = f"The schema's ranking enum {shown} does not match the symbols in the prompt {list(symbols)}."
+            msg = (
+                f"The schema's ranking enum {shown} does not match the symbols in the prompt {list(symbols)}."
+            )
             return _error(400, msg, "invalid_request_error", None), "400 enum mismatch", None, None
         asked = reasons_enum(body.get("response_format"))
         if asked is not None and sorted(asked) != sorted(symbols):
-            msg = f"The schema's reasons enum {asked} does not match the symbols in the prompt {list(symbols)}."
+            msg = (
+                f"The schema's reasons enum {asked} does not match the symbols in the prompt {list(symbols)}."
+            )
             return _error(400, msg, "invalid_request_error", None), "400 enum mismatch", None, None
         enum = schema_enum(body.get("response_format"))
         if enum is not None and sorted(enum) != sorted(symbols[:2]):
             msg = f"The schema's winner enum {enum} does not match the symbols in the prompt {list(symbols)}."
             return _error(400, msg, "invalid_request_error", None), "400 enum mismatch", None, None
 
-        chat = ChatRequest(model=model, messages=messages, response_format=body.get("response_format"), symbols=symbols)
+        chat = ChatRequest(
+            model=model, messages=messages, response_format=body.get("response_format"), symbols=symbols
+        )
         if fault is not None and fault.kind == "malformed":
             content, outcome = '{"winner": "' + (symbols[0] if symbols else "") + '", "confid', "malformed"
         elif fault is not None and fault.kind == "off_schema":
-            content, outcome = json.dumps(fault.answer or {"winner": "NOT/INPAIR", "confidence": 0.9}), "off_schema"
+            content, outcome = (
+                json.dumps(fault.answer or {"winner": "NOT/INPAIR", "confidence": 0.9}),
+                "off_schema",
+            )
         else:
             try:
                 content, outcome = policy(chat), "ok" if fault is None else f"delay {fault.seconds}"

@@ -24,8 +24,7 @@ def free_port() -> int:
 class RedisServer:
     """A private redis-server: its own port and folder, append-only persistence optional."""
 
-    def __init__(self, appendonly: bool = False, maxmemory: str | None = None,
-                 args: tuple[str, ...] = ()):
+    def __init__(self, appendonly: bool = False, maxmemory: str | None = None, args: tuple[str, ...] = ()):
         if shutil.which("redis-server") is None:
             raise RuntimeError("redis-server is not installed: run `make test`, which installs it")
         self.port = free_port()
@@ -42,10 +41,26 @@ class RedisServer:
 
     def start(self) -> "RedisServer":
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
-             "--save", "", "--appendonly", "yes" if self.appendonly else "no",
-             "--appendfsync", "always", *self.limits, *self.args],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                self.dir,
+                "--save",
+                "",
+                "--appendonly",
+                "yes" if self.appendonly else "no",
+                "--appendfsync",
+                "always",
+                *self.limits,
+                *self.args,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         client = redis.Redis(port=self.port)
         deadline = time.monotonic() + 10
         while True:
@@ -54,7 +69,7 @@ class RedisServer:
                 return self
             except redis.ConnectionError:
                 if time.monotonic() > deadline:
-                    raise RuntimeError("redis-server did not start")
+                    raise RuntimeError("redis-server did not start") from None
                 time.sleep(0.02)
 
     def stop(self) -> None:
@@ -76,8 +91,16 @@ class Worker:
     """A real `celery -A <app> worker` process (prefork) with the test environment; the app is the
     production one with the test doubles registered (tests/worker_app.py) unless told otherwise."""
 
-    def __init__(self, env: dict[str, str], name: str, concurrency: int = 2, log_dir: str | None = None,
-                 app: str = "tests.worker_app", queues: str = "marketrank", hostname: str = "%h"):
+    def __init__(
+        self,
+        env: dict[str, str],
+        name: str,
+        concurrency: int = 2,
+        log_dir: str | None = None,
+        app: str = "tests.worker_app",
+        queues: str = "marketrank",
+        hostname: str = "%h",
+    ):
         self.env, self.name, self.concurrency, self.app = env, name, concurrency, app
         self.queues, self.hostname = queues, hostname
         self.log_path = Path(log_dir or tempfile.mkdtemp(prefix="marketrank-worker-")) / f"{name}.log"
@@ -86,12 +109,32 @@ class Worker:
     def start(self, wait: bool = True) -> "Worker":
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", self.app, "worker", "-P", "prefork",
-             "-c", str(self.concurrency), "-n", f"{self.name}@{self.hostname}", "-Q", self.queues,
-             "-l", "info",
-             "--without-mingle", "--without-gossip"],
-            cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
-            start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                self.app,
+                "worker",
+                "-P",
+                "prefork",
+                "-c",
+                str(self.concurrency),
+                "-n",
+                f"{self.name}@{self.hostname}",
+                "-Q",
+                self.queues,
+                "-l",
+                "info",
+                "--without-mingle",
+                "--without-gossip",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         if wait:
             try:
                 self.wait_ready()

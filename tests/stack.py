@@ -39,8 +39,13 @@ FAST_TIMINGS = {
     "TASK_TIME_LIMIT_S": "30",
     "EVENTS_MAXLEN": "1000000",
 }
-QUIET_ENV = {"LOG_LEVEL": "INFO", "MARKET_DATA": "demo", "OPENAI_API_KEY": "",
-             "OPENAI_BASE_URL": "", "TELEGRAM_BOT_TOKEN": ""}
+QUIET_ENV = {
+    "LOG_LEVEL": "INFO",
+    "MARKET_DATA": "demo",
+    "OPENAI_API_KEY": "",
+    "OPENAI_BASE_URL": "",
+    "TELEGRAM_BOT_TOKEN": "",
+}
 
 
 # --- processes ---------------------------------------------------------------------------------
@@ -64,10 +69,24 @@ class Beat:
     def start(self, timeout: float = 30) -> "Beat":
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "tasks", "beat", "-l", "info",
-             "-s", str(self.log_dir / "beat-schedule")],
-            cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
-            start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "tasks",
+                "beat",
+                "-l",
+                "info",
+                "-s",
+                str(self.log_dir / "beat-schedule"),
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + timeout
         while b"beat: Starting" not in self.log_path.read_bytes():
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -95,16 +114,23 @@ class Stack:
     """A private append-only redis-server, settings for it, a service over it, and real workers
     and beat started on demand with the same environment."""
 
-    def __init__(self, overrides: dict[str, str], *, name: str = "stack",
-                 log_dir: str | Path | None = None, appendonly: bool = True):
+    def __init__(
+        self,
+        overrides: dict[str, str],
+        *,
+        name: str = "stack",
+        log_dir: str | Path | None = None,
+        appendonly: bool = True,
+    ):
         register_doubles()  # the service here names the `faulty:` data source, as the workers do
         self.name = name
         self.log_dir = Path(log_dir or tempfile.mkdtemp(prefix=f"marketrank-{name}-"))
         self.log_dir.mkdir(parents=True, exist_ok=True)
         values = {**QUIET_ENV, **overrides, **self._start_redis(appendonly)}
         self.env = {**os.environ, **values}
-        self.settings = Settings(**{k.lower(): v for k, v in values.items()
-                                    if k.lower() in Settings.model_fields})
+        self.settings = Settings(
+            **{k.lower(): v for k, v in values.items() if k.lower() in Settings.model_fields}
+        )
         self.runtime = Runtime(self.settings)
         self.app = _private_celery_app(self.settings)
         self.dispatcher = CeleryDispatcher(self.app)
@@ -124,8 +150,7 @@ class Stack:
     # workers
     def start_worker(self, slot: int = 1, *, wait: bool = True) -> Worker:
         self.generation[slot] += 1
-        worker = Worker(self.env, f"{self.name}-w{slot}-g{self.generation[slot]}",
-                        log_dir=str(self.log_dir))
+        worker = Worker(self.env, f"{self.name}-w{slot}-g{self.generation[slot]}", log_dir=str(self.log_dir))
         self.workers[slot] = worker
         self.all_workers.append(worker)
         return worker.start(wait=wait)
@@ -185,8 +210,9 @@ class Stack:
         """Beat and the watchdog's own worker (its queue only, one process), as in the Procfile."""
         from tasks.celery_app import WATCHDOG_QUEUE
 
-        self.watchdog_worker = Worker(self.env, f"{self.name}-watchdog", concurrency=1,
-                                      log_dir=str(self.log_dir), queues=WATCHDOG_QUEUE).start()
+        self.watchdog_worker = Worker(
+            self.env, f"{self.name}-watchdog", concurrency=1, log_dir=str(self.log_dir), queues=WATCHDOG_QUEUE
+        ).start()
         self.watchdog_logs.append(self.watchdog_worker.log_path)
         self.beat = Beat(self.env, self.log_dir).start()
         return self.beat
@@ -209,15 +235,16 @@ class Stack:
 
     def logs(self) -> list[Path]:
         """Every worker's log, the watchdog's own workers' included."""
-        return [path for path in [*(w.log_path for w in self.all_workers), *self.watchdog_logs]
-                if path.exists()]
+        return [
+            path for path in [*(w.log_path for w in self.all_workers), *self.watchdog_logs] if path.exists()
+        ]
 
     def leases(self) -> dict[str, str]:
         """Every lease held now: analysis id -> the attempt holding it."""
         r, prefix = self.runtime.redis, self.runtime.keys.lease("")
         keys = list(r.scan_iter(match=prefix + "*", count=1000))
         values = r.mget(keys) if keys else []
-        return {k.decode()[len(prefix):]: v.decode() for k, v in zip(keys, values) if v}
+        return {k.decode()[len(prefix) :]: v.decode() for k, v in zip(keys, values) if v}
 
     def thaw_all(self) -> None:
         """Wake every frozen worker now."""

@@ -6,8 +6,14 @@ import pytest
 
 from analysis.models import Status
 from tests.conftest import wait_until
-from tests.helpers import (all_at_once, wait_for_idle_broker, assert_history_is_one_clean_chain, noop_config, ranking,
-                           wait_for_status)
+from tests.helpers import (
+    all_at_once,
+    assert_history_is_one_clean_chain,
+    noop_config,
+    ranking,
+    wait_for_idle_broker,
+    wait_for_status,
+)
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -108,6 +114,7 @@ def test_force_resume_while_a_zombie_holds_the_lease_completes_once(service, act
 def test_a_score_analysis_on_the_real_binance_candles(service, runtime, actor, shared_data_dir):
     from analysis.config_factory import RankingConfigFactory
     from analysis.markets.csv_dir import CsvDirProvider
+
     factory = RankingConfigFactory(runtime.settings, CsvDirProvider(shared_data_dir))
     config = factory.create_ranking_config(markets=40, top_k=10)
     gist = service.start(config, actor)

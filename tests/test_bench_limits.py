@@ -18,8 +18,13 @@ TARGETS = re.compile(r"^(bench[\w-]*|chaos):.*\n((?:\t.*\n)+)", re.M)
 def benchmark_modules() -> list[str]:
     """The modules `make bench`, `make bench-*` and `make chaos` run."""
     makefile = (ROOT / "Makefile").read_text()
-    return sorted({module for _, recipe in TARGETS.findall(makefile)
-                   for module in re.findall(r"-m (bench\.\w+)", recipe)})
+    return sorted(
+        {
+            module
+            for _, recipe in TARGETS.findall(makefile)
+            for module in re.findall(r"-m (bench\.\w+)", recipe)
+        }
+    )
 
 
 def test_the_makefile_runs_benchmarks():
@@ -29,13 +34,15 @@ def test_the_makefile_runs_benchmarks():
 @pytest.mark.parametrize("name", benchmark_modules())
 def test_each_benchmark_runs_within_the_per_user_limits_of_its_settings(name):
     module = importlib.import_module(name)
-    assert hasattr(module, "PER_USER") and hasattr(module, "BENCH_ENV"), \
+    assert hasattr(module, "PER_USER") and hasattr(module, "BENCH_ENV"), (
         f"{name} does not say what it asks of the per-user limits (bench/limits.py)"
+    )
     if module.PER_USER is None:
         return
     assert isinstance(module.PER_USER, PerUser)
-    settings = Settings(**{k.lower(): v for k, v in module.BENCH_ENV.items()
-                           if k.lower() in Settings.model_fields})
+    settings = Settings(
+        **{k.lower(): v for k, v in module.BENCH_ENV.items() if k.lower() in Settings.model_fields}
+    )
     assert module.PER_USER.shortfalls(settings) == []
 
 
@@ -43,5 +50,7 @@ def test_the_tap_benchmark_needed_more_starts_than_the_default_quota():
     """What broke `make bench` on main: a tap trader starts a new analysis each time its card
     completes, more than the default 20 an hour."""
     from bench import tap_bench
+
     assert tap_bench.PER_USER.shortfalls(Settings()) == [
-        f"MAX_STARTS_PER_HOUR=20 < {tap_bench.CARDS_PER_TRADER} starts a user makes"]
+        f"MAX_STARTS_PER_HOUR=20 < {tap_bench.CARDS_PER_TRADER} starts a user makes"
+    ]

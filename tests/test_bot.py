@@ -54,9 +54,14 @@ def api():
 
 
 def bot_settings(api: BotApiServer, people: People, **overrides) -> Settings:
-    values = dict(telegram_bot_token=api.token, telegram_api_base_url=api.base_url,
-                  allowed_user_ids=[people.trader, people.other], admin_user_ids=[people.admin],
-                  score_batch_size=1, card_edit_interval_s=0.5)
+    values = dict(
+        telegram_bot_token=api.token,
+        telegram_api_base_url=api.base_url,
+        allowed_user_ids=[people.trader, people.other],
+        admin_user_ids=[people.admin],
+        score_batch_size=1,
+        card_edit_interval_s=0.5,
+    )
     return Settings(**{**values, **overrides})
 
 
@@ -74,8 +79,12 @@ class RunningBot:
     def _run(self) -> None:
         self.loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self.loop)
-        self.application.run_polling(poll_interval=0, timeout=dtm.timedelta(seconds=2), stop_signals=None,
-                                     allowed_updates=["message", "callback_query"])
+        self.application.run_polling(
+            poll_interval=0,
+            timeout=dtm.timedelta(seconds=2),
+            stop_signals=None,
+            allowed_updates=["message", "callback_query"],
+        )
 
     def __enter__(self) -> "RunningBot":
         mark = self.api.mark()
@@ -133,20 +142,27 @@ def analysis_id_of(message: ChatMessage) -> str:
 
 def wait_for_card(api: BotApiServer, chat_id: int, index: int = 0, timeout: float = 15) -> ChatMessage:
     """The status card number `index` (from 0) among those the chat shows, once it is there."""
+
     def find():
         cards = [m for m in api.messages(chat_id, from_bot=True) if status_of(m)]
         return cards[index] if len(cards) > index else None
+
     return api.wait_for(find, timeout)
 
 
-def wait_for_status(api: BotApiServer, chat_id: int, message_id: int, word: str, timeout: float = 30) -> ChatMessage:
-    return api.wait_for(lambda: (m := api.message(chat_id, message_id)) and status_of(m) == word and m, timeout)
+def wait_for_status(
+    api: BotApiServer, chat_id: int, message_id: int, word: str, timeout: float = 30
+) -> ChatMessage:
+    return api.wait_for(
+        lambda: (m := api.message(chat_id, message_id)) and status_of(m) == word and m, timeout
+    )
 
 
 def reply_after(api: BotApiServer, chat_id: int, mark: int, timeout: float = 10) -> str:
     """Text of the bot's reply sent after the call-record position `mark`."""
-    call = api.wait_for_call("sendMessage", lambda c: c.params.get("chat_id") == chat_id, since=mark,
-                             timeout=timeout)
+    call = api.wait_for_call(
+        "sendMessage", lambda c: c.params.get("chat_id") == chat_id, since=mark, timeout=timeout
+    )
     return call.result["text"]
 
 
@@ -208,7 +224,9 @@ def test_rank_pause_ten_resumes_completion_and_chart(api, people, logged_errors)
         # Chart: answered at once, then a PNG of the top 3.
         query = api.press(people.trader, card.message_id, "Chart")
         assert api.wait_for_callback_answer(query).text
-        photo = api.wait_for(lambda: next((m for m in api.messages(people.trader, from_bot=True) if m.photo), None))
+        photo = api.wait_for(
+            lambda: next((m for m in api.messages(people.trader, from_bot=True) if m.photo), None)
+        )
         assert photo.photo.is_png and photo.photo.width > 300
         assert analysis_id[:6] in photo.caption and "top 3" in photo.caption
     assert logged_errors == []
@@ -226,8 +244,10 @@ def test_others_strangers_and_forged_buttons_change_nothing(api, people, logged_
         store = bot.service.store
         wait_until(lambda: store.lease_holder(analysis_id) is None, message="the step in flight")
         # The card settles on the step that was in flight when the pause came.
-        wait_until(lambda: step_of(api.message(group, card.message_id)) == max(store.load(analysis_id).seq, 0),
-                   message="the card to show the last committed step")
+        wait_until(
+            lambda: step_of(api.message(group, card.message_id)) == max(store.load(analysis_id).seq, 0),
+            message="the card to show the last committed step",
+        )
         before = store.load(analysis_id)
         card = api.message(group, card.message_id)
 
@@ -255,7 +275,9 @@ def test_others_strangers_and_forged_buttons_change_nothing(api, people, logged_
             "v1:resume:zzzzzzzzzz": "This button is no longer valid.",  # well formed, no such analysis
         }
         assert len(("v1:resume:" + analysis_id + ":").ljust(64, "x").encode()) == 64
-        queries = {api.press_button(people.other, own.message_id, data): text for data, text in forged.items()}
+        queries = {
+            api.press_button(people.other, own.message_id, data): text for data, text in forged.items()
+        }
         for query, text in queries.items():
             assert api.wait_for_callback_answer(query).text == text
 
@@ -263,7 +285,10 @@ def test_others_strangers_and_forged_buttons_change_nothing(api, people, logged_
         refusal = ask(api, people.stranger, f"/rank symbols={some_markets(3)}")
         assert "private" in refusal and str(people.stranger) in refusal
         assert ask(api, people.other, f"/force_resume {analysis_id}") == "Sorry, that command is for admins."
-        assert ask(api, people.other, f"/resume {analysis_id}") == "Sorry — that analysis belongs to someone else."
+        assert (
+            ask(api, people.other, f"/resume {analysis_id}")
+            == "Sorry — that analysis belongs to someone else."
+        )
 
         after = store.load(analysis_id)
         assert (after.version, after.status, after.seq) == (before.version, Status.PAUSED, before.seq)
@@ -286,16 +311,24 @@ def test_a_forged_button_changes_no_message_but_its_analysis_card(api, people, l
         own = wait_for_status(api, people.other, wait_for_card(api, people.other).message_id, "Completed")
         with_card = analysis_id_of(own)
         factory = bot.application.bot_data["services"].factory
-        without_card = bot.service.start(factory.create_ranking_config(symbols=DEMO_MARKETS[:60], top_k=3),
-                                         Actor(str(people.other))).id
+        without_card = bot.service.start(
+            factory.create_ranking_config(symbols=DEMO_MARKETS[:60], top_k=3), Actor(str(people.other))
+        ).id
         cards = bot.application.bot_data["services"].notifier.cards
         card, own = api.message(group, card.message_id), api.message(people.other, own.message_id)
 
-        forged = [f"v1:refresh:{with_card}", f"v1:refresh:{without_card}", f"v1:pause:{without_card}",
-                  f"v1:cancel:{without_card}", f"v1:chart:{with_card}", f"v1:refine:{with_card}:0"]
+        forged = [
+            f"v1:refresh:{with_card}",
+            f"v1:refresh:{without_card}",
+            f"v1:pause:{without_card}",
+            f"v1:cancel:{without_card}",
+            f"v1:chart:{with_card}",
+            f"v1:refine:{with_card}:0",
+        ]
         queries = [api.press_button(people.other, card.message_id, data, chat_id=group) for data in forged]
-        queries.append(api.press_button(people.other, 10**6, f"v1:refresh:{without_card}", chat_id=group,
-                                        force=True))  # a message the bot cannot see
+        queries.append(
+            api.press_button(people.other, 10**6, f"v1:refresh:{without_card}", chat_id=group, force=True)
+        )  # a message the bot cannot see
         for query in queries:
             assert api.wait_for_callback_answer(query).text == "This button is no longer valid."
 
@@ -304,7 +337,11 @@ def test_a_forged_button_changes_no_message_but_its_analysis_card(api, people, l
         assert api.message(group, card.message_id).edits == card.edits
         assert api.message(people.other, own.message_id).edits == own.edits
         assert not [m for m in api.messages(group, from_bot=True) if m.photo]
-        assert bot.service.store.load(without_card).status in (Status.PENDING, Status.RUNNING, Status.COMPLETED)
+        assert bot.service.store.load(without_card).status in (
+            Status.PENDING,
+            Status.RUNNING,
+            Status.COMPLETED,
+        )
         assert bot.service.store.load(with_card).refine_gen == 0
         assert asyncio.run_coroutine_threadsafe(cards.get(without_card), bot.loop).result(5) is None
         # The real buttons still work, for their owners.
@@ -331,11 +368,28 @@ def test_anonymous_admins_and_channels_are_asked_to_post_as_themselves(api, peop
         wait_until(lambda: bot.service.store.lease_holder(legacy) is None, message="the step in flight")
         before, ids_before = bot.service.store.load(legacy), bot.service.store.all_ids()
 
-        posts = [(ANONYMOUS_ADMIN, group_a, {"id": group_a, "type": "supergroup", "title": "A"}, "/rank markets=5"),
-                 (ANONYMOUS_ADMIN, group_b, {"id": group_b, "type": "supergroup", "title": "B"}, "/list"),
-                 (ANONYMOUS_ADMIN, group_b, {"id": group_b, "type": "supergroup", "title": "B"}, f"/cancel {legacy}"),
-                 (ANONYMOUS_ADMIN, group_b, {"id": group_b, "type": "supergroup", "title": "B"}, f"/resume {legacy}"),
-                 (CHANNEL_BOT, group_b, {"id": -100123, "type": "channel", "title": "C"}, "/rank markets=5")]
+        posts = [
+            (
+                ANONYMOUS_ADMIN,
+                group_a,
+                {"id": group_a, "type": "supergroup", "title": "A"},
+                "/rank markets=5",
+            ),
+            (ANONYMOUS_ADMIN, group_b, {"id": group_b, "type": "supergroup", "title": "B"}, "/list"),
+            (
+                ANONYMOUS_ADMIN,
+                group_b,
+                {"id": group_b, "type": "supergroup", "title": "B"},
+                f"/cancel {legacy}",
+            ),
+            (
+                ANONYMOUS_ADMIN,
+                group_b,
+                {"id": group_b, "type": "supergroup", "title": "B"},
+                f"/resume {legacy}",
+            ),
+            (CHANNEL_BOT, group_b, {"id": -100123, "type": "channel", "title": "C"}, "/rank markets=5"),
+        ]
         for user_id, chat_id, sender_chat, text in posts:
             mark = api.mark()
             api.send_message(user_id, text, chat_id=chat_id, sender_chat=sender_chat)
@@ -357,10 +411,10 @@ def test_bad_arguments_and_limits_are_explained(api, people, logged_errors):
         cases = {
             "/rank top=abc": "Sorry — top must be a whole number, not 'abc'.",
             "/rank colour=blue": "Sorry — unknown option 'colour': use markets, symbols, timeframe, top, "
-                                 "strategy, target, prompt.",
+            "strategy, target, prompt.",
             "/rank top5": "Sorry — 'top5' is not key=value; for example: /rank markets=20 top=5 "
-                          "prompt=\"steady uptrends\".",
-            '/rank prompt="unclosed': "Sorry — a quote is not closed: write prompt=\"like this\".",
+            'prompt="steady uptrends".',
+            '/rank prompt="unclosed': 'Sorry — a quote is not closed: write prompt="like this".',
             "/rank target=high": "Sorry — target must be a number like 0.85, not 'high'.",
             "/rank markets=5 timeframe=2h": "Sorry — unknown timeframe '2h': use one of 5m, 15m, 1h, 4h, 1d.",
             "/rank symbols=BTC/USDT,NOPE/USDT": "unknown symbol NOPE/USDT",
@@ -459,7 +513,9 @@ def test_card_edits_are_throttled_and_end_on_the_final_state(api, people, logged
     edits = [c for c in api.calls_of("editMessageText") if c.params["message_id"] == card.message_id]
     assert 1 <= len(edits) < steps / 3  # bursts of steps were coalesced
     # the card's own sendMessage (the "completed" notice is another message, sent later)
-    sent = next(c for c in api.calls_of("sendMessage") if (c.result or {}).get("message_id") == card.message_id).received
+    sent = next(
+        c for c in api.calls_of("sendMessage") if (c.result or {}).get("message_id") == card.message_id
+    ).received
     gaps = [b.received - a.received for a, b in zip([None, *edits][1:], edits[1:])]
     assert edits[0].received - sent >= 0.95 and all(gap >= 0.95 for gap in gaps), gaps
     assert "Completed" in edits[-1].params["text"] and all(c.ok for c in edits)
@@ -485,15 +541,26 @@ def test_rate_limited_edits_wait_and_lose_no_final_state(api, people, logged_err
 
 @pytest.mark.slow
 def test_bot_restarted_mid_analysis_keeps_the_card_updating(api, people, service, tmp_path):
-    env = {**os.environ, "TELEGRAM_BOT_TOKEN": api.token, "TELEGRAM_API_BASE_URL": api.base_url,
-           "ALLOWED_USER_IDS": str(people.trader), "ADMIN_USER_IDS": "", "SCORE_BATCH_SIZE": "1",
-           "CARD_EDIT_INTERVAL_S": "0.3"}
+    env = {
+        **os.environ,
+        "TELEGRAM_BOT_TOKEN": api.token,
+        "TELEGRAM_API_BASE_URL": api.base_url,
+        "ALLOWED_USER_IDS": str(people.trader),
+        "ADMIN_USER_IDS": "",
+        "SCORE_BATCH_SIZE": "1",
+        "CARD_EDIT_INTERVAL_S": "0.3",
+    }
     log_path = tmp_path / "bot.log"
 
     def start_bot() -> subprocess.Popen:
         mark = api.mark()
-        process = subprocess.Popen([sys.executable, "-m", "bot"], cwd=ROOT, env=env,
-                                   stdout=open(log_path, "ab"), stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bot"],
+            cwd=ROOT,
+            env=env,
+            stdout=open(log_path, "ab"),
+            stderr=subprocess.STDOUT,
+        )
         api.wait_for(lambda: api.calls_of("getUpdates", since=mark), timeout=30)
         return process
 
@@ -515,16 +582,20 @@ def test_bot_restarted_mid_analysis_keeps_the_card_updating(api, people, service
 
         bot = start_bot()
         card = wait_for_status(api, people.trader, card.message_id, "Paused")  # shown after the restart
-        wait_until(lambda: step_of(api.message(people.trader, card.message_id)) == down.seq,
-                   message="the card to show the step reached while the bot was down")
+        wait_until(
+            lambda: step_of(api.message(people.trader, card.message_id)) == down.seq,
+            message="the card to show the step reached while the bot was down",
+        )
         api.press(people.trader, card.message_id, "Resume")
         card = wait_for_status(api, people.trader, card.message_id, "Completed", timeout=60)
         gist = service.get(analysis_id, owner)
         assert all(f"{m.rank}. {m.symbol}" in card.text for m in gist.result)
         assert len([m for m in api.messages(people.trader, from_bot=True) if status_of(m)]) == 1
         group = f"bot:{api.bot_id}"
-        wait_until(lambda: service.store.redis.xpending(service.store.keys.events(), group)["pending"] == 0,
-                   message="every event acknowledged")
+        wait_until(
+            lambda: service.store.redis.xpending(service.store.keys.events(), group)["pending"] == 0,
+            message="every event acknowledged",
+        )
     finally:
         bot.send_signal(signal.SIGTERM)
         bot.wait(20)
@@ -550,9 +621,11 @@ def test_a_card_that_can_no_longer_be_edited_is_sent_again(api, people, logged_e
 
 def delete_message(api: BotApiServer, chat_id: int, message_id: int) -> None:
     """Delete a bot message through the Bot API, as a user deleting it would."""
-    request = urllib.request.Request(f"{api.base_url}{api.token}/deleteMessage",
-                                     data=json.dumps({"chat_id": chat_id, "message_id": message_id}).encode(),
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{api.base_url}{api.token}/deleteMessage",
+        data=json.dumps({"chat_id": chat_id, "message_id": message_id}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     with opener.open(request, timeout=10) as response:
         assert json.load(response)["ok"]
@@ -561,16 +634,22 @@ def delete_message(api: BotApiServer, chat_id: int, message_id: int) -> None:
 def test_entry_exit_list_status_refine_and_cancel(api, people, logged_errors):
     with RunningBot(api, bot_settings(api, people, default_markets=60)) as bot:
         api.send_message(people.trader, f"/rank symbols={some_markets(8)} top=2")
-        ranking = wait_for_status(api, people.trader, wait_for_card(api, people.trader).message_id,
-                                  "Completed")
+        ranking = wait_for_status(
+            api, people.trader, wait_for_card(api, people.trader).message_id, "Completed"
+        )
         # Refine, tapped twice on the same card: one raise of the target, the other a no-op.
         refine = ranking.button_data("Refine")
         first = api.press_button(people.trader, ranking.message_id, refine)
         second = api.press_button(people.trader, ranking.message_id, refine)
         answers = {api.wait_for_callback_answer(first).text, api.wait_for_callback_answer(second).text}
         assert answers == {"Refining toward confidence 0.85.", "This refine was already applied."}
-        api.wait_for(lambda: "target 0.85" in api.message(people.trader, ranking.message_id).text
-                     and status_of(api.message(people.trader, ranking.message_id)) == "Completed", timeout=30)
+        api.wait_for(
+            lambda: (
+                "target 0.85" in api.message(people.trader, ranking.message_id).text
+                and status_of(api.message(people.trader, ranking.message_id)) == "Completed"
+            ),
+            timeout=30,
+        )
         assert bot.service.store.load(analysis_id_of(ranking)).target == 0.85
 
         api.send_message(people.trader, f"/exit {some_markets(3)} taking profits")
@@ -598,8 +677,9 @@ def test_a_rejected_token_is_one_clear_line_that_never_shows_the_token(api, tmp_
     (the bot's, or the tail `make run` echoes when a child exits) may show it."""
     wrong = f"{random.randrange(10**6, 10**9)}:NOT-THE-SERVERS-SECRET"
     env = {**os.environ, "TELEGRAM_BOT_TOKEN": wrong, "TELEGRAM_API_BASE_URL": api.base_url}
-    done = subprocess.run([sys.executable, "-m", "bot"], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "bot"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 2, done.stderr
     assert "rejected TELEGRAM_BOT_TOKEN" in done.stderr and "@BotFather" in done.stderr
     for secret in (wrong, wrong.split(":")[1]):
@@ -612,15 +692,25 @@ def test_log_lines_and_tracebacks_mask_every_secret_setting(log_format):
 
     from analysis.redaction import RedactingFormatter, secrets_of
 
-    settings = Settings(telegram_bot_token="123:bot-secret", openai_api_key='sk-llm"secret',
-                        redis_url="redis://user:redis@secret@db:6379/0")
+    settings = Settings(
+        telegram_bot_token="123:bot-secret",
+        openai_api_key='sk-llm"secret',
+        redis_url="redis://user:redis@secret@db:6379/0",
+    )
     inner = JsonFormatter("%(message)s") if log_format == "json" else logging.Formatter("%(message)s")
     formatter = RedactingFormatter(inner, secrets_of(settings))
     try:
         raise RuntimeError("The token `123:bot-secret` was rejected by the server.")
     except RuntimeError:
-        record = logging.LogRecord("t", logging.ERROR, __file__, 1, "key %s at %s, then %s", (
-            'sk-llm"secret', "redis://user:redis@secret@db:6379/0", "redis@secret"), sys.exc_info())
+        record = logging.LogRecord(
+            "t",
+            logging.ERROR,
+            __file__,
+            1,
+            "key %s at %s, then %s",
+            ('sk-llm"secret', "redis://user:redis@secret@db:6379/0", "redis@secret"),
+            sys.exc_info(),
+        )
     line = formatter.format(record)
     assert "rejected by the server" in line and "redis://user:***@db:6379/0" in line
     assert not any(secret in line for secret in ("bot-secret", "llm", "redis@secret"))

@@ -7,9 +7,9 @@ import time
 import pytest
 
 from analysis.engine.runtime import Runtime
+from analysis.engine.step_stats import record_step
 from analysis.service import AnalysisService
 from analysis.settings import Settings
-from analysis.engine.step_stats import record_step
 from tests.conftest import wait_until
 from tests.helpers import QueueDispatcher, noop_config
 from tests.test_bot import People, RunningBot, api, ask, bot_settings  # noqa: F401 (api: a fixture)
@@ -28,8 +28,13 @@ def watchdog_worker(worker_log_dir):
     that lost steps are not recovered (#19 item 4), and this test's stack is otherwise complete."""
     from tests.servers import Worker
 
-    watchdog = Worker(dict(os.environ), "alerts-watchdog", concurrency=1, log_dir=worker_log_dir,
-                      queues="marketrank.watchdog").start()
+    watchdog = Worker(
+        dict(os.environ),
+        "alerts-watchdog",
+        concurrency=1,
+        log_dir=worker_log_dir,
+        queues="marketrank.watchdog",
+    ).start()
     yield watchdog
     watchdog.stop()
 
@@ -38,8 +43,7 @@ def watchdog_worker(worker_log_dir):
 def test_admins_get_one_alert_per_cause_for_stuck_warning_and_recovery(api, redis_url, watchdog_worker):
     people = People()
     url = redis_url.rsplit("/", 1)[0] + f"/{ALERTS_DB}"
-    settings = bot_settings(api, people, redis_url=url, health_check_interval_s=0.3,
-                            alert_throttle_s=3600)
+    settings = bot_settings(api, people, redis_url=url, health_check_interval_s=0.3, alert_throttle_s=3600)
     runtime = Runtime(Settings(redis_url=url))
     runtime.redis.flushdb()
     with RunningBot(api, settings) as bot:
@@ -50,30 +54,42 @@ def test_admins_get_one_alert_per_cause_for_stuck_warning_and_recovery(api, redi
         assert not [t for t in bot_texts(api, people.admin) if t.startswith("marketrank health")]
 
         record_step(runtime.redis, runtime.keys, "judge", now=time.time())
-        warning = wait_until(lambda: [t for t in bot_texts(api, people.admin)
-                                      if t.startswith("marketrank health: warning")],
-                             timeout=20, message="the warning alert")
+        warning = wait_until(
+            lambda: [t for t in bot_texts(api, people.admin) if t.startswith("marketrank health: warning")],
+            timeout=20,
+            message="the warning alert",
+        )
         assert "1 steps failed on the LLM judge" in warning[0]
         record_step(runtime.redis, runtime.keys, "judge", now=time.time())  # same cause, still warning
         readings.wait(3)
         runtime.redis.delete(*runtime.redis.keys(f"{runtime.keys.prefix}steps:*"))
-        wait_until(lambda: [t for t in bot_texts(api, people.admin)
-                            if t == "marketrank health: recovered (was warning)."],
-                   timeout=20, message="the recovery alert")
+        wait_until(
+            lambda: [
+                t for t in bot_texts(api, people.admin) if t == "marketrank health: recovered (was warning)."
+            ],
+            timeout=20,
+            message="the recovery alert",
+        )
 
         # The watchdog gives an analysis up: the `stuck` event reaches the admins, once.
         service = AnalysisService(runtime.store, QueueDispatcher())
         stuck_id = give_up(runtime, service)
-        told = wait_until(lambda: [t for t in bot_texts(api, people.admin) if t.startswith(f"Analysis {stuck_id}")],
-                          timeout=20, message="the stuck alert")
+        told = wait_until(
+            lambda: [t for t in bot_texts(api, people.admin) if t.startswith(f"Analysis {stuck_id}")],
+            timeout=20,
+            message="the stuck alert",
+        )
         assert "given up as stuck (stuck: no progress after" in told[0]
         assert f"/force_resume {stuck_id}" in told[0]
         fields = runtime.redis.xrange(runtime.keys.events())[-1][1]
         runtime.redis.xadd(runtime.keys.events(), fields)  # the same event once more
         # Events are handled in order: once a later analysis's alert is out, so is the repeat's.
         later_id = give_up(runtime, service)
-        wait_until(lambda: [t for t in bot_texts(api, people.admin) if t.startswith(f"Analysis {later_id}")],
-                   timeout=20, message="the later stuck alert")
+        wait_until(
+            lambda: [t for t in bot_texts(api, people.admin) if t.startswith(f"Analysis {later_id}")],
+            timeout=20,
+            message="the later stuck alert",
+        )
         admin_texts = bot_texts(api, people.admin)
     assert len([t for t in admin_texts if t.startswith(f"Analysis {stuck_id}")]) == 1
     assert len([t for t in admin_texts if t.startswith("marketrank health: warning")]) >= 1
@@ -131,8 +147,11 @@ def test_admins_are_told_redis_is_full_in_its_own_words_not_the_stuck_ones(api):
             fill(runtime.redis)
             assert queue.drain(runtime, limit=1) == ["paused"]  # the next step found no room
             # Told while Redis is still full: the alert's own bookkeeping must not need room.
-            told = wait_until(lambda: [t for t in bot_texts(api, people.admin) if gist.id in t],
-                              timeout=20, message="the storage-full alert")
+            told = wait_until(
+                lambda: [t for t in bot_texts(api, people.admin) if gist.id in t],
+                timeout=20,
+                message="the storage-full alert",
+            )
     finally:
         server.cleanup()
     assert len(told) == 1
@@ -155,14 +174,20 @@ def test_at_redis_memory_limit_the_alert_book_still_throttles_and_tells_a_level_
     try:
         runtime = Runtime(Settings(redis_url=server.url))
         fill(runtime.redis)
-        critical = Health("critical", [Reason("critical", "redis_memory", "Redis uses 100 % of its maxmemory")])
+        critical = Health(
+            "critical", [Reason("critical", "redis_memory", "Redis uses 100 % of its maxmemory")]
+        )
 
         async def tell() -> tuple:
             client = aioredis.Redis.from_url(server.url, decode_responses=True)
             book = AlertBook(client, runtime.keys, throttle_s=60)
             try:
-                return (await book.first("storage_full:a"), await book.first("storage_full:a"),
-                        await book.health_alert(critical), await book.health_alert(critical))
+                return (
+                    await book.first("storage_full:a"),
+                    await book.first("storage_full:a"),
+                    await book.health_alert(critical),
+                    await book.health_alert(critical),
+                )
             finally:
                 await client.aclose()
 

@@ -6,8 +6,8 @@ import uuid
 
 import redis.asyncio as aioredis
 
-from analysis.engine.events import EventReader
 from analysis.db.keys import Keys
+from analysis.engine.events import EventReader
 from bot.cards import CardLocation, CardStore
 
 
@@ -16,8 +16,16 @@ def run(coro):
 
 
 def fields(analysis_id: str, seq: int) -> dict:
-    return {"id": analysis_id, "kind": "step", "status": "RUNNING", "seq": seq, "progress": seq / 10,
-            "confidence": 0, "at": 1.5, "reason": ""}
+    return {
+        "id": analysis_id,
+        "kind": "step",
+        "status": "RUNNING",
+        "seq": seq,
+        "progress": seq / 10,
+        "confidence": 0,
+        "at": 1.5,
+        "reason": "",
+    }
 
 
 async def scenario(redis_url: str, body):
@@ -57,6 +65,7 @@ def test_unacknowledged_events_are_read_again_after_a_restart(redis_url):
             await again.ack([e.entry_id for e in events] + malformed)
         assert seen == [1, 2, 4] and dropped == [read[1].entry_id]
         assert await again.pending_count() == 0
+
     run(scenario(redis_url, body))
 
 
@@ -69,6 +78,7 @@ def test_malformed_entries_are_handed_back_for_acknowledging(redis_url):
         await client.xadd(keys.events(), fields("c", 1))
         good, malformed = await events.read()
         assert [e.analysis_id for e in good] == ["c"] and malformed[0] == bad and len(malformed) == 2
+
     run(scenario(redis_url, body))
 
 
@@ -83,6 +93,7 @@ def test_a_lost_group_is_created_again(redis_url):
         for _ in range(3):
             got += (await events.read())[0]
         assert [e.analysis_id for e in got] == ["d"]
+
     run(scenario(redis_url, body))
 
 
@@ -94,4 +105,5 @@ def test_card_store_remembers_where_the_card_is(redis_url):
         assert await cards.get("x") == CardLocation(-100123, 42)
         assert 0 < await client.ttl(keys.card("x")) <= 60
         await client.delete(keys.card("x"))
+
     run(scenario(redis_url, body))

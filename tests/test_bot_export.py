@@ -11,20 +11,24 @@ from analysis.schedules.service import ScheduleService
 from analysis.schedules.store import ScheduleStore
 from analysis.service import AnalysisService
 from tasks.schedule_beat import default_registrar
-from tests.test_bot import api, logged_errors, people  # noqa: F401 (the bot tests' fixtures, shared)
-from tests.test_bot import RunningBot, ask, bot_settings
+from tests.test_bot import RunningBot, api, ask, bot_settings, logged_errors, people  # noqa: F401 (the bot tests' fixtures, shared)
 from tests.test_bot_schedules import state
 from tests.test_export import get, listener_port  # noqa: F401 (the listener, shared)
 
 
 def reply_with(api, chat_id: int, mark: int, words: str) -> str:
-    call = api.wait_for_call("sendMessage", lambda c: c.params.get("chat_id") == chat_id
-                             and words in c.params.get("text", ""), since=mark, timeout=10)
+    call = api.wait_for_call(
+        "sendMessage",
+        lambda c: c.params.get("chat_id") == chat_id and words in c.params.get("text", ""),
+        since=mark,
+        timeout=10,
+    )
     return call.result["text"]
 
 
-def test_schedule_export_gives_a_url_and_a_token_that_serve_the_top_k(api, people, runtime, queue, factory,
-                                                                     listener_port):  # noqa: F811
+def test_schedule_export_gives_a_url_and_a_token_that_serve_the_top_k(
+    api, people, runtime, queue, factory, listener_port
+):  # noqa: F811
     with RunningBot(api, bot_settings(api, people, export_port=listener_port)) as bot:
         mark = api.mark()
         api.send_message(people.trader, "/schedule 4h markets=5 top=2 export=freqtrade")
@@ -32,21 +36,31 @@ def test_schedule_export_gives_a_url_and_a_token_that_serve_the_top_k(api, peopl
         schedule_id = re.search(r"Export of schedule (\w{8}) for freqtrade", shown)[1]
         url = re.search(r"URL: (\S+)", shown)[1]
         token = re.search(r"keep it secret\): (\S+)", shown)[1]
-        snippet = json.loads(shown[shown.index("{"): shown.rindex("}") + 1])
+        snippet = json.loads(shown[shown.index("{") : shown.rindex("}") + 1])
         assert snippet["pairlist_url"] == url and snippet["bearer_token"] == token
-        assert (snippet["method"], snippet["refresh_period"], snippet["number_assets"]) == \
-            ("RemotePairList", 14400, 2)
+        assert (snippet["method"], snippet["refresh_period"], snippet["number_assets"]) == (
+            "RemotePairList",
+            14400,
+            2,
+        )
         path = url.split(str(listener_port), 1)[1]
         assert get(listener_port, path, token)[0] == 503  # authorized; no run has completed yet
         # One run of the schedule (beat does not run here: fired and run in this process).
         settings = bot.application.bot_data["services"].settings
-        fires = ScheduleService(ScheduleStore(runtime.redis, runtime.keys), AnalysisService(runtime.store, queue),
-                                factory, default_registrar(), settings)
+        fires = ScheduleService(
+            ScheduleStore(runtime.redis, runtime.keys),
+            AnalysisService(runtime.store, queue),
+            factory,
+            default_registrar(),
+            settings,
+        )
         run = fires.fire(schedule_id, fire_id=uuid.uuid4().hex).analysis_id
         queue.drain(runtime)
         status, _, body = get(listener_port, path, token)
         assert status == 200 and json.loads(body) == {
-            "pairs": [m.symbol for m in runtime.store.load(run).result], "refresh_period": 14400}
+            "pairs": [m.symbol for m in runtime.store.load(run).result],
+            "refresh_period": 14400,
+        }
         # Another trader can neither take a token for it nor revoke it.
         assert "belongs to someone else" in ask(api, people.other, f"/schedule export {schedule_id}")
         assert "belongs to someone else" in ask(api, people.other, f"/schedule export {schedule_id} off")
@@ -79,10 +93,12 @@ def test_bad_exports_are_refused_and_a_group_never_sees_a_token(api, people, run
         for command in (f"/schedule export {made}", "/schedule 4h markets=5 export=freqtrade"):
             mark = api.mark()
             api.send_message(people.trader, command, chat_id=group)
-            answer = api.wait_for_call("sendMessage", lambda c: c.params.get("chat_id") == group,
-                                       since=mark, timeout=10).result["text"]
+            answer = api.wait_for_call(
+                "sendMessage", lambda c: c.params.get("chat_id") == group, since=mark, timeout=10
+            ).result["text"]
             assert "only in a private chat" in answer and "Token" not in answer
         assert state(runtime, prefix) == before
+
     def without_events(snapshot: dict) -> dict:  # a second bot's consumer touches the stream's group
         return {k: v for k, v in snapshot.items() if k != f"{prefix}events".encode()}
 

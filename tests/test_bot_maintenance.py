@@ -7,9 +7,19 @@ import pytest
 from analysis.errors import UnderMaintenance
 from analysis.service import Actor
 from tests.helpers import assert_history_is_one_clean_chain
-from tests.test_bot import (RunningBot, analysis_id_of, api, ask, bot_settings,  # noqa: F401
-                            logged_errors, people, some_markets, step_of, wait_for_card,
-                            wait_for_status)
+from tests.test_bot import (
+    RunningBot,
+    analysis_id_of,
+    api,
+    ask,
+    bot_settings,  # noqa: F401
+    logged_errors,
+    people,
+    some_markets,
+    step_of,
+    wait_for_card,
+    wait_for_status,
+)
 
 pytestmark = pytest.mark.usefixtures("worker")
 REFUSED = "Sorry — " + UnderMaintenance.MESSAGE + "."
@@ -22,14 +32,19 @@ def maintenance_off(runtime):
 
 
 def reply_containing(api, chat_id: int, mark: int, text: str) -> str:
-    call = api.wait_for_call("sendMessage", lambda c: c.params.get("chat_id") == chat_id
-                             and text in c.result["text"], since=mark, timeout=10)
+    call = api.wait_for_call(
+        "sendMessage",
+        lambda c: c.params.get("chat_id") == chat_id and text in c.result["text"],
+        since=mark,
+        timeout=10,
+    )
     return call.result["text"]
 
 
 @pytest.mark.slow
 def test_admin_maintenance_halts_a_card_refuses_new_work_and_off_completes_it(
-        api, people, logged_errors, maintenance_off):
+    api, people, logged_errors, maintenance_off
+):
     with RunningBot(api, bot_settings(api, people)) as bot:
         store = bot.service.store
         api.send_message(people.trader, f"/rank symbols={some_markets(40)} top=3")
@@ -40,7 +55,8 @@ def test_admin_maintenance_halts_a_card_refuses_new_work_and_off_completes_it(
         assert ask(api, people.trader, "/maintenance on") == "Sorry, that command is for admins."
         assert store.maintenance_since() is None
         assert ask(api, people.admin, "/maintenance on").startswith(
-            "Maintenance on: running analyses stop after their current step")
+            "Maintenance on: running analyses stop after their current step"
+        )
         card = wait_for_status(api, people.trader, card.message_id, "Paused")
         assert "Reason: paused for maintenance: marketrank is being updated" in card.text
         assert store.load(analysis_id).halt == "maintenance"
@@ -51,10 +67,12 @@ def test_admin_maintenance_halts_a_card_refuses_new_work_and_off_completes_it(
         assert ask(api, people.trader, f"/resume {analysis_id}") == REFUSED
         assert len(store.ids_of_owner(str(people.trader))) == 1
         assert ask(api, people.admin, "/maintenance status").startswith(
-            f"Maintenance is on (by {people.admin}):")
+            f"Maintenance is on (by {people.admin}):"
+        )
         assert ask(api, people.admin, "/maintenance banana") == (
             "Sorry — 'banana' is not a maintenance action: use /maintenance on, /maintenance off "
-            "or /maintenance status.")
+            "or /maintenance status."
+        )
 
         reply = ask(api, people.admin, "/maintenance off")
         assert reply.startswith("Maintenance off: ") and "analyses resumed" in reply

@@ -12,8 +12,18 @@ import pytest
 
 from analysis.engine.runtime import Runtime
 from sandbox import BotApiServer
-from tests.test_bot import api, logged_errors, people  # noqa: F401 (the bot tests' fixtures, shared)
-from tests.test_bot import RunningBot, analysis_id_of, ask, bot_settings, some_markets, wait_for_card, wait_for_status
+from tests.test_bot import (  # noqa: F401 (the bot tests' fixtures, shared)
+    RunningBot,
+    analysis_id_of,
+    api,
+    ask,
+    bot_settings,
+    logged_errors,
+    people,
+    some_markets,
+    wait_for_card,
+    wait_for_status,
+)
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -59,11 +69,16 @@ def test_each_kind_on_silent_off_as_the_chat_sees_it(api, people, logged_errors)
         assert [n.text for n in notices(api, people.trader)] == [notice.text]  # ... and nothing sent
 
         # The button turns it back on: on the settings message, by its user.
-        settings_message = [m for m in api.messages(people.trader, from_bot=True)
-                            if (m.text or "").startswith("Your settings")][-1]
+        settings_message = [
+            m
+            for m in api.messages(people.trader, from_bot=True)
+            if (m.text or "").startswith("Your settings")
+        ][-1]
         query = api.press(people.trader, settings_message.message_id, "Run finished: off → on")
         assert api.wait_for_callback_answer(query).text == "Saved."
-        api.wait_for(lambda: "Run finished: on" in api.message(people.trader, settings_message.message_id).text)
+        api.wait_for(
+            lambda: "Run finished: on" in api.message(people.trader, settings_message.message_id).text
+        )
         on_id = run_to_completion(api, people.trader, 2)
         last = notices(api, people.trader)[-1]
         assert on_id[:6] in last.text and not last.silent
@@ -81,7 +96,9 @@ def window_around_now(minutes_before: int, minutes_after: int, zone: str) -> str
 def test_quiet_hours_hold_three_finished_runs_and_send_one_digest_in_order(api, people, logged_errors):
     with RunningBot(api, bot_settings(api, people, quiet_check_interval_s=0.2)) as bot:
         services = bot.application.bot_data["services"]
-        reply = ask(api, people.trader, f"/settings tz=Asia/Tokyo quiet={window_around_now(60, 120, 'Asia/Tokyo')}")
+        reply = ask(
+            api, people.trader, f"/settings tz=Asia/Tokyo quiet={window_around_now(60, 120, 'Asia/Tokyo')}"
+        )
         assert "Time zone: Asia/Tokyo" in reply and "UTC+09:00" in reply
         ids = []
         for n in range(3):
@@ -89,7 +106,10 @@ def test_quiet_hours_hold_three_finished_runs_and_send_one_digest_in_order(api, 
             held = runtime_of(services).redis.llen(runtime_of(services).keys.held(str(people.trader)))
             assert held == n + 1  # positive marker: held, in Redis
             assert notices(api, people.trader) == []  # ... and nothing sent during the window
-        digests = lambda: [m for m in api.messages(people.trader, from_bot=True) if (m.text or "").startswith("🌙")]  # noqa: E731
+
+        def digests():
+            return [m for m in api.messages(people.trader, from_bot=True) if (m.text or "").startswith("🌙")]
+
         assert digests() == []
 
         # The window ends (the clock the settings service reads moves 3 h on): one digest, in order.
@@ -117,7 +137,9 @@ def test_only_its_user_changes_their_settings_by_button(api, people, logged_erro
         mark = api.mark()
         api.send_message(people.trader, "/settings", chat_id=group)
         api.wait_for_call("sendMessage", lambda c: c.params.get("chat_id") == group, since=mark)
-        message = [m for m in api.messages(group, from_bot=True) if (m.text or "").startswith("Your settings")][-1]
+        message = [
+            m for m in api.messages(group, from_bot=True) if (m.text or "").startswith("Your settings")
+        ][-1]
         key = runtime_of(services).keys.user_settings(str(people.trader))
         before = runtime_of(services).redis.dump(key)
         query = api.press(people.other, message.message_id, "Run finished: on → silent", chat_id=group)
@@ -130,7 +152,9 @@ def test_only_its_user_changes_their_settings_by_button(api, people, logged_erro
         forged = api.press_button(people.other, helps[-1].message_id, data)
         assert api.wait_for_callback_answer(forged).text == "This button is no longer valid."
         assert runtime_of(services).redis.dump(key) == before
-        assert runtime_of(services).redis.exists(runtime_of(services).keys.user_settings(str(people.other))) == 0
+        assert (
+            runtime_of(services).redis.exists(runtime_of(services).keys.user_settings(str(people.other))) == 0
+        )
         assert api.message(group, message.message_id).edits == 0
 
 
@@ -140,8 +164,9 @@ def notifier_caught_up(bot: RunningBot) -> bool:
     redis, stream = runtime_of(services).redis, runtime_of(services).keys.events()
     newest = redis.xrevrange(stream, count=1)
     groups = [g for g in redis.xinfo_groups(stream) if g["name"].decode() == f"bot:{bot.application.bot.id}"]
-    return bool(newest and groups and groups[0]["pending"] == 0
-                and groups[0]["last-delivered-id"] == newest[0][0])
+    return bool(
+        newest and groups and groups[0]["pending"] == 0 and groups[0]["last-delivered-id"] == newest[0][0]
+    )
 
 
 @pytest.mark.slow
@@ -166,9 +191,20 @@ def test_a_schedules_runs_silent_then_off(api, people, logged_errors):
         ask(api, people.trader, "/settings schedule_run=off")
         started = firing.fire(schedule.id, fire_id="second")
         assert started.code == "started"
-        api.wait_for(lambda: services.service.store.load(started.analysis_id).status == Status.COMPLETED, timeout=60)
+        api.wait_for(
+            lambda: services.service.store.load(started.analysis_id).status == Status.COMPLETED, timeout=60
+        )
         api.wait_for(lambda: notifier_caught_up(bot), timeout=20)
-        assert len([m for m in api.messages(people.trader, from_bot=True) if "Scheduled run of" in (m.text or "")]) == 1
+        assert (
+            len(
+                [
+                    m
+                    for m in api.messages(people.trader, from_bot=True)
+                    if "Scheduled run of" in (m.text or "")
+                ]
+            )
+            == 1
+        )
         services.schedules.remove(schedule.id, Actor(str(people.trader)))
     assert logged_errors == []
 
@@ -187,32 +223,52 @@ def test_an_admin_gets_alerts_silently(api, redis_url):
     with RunningBot(api, bot_settings(api, people, redis_url=url, health_check_interval_s=0.3)):
         assert "Admin alerts: silent" in ask(api, people.admin, "/settings admin_alerts=silent")
         record_step(runtime.redis, runtime.keys, "judge", now=time.time())
-        warning = api.wait_for(lambda: [m for m in api.messages(people.admin, from_bot=True)
-                                        if (m.text or "").startswith("marketrank health: warning")], timeout=20)
+        warning = api.wait_for(
+            lambda: [
+                m
+                for m in api.messages(people.admin, from_bot=True)
+                if (m.text or "").startswith("marketrank health: warning")
+            ],
+            timeout=20,
+        )
         assert warning[0].silent
 
 
-def test_a_scheduled_run_in_quiet_hours_is_held_as_its_final_card_and_comes_in_the_digest(api, people, logged_errors):
+def test_a_scheduled_run_in_quiet_hours_is_held_as_its_final_card_and_comes_in_the_digest(
+    api, people, logged_errors
+):
     from analysis.models import Status
     from analysis.service import Actor
     from tasks.schedule_tasks import schedule_service
 
     with RunningBot(api, bot_settings(api, people, quiet_check_interval_s=0.2)) as bot:
         services = bot.application.bot_data["services"]
-        ask(api, people.trader, f"/settings tz=Europe/Berlin quiet={window_around_now(30, 90, 'Europe/Berlin')}")
+        ask(
+            api,
+            people.trader,
+            f"/settings tz=Europe/Berlin quiet={window_around_now(30, 90, 'Europe/Berlin')}",
+        )
         ask(api, people.trader, f"/schedule 4h symbols={some_markets(4)} top=2")
         [schedule] = services.schedules.list(Actor(str(people.trader)))
         started = schedule_service(runtime_of(services)).fire(schedule.id, fire_id="quiet")
-        api.wait_for(lambda: services.service.store.load(started.analysis_id).status == Status.COMPLETED, timeout=60)
+        api.wait_for(
+            lambda: services.service.store.load(started.analysis_id).status == Status.COMPLETED, timeout=60
+        )
         held_key = runtime_of(services).keys.held(str(people.trader))
         api.wait_for(lambda: runtime_of(services).redis.llen(held_key) == 1, timeout=20)  # held once, final
         api.wait_for(lambda: notifier_caught_up(bot), timeout=20)
         assert runtime_of(services).redis.llen(held_key) == 1
-        assert not [m for m in api.messages(people.trader, from_bot=True) if "Scheduled run of" in (m.text or "")]
+        assert not [
+            m for m in api.messages(people.trader, from_bot=True) if "Scheduled run of" in (m.text or "")
+        ]
 
         services.user_settings.clock = lambda: time.time() + 2 * 3600  # the window is over
-        [digest] = api.wait_for(lambda: [m for m in api.messages(people.trader, from_bot=True)
-                                         if (m.text or "").startswith("🌙")], timeout=10)
+        [digest] = api.wait_for(
+            lambda: [
+                m for m in api.messages(people.trader, from_bot=True) if (m.text or "").startswith("🌙")
+            ],
+            timeout=10,
+        )
         assert "Schedule run posted" in digest.text and "Completed" in digest.text
         assert f"Scheduled run of {schedule.id}" in digest.text and "UTC+0" in digest.text
         services.schedules.remove(schedule.id, Actor(str(people.trader)))

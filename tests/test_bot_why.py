@@ -7,9 +7,18 @@ import pytest
 
 from analysis.models import Status
 from tests.helpers import redis_snapshot
-from tests.test_bot import (RunningBot, analysis_id_of, ask, bot_settings, some_markets,
-                            wait_for_card, wait_for_status)
-from tests.test_bot import api, logged_errors, people  # noqa: F401 (fixtures)
+from tests.test_bot import (  # noqa: F401 (fixtures)
+    RunningBot,
+    analysis_id_of,
+    api,
+    ask,
+    bot_settings,
+    logged_errors,
+    people,
+    some_markets,
+    wait_for_card,
+    wait_for_status,
+)
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -34,11 +43,13 @@ def test_why_button_and_why_command_explain_a_completed_card(api, people, logged
         mark = api.mark()
         query = api.press(people.trader, card.message_id, "Why")
         api.wait_for_callback_answer(query)
-        call = api.wait_for_call("sendMessage", lambda c: c.params.get("chat_id") == people.trader, since=mark)
+        call = api.wait_for_call(
+            "sendMessage", lambda c: c.params.get("chat_id") == people.trader, since=mark
+        )
         text = call.result["text"]
         assert text.startswith(f"Why · {analysis_id[:6]} · score")
         for item in gist.result:
-            line = next(l for l in text.splitlines() if l.startswith(f"{item.rank}. {item.symbol} "))
+            line = next(row for row in text.splitlines() if row.startswith(f"{item.rank}. {item.symbol} "))
             assert f"{item.score:+.3f}: " in line and line.count("(") == 2
 
         # /why <id> SYMBOL: one market in full; its contributions add up to its score.
@@ -47,7 +58,8 @@ def test_why_button_and_why_command_explain_a_completed_card(api, people, logged
         assert f"1. {first.symbol} score {first.score:+.4f}" in full
         assert f"sum of contributions {first.score:+.4f} = score" in full and "facts: close" in full
         assert ask(api, people.trader, f"/why {analysis_id} NOPE/USDT").startswith(
-            "Sorry — 'NOPE/USDT' is not in the ranking")
+            "Sorry — 'NOPE/USDT' is not in the ranking"
+        )
         assert ask(api, people.trader, "/why").startswith("Sorry — give an analysis id")
     assert logged_errors == []
 
@@ -69,19 +81,26 @@ def test_a_forged_or_foreign_why_changes_nothing_and_shows_nothing(api, people, 
         query = api.press(people.other, card.message_id, "Why", chat_id=group)
         assert api.wait_for_callback_answer(query).text == "Sorry — that analysis belongs to someone else"
         # Forged data on the other user's own message, and malformed Why data.
-        forged = {f"v1:why:{analysis_id}": "Sorry — that analysis belongs to someone else",
-                  f"v1:why:{analysis_id}:1": "This button is no longer valid.",
-                  f"v2:why:{analysis_id}": "This button is no longer valid.",
-                  "v1:why:zzzzzzzzzz": "This button is no longer valid."}
+        forged = {
+            f"v1:why:{analysis_id}": "Sorry — that analysis belongs to someone else",
+            f"v1:why:{analysis_id}:1": "This button is no longer valid.",
+            f"v2:why:{analysis_id}": "This button is no longer valid.",
+            "v1:why:zzzzzzzzzz": "This button is no longer valid.",
+        }
         for data, text in forged.items():
-            assert api.wait_for_callback_answer(api.press_button(people.other, own.message_id, data)).text == text
+            assert (
+                api.wait_for_callback_answer(api.press_button(people.other, own.message_id, data)).text
+                == text
+            )
         # The trader's own Why pressed on a message that is not its card: stale.
         ask(api, people.trader, "/help")
         elsewhere = api.last_message(people.trader)
         query = api.press_button(people.trader, elsewhere.message_id, f"v1:why:{analysis_id}")
         assert api.wait_for_callback_answer(query).text == "This button is no longer valid."
         # /why of someone else's analysis.
-        assert ask(api, people.other, f"/why {analysis_id}") == "Sorry — that analysis belongs to someone else."
+        assert (
+            ask(api, people.other, f"/why {analysis_id}") == "Sorry — that analysis belongs to someone else."
+        )
         sent_after = len(api.messages(group, from_bot=True)) + len(api.messages(people.other, from_bot=True))
         assert sent_after == sent_before + 1  # only the refusal of /why
         assert of_analysis(client, analysis_id) == before

@@ -96,7 +96,12 @@ def build_app(api: BotApiServer, errors: list[BaseException] | None = None) -> A
 
     async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         keyboard = InlineKeyboardMarkup(
-            [[InlineKeyboardButton("Pause", callback_data="p:1"), InlineKeyboardButton("Cancel", callback_data="c:1")]]
+            [
+                [
+                    InlineKeyboardButton("Pause", callback_data="p:1"),
+                    InlineKeyboardButton("Cancel", callback_data="c:1"),
+                ]
+            ]
         )
         await update.effective_message.reply_text("Analysis ready", reply_markup=keyboard)
 
@@ -110,7 +115,9 @@ def build_app(api: BotApiServer, errors: list[BaseException] | None = None) -> A
         if errors is not None:
             errors.append(context.error)
 
-    application = ApplicationBuilder().token(api.token).base_url(api.base_url).base_file_url(api.base_file_url).build()
+    application = (
+        ApplicationBuilder().token(api.token).base_url(api.base_url).base_file_url(api.base_file_url).build()
+    )
     application.add_handler(CommandHandler("start", start))
     application.add_handler(CallbackQueryHandler(pressed))
     application.add_error_handler(on_error)
@@ -264,9 +271,13 @@ def test_identical_edit_is_not_modified_and_unknown_message_is_not_found(api: Bo
         async with bot_for(api) as bot:
             card = await bot.send_message(USER, "card", reply_markup=keyboard)
             with pytest.raises(BadRequest, match="(?i)message is not modified"):
-                await bot.edit_message_text("card", chat_id=USER, message_id=card.message_id, reply_markup=keyboard)
+                await bot.edit_message_text(
+                    "card", chat_id=USER, message_id=card.message_id, reply_markup=keyboard
+                )
             with pytest.raises(BadRequest, match="(?i)message is not modified"):
-                await bot.edit_message_reply_markup(chat_id=USER, message_id=card.message_id, reply_markup=keyboard)
+                await bot.edit_message_reply_markup(
+                    chat_id=USER, message_id=card.message_id, reply_markup=keyboard
+                )
             # Dropping the keyboard is a change, as on Telegram.
             await bot.edit_message_text("card", chat_id=USER, message_id=card.message_id)
             with pytest.raises(BadRequest, match="(?i)message to edit not found"):

@@ -40,8 +40,10 @@ def precision(reported: list[str], judge: SimulatedJudge) -> float:
 @pytest.mark.slow  # 30-110 s: many full simulated runs
 def test_sharp_judge_reaches_target_with_few_comparisons_and_is_mostly_right():
     judges = [sharp_judge(100 + i) for i in range(24)]
-    runs = [run_until_confident(judge, K, target=0.8, budget=default_budget(N, K), seed=i)
-            for i, judge in enumerate(judges)]
+    runs = [
+        run_until_confident(judge, K, target=0.8, budget=default_budget(N, K), seed=i)
+        for i, judge in enumerate(judges)
+    ]
     realised = [precision(run.estimates[-1].top_k, judge) for run, judge in zip(runs, judges)]
     reported = [run.estimates[-1].expected_precision for run in runs]
 
@@ -87,7 +89,8 @@ def test_an_ordered_pair_is_never_asked_twice_and_a_second_look_turns_the_pair_r
         log = log + judge.compare(pairs, rng)
     # Every pair was then asked both ways round, each way once.
     assert sorted((c.first, c.second) for c in log) == sorted(
-        (a, b) for a in symbols for b in symbols if a != b)
+        (a, b) for a in symbols for b in symbols if a != b
+    )
 
 
 def test_same_log_and_seed_give_the_same_answer_in_a_fresh_process():

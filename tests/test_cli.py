@@ -19,14 +19,28 @@ pytestmark = pytest.mark.usefixtures("worker")
 
 def marketrank_process(*args: str, **env: str) -> subprocess.CompletedProcess:
     """`marketrank` as its own process: what start-up and the exit code look like to a shell."""
-    return subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=ROOT,
-                          env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", *args],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 @pytest.mark.slow
 def test_start_wait_prints_the_id_a_progress_bar_and_the_ranking_table():
-    done = marketrank("start", "--symbols", "BTC/USDT,ETH/USDT,SOL/USDT,XRP/USDT,DOGE/USDT",
-                      "--top", "3", "--owner", "cli-test", "--wait")
+    done = marketrank(
+        "start",
+        "--symbols",
+        "BTC/USDT,ETH/USDT,SOL/USDT,XRP/USDT,DOGE/USDT",
+        "--top",
+        "3",
+        "--owner",
+        "cli-test",
+        "--wait",
+    )
     assert done.returncode == 0, done.stderr
     analysis_id = done.stdout.splitlines()[0]
     assert len(analysis_id) == 10 and analysis_id.isalnum()
@@ -40,8 +54,18 @@ def test_start_wait_prints_the_id_a_progress_bar_and_the_ranking_table():
 
     status = marketrank("status", analysis_id, "--json")
     document = json.loads(status.stdout)
-    assert {"id", "status", "progress", "seq", "chain", "confidence", "target_confidence",
-            "config", "history", "result"} <= set(document)
+    assert {
+        "id",
+        "status",
+        "progress",
+        "seq",
+        "chain",
+        "confidence",
+        "target_confidence",
+        "config",
+        "history",
+        "result",
+    } <= set(document)
     assert document["status"] == "COMPLETED" and document["progress"] == 1.0
     assert [h["seq"] for h in document["history"]] == list(range(document["seq"] + 1))
     assert {"seq", "chain", "attempt", "worker", "started_at", "finished_at"} == set(document["history"][0])
@@ -70,8 +94,9 @@ def test_start_wait_prints_the_id_a_progress_bar_and_the_ranking_table():
 @pytest.mark.slow
 def test_start_prints_only_the_id_and_control_commands_say_what_they_did():
     # One market per step, so the analysis is still running when `pause` comes.
-    started = marketrank("start", "--markets", "60", "--top", "5", "--owner", "cli-test-2",
-                         SCORE_BATCH_SIZE="1")
+    started = marketrank(
+        "start", "--markets", "60", "--top", "5", "--owner", "cli-test-2", SCORE_BATCH_SIZE="1"
+    )
     analysis_id = started.stdout.strip()
     assert started.returncode == 0 and len(analysis_id) == 10
     pause = marketrank("pause", analysis_id)
@@ -82,7 +107,9 @@ def test_start_prints_only_the_id_and_control_commands_say_what_they_did():
         assert marketrank("resume", analysis_id).stdout.strip() == "Resumed."
         again = marketrank("resume", analysis_id)  # exit 0 if still running, 1 if it completed
         assert (again.returncode, again.stdout.strip()) in (
-            (0, "Already running."), (1, "Nothing to do: the analysis is already completed."))
+            (0, "Already running."),
+            (1, "Nothing to do: the analysis is already completed."),
+        )
     waited = marketrank("wait", analysis_id)
     assert waited.returncode == 0 and "COMPLETED" in waited.stdout
     refine = marketrank("refine", analysis_id)
@@ -98,9 +125,23 @@ def test_an_llm_analysis_from_the_cli_reports_its_comparisons_and_what_they_cost
     llm_server.reset()
     llm_server.set_strengths({s: float(len(symbols) - i) for i, s in enumerate(symbols)})
     request.addfinalizer(lambda: llm_server.set_strengths({}))  # later tests rank other markets
-    done = marketrank("start", "--strategy", "llm", "--prompt", "cli llm case",
-                      "--symbols", ",".join(symbols), "--top", "2", "--target", "0.9",
-                      "--owner", "cli-llm", "--wait", **_llm_env(llm_server))
+    done = marketrank(
+        "start",
+        "--strategy",
+        "llm",
+        "--prompt",
+        "cli llm case",
+        "--symbols",
+        ",".join(symbols),
+        "--top",
+        "2",
+        "--target",
+        "0.9",
+        "--owner",
+        "cli-llm",
+        "--wait",
+        **_llm_env(llm_server),
+    )
     assert done.returncode == 0, done.stderr
     analysis_id = done.stdout.splitlines()[0]
     calls = llm_server.calls
@@ -124,22 +165,34 @@ def test_an_llm_analysis_from_the_cli_reports_its_comparisons_and_what_they_cost
 
 def _llm_env(llm_server) -> dict[str, str]:
     """The CLI checks that an LLM is configured before it enqueues an llm analysis."""
-    return {"OPENAI_BASE_URL": llm_server.base_url, "OPENAI_API_KEY": "sk-test",
-            "OPENAI_MODEL": "judge-small"}
+    return {
+        "OPENAI_BASE_URL": llm_server.base_url,
+        "OPENAI_API_KEY": "sk-test",
+        "OPENAI_MODEL": "judge-small",
+    }
 
 
-@pytest.mark.parametrize("args, message", [
-    (["start", "--symbols", "BTC/USDT,NOPE/USDT"], "error: unknown symbol NOPE/USDT"),
-    (["start", "--timeframe", "3m"], "error: unknown timeframe '3m'"),
-    (["start", "--symbols", "BTC/USDT,ETH/USDT", "--top", "5"], "error: top 5 is larger than the 2 markets"),
-    (["start", "--markets", "1000"], "error: 1000 markets is too many"),
-    (["start", "--symbols", ""], "error: name at least two markets"),
-    (["status", "zzzzzzzzzz"], "error: no analysis 'zzzzzzzzzz'"),
-    (["pause", "../../etc"], "error: no analysis"),
-    (["start", "--kind", "exit", "--markets", "5"], "error: --kind exit ranks the markets you hold: name them with --symbols"),
-    (["start", "--kind", "exit"], "error: --kind exit ranks the markets you hold"),
-    (["start", "--kind", "entry", "--strategy", "llm"], "error: --kind entry picks its strategy itself"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["start", "--symbols", "BTC/USDT,NOPE/USDT"], "error: unknown symbol NOPE/USDT"),
+        (["start", "--timeframe", "3m"], "error: unknown timeframe '3m'"),
+        (
+            ["start", "--symbols", "BTC/USDT,ETH/USDT", "--top", "5"],
+            "error: top 5 is larger than the 2 markets",
+        ),
+        (["start", "--markets", "1000"], "error: 1000 markets is too many"),
+        (["start", "--symbols", ""], "error: name at least two markets"),
+        (["status", "zzzzzzzzzz"], "error: no analysis 'zzzzzzzzzz'"),
+        (["pause", "../../etc"], "error: no analysis"),
+        (
+            ["start", "--kind", "exit", "--markets", "5"],
+            "error: --kind exit ranks the markets you hold: name them with --symbols",
+        ),
+        (["start", "--kind", "exit"], "error: --kind exit ranks the markets you hold"),
+        (["start", "--kind", "entry", "--strategy", "llm"], "error: --kind entry picks its strategy itself"),
+    ],
+)
 def test_bad_input_gets_a_one_line_error_and_writes_nothing(runtime, args, message):
     before = redis_snapshot(runtime.redis)
     done = marketrank(*args)
@@ -173,8 +226,12 @@ def test_redis_down_is_one_line_naming_the_url_and_what_to_do():
 def test_a_reader_that_stops_early_gets_no_broken_pipe():
     started = marketrank("start", "--markets", "5", "--top", "2", "--owner", "cli-pipe", "--wait")
     analysis_id = started.stdout.splitlines()[0]
-    process = subprocess.Popen([sys.executable, "-m", "cli.main", "status", analysis_id], cwd=ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "status", analysis_id],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     process.stdout.close()  # like `| head` that has read enough before the CLI writes
     _, err = process.communicate(timeout=60)
     assert process.returncode == 0 and err == b""
@@ -184,9 +241,25 @@ def test_a_reader_that_stops_early_gets_no_broken_pipe():
 def test_progress_is_a_bar_redrawn_in_place_on_a_terminal():
     controller, terminal = pty.openpty()
     try:
-        done = subprocess.run([sys.executable, "-m", "cli.main", "start", "--markets", "20",
-                               "--top", "3", "--owner", "cli-tty", "--wait"], cwd=ROOT,
-                              stdout=subprocess.PIPE, stderr=terminal, timeout=120)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "cli.main",
+                "start",
+                "--markets",
+                "20",
+                "--top",
+                "3",
+                "--owner",
+                "cli-tty",
+                "--wait",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=terminal,
+            timeout=120,
+        )
         os.close(terminal)
         shown = read_all(controller)
     finally:
@@ -212,7 +285,13 @@ def read_all(fd: int) -> bytes:
 @pytest.mark.slow
 def test_help_lists_allowed_values_defaults_and_exit_codes():
     text = marketrank("start", "--help").stdout
-    for expected in ("5m, 15m, 1h, 4h, 1d (default 1h)", "score or llm (default score",
-                     "0.5..0.99 (default 0.8)", "(default 10)", "(default 30)", "exit codes:"):
+    for expected in (
+        "5m, 15m, 1h, 4h, 1d (default 1h)",
+        "score or llm (default score",
+        "0.5..0.99 (default 0.8)",
+        "(default 10)",
+        "(default 30)",
+        "exit codes:",
+    ):
         assert expected in text, expected
     assert "3  Redis cannot be reached" in marketrank_process("--help").stdout

@@ -3,14 +3,19 @@
 import pytest
 
 from analysis.config_factory import RankingConfigFactory
-from analysis.trader_text import normalize_symbol
 from analysis.errors import InvalidConfig
+from analysis.trader_text import normalize_symbol
 
 
 def test_defaults_are_30_markets_top_10_on_1h_with_score(factory):
     config = factory.create_ranking_config()
     assert len(config.markets) == 30 and len(set(config.markets)) == 30
-    assert (config.top_k, config.timeframe, config.strategy, config.target_confidence) == (10, "1h", "score", 0.8)
+    assert (config.top_k, config.timeframe, config.strategy, config.target_confidence) == (
+        10,
+        "1h",
+        "score",
+        0.8,
+    )
     assert config.data_source == "demo"
 
 
@@ -25,26 +30,29 @@ def test_available_markets_are_ordered_by_liquidity_and_have_enough_candles(fact
     assert factory.create_ranking_config(markets=5).markets == markets[:5]
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(symbols=["BTC/USDT", "NOPE/USDT"]), "unknown symbol NOPE/USDT"),
-    (dict(timeframe="7m"), "unknown timeframe '7m'"),
-    (dict(symbols=["BTC/USDT", "ETH/USDT"], top_k=3), "top 3 is larger than the 2 markets"),
-    (dict(markets=5000), "5000 markets is too many; the limit is 100"),
-    (dict(markets=90), "only 65 markets have enough 1h candles"),
-    (dict(symbols=[]), "name at least two markets"),
-    (dict(symbols=["BTC/USDT"]), "name at least two markets"),
-    (dict(markets=1), "markets must be a whole number of at least 2"),
-    (dict(markets=-3), "markets must be a whole number of at least 2"),
-    (dict(top_k=0), "top must be a whole number of at least 1"),
-    (dict(target=1.5), "target must be a confidence between 0.5 and 0.99"),
-    (dict(target=float("nan")), "target must be a confidence between 0.5 and 0.99"),
-    (dict(strategy="magic"), "unknown strategy 'magic'"),
-    (dict(strategy="llm"), "set OPENAI_API_KEY"),
-    (dict(prompt="x" * 501), "the prompt is 501 characters; the limit is 500"),
-    (dict(prompt="buy\x00now"), "control characters"),
-    (dict(symbols=["'; DROP TABLE--"]), "is not a market symbol"),
-    (dict(markets=3, symbols=["BTC/USDT", "ETH/USDT"]), "not both"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(symbols=["BTC/USDT", "NOPE/USDT"]), "unknown symbol NOPE/USDT"),
+        (dict(timeframe="7m"), "unknown timeframe '7m'"),
+        (dict(symbols=["BTC/USDT", "ETH/USDT"], top_k=3), "top 3 is larger than the 2 markets"),
+        (dict(markets=5000), "5000 markets is too many; the limit is 100"),
+        (dict(markets=90), "only 65 markets have enough 1h candles"),
+        (dict(symbols=[]), "name at least two markets"),
+        (dict(symbols=["BTC/USDT"]), "name at least two markets"),
+        (dict(markets=1), "markets must be a whole number of at least 2"),
+        (dict(markets=-3), "markets must be a whole number of at least 2"),
+        (dict(top_k=0), "top must be a whole number of at least 1"),
+        (dict(target=1.5), "target must be a confidence between 0.5 and 0.99"),
+        (dict(target=float("nan")), "target must be a confidence between 0.5 and 0.99"),
+        (dict(strategy="magic"), "unknown strategy 'magic'"),
+        (dict(strategy="llm"), "set OPENAI_API_KEY"),
+        (dict(prompt="x" * 501), "the prompt is 501 characters; the limit is 500"),
+        (dict(prompt="buy\x00now"), "control characters"),
+        (dict(symbols=["'; DROP TABLE--"]), "is not a market symbol"),
+        (dict(markets=3, symbols=["BTC/USDT", "ETH/USDT"]), "not both"),
+    ],
+)
 def test_bad_input_is_refused_with_a_message_naming_the_problem(factory, kwargs, message):
     with pytest.raises(InvalidConfig) as err:
         factory.create_ranking_config(**kwargs)
@@ -101,6 +109,7 @@ def test_a_config_says_whether_its_data_is_demo(factory, runtime, shared_data_di
     """The card's demo flag comes from the config the factory made, not from a provider the
     service builds again."""
     from analysis.markets.registry import provider_from_spec
+
     assert factory.create("rank", markets=4).demo
     real = RankingConfigFactory(runtime.settings, provider_from_spec(f"csv:{shared_data_dir}"))
     assert not real.create("rank", markets=4).demo

@@ -13,8 +13,13 @@ from analysis.models import RankingConfig, Status
 pytestmark = pytest.mark.shared_data
 
 CLEAN = ["BTC/USDT", "LINK/USDT"]
-PLANTED = {"ETH/USDT": "gaps", "SOL/USDT": "zero volume", "PEPE/USDT": "short",
-           "DOGE/USDT": "stale", "XRP/USDT": "jump"}
+PLANTED = {
+    "ETH/USDT": "gaps",
+    "SOL/USDT": "zero volume",
+    "PEPE/USDT": "short",
+    "DOGE/USDT": "stale",
+    "XRP/USDT": "jump",
+}
 
 
 def plant(folder, shared_data_dir, symbol, what):
@@ -46,8 +51,14 @@ def planted_dir(tmp_path, shared_data_dir):
 def run(runtime, local_service, queue, actor, folder, markets, top_k=2):
     # Built as a schedule's fixed config would be, before the data changed under it: the factory
     # refuses a short history it is shown, INIT is what meets it later.
-    config = RankingConfig(markets=markets, timeframe="1h", top_k=top_k, target_confidence=0.5,
-                           data_source=f"csv:{folder}", window=500)
+    config = RankingConfig(
+        markets=markets,
+        timeframe="1h",
+        top_k=top_k,
+        target_confidence=0.5,
+        data_source=f"csv:{folder}",
+        window=500,
+    )
     gist = local_service.start(config, actor)
     queue.drain(runtime)
     return local_service.get(gist.id, actor)
@@ -62,12 +73,16 @@ def test_each_planted_problem_is_found_and_named(runtime, local_service, queue, 
     assert markets["SOL/USDT"]["zero_volume"] == 4
     assert markets["XRP/USDT"]["jumps"] == 2 and markets["XRP/USDT"]["biggest_jump"] >= 1.9  # up, then back
     assert quality["left_out"]["PEPE/USDT"].startswith(
-        "short history: 120 candles; the indicators need 312 to settle (300 of warm-up")
+        "short history: 120 candles; the indicators need 312 to settle (300 of warm-up"
+    )
     assert quality["left_out"]["DOGE/USDT"].startswith("stale: last traded 2024-09-04 04:00 UTC")
     assert set(quality["left_out"]) == {"PEPE/USDT", "DOGE/USDT"}
     for symbol in CLEAN:
-        assert {k: markets[symbol][k] for k in ("gaps", "zero_volume", "jumps")} == \
-            {"gaps": 0, "zero_volume": 0, "jumps": 0}
+        assert {k: markets[symbol][k] for k in ("gaps", "zero_volume", "jumps")} == {
+            "gaps": 0,
+            "zero_volume": 0,
+            "jumps": 0,
+        }
     # Left-out markets are not ranked; the others are, flagged ones included.
     ranked = set(done.state["markets"])
     assert ranked == set(CLEAN) | {"ETH/USDT", "SOL/USDT", "XRP/USDT"}
@@ -88,7 +103,7 @@ def test_each_planted_problem_is_found_and_named(runtime, local_service, queue, 
 def test_too_few_markets_left_fails_with_the_reasons(runtime, local_service, queue, actor, planted_dir):
     done = run(runtime, local_service, queue, actor, planted_dir, ["BTC/USDT", "PEPE/USDT", "DOGE/USDT"])
     assert done.status == Status.FAILED
-    assert done.reason.startswith("only 1 of 3 markets have data to rank (top 2 needs 2): "
-                                  "PEPE/USDT short history: 120 candles")
+    assert done.reason.startswith(
+        "only 1 of 3 markets have data to rank (top 2 needs 2): PEPE/USDT short history: 120 candles"
+    )
     assert "DOGE/USDT stale" in done.reason
-

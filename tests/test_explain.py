@@ -43,15 +43,23 @@ def test_every_market_of_a_real_ranking_adds_up_to_its_score(real_ranking, local
         by = {r["component"]: r for r in rows}
         snapshot = item.indicators
         assert {r["raw"] for r in rows} <= {snapshot[f] for f in SNAPSHOT_FIELDS}
-        assert math.isclose(by["momentum"]["normalised"],
-                            max(-1, min(1, (snapshot["rsi_14"] - 50) / 25)), abs_tol=1e-5)
+        assert math.isclose(
+            by["momentum"]["normalised"], max(-1, min(1, (snapshot["rsi_14"] - 50) / 25)), abs_tol=1e-5
+        )
         assert math.isclose(by["strength"]["normalised"], min(1, snapshot["adx_14"] / 40), abs_tol=1e-5)
-        assert math.isclose(by["band"]["normalised"],
-                            max(-1, min(1, 2 * snapshot["bb_pctb"] - 1)), abs_tol=1e-5)
-        assert math.isclose(by["trend"]["normalised"], max(-1, min(1, snapshot["ema_trend"] / (
-            3 * snapshot["atr_14"] / snapshot["close"]))), abs_tol=1e-4)
-        assert math.isclose(by["macd"]["normalised"],
-                            max(-1, min(1, snapshot["macd_hist"] / snapshot["atr_14"])), abs_tol=1e-4)
+        assert math.isclose(
+            by["band"]["normalised"], max(-1, min(1, 2 * snapshot["bb_pctb"] - 1)), abs_tol=1e-5
+        )
+        assert math.isclose(
+            by["trend"]["normalised"],
+            max(-1, min(1, snapshot["ema_trend"] / (3 * snapshot["atr_14"] / snapshot["close"]))),
+            abs_tol=1e-4,
+        )
+        assert math.isclose(
+            by["macd"]["normalised"],
+            max(-1, min(1, snapshot["macd_hist"] / snapshot["atr_14"])),
+            abs_tol=1e-4,
+        )
         # Words a trader reads: '+0.31 RSI 71 (momentum)'.
         assert f"RSI {snapshot['rsi_14']:.0f} (momentum)" in by["momentum"]["words"]
         assert by["strength"]["words"].startswith(f"{by['strength']['contribution']:+.2f} ADX ")
@@ -65,8 +73,10 @@ def test_the_clean_real_data_has_no_finding(real_ranking, local_service, actor):
     assert quality["gaps"] == quality["zero_volume"] == quality["jumps"] == 0
     assert quality["newest_close"] == 1725595200  # 2024-09-06 04:00 UTC: the last candle's close
     lines = why_lines(real_ranking)
-    assert lines[-1] == ("data: 40 markets · 1h to 2024-09-06 04:00 UTC · no gaps, zero volume, "
-                         "short, stale or jumping markets")
+    assert lines[-1] == (
+        "data: 40 markets · 1h to 2024-09-06 04:00 UTC · no gaps, zero volume, "
+        "short, stale or jumping markets"
+    )
 
 
 def test_why_lists_the_top_k_with_their_two_strongest_contributions(real_ranking):
@@ -109,6 +119,7 @@ def test_the_sum_of_contributions_is_the_score_the_formula_gives(shared_data_dir
     from analysis.markets.csv_dir import read_candles_csv
     from analysis.markets.indicators import indicator_frame
     from analysis.ranking.strategies.score import composite_scores
+
     for name in ("BTC", "PEPE", "CRV", "TRX", "WLD"):
         frame = indicator_frame(read_candles_csv(shared_data_dir / f"{name}_USDT-1h.csv"))
         for end in (40, 320, 2160):

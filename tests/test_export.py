@@ -32,8 +32,13 @@ from tests.servers import free_port
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def freqtrade_reads(status: int, headers: dict[str, str], body: bytes, exchange_pairs: list[str],
-                    own_refresh_period: int = 1800) -> tuple[list[str], int]:
+def freqtrade_reads(
+    status: int,
+    headers: dict[str, str],
+    body: bytes,
+    exchange_pairs: list[str],
+    own_refresh_period: int = 1800,
+) -> tuple[list[str], int]:
     """What RemotePairList does with an answer: `fetch_pairlist` (requests.get(...); a body whose
     content-type has no 'application/json' is an error), `process_json` (`pairs`, and
     `refresh_period` read with int(), kept when larger than its own), then `expand_pairlist`
@@ -54,8 +59,13 @@ def freqtrade_reads(status: int, headers: dict[str, str], body: bytes, exchange_
 def listener_port():
     port = free_port()
     env = {**os.environ, "EXPORT_PORT": str(port), "PYTHONPATH": str(ROOT)}
-    child = subprocess.Popen([sys.executable, "-m", "listener"], cwd=ROOT, env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "listener"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         wait_until(lambda: get(port, "/export/none")[0] == 401, timeout=30, message="the listener answers")
         yield port
@@ -64,8 +74,9 @@ def listener_port():
         child.wait(10)
 
 
-def get(port: int, path: str, token: str | None = None, host: str | None = None,
-        extra: dict | None = None) -> tuple[int, dict[str, str], bytes]:
+def get(
+    port: int, path: str, token: str | None = None, host: str | None = None, extra: dict | None = None
+) -> tuple[int, dict[str, str], bytes]:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     headers = {"Host": host or f"127.0.0.1:{port}", **(extra or {})}
     if token is not None:
@@ -80,10 +91,16 @@ def get(port: int, path: str, token: str | None = None, host: str | None = None,
 
 @pytest.fixture
 def schedules(runtime, queue, factory, listener_port):
-    settings = Settings(schedule_min_interval_s=1, allowed_user_ids=[], admin_user_ids=[],
-                        export_port=listener_port)
-    return ScheduleService(ScheduleStore(runtime.redis, runtime.keys), AnalysisService(runtime.store, queue),
-                           factory, default_registrar(), settings)
+    settings = Settings(
+        schedule_min_interval_s=1, allowed_user_ids=[], admin_user_ids=[], export_port=listener_port
+    )
+    return ScheduleService(
+        ScheduleStore(runtime.redis, runtime.keys),
+        AnalysisService(runtime.store, queue),
+        factory,
+        default_registrar(),
+        settings,
+    )
 
 
 def run_once(schedules, runtime, queue, schedule_id: str) -> str:
@@ -120,13 +137,15 @@ def test_the_token_gets_the_top_k_as_freqtrade_reads_it(schedules, runtime, queu
     # Futures: the same markets in ccxt's linear-futures notation, BTC/USDT:USDT.
     futures = exports.enable(made.id, alice, "freqtrade-futures")
     status, headers, body = get(listener_port, path, futures.token)
-    assert freqtrade_reads(status, headers, body, [f"{s}:USDT" for s in top] + top)[0] == \
-        [f"{s}:USDT" for s in top]
+    assert freqtrade_reads(status, headers, body, [f"{s}:USDT" for s in top] + top)[0] == [
+        f"{s}:USDT" for s in top
+    ]
 
 
 @pytest.mark.slow
-def test_wrong_revoked_and_other_schedules_tokens_get_401_and_nothing_else(schedules, runtime, queue,
-                                                                          listener_port):
+def test_wrong_revoked_and_other_schedules_tokens_get_401_and_nothing_else(
+    schedules, runtime, queue, listener_port
+):
     alice, bob = owner(), owner()
     mine = schedules.add("1h", {"markets": 5, "top_k": 2}, alice)
     theirs = schedules.add("1h", {"markets": 5, "top_k": 2}, bob)
@@ -136,10 +155,14 @@ def test_wrong_revoked_and_other_schedules_tokens_get_401_and_nothing_else(sched
     run_once(schedules, runtime, queue, mine.id)
     path = f"/export/{mine.id}"
     assert get(listener_port, path, token)[0] == 200
-    refusals = [get(listener_port, path, None), get(listener_port, path, "x" * 43),
-                get(listener_port, path, other), get(listener_port, path, token[:-1]),
-                get(listener_port, "/export/nosuchid", token),
-                get(listener_port, path, extra={"Authorization": f"Basic {token}"})]
+    refusals = [
+        get(listener_port, path, None),
+        get(listener_port, path, "x" * 43),
+        get(listener_port, path, other),
+        get(listener_port, path, token[:-1]),
+        get(listener_port, "/export/nosuchid", token),
+        get(listener_port, path, extra={"Authorization": f"Basic {token}"}),
+    ]
     exports.revoke(mine.id, alice)
     refusals.append(get(listener_port, path, token))
     for status, headers, body in refusals:
@@ -160,18 +183,20 @@ def test_a_foreign_host_or_a_web_page_gets_nothing(schedules, runtime, queue, li
     run_once(schedules, runtime, queue, made.id)
     path = f"/export/{made.id}"
     for status, headers, body in [
-            get(listener_port, path, token, host=f"attacker.example:{listener_port}"),
-            get(listener_port, path, token, host="localhost.attacker.example"),
-            get(listener_port, path, token, extra={"Origin": "http://127.0.0.1:9999"}),
-            get(listener_port, path, token, extra={"Origin": "null"})]:
+        get(listener_port, path, token, host=f"attacker.example:{listener_port}"),
+        get(listener_port, path, token, host="localhost.attacker.example"),
+        get(listener_port, path, token, extra={"Origin": "http://127.0.0.1:9999"}),
+        get(listener_port, path, token, extra={"Origin": "null"}),
+    ]:
         assert status == 403 and b"pairs" not in body and body.count(b"\n") == 1
         assert not any(name.startswith("access-control") for name in headers)
     assert get(listener_port, path, token, host=f"localhost:{listener_port}")[0] == 200
 
 
 @pytest.mark.slow
-def test_after_a_failed_run_the_last_good_list_is_served_with_its_age(schedules, runtime, queue,
-                                                                     listener_port):
+def test_after_a_failed_run_the_last_good_list_is_served_with_its_age(
+    schedules, runtime, queue, listener_port
+):
     alice = owner()
     made = schedules.add("1h", {"markets": 6, "top_k": 3}, alice)
     token = ExportService(schedules).enable(made.id, alice).token
@@ -181,8 +206,9 @@ def test_after_a_failed_run_the_last_good_list_is_served_with_its_age(schedules,
     runtime.redis.hset(runtime.keys.gist(good), "updated_at", repr(two_hours_ago))
     failed = run_once(schedules, runtime, queue, made.id)
     # The next run failed (its data source gave out): planted as the step engine writes a failure.
-    runtime.redis.hset(runtime.keys.gist(failed), mapping={"status": "FAILED", "reason": "no candles",
-                                                           "result": "[]"})
+    runtime.redis.hset(
+        runtime.keys.gist(failed), mapping={"status": "FAILED", "reason": "no candles", "result": "[]"}
+    )
     status, headers, body = get(listener_port, f"/export/{made.id}", token)
     assert status == 200 and json.loads(body)["pairs"] == good_top
     assert headers["x-pairlist-latest-run"] == "failed"
@@ -193,7 +219,9 @@ def test_after_a_failed_run_the_last_good_list_is_served_with_its_age(schedules,
 def test_the_cli_exports_and_revokes(runtime, listener_port):
     from tests.test_cli import marketrank
 
-    added = marketrank("schedule", "add", "--every", "1h", "--markets", "5", "--top", "2", "--owner", "cli-export")
+    added = marketrank(
+        "schedule", "add", "--every", "1h", "--markets", "5", "--top", "2", "--owner", "cli-export"
+    )
     schedule_id = added.stdout.splitlines()[-1]
     before = redis_snapshot(runtime.redis)
     off = marketrank("schedule", "export", schedule_id, EXPORT_PORT="")
@@ -225,20 +253,35 @@ def test_one_process_serves_several_features_on_several_ports():
     def answering(name):
         async def answer(request):
             return web.Response(text=name)
+
         return lambda app: app.router.add_get(f"/{name}", answer)
 
     a, b = free_port(), free_port()
-    ports = plan([Feature("export", a, answering("export")), Feature("metrics", b, answering("metrics")),
-                  Feature("health", a, answering("health")), Feature("off", None, answering("off"))])
-    assert {port: [f.name for f in features] for port, features in ports.items()} == \
-        {a: ["export", "health"], b: ["metrics"]}
+    ports = plan(
+        [
+            Feature("export", a, answering("export")),
+            Feature("metrics", b, answering("metrics")),
+            Feature("health", a, answering("health")),
+            Feature("off", None, answering("off")),
+        ]
+    )
+    assert {port: [f.name for f in features] for port, features in ports.items()} == {
+        a: ["export", "health"],
+        b: ["metrics"],
+    }
 
     async def scenario():
         runners = await start(ports, "127.0.0.1", ["127.0.0.1"])
         try:
-            return await asyncio.to_thread(lambda: [
-                get(a, "/export")[0], get(a, "/health")[0], get(b, "/metrics")[0], get(b, "/export")[0],
-                get(b, "/metrics", host=f"attacker.example:{b}")[0]])
+            return await asyncio.to_thread(
+                lambda: [
+                    get(a, "/export")[0],
+                    get(a, "/health")[0],
+                    get(b, "/metrics")[0],
+                    get(b, "/export")[0],
+                    get(b, "/metrics", host=f"attacker.example:{b}")[0],
+                ]
+            )
         finally:
             for runner in runners:
                 await runner.cleanup()
@@ -251,11 +294,16 @@ def test_redis_out_of_reach_is_a_one_line_503_not_a_stack(tmp_path):
     """A listener whose Redis is gone answers a bearer's request with one line, and says why in its
     log (with the traceback), not to the caller."""
     port = free_port()
-    env = {**os.environ, "EXPORT_PORT": str(port), "PYTHONPATH": str(ROOT),
-           "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    env = {
+        **os.environ,
+        "EXPORT_PORT": str(port),
+        "PYTHONPATH": str(ROOT),
+        "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+    }
     log = (tmp_path / "listener.log").open("w")
-    child = subprocess.Popen([sys.executable, "-m", "listener"], cwd=ROOT, env=env, stdout=log,
-                             stderr=subprocess.STDOUT)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "listener"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
     try:
         wait_until(lambda: get(port, "/nothing")[0] == 404, timeout=30, message="the listener answers")
         status, headers, body = get(port, "/export/q7m2k9xa", "A" * 43)

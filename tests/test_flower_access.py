@@ -30,12 +30,18 @@ def local_flower(tmp_path):
     user, password = LOGIN.fullmatch(login).groups()
     port = free_port()
     log = open(tmp_path / "flower.log", "ab")
-    process = subprocess.Popen([sys.executable, "-m", "launcher.flower"], cwd=ROOT, stdout=log,
-                               stderr=subprocess.STDOUT, start_new_session=True,
-                               env={**os.environ, "FLOWER_PORT": str(port), **extra})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "launcher.flower"],
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**os.environ, "FLOWER_PORT": str(port), **extra},
+    )
     try:
-        wait_until(lambda: get(port, "/healthcheck")[0] == 200, timeout=60, interval=0.2,
-                   message="Flower to answer")
+        wait_until(
+            lambda: get(port, "/healthcheck")[0] == 200, timeout=60, interval=0.2, message="Flower to answer"
+        )
         yield port, user, password
     finally:
         process.terminate()

@@ -25,8 +25,12 @@ def test_json_logs_carry_analysis_chain_seq_task_and_event(redis_url, factory, w
     settings = Settings(redis_url=url)
     runtime = Runtime(settings)
     runtime.redis.flushdb()
-    json_worker = Worker({**os.environ, "REDIS_URL": url, "LOG_FORMAT": "json"}, "json-logs",
-                         concurrency=1, log_dir=worker_log_dir).start()
+    json_worker = Worker(
+        {**os.environ, "REDIS_URL": url, "LOG_FORMAT": "json"},
+        "json-logs",
+        concurrency=1,
+        log_dir=worker_log_dir,
+    ).start()
     try:
         service = AnalysisService(runtime.store, CeleryDispatcher(make_celery(settings)))
         actor = Actor("json-logs")

@@ -32,11 +32,13 @@ def extra_markets(data_dir, now_ms):
     btc, link = base["BTC/USDT"].candles, base["LINK/USDT"].candles
     quiet = link.copy()
     quiet[-500::3, 5] = 0.0  # a third of the last 500 candles without trades
-    return [Market("LUNA/USDT", btc.copy(), status="BREAK", volume_boost=1000.0),
-            Market("ETH/BTC", btc.copy(), volume_boost=1000.0),
-            Market("NEW/USDT", btc[-100:].copy(), volume_boost=1000.0),
-            Market("QUIET/USDT", quiet, volume_boost=1000.0),
-            Market("USDC/USDT", stablecoin(btc))]
+    return [
+        Market("LUNA/USDT", btc.copy(), status="BREAK", volume_boost=1000.0),
+        Market("ETH/BTC", btc.copy(), volume_boost=1000.0),
+        Market("NEW/USDT", btc[-100:].copy(), volume_boost=1000.0),
+        Market("QUIET/USDT", quiet, volume_boost=1000.0),
+        Market("USDC/USDT", stablecoin(btc)),
+    ]
 
 
 def stablecoin(like: np.ndarray) -> np.ndarray:
@@ -56,8 +58,9 @@ def stablecoin(like: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="module")
 def binance(shared_data_dir):
     now_ms = int(time.time() * 1000)
-    with BinanceServer(shared_data_dir, now=now_ms / 1000,
-                       extra_markets=extra_markets(shared_data_dir, now_ms)) as server:
+    with BinanceServer(
+        shared_data_dir, now=now_ms / 1000, extra_markets=extra_markets(shared_data_dir, now_ms)
+    ) as server:
         yield server
 
 
@@ -73,17 +76,24 @@ class Live:
 
 
 def live_env(monkeypatch, url: str, **extra: str) -> None:
-    env = {"MARKET_DATA": "ccxt:binance", "CCXT_API_URL": url, "KEY_PREFIX": f"t{uuid.uuid4().hex[:8]}:",
-           "CCXT_BACKOFF_S": "0.01", "CCXT_BACKOFF_MAX_S": "0.5", "CCXT_TIMEOUT_S": "3",
-           "CCXT_RETRIES": "3", **extra}
+    env = {
+        "MARKET_DATA": "ccxt:binance",
+        "CCXT_API_URL": url,
+        "KEY_PREFIX": f"t{uuid.uuid4().hex[:8]}:",
+        "CCXT_BACKOFF_S": "0.01",
+        "CCXT_BACKOFF_MAX_S": "0.5",
+        "CCXT_TIMEOUT_S": "3",
+        "CCXT_RETRIES": "3",
+        **extra,
+    }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
 
 
 def build_live(server) -> Live:
     from analysis.config_factory import RankingConfigFactory
-    from analysis.markets.registry import provider_from_spec
     from analysis.engine.runtime import Runtime
+    from analysis.markets.registry import provider_from_spec
     from analysis.service import AnalysisService
     from analysis.settings import get_settings
 
@@ -92,8 +102,15 @@ def build_live(server) -> Live:
     settings = get_settings()
     runtime = Runtime(settings)
     queue = QueueDispatcher()
-    return Live(server, settings, runtime, queue, AnalysisService(runtime.store, queue),
-                RankingConfigFactory(settings, runtime.provider), runtime.provider)
+    return Live(
+        server,
+        settings,
+        runtime,
+        queue,
+        AnalysisService(runtime.store, queue),
+        RankingConfigFactory(settings, runtime.provider),
+        runtime.provider,
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -109,6 +126,7 @@ def fresh_settings(monkeypatch):
     monkeypatch.undo()
     from analysis.markets.registry import provider_from_spec
     from analysis.settings import get_settings
+
     get_settings.cache_clear()
     provider_from_spec.cache_clear()
 
@@ -124,18 +142,26 @@ def live(binance, monkeypatch):
 
 def closed_frame(server, symbol: str) -> pd.DataFrame:
     rows = server.closed_candles(symbol)
-    index = pd.DatetimeIndex(pd.to_datetime(rows[:, 0].astype("int64"), unit="ms", utc=True), name="timestamp")
+    index = pd.DatetimeIndex(
+        pd.to_datetime(rows[:, 0].astype("int64"), unit="ms", utc=True), name="timestamp"
+    )
     return pd.DataFrame(rows[:, 1:6], columns=["open", "high", "low", "close", "volume"], index=index)
 
 
 def emulator_top(server, n: int, *, skip: tuple[str, ...] = ("QUIET/USDT", "USDC/USDT")) -> list[str]:
     """The n most traded trading USDT pairs by the emulator's own 24 h quote volume, but for
     `skip` (the quiet pair, and the stablecoin pair EXCLUDED_BASES leaves out by default)."""
-    volume = {m.symbol: float((server.closed_candles(m.symbol)[-24:, 4] *
-                               server.closed_candles(m.symbol)[-24:, 5]).sum()) * m.volume_boost
-              for m in server.markets.values()
-              if m.status == "TRADING" and m.symbol.endswith("/USDT") and len(m.candles) > 600
-              and m.symbol not in skip}
+    volume = {
+        m.symbol: float(
+            (server.closed_candles(m.symbol)[-24:, 4] * server.closed_candles(m.symbol)[-24:, 5]).sum()
+        )
+        * m.volume_boost
+        for m in server.markets.values()
+        if m.status == "TRADING"
+        and m.symbol.endswith("/USDT")
+        and len(m.candles) > 600
+        and m.symbol not in skip
+    }
     return sorted(volume, key=lambda s: -volume[s])[:n]
 
 
@@ -144,6 +170,7 @@ def test_ccxt_api_url_replaces_scheme_and_host_of_every_rest_url_and_keeps_paths
     import ccxt
 
     from analysis.markets.ccxt_source import rewrite_api_urls
+
     original = ccxt.binance().urls["api"]
     rewritten = rewrite_api_urls(original, "http://127.0.0.1:8123")
     assert rewritten["public"] == "http://127.0.0.1:8123/api/v3"
@@ -158,6 +185,7 @@ def test_ccxt_api_url_replaces_scheme_and_host_of_every_rest_url_and_keeps_paths
 def test_a_bad_ccxt_api_url_or_exchange_is_refused_with_what_is_accepted():
     from analysis.markets.registry import provider_from_spec
     from analysis.settings import Settings
+
     with pytest.raises(ValueError, match="scheme://host"):
         Settings(ccxt_api_url="127.0.0.1:8123/api")
     with pytest.raises(InvalidConfig, match="ccxt has no exchange 'nosuchex'"):
@@ -206,12 +234,15 @@ def test_excluded_bases_can_be_switched_off_or_changed(binance, monkeypatch):
     assert "USDC/USDT" not in volumes and "BTC/USDT" not in volumes and "ETH/USDT" in volumes
 
 
-@pytest.mark.parametrize("symbols, words", [
-    ("BTC/USDT,FOO/USDT", "unknown market FOO/USDT: binance has no such spot pair"),
-    ("BTC/USDT,LUNA/USDT", "LUNA/USDT is not trading on binance (inactive or halted)"),
-    ("BTC/USDT,NEW/USDT", "NEW/USDT has only 99 1h candles"),
-    ("BTC/USDT,QUIET/USDT", "QUIET/USDT had no trades in 33% of its last 500 1h candles"),
-])
+@pytest.mark.parametrize(
+    "symbols, words",
+    [
+        ("BTC/USDT,FOO/USDT", "unknown market FOO/USDT: binance has no such spot pair"),
+        ("BTC/USDT,LUNA/USDT", "LUNA/USDT is not trading on binance (inactive or halted)"),
+        ("BTC/USDT,NEW/USDT", "NEW/USDT has only 99 1h candles"),
+        ("BTC/USDT,QUIET/USDT", "QUIET/USDT had no trades in 33% of its last 500 1h candles"),
+    ],
+)
 def test_a_pair_that_cannot_be_ranked_is_refused_by_name_and_nothing_is_written(live, symbols, words):
     live.provider.market_volumes("1h")  # the shared market list is cached (not the analysis's)
     # The shared candle cache, and the Prometheus counter of the fetches it made (they happened).
@@ -230,21 +261,29 @@ def test_a_pair_that_cannot_be_ranked_is_refused_by_name_and_nothing_is_written(
 
 def _actor():
     from analysis.service import Actor
+
     return Actor(f"user-{uuid.uuid4().hex[:8]}")
 
 
 @pytest.mark.slow
 def test_cli_markets_lists_the_candidates_with_their_24h_quote_volume(live):
     env = {**os.environ}
-    done = subprocess.run([sys.executable, "-m", "cli.main", "markets", "--limit", "5"], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "cli.main", "markets", "--limit", "5"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert "most traded first" in lines[0] and "binance" in lines[0]
     rows = [line.split() for line in lines[2:]]
     expected = live.factory.market_volumes("1h")[:5]
-    assert [(r[0], float(r[1].replace(",", ""))) for r in rows] == \
-        [(symbol, pytest.approx(volume, abs=1)) for symbol, volume in expected]
+    assert [(r[0], float(r[1].replace(",", ""))) for r in rows] == [
+        (symbol, pytest.approx(volume, abs=1)) for symbol, volume in expected
+    ]
     assert "LUNA/USDT" not in done.stdout and "ETH/BTC" not in done.stdout
     assert "USDC/USDT" not in done.stdout  # the most traded pair, but a stablecoin
 
@@ -252,8 +291,14 @@ def test_cli_markets_lists_the_candidates_with_their_24h_quote_volume(live):
 @pytest.mark.slow
 def test_cli_markets_lists_a_stablecoin_pair_when_excluded_bases_is_empty(live):
     env = {**os.environ, "EXCLUDED_BASES": ""}
-    done = subprocess.run([sys.executable, "-m", "cli.main", "markets", "--limit", "3"], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "cli.main", "markets", "--limit", "3"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[2].split()[0] == "USDC/USDT"
 
@@ -281,6 +326,7 @@ def test_only_closed_candles_are_ranked_and_the_status_names_source_and_close_ti
     assert document["source"]["candles_to"] == hour_open.isoformat().replace("+00:00", "Z")
     from bot.views import card_text
     from cli.main import describe
+
     assert label in card_text(done) and label in describe(done)
     assert "DEMO" not in card_text(done)
 
@@ -299,6 +345,7 @@ def test_a_window_longer_than_one_request_is_paged(binance, monkeypatch):
 
 def test_candle_rows_are_cleaned_deliberately():
     from analysis.markets.candle_rows import MalformedAnswer, check_rows, fill_gaps, frame_from_rows
+
     t0 = 1_700_000_000 // HOUR * HOUR
     rows = [[(t0 + i * HOUR) * 1000, 10 + i, 11 + i, 9 + i, 10.5 + i, 5.0] for i in range(6)]
     rows.insert(3, [(t0 + 2 * HOUR) * 1000, 99, 100, 98, 99.5, 7.0])  # duplicate: last wins
@@ -308,8 +355,13 @@ def test_candle_rows_are_cleaned_deliberately():
     assert frame["close"].iloc[2] == 99.5
     gap = frame.iloc[4]
     assert (gap["open"], gap["high"], gap["low"], gap["close"], gap["volume"]) == (13.5,) * 4 + (0.0,)
-    for bad in ([t0 * 1000, "x", 1, 1, 1, 1], [t0 * 1000, 1, 1, 1, float("nan"), 1],
-                [t0 * 1000, 1, 0.5, 2, 1, 1], [t0 * 1000, 1, 1, 1, 1], "not a list"):
+    for bad in (
+        [t0 * 1000, "x", 1, 1, 1, 1],
+        [t0 * 1000, 1, 1, 1, float("nan"), 1],
+        [t0 * 1000, 1, 0.5, 2, 1, 1],
+        [t0 * 1000, 1, 1, 1, 1],
+        "not a list",
+    ):
         with pytest.raises(MalformedAnswer):
             check_rows([bad] if not isinstance(bad, str) else bad, "x")
 
@@ -329,15 +381,20 @@ def test_a_second_analysis_in_the_same_candle_makes_no_exchange_request_and_shar
     blocks_after_second = set(live.runtime.redis.scan_iter(f"{live.settings.key_prefix}block:*"))
     assert blocks_after_second == blocks_after_first  # the snapshot is no second copy
     key = live.runtime.keys.candles
-    refs = [{s: json.loads(v)["blocks"] for s, v in
-             ((k.decode(), v) for k, v in live.runtime.redis.hgetall(key(g.id)).items())}
-            for g in (first, second)]
+    refs = [
+        {
+            s: json.loads(v)["blocks"]
+            for s, v in ((k.decode(), v) for k, v in live.runtime.redis.hgetall(key(g.id)).items())
+        }
+        for g in (first, second)
+    ]
     assert refs[0] == refs[1]
     assert ranking(live.service.get(first.id, _admin())) == ranking(live.service.get(second.id, _admin()))
 
 
 def _admin():
     from analysis.service import Actor
+
     return Actor("admin", is_admin=True)
 
 
@@ -365,15 +422,19 @@ def test_passing_faults_are_retried_and_the_candles_are_whole(live, fault):
     live.provider.sleep = slept.append
     live.provider.candles("XRP/USDT", "1h", 300)  # markets loaded, cache warm
     live.provider.cache.clock = lambda: time.time() + HOUR
-    {"429": lambda: server.fail_next(2, status=429, retry_after=0.3, path="/api/v3/klines"),
-     "418": lambda: server.fail_next(1, status=418, retry_after=0.2, path="/api/v3/klines"),
-     "503": lambda: server.fail_next(2, status=503, path="/api/v3/klines"),
-     "timeout": lambda: server.delay_next(1, 4, path="/api/v3/klines"),
-     "malformed rows": lambda: server.malformed_next(1),
-     "not json": lambda: server.malformed_next(1, kind="json")}[fault]()
+    {
+        "429": lambda: server.fail_next(2, status=429, retry_after=0.3, path="/api/v3/klines"),
+        "418": lambda: server.fail_next(1, status=418, retry_after=0.2, path="/api/v3/klines"),
+        "503": lambda: server.fail_next(2, status=503, path="/api/v3/klines"),
+        "timeout": lambda: server.delay_next(1, 4, path="/api/v3/klines"),
+        "malformed rows": lambda: server.malformed_next(1),
+        "not json": lambda: server.malformed_next(1, kind="json"),
+    }[fault]()
     server.reset_counts()
     frame = live.provider.candles("XRP/USDT", "1h", 300)
-    assert frame.index[-1] == pd.Timestamp(int(server.markets["XRP/USDT"].candles[-1, 0]), unit="ms", tz="UTC")
+    assert frame.index[-1] == pd.Timestamp(
+        int(server.markets["XRP/USDT"].candles[-1, 0]), unit="ms", tz="UTC"
+    )
     assert np.isfinite(frame.to_numpy()).all()
     assert server.count("/api/v3/klines") >= 2  # asked again
     if fault == "429":
@@ -392,8 +453,14 @@ def test_a_failure_that_lasts_names_the_exchange_and_what_failed(live):
 @pytest.mark.slow
 def test_an_exchange_that_cannot_be_reached_at_start_gets_a_one_line_answer(monkeypatch):
     live_env(monkeypatch, f"http://127.0.0.1:{free_port()}")
-    done = subprocess.run([sys.executable, "-m", "cli.main", "start", "--markets", "5"], cwd=ROOT,
-                          env={**os.environ}, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "cli.main", "start", "--markets", "5"],
+        cwd=ROOT,
+        env={**os.environ},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2
     assert done.stderr.strip() == "error: binance cannot be reached for its market list (2 tries)"
     assert done.stdout == ""
@@ -450,13 +517,16 @@ def test_init_ranks_the_candles_the_trader_was_shown_even_after_more_closed(live
     live.queue.drain(live.runtime)
     frames = live.runtime.snapshots.load(gist.id, config.markets)
     newest = closed_frame(live.server, "BTC/USDT").index[-1]
-    assert frames["BTC/USDT"].index[-1] == newest == pd.Timestamp(config.candles_to - HOUR, unit="s", tz="UTC")
+    assert (
+        frames["BTC/USDT"].index[-1] == newest == pd.Timestamp(config.candles_to - HOUR, unit="s", tz="UTC")
+    )
     assert len(frames["BTC/USDT"]) == live.settings.window_candles
 
 
 def test_the_indicators_of_a_live_analysis_equal_those_of_the_csv_source(live, tmp_path):
     from analysis.config_factory import RankingConfigFactory
     from analysis.markets.csv_dir import CsvDirProvider
+
     symbols = ["BTC/USDT", "PEPE/USDT", "AAVE/USDT", "WLD/USDT"]
     for symbol in symbols:
         frame = closed_frame(live.server, symbol)
@@ -475,11 +545,16 @@ def test_the_indicators_of_a_live_analysis_equal_those_of_the_csv_source(live, t
 # --- rate limits -------------------------------------------------------------------------------
 def test_the_shared_token_bucket_spaces_every_caller_to_the_rate(runtime):
     from analysis.markets.rate_limit import TokenBucket
+
     key = f"test-bucket:{uuid.uuid4().hex}"
     waits: list[float] = []
     now_ms = [1_000_000]  # time stands still while the 60 requests are asked for
-    buckets = [TokenBucket(runtime.redis, key, rate_per_s=20, capacity=20, sleep=waits.append,
-                           clock_ms=lambda: now_ms[0]) for _ in range(3)]  # three processes
+    buckets = [
+        TokenBucket(
+            runtime.redis, key, rate_per_s=20, capacity=20, sleep=waits.append, clock_ms=lambda: now_ms[0]
+        )
+        for _ in range(3)
+    ]  # three processes
     for i in range(60):
         buckets[i % 3].take(1)
     # 20 at once (the burst), then one every 50 ms: the 60th waits 2 s.
@@ -494,14 +569,19 @@ def test_real_workers_share_the_cache_two_analyses_fetch_each_market_once(binanc
     from analysis.config_factory import RankingConfigFactory
     from analysis.markets.ccxt_source import CcxtProvider
     from tests.stack import Stack
-    stack = Stack({"MARKET_DATA": "ccxt:binance", "CCXT_API_URL": binance.url,
-                   "CCXT_BACKOFF_S": "0.01"}, name="live", log_dir=tmp_path)
+
+    stack = Stack(
+        {"MARKET_DATA": "ccxt:binance", "CCXT_API_URL": binance.url, "CCXT_BACKOFF_S": "0.01"},
+        name="live",
+        log_dir=tmp_path,
+    )
     try:
         stack.start_worker(1)
         binance.reset_counts()
         # The CLI-like front only picks the markets by volume (one tickers call, no candles):
-        factory = RankingConfigFactory(stack.settings, CcxtProvider("binance", stack.settings,
-                                                                    client=stack.runtime.redis))
+        factory = RankingConfigFactory(
+            stack.settings, CcxtProvider("binance", stack.settings, client=stack.runtime.redis)
+        )
         symbols = [s for s, _ in factory.market_volumes("1h") if s in set(emulator_top(binance, 6))]
         binance.reset_counts()
         actor = _actor()
@@ -522,6 +602,7 @@ def test_processes_asking_for_the_same_candles_at_once_fetch_them_once(live):
     import threading
 
     from analysis.markets.ccxt_source import CcxtProvider
+
     symbols = ["ATOM/USDT", "AVAX/USDT", "BCH/USDT", "CRV/USDT"]
     providers = [CcxtProvider("binance", live.settings) for _ in range(4)]  # own clients each
     for provider in providers:
@@ -547,10 +628,12 @@ def test_processes_asking_for_the_same_candles_at_once_fetch_them_once(live):
 def test_the_bot_answers_in_one_line_when_the_exchange_cannot_be_reached(monkeypatch):
     from sandbox import BotApiServer
     from tests.test_bot import People, RunningBot, ask, bot_settings
+
     url = f"http://127.0.0.1:{free_port()}"
     live_env(monkeypatch, url)  # the bot process's settings: the source is built from them
     from analysis.markets.registry import provider_from_spec
     from analysis.settings import get_settings
+
     get_settings.cache_clear()
     provider_from_spec.cache_clear()
     people = People()
@@ -569,6 +652,7 @@ def test_the_bot_says_at_once_what_it_is_choosing_then_posts_the_card(binance, m
     fixed; the trader is told what is going on before the first candle is asked for."""
     from sandbox import BotApiServer
     from tests.test_bot import People, RunningBot, analysis_id_of, ask, bot_settings, wait_for_card
+
     live_env(monkeypatch, binance.url)  # a key prefix of its own: a cold candle cache
     binance.clear_faults()
     binance.reset_counts()
@@ -603,8 +687,9 @@ def test_the_bot_says_at_once_what_it_is_choosing_then_posts_the_card(binance, m
 
 
 def test_a_snapshot_saved_before_candle_blocks_still_loads(runtime):
-    from analysis.markets.demo import DemoProvider
     from analysis.markets.candle_blocks import encode_candles
+    from analysis.markets.demo import DemoProvider
+
     frame = DemoProvider().candles("BTC/USDT", "1h", 400)
     analysis_id = uuid.uuid4().hex[:10]
     runtime.redis.hset(runtime.keys.candles(analysis_id), "BTC/USDT", encode_candles(frame))

@@ -294,7 +294,13 @@ def test_timeout_then_success(server, make_judge, sleeps):
         lambda s: s.off_schema_next(1, answer={"winner": "BTC/USDT", "confidence": 1.5}),
         lambda s: s.off_schema_next(1, answer={"winner": "BTC/USDT", "confidence": "high"}),
     ],
-    ids=["malformed-json", "winner-outside-pair", "missing-confidence", "confidence-above-1", "confidence-text"],
+    ids=[
+        "malformed-json",
+        "winner-outside-pair",
+        "missing-confidence",
+        "confidence-above-1",
+        "confidence-text",
+    ],
 )
 def test_unusable_answers_are_retried_and_not_cached(server, make_judge, cache, script):
     script(server)
@@ -315,7 +321,10 @@ def test_connection_error_is_retried_then_reported(make_judge, sleeps):
     with pytest.raises(LLMJudgeUnavailable) as caught:
         judge.compare_many([pair("BTC/USDT", "ETH/USDT")], model=MODEL)
 
-    assert str(caught.value) == f"Could not connect to the LLM server at http://127.0.0.1:{port}/v1 after 3 attempts."
+    assert (
+        str(caught.value)
+        == f"Could not connect to the LLM server at http://127.0.0.1:{port}/v1 after 3 attempts."
+    )
     assert caught.value.retryable and caught.value.stats.calls == 3 and len(sleeps.waits) == 2
 
 
@@ -402,8 +411,14 @@ def test_missing_api_key_is_reported_before_any_call(cache):
 
 
 def test_parse_verdict_accepts_the_contract_and_rejects_the_rest():
-    assert parse_verdict('{"winner": "BTC/USDT", "confidence": 0.7}', "BTC/USDT", "ETH/USDT") == ("BTC/USDT", 0.7)
-    assert parse_verdict('{"winner": " eth/usdt ", "confidence": 1}', "BTC/USDT", "ETH/USDT") == ("ETH/USDT", 1.0)
+    assert parse_verdict('{"winner": "BTC/USDT", "confidence": 0.7}', "BTC/USDT", "ETH/USDT") == (
+        "BTC/USDT",
+        0.7,
+    )
+    assert parse_verdict('{"winner": " eth/usdt ", "confidence": 1}', "BTC/USDT", "ETH/USDT") == (
+        "ETH/USDT",
+        1.0,
+    )
     fenced = '```json\n{"winner": "ETH/USDT", "confidence": 0.6}\n```'
     assert parse_verdict(fenced, "BTC/USDT", "ETH/USDT") == ("ETH/USDT", 0.6)
     for content in [

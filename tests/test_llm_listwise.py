@@ -8,10 +8,15 @@ import json
 import pytest
 
 import analysis.ranking.llm_judge as llm_judge
-from analysis.ranking.llm_judge import (LIST_SCHEMA_NAME, BadAnswer, LLMJudgeUnavailable, ListRequest,
-                                build_list_response_format, parse_ranking)
-from tests.test_llm_judge import MODEL, QUESTION, summary
-from tests.test_llm_judge import cache, make_judge, server, sleeps  # noqa: F401 (fixtures)
+from analysis.ranking.llm_judge import (
+    LIST_SCHEMA_NAME,
+    BadAnswer,
+    ListRequest,
+    LLMJudgeUnavailable,
+    build_list_response_format,
+    parse_ranking,
+)
+from tests.test_llm_judge import MODEL, QUESTION, cache, make_judge, server, sleeps, summary  # noqa: F401 (fixtures)
 
 SHOWN = ("DOT/USDT", "BTC/USDT", "ADA/USDT", "ETH/USDT", "LINK/USDT")
 BEST_FIRST = ("BTC/USDT", "ETH/USDT", "ADA/USDT", "LINK/USDT", "DOT/USDT")
@@ -29,10 +34,19 @@ def test_one_call_returns_the_full_order_and_uses_the_contract_exactly(server, m
     (recorded,) = server.requests
     assert recorded.response_format == {
         "type": "json_schema",
-        "json_schema": {"name": "market_order", "strict": True, "schema": {
-            "type": "object",
-            "properties": {"ranking": {"type": "array", "items": {"type": "string", "enum": list(SHOWN)}}},
-            "required": ["ranking"], "additionalProperties": False}}}
+        "json_schema": {
+            "name": "market_order",
+            "strict": True,
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "ranking": {"type": "array", "items": {"type": "string", "enum": list(SHOWN)}}
+                },
+                "required": ["ranking"],
+                "additionalProperties": False,
+            },
+        },
+    }
     assert LIST_SCHEMA_NAME == "market_order"
     text = recorded.messages[-1]["content"]
     assert QUESTION in text
@@ -112,7 +126,9 @@ def test_the_server_refuses_a_schema_whose_enum_is_not_the_markets_shown(server,
 
 def test_parse_ranking_forgives_case_and_spaces_and_names_what_is_wrong():
     assert parse_ranking('{"ranking": [" btc/usdt", "ETH/USDT "]}', ("ETH/USDT", "BTC/USDT")) == (
-        "BTC/USDT", "ETH/USDT")
+        "BTC/USDT",
+        "ETH/USDT",
+    )
     with pytest.raises(BadAnswer, match="more than once"):
         parse_ranking('{"ranking": ["BTC/USDT", "BTC/USDT"]}', ("ETH/USDT", "BTC/USDT"))
     with pytest.raises(BadAnswer, match="not shown"):
@@ -125,4 +141,3 @@ def test_a_request_with_repeated_markets_is_refused_before_any_call(server, make
     with pytest.raises(ValueError):
         make_judge().rank_many([order_of(("BTC/USDT", "BTC/USDT"))], model=MODEL)
     assert server.calls == 0
-

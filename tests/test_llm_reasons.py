@@ -9,10 +9,8 @@ import json
 import pytest
 
 from analysis.ranking.llm_judge import LLMJudgeUnavailable
-from analysis.ranking.llm_reasons import (REASON_MAX_CHARS, ReasonsRequest, ask_reasons,
-                                          parse_reasons)
-from tests.test_llm_judge import MODEL, QUESTION, summary
-from tests.test_llm_judge import cache, make_judge, server, sleeps  # noqa: F401 (fixtures)
+from analysis.ranking.llm_reasons import REASON_MAX_CHARS, ReasonsRequest, ask_reasons, parse_reasons
+from tests.test_llm_judge import MODEL, QUESTION, cache, make_judge, server, sleeps, summary  # noqa: F401 (fixtures)
 
 RANKED = ("BTC/USDT", "ETH/USDT", "SOL/USDT")
 
@@ -28,28 +26,49 @@ def test_one_call_gives_a_reason_per_ranked_market_by_the_contract(server, make_
     assert server.calls == stats.calls == 1 and stats.prompt_tokens > 0
     (recorded,) = server.requests
     assert recorded.model == MODEL
-    assert recorded.response_format == {"type": "json_schema", "json_schema": {
-        "name": "market_reasons", "strict": True, "schema": {
-            "type": "object",
-            "properties": {"reasons": {"type": "array", "items": {
+    assert recorded.response_format == {
+        "type": "json_schema",
+        "json_schema": {
+            "name": "market_reasons",
+            "strict": True,
+            "schema": {
                 "type": "object",
-                "properties": {"symbol": {"type": "string", "enum": list(RANKED)},
-                               "reason": {"type": "string"}},
-                "required": ["symbol", "reason"], "additionalProperties": False}}},
-            "required": ["reasons"], "additionalProperties": False}}}
+                "properties": {
+                    "reasons": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "symbol": {"type": "string", "enum": list(RANKED)},
+                                "reason": {"type": "string"},
+                            },
+                            "required": ["symbol", "reason"],
+                            "additionalProperties": False,
+                        },
+                    }
+                },
+                "required": ["reasons"],
+                "additionalProperties": False,
+            },
+        },
+    }
     text = recorded.messages[-1]["content"]
     assert QUESTION in text
     for rank, symbol in enumerate(RANKED, start=1):
         assert f"Rank {rank}: {symbol}\nIndicators: {summary(symbol)}" in text
 
 
-@pytest.mark.parametrize("bad", [
-    {"reasons": [{"symbol": "BTC/USDT", "reason": "x"}, {"symbol": "ETH/USDT", "reason": "y"}]},
-    {"reasons": [{"symbol": s, "reason": "x"} for s in RANKED + ("BTC/USDT",)]},
-    {"reasons": [{"symbol": s, "reason": "x"} for s in RANKED[:2] + ("DOGE/USDT",)]},
-    {"reasons": [{"symbol": s, "reason": 3} for s in RANKED]},
-    {"why": []},
-], ids=["misses", "repeats", "invents", "not-text", "no-reasons"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"reasons": [{"symbol": "BTC/USDT", "reason": "x"}, {"symbol": "ETH/USDT", "reason": "y"}]},
+        {"reasons": [{"symbol": s, "reason": "x"} for s in RANKED + ("BTC/USDT",)]},
+        {"reasons": [{"symbol": s, "reason": "x"} for s in RANKED[:2] + ("DOGE/USDT",)]},
+        {"reasons": [{"symbol": s, "reason": 3} for s in RANKED]},
+        {"why": []},
+    ],
+    ids=["misses", "repeats", "invents", "not-text", "no-reasons"],
+)
 def test_a_malformed_answer_is_retried_and_every_call_counted(server, make_judge, bad):
     server.off_schema_next(2, answer=bad)
     reasons, stats = ask_reasons(make_judge(), request(), model=MODEL)
@@ -86,7 +105,13 @@ def test_markup_and_over_long_reasons_come_back_as_one_plain_line_cut(server, ma
 
 
 def test_parse_forgives_case_and_spaces_and_keeps_rank_order():
-    content = json.dumps({"reasons": [{"symbol": " sol/usdt ", "reason": "c"},
-                                      {"symbol": "BTC/USDT", "reason": "a"},
-                                      {"symbol": "eth/USDT", "reason": "b"}]})
+    content = json.dumps(
+        {
+            "reasons": [
+                {"symbol": " sol/usdt ", "reason": "c"},
+                {"symbol": "BTC/USDT", "reason": "a"},
+                {"symbol": "eth/USDT", "reason": "b"},
+            ]
+        }
+    )
     assert parse_reasons(content, RANKED) == {"BTC/USDT": "a", "ETH/USDT": "b", "SOL/USDT": "c"}

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
+from analysis.config_factory import RankingConfigFactory
 from analysis.engine.runtime import Runtime
 from analysis.engine.step_runner import run_step
-from analysis.config_factory import RankingConfigFactory
 from analysis.explain import why_lines
 from analysis.models import Status
 from analysis.service import AnalysisService
@@ -31,9 +31,14 @@ def judge_server(llm_server):
 
 
 def local(judge_server, queue, **update):
-    settings = Settings(openai_base_url=judge_server.base_url, openai_api_key="sk-test",
-                        openai_model="judge-small", openai_backoff_base_s=0.01,
-                        openai_backoff_max_s=0.02, **update)
+    settings = Settings(
+        openai_base_url=judge_server.base_url,
+        openai_api_key="sk-test",
+        openai_model="judge-small",
+        openai_backoff_base_s=0.01,
+        openai_backoff_max_s=0.02,
+        **update,
+    )
     rt = Runtime(settings)
     return rt, AnalysisService(rt.store, queue)
 
@@ -41,8 +46,9 @@ def local(judge_server, queue, **update):
 def rank(rt, service, queue, actor, case):
     """The prompt names the case, so no answer comes from the response cache of another test."""
     factory = RankingConfigFactory(rt.settings, rt.provider, llm_configured=True)
-    config = factory.create_ranking_config(symbols=MARKETS, top_k=3, strategy="llm", target=0.9,
-                                           prompt=f"strongest trend, {case}")
+    config = factory.create_ranking_config(
+        symbols=MARKETS, top_k=3, strategy="llm", target=0.9, prompt=f"strongest trend, {case}"
+    )
     gist = service.start(config, actor)
     queue.drain(rt)
     done = service.get(gist.id, actor)
@@ -86,13 +92,16 @@ def test_llm_reasons_false_skips_the_call(judge_server, queue, actor):
 
 def test_a_judge_that_gives_no_reasons_leaves_the_ranking_complete_and_says_why(judge_server, queue, actor):
     ranks = StrengthJudge(STRENGTHS)
-    judge_server.set_policy(lambda req: json.dumps({"reasons": []}) if reasons_enum(req.response_format)
-                            else ranks(req))
+    judge_server.set_policy(
+        lambda req: json.dumps({"reasons": []}) if reasons_enum(req.response_format) else ranks(req)
+    )
     rt, service = local(judge_server, queue, openai_max_retries=2)
     done = rank(rt, service, queue, actor, "no reasons")
     assert len(reasons_requests(judge_server)) == 3  # asked, retried twice, all paid for
     assert done.spend["calls"] == len(done.state["log"]) + 3 == judge_server.calls
     assert done.state["reasons"] == {}
     assert "left out 3 of the 3 markets" in done.state["reasons_error"]
-    assert any(line.startswith("The judge gave no reasons: The LLM kept giving unusable answers")
-               for line in why_lines(done))
+    assert any(
+        line.startswith("The judge gave no reasons: The LLM kept giving unusable answers")
+        for line in why_lines(done)
+    )

@@ -3,19 +3,31 @@ server whose judge follows a known strength table (so the true ranking is known)
 
 import pytest
 
-from analysis.ranking import plackett_luce
 from analysis.config_factory import RankingConfigFactory
 from analysis.engine.runtime import Runtime
 from analysis.engine.step_runner import work
 from analysis.models import Status
+from analysis.ranking import plackett_luce
 from analysis.settings import Settings
 from tests.conftest import wait_until
 from tests.helpers import assert_history_is_one_clean_chain, ranking, wait_for_status
 
 pytestmark = pytest.mark.usefixtures("worker")
 
-MARKETS = ["BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT", "DOGE/USDT", "ADA/USDT",
-           "TRX/USDT", "AVAX/USDT", "LINK/USDT", "DOT/USDT", "LTC/USDT", "NEAR/USDT"]
+MARKETS = [
+    "BTC/USDT",
+    "ETH/USDT",
+    "SOL/USDT",
+    "XRP/USDT",
+    "DOGE/USDT",
+    "ADA/USDT",
+    "TRX/USDT",
+    "AVAX/USDT",
+    "LINK/USDT",
+    "DOT/USDT",
+    "LTC/USDT",
+    "NEAR/USDT",
+]
 STRENGTHS = {symbol: float(len(MARKETS) - i) for i, symbol in enumerate(MARKETS)}
 
 
@@ -49,8 +61,9 @@ def first_batch(config) -> int:
 def llm_config(llm_factory, prompt: str, top_k: int = 3, target: float = 0.95):
     """A high target: with this noiseless judge the reported set should then be exactly right
     (at 0.8, one market in five may be wrong, and honestly so)."""
-    return llm_factory.create_ranking_config(symbols=MARKETS, top_k=top_k, strategy="llm",
-                                             prompt=prompt, target=target)
+    return llm_factory.create_ranking_config(
+        symbols=MARKETS, top_k=top_k, strategy="llm", prompt=prompt, target=target
+    )
 
 
 def comparison_log(service, analysis_id):
@@ -59,7 +72,8 @@ def comparison_log(service, analysis_id):
 
 @pytest.mark.slow
 def test_an_llm_analysis_finds_the_true_top_k_and_counts_what_it_paid(
-        service, llm_factory, actor, judge_server):
+    service, llm_factory, actor, judge_server
+):
     gist = service.start(llm_config(llm_factory, "strongest trend, case 1"), actor)
     done = wait_for_status(service, gist.id, actor, ["COMPLETED"], timeout=120)
     # Confidence is about the set (expected precision@K), so the set is what must be right.
@@ -96,7 +110,8 @@ def test_429_500_timeouts_and_malformed_answers_are_survived(service, llm_factor
 
 @pytest.mark.slow
 def test_a_judge_that_keeps_failing_pauses_with_a_reason_and_resume_loses_nothing(
-        service, llm_factory, actor, judge_server):
+    service, llm_factory, actor, judge_server
+):
     config = llm_config(llm_factory, "outage, case 3")
     judge_server.fail_always(status=503, after=first_batch(config))  # the outage begins after one batch
     gist = service.start(config, actor)
@@ -115,7 +130,8 @@ def test_a_judge_that_keeps_failing_pauses_with_a_reason_and_resume_loses_nothin
 
 
 def test_pause_and_resume_give_the_same_ranking_and_comparisons_as_an_uninterrupted_run(
-        service, llm_factory, actor, judge_server):
+    service, llm_factory, actor, judge_server
+):
     config = llm_config(llm_factory, "pause equivalence, case 4")
     reference = wait_for_status(service, service.start(config, actor).id, actor, ["COMPLETED"], timeout=120)
     gist = service.start(config, actor)
@@ -131,7 +147,8 @@ def test_pause_and_resume_give_the_same_ranking_and_comparisons_as_an_uninterrup
 
 
 def test_refine_switches_to_the_refine_model_and_continues_the_same_log(
-        service, llm_factory, actor, judge_server):
+    service, llm_factory, actor, judge_server
+):
     config = llm_config(llm_factory, "refine, case 5").model_copy(update={"target_confidence": 0.6})
     done = wait_for_status(service, service.start(config, actor).id, actor, ["COMPLETED"], timeout=120)
     before = done.state["log"]
@@ -141,27 +158,34 @@ def test_refine_switches_to_the_refine_model_and_continues_the_same_log(
     assert refined.target == pytest.approx(0.9) and refined.model == "@refine"
     assert refined.state["log"][: len(before)] == before
     assert refined.confidence >= 0.9 or refined.note
-    new_models = models_in(refined.state["log"][len(before):])
+    new_models = models_in(refined.state["log"][len(before) :])
     assert new_models <= {"judge-large"}
 
 
-def test_a_replayed_step_does_not_pay_for_its_comparisons_twice(runtime, service, llm_factory,
-                                                                 actor, judge_server):
+def test_a_replayed_step_does_not_pay_for_its_comparisons_twice(
+    runtime, service, llm_factory, actor, judge_server
+):
     """A step killed after the judge answered and redelivered: the retry is served from the
     response cache. Replayed here in this process, with the workers' judge settings."""
     gist = service.start(llm_config(llm_factory, "replay, case 6"), actor)
     wait_for_status(service, gist.id, actor, ["COMPLETED"], timeout=120)
-    settings = Settings(openai_base_url=judge_server.base_url, openai_api_key="sk-test",
-                        openai_model="judge-small")
+    settings = Settings(
+        openai_base_url=judge_server.base_url, openai_api_key="sk-test", openai_model="judge-small"
+    )
     local = Runtime(settings)
     chain = service.store.chain(gist.id)
     # Replay step 2 (the first comparing step) from the state step 1 committed.
     from analysis.engine.store_steps import BegunStep
+
     begun_config = service.get(gist.id, actor).config
     state_after_summaries = _state_before_first_batch(service, gist.id)
     calls_before, spent_before = judge_server.calls, service.store.load(gist.id).spend
-    outcome = work(local, gist.id, 2, BegunStep(begun_config, state_after_summaries, 0.8,
-                                                 "judge-small", actor.user_id, []))
+    outcome = work(
+        local,
+        gist.id,
+        2,
+        BegunStep(begun_config, state_after_summaries, 0.8, "judge-small", actor.user_id, []),
+    )
     batch = first_batch(begun_config)
     assert len(outcome.state["log"]) == batch and judge_server.calls == calls_before
     spent = service.store.load(gist.id).spend
@@ -175,4 +199,3 @@ def _state_before_first_batch(service, analysis_id):
     state.update(log=[], budget=state["budget"])
     state.pop("estimate", None)
     return state
-

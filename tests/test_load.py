@@ -21,8 +21,9 @@ from tests.stack import Stack
 @pytest.mark.e2e
 def test_a_queue_longer_than_the_grace_pauses_no_analysis_and_re_enqueues_nothing(tmp_path):
     grace = 1.0
-    load = run_llm_load(analyses=5, latency_s=1.5, grace_s=grace, attempts=2, timeout_s=240,
-                        log_dir=str(tmp_path))
+    load = run_llm_load(
+        analyses=5, latency_s=1.5, grace_s=grace, attempts=2, timeout_s=240, log_dir=str(tmp_path)
+    )
     assert load.longest_wait_s > grace  # the backlog really outlasted the grace period
     assert load.watchdog_queued_passes > 0  # and the watchdog looked at it meanwhile
     assert load.paused == []
@@ -31,8 +32,7 @@ def test_a_queue_longer_than_the_grace_pauses_no_analysis_and_re_enqueues_nothin
     assert load.watchdog_kicks == 0  # nothing was lost, so nothing was re-enqueued
 
 
-def test_a_step_waiting_in_the_broker_is_left_alone_and_a_lost_one_is_re_enqueued_once(
-        runtime, actor):
+def test_a_step_waiting_in_the_broker_is_left_alone_and_a_lost_one_is_re_enqueued_once(runtime, actor):
     """The broker is a private Celery app's (db 1 of the test Redis), which no worker consumes:
     a step sent there waits as long as the test likes."""
     from analysis.service import AnalysisService
@@ -46,15 +46,17 @@ def test_a_step_waiting_in_the_broker_is_left_alone_and_a_lost_one_is_re_enqueue
     ops, dispatcher = BrokerOps(app), CeleryDispatcher(app)
     ops.broker.flushdb()
     runtime.redis.delete(runtime.keys.live())  # only this test's analysis is live
-    service = AnalysisService(runtime.store, dispatcher,
-                              pending_steps=ops.pending_steps_within(settings.watchdog_grace_s))
+    service = AnalysisService(
+        runtime.store, dispatcher, pending_steps=ops.pending_steps_within(settings.watchdog_grace_s)
+    )
     gist = service.start(noop_config(3), actor)
     now, grace = gist.created_at, settings.watchdog_grace_s
     service.clock = lambda: now  # /stuck looks at the same moment as the watchdog's passes
     for _ in range(settings.watchdog_max_attempts + 3):  # a long wait in the queue
         now += grace + 1
-        counts = watchdog_pass(now, rt=runtime, dispatcher=dispatcher,
-                               pending_steps=ops.pending_steps_within(grace))
+        counts = watchdog_pass(
+            now, rt=runtime, dispatcher=dispatcher, pending_steps=ops.pending_steps_within(grace)
+        )
         assert counts["kick"] == 0 and counts["queued"] >= 1
     assert service.get(gist.id, actor).status == Status.PENDING
     assert ops.broker.llen(STEP_QUEUE) == 1
@@ -62,12 +64,15 @@ def test_a_step_waiting_in_the_broker_is_left_alone_and_a_lost_one_is_re_enqueue
     ops.broker.delete(STEP_QUEUE)  # the message is lost (a Redis that forgot it)
     assert gist.id in {g.id for g in service.stuck()}
     now += grace + 1
-    assert watchdog_pass(now, rt=runtime, dispatcher=dispatcher,
-                         pending_steps=ops.pending_steps_within(grace))["kick"] >= 1
+    assert (
+        watchdog_pass(now, rt=runtime, dispatcher=dispatcher, pending_steps=ops.pending_steps_within(grace))[
+            "kick"
+        ]
+        >= 1
+    )
     for _ in range(3):  # the re-enqueued step waits again: not kicked twice
         now += grace + 1
-        watchdog_pass(now, rt=runtime, dispatcher=dispatcher,
-                      pending_steps=ops.pending_steps_within(grace))
+        watchdog_pass(now, rt=runtime, dispatcher=dispatcher, pending_steps=ops.pending_steps_within(grace))
     assert ops.broker.llen(STEP_QUEUE) == 1
     assert service.get(gist.id, actor).status == Status.PENDING
     app.close()
@@ -86,15 +91,20 @@ def test_the_watchdog_watches_analyses_beyond_the_newest_thousand(runtime, local
         pending.setdefault(analysis_id, []).append(f"{chain}:{seq}")
     del pending[lost]
     kicks = QueueDispatcher()
-    counts = watchdog_pass(time.time() + runtime.settings.watchdog_grace_s + 1, rt=runtime,
-                           dispatcher=kicks, pending_steps=lambda: pending)
+    counts = watchdog_pass(
+        time.time() + runtime.settings.watchdog_grace_s + 1,
+        rt=runtime,
+        dispatcher=kicks,
+        pending_steps=lambda: pending,
+    )
     assert [k[0] for k in kicks.queue] == [lost]
     assert counts["queued"] == 1000
     runtime.redis.delete(runtime.keys.live())
 
 
 def test_a_step_in_the_brokers_hands_for_a_moment_is_looked_at_again_not_re_enqueued(
-        runtime, local_service, queue):
+    runtime, local_service, queue
+):
     """Between the queue and the unacknowledged set a delivery is, for a moment, in neither: a
     pass that reads the broker then must look again before it calls the step lost."""
     from analysis.service import Actor
@@ -102,7 +112,7 @@ def test_a_step_in_the_brokers_hands_for_a_moment_is_looked_at_again_not_re_enqu
 
     runtime.redis.delete(runtime.keys.live())  # only this test's analysis is live
     gist = local_service.start(noop_config(2), Actor("in-transit"))
-    (analysis_id, chain, seq), = [m for m in queue.queue if m[0] == gist.id]
+    ((analysis_id, chain, seq),) = [m for m in queue.queue if m[0] == gist.id]
     reads = []
 
     def broker_in_transit():  # the first read misses the message; the next one sees it delivered
@@ -121,21 +131,26 @@ def test_a_step_in_the_brokers_hands_for_a_moment_is_looked_at_again_not_re_enqu
 
 
 def test_the_chaos_report_counts_the_watchdogs_re_enqueues_from_its_own_log(
-        runtime, local_service, caplog, tmp_path):
+    runtime, local_service, caplog, tmp_path
+):
     """`make chaos` reports recoveries from the workers' logs: the watchdog's line for a lost
     step, as its worker writes it, must be what the report counts."""
     import logging
 
     from analysis.logging_setup import FORMAT
     from analysis.service import Actor
-    from tests.worker_logs import scan_worker_logs
     from tasks.watchdog import watchdog_pass
+    from tests.worker_logs import scan_worker_logs
 
     runtime.redis.delete(runtime.keys.live())  # only this test's analysis is live
     gist = local_service.start(noop_config(2), Actor("chaos-scan"))
     with caplog.at_level(logging.INFO, logger="tasks.watchdog"):
-        counts = watchdog_pass(time.time() + runtime.settings.watchdog_grace_s + 1, rt=runtime,
-                               dispatcher=QueueDispatcher(), pending_steps=lambda: {})
+        counts = watchdog_pass(
+            time.time() + runtime.settings.watchdog_grace_s + 1,
+            rt=runtime,
+            dispatcher=QueueDispatcher(),
+            pending_steps=lambda: {},
+        )
     assert counts["kick"] == 1
     log = tmp_path / "watchdog.log"
     log.write_text("".join(logging.Formatter(FORMAT).format(r) + "\n" for r in caplog.records))
@@ -149,11 +164,11 @@ def test_a_watchdog_pass_while_redis_is_away_is_one_warning_not_a_failed_task(ca
     the next pass, an interval on, looks again (no traceback in the watchdog's log)."""
     import logging
 
+    import redis
+
     from analysis.engine.runtime import Runtime
     from tasks.watchdog import watchdog_pass
     from tests.servers import free_port
-
-    import redis
 
     url = f"redis://127.0.0.1:{free_port()}/0"
     rt = Runtime(Settings(redis_url=url))
@@ -187,16 +202,24 @@ def test_watchdog_passes_nobody_took_expire_instead_of_piling_up(stack):
     steps_only = stack.start_worker(1)  # a step worker does not take them
     # It runs an analysis meanwhile: it read its queue several times, never the watchdog's.
     from analysis.service import Actor
+
     gist = stack.service.start(noop_config(3), Actor("wdq-test"))
-    wait_until(lambda: stack.runtime.store.load(gist.id).status == Status.COMPLETED, timeout=30,
-               message="the step worker to run an analysis")
+    wait_until(
+        lambda: stack.runtime.store.load(gist.id).status == Status.COMPLETED,
+        timeout=30,
+        message="the step worker to run an analysis",
+    )
     assert stack.runtime.redis.llen(WATCHDOG_QUEUE) == 5
     assert b"marketrank.watchdog" not in steps_only.log_path.read_bytes().split(b"ready.", 1)[1]
-    watchdog = Worker(stack.env, "wdq-watchdog", concurrency=1, log_dir=str(stack.log_dir),
-                      queues=WATCHDOG_QUEUE).start()
+    watchdog = Worker(
+        stack.env, "wdq-watchdog", concurrency=1, log_dir=str(stack.log_dir), queues=WATCHDOG_QUEUE
+    ).start()
     try:
-        wait_until(lambda: watchdog.log_path.read_text().count("Discarding revoked task") >= 5,
-                   timeout=20, message="the watchdog worker to discard the five passes")
+        wait_until(
+            lambda: watchdog.log_path.read_text().count("Discarding revoked task") >= 5,
+            timeout=20,
+            message="the watchdog worker to discard the five passes",
+        )
         log = watchdog.log_path.read_text()
         assert log.count("Discarding revoked task") == 5  # expired, not run
         assert stack.runtime.redis.llen(WATCHDOG_QUEUE) == 0

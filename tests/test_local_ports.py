@@ -87,10 +87,20 @@ def test_redis_url_defaults_to_the_local_redis_port(monkeypatch):
 
 @pytest.mark.slow
 def test_make_run_refuses_someone_elses_redis_with_one_line_and_starts_nothing(redis_url, tmp_path):
-    env = {**os.environ, "REDIS_URL": "", "REDIS_PORT": str(urlparse(redis_url).port),
-           "MARKETRANK_VAR_DIR": str(tmp_path)}
-    done = subprocess.run([sys.executable, "-m", "launcher.run", "--once"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=60)
+    env = {
+        **os.environ,
+        "REDIS_URL": "",
+        "REDIS_PORT": str(urlparse(redis_url).port),
+        "MARKETRANK_VAR_DIR": str(tmp_path),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "launcher.run", "--once"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 1
     errors = [line for line in done.stdout.splitlines() if "error:" in line]
     assert len(errors) == 1 and "did not start" in errors[0] and "REDIS_PORT" in errors[0]

@@ -15,16 +15,18 @@ import analysis.db.scripts
 from analysis.db.script import Script, UnknownAnswer
 from analysis.db.scripts import controls, steps, watch
 from analysis.db.scripts.prologue import PROLOGUE
-from analysis.models import GistField, Status
 from analysis.decisions import PAUSE_DECISIONS, Decision, decisions
+from analysis.models import GistField, Status
 from tests.helpers import noop_config
 
 
 def script_modules() -> list:
     """Every module of analysis/db/scripts/, found on disk (a new one is checked too)."""
     package = analysis.db.scripts
-    return [importlib.import_module(f"{package.__name__}.{info.name}")
-            for info in pkgutil.iter_modules(package.__path__)]
+    return [
+        importlib.import_module(f"{package.__name__}.{info.name}")
+        for info in pkgutil.iter_modules(package.__path__)
+    ]
 
 
 def declared_in(module) -> list[Script]:
@@ -62,10 +64,15 @@ class Echo(StrEnum):
     OK = "ok"
 
 
-ECHO = Script("ECHO", answers=Echo, keys=("first", "second", "rest_keys*"),
-              argv=("number", "rest_args*"), body="""
+ECHO = Script(
+    "ECHO",
+    answers=Echo,
+    keys=("first", "second", "rest_keys*"),
+    argv=("number", "rest_args*"),
+    body="""
 return {'ok', first, second, number, table.concat(rest_keys, ','), table.concat(rest_args, ',')}
-""")
+""",
+)
 
 
 def test_the_generated_preamble_hands_the_body_each_key_and_argument_by_name(runtime):
@@ -74,7 +81,12 @@ def test_the_generated_preamble_hands_the_body_each_key_and_argument_by_name(run
     answer = echo(first="k1", second="k2", rest_keys=["k3", "k4"], number=7, rest_args=["a", "b"])
     assert answer.values == ["k1", "k2", "7", "k3,k4", "a,b"]
     assert echo(first="k1", second="k2", rest_keys=[], number=7, rest_args=[]).values == [
-        "k1", "k2", "7", "", ""]
+        "k1",
+        "k2",
+        "7",
+        "",
+        "",
+    ]
 
 
 @pytest.mark.parametrize("name", ["end", "table", "spent-tokens", "1st"])
@@ -88,8 +100,9 @@ def test_every_code_a_script_returns_is_in_its_answer_enum_and_each_member_is_re
     returned = set(re.findall(r"return \{'(\w+)'", script.body))
     assert returned <= {member.value for member in script.answers}, script.name
     for member in script.answers:  # returned literally, or through a variable set to it
-        assert f"'{member.value}'" in script.body + script.prologue, \
+        assert f"'{member.value}'" in script.body + script.prologue, (
             f"{script.name} never answers {member.value}"
+        )
 
 
 def gist_fields_named(source: str) -> set[str]:
@@ -199,7 +212,8 @@ def test_a_kick_counts_as_activity_for_the_one_stuck_rule(runtime, local_service
 
 
 def test_a_next_step_waiting_in_the_broker_is_queued_for_both_stuck_and_the_watchdog(
-        runtime, local_service, actor):
+    runtime, local_service, actor
+):
     """The one rule reads the broker's pending deliveries: the next step (current chain, seq + 1)
     waiting there is 'queued', never stuck nor kicked; another step of the chain does not count."""
     store, grace = runtime.store, runtime.settings.watchdog_grace_s
@@ -240,7 +254,8 @@ def test_analyses_the_watchdog_halted_are_found_by_their_halt_field(runtime, loc
 
 @pytest.mark.parametrize("who", ["begin_step", "watchdog"])
 def test_a_lost_control_key_parks_the_analysis_the_same_way_for_both_scripts(
-        who, runtime, local_service, actor):
+    who, runtime, local_service, actor
+):
     store = runtime.store
     gist = local_service.start(noop_config(2), actor)
     chain = store.chain(gist.id)
@@ -251,6 +266,9 @@ def test_a_lost_control_key_parks_the_analysis_the_same_way_for_both_scripts(
         answer = store.watchdog_check(gist.id, now=5.0)
     assert answer.code == "expired"
     parked = store.load(gist.id)
-    assert (parked.status, parked.reason, parked.halt) == (Status.PAUSED, "control expired",
-                                                           "control_expired")
+    assert (parked.status, parked.reason, parked.halt) == (
+        Status.PAUSED,
+        "control expired",
+        "control_expired",
+    )
     assert store.stuck_check(gist.id, now=5.0).code == watch.StuckCheck.HALTED

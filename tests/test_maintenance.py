@@ -52,14 +52,17 @@ def run_cli(capsys, *argv: str) -> tuple[int, str]:
 
 @pytest.mark.slow
 def test_on_halts_four_running_analyses_within_a_step_and_off_resumes_exactly_them(
-        worker, service, runtime, factory, actor, capsys, maintenance_off):
+    worker, service, runtime, factory, actor, capsys, maintenance_off
+):
     admin = Actor("admin-view", is_admin=True)
     store = runtime.store
     # Four traders' analyses and a fifth trader's, each within the per-trader limit.
     running = [service.start(noop_config(400), trader()) for _ in range(4)]
     traders = service.start(noop_config(400), actor)
-    wait_until(lambda: all(store.load(g.id).seq >= 3 for g in [*running, traders]),
-               message="every analysis a few steps in")
+    wait_until(
+        lambda: all(store.load(g.id).seq >= 3 for g in [*running, traders]),
+        message="every analysis a few steps in",
+    )
     assert service.pause(traders.id, actor).changed
     trader_paused = wait_for_status(service, traders.id, actor, ["PAUSED"])
 
@@ -82,15 +85,21 @@ def test_on_halts_four_running_analyses_within_a_step_and_off_resumes_exactly_th
         service.start(noop_config(2), actor)
     with pytest.raises(UnderMaintenance, match=MESSAGE):
         service.resume(traders.id, actor)
-    schedules = ScheduleService(ScheduleStore(runtime.redis, runtime.keys), service, factory,
-                                default_registrar(), Settings(schedule_min_interval_s=1))
+    schedules = ScheduleService(
+        ScheduleStore(runtime.redis, runtime.keys),
+        service,
+        factory,
+        default_registrar(),
+        Settings(schedule_min_interval_s=1),
+    )
     made = schedules.add("1h", {"markets": 5, "top_k": 2}, trader())
     fired = schedules.fire(made.id, fire_id="during-maintenance")
     assert fired.code == "skipped" and MESSAGE in fired.note
     after_fire = schedules.store.get(made.id)
     assert (after_fire.skipped, after_fire.runs, after_fire.last_analysis) == (1, 0, "")
-    assert {g.seq for g in map(store.load, halted)} == {g.seq for g in halted.values()}, \
+    assert {g.seq for g in map(store.load, halted)} == {g.seq for g in halted.values()}, (
         "a halted analysis moved during maintenance"
+    )
 
     code, out = run_cli(capsys, "off")
     assert code == 0 and "4 analyses resumed" in out
@@ -102,13 +111,18 @@ def test_on_halts_four_running_analyses_within_a_step_and_off_resumes_exactly_th
     # The trader's own pause stays: same step, same reason, still paused.
     kept = store.load(traders.id)
     assert (kept.status, kept.reason, kept.halt, kept.seq) == (
-        Status.PAUSED, PAUSED_BY_USER, Halt.USER, trader_paused.seq)
+        Status.PAUSED,
+        PAUSED_BY_USER,
+        Halt.USER,
+        trader_paused.seq,
+    )
     assert_history_is_one_clean_chain(store.history(traders.id), kept.seq)
     assert not run_cli(capsys, "status", "--json")[1].count('"on": true')
 
 
 def test_a_trader_who_pauses_a_held_analysis_keeps_it_paused_after_off(
-        local_service, queue, runtime, actor, maintenance_off):
+    local_service, queue, runtime, actor, maintenance_off
+):
     """PAUSE takes a maintenance halt over: `off` resumes only what maintenance still holds."""
     maintenance = MaintenanceService(local_service)
     taken_over, held = local_service.start(noop_config(3), actor), local_service.start(noop_config(3), actor)
@@ -127,7 +141,8 @@ def test_a_trader_who_pauses_a_held_analysis_keeps_it_paused_after_off(
 
 
 def test_a_step_in_flight_when_maintenance_starts_commits_then_the_chain_stops(
-        local_service, queue, runtime, actor, maintenance_off):
+    local_service, queue, runtime, actor, maintenance_off
+):
     """The boundary is the commit: the work done is kept, the next step is not enqueued."""
     gist = local_service.start(noop_config(5), actor)
     queue.drain(runtime, limit=2)  # INIT and step 1
@@ -140,12 +155,21 @@ def test_a_step_in_flight_when_maintenance_starts_commits_then_the_chain_stops(
     # A duplicate delivery of the same step stays a plain no-op: it does not halt anything.
     assert run_step(runtime, analysis_id, chain, seq).decision == "skip:busy"
     assert store.load(gist.id).status == Status.RUNNING
-    outcome = StepOutcome(state={"done_steps": seq}, progress=seq / 5, confidence=0.0, done=False,
-                          result=[])
-    entry = HistoryEntry(seq=seq, chain=chain, attempt="attempt-1", worker="", started_at=started,
-                         finished_at=time.time())
-    commit = store.commit_step(gist.id, actor.user_id, chain, seq, "attempt-1", outcome, entry,
-                               target_used=0.8, now=entry.finished_at)
+    outcome = StepOutcome(state={"done_steps": seq}, progress=seq / 5, confidence=0.0, done=False, result=[])
+    entry = HistoryEntry(
+        seq=seq, chain=chain, attempt="attempt-1", worker="", started_at=started, finished_at=time.time()
+    )
+    commit = store.commit_step(
+        gist.id,
+        actor.user_id,
+        chain,
+        seq,
+        "attempt-1",
+        outcome,
+        entry,
+        target_used=0.8,
+        now=entry.finished_at,
+    )
     assert commit.code == CommitStep.PAUSED
     halted = store.load(gist.id)
     assert (halted.seq, halted.status, halted.halt) == (seq, Status.PAUSED, HALT)
@@ -158,7 +182,8 @@ def test_a_step_in_flight_when_maintenance_starts_commits_then_the_chain_stops(
 
 
 def test_maintenance_is_for_admins_and_a_second_on_or_off_changes_nothing(
-        local_service, runtime, actor, maintenance_off):
+    local_service, runtime, actor, maintenance_off
+):
     maintenance = MaintenanceService(local_service)
     with pytest.raises(NotAllowed, match="maintenance is for admins"):
         maintenance.on(actor)

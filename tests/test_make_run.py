@@ -20,10 +20,19 @@ pytestmark = pytest.mark.e2e  # make run's whole stack
 
 
 def test_make_run_starts_its_own_redis_and_prints_a_demo_ranking(tmp_path):
-    env = {**os.environ, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
-           "MARKETRANK_VAR_DIR": str(tmp_path)}
-    done = subprocess.run([sys.executable, "-m", "launcher.run", "--once"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=180)
+    env = {
+        **os.environ,
+        "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+        "MARKETRANK_VAR_DIR": str(tmp_path),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "launcher.run", "--once"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "starting redis-server" in done.stdout
     assert "COMPLETED" in done.stdout and "DEMO DATA" in done.stdout
@@ -46,13 +55,28 @@ def test_make_run_without_a_token_serves_the_sandbox_with_the_real_bot(tmp_path)
     real bot answers there, and the sandbox's admin is the bot's admin. Flower asks for the login
     printed with it (#19, item 10), and the bot's token for this run is printed nowhere."""
     port, flower_port, export_port = free_port(), free_port(), free_port()
-    env = {**os.environ, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0", "TELEGRAM_BOT_TOKEN": "",
-           "EXPORT_PORT": str(export_port),
-           "SANDBOX_PORT": str(port), "MARKETRANK_VAR_DIR": str(tmp_path), "DEFAULT_MARKETS": "8",
-           "DEFAULT_TOP_K": "3", "ADMIN_USER_IDS": "", "ALLOWED_USER_IDS": "1",
-           "FLOWER_PORT": str(flower_port), "FLOWER_BASIC_AUTH": ""}
-    run = subprocess.Popen([sys.executable, "-m", "launcher.run"], cwd=ROOT, env=env,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = {
+        **os.environ,
+        "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+        "TELEGRAM_BOT_TOKEN": "",
+        "EXPORT_PORT": str(export_port),
+        "SANDBOX_PORT": str(port),
+        "MARKETRANK_VAR_DIR": str(tmp_path),
+        "DEFAULT_MARKETS": "8",
+        "DEFAULT_TOP_K": "3",
+        "ADMIN_USER_IDS": "",
+        "ALLOWED_USER_IDS": "1",
+        "FLOWER_PORT": str(flower_port),
+        "FLOWER_BASIC_AUTH": "",
+    }
+    run = subprocess.Popen(
+        [sys.executable, "-m", "launcher.run"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     lines: list[str] = []
     try:
         for line in run.stdout:
@@ -69,33 +93,55 @@ def test_make_run_without_a_token_serves_the_sandbox_with_the_real_bot(tmp_path)
         assert "local sandbox" in urlopen(address, timeout=5).read().decode()
         assert status_of(Request(f"{page}/")) == 401  # not without the secret
         as_page = {"X-Sandbox-Secret": secret, "Origin": page}
-        send = Request(f"{page}/api/send", data=json.dumps(
-            {"user_id": 710003, "chat_id": 710003, "text": "/help"}).encode(),
-            headers={**as_page, "Content-Type": "application/json"})
+        send = Request(
+            f"{page}/api/send",
+            data=json.dumps({"user_id": 710003, "chat_id": 710003, "text": "/help"}).encode(),
+            headers={**as_page, "Content-Type": "application/json"},
+        )
         urlopen(send, timeout=5)
         deadline = time.monotonic() + 60
         replies: list[str] = []
         while time.monotonic() < deadline and not replies:
-            chat = json.load(urlopen(Request(f"{page}/api/chat?user_id=710003&chat_id=710003&since=-1",
-                                             headers=as_page), timeout=30))
+            chat = json.load(
+                urlopen(
+                    Request(f"{page}/api/chat?user_id=710003&chat_id=710003&since=-1", headers=as_page),
+                    timeout=30,
+                )
+            )
             replies = [m["text"] for m in chat["messages"] if m["from_bot"]]
             time.sleep(0.3)
         assert replies and "/force_resume" in replies[0], replies  # the admin's help
 
-        flower = re.search(rf"Flower on (http://127\.0\.0\.1:{flower_port}) \(user (\S+), password (\S+), "
-                           r"made for this run\)", lines[-1])
+        flower = re.search(
+            rf"Flower on (http://127\.0\.0\.1:{flower_port}) \(user (\S+), password (\S+), "
+            r"made for this run\)",
+            lines[-1],
+        )
         assert flower, lines[-1]
         flower_url, user, password = flower.groups()
         login = {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
         assert status_of(Request(f"{flower_url}/api/tasks", headers=login)) == 200
         assert status_of(Request(f"{flower_url}/api/tasks")) == 401
-        assert status_of(Request(f"{flower_url}/api/tasks",
-                                 headers={**login, "Host": f"attacker.example:{flower_port}"})) == 403
+        assert (
+            status_of(
+                Request(
+                    f"{flower_url}/api/tasks", headers={**login, "Host": f"attacker.example:{flower_port}"}
+                )
+            )
+            == 403
+        )
         # The export listener (#24): up, a token needed, a foreign Host refused.
         assert f"the export listener on http://127.0.0.1:{export_port}" in lines[-1]
         assert status_of(Request(f"http://127.0.0.1:{export_port}/export/zzzzzzzz")) == 401
-        assert status_of(Request(f"http://127.0.0.1:{export_port}/export/zzzzzzzz",
-                                 headers={"Host": f"attacker.example:{export_port}"})) == 403
+        assert (
+            status_of(
+                Request(
+                    f"http://127.0.0.1:{export_port}/export/zzzzzzzz",
+                    headers={"Host": f"attacker.example:{export_port}"},
+                )
+            )
+            == 403
+        )
     finally:
         run.send_signal(signal.SIGTERM)
         rest = run.communicate(timeout=60)[0]

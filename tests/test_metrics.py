@@ -25,10 +25,20 @@ WORKER_PROCESSES = 2  # the session worker's pool (tests/conftest.py)
 @pytest.fixture(scope="module")
 def metrics_port():
     port = free_port()
-    env = {**os.environ, "METRICS_PORT": str(port), "METRICS_TOKEN": TOKEN, "EXPORT_PORT": "",
-           "PYTHONPATH": str(ROOT)}
-    child = subprocess.Popen([sys.executable, "-m", "listener"], cwd=ROOT, env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    env = {
+        **os.environ,
+        "METRICS_PORT": str(port),
+        "METRICS_TOKEN": TOKEN,
+        "EXPORT_PORT": "",
+        "PYTHONPATH": str(ROOT),
+    }
+    child = subprocess.Popen(
+        [sys.executable, "-m", "listener"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         wait_until(lambda: get(port, "/metrics")[0] == 401, timeout=30, message="the listener answers")
         yield port
@@ -41,8 +51,11 @@ def scrape(port: int) -> dict[tuple[str, tuple], float]:
     """Every sample: (name, sorted labels) -> value."""
     status, headers, body = get(port, "/metrics", token=TOKEN)
     assert status == 200 and headers["content-type"].startswith("text/plain; version=0.0.4")
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(body.decode()) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(body.decode())
+        for s in family.samples
+    }
 
 
 def committed(service, ids) -> int:
@@ -50,15 +63,23 @@ def committed(service, ids) -> int:
 
 
 def test_scraped_during_a_run_the_counters_match_the_runs_own_counts(
-        metrics_port, service, runtime, actor, llm_server):
+    metrics_port, service, runtime, actor, llm_server
+):
     llm_server.reset()
     llm_server.set_strengths(STRENGTHS)
     try:
         before = scrape(metrics_port)
         llm = RankingConfigFactory(runtime.settings, runtime.provider, llm_configured=True)
-        runs = [service.start(noop_config(150), actor), service.start(noop_config(150), actor),
-                service.start(llm.create_ranking_config(symbols=MARKETS, top_k=3, strategy="llm",
-                                                        prompt="metrics run", target=0.95), actor)]
+        runs = [
+            service.start(noop_config(150), actor),
+            service.start(noop_config(150), actor),
+            service.start(
+                llm.create_ranking_config(
+                    symbols=MARKETS, top_k=3, strategy="llm", prompt="metrics run", target=0.95
+                ),
+                actor,
+            ),
+        ]
         ids = [g.id for g in runs]
         wait_until(lambda: committed(service, ids) >= 20, message="the run under way")
         # Mid-run: the scrape falls between two readings of the analyses' own histories. A step's
@@ -67,7 +88,10 @@ def test_scraped_during_a_run_the_counters_match_the_runs_own_counts(
         low = committed(service, ids)
         during = scrape(metrics_port)
         high = committed(service, ids)
-        steps_during = during[("marketrank_steps_committed_total", ())] - before[("marketrank_steps_committed_total", ())]
+        steps_during = (
+            during[("marketrank_steps_committed_total", ())]
+            - before[("marketrank_steps_committed_total", ())]
+        )
         assert low - WORKER_PROCESSES <= steps_during <= high
         assert during[("marketrank_analyses", (("status", "running"),))] >= 1
 
@@ -83,7 +107,11 @@ def test_scraped_during_a_run_the_counters_match_the_runs_own_counts(
             return grew("marketrank_steps_committed_total") >= committed(service, ids)
 
         wait_until(counted_up, timeout=10, message="the last commits to be counted")
-        assert grew("marketrank_steps_committed_total") == committed(service, ids) == sum(g.seq + 1 for g in done)
+        assert (
+            grew("marketrank_steps_committed_total")
+            == committed(service, ids)
+            == sum(g.seq + 1 for g in done)
+        )
         assert grew("marketrank_step_duration_seconds_count") == committed(service, ids)
         assert grew("marketrank_step_duration_seconds_bucket", (("le", "+Inf"),)) == committed(service, ids)
         assert grew("marketrank_llm_calls_total") == llm_server.calls == done[2].spend["calls"] > 0
@@ -94,16 +122,25 @@ def test_scraped_during_a_run_the_counters_match_the_runs_own_counts(
         llm_server.set_strengths({})
 
 
-@pytest.mark.parametrize("token, host, extra, status", [
-    (None, None, {}, 401),
-    ("wrong", None, {}, 401),
-    (TOKEN + "x", None, {}, 401),
-    (TOKEN, "attacker.example:{port}", {}, 403),
-    (TOKEN, None, {"Origin": "http://attacker.example"}, 403),
-], ids=["no token", "a wrong token", "a longer token", "a foreign Host", "a web page"])
+@pytest.mark.parametrize(
+    "token, host, extra, status",
+    [
+        (None, None, {}, 401),
+        ("wrong", None, {}, 401),
+        (TOKEN + "x", None, {}, 401),
+        (TOKEN, "attacker.example:{port}", {}, 403),
+        (TOKEN, None, {"Origin": "http://attacker.example"}, 403),
+    ],
+    ids=["no token", "a wrong token", "a longer token", "a foreign Host", "a web page"],
+)
 def test_metrics_are_refused_without_the_token_or_from_another_host(metrics_port, token, host, extra, status):
-    got, headers, body = get(metrics_port, "/metrics", token=token,
-                             host=host.format(port=metrics_port) if host else None, extra=extra)
+    got, headers, body = get(
+        metrics_port,
+        "/metrics",
+        token=token,
+        host=host.format(port=metrics_port) if host else None,
+        extra=extra,
+    )
     assert got == status and b"marketrank_" not in body
     assert body.count(b"\n") == 1 and "access-control-allow-origin" not in headers
 
@@ -117,12 +154,16 @@ def test_the_dashboard_and_the_operations_guide_name_exactly_the_metrics_served(
     from tasks.metrics import exposition
     from tasks.ops import default_ops
 
-    served = {family.name for family in
-              text_string_to_metric_families(exposition(service, default_ops()).decode())}
+    served = {
+        family.name for family in text_string_to_metric_families(exposition(service, default_ops()).decode())
+    }
     dashboard = json.loads((ROOT / "docs" / "grafana-marketrank.json").read_text())
-    queried = {re.sub(r"_(total|bucket|sum|count)$", "", name)
-               for panel in dashboard["panels"] for target in panel["targets"]
-               for name in re.findall(r"marketrank_\w+", target["expr"])}
+    queried = {
+        re.sub(r"_(total|bucket|sum|count)$", "", name)
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"marketrank_\w+", target["expr"])
+    }
     assert queried == served
     guide = (ROOT / "docs" / "operations.md").read_text()
     listed = {re.sub(r"_total$", "", name) for name in re.findall(r"^\| `(marketrank_\w+)`", guide, re.M)}

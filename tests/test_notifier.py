@@ -37,8 +37,9 @@ def status_of(text: str) -> str:
 async def with_notifier(api, runtime, body):
     bot = Bot(api.token, base_url=api.base_url, base_file_url=api.base_file_url)
     client = aioredis.Redis.from_url(runtime.settings.redis_url, decode_responses=True)
-    events = EventReader(client, runtime.keys, group=f"bot:test-{uuid.uuid4().hex[:8]}",
-                         consumer="notifier", block_ms=50)
+    events = EventReader(
+        client, runtime.keys, group=f"bot:test-{uuid.uuid4().hex[:8]}", consumer="notifier", block_ms=50
+    )
     cards = CardStore(client, runtime.keys, runtime.settings.gist_ttl_s)
     # The notifier reads cards through the service; it starts nothing, so no dispatcher runs.
     service = AnalysisService(runtime.store, QueueDispatcher())
@@ -60,7 +61,8 @@ def a_chat(api) -> int:
 
 
 def test_the_card_follows_the_analysis_to_the_end_and_bursts_are_coalesced(
-        api, runtime, local_service, queue, actor):
+    api, runtime, local_service, queue, actor
+):
     chat = a_chat(api)
     gist = local_service.start(noop_config(8), actor)
 
@@ -71,8 +73,9 @@ def test_the_card_follows_the_analysis_to_the_end_and_bursts_are_coalesced(
         mark = api.mark()
         decisions = await asyncio.to_thread(queue.drain, runtime)  # 9 steps, in well under 0.3 s
         assert decisions[-1] == "completed"
-        await asyncio.to_thread(api.wait_for, lambda: status_of(
-            api.message(chat, location.message_id).text) == "Completed")
+        await asyncio.to_thread(
+            api.wait_for, lambda: status_of(api.message(chat, location.message_id).text) == "Completed"
+        )
         return location, mark
 
     location, mark = asyncio.run(with_notifier(api, runtime, body))
@@ -102,17 +105,29 @@ def card_after_a_fault(api, runtime, local_service, queue, actor, fault):
 
 
 def test_a_card_that_can_no_longer_be_edited_is_replaced_and_the_new_one_remembered(
-        api, runtime, local_service, queue, actor):
-    old, new, chat = card_after_a_fault(api, runtime, local_service, queue, actor, lambda: api.fail(
-        "editMessageText", description="Bad Request: message to edit not found"))
+    api, runtime, local_service, queue, actor
+):
+    old, new, chat = card_after_a_fault(
+        api,
+        runtime,
+        local_service,
+        queue,
+        actor,
+        lambda: api.fail("editMessageText", description="Bad Request: message to edit not found"),
+    )
     assert new is not None and new != old and new.chat_id == chat
     assert status_of(api.message(chat, new.message_id).text) == "Completed"
 
 
-def test_flood_control_is_waited_out_and_the_newest_state_shown(
-        api, runtime, local_service, queue, actor):
-    first, after, chat = card_after_a_fault(api, runtime, local_service, queue, actor, lambda: (
-        api.rate_limit("editMessageText", times=1, retry_after=1)))
+def test_flood_control_is_waited_out_and_the_newest_state_shown(api, runtime, local_service, queue, actor):
+    first, after, chat = card_after_a_fault(
+        api,
+        runtime,
+        local_service,
+        queue,
+        actor,
+        lambda: api.rate_limit("editMessageText", times=1, retry_after=1),
+    )
     assert after == first and status_of(api.message(chat, first.message_id).text) == "Completed"
     refused = [c for c in api.calls_of("editMessageText") if not c.ok]
     assert len(refused) == 1  # asked to wait once, then the edit went through

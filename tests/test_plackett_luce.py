@@ -4,8 +4,15 @@ import numpy as np
 import pytest
 
 from analysis.ranking import bradley_terry
-from analysis.ranking.plackett_luce import (MIN_EFFECTIVE_DRAWS, ListEstimate, Order, choose_sets,
-                                    default_budget, estimate_top_k, stop_reason)
+from analysis.ranking.plackett_luce import (
+    MIN_EFFECTIVE_DRAWS,
+    ListEstimate,
+    Order,
+    choose_sets,
+    default_budget,
+    estimate_top_k,
+    stop_reason,
+)
 from tests.doubles.listwise_judge import ListwiseJudge, run_listwise
 from tests.doubles.simulated_judge import SimulatedJudge
 
@@ -37,7 +44,9 @@ def test_the_first_round_shows_every_market_once_and_no_display_order_twice():
     run = run_listwise(judge, K, 10, target=0.99, seed=11, max_calls=30)
 
     first_round = run.rounds_shown[0]
-    assert len(first_round) == 3 and sorted(s for shown in first_round for s in shown) == sorted(judge.symbols)
+    assert len(first_round) == 3 and sorted(s for shown in first_round for s in shown) == sorted(
+        judge.symbols
+    )
     shown = [o.shown for o in run.orders]
     assert len(shown) == 30 and len(set(shown)) == len(shown)
     assert all(len(set(s)) == 10 for s in shown)
@@ -48,7 +57,7 @@ def test_later_rounds_show_the_markets_near_the_kth_place():
     judge = ListwiseJudge.random(N, seed=12)
     run = run_listwise(judge, K, 10, target=0.99, seed=12, max_calls=15)
     truth = judge.true_top_k(N)
-    boundary = set(truth[K - 4:K + 4])  # ranks 7..14
+    boundary = set(truth[K - 4 : K + 4])  # ranks 7..14
     far = set(truth[:3]) | set(truth[-8:])
     later = [s for sets in run.rounds_shown[1:] for shown in sets for s in shown]
     per_boundary_market = sum(s in boundary for s in later) / len(boundary)
@@ -66,7 +75,8 @@ def test_replay_gives_the_same_posterior_and_the_same_next_sets():
     again = estimate_top_k(judge.symbols, replayed, K, seed=77)
     assert first == again
     assert choose_sets(judge.symbols, log, K, 10, 3, seed=77) == choose_sets(
-        judge.symbols, replayed, K, 10, 3, seed=77)
+        judge.symbols, replayed, K, 10, 3, seed=77
+    )
     # a longer log chooses afresh (no set repeated from the earlier choice)
     longer = choose_sets(judge.symbols, log[:-1], K, 10, 3, seed=77)
     assert longer != choose_sets(judge.symbols, log, K, 10, 3, seed=77)
@@ -93,8 +103,15 @@ def test_a_sharp_judge_reaches_0_85_in_about_ten_calls_and_reports_honestly():
 
 
 def test_too_few_effective_draws_never_count_as_reaching_the_target():
-    estimate = ListEstimate(["A"], {"A": 1.0, "B": 0.0}, 0.95, 0.9, {"A": 1.0, "B": -1.0}, [0.0, 0.0],
-                            effective_draws=MIN_EFFECTIVE_DRAWS - 1)
+    estimate = ListEstimate(
+        ["A"],
+        {"A": 1.0, "B": 0.0},
+        0.95,
+        0.9,
+        {"A": 1.0, "B": -1.0},
+        [0.0, 0.0],
+        effective_draws=MIN_EFFECTIVE_DRAWS - 1,
+    )
     assert stop_reason(estimate, 5, target=0.9, budget=34) is None
     assert stop_reason(estimate, 34, target=0.9, budget=34) == "target not reached"
     sure = ListEstimate(**{**estimate.__dict__, "effective_draws": float(MIN_EFFECTIVE_DRAWS)})
@@ -105,12 +122,15 @@ def test_the_budget_counts_calls_in_pair_equivalents():
     assert default_budget(30, 10) == 34 and default_budget(30, 2) == 300 and default_budget(100, 10) == 112
 
 
-@pytest.mark.parametrize("bad", [
-    Order(("M00", "M01"), ("M00",)),
-    Order(("M00", "M01"), ("M00", "M02")),
-    Order(("M00", "M00"), ("M00", "M00")),
-    Order(("M00", "ZZZ"), ("ZZZ", "M00")),
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        Order(("M00", "M01"), ("M00",)),
+        Order(("M00", "M01"), ("M00", "M02")),
+        Order(("M00", "M00"), ("M00", "M00")),
+        Order(("M00", "ZZZ"), ("ZZZ", "M00")),
+    ],
+)
 def test_an_order_that_does_not_rank_exactly_what_it_shows_is_refused(bad):
     with pytest.raises(ValueError):
         estimate_top_k([f"M{i:02d}" for i in range(5)], [bad], 2, seed=1)

@@ -23,11 +23,16 @@ from analysis.markets.registry import provider_from_spec
 from analysis.models import RankingConfig, Status
 from analysis.service import AnalysisService
 from analysis.settings import Settings
-from tests.stack import Stack
 from tests.conftest import wait_until
 from tests.doubles.faulty_provider import held_pid, release_hold
-from tests.helpers import (QueueDispatcher, assert_history_is_one_clean_chain, noop_config, ranking,
-                           wait_for_status)
+from tests.helpers import (
+    QueueDispatcher,
+    assert_history_is_one_clean_chain,
+    noop_config,
+    ranking,
+    wait_for_status,
+)
+from tests.stack import Stack
 
 RECOVERY_ENV = {
     "LEASE_MS": "1500",
@@ -43,17 +48,22 @@ DEMO_SYMBOLS = ["BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT"]
 
 
 def score_config(data_source: str, markets: int = 4, **update) -> RankingConfig:
-    return RankingConfig(markets=DEMO_SYMBOLS[:markets], timeframe="1h", strategy="score",
-                         top_k=2, target_confidence=0.8, data_source=data_source, window=500,
-                         batch_size=1).model_copy(update=update)
+    return RankingConfig(
+        markets=DEMO_SYMBOLS[:markets],
+        timeframe="1h",
+        strategy="score",
+        top_k=2,
+        target_confidence=0.8,
+        data_source=data_source,
+        window=500,
+        batch_size=1,
+    ).model_copy(update=update)
 
 
 def events_of(rt, analysis_id: str) -> list[dict]:
     entries = rt.redis.xrange(rt.keys.events())
     found = [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in entries]
     return [e for e in found if e["id"] == analysis_id]
-
-
 
 
 # --- bounded retries, then a pause with a reason ---------------------------------------------
@@ -93,7 +103,8 @@ def test_with_retries_does_not_retry_what_retrying_cannot_fix():
 
 
 def test_a_flaky_data_source_is_retried_and_the_analysis_ranks_as_without_faults(
-        runtime, queue, local_service, actor):
+    runtime, queue, local_service, actor
+):
     spec = "faulty:error=0.5,seed=11:demo"
     gist = local_service.start(score_config(spec), actor)
     assert queue.drain(runtime)[-1] == "completed"
@@ -107,7 +118,8 @@ def test_a_flaky_data_source_is_retried_and_the_analysis_ranks_as_without_faults
 
 
 def test_a_data_source_that_keeps_failing_pauses_with_a_reason_and_resume_loses_nothing(
-        runtime, queue, local_service, actor):
+    runtime, queue, local_service, actor
+):
     spec = "faulty:error=1,seed=12:demo"
     gist = local_service.start(score_config(spec), actor)
     assert queue.drain(runtime) == ["paused"]
@@ -116,8 +128,9 @@ def test_a_data_source_that_keeps_failing_pauses_with_a_reason_and_resume_loses_
     paused = local_service.get(gist.id, actor)
     assert paused.status == Status.PAUSED and paused.seq == -1
     assert paused.reason.startswith("the market-data source did not answer for candles BTC/USDT")
-    assert any(f["id"] == gist.id and "did not answer" in f["reason"]
-               for f in runtime.store.recent_failures())
+    assert any(
+        f["id"] == gist.id and "did not answer" in f["reason"] for f in runtime.store.recent_failures()
+    )
     assert [e["kind"] for e in events_of(runtime, gist.id)][-1] == "paused"
     assert events_of(runtime, gist.id)[-1]["reason"] == paused.reason
 
@@ -128,7 +141,8 @@ def test_a_data_source_that_keeps_failing_pauses_with_a_reason_and_resume_loses_
 
 
 def test_a_judge_failure_inside_a_step_pauses_with_a_reason_and_resume_completes(
-        runtime, queue, local_service, actor, monkeypatch):
+    runtime, queue, local_service, actor, monkeypatch
+):
     from analysis.engine import step_runner
     from tests.doubles.noop_strategy import NoopStrategy
 
@@ -156,7 +170,8 @@ def test_a_judge_failure_inside_a_step_pauses_with_a_reason_and_resume_completes
 # --- the watchdog, driven pass by pass ---------------------------------------------------------
 @pytest.mark.slow
 def test_the_watchdog_re_enqueues_on_the_current_chain_then_gives_up_and_tells_admins(
-        runtime, queue, local_service, actor):
+    runtime, queue, local_service, actor
+):
     from tasks.watchdog import watchdog_pass
 
     gist = local_service.start(noop_config(3), actor)
@@ -173,10 +188,15 @@ def test_the_watchdog_re_enqueues_on_the_current_chain_then_gives_up_and_tells_a
     watchdog_pass(now + grace + 1, rt=runtime, dispatcher=kicks)
     parked = local_service.get(gist.id, actor)
     assert parked.status == Status.PAUSED
-    assert parked.reason == f"stuck: no progress after {runtime.settings.watchdog_max_attempts} recovery attempts"
+    assert (
+        parked.reason
+        == f"stuck: no progress after {runtime.settings.watchdog_max_attempts} recovery attempts"
+    )
     assert events_of(runtime, gist.id)[-1]["kind"] == "stuck"  # the bot tells the admins
-    assert any(f["id"] == gist.id and f["reason"].startswith("watchdog: gave_up")
-               for f in runtime.store.recent_failures())
+    assert any(
+        f["id"] == gist.id and f["reason"].startswith("watchdog: gave_up")
+        for f in runtime.store.recent_failures()
+    )
     # A kicked step that finally arrives finds the analysis paused: nothing runs twice.
     assert run_step(runtime, gist.id, chain, 0).decision == "skip:paused"
     assert local_service.resume(gist.id, actor).changed
@@ -184,7 +204,8 @@ def test_the_watchdog_re_enqueues_on_the_current_chain_then_gives_up_and_tells_a
 
 
 def test_the_watchdog_parks_an_analysis_whose_control_key_expired_until_the_user_resumes(
-        runtime, queue, local_service, actor):
+    runtime, queue, local_service, actor
+):
     from tasks.watchdog import watchdog_pass
 
     gist = local_service.start(noop_config(3), actor)
@@ -203,7 +224,8 @@ def test_the_watchdog_parks_an_analysis_whose_control_key_expired_until_the_user
 
 
 def test_a_late_delivery_does_not_rewrite_the_reason_of_a_paused_analysis(
-        runtime, queue, local_service, actor):
+    runtime, queue, local_service, actor
+):
     gist = local_service.start(noop_config(3), actor)
     queue.drain(runtime)
     gist = local_service.start(noop_config(3), actor)
@@ -218,7 +240,8 @@ def test_a_late_delivery_does_not_rewrite_the_reason_of_a_paused_analysis(
 
 
 def test_a_fenced_out_init_cannot_replace_the_snapshot_a_newer_attempt_committed(
-        runtime, queue, local_service, actor):
+    runtime, queue, local_service, actor
+):
     from analysis.engine.step_runner import initialize
 
     gist = local_service.start(score_config("demo", markets=2), actor)
@@ -247,9 +270,18 @@ def test_registered_scripts_load_again_after_redis_forgets_them(runtime, queue, 
 
 def test_default_timings_recover_a_killed_workers_analysis_within_60_s():
     fields = Settings.model_fields
-    defaults = Settings(**{name: fields[name].default for name in
-                           ("lease_ms", "heartbeat_ms", "watchdog_grace_s", "watchdog_interval_s",
-                            "watchdog_confirm_s")})
+    defaults = Settings(
+        **{
+            name: fields[name].default
+            for name in (
+                "lease_ms",
+                "heartbeat_ms",
+                "watchdog_grace_s",
+                "watchdog_interval_s",
+                "watchdog_confirm_s",
+            )
+        }
+    )
     assert defaults.recovery_bound_s == 46 < 60
     with pytest.raises(ValueError, match="HEARTBEAT_MS"):
         Settings(lease_ms=1000, heartbeat_ms=600)
@@ -297,13 +329,13 @@ def restore_unacked_messages(stack) -> None:
 def task_decisions(worker, task_id: str) -> list[str]:
     text = worker.log_path.read_text()
     marker = f"[{task_id}] succeeded in "
-    return [line.split("'decision': '")[1].split("'")[0]
-            for line in text.splitlines() if marker in line]
+    return [line.split("'decision': '")[1].split("'")[0] for line in text.splitlines() if marker in line]
 
 
 @pytest.mark.e2e
 def test_a_worker_killed_mid_step_is_recovered_by_the_watchdog_and_its_late_redelivery_is_a_no_op(
-        fresh, actor):
+    fresh, actor
+):
     store = fresh.runtime.store
     fresh.start_worker(1)
     fresh.start_beat()
@@ -358,8 +390,10 @@ def test_pool_processes_killed_mid_step_are_requeued_at_once_and_nothing_runs_tw
     pid = wait_until(lambda: held_pid(fresh.runtime.redis), message="INIT held in its data call")
     attempt = store.lease_holder(gist.id)
     assert attempt is not None
-    wait_until(lambda: pid in pool_pids_running(fresh, worker),
-               message="the main process to see INIT accepted by the held process")
+    wait_until(
+        lambda: pid in pool_pids_running(fresh, worker),
+        message="the main process to see INIT accepted by the held process",
+    )
     assert fresh.kill_pool_children(1) == 2
     done = wait_for_status(fresh.service, gist.id, actor, ["COMPLETED"], timeout=60)
     history = store.history(gist.id)
@@ -388,10 +422,11 @@ def test_a_worker_frozen_past_its_lease_wakes_as_a_zombie_and_is_fenced_out(fres
     snapshot = fresh.runtime.redis.hgetall(snapshot_key)
     release_hold(fresh.runtime.redis)
     fresh.thaw_all()  # SIGCONT: the zombie finishes its INIT and tries to save and commit it
-    wait_until(lambda: f"INIT attempt {zombie} lost its lease" in frozen.log_path.read_text(),
-               message="the zombie to finish")
-    wait_until(lambda: "commit: lost_lease" in frozen.log_path.read_text(),
-               message="the zombie's commit")
+    wait_until(
+        lambda: f"INIT attempt {zombie} lost its lease" in frozen.log_path.read_text(),
+        message="the zombie to finish",
+    )
+    wait_until(lambda: "commit: lost_lease" in frozen.log_path.read_text(), message="the zombie's commit")
     done = wait_for_status(fresh.service, gist.id, actor, ["COMPLETED"], timeout=60)
     history = store.history(gist.id)
     assert_history_is_one_clean_chain(history, done.seq)
@@ -418,8 +453,7 @@ def test_sigterm_lets_the_step_in_flight_finish_and_commit(fresh, actor):
 
 
 @pytest.mark.e2e
-def test_an_expired_control_key_is_parked_by_the_watchdog_or_the_next_step_and_resume_completes(
-        fresh, actor):
+def test_an_expired_control_key_is_parked_by_the_watchdog_or_the_next_step_and_resume_completes(fresh, actor):
     store, keys, r = fresh.runtime.store, fresh.runtime.keys, fresh.runtime.redis
     fresh.start_worker(1)
     fresh.start_beat()
@@ -429,8 +463,14 @@ def test_an_expired_control_key_is_parked_by_the_watchdog_or_the_next_step_and_r
     parked = wait_for_status(fresh.service, lost.id, actor, ["PAUSED"], timeout=30)
     assert parked.reason == "control expired"
     # The watchdog records the failure for admins just after the script parked the analysis.
-    wait_until(lambda: any(f["id"] == lost.id and f["reason"].startswith("watchdog: expired")
-                           for f in store.recent_failures()), timeout=10, message="the failure record")
+    wait_until(
+        lambda: any(
+            f["id"] == lost.id and f["reason"].startswith("watchdog: expired")
+            for f in store.recent_failures()
+        ),
+        timeout=10,
+        message="the failure record",
+    )
     assert fresh.service.resume(lost.id, actor).changed
     done = wait_for_status(fresh.service, lost.id, actor, ["COMPLETED"], timeout=30)
     assert_history_is_one_clean_chain(store.history(lost.id), done.seq)
@@ -478,21 +518,20 @@ def wait_for_completion(store, analysis_id: str, stall_s: float = 30):
         if gist.version != last:
             last, since = gist.version, time.monotonic()
         elif time.monotonic() - since > stall_s:
-            raise AssertionError(f"{analysis_id} stuck for {stall_s} s: {gist.status} at seq "
-                                 f"{gist.seq} ({gist.reason})")
+            raise AssertionError(
+                f"{analysis_id} stuck for {stall_s} s: {gist.status} at seq {gist.seq} ({gist.reason})"
+            )
         time.sleep(0.1)
 
 
 def marketrank(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     script = Path(sys.executable).with_name("marketrank")
     command = [str(script)] if script.exists() else [sys.executable, "-m", "cli.main"]
-    return subprocess.run([*command, *args], env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run([*command, *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.mark.e2e
-def test_marketrank_stuck_shows_what_the_watchdog_could_not_save_and_force_resume_rescues_it(
-        fresh, actor):
+def test_marketrank_stuck_shows_what_the_watchdog_could_not_save_and_force_resume_rescues_it(fresh, actor):
     from tasks.watchdog import watchdog_pass
 
     store, settings = fresh.runtime.store, fresh.settings

@@ -29,8 +29,9 @@ print(sorted(name for name in app.tasks if name.startswith("marketrank.")))
 
 @pytest.mark.slow
 def test_a_production_process_refuses_the_test_doubles_and_has_no_bench_task():
-    done = subprocess.run([sys.executable, "-c", PRODUCTION_PROCESS], cwd=ROOT, text=True,
-                          capture_output=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", PRODUCTION_PROCESS], cwd=ROOT, text=True, capture_output=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
         "MARKET_DATA='faulty:0.5:demo' is not a data source: use 'demo' or 'csv:<dir>' or "
@@ -44,11 +45,18 @@ def test_a_production_process_refuses_the_test_doubles_and_has_no_bench_task():
 @pytest.mark.slow
 def test_the_cli_refuses_a_test_double_as_the_data_source():
     env = {**os.environ, "MARKET_DATA": "faulty:0.5:demo"}
-    done = subprocess.run([sys.executable, "-m", "cli.main", "markets"], cwd=ROOT, env=env,
-                          text=True, capture_output=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "cli.main", "markets"],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=60,
+    )
     assert done.returncode != 0
     assert "is not a data source: use 'demo' or 'csv:<dir>' or 'ccxt:<exchange id>'" in (
-        done.stdout + done.stderr)
+        done.stdout + done.stderr
+    )
 
 
 def test_tests_register_their_doubles_in_their_own_process():

@@ -52,8 +52,10 @@ def as_page(server, secret: str, **extra: str) -> dict:
 def what_anyone_sees(server) -> tuple:
     """What the bot would get and what every chat of the cast shows."""
     chats = [p.user_id for p in SANDBOX_CAST.people] + [GROUP]
-    return (server.pending_updates,
-            [[(m.from_user.get("id"), m.text, m.caption) for m in server.messages(c)] for c in chats])
+    return (
+        server.pending_updates,
+        [[(m.from_user.get("id"), m.text, m.caption) for m in server.messages(c)] for c in chats],
+    )
 
 
 def assert_refused(server, status: int, answer: tuple, expected: int, says: str) -> None:
@@ -69,16 +71,28 @@ SEND = json.dumps({"user_id": CAROL, "chat_id": CAROL, "text": "/schedule every=
 
 
 # --- Host: only the loopback name and port the server listens on --------------------------------
-@pytest.mark.parametrize("host", ["attacker.example:{port}", "127.0.0.1.nip.io:{port}",
-                                  "127.0.0.1:{other}", "localhost.attacker.example:{port}", ""])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "attacker.example:{port}",
+        "127.0.0.1.nip.io:{port}",
+        "127.0.0.1:{other}",
+        "localhost.attacker.example:{port}",
+        "",
+    ],
+)
 def test_a_foreign_host_is_refused_on_every_route(run, host):
     server, secret = run
     host = host.format(port=server.port, other=free_port())
     before = what_anyone_sees(server)
-    for path, body in [(f"/?secret={secret}", None), ("/api/session", None),
-                       (f"/api/chat?user_id={CAROL}&chat_id={CAROL}&since=-1", None),
-                       ("/api/send", SEND), (f"/bot{server.token}/getMe", None),
-                       (f"/bot{server.token}/sendMessage?chat_id={CAROL}&text=hi", None)]:
+    for path, body in [
+        (f"/?secret={secret}", None),
+        ("/api/session", None),
+        (f"/api/chat?user_id={CAROL}&chat_id={CAROL}&since=-1", None),
+        ("/api/send", SEND),
+        (f"/bot{server.token}/getMe", None),
+        (f"/bot{server.token}/sendMessage?chat_id={CAROL}&text=hi", None),
+    ]:
         answer = http(server, path, body=body, headers={**as_page(server, secret), "Host": host})
         assert_refused(server, 403, answer, 403, "answers only as 127.0.0.1")
     assert what_anyone_sees(server) == before
@@ -94,8 +108,13 @@ def test_without_the_runs_secret_the_page_and_its_api_refuse(run):
     server, secret = run
     before = what_anyone_sees(server)
     other_run = new_page_secret()
-    reads = ["/", "/api/session", f"/api/chat?user_id={CAROL}&chat_id={CAROL}&since=-1",
-             "/api/photo/AgAC00000001", "/api/answer?query_id=1"]
+    reads = [
+        "/",
+        "/api/session",
+        f"/api/chat?user_id={CAROL}&chat_id={CAROL}&since=-1",
+        "/api/photo/AgAC00000001",
+        "/api/answer?query_id=1",
+    ]
     for wrong in (None, "", other_run, secret[:-1], secret.upper()):
         for path in reads:
             answer = http(server, path, headers=as_page(server, wrong, Origin=None))
@@ -118,19 +137,28 @@ def test_without_the_runs_secret_the_page_and_its_api_refuse(run):
 def test_another_origin_cannot_act_or_read_even_with_the_secret(run):
     server, secret = run
     before = what_anyone_sees(server)
-    elsewhere = [f"http://127.0.0.1:{free_port()}", "http://attacker.example", "null",
-                 f"https://127.0.0.1:{server.port}", f"http://localhost:{server.port}"]
+    elsewhere = [
+        f"http://127.0.0.1:{free_port()}",
+        "http://attacker.example",
+        "null",
+        f"https://127.0.0.1:{server.port}",
+        f"http://localhost:{server.port}",
+    ]
     for origin in elsewhere:
         answer = http(server, "/api/send", body=SEND, headers=as_page(server, secret, Origin=origin))
         assert_refused(server, 403, answer, 403, "another page")
-        answer = http(server, f"/api/chat?user_id={CAROL}&chat_id={CAROL}&since=-1&wait=0",
-                      headers=as_page(server, secret, Origin=origin))
+        answer = http(
+            server,
+            f"/api/chat?user_id={CAROL}&chat_id={CAROL}&since=-1&wait=0",
+            headers=as_page(server, secret, Origin=origin),
+        )
         assert_refused(server, 403, answer, 403, "another page")
     answer = http(server, "/api/send", body=SEND, headers=as_page(server, secret, Origin=None))
     assert_refused(server, 403, answer, 403, "Origin header")
     for site in ("cross-site", "same-site"):
-        answer = http(server, "/api/send", body=SEND,
-                      headers=as_page(server, secret, **{"Sec-Fetch-Site": site}))
+        answer = http(
+            server, "/api/send", body=SEND, headers=as_page(server, secret, **{"Sec-Fetch-Site": site})
+        )
         assert_refused(server, 403, answer, 403, "another site")
     assert what_anyone_sees(server) == before
     status, _, sent = http(server, "/api/send", body=SEND, headers=as_page(server, secret))
@@ -138,14 +166,22 @@ def test_another_origin_cannot_act_or_read_even_with_the_secret(run):
 
 
 # --- JSON only -------------------------------------------------------------------------------------
-@pytest.mark.parametrize("content_type", ["text/plain", "text/plain;charset=UTF-8",
-                                          "application/x-www-form-urlencoded", "multipart/form-data",
-                                          None])
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "text/plain",
+        "text/plain;charset=UTF-8",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+        None,
+    ],
+)
 def test_a_body_not_declared_json_is_refused_415(run, content_type):
     server, secret = run
     before = what_anyone_sees(server)
-    answer = http(server, "/api/send", body=SEND,
-                  headers=as_page(server, secret, **{"Content-Type": content_type}))
+    answer = http(
+        server, "/api/send", body=SEND, headers=as_page(server, secret, **{"Content-Type": content_type})
+    )
     assert_refused(server, 415, answer, 415, "application/json")
     assert what_anyone_sees(server) == before
 
@@ -158,8 +194,10 @@ def test_the_page_runs_no_inline_script_and_cannot_be_framed(run):
     assert policy["script-src"] == "'self'" and policy["default-src"] == "'none'"
     assert policy["frame-ancestors"] == "'none'" and "unsafe" not in headers["Content-Security-Policy"]
     assert headers["Referrer-Policy"] == "no-referrer"  # the secret in the address goes nowhere
-    for answer in (http(server, f"/api/session", headers=as_page(server, secret)),
-                   http(server, "/api/session")):
+    for answer in (
+        http(server, "/api/session", headers=as_page(server, secret)),
+        http(server, "/api/session"),
+    ):
         assert answer[1]["Cross-Origin-Resource-Policy"] == "same-origin"
     static = Path(__file__).resolve().parent.parent / "sandbox" / "static" / "index.html"
     assert page == static.read_text()
@@ -181,11 +219,19 @@ def test_the_bot_token_is_made_per_run_and_the_old_public_one_is_refused(run):
     assert what_anyone_sees(server) == before
 
 
-# --- links: http, https and tg only, as Telegram -------------------------------------------------------------
-BAD_LINKS = ["javascript:fetch('/api/chat?user_id=710003')", "JavaScript:alert(1)",
-             " java\tscript:alert(1)", "\x01javascript:alert(1)", "java\nscript:alert(1)",
-             "data:text/html,<script>alert(1)</script>", "vbscript:msgbox(1)", "file:///etc/passwd",
-             "blob:http://127.0.0.1/x", ""]
+# --- links: http, https and tg only, as Telegram ---------------------------------------------------------
+BAD_LINKS = [
+    "javascript:fetch('/api/chat?user_id=710003')",
+    "JavaScript:alert(1)",
+    " java\tscript:alert(1)",
+    "\x01javascript:alert(1)",
+    "java\nscript:alert(1)",
+    "data:text/html,<script>alert(1)</script>",
+    "vbscript:msgbox(1)",
+    "file:///etc/passwd",
+    "blob:http://127.0.0.1/x",
+    "",
+]
 
 
 @pytest.fixture
@@ -196,17 +242,27 @@ def api():
 
 
 def bot_api(server, method: str, params: dict) -> tuple[int, dict]:
-    status, _, text = http(server, f"/bot{server.token}/{method}", body=json.dumps(params).encode(),
-                           headers={"Content-Type": "application/json"})
+    status, _, text = http(
+        server,
+        f"/bot{server.token}/{method}",
+        body=json.dumps(params).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     return status, json.loads(text)
 
 
 @pytest.mark.parametrize("url", BAD_LINKS)
 def test_a_link_to_another_scheme_is_refused_by_the_bot_api_and_stored_nowhere(api, url):
     server = api
-    status, sent = bot_api(server, "sendMessage", {"chat_id": ALICE, "text": "card",
-                                                   "reply_markup": {"inline_keyboard": [[
-                                                       {"text": "Chart", "callback_data": "c"}]]}})
+    status, sent = bot_api(
+        server,
+        "sendMessage",
+        {
+            "chat_id": ALICE,
+            "text": "card",
+            "reply_markup": {"inline_keyboard": [[{"text": "Chart", "callback_data": "c"}]]},
+        },
+    )
     assert status == 200
     message_id = sent["result"]["message_id"]
     before = what_anyone_sees(server)
@@ -216,27 +272,37 @@ def test_a_link_to_another_scheme_is_refused_by_the_bot_api_and_stored_nowhere(a
         ("sendMessage", {"chat_id": ALICE, "text": f'<a href="{url}">here</a>', "parse_mode": "HTML"}),
         ("sendMessage", {"chat_id": ALICE, "text": "here", "entities": [link]}),
         ("sendMessage", {"chat_id": ALICE, "text": "here", "reply_markup": button}),
-        ("editMessageText", {"chat_id": ALICE, "message_id": message_id, "text": "here",
-                             "entities": [link]}),
+        ("editMessageText", {"chat_id": ALICE, "message_id": message_id, "text": "here", "entities": [link]}),
         ("editMessageReplyMarkup", {"chat_id": ALICE, "message_id": message_id, "reply_markup": button}),
     ]
     for method, params in attempts:
         status, answer = bot_api(server, method, params)
         assert status == 400 and answer["ok"] is False, (method, answer)
         assert answer["description"].startswith("Bad Request: "), answer
-        assert ("BUTTON_URL_INVALID" if "reply_markup" in params else "http, https and tg") \
-            in answer["description"]
+        assert ("BUTTON_URL_INVALID" if "reply_markup" in params else "http, https and tg") in answer[
+            "description"
+        ]
     assert what_anyone_sees(server) == before
     assert [b.url for row in server.messages(ALICE)[-1].buttons for b in row] == [None]
 
 
 def test_http_https_and_tg_links_still_go_through(api):
     server = api
-    for url in ("https://www.binance.com/en/trade/BTC_USDT", "http://127.0.0.1:5555/", "tg://resolve?domain=x",
-                "HTTPS://EXAMPLE.COM/"):
-        status, _ = bot_api(server, "sendMessage", {"chat_id": ALICE, "text": f'<a href="{url}">here</a>',
-                                                    "parse_mode": "HTML",
-                                                    "reply_markup": {"inline_keyboard": [[
-                                                        {"text": "open", "url": url}]]}})
+    for url in (
+        "https://www.binance.com/en/trade/BTC_USDT",
+        "http://127.0.0.1:5555/",
+        "tg://resolve?domain=x",
+        "HTTPS://EXAMPLE.COM/",
+    ):
+        status, _ = bot_api(
+            server,
+            "sendMessage",
+            {
+                "chat_id": ALICE,
+                "text": f'<a href="{url}">here</a>',
+                "parse_mode": "HTML",
+                "reply_markup": {"inline_keyboard": [[{"text": "open", "url": url}]]},
+            },
+        )
         assert status == 200
         assert server.messages(ALICE)[-1].entities[0]["url"] == url

@@ -97,8 +97,12 @@ def test_a_page_on_another_local_port_can_neither_send_nor_read(run, attacker, b
     server, _ = run
     before = everything_seen(server)
     browser.get(attacker)
-    wait_until(lambda: browser.title == "done", timeout=30, interval=0.1,
-               message="the attacker's page to finish its tries")
+    wait_until(
+        lambda: browser.title == "done",
+        timeout=30,
+        interval=0.1,
+        message="the attacker's page to finish its tries",
+    )
     results = json.loads(browser.find_element("id", "out").text)
     assert results["read the chat"].startswith("blocked"), results
     assert results["read the session"].startswith("blocked"), results
@@ -113,8 +117,14 @@ def plant_bot_message(server, chat_id: int, text: str, entities: list, markup: d
     """A bot message carrying links the Bot API now refuses, put straight into the chat (only a
     test can): what the page would show of one stored before the check, or by any other way."""
     with server._lock:
-        message = server._add_message(server._chat(chat_id), from_bot=True, from_user=server._bot_sender,
-                                      text=text, entities=entities, reply_markup=markup)
+        message = server._add_message(
+            server._chat(chat_id),
+            from_bot=True,
+            from_user=server._bot_sender,
+            text=text,
+            entities=entities,
+            reply_markup=markup,
+        )
         server.version += 1
     return message.message_id
 
@@ -126,16 +136,25 @@ def test_the_page_never_renders_a_javascript_link_and_needs_the_secret(run, brow
 
     page = Page(browser, chat_page_url(server, secret))  # the address `make run` prints
     text = "chart here and binance"
-    links = [{"type": "text_link", "offset": 0, "length": 5, "url": "javascript:fetch('/api/chat')"},
-             {"type": "text_link", "offset": 6, "length": 4, "url": " java\tscript:alert(1)"},
-             {"type": "text_link", "offset": 15, "length": 7, "url": "https://www.binance.com/"}]
-    buttons = {"inline_keyboard": [[{"text": "Open", "url": "javascript:alert(2)"},
-                                    {"text": "Binance", "url": "https://www.binance.com/"}]]}
+    links = [
+        {"type": "text_link", "offset": 0, "length": 5, "url": "javascript:fetch('/api/chat')"},
+        {"type": "text_link", "offset": 6, "length": 4, "url": " java\tscript:alert(1)"},
+        {"type": "text_link", "offset": 15, "length": 7, "url": "https://www.binance.com/"},
+    ]
+    buttons = {
+        "inline_keyboard": [
+            [
+                {"text": "Open", "url": "javascript:alert(2)"},
+                {"text": "Binance", "url": "https://www.binance.com/"},
+            ]
+        ]
+    }
     message_id = plant_bot_message(server, ALICE, text, links, buttons)
     selector = f'li[data-message-id="{message_id}"]'
     page.wait_for(lambda: browser.find_elements("css selector", selector), "the planted message")
     hrefs = browser.execute_script(
-        f"return [...document.querySelectorAll('{selector} [href]')].map(a => a.getAttribute('href'));")
+        f"return [...document.querySelectorAll('{selector} [href]')].map(a => a.getAttribute('href'));"
+    )
     assert hrefs == ["https://www.binance.com/"]
     refused = browser.find_elements("css selector", f"{selector} .refused-link")
     assert [r.text for r in refused] == ["chart", "here"]

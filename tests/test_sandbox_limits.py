@@ -60,10 +60,10 @@ def test_callback_data_over_64_bytes_is_refused_and_nothing_is_sent():
 def test_flood_control_is_a_bucket_per_chat_refilled_once_a_second():
     flood = FloodControl(FloodLimit(per_second=1.0, burst=3))
     assert [flood.take(1, now=100.0) for _ in range(3)] == [0, 0, 0]
-    assert flood.take(1, now=100.0) == 1          # the fourth write in the same instant waits
-    assert flood.take(2, now=100.0) == 0          # another chat is not affected
-    assert flood.take(1, now=100.5) == 1          # half a token is not enough; nothing spent
-    assert flood.take(1, now=101.0) == 0          # one second later one write goes through
+    assert flood.take(1, now=100.0) == 1  # the fourth write in the same instant waits
+    assert flood.take(2, now=100.0) == 0  # another chat is not affected
+    assert flood.take(1, now=100.5) == 1  # half a token is not enough; nothing spent
+    assert flood.take(1, now=101.0) == 0  # one second later one write goes through
     assert flood.take(1, now=101.0) == 1
     assert [flood.take(1, now=110.0) for _ in range(4)] == [0, 0, 0, 1]  # the burst is capped
 

@@ -19,20 +19,28 @@ import pytest
 
 from analysis.models import Status
 from analysis.service import Actor
-from sandbox import BotApiServer
-from sandbox.cast import SANDBOX_CAST
-from sandbox.access import new_page_secret
-from sandbox.launch import chat_page_url, open_sandbox
 from launcher.run import sandbox_env
+from sandbox import BotApiServer
+from sandbox.access import new_page_secret
+from sandbox.cast import SANDBOX_CAST
+from sandbox.launch import chat_page_url, open_sandbox
 from tests.servers import ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("worker")]
 
 STATUS_LINE = re.compile(r"^Ranking (\w+) · (\w+)$", re.M)
 STEP = re.compile(r"· step (\d+)$", re.M)
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--window-size=1280,1400"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1280,1400",
+]
 ALICE, BOB, CAROL = (p.user_id for p in SANDBOX_CAST.people)
 PAGE_SECRET = new_page_secret()
 
@@ -84,14 +92,25 @@ class Bot:
         # The session's local judge, one call a step: the analysis runs for many steps of a
         # second or more (the test delays every answer), long enough to pause, resume and kill
         # the bot mid-run on a fast idle machine as on a loaded one.
-        self.env = {**os.environ, **sandbox_env(sandbox), "OPENAI_API_KEY": "sk-test",
-                    "OPENAI_BASE_URL": llm_base_url, "LLM_BATCH_SIZE": "1",
-                    "CARD_EDIT_INTERVAL_S": "0.5", "PTB_TIMEDELTA": "1"}
+        self.env = {
+            **os.environ,
+            **sandbox_env(sandbox),
+            "OPENAI_API_KEY": "sk-test",
+            "OPENAI_BASE_URL": llm_base_url,
+            "LLM_BATCH_SIZE": "1",
+            "CARD_EDIT_INTERVAL_S": "0.5",
+            "PTB_TIMEDELTA": "1",
+        }
 
     def start(self) -> None:
         mark = self.sandbox.mark()
-        self.process = subprocess.Popen([sys.executable, "-m", "bot"], cwd=ROOT, env=self.env,
-                                        stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bot"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=open(self.log_path, "ab"),
+            stderr=subprocess.STDOUT,
+        )
         self.sandbox.wait_for(lambda: self.sandbox.calls_of("getUpdates", since=mark), timeout=30)
 
     def kill(self) -> None:
@@ -124,8 +143,10 @@ class Page:
             if value:
                 return value
             time.sleep(0.1)
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}; the page shows "
-                             f"{[m['text'][:80] for m in self.chat()]}")
+        raise AssertionError(
+            f"timed out after {timeout}s waiting for {what}; the page shows "
+            f"{[m['text'][:80] for m in self.chat()]}"
+        )
 
     def chat(self) -> list[dict]:
         return self.driver.execute_script(READ_CHAT)
@@ -136,6 +157,7 @@ class Page:
 
     def type(self, text: str) -> None:
         from selenium.webdriver.common.keys import Keys
+
         box = self.driver.find_element("id", "text")
         box.clear()
         box.send_keys(text + Keys.ENTER)
@@ -147,15 +169,23 @@ class Page:
         return next(m for m in self.chat() if m["id"] == message_id)
 
     def card_when(self, message_id: int, status: str, timeout: float = 60) -> dict:
-        return self.wait_for(lambda: (c := self.card(message_id)) and status_of(c) == status and c,
-                             f"the card to show {status}", timeout)
+        return self.wait_for(
+            lambda: (c := self.card(message_id)) and status_of(c) == status and c,
+            f"the card to show {status}",
+            timeout,
+        )
 
     def press(self, message_id: int, label: str, by_keyboard: bool = False) -> str:
         """Press a button of a message; the toast it brings (the bot's answer)."""
         from selenium.webdriver.common.keys import Keys
-        self.driver.execute_script("const t = document.getElementById('toast'); t.hidden = true; t.textContent = '';")
+
+        self.driver.execute_script(
+            "const t = document.getElementById('toast'); t.hidden = true; t.textContent = '';"
+        )
         selector = f'li[data-message-id="{message_id}"] .keyboard button[data-label="{label}"]'
-        button = self.wait_for(lambda: self.driver.find_elements("css selector", selector), f"button {label}")[0]
+        button = self.wait_for(
+            lambda: self.driver.find_elements("css selector", selector), f"button {label}"
+        )[0]
         if by_keyboard:
             self.driver.execute_script("arguments[0].focus();", button)
             button.send_keys(Keys.ENTER)
@@ -175,8 +205,9 @@ def step_of(message: dict) -> int:
     return int(match.group(1)) if match else -1
 
 
-def test_a_trader_ranks_pauses_resumes_and_refines_in_the_browser(sandbox, browser, service, tmp_path,
-                                                                   llm_server, request):
+def test_a_trader_ranks_pauses_resumes_and_refines_in_the_browser(
+    sandbox, browser, service, tmp_path, llm_server, request
+):
     llm_server.delay_next(10**6, 1.0)
     request.addfinalizer(llm_server.clear_faults)
     bot = Bot(sandbox, tmp_path / "bot.log", llm_server.base_url)
@@ -202,8 +233,9 @@ def test_a_trader_ranks_pauses_resumes_and_refines_in_the_browser(sandbox, brows
         card = page.wait_for(lambda: page.cards(), "the status card")[0]
         assert "20 markets · 1h · llm · top 3" in card["text"] and "DEMO DATA" in card["text"]
         card_id = card["id"]
-        first_step = page.wait_for(lambda: step_of(page.card(card_id)) >= 1 and step_of(page.card(card_id)),
-                                   "a committed step")
+        first_step = page.wait_for(
+            lambda: step_of(page.card(card_id)) >= 1 and step_of(page.card(card_id)), "a committed step"
+        )
         page.wait_for(lambda: step_of(page.card(card_id)) > first_step, "the progress to advance")
 
         # Pause, by keyboard: the toast, then the card in place says Paused with Resume.
@@ -232,11 +264,15 @@ def test_a_trader_ranks_pauses_resumes_and_refines_in_the_browser(sandbox, brows
         assert gist.status == Status.RUNNING, "the bot was to die mid-run"
         llm_server.clear_faults()  # the slow judge kept it mid-run for the steps above; no more
         page.type("/list")
-        page.wait_for(lambda: [m for m in page.chat() if not m["bot"] and m["text"] == "/list"],
-                      "the page to show /list sent")
+        page.wait_for(
+            lambda: [m for m in page.chat() if not m["bot"] and m["text"] == "/list"],
+            "the page to show /list sent",
+        )
         bot.start()
-        listing = page.wait_for(lambda: [m for m in page.chat() if m["bot"] and "Your analyses" in m["text"]],
-                                "the answer to /list typed while the bot was down")
+        listing = page.wait_for(
+            lambda: [m for m in page.chat() if m["bot"] and "Your analyses" in m["text"]],
+            "the answer to /list typed while the bot was down",
+        )
         assert len(listing) == 1
         done = page.card_when(card_id, "Completed", timeout=90)
         ranking = re.findall(r"^\s*(\d)\. (\w+/USDT)", done["text"], re.M)
@@ -258,7 +294,8 @@ def test_a_trader_ranks_pauses_resumes_and_refines_in_the_browser(sandbox, brows
         assert [r for r, _ in re.findall(r"^\s*(\d)\. (\w+/USDT)", final["text"], re.M)] == ["1", "2", "3"]
 
         browser.execute_script(
-            f"document.querySelector('li[data-message-id=\"{card_id}\"]').scrollIntoView({{block: 'start'}});")
+            f"document.querySelector('li[data-message-id=\"{card_id}\"]').scrollIntoView({{block: 'start'}});"
+        )
         shot = os.environ.get("SANDBOX_SCREENSHOT") or str(tmp_path / "sandbox.png")
         browser.save_screenshot(shot)
     finally:

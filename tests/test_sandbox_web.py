@@ -27,8 +27,11 @@ def sandbox():
 def call(sandbox, path: str, body: dict | None = None) -> tuple[int, dict]:
     """The API as the page's script calls it: the secret, its own Origin, JSON."""
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(f"{sandbox.url}{path}", data=data, headers={
-        "Content-Type": "application/json", SECRET_HEADER: SECRET, "Origin": sandbox.url})
+    request = urllib.request.Request(
+        f"{sandbox.url}{path}",
+        data=data,
+        headers={"Content-Type": "application/json", SECRET_HEADER: SECRET, "Origin": sandbox.url},
+    )
     try:
         with _HTTP.open(request, timeout=30) as response:
             return response.status, json.load(response)
@@ -46,7 +49,10 @@ def test_the_page_and_its_session_say_it_is_a_local_sandbox(sandbox):
     status, session = call(sandbox, "/api/session")
     assert status == 200 and session["sandbox"] is True
     assert [(p["role"], p["user_id"]) for p in session["people"]] == [
-        ("trader", ALICE), ("second trader", BOB), ("admin", CAROL)]
+        ("trader", ALICE),
+        ("second trader", BOB),
+        ("admin", CAROL),
+    ]
     assert session["group"]["chat_id"] == GROUP
     with pytest.raises(urllib.error.HTTPError):  # only the page's own files are served
         _HTTP.open(f"{sandbox.url}/static/..%2Fweb.py", timeout=5)
@@ -58,18 +64,23 @@ def test_a_message_from_the_page_is_an_update_for_the_bot_and_shows_in_the_chat(
     status, chat = call(sandbox, f"/api/chat?user_id={ALICE}&chat_id={GROUP}&since=-1")
     assert [(m["from"]["first_name"], m["text"]) for m in chat["messages"]] == [("Bob", "/rank top=3")]
     # Nothing changed since that version: the call waits, then answers the same version.
-    status, again = call(sandbox, f"/api/chat?user_id={ALICE}&chat_id={GROUP}&since={chat['version']}&wait=0.3")
+    status, again = call(
+        sandbox, f"/api/chat?user_id={ALICE}&chat_id={GROUP}&since={chat['version']}&wait=0.3"
+    )
     assert again["version"] == chat["version"]
 
 
-@pytest.mark.parametrize("body, says", [
-    ({"user_id": 999, "chat_id": 999, "text": "/start"}, "not in chat"),
-    ({"user_id": ALICE, "chat_id": BOB, "text": "/start"}, "not in chat"),
-    ({"user_id": "alice", "chat_id": GROUP, "text": "/start"}, "must be numbers"),
-    ({"user_id": ALICE, "chat_id": ALICE, "text": "   "}, "type a message"),
-    ({"user_id": ALICE, "chat_id": ALICE, "text": "x" * 4097}, "at most 4096"),
-    ({"user_id": ALICE, "chat_id": ALICE, "text": 5}, "type a message"),
-])
+@pytest.mark.parametrize(
+    "body, says",
+    [
+        ({"user_id": 999, "chat_id": 999, "text": "/start"}, "not in chat"),
+        ({"user_id": ALICE, "chat_id": BOB, "text": "/start"}, "not in chat"),
+        ({"user_id": "alice", "chat_id": GROUP, "text": "/start"}, "must be numbers"),
+        ({"user_id": ALICE, "chat_id": ALICE, "text": "   "}, "type a message"),
+        ({"user_id": ALICE, "chat_id": ALICE, "text": "x" * 4097}, "at most 4096"),
+        ({"user_id": ALICE, "chat_id": ALICE, "text": 5}, "type a message"),
+    ],
+)
 def test_bad_messages_are_refused_in_one_line_and_queue_nothing(sandbox, body, says):
     status, answer = call(sandbox, "/api/send", body)
     assert status == 400 and says in answer["error"] and "\n" not in answer["error"]

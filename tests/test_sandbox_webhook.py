@@ -48,8 +48,11 @@ class Receiver:
 
 
 def call(api: BotApiServer, method: str, **params: object) -> dict:
-    request = urllib.request.Request(f"{api.base_url}{api.token}/{method}", data=json.dumps(params).encode(),
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{api.base_url}{api.token}/{method}",
+        data=json.dumps(params).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     try:
         with _HTTP.open(request, timeout=10) as response:
             return json.loads(response.read())
@@ -108,10 +111,13 @@ def test_an_unreachable_webhook_keeps_the_update_until_it_answers(api):
         receiver.close()
 
 
-@pytest.mark.parametrize("params, wording", [
-    ({"url": "ftp://example.com/hook"}, "HTTPS URL must be provided"),
-    ({"url": "https://example.com/hook", "secret_token": "no spaces allowed"}, "unallowed characters"),
-])
+@pytest.mark.parametrize(
+    "params, wording",
+    [
+        ({"url": "ftp://example.com/hook"}, "HTTPS URL must be provided"),
+        ({"url": "https://example.com/hook", "secret_token": "no spaces allowed"}, "unallowed characters"),
+    ],
+)
 def test_a_bad_webhook_is_refused_with_telegrams_words(api, params, wording):
     answer = call(api, "setWebhook", **params)
     assert answer["error_code"] == 400 and wording in answer["description"]

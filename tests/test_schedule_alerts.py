@@ -9,11 +9,11 @@ import uuid
 import pytest
 
 from analysis.schedules.alerts import announcements
+from analysis.schedules.changes import run_changes
 from analysis.schedules.service import ScheduleService
 from analysis.schedules.store import ScheduleStore
 from analysis.service import Actor, AnalysisService
 from analysis.settings import Settings
-from analysis.schedules.changes import run_changes
 from bot.schedule_cards import ScheduledCards
 from bot.views import card_text
 from tasks.schedule_beat import default_registrar
@@ -25,9 +25,13 @@ def ranks(*symbols: str) -> dict[str, int]:
 
 def test_a_market_wobbling_in_the_band_is_announced_once():
     # K = 2, b = 2: X enters at rank 2, then wobbles between 2 and 3 (never beyond 4).
-    runs = [ranks("A", "B", "C", "D", "X"), ranks("A", "X", "B", "C", "D"),
-            ranks("A", "B", "X", "C", "D"), ranks("A", "X", "B", "C", "D"),
-            ranks("A", "B", "X", "C", "D")]
+    runs = [
+        ranks("A", "B", "C", "D", "X"),
+        ranks("A", "X", "B", "C", "D"),
+        ranks("A", "B", "X", "C", "D"),
+        ranks("A", "X", "B", "C", "D"),
+        ranks("A", "B", "X", "C", "D"),
+    ]
     said = [announcements(runs[: i + 1], k=2, band=2, cooldown=3) for i in range(1, len(runs))]
     # B, pushed to rank 3, is inside the band: it has not left.
     assert said[0] == {"entered": ["X"], "left": []}
@@ -38,8 +42,10 @@ def test_a_market_wobbling_in_the_band_is_announced_once():
 def test_leaving_needs_the_band_and_the_cooldown_holds_a_flip_back():
     k, band = 2, 1
     # Y drops to rank 3 (inside the band): nothing; to rank 4 (beyond K + b): left.
-    assert announcements([ranks("Y", "A", "B", "C"), ranks("A", "B", "Y", "C")], k, band, 3) == \
-        {"entered": ["B"], "left": []}
+    assert announcements([ranks("Y", "A", "B", "C"), ranks("A", "B", "Y", "C")], k, band, 3) == {
+        "entered": ["B"],
+        "left": [],
+    }
     assert announcements([ranks("Y", "A", "B", "C"), ranks("A", "B", "C", "Y")], k, band, 3)["left"] == ["Y"]
     # Z jumps in and out every run: announced entering once; the exits and re-entries inside the
     # cooldown of 3 runs say nothing; still out when the cooldown ends: announced as left then.
@@ -47,19 +53,31 @@ def test_leaving_needs_the_band_and_the_cooldown_holds_a_flip_back():
     runs = [out, inside, out, inside, out, out, out]
     said = [announcements(runs[: i + 1], k, band, cooldown=3) for i in range(1, len(runs))]
     assert [s for s in said if s["entered"] or s["left"]] == [
-        {"entered": ["Z"], "left": []}, {"entered": [], "left": ["Z"]}]
+        {"entered": ["Z"], "left": []},
+        {"entered": [], "left": ["Z"]},
+    ]
     assert said.index({"entered": [], "left": ["Z"]}) == 4  # run 5: 4 runs after the entry
     # Without a cooldown every crossing is said.
-    assert sum("Z" in s["entered"] for s in
-               (announcements(runs[: i + 1], k, band, 0) for i in range(1, len(runs)))) == 2
+    assert (
+        sum(
+            "Z" in s["entered"]
+            for s in (announcements(runs[: i + 1], k, band, 0) for i in range(1, len(runs)))
+        )
+        == 2
+    )
 
 
 # --- the bot's decision over real runs ----------------------------------------------------------
 @pytest.fixture
 def schedules(runtime, queue, factory):
     settings = Settings(schedule_min_interval_s=1, allowed_user_ids=[], admin_user_ids=[])
-    return ScheduleService(ScheduleStore(runtime.redis, runtime.keys), AnalysisService(runtime.store, queue),
-                           factory, default_registrar(), settings)
+    return ScheduleService(
+        ScheduleStore(runtime.redis, runtime.keys),
+        AnalysisService(runtime.store, queue),
+        factory,
+        default_registrar(),
+        settings,
+    )
 
 
 def plant(runtime, analysis_id: str, order: list[str], k: int) -> None:
@@ -67,8 +85,10 @@ def plant(runtime, analysis_id: str, order: list[str], k: int) -> None:
     key = runtime.keys.gist(analysis_id)
     state = json.loads(runtime.redis.hget(key, "state"))
     state["scores"] = {symbol: [float(len(order) - i)] for i, symbol in enumerate(order)}
-    result = [{"rank": i + 1, "symbol": s, "score": float(len(order) - i), "indicators": {}}
-              for i, s in enumerate(order[:k])]
+    result = [
+        {"rank": i + 1, "symbol": s, "score": float(len(order) - i), "indicators": {}}
+        for i, s in enumerate(order[:k])
+    ]
     runtime.redis.hset(key, mapping={"state": json.dumps(state), "result": json.dumps(result)})
 
 
@@ -86,7 +106,7 @@ def test_notify_changes_posts_a_market_oscillating_around_k_once(schedules, runt
         queue.drain(runtime)
         markets = runtime.store.load(fired.analysis_id).state["markets"]
         others = [m for m in markets if m != markets[0]]
-        order = others[: x_rank - 1] + [markets[0]] + others[x_rank - 1:]
+        order = others[: x_rank - 1] + [markets[0]] + others[x_rank - 1 :]
         plant(runtime, fired.analysis_id, order, k=2)
         if cards.destination(fired.analysis_id) == 7:
             posted.append(run)

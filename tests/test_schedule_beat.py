@@ -9,25 +9,31 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-
 from redbeat import RedBeatSchedulerEntry
 
 from analysis.engine.runtime import Runtime
 from analysis.service import Actor
 from analysis.settings import Settings
-from tests.stack import Beat
+from sandbox import BotApiServer
 from tasks.celery_app import app
 from tasks.schedule_beat import entry_name
 from tasks.schedule_tasks import schedule_service
-from sandbox import BotApiServer
 from tests.conftest import wait_until
-from tests.test_bot import api, people  # noqa: F401 (the bot tests' fixtures, shared)
-from tests.test_bot import (RunningBot, analysis_id_of, ask, bot_settings, status_of,
-                            wait_for_card, wait_for_status)
+from tests.stack import Beat
+from tests.test_bot import (  # noqa: F401 (the bot tests' fixtures, shared)
+    RunningBot,
+    analysis_id_of,
+    api,
+    ask,
+    bot_settings,
+    people,
+    status_of,
+    wait_for_card,
+    wait_for_status,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("worker")]
 SENT = re.compile(r"^(\S+ \S+) .*Sending due task (\S+)", re.M)
-
 
 
 @pytest.fixture
@@ -53,8 +59,11 @@ def beats(tmp_path):
 def sends(beat: Beat, schedule_id: str) -> list[float]:
     """When this beat sent the schedule's task (from its log)."""
     text = beat.log_path.read_text()
-    return [datetime.strptime(at, "%Y-%m-%d %H:%M:%S,%f").timestamp()
-            for at, name in SENT.findall(text) if name == entry_name(schedule_id)]
+    return [
+        datetime.strptime(at, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        for at, name in SENT.findall(text)
+        if name == entry_name(schedule_id)
+    ]
 
 
 def ticks(beat: Beat) -> int:
@@ -71,8 +80,11 @@ def test_two_beats_fire_once_runs_never_stack_and_schedules_outlive_beat(beats, 
     # well over the 1 s interval on an idle machine too: firings find the previous run going.
     llm_server.delay_next(10**6, 0.4)
     request.addfinalizer(llm_server.clear_faults)
-    service = schedule_service(Runtime(Settings(
-        schedule_min_interval_s=1, openai_api_key="sk-test", openai_base_url=llm_server.base_url)))
+    service = schedule_service(
+        Runtime(
+            Settings(schedule_min_interval_s=1, openai_api_key="sk-test", openai_base_url=llm_server.base_url)
+        )
+    )
     owner = Actor("beat-test")
     first, second = beats("first"), beats("second")
     wait_until(lambda: holds_lock(first) or holds_lock(second), timeout=10, message="a beat to take the lock")
@@ -87,6 +99,7 @@ def test_two_beats_fire_once_runs_never_stack_and_schedules_outlive_beat(beats, 
     assert sends(standby, made.id) == [] and not holds_lock(standby)
     fired = sends(leader, made.id)
     assert all(b - a >= 0.9 for a, b in zip(fired, fired[1:])), fired  # never twice for one due time
+
     # Every firing either starts a run or is skipped, once: none lost, none counted twice.
     def outcomes() -> int:
         stored = service.store.get(made.id)
@@ -95,8 +108,9 @@ def test_two_beats_fire_once_runs_never_stack_and_schedules_outlive_beat(beats, 
     wait_until(lambda: outcomes() >= len(fired), timeout=20, message="every firing's outcome")
     assert outcomes() <= len(sends(leader, made.id))
     assert service.store.get(made.id).skipped >= 1
-    runs = sorted((runtime.store.load(i) for i in runtime.store.ids_of_owner(owner.user_id)),
-                  key=lambda g: g.created_at)
+    runs = sorted(
+        (runtime.store.load(i) for i in runtime.store.ids_of_owner(owner.user_id)), key=lambda g: g.created_at
+    )
     assert [g.schedule for g in runs] == [made.id] * len(runs)
     for before, after in zip(runs, runs[1:]):  # not stacked: a run starts after the previous ended
         assert after.created_at >= runtime.store.history(before.id)[-1].finished_at
@@ -124,8 +138,12 @@ def reply_message(api: BotApiServer, user_id: int, text: str):
     """The bot's reply to `text` sent in the user's chat, as the chat shows it."""
     mark = api.mark()
     api.send_message(user_id, text)
-    call = api.wait_for_call("sendMessage", lambda c: c.params.get("chat_id") == user_id
-                             and "schedules" in c.result["text"], since=mark, timeout=10)
+    call = api.wait_for_call(
+        "sendMessage",
+        lambda c: c.params.get("chat_id") == user_id and "schedules" in c.result["text"],
+        since=mark,
+        timeout=10,
+    )
     return api.message(user_id, call.result["message_id"])
 
 
@@ -166,8 +184,11 @@ def test_scheduled_runs_post_cards_with_what_changed(beats, api, people, tmp_pat
         old = [item.symbol for item in sorted(run1.result, key=lambda i: i.rank)[:3]]
         new = [item.symbol for item in sorted(run2.result, key=lambda i: i.rank)[:3]]
         entered, left = [s for s in new if s not in old], [s for s in old if s not in new]
-        moved = {s: {"old": old.index(s) + 1, "new": new.index(s) + 1}
-                 for s in new if s in old and old.index(s) != new.index(s)}
+        moved = {
+            s: {"old": old.index(s) + 1, "new": new.index(s) + 1}
+            for s in new
+            if s in old and old.index(s) != new.index(s)
+        }
         document = bot.service.status_document(run2.id, Actor(str(people.trader)))
         assert document["schedule"] == schedule_id
         assert document["changes"]["against"] == run1.id
@@ -187,8 +208,12 @@ def test_scheduled_runs_post_cards_with_what_changed(beats, api, people, tmp_pat
         assert message.button_labels == [f"Remove {schedule_id}"]
         # Another user's press on it (forged into the trader's chat) is refused; the owner's
         # removes it and the list follows.
-        query = api.press_button(people.other, message.message_id,
-                                 message.button_data(f"Remove {schedule_id}"), chat_id=people.trader)
+        query = api.press_button(
+            people.other,
+            message.message_id,
+            message.button_data(f"Remove {schedule_id}"),
+            chat_id=people.trader,
+        )
         assert "belongs to someone else" in api.wait_for_callback_answer(query).text
         query = api.press(people.trader, message.message_id, f"Remove {schedule_id}")
         assert api.wait_for_callback_answer(query).text == f"Removed schedule {schedule_id}."
@@ -208,15 +233,19 @@ def test_a_chat_that_blocked_the_bot_pauses_its_schedule(beats, api, people, wor
         store = bot.application.bot_data["services"].schedules.store
         wait_until(lambda: store.get(schedule_id).state == "paused", timeout=20, message="the pause")
         paused = store.get(schedule_id)
-        assert paused.reason == ("the bot may not post in the schedule's chat "
-                                 "(Forbidden: bot was blocked by the user)")
+        assert paused.reason == (
+            "the bot may not post in the schedule's chat (Forbidden: bot was blocked by the user)"
+        )
         # The run whose card was refused existed before the pause; none is started after it.
         analyses = bot.service.store
         started = len(analyses.ids_of_owner(str(people.trader)))
         # A firing after the pause reaches the worker, which starts no run for it.
         turned_down = f"schedule {schedule_id} fired: paused"
-        wait_until(lambda: turned_down in worker.log_path.read_text(), timeout=20,
-                   message="a firing of the paused schedule")
+        wait_until(
+            lambda: turned_down in worker.log_path.read_text(),
+            timeout=20,
+            message="a firing of the paused schedule",
+        )
         assert len(analyses.ids_of_owner(str(people.trader))) == started
         # Unblocked later, the owner sees why it stopped.
         message = reply_message(api, people.trader, "/schedules")
@@ -228,7 +257,9 @@ def test_a_chat_that_blocked_the_bot_pauses_its_schedule(beats, api, people, wor
         assert message.button_labels == [f"Resume {schedule_id}", f"Remove {schedule_id}"]
         resumed_at = time.time()
         query = api.press(people.trader, message.message_id, f"Resume {schedule_id}")
-        assert api.wait_for_callback_answer(query).text.startswith(f"Resumed schedule {schedule_id}: next run ")
+        assert api.wait_for_callback_answer(query).text.startswith(
+            f"Resumed schedule {schedule_id}: next run "
+        )
         card = wait_for_card(api, people.trader, 1, timeout=20)
         run = analyses.load(analysis_id_of(card))
         assert run.schedule == schedule_id and run.created_at >= resumed_at
@@ -244,25 +275,33 @@ def test_schedules_survive_a_redis_restart(tmp_path):
     from analysis.schedules.service import ScheduleService
     from analysis.schedules.store import ScheduleStore
     from analysis.service import AnalysisService
-    from tests.stack import Stack
     from tasks.schedule_beat import RedBeatRegistrar
+    from tests.stack import Stack
 
-    stack = Stack({"BEAT_MAX_LOOP_S": "1", "SCHEDULE_MIN_INTERVAL_S": "1"}, name="schedules",
-                  log_dir=tmp_path)
+    stack = Stack(
+        {"BEAT_MAX_LOOP_S": "1", "SCHEDULE_MIN_INTERVAL_S": "1"}, name="schedules", log_dir=tmp_path
+    )
     try:
         stack.start_worker(1)
         beat = stack.start_beat()
         rt = stack.runtime
         ensure_conf(stack.app)
-        service = ScheduleService(ScheduleStore(rt.redis, rt.keys), AnalysisService(rt.store, stack.dispatcher),
-                                  RankingConfigFactory(rt.settings, rt.provider), RedBeatRegistrar(stack.app),
-                                  rt.settings)
+        service = ScheduleService(
+            ScheduleStore(rt.redis, rt.keys),
+            AnalysisService(rt.store, stack.dispatcher),
+            RankingConfigFactory(rt.settings, rt.provider),
+            RedBeatRegistrar(stack.app),
+            rt.settings,
+        )
         made = service.add("2s", {"markets": 5, "top_k": 2}, Actor("redis-restart"))
         wait_until(lambda: service.store.get(made.id).runs >= 2, timeout=30, message="two runs")
         stack.restart_redis(down_s=1.0)
         runs = service.store.get(made.id).runs
-        wait_until(lambda: service.store.get(made.id).runs >= runs + 2, timeout=40,
-                   message="two runs after the restart")
+        wait_until(
+            lambda: service.store.get(made.id).runs >= runs + 2,
+            timeout=40,
+            message="two runs after the restart",
+        )
         assert beat.alive and len(sends(beat, made.id)) >= 4
     finally:
         stack.close()

@@ -9,8 +9,8 @@ import pytest
 from analysis.errors import InvalidConfig, LimitReached, NotAllowed, NotFound
 from analysis.models import Halt, RankedMarket, Status
 from analysis.schedules.changes import diff_top_k
-from analysis.schedules.service import ScheduleService
 from analysis.schedules.model import parse_every
+from analysis.schedules.service import ScheduleService
 from analysis.schedules.store import ScheduleStore
 from analysis.service import Actor, AnalysisService
 from analysis.settings import Settings
@@ -20,8 +20,10 @@ from tests.helpers import redis_snapshot
 
 
 # --- intervals and cron lines ------------------------------------------------------------------
-@pytest.mark.parametrize("text, seconds", [("15m", 900), ("1h", 3600), ("4h", 4 * 3600),
-                                           ("12h", 12 * 3600), ("1d", 86400), ("30s", 30)])
+@pytest.mark.parametrize(
+    "text, seconds",
+    [("15m", 900), ("1h", 3600), ("4h", 4 * 3600), ("12h", 12 * 3600), ("1d", 86400), ("30s", 30)],
+)
 def test_intervals(text, seconds):
     assert parse_every(text, min_interval_s=30).interval_s == seconds
 
@@ -32,18 +34,21 @@ def test_cron_lines_in_utc():
     assert parse_every("30 9 * * 1-5", min_interval_s=900).cron == "30 9 * * 1-5"
 
 
-@pytest.mark.parametrize("text, message", [
-    ("10s", "every 10s is too often: the shortest interval is 900 s"),
-    ("14m", "every 14m is too often: the shortest interval is 900 s"),
-    ("5x", "'5x' is not an interval"),
-    ("", "say how often"),
-    ("31d", "too rare"),
-    ("cron=*/5 * * * *", "fires every 5 min: the shortest interval is 900 s"),
-    ("cron=0,10 * * * *", "fires every 10 min"),
-    ("cron=0 */4 * *", "a cron line has 5 fields"),
-    ("cron=61 * * * *", "cron minute '61' is outside 0-59"),
-    ("cron=0 4 * * MON", "cron day of week 'MON': use numbers"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("10s", "every 10s is too often: the shortest interval is 900 s"),
+        ("14m", "every 14m is too often: the shortest interval is 900 s"),
+        ("5x", "'5x' is not an interval"),
+        ("", "say how often"),
+        ("31d", "too rare"),
+        ("cron=*/5 * * * *", "fires every 5 min: the shortest interval is 900 s"),
+        ("cron=0,10 * * * *", "fires every 10 min"),
+        ("cron=0 */4 * *", "a cron line has 5 fields"),
+        ("cron=61 * * * *", "cron minute '61' is outside 0-59"),
+        ("cron=0 4 * * MON", "cron day of week 'MON': use numbers"),
+    ],
+)
 def test_bad_intervals_are_explained(text, message):
     with pytest.raises(InvalidConfig, match=message.replace("*", r"\*")):
         parse_every(text, min_interval_s=900)
@@ -58,23 +63,32 @@ def test_diff_of_two_top_threes():
     old = ranked("BTC", "ETH", "SOL", "XRP", "ADA")
     new = ranked("SOL", "BTC", "ADA", "ETH", "XRP")
     assert diff_top_k(old, new, 3) == {
-        "entered": ["ADA"], "left": ["ETH"],
-        "moved": {"SOL": {"old": 3, "new": 1}, "BTC": {"old": 1, "new": 2}}}
+        "entered": ["ADA"],
+        "left": ["ETH"],
+        "moved": {"SOL": {"old": 3, "new": 1}, "BTC": {"old": 1, "new": 2}},
+    }
     assert diff_top_k(old, old, 3) == {"entered": [], "left": [], "moved": {}}
 
 
 # --- the service over the real Redis ------------------------------------------------------------
 @pytest.fixture
 def schedule_settings():
-    return Settings(schedule_min_interval_s=1, max_schedules_per_user=2, schedule_max_failures=2,
-                    max_active_per_user=3, allowed_user_ids=[], admin_user_ids=[])
+    return Settings(
+        schedule_min_interval_s=1,
+        max_schedules_per_user=2,
+        schedule_max_failures=2,
+        max_active_per_user=3,
+        allowed_user_ids=[],
+        admin_user_ids=[],
+    )
 
 
 @pytest.fixture
 def schedules(runtime, queue, factory, schedule_settings):
     analyses = AnalysisService(runtime.store, queue)
-    return ScheduleService(ScheduleStore(runtime.redis, runtime.keys), analyses, factory,
-                           default_registrar(), schedule_settings)
+    return ScheduleService(
+        ScheduleStore(runtime.redis, runtime.keys), analyses, factory, default_registrar(), schedule_settings
+    )
 
 
 def owner() -> Actor:
@@ -136,7 +150,9 @@ def test_a_firing_starts_a_run_skips_while_it_runs_and_diffs_the_next(schedules,
     assert schedules.fire(made.id, fire_id="f1").code == "duplicate"
     # Due again while the first run has not run yet: skipped with a note, not stacked.
     skipped = schedules.fire(made.id, fire_id="f2")
-    assert skipped.code == "skipped" and f"the previous run {first.analysis_id} is still going" in skipped.note
+    assert (
+        skipped.code == "skipped" and f"the previous run {first.analysis_id} is still going" in skipped.note
+    )
     assert len(runtime.store.ids_of_owner(actor.user_id)) == 1
     queue.drain(runtime)
     run1 = runtime.store.load(first.analysis_id)
@@ -148,8 +164,13 @@ def test_a_firing_starts_a_run_skips_while_it_runs_and_diffs_the_next(schedules,
     document = schedules.analyses.status_document(run2.id, actor)
     assert document["schedule"] == made.id
     # Same demo data: the same top 3, so nothing changed; the first run has nothing to compare.
-    assert document["changes"] == {"against": run1.id, "entered": [], "left": [], "moved": {},
-                                   "alerts": {"entered": [], "left": []}}
+    assert document["changes"] == {
+        "against": run1.id,
+        "entered": [],
+        "left": [],
+        "moved": {},
+        "alerts": {"entered": [], "left": []},
+    }
     assert schedules.analyses.status_document(run1.id, actor)["changes"]["against"] is None
     stored = schedules.store.get(made.id)
     assert (stored.runs, stored.skipped, stored.last_analysis, stored.baseline) == (2, 1, run2.id, run1.id)
@@ -162,8 +183,9 @@ def test_a_firing_starts_a_run_skips_while_it_runs_and_diffs_the_next(schedules,
     assert cards.destination(run1.id) is None
 
 
-def test_an_owner_no_longer_allowed_and_failing_runs_pause_the_schedule(schedules, runtime, queue,
-                                                                       schedule_settings):
+def test_an_owner_no_longer_allowed_and_failing_runs_pause_the_schedule(
+    schedules, runtime, queue, schedule_settings
+):
     actor = owner()
     made = schedules.add("1s", {"markets": 5, "top_k": 2}, actor)
     schedule_settings.allowed_user_ids = [1]  # the owner was removed from ALLOWED_USER_IDS
@@ -188,8 +210,9 @@ def test_an_owner_no_longer_allowed_and_failing_runs_pause_the_schedule(schedule
     assert schedules.fire(made.id, fire_id="b3").code == "paused"
 
 
-def test_resume_rechecks_the_owner_resets_failures_and_resumes_once(schedules, runtime, queue,
-                                                                   schedule_settings):
+def test_resume_rechecks_the_owner_resets_failures_and_resumes_once(
+    schedules, runtime, queue, schedule_settings
+):
     actor, other, admin = owner(), owner(), Actor("admin-1", is_admin=True)
     made = schedules.add("1s", {"markets": 5, "top_k": 2}, actor, chat_id=7)
     run1 = schedules.fire(made.id, fire_id="r1").analysis_id
@@ -201,8 +224,10 @@ def test_resume_rechecks_the_owner_resets_failures_and_resumes_once(schedules, r
     for who in (actor, admin):
         refused = schedules.resume(made.id, who)
         assert not (refused.resumed or refused.already)
-        assert refused.message == (f"Schedule {made.id} stays paused: its owner {actor.user_id} is not "
-                                   f"allowed to use the bot (ALLOWED_USER_IDS).")
+        assert refused.message == (
+            f"Schedule {made.id} stays paused: its owner {actor.user_id} is not "
+            f"allowed to use the bot (ALLOWED_USER_IDS)."
+        )
     schedule_settings.allowed_user_ids = []  # allowed again
     with pytest.raises(NotAllowed, match="belongs to someone else"):
         schedules.resume(made.id, other)
@@ -298,10 +323,23 @@ def test_remove_and_resume_buttons_parse_strictly():
     assert callbacks.parse_schedule("s1:rm:q7m2k9xa:a").everyone
     assert callbacks.encode_schedule(RESUME, "q7m2k9xa", everyone=True) == "s1:re:q7m2k9xa:a"
     assert callbacks.parse_schedule("s1:re:q7m2k9xa:m") == SchedulePress(RESUME, "q7m2k9xa", False)
-    for forged in ["s1:rm:q7m2k9x:m", "s1:rm:q7m2k9xa", "s1:rm:q7m2k9xa:x", "s2:rm:q7m2k9xa:m",
-                   "s1:rs:q7m2k9xa:m", "s1:re:q7m2k9xa", "s1:RE:q7m2k9xa:m", "s1:re:q7m2k9xa:m:x",
-                   "s1:rm:Q7M2K9XA:m", "s1:rm:q7m2k9xa:m:extra", "s1:rm:q7m2k9x1:m", "", None, 7,
-                   "s1:rm:q7m2k9xa:m" + " " * 60]:
+    for forged in [
+        "s1:rm:q7m2k9x:m",
+        "s1:rm:q7m2k9xa",
+        "s1:rm:q7m2k9xa:x",
+        "s2:rm:q7m2k9xa:m",
+        "s1:rs:q7m2k9xa:m",
+        "s1:re:q7m2k9xa",
+        "s1:RE:q7m2k9xa:m",
+        "s1:re:q7m2k9xa:m:x",
+        "s1:rm:Q7M2K9XA:m",
+        "s1:rm:q7m2k9xa:m:extra",
+        "s1:rm:q7m2k9x1:m",
+        "",
+        None,
+        7,
+        "s1:rm:q7m2k9xa:m" + " " * 60,
+    ]:
         assert callbacks.parse_schedule(forged) is None, forged
 
 

@@ -39,7 +39,8 @@ def test_a_mistyped_sentinel_list_is_refused_in_one_line_naming_the_entry():
         Settings(redis_sentinels="10.0.0.1:26379,10.0.0.2")
     assert settings_problem(refused.value) == (
         "bad setting REDIS_SENTINELS=10.0.0.1:26379,10.0.0.2: REDIS_SENTINELS entry '10.0.0.2' is "
-        "not host:port (e.g. 10.0.0.1:26379,10.0.0.2:26379)")
+        "not host:port (e.g. 10.0.0.1:26379,10.0.0.2:26379)"
+    )
 
 
 def test_the_cli_with_no_sentinel_answering_says_so_in_one_line_and_exits():
@@ -51,7 +52,8 @@ def test_the_cli_with_no_sentinel_answering_says_so_in_one_line_and_exits():
     assert result.returncode != 0
     assert result.stderr.strip().splitlines() == [
         f"error: cannot reach Redis at redis://mymaster@sentinels({dead}) (no sentinel names "
-        "a primary 'mymaster'); start the stack with `make run`, or set REDIS_URL to a running Redis"]
+        "a primary 'mymaster'); start the stack with `make run`, or set REDIS_URL to a running Redis"
+    ]
 
 
 @pytest.mark.e2e
@@ -69,8 +71,12 @@ def test_a_start_waits_for_the_replica_and_survives_the_primary_dying_right_afte
 
     cluster = SentinelCluster()
     try:
-        settings = Settings(redis_url="redis://127.0.0.1:1/0", redis_sentinels=cluster.addresses,
-                            redis_sentinel_master=MASTER, redis_wait_ms=300)
+        settings = Settings(
+            redis_url="redis://127.0.0.1:1/0",
+            redis_sentinels=cluster.addresses,
+            redis_sentinel_master=MASTER,
+            redis_wait_ms=300,
+        )
         runtime = Runtime(settings)
         service = AnalysisService(runtime.store, QueueDispatcher())
         caplog.set_level(logging.WARNING, logger="analysis.db.replication")
@@ -81,8 +87,9 @@ def test_a_start_waits_for_the_replica_and_survives_the_primary_dying_right_afte
             os.kill(cluster.replica.process.pid, signal.SIGCONT)
         warnings = [record.getMessage() for record in caplog.records]
         assert len(warnings) == 1, warnings  # the operator is told this start may not survive
-        assert warnings[0].startswith(f"[{unconfirmed.id}] start is on the primary but no replica "
-                                      "confirmed it within 300 ms (")
+        assert warnings[0].startswith(
+            f"[{unconfirmed.id}] start is on the primary but no replica confirmed it within 300 ms ("
+        )
         assert warnings[0].endswith("a failover now would lose it")
         caplog.clear()
         confirmed = service.start(noop_config(3), actor)

@@ -26,17 +26,21 @@ def test_user_id_lists_and_secrets(monkeypatch):
     assert "SECRET" not in repr(settings) and "SECRET" not in str(settings.model_dump())
 
 
-@pytest.mark.parametrize("command", [["cli.main", "list"], ["bot"], ["launcher.run", "--once"],
-                                     ["celery", "-A", "tasks", "worker"]])
+@pytest.mark.parametrize(
+    "command",
+    [["cli.main", "list"], ["bot"], ["launcher.run", "--once"], ["celery", "-A", "tasks", "worker"]],
+)
 @pytest.mark.slow
 def test_a_bad_setting_stops_every_entry_point_with_one_line_naming_it(command, tmp_path):
     env = {**os.environ, "ADMIN_USER_IDS": "@alice", "MARKETRANK_VAR_DIR": str(tmp_path)}
-    done = subprocess.run([sys.executable, "-m", *command], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", *command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.splitlines() == [
         "error: bad setting ADMIN_USER_IDS=@alice: '@alice' is not a Telegram user id: "
-        "give numbers, e.g. 123456789,987654321 (@userinfobot tells a user theirs)"]
+        "give numbers, e.g. 123456789,987654321 (@userinfobot tells a user theirs)"
+    ]
 
 
 def test_a_bad_setting_is_one_line_naming_it_without_a_secret_or_a_url_password():
@@ -46,8 +50,11 @@ def test_a_bad_setting_is_one_line_naming_it_without_a_secret_or_a_url_password(
     from analysis.settings import settings_problem
 
     shown = []
-    for bad in ({"ccxt_api_url": "ftp://user:hunter2@exchange"}, {"telegram_bot_token": 12345},
-                {"health_min_steps": 0}):
+    for bad in (
+        {"ccxt_api_url": "ftp://user:hunter2@exchange"},
+        {"telegram_bot_token": 12345},
+        {"health_min_steps": 0},
+    ):
         with pytest.raises(ValidationError) as refused:
             Settings(**bad)
         shown.append(settings_problem(refused.value))

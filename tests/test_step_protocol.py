@@ -4,14 +4,10 @@ exactly: stale and duplicate deliveries, fencing, pause/resume/refine/cancel, co
 import pytest
 
 from analysis.engine.step_runner import run_step
-from analysis.models import HistoryEntry, StepOutcome, Status
+from analysis.models import HistoryEntry, Status, StepOutcome
 from analysis.service import AnalysisService
 from tests.conftest import wait_until
 from tests.helpers import all_at_once, assert_history_is_one_clean_chain, noop_config
-
-
-
-
 
 
 def test_a_chain_runs_to_completion_with_one_commit_per_sequence(runtime, queue, local_service, actor):
@@ -44,8 +40,9 @@ def test_duplicate_delivery_of_the_current_step_is_a_no_op(runtime, queue, local
     assert run_step(runtime, gist.id, chain, 0).decision == "skip:busy"
     outcome = StepOutcome(state={"done_steps": 0}, progress=0, confidence=0, done=False, result=[])
     entry = HistoryEntry(0, chain, "first-attempt", "test", 1.0, 2.0)
-    answer = runtime.store.commit_step(gist.id, actor.user_id, chain, 0, "first-attempt", outcome,
-                                       entry, target_used=0.8, now=2.0)
+    answer = runtime.store.commit_step(
+        gist.id, actor.user_id, chain, 0, "first-attempt", outcome, entry, target_used=0.8, now=2.0
+    )
     assert answer.code == "continue"
     # ... and delivered once more after the commit: refused by the sequence.
     assert run_step(runtime, gist.id, chain, 0).decision == "skip:duplicate"
@@ -68,8 +65,9 @@ def test_force_resume_fences_out_the_attempt_holding_the_lease(runtime, queue, l
 
     late = StepOutcome(state={"done_steps": 99}, progress=1, confidence=1, done=True, result=[])
     entry = HistoryEntry(2, old_chain, "zombie", "test", 1.0, 2.0)
-    answer = runtime.store.commit_step(gist.id, actor.user_id, old_chain, 2, "zombie", late, entry,
-                                       target_used=0.8, now=2.0)
+    answer = runtime.store.commit_step(
+        gist.id, actor.user_id, old_chain, 2, "zombie", late, entry, target_used=0.8, now=2.0
+    )
     assert answer.code == "lost_lease"
     history = runtime.store.history(gist.id)
     assert_history_is_one_clean_chain(history, 4)
@@ -79,6 +77,7 @@ def test_force_resume_fences_out_the_attempt_holding_the_lease(runtime, queue, l
 
 def test_force_resume_is_for_admins_only(runtime, local_service, actor):
     from analysis.errors import NotAllowed
+
     gist = local_service.start(noop_config(2), actor)
     with pytest.raises(NotAllowed):
         local_service.force_resume(gist.id, actor)
@@ -92,9 +91,17 @@ def test_pause_lets_the_step_in_flight_commit_and_starts_no_new_step(runtime, qu
     assert local_service.pause(gist.id, actor).changed
     assert local_service.pause(gist.id, actor).message == "Already paused."
     outcome = StepOutcome(state={"done_steps": 2}, progress=0.4, confidence=0, done=False, result=[])
-    answer = runtime.store.commit_step(gist.id, actor.user_id, chain, 2, "in-flight", outcome,
-                                       HistoryEntry(2, chain, "in-flight", "t", 1.0, 2.0),
-                                       target_used=0.8, now=2.0)
+    answer = runtime.store.commit_step(
+        gist.id,
+        actor.user_id,
+        chain,
+        2,
+        "in-flight",
+        outcome,
+        HistoryEntry(2, chain, "in-flight", "t", 1.0, 2.0),
+        target_used=0.8,
+        now=2.0,
+    )
     assert answer.code == "paused"
     queue.queue.clear()
     assert run_step(runtime, gist.id, chain, 3).decision == "skip:paused"
@@ -113,9 +120,17 @@ def test_resume_while_the_step_still_runs_only_flips_the_state(runtime, queue, l
     assert result.changed and queue.queue == []  # no second chain: the running step carries on
     assert runtime.store.chain(gist.id) == chain
     outcome = StepOutcome(state={"done_steps": 1}, progress=0.3, confidence=0, done=False, result=[])
-    answer = runtime.store.commit_step(gist.id, actor.user_id, chain, 1, "in-flight", outcome,
-                                       HistoryEntry(1, chain, "in-flight", "t", 1.0, 2.0),
-                                       target_used=0.8, now=2.0)
+    answer = runtime.store.commit_step(
+        gist.id,
+        actor.user_id,
+        chain,
+        1,
+        "in-flight",
+        outcome,
+        HistoryEntry(1, chain, "in-flight", "t", 1.0, 2.0),
+        target_used=0.8,
+        now=2.0,
+    )
     assert answer.code == "continue"
 
 
@@ -132,7 +147,9 @@ def test_twenty_concurrent_resumes_start_exactly_one_chain(runtime, queue, local
     assert_history_is_one_clean_chain(runtime.store.history(gist.id), 6)
 
 
-def test_refine_raises_the_target_once_per_generation_and_never_above_099(runtime, queue, local_service, actor):
+def test_refine_raises_the_target_once_per_generation_and_never_above_099(
+    runtime, queue, local_service, actor
+):
     gist = local_service.start(noop_config(2), actor)
     queue.drain(runtime)
     assert local_service.get(gist.id, actor).status == Status.COMPLETED
@@ -159,9 +176,17 @@ def test_cancel_is_final_and_the_step_in_flight_does_not_commit(runtime, queue, 
     runtime.store.begin_step(gist.id, chain, 1, "in-flight", now=1.0)
     assert local_service.cancel(gist.id, actor).changed
     outcome = StepOutcome(state={}, progress=1, confidence=1, done=True, result=[])
-    answer = runtime.store.commit_step(gist.id, actor.user_id, chain, 1, "in-flight", outcome,
-                                       HistoryEntry(1, chain, "in-flight", "t", 1.0, 2.0),
-                                       target_used=0.8, now=2.0)
+    answer = runtime.store.commit_step(
+        gist.id,
+        actor.user_id,
+        chain,
+        1,
+        "in-flight",
+        outcome,
+        HistoryEntry(1, chain, "in-flight", "t", 1.0, 2.0),
+        target_used=0.8,
+        now=2.0,
+    )
     assert answer.code == "final"
     cancelled = local_service.get(gist.id, actor)
     assert (cancelled.status, cancelled.seq) == (Status.CANCELLED, 0)
@@ -169,7 +194,9 @@ def test_cancel_is_final_and_the_step_in_flight_does_not_commit(runtime, queue, 
     assert "already cancelled" in local_service.cancel(gist.id, actor).message
 
 
-def test_an_expired_control_key_parks_the_analysis_until_the_user_resumes(runtime, queue, local_service, actor):
+def test_an_expired_control_key_parks_the_analysis_until_the_user_resumes(
+    runtime, queue, local_service, actor
+):
     gist = local_service.start(noop_config(3), actor)
     queue.drain(runtime, limit=1)
     runtime.redis.delete(runtime.keys.control(gist.id))  # as if the 24 h TTL ran out
@@ -180,7 +207,9 @@ def test_an_expired_control_key_parks_the_analysis_until_the_user_resumes(runtim
     assert queue.drain(runtime)[-1] == "completed"
 
 
-def test_the_watchdog_kicks_a_silent_analysis_then_gives_up_with_a_reason(runtime, queue, local_service, actor):
+def test_the_watchdog_kicks_a_silent_analysis_then_gives_up_with_a_reason(
+    runtime, queue, local_service, actor
+):
     gist = local_service.start(noop_config(3), actor)
     queue.queue.clear()  # INIT was "lost" (e.g. the broker dropped it)
     created = local_service.get(gist.id, actor).last_progress_at
@@ -200,10 +229,16 @@ def test_the_watchdog_kicks_a_silent_analysis_then_gives_up_with_a_reason(runtim
 
 def test_a_user_cannot_act_on_someone_elses_analysis(runtime, local_service, actor):
     from analysis.errors import NotAllowed, NotFound
+
     gist = local_service.start(noop_config(2), actor)
     stranger = type(actor)("stranger")
-    for action in (local_service.get, local_service.pause, local_service.resume,
-                   local_service.cancel, local_service.refine):
+    for action in (
+        local_service.get,
+        local_service.pause,
+        local_service.resume,
+        local_service.cancel,
+        local_service.refine,
+    ):
         with pytest.raises(NotAllowed, match="belongs to someone else"):
             action(gist.id, stranger)
     with pytest.raises(NotFound):
@@ -213,6 +248,7 @@ def test_a_user_cannot_act_on_someone_elses_analysis(runtime, local_service, act
 
 def test_the_per_user_limit_of_active_analyses(runtime, local_service, actor):
     from analysis.errors import LimitReached
+
     for _ in range(runtime.settings.max_active_per_user):
         local_service.start(noop_config(2), actor)
     with pytest.raises(LimitReached, match="the limit is 3"):
@@ -224,6 +260,7 @@ def test_the_lease_keeper_keeps_a_long_step_leased_and_stops_when_fenced(runtime
 
     from analysis.engine.lease_keeper import LeaseKeeper
     from analysis.engine.store import AnalysisStore
+
     store = AnalysisStore(runtime.redis, runtime.settings.model_copy(update={"lease_ms": 500}))
     service = AnalysisService(store, queue)
     gist = service.start(noop_config(2), actor)
@@ -233,5 +270,8 @@ def test_the_lease_keeper_keeps_a_long_step_leased_and_stops_when_fenced(runtime
     with keeper.hold(gist.id, "long-step", lambda: store.heartbeat(gist.id, "long-step")):
         time.sleep(0.8)  # longer than the 500 ms lease
         assert store.lease_holder(gist.id) == "long-step"
-    wait_until(lambda: store.lease_holder(gist.id) is None, timeout=2,
-               message="the lease to run out once no one renews it")
+    wait_until(
+        lambda: store.lease_holder(gist.id) is None,
+        timeout=2,
+        message="the lease to run out once no one renews it",
+    )

@@ -17,12 +17,16 @@ from tests.servers import RedisServer
 
 def events_of(runtime, analysis_id):
     rows = runtime.redis.xrange(runtime.keys.events())
-    return [{k.decode(): v.decode() for k, v in row.items()} for _, row in rows
-            if row[b"id"].decode() == analysis_id]
+    return [
+        {k.decode(): v.decode() for k, v in row.items()}
+        for _, row in rows
+        if row[b"id"].decode() == analysis_id
+    ]
 
 
 def test_a_completed_analysis_keeps_its_snapshot_for_the_refine_window_then_only_its_result(
-        runtime, queue, local_service, actor):
+    runtime, queue, local_service, actor
+):
     window = runtime.settings.refine_window_s
     gist = local_service.start(noop_config(2), actor)
     queue.drain(runtime)
@@ -42,7 +46,8 @@ def test_a_completed_analysis_keeps_its_snapshot_for_the_refine_window_then_only
 
 
 def test_a_refined_analysis_gets_its_snapshot_back_for_as_long_as_its_gist(
-        runtime, queue, local_service, actor):
+    runtime, queue, local_service, actor
+):
     gist = local_service.start(noop_config(2), actor)
     queue.drain(runtime)
     runtime.store.sweep([gist.id], now=time.time())
@@ -54,7 +59,8 @@ def test_a_refined_analysis_gets_its_snapshot_back_for_as_long_as_its_gist(
 
 
 def test_a_cancelled_analysis_drops_its_snapshot_and_leaves_the_live_index(
-        runtime, queue, local_service, actor):
+    runtime, queue, local_service, actor
+):
     gist = local_service.start(noop_config(5), actor)
     queue.drain(runtime, limit=2)
     assert runtime.redis.exists(runtime.keys.candles(gist.id))
@@ -94,8 +100,9 @@ def test_starts_per_hour_are_limited_per_user_with_a_clear_message(redis_url, qu
     before = runtime.redis.zcard(runtime.keys.analyses())
     with pytest.raises(LimitReached) as refused:
         service.start(noop_config(1), trader)
-    assert str(refused.value) == ("you started 3 analyses in the last hour; the limit is 3 an "
-                                  "hour: try again later")
+    assert str(refused.value) == (
+        "you started 3 analyses in the last hour; the limit is 3 an hour: try again later"
+    )
     assert runtime.redis.zcard(runtime.keys.analyses()) == before  # nothing half-written
     assert service.start(noop_config(1), other).owner == other.user_id  # per user
     now[0] += 3601  # an hour later
@@ -113,6 +120,7 @@ def fill(client) -> int:
     """Write junk, in smaller and smaller pieces, until Redis refuses even a few bytes
     (noeviction): answers how many keys were written."""
     import redis
+
     written = 0
     for chunk in (64 * 1024, 1024, 16):
         while written < 100_000:
@@ -121,7 +129,9 @@ def fill(client) -> int:
                 written += 1
             except redis.OutOfMemoryError:
                 break
-    assert client.info("memory")["used_memory"] >= int(client.config_get("maxmemory")["maxmemory"]) and written
+    assert (
+        client.info("memory")["used_memory"] >= int(client.config_get("maxmemory")["maxmemory"]) and written
+    )
     return written
 
 

@@ -24,15 +24,21 @@ def store(runtime):
 
 
 def create(store, analysis_id, owner="alice", now=100.0, steps=2):
-    return store.create(analysis_id, owner, noop_config(steps), chain=f"chain-{analysis_id}",
-                        demo=True, model="", now=now)
+    return store.create(
+        analysis_id, owner, noop_config(steps), chain=f"chain-{analysis_id}", demo=True, model="", now=now
+    )
 
 
 def test_a_created_analysis_reads_back_as_written(store):
     assert create(store, "aaaa000001").code == Create.OK
     gist = store.load("aaaa000001")
     assert (gist.id, gist.owner, gist.status, gist.seq, gist.version) == (
-        "aaaa000001", "alice", Status.PENDING, -1, 1)
+        "aaaa000001",
+        "alice",
+        Status.PENDING,
+        -1,
+        1,
+    )
     assert gist.config == noop_config(2) and gist.demo and gist.target == 0.8
     assert (gist.created_at, gist.last_progress_at, gist.halt) == (100.0, 100.0, "")
     assert store.chain("aaaa000001") == "chain-aaaa000001"
@@ -70,14 +76,15 @@ def test_a_committed_step_reads_back_in_the_gist_and_the_history(store):
     assert begun is not None and begun.owner == "alice" and begun.config == noop_config(2)
     assert store.lease_holder("dddd000001") == "att-1"
     entry = HistoryEntry(0, "chain-dddd000001", "att-1", "w1", 101.0, 102.0)
-    outcome = StepOutcome(state={"done_steps": 0}, progress=0.25, confidence=0.0, done=False,
-                          result=[], note="")
-    answer = store.commit_step("dddd000001", "alice", "chain-dddd000001", 0, "att-1", outcome,
-                               entry, target_used=0.8, now=102.0)
+    outcome = StepOutcome(
+        state={"done_steps": 0}, progress=0.25, confidence=0.0, done=False, result=[], note=""
+    )
+    answer = store.commit_step(
+        "dddd000001", "alice", "chain-dddd000001", 0, "att-1", outcome, entry, target_used=0.8, now=102.0
+    )
     assert answer.code == "continue"
     gist = store.load("dddd000001")
-    assert (gist.status, gist.seq, gist.progress, gist.state) == (Status.RUNNING, 0, 0.25,
-                                                                  {"done_steps": 0})
+    assert (gist.status, gist.seq, gist.progress, gist.state) == (Status.RUNNING, 0, 0.25, {"done_steps": 0})
     assert gist.last_progress_at == 102.0 and gist.version == 2
     assert store.history("dddd000001") == [entry]
     assert store.lease_holder("dddd000001") is None
@@ -98,8 +105,16 @@ def test_every_key_the_store_writes_is_one_keys_names(store, runtime):
     store.save_snapshot("ffff000001", "att", {"BTC/USDT": b"x"})
     store.record_failure("ffff000001", 0, "why", now=102.0)
     keys = Keys(store.settings.key_prefix)
-    named = {keys.gist("ffff000001"), keys.control("ffff000001"), keys.lease("ffff000001"),
-             keys.candles("ffff000001"), keys.owner("alice"), keys.active("alice"),
-             keys.analyses(), keys.failures(), keys.live()}
+    named = {
+        keys.gist("ffff000001"),
+        keys.control("ffff000001"),
+        keys.lease("ffff000001"),
+        keys.candles("ffff000001"),
+        keys.owner("alice"),
+        keys.active("alice"),
+        keys.analyses(),
+        keys.failures(),
+        keys.live(),
+    }
     written = {key.decode() for key in runtime.redis.scan_iter(f"{keys.prefix}*")}
     assert written - {keys.events()} == named

@@ -26,9 +26,15 @@ while True:
 
 
 def start(supervisor, tmp_path, name, stage, delay=0.0, stop_timeout=10.0):
-    child = supervisor.start(name, [sys.executable, "-c", CHILD, str(delay)], stage=stage,
-                             log_path=tmp_path / f"{name}.log", stop_timeout=stop_timeout)
+    child = supervisor.start(
+        name,
+        [sys.executable, "-c", CHILD, str(delay)],
+        stage=stage,
+        log_path=tmp_path / f"{name}.log",
+        stop_timeout=stop_timeout,
+    )
     from tests.conftest import wait_until
+
     wait_until(lambda: "ready" in child.log_path.read_text(), timeout=20, message=f"{name} ready")
     return child
 
@@ -49,8 +55,11 @@ def test_stages_stop_in_order_each_waited_for_and_nothing_is_left(tmp_path):
     assert all(os.getsid(p) == p for p in pgids)  # sessions of their own: no terminal Ctrl-C
     supervisor.stop_all()
     assert stopped_at(first) < stopped_at(slow) and stopped_at(slow) + 1.0 <= stopped_at(last)
-    assert lines == ["stopping beat (pid %d)" % first.pid, "stopping worker (pid %d)" % slow.pid,
-                     "stopping redis (pid %d)" % last.pid]
+    assert lines == [
+        "stopping beat (pid %d)" % first.pid,
+        "stopping worker (pid %d)" % slow.pid,
+        "stopping redis (pid %d)" % last.pid,
+    ]
     assert all(group_members(p) == [] for p in pgids)
 
 

@@ -35,7 +35,8 @@ def cached(live):
 
 @pytest.mark.slow
 def test_backtest_replays_the_candle_cache_without_a_request_and_equals_the_csv_replay(
-        capsys, cached, tmp_path):
+    capsys, cached, tmp_path
+):
     before = redis_snapshot(cached.runtime.redis)
     code, out, err = backtest(capsys, "--source", "ccxt:binance", "--top", "2", "--json")
     assert code == 0, err
@@ -43,8 +44,9 @@ def test_backtest_replays_the_candle_cache_without_a_request_and_equals_the_csv_
     assert redis_snapshot(cached.runtime.redis) == before  # and nothing written
     document = json.loads(out)
     assert (document["source"], document["candle_cache"]) == ("binance", True)
-    assert document["left_out"] == [{"symbol": "NEW/USDT", "reason": "NEW/USDT has only 99 1h "
-                                     "candles; at least 312 are needed"}]
+    assert document["left_out"] == [
+        {"symbol": "NEW/USDT", "reason": "NEW/USDT has only 99 1h candles; at least 312 are needed"}
+    ]
     records = document["records"]
     assert len(records) == CACHED - 312 + 1
     assert {m["symbol"] for m in records[0]["universe"]} == set(SYMBOLS)
@@ -55,8 +57,9 @@ def test_backtest_replays_the_candle_cache_without_a_request_and_equals_the_csv_
     code, out, err = backtest(capsys, "--source", f"csv:{tmp_path}", "--top", "2", "--json")
     assert code == 0, err
     from_csv = json.loads(out)
-    assert [(r["t"], r["universe"]) for r in records] == [(r["t"], r["universe"])
-                                                          for r in from_csv["records"]]
+    assert [(r["t"], r["universe"]) for r in records] == [
+        (r["t"], r["universe"]) for r in from_csv["records"]
+    ]
     assert document["summaries"] == from_csv["summaries"]
     assert from_csv["candle_cache"] is False and from_csv["left_out"] == document["left_out"]
 
@@ -77,14 +80,26 @@ def test_market_data_ccxt_is_the_default_source_of_a_backtest(capsys, cached):
     assert json.loads(out)["candle_cache"] is True and cached.server.count() == 0
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--timeframe", "4h"], ("error: the candle cache of ccxt:binance holds no 4h candles (a backtest "
-                             "never asks the exchange: an analysis of that timeframe fills the cache)")),
-    (["--symbols", "BTC/USDT,ADA/USDT"], ("error: unknown symbol ADA/USDT: the candle cache of "
-                                          "ccxt:binance holds none of its candles")),
-    (["--symbols", "BTC/USDT,NEW/USDT", "--top", "1"],
-     "error: NEW/USDT has only 99 1h candles; at least 312 are needed"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["--timeframe", "4h"],
+            (
+                "error: the candle cache of ccxt:binance holds no 4h candles (a backtest "
+                "never asks the exchange: an analysis of that timeframe fills the cache)"
+            ),
+        ),
+        (
+            ["--symbols", "BTC/USDT,ADA/USDT"],
+            ("error: unknown symbol ADA/USDT: the candle cache of ccxt:binance holds none of its candles"),
+        ),
+        (
+            ["--symbols", "BTC/USDT,NEW/USDT", "--top", "1"],
+            "error: NEW/USDT has only 99 1h candles; at least 312 are needed",
+        ),
+    ],
+)
 def test_what_the_cache_cannot_replay_is_one_line_and_exit_2(capsys, cached, args, message):
     before = redis_snapshot(cached.runtime.redis)
     code, out, err = backtest(capsys, "--source", "ccxt:binance", *args)
@@ -96,9 +111,18 @@ def test_what_the_cache_cannot_replay_is_one_line_and_exit_2(capsys, cached, arg
 def test_the_default_horizons_are_the_track_horizons_setting(capsys, shared_data_dir, monkeypatch):
     monkeypatch.setenv("TRACK_HORIZONS", "2,6")
     get_settings.cache_clear()
-    code, out, err = backtest(capsys, "--source", f"csv:{shared_data_dir}", "--symbols",
-                              "BTC/USDT,ETH/USDT,SOL/USDT", "--top", "1", "--from", "2024-09-01",
-                              "--json")
+    code, out, err = backtest(
+        capsys,
+        "--source",
+        f"csv:{shared_data_dir}",
+        "--symbols",
+        "BTC/USDT,ETH/USDT,SOL/USDT",
+        "--top",
+        "1",
+        "--from",
+        "2024-09-01",
+        "--json",
+    )
     assert code == 0, err
     document = json.loads(out)
     assert document["horizons"] == [2, 6] and set(document["records"][0]["horizons"]) == {"2", "6"}

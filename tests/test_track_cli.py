@@ -23,9 +23,24 @@ def source(shared_data_dir) -> str:
 
 @pytest.mark.slow
 def test_backtest_json_has_the_records_and_the_summaries(capsys, source):
-    code, out, err = backtest(capsys, "--source", source, "--markets", "8", "--top", "3",
-                              "--from", "2024-08-20", "--to", "2024-09-06T04:00Z", "--every", "4h",
-                              "--horizons", "1,4", "--json")
+    code, out, err = backtest(
+        capsys,
+        "--source",
+        source,
+        "--markets",
+        "8",
+        "--top",
+        "3",
+        "--from",
+        "2024-08-20",
+        "--to",
+        "2024-09-06T04:00Z",
+        "--every",
+        "4h",
+        "--horizons",
+        "1,4",
+        "--json",
+    )
     assert code == 0, err
     document = json.loads(out)
     assert (document["strategy"], document["timeframe"], document["source"]) == ("score", "1h", "csv")
@@ -55,37 +70,59 @@ def test_backtest_json_has_the_records_and_the_summaries(capsys, source):
 
 
 def test_backtest_prints_the_table_with_horizons_as_columns(capsys, source):
-    code, out, err = backtest(capsys, "--source", source, "--symbols", "BTC/USDT,ETH/USDT,SOL/USDT,XRP/USDT",
-                              "--top", "2", "--from", "2024-08-01", "--to", "2024-08-10")
+    code, out, err = backtest(
+        capsys,
+        "--source",
+        source,
+        "--symbols",
+        "BTC/USDT,ETH/USDT,SOL/USDT,XRP/USDT",
+        "--top",
+        "2",
+        "--from",
+        "2024-08-01",
+        "--to",
+        "2024-08-10",
+    )
     assert code == 0, err
     lines = out.splitlines()
-    assert lines[0].startswith("score · 1h · csv: 217 decisions every 1 candle(s) from "
-                               "2024-08-01T00:00:00Z to 2024-08-10T00:00:00Z, top 2 of 4 markets")
+    assert lines[0].startswith(
+        "score · 1h · csv: 217 decisions every 1 candle(s) from "
+        "2024-08-01T00:00:00Z to 2024-08-10T00:00:00Z, top 2 of 4 markets"
+    )
     assert lines[1].split() == ["1", "bar", "ahead", "4", "bars", "ahead", "24", "bars", "ahead"]
     labels = [line[:26].strip() for line in lines[2:-1]]
     assert [label for label in labels if label.split()[0] in ("score", "volume", "momentum", "random")] == [
-        "score     IC", "volume    IC", "momentum  IC", "random K  IC"]
+        "score     IC",
+        "volume    IC",
+        "momentum  IC",
+        "random K  IC",
+    ]
     assert "top-2 excess" in out and "too few" in out  # 217 hourly records are 9 days at 24 bars
 
 
 def test_backtest_refuses_the_llm_strategy_with_the_reason(capsys, source):
     code, out, err = backtest(capsys, "--source", source, "--strategy", "llm")
     assert code == 2 and out == ""
-    assert err.strip() == ("error: the llm strategy is not replayed: a language model has seen "
-                           "that history in training, so its past picks would look better than it can do")
+    assert err.strip() == (
+        "error: the llm strategy is not replayed: a language model has seen "
+        "that history in training, so its past picks would look better than it can do"
+    )
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--horizons", "0,4"], "--horizons '0,4': give bar counts 1..1000"),
-    (["--every", "90m"], "--every '90m' must be a whole number of 1h candles"),
-    (["--from", "last tuesday"], "--from 'last tuesday' is not an ISO date or time"),
-    (["--markets", "8", "--top", "8"], "--top must be 1..7"),
-    (["--markets", "1"], "--markets must be 2..100, not 1"),
-    (["--symbols", "BTC/USDT,NOPE/USDT"], "unknown symbol NOPE/USDT"),
-    (["--from", "2024-09-01", "--to", "2024-08-01"], "--from is after --to"),
-    (["--strategy", "magic"], "unknown strategy 'magic': only score can be replayed"),
-    (["--from", "2030-01-01"], "no decision to replay"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--horizons", "0,4"], "--horizons '0,4': give bar counts 1..1000"),
+        (["--every", "90m"], "--every '90m' must be a whole number of 1h candles"),
+        (["--from", "last tuesday"], "--from 'last tuesday' is not an ISO date or time"),
+        (["--markets", "8", "--top", "8"], "--top must be 1..7"),
+        (["--markets", "1"], "--markets must be 2..100, not 1"),
+        (["--symbols", "BTC/USDT,NOPE/USDT"], "unknown symbol NOPE/USDT"),
+        (["--from", "2024-09-01", "--to", "2024-08-01"], "--from is after --to"),
+        (["--strategy", "magic"], "unknown strategy 'magic': only score can be replayed"),
+        (["--from", "2030-01-01"], "no decision to replay"),
+    ],
+)
 @pytest.mark.slow
 def test_backtest_bad_input_gets_one_line_and_exit_2(capsys, source, args, message):
     code, out, err = backtest(capsys, "--source", source, *args)

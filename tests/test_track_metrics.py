@@ -21,9 +21,17 @@ DECISION = T0 + 3 * HOUR_MS
 
 
 def record(symbols=("A/USDT", "C/USDT", "B/USDT", "D/USDT"), k=2, t=DECISION) -> PickRecord:
-    return PickRecord(t=t, timeframe="1h", source="csv", strategy="score", model=None, k=k,
-                      analysis_id="a1", schedule_id=None,
-                      universe=tuple(Ranked(s, 1.0 - i / 10, i + 1) for i, s in enumerate(symbols)))
+    return PickRecord(
+        t=t,
+        timeframe="1h",
+        source="csv",
+        strategy="score",
+        model=None,
+        k=k,
+        analysis_id="a1",
+        schedule_id=None,
+        universe=tuple(Ranked(s, 1.0 - i / 10, i + 1) for i, s in enumerate(symbols)),
+    )
 
 
 @pytest.fixture
@@ -39,10 +47,12 @@ def candles(tmp_path):
 def test_forward_returns_enter_one_bar_after_the_decision_and_flag_a_missing_market(candles):
     known_until = T0 + 6 * HOUR_MS  # every candle above has closed
     returns = forward_returns(record(), candles, [1, 2], known_until)
-    assert returns[1].returns == pytest.approx({"A/USDT": 0.10, "C/USDT": 0.0, "B/USDT": -0.05,
-                                                "D/USDT": 0.0})
-    assert returns[2].returns == pytest.approx({"A/USDT": 0.20, "C/USDT": 0.25, "B/USDT": -0.10,
-                                                "D/USDT": 0.0})
+    assert returns[1].returns == pytest.approx(
+        {"A/USDT": 0.10, "C/USDT": 0.0, "B/USDT": -0.05, "D/USDT": 0.0}
+    )
+    assert returns[2].returns == pytest.approx(
+        {"A/USDT": 0.20, "C/USDT": 0.25, "B/USDT": -0.10, "D/USDT": 0.0}
+    )
     # D has no candle at the exit: priced at its last close, flagged, and still in the universe.
     assert returns[1].flagged == returns[2].flagged == ("D/USDT",)
 
@@ -102,8 +112,15 @@ def test_a_pick_record_round_trips_through_json_and_a_broken_one_is_refused_by_n
     with pytest.raises(BadRecord, match="lacks the field 'universe'"):
         PickRecord.from_dict(data)
     with pytest.raises(BadRecord, match="ranked 1..n"):
-        PickRecord.from_dict({**original.to_dict(), "universe": [
-            {"symbol": "A/USDT", "score": 1, "rank": 2}, {"symbol": "B/USDT", "score": 0, "rank": 1}]})
+        PickRecord.from_dict(
+            {
+                **original.to_dict(),
+                "universe": [
+                    {"symbol": "A/USDT", "score": 1, "rank": 2},
+                    {"symbol": "B/USDT", "score": 0, "rank": 1},
+                ],
+            }
+        )
     with pytest.raises(BadRecord, match="not valid JSON"):
         PickRecord.from_json("{")
     with pytest.raises(BadRecord, match="K"):
@@ -112,7 +129,7 @@ def test_a_pick_record_round_trips_through_json_and_a_broken_one_is_refused_by_n
 
 def test_baselines_rank_by_trailing_volume_and_momentum_from_candles_closed_by_t(tmp_path):
     # 30 hourly candles; the decision is at the close of the 26th (row 25).
-    write_csv(tmp_path, "A/USDT", [10.0] * 30, volumes=[1.0] * 30)          # flat, 240 quote/24 h
+    write_csv(tmp_path, "A/USDT", [10.0] * 30, volumes=[1.0] * 30)  # flat, 240 quote/24 h
     write_csv(tmp_path, "B/USDT", [10.0] * 2 + [12.0] * 28, volumes=[5.0] * 30)  # +20% since row 1
     write_csv(tmp_path, "C/USDT", [10.0] * 25 + [9.0] + [99.0] * 4, volumes=[3.0] * 26 + [1e6] * 4)
     provider = CsvDirProvider(tmp_path)
@@ -122,8 +139,14 @@ def test_baselines_rank_by_trailing_volume_and_momentum_from_candles_closed_by_t
     momentum = baseline_record(decided, "momentum", candles, HOUR_MS)
     # Quote volume of rows 2..25: A 24*10*1, B 24*12*5, C 23*10*3 + 9*3 (the 1e6 bars come later).
     assert [(m.symbol, m.score) for m in volume.universe] == [
-        ("B/USDT", 1440.0), ("C/USDT", 717.0), ("A/USDT", 240.0)]
+        ("B/USDT", 1440.0),
+        ("C/USDT", 717.0),
+        ("A/USDT", 240.0),
+    ]
     # close(row 25) / close(row 1) - 1: B +20%, A 0, C -10% (C's jump after t is not seen).
     assert [(m.symbol, m.score) for m in momentum.universe] == [
-        ("B/USDT", pytest.approx(0.2)), ("A/USDT", 0.0), ("C/USDT", pytest.approx(-0.1))]
+        ("B/USDT", pytest.approx(0.2)),
+        ("A/USDT", 0.0),
+        ("C/USDT", pytest.approx(-0.1)),
+    ]
     assert volume.strategy == "baseline:volume" and volume.t == decided.t and volume.k == 1

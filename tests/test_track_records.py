@@ -9,15 +9,21 @@ import pytest
 from analysis.engine.step_runner import run_step
 from analysis.track.live_records import universe_of
 from analysis.track.record_store import RecordStore
-from tests.track_fixtures import (DECISION_ROW, MARKETS, csv_config, decision_t_ms,
-                                  run_to_completion, series, write_folder)
 from tests.helpers import redis_snapshot
+from tests.track_fixtures import (
+    DECISION_ROW,
+    MARKETS,
+    csv_config,
+    decision_t_ms,
+    run_to_completion,
+    series,
+    write_folder,
+)
 
 
 @pytest.fixture
 def records(runtime):
-    return RecordStore(runtime.redis, runtime.keys,
-                       retention_days=runtime.settings.track_retention_days)
+    return RecordStore(runtime.redis, runtime.keys, retention_days=runtime.settings.track_retention_days)
 
 
 def record_of(records, gist):
@@ -27,7 +33,8 @@ def record_of(records, gist):
 
 
 def test_a_completed_analysis_leaves_a_record_of_its_whole_universe_at_t(
-        tmp_path, settings, local_service, queue, runtime, actor, records):
+    tmp_path, settings, local_service, queue, runtime, actor, records
+):
     source = write_folder(tmp_path / "a", {s: series(s).iloc[:DECISION_ROW] for s in MARKETS})
     done = run_to_completion(local_service, queue, runtime, csv_config(settings, source), actor)
     rec = record_of(records, done).record
@@ -44,9 +51,10 @@ def test_a_completed_analysis_leaves_a_record_of_its_whole_universe_at_t(
 
 @pytest.mark.slow
 def test_no_candle_after_t_changes_the_record_and_one_at_or_before_t_may(
-        tmp_path, settings, local_service, queue, runtime, actor, records):
+    tmp_path, settings, local_service, queue, runtime, actor, records
+):
     t_ms = decision_t_ms()
-    clean = {s: series(s).iloc[:DECISION_ROW + 200] for s in MARKETS}
+    clean = {s: series(s).iloc[: DECISION_ROW + 200] for s in MARKETS}
     garbled = {s: f.copy() for s, f in clean.items()}
     for frame in garbled.values():  # every candle after t: closes, volumes, whole bars
         after = frame.index.as_unit("ms").asi8 >= t_ms
@@ -58,8 +66,9 @@ def test_no_candle_after_t_changes_the_record_and_one_at_or_before_t_may(
 
     def ranked(name, frames):
         source = write_folder(tmp_path / name, frames)
-        done = run_to_completion(local_service, queue, runtime,
-                                 csv_config(settings, source, t_ms=t_ms), actor)
+        done = run_to_completion(
+            local_service, queue, runtime, csv_config(settings, source, t_ms=t_ms), actor
+        )
         return record_of(records, done).record
 
     a, b, c = ranked("clean", clean), ranked("garbled", garbled), ranked("before", before)
@@ -70,7 +79,8 @@ def test_no_candle_after_t_changes_the_record_and_one_at_or_before_t_may(
 
 
 def test_each_completion_writes_one_record_a_refine_another_and_a_redelivery_none(
-        tmp_path, settings, local_service, queue, runtime, actor, records):
+    tmp_path, settings, local_service, queue, runtime, actor, records
+):
     source = write_folder(tmp_path / "a", {s: series(s).iloc[:DECISION_ROW] for s in MARKETS})
     done = run_to_completion(local_service, queue, runtime, csv_config(settings, source), actor)
     first = record_of(records, done)
@@ -78,8 +88,9 @@ def test_each_completion_writes_one_record_a_refine_another_and_a_redelivery_non
     before = redis_snapshot(runtime.redis)
     chain = runtime.store.chain(done.id)
     assert run_step(runtime, done.id, chain, done.seq).decision.startswith("skip:")
-    assert {k: v for k, v in redis_snapshot(runtime.redis).items() if b"track" in k} == \
-        {k: v for k, v in before.items() if b"track" in k}
+    assert {k: v for k, v in redis_snapshot(runtime.redis).items() if b"track" in k} == {
+        k: v for k, v in before.items() if b"track" in k
+    }
 
     assert local_service.refine(done.id, actor, generation=done.refine_gen).changed
     queue.drain(runtime)
@@ -95,7 +106,8 @@ def test_each_completion_writes_one_record_a_refine_another_and_a_redelivery_non
 
 
 def test_records_outlive_the_gist_and_go_with_their_retention(
-        tmp_path, settings, local_service, queue, runtime, actor, records):
+    tmp_path, settings, local_service, queue, runtime, actor, records
+):
     source = write_folder(tmp_path / "a", {s: series(s).iloc[:DECISION_ROW] for s in MARKETS})
     done = run_to_completion(local_service, queue, runtime, csv_config(settings, source), actor)
     stored = record_of(records, done)
@@ -116,19 +128,32 @@ def test_records_outlive_the_gist_and_go_with_their_retention(
 
 def test_the_llm_universe_is_ranked_by_the_judge_model_strengths():
     from analysis.models import RankingConfig
-    config = RankingConfig(markets=["A/USDT", "B/USDT", "C/USDT", "D/USDT"], timeframe="1h",
-                           strategy="llm", top_k=2, target_confidence=0.8)
-    state = {"markets": config.markets,
-             "estimate": {"strengths": {"A/USDT": 0.1, "B/USDT": 2.0, "C/USDT": -1.0, "D/USDT": 0.5}}}
+
+    config = RankingConfig(
+        markets=["A/USDT", "B/USDT", "C/USDT", "D/USDT"],
+        timeframe="1h",
+        strategy="llm",
+        top_k=2,
+        target_confidence=0.8,
+    )
+    state = {
+        "markets": config.markets,
+        "estimate": {"strengths": {"A/USDT": 0.1, "B/USDT": 2.0, "C/USDT": -1.0, "D/USDT": 0.5}},
+    }
     result = [{"rank": 1, "symbol": "B/USDT", "score": 2.0}, {"rank": 2, "symbol": "D/USDT", "score": 0.5}]
-    assert [(m.symbol, m.rank) for m in universe_of(config, state, result)] == \
-        [("B/USDT", 1), ("D/USDT", 2), ("A/USDT", 3), ("C/USDT", 4)]
+    assert [(m.symbol, m.rank) for m in universe_of(config, state, result)] == [
+        ("B/USDT", 1),
+        ("D/USDT", 2),
+        ("A/USDT", 3),
+        ("C/USDT", 4),
+    ]
 
 
 @pytest.mark.usefixtures("worker")
 @pytest.mark.slow
 def test_an_llm_analysis_records_its_judge_model_and_ranks_every_market(
-        llm_server, runtime, service, actor, records):
+    llm_server, runtime, service, actor, records
+):
     from analysis.config_factory import RankingConfigFactory
     from tests.helpers import wait_for_status
 
@@ -137,8 +162,9 @@ def test_an_llm_analysis_records_its_judge_model_and_ranks_every_market(
     llm_server.set_strengths(strengths)
     try:
         factory = RankingConfigFactory(runtime.settings, runtime.provider, llm_configured=True)
-        config = factory.create_ranking_config(symbols=list(MARKETS), top_k=2, strategy="llm",
-                                               prompt="steady uptrends", target=0.9)
+        config = factory.create_ranking_config(
+            symbols=list(MARKETS), top_k=2, strategy="llm", prompt="steady uptrends", target=0.9
+        )
         done = wait_for_status(service, service.start(config, actor).id, actor, ["COMPLETED"])
     finally:
         llm_server.set_strengths({})

@@ -29,8 +29,9 @@ def close_ms(frame: pd.DataFrame, row: int) -> int:
 
 
 def plan_around(t: int, **overrides) -> ReplayPlan:
-    options = dict(timeframe="1h", k=3, horizons=(1,), markets=8, start_ms=t - 30 * HOUR_MS,
-                   end_ms=t + 30 * HOUR_MS)
+    options = dict(
+        timeframe="1h", k=3, horizons=(1,), markets=8, start_ms=t - 30 * HOUR_MS, end_ms=t + 30 * HOUR_MS
+    )
     return ReplayPlan(**{**options, **overrides})
 
 
@@ -72,14 +73,14 @@ def test_changing_the_candle_that_closes_at_t_may_change_the_decision(candles):
     btc = candles["BTC/USDT"]
     t = close_ms(btc, 1500)
     plan = plan_around(t, start_ms=t, end_ms=t)
-    (record, _), = decisions(candles, plan).values()
+    ((record, _),) = decisions(candles, plan).values()
     touched = dict(candles)
     leader = record.universe[-1].symbol  # the worst market jumps 30% in the candle closing at t
     frame = touched[leader].copy()
     row = frame.index.as_unit("ms").asi8 + HOUR_MS == t
     frame.loc[row, ["close", "high"]] *= 1.3
     touched[leader] = frame
-    (changed, _), = decisions(touched, plan).values()
+    ((changed, _),) = decisions(touched, plan).values()
     assert changed.universe != record.universe
     assert changed.symbols().index(leader) < record.symbols().index(leader)
 
@@ -93,14 +94,15 @@ def test_indicators_once_over_the_series_equal_those_on_the_candles_up_to_t(cand
         up_to_t = composite_scores(indicator_frame(frame.iloc[: row + 1]), 1, "rank")[0]
         assert history.score[row] == up_to_t  # exactly: the indicators are causal
         # A live analysis reads its last WINDOW_CANDLES (500) only: its EMAs start later.
-        window = composite_scores(indicator_frame(frame.iloc[max(0, row + 1 - 500): row + 1]), 1, "rank")[0]
+        window = composite_scores(indicator_frame(frame.iloc[max(0, row + 1 - 500) : row + 1]), 1, "rank")[0]
         assert abs(history.score[row] - window) <= 1e-6
 
 
 @pytest.mark.parametrize("row", [400, 1500])
 @pytest.mark.slow
-def test_a_replayed_decision_equals_a_real_analysis_started_at_t(shared_data_dir, tmp_path, row,
-                                                                 settings, service, actor, worker):
+def test_a_replayed_decision_equals_a_real_analysis_started_at_t(
+    shared_data_dir, tmp_path, row, settings, service, actor, worker
+):
     provider = CsvDirProvider(shared_data_dir)
     btc = provider.candles("BTC/USDT", "1h", 10_000)
     t = close_ms(btc, row)
@@ -111,10 +113,19 @@ def test_a_replayed_decision_equals_a_real_analysis_started_at_t(shared_data_dir
     done = wait_for_status(service, service.start(config, actor).id, actor, ["COMPLETED"])
 
     everything = {s: provider.candles(s, "1h", 10_000) for s in provider.list_markets("1h")}
-    plan = ReplayPlan(timeframe="1h", k=4, horizons=(1,), markets=12, start_ms=t, end_ms=t,
-                      window=settings.window_candles, views=settings.score_views,
-                      max_thin=settings.max_thin_share, excluded_bases=tuple(settings.excluded_bases))
-    (record, _), = replay_records(everything, plan)
+    plan = ReplayPlan(
+        timeframe="1h",
+        k=4,
+        horizons=(1,),
+        markets=12,
+        start_ms=t,
+        end_ms=t,
+        window=settings.window_candles,
+        views=settings.score_views,
+        max_thin=settings.max_thin_share,
+        excluded_bases=tuple(settings.excluded_bases),
+    )
+    ((record, _),) = replay_records(everything, plan)
     assert record.t == config.candles_to * 1000
     assert record.top() == [item.symbol for item in done.result]  # same top K, same order
     live_scores = {s: v[0] for s, v in done.state["scores"].items()}
@@ -127,8 +138,9 @@ def test_a_replayed_decision_equals_a_real_analysis_started_at_t(shared_data_dir
 def test_the_replay_s_baselines_equal_those_of_a_live_record_from_the_candles(candles):
     """One rule for both: replay.decide's values and baselines.baseline_record on the candles."""
     from analysis.track.baselines import baseline_record, ranked_by
+
     t = close_ms(candles["BTC/USDT"], 1200)
-    (record, values), = decisions(candles, plan_around(t, start_ms=t, end_ms=t)).values()
+    ((record, values),) = decisions(candles, plan_around(t, start_ms=t, end_ms=t)).values()
     for name in ("volume", "momentum"):
         live = baseline_record(record, name, candles, HOUR_MS)
         assert live == ranked_by(record, values[name], name)

@@ -24,8 +24,9 @@ T0 = 1_704_067_200_000  # 2024-01-01T00:00Z
 PERSISTENCE = 0.98
 
 
-def synthetic(seed: int, markets: int, bars: int, beta: float, gamma: float, sigma: float,
-              persistence: float = 0.0):
+def synthetic(
+    seed: int, markets: int, bars: int, beta: float, gamma: float, sigma: float, persistence: float = 0.0
+):
     """Closes per market and the records ranking by the signal at each decision; the signal is
     AR(1) with `persistence` (0: new every bar; near 1: a ranking that changes slowly, like
     indicators do)."""
@@ -43,10 +44,19 @@ def synthetic(seed: int, markets: int, bars: int, beta: float, gamma: float, sig
     records = []
     for row in range(bars):
         order = np.argsort(-s[:, row], kind="stable")
-        records.append(PickRecord(
-            t=int(opens_ms[row]) + HOUR_MS, timeframe="1h", source="synthetic", strategy="signal",
-            model=None, k=5, analysis_id="", schedule_id=None,
-            universe=tuple(Ranked(symbols[i], float(s[i, row]), r + 1) for r, i in enumerate(order))))
+        records.append(
+            PickRecord(
+                t=int(opens_ms[row]) + HOUR_MS,
+                timeframe="1h",
+                source="synthetic",
+                strategy="signal",
+                model=None,
+                k=5,
+                analysis_id="",
+                schedule_id=None,
+                universe=tuple(Ranked(symbols[i], float(s[i, row]), r + 1) for r, i in enumerate(order)),
+            )
+        )
     known_until = int(opens_ms[-1]) + HOUR_MS
     return records, closes, known_until
 
@@ -61,8 +71,13 @@ def scored(records, closes, known_until, horizon):
 
 
 def summary_of(rows, horizon, metric="ic"):
-    return summarize([getattr(m, metric) for m in rows], [m.t for m in rows], metric=metric,
-                     horizon=horizon, timeframe="1h")
+    return summarize(
+        [getattr(m, metric) for m in rows],
+        [m.t for m in rows],
+        metric=metric,
+        horizon=horizon,
+        timeframe="1h",
+    )
 
 
 def expected_spearman(rho: float, n: int) -> float:
@@ -73,11 +88,12 @@ def expected_spearman(rho: float, n: int) -> float:
 def test_a_planted_signal_is_recovered_within_the_interval(horizon):
     beta = gamma = 0.004
     sigma = 0.01
-    records, closes, known_until = synthetic(7, markets=30, bars=600, beta=beta, gamma=gamma,
-                                             sigma=sigma)
+    records, closes, known_until = synthetic(7, markets=30, bars=600, beta=beta, gamma=gamma, sigma=sigma)
     # Correlation of s_t with the log return from close(t+1) to close(t+1+h).
-    variance = {1: beta**2 + gamma**2 + sigma**2,
-                4: beta**2 + 3 * (beta - gamma) ** 2 + gamma**2 + 4 * sigma**2}[horizon]
+    variance = {
+        1: beta**2 + gamma**2 + sigma**2,
+        4: beta**2 + 3 * (beta - gamma) ** 2 + gamma**2 + 4 * sigma**2,
+    }[horizon]
     expected = expected_spearman(beta / math.sqrt(variance), 30)
     summary = summary_of(scored(records, closes, known_until, horizon), horizon)
     assert summary.ci95_low <= expected <= summary.ci95_high
@@ -93,8 +109,9 @@ def test_on_noise_the_overlap_aware_interval_covers_zero_about_95_percent_of_see
     covered = {"ic": 0, "top_k_excess": 0}
     naive_covered = 0
     for seed in range(seeds):
-        records, closes, known_until = synthetic(seed, markets=10, bars=160, beta=0.0, gamma=0.0,
-                                                 sigma=0.01, persistence=PERSISTENCE)
+        records, closes, known_until = synthetic(
+            seed, markets=10, bars=160, beta=0.0, gamma=0.0, sigma=0.01, persistence=PERSISTENCE
+        )
         rows = scored(records, closes, known_until, horizon)
         for metric in covered:
             s = summary_of(rows, horizon, metric)

@@ -9,16 +9,27 @@ HOUR_MS = 3_600_000
 START = pd.Timestamp("2024-01-01T00:00:00Z")
 
 
-def write_csv(folder: Path, symbol: str, closes: list[float], volumes: list[float] | None = None,
-              start: pd.Timestamp = START) -> Path:
+def write_csv(
+    folder: Path,
+    symbol: str,
+    closes: list[float],
+    volumes: list[float] | None = None,
+    start: pd.Timestamp = START,
+) -> Path:
     """One market's 1h file (open = previous close, high/low around them) in csv_dir's format."""
     close = np.asarray(closes, dtype=float)
     opens = np.r_[close[0], close[:-1]]
     volume = np.ones(len(close)) if volumes is None else np.asarray(volumes, dtype=float)
-    frame = pd.DataFrame({
-        "timestamp": pd.date_range(start, periods=len(close), freq="1h").strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "open": opens, "high": np.maximum(opens, close) * 1.001, "low": np.minimum(opens, close) * 0.999,
-        "close": close, "volume": volume})
+    frame = pd.DataFrame(
+        {
+            "timestamp": pd.date_range(start, periods=len(close), freq="1h").strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "open": opens,
+            "high": np.maximum(opens, close) * 1.001,
+            "low": np.minimum(opens, close) * 0.999,
+            "close": close,
+            "volume": volume,
+        }
+    )
     path = folder / f"{symbol.replace('/', '_')}-1h.csv"
     frame.to_csv(path, index=False)
     return path

@@ -12,8 +12,7 @@ from analysis.markets.registry import provider_from_spec
 from analysis.models import RankingConfig
 from tests.helpers import wait_for_status
 
-MARKETS = ("BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT", "DOGE/USDT", "ADA/USDT", "LINK/USDT",
-           "DOT/USDT")
+MARKETS = ("BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT", "DOGE/USDT", "ADA/USDT", "LINK/USDT", "DOT/USDT")
 DECISION_ROW = 700  # the last candle the analysis ranks is row DECISION_ROW - 1
 STEP_MS = 3600_000
 
@@ -26,8 +25,11 @@ def series(symbol: str) -> pd.DataFrame:
 def write_folder(folder: Path, frames: dict[str, pd.DataFrame]) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     for symbol, frame in frames.items():
-        frame.to_csv(folder / f"{symbol.replace('/', '_')}-1h.csv", index_label="timestamp",
-                     date_format="%Y-%m-%dT%H:%M:%SZ")
+        frame.to_csv(
+            folder / f"{symbol.replace('/', '_')}-1h.csv",
+            index_label="timestamp",
+            date_format="%Y-%m-%dT%H:%M:%SZ",
+        )
     read_candles_csv.cache_clear()  # a folder rewritten in place is read again
     return f"csv:{folder}"
 
@@ -56,8 +58,17 @@ def forward_return(frame: pd.DataFrame, row: int, bars: int) -> float:
     return float(frame["close"].iloc[row + bars] / frame["close"].iloc[row] - 1)
 
 
-def seed_scored_records(records, source: str, *, n: int, every_bars: int, rank_by,
-                        start_row: int = 100, k: int = 3, horizons=(1, 4, 24)) -> list:
+def seed_scored_records(
+    records,
+    source: str,
+    *,
+    n: int,
+    every_bars: int,
+    rank_by,
+    start_row: int = 100,
+    k: int = 3,
+    horizons=(1, 4, 24),
+) -> list:
     """`n` pick records of the `score` group of `source` (a csv folder holding every candle),
     decided every `every_bars` bars and ranked by `rank_by(frame, row) -> score`, then scored by
     the real evaluation pass."""
@@ -75,12 +86,24 @@ def seed_scored_records(records, source: str, *, n: int, every_bars: int, rank_b
         row = start_row + i * every_bars
         values = {s: rank_by(full[s], row) for s in MARKETS}
         order = sorted(MARKETS, key=lambda s: (-values[s], s))
-        record = PickRecord(t=decision_t_ms(row), timeframe="1h", source=source_name(source),
-                            strategy="score", model=None, k=k, analysis_id=f"seed{tag}",
-                            schedule_id=None,
-                            universe=tuple(Ranked(s, round(values[s], 6), j + 1) for j, s in enumerate(order)))
-        stored = StoredRecord(id=f"seed{tag}:{i}", record=record, data_source=source, kind="rank",
-                              group=group_name("score", "1h", source_name(source)))
+        record = PickRecord(
+            t=decision_t_ms(row),
+            timeframe="1h",
+            source=source_name(source),
+            strategy="score",
+            model=None,
+            k=k,
+            analysis_id=f"seed{tag}",
+            schedule_id=None,
+            universe=tuple(Ranked(s, round(values[s], 6), j + 1) for j, s in enumerate(order)),
+        )
+        stored = StoredRecord(
+            id=f"seed{tag}:{i}",
+            record=record,
+            data_source=source,
+            kind="rank",
+            group=group_name("score", "1h", source_name(source)),
+        )
         assert records.write(stored, due_s=0, now_s=time.time())
         seeded.append(stored)
     evaluate_due(records, list(horizons), time.time(), retry_s=60, limit=n + 100)

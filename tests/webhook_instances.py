@@ -39,9 +39,15 @@ def post_update(url: str, update: dict, secret: str | None) -> int:
 
 def preflight(url: str) -> tuple[int, dict[str, str]]:
     """A browser's CORS preflight from a page on another origin, asking to send the secret header."""
-    request = urllib.request.Request(url, method="OPTIONS", headers={
-        "Origin": "https://page.example", "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "content-type,x-telegram-bot-api-secret-token"})
+    request = urllib.request.Request(
+        url,
+        method="OPTIONS",
+        headers={
+            "Origin": "https://page.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type,x-telegram-bot-api-secret-token",
+        },
+    )
     try:
         with _HTTP.open(request, timeout=10) as response:
             return response.status, dict(response.headers)
@@ -52,16 +58,24 @@ def preflight(url: str) -> tuple[int, dict[str, str]]:
 class Instances:
     """`count` bot processes sharing one token, one Redis and one webhook (the proxy)."""
 
-    def __init__(self, api: BotApiServer, traders: list[int], log_dir: Path, count: int = 2,
-                 **env: str):
+    def __init__(self, api: BotApiServer, traders: list[int], log_dir: Path, count: int = 2, **env: str):
         self.api, self.log_dir = api, log_dir
         self.ports = [free_port() for _ in range(count)]
         self.proxy = RoundRobinProxy([f"http://127.0.0.1:{port}" for port in self.ports])
-        self.env = {**os.environ, "TELEGRAM_BOT_TOKEN": api.token, "TELEGRAM_API_BASE_URL": api.base_url,
-                    "ALLOWED_USER_IDS": ",".join(map(str, traders)), "ADMIN_USER_IDS": "",
-                    "TELEGRAM_WEBHOOK_URL": self.proxy.url + PATH, "TELEGRAM_WEBHOOK_SECRET": SECRET,
-                    "TELEGRAM_WEBHOOK_LISTEN": "127.0.0.1", "EVENTS_CLAIM_IDLE_S": "2",
-                    "SCORE_BATCH_SIZE": "1", "CARD_EDIT_INTERVAL_S": "0.3", **env}
+        self.env = {
+            **os.environ,
+            "TELEGRAM_BOT_TOKEN": api.token,
+            "TELEGRAM_API_BASE_URL": api.base_url,
+            "ALLOWED_USER_IDS": ",".join(map(str, traders)),
+            "ADMIN_USER_IDS": "",
+            "TELEGRAM_WEBHOOK_URL": self.proxy.url + PATH,
+            "TELEGRAM_WEBHOOK_SECRET": SECRET,
+            "TELEGRAM_WEBHOOK_LISTEN": "127.0.0.1",
+            "EVENTS_CLAIM_IDLE_S": "2",
+            "SCORE_BATCH_SIZE": "1",
+            "CARD_EDIT_INTERVAL_S": "0.3",
+            **env,
+        }
         self.processes: list[subprocess.Popen | None] = [None] * count
 
     def url(self, index: int) -> str:
@@ -72,8 +86,9 @@ class Instances:
         for index, port in enumerate(self.ports):
             env = {**self.env, "TELEGRAM_WEBHOOK_PORT": str(port), "BOT_INSTANCE": f"instance-{index}"}
             log = open(self.log_dir / f"bot-{index}.log", "ab")
-            self.processes[index] = subprocess.Popen([sys.executable, "-m", "bot"], cwd=ROOT, env=env,
-                                                     stdout=log, stderr=subprocess.STDOUT)
+            self.processes[index] = subprocess.Popen(
+                [sys.executable, "-m", "bot"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+            )
         for index in range(len(self.ports)):
             self._wait_listening(index)
         return self
@@ -113,14 +128,26 @@ class Instances:
 
 def overlapping_edits(api: BotApiServer, card: ChatMessage) -> list[tuple[float, float]]:
     """Pairs of editMessageText calls on `card` that were in flight at the same time."""
-    calls = sorted((c for c in api.calls_of("editMessageText")
-                    if c.params.get("chat_id") == card.chat_id and c.params.get("message_id") == card.message_id
-                    and c.answered is not None), key=lambda c: c.received)
+    calls = sorted(
+        (
+            c
+            for c in api.calls_of("editMessageText")
+            if c.params.get("chat_id") == card.chat_id
+            and c.params.get("message_id") == card.message_id
+            and c.answered is not None
+        ),
+        key=lambda c: c.received,
+    )
     return [(a.received, b.received) for a, b in zip(calls, calls[1:]) if b.received < (a.answered or 0)]
 
 
 def repeated_edits(api: BotApiServer, card: ChatMessage) -> int:
     """Edits of `card` refused as "message is not modified": an instance repeated what it showed."""
-    return sum(1 for c in api.calls_of("editMessageText")
-               if c.params.get("chat_id") == card.chat_id and c.params.get("message_id") == card.message_id
-               and c.status == 400 and "not modified" in (c.description or ""))
+    return sum(
+        1
+        for c in api.calls_of("editMessageText")
+        if c.params.get("chat_id") == card.chat_id
+        and c.params.get("message_id") == card.message_id
+        and c.status == 400
+        and "not modified" in (c.description or "")
+    )

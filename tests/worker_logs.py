@@ -32,8 +32,10 @@ LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
 RECEIVED = re.compile(r"Task marketrank\.(?:init|rank_step)\[([0-9a-f-]+)\] received")
 # The watchdog's line for a lost step (tasks/watchdog.py), as its own worker logs it.
 KICK = re.compile(r"\[(\w+) chain=\w+ seq=-?\d+\] step lost \(no lease, not in the broker\): re-enqueued")
-SUCCEEDED = re.compile(r"Task marketrank\.(?:init|rank_step)\[([0-9a-f-]+)\] succeeded in "
-                       r"[0-9.e-]+s: \{'decision': '([^']+)'")
+SUCCEEDED = re.compile(
+    r"Task marketrank\.(?:init|rank_step)\[([0-9a-f-]+)\] succeeded in "
+    r"[0-9.e-]+s: \{'decision': '([^']+)'"
+)
 
 
 def scan_worker_logs(paths: list[Path]) -> LogStats:
@@ -41,11 +43,10 @@ def scan_worker_logs(paths: list[Path]) -> LogStats:
     for path in paths:
         for line in path.read_text(errors="replace").splitlines():
             stamp = LOG_TIME.match(line)
-            at = (datetime.strptime(stamp.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
-                  if stamp else 0.0)
+            at = datetime.strptime(stamp.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp() if stamp else 0.0
             if "injected fault: " in line:
                 stats.faults[line.split("injected fault: ", 1)[1].split()[0]] += 1
-            elif (kick := KICK.search(line)):
+            elif kick := KICK.search(line):
                 stats.kicks += 1
                 stats.kicks_at[kick.group(1)].append(at)
             elif "watchdog gave_up" in line:
@@ -60,10 +61,10 @@ def scan_worker_logs(paths: list[Path]) -> LogStats:
                 stats.worker_crashes += 1
             elif "exited with 'signal 9" in line:
                 stats.pool_deaths += 1
-            elif (restored := re.search(r"Restoring (\d+) unacknowledged", line)):
+            elif restored := re.search(r"Restoring (\d+) unacknowledged", line):
                 stats.restored_on_shutdown += int(restored.group(1))
-            elif (match := RECEIVED.search(line)):
+            elif match := RECEIVED.search(line):
                 stats.received[match.group(1)].append(at)
-            elif (match := SUCCEEDED.search(line)):
+            elif match := SUCCEEDED.search(line):
                 stats.decisions[match.group(1)].append((at, match.group(2)))
     return stats

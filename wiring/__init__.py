@@ -30,21 +30,36 @@ class Services(CoreServices):
     def track(self) -> TrackService:
         """The track record as the fronts read it (tables, card lines)."""
         s = self.runtime.settings
-        return TrackService(self.runtime.redis, self.runtime.keys, retention_days=s.track_retention_days,
-                            horizons=s.track_horizons)
+        return TrackService(
+            self.runtime.redis,
+            self.runtime.keys,
+            retention_days=s.track_retention_days,
+            horizons=s.track_horizons,
+        )
 
     def user_settings(self) -> UserSettingsService:
         """Every user's own settings (zone, quiet hours, kinds of message)."""
         s = self.runtime.settings
-        return UserSettingsService(UserSettingsStore(self.runtime.redis, self.runtime.keys,
-                                                     max_held=s.quiet_max_held, held_ttl_s=s.quiet_held_ttl_s))
+        return UserSettingsService(
+            UserSettingsStore(
+                self.runtime.redis,
+                self.runtime.keys,
+                max_held=s.quiet_max_held,
+                held_ttl_s=s.quiet_held_ttl_s,
+            )
+        )
 
 
 def celery_services(settings: Settings, *, label: str = "") -> Services:
     """Everything a front calls, over a new Runtime; steps it enqueues carry `label`."""
     runtime = Runtime(settings)
     ops = default_ops()
-    core = build_services(runtime, CeleryDispatcher(label=label), default_registrar(),
-                          pending_steps=ops.pending_steps_within(settings.watchdog_grace_s))
-    return Services(runtime=core.runtime, service=core.service, schedules=core.schedules,
-                    factory=core.factory, ops=ops)
+    core = build_services(
+        runtime,
+        CeleryDispatcher(label=label),
+        default_registrar(),
+        pending_steps=ops.pending_steps_within(settings.watchdog_grace_s),
+    )
+    return Services(
+        runtime=core.runtime, service=core.service, schedules=core.schedules, factory=core.factory, ops=ops
+    )

@@ -23,8 +23,9 @@ def sentinel_addresses(text: str) -> list[tuple[str, int]]:
     for entry in (part.strip() for part in text.split(",")):
         host, _, port = entry.rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"REDIS_SENTINELS entry {entry!r} is not host:port "
-                             "(e.g. 10.0.0.1:26379,10.0.0.2:26379)")
+            raise ValueError(
+                f"REDIS_SENTINELS entry {entry!r} is not host:port (e.g. 10.0.0.1:26379,10.0.0.2:26379)"
+            )
         addresses.append((host, int(port)))
     return addresses
 
@@ -32,28 +33,34 @@ def sentinel_addresses(text: str) -> list[tuple[str, int]]:
 def _db_and_password(url: str) -> dict[str, Any]:
     parts = urlsplit(url)
     path = parts.path.strip("/")
-    return {"db": int(path) if path.isdigit() else 0,
-            "password": unquote(parts.password) if parts.password else None}
+    return {
+        "db": int(path) if path.isdigit() else 0,
+        "password": unquote(parts.password) if parts.password else None,
+    }
 
 
 def redis_client(settings: Any, **options: Any) -> redis.Redis:
     """A blocking client of marketrank's Redis; `options` as redis.Redis takes them."""
     if not settings.redis_sentinels:
         return redis.Redis.from_url(settings.redis_url, **options)
-    sentinel = Sentinel(sentinel_addresses(settings.redis_sentinels),
-                        sentinel_kwargs={"socket_timeout": SENTINEL_TIMEOUT_S})
-    return sentinel.master_for(settings.redis_sentinel_master,
-                               **{**_db_and_password(settings.redis_url), **options})
+    sentinel = Sentinel(
+        sentinel_addresses(settings.redis_sentinels), sentinel_kwargs={"socket_timeout": SENTINEL_TIMEOUT_S}
+    )
+    return sentinel.master_for(
+        settings.redis_sentinel_master, **{**_db_and_password(settings.redis_url), **options}
+    )
 
 
 def async_redis_client(settings: Any, **options: Any) -> aioredis.Redis:
     """The asyncio client (the bot's) of the same Redis."""
     if not settings.redis_sentinels:
         return aioredis.Redis.from_url(settings.redis_url, **options)
-    sentinel = AsyncSentinel(sentinel_addresses(settings.redis_sentinels),
-                             sentinel_kwargs={"socket_timeout": SENTINEL_TIMEOUT_S})
-    return sentinel.master_for(settings.redis_sentinel_master,
-                               **{**_db_and_password(settings.redis_url), **options})
+    sentinel = AsyncSentinel(
+        sentinel_addresses(settings.redis_sentinels), sentinel_kwargs={"socket_timeout": SENTINEL_TIMEOUT_S}
+    )
+    return sentinel.master_for(
+        settings.redis_sentinel_master, **{**_db_and_password(settings.redis_url), **options}
+    )
 
 
 def broker_url(settings: Any) -> str:
@@ -63,16 +70,19 @@ def broker_url(settings: Any) -> str:
     parts = urlsplit(settings.redis_url)
     auth = f":{parts.password}@" if parts.password else ""
     db = _db_and_password(settings.redis_url)["db"]
-    return ";".join(f"sentinel://{auth}{host}:{port}/{db}"
-                    for host, port in sentinel_addresses(settings.redis_sentinels))
+    return ";".join(
+        f"sentinel://{auth}{host}:{port}/{db}" for host, port in sentinel_addresses(settings.redis_sentinels)
+    )
 
 
 def broker_transport_options(settings: Any) -> dict[str, Any]:
     """What kombu's sentinel transport needs beside the URL (nothing without Sentinel)."""
     if not settings.redis_sentinels:
         return {}
-    return {"master_name": settings.redis_sentinel_master,
-            "sentinel_kwargs": {"socket_timeout": SENTINEL_TIMEOUT_S}}
+    return {
+        "master_name": settings.redis_sentinel_master,
+        "sentinel_kwargs": {"socket_timeout": SENTINEL_TIMEOUT_S},
+    }
 
 
 def broker_client(url: str, transport_options: dict[str, Any]) -> redis.Redis:
@@ -83,5 +93,8 @@ def broker_client(url: str, transport_options: dict[str, Any]) -> redis.Redis:
     addresses = [(urlsplit(part).hostname or "", urlsplit(part).port or 26379) for part in url.split(";")]
     sentinel = Sentinel(addresses, sentinel_kwargs=transport_options.get("sentinel_kwargs"))
     path = first.path.strip("/")
-    return sentinel.master_for(transport_options["master_name"], db=int(path) if path.isdigit() else 0,
-                               password=unquote(first.password) if first.password else None)
+    return sentinel.master_for(
+        transport_options["master_name"],
+        db=int(path) if path.isdigit() else 0,
+        password=unquote(first.password) if first.password else None,
+    )

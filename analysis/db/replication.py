@@ -26,7 +26,11 @@ def wait_for_replica(client: redis.Redis, probe_key: str, wait_ms: int, what: st
         _, replicas = pipe.execute()
     if int(replicas) >= 1:
         return True
-    logger.warning("%s is on the primary but no replica confirmed it within %d ms (%.0f ms): a "
-                   "failover now would lose it", what, wait_ms,
-                   1000 * (time.monotonic() - started))
+    logger.warning(
+        "%s is on the primary but no replica confirmed it within %d ms (%.0f ms): a "
+        "failover now would lose it",
+        what,
+        wait_ms,
+        1000 * (time.monotonic() - started),
+    )
     return False

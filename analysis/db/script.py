@@ -34,11 +34,11 @@ class Answer(Generic[A]):
 @dataclass(frozen=True)
 class Script(Generic[A]):
     name: str
-    keys: tuple[str, ...]   # a last name ending in '*' takes a list: the rest of KEYS
-    argv: tuple[str, ...]   # ... and the same for ARGV
+    keys: tuple[str, ...]  # a last name ending in '*' takes a list: the rest of KEYS
+    argv: tuple[str, ...]  # ... and the same for ARGV
     answers: type[A]
-    body: str               # reads KEYS and ARGV only through the names the preamble declares
-    prologue: str = ""      # shared Lua functions the body calls (analysis/db/scripts/prologue.py)
+    body: str  # reads KEYS and ARGV only through the names the preamble declares
+    prologue: str = ""  # shared Lua functions the body calls (analysis/db/scripts/prologue.py)
     allow_oom: bool = False  # runs even at Redis's memory limit (the '#!lua flags=allow-oom' line)
 
     def __post_init__(self) -> None:
@@ -111,12 +111,49 @@ class Bound(Generic[A]):
 # Lua identifiers, less the words Lua keeps for itself (a generated `local end` would not load)
 # and the globals scripts call (a `local table` would hide `table.insert` from the body).
 LUA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-LUA_TAKEN = frozenset({
-    "and", "break", "do", "else", "elseif", "end", "false", "for", "function", "if", "in", "local",
-    "nil", "not", "or", "repeat", "return", "then", "true", "until", "while",
-    "KEYS", "ARGV", "redis", "table", "string", "math", "cjson", "tonumber", "tostring", "unpack",
-    "ipairs", "pairs", "next", "type", "select", "error", "pcall", "assert",
-})
+LUA_TAKEN = frozenset(
+    {
+        "and",
+        "break",
+        "do",
+        "else",
+        "elseif",
+        "end",
+        "false",
+        "for",
+        "function",
+        "if",
+        "in",
+        "local",
+        "nil",
+        "not",
+        "or",
+        "repeat",
+        "return",
+        "then",
+        "true",
+        "until",
+        "while",
+        "KEYS",
+        "ARGV",
+        "redis",
+        "table",
+        "string",
+        "math",
+        "cjson",
+        "tonumber",
+        "tostring",
+        "unpack",
+        "ipairs",
+        "pairs",
+        "next",
+        "type",
+        "select",
+        "error",
+        "pcall",
+        "assert",
+    }
+)
 
 
 def _locals(names: tuple[str, ...], table: str) -> list[str]:
@@ -124,8 +161,10 @@ def _locals(names: tuple[str, ...], table: str) -> list[str]:
     for index, name in enumerate(names, start=1):
         if name.endswith("*"):
             rest = name.rstrip("*")
-            lines.append(f"local {rest} = {{}}  -- {table}[{index}..]\n"
-                         f"for i = {index}, #{table} do {rest}[#{rest} + 1] = {table}[i] end\n")
+            lines.append(
+                f"local {rest} = {{}}  -- {table}[{index}..]\n"
+                f"for i = {index}, #{table} do {rest}[#{rest} + 1] = {table}[i] end\n"
+            )
         else:
             lines.append(f"local {name} = {table}[{index}]\n")
     return lines

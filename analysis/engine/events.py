@@ -41,11 +41,17 @@ class ProgressEvent:
     @classmethod
     def from_entry(cls, entry_id: str, fields: dict[str, str]) -> ProgressEvent:
         """Raises KeyError or ValueError for an entry that is not a progress event."""
-        return cls(entry_id=entry_id, analysis_id=fields["id"], kind=fields.get("kind", ""),
-                   status=fields.get("status", ""), seq=int(float(fields.get("seq") or -1)),
-                   progress=float(fields.get("progress") or 0),
-                   confidence=float(fields.get("confidence") or 0),
-                   at=float(fields.get("at") or 0), reason=fields.get("reason", ""))
+        return cls(
+            entry_id=entry_id,
+            analysis_id=fields["id"],
+            kind=fields.get("kind", ""),
+            status=fields.get("status", ""),
+            seq=int(float(fields.get("seq") or -1)),
+            progress=float(fields.get("progress") or 0),
+            confidence=float(fields.get("confidence") or 0),
+            at=float(fields.get("at") or 0),
+            reason=fields.get("reason", ""),
+        )
 
 
 class EventReader:
@@ -56,8 +62,17 @@ class EventReader:
     Redis) it is created again.
     """
 
-    def __init__(self, client: aioredis.Redis, keys: Keys, *, group: str, consumer: str,
-                 block_ms: int = 1000, count: int = 100, claim_idle_ms: int | None = None):
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        keys: Keys,
+        *,
+        group: str,
+        consumer: str,
+        block_ms: int = 1000,
+        count: int = 100,
+        claim_idle_ms: int | None = None,
+    ):
         self.redis, self.stream = client, keys.events()
         self.group, self.consumer = group, consumer
         self.block_ms, self.count = block_ms, count
@@ -105,8 +120,9 @@ class EventReader:
         return events, malformed
 
     async def _read_from(self, cursor: str, block: int | None) -> list:
-        reply: Any = await self.redis.xreadgroup(self.group, self.consumer, {self.stream: cursor},
-                                            count=self.count, block=block)
+        reply: Any = await self.redis.xreadgroup(
+            self.group, self.consumer, {self.stream: cursor}, count=self.count, block=block
+        )
         return reply[0][1] if reply else []
 
     async def _claim_abandoned(self) -> list:
@@ -115,13 +131,22 @@ class EventReader:
         if self.claim_idle_ms is None or time.monotonic() < self._next_claim:
             return []
         self._next_claim = time.monotonic() + self.claim_idle_ms / 2000
-        reply: Any = await self.redis.xautoclaim(self.stream, self.group, self.consumer,
-                                                 min_idle_time=self.claim_idle_ms, start_id="0-0",
-                                                 count=self.count)
+        reply: Any = await self.redis.xautoclaim(
+            self.stream,
+            self.group,
+            self.consumer,
+            min_idle_time=self.claim_idle_ms,
+            start_id="0-0",
+            count=self.count,
+        )
         claimed = [entry for entry in reply[1] if entry is not None]
         if claimed:
-            logger.info("consumer %s of %s took over %d event(s) left by another bot instance",
-                        self.consumer, self.group, len(claimed))
+            logger.info(
+                "consumer %s of %s took over %d event(s) left by another bot instance",
+                self.consumer,
+                self.group,
+                len(claimed),
+            )
         return claimed
 
     async def ack(self, entry_ids: list[str]) -> None:

@@ -64,8 +64,12 @@ class Runtime:
             # A self-hosted server may take no key; the client still needs a non-empty one.
             self._judge = LLMJudge(
                 api_key=key or ("no-key" if s.openai_base_url else ""),
-                base_url=s.openai_base_url or None, timeout_s=s.openai_timeout_s,
-                max_concurrency=s.openai_max_concurrency, max_retries=s.openai_max_retries,
-                backoff_base_s=s.openai_backoff_base_s, backoff_max_s=s.openai_backoff_max_s,
-                cache=RedisResponseCache(self.redis, self.keys))
+                base_url=s.openai_base_url or None,
+                timeout_s=s.openai_timeout_s,
+                max_concurrency=s.openai_max_concurrency,
+                max_retries=s.openai_max_retries,
+                backoff_base_s=s.openai_backoff_base_s,
+                backoff_max_s=s.openai_backoff_max_s,
+                cache=RedisResponseCache(self.redis, self.keys),
+            )
         return self._judge

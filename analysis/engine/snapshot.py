@@ -19,14 +19,12 @@ from analysis.errors import DataUnavailable
 from analysis.markets.candle_blocks import BlockStore, decode_candles, from_block_start
 
 
-def snapshot_refs(blocks: BlockStore, frame: pd.DataFrame, window: int, step_s: int,
-                  ttl_s: int) -> str:
+def snapshot_refs(blocks: BlockStore, frame: pd.DataFrame, window: int, step_s: int, ttl_s: int) -> str:
     """Store the last `window` candles of `frame` (with the rest of their first block, when
     `frame` has it) and answer the snapshot's entry for the market."""
     ranked = frame.iloc[-window:]
     digests = blocks.put(from_block_start(frame, step_s, ranked.index[0]), step_s, ttl_s)
-    return json.dumps({"blocks": digests, "from": int(ranked.index[0].value // 10**9)},
-                      separators=(",", ":"))
+    return json.dumps({"blocks": digests, "from": int(ranked.index[0].value // 10**9)}, separators=(",", ":"))
 
 
 class CandleSnapshot:

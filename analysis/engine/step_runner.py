@@ -18,17 +18,17 @@ from analysis.db.scripts.steps import CommitStep, StepStop, StorageFull
 from analysis.engine.lease_keeper import lease_keeper
 from analysis.engine.runtime import Runtime
 from analysis.engine.snapshot import snapshot_refs
-from analysis.markets.candle_blocks import BLOCK_CANDLES
 from analysis.engine.step_stats import record_step
 from analysis.engine.store_steps import BegunStep
 from analysis.errors import AnalysisError, DataUnavailable, InvalidConfig, JudgeUnavailable
 from analysis.markets.base import TIMEFRAMES
-from analysis.markets.quality import QualityBounds, assess
+from analysis.markets.candle_blocks import BLOCK_CANDLES
 from analysis.markets.indicators import WARMUP_CANDLES
+from analysis.markets.quality import QualityBounds, assess
 from analysis.markets.registry import provider_from_spec
 from analysis.models import REFINE_MODEL, HistoryEntry, RankingConfig, StepOutcome
-from analysis.ranking.strategies import get_strategy
 from analysis.ranking.llm_judge import JudgeStats, ListRequest, ListVerdict, PairRequest, Verdict
+from analysis.ranking.strategies import get_strategy
 from analysis.ranking.strategies.base import Judge, StepInput
 from analysis.track.live_records import write_completion_record
 from analysis.track.record_store import RecordStore
@@ -49,8 +49,9 @@ class StepReport:
     continues: bool = False
 
 
-def with_retries(call: Callable[[], T], *, retries: int, backoff_s: float,
-                 sleep: Callable[[float], None] = time.sleep) -> T:
+def with_retries(
+    call: Callable[[], T], *, retries: int, backoff_s: float, sleep: Callable[[float], None] = time.sleep
+) -> T:
     """Call, retrying DataUnavailable `retries` times with exponential backoff (not one that
     says it was retried already: `retry = False`)."""
     for attempt in range(retries + 1):
@@ -79,27 +80,40 @@ def initialize(rt: Runtime, analysis_id: str, config: RankingConfig, attempt: st
     for symbol in config.markets:
         frame = with_retries(
             lambda: provider.candles(symbol, config.timeframe, config.window + BLOCK_CANDLES + late),
-            retries=settings.step_retries, backoff_s=settings.step_retry_backoff_s)
+            retries=settings.step_retries,
+            backoff_s=settings.step_retry_backoff_s,
+        )
         if config.candles_to:
             frame = frame[frame.index.as_unit("s").asi8 + step_s <= config.candles_to]
         frames[symbol] = frame
-    quality = assess({s: f.iloc[-config.window:] for s, f in frames.items()}, config.timeframe,
-                     step_s, config.candles_to, quality_bounds(settings, config))
+    quality = assess(
+        {s: f.iloc[-config.window :] for s, f in frames.items()},
+        config.timeframe,
+        step_s,
+        config.candles_to,
+        quality_bounds(settings, config),
+    )
     kept = [s for s in config.markets if s not in quality["left_out"]]
     if quality["left_out"]:
-        logger.info("[%s] INIT left out %s", analysis_id, "; ".join(
-            f"{s}: {why}" for s, why in quality["left_out"].items()))
+        logger.info(
+            "[%s] INIT left out %s",
+            analysis_id,
+            "; ".join(f"{s}: {why}" for s, why in quality["left_out"].items()),
+        )
     if len(kept) < max(2, config.top_k):
-        raise InvalidConfig(f"only {len(kept)} of {len(config.markets)} markets have data to rank "
-                            f"(top {config.top_k} needs {max(2, config.top_k)}): " + "; ".join(
-                                f"{s} {why}" for s, why in list(quality["left_out"].items())[:3]))
-    refs = {symbol: snapshot_refs(rt.snapshots.blocks, frames[symbol], config.window, step_s,
-                                  settings.gist_ttl_s) for symbol in kept}
+        raise InvalidConfig(
+            f"only {len(kept)} of {len(config.markets)} markets have data to rank "
+            f"(top {config.top_k} needs {max(2, config.top_k)}): "
+            + "; ".join(f"{s} {why}" for s, why in list(quality["left_out"].items())[:3])
+        )
+    refs = {
+        symbol: snapshot_refs(rt.snapshots.blocks, frames[symbol], config.window, step_s, settings.gist_ttl_s)
+        for symbol in kept
+    }
     if not rt.store.save_snapshot(analysis_id, attempt, refs):
         # Fenced out while reading (lease ran out and the step was redone, or force-resume): the
         # snapshot of the attempt that holds the lease stays, and this attempt's commit will fail.
-        logger.warning("[%s] INIT attempt %s lost its lease: its snapshot is not saved",
-                       analysis_id, attempt)
+        logger.warning("[%s] INIT attempt %s lost its lease: its snapshot is not saved", analysis_id, attempt)
     state = dict(get_strategy(config.strategy).initial_state(config, kept))
     state["data_quality"] = quality
     return StepOutcome(state=state, progress=0.0, confidence=0.0, done=False, result=[])
@@ -109,10 +123,14 @@ def quality_bounds(settings, config: RankingConfig) -> QualityBounds:
     """The data-quality bounds of an analysis (analysis/markets/quality.py)."""
     return QualityBounds(
         needed=WARMUP_CANDLES + config.views,
-        needed_why=(f"{WARMUP_CANDLES} of warm-up, after which ta's RSI, ATR and ADX agree with "
-                    f"TA-Lib, plus the {config.views} moments the confidence is measured at"),
-        max_thin=settings.max_thin_share, stale_candles=settings.data_stale_candles,
-        jump_factor=settings.data_jump_factor)
+        needed_why=(
+            f"{WARMUP_CANDLES} of warm-up, after which ta's RSI, ATR and ADX agree with "
+            f"TA-Lib, plus the {config.views} moments the confidence is measured at"
+        ),
+        max_thin=settings.max_thin_share,
+        stale_candles=settings.data_stale_candles,
+        jump_factor=settings.data_jump_factor,
+    )
 
 
 def resolve_model(wanted: str, settings) -> str:
@@ -130,21 +148,28 @@ class SpendRecordingJudge:
     def __init__(self, judge: Judge, record: Callable[[dict[str, int]], object]):
         self._judge, self._record = judge, record
 
-    def compare_many(self, requests: list[PairRequest], *,
-                     model: str) -> tuple[list[Verdict], JudgeStats]:
+    def compare_many(self, requests: list[PairRequest], *, model: str) -> tuple[list[Verdict], JudgeStats]:
         return self._recorded(self._judge.compare_many, requests, model)
 
-    def rank_many(self, requests: list[ListRequest], *,
-                  model: str) -> tuple[list[ListVerdict], JudgeStats]:
+    def rank_many(self, requests: list[ListRequest], *, model: str) -> tuple[list[ListVerdict], JudgeStats]:
         return self._recorded(self._judge.rank_many, requests, model)
 
-    def ask_structured(self, label: str, parse: Any, encode: Any, messages: list[dict[str, str]],
-                       response_format: dict[str, Any], *, model: str) -> tuple[Any, JudgeStats]:
+    def ask_structured(
+        self,
+        label: str,
+        parse: Any,
+        encode: Any,
+        messages: list[dict[str, str]],
+        response_format: dict[str, Any],
+        *,
+        model: str,
+    ) -> tuple[Any, JudgeStats]:
         ask = partial(self._judge.ask_structured, label, parse, encode, messages)
         return self._recorded(ask, response_format, model)
 
-    def _recorded(self, ask: Callable[..., tuple[Any, JudgeStats]], requests: Any,
-                  model: str) -> tuple[Any, JudgeStats]:
+    def _recorded(
+        self, ask: Callable[..., tuple[Any, JudgeStats]], requests: Any, model: str
+    ) -> tuple[Any, JudgeStats]:
         try:
             verdicts, stats = ask(requests, model=model)
         except JudgeUnavailable as exc:
@@ -156,23 +181,36 @@ class SpendRecordingJudge:
         return verdicts, stats
 
 
-def work(rt: Runtime, analysis_id: str, seq: int, begun: BegunStep,
-         attempt: str = "") -> StepOutcome:
+def work(rt: Runtime, analysis_id: str, seq: int, begun: BegunStep, attempt: str = "") -> StepOutcome:
     if seq == 0:
         return initialize(rt, analysis_id, begun.config, attempt)
     strategy = get_strategy(begun.config.strategy)
     judge = None
     if begun.config.strategy == "llm":
         judge = SpendRecordingJudge(rt.judge(), lambda spent: rt.store.add_spend(analysis_id, spent))
-    inp = StepInput(analysis_id=analysis_id, seq=seq, config=begun.config, state=begun.state,
-                    target=begun.target, model=resolve_model(begun.model, rt.settings),
-                    load_candles=lambda symbols: rt.snapshots.load(analysis_id, symbols),
-                    judge=judge, reasons=rt.settings.llm_reasons)
+    inp = StepInput(
+        analysis_id=analysis_id,
+        seq=seq,
+        config=begun.config,
+        state=begun.state,
+        target=begun.target,
+        model=resolve_model(begun.model, rt.settings),
+        load_candles=lambda symbols: rt.snapshots.load(analysis_id, symbols),
+        judge=judge,
+        reasons=rt.settings.llm_reasons,
+    )
     return strategy.step(inp)
 
 
-def run_step(rt: Runtime, analysis_id: str, chain: str, seq: int, *, worker: str = "",
-             clock: Callable[[], float] = time.time) -> StepReport:
+def run_step(
+    rt: Runtime,
+    analysis_id: str,
+    chain: str,
+    seq: int,
+    *,
+    worker: str = "",
+    clock: Callable[[], float] = time.time,
+) -> StepReport:
     """Run step `seq` of the chain; answer the decision: continue, completed, paused, cancelled,
     or `skip:<why>` when the protocol made this delivery a no-op (stale, duplicate, paused...)."""
     tag = f"[{analysis_id} chain={chain[:8]} seq={seq}]"
@@ -187,13 +225,19 @@ def storage_full(rt: Runtime, analysis_id: str, chain: str, seq: int, *, now: fl
     reason 'storage full' and admins are told; Resume carries on once there is room."""
     answer = rt.store.storage_full(analysis_id, chain, seq, now=now)
     paused = answer.code == StorageFull.OK
-    logger.error("[%s chain=%s seq=%s] Redis is at its memory limit: %s", analysis_id, chain[:8],
-                 seq, "paused (storage full)" if paused else answer.code.value)
+    logger.error(
+        "[%s chain=%s seq=%s] Redis is at its memory limit: %s",
+        analysis_id,
+        chain[:8],
+        seq,
+        "paused (storage full)" if paused else answer.code.value,
+    )
     return StepReport("paused" if paused else f"skip:{answer.code.value}")
 
 
-def _run_step(rt: Runtime, tag: str, analysis_id: str, chain: str, seq: int, worker: str,
-              clock: Callable[[], float]) -> StepReport:
+def _run_step(
+    rt: Runtime, tag: str, analysis_id: str, chain: str, seq: int, worker: str, clock: Callable[[], float]
+) -> StepReport:
     attempt = uuid.uuid4().hex[:12]
     started = clock()
     answer, begun = rt.store.begin_step(analysis_id, chain, seq, attempt, now=started)
@@ -208,30 +252,47 @@ def _run_step(rt: Runtime, tag: str, analysis_id: str, chain: str, seq: int, wor
             raise  # storage full: run_step pauses the analysis
         except AnalysisError as exc:
             final = seq == 0 and isinstance(exc, InvalidConfig)
-            _count(rt, FAILURE_KIND.get(type(exc), "config" if final else "internal"), clock(),
-                   started)
+            _count(rt, FAILURE_KIND.get(type(exc), "config" if final else "internal"), clock(), started)
             return _stop(rt, tag, analysis_id, begun, chain, attempt, seq, str(exc), final, clock)
         except Exception as exc:  # a bug: keep the analysis, tell the admins
             logger.exception("%s step crashed", tag)
             _count(rt, "internal", clock(), started)
             reason = f"internal error in step {seq} ({type(exc).__name__}); an admin can resume it"
             return _stop(rt, tag, analysis_id, begun, chain, attempt, seq, reason, False, clock)
-    entry = HistoryEntry(seq=seq, chain=chain, attempt=attempt, worker=worker,
-                         started_at=started, finished_at=clock())
-    commit = rt.store.commit_step(analysis_id, begun.owner, chain, seq, attempt, outcome, entry,
-                                  target_used=begun.target, now=entry.finished_at)
-    logger.info("%s commit: %s (progress %.2f, confidence %.3f, %.0f ms)", tag, commit.code.value,
-                outcome.progress, outcome.confidence, 1000 * (entry.finished_at - started))
+    entry = HistoryEntry(
+        seq=seq, chain=chain, attempt=attempt, worker=worker, started_at=started, finished_at=clock()
+    )
+    commit = rt.store.commit_step(
+        analysis_id,
+        begun.owner,
+        chain,
+        seq,
+        attempt,
+        outcome,
+        entry,
+        target_used=begun.target,
+        now=entry.finished_at,
+    )
+    logger.info(
+        "%s commit: %s (progress %.2f, confidence %.3f, %.0f ms)",
+        tag,
+        commit.code.value,
+        outcome.progress,
+        outcome.confidence,
+        1000 * (entry.finished_at - started),
+    )
     if commit.code == CommitStep.COMPLETED:
         record_pick(rt, tag, analysis_id, seq, begun, outcome, now=entry.finished_at)
     committed = commit.code in (CommitStep.CONTINUE, CommitStep.COMPLETED, CommitStep.PAUSED)
     _count(rt, "ok" if committed else "lost", entry.finished_at, started)
-    return StepReport(commit.code.value, outcome.progress, outcome.confidence,
-                      continues=commit.code == CommitStep.CONTINUE)
+    return StepReport(
+        commit.code.value, outcome.progress, outcome.confidence, continues=commit.code == CommitStep.CONTINUE
+    )
 
 
-def record_pick(rt: Runtime, tag: str, analysis_id: str, seq: int, begun: BegunStep,
-                outcome: StepOutcome, *, now: float) -> None:
+def record_pick(
+    rt: Runtime, tag: str, analysis_id: str, seq: int, begun: BegunStep, outcome: StepOutcome, *, now: float
+) -> None:
     """The completion's pick record (analysis/track/live_records.py). Only the attempt whose
     commit answered `completed` gets here, once per completion; the record is keyed by the
     committed seq, so a retried write changes nothing. A failure is logged, never the step's."""
@@ -241,10 +302,16 @@ def record_pick(rt: Runtime, tag: str, analysis_id: str, seq: int, begun: BegunS
         in_snapshot = set(config.markets)
         write_completion_record(
             RecordStore(rt.redis, rt.keys, retention_days=settings.track_retention_days),
-            analysis_id, seq, config, outcome, model=resolve_model(begun.model, settings),
-            schedule=gist.schedule if gist else "", horizons=settings.track_horizons,
-            load=lambda symbols: rt.snapshots.load(
-                analysis_id, [s for s in symbols if s in in_snapshot]), now_s=now)
+            analysis_id,
+            seq,
+            config,
+            outcome,
+            model=resolve_model(begun.model, settings),
+            schedule=gist.schedule if gist else "",
+            horizons=settings.track_horizons,
+            load=lambda symbols: rt.snapshots.load(analysis_id, [s for s in symbols if s in in_snapshot]),
+            now_s=now,
+        )
     except Exception:
         logger.exception("%s the pick record could not be written", tag)
 
@@ -261,12 +328,23 @@ def _count(rt: Runtime, outcome: str, now: float, started: float) -> None:
         logger.warning("could not count a step outcome (%s)", outcome, exc_info=True)
 
 
-def _stop(rt: Runtime, tag: str, analysis_id: str, begun: BegunStep, chain: str, attempt: str,
-          seq: int, reason: str, final: bool, clock: Callable[[], float]) -> StepReport:
+def _stop(
+    rt: Runtime,
+    tag: str,
+    analysis_id: str,
+    begun: BegunStep,
+    chain: str,
+    attempt: str,
+    seq: int,
+    reason: str,
+    final: bool,
+    clock: Callable[[], float],
+) -> StepReport:
     status = "FAILED" if final else "PAUSED"
     logger.warning("%s %s: %s", tag, status.lower(), reason)
     now = clock()
     rt.store.record_failure(analysis_id, seq, reason, now=now)
-    answer = rt.store.stop_step(analysis_id, begun.owner, chain, attempt, status=status,
-                                reason=reason, now=now)
+    answer = rt.store.stop_step(
+        analysis_id, begun.owner, chain, attempt, status=status, reason=reason, now=now
+    )
     return StepReport(status.lower() if answer.code == StepStop.OK else answer.code.value)

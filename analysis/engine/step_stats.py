@@ -18,8 +18,9 @@ KEEP_S = 2 * 3600
 FAILED = ("lost", "judge", "data", "config", "internal")
 
 
-def record_step(client: redis.Redis, keys: Keys, outcome: str, *, now: float,
-                duration_s: float | None = None) -> None:
+def record_step(
+    client: redis.Redis, keys: Keys, outcome: str, *, now: float, duration_s: float | None = None
+) -> None:
     """Count the outcome for health and, with the step's duration, for Prometheus (same trip)."""
     key = keys.step_stats(int(now // 60))
     with client.pipeline(transaction=False) as pipe:

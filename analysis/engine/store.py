@@ -31,10 +31,20 @@ class QuotaUsed:
 
 class AnalysisStore(StoreReads, StepWrites, ControlActions, WatchActions):
     # --- creation ---------------------------------------------------------------------------
-    def create(self, analysis_id: str, owner: str, config: RankingConfig, *, chain: str,
-               demo: bool, model: str, now: float, schedule: str = "",
-               schedule_prev: str = "",
-               hourly_quota: bool = True) -> Answer[creation.Create] | QuotaUsed:
+    def create(
+        self,
+        analysis_id: str,
+        owner: str,
+        config: RankingConfig,
+        *,
+        chain: str,
+        demo: bool,
+        model: str,
+        now: float,
+        schedule: str = "",
+        schedule_prev: str = "",
+        hourly_quota: bool = True,
+    ) -> Answer[creation.Create] | QuotaUsed:
         """CREATE (the analysis joins the live index the watchdog watches), with the owner's
         hourly quota checked atomically (WATCH on the owner's index) unless `hourly_quota` is
         off: QuotaUsed with the starts of the last hour when it is used up. In the same
@@ -46,23 +56,40 @@ class AnalysisStore(StoreReads, StepWrites, ControlActions, WatchActions):
             while True:
                 try:
                     pipe.watch(k.owner(owner), k.restarts(owner))
-                    starts = (int(pipe.zcount(k.owner(owner), now - 3600, "+inf"))
-                              + int(pipe.zcount(k.restarts(owner), now - 3600, "+inf")))
+                    starts = int(pipe.zcount(k.owner(owner), now - 3600, "+inf")) + int(
+                        pipe.zcount(k.restarts(owner), now - 3600, "+inf")
+                    )
                     if hourly_quota and starts >= s.max_starts_per_hour:
                         return QuotaUsed(starts)
                     pipe.multi()
                     pipe.zremrangebyscore(k.owner(owner), "-inf", now - s.gist_ttl_s)
                     self._queue(
-                        pipe, creation.CREATE, gist=k.gist(analysis_id),
-                        control=k.control(analysis_id), owner_index=k.owner(owner),
-                        all_index=k.analyses(), active=k.active(owner), events=k.events(),
-                        live=k.live(), active_gists=[k.gist(i) for i in active],
-                        active_ids=active, id=analysis_id, owner=owner, now=now,
-                        config=config.model_dump_json(), target=config.target_confidence,
-                        demo=int(demo), chain=chain, gist_ttl_s=s.gist_ttl_s,
-                        control_ttl_s=s.control_ttl_s, model=model,
-                        max_active=s.max_active_per_user, events_maxlen=s.events_maxlen,
-                        schedule=schedule, schedule_prev=schedule_prev)
+                        pipe,
+                        creation.CREATE,
+                        gist=k.gist(analysis_id),
+                        control=k.control(analysis_id),
+                        owner_index=k.owner(owner),
+                        all_index=k.analyses(),
+                        active=k.active(owner),
+                        events=k.events(),
+                        live=k.live(),
+                        active_gists=[k.gist(i) for i in active],
+                        active_ids=active,
+                        id=analysis_id,
+                        owner=owner,
+                        now=now,
+                        config=config.model_dump_json(),
+                        target=config.target_confidence,
+                        demo=int(demo),
+                        chain=chain,
+                        gist_ttl_s=s.gist_ttl_s,
+                        control_ttl_s=s.control_ttl_s,
+                        model=model,
+                        max_active=s.max_active_per_user,
+                        events_maxlen=s.events_maxlen,
+                        schedule=schedule,
+                        schedule_prev=schedule_prev,
+                    )
                     pipe.expire(k.owner(owner), s.gist_ttl_s)
                     return creation.CREATE.answer(pipe.execute()[1])
                 except redis.WatchError:
@@ -79,10 +106,14 @@ class AnalysisStore(StoreReads, StepWrites, ControlActions, WatchActions):
             for analysis_id in ids:
                 pipe.hget(k.gist(analysis_id), GistField.STATUS)
             statuses = pipe.execute()
-        finished = [i for i, status in zip(ids, statuses)
-                    if status is not None and Status(text(status)).is_final]
-        return [analysis_id for analysis_id in finished[:max(0, len(finished) - keep)]
-                if self._delete_if_final(owner, analysis_id)]
+        finished = [
+            i for i, status in zip(ids, statuses) if status is not None and Status(text(status)).is_final
+        ]
+        return [
+            analysis_id
+            for analysis_id in finished[: max(0, len(finished) - keep)]
+            if self._delete_if_final(owner, analysis_id)
+        ]
 
     def _delete_if_final(self, owner: str, analysis_id: str) -> bool:
         k = self.keys
@@ -93,8 +124,13 @@ class AnalysisStore(StoreReads, StepWrites, ControlActions, WatchActions):
                 if status is None or not Status(text(status)).is_final:
                     return False
                 pipe.multi()
-                pipe.delete(k.gist(analysis_id), k.history(analysis_id), k.candles(analysis_id),
-                            k.control(analysis_id), k.card(analysis_id))
+                pipe.delete(
+                    k.gist(analysis_id),
+                    k.history(analysis_id),
+                    k.candles(analysis_id),
+                    k.control(analysis_id),
+                    k.card(analysis_id),
+                )
                 pipe.zrem(k.owner(owner), analysis_id)
                 pipe.zrem(k.analyses(), analysis_id)
                 pipe.srem(k.live(), analysis_id)

@@ -19,8 +19,10 @@ class StoreBase:
         self.redis = client
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
-        self._bound = {script.name: script.bind(client)
-                       for script in creation.SCRIPTS + steps.SCRIPTS + controls.SCRIPTS + watch.SCRIPTS}
+        self._bound = {
+            script.name: script.bind(client)
+            for script in creation.SCRIPTS + steps.SCRIPTS + controls.SCRIPTS + watch.SCRIPTS
+        }
 
     def _call(self, script: Script[A], **named: Any) -> Answer[A]:
         """Run `script` with its KEYS and ARGV by name; its answer as a member of its enum."""

@@ -14,9 +14,9 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from analysis.db.script import Answer
 from analysis.db.scripts.watch import StuckCheck, WatchdogCheck
 from analysis.engine.replies import text_or_none
-from analysis.db.script import Answer
 from analysis.engine.store import AnalysisStore
 from analysis.models import GistField, Status
 
@@ -38,8 +38,9 @@ def no_broker() -> Mapping[str, Iterable[str]]:
     return {}
 
 
-def check_live(store: AnalysisStore, pending_steps: PendingSteps, now: float,
-               confirm_s: float = 0.0) -> list[Verdict]:
+def check_live(
+    store: AnalysisStore, pending_steps: PendingSteps, now: float, confirm_s: float = 0.0
+) -> list[Verdict]:
     """The watchdog's pass: act on the rule for every live analysis that should run (kick, give
     up, park a lost control key); answers what it did to each it acted on. Final and expired
     analyses leave the live index on the way.
@@ -65,19 +66,21 @@ def check_live(store: AnalysisStore, pending_steps: PendingSteps, now: float,
             verdicts.append(Verdict(analysis_id, store.watchdog_check(analysis_id, now=now)))
     if undecided:
         pending = pending_steps()
-        if confirm_s > 0 and any(store.stuck_check(i, now=now, pending=pending.get(i, ())).code
-                                 == StuckCheck.STUCK for i in undecided):
+        if confirm_s > 0 and any(
+            store.stuck_check(i, now=now, pending=pending.get(i, ())).code == StuckCheck.STUCK
+            for i in undecided
+        ):
             time.sleep(confirm_s)
             pending = pending_steps()
         for analysis_id in undecided:
-            answer = store.watchdog_check(analysis_id, now=now,
-                                          pending=pending.get(analysis_id, ()))
+            answer = store.watchdog_check(analysis_id, now=now, pending=pending.get(analysis_id, ()))
             verdicts.append(Verdict(analysis_id, answer))
     return verdicts
 
 
-def stuck(store: AnalysisStore, pending_steps: PendingSteps, now: float, *,
-          grace_s: float | None = None) -> list[str]:
+def stuck(
+    store: AnalysisStore, pending_steps: PendingSteps, now: float, *, grace_s: float | None = None
+) -> list[str]:
     """Ids the rule calls stuck, read only: to be re-enqueued (their next step is not waiting in
     the broker), parked without control, or halted by the watchdog."""
     found, undecided = set(), []
@@ -90,7 +93,10 @@ def stuck(store: AnalysisStore, pending_steps: PendingSteps, now: float, *,
             found.add(analysis_id)
     if undecided:
         pending = pending_steps()
-        found |= {i for i in undecided
-                  if store.stuck_check(i, now=now, grace_s=grace_s,
-                                       pending=pending.get(i, ())).code == StuckCheck.STUCK}
+        found |= {
+            i
+            for i in undecided
+            if store.stuck_check(i, now=now, grace_s=grace_s, pending=pending.get(i, ())).code
+            == StuckCheck.STUCK
+        }
     return [i for i in ids if i in found]

@@ -50,13 +50,16 @@ def thin_share(frame: pd.DataFrame) -> float:
     return float((frame["volume"] <= 0).mean()) if len(frame) else 1.0
 
 
-def window_problem(symbol: str, window: pd.DataFrame, timeframe: str, needed: int,
-                   max_thin: float) -> str | None:
+def window_problem(
+    symbol: str, window: pd.DataFrame, timeframe: str, needed: int, max_thin: float
+) -> str | None:
     """Why `window` (the candles an analysis would rank) cannot be ranked, or None."""
     if len(window) < needed:
         return f"{symbol} has only {len(window)} {timeframe} candles; at least {needed} are needed"
     share = thin_share(window)
     if share > max_thin:
-        return (f"{symbol} had no trades in {share:.0%} of its last {len(window)} {timeframe} "
-                f"candles (gaps or zero volume); the limit is {max_thin:.0%}")
+        return (
+            f"{symbol} had no trades in {share:.0%} of its last {len(window)} {timeframe} "
+            f"candles (gaps or zero volume); the limit is {max_thin:.0%}"
+        )
     return None

@@ -28,8 +28,7 @@ class BoundedSession(requests.Session):
         super().__init__()
         self.max_bytes = max_bytes
 
-    def request(self, method: str, url: str, *args: Any,  # type: ignore[override]
-                **kwargs: Any) -> requests.Response:
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
         kwargs["stream"] = True
         response = super().request(method, url, *args, **kwargs)
         too_big = f"more than {size_words(self.max_bytes)}"

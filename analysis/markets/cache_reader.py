@@ -33,9 +33,11 @@ class CacheReader:
         known = {s for timeframe in TIMEFRAMES for s in self.cache.stored_markets(timeframe)}
         unknown = [s for s in symbols if s not in known]
         if unknown:
-            raise InvalidConfig(f"unknown symbol {', '.join(unknown[:5])}: the candle cache of "
-                                f"{self.name} holds none of its candles (a backtest never asks "
-                                "the exchange; an analysis of the market fills the cache)")
+            raise InvalidConfig(
+                f"unknown symbol {', '.join(unknown[:5])}: the candle cache of "
+                f"{self.name} holds none of its candles (a backtest never asks "
+                "the exchange; an analysis of the market fills the cache)"
+            )
 
     def candles(self, symbol: str, timeframe: str, limit: int) -> pd.DataFrame:
         return self.cache.stored(symbol, timeframe).iloc[-limit:]

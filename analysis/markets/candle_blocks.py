@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 import redis
 
-from analysis.db.scripts.candles import STORE_BLOCKS
 from analysis.db.keys import Keys
+from analysis.db.scripts.candles import STORE_BLOCKS
 from analysis.markets.base import OHLCV_COLUMNS
 
 BLOCK_CANDLES = 256
@@ -32,10 +32,10 @@ def encode_candles(frame: pd.DataFrame) -> bytes:
 
 def decode_candles(blob: bytes) -> pd.DataFrame:
     payload = json.loads(zlib.decompress(blob))
-    index = pd.DatetimeIndex(pd.to_datetime(np.asarray(payload["t"], dtype="int64"), unit="s", utc=True),
-                             name="timestamp")
-    return pd.DataFrame({col: np.asarray(payload[col], dtype=float) for col in OHLCV_COLUMNS},
-                        index=index)
+    index = pd.DatetimeIndex(
+        pd.to_datetime(np.asarray(payload["t"], dtype="int64"), unit="s", utc=True), name="timestamp"
+    )
+    return pd.DataFrame({col: np.asarray(payload[col], dtype=float) for col in OHLCV_COLUMNS}, index=index)
 
 
 def block_numbers(frame: pd.DataFrame, step_s: int) -> np.ndarray:

@@ -19,11 +19,11 @@ from collections.abc import Callable
 import pandas as pd
 import redis
 
-from analysis.db.scripts.candles import RELEASE_LOCK
 from analysis.db.keys import Keys
+from analysis.db.scripts.candles import RELEASE_LOCK
 from analysis.markets.base import TIMEFRAMES
-from analysis.markets.candle_rows import empty_frame, fill_gaps
 from analysis.markets.candle_blocks import BLOCK_CANDLES, BlockStore, from_block_start
+from analysis.markets.candle_rows import empty_frame, fill_gaps
 
 logger = logging.getLogger(__name__)
 
@@ -38,9 +38,17 @@ def newest_closed_open(now: float, step_s: int) -> int:
 
 
 class CandleCache:
-    def __init__(self, client: redis.Redis, keys: Keys, source: str, *, ttl_s: int,
-                 lock_s: float, clock: Callable[[], float] = time.time,
-                 sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        source: str,
+        *,
+        ttl_s: int,
+        lock_s: float,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         self.redis, self.keys, self.source = client, keys, source
         self.ttl_s, self.lock_s = ttl_s, lock_s
         self.clock, self.sleep = clock, sleep
@@ -70,9 +78,10 @@ class CandleCache:
         """The markets with a cached series of `timeframe`, sorted (a SCAN: never the source)."""
         prefix = self.keys.series(self.source, timeframe, "")
         pattern = re.sub(r"([*?\[\]\\])", r"\\\1", prefix) + "*"
-        keys = (k.decode() if isinstance(k, bytes) else k
-                for k in self.redis.scan_iter(match=pattern, count=500))
-        return sorted({key[len(prefix):] for key in keys})
+        keys = (
+            k.decode() if isinstance(k, bytes) else k for k in self.redis.scan_iter(match=pattern, count=500)
+        )
+        return sorted({key[len(prefix) :] for key in keys})
 
     def _counted(self, what: str) -> None:
         """This process's count, and the Prometheus counter every process shares."""
@@ -94,8 +103,7 @@ class CandleCache:
             return empty_frame()
         return self.blocks.get(head["blocks"])
 
-    def _fetch_once(self, symbol: str, timeframe: str, limit: int, newest: int,
-                    fetch: Fetch) -> pd.DataFrame:
+    def _fetch_once(self, symbol: str, timeframe: str, limit: int, newest: int, fetch: Fetch) -> pd.DataFrame:
         lock, token = self.keys.series_lock(self.source, timeframe, symbol), uuid.uuid4().hex
         deadline = time.monotonic() + self.lock_s
         while not self.redis.set(lock, token, nx=True, px=int(self.lock_s * 1000)):
@@ -116,8 +124,7 @@ class CandleCache:
         finally:
             self._release(lock=lock, token=token)
 
-    def _refresh(self, symbol: str, timeframe: str, limit: int, newest: int,
-                 fetch: Fetch) -> pd.DataFrame:
+    def _refresh(self, symbol: str, timeframe: str, limit: int, newest: int, fetch: Fetch) -> pd.DataFrame:
         step = TIMEFRAMES[timeframe]
         head = self._head(symbol, timeframe)
         old = self.blocks.get(head["blocks"]) if head and head["blocks"] else None
@@ -137,8 +144,17 @@ class CandleCache:
             complete = False
         digests = self.blocks.put(frame, step, self.ttl_s)
         head = {"blocks": digests, "checked": newest, "complete": complete, "count": len(frame)}
-        self.redis.set(self.keys.series(self.source, timeframe, symbol),
-                       json.dumps(head, separators=(",", ":")), ex=self.ttl_s)
-        logger.info("candles %s %s %s: cached %d to %s", self.source, symbol, timeframe,
-                    len(frame), pd.Timestamp(newest, unit="s", tz="UTC").isoformat())
+        self.redis.set(
+            self.keys.series(self.source, timeframe, symbol),
+            json.dumps(head, separators=(",", ":")),
+            ex=self.ttl_s,
+        )
+        logger.info(
+            "candles %s %s %s: cached %d to %s",
+            self.source,
+            symbol,
+            timeframe,
+            len(frame),
+            pd.Timestamp(newest, unit="s", tz="UTC").isoformat(),
+        )
         return frame

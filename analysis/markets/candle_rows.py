@@ -62,8 +62,12 @@ def fill_gaps(frame: pd.DataFrame, step_s: int, until_s: int) -> pd.DataFrame:
     """Every open time from the first candle to `until_s`, missing ones filled flat (volume 0)."""
     if frame.empty:
         return frame
-    grid = pd.date_range(frame.index[0], pd.Timestamp(until_s, unit="s", tz="UTC"),
-                         freq=pd.Timedelta(seconds=step_s), name="timestamp")
+    grid = pd.date_range(
+        frame.index[0],
+        pd.Timestamp(until_s, unit="s", tz="UTC"),
+        freq=pd.Timedelta(seconds=step_s),
+        name="timestamp",
+    )
     if len(grid) == len(frame) and grid.equals(frame.index):
         return frame
     full = frame.reindex(grid)

@@ -24,9 +24,9 @@ from urllib.parse import urlsplit
 import pandas as pd
 import redis
 
-from analysis.errors import DataUnavailable, InvalidConfig
 from analysis.db.connect import redis_client
 from analysis.db.keys import Keys
+from analysis.errors import DataUnavailable, InvalidConfig
 from analysis.markets.base import TIMEFRAMES
 from analysis.markets.bounded_http import BoundedSession, check_row_count
 from analysis.markets.candle_cache import CandleCache
@@ -50,7 +50,7 @@ def rewrite_api_urls(api: object, base: str) -> object:
     if isinstance(api, str):
         parts = urlsplit(api)
         if parts.scheme in ("http", "https") and parts.netloc:
-            return base + api[len(f"{parts.scheme}://{parts.netloc}"):]
+            return base + api[len(f"{parts.scheme}://{parts.netloc}") :]
         return api
     if isinstance(api, dict):
         return {key: rewrite_api_urls(value, base) for key, value in api.items()}
@@ -94,25 +94,40 @@ class CcxtProvider:
     is_demo = False
     remote = True
 
-    def __init__(self, exchange_id: str, settings: Settings, *, client: redis.Redis | None = None,
-                 clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        exchange_id: str,
+        settings: Settings,
+        *,
+        client: redis.Redis | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         import ccxt
 
         if exchange_id not in ccxt.exchanges:
-            raise InvalidConfig(f"MARKET_DATA=ccxt:{exchange_id}: ccxt has no exchange "
-                                f"{exchange_id!r} (e.g. binance, okx, kraken)")
+            raise InvalidConfig(
+                f"MARKET_DATA=ccxt:{exchange_id}: ccxt has no exchange "
+                f"{exchange_id!r} (e.g. binance, okx, kraken)"
+            )
         self.exchange_id, self.name, self.label = exchange_id, f"ccxt:{exchange_id}", exchange_id
         self.settings, self.clock, self.sleep = settings, clock, sleep
         # The cache belongs to the exchange *and* the address it is reached at.
-        self.source = exchange_id + (f"@{urlsplit(settings.ccxt_api_url).netloc}"
-                                     if settings.ccxt_api_url else "")
+        self.source = exchange_id + (
+            f"@{urlsplit(settings.ccxt_api_url).netloc}" if settings.ccxt_api_url else ""
+        )
         self.redis = client or redis_client(settings)
         self.keys = Keys(settings.key_prefix)
         retries = settings.ccxt_retries
         self.cache = CandleCache(
-            self.redis, self.keys, self.source, ttl_s=settings.candle_cache_ttl_s,
+            self.redis,
+            self.keys,
+            self.source,
+            ttl_s=settings.candle_cache_ttl_s,
             lock_s=settings.ccxt_timeout_s * (retries + 1) + settings.ccxt_backoff_max_s * retries,
-            clock=clock, sleep=sleep)
+            clock=clock,
+            sleep=sleep,
+        )
         self._exchange = None
         self._lock = threading.RLock()
 
@@ -149,13 +164,19 @@ class CcxtProvider:
                 self.last_http = (int(code), dict(headers or {}))  # kept for errors' words
                 return super().on_rest_response(code, reason, url, method, headers, body, *rest)
 
-        exchange = SharedLimit({"enableRateLimit": True, "timeout": int(self.settings.ccxt_timeout_s * 1000),
-                                "enableLastResponseHeaders": False,
-                                "session": BoundedSession(self.settings.ccxt_max_answer_bytes)})
+        exchange = SharedLimit(
+            {
+                "enableRateLimit": True,
+                "timeout": int(self.settings.ccxt_timeout_s * 1000),
+                "enableLastResponseHeaders": False,
+                "session": BoundedSession(self.settings.ccxt_max_answer_bytes),
+            }
+        )
         exchange.session.trust_env = exchange.requests_trust_env  # as ccxt sets its own session
         rate = 1000 / max(exchange.rateLimit, 1)
-        bucket_holder.append(TokenBucket(self.redis, self.keys.rate_limit(self.source),
-                                         rate_per_s=rate, capacity=rate))
+        bucket_holder.append(
+            TokenBucket(self.redis, self.keys.rate_limit(self.source), rate_per_s=rate, capacity=rate)
+        )
         if self.settings.ccxt_api_url:
             exchange.urls["api"] = rewrite_api_urls(exchange.urls["api"], self.settings.ccxt_api_url)
         # Spot only: where the exchange loads several market types, load spot alone (binance
@@ -191,13 +212,21 @@ class CcxtProvider:
                 status = http[0] if http and http[0] >= 400 else None
                 words = failure_words(exc, status)
                 if attempt == retries:
-                    raise ExchangeUnavailable(f"{self.exchange_id} {words} for {what} "
-                                              f"({attempt + 1} tries)") from exc
+                    raise ExchangeUnavailable(
+                        f"{self.exchange_id} {words} for {what} ({attempt + 1} tries)"
+                    ) from exc
                 delay = min(s.ccxt_backoff_max_s, s.ccxt_backoff_s * 2**attempt)
                 if status in (418, 429) and http is not None:
                     delay = max(delay, min(s.ccxt_backoff_max_s, retry_after(http[1])))
-                logger.info("%s %s for %s (try %d of %d), again in %.2f s", self.exchange_id,
-                               words, what, attempt + 1, retries + 1, delay)
+                logger.info(
+                    "%s %s for %s (try %d of %d), again in %.2f s",
+                    self.exchange_id,
+                    words,
+                    what,
+                    attempt + 1,
+                    retries + 1,
+                    delay,
+                )
                 self.sleep(delay)
             except ccxt.BaseError as exc:
                 raise DataUnavailable(f"{self.exchange_id} refused {what} ({type(exc).__name__})") from exc
@@ -215,10 +244,14 @@ class CcxtProvider:
 
     def _markets(self) -> dict[str, list]:
         """symbol -> [active, spot, quote], for every market of the exchange."""
+
         def load():
             markets = self._call("its market list", lambda: self.exchange().load_markets(), retries=1)
-            return {symbol: [m.get("active") is not False, bool(m.get("spot")), m.get("quote")]
-                    for symbol, m in markets.items()}
+            return {
+                symbol: [m.get("active") is not False, bool(m.get("spot")), m.get("quote")]
+                for symbol, m in markets.items()
+            }
+
         return self._cached("markets", self.settings.ccxt_markets_ttl_s, load)
 
     def _volumes(self) -> dict[str, float]:
@@ -231,6 +264,7 @@ class CcxtProvider:
                     quote_volume = t["baseVolume"] * t["last"]
                 volumes[symbol] = float(quote_volume or 0.0)
             return volumes
+
         return self._cached("volumes", self.settings.ccxt_tickers_ttl_s, load)
 
     def market_volumes(self, timeframe: str) -> list[tuple[str, float]]:
@@ -238,9 +272,11 @@ class CcxtProvider:
         quote = self.settings.quote_currency
         markets = self._markets()
         volumes = self._volumes()
-        candidates = [(symbol, volumes.get(symbol, 0.0))
-                      for symbol, (active, spot, q) in markets.items()
-                      if active and spot and q == quote]
+        candidates = [
+            (symbol, volumes.get(symbol, 0.0))
+            for symbol, (active, spot, q) in markets.items()
+            if active and spot and q == quote
+        ]
         return sorted(candidates, key=lambda item: (-item[1], item[0]))
 
     def list_markets(self, timeframe: str) -> list[str]:
@@ -250,12 +286,14 @@ class CcxtProvider:
         markets = self._markets()
         unknown = [s for s in symbols if s not in markets or not markets[s][1]]
         if unknown:
-            raise InvalidConfig(f"unknown market {', '.join(unknown[:5])}: {self.exchange_id} has "
-                                f"no such spot pair")
+            raise InvalidConfig(
+                f"unknown market {', '.join(unknown[:5])}: {self.exchange_id} has no such spot pair"
+            )
         inactive = [s for s in symbols if not markets[s][0]]
         if inactive:
-            raise InvalidConfig(f"{', '.join(inactive[:5])} is not trading on {self.exchange_id} "
-                                f"(inactive or halted)")
+            raise InvalidConfig(
+                f"{', '.join(inactive[:5])} is not trading on {self.exchange_id} (inactive or halted)"
+            )
 
     # --- candles -------------------------------------------------------------------------------
     def _check_timeframe(self, timeframe: str) -> None:
@@ -280,8 +318,9 @@ class CcxtProvider:
             wanted = min(page, (until_ms - cursor) // step_ms + 1)
 
             def one_page(since=cursor, limit=wanted):
-                answer = self.exchange().fetch_ohlcv(symbol, timeframe, since=since, limit=limit,
-                                                     params={"until": until_ms})
+                answer = self.exchange().fetch_ohlcv(
+                    symbol, timeframe, since=since, limit=limit, params={"until": until_ms}
+                )
                 return check_rows(answer, what)
 
             batch = self._call(what, one_page)

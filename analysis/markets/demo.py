@@ -74,5 +74,6 @@ def _demo_series(symbol: str, timeframe: str) -> pd.DataFrame:
     low = np.minimum(open_, close) * (1 - wick[1])
     volume = rng.lognormal(mean=10, sigma=0.5, size=n) * (1 + 20 * np.abs(shocks))
     index = pd.date_range(end=DEMO_END, periods=n, freq=pd.Timedelta(seconds=step_s), name="timestamp")
-    return pd.DataFrame({"open": open_, "high": high, "low": low, "close": close,
-                         "volume": volume}, index=index)
+    return pd.DataFrame(
+        {"open": open_, "high": high, "low": low, "close": close, "volume": volume}, index=index
+    )

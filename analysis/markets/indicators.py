@@ -7,12 +7,20 @@ after warm-up: WARMUP_CANDLES is where they agree to about 1e-6 relative (see th
 import numpy as np
 import pandas as pd
 from ta.momentum import RSIIndicator
-from ta.trend import ADXIndicator, EMAIndicator, MACD
+from ta.trend import MACD, ADXIndicator, EMAIndicator
 from ta.volatility import AverageTrueRange, BollingerBands
 
 WARMUP_CANDLES = 300
-SNAPSHOT_FIELDS = ("close", "rsi_14", "macd_hist", "bb_pctb", "atr_14", "adx_14", "ema_trend",
-                   "volume_change")
+SNAPSHOT_FIELDS = (
+    "close",
+    "rsi_14",
+    "macd_hist",
+    "bb_pctb",
+    "atr_14",
+    "adx_14",
+    "ema_trend",
+    "volume_change",
+)
 
 
 def indicator_frame(candles: pd.DataFrame) -> pd.DataFrame:

@@ -35,8 +35,9 @@ class QualityBounds:
     jump_factor: float
 
 
-def market_quality(window: pd.DataFrame, step_s: int, newest_close: int,
-                   bounds: QualityBounds) -> dict[str, Any]:
+def market_quality(
+    window: pd.DataFrame, step_s: int, newest_close: int, bounds: QualityBounds
+) -> dict[str, Any]:
     """What one market's window holds: candles, last_close, last_trade (epoch s, None if it
     never traded), gaps, zero_volume, jumps (count) and biggest_jump (factor), and `left_out`
     (the reason) when it cannot be ranked."""
@@ -64,22 +65,33 @@ def market_quality(window: pd.DataFrame, step_s: int, newest_close: int,
 
 def _left_out(found: dict[str, Any], step_s: int, newest_close: int, bounds: QualityBounds) -> str:
     if found["candles"] < bounds.needed:
-        return (f"short history: {found['candles']} candles; the indicators need {bounds.needed} "
-                f"to settle ({bounds.needed_why})")
+        return (
+            f"short history: {found['candles']} candles; the indicators need {bounds.needed} "
+            f"to settle ({bounds.needed_why})"
+        )
     last_trade = found["last_trade"]
     if last_trade is None or newest_close - last_trade > bounds.stale_candles * step_s:
         when = "never traded" if last_trade is None else f"last traded {at(last_trade)}"
-        return (f"stale: {when}, more than {bounds.stale_candles} candles before the newest "
-                f"candle ranked ({at(newest_close)})")
+        return (
+            f"stale: {when}, more than {bounds.stale_candles} candles before the newest "
+            f"candle ranked ({at(newest_close)})"
+        )
     thin = (found["gaps"] + found["zero_volume"]) / (found["candles"] + found["gaps"])
     if thin > bounds.max_thin:
-        return (f"thin: no trades in {thin:.0%} of its window ({found['gaps']} gaps, "
-                f"{found['zero_volume']} zero-volume candles); the limit is {bounds.max_thin:.0%}")
+        return (
+            f"thin: no trades in {thin:.0%} of its window ({found['gaps']} gaps, "
+            f"{found['zero_volume']} zero-volume candles); the limit is {bounds.max_thin:.0%}"
+        )
     return ""
 
 
-def assess(windows: dict[str, pd.DataFrame], timeframe: str, step_s: int, newest_close: int | None,
-           bounds: QualityBounds) -> dict[str, Any]:
+def assess(
+    windows: dict[str, pd.DataFrame],
+    timeframe: str,
+    step_s: int,
+    newest_close: int | None,
+    bounds: QualityBounds,
+) -> dict[str, Any]:
     """The data quality of an analysis (stored in its state as `data_quality`): each market's
     findings and the sums, with the bounds used."""
     if newest_close is None:
@@ -95,8 +107,12 @@ def assess(windows: dict[str, pd.DataFrame], timeframe: str, step_s: int, newest
         "zero_volume": sum(m["zero_volume"] for m in markets.values()),
         "jumps": sum(m["jumps"] for m in markets.values()),
         "left_out": {s: m["left_out"] for s, m in markets.items() if "left_out" in m},
-        "bounds": {"needed_candles": bounds.needed, "max_thin_share": bounds.max_thin,
-                   "stale_candles": bounds.stale_candles, "jump_factor": bounds.jump_factor},
+        "bounds": {
+            "needed_candles": bounds.needed,
+            "max_thin_share": bounds.max_thin,
+            "stale_candles": bounds.stale_candles,
+            "jump_factor": bounds.jump_factor,
+        },
     }
 
 
@@ -112,8 +128,10 @@ def findings(quality: dict[str, Any]) -> list[tuple[str, str]]:
         if m["zero_volume"]:
             words.append(f"{m['zero_volume']} zero-volume candle{'s' if m['zero_volume'] > 1 else ''}")
         if m["jumps"]:
-            words.append(f"{m['jumps']} price jump{'s' if m['jumps'] > 1 else ''} "
-                         f"(up to x{m['biggest_jump']:.2f} in one candle)")
+            words.append(
+                f"{m['jumps']} price jump{'s' if m['jumps'] > 1 else ''} "
+                f"(up to x{m['biggest_jump']:.2f} in one candle)"
+            )
         if words:
             out.append((symbol, ", ".join(words)))
     return out
@@ -143,8 +161,10 @@ def quality_line(quality: dict[str, Any], limit: int = 3) -> str:
 
 def quality_head(quality: dict[str, Any]) -> str:
     """'data: 30 markets · 1h to 2024-09-06 04:00 UTC'."""
-    return (f"data: {len(quality.get('markets', {}))} markets · {quality.get('timeframe', '')} "
-            f"to {at(quality.get('newest_close'))}")
+    return (
+        f"data: {len(quality.get('markets', {}))} markets · {quality.get('timeframe', '')} "
+        f"to {at(quality.get('newest_close'))}"
+    )
 
 
 def at(epoch_s: int | None) -> str:

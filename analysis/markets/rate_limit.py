@@ -14,9 +14,16 @@ from analysis.db.scripts.candles import TAKE_TOKENS
 
 
 class TokenBucket:
-    def __init__(self, client: redis.Redis, key: str, *, rate_per_s: float, capacity: float,
-                 sleep: Callable[[float], None] = time.sleep,
-                 clock_ms: Callable[[], int] | None = None):
+    def __init__(
+        self,
+        client: redis.Redis,
+        key: str,
+        *,
+        rate_per_s: float,
+        capacity: float,
+        sleep: Callable[[float], None] = time.sleep,
+        clock_ms: Callable[[], int] | None = None,
+    ):
         """`clock_ms` None: Redis's clock (production); tests pass their own time."""
         self.key, self.rate_per_s, self.capacity, self.sleep = key, rate_per_s, capacity, sleep
         self.clock_ms = clock_ms
@@ -26,8 +33,9 @@ class TokenBucket:
     def take(self, cost: float = 1.0) -> float:
         """Reserve `cost` tokens and sleep until they are due; the seconds slept."""
         now = "" if self.clock_ms is None else self.clock_ms()
-        answer = self._take(bucket=self.key, rate=self.rate_per_s, capacity=self.capacity,
-                            cost=cost, now_ms=now)
+        answer = self._take(
+            bucket=self.key, rate=self.rate_per_s, capacity=self.capacity, cost=cost, now_ms=now
+        )
         wait_s = int(answer.values[0]) / 1000
         if wait_s > 0:
             self.sleep(wait_s)

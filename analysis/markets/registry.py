@@ -1,6 +1,7 @@
 """Market-data providers by spec: the provider the `MARKET_DATA` setting names.
 
-The built-in sources are `demo`, `csv:<dir>` and `ccxt:<exchange id>` (live, ccxt_source.py). Other sources register a prefix with
+The built-in sources are `demo`, `csv:<dir>` and `ccxt:<exchange id>` (live, ccxt_source.py). Other sources
+register a prefix with
 `register_provider` where they are defined; tests and benchmarks register their doubles this way,
 so a production process, which never imports them, refuses their specs.
 """
@@ -15,16 +16,17 @@ from analysis.markets.base import MarketDataProvider
 
 @dataclass(frozen=True)
 class _Source:
-    usage: str                                      # how a spec of it is written, for refusals
-    build: Callable[[str], MarketDataProvider]      # the spec's argument (after 'prefix:') -> provider
+    usage: str  # how a spec of it is written, for refusals
+    build: Callable[[str], MarketDataProvider]  # the spec's argument (after 'prefix:') -> provider
     takes_argument: bool
 
 
 _SOURCES: dict[str, _Source] = {}
 
 
-def register_provider(prefix: str, build: Callable[[str], MarketDataProvider], *, usage: str,
-                      takes_argument: bool = True) -> None:
+def register_provider(
+    prefix: str, build: Callable[[str], MarketDataProvider], *, usage: str, takes_argument: bool = True
+) -> None:
     """Make `<prefix>:<argument>` (or the bare `<prefix>` when `takes_argument` is False) a spec."""
     _SOURCES[prefix] = _Source(usage, build, takes_argument)
     provider_from_spec.cache_clear()
@@ -56,11 +58,13 @@ def provider_from_spec(spec: str) -> MarketDataProvider:
 
 def _demo(_: str) -> MarketDataProvider:
     from analysis.markets.demo import DemoProvider
+
     return DemoProvider()
 
 
 def _csv(directory: str) -> MarketDataProvider:
     from analysis.markets.csv_dir import CsvDirProvider
+
     return CsvDirProvider(directory)
 
 
@@ -68,6 +72,7 @@ def _ccxt(exchange_id: str) -> MarketDataProvider:
     # Live data needs the process's settings (Redis for the shared cache, CCXT_API_URL...).
     from analysis.markets.ccxt_source import CcxtProvider
     from analysis.settings import get_settings
+
     return CcxtProvider(exchange_id, get_settings())
 
 

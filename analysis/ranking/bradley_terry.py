@@ -55,14 +55,31 @@ from dataclasses import dataclass
 import numpy as np
 
 from analysis.ranking.bt_log import Comparison, _check_inputs, _comparison_counts, _index_log
-from analysis.ranking.bt_pair_choice import (DESIGN_DRAWS, MAX_PAIRS_PER_SYMBOL, _all_pairs_randomly_oriented,
-                                             _lookahead_gain, _not_yet_asked, _pick_batch, _resample)
+from analysis.ranking.bt_pair_choice import (
+    DESIGN_DRAWS,
+    MAX_PAIRS_PER_SYMBOL,
+    _all_pairs_randomly_oriented,
+    _lookahead_gain,
+    _not_yet_asked,
+    _pick_batch,
+    _resample,
+)
 from analysis.ranking.bt_posterior import DEFAULT_SAMPLES, _posterior
 from analysis.ranking.top_k_posterior import SCALE_GRID, best_set, top_k_membership
 
 # Re-exported: tests and benches reach these through this module.
-__all__ = ["SCALE_GRID", "Comparison", "TopKEstimate", "_lookahead_gain", "_posterior", "choose_pairs",
-           "default_budget", "estimate_top_k", "ordered_pairs", "stop_reason"]
+__all__ = [
+    "SCALE_GRID",
+    "Comparison",
+    "TopKEstimate",
+    "_lookahead_gain",
+    "_posterior",
+    "choose_pairs",
+    "default_budget",
+    "estimate_top_k",
+    "ordered_pairs",
+    "stop_reason",
+]
 
 
 @dataclass(frozen=True)
@@ -95,9 +112,7 @@ def default_budget(n_markets: int, k: int) -> int:
     return min(10 * n_markets, ordered_pairs(n_markets))
 
 
-def stop_reason(
-    estimate: TopKEstimate, comparisons_made: int, *, target: float, budget: int
-) -> str | None:
+def stop_reason(estimate: TopKEstimate, comparisons_made: int, *, target: float, budget: int) -> str | None:
     """Why the analysis stops now: "target reached", "target not reached" (budget spent), or
     None while it should go on comparing."""
     if estimate.expected_precision >= target:

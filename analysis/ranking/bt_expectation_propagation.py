@@ -46,9 +46,7 @@ _PROBIT_WEIGHTS = np.array([0.391776, 0.554841, 0.052787, 0.000597])
 _PROBIT_WEIGHTS = _PROBIT_WEIGHTS / _PROBIT_WEIGHTS.sum()
 
 
-def _fit_scales(
-    symbols: tuple[str, ...], comparisons: tuple[Comparison, ...]
-) -> list[_GaussianFit]:
+def _fit_scales(symbols: tuple[str, ...], comparisons: tuple[Comparison, ...]) -> list[_GaussianFit]:
     """One EP fit per scale, smallest first, each warm-started from the previous one.
 
     Once the evidence has fallen far below its best, the larger scales are left out (they
@@ -169,8 +167,18 @@ def _log_ndtr(z: np.ndarray) -> np.ndarray:
     """log Phi(z), accurate far into the left tail (erfc as in Numerical Recipes, rel. err 1e-7)."""
     x = np.abs(z) / math.sqrt(2.0)
     t = 1.0 / (1.0 + 0.5 * x)
-    coefficients = (0.17087277, -0.82215223, 1.48851587, -1.13520398, 0.27886807,
-                    -0.18628806, 0.09678418, 0.37409196, 1.00002368, -1.26551223)
+    coefficients = (
+        0.17087277,
+        -0.82215223,
+        1.48851587,
+        -1.13520398,
+        0.27886807,
+        -0.18628806,
+        0.09678418,
+        0.37409196,
+        1.00002368,
+        -1.26551223,
+    )
     poly = np.zeros_like(t)
     for c in coefficients:
         poly = poly * t + c

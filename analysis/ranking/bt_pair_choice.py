@@ -35,9 +35,7 @@ def _resample(weights: np.ndarray, size: int, rng: np.random.Generator) -> np.nd
     return np.minimum(np.searchsorted(np.cumsum(weights), positions), len(weights) - 1)
 
 
-def _lookahead_gain(
-    strengths: np.ndarray, bias: np.ndarray, pairs: np.ndarray, k: int
-) -> np.ndarray:
+def _lookahead_gain(strengths: np.ndarray, bias: np.ndarray, pairs: np.ndarray, k: int) -> np.ndarray:
     """Expected gain in expected precision@K from judging each pair once (knowledge gradient).
 
     For each outcome the (equally weighted) draws are reweighted by its likelihood; the best

@@ -8,8 +8,13 @@ from functools import lru_cache
 
 import numpy as np
 
-from analysis.ranking.bt_expectation_propagation import (BIAS_PRIOR_SD, _fit_scales, _GaussianFit,
-                                                          _logsumexp, _prior_precision)
+from analysis.ranking.bt_expectation_propagation import (
+    BIAS_PRIOR_SD,
+    _fit_scales,
+    _GaussianFit,
+    _logsumexp,
+    _prior_precision,
+)
 from analysis.ranking.bt_log import Comparison, _design, _index_log, _Log
 from analysis.ranking.top_k_posterior import SCALE_GRID, log_scale_prior
 
@@ -40,8 +45,7 @@ def _posterior(
     log = _index_log(symbols, comparisons)
     design = _design(log.first, log.second, n)
     fits = _fit_scales(symbols, comparisons)
-    log_evidence = (np.array([fit.log_evidence for fit in fits])
-                    + log_scale_prior(SCALE_GRID)[: len(fits)])
+    log_evidence = np.array([fit.log_evidence for fit in fits]) + log_scale_prior(SCALE_GRID)[: len(fits)]
     share = np.exp(log_evidence - log_evidence.max())
     share[share < 1e-12] = 0.0
     share /= share.sum()
@@ -109,9 +113,7 @@ def _log_normaliser(precision_diagonal: np.ndarray) -> float:
     return float(0.5 * np.sum(np.log(precision_diagonal)) - 0.5 * dim * math.log(2 * math.pi))
 
 
-def _log_mixture_density(
-    draws: np.ndarray, fits: list[_GaussianFit], share: np.ndarray
-) -> np.ndarray:
+def _log_mixture_density(draws: np.ndarray, fits: list[_GaussianFit], share: np.ndarray) -> np.ndarray:
     dim = draws.shape[1]
     per_component = []
     for fit, weight in zip(fits, share):
@@ -119,7 +121,9 @@ def _log_mixture_density(
             whitened = (draws - fit.mean) @ fit.precision_cholesky
             log_det_half = np.sum(np.log(np.diag(fit.precision_cholesky)))
             per_component.append(
-                math.log(weight) - 0.5 * dim * math.log(2 * math.pi) + log_det_half
+                math.log(weight)
+                - 0.5 * dim * math.log(2 * math.pi)
+                + log_det_half
                 - 0.5 * np.sum(whitened**2, axis=1)
             )
     return _logsumexp(np.stack(per_component), axis=0)

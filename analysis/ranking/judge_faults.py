@@ -24,8 +24,15 @@ class Fault:
     retry_after: float | None = None
 
 
-def fault_from_error(err: openai.OpenAIError, *, model: str, where: str, timeout_s: float,
-                     clock: Callable[[], float], redact: Callable[[str], str]) -> Fault:
+def fault_from_error(
+    err: openai.OpenAIError,
+    *,
+    model: str,
+    where: str,
+    timeout_s: float,
+    clock: Callable[[], float],
+    redact: Callable[[str], str],
+) -> Fault:
     """Why a call to the server failed, phrased for a trader, and whether to retry it."""
     if isinstance(err, openai.APITimeoutError):
         return Fault(
@@ -48,13 +55,20 @@ def fault_from_error(err: openai.OpenAIError, *, model: str, where: str, timeout
             retryable=True,
         )
     return Fault(
-        f"The OpenAI client refused the call ({type(err).__name__}). Check OPENAI_BASE_URL and OPENAI_API_KEY.",
+        f"The OpenAI client refused the call ({type(err).__name__}). Check OPENAI_BASE_URL and "
+        "OPENAI_API_KEY.",
         "",
         retryable=False,
     )
 
-def _fault_from_status(err: openai.APIStatusError, model: str, where: str, clock: Callable[[], float],
-                       redact: Callable[[str], str]) -> Fault:
+
+def _fault_from_status(
+    err: openai.APIStatusError,
+    model: str,
+    where: str,
+    clock: Callable[[], float],
+    redact: Callable[[str], str],
+) -> Fault:
     status = err.status_code
     if status == 401:
         return Fault(
@@ -70,7 +84,8 @@ def _fault_from_status(err: openai.APIStatusError, model: str, where: str, clock
     if status == 404:
         return Fault(
             f"The LLM server at {where} does not know model {model!r} or has no chat completions "
-            "endpoint (HTTP 404). Check OPENAI_MODEL (OPENAI_REFINE_MODEL when refining) and OPENAI_BASE_URL.",
+            "endpoint (HTTP 404). Check OPENAI_MODEL (OPENAI_REFINE_MODEL when refining) and "
+            "OPENAI_BASE_URL.",
             "",
             False,
         )
@@ -79,7 +94,10 @@ def _fault_from_status(err: openai.APIStatusError, model: str, where: str, clock
         wait = retry_after_seconds(headers, now=clock())
         label = f"{status} (too many requests)" if status == 429 else str(status)
         return Fault(
-            f"the LLM server answered {label}", f"the LLM server kept answering {label}", True, retry_after=wait
+            f"the LLM server answered {label}",
+            f"the LLM server kept answering {label}",
+            True,
+            retry_after=wait,
         )
     detail = redact(_server_message(err))[:200]
     return Fault(
@@ -88,6 +106,7 @@ def _fault_from_status(err: openai.APIStatusError, model: str, where: str, clock
         "",
         False,
     )
+
 
 def retry_after_seconds(headers: Mapping[str, str] | None, *, now: float) -> float | None:
     """Seconds asked by `retry-after-ms` or `Retry-After` (seconds or HTTP date), or None."""

@@ -81,7 +81,12 @@ def build_response_format(request: PairRequest) -> dict[str, Any]:
 def cache_key(model: str, messages: list[dict[str, str]], response_format: Mapping[str, Any]) -> str:
     """sha256 (hex) of the model and the full request, so any change of prompt is a new key. The
     strategy never asks the same ordered pair twice, so only a retried step meets its key again."""
-    payload = {"v": CACHE_KEY_VERSION, "model": model, "messages": messages, "response_format": response_format}
+    payload = {
+        "v": CACHE_KEY_VERSION,
+        "model": model,
+        "messages": messages,
+        "response_format": response_format,
+    }
     canonical = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
@@ -103,7 +108,11 @@ def parse_verdict(content: str | None, first: str, second: str) -> tuple[str, fl
     canonical = by_name.get(winner.strip().casefold())
     if canonical is None:
         raise BadAnswer(f"named a winner ({winner[:40]!r}) that is not one of the two markets compared")
-    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not math.isfinite(confidence):
+    if (
+        isinstance(confidence, bool)
+        or not isinstance(confidence, (int, float))
+        or not math.isfinite(confidence)
+    ):
         raise BadAnswer("had a confidence that is not a number")
     if not 0.0 <= confidence <= 1.0:
         raise BadAnswer(f"had a confidence of {confidence:g}, outside 0 to 1")
@@ -129,8 +138,10 @@ def build_list_messages(request: ListRequest) -> list[dict[str, str]]:
     lines = [f"Trader's question: {request.question.strip()}", ""]
     for number, (symbol, summary) in enumerate(zip(request.shown, request.summaries), start=1):
         lines += [f"Market {number}: {symbol}", f"Indicators: {summary.strip()}", ""]
-    lines.append(f"Order all {len(request.shown)} markets, best answer to the question first. "
-                 "Name every market exactly once by its exact symbol.")
+    lines.append(
+        f"Order all {len(request.shown)} markets, best answer to the question first. "
+        "Name every market exactly once by its exact symbol."
+    )
     return [{"role": "system", "content": LIST_SYSTEM_PROMPT}, {"role": "user", "content": "\n".join(lines)}]
 
 
@@ -138,11 +149,16 @@ def build_list_response_format(request: ListRequest) -> dict[str, Any]:
     """The strict json_schema response format of the listwise contract (issue 14), exactly."""
     schema = {
         "type": "object",
-        "properties": {"ranking": {"type": "array", "items": {"type": "string", "enum": list(request.shown)}}},
+        "properties": {
+            "ranking": {"type": "array", "items": {"type": "string", "enum": list(request.shown)}}
+        },
         "required": ["ranking"],
         "additionalProperties": False,
     }
-    return {"type": "json_schema", "json_schema": {"name": LIST_SCHEMA_NAME, "strict": True, "schema": schema}}
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": LIST_SCHEMA_NAME, "strict": True, "schema": schema},
+    }
 
 
 def parse_ranking(content: str | None, shown: tuple[str, ...]) -> tuple[str, ...]:

@@ -36,8 +36,9 @@ class Outcome:
     stats: JudgeStats = field(default_factory=JudgeStats)
 
 
-def unavailable(failed: list[Outcome], total: int, stats: JudgeStats,
-                redact: Callable[[str], str]) -> LLMJudgeUnavailable:
+def unavailable(
+    failed: list[Outcome], total: int, stats: JudgeStats, redact: Callable[[str], str]
+) -> LLMJudgeUnavailable:
     """The error a trader sees when requests failed for good: the fatal fault if one was, else
     the first asked request's (how many attempts), and how many of `total` were answered and
     saved; `redact` keeps the API key out of it."""

@@ -56,12 +56,34 @@ from analysis.ranking.judge_values import (
 )
 
 __all__ = [
-    "CACHE_KEY_VERSION", "DEFAULT_BASE_URL", "DEFAULT_MAX_RETRY_AFTER_S", "LIST_SCHEMA_NAME",
-    "LIST_SYSTEM_PROMPT", "SCHEMA_NAME", "SYSTEM_PROMPT", "USER_PROMPT_TEMPLATE", "BadAnswer",
-    "JudgeStats", "LLMJudge", "LLMJudgeUnavailable", "ListRequest", "ListVerdict",
-    "MemoryResponseCache", "PairRequest", "ResponseCache", "Verdict", "build_list_messages",
-    "build_list_response_format", "build_messages", "build_response_format", "cache_key",
-    "encode_ranking", "encode_verdict", "parse_ranking", "parse_verdict", "retry_after_seconds",
+    "CACHE_KEY_VERSION",
+    "DEFAULT_BASE_URL",
+    "DEFAULT_MAX_RETRY_AFTER_S",
+    "LIST_SCHEMA_NAME",
+    "LIST_SYSTEM_PROMPT",
+    "SCHEMA_NAME",
+    "SYSTEM_PROMPT",
+    "USER_PROMPT_TEMPLATE",
+    "BadAnswer",
+    "JudgeStats",
+    "LLMJudge",
+    "LLMJudgeUnavailable",
+    "ListRequest",
+    "ListVerdict",
+    "MemoryResponseCache",
+    "PairRequest",
+    "ResponseCache",
+    "Verdict",
+    "build_list_messages",
+    "build_list_response_format",
+    "build_messages",
+    "build_response_format",
+    "cache_key",
+    "encode_ranking",
+    "encode_verdict",
+    "parse_ranking",
+    "parse_verdict",
+    "retry_after_seconds",
 ]
 
 logger = logging.getLogger(__name__)
@@ -150,12 +172,21 @@ class LLMJudge:
             prepared.setdefault(key, (request, messages, response_format))
             keys.append(key)
 
-        outcomes = self._ask_all({
-            key: (Task(f"{request.first} vs {request.second}",
+        outcomes = self._ask_all(
+            {
+                key: (
+                    Task(
+                        f"{request.first} vs {request.second}",
                         partial(parse_verdict, first=request.first, second=request.second),
-                        encode_verdict),
-                  messages, response_format)
-            for key, (request, messages, response_format) in prepared.items()}, model)
+                        encode_verdict,
+                    ),
+                    messages,
+                    response_format,
+                )
+                for key, (request, messages, response_format) in prepared.items()
+            },
+            model,
+        )
 
         stats = JudgeStats()
         for outcome in outcomes.values():
@@ -183,21 +214,29 @@ class LLMJudge:
         keys: list[str] = []
         for request in requests:
             if len(request.shown) < 2 or len(set(request.shown)) != len(request.shown):
-                raise ValueError(f"a listwise request needs two or more distinct markets, got {request.shown}")
+                raise ValueError(
+                    f"a listwise request needs two or more distinct markets, got {request.shown}"
+                )
             if len(request.summaries) != len(request.shown):
                 raise ValueError("a listwise request needs one summary per market shown")
             messages, response_format = build_list_messages(request), build_list_response_format(request)
             key = cache_key(model, messages, response_format)
-            task = Task(f"an order of {len(request.shown)} ({request.shown[0]}, ...)",
-                         partial(parse_ranking, shown=request.shown), encode_ranking)
+            task = Task(
+                f"an order of {len(request.shown)} ({request.shown[0]}, ...)",
+                partial(parse_ranking, shown=request.shown),
+                encode_ranking,
+            )
             prepared.setdefault(key, (task, messages, response_format))
             keys.append(key)
         outcomes = self._ask_all(prepared, model)
         stats = JudgeStats()
         for outcome in outcomes.values():
             stats.add(outcome.stats)
-        verdicts = [ListVerdict(r.shown, outcomes[k].verdict, model, outcomes[k].cached)
-                    for r, k in zip(requests, keys) if outcomes[k].verdict is not None]
+        verdicts = [
+            ListVerdict(r.shown, outcomes[k].verdict, model, outcomes[k].cached)
+            for r, k in zip(requests, keys)
+            if outcomes[k].verdict is not None
+        ]
         failed_keys = [k for k in keys if outcomes[k].verdict is None]
         stats.failures = len(failed_keys)
         self.last_stats = stats
@@ -205,9 +244,16 @@ class LLMJudge:
             raise unavailable([outcomes[k] for k in failed_keys], len(requests), stats, self._redact)
         return verdicts, stats
 
-    def ask_structured(self, label: str, parse: Callable[[str | None], Any],
-                       encode: Callable[[Any], dict[str, Any]], messages: list[dict[str, str]],
-                       response_format: dict[str, Any], *, model: str) -> tuple[Any, JudgeStats]:
+    def ask_structured(
+        self,
+        label: str,
+        parse: Callable[[str | None], Any],
+        encode: Callable[[Any], dict[str, Any]],
+        messages: list[dict[str, str]],
+        response_format: dict[str, Any],
+        *,
+        model: str,
+    ) -> tuple[Any, JudgeStats]:
         """One call of another contract (analysis/ranking/llm_reasons.py) with this judge's
         retries, cache and faults: `parse` reads an answer (BadAnswer: retried), `encode` is
         what is cached. The parsed answer and what it cost, or `LLMJudgeUnavailable`."""
@@ -219,8 +265,9 @@ class LLMJudge:
             raise unavailable([outcome], 1, stats, self._redact)
         return outcome.verdict, stats
 
-    def _ask_all(self, prepared: dict[str, tuple[Task, list[dict[str, str]], dict[str, Any]]],
-                 model: str) -> dict[str, Outcome]:
+    def _ask_all(
+        self, prepared: dict[str, tuple[Task, list[dict[str, str]], dict[str, Any]]], model: str
+    ) -> dict[str, Outcome]:
         """Ask every prepared request (keyed by cache key) concurrently; wait for all of them."""
         stop = threading.Event()  # set on a settings error: no point asking the rest
         if not prepared:
@@ -263,8 +310,14 @@ class LLMJudge:
                     model=model, messages=messages, response_format=response_format
                 )
             except openai.OpenAIError as err:
-                fault = fault_from_error(err, model=model, where=self._where, timeout_s=self._timeout_s,
-                                         clock=self._clock, redact=self._redact)
+                fault = fault_from_error(
+                    err,
+                    model=model,
+                    where=self._where,
+                    timeout_s=self._timeout_s,
+                    clock=self._clock,
+                    redact=self._redact,
+                )
             else:
                 usage = getattr(response, "usage", None)
                 outcome.stats.prompt_tokens += getattr(usage, "prompt_tokens", 0) or 0
@@ -273,7 +326,9 @@ class LLMJudge:
                     outcome.verdict = task.parse(message_content(response))
                 except BadAnswer as bad:
                     fault = Fault(
-                        f"the LLM's answer {bad}", f"the LLM kept giving unusable answers (the last one {bad})", True
+                        f"the LLM's answer {bad}",
+                        f"the LLM kept giving unusable answers (the last one {bad})",
+                        True,
                     )
                 else:
                     outcome.fault = None

@@ -50,8 +50,16 @@ class ReasonsRequest:
 class StructuredJudge(Protocol):
     """What this call needs of a judge: one structured call through its retries, cache and spend."""
 
-    def ask_structured(self, label: str, parse: Any, encode: Any, messages: list[dict[str, str]],
-                       response_format: dict[str, Any], *, model: str) -> tuple[Any, JudgeStats]: ...
+    def ask_structured(
+        self,
+        label: str,
+        parse: Any,
+        encode: Any,
+        messages: list[dict[str, str]],
+        response_format: dict[str, Any],
+        *,
+        model: str,
+    ) -> tuple[Any, JudgeStats]: ...
 
 
 def build_messages(request: ReasonsRequest) -> list[dict[str, str]]:
@@ -59,17 +67,28 @@ def build_messages(request: ReasonsRequest) -> list[dict[str, str]]:
     for rank, (symbol, summary) in enumerate(zip(request.ranked, request.summaries), start=1):
         lines += [f"Rank {rank}: {symbol}", f"Indicators: {summary.strip()}", ""]
     lines.append(f"Give one short reason for each of the {len(request.ranked)} markets.")
-    return [{"role": "system", "content": REASONS_SYSTEM_PROMPT},
-            {"role": "user", "content": "\n".join(lines)}]
+    return [
+        {"role": "system", "content": REASONS_SYSTEM_PROMPT},
+        {"role": "user", "content": "\n".join(lines)},
+    ]
 
 
 def build_response_format(request: ReasonsRequest) -> dict[str, Any]:
-    item = {"type": "object",
-            "properties": {"symbol": {"type": "string", "enum": list(request.ranked)},
-                           "reason": {"type": "string"}},
-            "required": ["symbol", "reason"], "additionalProperties": False}
-    schema = {"type": "object", "properties": {"reasons": {"type": "array", "items": item}},
-              "required": ["reasons"], "additionalProperties": False}
+    item = {
+        "type": "object",
+        "properties": {
+            "symbol": {"type": "string", "enum": list(request.ranked)},
+            "reason": {"type": "string"},
+        },
+        "required": ["symbol", "reason"],
+        "additionalProperties": False,
+    }
+    schema = {
+        "type": "object",
+        "properties": {"reasons": {"type": "array", "items": item}},
+        "required": ["reasons"],
+        "additionalProperties": False,
+    }
     return {"type": "json_schema", "json_schema": {"name": SCHEMA_NAME, "strict": True, "schema": schema}}
 
 
@@ -79,7 +98,7 @@ def plain_reason(text: str) -> str:
     cleaned = "".join(" " if unicodedata.category(ch)[0] in "CZ" else ch for ch in text)
     cleaned = re.sub(r" +", " ", cleaned).strip()
     if len(cleaned) > REASON_MAX_CHARS:
-        cleaned = cleaned[:REASON_MAX_CHARS - 1].rstrip() + "…"
+        cleaned = cleaned[: REASON_MAX_CHARS - 1].rstrip() + "…"
     return cleaned
 
 
@@ -112,11 +131,16 @@ def encode_reasons(reasons: dict[str, str]) -> dict[str, Any]:
     return {"reasons": [{"symbol": s, "reason": r} for s, r in reasons.items()]}
 
 
-def ask_reasons(judge: StructuredJudge, request: ReasonsRequest, *,
-                model: str) -> tuple[dict[str, str], JudgeStats]:
+def ask_reasons(
+    judge: StructuredJudge, request: ReasonsRequest, *, model: str
+) -> tuple[dict[str, str], JudgeStats]:
     """One reason per ranked market, and what the call cost; LLMJudgeUnavailable if the judge
     gave no usable answer after its retries."""
     return judge.ask_structured(
-        f"reasons for the top {len(request.ranked)}", partial(parse_reasons, ranked=request.ranked),
-        encode_reasons, build_messages(request), build_response_format(request), model=model)
-
+        f"reasons for the top {len(request.ranked)}",
+        partial(parse_reasons, ranked=request.ranked),
+        encode_reasons,
+        build_messages(request),
+        build_response_format(request),
+        model=model,
+    )

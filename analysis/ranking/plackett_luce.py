@@ -18,7 +18,8 @@ The fit (pure numpy, deterministic)
     Every call refits from the whole log. A Gibbs sampler with Caron & Doucet's (2012) latent
     exponential variables, one per choice, makes every conditional conjugate: the choices'
     latent times, then all strengths, then all position weights, then the shape on its grid.
-    BURN_IN sweeps are dropped, then every THIN-th of the next sweeps is kept (DEFAULT_SAMPLES), from a generator seeded by the
+    BURN_IN sweeps are dropped, then every THIN-th of the next sweeps is kept (DEFAULT_SAMPLES), from a
+    generator seeded by the
     caller's seed and the log's length, so the same log gives the same posterior. The chain's
     effective sample size (batch means on each draw's precision of the reported set) is
     reported as `effective_draws`, and `stop_reason` will not stop on fewer than
@@ -107,7 +108,7 @@ def calls_per_round(n_markets: int, list_size: int, batch_cap: int) -> int:
 
 
 def stop_reason(estimate: ListEstimate, calls: int, *, target: float, budget: int) -> str | None:
-    """"target reached", "target not reached" (budget spent) or None (go on). A posterior with
+    """ "target reached", "target not reached" (budget spent) or None (go on). A posterior with
     too few effective draws never counts as reaching the target."""
     if estimate.expected_precision >= target and estimate.effective_draws >= MIN_EFFECTIVE_DRAWS:
         return "target reached"
@@ -117,7 +118,11 @@ def stop_reason(estimate: ListEstimate, calls: int, *, target: float, budget: in
 
 
 def estimate_top_k(
-    symbols: Sequence[str], orders: Iterable[Order], k: int, *, seed: int,
+    symbols: Sequence[str],
+    orders: Iterable[Order],
+    k: int,
+    *,
+    seed: int,
     samples: int = DEFAULT_SAMPLES,
 ) -> ListEstimate:
     """Fit the model to the whole log; report the top K and its confidence.
@@ -148,8 +153,14 @@ def estimate_top_k(
 
 
 def choose_sets(
-    symbols: Sequence[str], orders: Sequence[Order], k: int, list_size: int, calls: int, *,
-    seed: int, estimate: ListEstimate | None = None,
+    symbols: Sequence[str],
+    orders: Sequence[Order],
+    k: int,
+    list_size: int,
+    calls: int,
+    *,
+    seed: int,
+    estimate: ListEstimate | None = None,
 ) -> list[tuple[str, ...]]:
     """`calls` display orders of `list_size` markets to show next (see the module docstring)."""
     symbols, orders = tuple(symbols), tuple(orders)
@@ -227,8 +238,9 @@ def _weighted_sample(weight: np.ndarray, size: int, rng: np.random.Generator) ->
     return np.argsort(-keys, kind="stable")[:size]
 
 
-def _fresh_display_order(members: list[int], symbols: tuple[str, ...], seen: set,
-                         rng: np.random.Generator, tries: int = 50) -> tuple[str, ...] | None:
+def _fresh_display_order(
+    members: list[int], symbols: tuple[str, ...], seen: set, rng: np.random.Generator, tries: int = 50
+) -> tuple[str, ...] | None:
     for _ in range(tries):
         shown = tuple(symbols[i] for i in rng.permutation(members))
         if shown not in seen:
@@ -305,8 +317,7 @@ def _stages(symbols: tuple[str, ...], orders: tuple[Order, ...]) -> _Stages:
 
 
 @lru_cache(maxsize=8)
-def _posterior(symbols: tuple[str, ...], orders: tuple[Order, ...], seed: int,
-               samples: int) -> _Posterior:
+def _posterior(symbols: tuple[str, ...], orders: tuple[Order, ...], seed: int, samples: int) -> _Posterior:
     """`samples` draws of the chain, one every THIN sweeps after BURN_IN, each weighing 1/samples."""
     n = len(symbols)
     positions = max([len(o.shown) for o in orders], default=2)
@@ -335,8 +346,12 @@ def _posterior(symbols: tuple[str, ...], orders: tuple[Order, ...], seed: int,
         beta = rng.gamma(BIAS_SHAPE + pos_wins, 1.0 / beta_rate)
         # the shape (the judge's sharpness) given the strengths, on its grid
         log_lam, sum_lam = np.log(lam), lam.sum()
-        log_p = (log_shape_prior + n * (SHAPE_GRID * np.log(SHAPE_GRID) - shape_lgamma)
-                 + (SHAPE_GRID - 1) * log_lam.sum() - SHAPE_GRID * sum_lam)
+        log_p = (
+            log_shape_prior
+            + n * (SHAPE_GRID * np.log(SHAPE_GRID) - shape_lgamma)
+            + (SHAPE_GRID - 1) * log_lam.sum()
+            - SHAPE_GRID * sum_lam
+        )
         p = np.exp(log_p - log_p.max())
         shape = SHAPE_GRID[rng.choice(len(SHAPE_GRID), p=p / p.sum())]
         if it >= BURN_IN and (it - BURN_IN) % THIN == 0:

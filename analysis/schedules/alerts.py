@@ -32,15 +32,16 @@ def universe_ranks(gist: Gist) -> dict[str, int]:
     K). Only the top K is in the result; the hysteresis needs to see past it."""
     ranks = {item.symbol: item.rank for item in gist.result}
     scores: dict[str, list[float]] = dict(gist.state.get("scores") or {})  # type: ignore[call-overload]
-    measure = ({s: v[0] for s, v in scores.items()} if scores else gist.p_in_top_k)
+    measure = {s: v[0] for s, v in scores.items()} if scores else gist.p_in_top_k
     rest = sorted((s for s in measure if s not in ranks), key=lambda s: (-measure[s], s))
     start = max(ranks.values(), default=0)
     ranks.update({symbol: start + i + 1 for i, symbol in enumerate(rest)})
     return ranks
 
 
-def announcements(rankings: Sequence[Mapping[str, int]], k: int, band: int,
-                  cooldown: int) -> dict[str, list[str]]:
+def announcements(
+    rankings: Sequence[Mapping[str, int]], k: int, band: int, cooldown: int
+) -> dict[str, list[str]]:
     """What the last of these consecutive runs (oldest first) announces: `entered` (now in, the
     trader was told out) and `left` (now out, told in), each in the order of this run's ranks.
     A market missing from a run's ranking is beyond any band."""
@@ -54,8 +55,8 @@ def announcements(rankings: Sequence[Mapping[str, int]], k: int, band: int,
         held = {s for s in held if ranks.get(s, k + band + 1) <= k + band}
         held |= {s for s, rank in ranks.items() if rank <= k}
         said = {"entered": [], "left": []}
-        for symbol in sorted(held ^ told, key=lambda s: (ranks.get(s, 10 ** 9), s)):
-            if index - last_told.get(symbol, -10 ** 9) <= cooldown:
+        for symbol in sorted(held ^ told, key=lambda s: (ranks.get(s, 10**9), s)):
+            if index - last_told.get(symbol, -(10**9)) <= cooldown:
                 continue  # announced too recently: wait; nothing is said if it comes back
             said["entered" if symbol in held else "left"].append(symbol)
             told ^= {symbol}

@@ -20,12 +20,17 @@ def diff_top_k(old: list[RankedMarket], new: list[RankedMarket], k: int) -> dict
     changed, the biggest moves first."""
     old_ranks = {item.symbol: item.rank for item in sorted(old, key=lambda i: i.rank)[:k]}
     new_ranks = {item.symbol: item.rank for item in sorted(new, key=lambda i: i.rank)[:k]}
-    moved = {symbol: {"old": old_ranks[symbol], "new": rank} for symbol, rank in new_ranks.items()
-             if symbol in old_ranks and old_ranks[symbol] != rank}
+    moved = {
+        symbol: {"old": old_ranks[symbol], "new": rank}
+        for symbol, rank in new_ranks.items()
+        if symbol in old_ranks and old_ranks[symbol] != rank
+    }
     biggest_first = sorted(moved.items(), key=lambda kv: (-abs(kv[1]["old"] - kv[1]["new"]), kv[1]["new"]))
-    return {"entered": [s for s in new_ranks if s not in old_ranks],
-            "left": [s for s in old_ranks if s not in new_ranks],
-            "moved": dict(biggest_first)}
+    return {
+        "entered": [s for s in new_ranks if s not in old_ranks],
+        "left": [s for s in old_ranks if s not in new_ranks],
+        "moved": dict(biggest_first),
+    }
 
 
 def no_changes() -> dict[str, Any]:

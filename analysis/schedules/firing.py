@@ -67,7 +67,9 @@ class ScheduleFiring:
         if schedule.every.zone:  # beat fires at every UTC minute the local one could be
             local = local_instant_due(cron_fields(schedule.every.cron), schedule.every.zone, now)
             if local is None:
-                return FireResult("not-due", schedule_id, note=f"not a minute of the line in {schedule.every.zone}")
+                return FireResult(
+                    "not-due", schedule_id, note=f"not a minute of the line in {schedule.every.zone}"
+                )
             fire_id = f"local@{int(local)}"  # two candidate firings of one local minute: one run
             if schedule.last_fire == fire_id:
                 return FireResult("duplicate", schedule_id)
@@ -86,26 +88,51 @@ class ScheduleFiring:
         failures, baseline, last_error = self._judge_previous(schedule, previous)
         if failures >= self.settings.schedule_max_failures:
             # Counted now and forgotten (as a run that did not start): a resume starts from 0.
-            self.store.update(schedule.id, failures=failures, baseline=baseline, last_analysis="",
-                              resumes_seen=schedule.resumes)
+            self.store.update(
+                schedule.id,
+                failures=failures,
+                baseline=baseline,
+                last_analysis="",
+                resumes_seen=schedule.resumes,
+            )
             return self._paused(schedule, f"{failures} runs in a row failed (last: {last_error})")
         try:
             config = build_config(self._factory_for(schedule.data_source), schedule.options)
-            gist = self.analyses.start(config, Actor(schedule.owner), schedule=schedule.id,
-                                       schedule_prev=baseline)
+            gist = self.analyses.start(
+                config, Actor(schedule.owner), schedule=schedule.id, schedule_prev=baseline
+            )
         except AnalysisError as err:
             failures += 1
             note = f"the run due {utc_clock(now)} did not start: {err}"
-            self.store.update(schedule.id, failures=failures, baseline=baseline, last_analysis="", note=note,
-                              resumes_seen=schedule.resumes)
+            self.store.update(
+                schedule.id,
+                failures=failures,
+                baseline=baseline,
+                last_analysis="",
+                note=note,
+                resumes_seen=schedule.resumes,
+            )
             logger.warning("schedule %s: %s", schedule.id, note)
             if failures >= self.settings.schedule_max_failures:
                 self._paused(schedule, f"{failures} runs in a row failed (last: {err})")
             return FireResult("failed", schedule.id, note=note)
-        self.store.update(schedule.id, add_runs=1, last_analysis=gist.id, last_run_at=repr(now),
-                          failures=failures, baseline=baseline, note="", resumes_seen=schedule.resumes)
-        logger.info("[%s] started by schedule %s (run %d, changes against %s)", gist.id, schedule.id,
-                    schedule.runs + 1, baseline or "nothing: first run")
+        self.store.update(
+            schedule.id,
+            add_runs=1,
+            last_analysis=gist.id,
+            last_run_at=repr(now),
+            failures=failures,
+            baseline=baseline,
+            note="",
+            resumes_seen=schedule.resumes,
+        )
+        logger.info(
+            "[%s] started by schedule %s (run %d, changes against %s)",
+            gist.id,
+            schedule.id,
+            schedule.runs + 1,
+            baseline or "nothing: first run",
+        )
         return FireResult("started", schedule.id, analysis_id=gist.id)
 
     def _factory_for(self, data_source: str) -> RankingConfigFactory:
@@ -123,8 +150,13 @@ class ScheduleFiring:
         if previous.status == Status.COMPLETED:
             return 0, previous.id, ""
         if previous.status == Status.FAILED or (
-                previous.status == Status.PAUSED and previous.halt != Halt.USER):
-            return failures + 1, baseline, f"{previous.id}: {previous.reason or previous.status.value.lower()}"
+            previous.status == Status.PAUSED and previous.halt != Halt.USER
+        ):
+            return (
+                failures + 1,
+                baseline,
+                f"{previous.id}: {previous.reason or previous.status.value.lower()}",
+            )
         return failures, baseline, ""
 
     def _skip(self, schedule: Schedule, note: str) -> FireResult:

@@ -16,12 +16,23 @@ from typing import Any, Protocol
 from analysis.access import owner_may_trade
 from analysis.config_factory import RankingConfigFactory
 from analysis.errors import AnalysisError, InvalidConfig, LimitReached, NotAllowed, NotFound, quoted
-from analysis.models import Status
 from analysis.local_time import UTC_NAME, next_local_run, zone_of
-from analysis.schedules.model import (ACTIVE, NOTIFY, PAUSED, SCHEDULE_ID_PATTERN, Every, Schedule, build_config,
-                                      check_options, cron_fields, new_schedule_id, parse_every)
+from analysis.models import Status
 from analysis.schedules.changes import has_alerts
 from analysis.schedules.firing import ScheduleFiring, utc_clock
+from analysis.schedules.model import (
+    ACTIVE,
+    NOTIFY,
+    PAUSED,
+    SCHEDULE_ID_PATTERN,
+    Every,
+    Schedule,
+    build_config,
+    check_options,
+    cron_fields,
+    new_schedule_id,
+    parse_every,
+)
 from analysis.schedules.store import ScheduleStore
 from analysis.service import Actor, AnalysisService
 from analysis.settings import Settings
@@ -55,19 +66,37 @@ def zoned(every: Every, zone: str) -> Every:
     if not zone or zone_of(zone).key == UTC_NAME:
         return every
     if not every.cron:
-        raise InvalidConfig(f"tz= applies to cron lines; every {every.text} runs at the same pace in any zone")
+        raise InvalidConfig(
+            f"tz= applies to cron lines; every {every.text} runs at the same pace in any zone"
+        )
     return replace(every, zone=zone_of(zone).key)
 
 
 class ScheduleService(ScheduleFiring):
-    def __init__(self, store: ScheduleStore, analyses: AnalysisService, factory: RankingConfigFactory,
-                 beat: BeatRegistrar, settings: Settings, *, clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        store: ScheduleStore,
+        analyses: AnalysisService,
+        factory: RankingConfigFactory,
+        beat: BeatRegistrar,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.time,
+    ):
         self.store, self.analyses, self.factory = store, analyses, factory
         self.beat, self.settings, self.clock = beat, settings, clock
 
     # --- for the fronts ---------------------------------------------------------------------
-    def add(self, every: str, options: dict[str, Any], actor: Actor, *, chat_id: int | None = None,
-            notify: str = "always", zone: str = "") -> Schedule:
+    def add(
+        self,
+        every: str,
+        options: dict[str, Any],
+        actor: Actor,
+        *,
+        chat_id: int | None = None,
+        notify: str = "always",
+        zone: str = "",
+    ) -> Schedule:
         """Validate everything, then store the schedule and its beat entry; nothing is written
         for a schedule that is refused. `zone`: the IANA zone a cron line is read in."""
         parsed = zoned(parse_every(every, self.settings.schedule_min_interval_s), zone)
@@ -75,14 +104,23 @@ class ScheduleService(ScheduleFiring):
             raise InvalidConfig(f"notify must be always or changes, not {quoted(notify)}")
         options = check_options(options)
         config = build_config(self.factory, options)
-        schedule = Schedule(id=new_schedule_id(), owner=actor.user_id, chat_id=chat_id, every=parsed,
-                            options=options, summary=config.summary(),
-                            data_source=config.data_source, notify=notify,
-                            created_at=self.clock())
+        schedule = Schedule(
+            id=new_schedule_id(),
+            owner=actor.user_id,
+            chat_id=chat_id,
+            every=parsed,
+            options=options,
+            summary=config.summary(),
+            data_source=config.data_source,
+            notify=notify,
+            created_at=self.clock(),
+        )
         code, values = self.store.create(schedule, limit=self.settings.max_schedules_per_user)
         if code == "limit":
-            raise LimitReached(f"you already have {values[0]} schedules; the limit is "
-                               f"{self.settings.max_schedules_per_user}: remove one first")
+            raise LimitReached(
+                f"you already have {values[0]} schedules; the limit is "
+                f"{self.settings.max_schedules_per_user}: remove one first"
+            )
         if code != "ok":
             raise AnalysisError("could not store the schedule; please try again")
         try:
@@ -91,8 +129,13 @@ class ScheduleService(ScheduleFiring):
             self.store.delete(schedule)
             logger.exception("schedule %s: beat entry not saved; the schedule was removed", schedule.id)
             raise AnalysisError("the scheduler could not be reached; nothing was saved") from None
-        logger.info("schedule %s added by %s: every %s, %s", schedule.id, schedule.owner,
-                    parsed.text, schedule.summary)
+        logger.info(
+            "schedule %s added by %s: every %s, %s",
+            schedule.id,
+            schedule.owner,
+            parsed.text,
+            schedule.summary,
+        )
         return schedule
 
     def get(self, schedule_id: str, actor: Actor, *, chat_admin_of: int | None = None) -> Schedule:
@@ -135,7 +178,9 @@ class ScheduleService(ScheduleFiring):
             return {}
         for s in schedules:
             if s.id in found and s.every.zone:
-                found[s.id] = next_local_run(cron_fields(s.every.cron), s.every.zone, self.clock()) or found[s.id]
+                found[s.id] = (
+                    next_local_run(cron_fields(s.every.cron), s.every.zone, self.clock()) or found[s.id]
+                )
         return found
 
     def remove(self, schedule_id: str, actor: Actor, *, chat_admin_of: int | None = None) -> Schedule:
@@ -144,8 +189,12 @@ class ScheduleService(ScheduleFiring):
         if not self.store.delete(schedule):
             raise NotFound(f"no schedule {quoted(schedule.id)}")
         self.beat.remove(schedule.id)  # a firing in between finds no schedule and does nothing
-        logger.info("schedule %s removed by %s%s", schedule.id, actor.user_id,
-                    f" (admin of chat {chat_admin_of})" if chat_admin_of is not None else "")
+        logger.info(
+            "schedule %s removed by %s%s",
+            schedule.id,
+            actor.user_id,
+            f" (admin of chat {chat_admin_of})" if chat_admin_of is not None else "",
+        )
         return schedule
 
     def resume(self, schedule_id: str, actor: Actor) -> ResumeResult:
@@ -155,16 +204,29 @@ class ScheduleService(ScheduleFiring):
         schedule = self.get(schedule_id, actor)
         if schedule.state == PAUSED and not owner_may_trade(self.settings, schedule.owner):
             logger.info("schedule %s not resumed by %s: its owner is not allowed", schedule.id, actor.user_id)
-            return ResumeResult(schedule, False, f"Schedule {schedule.id} stays paused: its owner "
-                                f"{schedule.owner} is not allowed to use the bot (ALLOWED_USER_IDS).")
-        code = "active" if schedule.state != PAUSED else self.store.resume(
-            schedule.id, note=f"resumed {utc_clock(self.clock())} by {actor.user_id}")
+            return ResumeResult(
+                schedule,
+                False,
+                f"Schedule {schedule.id} stays paused: its owner "
+                f"{schedule.owner} is not allowed to use the bot (ALLOWED_USER_IDS).",
+            )
+        code = (
+            "active"
+            if schedule.state != PAUSED
+            else self.store.resume(schedule.id, note=f"resumed {utc_clock(self.clock())} by {actor.user_id}")
+        )
         if code == "missing":
             raise NotFound(f"no schedule {quoted(schedule.id)}")
         if code == "active":  # already, or resumed meanwhile by a second tap: as it is now
-            return ResumeResult(self.store.get(schedule.id) or schedule, False,
-                                f"Schedule {schedule.id} is already active.", already=True)
-        logger.info("schedule %s resumed by %s (it was paused: %s)", schedule.id, actor.user_id, schedule.reason)
+            return ResumeResult(
+                self.store.get(schedule.id) or schedule,
+                False,
+                f"Schedule {schedule.id} is already active.",
+                already=True,
+            )
+        logger.info(
+            "schedule %s resumed by %s (it was paused: %s)", schedule.id, actor.user_id, schedule.reason
+        )
         return ResumeResult(self.store.get(schedule.id) or schedule, True, f"Resumed schedule {schedule.id}.")
 
     # --- for the bot's notifier -----------------------------------------------------------
@@ -181,8 +243,17 @@ class ScheduleService(ScheduleFiring):
             if view is None or not view.gist.status.is_final:
                 return None
             changes = view.changes
-            if view.gist.status == Status.COMPLETED and changes and changes["against"] and not has_alerts(changes):
-                logger.info("[%s] no market entered or left the top since %s: recorded, not posted "
-                            "(schedule %s)", analysis_id, changes["against"], schedule_id)
+            if (
+                view.gist.status == Status.COMPLETED
+                and changes
+                and changes["against"]
+                and not has_alerts(changes)
+            ):
+                logger.info(
+                    "[%s] no market entered or left the top since %s: recorded, not posted (schedule %s)",
+                    analysis_id,
+                    changes["against"],
+                    schedule_id,
+                )
                 return None
         return schedule.chat_id

@@ -35,33 +35,52 @@ class ScheduleStore:
     def create(self, schedule: Schedule, *, limit: int) -> tuple[str, list[str]]:
         k = self.keys
         pairs = [part for item in schedule.to_hash().items() for part in item]
-        answer = self._create(schedule=k.schedule(schedule.id),
-                              owner_schedules=k.schedules_of(schedule.owner),
-                              all_schedules=k.schedules(), id=schedule.id,
-                              now=schedule.created_at, max_per_owner=limit, fields=pairs)
+        answer = self._create(
+            schedule=k.schedule(schedule.id),
+            owner_schedules=k.schedules_of(schedule.owner),
+            all_schedules=k.schedules(),
+            id=schedule.id,
+            now=schedule.created_at,
+            max_per_owner=limit,
+            fields=pairs,
+        )
         return answer.code.value, answer.values
 
     def delete(self, schedule: Schedule) -> bool:
         k = self.keys
-        answer = self._delete(schedule=k.schedule(schedule.id),
-                              owner_schedules=k.schedules_of(schedule.owner),
-                              all_schedules=k.schedules(), id=schedule.id)
+        answer = self._delete(
+            schedule=k.schedule(schedule.id),
+            owner_schedules=k.schedules_of(schedule.owner),
+            all_schedules=k.schedules(),
+            id=schedule.id,
+        )
         return answer.code == schedule_scripts.ScheduleDelete.OK
 
     def claim(self, schedule_id: str, *, fire_id: str, last_fire: str, now: float) -> str:
-        answer = self._claim(schedule=self.keys.schedule(schedule_id), fire_id=fire_id,
-                             last_fire_seen=last_fire, now=now)
+        answer = self._claim(
+            schedule=self.keys.schedule(schedule_id), fire_id=fire_id, last_fire_seen=last_fire, now=now
+        )
         return answer.code.value
 
-    def update(self, schedule_id: str, *, add_runs: int = 0, add_skipped: int = 0,
-               resumes_seen: int | None = None, **fields: object) -> bool:
+    def update(
+        self,
+        schedule_id: str,
+        *,
+        add_runs: int = 0,
+        add_skipped: int = 0,
+        resumes_seen: int | None = None,
+        **fields: object,
+    ) -> bool:
         """Set fields (and add to the counters) of a schedule that still exists. With
         `resumes_seen`, failures, state and reason are left alone if it was resumed since."""
         pairs = [part for name, value in fields.items() for part in (name, str(value))]
-        answer = self._update(schedule=self.keys.schedule(schedule_id), runs=add_runs,
-                              skips=add_skipped,
-                              resumes_seen="" if resumes_seen is None else str(resumes_seen),
-                              fields=pairs)
+        answer = self._update(
+            schedule=self.keys.schedule(schedule_id),
+            runs=add_runs,
+            skips=add_skipped,
+            resumes_seen="" if resumes_seen is None else str(resumes_seen),
+            fields=pairs,
+        )
         return answer.code == schedule_scripts.ScheduleUpdate.OK
 
     def resume(self, schedule_id: str, *, note: str) -> str:

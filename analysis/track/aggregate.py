@@ -40,8 +40,9 @@ def t_quantile_975(df: int) -> float:
     return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
 
 
-def summarize(values: Sequence[float], times_ms: Sequence[int], *, metric: str, horizon: int,
-              timeframe: str) -> Summary:
+def summarize(
+    values: Sequence[float], times_ms: Sequence[int], *, metric: str, horizon: int, timeframe: str
+) -> Summary:
     """The summary of one metric's per-record `values` (records decided at `times_ms`)."""
     x = np.asarray(values, dtype=float)
     n = len(x)
@@ -50,22 +51,39 @@ def summarize(values: Sequence[float], times_ms: Sequence[int], *, metric: str, 
     std = float(x.std(ddof=1)) if n > 1 else float("nan")
     half = t_quantile_975(n_ind - 1) * std / np.sqrt(n_ind) if n_ind > 1 else float("nan")
     icir = mean / std if metric == "ic" and n > 1 and std > 0 else None
-    return Summary(metric=metric, horizon=horizon, mean=mean, ci95_low=mean - half,
-                   ci95_high=mean + half, icir=icir, n=n, n_independent=n_ind, method=METHOD,
-                   enough=n_ind >= MIN_INDEPENDENT)
+    return Summary(
+        metric=metric,
+        horizon=horizon,
+        mean=mean,
+        ci95_low=mean - half,
+        ci95_high=mean + half,
+        icir=icir,
+        n=n,
+        n_independent=n_ind,
+        method=METHOD,
+        enough=n_ind >= MIN_INDEPENDENT,
+    )
 
 
 def group_key(record: PickRecord, horizon: int) -> GroupKey:
     return (record.strategy, record.timeframe, record.source, horizon)
 
 
-def summarize_all(scored: Iterable[tuple[PickRecord, RecordMetrics]]
-                  ) -> dict[GroupKey, dict[str, Summary]]:
+def summarize_all(scored: Iterable[tuple[PickRecord, RecordMetrics]]) -> dict[GroupKey, dict[str, Summary]]:
     """Per (strategy, timeframe, source, horizon): a Summary of each metric in METRICS."""
     groups: dict[GroupKey, list[RecordMetrics]] = {}
     for record, metrics in scored:
         groups.setdefault(group_key(record, metrics.horizon), []).append(metrics)
-    return {key: {name: summarize([getattr(m, name) for m in rows], [m.t for m in rows],
-                                  metric=name, horizon=key[3], timeframe=key[1])
-                  for name in METRICS}
-            for key, rows in groups.items()}
+    return {
+        key: {
+            name: summarize(
+                [getattr(m, name) for m in rows],
+                [m.t for m in rows],
+                metric=name,
+                horizon=key[3],
+                timeframe=key[1],
+            )
+            for name in METRICS
+        }
+        for key, rows in groups.items()
+    }

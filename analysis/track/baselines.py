@@ -34,25 +34,33 @@ def trailing_series(frame: pd.DataFrame) -> pd.DataFrame:
     """Per candle, each baseline's value as of that candle's close (causal: rolling windows
     ending at the row). The one rule for both the live records and the replay."""
     quote = frame["close"] * frame["volume"]
-    return pd.DataFrame({
-        "volume": quote.rolling(TRAILING_BARS, min_periods=1).sum(),
-        "momentum": frame["close"] / frame["close"].shift(TRAILING_BARS) - 1.0,
-    }, index=frame.index)
+    return pd.DataFrame(
+        {
+            "volume": quote.rolling(TRAILING_BARS, min_periods=1).sum(),
+            "momentum": frame["close"] / frame["close"].shift(TRAILING_BARS) - 1.0,
+        },
+        index=frame.index,
+    )
 
 
 def ranked_by(record: PickRecord, values: Mapping[str, float], name: str) -> PickRecord:
     """`record`'s decision re-ranked by `values` (highest first; NaN last; ties by symbol)."""
+
     def key(symbol: str) -> tuple[float, str]:
         value = values[symbol]
         return (-value if np.isfinite(value) else float("inf"), symbol)
+
     order = sorted(record.symbols(), key=key)
-    universe = tuple(Ranked(s, round(values[s], 10) if np.isfinite(values[s]) else float("nan"), i + 1)
-                     for i, s in enumerate(order))
+    universe = tuple(
+        Ranked(s, round(values[s], 10) if np.isfinite(values[s]) else float("nan"), i + 1)
+        for i, s in enumerate(order)
+    )
     return replace(record, strategy=f"baseline:{name}", model=None, universe=universe)
 
 
-def baseline_values(record: PickRecord, candles: Mapping[str, pd.DataFrame],
-                    step_ms: int) -> dict[str, dict[str, float]]:
+def baseline_values(
+    record: PickRecord, candles: Mapping[str, pd.DataFrame], step_ms: int
+) -> dict[str, dict[str, float]]:
     """Each baseline's value per market of `record` as of `record.t` (what evaluate() takes)."""
     values: dict[str, dict[str, float]] = {name: {} for name in BASELINES}
     for symbol in record.symbols():
@@ -63,14 +71,16 @@ def baseline_values(record: PickRecord, candles: Mapping[str, pd.DataFrame],
     return values
 
 
-def baseline_record(record: PickRecord, name: str, candles: Mapping[str, pd.DataFrame],
-                    step_ms: int) -> PickRecord:
+def baseline_record(
+    record: PickRecord, name: str, candles: Mapping[str, pd.DataFrame], step_ms: int
+) -> PickRecord:
     """The record the baseline `name` (volume or momentum) would have made at `record.t`."""
     return ranked_by(record, baseline_values(record, candles, step_ms)[name], name)
 
 
-def random_intervals(records: Sequence[PickRecord], returns: Sequence[ForwardReturns], *,
-                     draws: int = 200, seed: int = 0) -> dict[str, tuple[float, float]]:
+def random_intervals(
+    records: Sequence[PickRecord], returns: Sequence[ForwardReturns], *, draws: int = 200, seed: int = 0
+) -> dict[str, tuple[float, float]]:
     """The 95% permutation interval of the mean over `records` of 'ic', 'top_k_excess' and
     'hit_rate' for a ranking drawn at random at each record (what luck alone gives)."""
     rng = np.random.default_rng(seed)
@@ -83,8 +93,10 @@ def random_intervals(records: Sequence[PickRecord], returns: Sequence[ForwardRet
         totals["hit_rate"] += (top > np.median(r)).mean(axis=1)
         totals["ic"] += _rank_correlations(r, orders)
     n = max(1, len(records))
-    return {name: (float(np.percentile(t / n, 2.5)), float(np.percentile(t / n, 97.5)))
-            for name, t in totals.items()}
+    return {
+        name: (float(np.percentile(t / n, 2.5)), float(np.percentile(t / n, 97.5)))
+        for name, t in totals.items()
+    }
 
 
 def _rank_correlations(r: np.ndarray, orders: np.ndarray) -> np.ndarray:

@@ -13,6 +13,7 @@ from analysis.track.metrics import record_metrics
 from analysis.track.model import PickRecord, RecordMetrics, Summary
 from analysis.track.returns import Closes, ForwardReturns, forward_returns_of
 
+
 @dataclass
 class Evaluation:
     """Everything the track table shows, per ranking ('score', 'volume', 'momentum') and horizon."""
@@ -23,9 +24,16 @@ class Evaluation:
     random: dict[int, dict[str, tuple[float, float]]] = field(default_factory=dict)
 
 
-def evaluate(records: Sequence[PickRecord], closes: Mapping[str, Closes], horizons: Sequence[int],
-             known_until: int, *, baselines: Sequence[Mapping[str, Mapping[str, float]]] = (),
-             random_draws: int = 200, seed: int = 0) -> Evaluation:
+def evaluate(
+    records: Sequence[PickRecord],
+    closes: Mapping[str, Closes],
+    horizons: Sequence[int],
+    known_until: int,
+    *,
+    baselines: Sequence[Mapping[str, Mapping[str, float]]] = (),
+    random_draws: int = 200,
+    seed: int = 0,
+) -> Evaluation:
     """Score `records` (oldest first) at each horizon complete by `known_until`; `baselines[i]`
     holds each baseline's value per market at record i (replay.decide, or live candles)."""
     result = Evaluation(records=list(records))
@@ -47,16 +55,25 @@ def evaluate(records: Sequence[PickRecord], closes: Mapping[str, Closes], horizo
                 rows.append(record_metrics(mine, ret, previous))
                 previous = mine.top()
             result.metrics[name][h] = rows
-        result.summaries[name] = {h: summaries(rows, h, records[0].timeframe if records else "1h")
-                                  for h, rows in result.metrics[name].items()}
+        result.summaries[name] = {
+            h: summaries(rows, h, records[0].timeframe if records else "1h")
+            for h, rows in result.metrics[name].items()
+        }
     for h in horizons:
         pairs = returns[h]
-        result.random[h] = random_intervals([r for r, _ in pairs], [x for _, x in pairs],
-                                            draws=random_draws, seed=seed) if pairs else {}
+        result.random[h] = (
+            random_intervals([r for r, _ in pairs], [x for _, x in pairs], draws=random_draws, seed=seed)
+            if pairs
+            else {}
+        )
     return result
 
 
 def summaries(rows: Sequence[RecordMetrics], horizon: int, timeframe: str) -> dict[str, Summary]:
     times = [m.t for m in rows]
-    return {name: summarize([getattr(m, name) for m in rows], times, metric=name, horizon=horizon,
-                            timeframe=timeframe) for name in METRICS}
+    return {
+        name: summarize(
+            [getattr(m, name) for m in rows], times, metric=name, horizon=horizon, timeframe=timeframe
+        )
+        for name in METRICS
+    }

@@ -45,17 +45,18 @@ def read_from_source(data_source: str, symbol: str, timeframe: str, limit: int) 
 
 @dataclass
 class PassCounts:
-    scored: int = 0      # horizons scored in this pass
-    finished: int = 0    # records with every horizon scored
-    waiting: int = 0     # records whose next horizon's candles are not all there yet
+    scored: int = 0  # horizons scored in this pass
+    finished: int = 0  # records with every horizon scored
+    waiting: int = 0  # records whose next horizon's candles are not all there yet
     pruned: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
 
 
-def ready_horizons(stored: StoredRecord, markets: dict[str, MarketData | None],
-                   horizons: list[int], now_ms: int) -> list[int]:
+def ready_horizons(
+    stored: StoredRecord, markets: dict[str, MarketData | None], horizons: list[int], now_ms: int
+) -> list[int]:
     """The horizons that can be scored now: the exit bar has closed and every market has its
     candle there, or the exit closed MISSING_GRACE_BARS ago and most markets have it."""
     rec = stored.record
@@ -65,8 +66,9 @@ def ready_horizons(stored: StoredRecord, markets: dict[str, MarketData | None],
         exit_open = rec.t + h * step_ms
         if exit_close_ms(rec.t, rec.timeframe, h) > now_ms:
             continue
-        have = sum(1 for s in rec.symbols()
-                   if (m := markets.get(s)) is not None and m.newest_open_ms >= exit_open)
+        have = sum(
+            1 for s in rec.symbols() if (m := markets.get(s)) is not None and m.newest_open_ms >= exit_open
+        )
         late = now_ms >= exit_close_ms(rec.t, rec.timeframe, h) + MISSING_GRACE_BARS * step_ms
         if have == len(rec.symbols()) or (late and have * 2 > len(rec.symbols())):
             ready.append(h)
@@ -88,8 +90,11 @@ class MarketData:
             return None
         trailing = trailing_series(frame)
         closes = closes_of(frame)
-        return cls(closes, {name: trailing[name].to_numpy(dtype=float) for name in BASELINES},
-                   int(closes.opens_ms[-1]))
+        return cls(
+            closes,
+            {name: trailing[name].to_numpy(dtype=float) for name in BASELINES},
+            int(closes.opens_ms[-1]),
+        )
 
     def baseline_at(self, name: str, t_ms: int, step_ms: int) -> float:
         """The baseline's value as of the newest candle closed by `t_ms`."""
@@ -97,27 +102,46 @@ class MarketData:
         return float(self.trailing[name][i]) if i >= 0 else float("nan")
 
 
-def score_record(stored: StoredRecord, markets: dict[str, MarketData | None], horizons: list[int],
-                 now_ms: int, previous_top: list[str] | None) -> dict[int, dict]:
+def score_record(
+    stored: StoredRecord,
+    markets: dict[str, MarketData | None],
+    horizons: list[int],
+    now_ms: int,
+    previous_top: list[str] | None,
+) -> dict[int, dict]:
     """Per ready horizon: the strategy's metrics, the volume and momentum baselines' on the same
     decision, and the universe's returns (in rank order, for the random baseline)."""
     rec = stored.record
     step_ms = TIMEFRAMES[rec.timeframe] * 1000
     closes = {s: m.closes for s, m in markets.items() if m is not None}
     returns = forward_returns_of(rec, closes, horizons, now_ms)
-    baselines = {name: ranked_by(rec, {s: m.baseline_at(name, rec.t, step_ms) if m else float("nan")
-                                       for s, m in markets.items()}, name)
-                 for name in BASELINES}
+    baselines = {
+        name: ranked_by(
+            rec,
+            {s: m.baseline_at(name, rec.t, step_ms) if m else float("nan") for s, m in markets.items()},
+            name,
+        )
+        for name in BASELINES
+    }
     scored = {}
     for h, ret in returns.items():
-        scored[h] = {"score": record_metrics(rec, ret, previous_top).to_dict(),
-                     **{name: record_metrics(b, ret).to_dict() for name, b in baselines.items()},
-                     "returns": [round(ret.returns[s], 6) for s in rec.symbols()]}
+        scored[h] = {
+            "score": record_metrics(rec, ret, previous_top).to_dict(),
+            **{name: record_metrics(b, ret).to_dict() for name, b in baselines.items()},
+            "returns": [round(ret.returns[s], 6) for s in rec.symbols()],
+        }
     return scored
 
 
-def evaluate_due(store: RecordStore, horizons: list[int], now_s: float, *, retry_s: float,
-                 read: ReadCandles = read_from_source, limit: int = 500) -> PassCounts:
+def evaluate_due(
+    store: RecordStore,
+    horizons: list[int],
+    now_s: float,
+    *,
+    retry_s: float,
+    read: ReadCandles = read_from_source,
+    limit: int = 500,
+) -> PassCounts:
     """One pass: score what has closed among the due records, postpone the rest, prune."""
     counts = PassCounts(pruned=store.prune(now_s))
     now_ms = int(now_s * 1000)
@@ -130,8 +154,9 @@ def evaluate_due(store: RecordStore, horizons: list[int], now_s: float, *, retry
     for stored in records.values():
         done = set(store.results(stored.id))
         todo = [h for h in horizons if h not in done]
-        mine = {s: data.get((stored.data_source, stored.record.timeframe, s))
-                for s in stored.record.symbols()}
+        mine = {
+            s: data.get((stored.data_source, stored.record.timeframe, s)) for s in stored.record.symbols()
+        }
         ready = ready_horizons(stored, mine, todo, now_ms)
         scored = score_record(stored, mine, ready, now_ms, previous_top(store, stored)) if ready else {}
         left = [h for h in todo if h not in scored]
@@ -139,10 +164,15 @@ def evaluate_due(store: RecordStore, horizons: list[int], now_s: float, *, retry
         counts.scored += len(scored)
         counts.finished += not left
         counts.waiting += bool(left) and any(
-            exit_close_ms(stored.record.t, stored.record.timeframe, h) <= now_ms for h in left)
+            exit_close_ms(stored.record.t, stored.record.timeframe, h) <= now_ms for h in left
+        )
         if scored:
-            logger.info("[%s] track record scored at %s bars (%s)", stored.id,
-                        ",".join(map(str, sorted(scored))), stored.group)
+            logger.info(
+                "[%s] track record scored at %s bars (%s)",
+                stored.id,
+                ",".join(map(str, sorted(scored))),
+                stored.group,
+            )
     return counts
 
 
@@ -167,8 +197,9 @@ def previous_top(store: RecordStore, stored: StoredRecord) -> list[str] | None:
     return previous.record.top() if previous else None
 
 
-def read_candles(records: list[StoredRecord], now_ms: int,
-                 read: ReadCandles) -> dict[tuple[str, str, str], pd.DataFrame | None]:
+def read_candles(
+    records: list[StoredRecord], now_ms: int, read: ReadCandles
+) -> dict[tuple[str, str, str], pd.DataFrame | None]:
     """Every market's candles the records need, read once per (source, timeframe, market): from
     TRAILING_BARS + 1 bars before the oldest decision (the baselines' look-back) to now."""
     oldest: dict[tuple[str, str, str], int] = {}
@@ -180,6 +211,5 @@ def read_candles(records: list[StoredRecord], now_ms: int,
     for (source, timeframe, symbol), t_ms in oldest.items():
         step_ms = TIMEFRAMES[timeframe] * 1000
         bars = (now_ms - t_ms) // step_ms + TRAILING_BARS + 2
-        frames[(source, timeframe, symbol)] = read(source, symbol, timeframe,
-                                                   int(min(bars, MAX_BARS_READ)))
+        frames[(source, timeframe, symbol)] = read(source, symbol, timeframe, int(min(bars, MAX_BARS_READ)))
     return frames

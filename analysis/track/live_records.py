@@ -42,8 +42,7 @@ def market_scores(config: RankingConfig, state: Mapping[str, Any]) -> dict[str, 
     if isinstance(state.get("scores"), dict):
         return {s: float(v[0]) for s, v in state["scores"].items() if v}
     estimate = state.get("estimate") or {}
-    return {s: float(v) for s, v in (estimate.get("strengths") or
-                                    estimate.get("p_in_top_k") or {}).items()}
+    return {s: float(v) for s, v in (estimate.get("strengths") or estimate.get("p_in_top_k") or {}).items()}
 
 
 def universe_of(config: RankingConfig, state: Mapping[str, Any], result: list) -> tuple[Ranked, ...]:
@@ -54,10 +53,11 @@ def universe_of(config: RankingConfig, state: Mapping[str, Any], result: list) -
     for item in result:
         scores.setdefault(item["symbol"], float(item["score"]))
     markets = list(dict.fromkeys(list(state.get("markets") or config.markets)))
-    rest = sorted((s for s in markets if s not in set(reported)),
-                  key=lambda s: (s not in scores, -scores.get(s, 0.0), s))
-    return tuple(Ranked(s, round(scores.get(s, 0.0), 6), i + 1)
-                 for i, s in enumerate(reported + rest))
+    rest = sorted(
+        (s for s in markets if s not in set(reported)),
+        key=lambda s: (s not in scores, -scores.get(s, 0.0), s),
+    )
+    return tuple(Ranked(s, round(scores.get(s, 0.0), 6), i + 1) for i, s in enumerate(reported + rest))
 
 
 def decision_time_ms(config: RankingConfig, load: LoadCandles) -> int:
@@ -70,18 +70,35 @@ def decision_time_ms(config: RankingConfig, load: LoadCandles) -> int:
     return newest + TIMEFRAMES[config.timeframe] * 1000
 
 
-def build_record(analysis_id: str, seq: int, config: RankingConfig, outcome: StepOutcome, *,
-                 model: str, schedule: str, t_ms: int) -> StoredRecord:
+def build_record(
+    analysis_id: str,
+    seq: int,
+    config: RankingConfig,
+    outcome: StepOutcome,
+    *,
+    model: str,
+    schedule: str,
+    t_ms: int,
+) -> StoredRecord:
     record = PickRecord(
-        t=t_ms, timeframe=config.timeframe, source=source_name(config.data_source),
-        strategy=strategy_label(config), model=model if config.strategy == "llm" else None,
-        k=min(config.top_k, len(config.markets)), analysis_id=analysis_id,
+        t=t_ms,
+        timeframe=config.timeframe,
+        source=source_name(config.data_source),
+        strategy=strategy_label(config),
+        model=model if config.strategy == "llm" else None,
+        k=min(config.top_k, len(config.markets)),
+        analysis_id=analysis_id,
         schedule_id=schedule or None,
-        universe=universe_of(config, outcome.state, list(outcome.result)))
+        universe=universe_of(config, outcome.state, list(outcome.result)),
+    )
     record.check()
-    return StoredRecord(id=record_id(analysis_id, seq), record=record,
-                        data_source=config.data_source, kind=config.kind,
-                        group=group_name(record.strategy, record.timeframe, record.source))
+    return StoredRecord(
+        id=record_id(analysis_id, seq),
+        record=record,
+        data_source=config.data_source,
+        kind=config.kind,
+        group=group_name(record.strategy, record.timeframe, record.source),
+    )
 
 
 def since_previous(previous: StoredRecord, t_ms: int, load: LoadCandles) -> dict[str, Any] | None:
@@ -97,8 +114,9 @@ def since_previous(previous: StoredRecord, t_ms: int, load: LoadCandles) -> dict
     returns, missing = {}, []
     for symbol in rec.symbols():
         frame = frames.get(symbol)
-        prices, exact = closes_at(closes_of(frame) if frame is not None else None,
-                                  np.array([rec.t, exit_open], dtype=np.int64))
+        prices, exact = closes_at(
+            closes_of(frame) if frame is not None else None, np.array([rec.t, exit_open], dtype=np.int64)
+        )
         entry, exit_ = float(prices[0]), float(prices[1])
         if not exact.all():
             missing.append(symbol)
@@ -107,21 +125,35 @@ def since_previous(previous: StoredRecord, t_ms: int, load: LoadCandles) -> dict
     top = [s for s in rec.top() if s in returns]
     if not top:
         return None
-    return {"record": previous.id, "analysis_id": rec.analysis_id, "k": rec.k,
-            "top_k": round(float(np.mean([returns[s] for s in top])), 6),
-            "universe": round(float(np.mean(list(returns.values()))), 6),
-            "from_ms": rec.t, "to_ms": t_ms, "missing": missing}
+    return {
+        "record": previous.id,
+        "analysis_id": rec.analysis_id,
+        "k": rec.k,
+        "top_k": round(float(np.mean([returns[s] for s in top])), 6),
+        "universe": round(float(np.mean(list(returns.values()))), 6),
+        "from_ms": rec.t,
+        "to_ms": t_ms,
+        "missing": missing,
+    }
 
 
-def write_completion_record(store: RecordStore, analysis_id: str, seq: int, config: RankingConfig,
-                            outcome: StepOutcome, *, model: str, schedule: str,
-                            horizons: list[int], load: LoadCandles,
-                            now_s: float) -> StoredRecord | None:
+def write_completion_record(
+    store: RecordStore,
+    analysis_id: str,
+    seq: int,
+    config: RankingConfig,
+    outcome: StepOutcome,
+    *,
+    model: str,
+    schedule: str,
+    horizons: list[int],
+    load: LoadCandles,
+    now_s: float,
+) -> StoredRecord | None:
     """Write the record of this completion (id `<analysis>:<seq>`); None when it was written
     already (a duplicate delivery cannot get here, but a retried write may)."""
     t_ms = decision_time_ms(config, load)
-    stored = build_record(analysis_id, seq, config, outcome, model=model, schedule=schedule,
-                          t_ms=t_ms)
+    stored = build_record(analysis_id, seq, config, outcome, model=model, schedule=schedule, t_ms=t_ms)
     if schedule:
         previous_id = store.previous_of_schedule(schedule, t_ms)
         previous = store.get(previous_id) if previous_id else None
@@ -132,7 +164,14 @@ def write_completion_record(store: RecordStore, analysis_id: str, seq: int, conf
     due_s = exit_close_ms(t_ms, config.timeframe, min(horizons)) / 1000
     if not store.write(stored, due_s=due_s, now_s=now_s):
         return None
-    logger.info("[%s seq=%s] pick record %s written: t=%s, %d markets, top %d (%s)", analysis_id,
-                seq, stored.id, pd.Timestamp(t_ms, unit="ms", tz="UTC").isoformat(),
-                len(stored.record.universe), stored.record.k, stored.group)
+    logger.info(
+        "[%s seq=%s] pick record %s written: t=%s, %d markets, top %d (%s)",
+        analysis_id,
+        seq,
+        stored.id,
+        pd.Timestamp(t_ms, unit="ms", tz="UTC").isoformat(),
+        len(stored.record.universe),
+        stored.record.k,
+        stored.group,
+    )
     return stored

@@ -44,8 +44,9 @@ def turnover(top: Sequence[str], previous_top: Sequence[str] | None) -> float | 
     return 1.0 - len(set(top) & set(previous_top)) / len(top)
 
 
-def record_metrics(record: PickRecord, returns: ForwardReturns,
-                   previous_top: Sequence[str] | None = None) -> RecordMetrics:
+def record_metrics(
+    record: PickRecord, returns: ForwardReturns, previous_top: Sequence[str] | None = None
+) -> RecordMetrics:
     """The metrics of `record` at `returns.horizon`; `previous_top` is the previous record's top K
     (same schedule, or the replay's previous decision) for turnover."""
     ordered = np.array([returns.returns[s] for s in record.symbols()])  # best first
@@ -53,10 +54,12 @@ def record_metrics(record: PickRecord, returns: ForwardReturns,
     fifth = max(1, n // 5)
     top = ordered[:k]
     return RecordMetrics(
-        t=record.t, horizon=returns.horizon,
+        t=record.t,
+        horizon=returns.horizon,
         ic=spearman([-m.rank for m in record.universe], ordered),
         top_k_excess=float(top.mean() - ordered.mean()),
         hit_rate=float((top > np.median(ordered)).mean()),
         top_minus_bottom=float(ordered[:fifth].mean() - ordered[-fifth:].mean()),
         turnover=turnover(record.top(), previous_top),
-        flagged=returns.flagged)
+        flagged=returns.flagged,
+    )

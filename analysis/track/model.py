@@ -32,13 +32,13 @@ class Ranked(NamedTuple):
 class PickRecord:
     """One ranking as it stood at decision time `t`."""
 
-    t: int                   # ms UTC: close time of the last closed candle ranked
-    timeframe: str           # '1h'...
-    source: str              # the data source's label: demo, csv, binance
-    strategy: str            # 'score', 'llm', or a baseline's name
-    model: str | None        # the judge's model for llm, else None
-    k: int                   # the top K the trader asked for
-    analysis_id: str         # '' for a replayed record
+    t: int  # ms UTC: close time of the last closed candle ranked
+    timeframe: str  # '1h'...
+    source: str  # the data source's label: demo, csv, binance
+    strategy: str  # 'score', 'llm', or a baseline's name
+    model: str | None  # the judge's model for llm, else None
+    k: int  # the top K the trader asked for
+    analysis_id: str  # '' for a replayed record
     schedule_id: str | None
     universe: tuple[Ranked, ...]  # every ranked market, by rank (1 first)
 
@@ -51,8 +51,7 @@ class PickRecord:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["universe"] = [{"symbol": m.symbol, "score": m.score, "rank": m.rank}
-                            for m in self.universe]
+        data["universe"] = [{"symbol": m.symbol, "score": m.score, "rank": m.rank} for m in self.universe]
         return data
 
     def to_json(self) -> str:
@@ -64,15 +63,20 @@ class PickRecord:
         if not isinstance(data, dict):
             raise BadRecord("a pick record must be a JSON object")
         try:
-            universe = tuple(Ranked(str(m["symbol"]), float(m["score"]), int(m["rank"]))
-                             for m in data["universe"])
-            record = cls(t=int(data["t"]), timeframe=str(data["timeframe"]),
-                         source=str(data["source"]), strategy=str(data["strategy"]),
-                         model=None if data.get("model") is None else str(data["model"]),
-                         k=int(data["k"]), analysis_id=str(data["analysis_id"]),
-                         schedule_id=(None if data.get("schedule_id") is None
-                                      else str(data["schedule_id"])),
-                         universe=universe)
+            universe = tuple(
+                Ranked(str(m["symbol"]), float(m["score"]), int(m["rank"])) for m in data["universe"]
+            )
+            record = cls(
+                t=int(data["t"]),
+                timeframe=str(data["timeframe"]),
+                source=str(data["source"]),
+                strategy=str(data["strategy"]),
+                model=None if data.get("model") is None else str(data["model"]),
+                k=int(data["k"]),
+                analysis_id=str(data["analysis_id"]),
+                schedule_id=(None if data.get("schedule_id") is None else str(data["schedule_id"])),
+                universe=universe,
+            )
         except KeyError as exc:
             raise BadRecord(f"a pick record lacks the field {exc.args[0]!r}") from exc
         except (TypeError, ValueError) as exc:
@@ -105,12 +109,12 @@ class RecordMetrics:
     """What one record earned at one horizon (returns are fractions: 0.01 = +1%)."""
 
     t: int
-    horizon: int                  # bars after the entry bar
-    ic: float                     # Spearman(ranking best first, r) across the universe
-    top_k_excess: float           # mean r of the top K minus the universe's mean r
-    hit_rate: float               # share of the top K whose r is above the universe median
-    top_minus_bottom: float       # mean r of the top quintile minus the bottom quintile's
-    turnover: float | None        # share of the top K not in the previous record's top K
+    horizon: int  # bars after the entry bar
+    ic: float  # Spearman(ranking best first, r) across the universe
+    top_k_excess: float  # mean r of the top K minus the universe's mean r
+    hit_rate: float  # share of the top K whose r is above the universe median
+    top_minus_bottom: float  # mean r of the top quintile minus the bottom quintile's
+    turnover: float | None  # share of the top K not in the previous record's top K
     flagged: tuple[str, ...] = ()  # markets without a candle at the exit (last close used)
 
     def to_dict(self) -> dict[str, Any]:
@@ -121,11 +125,16 @@ class RecordMetrics:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RecordMetrics":
         try:
-            return cls(t=int(data["t"]), horizon=int(data["horizon"]), ic=float(data["ic"]),
-                       top_k_excess=float(data["top_k_excess"]), hit_rate=float(data["hit_rate"]),
-                       top_minus_bottom=float(data["top_minus_bottom"]),
-                       turnover=None if data.get("turnover") is None else float(data["turnover"]),
-                       flagged=tuple(str(s) for s in data.get("flagged", ())))
+            return cls(
+                t=int(data["t"]),
+                horizon=int(data["horizon"]),
+                ic=float(data["ic"]),
+                top_k_excess=float(data["top_k_excess"]),
+                hit_rate=float(data["hit_rate"]),
+                top_minus_bottom=float(data["top_minus_bottom"]),
+                turnover=None if data.get("turnover") is None else float(data["turnover"]),
+                flagged=tuple(str(s) for s in data.get("flagged", ())),
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise BadRecord(f"record metrics cannot be read ({exc!r})") from exc
 
@@ -134,16 +143,16 @@ class RecordMetrics:
 class Summary:
     """One metric over many records at one horizon, with a 95% interval that respects overlap."""
 
-    metric: str                   # 'ic', 'top_k_excess', 'hit_rate', 'top_minus_bottom'
+    metric: str  # 'ic', 'top_k_excess', 'hit_rate', 'top_minus_bottom'
     horizon: int
     mean: float
     ci95_low: float
     ci95_high: float
-    icir: float | None            # for 'ic': mean / std of the per-record ICs (ICIR); else None
-    n: int                        # records
-    n_independent: int            # records at least `horizon` bars apart (what the interval uses)
-    method: str                   # how the interval was made (see aggregate.py)
-    enough: bool                  # n_independent >= MIN_INDEPENDENT
+    icir: float | None  # for 'ic': mean / std of the per-record ICs (ICIR); else None
+    n: int  # records
+    n_independent: int  # records at least `horizon` bars apart (what the interval uses)
+    method: str  # how the interval was made (see aggregate.py)
+    enough: bool  # n_independent >= MIN_INDEPENDENT
 
     def status(self) -> str:
         """'' when there is enough history, else the line a trader is shown."""
@@ -152,5 +161,6 @@ class Summary:
         return f"not enough history yet ({self.n_independent} of {MIN_INDEPENDENT})"
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-                for k, v in asdict(self).items()}
+        return {
+            k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()
+        }

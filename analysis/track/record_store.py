@@ -52,23 +52,36 @@ class StoredRecord:
 
     id: str
     record: PickRecord
-    data_source: str          # the full spec the candles are read from later (csv:<dir>...)
-    kind: str                 # rank, entry or exit
+    data_source: str  # the full spec the candles are read from later (csv:<dir>...)
+    kind: str  # rank, entry or exit
     group: str
     extra: dict[str, Any] = field(default_factory=dict)  # since_previous (schedules)
 
     def to_json(self) -> str:
         doc = self.record.to_dict()
-        doc.update({"id": self.id, "data_source": self.data_source, "kind": self.kind,
-                    "group": self.group, **self.extra})
+        doc.update(
+            {
+                "id": self.id,
+                "data_source": self.data_source,
+                "kind": self.kind,
+                "group": self.group,
+                **self.extra,
+            }
+        )
         return json.dumps(doc, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> StoredRecord:
         doc = json.loads(raw)
         extra = {k: doc[k] for k in ("since_previous",) if k in doc}
-        return cls(id=doc["id"], record=PickRecord.from_dict(doc), data_source=doc["data_source"],
-                   kind=doc["kind"], group=doc["group"], extra=extra)
+        return cls(
+            id=doc["id"],
+            record=PickRecord.from_dict(doc),
+            data_source=doc["data_source"],
+            kind=doc["kind"],
+            group=doc["group"],
+            extra=extra,
+        )
 
 
 class RecordStore:
@@ -81,25 +94,33 @@ class RecordStore:
     def write(self, stored: StoredRecord, *, due_s: float, now_s: float) -> bool:
         """Write the record and its indexes once; False when it exists already (a duplicate)."""
         k, schedule = self.keys, stored.record.schedule_id or ""
-        answer = self._write(record=k.track_record(stored.id), all_index=k.track_all(),
-                             group_index=k.track_group(stored.group), due=k.track_due(),
-                             schedule_index=k.track_schedule(schedule), id=stored.id,
-                             doc=stored.to_json(), t_ms=stored.record.t, written_s=int(now_s),
-                             due_s=int(due_s), ttl_s=self.retention_s + TTL_MARGIN_S,
-                             schedule=schedule)
+        answer = self._write(
+            record=k.track_record(stored.id),
+            all_index=k.track_all(),
+            group_index=k.track_group(stored.group),
+            due=k.track_due(),
+            schedule_index=k.track_schedule(schedule),
+            id=stored.id,
+            doc=stored.to_json(),
+            t_ms=stored.record.t,
+            written_s=int(now_s),
+            due_s=int(due_s),
+            ttl_s=self.retention_s + TTL_MARGIN_S,
+            schedule=schedule,
+        )
         return answer.code == WriteRecord.OK
 
-    def save_results(self, record_id: str, results: dict[int, dict],
-                     next_due_s: float | None) -> None:
+    def save_results(self, record_id: str, results: dict[int, dict], next_due_s: float | None) -> None:
         """Store what some horizons scored (analysis/track/live_evaluate.py: the strategy's and the
         baselines' metrics, the returns); `next_due_s` is when to look again, None when every
         horizon is scored (the record leaves the due index)."""
         k = self.keys
         with self.redis.pipeline() as pipe:  # MULTI: metrics and the due index move together
             if results:
-                pipe.hset(k.track_result(record_id),
-                          mapping={str(h): json.dumps(r, separators=(",", ":"))
-                                   for h, r in results.items()})
+                pipe.hset(
+                    k.track_result(record_id),
+                    mapping={str(h): json.dumps(r, separators=(",", ":")) for h, r in results.items()},
+                )
                 pipe.expire(k.track_result(record_id), self.retention_s + TTL_MARGIN_S)
             if next_due_s is None:
                 pipe.zrem(k.track_due(), record_id)
@@ -133,8 +154,7 @@ class RecordStore:
         return [{int(text(h)): json.loads(v) for h, v in raw.items()} for raw in raws]
 
     def due_ids(self, now_s: float, limit: int = 500) -> list[str]:
-        return texts(self.redis.zrangebyscore(self.keys.track_due(), "-inf", int(now_s),
-                                              start=0, num=limit))
+        return texts(self.redis.zrangebyscore(self.keys.track_due(), "-inf", int(now_s), start=0, num=limit))
 
     def group_ids(self, group: str, limit: int = 5000) -> list[str]:
         """A group's record ids, oldest first (the newest `limit`)."""
@@ -143,7 +163,7 @@ class RecordStore:
     def groups(self) -> list[str]:
         """Every group that has records (read from the newest records; cheap enough for /track)."""
         prefix = self.keys.track_group("")
-        return sorted(text(key)[len(prefix):] for key in self.redis.scan_iter(f"{prefix}*", count=500))
+        return sorted(text(key)[len(prefix) :] for key in self.redis.scan_iter(f"{prefix}*", count=500))
 
     def last_written(self, groups: list[str]) -> dict[str, float]:
         """When each group last got a record (read from its newest five by t: a record of old
@@ -160,8 +180,9 @@ class RecordStore:
 
     def previous_of_schedule(self, schedule_id: str, t_ms: int) -> str | None:
         """The schedule's record just before decision time `t_ms` (None for its first)."""
-        found = self.redis.zrevrangebyscore(self.keys.track_schedule(schedule_id), f"({t_ms}",
-                                            "-inf", start=0, num=1)
+        found = self.redis.zrevrangebyscore(
+            self.keys.track_schedule(schedule_id), f"({t_ms}", "-inf", start=0, num=1
+        )
         return text(found[0]) if found else None
 
     def count(self) -> int:
@@ -180,8 +201,9 @@ class RecordStore:
             for group in {s.group for s in stored}:
                 pipe.zrem(k.track_group(group), *[s.id for s in stored if s.group == group])
             for schedule in {s.record.schedule_id for s in stored if s.record.schedule_id}:
-                pipe.zrem(k.track_schedule(schedule),
-                          *[s.id for s in stored if s.record.schedule_id == schedule])
+                pipe.zrem(
+                    k.track_schedule(schedule), *[s.id for s in stored if s.record.schedule_id == schedule]
+                )
             pipe.zrem(k.track_due(), *old)
             pipe.zrem(k.track_all(), *old)
             pipe.delete(*[k.track_record(i) for i in old], *[k.track_result(i) for i in old])

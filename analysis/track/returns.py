@@ -30,7 +30,7 @@ class ForwardReturns:
 
     horizon: int
     returns: dict[str, float]  # symbol -> r, for every market of the record
-    flagged: tuple[str, ...]   # markets priced from their last close before the entry or exit
+    flagged: tuple[str, ...]  # markets priced from their last close before the entry or exit
 
 
 def exit_close_ms(t: int, timeframe: str, horizon: int) -> int:
@@ -54,8 +54,9 @@ def closes_of(frame: pd.DataFrame) -> Closes:
     return Closes(frame.index.as_unit("ms").asi8, frame["close"].to_numpy(dtype=float))
 
 
-def forward_returns(record: PickRecord, candles: Mapping[str, pd.DataFrame],
-                    horizons: Iterable[int], known_until: int) -> dict[int, ForwardReturns]:
+def forward_returns(
+    record: PickRecord, candles: Mapping[str, pd.DataFrame], horizons: Iterable[int], known_until: int
+) -> dict[int, ForwardReturns]:
     """The returns at each horizon whose exit bar closed by `known_until` (ms UTC); a horizon not
     complete yet is left out (the caller retries later). A market of the universe missing from
     `candles` altogether is priced flat (r = 0) and flagged."""
@@ -63,8 +64,9 @@ def forward_returns(record: PickRecord, candles: Mapping[str, pd.DataFrame],
     return forward_returns_of(record, closes, horizons, known_until)
 
 
-def forward_returns_of(record: PickRecord, closes: Mapping[str, Closes], horizons: Iterable[int],
-                       known_until: int) -> dict[int, ForwardReturns]:
+def forward_returns_of(
+    record: PickRecord, closes: Mapping[str, Closes], horizons: Iterable[int], known_until: int
+) -> dict[int, ForwardReturns]:
     """forward_returns() over candles already reduced by closes_of()."""
     step_ms = TIMEFRAMES[record.timeframe] * 1000
     ready = [h for h in horizons if is_complete(record, h, known_until)]
@@ -81,8 +83,7 @@ def forward_returns_of(record: PickRecord, closes: Mapping[str, Closes], horizon
             returns[h][symbol] = float(r) if np.isfinite(r) else 0.0
             if not (exact[0] and exact[i]):
                 flagged[h].append(symbol)
-    return {h: ForwardReturns(horizon=h, returns=returns[h], flagged=tuple(flagged[h]))
-            for h in ready}
+    return {h: ForwardReturns(horizon=h, returns=returns[h], flagged=tuple(flagged[h])) for h in ready}
 
 
 def closes_at(closes: Closes | None, opens_ms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

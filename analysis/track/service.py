@@ -38,8 +38,10 @@ def parse_filters(words: list[str]) -> tuple[str | None, str | None]:
         elif name in STRATEGIES and strategy is None:
             strategy = name
         else:
-            raise InvalidConfig(f"{quoted(word)} is neither a strategy ({', '.join(STRATEGIES)}) "
-                                f"nor a timeframe ({', '.join(TIMEFRAMES)})")
+            raise InvalidConfig(
+                f"{quoted(word)} is neither a strategy ({', '.join(STRATEGIES)}) "
+                f"nor a timeframe ({', '.join(TIMEFRAMES)})"
+            )
     return strategy, timeframe
 
 
@@ -54,10 +56,12 @@ class HorizonRow:
     random: tuple[float, float] | None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"horizon": self.horizon,
-                **{name: s.to_dict() for name, s in self.strategy.items()},
-                "baselines": {name: s.to_dict() for name, s in self.baselines.items()},
-                "random_top_k_excess_95": list(self.random) if self.random else None}
+        return {
+            "horizon": self.horizon,
+            **{name: s.to_dict() for name, s in self.strategy.items()},
+            "baselines": {name: s.to_dict() for name, s in self.baselines.items()},
+            "random_top_k_excess_95": list(self.random) if self.random else None,
+        }
 
 
 @dataclass(frozen=True)
@@ -67,9 +71,9 @@ class GroupTrack:
     strategy: str
     timeframe: str
     source: str
-    k: int                       # the newest record's K
-    records: int                 # pick records kept
-    scored: int                  # ... with at least one horizon scored
+    k: int  # the newest record's K
+    records: int  # pick records kept
+    scored: int  # ... with at least one horizon scored
     rows: list[HorizonRow]
     series: dict[int, dict[str, list[float]]] = field(default_factory=dict)  # per horizon, for charts
 
@@ -78,10 +82,17 @@ class GroupTrack:
         return f"{self.strategy} · {self.timeframe} · {self.source}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"strategy": self.strategy, "timeframe": self.timeframe, "source": self.source,
-                "top_k": self.k, "records": self.records, "scored_records": self.scored,
-                "min_independent": MIN_INDEPENDENT, "interval_method": METHOD,
-                "horizons": [row.to_dict() for row in self.rows]}
+        return {
+            "strategy": self.strategy,
+            "timeframe": self.timeframe,
+            "source": self.source,
+            "top_k": self.k,
+            "records": self.records,
+            "scored_records": self.scored,
+            "min_independent": MIN_INDEPENDENT,
+            "interval_method": METHOD,
+            "horizons": [row.to_dict() for row in self.rows],
+        }
 
 
 def duration(seconds: int) -> str:
@@ -109,13 +120,16 @@ class TrackService:
         found = []
         for group in self.store.groups():
             g_strategy, g_timeframe, _ = group.split("|", 2)
-            if (strategy is None or g_strategy == strategy) and (timeframe is None or g_timeframe == timeframe):
+            if (strategy is None or g_strategy == strategy) and (
+                timeframe is None or g_timeframe == timeframe
+            ):
                 found.append(group)
         written = self.store.last_written(found)
         return sorted(found, key=lambda g: (-written[g], g))
 
-    def group_track(self, group: str, horizons: list[int] | None = None, *,
-                    baselines: bool = True) -> GroupTrack | None:
+    def group_track(
+        self, group: str, horizons: list[int] | None = None, *, baselines: bool = True
+    ) -> GroupTrack | None:
         """The group's table (and chart series) at `horizons` (default all); without the
         baselines for the card line, which needs one horizon's figures only."""
         ids = self.store.group_ids(group)
@@ -130,13 +144,22 @@ class TrackService:
             if not scored:
                 continue
             rows.append(horizon_row(scored, h, timeframe, baselines))
-            series[h] = {"t": [float(rec.t) for rec, _ in scored],
-                         "ic": [res["score"]["ic"] for _, res in scored],
-                         "top_k_excess": [res["score"]["top_k_excess"] for _, res in scored],
-                         **{name: [res[name]["top_k_excess"] for _, res in scored]
-                            for name in BASELINES}}
-        return GroupTrack(strategy, timeframe, source, stored[-1].record.k, len(stored),
-                          sum(1 for r in results if r), rows, series)
+            series[h] = {
+                "t": [float(rec.t) for rec, _ in scored],
+                "ic": [res["score"]["ic"] for _, res in scored],
+                "top_k_excess": [res["score"]["top_k_excess"] for _, res in scored],
+                **{name: [res[name]["top_k_excess"] for _, res in scored] for name in BASELINES},
+            }
+        return GroupTrack(
+            strategy,
+            timeframe,
+            source,
+            stored[-1].record.k,
+            len(stored),
+            sum(1 for r in results if r),
+            rows,
+            series,
+        )
 
     def tracks(self, strategy: str | None = None, timeframe: str | None = None) -> list[GroupTrack]:
         return [t for t in (self.group_track(g) for g in self.groups(strategy, timeframe)) if t]
@@ -147,8 +170,10 @@ class TrackService:
         +0.41% ± 0.30%; IC 0.05', or 'not enough history yet (12 of 30)'."""
         config = gist.config
         if gist.demo:
-            return ("Track record: none on demo data (its candles end at a fixed moment, so no "
-                    "pick is ever scored)")
+            return (
+                "Track record: none on demo data (its candles end at a fixed moment, so no "
+                "pick is ever scored)"
+            )
         group = group_name(strategy_label(config), config.timeframe, source_name(config.data_source))
         h = max(self.horizons)
         ahead = duration(h * TIMEFRAMES[config.timeframe])
@@ -168,8 +193,7 @@ class TrackService:
         elif excess.ci95_high < 0:
             said = f"top {k} trailed the universe by {percent(excess.mean)} ± {percent(half)[1:]}"
         else:
-            said = (f"no edge shown: top {k} vs the universe {percent(excess.mean)} ± "
-                    f"{percent(half)[1:]}")
+            said = f"no edge shown: top {k} vs the universe {percent(excess.mean)} ± {percent(half)[1:]}"
         return f"{head}: {said}; IC {ic.mean:.2f}"
 
     def previous_run_line(self, gist: Gist) -> str:
@@ -182,8 +206,10 @@ class TrackService:
         if not since:
             return ""
         gone = f" ({len(since['missing'])} without candles)" if since["missing"] else ""
-        return (f"previous top {since['k']}: {percent(since['top_k'])}, universe "
-                f"{percent(since['universe'])}{gone}")
+        return (
+            f"previous top {since['k']}: {percent(since['top_k'])}, universe "
+            f"{percent(since['universe'])}{gone}"
+        )
 
     def card_lines(self, gist: Gist) -> list[str]:
         """What a completed card adds: the track record line, and for a scheduled run how the
@@ -196,18 +222,28 @@ class TrackService:
         return self.store.get(record_id(gist.id, gist.seq))
 
 
-def horizon_row(scored: list[tuple[PickRecord, dict]], h: int, timeframe: str,
-                baselines: bool = True) -> HorizonRow:
+def horizon_row(
+    scored: list[tuple[PickRecord, dict]], h: int, timeframe: str, baselines: bool = True
+) -> HorizonRow:
     times = [rec.t for rec, _ in scored]
-    strategy = {name: summarize([res["score"][name] for _, res in scored], times, metric=name,
-                                horizon=h, timeframe=timeframe) for name in SHOWN}
+    strategy = {
+        name: summarize(
+            [res["score"][name] for _, res in scored], times, metric=name, horizon=h, timeframe=timeframe
+        )
+        for name in SHOWN
+    }
     if not baselines:
         return HorizonRow(h, strategy, {}, None)
-    beside = {name: summarize([res[name]["top_k_excess"] for _, res in scored], times,
-                              metric="top_k_excess", horizon=h, timeframe=timeframe)
-              for name in BASELINES}
-    returns = [ForwardReturns(h, dict(zip(rec.symbols(), res["returns"])), ())
-               for rec, res in scored]
-    random = (random_intervals([rec for rec, _ in scored], returns)["top_k_excess"]
-              if scored else None)
+    beside = {
+        name: summarize(
+            [res[name]["top_k_excess"] for _, res in scored],
+            times,
+            metric="top_k_excess",
+            horizon=h,
+            timeframe=timeframe,
+        )
+        for name in BASELINES
+    }
+    returns = [ForwardReturns(h, dict(zip(rec.symbols(), res["returns"])), ()) for rec, res in scored]
+    random = random_intervals([rec for rec, _ in scored], returns)["top_k_excess"] if scored else None
     return HorizonRow(h, strategy, beside, random)

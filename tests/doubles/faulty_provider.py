@@ -33,8 +33,10 @@ from analysis.markets.registry import provider_from_spec, register_provider
 logger = logging.getLogger(__name__)
 
 PREFIX = "faulty:"
-USAGE = ("faulty:<rate>:<inner spec> or faulty:error=<rate>,slow=<rate>,delay=<s>,crash=<rate>,"
-         "hold=<0|1>,seed=<n>:<inner spec>, e.g. faulty:0.2:csv:data/")
+USAGE = (
+    "faulty:<rate>:<inner spec> or faulty:error=<rate>,slow=<rate>,delay=<s>,crash=<rate>,"
+    "hold=<0|1>,seed=<n>:<inner spec>, e.g. faulty:0.2:csv:data/"
+)
 # The held call's pid, set by the one call that holds; a push to RELEASE_KEY lets it go on.
 HOLD_KEY, RELEASE_KEY = "test:faulty:held", "test:faulty:release"
 HOLD_TIMEOUT_S = 120
@@ -68,10 +70,19 @@ class FaultyProvider:
     """Wraps a provider; `error_rate` of the calls raise DataUnavailable, `slow_rate` sleep first,
     `crash_rate` SIGKILL the process."""
 
-    def __init__(self, inner: MarketDataProvider, *, name: str, error_rate: float,
-                 slow_rate: float = 0.0, delay_s: float = 0.0, crash_rate: float = 0.0,
-                 seed: int | None = None, sleep: Callable[[float], None] = time.sleep,
-                 hold: bool = False):
+    def __init__(
+        self,
+        inner: MarketDataProvider,
+        *,
+        name: str,
+        error_rate: float,
+        slow_rate: float = 0.0,
+        delay_s: float = 0.0,
+        crash_rate: float = 0.0,
+        seed: int | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        hold: bool = False,
+    ):
         self.inner, self.name = inner, name
         self.is_demo, self.label, self.remote = inner.is_demo, inner.label, inner.remote
         self.error_rate, self.slow_rate, self.delay_s = error_rate, slow_rate, delay_s
@@ -122,7 +133,7 @@ def parse_faulty_spec(spec: str) -> tuple[dict[str, float], str]:
     """('faulty:error=0.2,seed=3:demo') -> ({'error': 0.2, 'seed': 3.0}, 'demo')."""
     if not spec.startswith(PREFIX) or spec.count(":") < 2:
         raise InvalidConfig(f"{spec!r} is not a faulty data source: use {USAGE}")
-    params_text, inner = spec[len(PREFIX):].split(":", 1)
+    params_text, inner = spec[len(PREFIX) :].split(":", 1)
     params: dict[str, float] = {}
     try:
         if "=" not in params_text:
@@ -135,7 +146,13 @@ def parse_faulty_spec(spec: str) -> tuple[dict[str, float], str]:
         raise InvalidConfig(f"{spec!r} has malformed fault parameters: use {USAGE}") from None
     unknown = set(params) - {"error", "slow", "delay", "crash", "hold", "seed"}
     rates_ok = all(0.0 <= params.get(k, 0.0) <= 1.0 for k in ("error", "slow", "crash", "hold"))
-    if unknown or not rates_ok or params.get("delay", 0.0) < 0 or not inner or params.get("hold", 0.0) not in (0.0, 1.0):
+    if (
+        unknown
+        or not rates_ok
+        or params.get("delay", 0.0) < 0
+        or not inner
+        or params.get("hold", 0.0) not in (0.0, 1.0)
+    ):
         raise InvalidConfig(f"{spec!r} has invalid fault parameters: use {USAGE}")
     return params, inner
 
@@ -143,10 +160,16 @@ def parse_faulty_spec(spec: str) -> tuple[dict[str, float], str]:
 def faulty_provider(spec: str) -> FaultyProvider:
     params, inner = parse_faulty_spec(spec)
     seed = params.get("seed")
-    return FaultyProvider(provider_from_spec(inner), name=spec, error_rate=params.get("error", 0.0),
-                          slow_rate=params.get("slow", 0.0), delay_s=params.get("delay", 0.0),
-                          crash_rate=params.get("crash", 0.0), seed=None if seed is None else int(seed),
-                          hold=params.get("hold", 0.0) == 1.0)
+    return FaultyProvider(
+        provider_from_spec(inner),
+        name=spec,
+        error_rate=params.get("error", 0.0),
+        slow_rate=params.get("slow", 0.0),
+        delay_s=params.get("delay", 0.0),
+        crash_rate=params.get("crash", 0.0),
+        seed=None if seed is None else int(seed),
+        hold=params.get("hold", 0.0) == 1.0,
+    )
 
 
 def register() -> None:

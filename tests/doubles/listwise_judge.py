@@ -15,8 +15,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analysis.ranking.plackett_luce import (ListEstimate, Order, calls_per_round, choose_sets,
-                                    default_budget, estimate_top_k, stop_reason)
+from analysis.ranking.plackett_luce import (
+    ListEstimate,
+    Order,
+    calls_per_round,
+    choose_sets,
+    default_budget,
+    estimate_top_k,
+    stop_reason,
+)
 
 
 @dataclass(frozen=True)
@@ -49,8 +56,12 @@ class ListwiseJudge:
         ranking: list[str] = []
         m = len(shown)
         for pick in range(m - 1):
-            utility = np.array([self.sharpness(pick, m) * self.strengths[shown[p]]
-                                + (self.first_bias if p == 0 else 0.0) for p in left])
+            utility = np.array(
+                [
+                    self.sharpness(pick, m) * self.strengths[shown[p]] + (self.first_bias if p == 0 else 0.0)
+                    for p in left
+                ]
+            )
             prob = np.exp(utility - utility.max())
             chosen = left[int(rng.choice(len(left), p=prob / prob.sum()))]
             ranking.append(shown[chosen])
@@ -68,9 +79,17 @@ class ListwiseRun:
     stopped_because: str
 
 
-def run_listwise(judge: ListwiseJudge, k: int, list_size: int, *, target: float, seed: int,
-                 budget: int | None = None, batch_cap: int = 10,
-                 max_calls: int | None = None) -> ListwiseRun:
+def run_listwise(
+    judge: ListwiseJudge,
+    k: int,
+    list_size: int,
+    *,
+    target: float,
+    seed: int,
+    budget: int | None = None,
+    batch_cap: int = 10,
+    max_calls: int | None = None,
+) -> ListwiseRun:
     """The strategy's loop: estimate, stop or show one round of sets, repeat. With `max_calls`
     the run ignores the target and goes on until that many calls were made."""
     symbols = judge.symbols
@@ -91,8 +110,9 @@ def run_listwise(judge: ListwiseJudge, k: int, list_size: int, *, target: float,
             if reason is not None:
                 return ListwiseRun(orders, estimates, calls, rounds, reason)
         limit = budget if max_calls is None else max_calls
-        sets = choose_sets(symbols, orders, k, list_size, min(per_round, limit - len(orders)),
-                           seed=seed, estimate=estimate)
+        sets = choose_sets(
+            symbols, orders, k, list_size, min(per_round, limit - len(orders)), seed=seed, estimate=estimate
+        )
         if not sets:
             return ListwiseRun(orders, estimates, calls, rounds, "no set left")
         rounds.append(sets)

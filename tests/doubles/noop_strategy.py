@@ -19,8 +19,13 @@ class NoopStrategy:
     def step(self, inp: StepInput) -> StepOutcome:
         done_steps = inp.state["done_steps"] + 1
         done = done_steps >= self.steps
-        return StepOutcome(state={"done_steps": done_steps}, progress=done_steps / self.steps,
-                           confidence=1.0 if done else 0.0, done=done, result=[])
+        return StepOutcome(
+            state={"done_steps": done_steps},
+            progress=done_steps / self.steps,
+            confidence=1.0 if done else 0.0,
+            done=done,
+            result=[],
+        )
 
 
 def noop_strategy(argument: str) -> NoopStrategy:

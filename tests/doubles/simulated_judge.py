@@ -31,9 +31,7 @@ class SimulatedJudge:
     first_bias: float
 
     @classmethod
-    def random(
-        cls, n_markets: int, *, slope: float, first_bias: float, seed: int
-    ) -> SimulatedJudge:
+    def random(cls, n_markets: int, *, slope: float, first_bias: float, seed: int) -> SimulatedJudge:
         """Markets M00, M01, ... with strengths drawn from N(0, 1)."""
         rng = np.random.default_rng([seed, 0])
         symbols = [f"M{i:02d}" for i in range(n_markets)]

@@ -8,15 +8,20 @@ from analysis.db.script import Script
 
 
 class StoreBlocks(StrEnum):
-    OK = "ok"                    # + how many blocks were absent (when only keeping them)
+    OK = "ok"  # + how many blocks were absent (when only keeping them)
 
 
-STORE_BLOCKS = Script("STORE_BLOCKS", answers=StoreBlocks, keys=(
-    "blocks*",         # candle blocks, {p}block:{sha256}
-), argv=(
-    "ttl_s",
-    "contents*",       # each block's content, or none at all to only keep them
-), body="""
+STORE_BLOCKS = Script(
+    "STORE_BLOCKS",
+    answers=StoreBlocks,
+    keys=(
+        "blocks*",  # candle blocks, {p}block:{sha256}
+    ),
+    argv=(
+        "ttl_s",
+        "contents*",  # each block's content, or none at all to only keep them
+    ),
+    body="""
 -- Content-addressed, so writing is idempotent: an existing block is left as it is. Each block
 -- lives at least ttl_s seconds from now; a longer TTL (an analysis's snapshot) is never cut.
 local ttl = tonumber(ttl_s)
@@ -34,21 +39,27 @@ for i, key in ipairs(blocks) do
   end
 end
 return {'ok', missing}
-""")
+""",
+)
 
 
 class TakeTokens(StrEnum):
-    OK = "ok"                    # + how many ms the caller waits before sending
+    OK = "ok"  # + how many ms the caller waits before sending
 
 
-TAKE_TOKENS = Script("TAKE_TOKENS", answers=TakeTokens, keys=(
-    "bucket",          # the token bucket of one exchange, a hash: tokens, ms
-), argv=(
-    "rate",            # refill, tokens per second
-    "capacity",
-    "cost",            # of this request
-    "now_ms",          # or '' for Redis's own clock (the same for every host; tests pass a time)
-), body="""
+TAKE_TOKENS = Script(
+    "TAKE_TOKENS",
+    answers=TakeTokens,
+    keys=(
+        "bucket",  # the token bucket of one exchange, a hash: tokens, ms
+    ),
+    argv=(
+        "rate",  # refill, tokens per second
+        "capacity",
+        "cost",  # of this request
+        "now_ms",  # or '' for Redis's own clock (the same for every host; tests pass a time)
+    ),
+    body="""
 -- Reserves `cost` tokens (the balance may go negative) and answers how long the caller sleeps
 -- before sending, so every process together keeps to the rate.
 local now = tonumber(now_ms)
@@ -65,24 +76,31 @@ redis.call('HSET', bucket, 'tokens', tostring(tokens), 'ms', now)
 redis.call('PEXPIRE', bucket, 60000)
 if tokens >= 0 then return {'ok', 0} end
 return {'ok', math.ceil(-tokens * 1000 / rate)}
-""")
+""",
+)
 
 
 class ReleaseLock(StrEnum):
     OK = "ok"
-    NOT_HELD = "not_held"        # it expired and may have been taken
+    NOT_HELD = "not_held"  # it expired and may have been taken
 
 
-RELEASE_LOCK = Script("RELEASE_LOCK", answers=ReleaseLock, keys=(
-    "lock",            # a string holding its owner's token
-), argv=("token",), body="""
+RELEASE_LOCK = Script(
+    "RELEASE_LOCK",
+    answers=ReleaseLock,
+    keys=(
+        "lock",  # a string holding its owner's token
+    ),
+    argv=("token",),
+    body="""
 -- Deletes the lock only if this owner still holds it.
 if redis.call('GET', lock) == token then
   redis.call('DEL', lock)
   return {'ok'}
 end
 return {'not_held'}
-""")
+""",
+)
 
 
 SCRIPTS: tuple[Script, ...] = (STORE_BLOCKS, TAKE_TOKENS, RELEASE_LOCK)

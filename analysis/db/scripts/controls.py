@@ -10,13 +10,18 @@ from analysis.db.scripts.prologue import PROLOGUE
 
 class Pause(StrEnum):
     OK = "ok"
-    NOOP = "noop"                # + status: already paused
-    FINAL = "final"              # + status
+    NOOP = "noop"  # + status: already paused
+    FINAL = "final"  # + status
     MISSING = "missing"
 
 
-PAUSE = Script("PAUSE", answers=Pause, prologue=PROLOGUE, keys=("control", "gist", "events"),
-               argv=("now", "reason", "events_maxlen", "control_ttl_s"), body="""
+PAUSE = Script(
+    "PAUSE",
+    answers=Pause,
+    prologue=PROLOGUE,
+    keys=("control", "gist", "events"),
+    argv=("now", "reason", "events_maxlen", "control_ttl_s"),
+    body="""
 -- Wanted state -> paused. A step in flight still commits; no new step starts. Idempotent.
 if redis.call('EXISTS', gist) == 0 then return {'missing'} end
 local status = redis.call('HGET', gist, 'status')
@@ -38,23 +43,32 @@ redis.call('HSET', gist, 'status', 'PAUSED', 'reason', reason, 'halt', 'user', '
 redis.call('HINCRBY', gist, 'version', 1)
 announce(gist, events, events_maxlen, redis.call('HGET', gist, 'id'), 'paused', now)
 return {'ok'}
-""")
+""",
+)
 
 
 class Resume(StrEnum):
-    ENQUEUE = "enqueue"          # + the next seq, on the new chain
-    FLIPPED = "flipped"          # a step holds the lease: its commit continues the chain
-    NOOP = "noop"                # + status: already running
-    KEPT = "kept"                # + status: not held by the halt `only_halt` names: left alone
-    FINAL = "final"              # + status
+    ENQUEUE = "enqueue"  # + the next seq, on the new chain
+    FLIPPED = "flipped"  # a step holds the lease: its commit continues the chain
+    NOOP = "noop"  # + status: already running
+    KEPT = "kept"  # + status: not held by the halt `only_halt` names: left alone
+    FINAL = "final"  # + status
     MISSING = "missing"
 
 
-RESUME = Script("RESUME", answers=Resume, prologue=PROLOGUE,
-                keys=("control", "gist", "lease", "events"), argv=(
-    "new_chain", "now", "control_ttl_s", "events_maxlen",
-    "only_halt",       # '' resumes any pause; 'maintenance' only what maintenance halted
-), body="""
+RESUME = Script(
+    "RESUME",
+    answers=Resume,
+    prologue=PROLOGUE,
+    keys=("control", "gist", "lease", "events"),
+    argv=(
+        "new_chain",
+        "now",
+        "control_ttl_s",
+        "events_maxlen",
+        "only_halt",  # '' resumes any pause; 'maintenance' only what maintenance halted
+    ),
+    body="""
 -- paused -> running. If a step holds the lease, only flip the state (its commit continues the
 -- chain); otherwise mint the new chain and answer 'enqueue' with the next seq. Ten duplicate
 -- resumes give one chain: only the first finds the state paused.
@@ -79,35 +93,47 @@ announce(gist, events, events_maxlen, id, 'resumed', now)
 if wanted == 'paused' and redis.call('EXISTS', lease) == 1 then return {'flipped'} end
 redis.call('HSET', control, 'chain', new_chain)
 return {'enqueue', tostring(seq + 1)}
-""")
+""",
+)
 
 
 class Refine(StrEnum):
-    ENQUEUE = "enqueue"          # + the next seq, the raised target: a completed one restarts
-    RAISED = "raised"            # + the raised target: the chain carries on
-    STALE = "stale"              # + the current generation: this refine was applied already
-    AT_CAP = "at_cap"            # + the target
-    LIMIT = "limit"              # + how many the owner runs, the limit: a restart would pass it
-    QUOTA = "quota"              # + starts and restarts in the last hour, the hourly quota
-    FINAL = "final"              # + status
+    ENQUEUE = "enqueue"  # + the next seq, the raised target: a completed one restarts
+    RAISED = "raised"  # + the raised target: the chain carries on
+    STALE = "stale"  # + the current generation: this refine was applied already
+    AT_CAP = "at_cap"  # + the target
+    LIMIT = "limit"  # + how many the owner runs, the limit: a restart would pass it
+    QUOTA = "quota"  # + starts and restarts in the last hour, the hourly quota
+    FINAL = "final"  # + status
     MISSING = "missing"
 
 
-REFINE = Script("REFINE", answers=Refine, prologue=PROLOGUE, keys=(
-    "control", "gist", "events",
-    "active",          # the owner's active analyses
-    "live",            # every analysis not yet final
-    "owner_index",     # the owner's analyses by creation time
-    "restarts",        # the owner's restarts (refines of a completed analysis) in the last hour
-), argv=(
-    "generation",      # the refine generation the caller saw
-    "new_chain",
-    "step", "cap",     # of the target
-    "refine_model",    # '' keeps the model
-    "now", "control_ttl_s", "events_maxlen",
-    "max_active",      # analyses per owner
-    "max_starts",      # starts and restarts per owner in an hour
-), body="""
+REFINE = Script(
+    "REFINE",
+    answers=Refine,
+    prologue=PROLOGUE,
+    keys=(
+        "control",
+        "gist",
+        "events",
+        "active",  # the owner's active analyses
+        "live",  # every analysis not yet final
+        "owner_index",  # the owner's analyses by creation time
+        "restarts",  # the owner's restarts (refines of a completed analysis) in the last hour
+    ),
+    argv=(
+        "generation",  # the refine generation the caller saw
+        "new_chain",
+        "step",
+        "cap",  # of the target
+        "refine_model",  # '' keeps the model
+        "now",
+        "control_ttl_s",
+        "events_maxlen",
+        "max_active",  # analyses per owner
+        "max_starts",  # starts and restarts per owner in an hour
+    ),
+    body="""
 -- Raises the target once per generation. From COMPLETED it restarts the chain ('enqueue'),
 -- which counts like a start: refused at the owner's active limit or hourly quota, and recorded
 -- in `restarts`; from PENDING/RUNNING/PAUSED it only raises the target ('raised').
@@ -147,19 +173,28 @@ redis.call('ZREMRANGEBYSCORE', restarts, '-inf', hour_ago)
 redis.call('EXPIRE', restarts, 3600)
 announce(gist, events, events_maxlen, g[5], 'refined', now)
 return {'enqueue', tostring(tonumber(g[4]) + 1), tostring(raised)}
-""")
+""",
+)
 
 
 class Cancel(StrEnum):
     OK = "ok"
-    FINAL = "final"              # + status
+    FINAL = "final"  # + status
     MISSING = "missing"
 
 
-CANCEL = Script("CANCEL", answers=Cancel, prologue=PROLOGUE, keys=(
-    "control", "gist", "events",
-    "active",          # the owner's active analyses
-), argv=("now", "control_ttl_s", "events_maxlen"), body="""
+CANCEL = Script(
+    "CANCEL",
+    answers=Cancel,
+    prologue=PROLOGUE,
+    keys=(
+        "control",
+        "gist",
+        "events",
+        "active",  # the owner's active analyses
+    ),
+    argv=("now", "control_ttl_s", "events_maxlen"),
+    body="""
 -- Final: a step in flight will find the analysis cancelled and not commit.
 if redis.call('EXISTS', gist) == 0 then return {'missing'} end
 local status = redis.call('HGET', gist, 'status')
@@ -173,18 +208,28 @@ redis.call('HINCRBY', gist, 'version', 1)
 redis.call('SREM', active, id)
 announce(gist, events, events_maxlen, id, 'cancelled', now)
 return {'ok'}
-""")
+""",
+)
 
 
 class ForceResume(StrEnum):
-    ENQUEUE = "enqueue"          # + the next seq, on the new chain
-    FINAL = "final"              # + status
+    ENQUEUE = "enqueue"  # + the next seq, on the new chain
+    FINAL = "final"  # + status
     MISSING = "missing"
 
 
-FORCE_RESUME = Script("FORCE_RESUME", answers=ForceResume, prologue=PROLOGUE, keys=(
-    "control", "gist", "lease", "events",
-), argv=("new_chain", "now", "control_ttl_s", "events_maxlen"), body="""
+FORCE_RESUME = Script(
+    "FORCE_RESUME",
+    answers=ForceResume,
+    prologue=PROLOGUE,
+    keys=(
+        "control",
+        "gist",
+        "lease",
+        "events",
+    ),
+    argv=("new_chain", "now", "control_ttl_s", "events_maxlen"),
+    body="""
 -- Admin rescue: a new chain even while a lease is held. The old holder is fenced out (its
 -- heartbeat and commit fail on the lease and the chain); the next step starts from the last
 -- checkpoint.
@@ -202,7 +247,8 @@ redis.call('HSET', gist, 'status', running, 'reason', '', 'halt', '', 'updated_a
 redis.call('HINCRBY', gist, 'version', 1)
 announce(gist, events, events_maxlen, redis.call('HGET', gist, 'id'), 'force_resumed', now)
 return {'enqueue', tostring(seq + 1)}
-""")
+""",
+)
 
 
 SCRIPTS: tuple[Script, ...] = (PAUSE, RESUME, REFINE, CANCEL, FORCE_RESUME)

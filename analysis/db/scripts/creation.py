@@ -12,28 +12,42 @@ from analysis.db.scripts.prologue import PROLOGUE
 
 class Create(StrEnum):
     OK = "ok"
-    LIMIT = "limit"      # + how many the owner already runs
+    LIMIT = "limit"  # + how many the owner already runs
     EXISTS = "exists"
 
 
-CREATE = Script("CREATE", answers=Create, prologue=PROLOGUE, keys=(
-    "gist", "control", "owner_index", "all_index",
-    "active",          # the owner's active analyses
-    "events",
-    "live",            # every analysis not yet final
-    "active_gists*",   # the gists of the owner's active analyses, as the caller read them
-), argv=(
-    "id", "owner", "now",
-    "config",          # JSON
-    "target",
-    "demo",            # 0/1
-    "chain", "gist_ttl_s", "control_ttl_s", "model",
-    "max_active",      # analyses per owner
-    "events_maxlen",
-    "schedule",        # the schedule that started it, '' for none
-    "schedule_prev",   # that schedule's previous completed run, '' for none (changes are to it)
-    "active_ids*",     # the ids of active_gists, in the same order
-), body="""
+CREATE = Script(
+    "CREATE",
+    answers=Create,
+    prologue=PROLOGUE,
+    keys=(
+        "gist",
+        "control",
+        "owner_index",
+        "all_index",
+        "active",  # the owner's active analyses
+        "events",
+        "live",  # every analysis not yet final
+        "active_gists*",  # the gists of the owner's active analyses, as the caller read them
+    ),
+    argv=(
+        "id",
+        "owner",
+        "now",
+        "config",  # JSON
+        "target",
+        "demo",  # 0/1
+        "chain",
+        "gist_ttl_s",
+        "control_ttl_s",
+        "model",
+        "max_active",  # analyses per owner
+        "events_maxlen",
+        "schedule",  # the schedule that started it, '' for none
+        "schedule_prev",  # that schedule's previous completed run, '' for none (changes are to it)
+        "active_ids*",  # the ids of active_gists, in the same order
+    ),
+    body="""
 -- Only analyses that still exist count toward the limit: an id whose gist expired is pruned
 -- from the active set (a member added since the caller read the set counts as existing).
 for i, active_gist in ipairs(active_gists) do
@@ -57,7 +71,8 @@ redis.call('SADD', active, id)
 redis.call('SADD', live, id)
 event(events, events_maxlen, id, 'created', 'PENDING', -1, 0, 0, now, '')
 return {'ok'}
-""")
+""",
+)
 
 
 SCRIPTS: tuple[Script, ...] = (CREATE,)

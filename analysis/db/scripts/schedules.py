@@ -9,15 +9,21 @@ from analysis.db.script import Script
 
 class ScheduleCreate(StrEnum):
     OK = "ok"
-    LIMIT = "limit"              # + the owner's count
+    LIMIT = "limit"  # + the owner's count
     EXISTS = "exists"
 
 
-SCHEDULE_CREATE = Script("SCHEDULE_CREATE", answers=ScheduleCreate,
-                         keys=("schedule", "owner_schedules", "all_schedules"), argv=(
-    "id", "now", "max_per_owner",
-    "fields*",         # field, value pairs
-), body="""
+SCHEDULE_CREATE = Script(
+    "SCHEDULE_CREATE",
+    answers=ScheduleCreate,
+    keys=("schedule", "owner_schedules", "all_schedules"),
+    argv=(
+        "id",
+        "now",
+        "max_per_owner",
+        "fields*",  # field, value pairs
+    ),
+    body="""
 -- Writes nothing unless ok.
 local count = redis.call('ZCARD', owner_schedules)
 if count >= tonumber(max_per_owner) then return {'limit', tostring(count)} end
@@ -26,7 +32,8 @@ redis.call('HSET', schedule, unpack(fields))
 redis.call('ZADD', owner_schedules, now, id)
 redis.call('ZADD', all_schedules, now, id)
 return {'ok'}
-""")
+""",
+)
 
 
 class ScheduleDelete(StrEnum):
@@ -34,30 +41,39 @@ class ScheduleDelete(StrEnum):
     MISSING = "missing"
 
 
-SCHEDULE_DELETE = Script("SCHEDULE_DELETE", answers=ScheduleDelete,
-                         keys=("schedule", "owner_schedules", "all_schedules"), argv=("id",),
-                         body="""
+SCHEDULE_DELETE = Script(
+    "SCHEDULE_DELETE",
+    answers=ScheduleDelete,
+    keys=("schedule", "owner_schedules", "all_schedules"),
+    argv=("id",),
+    body="""
 if redis.call('EXISTS', schedule) == 0 then return {'missing'} end
 redis.call('DEL', schedule)
 redis.call('ZREM', owner_schedules, id)
 redis.call('ZREM', all_schedules, id)
 return {'ok'}
-""")
+""",
+)
 
 
 class ScheduleClaim(StrEnum):
     OK = "ok"
     MISSING = "missing"
     PAUSED = "paused"
-    DUPLICATE = "duplicate"      # a redelivered message of the same firing
-    RACED = "raced"              # another firing claimed it since the caller read it
+    DUPLICATE = "duplicate"  # a redelivered message of the same firing
+    RACED = "raced"  # another firing claimed it since the caller read it
 
 
-SCHEDULE_CLAIM = Script("SCHEDULE_CLAIM", answers=ScheduleClaim, keys=("schedule",), argv=(
-    "fire_id",         # the beat message's task id
-    "last_fire_seen",  # by the caller
-    "now",
-), body="""
+SCHEDULE_CLAIM = Script(
+    "SCHEDULE_CLAIM",
+    answers=ScheduleClaim,
+    keys=("schedule",),
+    argv=(
+        "fire_id",  # the beat message's task id
+        "last_fire_seen",  # by the caller
+        "now",
+    ),
+    body="""
 -- One firing of a schedule starts at most one run: a redelivered message (same fire id) is a
 -- duplicate, and a firing that raced another (the last fire changed since it was read) backs off.
 if redis.call('EXISTS', schedule) == 0 then return {'missing'} end
@@ -67,19 +83,26 @@ if s[2] == fire_id then return {'duplicate'} end
 if (s[2] or '') ~= last_fire_seen then return {'raced'} end
 redis.call('HSET', schedule, 'last_fire', fire_id, 'fired_at', now)
 return {'ok'}
-""")
+""",
+)
 
 
 class ScheduleUpdate(StrEnum):
     OK = "ok"
-    MISSING = "missing"          # a removed schedule is never written again
+    MISSING = "missing"  # a removed schedule is never written again
 
 
-SCHEDULE_UPDATE = Script("SCHEDULE_UPDATE", answers=ScheduleUpdate, keys=("schedule",), argv=(
-    "runs", "skips",   # to add
-    "resumes_seen",    # '' for none
-    "fields*",         # field, value pairs to set
-), body="""
+SCHEDULE_UPDATE = Script(
+    "SCHEDULE_UPDATE",
+    answers=ScheduleUpdate,
+    keys=("schedule",),
+    argv=(
+        "runs",
+        "skips",  # to add
+        "resumes_seen",  # '' for none
+        "fields*",  # field, value pairs to set
+    ),
+    body="""
 -- A firing judges failures (and may pause) from what it read when it began; if the schedule was
 -- resumed since (its resumes count moved), that judgement is stale: the failures count, state
 -- and reason the resume set are kept, and only the run's own bookkeeping is written.
@@ -98,18 +121,24 @@ for i = 1, #fields, 2 do
 end
 if #kept > 0 then redis.call('HSET', schedule, unpack(kept)) end
 return {'ok'}
-""")
+""",
+)
 
 
 class ScheduleResume(StrEnum):
     OK = "ok"
-    ACTIVE = "active"            # it was not paused: nothing changed
+    ACTIVE = "active"  # it was not paused: nothing changed
     MISSING = "missing"
 
 
-SCHEDULE_RESUME = Script("SCHEDULE_RESUME", answers=ScheduleResume, keys=("schedule",), argv=(
-    "note",            # what /schedules shows until the next run starts
-), body="""
+SCHEDULE_RESUME = Script(
+    "SCHEDULE_RESUME",
+    answers=ScheduleResume,
+    keys=("schedule",),
+    argv=(
+        "note",  # what /schedules shows until the next run starts
+    ),
+    body="""
 -- paused -> active, with no reason and no failures in a row; anything else is left as it is, so
 -- two resumes (a double tap) resume once. Beat's entry was kept while paused: the next firing is
 -- at its next due time, and SCHEDULE_CLAIM lets it start a run again.
@@ -118,9 +147,14 @@ if redis.call('HGET', schedule, 'state') ~= 'paused' then return {'active'} end
 redis.call('HSET', schedule, 'state', 'active', 'reason', '', 'failures', '0', 'note', note)
 redis.call('HINCRBY', schedule, 'resumes', 1)  -- a firing begun before it judges nothing (UPDATE)
 return {'ok'}
-""")
+""",
+)
 
 
 SCRIPTS: tuple[Script, ...] = (
-    SCHEDULE_CREATE, SCHEDULE_DELETE, SCHEDULE_CLAIM, SCHEDULE_UPDATE, SCHEDULE_RESUME,
+    SCHEDULE_CREATE,
+    SCHEDULE_DELETE,
+    SCHEDULE_CLAIM,
+    SCHEDULE_UPDATE,
+    SCHEDULE_RESUME,
 )

@@ -14,26 +14,41 @@ from analysis.db.scripts.prologue import PROLOGUE
 
 
 class BeginStep(StrEnum):
-    OK = "ok"                    # + config, state, target, model, owner, result
+    OK = "ok"  # + config, state, target, model, owner, result
     MISSING = "missing"
-    FINAL = "final"              # + status
-    EXPIRED = "expired"          # the control key was gone: parked PAUSED
-    PAUSED = "paused"            # control wants the analysis paused ...
-    CANCELLED = "cancelled"      # ... cancelled ...
-    FAILED = "failed"            # ... or failed
+    FINAL = "final"  # + status
+    EXPIRED = "expired"  # the control key was gone: parked PAUSED
+    PAUSED = "paused"  # control wants the analysis paused ...
+    CANCELLED = "cancelled"  # ... cancelled ...
+    FAILED = "failed"  # ... or failed
     STALE_CHAIN = "stale_chain"
-    DUPLICATE = "duplicate"      # this seq is already committed
-    GAP = "gap"                  # + the last committed seq
-    BUSY = "busy"                # + the live lease's holder
+    DUPLICATE = "duplicate"  # this seq is already committed
+    GAP = "gap"  # + the last committed seq
+    BUSY = "busy"  # + the live lease's holder
     MAINTENANCE = "maintenance"  # maintenance is on: paused with halt 'maintenance'
 
 
-BEGIN_STEP = Script("BEGIN_STEP", answers=BeginStep, prologue=PROLOGUE, keys=(
-    "control", "gist", "lease", "events",
-    "maintenance",     # the maintenance flag: while it exists no step begins
-), argv=(
-    "chain", "seq", "attempt", "lease_ms", "now", "control_ttl_s", "events_maxlen",
-), body="""
+BEGIN_STEP = Script(
+    "BEGIN_STEP",
+    answers=BeginStep,
+    prologue=PROLOGUE,
+    keys=(
+        "control",
+        "gist",
+        "lease",
+        "events",
+        "maintenance",  # the maintenance flag: while it exists no step begins
+    ),
+    argv=(
+        "chain",
+        "seq",
+        "attempt",
+        "lease_ms",
+        "now",
+        "control_ttl_s",
+        "events_maxlen",
+    ),
+    body="""
 -- Proceeds only if control says running, the chain is current, seq follows the last committed
 -- step and no live lease is held; then takes the lease. Answers ok + the gist fields a step needs.
 if redis.call('EXISTS', gist) == 0 then return {'missing'} end
@@ -65,7 +80,8 @@ redis.call('SET', lease, attempt, 'PX', lease_ms)
 redis.call('EXPIRE', control, control_ttl_s)
 local g = redis.call('HMGET', gist, 'config', 'state', 'target', 'model', 'owner', 'result')
 return {'ok', g[1], g[2], g[3], g[4], g[5], g[6]}
-""")
+""",
+)
 
 
 class Heartbeat(StrEnum):
@@ -73,15 +89,20 @@ class Heartbeat(StrEnum):
     LOST_LEASE = "lost_lease"
 
 
-HEARTBEAT = Script("HEARTBEAT", answers=Heartbeat, keys=("lease",), argv=("attempt", "lease_ms"),
-                   body="""
+HEARTBEAT = Script(
+    "HEARTBEAT",
+    answers=Heartbeat,
+    keys=("lease",),
+    argv=("attempt", "lease_ms"),
+    body="""
 -- Renews the lease only for its holder; lost_lease tells a zombie it has been fenced out.
 if redis.call('GET', lease) == attempt then
   redis.call('PEXPIRE', lease, lease_ms)
   return {'ok'}
 end
 return {'lost_lease'}
-""")
+""",
+)
 
 
 class SaveSnapshot(StrEnum):
@@ -89,10 +110,16 @@ class SaveSnapshot(StrEnum):
     LOST_LEASE = "lost_lease"
 
 
-SAVE_SNAPSHOT = Script("SAVE_SNAPSHOT", answers=SaveSnapshot, keys=("lease", "candles"), argv=(
-    "attempt", "ttl_s",
-    "blobs*",          # symbol, its candle block refs as JSON, symbol, ...
-), body="""
+SAVE_SNAPSHOT = Script(
+    "SAVE_SNAPSHOT",
+    answers=SaveSnapshot,
+    keys=("lease", "candles"),
+    argv=(
+        "attempt",
+        "ttl_s",
+        "blobs*",  # symbol, its candle block refs as JSON, symbol, ...
+    ),
+    body="""
 -- INIT's data snapshot, written only by the lease holder: an INIT fenced out while it read the
 -- candles (its lease ran out and the step was redone, or an admin force-resumed) must not
 -- replace the snapshot a newer attempt saved, which later steps rank.
@@ -103,35 +130,51 @@ for i = 1, #blobs, 2 do
 end
 redis.call('EXPIRE', candles, ttl_s)
 return {'ok'}
-""")
+""",
+)
 
 
 class CommitStep(StrEnum):
-    CONTINUE = "continue"        # committed; the next step follows
-    COMPLETED = "completed"      # committed; the target is reached
-    PAUSED = "paused"            # committed; control wants it paused, or maintenance is on
+    CONTINUE = "continue"  # committed; the next step follows
+    COMPLETED = "completed"  # committed; the target is reached
+    PAUSED = "paused"  # committed; control wants it paused, or maintenance is on
     LOST_LEASE = "lost_lease"
     STALE_CHAIN = "stale_chain"
     STALE_SEQ = "stale_seq"
-    FINAL = "final"              # + status (cancelled meanwhile: nothing committed)
+    FINAL = "final"  # + status (cancelled meanwhile: nothing committed)
 
 
-COMMIT_STEP = Script("COMMIT_STEP", answers=CommitStep, prologue=PROLOGUE, keys=(
-    "control", "gist", "lease", "history", "events",
-    "active",          # the owner's active analyses
-    "maintenance",     # the maintenance flag: while it exists the chain stops here
-), argv=(
-    "attempt", "chain", "seq",
-    "state",           # JSON
-    "progress", "confidence",
-    "done",            # 0/1
-    "result",          # JSON
-    "entry",           # the history entry, JSON
-    "target_used",     # the target the step worked toward
-    "now", "events_maxlen",
-    "note",            # shown with the result, '' for none
-    "gist_ttl_s", "control_ttl_s",
-), body="""
+COMMIT_STEP = Script(
+    "COMMIT_STEP",
+    answers=CommitStep,
+    prologue=PROLOGUE,
+    keys=(
+        "control",
+        "gist",
+        "lease",
+        "history",
+        "events",
+        "active",  # the owner's active analyses
+        "maintenance",  # the maintenance flag: while it exists the chain stops here
+    ),
+    argv=(
+        "attempt",
+        "chain",
+        "seq",
+        "state",  # JSON
+        "progress",
+        "confidence",
+        "done",  # 0/1
+        "result",  # JSON
+        "entry",  # the history entry, JSON
+        "target_used",  # the target the step worked toward
+        "now",
+        "events_maxlen",
+        "note",  # shown with the result, '' for none
+        "gist_ttl_s",
+        "control_ttl_s",
+    ),
+    body="""
 -- Only the lease holder on the current chain commits seq = committed + 1; answers the decision.
 if redis.call('GET', lease) ~= attempt then return {'lost_lease'} end
 if redis.call('HGET', control, 'chain') ~= chain then return {'stale_chain'} end
@@ -167,7 +210,8 @@ else
 end
 announce(gist, events, events_maxlen, id, 'step', now)
 return {decision}
-""")
+""",
+)
 
 
 class StepStop(StrEnum):
@@ -177,14 +221,26 @@ class StepStop(StrEnum):
     FINAL = "final"
 
 
-STEP_STOP = Script("STEP_STOP", answers=StepStop, prologue=PROLOGUE, keys=(
-    "control", "gist", "lease", "events",
-    "active",          # the owner's active analyses
-), argv=(
-    "attempt", "chain",
-    "status",          # PAUSED or FAILED
-    "reason", "now", "events_maxlen",
-), body="""
+STEP_STOP = Script(
+    "STEP_STOP",
+    answers=StepStop,
+    prologue=PROLOGUE,
+    keys=(
+        "control",
+        "gist",
+        "lease",
+        "events",
+        "active",  # the owner's active analyses
+    ),
+    argv=(
+        "attempt",
+        "chain",
+        "status",  # PAUSED or FAILED
+        "reason",
+        "now",
+        "events_maxlen",
+    ),
+    body="""
 -- A step that cannot finish ends softly: the analysis is paused (or failed) with a reason and the
 -- lease is released. Only the lease holder on the current chain may do this.
 if redis.call('GET', lease) ~= attempt then return {'lost_lease'} end
@@ -202,22 +258,36 @@ else
 end
 announce(gist, events, events_maxlen, id, string.lower(status), now)
 return {'ok'}
-""")
+""",
+)
 
 
 class StorageFull(StrEnum):
-    OK = "ok"                    # paused with the reason 'storage full'; admins are told
-    FINAL = "final"              # + status
+    OK = "ok"  # paused with the reason 'storage full'; admins are told
+    FINAL = "final"  # + status
     STALE_CHAIN = "stale_chain"
     MISSING = "missing"
 
 
-STORAGE_FULL = Script("STORAGE_FULL", answers=StorageFull, prologue=PROLOGUE, allow_oom=True, keys=(
-    "control", "gist", "lease", "events", "failures",
-), argv=(
-    "chain", "now", "events_maxlen",
-    "entry",           # the failure, JSON
-), body="""
+STORAGE_FULL = Script(
+    "STORAGE_FULL",
+    answers=StorageFull,
+    prologue=PROLOGUE,
+    allow_oom=True,
+    keys=(
+        "control",
+        "gist",
+        "lease",
+        "events",
+        "failures",
+    ),
+    argv=(
+        "chain",
+        "now",
+        "events_maxlen",
+        "entry",  # the failure, JSON
+    ),
+    body="""
 -- Redis refused a write of a step (its memory limit, noeviction): pause the analysis with the
 -- reason 'storage full', release the lease and tell admins (a 'storage_full' event and a
 -- failure entry). Runs even at the memory limit (allow-oom): these few bytes are what lets an
@@ -235,7 +305,8 @@ redis.call('LPUSH', failures, entry)
 redis.call('LTRIM', failures, 0, 99)
 announce(gist, events, events_maxlen, redis.call('HGET', gist, 'id'), 'storage_full', now)
 return {'ok'}
-""")
+""",
+)
 
 
 class AddSpend(StrEnum):
@@ -243,12 +314,17 @@ class AddSpend(StrEnum):
     MISSING = "missing"
 
 
-ADD_SPEND = Script("ADD_SPEND", answers=AddSpend, keys=(
-    "gist",
-    "metrics",         # the Prometheus counters (analysis/metrics.py): `llm:<name>`
-), argv=(
-    "spent*",          # counter name, amount, ...: calls, prompt_tokens, ...
-), body="""
+ADD_SPEND = Script(
+    "ADD_SPEND",
+    answers=AddSpend,
+    keys=(
+        "gist",
+        "metrics",  # the Prometheus counters (analysis/metrics.py): `llm:<name>`
+    ),
+    argv=(
+        "spent*",  # counter name, amount, ...: calls, prompt_tokens, ...
+    ),
+    body="""
 -- Adds what the LLM judge spent to the gist's `spend:<name>` counters as soon as it is spent,
 -- whether or not the step commits: the calls of a step that fails, or that is killed after its
 -- batch was answered, are counted too. A gist that expired is not re-created (the Prometheus
@@ -262,9 +338,16 @@ for i = 1, #spent, 2 do
 end
 redis.call('HINCRBY', gist, 'version', 1)
 return {'ok'}
-""")
+""",
+)
 
 
 SCRIPTS: tuple[Script, ...] = (
-    BEGIN_STEP, HEARTBEAT, SAVE_SNAPSHOT, COMMIT_STEP, STEP_STOP, STORAGE_FULL, ADD_SPEND,
+    BEGIN_STEP,
+    HEARTBEAT,
+    SAVE_SNAPSHOT,
+    COMMIT_STEP,
+    STEP_STOP,
+    STORAGE_FULL,
+    ADD_SPEND,
 )

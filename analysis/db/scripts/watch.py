@@ -10,22 +10,34 @@ from analysis.db.scripts.prologue import PROLOGUE
 
 
 class WatchdogCheck(StrEnum):
-    KICK = "kick"                # + seq, chain, attempt: re-enqueue seq on the current chain
-    GAVE_UP = "gave_up"          # + reason: paused, halt 'stuck'
-    EXPIRED = "expired"          # the control key was gone: parked PAUSED
-    IDLE = "idle"                # + status: not meant to be running
-    LEASED = "leased"            # a step is running
-    QUEUED = "queued"            # + status: the next step waits in the broker
-    RECENT = "recent"            # progress (or a kick) within the grace period
+    KICK = "kick"  # + seq, chain, attempt: re-enqueue seq on the current chain
+    GAVE_UP = "gave_up"  # + reason: paused, halt 'stuck'
+    EXPIRED = "expired"  # the control key was gone: parked PAUSED
+    IDLE = "idle"  # + status: not meant to be running
+    LEASED = "leased"  # a step is running
+    QUEUED = "queued"  # + status: the next step waits in the broker
+    RECENT = "recent"  # progress (or a kick) within the grace period
     MISSING = "missing"
 
 
-WATCHDOG_CHECK = Script("WATCHDOG_CHECK", answers=WatchdogCheck, prologue=PROLOGUE, keys=(
-    "control", "gist", "lease", "events",
-), argv=(
-    "now", "grace_s", "max_attempts", "events_maxlen",
-    "pending*",        # the deliveries of this analysis the broker still holds, each 'chain:seq'
-), body="""
+WATCHDOG_CHECK = Script(
+    "WATCHDOG_CHECK",
+    answers=WatchdogCheck,
+    prologue=PROLOGUE,
+    keys=(
+        "control",
+        "gist",
+        "lease",
+        "events",
+    ),
+    argv=(
+        "now",
+        "grace_s",
+        "max_attempts",
+        "events_maxlen",
+        "pending*",  # the deliveries of this analysis the broker still holds, each 'chain:seq'
+    ),
+    body="""
 -- A stuck analysis (stuck_rule) gets its next step re-enqueued on the current chain ('kick'), a
 -- bounded number of times; then it is paused with a reason ('gave_up', halt 'stuck'). A step
 -- that waits in the broker is never kicked ('queued'). A lost control key parks it (halt
@@ -51,26 +63,36 @@ end
 redis.call('HSET', gist, 'watchdog_attempts', attempts, 'kicked_at', now)
 local current_chain = redis.call('HGET', control, 'chain')
 return {'kick', tostring(tonumber(g[1]) + 1), current_chain, tostring(attempts)}
-""")
+""",
+)
 
 
 class StuckCheck(StrEnum):
-    STUCK = "stuck"              # + status: the watchdog will kick it
-    EXPIRED = "expired"          # + status: no control key; the watchdog will park it
-    HALTED = "halted"            # + halt: paused by the watchdog (stuck, control_expired)
-    IDLE = "idle"                # + status
-    LEASED = "leased"            # + status
-    QUEUED = "queued"            # + status: the next step waits in the broker
-    RECENT = "recent"            # + status
+    STUCK = "stuck"  # + status: the watchdog will kick it
+    EXPIRED = "expired"  # + status: no control key; the watchdog will park it
+    HALTED = "halted"  # + halt: paused by the watchdog (stuck, control_expired)
+    IDLE = "idle"  # + status
+    LEASED = "leased"  # + status
+    QUEUED = "queued"  # + status: the next step waits in the broker
+    RECENT = "recent"  # + status
     MISSING = "missing"
 
 
-STUCK_CHECK = Script("STUCK_CHECK", answers=StuckCheck, prologue=PROLOGUE, keys=(
-    "control", "gist", "lease",
-), argv=(
-    "now", "grace_s",
-    "pending*",        # the deliveries of this analysis the broker still holds, each 'chain:seq'
-), body="""
+STUCK_CHECK = Script(
+    "STUCK_CHECK",
+    answers=StuckCheck,
+    prologue=PROLOGUE,
+    keys=(
+        "control",
+        "gist",
+        "lease",
+    ),
+    argv=(
+        "now",
+        "grace_s",
+        "pending*",  # the deliveries of this analysis the broker still holds, each 'chain:seq'
+    ),
+    body="""
 -- Read only, for /stuck: the watchdog's rule (stuck_rule), and analyses the watchdog halted.
 if redis.call('EXISTS', gist) == 0 then return {'missing'} end
 local g = redis.call('HMGET', gist, 'status', 'halt')
@@ -81,19 +103,26 @@ if g[1] == 'PAUSED' and g[2] and g[2] ~= '' and g[2] ~= 'user' and g[2] ~= 'main
 end
 local verdict, status = stuck_rule(control, gist, lease, tonumber(now), tonumber(grace_s), pending)
 return {verdict, status}
-""")
+""",
+)
 
 
 class SweepFinal(StrEnum):
-    LIVE = "live"                # not final yet: stays in the live index
-    DROPPED = "dropped"          # final or expired: dropped from the live index
+    LIVE = "live"  # not final yet: stays in the live index
+    DROPPED = "dropped"  # final or expired: dropped from the live index
 
 
-SWEEP_FINAL = Script("SWEEP_FINAL", answers=SweepFinal, prologue=PROLOGUE, keys=(
-    "live",            # every analysis not yet final
-    "gist",
-    "candles",         # the analysis's snapshot
-), argv=("id", "now", "refine_window_s"), body="""
+SWEEP_FINAL = Script(
+    "SWEEP_FINAL",
+    answers=SweepFinal,
+    prologue=PROLOGUE,
+    keys=(
+        "live",  # every analysis not yet final
+        "gist",
+        "candles",  # the analysis's snapshot
+    ),
+    argv=("id", "now", "refine_window_s"),
+    body="""
 -- Drops an analysis that is final or expired from the live set. A completed one keeps its
 -- snapshot for the refine window after it finished (a shorter TTL is never lengthened); a
 -- cancelled or failed one cannot be refined and loses it now.
@@ -112,7 +141,8 @@ else
   redis.call('DEL', candles)
 end
 return {'dropped'}
-""")
+""",
+)
 
 
 SCRIPTS: tuple[Script, ...] = (WATCHDOG_CHECK, STUCK_CHECK, SWEEP_FINAL)

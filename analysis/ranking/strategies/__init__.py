@@ -33,16 +33,19 @@ def _no_argument(name: str, build: Callable[[], Strategy]) -> Callable[[str], St
         if argument:
             raise ValueError(f"strategy {name!r} takes no argument, not {argument!r}")
         return build()
+
     return factory
 
 
 def _score() -> Strategy:
     from analysis.ranking.strategies.score import ScoreStrategy
+
     return ScoreStrategy()
 
 
 def _llm() -> Strategy:
     from analysis.ranking.strategies.llm import LLMStrategy
+
     return LLMStrategy()
 
 

@@ -15,14 +15,24 @@ class Judge(Protocol):
     of markets shown), and what it spent.
     Raises JudgeUnavailable when it cannot answer (the step then pauses with the reason)."""
 
-    def compare_many(self, requests: list[PairRequest], *,
-                     model: str) -> tuple[list[Verdict], JudgeStats]: ...
+    def compare_many(
+        self, requests: list[PairRequest], *, model: str
+    ) -> tuple[list[Verdict], JudgeStats]: ...
 
-    def rank_many(self, requests: list[ListRequest], *,
-                  model: str) -> tuple[list[ListVerdict], JudgeStats]: ...
+    def rank_many(
+        self, requests: list[ListRequest], *, model: str
+    ) -> tuple[list[ListVerdict], JudgeStats]: ...
 
-    def ask_structured(self, label: str, parse: Any, encode: Any, messages: list[dict[str, str]],
-                       response_format: dict[str, Any], *, model: str) -> tuple[Any, JudgeStats]:
+    def ask_structured(
+        self,
+        label: str,
+        parse: Any,
+        encode: Any,
+        messages: list[dict[str, str]],
+        response_format: dict[str, Any],
+        *,
+        model: str,
+    ) -> tuple[Any, JudgeStats]:
         """One call of another contract (the reasons, analysis/ranking/llm_reasons.py)."""
         ...
 

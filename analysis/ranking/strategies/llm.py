@@ -26,8 +26,15 @@ from analysis.markets.facts import candle_facts
 from analysis.markets.indicators import indicator_frame, snapshot_at
 from analysis.models import RankingConfig, SharedState, StepOutcome
 from analysis.ranking import plackett_luce
-from analysis.ranking.bradley_terry import (Comparison, TopKEstimate, choose_pairs, default_budget,
-                                            estimate_top_k, ordered_pairs, stop_reason)
+from analysis.ranking.bradley_terry import (
+    Comparison,
+    TopKEstimate,
+    choose_pairs,
+    default_budget,
+    estimate_top_k,
+    ordered_pairs,
+    stop_reason,
+)
 from analysis.ranking.llm_judge import ListRequest, PairRequest
 from analysis.ranking.llm_reasons import ReasonsRequest, ask_reasons
 from analysis.ranking.strategies.base import StepInput, target_not_reached
@@ -46,12 +53,12 @@ class LLMState(SharedState):
     """The llm strategy's state (JSON in the gist); `log` is append-only."""
 
     markets: list[str]
-    phase: str                          # 'summaries', then 'comparing'
-    summaries: dict[str, str]           # market -> the line the judge reads
+    phase: str  # 'summaries', then 'comparing'
+    summaries: dict[str, str]  # market -> the line the judge reads
     snapshots: dict[str, dict[str, float]]
-    budget: int                         # judge answers allowed (pairs, or orders when listwise)
-    list_size: NotRequired[int]         # markets per call: 2 is pairwise (older analyses lack it)
-    target_seen: float                  # the target the budget was sized for
+    budget: int  # judge answers allowed (pairs, or orders when listwise)
+    list_size: NotRequired[int]  # markets per call: 2 is pairwise (older analyses lack it)
+    target_seen: float  # the target the budget was sized for
     before_refine: NotRequired[BeforeRefine]  # the top K and confidence when last refined
     facts: NotRequired[dict[str, dict[str, float]]]  # market -> candle_facts
     reasons: NotRequired[dict[str, str]]  # market -> the judge's reason (analysis/ranking/llm_reasons.py)
@@ -62,11 +69,13 @@ class LLMState(SharedState):
 def market_summary(snapshot: dict[str, float]) -> str:
     """One line a model can read: the indicator snapshot in trader's words."""
     close, atr = snapshot["close"], snapshot["atr_14"]
-    return (f"last close {close:.6g}; RSI(14) {snapshot['rsi_14']:.1f}; "
-            f"MACD histogram {snapshot['macd_hist'] / atr:+.2f} ATR; "
-            f"Bollinger %B {snapshot['bb_pctb']:.2f}; ATR(14) {atr / close:.2%} of price; "
-            f"ADX(14) {snapshot['adx_14']:.1f}; EMA20 vs EMA50 {snapshot['ema_trend']:+.2%}; "
-            f"volume last 24 candles vs previous 24 {snapshot['volume_change']:+.0%}")
+    return (
+        f"last close {close:.6g}; RSI(14) {snapshot['rsi_14']:.1f}; "
+        f"MACD histogram {snapshot['macd_hist'] / atr:+.2f} ATR; "
+        f"Bollinger %B {snapshot['bb_pctb']:.2f}; ATR(14) {atr / close:.2%} of price; "
+        f"ADX(14) {snapshot['adx_14']:.1f}; EMA20 vs EMA50 {snapshot['ema_trend']:+.2%}; "
+        f"volume last 24 candles vs previous 24 {snapshot['volume_change']:+.0%}"
+    )
 
 
 def comparisons(state: LLMState) -> list[Comparison]:
@@ -75,8 +84,12 @@ def comparisons(state: LLMState) -> list[Comparison]:
 
 def orders(state: LLMState) -> list[plackett_luce.Order]:
     """The log as listwise orders; a pair [first, second, winner, model] is an order of two."""
-    return [plackett_luce.Order(tuple(e["shown"]), tuple(e["ranking"]), e["model"]) if isinstance(e, dict)
-            else plackett_luce.Order.from_comparison(Comparison(*e)) for e in state["log"]]
+    return [
+        plackett_luce.Order(tuple(e["shown"]), tuple(e["ranking"]), e["model"])
+        if isinstance(e, dict)
+        else plackett_luce.Order.from_comparison(Comparison(*e))
+        for e in state["log"]
+    ]
 
 
 def listwise(state: LLMState) -> bool:
@@ -100,8 +113,10 @@ def less_settled(state: LLMState, estimate: Estimate, confidence: float) -> str:
     before = state.get("before_refine")
     if not before or sorted(estimate.top_k) != before["top"] or confidence >= before["confidence"] - 1e-6:
         return ""
-    return (f"same top {len(before['top'])}, confidence {before['confidence']:.2f} before refining: "
-            f"the further comparisons disagreed more, so the order is less settled than it looked")
+    return (
+        f"same top {len(before['top'])}, confidence {before['confidence']:.2f} before refining: "
+        f"the further comparisons disagreed more, so the order is less settled than it looked"
+    )
 
 
 class LLMStrategy:
@@ -109,11 +124,21 @@ class LLMStrategy:
 
     def initial_state(self, config: RankingConfig, markets: list[str]) -> LLMState:
         list_size = min(config.list_size, len(markets))
-        budget = (plackett_luce.default_budget(len(markets), list_size) if list_size > 2
-                  else default_budget(len(markets), config.top_k))
-        return {"markets": markets, "phase": "summaries", "summaries": {}, "snapshots": {},
-                "log": [], "budget": budget, "list_size": list_size,
-                "target_seen": config.target_confidence}
+        budget = (
+            plackett_luce.default_budget(len(markets), list_size)
+            if list_size > 2
+            else default_budget(len(markets), config.top_k)
+        )
+        return {
+            "markets": markets,
+            "phase": "summaries",
+            "summaries": {},
+            "snapshots": {},
+            "log": [],
+            "budget": budget,
+            "list_size": list_size,
+            "target_seen": config.target_confidence,
+        }
 
     def step(self, inp: StepInput) -> StepOutcome:
         state = cast(LLMState, dict(inp.state))
@@ -131,11 +156,14 @@ class LLMStrategy:
             if listwise(state):
                 state["budget"] += plackett_luce.default_budget(n, state["list_size"]) // 2
             else:
-                state["budget"] = min(state["budget"] + default_budget(n, inp.config.top_k) // 2,
-                                      ordered_pairs(n))
+                state["budget"] = min(
+                    state["budget"] + default_budget(n, inp.config.top_k) // 2, ordered_pairs(n)
+                )
             state["target_seen"] = inp.target
-            state["before_refine"] = {"top": sorted(estimate.top_k),
-                                      "confidence": round(estimate.expected_precision, 6)}
+            state["before_refine"] = {
+                "top": sorted(estimate.top_k),
+                "confidence": round(estimate.expected_precision, 6),
+            }
         if not self._should_stop(estimate, state, inp.target):
             self._compare_batch(inp, state, estimate)
             estimate = self._estimate(inp, state)
@@ -144,40 +172,67 @@ class LLMStrategy:
     def _summarise(self, inp: StepInput, state: LLMState) -> StepOutcome:
         candles = inp.load_candles(state["markets"])
         snapshots = {s: snapshot_at(indicator_frame(c)) for s, c in candles.items()}
-        state.update({"phase": "comparing", "snapshots": snapshots,
-                      "facts": {s: candle_facts(c) for s, c in candles.items()},
-                      "summaries": {s: market_summary(snap) for s, snap in snapshots.items()}})
+        state.update(
+            {
+                "phase": "comparing",
+                "snapshots": snapshots,
+                "facts": {s: candle_facts(c) for s, c in candles.items()},
+                "summaries": {s: market_summary(snap) for s, snap in snapshots.items()},
+            }
+        )
         return StepOutcome(state=state, progress=SUMMARY_SHARE, confidence=0.0, done=False, result=[])
 
     def _estimate(self, inp: StepInput, state: LLMState) -> Estimate:
         if listwise(state):
-            return plackett_luce.estimate_top_k(state["markets"], orders(state), inp.config.top_k,
-                                                seed=step_seed(inp.config, len(state["log"])))
-        return estimate_top_k(state["markets"], comparisons(state), inp.config.top_k,
-                              seed=step_seed(inp.config, len(state["log"])))
+            return plackett_luce.estimate_top_k(
+                state["markets"],
+                orders(state),
+                inp.config.top_k,
+                seed=step_seed(inp.config, len(state["log"])),
+            )
+        return estimate_top_k(
+            state["markets"],
+            comparisons(state),
+            inp.config.top_k,
+            seed=step_seed(inp.config, len(state["log"])),
+        )
 
     @staticmethod
     def _should_stop(estimate: Estimate, state: LLMState, target: float) -> bool:
         # The same rule the simulation in `make bench-ranking` stops by.
         if isinstance(estimate, plackett_luce.ListEstimate):
-            return plackett_luce.stop_reason(estimate, len(state["log"]), target=target,
-                                             budget=state["budget"]) is not None
+            return (
+                plackett_luce.stop_reason(estimate, len(state["log"]), target=target, budget=state["budget"])
+                is not None
+            )
         return stop_reason(estimate, len(state["log"]), target=target, budget=state["budget"]) is not None
 
     def _compare_batch(self, inp: StepInput, state: LLMState, estimate: Estimate) -> None:
         if isinstance(estimate, plackett_luce.ListEstimate):
             return self._rank_batch(inp, state, estimate)
         room = state["budget"] - len(state["log"])
-        pairs = choose_pairs(state["markets"], comparisons(state), inp.config.top_k,
-                             min(inp.config.batch_size, room),
-                             seed=step_seed(inp.config, len(state["log"])), estimate=estimate)
+        pairs = choose_pairs(
+            state["markets"],
+            comparisons(state),
+            inp.config.top_k,
+            min(inp.config.batch_size, room),
+            seed=step_seed(inp.config, len(state["log"])),
+            estimate=estimate,
+        )
         if not pairs:  # every pair asked both ways round (a log from before the budget's cap)
             state["budget"] = len(state["log"])
             return
         summaries = state["summaries"]
-        requests = [PairRequest(first=a, second=b, first_summary=summaries[a],
-                                second_summary=summaries[b], question=inp.config.prompt)
-                    for a, b in pairs]
+        requests = [
+            PairRequest(
+                first=a,
+                second=b,
+                first_summary=summaries[a],
+                second_summary=summaries[b],
+                question=inp.config.prompt,
+            )
+            for a, b in pairs
+        ]
         # What the calls cost is counted in the gist by the step runner (Gist.spend).
         if inp.judge is None:
             raise JudgeUnavailable("no LLM judge is configured for this worker")
@@ -186,28 +241,42 @@ class LLMStrategy:
 
     def _rank_batch(self, inp: StepInput, state: LLMState, estimate: plackett_luce.ListEstimate) -> None:
         markets, size = state["markets"], state["list_size"]
-        calls = min(plackett_luce.calls_per_round(len(markets), size, inp.config.batch_size),
-                    state["budget"] - len(state["log"]))
-        sets = plackett_luce.choose_sets(markets, orders(state), inp.config.top_k, size, calls,
-                                         seed=step_seed(inp.config, len(state["log"])),
-                                         estimate=estimate)
+        calls = min(
+            plackett_luce.calls_per_round(len(markets), size, inp.config.batch_size),
+            state["budget"] - len(state["log"]),
+        )
+        sets = plackett_luce.choose_sets(
+            markets,
+            orders(state),
+            inp.config.top_k,
+            size,
+            calls,
+            seed=step_seed(inp.config, len(state["log"])),
+            estimate=estimate,
+        )
         if not sets:  # no display order left that was not shown (only with very few markets)
             state["budget"] = len(state["log"])
             return
         summaries = state["summaries"]
-        requests = [ListRequest(shown=shown, summaries=tuple(summaries[s] for s in shown),
-                                question=inp.config.prompt) for shown in sets]
+        requests = [
+            ListRequest(shown=shown, summaries=tuple(summaries[s] for s in shown), question=inp.config.prompt)
+            for shown in sets
+        ]
         if inp.judge is None:
             raise JudgeUnavailable("no LLM judge is configured for this worker")
         verdicts, _ = inp.judge.rank_many(requests, model=inp.model)
-        state["log"] = state["log"] + [{"shown": list(v.shown), "ranking": list(v.ranking), "model": v.model}
-                                       for v in verdicts]
+        state["log"] = state["log"] + [
+            {"shown": list(v.shown), "ranking": list(v.ranking), "model": v.model} for v in verdicts
+        ]
 
     def _ask_reasons(self, inp: StepInput, state: LLMState, ranked: list[str]) -> None:
         """One call for a reason per top-K market; a judge that gives none leaves the ranking
         complete, with why in `reasons_error` (its spend is counted all the same)."""
-        request = ReasonsRequest(ranked=tuple(ranked), question=inp.config.prompt,
-                                 summaries=tuple(state["summaries"][s] for s in ranked))
+        request = ReasonsRequest(
+            ranked=tuple(ranked),
+            question=inp.config.prompt,
+            summaries=tuple(state["summaries"][s] for s in ranked),
+        )
         state["reasons_for"] = ranked
         try:
             if inp.judge is None:
@@ -220,11 +289,13 @@ class LLMStrategy:
 
     def _outcome(self, inp: StepInput, state: LLMState, estimate: Estimate) -> StepOutcome:
         confidence = round(estimate.expected_precision, 6)
-        state["estimate"] = {"p_exact": round(estimate.p_exact, 6),
-                             "first_bias": round(estimate.first_bias, 4),
-                             "p_in_top_k": {s: round(p, 4) for s, p in estimate.p_in_top_k.items()},
-                             # every market's strength: the pick record ranks the whole universe
-                             "strengths": {s: round(v, 4) for s, v in estimate.strengths.items()}}
+        state["estimate"] = {
+            "p_exact": round(estimate.p_exact, 6),
+            "first_bias": round(estimate.first_bias, 4),
+            "p_in_top_k": {s: round(p, 4) for s, p in estimate.p_in_top_k.items()},
+            # every market's strength: the pick record ranks the whole universe
+            "strengths": {s: round(v, 4) for s, v in estimate.strengths.items()},
+        }
         ranked = ranked_top(estimate)
         state["leaders"] = ranked[:3]
         done = self._should_stop(estimate, state, inp.target)
@@ -233,8 +304,19 @@ class LLMStrategy:
             done = False
         used = len(state["log"]) / max(state["budget"], 1)
         progress = SUMMARY_SHARE + (1 - SUMMARY_SHARE) * max(min(confidence / inp.target, 1.0), used)
-        result = [{"rank": i + 1, "symbol": s, "score": round(estimate.strengths[s], 4),
-                   "indicators": state["snapshots"][s]} for i, s in enumerate(ranked)] if done else []
+        result = (
+            [
+                {
+                    "rank": i + 1,
+                    "symbol": s,
+                    "score": round(estimate.strengths[s], 4),
+                    "indicators": state["snapshots"][s],
+                }
+                for i, s in enumerate(ranked)
+            ]
+            if done
+            else []
+        )
         note = ""
         if done:
             note = target_not_reached(confidence, inp.target)
@@ -242,5 +324,11 @@ class LLMStrategy:
                 unit = "LLM calls" if listwise(state) else "comparisons"
                 note += f" after {len(state['log'])} {unit} (budget)"
             note = "; ".join(n for n in (less_settled(state, estimate, confidence), note) if n)
-        return StepOutcome(state=state, progress=1.0 if done else min(progress, 0.99),
-                           confidence=confidence, done=done, result=result, note=note)
+        return StepOutcome(
+            state=state,
+            progress=1.0 if done else min(progress, 0.99),
+            confidence=confidence,
+            done=done,
+            result=result,
+            note=note,
+        )

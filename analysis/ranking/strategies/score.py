@@ -38,20 +38,24 @@ class ScoreState(SharedState):
     """The score strategy's state (JSON in the gist)."""
 
     markets: list[str]
-    pending: list[str]                  # markets not scored yet
-    views: int                          # evaluation moments per market
-    scores: dict[str, list[float]]      # market -> composite score per view, latest first
+    pending: list[str]  # markets not scored yet
+    views: int  # evaluation moments per market
+    scores: dict[str, list[float]]  # market -> composite score per view, latest first
     snapshots: dict[str, dict[str, float]]
     breakdown: NotRequired[dict[str, dict[str, list[float]]]]  # market -> latest_breakdown
     facts: NotRequired[dict[str, dict[str, float]]]  # market -> candle_facts
-    phase: str                          # 'scoring', then 'done'
-    passes: int                         # 1, plus one per refine after completion
-    ranking: NotRequired[str]           # 'steadiest' once a refine reported the steadiest set
+    phase: str  # 'scoring', then 'done'
+    passes: int  # 1, plus one per refine after completion
+    ranking: NotRequired[str]  # 'steadiest' once a refine reported the steadiest set
 
 
 # Each signal of the composite: (name, indicator column, weight); trend strength multiplies them.
-SIGNALS = (("trend", "ema_trend", 0.35), ("momentum", "rsi_14", 0.25), ("macd", "macd_hist", 0.25),
-           ("band", "bb_pctb", 0.15))
+SIGNALS = (
+    ("trend", "ema_trend", 0.35),
+    ("momentum", "rsi_14", 0.25),
+    ("macd", "macd_hist", 0.25),
+    ("band", "bb_pctb", 0.15),
+)
 STRENGTH = ("strength", "adx_14")
 COMPONENTS = tuple(name for name, _, _ in SIGNALS) + (STRENGTH[0],)
 
@@ -70,8 +74,10 @@ def contributions(frame: pd.DataFrame, views: int, kind: str) -> dict[str, Part]
     contributions: half of each signal counts as it is, the other half scaled by trend strength,
     and that scaled half is credited to trend strength (ADX)."""
     rows = frame.iloc[::-1].iloc[:views]
-    col = {name: rows[name].to_numpy(dtype=float) for name in ("close", "atr_14", "ema_trend",
-                                                              "rsi_14", "macd_hist", "bb_pctb", "adx_14")}
+    col = {
+        name: rows[name].to_numpy(dtype=float)
+        for name in ("close", "atr_14", "ema_trend", "rsi_14", "macd_hist", "bb_pctb", "adx_14")
+    }
     atr_share = np.clip(col["atr_14"] / col["close"], 1e-12, None)
     normalised = {
         "trend": np.clip(col["ema_trend"] / (3 * atr_share), -1, 1),
@@ -125,8 +131,15 @@ class ScoreStrategy:
     name = "score"
 
     def initial_state(self, config: RankingConfig, markets: list[str]) -> ScoreState:
-        return {"markets": markets, "pending": markets, "views": config.views, "scores": {},
-                "snapshots": {}, "phase": "scoring", "passes": 1}
+        return {
+            "markets": markets,
+            "pending": markets,
+            "views": config.views,
+            "scores": {},
+            "snapshots": {},
+            "phase": "scoring",
+            "passes": 1,
+        }
 
     def step(self, inp: StepInput) -> StepOutcome:
         state = cast(ScoreState, dict(inp.state))
@@ -137,7 +150,7 @@ class ScoreStrategy:
         return self._order(inp, state)
 
     def _score_batch(self, inp: StepInput, state: ScoreState) -> StepOutcome:
-        batch, rest = state["pending"][: inp.config.batch_size], state["pending"][inp.config.batch_size:]
+        batch, rest = state["pending"][: inp.config.batch_size], state["pending"][inp.config.batch_size :]
         scores, snapshots = dict(state["scores"]), dict(state["snapshots"])
         breakdown, facts = dict(state.get("breakdown", {})), dict(state.get("facts", {}))
         for symbol, candles in inp.load_candles(batch).items():
@@ -148,22 +161,39 @@ class ScoreStrategy:
             breakdown[symbol] = latest_breakdown(parts)
             facts[symbol] = candle_facts(candles)
         leaders = sorted(scores, key=lambda s: (-scores[s][0], s))[:3]
-        state.update({"pending": rest, "scores": scores, "snapshots": snapshots, "leaders": leaders,
-                      "breakdown": breakdown, "facts": facts})
+        state.update(
+            {
+                "pending": rest,
+                "scores": scores,
+                "snapshots": snapshots,
+                "leaders": leaders,
+                "breakdown": breakdown,
+                "facts": facts,
+            }
+        )
         done_share = 1 - len(rest) / len(state["markets"])
-        return StepOutcome(state=state, progress=SCORING_SHARE * done_share,
-                           confidence=0.0, done=False, result=[])
+        return StepOutcome(
+            state=state, progress=SCORING_SHARE * done_share, confidence=0.0, done=False, result=[]
+        )
 
     def _order(self, inp: StepInput, state: ScoreState) -> StepOutcome:
         k = inp.config.top_k
         latest = {s: v[0] for s, v in state["scores"].items()}
         ranked = sorted(state["markets"], key=lambda s: (-latest[s], s))
         p_in_top, confidence = top_k_stability(state["scores"], ranked[:k], k)
-        result = [{"rank": i + 1, "symbol": s, "score": latest[s], "indicators": state["snapshots"][s]}
-                  for i, s in enumerate(ranked[:k])]
+        result = [
+            {"rank": i + 1, "symbol": s, "score": latest[s], "indicators": state["snapshots"][s]}
+            for i, s in enumerate(ranked[:k])
+        ]
         state.update({"phase": "done", "p_in_top_k": p_in_top})
-        return StepOutcome(state=state, progress=1.0, confidence=round(confidence, 6), done=True,
-                           result=result, note=target_not_reached(confidence, inp.target))
+        return StepOutcome(
+            state=state,
+            progress=1.0,
+            confidence=round(confidence, 6),
+            done=True,
+            result=result,
+            note=target_not_reached(confidence, inp.target),
+        )
 
     def _next_pass(self, inp: StepInput, state: ScoreState) -> StepOutcome:
         """The target was raised after completion (refine): report the steadiest top K over the
@@ -174,19 +204,32 @@ class ScoreStrategy:
         p_in_top, _ = top_k_stability(state["scores"], by_latest, k)
         steadiest = sorted(state["markets"], key=lambda s: (-p_in_top[s], -latest[s], s))[:k]
         confidence = float(np.mean([p_in_top[s] for s in steadiest]))
-        result = [{"rank": i + 1, "symbol": s, "score": latest[s], "indicators": state["snapshots"][s]}
-                  for i, s in enumerate(steadiest)]
+        result = [
+            {"rank": i + 1, "symbol": s, "score": latest[s], "indicators": state["snapshots"][s]}
+            for i, s in enumerate(steadiest)
+        ]
         before = steadiest if state.get("ranking") == "steadiest" else by_latest
         changed = len(set(steadiest) - set(before))
         views = state["views"]
         if changed:
-            note = (f"refined: the {k} markets most often in the top {k} over the last {views} "
-                    f"candles ({changed} changed)")
+            note = (
+                f"refined: the {k} markets most often in the top {k} over the last {views} "
+                f"candles ({changed} changed)"
+            )
         else:
-            note = (f"no steadier top {k} exists in the last {views} candles: these markets are "
-                    f"as sure as the indicators get")
+            note = (
+                f"no steadier top {k} exists in the last {views} candles: these markets are "
+                f"as sure as the indicators get"
+            )
         reached = target_not_reached(confidence, inp.target)
-        state.update({"phase": "done", "p_in_top_k": p_in_top, "ranking": "steadiest",
-                      "passes": state["passes"] + 1})
-        return StepOutcome(state=state, progress=1.0, confidence=round(confidence, 6), done=True,
-                           result=result, note=note + (f"; {reached}" if reached else ""))
+        state.update(
+            {"phase": "done", "p_in_top_k": p_in_top, "ranking": "steadiest", "passes": state["passes"] + 1}
+        )
+        return StepOutcome(
+            state=state,
+            progress=1.0,
+            confidence=round(confidence, 6),
+            done=True,
+            result=result,
+            note=note + (f"; {reached}" if reached else ""),
+        )
