@@ -161,9 +161,17 @@ class Observer:
 
     # ------------------------------------------------------------ fault injection
 
-    def rate_limit(self, method: str, times: int = 1, retry_after: int = 1) -> None:
-        """Answer the next ``times`` calls of ``method`` with 429 and ``retry_after`` seconds."""
-        fault = _Fault(429, f"Too Many Requests: retry after {retry_after}", {"retry_after": retry_after})
+    def rate_limit(
+        self, method: str, times: int = 1, retry_after: int = 1, chat_id: int | None = None
+    ) -> None:
+        """Answer the next ``times`` calls of ``method`` (to ``chat_id`` only, if given) with 429 and
+        ``retry_after`` seconds."""
+        fault = _Fault(
+            429,
+            f"Too Many Requests: retry after {retry_after}",
+            {"retry_after": retry_after},
+            chat_id=chat_id,
+        )
         self._add_fault(method, fault, times)
 
     def fail(

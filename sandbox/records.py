@@ -161,6 +161,7 @@ class _Fault:
     description: str = ""
     parameters: dict[str, Any] | None = None
     delay: float = 0.0
+    chat_id: int | None = None  # only calls to this chat; None: any call of the method
 
 
 @dataclasses.dataclass

@@ -293,7 +293,7 @@ class BotApiServer(ChatModel, BotApiMethods, LongPolling, UserSide, Observer, Me
                 call, {"ok": False, "error_code": 404, "description": "Not Found: method not found"}
             )
         try:
-            fault = self._take_fault(canonical)
+            fault = self._take_fault(canonical, call.params.get("chat_id"))
             if fault is not None and fault.delay:
                 await asyncio.sleep(fault.delay)
             if fault is not None and fault.status is not None:
@@ -356,10 +356,15 @@ class BotApiServer(ChatModel, BotApiMethods, LongPolling, UserSide, Observer, Me
         if wait:
             raise BotApiError(429, FLOODED.format(retry_after=wait), {"retry_after": wait})
 
-    def _take_fault(self, method: str) -> _Fault | None:
+    def _take_fault(self, method: str, chat_id: object) -> _Fault | None:
+        """The first fault armed for this method and chat (or for any chat), used up."""
         with self._lock:
-            queue = self._faults.get(method.lower())
-            return queue.popleft() if queue else None
+            queue = self._faults.get(method.lower()) or []
+            for fault in queue:
+                if fault.chat_id is None or fault.chat_id == chat_id:
+                    queue.remove(fault)
+                    return fault
+            return None
 
     def _summary(self) -> str:
         with self._lock:
