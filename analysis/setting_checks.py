@@ -9,6 +9,8 @@ exactly the one whose password would not be masked.
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from analysis.markets.sources import spec_problem
+
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 # Characters that end the user:password part of a URL early; in a password they must be
 # percent-encoded.
@@ -50,8 +52,6 @@ def redis_url_problem(url: str) -> str | None:
 def market_data_problem(spec: str) -> str | None:
     """What is wrong with MARKET_DATA, or None: a source no one registered (tests register their
     doubles before they read settings), a csv folder that is not there, an exchange ccxt lacks."""
-    from analysis.markets.registry import spec_problem  # lazily: it brings pandas along
-
     problem = spec_problem(spec)
     if problem:
         return f"it {problem}"

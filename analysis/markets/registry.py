@@ -1,49 +1,29 @@
 """Market-data providers by spec: the provider the `MARKET_DATA` setting names.
 
-The built-in sources are `demo`, `csv:<dir>` and `ccxt:<exchange id>` (live, ccxt_source.py). Other sources
-register a prefix with
-`register_provider` where they are defined; tests and benchmarks register their doubles this way,
-so a production process, which never imports them, refuses their specs.
+The built-in sources are `demo`, `csv:<dir>` and `ccxt:<exchange id>` (live, ccxt_source.py); the
+forms of their specs are in sources.py. Other sources register a prefix with `register_provider`
+where they are defined; tests and benchmarks register their doubles this way, so a production
+process, which never imports them, refuses their specs.
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import lru_cache
 
 from analysis.errors import InvalidConfig
 from analysis.markets.base import MarketDataProvider
+from analysis.markets.sources import declare_source, spec_problem
 
-
-@dataclass(frozen=True)
-class _Source:
-    usage: str  # how a spec of it is written, for refusals
-    build: Callable[[str], MarketDataProvider]  # the spec's argument (after 'prefix:') -> provider
-    takes_argument: bool
-
-
-_SOURCES: dict[str, _Source] = {}
+# The spec's argument (after 'prefix:') -> provider, by prefix.
+_BUILDERS: dict[str, Callable[[str], MarketDataProvider]] = {}
 
 
 def register_provider(
     prefix: str, build: Callable[[str], MarketDataProvider], *, usage: str, takes_argument: bool = True
 ) -> None:
     """Make `<prefix>:<argument>` (or the bare `<prefix>` when `takes_argument` is False) a spec."""
-    _SOURCES[prefix] = _Source(usage, build, takes_argument)
+    declare_source(prefix, usage, takes_argument)
+    _BUILDERS[prefix] = build
     provider_from_spec.cache_clear()
-
-
-def accepted_specs() -> list[str]:
-    return [source.usage for source in _SOURCES.values()]
-
-
-def spec_problem(spec: str) -> str | None:
-    """Why `spec` names no registered source ("is not a data source: use ..."), or None."""
-    prefix, sep, argument = spec.partition(":")
-    source = _SOURCES.get(prefix)
-    if source is not None and (bool(sep and argument) if source.takes_argument else not sep):
-        return None
-    forms = " or ".join(repr(usage) for usage in accepted_specs())
-    return f"is not a data source: use {forms}"
 
 
 @lru_cache(maxsize=16)
@@ -53,7 +33,7 @@ def provider_from_spec(spec: str) -> MarketDataProvider:
     problem = spec_problem(spec)
     if problem:
         raise InvalidConfig(f"MARKET_DATA={spec!r} {problem}")
-    return _SOURCES[spec.partition(":")[0]].build(spec.partition(":")[2])
+    return _BUILDERS[spec.partition(":")[0]](spec.partition(":")[2])
 
 
 def _demo(_: str) -> MarketDataProvider:
@@ -76,6 +56,4 @@ def _ccxt(exchange_id: str) -> MarketDataProvider:
     return CcxtProvider(exchange_id, get_settings())
 
 
-register_provider("demo", _demo, usage="demo", takes_argument=False)
-register_provider("csv", _csv, usage="csv:<dir>")
-register_provider("ccxt", _ccxt, usage="ccxt:<exchange id>")
+_BUILDERS.update(demo=_demo, csv=_csv, ccxt=_ccxt)  # how their specs are written: sources.py
