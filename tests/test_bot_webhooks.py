@@ -3,6 +3,7 @@ every update is handled once, every card is edited by one instance at a time and
 final state, a killed instance's cards are kept current by the other, and a request without the
 webhook's secret is refused. The 200-tap version is bench/webhooks_bench.py (`make bench-webhooks`)."""
 
+import json
 import os
 import random
 import time
@@ -17,7 +18,7 @@ from sandbox import BotApiServer
 from tests.conftest import wait_until
 from tests.helpers import assert_history_is_one_clean_chain
 from tests.test_bot import analysis_id_of, status_of, wait_for_card, wait_for_status
-from tests.webhook_instances import (SECRET, Instances, overlapping_edits, post_update, preflight,
+from tests.webhook_instances import (SECRET, Instances, overlapping_edits, post, post_update, preflight,
                                      repeated_edits)
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -46,6 +47,33 @@ def rank_update(update_id: int, user_id: int, text: str) -> dict:
         "from": user, "text": text, "entities": [{"type": "bot_command", "offset": 0, "length": 5}]}}
 
 
+# Requests to a bot instance with the right secret and something else wrong: (how it differs from
+# Telegram's POST, the status, what the one-line answer says). `host`: the Host sent (default: the
+# webhook URL's); `body`: "cut" = the update's JSON cut short, "huge" = padded past 1 MiB.
+DOOR_REFUSALS = {
+    "a foreign Host (DNS rebinding)": ({"host": "attacker.example"}, 403, "host name is not served"),
+    "the instance's own address as Host": ({"host": "own"}, 403, "host name is not served"),
+    "a web page (Origin)": ({"headers": {"Origin": "https://page.example"}}, 403, "web pages"),
+    "not JSON": ({"body": "cut"}, 400, "not JSON"),
+    "JSON that is no Update": ({"body": "list"}, 400, "not a Telegram Update"),
+    "not declared JSON": ({"headers": {"Content-Type": "text/plain"}}, 415, "application/json"),
+    "over 1 MiB": ({"body": "huge"}, 413, "Payload Too Large"),
+}
+
+
+def door_request(kwargs: dict, update: dict, host: str) -> dict:
+    """`post`'s keyword arguments for a DOOR_REFUSALS row."""
+    sent = {"host": host, "headers": kwargs.get("headers")}
+    if kwargs.get("host"):
+        sent["host"] = None if kwargs["host"] == "own" else kwargs["host"]
+    text = json.dumps(update)
+    bodies = {"cut": text[:-2].encode(), "list": json.dumps([update]).encode(),
+              "huge": json.dumps({**update, "padding": "x" * (1 << 20)}).encode()}
+    if kwargs.get("body"):
+        sent["body"] = bodies[kwargs["body"]]
+    return sent
+
+
 def tap(api: BotApiServer, trader: int, message_id: int, action: str, analysis_id: str) -> str:
     """Press the card's button (by its data: the card may be mid-edit) and wait for the answer."""
     query = api.press_button(trader, message_id, callbacks.encode(action, analysis_id))
@@ -59,19 +87,29 @@ def test_two_instances_share_the_updates_and_keep_every_card_current_when_one_di
     try:
         # Every listener is a door: without the secret, or with a wrong one, 403 and nothing done.
         rank = f"/rank symbols={','.join(DEMO_MARKETS[:60])} top=3"
+        host = instances.host  # the webhook URL's, which the proxy forwards
         refused = [(instances.url(0), None), (instances.url(1), "wrong-secret"),
                    (instances.proxy.url + "/telegram", None)]
         for update_id, (url, secret) in enumerate(refused, start=900_000_001):
-            assert post_update(url, rank_update(update_id, traders[0], rank), secret) == 403
+            assert post_update(url, rank_update(update_id, traders[0], rank), secret, host=host) == 403
         # A page on another origin is not let in: its preflight gets no CORS grant.
         status, headers = preflight(instances.url(0))
         assert status >= 400 and not any(h.lower().startswith("access-control-allow") for h in headers)
+        # With the secret but anything else wrong: the refusal, in one line, and nothing done.
+        for update_id, (kwargs, status, says) in enumerate(DOOR_REFUSALS.values(), start=900_000_011):
+            update = rank_update(update_id, traders[0], rank)
+            answer = post(instances.url(update_id % 2), update, SECRET, **door_request(kwargs, update, host))
+            assert answer[0] == status and says in answer[1] and answer[1].count("\n") == 1, (kwargs, answer)
         # With the secret, the same kind of update is handled (the positive marker) ...
-        assert post_update(instances.url(1), rank_update(900_000_004, traders[0], rank), SECRET) == 200
+        assert post_update(instances.url(1), rank_update(900_000_004, traders[0], rank), SECRET, host=host) == 200
         wait_for_card(api, traders[0], timeout=30)
-        # ... and the refused ones left no trace: not in the update ledger, no second card.
+        # ... and the refused ones left no trace: not in the update ledger, no second card, no
+        # other message to the trader.
         assert [runtime.redis.exists(runtime.keys.update(api.bot_id, 900_000_000 + n)) for n in (1, 2, 3, 4)] \
             == [0, 0, 0, 1]
+        assert not any(runtime.redis.exists(runtime.keys.update(api.bot_id, 900_000_011 + n))
+                       for n in range(len(DOOR_REFUSALS)))
+        assert len(api.messages(traders[0], from_bot=True)) == 1
         assert api.webhook_url == instances.proxy.url + "/telegram"
 
         # The other three start theirs through Telegram (the sandbox), which posts to the proxy.
@@ -111,6 +149,7 @@ def test_two_instances_share_the_updates_and_keep_every_card_current_when_one_di
     for index in range(2):
         log = instances.log(index)
         assert "Traceback" not in log and api.token not in log and SECRET not in log, log[-3000:]
+        assert "wrong-secret" not in log and "webhook: refused" in log, log[-3000:]
 
 
 def test_events_a_dead_instance_read_but_never_acknowledged_are_taken_over_after_the_idle_time(redis_url):
@@ -157,6 +196,8 @@ def test_events_a_dead_instance_read_but_never_acknowledged_are_taken_over_after
     ({"TELEGRAM_WEBHOOK_URL": "https://bot.example.com/t", "TELEGRAM_WEBHOOK_SECRET": "has space"},
      "bad setting TELEGRAM_WEBHOOK_SECRET: must be 1-256 characters of A-Z, a-z, 0-9, _ and -"),
     ({"TELEGRAM_WEBHOOK_PORT": "70000"}, "bad setting TELEGRAM_WEBHOOK_PORT=70000: Input should be less"),
+    ({"TELEGRAM_WEBHOOK_URL": "https://bot.example.com:99999/t", "TELEGRAM_WEBHOOK_SECRET": "abc"},
+     "bad setting TELEGRAM_WEBHOOK_URL=https://bot.example.com:99999/t: its port must be a number"),
 ])
 def test_a_bad_webhook_setting_is_one_line_naming_it_and_never_showing_the_secret(monkeypatch, env, says):
     from pydantic import ValidationError
@@ -181,3 +222,109 @@ def test_without_a_webhook_url_the_bot_long_polls_as_one_consumer(monkeypatch):
     monkeypatch.setenv("TELEGRAM_WEBHOOK_SECRET", "abc")
     on_webhook = consumer_name(Settings())
     assert on_webhook != "notifier" and on_webhook.endswith(f"-{os.getpid()}")
+
+
+# The door alone, in process, in front of a real PTB Application: what each request leaves on its
+# update queue (the only way into the handlers) is read directly.
+DOOR_URL = "https://bot.example.com/telegram"
+FULL_UPDATE = rank_update(7, 100, "/rank top=3")
+
+
+def through_the_door(requests: list[dict], extra_hosts: tuple[str, ...] = ()) -> tuple[list, list[int]]:
+    """Send `requests` (aiohttp request keywords, Telegram's by default) to the webhook app; their
+    (status, text) and the update ids left on the queue."""
+    import asyncio
+
+    from aiohttp.test_utils import TestClient, TestServer
+    from telegram.ext import ApplicationBuilder
+
+    from bot.webhook_door import webhook_app
+
+    async def run() -> tuple[list, list[int]]:
+        application = ApplicationBuilder().token("1:TEST").updater(None).build()
+        client = TestClient(TestServer(webhook_app(application, SECRET, DOOR_URL, extra_hosts)))
+        await client.start_server()
+        answers = []
+        try:
+            for request in requests:
+                sent = {"method": "POST", "path": "/telegram", "json": FULL_UPDATE,
+                        "headers": {"Host": "bot.example.com", "X-Telegram-Bot-Api-Secret-Token": SECRET}}
+                sent.update(request)
+                async with client.request(sent.pop("method"), sent.pop("path"), **sent) as answer:
+                    answers.append((answer.status, await answer.text()))
+        finally:
+            await client.close()
+        queue = application.update_queue
+        return answers, [queue.get_nowait().update_id for _ in range(queue.qsize())]
+
+    return asyncio.run(run())
+
+
+def headers(**changes: str | None) -> dict[str, str]:
+    """Telegram's headers with `changes` (None: left out); `_` in a name is `-`."""
+    sent: dict[str, str | None] = {"Host": "bot.example.com", "X-Telegram-Bot-Api-Secret-Token": SECRET}
+    sent.update({name.replace("_", "-"): value for name, value in changes.items()})
+    return {name: value for name, value in sent.items() if value is not None}
+
+
+async def chunks(size: int):
+    """A body sent chunked (no Content-Length), `size` bytes of JSON-looking text."""
+    yield b'{"update_id": 8, "padding": "'
+    for _ in range(size // 65536):
+        yield b"x" * 65536
+    yield b'"}'
+
+
+@pytest.mark.parametrize("request_, status, says", [
+    ({"headers": headers(Host="attacker.example")}, 403, "host name is not served"),
+    ({"headers": headers(Host="bot.example.com:8443")}, 403, "host name is not served"),
+    ({"headers": headers(Host=None)}, 403, "host name is not served"),
+    ({"headers": headers(Origin="https://page.example")}, 403, "web pages"),
+    ({"method": "OPTIONS", "headers": headers(Origin="https://page.example", Access_Control_Request_Method="POST")},
+     403, "web pages"),
+    ({"headers": headers(X_Telegram_Bot_Api_Secret_Token=None)}, 403, "secret"),
+    ({"headers": headers(X_Telegram_Bot_Api_Secret_Token="wrong")}, 403, "secret"),
+    ({"headers": headers(X_Telegram_Bot_Api_Secret_Token=SECRET[:-1])}, 403, "secret"),
+    ({"headers": headers(X_Telegram_Bot_Api_Secret_Token=SECRET + "x")}, 403, "secret"),
+    ({"json": None, "data": json.dumps(FULL_UPDATE), "headers": headers(Content_Type="text/plain")}, 415,
+     "application/json"),
+    ({"json": None, "data": b'{"update_id": 7, "message": ', "headers": headers(Content_Type="application/json")},
+     400, "not JSON"),
+    ({"json": None, "data": b"\xff\xfe", "headers": headers(Content_Type="application/json")}, 400, "not JSON"),
+    ({"json": None, "data": b"[" * 100_000, "headers": headers(Content_Type="application/json")}, 400, "not JSON"),
+    ({"json": [FULL_UPDATE]}, 400, "not a Telegram Update"),
+    ({"json": {"update_id": "7"}}, 400, "not a Telegram Update"),
+    ({"json": {"update_id": True}}, 400, "not a Telegram Update"),
+    ({"json": {"update_id": 7, "message": {"text": "/rank"}}}, 400, "not a Telegram Update (KeyError)"),
+    ({"json": {**FULL_UPDATE, "padding": "x" * (1 << 20)}}, 413, "Payload Too Large"),
+    ({"json": None, "data": chunks(1 << 21), "headers": headers(Content_Type="application/json")}, 413,
+     "Too Large"),
+    ({"method": "GET"}, 405, "Method Not Allowed"),
+    ({"path": "/"}, 404, "Not Found"),
+    ({"method": "GET", "path": "/telegram/../admin"}, 404, "Not Found"),
+], ids=lambda value: "" if isinstance(value, (dict, int)) else str(value)[:40])
+def test_the_webhook_door_refuses_in_one_line_and_queues_nothing(request_, status, says, caplog):
+    answers, queued = through_the_door([request_, {}])  # then Telegram's own request: the marker
+    (got, text), marker = answers
+    assert (got, marker, queued) == (status, (200, ""), [7]), text
+    assert says in text and text.count("\n") == 1 and "Access-Control" not in text
+    refusals = [r.getMessage() for r in caplog.records if "webhook: refused" in r.getMessage()]
+    assert len(refusals) == 1 and SECRET not in refusals[0] and "\n" not in refusals[0], refusals
+
+
+def test_the_webhook_door_answers_the_urls_host_and_the_hosts_a_balancer_sends():
+    """Host as Telegram sends it (the default port written or not, any case), and a rewritten
+    Host only when TELEGRAM_WEBHOOK_HOSTS names it."""
+    as_sent = [{"headers": headers(Host=host)} for host in ("bot.example.com", "BOT.example.com:443",
+                                                             "10.0.0.5:8443")]
+    answers, queued = through_the_door(as_sent)
+    assert [status for status, _ in answers] == [200, 200, 403] and queued == [7, 7]
+    answers, queued = through_the_door(as_sent, extra_hosts=("10.0.0.5:8443",))
+    assert [status for status, _ in answers] == [200, 200, 200] and queued == [7, 7, 7]
+
+
+def test_the_extra_webhook_hosts_are_a_comma_list(monkeypatch):
+    from analysis.settings import Settings
+
+    monkeypatch.setenv("TELEGRAM_WEBHOOK_HOSTS", " 10.0.0.5:8443, Bot-Backend ,")
+    assert Settings().telegram_webhook_hosts == ["10.0.0.5:8443", "bot-backend"]

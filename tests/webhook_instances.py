@@ -22,19 +22,30 @@ PATH = "/telegram"
 _HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def post_update(url: str, update: dict, secret: str | None) -> int:
-    """POST an update as Telegram would (with `secret` in its header, if any); the HTTP status."""
-    headers = {"Content-Type": "application/json"}
+def post_update(url: str, update: dict, secret: str | None, host: str | None = None,
+                headers: dict[str, str] | None = None, body: bytes | None = None) -> int:
+    """POST an update as Telegram would (with `secret` in its header, if any, and `host` as the
+    Host header, if given); `headers` and `body` replace Telegram's. The HTTP status."""
+    return post(url, update, secret, host, headers, body)[0]
+
+
+def post(url: str, update: dict, secret: str | None, host: str | None = None,
+         headers: dict[str, str] | None = None, body: bytes | None = None) -> tuple[int, str]:
+    """`post_update`'s status and the answer's text (0 and "" when nobody listens)."""
+    sent = {"Content-Type": "application/json"}
     if secret is not None:
-        headers["X-Telegram-Bot-Api-Secret-Token"] = secret
-    request = urllib.request.Request(url, data=json.dumps(update).encode(), headers=headers)
+        sent["X-Telegram-Bot-Api-Secret-Token"] = secret
+    if host is not None:
+        sent["Host"] = host
+    data = json.dumps(update).encode() if body is None else body
+    request = urllib.request.Request(url, data=data, headers={**sent, **(headers or {})})
     try:
         with _HTTP.open(request, timeout=10) as response:
-            return response.status
+            return response.status, response.read().decode(errors="replace")
     except urllib.error.HTTPError as exc:
-        return exc.code
+        return exc.code, exc.read().decode(errors="replace")
     except (urllib.error.URLError, OSError):  # nobody listens (yet)
-        return 0
+        return 0, ""
 
 
 def preflight(url: str) -> tuple[int, dict[str, str]]:
@@ -68,6 +79,11 @@ class Instances:
         """Where instance `index` listens (bypassing the proxy)."""
         return f"http://127.0.0.1:{self.ports[index]}{PATH}"
 
+    @property
+    def host(self) -> str:
+        """The webhook URL's host:port, the only Host the instances answer (the proxy forwards it)."""
+        return f"127.0.0.1:{self.proxy.port}"
+
     def start(self) -> Instances:
         for index, port in enumerate(self.ports):
             env = {**self.env, "TELEGRAM_WEBHOOK_PORT": str(port), "BOT_INSTANCE": f"instance-{index}"}
@@ -79,12 +95,13 @@ class Instances:
         return self
 
     def _wait_listening(self, index: int, timeout: float = 60) -> None:
-        """Until the instance answers on its port (an empty request without the secret: 403)."""
+        """Until the instance's door is open (an empty request to the webhook's Host without the
+        secret: 403)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             process = self.processes[index]
             assert process is not None and process.poll() is None, self.log(index)[-3000:]
-            if post_update(self.url(index), {}, None) == 403:
+            if post_update(self.url(index), {}, None, host=self.host) == 403:
                 return
             time.sleep(0.2)
         raise TimeoutError(f"instance {index} does not listen: {self.log(index)[-3000:]}")
