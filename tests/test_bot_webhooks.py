@@ -6,7 +6,6 @@ webhook's secret is refused. The 200-tap version is bench/webhooks_bench.py (`ma
 import json
 import os
 import random
-import time
 
 import pytest
 
@@ -19,7 +18,7 @@ from tests.conftest import wait_until
 from tests.helpers import assert_history_is_one_clean_chain
 from tests.test_bot import analysis_id_of, status_of, wait_for_card, wait_for_status
 from tests.webhook_instances import (SECRET, Instances, overlapping_edits, post, post_update, preflight,
-                                     repeated_edits)
+                                     rank_update, repeated_edits)
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -38,13 +37,6 @@ def api():
 def traders() -> list[int]:
     base = random.randrange(10**8, 10**9, 10)
     return [base + i for i in range(1, 5)]
-
-
-def rank_update(update_id: int, user_id: int, text: str) -> dict:
-    user = {"id": user_id, "is_bot": False, "first_name": "Tester"}
-    return {"update_id": update_id, "message": {
-        "message_id": update_id, "date": int(time.time()), "chat": {"id": user_id, "type": "private"},
-        "from": user, "text": text, "entities": [{"type": "bot_command", "offset": 0, "length": 5}]}}
 
 
 # Requests to a bot instance with the right secret and something else wrong: (how it differs from
@@ -150,6 +142,10 @@ def test_two_instances_share_the_updates_and_keep_every_card_current_when_one_di
         log = instances.log(index)
         assert "Traceback" not in log and api.token not in log and SECRET not in log, log[-3000:]
         assert "wrong-secret" not in log and "webhook: refused" in log, log[-3000:]
+    # The live instance stopped cleanly on SIGTERM: queue handled, services closed, exit 0.
+    survivor = instances.log(0)
+    assert "Application is stopping" in survivor and "bot stopped" in survivor, survivor[-3000:]
+    assert instances.processes[0] is not None and instances.processes[0].returncode == 0
 
 
 def test_events_a_dead_instance_read_but_never_acknowledged_are_taken_over_after_the_idle_time(redis_url):
@@ -223,108 +219,3 @@ def test_without_a_webhook_url_the_bot_long_polls_as_one_consumer(monkeypatch):
     on_webhook = consumer_name(Settings())
     assert on_webhook != "notifier" and on_webhook.endswith(f"-{os.getpid()}")
 
-
-# The door alone, in process, in front of a real PTB Application: what each request leaves on its
-# update queue (the only way into the handlers) is read directly.
-DOOR_URL = "https://bot.example.com/telegram"
-FULL_UPDATE = rank_update(7, 100, "/rank top=3")
-
-
-def through_the_door(requests: list[dict], extra_hosts: tuple[str, ...] = ()) -> tuple[list, list[int]]:
-    """Send `requests` (aiohttp request keywords, Telegram's by default) to the webhook app; their
-    (status, text) and the update ids left on the queue."""
-    import asyncio
-
-    from aiohttp.test_utils import TestClient, TestServer
-    from telegram.ext import ApplicationBuilder
-
-    from bot.webhook_door import webhook_app
-
-    async def run() -> tuple[list, list[int]]:
-        application = ApplicationBuilder().token("1:TEST").updater(None).build()
-        client = TestClient(TestServer(webhook_app(application, SECRET, DOOR_URL, extra_hosts)))
-        await client.start_server()
-        answers = []
-        try:
-            for request in requests:
-                sent = {"method": "POST", "path": "/telegram", "json": FULL_UPDATE,
-                        "headers": {"Host": "bot.example.com", "X-Telegram-Bot-Api-Secret-Token": SECRET}}
-                sent.update(request)
-                async with client.request(sent.pop("method"), sent.pop("path"), **sent) as answer:
-                    answers.append((answer.status, await answer.text()))
-        finally:
-            await client.close()
-        queue = application.update_queue
-        return answers, [queue.get_nowait().update_id for _ in range(queue.qsize())]
-
-    return asyncio.run(run())
-
-
-def headers(**changes: str | None) -> dict[str, str]:
-    """Telegram's headers with `changes` (None: left out); `_` in a name is `-`."""
-    sent: dict[str, str | None] = {"Host": "bot.example.com", "X-Telegram-Bot-Api-Secret-Token": SECRET}
-    sent.update({name.replace("_", "-"): value for name, value in changes.items()})
-    return {name: value for name, value in sent.items() if value is not None}
-
-
-async def chunks(size: int):
-    """A body sent chunked (no Content-Length), `size` bytes of JSON-looking text."""
-    yield b'{"update_id": 8, "padding": "'
-    for _ in range(size // 65536):
-        yield b"x" * 65536
-    yield b'"}'
-
-
-@pytest.mark.parametrize("request_, status, says", [
-    ({"headers": headers(Host="attacker.example")}, 403, "host name is not served"),
-    ({"headers": headers(Host="bot.example.com:8443")}, 403, "host name is not served"),
-    ({"headers": headers(Host=None)}, 403, "host name is not served"),
-    ({"headers": headers(Origin="https://page.example")}, 403, "web pages"),
-    ({"method": "OPTIONS", "headers": headers(Origin="https://page.example", Access_Control_Request_Method="POST")},
-     403, "web pages"),
-    ({"headers": headers(X_Telegram_Bot_Api_Secret_Token=None)}, 403, "secret"),
-    ({"headers": headers(X_Telegram_Bot_Api_Secret_Token="wrong")}, 403, "secret"),
-    ({"headers": headers(X_Telegram_Bot_Api_Secret_Token=SECRET[:-1])}, 403, "secret"),
-    ({"headers": headers(X_Telegram_Bot_Api_Secret_Token=SECRET + "x")}, 403, "secret"),
-    ({"json": None, "data": json.dumps(FULL_UPDATE), "headers": headers(Content_Type="text/plain")}, 415,
-     "application/json"),
-    ({"json": None, "data": b'{"update_id": 7, "message": ', "headers": headers(Content_Type="application/json")},
-     400, "not JSON"),
-    ({"json": None, "data": b"\xff\xfe", "headers": headers(Content_Type="application/json")}, 400, "not JSON"),
-    ({"json": None, "data": b"[" * 100_000, "headers": headers(Content_Type="application/json")}, 400, "not JSON"),
-    ({"json": [FULL_UPDATE]}, 400, "not a Telegram Update"),
-    ({"json": {"update_id": "7"}}, 400, "not a Telegram Update"),
-    ({"json": {"update_id": True}}, 400, "not a Telegram Update"),
-    ({"json": {"update_id": 7, "message": {"text": "/rank"}}}, 400, "not a Telegram Update (KeyError)"),
-    ({"json": {**FULL_UPDATE, "padding": "x" * (1 << 20)}}, 413, "Payload Too Large"),
-    ({"json": None, "data": chunks(1 << 21), "headers": headers(Content_Type="application/json")}, 413,
-     "Too Large"),
-    ({"method": "GET"}, 405, "Method Not Allowed"),
-    ({"path": "/"}, 404, "Not Found"),
-    ({"method": "GET", "path": "/telegram/../admin"}, 404, "Not Found"),
-], ids=lambda value: "" if isinstance(value, (dict, int)) else str(value)[:40])
-def test_the_webhook_door_refuses_in_one_line_and_queues_nothing(request_, status, says, caplog):
-    answers, queued = through_the_door([request_, {}])  # then Telegram's own request: the marker
-    (got, text), marker = answers
-    assert (got, marker, queued) == (status, (200, ""), [7]), text
-    assert says in text and text.count("\n") == 1 and "Access-Control" not in text
-    refusals = [r.getMessage() for r in caplog.records if "webhook: refused" in r.getMessage()]
-    assert len(refusals) == 1 and SECRET not in refusals[0] and "\n" not in refusals[0], refusals
-
-
-def test_the_webhook_door_answers_the_urls_host_and_the_hosts_a_balancer_sends():
-    """Host as Telegram sends it (the default port written or not, any case), and a rewritten
-    Host only when TELEGRAM_WEBHOOK_HOSTS names it."""
-    as_sent = [{"headers": headers(Host=host)} for host in ("bot.example.com", "BOT.example.com:443",
-                                                             "10.0.0.5:8443")]
-    answers, queued = through_the_door(as_sent)
-    assert [status for status, _ in answers] == [200, 200, 403] and queued == [7, 7]
-    answers, queued = through_the_door(as_sent, extra_hosts=("10.0.0.5:8443",))
-    assert [status for status, _ in answers] == [200, 200, 200] and queued == [7, 7, 7]
-
-
-def test_the_extra_webhook_hosts_are_a_comma_list(monkeypatch):
-    from analysis.settings import Settings
-
-    monkeypatch.setenv("TELEGRAM_WEBHOOK_HOSTS", " 10.0.0.5:8443, Bot-Backend ,")
-    assert Settings().telegram_webhook_hosts == ["10.0.0.5:8443", "bot-backend"]

@@ -22,6 +22,14 @@ PATH = "/telegram"
 _HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
+def rank_update(update_id: int, user_id: int, text: str) -> dict:
+    """The update Telegram sends when `user_id` types `text` (a 5-letter command) to the bot."""
+    user = {"id": user_id, "is_bot": False, "first_name": "Tester"}
+    return {"update_id": update_id, "message": {
+        "message_id": update_id, "date": int(time.time()), "chat": {"id": user_id, "type": "private"},
+        "from": user, "text": text, "entities": [{"type": "bot_command", "offset": 0, "length": 5}]}}
+
+
 def post_update(url: str, update: dict, secret: str | None, host: str | None = None,
                 headers: dict[str, str] | None = None, body: bytes | None = None) -> int:
     """POST an update as Telegram would (with `secret` in its header, if any, and `host` as the
@@ -141,3 +149,55 @@ def repeated_edits(api: BotApiServer, card: ChatMessage) -> int:
     return sum(1 for c in api.calls_of("editMessageText")
                if c.params.get("chat_id") == card.chat_id and c.params.get("message_id") == card.message_id
                and c.status == 400 and "not modified" in (c.description or ""))
+
+
+class FlakyBotApi:
+    """A Bot API server that answers getMe and every other method, but setWebhook first with the
+    `failures` in turn ((HTTP status, description[, retry_after]); then forever if `forever`), then
+    true. `webhooks` keeps the params of every setWebhook call."""
+
+    def __init__(self, failures: list[tuple], forever: bool = False):
+        import http.server
+        import threading
+        import urllib.parse
+
+        self.webhooks: list[dict[str, str]] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+                method = self.path.rsplit("/", 1)[-1]
+                answer: dict = {"ok": True, "result": True}
+                if method == "getMe":
+                    answer["result"] = {"id": 424242, "is_bot": True, "first_name": "Flaky", "username": "flaky_bot"}
+                elif method == "setWebhook":
+                    params = (json.loads(body) if self.headers.get_content_type() == "application/json"
+                              else dict(urllib.parse.parse_qsl(body)))
+                    outer.webhooks.append({k: str(v) for k, v in params.items()})
+                    tries = len(outer.webhooks)
+                    failure = failures[tries - 1] if tries <= len(failures) else (failures[-1] if forever else None)
+                    if failure is not None:
+                        answer = {"ok": False, "error_code": failure[0], "description": failure[1]}
+                        if len(failure) > 2:
+                            answer["parameters"] = {"retry_after": failure[2]}
+                self._send(200 if answer["ok"] else answer["error_code"], answer)
+
+            def _send(self, status: int, answer: dict) -> None:
+                data = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
