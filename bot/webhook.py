@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
@@ -73,38 +74,39 @@ class CannotListen(Exception):
 
 
 async def serve_webhook(application: Application, settings: Settings, stop: asyncio.Event) -> None:
-    """Listen, set the webhook, handle updates until `stop`; then stop taking requests, handle
-    what was queued, and close the services."""
+    """Listen, build the services, set the webhook, handle updates until `stop`; then stop taking
+    requests, handle what was queued, and close the services."""
     url = settings.telegram_webhook_url or ""
     secret = settings.telegram_webhook_secret.get_secret_value() if settings.telegram_webhook_secret else ""
-    app = webhook_app(application, secret, url, settings.telegram_webhook_hosts)
+    runner = web.AppRunner(webhook_app(application, secret, url, settings.telegram_webhook_hosts),
+                           access_log=None)  # refusals log themselves, without secrets
     try:
         async with application:  # initialize ... shutdown
-            if application.post_init:
-                await application.post_init(application)
-            runner = web.AppRunner(app, access_log=None)  # refusals log themselves, without secrets
             await runner.setup()
             try:
-                # Listen before setWebhook, as PTB does: the first update finds the door open.
+                # Listen first: a taken port stops the bot before anything started, and the first
+                # update after setWebhook finds the door open (it waits in the queue until start).
                 try:
                     await web.TCPSite(runner, settings.telegram_webhook_listen, settings.telegram_webhook_port).start()
-                except OSError as exc:
-                    raise CannotListen(exc.strerror or str(exc)) from None
+                except OSError as exc:  # asyncio's text repeats the address: the system's words only
+                    raise CannotListen(os.strerror(exc.errno).lower() if exc.errno else str(exc)) from None
                 logger.info("bot on the webhook %s, listening on %s:%d", url, settings.telegram_webhook_listen,
                             settings.telegram_webhook_port)
+                if application.post_init:
+                    await application.post_init(application)
                 if await unless_stopped(set_webhook(application.bot, url, secret), stop):
                     await application.start()
                     await stop.wait()
             finally:
                 await runner.cleanup()  # no new request; then the queued updates are handled
-                if application.running:
+                if application.running:  # post_stop after stop only, as run_webhook does
                     await application.stop()
                     if application.post_stop:
                         await application.post_stop(application)
     finally:
         if application.post_shutdown:
             await application.post_shutdown(application)
-    logger.info("bot stopped")
+        logger.info("bot stopped")
 
 
 def run_on_webhook(application: Application, settings: Settings, loop: asyncio.AbstractEventLoop) -> int:

@@ -178,3 +178,32 @@ def test_a_bot_still_setting_its_webhook_stops_at_once_on_sigterm(redis_url, tmp
     tries = [line for line in text.splitlines() if "setWebhook failed" in line]
     assert "(Bad Gateway); retrying in 1 s" in tries[0] and "retrying in 2 s" in tries[1], text
     assert "bot stopped" in text and "Traceback" not in text and "123:abc" not in text and SECRET not in text, text
+
+
+def test_a_webhook_port_already_taken_is_one_line_and_exit_1(redis_url, tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    from tests.servers import ROOT
+    from tests.webhook_instances import FlakyBotApi
+
+    api, taken = FlakyBotApi([]), socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    env = {**os.environ, "REDIS_URL": redis_url, "TELEGRAM_BOT_TOKEN": "123:abc", "TELEGRAM_API_BASE_URL": api.url,
+           "TELEGRAM_WEBHOOK_URL": "https://bot.example.com/telegram", "TELEGRAM_WEBHOOK_SECRET": SECRET,
+           "TELEGRAM_WEBHOOK_PORT": str(port), "MARKETRANK_VAR_DIR": str(tmp_path)}
+    try:
+        done = subprocess.run([sys.executable, "-m", "bot"], cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=60)
+    finally:
+        taken.close()
+        api.close()
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode == 1 and errors == [
+        f"error: cannot listen on 127.0.0.1:{port} (address already in use); "
+        "set TELEGRAM_WEBHOOK_LISTEN / TELEGRAM_WEBHOOK_PORT"], done.stderr[-2000:]
+    assert "Traceback" not in done.stderr and "bot stopped" in done.stderr and "WARNING" not in done.stderr
+    assert api.webhooks == []  # nothing set when the door could not open
