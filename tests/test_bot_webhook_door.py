@@ -197,13 +197,13 @@ def test_a_webhook_port_already_taken_is_one_line_and_exit_1(redis_url, tmp_path
            "TELEGRAM_WEBHOOK_PORT": str(port), "MARKETRANK_VAR_DIR": str(tmp_path)}
     try:
         done = subprocess.run([sys.executable, "-m", "bot"], cwd=ROOT, env=env, capture_output=True, text=True,
-                              timeout=60)
+                              timeout=60, check=False)
     finally:
         taken.close()
         api.close()
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert done.returncode == 1 and errors == [
-        f"error: cannot listen on 127.0.0.1:{port} (address already in use); "
-        "set TELEGRAM_WEBHOOK_LISTEN / TELEGRAM_WEBHOOK_PORT"], done.stderr[-2000:]
+        (f"error: cannot listen on 127.0.0.1:{port} (address already in use); "
+         "set TELEGRAM_WEBHOOK_LISTEN / TELEGRAM_WEBHOOK_PORT")], done.stderr[-2000:]
     assert "Traceback" not in done.stderr and "bot stopped" in done.stderr and "WARNING" not in done.stderr
     assert api.webhooks == []  # nothing set when the door could not open

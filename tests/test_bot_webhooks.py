@@ -1,7 +1,9 @@
 """Several bot instances on Telegram's webhook behind one load balancer (a round-robin proxy):
 every update is handled once, every card is edited by one instance at a time and ends on the
 final state, a killed instance's cards are kept current by the other, and a request without the
-webhook's secret is refused. The 200-tap version is bench/webhooks_bench.py (`make bench-webhooks`)."""
+webhook's secret, for another Host, from a web page or with a bad body is refused and handled
+nowhere (each check alone: tests/test_bot_webhook_door.py). The 200-tap version is
+bench/webhooks_bench.py (`make bench-webhooks`)."""
 
 import json
 import os
@@ -218,4 +220,3 @@ def test_without_a_webhook_url_the_bot_long_polls_as_one_consumer(monkeypatch):
     monkeypatch.setenv("TELEGRAM_WEBHOOK_SECRET", "abc")
     on_webhook = consumer_name(Settings())
     assert on_webhook != "notifier" and on_webhook.endswith(f"-{os.getpid()}")
-
