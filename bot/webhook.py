@@ -36,8 +36,9 @@ FIRST_DELAY_S = 1.0
 MAX_DELAY_S = 30.0
 
 
-async def set_webhook(bot: Bot, url: str, secret: str,
-                      sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+async def set_webhook(
+    bot: Bot, url: str, secret: str, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+) -> None:
     """setWebhook, retried for as long as it takes (1, 2, 4 ... up to 30 s apart, or what a 429
     asks): the Bot API server may not be up yet. A rejected token is not retried."""
     delay = FIRST_DELAY_S
@@ -78,8 +79,9 @@ async def serve_webhook(application: Application, settings: Settings, stop: asyn
     requests, handle what was queued, and close the services."""
     url = settings.telegram_webhook_url or ""
     secret = settings.telegram_webhook_secret.get_secret_value() if settings.telegram_webhook_secret else ""
-    runner = web.AppRunner(webhook_app(application, secret, url, settings.telegram_webhook_hosts),
-                           access_log=None)  # refusals log themselves, without secrets
+    runner = web.AppRunner(
+        webhook_app(application, secret, url, settings.telegram_webhook_hosts), access_log=None
+    )  # refusals log themselves, without secrets
     try:
         async with application:  # initialize ... shutdown
             await runner.setup()
@@ -87,11 +89,17 @@ async def serve_webhook(application: Application, settings: Settings, stop: asyn
                 # Listen first: a taken port stops the bot before anything started, and the first
                 # update after setWebhook finds the door open (it waits in the queue until start).
                 try:
-                    await web.TCPSite(runner, settings.telegram_webhook_listen, settings.telegram_webhook_port).start()
+                    await web.TCPSite(
+                        runner, settings.telegram_webhook_listen, settings.telegram_webhook_port
+                    ).start()
                 except OSError as exc:  # asyncio's text repeats the address: the system's words only
                     raise CannotListen(os.strerror(exc.errno).lower() if exc.errno else str(exc)) from None
-                logger.info("bot on the webhook %s, listening on %s:%d", url, settings.telegram_webhook_listen,
-                            settings.telegram_webhook_port)
+                logger.info(
+                    "bot on the webhook %s, listening on %s:%d",
+                    url,
+                    settings.telegram_webhook_listen,
+                    settings.telegram_webhook_port,
+                )
                 if application.post_init:
                     await application.post_init(application)
                 if await unless_stopped(set_webhook(application.bot, url, secret), stop):
@@ -117,7 +125,10 @@ def run_on_webhook(application: Application, settings: Settings, loop: asyncio.A
     try:
         loop.run_until_complete(serve_webhook(application, settings, stop))
     except CannotListen as exc:
-        print(f"error: cannot listen on {settings.telegram_webhook_listen}:{settings.telegram_webhook_port} "
-              f"({exc}); set TELEGRAM_WEBHOOK_LISTEN / TELEGRAM_WEBHOOK_PORT", file=sys.stderr)
+        print(
+            f"error: cannot listen on {settings.telegram_webhook_listen}:{settings.telegram_webhook_port} "
+            f"({exc}); set TELEGRAM_WEBHOOK_LISTEN / TELEGRAM_WEBHOOK_PORT",
+            file=sys.stderr,
+        )
         return 1
     return 0

@@ -61,8 +61,15 @@ def webhook_hosts(url: str, extra: Iterable[str] = ()) -> frozenset[str]:
 
 def refused(request: web.Request, status: int, why: str, logged: str = "") -> web.Response:
     """Log the refusal in one line (what was wrong and `logged`, never a secret) and answer it."""
-    logger.warning("webhook: refused %s %r from %s: %s%s (%d)", request.method, request.path[:64],
-                   request.remote, why, logged, status)
+    logger.warning(
+        "webhook: refused %s %r from %s: %s%s (%d)",
+        request.method,
+        request.path[:64],
+        request.remote,
+        why,
+        logged,
+        status,
+    )
     return one_line(status, f"{status} {why}")
 
 
@@ -72,8 +79,12 @@ def door(hosts: frozenset[str]) -> Middleware:
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.headers.get("Host", "").strip().lower() not in hosts:
-            return refused(request, 403, "Forbidden: this host name is not served here",
-                           logged=f" (Host {request.headers.get('Host', '')[:64]!r})")
+            return refused(
+                request,
+                403,
+                "Forbidden: this host name is not served here",
+                logged=f" (Host {request.headers.get('Host', '')[:64]!r})",
+            )
         if "Origin" in request.headers:
             return refused(request, 403, "Forbidden: requests from web pages are refused")
         try:
@@ -123,7 +134,9 @@ class WebhookRoute:
         return web.Response(status=200)
 
 
-def webhook_app(application: Application, secret: str, url: str, extra_hosts: Iterable[str]) -> web.Application:
+def webhook_app(
+    application: Application, secret: str, url: str, extra_hosts: Iterable[str]
+) -> web.Application:
     """The listener's aiohttp app: one POST route at the URL's path, behind the door."""
     app = web.Application(middlewares=[door(webhook_hosts(url, extra_hosts))], client_max_size=MAX_BODY_BYTES)
     app.router.add_post(urlsplit(url).path or "/", WebhookRoute(application, secret).post)

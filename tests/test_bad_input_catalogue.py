@@ -1312,18 +1312,19 @@ def test_marketrank_settings_refuses_a_user_that_is_not_an_id(redis_url):
 # Each refusal is one line, grants no CORS, and leaves nothing on the real Application's update
 # queue (the only way into the handlers). Each check alone: tests/test_bot_webhook_door.py; through
 # the real bot processes behind a proxy: tests/test_bot_webhooks.py.
-from tests.test_bot_webhook_door import headers, through_the_door  # noqa: E402
+from tests.test_bot_webhook_door import headers as webhook_headers  # noqa: E402
+from tests.test_bot_webhook_door import through_the_door  # noqa: E402
 
-JSON_TYPE = headers(Content_Type="application/json")
+JSON_TYPE = webhook_headers(Content_Type="application/json")
 WEBHOOK_REFUSALS = {
     # name: (request as aiohttp keywords, replacing those of Telegram's own POST; status)
-    "a foreign Host": ({"headers": headers(Host="attacker.example")}, 403),
-    "a rebound name": ({"headers": headers(Host="bot.example.com.nip.io")}, 403),
-    "a web page's fetch": ({"headers": headers(Origin="https://page.example")}, 403),
-    "no secret": ({"headers": headers(X_Telegram_Bot_Api_Secret_Token=None)}, 403),
-    "a wrong secret": ({"headers": headers(X_Telegram_Bot_Api_Secret_Token="A" * 19)}, 403),
+    "a foreign Host": ({"headers": webhook_headers(Host="attacker.example")}, 403),
+    "a rebound name": ({"headers": webhook_headers(Host="bot.example.com.nip.io")}, 403),
+    "a web page's fetch": ({"headers": webhook_headers(Origin="https://page.example")}, 403),
+    "no secret": ({"headers": webhook_headers(X_Telegram_Bot_Api_Secret_Token=None)}, 403),
+    "a wrong secret": ({"headers": webhook_headers(X_Telegram_Bot_Api_Secret_Token="A" * 19)}, 403),
     "the secret as a query": ({"path": "/telegram?secret_token=wh-secret_for-tests",
-                               "headers": headers(X_Telegram_Bot_Api_Secret_Token=None)}, 403),
+                               "headers": webhook_headers(X_Telegram_Bot_Api_Secret_Token=None)}, 403),
     "a form post": ({"json": None, "data": {"update_id": "7"}}, 415),
     "not JSON": ({"json": None, "data": b"update_id=7", "headers": JSON_TYPE}, 400),
     "a control character": ({"json": None, "data": b'{"update_id": 7\x00}', "headers": JSON_TYPE}, 400),

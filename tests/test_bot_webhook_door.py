@@ -32,8 +32,12 @@ def through_the_door(requests: list[dict], extra_hosts: tuple[str, ...] = ()) ->
         answers = []
         try:
             for request in requests:
-                sent = {"method": "POST", "path": "/telegram", "json": FULL_UPDATE,
-                        "headers": {"Host": "bot.example.com", "X-Telegram-Bot-Api-Secret-Token": SECRET}}
+                sent = {
+                    "method": "POST",
+                    "path": "/telegram",
+                    "json": FULL_UPDATE,
+                    "headers": {"Host": "bot.example.com", "X-Telegram-Bot-Api-Secret-Token": SECRET},
+                }
                 sent.update(request)
                 async with client.request(sent.pop("method"), sent.pop("path"), **sent) as answer:
                     answers.append((answer.status, await answer.text(), dict(answer.headers)))
@@ -60,34 +64,65 @@ async def chunks(size: int):
     yield b'"}'
 
 
-@pytest.mark.parametrize("request_, status, says", [
-    ({"headers": headers(Host="attacker.example")}, 403, "host name is not served"),
-    ({"headers": headers(Host="bot.example.com:8443")}, 403, "host name is not served"),
-    ({"headers": headers(Host=None)}, 403, "host name is not served"),
-    ({"headers": headers(Origin="https://page.example")}, 403, "web pages"),
-    ({"method": "OPTIONS", "headers": headers(Origin="https://page.example", Access_Control_Request_Method="POST")},
-     403, "web pages"),
-    ({"headers": headers(X_Telegram_Bot_Api_Secret_Token=None)}, 403, "secret"),
-    ({"headers": headers(X_Telegram_Bot_Api_Secret_Token="wrong")}, 403, "secret"),
-    ({"headers": headers(X_Telegram_Bot_Api_Secret_Token=SECRET[:-1])}, 403, "secret"),
-    ({"headers": headers(X_Telegram_Bot_Api_Secret_Token=SECRET + "x")}, 403, "secret"),
-    ({"json": None, "data": json.dumps(FULL_UPDATE), "headers": headers(Content_Type="text/plain")}, 415,
-     "application/json"),
-    ({"json": None, "data": b'{"update_id": 7, "message": ', "headers": headers(Content_Type="application/json")},
-     400, "not JSON"),
-    ({"json": None, "data": b"\xff\xfe", "headers": headers(Content_Type="application/json")}, 400, "not JSON"),
-    ({"json": None, "data": b"[" * 100_000, "headers": headers(Content_Type="application/json")}, 400, "not JSON"),
-    ({"json": [FULL_UPDATE]}, 400, "not a Telegram Update"),
-    ({"json": {"update_id": "7"}}, 400, "not a Telegram Update"),
-    ({"json": {"update_id": True}}, 400, "not a Telegram Update"),
-    ({"json": {"update_id": 7, "message": {"text": "/rank"}}}, 400, "not a Telegram Update (KeyError)"),
-    ({"json": {**FULL_UPDATE, "padding": "x" * (1 << 20)}}, 413, "Payload Too Large"),
-    ({"json": None, "data": chunks(1 << 21), "headers": headers(Content_Type="application/json")}, 413,
-     "Too Large"),
-    ({"method": "GET"}, 405, "Method Not Allowed"),
-    ({"path": "/"}, 404, "Not Found"),
-    ({"method": "GET", "path": "/telegram/../admin"}, 404, "Not Found"),
-], ids=lambda value: "" if isinstance(value, (dict, int)) else str(value)[:40])
+@pytest.mark.parametrize(
+    "request_, status, says",
+    [
+        ({"headers": headers(Host="attacker.example")}, 403, "host name is not served"),
+        ({"headers": headers(Host="bot.example.com:8443")}, 403, "host name is not served"),
+        ({"headers": headers(Host=None)}, 403, "host name is not served"),
+        ({"headers": headers(Origin="https://page.example")}, 403, "web pages"),
+        (
+            {
+                "method": "OPTIONS",
+                "headers": headers(Origin="https://page.example", Access_Control_Request_Method="POST"),
+            },
+            403,
+            "web pages",
+        ),
+        ({"headers": headers(X_Telegram_Bot_Api_Secret_Token=None)}, 403, "secret"),
+        ({"headers": headers(X_Telegram_Bot_Api_Secret_Token="wrong")}, 403, "secret"),
+        ({"headers": headers(X_Telegram_Bot_Api_Secret_Token=SECRET[:-1])}, 403, "secret"),
+        ({"headers": headers(X_Telegram_Bot_Api_Secret_Token=SECRET + "x")}, 403, "secret"),
+        (
+            {"json": None, "data": json.dumps(FULL_UPDATE), "headers": headers(Content_Type="text/plain")},
+            415,
+            "application/json",
+        ),
+        (
+            {
+                "json": None,
+                "data": b'{"update_id": 7, "message": ',
+                "headers": headers(Content_Type="application/json"),
+            },
+            400,
+            "not JSON",
+        ),
+        (
+            {"json": None, "data": b"\xff\xfe", "headers": headers(Content_Type="application/json")},
+            400,
+            "not JSON",
+        ),
+        (
+            {"json": None, "data": b"[" * 100_000, "headers": headers(Content_Type="application/json")},
+            400,
+            "not JSON",
+        ),
+        ({"json": [FULL_UPDATE]}, 400, "not a Telegram Update"),
+        ({"json": {"update_id": "7"}}, 400, "not a Telegram Update"),
+        ({"json": {"update_id": True}}, 400, "not a Telegram Update"),
+        ({"json": {"update_id": 7, "message": {"text": "/rank"}}}, 400, "not a Telegram Update (KeyError)"),
+        ({"json": {**FULL_UPDATE, "padding": "x" * (1 << 20)}}, 413, "Payload Too Large"),
+        (
+            {"json": None, "data": chunks(1 << 21), "headers": headers(Content_Type="application/json")},
+            413,
+            "Too Large",
+        ),
+        ({"method": "GET"}, 405, "Method Not Allowed"),
+        ({"path": "/"}, 404, "Not Found"),
+        ({"method": "GET", "path": "/telegram/../admin"}, 404, "Not Found"),
+    ],
+    ids=lambda value: "" if isinstance(value, (dict, int)) else str(value)[:40],
+)
 def test_the_webhook_door_refuses_in_one_line_and_queues_nothing(request_, status, says, caplog):
     answers, queued = through_the_door([request_, {}])  # then Telegram's own request: the marker
     (got, text, sent_headers), marker = answers
@@ -101,8 +136,10 @@ def test_the_webhook_door_refuses_in_one_line_and_queues_nothing(request_, statu
 def test_the_webhook_door_answers_the_urls_host_and_the_hosts_a_balancer_sends():
     """Host as Telegram sends it (the default port written or not, any case), and a rewritten
     Host only when TELEGRAM_WEBHOOK_HOSTS names it."""
-    as_sent = [{"headers": headers(Host=host)} for host in ("bot.example.com", "BOT.example.com:443",
-                                                             "10.0.0.5:8443")]
+    as_sent = [
+        {"headers": headers(Host=host)}
+        for host in ("bot.example.com", "BOT.example.com:443", "10.0.0.5:8443")
+    ]
     answers, queued = through_the_door(as_sent)
     assert [answer[0] for answer in answers] == [200, 200, 403] and queued == [7, 7]
     answers, queued = through_the_door(as_sent, extra_hosts=("10.0.0.5:8443",))
@@ -158,14 +195,26 @@ def test_a_bot_still_setting_its_webhook_stops_at_once_on_sigterm(redis_url, tmp
     from tests.webhook_instances import FlakyBotApi
 
     api, port, log = FlakyBotApi([(502, "Bad Gateway")], forever=True), free_port(), tmp_path / "bot.log"
-    env = {**os.environ, "REDIS_URL": redis_url, "TELEGRAM_BOT_TOKEN": "123:abc", "TELEGRAM_API_BASE_URL": api.url,
-           "TELEGRAM_WEBHOOK_URL": "https://bot.example.com/telegram", "TELEGRAM_WEBHOOK_SECRET": SECRET,
-           "TELEGRAM_WEBHOOK_PORT": str(port), "MARKETRANK_VAR_DIR": str(tmp_path)}
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "TELEGRAM_BOT_TOKEN": "123:abc",
+        "TELEGRAM_API_BASE_URL": api.url,
+        "TELEGRAM_WEBHOOK_URL": "https://bot.example.com/telegram",
+        "TELEGRAM_WEBHOOK_SECRET": SECRET,
+        "TELEGRAM_WEBHOOK_PORT": str(port),
+        "MARKETRANK_VAR_DIR": str(tmp_path),
+    }
     with open(log, "wb") as out:
-        bot = subprocess.Popen([sys.executable, "-m", "bot"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        bot = subprocess.Popen(
+            [sys.executable, "-m", "bot"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
     try:
-        wait_until(lambda: log.read_text().count("setWebhook failed") >= 2 or bot.poll() is not None, timeout=60,
-                   message="two tries of setWebhook")
+        wait_until(
+            lambda: log.read_text().count("setWebhook failed") >= 2 or bot.poll() is not None,
+            timeout=60,
+            message="two tries of setWebhook",
+        )
         assert post_update(f"http://127.0.0.1:{port}/telegram", {}, None, host="bot.example.com") == 403
         bot.send_signal(signal.SIGTERM)
         assert bot.wait(timeout=15) == 0
@@ -177,7 +226,9 @@ def test_a_bot_still_setting_its_webhook_stops_at_once_on_sigterm(redis_url, tmp
     text = log.read_text()
     tries = [line for line in text.splitlines() if "setWebhook failed" in line]
     assert "(Bad Gateway); retrying in 1 s" in tries[0] and "retrying in 2 s" in tries[1], text
-    assert "bot stopped" in text and "Traceback" not in text and "123:abc" not in text and SECRET not in text, text
+    assert (
+        "bot stopped" in text and "Traceback" not in text and "123:abc" not in text and SECRET not in text
+    ), text
 
 
 def test_a_webhook_port_already_taken_is_one_line_and_exit_1(redis_url, tmp_path):
@@ -192,18 +243,35 @@ def test_a_webhook_port_already_taken_is_one_line_and_exit_1(redis_url, tmp_path
     taken.bind(("127.0.0.1", 0))
     taken.listen()
     port = taken.getsockname()[1]
-    env = {**os.environ, "REDIS_URL": redis_url, "TELEGRAM_BOT_TOKEN": "123:abc", "TELEGRAM_API_BASE_URL": api.url,
-           "TELEGRAM_WEBHOOK_URL": "https://bot.example.com/telegram", "TELEGRAM_WEBHOOK_SECRET": SECRET,
-           "TELEGRAM_WEBHOOK_PORT": str(port), "MARKETRANK_VAR_DIR": str(tmp_path)}
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "TELEGRAM_BOT_TOKEN": "123:abc",
+        "TELEGRAM_API_BASE_URL": api.url,
+        "TELEGRAM_WEBHOOK_URL": "https://bot.example.com/telegram",
+        "TELEGRAM_WEBHOOK_SECRET": SECRET,
+        "TELEGRAM_WEBHOOK_PORT": str(port),
+        "MARKETRANK_VAR_DIR": str(tmp_path),
+    }
     try:
-        done = subprocess.run([sys.executable, "-m", "bot"], cwd=ROOT, env=env, capture_output=True, text=True,
-                              timeout=60, check=False)
+        done = subprocess.run(
+            [sys.executable, "-m", "bot"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
     finally:
         taken.close()
         api.close()
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert done.returncode == 1 and errors == [
-        (f"error: cannot listen on 127.0.0.1:{port} (address already in use); "
-         "set TELEGRAM_WEBHOOK_LISTEN / TELEGRAM_WEBHOOK_PORT")], done.stderr[-2000:]
+        (
+            f"error: cannot listen on 127.0.0.1:{port} (address already in use); "
+            "set TELEGRAM_WEBHOOK_LISTEN / TELEGRAM_WEBHOOK_PORT"
+        )
+    ], done.stderr[-2000:]
     assert "Traceback" not in done.stderr and "bot stopped" in done.stderr and "WARNING" not in done.stderr
     assert api.webhooks == []  # nothing set when the door could not open
