@@ -67,7 +67,8 @@ class WebhookSettings(BaseModel):
 
     @model_validator(mode="after")
     def _webhook_needs_secret(self) -> "WebhookSettings":
-        if self.telegram_webhook_url and not (self.telegram_webhook_secret
-                                              and self.telegram_webhook_secret.get_secret_value()):
+        if self.telegram_webhook_url and not (
+            self.telegram_webhook_secret and self.telegram_webhook_secret.get_secret_value()
+        ):
             raise ValueError("TELEGRAM_WEBHOOK_URL needs TELEGRAM_WEBHOOK_SECRET (every request is checked)")
         return self

@@ -14,14 +14,33 @@ from urllib.parse import urlsplit
 from telegram import BotCommandScopeChat, Update
 from telegram.constants import ParseMode
 from telegram.error import InvalidToken, TelegramError
-from telegram.ext import (AIORateLimiter, Application, ApplicationBuilder, ApplicationHandlerStop,
-                          CallbackQueryHandler, CommandHandler, ContextTypes, Defaults,
-                          MessageHandler, TypeHandler, filters)
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    ApplicationBuilder,
+    ApplicationHandlerStop,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    Defaults,
+    MessageHandler,
+    TypeHandler,
+    filters,
+)
 
 from analysis.logging_setup import configure_logging
 from analysis.settings import Settings, settings_or_exit
-from bot import callbacks, handlers, schedule_handlers, track_handlers, views, why_handlers
-from bot import maintenance_handlers, settings_callbacks, settings_handlers
+from bot import (
+    callbacks,
+    handlers,
+    maintenance_handlers,
+    schedule_handlers,
+    settings_callbacks,
+    settings_handlers,
+    track_handlers,
+    views,
+    why_handlers,
+)
 from bot.services import BOT_DATA_KEY, BotServices
 from bot.startup import wait_for_bot_api
 from bot.webhook import run_on_webhook
@@ -39,13 +58,25 @@ Without a token the rest of marketrank still works: the Celery worker runs analy
 `marketrank` CLI starts, follows and steers them (try `marketrank start --markets 20 --wait`)."""
 
 COMMANDS = [
-    ("start", handlers.start), ("help", handlers.help_command), ("rank", handlers.rank),
-    ("entry", handlers.entry), ("exit", handlers.exit_command), ("list", handlers.list_command),
-    ("status", handlers.status), ("pause", handlers.pause), ("resume", handlers.resume),
-    ("refine", handlers.refine), ("cancel", handlers.cancel),
-    ("force_resume", handlers.force_resume), ("stuck", handlers.stuck), ("queues", handlers.queues),
-    ("workers", handlers.workers), ("failures", handlers.failures), ("health", handlers.health),
-    ("schedule", schedule_handlers.schedule), ("schedules", schedule_handlers.schedules),
+    ("start", handlers.start),
+    ("help", handlers.help_command),
+    ("rank", handlers.rank),
+    ("entry", handlers.entry),
+    ("exit", handlers.exit_command),
+    ("list", handlers.list_command),
+    ("status", handlers.status),
+    ("pause", handlers.pause),
+    ("resume", handlers.resume),
+    ("refine", handlers.refine),
+    ("cancel", handlers.cancel),
+    ("force_resume", handlers.force_resume),
+    ("stuck", handlers.stuck),
+    ("queues", handlers.queues),
+    ("workers", handlers.workers),
+    ("failures", handlers.failures),
+    ("health", handlers.health),
+    ("schedule", schedule_handlers.schedule),
+    ("schedules", schedule_handlers.schedules),
     ("unschedule", schedule_handlers.unschedule),
     ("why", why_handlers.why),
     ("track", track_handlers.track),
@@ -96,13 +127,15 @@ def build_application(settings: Settings) -> Application:
     application.add_handler(TypeHandler(Update, skip_redelivered), group=-1)
     for name, handler in COMMANDS:
         application.add_handler(CommandHandler(name, handler))
-    application.add_handler(CallbackQueryHandler(schedule_handlers.button,
-                                                 pattern=callbacks.SCHEDULE_PREFIX))
-    application.add_handler(CallbackQueryHandler(settings_handlers.button, pattern=settings_callbacks.PREFIX_PATTERN))
+    application.add_handler(CallbackQueryHandler(schedule_handlers.button, pattern=callbacks.SCHEDULE_PREFIX))
+    application.add_handler(
+        CallbackQueryHandler(settings_handlers.button, pattern=settings_callbacks.PREFIX_PATTERN)
+    )
     application.add_handler(CallbackQueryHandler(handlers.button))
     # Only in private chats: in a group, other bots' commands are none of our business.
-    application.add_handler(MessageHandler(filters.COMMAND & filters.ChatType.PRIVATE,
-                                           handlers.unknown_command))
+    application.add_handler(
+        MessageHandler(filters.COMMAND & filters.ChatType.PRIVATE, handlers.unknown_command)
+    )
     application.add_error_handler(on_error)
     return application
 
@@ -115,15 +148,20 @@ async def start_services(application: Application) -> None:
     await application.bot.set_my_commands(views.TRADER_COMMANDS)
     for admin_id in settings.admin_user_ids:
         try:
-            await application.bot.set_my_commands(views.TRADER_COMMANDS + views.ADMIN_COMMANDS,
-                                                  scope=BotCommandScopeChat(admin_id))
+            await application.bot.set_my_commands(
+                views.TRADER_COMMANDS + views.ADMIN_COMMANDS, scope=BotCommandScopeChat(admin_id)
+            )
         except TelegramError as exc:  # the admin has not opened a chat with the bot yet
             logger.warning("admin commands not registered for user %s: %s", admin_id, exc)
     await bot_services.notifier.start()
     await bot_services.alerts.start()
     await bot_services.delivery.start()
-    logger.info("bot @%s ready (allowed users: %s, admins: %d)", application.bot.username,
-                len(settings.allowed_user_ids) or "anyone", len(settings.admin_user_ids))
+    logger.info(
+        "bot @%s ready (allowed users: %s, admins: %d)",
+        application.bot.username,
+        len(settings.allowed_user_ids) or "anyone",
+        len(settings.admin_user_ids),
+    )
 
 
 async def stop_notifier(application: Application) -> None:
@@ -185,12 +223,16 @@ def main() -> int:
         if settings.telegram_webhook_url:  # marketrank's own listener, Host and secret checked
             return run_on_webhook(application, settings, loop)
         else:
-            application.run_polling(allowed_updates=[Update.MESSAGE, Update.CALLBACK_QUERY],
-                                    bootstrap_retries=-1)
+            application.run_polling(
+                allowed_updates=[Update.MESSAGE, Update.CALLBACK_QUERY], bootstrap_retries=-1
+            )
     except InvalidToken:  # its message quotes the whole token
-        print(f"error: the Bot API server at {settings.telegram_api_base_url} "
-              "rejected TELEGRAM_BOT_TOKEN; check the token with @BotFather (or unset it to use "
-              "the local sandbox)", file=sys.stderr)
+        print(
+            f"error: the Bot API server at {settings.telegram_api_base_url} "
+            "rejected TELEGRAM_BOT_TOKEN; check the token with @BotFather (or unset it to use "
+            "the local sandbox)",
+            file=sys.stderr,
+        )
         return 2
     return 0
 

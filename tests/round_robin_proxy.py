@@ -53,8 +53,9 @@ class RoundRobinProxy:
         self._turn += 1
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
         try:
-            async with self._session.request(request.method, backend + request.path_qs,
-                                             data=await request.read(), headers=headers) as answer:
+            async with self._session.request(
+                request.method, backend + request.path_qs, data=await request.read(), headers=headers
+            ) as answer:
                 body = await answer.read()
                 (self.forwarded if answer.status < 300 else self.failed)[backend] += 1
                 return web.Response(status=answer.status, body=body)

@@ -19,8 +19,16 @@ from sandbox import BotApiServer
 from tests.conftest import wait_until
 from tests.helpers import assert_history_is_one_clean_chain
 from tests.test_bot import analysis_id_of, status_of, wait_for_card, wait_for_status
-from tests.webhook_instances import (SECRET, Instances, overlapping_edits, post, post_update, preflight,
-                                     rank_update, repeated_edits)
+from tests.webhook_instances import (
+    SECRET,
+    Instances,
+    overlapping_edits,
+    post,
+    post_update,
+    preflight,
+    rank_update,
+    repeated_edits,
+)
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -61,8 +69,11 @@ def door_request(kwargs: dict, update: dict, host: str) -> dict:
     if kwargs.get("host"):
         sent["host"] = None if kwargs["host"] == "own" else kwargs["host"]
     text = json.dumps(update)
-    bodies = {"cut": text[:-2].encode(), "list": json.dumps([update]).encode(),
-              "huge": json.dumps({**update, "padding": "x" * (1 << 20)}).encode()}
+    bodies = {
+        "cut": text[:-2].encode(),
+        "list": json.dumps([update]).encode(),
+        "huge": json.dumps({**update, "padding": "x" * (1 << 20)}).encode(),
+    }
     if kwargs.get("body"):
         sent["body"] = bodies[kwargs["body"]]
     return sent
@@ -76,14 +87,18 @@ def tap(api: BotApiServer, trader: int, message_id: int, action: str, analysis_i
 
 @pytest.mark.slow  # two bot processes, four analyses, one instance killed: about 20 s
 def test_two_instances_share_the_updates_and_keep_every_card_current_when_one_dies(
-        api, traders, service, runtime, tmp_path):
+    api, traders, service, runtime, tmp_path
+):
     instances = Instances(api, traders, tmp_path).start()
     try:
         # Every listener is a door: without the secret, or with a wrong one, 403 and nothing done.
         rank = f"/rank symbols={','.join(DEMO_MARKETS[:60])} top=3"
         host = instances.host  # the webhook URL's, which the proxy forwards
-        refused = [(instances.url(0), None), (instances.url(1), "wrong-secret"),
-                   (instances.proxy.url + "/telegram", None)]
+        refused = [
+            (instances.url(0), None),
+            (instances.url(1), "wrong-secret"),
+            (instances.proxy.url + "/telegram", None),
+        ]
         for update_id, (url, secret) in enumerate(refused, start=900_000_001):
             assert post_update(url, rank_update(update_id, traders[0], rank), secret, host=host) == 403
         # A page on another origin is not let in: its preflight gets no CORS grant.
@@ -95,14 +110,20 @@ def test_two_instances_share_the_updates_and_keep_every_card_current_when_one_di
             answer = post(instances.url(update_id % 2), update, SECRET, **door_request(kwargs, update, host))
             assert answer[0] == status and says in answer[1] and answer[1].count("\n") == 1, (kwargs, answer)
         # With the secret, the same kind of update is handled (the positive marker) ...
-        assert post_update(instances.url(1), rank_update(900_000_004, traders[0], rank), SECRET, host=host) == 200
+        assert (
+            post_update(instances.url(1), rank_update(900_000_004, traders[0], rank), SECRET, host=host)
+            == 200
+        )
         wait_for_card(api, traders[0], timeout=30)
         # ... and the refused ones left no trace: not in the update ledger, no second card, no
         # other message to the trader.
-        assert [runtime.redis.exists(runtime.keys.update(api.bot_id, 900_000_000 + n)) for n in (1, 2, 3, 4)] \
-            == [0, 0, 0, 1]
-        assert not any(runtime.redis.exists(runtime.keys.update(api.bot_id, 900_000_011 + n))
-                       for n in range(len(DOOR_REFUSALS)))
+        assert [
+            runtime.redis.exists(runtime.keys.update(api.bot_id, 900_000_000 + n)) for n in (1, 2, 3, 4)
+        ] == [0, 0, 0, 1]
+        assert not any(
+            runtime.redis.exists(runtime.keys.update(api.bot_id, 900_000_011 + n))
+            for n in range(len(DOOR_REFUSALS))
+        )
         assert len(api.messages(traders[0], from_bot=True)) == 1
         assert api.webhook_url == instances.proxy.url + "/telegram"
 
@@ -133,11 +154,17 @@ def test_two_instances_share_the_updates_and_keep_every_card_current_when_one_di
             assert_history_is_one_clean_chain(runtime.store.history(gist.id), gist.seq)
         # Both instances took updates; every tap got one answer (the ledger and PTB), none twice.
         assert all(instances.proxy.forwarded[backend] > 0 for backend in instances.proxy.backends)
-        assert all(len([c for c in api.calls_of("answerCallbackQuery") if c.params.get("callback_query_id") == q])
-                   == 1 for q in api.callback_answers)
+        assert all(
+            len([c for c in api.calls_of("answerCallbackQuery") if c.params.get("callback_query_id") == q])
+            == 1
+            for q in api.callback_answers
+        )
         group = f"bot:{api.bot_id}"
-        wait_until(lambda: runtime.redis.xpending(runtime.keys.events(), group)["pending"] == 0,
-                   timeout=20, message="every event acknowledged, the dead instance's too")
+        wait_until(
+            lambda: runtime.redis.xpending(runtime.keys.events(), group)["pending"] == 0,
+            timeout=20,
+            message="every event acknowledged, the dead instance's too",
+        )
     finally:
         instances.stop()
     for index in range(2):
@@ -165,11 +192,12 @@ def test_events_a_dead_instance_read_but_never_acknowledged_are_taken_over_after
         client = aioredis.Redis.from_url(redis_url, decode_responses=True)
         keys = Keys(prefix=f"claim-{uuid.uuid4().hex[:8]}:")
         dead = EventReader(client, keys, group="bot:1", consumer="instance-0", block_ms=50)
-        live = EventReader(client, keys, group="bot:1", consumer="instance-1", block_ms=50,
-                           claim_idle_ms=400)
+        live = EventReader(client, keys, group="bot:1", consumer="instance-1", block_ms=50, claim_idle_ms=400)
         try:
             await dead.ensure_group()
-            entry = await client.xadd(keys.events(), {"id": "a1", "kind": "step", "status": "RUNNING", "seq": "3"})
+            entry = await client.xadd(
+                keys.events(), {"id": "a1", "kind": "step", "status": "RUNNING", "seq": "3"}
+            )
             read, _ = await dead.read()
             assert [e.entry_id for e in read] == [entry]  # read, then the instance dies: never acked
             soon, _ = await live.read()
@@ -186,17 +214,28 @@ def test_events_a_dead_instance_read_but_never_acknowledged_are_taken_over_after
     asyncio.run(run())
 
 
-@pytest.mark.parametrize("env, says", [
-    ({"TELEGRAM_WEBHOOK_URL": "https://bot.example.com/telegram"},
-     "bad setting: TELEGRAM_WEBHOOK_URL needs TELEGRAM_WEBHOOK_SECRET (every request is checked)"),
-    ({"TELEGRAM_WEBHOOK_URL": "bot.example.com", "TELEGRAM_WEBHOOK_SECRET": "abc"},
-     "bad setting TELEGRAM_WEBHOOK_URL=bot.example.com: must be an http(s) URL"),
-    ({"TELEGRAM_WEBHOOK_URL": "https://bot.example.com/t", "TELEGRAM_WEBHOOK_SECRET": "has space"},
-     "bad setting TELEGRAM_WEBHOOK_SECRET: must be 1-256 characters of A-Z, a-z, 0-9, _ and -"),
-    ({"TELEGRAM_WEBHOOK_PORT": "70000"}, "bad setting TELEGRAM_WEBHOOK_PORT=70000: Input should be less"),
-    ({"TELEGRAM_WEBHOOK_URL": "https://bot.example.com:99999/t", "TELEGRAM_WEBHOOK_SECRET": "abc"},
-     "bad setting TELEGRAM_WEBHOOK_URL=https://bot.example.com:99999/t: its port must be a number"),
-])
+@pytest.mark.parametrize(
+    "env, says",
+    [
+        (
+            {"TELEGRAM_WEBHOOK_URL": "https://bot.example.com/telegram"},
+            "bad setting: TELEGRAM_WEBHOOK_URL needs TELEGRAM_WEBHOOK_SECRET (every request is checked)",
+        ),
+        (
+            {"TELEGRAM_WEBHOOK_URL": "bot.example.com", "TELEGRAM_WEBHOOK_SECRET": "abc"},
+            "bad setting TELEGRAM_WEBHOOK_URL=bot.example.com: must be an http(s) URL",
+        ),
+        (
+            {"TELEGRAM_WEBHOOK_URL": "https://bot.example.com/t", "TELEGRAM_WEBHOOK_SECRET": "has space"},
+            "bad setting TELEGRAM_WEBHOOK_SECRET: must be 1-256 characters of A-Z, a-z, 0-9, _ and -",
+        ),
+        ({"TELEGRAM_WEBHOOK_PORT": "70000"}, "bad setting TELEGRAM_WEBHOOK_PORT=70000: Input should be less"),
+        (
+            {"TELEGRAM_WEBHOOK_URL": "https://bot.example.com:99999/t", "TELEGRAM_WEBHOOK_SECRET": "abc"},
+            "bad setting TELEGRAM_WEBHOOK_URL=https://bot.example.com:99999/t: its port must be a number",
+        ),
+    ],
+)
 def test_a_bad_webhook_setting_is_one_line_naming_it_and_never_showing_the_secret(monkeypatch, env, says):
     from pydantic import ValidationError
 

@@ -25,20 +25,40 @@ _HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 def rank_update(update_id: int, user_id: int, text: str) -> dict:
     """The update Telegram sends when `user_id` types `text` (a 5-letter command) to the bot."""
     user = {"id": user_id, "is_bot": False, "first_name": "Tester"}
-    return {"update_id": update_id, "message": {
-        "message_id": update_id, "date": int(time.time()), "chat": {"id": user_id, "type": "private"},
-        "from": user, "text": text, "entities": [{"type": "bot_command", "offset": 0, "length": 5}]}}
+    return {
+        "update_id": update_id,
+        "message": {
+            "message_id": update_id,
+            "date": int(time.time()),
+            "chat": {"id": user_id, "type": "private"},
+            "from": user,
+            "text": text,
+            "entities": [{"type": "bot_command", "offset": 0, "length": 5}],
+        },
+    }
 
 
-def post_update(url: str, update: dict, secret: str | None, host: str | None = None,
-                headers: dict[str, str] | None = None, body: bytes | None = None) -> int:
+def post_update(
+    url: str,
+    update: dict,
+    secret: str | None,
+    host: str | None = None,
+    headers: dict[str, str] | None = None,
+    body: bytes | None = None,
+) -> int:
     """POST an update as Telegram would (with `secret` in its header, if any, and `host` as the
     Host header, if given); `headers` and `body` replace Telegram's. The HTTP status."""
     return post(url, update, secret, host, headers, body)[0]
 
 
-def post(url: str, update: dict, secret: str | None, host: str | None = None,
-         headers: dict[str, str] | None = None, body: bytes | None = None) -> tuple[int, str]:
+def post(
+    url: str,
+    update: dict,
+    secret: str | None,
+    host: str | None = None,
+    headers: dict[str, str] | None = None,
+    body: bytes | None = None,
+) -> tuple[int, str]:
     """`post_update`'s status and the answer's text (0 and "" when nobody listens)."""
     sent = {"Content-Type": "application/json"}
     if secret is not None:
@@ -58,9 +78,15 @@ def post(url: str, update: dict, secret: str | None, host: str | None = None,
 
 def preflight(url: str) -> tuple[int, dict[str, str]]:
     """A browser's CORS preflight from a page on another origin, asking to send the secret header."""
-    request = urllib.request.Request(url, method="OPTIONS", headers={
-        "Origin": "https://page.example", "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "content-type,x-telegram-bot-api-secret-token"})
+    request = urllib.request.Request(
+        url,
+        method="OPTIONS",
+        headers={
+            "Origin": "https://page.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type,x-telegram-bot-api-secret-token",
+        },
+    )
     try:
         with _HTTP.open(request, timeout=10) as response:
             return response.status, dict(response.headers)
@@ -71,16 +97,24 @@ def preflight(url: str) -> tuple[int, dict[str, str]]:
 class Instances:
     """`count` bot processes sharing one token, one Redis and one webhook (the proxy)."""
 
-    def __init__(self, api: BotApiServer, traders: list[int], log_dir: Path, count: int = 2,
-                 **env: str):
+    def __init__(self, api: BotApiServer, traders: list[int], log_dir: Path, count: int = 2, **env: str):
         self.api, self.log_dir = api, log_dir
         self.ports = [free_port() for _ in range(count)]
         self.proxy = RoundRobinProxy([f"http://127.0.0.1:{port}" for port in self.ports])
-        self.env = {**os.environ, "TELEGRAM_BOT_TOKEN": api.token, "TELEGRAM_API_BASE_URL": api.base_url,
-                    "ALLOWED_USER_IDS": ",".join(map(str, traders)), "ADMIN_USER_IDS": "",
-                    "TELEGRAM_WEBHOOK_URL": self.proxy.url + PATH, "TELEGRAM_WEBHOOK_SECRET": SECRET,
-                    "TELEGRAM_WEBHOOK_LISTEN": "127.0.0.1", "EVENTS_CLAIM_IDLE_S": "2",
-                    "SCORE_BATCH_SIZE": "1", "CARD_EDIT_INTERVAL_S": "0.3", **env}
+        self.env = {
+            **os.environ,
+            "TELEGRAM_BOT_TOKEN": api.token,
+            "TELEGRAM_API_BASE_URL": api.base_url,
+            "ALLOWED_USER_IDS": ",".join(map(str, traders)),
+            "ADMIN_USER_IDS": "",
+            "TELEGRAM_WEBHOOK_URL": self.proxy.url + PATH,
+            "TELEGRAM_WEBHOOK_SECRET": SECRET,
+            "TELEGRAM_WEBHOOK_LISTEN": "127.0.0.1",
+            "EVENTS_CLAIM_IDLE_S": "2",
+            "SCORE_BATCH_SIZE": "1",
+            "CARD_EDIT_INTERVAL_S": "0.3",
+            **env,
+        }
         self.processes: list[subprocess.Popen | None] = [None] * count
 
     def url(self, index: int) -> str:
@@ -96,8 +130,9 @@ class Instances:
         for index, port in enumerate(self.ports):
             env = {**self.env, "TELEGRAM_WEBHOOK_PORT": str(port), "BOT_INSTANCE": f"instance-{index}"}
             log = open(self.log_dir / f"bot-{index}.log", "ab")
-            self.processes[index] = subprocess.Popen([sys.executable, "-m", "bot"], cwd=ROOT, env=env,
-                                                     stdout=log, stderr=subprocess.STDOUT)
+            self.processes[index] = subprocess.Popen(
+                [sys.executable, "-m", "bot"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+            )
         for index in range(len(self.ports)):
             self._wait_listening(index)
         return self
@@ -138,17 +173,29 @@ class Instances:
 
 def overlapping_edits(api: BotApiServer, card: ChatMessage) -> list[tuple[float, float]]:
     """Pairs of editMessageText calls on `card` that were in flight at the same time."""
-    calls = sorted((c for c in api.calls_of("editMessageText")
-                    if c.params.get("chat_id") == card.chat_id and c.params.get("message_id") == card.message_id
-                    and c.answered is not None), key=lambda c: c.received)
+    calls = sorted(
+        (
+            c
+            for c in api.calls_of("editMessageText")
+            if c.params.get("chat_id") == card.chat_id
+            and c.params.get("message_id") == card.message_id
+            and c.answered is not None
+        ),
+        key=lambda c: c.received,
+    )
     return [(a.received, b.received) for a, b in zip(calls, calls[1:]) if b.received < (a.answered or 0)]
 
 
 def repeated_edits(api: BotApiServer, card: ChatMessage) -> int:
     """Edits of `card` refused as "message is not modified": an instance repeated what it showed."""
-    return sum(1 for c in api.calls_of("editMessageText")
-               if c.params.get("chat_id") == card.chat_id and c.params.get("message_id") == card.message_id
-               and c.status == 400 and "not modified" in (c.description or ""))
+    return sum(
+        1
+        for c in api.calls_of("editMessageText")
+        if c.params.get("chat_id") == card.chat_id
+        and c.params.get("message_id") == card.message_id
+        and c.status == 400
+        and "not modified" in (c.description or "")
+    )
 
 
 class FlakyBotApi:
@@ -170,13 +217,23 @@ class FlakyBotApi:
                 method = self.path.rsplit("/", 1)[-1]
                 answer: dict = {"ok": True, "result": True}
                 if method == "getMe":
-                    answer["result"] = {"id": 424242, "is_bot": True, "first_name": "Flaky", "username": "flaky_bot"}
+                    answer["result"] = {
+                        "id": 424242,
+                        "is_bot": True,
+                        "first_name": "Flaky",
+                        "username": "flaky_bot",
+                    }
                 elif method == "setWebhook":
-                    params = (json.loads(body) if self.headers.get_content_type() == "application/json"
-                              else dict(urllib.parse.parse_qsl(body)))
+                    params = (
+                        json.loads(body)
+                        if self.headers.get_content_type() == "application/json"
+                        else dict(urllib.parse.parse_qsl(body))
+                    )
                     outer.webhooks.append({k: str(v) for k, v in params.items()})
                     tries = len(outer.webhooks)
-                    failure = failures[tries - 1] if tries <= len(failures) else (failures[-1] if forever else None)
+                    failure = (
+                        failures[tries - 1] if tries <= len(failures) else (failures[-1] if forever else None)
+                    )
                     if failure is not None:
                         answer = {"ok": False, "error_code": failure[0], "description": failure[1]}
                         if len(failure) > 2:
