@@ -5,8 +5,11 @@ polling, the default.
 """
 
 import re
+from typing import Annotated
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import NoDecode
 
 # Telegram's rule for secret_token: 1-256 characters, A-Z a-z 0-9 _ -.
 _SECRET = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
@@ -21,6 +24,9 @@ class WebhookSettings(BaseModel):
     # Where this instance's webhook listener binds (the load balancer forwards to it).
     telegram_webhook_listen: str = "127.0.0.1"
     telegram_webhook_port: int = Field(8443, ge=1, le=65535)
+    # Host headers the listener answers besides the URL's own host[:port] (bot/webhook_door.py):
+    # for a load balancer that rewrites Host, e.g. `10.0.0.5:8443`; comma separated, as sent.
+    telegram_webhook_hosts: Annotated[list[str], NoDecode] = []
     # This instance's name in the bot's events consumer group. Empty: `<hostname>-<pid>`.
     bot_instance: str = ""
     # Card events another instance read but did not acknowledge for this long (it died) are
@@ -37,6 +43,19 @@ class WebhookSettings(BaseModel):
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None and not re.match(r"^https?://[^/\s]+(/\S*)?$", value):
             raise ValueError("must be an http(s) URL such as https://bot.example.com/telegram")
+        try:  # the listener compares Host with the URL's host[:port]
+            port = urlsplit(value).port if value is not None else None
+        except ValueError:  # not a number, or out of range
+            port = 0
+        if port == 0:
+            raise ValueError("its port must be a number from 1 to 65535")
+        return value
+
+    @field_validator("telegram_webhook_hosts", mode="before")
+    @classmethod
+    def _split_webhook_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip().lower() for part in value.split(",") if part.strip()]
         return value
 
     @field_validator("telegram_webhook_secret")

@@ -43,6 +43,7 @@ from bot import (
 )
 from bot.services import BOT_DATA_KEY, BotServices
 from bot.startup import wait_for_bot_api
+from bot.webhook import run_on_webhook
 
 logger = logging.getLogger(__name__)
 
@@ -205,29 +206,6 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         pass  # e.g. the query was already answered
 
 
-def run_on_webhook(application: Application, settings: Settings) -> None:
-    """Telegram's webhook instead of long polling: one of any number of instances behind a load
-    balancer at TELEGRAM_WEBHOOK_URL. PTB's listener answers 403 to a request without the secret
-    header. Every instance sets the same webhook; none deletes it when it stops."""
-    url = settings.telegram_webhook_url or ""
-    secret = settings.telegram_webhook_secret.get_secret_value() if settings.telegram_webhook_secret else ""
-    logger.info(
-        "bot on the webhook %s, listening on %s:%d",
-        url,
-        settings.telegram_webhook_listen,
-        settings.telegram_webhook_port,
-    )
-    application.run_webhook(
-        listen=settings.telegram_webhook_listen,
-        port=settings.telegram_webhook_port,
-        url_path=urlsplit(url).path.lstrip("/"),
-        webhook_url=url,
-        secret_token=secret,
-        allowed_updates=[Update.MESSAGE, Update.CALLBACK_QUERY],
-        bootstrap_retries=-1,
-    )
-
-
 def main() -> int:
     configure_logging()
     settings = settings_or_exit()
@@ -242,8 +220,8 @@ def main() -> int:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         loop.run_until_complete(wait_for_bot_api(application.bot, settings.telegram_api_base_url))
-        if settings.telegram_webhook_url:
-            run_on_webhook(application, settings)
+        if settings.telegram_webhook_url:  # marketrank's own listener, Host and secret checked
+            return run_on_webhook(application, settings, loop)
         else:
             application.run_polling(
                 allowed_updates=[Update.MESSAGE, Update.CALLBACK_QUERY], bootstrap_retries=-1

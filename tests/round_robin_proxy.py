@@ -1,6 +1,7 @@
 """A load balancer for tests: forwards each request to the next backend in turn (round robin),
-headers and body as they are; a backend that does not answer gets a 502, as nginx gives, and
-the sender (the sandbox playing Telegram) retries. Runs its own loop in a thread."""
+headers and body as they are, Host included (nginx's `proxy_set_header Host $host`: the bot's
+listener answers only the webhook URL's host); a backend that does not answer gets a 502, as nginx
+gives, and the sender (the sandbox playing Telegram) retries. Runs its own loop in a thread."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import threading
 import aiohttp
 from aiohttp import web
 
-HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection"}
+HOP_HEADERS = {"content-length", "transfer-encoding", "connection"}
 
 
 class RoundRobinProxy:

@@ -1734,3 +1734,43 @@ def test_marketrank_settings_refuses_a_user_that_is_not_an_id(redis_url):
             and len(lines) == 1
             and lines[0].startswith("error: a user is a Telegram user id")
         )
+
+
+# The bot's webhook door (#23) ------------------------------------------------------------------
+# Each refusal is one line, grants no CORS, and leaves nothing on the real Application's update
+# queue (the only way into the handlers). Each check alone: tests/test_bot_webhook_door.py; through
+# the real bot processes behind a proxy: tests/test_bot_webhooks.py.
+from tests.test_bot_webhook_door import headers as webhook_headers  # noqa: E402
+from tests.test_bot_webhook_door import through_the_door  # noqa: E402
+
+JSON_TYPE = webhook_headers(Content_Type="application/json")
+WEBHOOK_REFUSALS = {
+    # name: (request as aiohttp keywords, replacing those of Telegram's own POST; status)
+    "a foreign Host": ({"headers": webhook_headers(Host="attacker.example")}, 403),
+    "a rebound name": ({"headers": webhook_headers(Host="bot.example.com.nip.io")}, 403),
+    "a web page's fetch": ({"headers": webhook_headers(Origin="https://page.example")}, 403),
+    "no secret": ({"headers": webhook_headers(X_Telegram_Bot_Api_Secret_Token=None)}, 403),
+    "a wrong secret": ({"headers": webhook_headers(X_Telegram_Bot_Api_Secret_Token="A" * 19)}, 403),
+    "the secret as a query": (
+        {
+            "path": "/telegram?secret_token=wh-secret_for-tests",
+            "headers": webhook_headers(X_Telegram_Bot_Api_Secret_Token=None),
+        },
+        403,
+    ),
+    "a form post": ({"json": None, "data": {"update_id": "7"}}, 415),
+    "not JSON": ({"json": None, "data": b"update_id=7", "headers": JSON_TYPE}, 400),
+    "a control character": ({"json": None, "data": b'{"update_id": 7\x00}', "headers": JSON_TYPE}, 400),
+    "no Update": ({"json": {"update_id": -1.5}}, 400),
+    "over 1 MiB": ({"json": {"update_id": 7, "padding": "x" * (1 << 20)}}, 413),
+    "a GET": ({"method": "GET"}, 405),
+    "an unknown route": ({"path": "/telegram/../metrics"}, 404),
+}
+
+
+@pytest.mark.parametrize("case", WEBHOOK_REFUSALS)
+def test_the_bots_webhook_refuses_in_one_line_and_queues_nothing(case):
+    request, status = WEBHOOK_REFUSALS[case]
+    [(got, line, answer_headers)], queued = through_the_door([request])
+    assert got == status and line.count("\n") == 1 and line.strip().isprintable() and len(line) < 200, line
+    assert not any(name.lower().startswith("access-control") for name in answer_headers) and queued == []

@@ -1,11 +1,13 @@
 """Several bot instances on Telegram's webhook behind one load balancer (a round-robin proxy):
 every update is handled once, every card is edited by one instance at a time and ends on the
 final state, a killed instance's cards are kept current by the other, and a request without the
-webhook's secret is refused. The 200-tap version is bench/webhooks_bench.py (`make bench-webhooks`)."""
+webhook's secret, for another Host, from a web page or with a bad body is refused and handled
+nowhere (each check alone: tests/test_bot_webhook_door.py). The 200-tap version is
+bench/webhooks_bench.py (`make bench-webhooks`)."""
 
+import json
 import os
 import random
-import time
 
 import pytest
 
@@ -21,8 +23,10 @@ from tests.webhook_instances import (
     SECRET,
     Instances,
     overlapping_edits,
+    post,
     post_update,
     preflight,
+    rank_update,
     repeated_edits,
 )
 
@@ -45,19 +49,34 @@ def traders() -> list[int]:
     return [base + i for i in range(1, 5)]
 
 
-def rank_update(update_id: int, user_id: int, text: str) -> dict:
-    user = {"id": user_id, "is_bot": False, "first_name": "Tester"}
-    return {
-        "update_id": update_id,
-        "message": {
-            "message_id": update_id,
-            "date": int(time.time()),
-            "chat": {"id": user_id, "type": "private"},
-            "from": user,
-            "text": text,
-            "entities": [{"type": "bot_command", "offset": 0, "length": 5}],
-        },
+# Requests to a bot instance with the right secret and something else wrong: (how it differs from
+# Telegram's POST, the status, what the one-line answer says). `host`: the Host sent (default: the
+# webhook URL's); `body`: "cut" = the update's JSON cut short, "huge" = padded past 1 MiB.
+DOOR_REFUSALS = {
+    "a foreign Host (DNS rebinding)": ({"host": "attacker.example"}, 403, "host name is not served"),
+    "the instance's own address as Host": ({"host": "own"}, 403, "host name is not served"),
+    "a web page (Origin)": ({"headers": {"Origin": "https://page.example"}}, 403, "web pages"),
+    "not JSON": ({"body": "cut"}, 400, "not JSON"),
+    "JSON that is no Update": ({"body": "list"}, 400, "not a Telegram Update"),
+    "not declared JSON": ({"headers": {"Content-Type": "text/plain"}}, 415, "application/json"),
+    "over 1 MiB": ({"body": "huge"}, 413, "Payload Too Large"),
+}
+
+
+def door_request(kwargs: dict, update: dict, host: str) -> dict:
+    """`post`'s keyword arguments for a DOOR_REFUSALS row."""
+    sent = {"host": host, "headers": kwargs.get("headers")}
+    if kwargs.get("host"):
+        sent["host"] = None if kwargs["host"] == "own" else kwargs["host"]
+    text = json.dumps(update)
+    bodies = {
+        "cut": text[:-2].encode(),
+        "list": json.dumps([update]).encode(),
+        "huge": json.dumps({**update, "padding": "x" * (1 << 20)}).encode(),
     }
+    if kwargs.get("body"):
+        sent["body"] = bodies[kwargs["body"]]
+    return sent
 
 
 def tap(api: BotApiServer, trader: int, message_id: int, action: str, analysis_id: str) -> str:
@@ -74,23 +93,38 @@ def test_two_instances_share_the_updates_and_keep_every_card_current_when_one_di
     try:
         # Every listener is a door: without the secret, or with a wrong one, 403 and nothing done.
         rank = f"/rank symbols={','.join(DEMO_MARKETS[:60])} top=3"
+        host = instances.host  # the webhook URL's, which the proxy forwards
         refused = [
             (instances.url(0), None),
             (instances.url(1), "wrong-secret"),
             (instances.proxy.url + "/telegram", None),
         ]
         for update_id, (url, secret) in enumerate(refused, start=900_000_001):
-            assert post_update(url, rank_update(update_id, traders[0], rank), secret) == 403
+            assert post_update(url, rank_update(update_id, traders[0], rank), secret, host=host) == 403
         # A page on another origin is not let in: its preflight gets no CORS grant.
         status, headers = preflight(instances.url(0))
         assert status >= 400 and not any(h.lower().startswith("access-control-allow") for h in headers)
+        # With the secret but anything else wrong: the refusal, in one line, and nothing done.
+        for update_id, (kwargs, status, says) in enumerate(DOOR_REFUSALS.values(), start=900_000_011):
+            update = rank_update(update_id, traders[0], rank)
+            answer = post(instances.url(update_id % 2), update, SECRET, **door_request(kwargs, update, host))
+            assert answer[0] == status and says in answer[1] and answer[1].count("\n") == 1, (kwargs, answer)
         # With the secret, the same kind of update is handled (the positive marker) ...
-        assert post_update(instances.url(1), rank_update(900_000_004, traders[0], rank), SECRET) == 200
+        assert (
+            post_update(instances.url(1), rank_update(900_000_004, traders[0], rank), SECRET, host=host)
+            == 200
+        )
         wait_for_card(api, traders[0], timeout=30)
-        # ... and the refused ones left no trace: not in the update ledger, no second card.
+        # ... and the refused ones left no trace: not in the update ledger, no second card, no
+        # other message to the trader.
         assert [
             runtime.redis.exists(runtime.keys.update(api.bot_id, 900_000_000 + n)) for n in (1, 2, 3, 4)
         ] == [0, 0, 0, 1]
+        assert not any(
+            runtime.redis.exists(runtime.keys.update(api.bot_id, 900_000_011 + n))
+            for n in range(len(DOOR_REFUSALS))
+        )
+        assert len(api.messages(traders[0], from_bot=True)) == 1
         assert api.webhook_url == instances.proxy.url + "/telegram"
 
         # The other three start theirs through Telegram (the sandbox), which posts to the proxy.
@@ -136,6 +170,11 @@ def test_two_instances_share_the_updates_and_keep_every_card_current_when_one_di
     for index in range(2):
         log = instances.log(index)
         assert "Traceback" not in log and api.token not in log and SECRET not in log, log[-3000:]
+        assert "wrong-secret" not in log and "webhook: refused" in log, log[-3000:]
+    # The live instance stopped cleanly on SIGTERM: queue handled, services closed, exit 0.
+    survivor = instances.log(0)
+    assert "Application is stopping" in survivor and "bot stopped" in survivor, survivor[-3000:]
+    assert instances.processes[0] is not None and instances.processes[0].returncode == 0
 
 
 def test_events_a_dead_instance_read_but_never_acknowledged_are_taken_over_after_the_idle_time(redis_url):
@@ -191,6 +230,10 @@ def test_events_a_dead_instance_read_but_never_acknowledged_are_taken_over_after
             "bad setting TELEGRAM_WEBHOOK_SECRET: must be 1-256 characters of A-Z, a-z, 0-9, _ and -",
         ),
         ({"TELEGRAM_WEBHOOK_PORT": "70000"}, "bad setting TELEGRAM_WEBHOOK_PORT=70000: Input should be less"),
+        (
+            {"TELEGRAM_WEBHOOK_URL": "https://bot.example.com:99999/t", "TELEGRAM_WEBHOOK_SECRET": "abc"},
+            "bad setting TELEGRAM_WEBHOOK_URL=https://bot.example.com:99999/t: its port must be a number",
+        ),
     ],
 )
 def test_a_bad_webhook_setting_is_one_line_naming_it_and_never_showing_the_secret(monkeypatch, env, says):

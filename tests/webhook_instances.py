@@ -22,19 +22,58 @@ PATH = "/telegram"
 _HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def post_update(url: str, update: dict, secret: str | None) -> int:
-    """POST an update as Telegram would (with `secret` in its header, if any); the HTTP status."""
-    headers = {"Content-Type": "application/json"}
+def rank_update(update_id: int, user_id: int, text: str) -> dict:
+    """The update Telegram sends when `user_id` types `text` (a 5-letter command) to the bot."""
+    user = {"id": user_id, "is_bot": False, "first_name": "Tester"}
+    return {
+        "update_id": update_id,
+        "message": {
+            "message_id": update_id,
+            "date": int(time.time()),
+            "chat": {"id": user_id, "type": "private"},
+            "from": user,
+            "text": text,
+            "entities": [{"type": "bot_command", "offset": 0, "length": 5}],
+        },
+    }
+
+
+def post_update(
+    url: str,
+    update: dict,
+    secret: str | None,
+    host: str | None = None,
+    headers: dict[str, str] | None = None,
+    body: bytes | None = None,
+) -> int:
+    """POST an update as Telegram would (with `secret` in its header, if any, and `host` as the
+    Host header, if given); `headers` and `body` replace Telegram's. The HTTP status."""
+    return post(url, update, secret, host, headers, body)[0]
+
+
+def post(
+    url: str,
+    update: dict,
+    secret: str | None,
+    host: str | None = None,
+    headers: dict[str, str] | None = None,
+    body: bytes | None = None,
+) -> tuple[int, str]:
+    """`post_update`'s status and the answer's text (0 and "" when nobody listens)."""
+    sent = {"Content-Type": "application/json"}
     if secret is not None:
-        headers["X-Telegram-Bot-Api-Secret-Token"] = secret
-    request = urllib.request.Request(url, data=json.dumps(update).encode(), headers=headers)
+        sent["X-Telegram-Bot-Api-Secret-Token"] = secret
+    if host is not None:
+        sent["Host"] = host
+    data = json.dumps(update).encode() if body is None else body
+    request = urllib.request.Request(url, data=data, headers={**sent, **(headers or {})})
     try:
         with _HTTP.open(request, timeout=10) as response:
-            return response.status
+            return response.status, response.read().decode(errors="replace")
     except urllib.error.HTTPError as exc:
-        return exc.code
+        return exc.code, exc.read().decode(errors="replace")
     except (urllib.error.URLError, OSError):  # nobody listens (yet)
-        return 0
+        return 0, ""
 
 
 def preflight(url: str) -> tuple[int, dict[str, str]]:
@@ -82,6 +121,11 @@ class Instances:
         """Where instance `index` listens (bypassing the proxy)."""
         return f"http://127.0.0.1:{self.ports[index]}{PATH}"
 
+    @property
+    def host(self) -> str:
+        """The webhook URL's host:port, the only Host the instances answer (the proxy forwards it)."""
+        return f"127.0.0.1:{self.proxy.port}"
+
     def start(self) -> Instances:
         for index, port in enumerate(self.ports):
             env = {**self.env, "TELEGRAM_WEBHOOK_PORT": str(port), "BOT_INSTANCE": f"instance-{index}"}
@@ -94,12 +138,13 @@ class Instances:
         return self
 
     def _wait_listening(self, index: int, timeout: float = 60) -> None:
-        """Until the instance answers on its port (an empty request without the secret: 403)."""
+        """Until the instance's door is open (an empty request to the webhook's Host without the
+        secret: 403)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             process = self.processes[index]
             assert process is not None and process.poll() is None, self.log(index)[-3000:]
-            if post_update(self.url(index), {}, None) == 403:
+            if post_update(self.url(index), {}, None, host=self.host) == 403:
                 return
             time.sleep(0.2)
         raise TimeoutError(f"instance {index} does not listen: {self.log(index)[-3000:]}")
@@ -151,3 +196,65 @@ def repeated_edits(api: BotApiServer, card: ChatMessage) -> int:
         and c.status == 400
         and "not modified" in (c.description or "")
     )
+
+
+class FlakyBotApi:
+    """A Bot API server that answers getMe and every other method, but setWebhook first with the
+    `failures` in turn ((HTTP status, description[, retry_after]); then forever if `forever`), then
+    true. `webhooks` keeps the params of every setWebhook call."""
+
+    def __init__(self, failures: list[tuple], forever: bool = False):
+        import http.server
+        import threading
+        import urllib.parse
+
+        self.webhooks: list[dict[str, str]] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+                method = self.path.rsplit("/", 1)[-1]
+                answer: dict = {"ok": True, "result": True}
+                if method == "getMe":
+                    answer["result"] = {
+                        "id": 424242,
+                        "is_bot": True,
+                        "first_name": "Flaky",
+                        "username": "flaky_bot",
+                    }
+                elif method == "setWebhook":
+                    params = (
+                        json.loads(body)
+                        if self.headers.get_content_type() == "application/json"
+                        else dict(urllib.parse.parse_qsl(body))
+                    )
+                    outer.webhooks.append({k: str(v) for k, v in params.items()})
+                    tries = len(outer.webhooks)
+                    failure = (
+                        failures[tries - 1] if tries <= len(failures) else (failures[-1] if forever else None)
+                    )
+                    if failure is not None:
+                        answer = {"ok": False, "error_code": failure[0], "description": failure[1]}
+                        if len(failure) > 2:
+                            answer["parameters"] = {"retry_after": failure[2]}
+                self._send(200 if answer["ok"] else answer["error_code"], answer)
+
+            def _send(self, status: int, answer: dict) -> None:
+                data = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
