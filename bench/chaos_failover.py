@@ -31,6 +31,7 @@ from tests.worker_logs import LOG_TIME
 # A worker's line for a commit that the primary accepted (analysis/engine/step_runner.py).
 COMMIT = re.compile(r"\[(\S+) chain=\S+ seq=(\d+)\] commit: (?:continue|completed|paused) ")
 LAG_MAX_S = 0.8 * DOWN_AFTER_MS / 1000  # a replica silent past down-after is not promoted
+COMMIT_SETTLE_S = 0.15
 UNCONFIRMED_START = re.compile(r"\[(\S+)\] start is on the primary but no replica confirmed it")
 
 
@@ -89,18 +90,23 @@ def _cut_off_replica(stack: SentinelStack, lag_s: float, tries: int = 5) -> floa
 
 
 def _wait_for_a_commit(stack: SentinelStack, *, min_s: float, max_s: float) -> bool:
-    """Wait `min_s`, then until a step event (written by the commit itself) follows the newest one
-    of now, `max_s` in all; whether one did."""
+    """Wait `min_s`, and until a step event (written by the commit itself) newer than now has been
+    on the primary COMMIT_SETTLE_S (its worker has the answer by then: a commit whose answer the
+    kill cut off is retried on the new primary and lost nothing), `max_s` in all; whether one was."""
     client, stream = stack.runtime.redis, stack.runtime.keys.events()
     newest = client.xrevrange(stream, count=1)
     after = f"({newest[0][0].decode()}" if newest else "-"
     began = time.monotonic()
-    time.sleep(min_s)
+    seen_at = None
     while time.monotonic() - began < max_s:
-        if any(fields.get(b"kind") == b"step" for _, fields in client.xrange(stream, min=after)):
+        now = time.monotonic()
+        if seen_at is None and any(fields.get(b"kind") == b"step"
+                                   for _, fields in client.xrange(stream, min=after)):
+            seen_at = now
+        if seen_at is not None and now - seen_at >= COMMIT_SETTLE_S and now - began >= min_s:
             return True
         time.sleep(0.02)
-    return False
+    return seen_at is not None
 
 
 def commit_times(paths: list[Path]) -> dict[tuple[str, int], list[float]]:
