@@ -37,7 +37,8 @@ UNCONFIRMED_START = re.compile(r"\[(\S+)\] start is on the primary but no replic
 
 @dataclass
 class Failover:
-    replica_lag_s: float     # how long the replica had been frozen when the primary died
+    replica_lag_s: float     # how long the replica had been cut off when the primary died
+    committed_meanwhile: bool  # whether a step's commit was answered in that time
     killed_at: float
     promoted_at: float       # the replica named by the sentinels and taking writes
     back_at: float           # the killed server in sync again, as the new primary's replica
@@ -52,7 +53,7 @@ def kill_primary(stack: SentinelStack, replica_lag_s: float = 0.0) -> Failover:
     cluster = stack.cluster
     killed_port, promoted_port = cluster.primary.port, cluster.replica.port
     replica_pid = cluster.replica.process.pid if cluster.replica.process else 0
-    cut_at = _cut_off_replica(stack, replica_lag_s) if replica_lag_s > 0 else 0.0
+    cut_at, committed = _cut_off_replica(stack, replica_lag_s) if replica_lag_s > 0 else (0.0, False)
     try:
         killed_at = cluster.kill_primary()
     finally:
@@ -61,24 +62,26 @@ def kill_primary(stack: SentinelStack, replica_lag_s: float = 0.0) -> Failover:
     promoted_at = cluster.wait_promoted()
     back_at = cluster.rejoin_as_replica()
     lag = killed_at - cut_at if replica_lag_s > 0 else 0.0
-    return Failover(lag, killed_at, promoted_at, back_at, killed_port, promoted_port)
+    return Failover(lag, committed, killed_at, promoted_at, back_at, killed_port, promoted_port)
 
 
-def _cut_off_replica(stack: SentinelStack, lag_s: float, tries: int = 5) -> float:
+def _cut_off_replica(stack: SentinelStack, lag_s: float, tries: int = 5) -> tuple[float, bool]:
     """A replica that fell behind (a slow link, a busy host): it is frozen (SIGSTOP) and the
     primary drops its link (else the kernel would keep the stream for it). It stays so `lag_s`
     and until the primary has taken a step's commit, at most LAG_MAX_S (a replica silent past
     Sentinel's down-after could not be promoted); with no commit by then (every worker down at
-    that moment), it is woken, catches up, and cut off again. Answers when it was cut off."""
+    that moment), it is woken, catches up, and cut off again. Answers when it was cut off, and
+    whether a commit was answered since."""
     cluster = stack.cluster
     pid = cluster.replica.process.pid if cluster.replica.process else 0
-    cut_at = time.time()
+    cut_at, committed = time.time(), False
     for attempt in range(tries):
         os.kill(pid, signal.SIGSTOP)
         cut_at = time.time()
         with redis.Redis(port=cluster.primary.port) as primary:
             primary.client_kill_filter(_type="replica")
-        if _wait_for_a_commit(stack, min_s=lag_s, max_s=LAG_MAX_S) or attempt == tries - 1:
+        committed = _wait_for_a_commit(stack, min_s=lag_s, max_s=LAG_MAX_S)
+        if committed or attempt == tries - 1:
             break
         os.kill(pid, signal.SIGCONT)
         with redis.Redis(port=cluster.replica.port, decode_responses=True) as replica:
@@ -86,7 +89,7 @@ def _cut_off_replica(stack: SentinelStack, lag_s: float, tries: int = 5) -> floa
             while (replica.info("replication").get("master_link_status") != "up"
                    and time.monotonic() < deadline):
                 time.sleep(0.05)
-    return cut_at
+    return cut_at, committed
 
 
 def _wait_for_a_commit(stack: SentinelStack, *, min_s: float, max_s: float) -> bool:
@@ -160,7 +163,8 @@ def failover_lines(failovers: list[Failover], commits: dict[tuple[str, int], lis
         switch = (f.killed_at + f.promoted_at) / 2  # as in lost_commits
         after = [t for times in commits.values() for t in times if t > switch]
         next_commit = f"{min(after) - f.killed_at:.1f} s" if after else "none"
-        lag = f", its replica cut off {f.replica_lag_s:.2f} s before" if f.replica_lag_s else ""
+        lag = (f", its replica cut off {f.replica_lag_s:.2f} s before"
+               + ("" if f.committed_meanwhile else ", no step committed meanwhile")) if f.replica_lag_s else ""
         lines.append(f"primary SIGKILL {n} (port {f.killed_port} -> {f.promoted_port}{lag}): kill -> "
                      f"promoted {f.promoted_at - f.killed_at:.1f} s, -> next committed step "
                      f"{next_commit}; the killed server back as a replica after "
