@@ -56,10 +56,17 @@ from analysis.errors import AnalysisError
 from analysis.models import RankingConfig, Status
 from analysis.service import REFINE_CAP, REFINE_STEP, Actor
 from analysis.settings import Settings
-from bench.chaos_checks import (Kill, ReferenceRuns, events_by_analysis, kill_recoveries,
-                                log_driver_to, ranking_violations, reason_kind, redeliveries)
-from bench.chaos_failover import (Failover, commit_times, kill_primary, lost_commits,
-                                  unconfirmed_starts)
+from bench.chaos_checks import (
+    Kill,
+    ReferenceRuns,
+    events_by_analysis,
+    kill_recoveries,
+    log_driver_to,
+    ranking_violations,
+    reason_kind,
+    redeliveries,
+)
+from bench.chaos_failover import Failover, commit_times, kill_primary, lost_commits, unconfirmed_starts
 from bench.chaos_summary import summary_lines
 from bench.limits import PerUser
 from tests.sentinel_cluster import SentinelStack
@@ -108,9 +115,18 @@ class ChaosOptions:
     @classmethod
     def quick(cls, data_dir: Path, seed: int = 7) -> "ChaosOptions":
         """The `make test` variant: 20 analyses, 30 s of faults, about a minute in all."""
-        return cls(data_dir=data_dir, analyses=20, duration_s=30, settle_s=60, seed=seed,
-                   market_counts=(12, 16, 24), top_ks=(3, 5), kill_every_s=(2.0, 4.0),
-                   control_expiries=2, primary_kills=((0.6, 0.6),))
+        return cls(
+            data_dir=data_dir,
+            analyses=20,
+            duration_s=30,
+            settle_s=60,
+            seed=seed,
+            market_counts=(12, 16, 24),
+            top_ks=(3, 5),
+            kill_every_s=(2.0, 4.0),
+            control_expiries=2,
+            primary_kills=((0.6, 0.6),),
+        )
 
 
 @dataclass
@@ -172,10 +188,18 @@ class ChaosRun:
             stack.start_beat()
             self._plan_analyses()
             chaos_began = time.time()
-            threads = [threading.Thread(target=self._guard(body), name=body.__name__, daemon=True)
-                       for body in (self._starter, self._killer, self._stormer, self._nudger,
-                                    self._force_resumer, self._control_expirer,
-                                    self._primary_killer)]
+            threads = [
+                threading.Thread(target=self._guard(body), name=body.__name__, daemon=True)
+                for body in (
+                    self._starter,
+                    self._killer,
+                    self._stormer,
+                    self._nudger,
+                    self._force_resumer,
+                    self._control_expirer,
+                    self._primary_killer,
+                )
+            ]
             for thread in threads:
                 thread.start()
             self.stop.wait(o.duration_s)
@@ -193,8 +217,7 @@ class ChaosRun:
             handler.close()
             keep = o.keep_logs or bool(self.violations)
             stack.close(keep_logs=keep)
-        return ChaosReport(o, stack.settings, lines, self.violations, stack.log_dir, keep,
-                           self.counts)
+        return ChaosReport(o, stack.settings, lines, self.violations, stack.log_dir, keep, self.counts)
 
     def _guard(self, body):
         def run() -> None:
@@ -203,6 +226,7 @@ class ChaosRun:
             except Exception as exc:  # a bug of the harness or an error a user would see
                 logger.exception("chaos thread %s failed", body.__name__)
                 self._violation(f"chaos thread {body.__name__} failed: {type(exc).__name__}: {exc}")
+
         run.__name__ = body.__name__
         return run
 
@@ -225,8 +249,7 @@ class ChaosRun:
             symbols = sorted(self.rng.sample(available, count))
             top_k = min(self.rng.choice(o.top_ks), count - 1)
             config = self.factory.create_ranking_config(symbols=symbols, top_k=top_k)
-            config = config.model_copy(update={"batch_size": o.batch_size,
-                                               "data_source": self.faulty_spec})
+            config = config.model_copy(update={"batch_size": o.batch_size, "data_source": self.faulty_spec})
             # A third start at once, the rest over 60% of the run: work all the way.
             at = 0.0 if i < o.analyses // 3 else self.rng.uniform(0, 0.6 * o.duration_s)
             self.plan.append((at, Actor(f"trader-{i:02d}"), config))
@@ -247,8 +270,9 @@ class ChaosRun:
         with self.lock:
             candidates = list(self.started)
         if statuses is not None:
-            candidates = [s for s in candidates
-                          if (g := self.stack.runtime.store.load(s.id)) and g.status in statuses]
+            candidates = [
+                s for s in candidates if (g := self.stack.runtime.store.load(s.id)) and g.status in statuses
+            ]
         return rng.choice(candidates) if candidates else None
 
     def _killer(self) -> None:
@@ -256,8 +280,10 @@ class ChaosRun:
         stack = self.stack
         while not self.stop.wait(rng.uniform(*self.o.kill_every_s)):
             slot = rng.choice([1, 2])
-            kind = rng.choices(["worker_sigkill", "pool_sigkill", "worker_sigterm", "worker_freeze"],
-                               weights=[0.45, 0.2, 0.1, 0.25])[0]
+            kind = rng.choices(
+                ["worker_sigkill", "pool_sigkill", "worker_sigterm", "worker_freeze"],
+                weights=[0.45, 0.2, 0.1, 0.25],
+            )[0]
             leases = self.stack.leases()
             at = time.time()
             if kind == "worker_sigkill":
@@ -322,10 +348,17 @@ class ChaosRun:
             with self.lock:
                 self.calls[(action, result.changed)] += 1
 
-        threads = [threading.Thread(target=tap, args=(
-            action, rng.uniform(0, 0.05),
-            rng.choice([None, None, generation, generation - 1, generation + 1])))
-            for action in actions]
+        threads = [
+            threading.Thread(
+                target=tap,
+                args=(
+                    action,
+                    rng.uniform(0, 0.05),
+                    rng.choice([None, None, generation, generation - 1, generation + 1]),
+                ),
+            )
+            for action in actions
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -350,9 +383,12 @@ class ChaosRun:
             if target is None:
                 continue
             results = []
-            threads = [threading.Thread(target=lambda: results.append(
-                self.stack.service.force_resume(target.id, self.admin)))
-                for _ in range(rng.choice([1, 1, 2, 3]))]
+            threads = [
+                threading.Thread(
+                    target=lambda: results.append(self.stack.service.force_resume(target.id, self.admin))
+                )
+                for _ in range(rng.choice([1, 1, 2, 3]))
+            ]
             for thread in threads:
                 thread.start()
             for thread in threads:
@@ -415,8 +451,10 @@ class ChaosRun:
                     if started.id not in reported:
                         reported.add(started.id)
                         lost = started.id in unconfirmed_starts(self.stack.log_dir / "driver.log")
-                        self._violation(f"{started.id} vanished" + (
-                            " (no replica had confirmed its start: lost in a failover)" if lost else ""))
+                        self._violation(
+                            f"{started.id} vanished"
+                            + (" (no replica had confirmed its start: lost in a failover)" if lost else "")
+                        )
                     continue
                 if gist.status in FINAL:
                     continue
@@ -433,20 +471,25 @@ class ChaosRun:
                     service.resume(gist.id, started.actor)
                 elif time.monotonic() - since > stall_s and gist.id not in reported:
                     reported.add(gist.id)
-                    self._violation(f"{gist.id} is {gist.status} at seq {gist.seq} with no progress "
-                                    f"for {stall_s:.0f} s (stuck)")
+                    self._violation(
+                        f"{gist.id} is {gist.status} at seq {gist.seq} with no progress "
+                        f"for {stall_s:.0f} s (stuck)"
+                    )
             if not pending:
                 return
             if time.monotonic() > deadline:
                 for gist in pending:
-                    self._violation(f"{gist.id} did not finish within {self.o.settle_s:.0f} s "
-                                    f"after the faults: {gist.status} ({gist.reason})")
+                    self._violation(
+                        f"{gist.id} did not finish within {self.o.settle_s:.0f} s "
+                        f"after the faults: {gist.status} ({gist.reason})"
+                    )
                 return
             time.sleep(0.5)
 
     # --- checks -------------------------------------------------------------------------------
-    def _check_and_summarize(self, chaos_began: float, chaos_ended: float, settled: float,
-                             began: float) -> list[str]:
+    def _check_and_summarize(
+        self, chaos_began: float, chaos_ended: float, settled: float, began: float
+    ) -> list[str]:
         from tests.helpers import assert_history_is_one_clean_chain
 
         stack, store = self.stack, self.stack.runtime.store
@@ -466,8 +509,9 @@ class ChaosRun:
             try:
                 assert_history_is_one_clean_chain(history, gist.seq)
             except AssertionError as exc:
-                self._violation(f"{gist.id}: history is not one clean chain: "
-                                f"{[e.seq for e in history][:40]} {exc}")
+                self._violation(
+                    f"{gist.id}: history is not one clean chain: {[e.seq for e in history][:40]} {exc}"
+                )
             steps = sum(1 for e in events.get(gist.id, []) if e["kind"] == "step")
             if steps != len(history):
                 self._violation(f"{gist.id}: {steps} step events for {len(history)} commits")
@@ -487,39 +531,72 @@ class ChaosRun:
         self.lost, twice = lost_commits(self.commits, self.failovers)
         for violation in twice:
             self._violation(violation)
-        return self._summary(outcome, histories, events, stats, compared, chaos_began,
-                             chaos_ended, settled, began)
+        return self._summary(
+            outcome, histories, events, stats, compared, chaos_began, chaos_ended, settled, began
+        )
 
-    def _summary(self, outcome, histories, events, stats: LogStats, compared: int,
-                 chaos_began: float, chaos_ended: float, settled: float, began: float) -> list[str]:
+    def _summary(
+        self,
+        outcome,
+        histories,
+        events,
+        stats: LogStats,
+        compared: int,
+        chaos_began: float,
+        chaos_ended: float,
+        settled: float,
+        began: float,
+    ) -> list[str]:
         commits = sum(len(h) for h in histories.values())
-        busy = sum(min(e.finished_at, chaos_ended) - max(e.started_at, chaos_began)
-                   for h in histories.values() for e in h
-                   if e.finished_at > chaos_began and e.started_at < chaos_ended)
+        busy = sum(
+            min(e.finished_at, chaos_ended) - max(e.started_at, chaos_began)
+            for h in histories.values()
+            for e in h
+            if e.finished_at > chaos_began and e.started_at < chaos_ended
+        )
         utilization = busy / (4 * (chaos_ended - chaos_began))
         by_attempt = {e.attempt for h in histories.values() for e in h}
-        recoveries, kick_delays = kill_recoveries(self.kills, histories, events, by_attempt,
-                                                   stats.kicks_at)
+        recoveries, kick_delays = kill_recoveries(self.kills, histories, events, by_attempt, stats.kicks_at)
         redelivered, late_not_noop = redeliveries(stats, self.stack.settings.visibility_timeout_s)
-        self.counts.update({
-            "analyses": len(self.started), "completed": outcome["completed"],
-            "compared": compared, "commits": commits,
-            "kills": sum(self.faults[k] for k in ("worker_sigkill", "pool_sigkill", "worker_freeze")),
-            "primary kills": len(self.failovers),
-            "lost commits": sum(len(seqs) for seqs in self.lost.values()),
-            "data source faults": sum(stats.faults.values()), "interrupted": len(recoveries),
-            "longest kick delay": int(max(kick_delays, default=0)),
-            "watchdog kicks": stats.kicks, "redeliveries": sum(redelivered.values()),
-        })
-        lines = summary_lines(self, outcome, commits, compared, utilization, stats, recoveries,
-                              kick_delays, redelivered, late_not_noop,
-                              (chaos_began, chaos_ended, settled, began))
+        self.counts.update(
+            {
+                "analyses": len(self.started),
+                "completed": outcome["completed"],
+                "compared": compared,
+                "commits": commits,
+                "kills": sum(self.faults[k] for k in ("worker_sigkill", "pool_sigkill", "worker_freeze")),
+                "primary kills": len(self.failovers),
+                "lost commits": sum(len(seqs) for seqs in self.lost.values()),
+                "data source faults": sum(stats.faults.values()),
+                "interrupted": len(recoveries),
+                "longest kick delay": int(max(kick_delays, default=0)),
+                "watchdog kicks": stats.kicks,
+                "redeliveries": sum(redelivered.values()),
+            }
+        )
+        lines = summary_lines(
+            self,
+            outcome,
+            commits,
+            compared,
+            utilization,
+            stats,
+            recoveries,
+            kick_delays,
+            redelivered,
+            late_not_noop,
+            (chaos_began, chaos_ended, settled, began),
+        )
         if late_not_noop:
-            self._violation(f"{late_not_noop} redeliveries after the visibility timeout did work: "
-                            f"the watchdog had not recovered those steps")
+            self._violation(
+                f"{late_not_noop} redeliveries after the visibility timeout did work: "
+                f"the watchdog had not recovered those steps"
+            )
         if stats.worker_crashes:
-            self._violation(f"{stats.worker_crashes} worker(s) exited on their own "
-                            f"('Unrecoverable error' in their logs) instead of riding out a fault")
+            self._violation(
+                f"{stats.worker_crashes} worker(s) exited on their own "
+                f"('Unrecoverable error' in their logs) instead of riding out a fault"
+            )
         return lines
 
 
@@ -528,8 +605,11 @@ def run_chaos(options: ChaosOptions) -> ChaosReport:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.chaos", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.chaos",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--analyses", type=int)
     parser.add_argument("--duration", type=float, help="seconds of faults")
     parser.add_argument("--seed", type=int, default=7)
@@ -540,11 +620,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     data_dir = args.data_dir or Settings().shared_data_dir
     if not (data_dir / "BTC_USDT-1h.csv").is_file():
-        print(f"error: no market data at {data_dir}: set SHARED_DATA_DIR or --data-dir",
-              file=sys.stderr)
+        print(f"error: no market data at {data_dir}: set SHARED_DATA_DIR or --data-dir", file=sys.stderr)
         return 2
-    options = (ChaosOptions.quick(data_dir, args.seed) if args.quick
-               else ChaosOptions(data_dir=data_dir, seed=args.seed))
+    options = (
+        ChaosOptions.quick(data_dir, args.seed)
+        if args.quick
+        else ChaosOptions(data_dir=data_dir, seed=args.seed)
+    )
     if args.analyses:
         options.analyses = max(args.analyses, 1)
     if args.duration:

@@ -37,11 +37,11 @@ UNCONFIRMED_START = re.compile(r"\[(\S+)\] start is on the primary but no replic
 
 @dataclass
 class Failover:
-    replica_lag_s: float     # how long the replica had been cut off when the primary died
+    replica_lag_s: float  # how long the replica had been cut off when the primary died
     committed_meanwhile: bool  # whether a step's commit was answered in that time
     killed_at: float
-    promoted_at: float       # the replica named by the sentinels and taking writes
-    back_at: float           # the killed server in sync again, as the new primary's replica
+    promoted_at: float  # the replica named by the sentinels and taking writes
+    back_at: float  # the killed server in sync again, as the new primary's replica
     killed_port: int
     promoted_port: int
 
@@ -86,8 +86,9 @@ def _cut_off_replica(stack: SentinelStack, lag_s: float, tries: int = 5) -> tupl
         os.kill(pid, signal.SIGCONT)
         with redis.Redis(port=cluster.replica.port, decode_responses=True) as replica:
             deadline = time.monotonic() + 10
-            while (replica.info("replication").get("master_link_status") != "up"
-                   and time.monotonic() < deadline):
+            while (
+                replica.info("replication").get("master_link_status") != "up" and time.monotonic() < deadline
+            ):
                 time.sleep(0.05)
     return cut_at, committed
 
@@ -103,8 +104,9 @@ def _wait_for_a_commit(stack: SentinelStack, *, min_s: float, max_s: float) -> b
     seen_at = None
     while time.monotonic() - began < max_s:
         now = time.monotonic()
-        if seen_at is None and any(fields.get(b"kind") == b"step"
-                                   for _, fields in client.xrange(stream, min=after)):
+        if seen_at is None and any(
+            fields.get(b"kind") == b"step" for _, fields in client.xrange(stream, min=after)
+        ):
             seen_at = now
         if seen_at is not None and now - seen_at >= COMMIT_SETTLE_S and now - began >= min_s:
             return True
@@ -124,8 +126,9 @@ def commit_times(paths: list[Path]) -> dict[tuple[str, int], list[float]]:
     return {key: sorted(times) for key, times in found.items()}
 
 
-def lost_commits(commits: dict[tuple[str, int], list[float]],
-                 failovers: list[Failover]) -> tuple[dict[str, list[int]], list[str]]:
+def lost_commits(
+    commits: dict[tuple[str, int], list[float]], failovers: list[Failover]
+) -> tuple[dict[str, list[int]], list[str]]:
     """The steps whose commit the switch lost (analysis -> seqs), and the violations: a sequence
     accepted twice with no failover between the two commits was committed twice by one primary.
     Nothing commits between a kill and the promotion (there is no primary), so any instant of
@@ -137,13 +140,14 @@ def lost_commits(commits: dict[tuple[str, int], list[float]],
     for (analysis_id, seq), times in sorted(commits.items()):
         if len(times) < 2:
             continue
-        between = [any(before < switch < after for switch in switches)
-                   for before, after in pairwise(times)]
+        between = [any(before < switch < after for switch in switches) for before, after in pairwise(times)]
         if all(between):
             lost[analysis_id].append(seq)
         else:
-            violations.append(f"{analysis_id}: seq {seq} committed {len(times)} times with no "
-                              f"failover between (log times {[f'{t:.3f}' for t in times]})")
+            violations.append(
+                f"{analysis_id}: seq {seq} committed {len(times)} times with no "
+                f"failover between (log times {[f'{t:.3f}' for t in times]})"
+            )
     return dict(lost), violations
 
 
@@ -155,24 +159,40 @@ def unconfirmed_starts(driver_log: Path) -> set[str]:
     return set(UNCONFIRMED_START.findall(driver_log.read_text(errors="replace")))
 
 
-def failover_lines(failovers: list[Failover], commits: dict[tuple[str, int], list[float]],
-                   lost: dict[str, list[int]], unconfirmed: set[str]) -> list[str]:
+def failover_lines(
+    failovers: list[Failover],
+    commits: dict[tuple[str, int], list[float]],
+    lost: dict[str, list[int]],
+    unconfirmed: set[str],
+) -> list[str]:
     """The summary's lines on the primary's deaths."""
     lines = []
     for n, f in enumerate(failovers, 1):
         switch = (f.killed_at + f.promoted_at) / 2  # as in lost_commits
         after = [t for times in commits.values() for t in times if t > switch]
         next_commit = f"{min(after) - f.killed_at:.1f} s" if after else "none"
-        lag = (f", its replica cut off {f.replica_lag_s:.2f} s before"
-               + ("" if f.committed_meanwhile else ", no step committed meanwhile")) if f.replica_lag_s else ""
-        lines.append(f"primary SIGKILL {n} (port {f.killed_port} -> {f.promoted_port}{lag}): kill -> "
-                     f"promoted {f.promoted_at - f.killed_at:.1f} s, -> next committed step "
-                     f"{next_commit}; the killed server back as a replica after "
-                     f"{f.back_at - f.killed_at:.1f} s")
+        lag = (
+            (
+                f", its replica cut off {f.replica_lag_s:.2f} s before"
+                + ("" if f.committed_meanwhile else ", no step committed meanwhile")
+            )
+            if f.replica_lag_s
+            else ""
+        )
+        lines.append(
+            f"primary SIGKILL {n} (port {f.killed_port} -> {f.promoted_port}{lag}): kill -> "
+            f"promoted {f.promoted_at - f.killed_at:.1f} s, -> next committed step "
+            f"{next_commit}; the killed server back as a replica after "
+            f"{f.back_at - f.killed_at:.1f} s"
+        )
     count = sum(len(seqs) for seqs in lost.values())
     named = "; ".join(f"{aid} seq {', '.join(map(str, seqs))}" for aid, seqs in sorted(lost.items()))
-    lines.append(f"commits the dead primary acknowledged but had not replicated (lost in the switch, "
-                 f"run again once on the new primary): {count}" + (f" ({named})" if named else ""))
-    lines.append(f"starts no replica confirmed in time (the service warned; a failover then loses "
-                 f"them): {len(unconfirmed)}" + (f" ({', '.join(sorted(unconfirmed))})" if unconfirmed else ""))
+    lines.append(
+        f"commits the dead primary acknowledged but had not replicated (lost in the switch, "
+        f"run again once on the new primary): {count}" + (f" ({named})" if named else "")
+    )
+    lines.append(
+        f"starts no replica confirmed in time (the service warned; a failover then loses "
+        f"them): {len(unconfirmed)}" + (f" ({', '.join(sorted(unconfirmed))})" if unconfirmed else "")
+    )
     return lines

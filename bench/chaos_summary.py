@@ -16,10 +16,19 @@ if TYPE_CHECKING:
     from bench.chaos import ChaosRun
 
 
-def summary_lines(run: ChaosRun, outcome: Counter, commits: int, compared: int, utilization: float,
-                  stats: LogStats, recoveries: list, kick_delays: list[float],
-                  redelivered: Counter, late_not_noop: int,
-                  times: tuple[float, float, float, float]) -> list[str]:
+def summary_lines(
+    run: ChaosRun,
+    outcome: Counter,
+    commits: int,
+    compared: int,
+    utilization: float,
+    stats: LogStats,
+    recoveries: list,
+    kick_delays: list[float],
+    redelivered: Counter,
+    late_not_noop: int,
+    times: tuple[float, float, float, float],
+) -> list[str]:
     """The summary's lines, from what the run counted and what the checks found."""
     o, s = run.o, run.stack.settings
     chaos_began, chaos_ended, settled, began = times
@@ -51,16 +60,15 @@ def summary_lines(run: ChaosRun, outcome: Counter, commits: int, compared: int, 
         f"  data source crashes (SIGKILL self)  {stats.faults['crash']}",
         f"  control keys expired                {run.faults['control key expired']}",
         f"  force-resume by an admin            {run.faults['force-resume']}",
-        "  user calls (changed something)      " + ", ".join(
-            f"{a} {n} ({c})" for a, (n, c) in sorted(calls.items())),
+        "  user calls (changed something)      "
+        + ", ".join(f"{a} {n} ({c})" for a, (n, c) in sorted(calls.items())),
         "recoveries:",
         f"  watchdog re-enqueues                {stats.kicks}",
-        f"  watchdog gave up (paused, admins told) {stats.gave_up}; control expired "
-        f"parked {stats.expired}",
-        "  user resumes after the faults       " + (", ".join(
-            f"{k} {n}" for k, n in sorted(run.user_resumes.items())) or "none"),
-        "  deliveries that were no-ops         " + ", ".join(
-            f"{k} {n}" for k, n in sorted(stats.noops.items())),
+        f"  watchdog gave up (paused, admins told) {stats.gave_up}; control expired parked {stats.expired}",
+        "  user resumes after the faults       "
+        + (", ".join(f"{k} {n}" for k, n in sorted(run.user_resumes.items())) or "none"),
+        "  deliveries that were no-ops         "
+        + ", ".join(f"{k} {n}" for k, n in sorted(stats.noops.items())),
         f"  broker redeliveries                 {redelivered['soon']} requeued at once, "
         f"{redelivered['late']} after the visibility timeout ({late_not_noop} of those did "
         f"work); {stats.restored_on_shutdown} restored at warm shutdown",
@@ -73,7 +81,8 @@ def summary_lines(run: ChaosRun, outcome: Counter, commits: int, compared: int, 
             f"kill or freeze -> next commit of the interrupted analysis: longest {longest:.1f} s "
             f"(after a {kind.replace('_', ' ')}), median "
             f"{statistics.median(d for d, _ in recoveries):.1f} s over {len(recoveries)} "
-            f"interrupted steps")
+            f"interrupted steps"
+        )
     else:
         lines.append("kill -> next commit: no step was interrupted by a kill")
     if kick_delays:
@@ -82,7 +91,9 @@ def summary_lines(run: ChaosRun, outcome: Counter, commits: int, compared: int, 
             f"{max(kick_delays):.1f} s, median {statistics.median(kick_delays):.1f} s over "
             f"{len(kick_delays)} (bound {s.recovery_bound_s:g} s + the watchdog task's wait "
             f"for a free pool process; the rest of the way to the commit is the queue, a "
-            f"worker to be up again, and the step)")
-    lines += failover_lines(run.failovers, run.commits, run.lost,
-                            unconfirmed_starts(run.stack.log_dir / "driver.log"))
+            f"worker to be up again, and the step)"
+        )
+    lines += failover_lines(
+        run.failovers, run.commits, run.lost, unconfirmed_starts(run.stack.log_dir / "driver.log")
+    )
     return lines

@@ -38,14 +38,25 @@ class SentinelProcess:
         self.dir = tempfile.mkdtemp(prefix="marketrank-sentinel-")
         self.conf = Path(self.dir) / "sentinel.conf"
         # Sentinel rewrites its config file as it learns; it must be its own, writable.
-        self.conf.write_text("\n".join([
-            f"port {self.port}", "bind 127.0.0.1", f"dir {self.dir}",
-            f"sentinel monitor {MASTER} 127.0.0.1 {primary_port} {QUORUM}",
-            f"sentinel down-after-milliseconds {MASTER} {DOWN_AFTER_MS}",
-            f"sentinel failover-timeout {MASTER} {FAILOVER_TIMEOUT_MS}",
-            f"sentinel parallel-syncs {MASTER} 1", ""]))
-        self.process = subprocess.Popen(["redis-server", str(self.conf), "--sentinel"],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.conf.write_text(
+            "\n".join(
+                [
+                    f"port {self.port}",
+                    "bind 127.0.0.1",
+                    f"dir {self.dir}",
+                    f"sentinel monitor {MASTER} 127.0.0.1 {primary_port} {QUORUM}",
+                    f"sentinel down-after-milliseconds {MASTER} {DOWN_AFTER_MS}",
+                    f"sentinel failover-timeout {MASTER} {FAILOVER_TIMEOUT_MS}",
+                    f"sentinel parallel-syncs {MASTER} 1",
+                    "",
+                ]
+            )
+        )
+        self.process = subprocess.Popen(
+            ["redis-server", str(self.conf), "--sentinel"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         self.client = redis.Redis(port=self.port, socket_timeout=1, decode_responses=True)
 
     def cleanup(self) -> None:
@@ -60,8 +71,9 @@ class SentinelCluster:
 
     def __init__(self) -> None:
         self.primary = RedisServer(appendonly=True).start()
-        self.replica = RedisServer(appendonly=True,
-                                   args=("--replicaof", "127.0.0.1", str(self.primary.port))).start()
+        self.replica = RedisServer(
+            appendonly=True, args=("--replicaof", "127.0.0.1", str(self.primary.port))
+        ).start()
         self.sentinels = [SentinelProcess(self.primary.port) for _ in range(3)]
         try:
             self._wait_ready()
@@ -81,9 +93,11 @@ class SentinelCluster:
         while time.monotonic() < deadline:
             try:
                 synced = replica.info("replication").get("master_link_status") == "up"
-                known = all(int(s.client.sentinel_master(MASTER)["num-other-sentinels"]) == 2
-                            and int(s.client.sentinel_master(MASTER)["num-slaves"]) == 1
-                            for s in self.sentinels)
+                known = all(
+                    int(s.client.sentinel_master(MASTER)["num-other-sentinels"]) == 2
+                    and int(s.client.sentinel_master(MASTER)["num-slaves"]) == 1
+                    for s in self.sentinels
+                )
             except redis.RedisError:
                 synced = known = False
             if synced and known:
@@ -115,8 +129,10 @@ class SentinelCluster:
         replica = redis.Redis(port=self.replica.port, decode_responses=True)
         while time.monotonic() < deadline:
             try:
-                if (self.primary_port() == self.replica.port
-                        and replica.info("replication")["role"] == "master"):
+                if (
+                    self.primary_port() == self.replica.port
+                    and replica.info("replication")["role"] == "master"
+                ):
                     return time.time()
             except redis.RedisError:
                 pass
@@ -138,8 +154,9 @@ class SentinelCluster:
         replica = redis.Redis(port=dead.port, decode_responses=True)
         while time.monotonic() < deadline:
             try:
-                if (replica.info("replication").get("master_link_status") == "up"
-                        and all(self._sees_replica_up(s, dead.port) for s in self.sentinels)):
+                if replica.info("replication").get("master_link_status") == "up" and all(
+                    self._sees_replica_up(s, dead.port) for s in self.sentinels
+                ):
                     return time.time()
             except redis.RedisError:
                 pass
@@ -151,8 +168,9 @@ class SentinelCluster:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                if all(int(s.client.sentinel_get_master_addr_by_name(MASTER)[1]) == port
-                       for s in self.sentinels):
+                if all(
+                    int(s.client.sentinel_get_master_addr_by_name(MASTER)[1]) == port for s in self.sentinels
+                ):
                     return
             except (redis.RedisError, TypeError):
                 pass
@@ -161,9 +179,13 @@ class SentinelCluster:
 
     @staticmethod
     def _sees_replica_up(sentinel: SentinelProcess, port: int) -> bool:
-        return any(r["port"] == port and not r["is_sdown"] and not r["is_disconnected"]
-                   and r.get("master-link-status") == "ok"
-                   for r in sentinel.client.sentinel_slaves(MASTER))
+        return any(
+            r["port"] == port
+            and not r["is_sdown"]
+            and not r["is_disconnected"]
+            and r.get("master-link-status") == "ok"
+            for r in sentinel.client.sentinel_slaves(MASTER)
+        )
 
     def cleanup(self) -> None:
         for s in self.sentinels:
@@ -178,8 +200,11 @@ class SentinelStack(Stack):
     def _start_redis(self, appendonly: bool) -> dict[str, str]:
         self.cluster = SentinelCluster()
         self.redis_server = self.cluster  # type: ignore[assignment]  # Stack.close cleans it up
-        return {"REDIS_URL": "redis://127.0.0.1:1/0",  # only its db number is used
-                "REDIS_SENTINELS": self.cluster.addresses, "REDIS_SENTINEL_MASTER": MASTER}
+        return {
+            "REDIS_URL": "redis://127.0.0.1:1/0",  # only its db number is used
+            "REDIS_SENTINELS": self.cluster.addresses,
+            "REDIS_SENTINEL_MASTER": MASTER,
+        }
 
 
 # --- the failover run the test and the benchmark share -----------------------------------------
@@ -188,10 +213,10 @@ COMMIT_LINE = re.compile(r"\[(\S+) chain=\S+ seq=(\d+)\] commit: (continue|compl
 
 @dataclass
 class FailoverFigures:
-    promoted_s: float        # from the kill to the replica taking writes as primary
-    next_commit_s: float     # from the kill to the next step committed on the new primary
-    reruns: int              # steps committed on the old primary, lost in the switch, run again
-    completed: int           # analyses completed after the promotion (of `started`)
+    promoted_s: float  # from the kill to the replica taking writes as primary
+    next_commit_s: float  # from the kill to the next step committed on the new primary
+    reruns: int  # steps committed on the old primary, lost in the switch, run again
+    completed: int  # analyses completed after the promotion (of `started`)
     started: int
 
 
@@ -204,8 +229,9 @@ def commits_in_logs(stack: Stack) -> Counter[tuple[str, int]]:
     return counts
 
 
-def run_failover(stack: SentinelStack, *, analyses: int = 4, steps: int = 300,
-                 mid_run_seq: int = 10, timeout: float = 90) -> tuple[FailoverFigures, list[str]]:
+def run_failover(
+    stack: SentinelStack, *, analyses: int = 4, steps: int = 300, mid_run_seq: int = 10, timeout: float = 90
+) -> tuple[FailoverFigures, list[str]]:
     """Start `analyses` noop analyses (one trader each), SIGKILL the primary once each has committed `mid_run_seq`
     steps, wait for all to complete; the figures and the analyses' ids."""
     from analysis.models import Status
@@ -229,5 +255,10 @@ def run_failover(stack: SentinelStack, *, analyses: int = 4, steps: int = 300,
         time.sleep(0.05)
     after_kill = [e.finished_at for i in ids for e in store.history(i) if e.finished_at > killed_at]
     reruns = sum(n - 1 for (aid, _), n in commits_in_logs(stack).items() if aid in ids and n > 1)
-    return FailoverFigures(promoted_s=promoted_at - killed_at, next_commit_s=min(after_kill) - killed_at,
-                           reruns=reruns, completed=len(ids), started=analyses), ids
+    return FailoverFigures(
+        promoted_s=promoted_at - killed_at,
+        next_commit_s=min(after_kill) - killed_at,
+        reruns=reruns,
+        completed=len(ids),
+        started=analyses,
+    ), ids

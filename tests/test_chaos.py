@@ -18,9 +18,22 @@ pytestmark = [pytest.mark.slow, pytest.mark.shared_data]
 def test_twenty_analyses_survive_kills_storms_the_primarys_death_and_failing_data(shared_data_dir, tmp_path):
     began = time.monotonic()
     report_path = tmp_path / "chaos.json"
-    run = subprocess.run([sys.executable, "-m", "bench.chaos", "--quick", "--data-dir",
-                          str(shared_data_dir), "--json", str(report_path)],
-                         cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.chaos",
+            "--quick",
+            "--data-dir",
+            str(shared_data_dir),
+            "--json",
+            str(report_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     print(run.stdout)
     print(f"chaos test variant: {time.monotonic() - began:.0f} s")
     assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-3000:]

@@ -18,8 +18,9 @@ from tests.sentinel_cluster import MASTER, SentinelCluster
 def test_a_command_in_flight_when_the_primary_dies_completes_on_the_promoted_replica():
     cluster = SentinelCluster()
     try:
-        settings = Settings(redis_url="redis://127.0.0.1:1/0", redis_sentinels=cluster.addresses,
-                            redis_sentinel_master=MASTER)
+        settings = Settings(
+            redis_url="redis://127.0.0.1:1/0", redis_sentinels=cluster.addresses, redis_sentinel_master=MASTER
+        )
         worker_client = Runtime(settings).redis  # the workers' client: 20 retries, backing off to 2 s
         other_client = Runtime(settings).redis
         answers: dict[str, object] = {}

@@ -11,7 +11,8 @@ from tests.servers import free_port
 
 
 def test_a_committed_step_whose_next_enqueue_finds_no_broker_logs_one_warning(
-        local_service, queue, runtime, actor, monkeypatch, caplog):
+    local_service, queue, runtime, actor, monkeypatch, caplog
+):
     import tasks.steps as steps
     from tasks.celery_app import app as process_app
     from tasks.celery_app import make_celery
@@ -31,6 +32,7 @@ def test_a_committed_step_whose_next_enqueue_finds_no_broker_logs_one_warning(
     assert runtime.store.load(gist.id).seq == seq  # committed: nothing to redo but the enqueue
     messages = [record.getMessage() for record in caplog.records]
     assert len(messages) == 1, messages
-    assert messages[0].startswith(f"[{gist.id} chain={chain[:8]} seq={seq}] committed, but step "
-                                  f"{seq + 1} could not be enqueued (")
+    assert messages[0].startswith(
+        f"[{gist.id} chain={chain[:8]} seq={seq}] committed, but step {seq + 1} could not be enqueued ("
+    )
     assert messages[0].endswith("): the watchdog re-enqueues it")

@@ -24,8 +24,9 @@ def sentinel_addresses(text: str) -> list[tuple[str, int]]:
     for entry in (part.strip() for part in text.split(",")):
         host, _, port = entry.rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"REDIS_SENTINELS entry {entry!r} is not host:port "
-                             "(e.g. 10.0.0.1:26379,10.0.0.2:26379)")
+            raise ValueError(
+                f"REDIS_SENTINELS entry {entry!r} is not host:port (e.g. 10.0.0.1:26379,10.0.0.2:26379)"
+            )
         addresses.append((host, int(port)))
     return addresses
 
@@ -36,8 +37,7 @@ class PrimaryConnection(SentinelManagedConnection):
     (redis/redis-py#3874), so a step's commit in flight when the primary died retried the dead
     address for its whole retry budget (about 35 s), or wrote to the old primary if it was back."""
 
-    def connect_check_health(self, check_health: bool = True,
-                             retry_socket_connect: bool = True) -> None:
+    def connect_check_health(self, check_health: bool = True, retry_socket_connect: bool = True) -> None:
         if self._sock or not self.connection_pool.is_master:
             return super().connect_check_health(check_health, retry_socket_connect)
 
@@ -57,8 +57,9 @@ class PrimaryConnection(SentinelManagedConnection):
 class AsyncPrimaryConnection(AsyncSentinelManagedConnection):
     """PrimaryConnection for the bot's asyncio client."""
 
-    async def connect_check_health(self, check_health: bool = True,
-                                   retry_socket_connect: bool = True) -> None:
+    async def connect_check_health(
+        self, check_health: bool = True, retry_socket_connect: bool = True
+    ) -> None:
         if self.is_connected or not self.connection_pool.is_master:
             return await super().connect_check_health(check_health, retry_socket_connect)
 
@@ -78,28 +79,38 @@ class AsyncPrimaryConnection(AsyncSentinelManagedConnection):
 def _db_and_password(url: str) -> dict[str, Any]:
     parts = urlsplit(url)
     path = parts.path.strip("/")
-    return {"db": int(path) if path.isdigit() else 0,
-            "password": unquote(parts.password) if parts.password else None}
+    return {
+        "db": int(path) if path.isdigit() else 0,
+        "password": unquote(parts.password) if parts.password else None,
+    }
 
 
 def redis_client(settings: Any, **options: Any) -> redis.Redis:
     """A blocking client of marketrank's Redis; `options` as redis.Redis takes them."""
     if not settings.redis_sentinels:
         return redis.Redis.from_url(settings.redis_url, **options)
-    sentinel = Sentinel(sentinel_addresses(settings.redis_sentinels),
-                        sentinel_kwargs={"socket_timeout": SENTINEL_TIMEOUT_S})
-    return sentinel.master_for(settings.redis_sentinel_master, connection_class=PrimaryConnection,
-                               **{**_db_and_password(settings.redis_url), **options})
+    sentinel = Sentinel(
+        sentinel_addresses(settings.redis_sentinels), sentinel_kwargs={"socket_timeout": SENTINEL_TIMEOUT_S}
+    )
+    return sentinel.master_for(
+        settings.redis_sentinel_master,
+        connection_class=PrimaryConnection,
+        **{**_db_and_password(settings.redis_url), **options},
+    )
 
 
 def async_redis_client(settings: Any, **options: Any) -> aioredis.Redis:
     """The asyncio client (the bot's) of the same Redis."""
     if not settings.redis_sentinels:
         return aioredis.Redis.from_url(settings.redis_url, **options)
-    sentinel = AsyncSentinel(sentinel_addresses(settings.redis_sentinels),
-                             sentinel_kwargs={"socket_timeout": SENTINEL_TIMEOUT_S})
-    return sentinel.master_for(settings.redis_sentinel_master, connection_class=AsyncPrimaryConnection,
-                               **{**_db_and_password(settings.redis_url), **options})
+    sentinel = AsyncSentinel(
+        sentinel_addresses(settings.redis_sentinels), sentinel_kwargs={"socket_timeout": SENTINEL_TIMEOUT_S}
+    )
+    return sentinel.master_for(
+        settings.redis_sentinel_master,
+        connection_class=AsyncPrimaryConnection,
+        **{**_db_and_password(settings.redis_url), **options},
+    )
 
 
 def broker_url(settings: Any) -> str:
@@ -109,16 +120,19 @@ def broker_url(settings: Any) -> str:
     parts = urlsplit(settings.redis_url)
     auth = f":{parts.password}@" if parts.password else ""
     db = _db_and_password(settings.redis_url)["db"]
-    return ";".join(f"sentinel://{auth}{host}:{port}/{db}"
-                    for host, port in sentinel_addresses(settings.redis_sentinels))
+    return ";".join(
+        f"sentinel://{auth}{host}:{port}/{db}" for host, port in sentinel_addresses(settings.redis_sentinels)
+    )
 
 
 def broker_transport_options(settings: Any) -> dict[str, Any]:
     """What kombu's sentinel transport needs beside the URL (nothing without Sentinel)."""
     if not settings.redis_sentinels:
         return {}
-    return {"master_name": settings.redis_sentinel_master,
-            "sentinel_kwargs": {"socket_timeout": SENTINEL_TIMEOUT_S}}
+    return {
+        "master_name": settings.redis_sentinel_master,
+        "sentinel_kwargs": {"socket_timeout": SENTINEL_TIMEOUT_S},
+    }
 
 
 def broker_client(url: str, transport_options: dict[str, Any]) -> redis.Redis:
@@ -129,5 +143,8 @@ def broker_client(url: str, transport_options: dict[str, Any]) -> redis.Redis:
     addresses = [(urlsplit(part).hostname or "", urlsplit(part).port or 26379) for part in url.split(";")]
     sentinel = Sentinel(addresses, sentinel_kwargs=transport_options.get("sentinel_kwargs"))
     path = first.path.strip("/")
-    return sentinel.master_for(transport_options["master_name"], db=int(path) if path.isdigit() else 0,
-                               password=unquote(first.password) if first.password else None)
+    return sentinel.master_for(
+        transport_options["master_name"],
+        db=int(path) if path.isdigit() else 0,
+        password=unquote(first.password) if first.password else None,
+    )
