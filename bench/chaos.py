@@ -11,7 +11,9 @@ Faults, all at once, for `--duration` seconds:
   threads, as from impatient users tapping buttons; stale and future refine generations;
 - admins force-resume running analyses, sometimes several at once;
 - control keys vanish as if their 24 h TTL ran out;
-- Redis (append-only) restarts once;
+- the Redis primary is SIGKILLed (once in --quick, twice in a full run) and Sentinel promotes its
+  replica; every process reaches Redis through three sentinels (REDIS_SENTINELS), and the killed
+  server comes back as the new primary's replica (bench/chaos_failover.py);
 - the data source fails, is slow, or kills its worker now and then (`faulty:` provider spec,
   tests/doubles/faulty_provider.py).
 
@@ -20,18 +22,20 @@ cancelled, and the run checks: each sequence committed once, in order, without o
 and with one progress event per commit; nothing stuck; no final analysis left in its owner's
 active set; every final ranking and confidence equal to the same analysis run without faults
 (a refined `score` analysis reports the steadiest top K over the same views, so its reference
-is the same config run to completion and then refined once); no worker exited on its own; redeliveries
-after the visibility timeout were
-no-ops. The summary counts faults by kind, recoveries, broker redeliveries and what they did,
+is the same config run to completion and then refined once); no worker exited on its own;
+redeliveries after the visibility timeout were no-ops. The summary counts faults by kind, recoveries, broker redeliveries and what they did,
 and the longest times from a kill to the watchdog's re-enqueue and to the next commit of the
-interrupted analysis.
+interrupted analysis; for each death of the primary, the time to the promotion and to the next
+committed step, and the commits it had acknowledged but not replicated (lost in the switch, run
+again once on the new primary: counted and named, never hidden).
 
     python -m bench.chaos [--analyses 30] [--duration 150] [--seed 7] [--quick] [--keep-logs]
                           [--json PATH]
 
-`tests/test_chaos.py` runs the `--quick` variant. The stack it runs on (a private append-only
-Redis, workers, beat and a service over them) is tests/stack.py, which the recovery tests use too;
-what it checks and reports from is bench/chaos_checks.py.
+`tests/test_chaos.py` runs the `--quick` variant. The stack it runs on (workers, beat and a
+service over a Sentinel-watched primary and replica) is tests/sentinel_cluster.py's SentinelStack
+on tests/stack.py, which the recovery tests use too; what it checks and reports from is
+bench/chaos_checks.py and bench/chaos_failover.py.
 """
 
 from __future__ import annotations
@@ -41,11 +45,10 @@ import json
 import logging
 import math
 import random
-import statistics
 import sys
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,8 +66,11 @@ from bench.chaos_checks import (
     reason_kind,
     redeliveries,
 )
+from bench.chaos_failover import Failover, commit_times, kill_primary, lost_commits, unconfirmed_starts
+from bench.chaos_summary import summary_lines
 from bench.limits import PerUser
-from tests.stack import FAST_TIMINGS, Stack
+from tests.sentinel_cluster import SentinelStack
+from tests.stack import FAST_TIMINGS
 from tests.worker_logs import LogStats, scan_worker_logs
 
 logger = logging.getLogger("bench.chaos")
@@ -96,7 +102,11 @@ class ChaosOptions:
     storm_threads: int = 10
     force_every_s: tuple[float, float] = (2.0, 5.0)
     control_expiries: int = 4
-    redis_down_s: float = 1.0
+    # The primary's deaths: (share of the duration, seconds its replica had been cut off before,
+    # so that commits are lost; bench/chaos_failover.py). A lagging replica only once the last
+    # start is in (starts end at 60% of the run), while most analyses still run: a start it loses
+    # is a trader's loss (the service warns of it), which the check of vanished ones would report.
+    primary_kills: tuple[tuple[float, float], ...] = ((0.3, 0.0), (0.6, 0.6))
     faults: str = "error=0.15,slow=0.05,delay=0.3,crash=0.002"
     cancel_share: float = 0.2
     timings: dict[str, str] = field(default_factory=lambda: dict(CHAOS_ENV))
@@ -115,6 +125,7 @@ class ChaosOptions:
             top_ks=(3, 5),
             kill_every_s=(2.0, 4.0),
             control_expiries=2,
+            primary_kills=((0.6, 0.6),),
         )
 
 
@@ -152,7 +163,7 @@ class ChaosRun:
         self.faults: Counter[str] = Counter()
         self.calls: Counter[tuple[str, bool]] = Counter()
         self.kills: list[Kill] = []
-        self.redis_restart: tuple[float, float] | None = None
+        self.failovers: list[Failover] = []
         self.violations: list[str] = []
         self.user_resumes: Counter[str] = Counter()
         self.cancels_left = round(options.cancel_share * options.analyses)
@@ -160,14 +171,14 @@ class ChaosRun:
         storms = options.duration_s / (sum(options.storm_every_s) / 2)
         self.cancel_p = min(1.0, 1.5 * self.cancels_left / max(storms, 1))
         self.admin = Actor("chaos-admin", is_admin=True)
-        self.stack: Stack | None = None
+        self.stack: SentinelStack | None = None
         self.counts: Counter[str] = Counter()  # headline figures, for tests
 
     # --- set-up -------------------------------------------------------------------------------
     def run(self) -> ChaosReport:
         o = self.o
         began = time.time()
-        self.stack = stack = Stack(o.timings, name="chaos")
+        self.stack = stack = SentinelStack(o.timings, name="chaos")
         handler = log_driver_to(stack.log_dir / "driver.log")
         try:
             stack.start_worker(1, wait=False)
@@ -186,7 +197,7 @@ class ChaosRun:
                     self._nudger,
                     self._force_resumer,
                     self._control_expirer,
-                    self._redis_restarter,
+                    self._primary_killer,
                 )
             ]
             for thread in threads:
@@ -399,11 +410,18 @@ class ChaosRun:
                 with self.lock:
                     self.faults["control key expired"] += 1
 
-    def _redis_restarter(self) -> None:
-        if not self.stop.wait(0.45 * self.o.duration_s):
-            self.redis_restart = self.stack.restart_redis(self.o.redis_down_s)
+    def _primary_killer(self) -> None:
+        began = time.time()
+        for share, replica_lag_s in self.o.primary_kills:
+            if self.stop.wait(max(0.0, began + share * self.o.duration_s - time.time())):
+                return
+            while replica_lag_s and len(self.started) < len(self.plan):
+                if self.stop.wait(0.1):  # the last start first (see ChaosOptions)
+                    return
+            failover = kill_primary(self.stack, replica_lag_s)
             with self.lock:
-                self.faults["redis restart"] += 1
+                self.failovers.append(failover)
+                self.faults["primary killed"] += 1
 
     # --- after the faults ---------------------------------------------------------------------
     def _restore_workers(self) -> None:
@@ -432,7 +450,11 @@ class ChaosRun:
                 if gist is None:
                     if started.id not in reported:
                         reported.add(started.id)
-                        self._violation(f"{started.id} vanished")
+                        lost = started.id in unconfirmed_starts(self.stack.log_dir / "driver.log")
+                        self._violation(
+                            f"{started.id} vanished"
+                            + (" (no replica had confirmed its start: lost in a failover)" if lost else "")
+                        )
                     continue
                 if gist.status in FINAL:
                     continue
@@ -505,6 +527,10 @@ class ChaosRun:
         if leftover:
             self._violation(f"leases still held after everything settled: {leftover}")
         stats = scan_worker_logs(stack.logs())
+        self.commits = commit_times(stack.logs())
+        self.lost, twice = lost_commits(self.commits, self.failovers)
+        for violation in twice:
+            self._violation(violation)
         return self._summary(
             outcome, histories, events, stats, compared, chaos_began, chaos_ended, settled, began
         )
@@ -521,7 +547,6 @@ class ChaosRun:
         settled: float,
         began: float,
     ) -> list[str]:
-        o, s = self.o, self.stack.settings
         commits = sum(len(h) for h in histories.values())
         busy = sum(
             min(e.finished_at, chaos_ended) - max(e.started_at, chaos_began)
@@ -532,12 +557,6 @@ class ChaosRun:
         utilization = busy / (4 * (chaos_ended - chaos_began))
         by_attempt = {e.attempt for h in histories.values() for e in h}
         recoveries, kick_delays = kill_recoveries(self.kills, histories, events, by_attempt, stats.kicks_at)
-        restart_gap = None
-        if self.redis_restart:
-            after = [
-                e.finished_at for h in histories.values() for e in h if e.finished_at > self.redis_restart[1]
-            ]
-            restart_gap = min(after) - self.redis_restart[1] if after else None
         redelivered, late_not_noop = redeliveries(stats, self.stack.settings.visibility_timeout_s)
         self.counts.update(
             {
@@ -546,7 +565,8 @@ class ChaosRun:
                 "compared": compared,
                 "commits": commits,
                 "kills": sum(self.faults[k] for k in ("worker_sigkill", "pool_sigkill", "worker_freeze")),
-                "redis restarts": self.faults["redis restart"],
+                "primary kills": len(self.failovers),
+                "lost commits": sum(len(seqs) for seqs in self.lost.values()),
                 "data source faults": sum(stats.faults.values()),
                 "interrupted": len(recoveries),
                 "longest kick delay": int(max(kick_delays, default=0)),
@@ -554,73 +574,19 @@ class ChaosRun:
                 "redeliveries": sum(redelivered.values()),
             }
         )
-        calls = defaultdict(lambda: [0, 0])
-        for (action, changed), count in self.calls.items():
-            calls[action][0] += count
-            calls[action][1] += count if changed else 0
-        lines = [
-            f"marketrank chaos run, seed {o.seed}: {len(self.started)} score analyses over "
-            f"{o.data_dir} (batch size {o.batch_size}) on 2 workers (prefork, concurrency 2), "
-            f"{chaos_ended - chaos_began:.0f} s of faults, settled after "
-            f"{settled - chaos_ended:.0f} s more, {time.time() - began:.0f} s in all",
-            f"timings: LEASE_MS={s.lease_ms} HEARTBEAT_MS={s.heartbeat_ms} "
-            f"WATCHDOG_GRACE_S={s.watchdog_grace_s:g} WATCHDOG_INTERVAL_S={s.watchdog_interval_s:g} "
-            f"WATCHDOG_CONFIRM_S={s.watchdog_confirm_s:g} WATCHDOG_MAX_ATTEMPTS={s.watchdog_max_attempts} "
-            f"VISIBILITY_TIMEOUT_S={s.visibility_timeout_s} (recovery bound max(lease, grace) + "
-            f"interval + confirm = {s.recovery_bound_s:g} s)",
-            f"outcome: {', '.join(f'{n} {k}' for k, n in sorted(outcome.items()))}; {commits} steps "
-            f"committed; {compared} final rankings compared with runs without faults; pool "
-            f"processes busy with committed steps {utilization:.0%} of the time under faults",
-            "faults injected:",
-            f"  worker SIGKILL (main + pool)        {self.faults['worker_sigkill']}",
-            f"  pool children SIGKILL               {self.faults['pool_sigkill']}",
-            f"  worker SIGTERM (warm shutdown)      {self.faults['worker_sigterm']}",
-            f"  worker frozen past its leases (SIGSTOP, SIGCONT) {self.faults['worker_freeze']}",
-            f"  redis restart (append-only)         {self.faults['redis restart']}"
-            + (
-                f" (down {self.redis_restart[1] - self.redis_restart[0]:.1f} s)" if self.redis_restart else ""
-            ),
-            f"  data source errors                  {stats.faults['error']}",
-            f"  data source slow calls              {stats.faults['slow']}",
-            f"  data source crashes (SIGKILL self)  {stats.faults['crash']}",
-            f"  control keys expired                {self.faults['control key expired']}",
-            f"  force-resume by an admin            {self.faults['force-resume']}",
-            "  user calls (changed something)      "
-            + ", ".join(f"{a} {n} ({c})" for a, (n, c) in sorted(calls.items())),
-            "recoveries:",
-            f"  watchdog re-enqueues                {stats.kicks}",
-            f"  watchdog gave up (paused, admins told) {stats.gave_up}; control expired "
-            f"parked {stats.expired}",
-            "  user resumes after the faults       "
-            + (", ".join(f"{k} {n}" for k, n in sorted(self.user_resumes.items())) or "none"),
-            "  deliveries that were no-ops         "
-            + ", ".join(f"{k} {n}" for k, n in sorted(stats.noops.items())),
-            f"  broker redeliveries                 {redelivered['soon']} requeued at once, "
-            f"{redelivered['late']} after the visibility timeout ({late_not_noop} of those did "
-            f"work); {stats.restored_on_shutdown} restored at warm shutdown",
-            f"  pool processes lost                 {stats.pool_deaths}; task errors logged "
-            f"{stats.task_errors}; workers that exited on their own {stats.worker_crashes}",
-        ]
-        if recoveries:
-            longest, kind = max(recoveries)
-            lines.append(
-                f"kill or freeze -> next commit of the interrupted analysis: longest {longest:.1f} s "
-                f"(after a {kind.replace('_', ' ')}), median "
-                f"{statistics.median(d for d, _ in recoveries):.1f} s over {len(recoveries)} "
-                f"interrupted steps"
-            )
-        else:
-            lines.append("kill -> next commit: no step was interrupted by a kill")
-        if kick_delays:
-            lines.append(
-                f"kill or freeze -> watchdog re-enqueue of the interrupted step: longest "
-                f"{max(kick_delays):.1f} s, median {statistics.median(kick_delays):.1f} s over "
-                f"{len(kick_delays)} (bound {s.recovery_bound_s:g} s + the watchdog task's wait "
-                f"for a free pool process; the rest of the way to the commit is the queue, a "
-                f"worker to be up again, and the step)"
-            )
-        if restart_gap is not None:
-            lines.append(f"redis restart -> next commit: {restart_gap:.1f} s")
+        lines = summary_lines(
+            self,
+            outcome,
+            commits,
+            compared,
+            utilization,
+            stats,
+            recoveries,
+            kick_delays,
+            redelivered,
+            late_not_noop,
+            (chaos_began, chaos_ended, settled, began),
+        )
         if late_not_noop:
             self._violation(
                 f"{late_not_noop} redeliveries after the visibility timeout did work: "

@@ -4,6 +4,7 @@ import logging
 import time
 
 import redis
+from kombu.exceptions import OperationalError
 
 from analysis.engine.step_runner import run_step, storage_full
 from tasks.celery_app import app
@@ -22,6 +23,16 @@ def _step(task, analysis_id: str, chain: str, seq: int) -> dict:
             _dispatcher.enqueue_step(analysis_id, chain, seq + 1)
         except redis.OutOfMemoryError:  # the broker shares Redis: the next step has no room
             report = storage_full(rt, analysis_id, chain, seq + 1, now=time.time())
+        except OperationalError as exc:  # no broker (e.g. Sentinel promoting a replica)
+            logger.warning(
+                "[%s chain=%s seq=%s] committed, but step %s could not be enqueued "
+                "(%s): the watchdog re-enqueues it",
+                analysis_id,
+                chain[:8],
+                seq,
+                seq + 1,
+                exc,
+            )
     # The task-succeeded event carries this result, so Flower shows each step's progress.
     return {"decision": report.decision, "progress": report.progress, "confidence": report.confidence}
 

@@ -5,7 +5,7 @@ Sentinel timings are short so a test sees the whole failover in seconds; each is
 in docs/operations.md: the primary is called down after DOWN_AFTER_MS without an answer, a
 failover that stalls is retried after FAILOVER_TIMEOUT_MS, and QUORUM sentinels must agree.
 
-Used by tests/test_sentinel_failover.py and bench/sentinel_failover.py.
+Used by tests/test_sentinel_failover.py, bench/sentinel_bench.py and the chaos run (bench/chaos.py).
 """
 
 from __future__ import annotations
@@ -138,6 +138,54 @@ class SentinelCluster:
                 pass
             time.sleep(0.05)
         raise AssertionError(f"no promotion within {timeout}s (sentinels name {self.primary_port()})")
+
+    def rejoin_as_replica(self, timeout: float = 30) -> float:
+        """After a failover: start the killed primary again as the replica of the promoted one
+        (as an operator would; never as a primary that could take writes), wait until it is in
+        sync and every sentinel sees it up, and swap the roles, so that the next kill_primary
+        kills the promoted one. Answers the time it was back."""
+        dead, promoted = self.primary, self.replica
+        assert dead.process is None, "rejoin only a killed primary"
+        self._wait_all_name(promoted.port, timeout)
+        dead.args = ["--replicaof", "127.0.0.1", str(promoted.port)]
+        dead.start()
+        self.primary, self.replica = promoted, dead
+        deadline = time.monotonic() + timeout
+        replica = redis.Redis(port=dead.port, decode_responses=True)
+        while time.monotonic() < deadline:
+            try:
+                if replica.info("replication").get("master_link_status") == "up" and all(
+                    self._sees_replica_up(s, dead.port) for s in self.sentinels
+                ):
+                    return time.time()
+            except redis.RedisError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"the killed primary did not rejoin as a replica within {timeout}s")
+
+    def _wait_all_name(self, port: int, timeout: float) -> None:
+        """Every sentinel names `port` as the primary (not only the first that answers)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if all(
+                    int(s.client.sentinel_get_master_addr_by_name(MASTER)[1]) == port for s in self.sentinels
+                ):
+                    return
+            except (redis.RedisError, TypeError):
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"not every sentinel names port {port} as primary within {timeout}s")
+
+    @staticmethod
+    def _sees_replica_up(sentinel: SentinelProcess, port: int) -> bool:
+        return any(
+            r["port"] == port
+            and not r["is_sdown"]
+            and not r["is_disconnected"]
+            and r.get("master-link-status") == "ok"
+            for r in sentinel.client.sentinel_slaves(MASTER)
+        )
 
     def cleanup(self) -> None:
         for s in self.sentinels:

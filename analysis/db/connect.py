@@ -11,7 +11,8 @@ from urllib.parse import unquote, urlsplit
 import redis
 import redis.asyncio as aioredis
 from redis.asyncio.sentinel import Sentinel as AsyncSentinel
-from redis.sentinel import Sentinel
+from redis.asyncio.sentinel import SentinelManagedConnection as AsyncSentinelManagedConnection
+from redis.sentinel import Sentinel, SentinelManagedConnection
 
 # Sentinels answer at once or are down: a short timeout lets the client try the next one.
 SENTINEL_TIMEOUT_S = 0.5
@@ -28,6 +29,51 @@ def sentinel_addresses(text: str) -> list[tuple[str, int]]:
             )
         addresses.append((host, int(port)))
     return addresses
+
+
+class PrimaryConnection(SentinelManagedConnection):
+    """Asks the sentinels for the primary on every connect. redis-py's own class asks only in
+    connect(); a command retried after a connection error reconnects to the address it had
+    (redis/redis-py#3874), so a step's commit in flight when the primary died retried the dead
+    address for its whole retry budget (about 35 s), or wrote to the old primary if it was back."""
+
+    def connect_check_health(self, check_health: bool = True, retry_socket_connect: bool = True) -> None:
+        if self._sock or not self.connection_pool.is_master:
+            return super().connect_check_health(check_health, retry_socket_connect)
+
+        def connect_to_primary() -> None:
+            self.connect_to(self.connection_pool.get_master_address())
+
+        if retry_socket_connect:
+            self.retry.call_with_retry(connect_to_primary, lambda error: self.disconnect())
+        else:
+            connect_to_primary()
+
+    def connect_to(self, address: tuple[str, int]) -> None:
+        self.host, self.port = address  # just asked for: connect without asking again
+        super().connect_check_health(self.connection_pool.check_connection, False)
+
+
+class AsyncPrimaryConnection(AsyncSentinelManagedConnection):
+    """PrimaryConnection for the bot's asyncio client."""
+
+    async def connect_check_health(
+        self, check_health: bool = True, retry_socket_connect: bool = True
+    ) -> None:
+        if self.is_connected or not self.connection_pool.is_master:
+            return await super().connect_check_health(check_health, retry_socket_connect)
+
+        async def connect_to_primary() -> None:
+            await self.connect_to(await self.connection_pool.get_master_address())
+
+        if retry_socket_connect:
+            await self.retry.call_with_retry(connect_to_primary, lambda error: self.disconnect())
+        else:
+            await connect_to_primary()
+
+    async def connect_to(self, address: tuple[str, int]) -> None:
+        self.host, self.port = address
+        await super().connect_check_health(self.connection_pool.check_connection, False)
 
 
 def _db_and_password(url: str) -> dict[str, Any]:
@@ -47,7 +93,9 @@ def redis_client(settings: Any, **options: Any) -> redis.Redis:
         sentinel_addresses(settings.redis_sentinels), sentinel_kwargs={"socket_timeout": SENTINEL_TIMEOUT_S}
     )
     return sentinel.master_for(
-        settings.redis_sentinel_master, **{**_db_and_password(settings.redis_url), **options}
+        settings.redis_sentinel_master,
+        connection_class=PrimaryConnection,
+        **{**_db_and_password(settings.redis_url), **options},
     )
 
 
@@ -59,7 +107,9 @@ def async_redis_client(settings: Any, **options: Any) -> aioredis.Redis:
         sentinel_addresses(settings.redis_sentinels), sentinel_kwargs={"socket_timeout": SENTINEL_TIMEOUT_S}
     )
     return sentinel.master_for(
-        settings.redis_sentinel_master, **{**_db_and_password(settings.redis_url), **options}
+        settings.redis_sentinel_master,
+        connection_class=AsyncPrimaryConnection,
+        **{**_db_and_password(settings.redis_url), **options},
     )
 
 
