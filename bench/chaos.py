@@ -18,14 +18,14 @@ Faults, all at once, for `--duration` seconds:
   tests/doubles/faulty_provider.py).
 
 Then a user resumes whatever is paused (it must say why) until every analysis is completed or
-cancelled, and the run checks: each sequence committed once, in order, without overlapping steps
-and with one progress event per commit; nothing stuck; no final analysis left in its owner's
-active set; every final ranking and confidence equal to the same analysis run without faults
-(a refined `score` analysis reports the steadiest top K over the same views, so its reference
-is the same config run to completion and then refined once); no worker exited on its own;
-redeliveries after the visibility timeout were no-ops. The summary counts faults by kind, recoveries, broker redeliveries and what they did,
-and the longest times from a kill to the watchdog's re-enqueue and to the next commit of the
-interrupted analysis; for each death of the primary, the time to the promotion and to the next
+cancelled, and the run checks: each sequence committed once, in order, without overlapping steps and
+with one progress event per commit; nothing stuck; no final analysis left in its owner's active set;
+every final ranking and confidence equal to the same analysis run without faults (a refined `score`
+analysis reports the steadiest top K over the same views, so its reference is the same config run to
+completion and then refined once); no worker exited on its own; redeliveries after the visibility
+timeout were no-ops. The summary counts faults by kind, recoveries, broker redeliveries and what
+they did, and the longest times from a kill to the watchdog's re-enqueue and to the next commit of
+the interrupted analysis; for each death of the primary, the time to the promotion and to the next
 committed step, and the commits it had acknowledged but not replicated (lost in the switch, run
 again once on the new primary: counted and named, never hidden).
 
@@ -60,18 +60,16 @@ from bench.chaos_checks import (
     Kill,
     ReferenceRuns,
     events_by_analysis,
-    kill_recoveries,
     log_driver_to,
     ranking_violations,
     reason_kind,
-    redeliveries,
 )
 from bench.chaos_failover import Failover, commit_times, kill_primary, lost_commits, unconfirmed_starts
-from bench.chaos_summary import summary_lines
+from bench.chaos_summary import summarize
 from bench.limits import PerUser
 from tests.sentinel_cluster import SentinelStack
 from tests.stack import FAST_TIMINGS
-from tests.worker_logs import LogStats, scan_worker_logs
+from tests.worker_logs import scan_worker_logs
 
 logger = logging.getLogger("bench.chaos")
 
@@ -531,73 +529,8 @@ class ChaosRun:
         self.lost, twice = lost_commits(self.commits, self.failovers)
         for violation in twice:
             self._violation(violation)
-        return self._summary(
-            outcome, histories, events, stats, compared, chaos_began, chaos_ended, settled, began
-        )
-
-    def _summary(
-        self,
-        outcome,
-        histories,
-        events,
-        stats: LogStats,
-        compared: int,
-        chaos_began: float,
-        chaos_ended: float,
-        settled: float,
-        began: float,
-    ) -> list[str]:
-        commits = sum(len(h) for h in histories.values())
-        busy = sum(
-            min(e.finished_at, chaos_ended) - max(e.started_at, chaos_began)
-            for h in histories.values()
-            for e in h
-            if e.finished_at > chaos_began and e.started_at < chaos_ended
-        )
-        utilization = busy / (4 * (chaos_ended - chaos_began))
-        by_attempt = {e.attempt for h in histories.values() for e in h}
-        recoveries, kick_delays = kill_recoveries(self.kills, histories, events, by_attempt, stats.kicks_at)
-        redelivered, late_not_noop = redeliveries(stats, self.stack.settings.visibility_timeout_s)
-        self.counts.update(
-            {
-                "analyses": len(self.started),
-                "completed": outcome["completed"],
-                "compared": compared,
-                "commits": commits,
-                "kills": sum(self.faults[k] for k in ("worker_sigkill", "pool_sigkill", "worker_freeze")),
-                "primary kills": len(self.failovers),
-                "lost commits": sum(len(seqs) for seqs in self.lost.values()),
-                "data source faults": sum(stats.faults.values()),
-                "interrupted": len(recoveries),
-                "longest kick delay": int(max(kick_delays, default=0)),
-                "watchdog kicks": stats.kicks,
-                "redeliveries": sum(redelivered.values()),
-            }
-        )
-        lines = summary_lines(
-            self,
-            outcome,
-            commits,
-            compared,
-            utilization,
-            stats,
-            recoveries,
-            kick_delays,
-            redelivered,
-            late_not_noop,
-            (chaos_began, chaos_ended, settled, began),
-        )
-        if late_not_noop:
-            self._violation(
-                f"{late_not_noop} redeliveries after the visibility timeout did work: "
-                f"the watchdog had not recovered those steps"
-            )
-        if stats.worker_crashes:
-            self._violation(
-                f"{stats.worker_crashes} worker(s) exited on their own "
-                f"('Unrecoverable error' in their logs) instead of riding out a fault"
-            )
-        return lines
+        window = (chaos_began, chaos_ended, settled, began)
+        return summarize(self, outcome, histories, events, stats, compared, window)
 
 
 def run_chaos(options: ChaosOptions) -> ChaosReport:

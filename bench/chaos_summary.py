@@ -9,6 +9,7 @@ import time
 from collections import Counter, defaultdict
 from typing import TYPE_CHECKING
 
+from bench.chaos_checks import kill_recoveries, redeliveries
 from bench.chaos_failover import failover_lines, unconfirmed_starts
 from tests.worker_logs import LogStats
 
@@ -96,4 +97,68 @@ def summary_lines(
     lines += failover_lines(
         run.failovers, run.commits, run.lost, unconfirmed_starts(run.stack.log_dir / "driver.log")
     )
+    return lines
+
+
+def summarize(
+    run: ChaosRun,
+    outcome,
+    histories,
+    events,
+    stats: LogStats,
+    compared: int,
+    window: tuple[float, float, float, float],
+) -> list[str]:
+    """The summary's lines, and the run's counts; records the violations the logs show."""
+    chaos_began, chaos_ended = window[0], window[1]
+    commits = sum(len(h) for h in histories.values())
+    busy = sum(
+        min(e.finished_at, chaos_ended) - max(e.started_at, chaos_began)
+        for h in histories.values()
+        for e in h
+        if e.finished_at > chaos_began and e.started_at < chaos_ended
+    )
+    utilization = busy / (4 * (chaos_ended - chaos_began))
+    by_attempt = {e.attempt for h in histories.values() for e in h}
+    recoveries, kick_delays = kill_recoveries(run.kills, histories, events, by_attempt, stats.kicks_at)
+    redelivered, late_not_noop = redeliveries(stats, run.stack.settings.visibility_timeout_s)
+    run.counts.update(
+        {
+            "analyses": len(run.started),
+            "completed": outcome["completed"],
+            "compared": compared,
+            "commits": commits,
+            "kills": sum(run.faults[k] for k in ("worker_sigkill", "pool_sigkill", "worker_freeze")),
+            "primary kills": len(run.failovers),
+            "lost commits": sum(len(seqs) for seqs in run.lost.values()),
+            "data source faults": sum(stats.faults.values()),
+            "interrupted": len(recoveries),
+            "longest kick delay": int(max(kick_delays, default=0)),
+            "watchdog kicks": stats.kicks,
+            "redeliveries": sum(redelivered.values()),
+        }
+    )
+    lines = summary_lines(
+        run,
+        outcome,
+        commits,
+        compared,
+        utilization,
+        stats,
+        recoveries,
+        kick_delays,
+        redelivered,
+        late_not_noop,
+        window,
+    )
+    if late_not_noop:
+        run._violation(
+            f"{late_not_noop} redeliveries after the visibility timeout did work: "
+            f"the watchdog had not recovered those steps"
+        )
+    if stats.worker_crashes:
+        run._violation(
+            f"{stats.worker_crashes} worker(s) exited on their own "
+            f"('Unrecoverable error' in their logs) instead of riding out a fault"
+        )
     return lines
