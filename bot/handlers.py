@@ -9,6 +9,7 @@ import logging
 from collections.abc import Callable
 
 from telegram import MaybeInaccessibleMessage, Update
+from telegram.error import RetryAfter
 from telegram.ext import ContextTypes
 
 from analysis.models import ActionResult, RankingConfig, Status
@@ -17,11 +18,14 @@ from bot import callbacks, views
 from bot.cards import CardLocation
 from bot.chart import ranking_chart_png
 from bot.guards import ADMIN, TRADER, guarded, log_refusal, parse_press, shown_callback_data
+from bot.notifier import retry_after_seconds
 from bot.parsing import analysis_id_arg, command_text, parse_exit_args, parse_rank_args
 from bot.services import BotServices, services
 from bot.why_handlers import send_why
 
 logger = logging.getLogger(__name__)
+# Longer than this, the chart is not worth holding a handler for: the error handler apologises.
+CHART_FLOOD_WAIT_MAX_S = 10.0
 
 
 # --- trader commands ---------------------------------------------------------------------------
@@ -216,7 +220,18 @@ async def send_chart(update: Update, context: ContextTypes.DEFAULT_TYPE, analysi
         return
     await query.answer("Sending the chart…")
     png = await asyncio.to_thread(charts.png, gist, ranking_chart_png)
-    await context.bot.send_photo(update.effective_chat.id, photo=png, caption=views.chart_caption(gist))
+    caption = views.chart_caption(gist)
+    try:
+        await context.bot.send_photo(update.effective_chat.id, photo=png, caption=caption)
+    except RetryAfter as exc:
+        # The chat's flood control (a group's card edits and notices count too): the press was
+        # answered already, so wait it out once and send, rather than lose the chart.
+        wait = retry_after_seconds(exc)
+        if wait > CHART_FLOOD_WAIT_MAX_S:
+            raise
+        logger.info("[%s] Telegram asks to wait %.1fs before sending the chart", analysis_id, wait)
+        await asyncio.sleep(wait)
+        await context.bot.send_photo(update.effective_chat.id, photo=png, caption=caption)
 
 
 # --- admin commands ----------------------------------------------------------------------------

@@ -221,7 +221,9 @@ def test_rank_pause_ten_resumes_completion_and_chart(api, people, logged_errors)
         assert len(ranked) == 3 and all(line in card.text for line in ranked)
         assert card.button_labels == ["Refine", "Chart", "Why", "Refresh"]
 
-        # Chart: answered at once, then a PNG of the top 3.
+        # Chart: answered at once, then a PNG of the top 3, even when the chat's flood control
+        # (card edits and notices count too) asks the first send to wait.
+        api.rate_limit("sendPhoto", times=1, retry_after=1, chat_id=people.trader)
         query = api.press(people.trader, card.message_id, "Chart")
         assert api.wait_for_callback_answer(query).text
         photo = api.wait_for(
@@ -229,6 +231,8 @@ def test_rank_pause_ten_resumes_completion_and_chart(api, people, logged_errors)
         )
         assert photo.photo.is_png and photo.photo.width > 300
         assert analysis_id[:6] in photo.caption and "top 3" in photo.caption
+        refused, sent = api.calls_of("sendPhoto")
+        assert refused.status == 429 and sent.ok and sent.received - refused.answered >= 0.95
     assert logged_errors == []
 
 
