@@ -8,8 +8,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: run test test-fast bench bench-ranking bench-load bench-track-records chaos redis-server browser clean
-# Test processes (pytest-xdist): each has its own Redis, worker and servers; the tests mostly wait.
-TEST_PROCESSES ?= 2
+# Test processes (pytest-xdist): each has its own Redis, worker and servers. Three on two cores, as
+# the tests mostly wait on them (docs/benchmarks.md, "Test suite": 8 min 3 s with two, 6 min 16 s with three).
+TEST_PROCESSES ?= 3
 
 # A venv without pip (python3-venv missing when it was made) is made again, not reused.
 $(STAMP): pyproject.toml
