@@ -247,11 +247,14 @@ def test_others_strangers_and_forged_buttons_change_nothing(api, people, logged_
         card = wait_for_status(api, group, card.message_id, "Paused")
         store = bot.service.store
         wait_until(lambda: store.lease_holder(analysis_id) is None, message="the step in flight")
-        # The card settles on the step that was in flight when the pause came.
-        wait_until(
-            lambda: step_of(api.message(group, card.message_id)) == max(store.load(analysis_id).seq, 0),
-            message="the card to show the last committed step",
-        )
+
+        # The card settles on the step that was in flight when the pause came (INIT's commit adds
+        # the data line, with the step still shown as 0).
+        def settled() -> bool:
+            shown, seq = api.message(group, card.message_id), store.load(analysis_id).seq
+            return step_of(shown) == max(seq, 0) and (seq < 0 or "\ndata: " in shown.text)
+
+        wait_until(settled, message="the card to show the last committed step")
         before = store.load(analysis_id)
         card = api.message(group, card.message_id)
 
