@@ -28,6 +28,17 @@ class StoreBase:
         """Run `script` with its KEYS and ARGV by name; its answer as a member of its enum."""
         return self._bound[script.name](**named)
 
+    def _analysis_keys(self, analysis_id: str) -> dict[str, str]:
+        """The keys most scripts take by these names: the analysis's control, gist and lease, and
+        the progress events stream."""
+        k = self.keys
+        return {
+            "control": k.control(analysis_id),
+            "gist": k.gist(analysis_id),
+            "lease": k.lease(analysis_id),
+            "events": k.events(),
+        }
+
     def _queue(self, pipe: Any, script: Script[Any], **named: Any) -> None:
         """Queue `script` on a pipeline; `script.answer(raw)` reads its result after execute."""
         self._bound[script.name].queue(pipe, **named)

@@ -24,13 +24,10 @@ class ControlActions(StoreBase):
         self, analysis_id: str, *, new_chain: str, now: float, only_halt: str = ""
     ) -> Answer[controls.Resume]:
         """RESUME; with `only_halt`, only an analysis held by that halt (else KEPT)."""
-        k, s = self.keys, self.settings
+        s = self.settings
         return self._call(
             controls.RESUME,
-            control=k.control(analysis_id),
-            gist=k.gist(analysis_id),
-            lease=k.lease(analysis_id),
-            events=k.events(),
+            **self._analysis_keys(analysis_id),
             new_chain=new_chain,
             now=now,
             control_ttl_s=s.control_ttl_s,
@@ -93,13 +90,10 @@ class ControlActions(StoreBase):
         )
 
     def force_resume(self, analysis_id: str, *, new_chain: str, now: float) -> Answer[controls.ForceResume]:
-        k, s = self.keys, self.settings
+        s = self.settings
         return self._call(
             controls.FORCE_RESUME,
-            control=k.control(analysis_id),
-            gist=k.gist(analysis_id),
-            lease=k.lease(analysis_id),
-            events=k.events(),
+            **self._analysis_keys(analysis_id),
             new_chain=new_chain,
             now=now,
             control_ttl_s=s.control_ttl_s,

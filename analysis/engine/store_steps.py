@@ -29,10 +29,7 @@ class StepWrites(StoreBase):
         k, s = self.keys, self.settings
         answer = self._call(
             steps.BEGIN_STEP,
-            control=k.control(analysis_id),
-            gist=k.gist(analysis_id),
-            lease=k.lease(analysis_id),
-            events=k.events(),
+            **self._analysis_keys(analysis_id),
             maintenance=k.maintenance(),
             chain=chain,
             seq=seq,
@@ -125,10 +122,7 @@ class StepWrites(StoreBase):
         k = self.keys
         return self._call(
             steps.STEP_STOP,
-            control=k.control(analysis_id),
-            gist=k.gist(analysis_id),
-            lease=k.lease(analysis_id),
-            events=k.events(),
+            **self._analysis_keys(analysis_id),
             active=k.active(owner),
             attempt=attempt,
             chain=chain,
@@ -147,10 +141,7 @@ class StepWrites(StoreBase):
         entry = json.dumps({"id": analysis_id, "seq": seq, "reason": "storage full", "at": now})
         return self._call(
             steps.STORAGE_FULL,
-            control=k.control(analysis_id),
-            gist=k.gist(analysis_id),
-            lease=k.lease(analysis_id),
-            events=k.events(),
+            **self._analysis_keys(analysis_id),
             failures=k.failures(),
             chain=chain,
             now=now,

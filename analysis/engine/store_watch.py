@@ -15,13 +15,10 @@ class WatchActions(StoreBase):
     ) -> Answer[watch.WatchdogCheck]:
         """The watchdog acting on the one rule for stuck (the prologue's stuck_rule). `pending`: the
         deliveries of this analysis the broker holds, as 'chain:seq'."""
-        k, s = self.keys, self.settings
+        s = self.settings
         return self._call(
             watch.WATCHDOG_CHECK,
-            control=k.control(analysis_id),
-            gist=k.gist(analysis_id),
-            lease=k.lease(analysis_id),
-            events=k.events(),
+            **self._analysis_keys(analysis_id),
             now=now,
             grace_s=s.watchdog_grace_s,
             max_attempts=s.watchdog_max_attempts,
