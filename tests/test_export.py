@@ -7,6 +7,7 @@ pairlist_helpers.py: `expand_pairlist`): freqtrade itself is not installed here 
 ccxt>=4.5.76 and brings scipy, pyarrow, fastapi... into the shared environment).
 """
 
+import contextlib
 import http.client
 import json
 import os
@@ -55,23 +56,29 @@ def freqtrade_reads(
     return expanded, refresh
 
 
-@pytest.fixture(scope="module")
-def listener_port():
-    port = free_port()
-    env = {**os.environ, "EXPORT_PORT": str(port), "PYTHONPATH": str(ROOT)}
+@contextlib.contextmanager
+def running_listener(port: int, probe: str, **env: str):
+    """`python -m listener` with `env`, once `probe` answers 401 (the door is up); stopped after."""
     child = subprocess.Popen(
         [sys.executable, "-m", "listener"],
         cwd=ROOT,
-        env=env,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
     try:
-        wait_until(lambda: get(port, "/export/none")[0] == 401, timeout=30, message="the listener answers")
+        wait_until(lambda: get(port, probe)[0] == 401, timeout=30, message="the listener answers")
         yield port
     finally:
         child.terminate()
         child.wait(10)
+
+
+@pytest.fixture(scope="module")
+def listener_port():
+    port = free_port()
+    with running_listener(port, "/export/none", EXPORT_PORT=str(port)):
+        yield port
 
 
 def get(

@@ -3,10 +3,6 @@
 Celery worker (a prefork pool of two processes), the counters match the run's own counts: the
 steps its analyses committed and the calls the LLM server answered."""
 
-import os
-import subprocess
-import sys
-
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -14,7 +10,7 @@ from analysis.config_factory import RankingConfigFactory
 from tests.conftest import wait_until
 from tests.helpers import noop_config, wait_for_status
 from tests.servers import ROOT, free_port
-from tests.test_export import get
+from tests.test_export import get, running_listener
 from tests.test_llm_strategy import MARKETS, STRENGTHS
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -25,26 +21,8 @@ WORKER_PROCESSES = 2  # the session worker's pool (tests/conftest.py)
 @pytest.fixture(scope="module")
 def metrics_port():
     port = free_port()
-    env = {
-        **os.environ,
-        "METRICS_PORT": str(port),
-        "METRICS_TOKEN": TOKEN,
-        "EXPORT_PORT": "",
-        "PYTHONPATH": str(ROOT),
-    }
-    child = subprocess.Popen(
-        [sys.executable, "-m", "listener"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_until(lambda: get(port, "/metrics")[0] == 401, timeout=30, message="the listener answers")
+    with running_listener(port, "/metrics", METRICS_PORT=str(port), METRICS_TOKEN=TOKEN, EXPORT_PORT=""):
         yield port
-    finally:
-        child.terminate()
-        child.wait(10)
 
 
 def scrape(port: int) -> dict[tuple[str, tuple], float]:
