@@ -64,7 +64,10 @@ def test_on_halts_four_running_analyses_within_a_step_and_off_resumes_exactly_th
         message="every analysis a few steps in",
     )
     assert service.pause(traders.id, actor).changed
-    trader_paused = wait_for_status(service, traders.id, actor, ["PAUSED"])
+    wait_for_status(service, traders.id, actor, ["PAUSED"])
+    # A step that held its lease at the pause still commits: read the pause once it has.
+    wait_until(lambda: store.lease_holder(traders.id) is None, message="the trader's step in flight")
+    trader_paused = store.load(traders.id)
 
     assert run_cli(capsys, "on")[0] == 0
     # After `on` no step begins: only a step that already holds its lease may still commit.
