@@ -23,7 +23,7 @@ from pathlib import Path
 
 import redis
 
-from tests.servers import RedisServer, free_port
+from tests.servers import RedisServer, free_port, start_on_free_port
 from tests.stack import Stack
 
 MASTER = "mymaster"
@@ -34,17 +34,21 @@ QUORUM = 2
 
 class SentinelProcess:
     def __init__(self, primary_port: int):
-        self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="marketrank-sentinel-")
         self.conf = Path(self.dir) / "sentinel.conf"
+        self.primary_port = primary_port
+        self.process, self.port = start_on_free_port(self._spawn, free_port(), movable=True)
+        self.client = redis.Redis(port=self.port, socket_timeout=1, decode_responses=True)
+
+    def _spawn(self, port: int) -> subprocess.Popen:
         # Sentinel rewrites its config file as it learns; it must be its own, writable.
         self.conf.write_text(
             "\n".join(
                 [
-                    f"port {self.port}",
+                    f"port {port}",
                     "bind 127.0.0.1",
                     f"dir {self.dir}",
-                    f"sentinel monitor {MASTER} 127.0.0.1 {primary_port} {QUORUM}",
+                    f"sentinel monitor {MASTER} 127.0.0.1 {self.primary_port} {QUORUM}",
                     f"sentinel down-after-milliseconds {MASTER} {DOWN_AFTER_MS}",
                     f"sentinel failover-timeout {MASTER} {FAILOVER_TIMEOUT_MS}",
                     f"sentinel parallel-syncs {MASTER} 1",
@@ -52,12 +56,11 @@ class SentinelProcess:
                 ]
             )
         )
-        self.process = subprocess.Popen(
+        return subprocess.Popen(
             ["redis-server", str(self.conf), "--sentinel"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        self.client = redis.Redis(port=self.port, socket_timeout=1, decode_responses=True)
 
     def cleanup(self) -> None:
         if self.process.poll() is None:
@@ -90,20 +93,23 @@ class SentinelCluster:
         (they find each other through the primary, every 2 s): only then can a failover happen."""
         deadline = time.monotonic() + timeout
         replica = redis.Redis(port=self.replica.port, decode_responses=True)
+        seen: dict[str, object] = {}
         while time.monotonic() < deadline:
             try:
-                synced = replica.info("replication").get("master_link_status") == "up"
-                known = all(
-                    int(s.client.sentinel_master(MASTER)["num-other-sentinels"]) == 2
-                    and int(s.client.sentinel_master(MASTER)["num-slaves"]) == 1
-                    for s in self.sentinels
-                )
-            except redis.RedisError:
-                synced = known = False
-            if synced and known:
-                return
+                seen["replica link"] = replica.info("replication").get("master_link_status")
+                for s in self.sentinels:
+                    master = s.client.sentinel_master(MASTER)
+                    seen[f"sentinel {s.port}"] = (
+                        f"{master['num-other-sentinels']} other sentinels, {master['num-slaves']} replicas"
+                    )
+                if seen["replica link"] == "up" and all(
+                    seen[f"sentinel {s.port}"] == "2 other sentinels, 1 replicas" for s in self.sentinels
+                ):
+                    return
+            except redis.RedisError as exc:
+                seen["error"] = repr(exc)
             time.sleep(0.1)
-        raise RuntimeError("the sentinels did not see the replica and each other in time")
+        raise RuntimeError(f"the sentinels did not see the replica and each other in time: {seen}")
 
     def primary_port(self) -> int | None:
         """The primary's port as the first sentinel that answers names it."""

@@ -1,6 +1,7 @@
 """Real servers for tests: a redis-server on a free port and Celery worker processes."""
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -15,10 +16,67 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_PORTS = random.SystemRandom()  # no test's seed makes two processes pick the same ports
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
+    """A loopback port free now, chosen below the kernel's ephemeral range: a port that bind(0)
+    hands out is also one an outgoing connection of any test may take as its local port before
+    the server binds it (the likely reason a sentinel cluster once did not form in CI)."""
+    low, high = 20000, _ephemeral_low() - 1
+    for _ in range(200):
+        port = _PORTS.randint(low, high)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as sock:  # a crowded range: whatever the kernel gives
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def wait_own_redis(process: subprocess.Popen, port: int, timeout: float = 10) -> bool:
+    """Wait until the redis-server (or sentinel) `process` answers on `port`. False when it
+    exited first (the port was taken between the choice and the bind); an answer from another
+    process on that port is not taken for ours."""
+    client = redis.Redis(port=port, socket_timeout=1)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                return False
+            try:
+                if int(client.info("server")["process_id"]) == process.pid:
+                    return True
+            except redis.RedisError:
+                pass
+            time.sleep(0.02)
+    finally:
+        client.close()
+    process.kill()  # never leave a server that does not answer behind
+    process.wait(10)
+    raise RuntimeError(f"redis-server on port {port} did not answer within {timeout}s")
+
+
+def start_on_free_port(spawn, port: int, movable: bool, tries: int = 5) -> tuple[subprocess.Popen, int]:
+    """spawn(port) -> the server's process, started on `port`; if that port was taken meanwhile
+    and the server is `movable`, on another free port, until one holds. A restart is not movable
+    (clients reconnect to its port): losing the port is then an error."""
+    for _ in range(tries if movable else 1):
+        process = spawn(port)
+        if wait_own_redis(process, port):
+            return process, port
+        failed, port = port, free_port()
+    raise RuntimeError(f"could not start a redis-server: port {failed} was taken")
 
 
 class RedisServer:
@@ -34,17 +92,25 @@ class RedisServer:
         self.limits = ["--maxmemory", maxmemory, "--maxmemory-policy", "noeviction"] if maxmemory else []
         self.args = list(args)  # more redis-server options (a replica's --replicaof)
         self.process: subprocess.Popen | None = None
+        self._started = False  # once started, its port is what clients know
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> "RedisServer":
-        self.process = subprocess.Popen(
+        """Start it; the first start may move to another free port if its port was taken in the
+        meantime, a restart keeps its port (clients reconnect to it)."""
+        self.process, self.port = start_on_free_port(self._spawn, self.port, movable=not self._started)
+        self._started = True
+        return self
+
+    def _spawn(self, port: int) -> subprocess.Popen:
+        return subprocess.Popen(
             [
                 "redis-server",
                 "--port",
-                str(self.port),
+                str(port),
                 "--bind",
                 "127.0.0.1",
                 "--dir",
@@ -61,16 +127,6 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        client = redis.Redis(port=self.port)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                return self
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("redis-server did not start") from None
-                time.sleep(0.02)
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
