@@ -56,8 +56,8 @@ def main() -> int:
     taps_done = [0]
     lock = threading.Lock()
     errors: list[BaseException] = []
-    # Taps never answered: an instance answered Telegram 200 for the update and was SIGKILLed before
-    # its handler ran (docs/operations.md, "Several bot instances"). Counted, not a crash of the run.
+    # Taps never answered: the killed instance had taken them (the update ledger) and died before
+    # answering (docs/operations.md, "Several bot instances"). Counted, not a crash of the run.
     lost: list[tuple[int, str]] = []
 
     def trader(user: int) -> None:
@@ -126,11 +126,14 @@ def main() -> int:
                 )
             )
         elapsed = time.monotonic() - started
-        answers = {}
+        answers: dict[str, int] = {}  # query -> answers the Bot API server gave
+        cut = 0  # calls the killed instance made and never saw answered (it died first)
         for call in api.calls_of("answerCallbackQuery"):
-            answers[call.params.get("callback_query_id")] = (
-                answers.get(call.params.get("callback_query_id"), 0) + 1
-            )
+            query = call.params.get("callback_query_id")
+            if call.answered is None:
+                cut += 1
+            else:
+                answers[query] = answers.get(query, 0) + 1
     finally:
         instances.stop()
         api.stop()
@@ -145,7 +148,8 @@ def main() -> int:
         f"Celery worker (concurrency 2) on one {os.cpu_count()}-CPU host.",
         "",
         f"- taps answered exactly once: {once} of {pressed}; answered twice: {twice}; never answered "
-        f"(lost with the killed instance): {len(lost)} {lost}",
+        f"(lost with the killed instance): {len(lost)} {lost}; of them, answers the killed instance "
+        f"was sending when it died: {cut}",
         f"- updates the proxy delivered per instance: {dict(instances.proxy.forwarded)}; "
         f"refused or unreachable (retried by the emulator): {dict(instances.proxy.failed)}",
         f"- answer latency before the kill: p50 {percentile(latencies['before'], 50):.0f} ms, "

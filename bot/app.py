@@ -18,13 +18,11 @@ from telegram.ext import (
     AIORateLimiter,
     Application,
     ApplicationBuilder,
-    ApplicationHandlerStop,
     CallbackQueryHandler,
     CommandHandler,
     ContextTypes,
     Defaults,
     MessageHandler,
-    TypeHandler,
     filters,
 )
 
@@ -43,9 +41,12 @@ from bot import (
 )
 from bot.services import BOT_DATA_KEY, BotServices
 from bot.startup import wait_for_bot_api
+from bot.update_ledger import OnceUpdateProcessor
 from bot.webhook import run_on_webhook
 
 logger = logging.getLogger(__name__)
+
+CONCURRENT_UPDATES = 256  # PTB's own number for concurrent_updates(True)
 
 NO_TOKEN = """\
 marketrank bot: TELEGRAM_BOT_TOKEN is not set, so the Telegram bot is not started.
@@ -114,7 +115,8 @@ def build_application(settings: Settings) -> Application:
         .rate_limiter(AIORateLimiter())
         # Updates are handled concurrently: service actions are atomic and idempotent, and card
         # edits are serialised per analysis by the notifier, so a slow chart never delays a tap.
-        .concurrent_updates(True)
+        # The processor handles each update once (bot/update_ledger.py).
+        .concurrent_updates(OnceUpdateProcessor(CONCURRENT_UPDATES))
         .post_init(start_services)
         .post_stop(stop_notifier)
         .post_shutdown(close_services)
@@ -124,7 +126,6 @@ def build_application(settings: Settings) -> Application:
     # the error handler), so the limiter's own traceback for it is noise.
     logging.getLogger("telegram.ext.AIORateLimiter").setLevel(logging.CRITICAL)
     application.bot_data["settings"] = settings
-    application.add_handler(TypeHandler(Update, skip_redelivered), group=-1)
     for name, handler in COMMANDS:
         application.add_handler(CommandHandler(name, handler))
     application.add_handler(CallbackQueryHandler(schedule_handlers.button, pattern=callbacks.SCHEDULE_PREFIX))
@@ -145,6 +146,8 @@ async def start_services(application: Application) -> None:
     settings: Settings = application.bot_data["settings"]
     bot_services = BotServices.build(settings, application.bot)
     application.bot_data[BOT_DATA_KEY] = bot_services
+    if isinstance(application.update_processor, OnceUpdateProcessor):
+        application.update_processor.ledger = bot_services.ledger
     await application.bot.set_my_commands(views.TRADER_COMMANDS)
     for admin_id in settings.admin_user_ids:
         try:
@@ -177,13 +180,6 @@ async def close_services(application: Application) -> None:
     bot_services = application.bot_data.pop(BOT_DATA_KEY, None)
     if bot_services is not None:
         await bot_services.close()
-
-
-async def skip_redelivered(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Handle each update once, even when Telegram delivers it again after a bot crash."""
-    if not await context.application.bot_data[BOT_DATA_KEY].ledger.first_delivery(update.update_id):
-        logger.info("update %s was already handled; skipped", update.update_id)
-        raise ApplicationHandlerStop
 
 
 async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:

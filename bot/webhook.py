@@ -76,7 +76,7 @@ class CannotListen(Exception):
 
 async def serve_webhook(application: Application, settings: Settings, stop: asyncio.Event) -> None:
     """Listen, build the services, set the webhook, handle updates until `stop`; then stop taking
-    requests, handle what was queued, and close the services."""
+    requests, finish the ones in flight, and close the services."""
     url = settings.telegram_webhook_url or ""
     secret = settings.telegram_webhook_secret.get_secret_value() if settings.telegram_webhook_secret else ""
     runner = web.AppRunner(
@@ -86,8 +86,8 @@ async def serve_webhook(application: Application, settings: Settings, stop: asyn
         async with application:  # initialize ... shutdown
             await runner.setup()
             try:
-                # Listen first: a taken port stops the bot before anything started, and the first
-                # update after setWebhook finds the door open (it waits in the queue until start).
+                # Listen first: a taken port stops the bot before anything started; start before
+                # setWebhook, so the first update finds the door open and the handlers running.
                 try:
                     await web.TCPSite(
                         runner, settings.telegram_webhook_listen, settings.telegram_webhook_port
@@ -102,11 +102,11 @@ async def serve_webhook(application: Application, settings: Settings, stop: asyn
                 )
                 if application.post_init:
                     await application.post_init(application)
+                await application.start()
                 if await unless_stopped(set_webhook(application.bot, url, secret), stop):
-                    await application.start()
                     await stop.wait()
             finally:
-                await runner.cleanup()  # no new request; then the queued updates are handled
+                await runner.cleanup()  # no new request; the requests in flight are answered
                 if application.running:  # post_stop after stop only, as run_webhook does
                     await application.stop()
                     if application.post_stop:

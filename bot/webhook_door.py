@@ -1,7 +1,7 @@
-"""The door of the bot's webhook listener: what a request must be before its update is queued.
+"""The door of the bot's webhook listener: what a request must be before its update is handled.
 
 Checked in this order; a failed check is answered with one line of text, logged in one line
-(never a secret), and nothing is queued:
+(never a secret), and nothing is handled:
 
 - **Host** is the host[:port] of TELEGRAM_WEBHOOK_URL (what the load balancer forwards), or one of
   TELEGRAM_WEBHOOK_HOSTS (for a balancer that rewrites Host), else 403: a page on a name an
@@ -14,8 +14,11 @@ Checked in this order; a failed check is answered with one line of text, logged 
 - `Content-Type: application/json` (415), a body of at most `MAX_BODY_BYTES` (413), a JSON object
   that is a Telegram Update with an integer `update_id` (400).
 
-A valid update goes on the Application's `update_queue` and is answered 200 at once; PTB's
-handlers take it from there (the update ledger drops a redelivery).
+A valid update is handled before it is answered: 200 once PTB's handlers are done with it
+(through the Application's update processor, which keeps the update ledger), so an update an
+instance received but had not taken when it died was never confirmed, and Telegram delivers it
+again to another instance. 503 while the bot is not running or when the ledger's Redis cannot be
+reached: nothing was handled, and Telegram retries.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
+from redis.exceptions import RedisError
 from telegram import Update
 from telegram.ext import Application
 
@@ -112,7 +116,7 @@ def read_update(body: bytes, application: Application) -> Update | str:
 
 
 class WebhookRoute:
-    """POST on the webhook's path: the secret, the body, then the update on the queue."""
+    """POST on the webhook's path: the secret, the body, then the update handled."""
 
     def __init__(self, application: Application, secret: str):
         self.application = application
@@ -130,7 +134,15 @@ class WebhookRoute:
         update = read_update(body, self.application)
         if isinstance(update, str):
             return refused(request, 400, update)
-        await self.application.update_queue.put(update)
+        if not self.application.running:
+            return refused(request, 503, "Service Unavailable: the bot is starting or stopping")
+        try:
+            await self.application.update_processor.process_update(
+                update, self.application.process_update(update)
+            )
+        except (RedisError, OSError) as exc:
+            why = "Service Unavailable: the update ledger cannot be reached"
+            return refused(request, 503, why, f" ({type(exc).__name__})")
         return web.Response(status=200)
 
 

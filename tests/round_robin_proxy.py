@@ -20,6 +20,7 @@ class RoundRobinProxy:
         self.backends = backends  # base URLs, e.g. http://127.0.0.1:8443
         self.forwarded: collections.Counter[str] = collections.Counter()  # backend -> 2xx answers
         self.failed: collections.Counter[str] = collections.Counter()
+        self.in_flight: collections.Counter[str] = collections.Counter()  # backend -> unanswered now
         self._turn = 0
         self._ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -52,6 +53,7 @@ class RoundRobinProxy:
         backend = self.backends[self._turn % len(self.backends)]
         self._turn += 1
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
+        self.in_flight[backend] += 1
         try:
             async with self._session.request(
                 request.method, backend + request.path_qs, data=await request.read(), headers=headers
@@ -62,3 +64,5 @@ class RoundRobinProxy:
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
             self.failed[backend] += 1
             return web.Response(status=502, text="bad gateway")
+        finally:
+            self.in_flight[backend] -= 1

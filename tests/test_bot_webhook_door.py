@@ -1,5 +1,5 @@
 """The bot's webhook door alone (bot/webhook_door.py), in process in front of a real PTB
-Application, whose update queue (the only way into the handlers) is read directly; and how the
+Application whose one handler records the updates it gets; and how the
 webhook is set at start-up and left on SIGTERM (bot/webhook.py). The door in front of the real bot
 processes, behind a load balancer: tests/test_bot_webhooks.py."""
 
@@ -16,37 +16,97 @@ FULL_UPDATE = rank_update(7, 100, "/rank top=3")
 
 
 def through_the_door(requests: list[dict], extra_hosts: tuple[str, ...] = ()) -> tuple[list, list[int]]:
-    """Send `requests` (aiohttp request keywords, Telegram's by default) to the webhook app; their
-    (status, text, headers) and the update ids left on the queue."""
+    """Send `requests` (aiohttp request keywords, Telegram's by default) to the webhook app in
+    front of a running Application (its bot on the sandbox's Bot API server); their (status,
+    text, headers) and the update ids its handlers got."""
     import asyncio
 
     from aiohttp.test_utils import TestClient, TestServer
-    from telegram.ext import ApplicationBuilder
+    from telegram import Update
+    from telegram.ext import ApplicationBuilder, TypeHandler
 
     from bot.webhook_door import webhook_app
+    from sandbox import BotApiServer
 
-    async def run() -> tuple[list, list[int]]:
-        application = ApplicationBuilder().token("1:TEST").updater(None).build()
+    async def run(api: BotApiServer) -> tuple[list, list[int]]:
+        application = ApplicationBuilder().token(api.token).base_url(api.base_url).updater(None).build()
+        handled: list[int] = []
+
+        async def record(update: Update, context: object) -> None:
+            handled.append(update.update_id)
+
+        application.add_handler(TypeHandler(Update, record))
         client = TestClient(TestServer(webhook_app(application, SECRET, DOOR_URL, extra_hosts)))
-        await client.start_server()
         answers = []
+        async with application:
+            await application.start()
+            await client.start_server()
+            try:
+                for request in requests:
+                    sent = {
+                        "method": "POST",
+                        "path": "/telegram",
+                        "json": FULL_UPDATE,
+                        "headers": {"Host": "bot.example.com", "X-Telegram-Bot-Api-Secret-Token": SECRET},
+                    }
+                    sent.update(request)
+                    async with client.request(sent.pop("method"), sent.pop("path"), **sent) as answer:
+                        answers.append((answer.status, await answer.text(), dict(answer.headers)))
+            finally:
+                await client.close()
+                await application.stop()
+        return answers, handled
+
+    with BotApiServer(token="1:DOOR") as api:
+        return asyncio.run(run(api))
+
+
+def test_the_door_answers_telegram_only_once_the_handlers_are_done_and_503_when_not_running():
+    """200 only after the handlers ran: an instance killed while handling never confirmed the
+    update, so Telegram delivers it again (to another instance). Before start and after stop,
+    503: Telegram retries."""
+    import asyncio
+
+    from aiohttp.test_utils import TestClient, TestServer
+    from telegram import Update
+    from telegram.ext import ApplicationBuilder, TypeHandler
+
+    from bot.webhook_door import webhook_app
+    from sandbox import BotApiServer
+
+    async def run(api: BotApiServer) -> tuple[int, bool, int, int]:
+        application = ApplicationBuilder().token(api.token).base_url(api.base_url).updater(None).build()
+        release, entered = asyncio.Event(), asyncio.Event()
+
+        async def slow(update: Update, context: object) -> None:
+            entered.set()
+            await release.wait()
+
+        application.add_handler(TypeHandler(Update, slow))
+        client = TestClient(TestServer(webhook_app(application, SECRET, DOOR_URL, ())))
+        sent = {
+            "json": FULL_UPDATE,
+            "headers": {"Host": "bot.example.com", "X-Telegram-Bot-Api-Secret-Token": SECRET},
+        }
+        await client.start_server()
         try:
-            for request in requests:
-                sent = {
-                    "method": "POST",
-                    "path": "/telegram",
-                    "json": FULL_UPDATE,
-                    "headers": {"Host": "bot.example.com", "X-Telegram-Bot-Api-Secret-Token": SECRET},
-                }
-                sent.update(request)
-                async with client.request(sent.pop("method"), sent.pop("path"), **sent) as answer:
-                    answers.append((answer.status, await answer.text(), dict(answer.headers)))
+            async with application:
+                before = (await client.post("/telegram", **sent)).status
+                await application.start()
+                request = asyncio.ensure_future(client.post("/telegram", **sent))
+                await asyncio.wait_for(entered.wait(), 10)
+                await asyncio.sleep(0.2)
+                unanswered_while_handling = not request.done()
+                release.set()
+                during = (await request).status
+                await application.stop()
+                after = (await client.post("/telegram", **sent)).status
         finally:
             await client.close()
-        queue = application.update_queue
-        return answers, [queue.get_nowait().update_id for _ in range(queue.qsize())]
+        return before, unanswered_while_handling, during, after
 
-    return asyncio.run(run())
+    with BotApiServer(token="1:DOOR") as api:
+        assert asyncio.run(run(api)) == (503, True, 200, 503)
 
 
 def headers(**changes: str | None) -> dict[str, str]:
@@ -123,10 +183,10 @@ async def chunks(size: int):
     ],
     ids=lambda value: "" if isinstance(value, (dict, int)) else str(value)[:40],
 )
-def test_the_webhook_door_refuses_in_one_line_and_queues_nothing(request_, status, says, caplog):
-    answers, queued = through_the_door([request_, {}])  # then Telegram's own request: the marker
+def test_the_webhook_door_refuses_in_one_line_and_handles_nothing(request_, status, says, caplog):
+    answers, handled = through_the_door([request_, {}])  # then Telegram's own request: the marker
     (got, text, sent_headers), marker = answers
-    assert (got, marker[:2], queued) == (status, (200, ""), [7]), text
+    assert (got, marker[:2], handled) == (status, (200, ""), [7]), text
     assert says in text and text.count("\n") == 1
     assert not any(name.lower().startswith("access-control") for name in sent_headers)
     refusals = [r.getMessage() for r in caplog.records if "webhook: refused" in r.getMessage()]
@@ -140,10 +200,10 @@ def test_the_webhook_door_answers_the_urls_host_and_the_hosts_a_balancer_sends()
         {"headers": headers(Host=host)}
         for host in ("bot.example.com", "BOT.example.com:443", "10.0.0.5:8443")
     ]
-    answers, queued = through_the_door(as_sent)
-    assert [answer[0] for answer in answers] == [200, 200, 403] and queued == [7, 7]
-    answers, queued = through_the_door(as_sent, extra_hosts=("10.0.0.5:8443",))
-    assert [answer[0] for answer in answers] == [200, 200, 200] and queued == [7, 7, 7]
+    answers, handled = through_the_door(as_sent)
+    assert [answer[0] for answer in answers] == [200, 200, 403] and handled == [7, 7]
+    answers, handled = through_the_door(as_sent, extra_hosts=("10.0.0.5:8443",))
+    assert [answer[0] for answer in answers] == [200, 200, 200] and handled == [7, 7, 7]
 
 
 def test_the_extra_webhook_hosts_are_a_comma_list(monkeypatch):

@@ -133,10 +133,21 @@ def test_two_instances_share_the_updates_and_keep_every_card_current_when_one_di
         cards = {trader: wait_for_card(api, trader, timeout=30) for trader in traders}
         ids = {trader: analysis_id_of(card) for trader, card in cards.items()}
 
-        answered = []
+        answered, held = [], ""
         for round_ in range(TAP_ROUNDS):
             if round_ == TAP_ROUNDS // 2:
-                instances.kill(1)  # mid-run: its pending events and the proxy's half go elsewhere
+                # Mid-run, an instance is SIGKILLed while it handles a Pause (its answer held by
+                # the Bot API server): its pending events and the proxy's half go to the other.
+                # Telegram delivers the unconfirmed tap again; it is not run twice (the ledger),
+                # and the pause it applied shows on the card, kept current by the other.
+                trader = traders[0]
+                held, dead = kill_while_handling_a_tap(api, instances, trader, cards[trader], ids)
+                survivor = 1 - dead
+                update_id = api.callback_queries[held].update_id
+                wait_until(lambda: (update_id, 200) in api.webhook_posts, message="the tap delivered again")
+                wait_for_status(api, trader, cards[trader].message_id, "Paused", timeout=30)
+                assert f"update {update_id} was already handled; skipped" in instances.log(survivor)
+                assert tap(api, trader, cards[trader].message_id, "resume", ids[trader])
             for trader in traders:
                 for action in ("refresh", "pause", "resume"):
                     answered.append(tap(api, trader, cards[trader].message_id, action, ids[trader]))
@@ -152,13 +163,14 @@ def test_two_instances_share_the_updates_and_keep_every_card_current_when_one_di
             assert overlapping_edits(api, card) == []
             assert repeated_edits(api, card) == 0
             assert_history_is_one_clean_chain(runtime.store.history(gist.id), gist.seq)
-        # Both instances took updates; every tap got one answer (the ledger and PTB), none twice.
+        # Both instances took updates; every tap got one answer (the ledger and PTB), none twice;
+        # the held Pause's answer died with its instance: that tap alone was never answered.
         assert all(instances.proxy.forwarded[backend] > 0 for backend in instances.proxy.backends)
-        assert all(
-            len([c for c in api.calls_of("answerCallbackQuery") if c.params.get("callback_query_id") == q])
-            == 1
-            for q in api.callback_answers
-        )
+        calls = [(c.params.get("callback_query_id"), c.answered) for c in api.calls_of("answerCallbackQuery")]
+        once = [len([q for q, at in calls if q == query and at]) for query in api.callback_answers]
+        assert set(once) == {1}
+        assert held not in api.callback_answers
+        assert [answered for query, answered in calls if query == held] == [None]
         group = f"bot:{api.bot_id}"
         wait_until(
             lambda: runtime.redis.xpending(runtime.keys.events(), group)["pending"] == 0,
@@ -171,10 +183,30 @@ def test_two_instances_share_the_updates_and_keep_every_card_current_when_one_di
         log = instances.log(index)
         assert "Traceback" not in log and api.token not in log and SECRET not in log, log[-3000:]
         assert "wrong-secret" not in log and "webhook: refused" in log, log[-3000:]
-    # The live instance stopped cleanly on SIGTERM: queue handled, services closed, exit 0.
-    survivor = instances.log(0)
-    assert "Application is stopping" in survivor and "bot stopped" in survivor, survivor[-3000:]
-    assert instances.processes[0] is not None and instances.processes[0].returncode == 0
+    # The live instance stopped cleanly on SIGTERM: requests answered, services closed, exit 0.
+    log = instances.log(survivor)
+    assert "Application is stopping" in log and "bot stopped" in log, log[-3000:]
+    process = instances.processes[survivor]
+    assert process is not None and process.returncode == 0
+
+
+def kill_while_handling_a_tap(
+    api: BotApiServer, instances: Instances, trader: int, card, ids: dict[int, str]
+) -> tuple[str, int]:
+    """Tap Pause with the Bot API server holding the bot's answer, SIGKILL the instance that is
+    handling the tap (the one whose request the proxy has not answered: the door answers only
+    after the handlers); the tap's query id and the killed instance's index."""
+    api.delay("answerCallbackQuery", 120)  # held until the killed instance's connection drops
+    query = api.press_button(trader, card.message_id, callbacks.encode("pause", ids[trader]))
+    wait_until(
+        lambda: any(c.params.get("callback_query_id") == query for c in api.calls_of("answerCallbackQuery")),
+        timeout=20,
+        message="the tap's answer reached the Bot API server",
+    )
+    handling = [i for i, backend in enumerate(instances.proxy.backends) if instances.proxy.in_flight[backend]]
+    assert len(handling) == 1, instances.proxy.in_flight  # the tap: the only request in flight
+    instances.kill(handling[0])
+    return query, handling[0]
 
 
 def test_events_a_dead_instance_read_but_never_acknowledged_are_taken_over_after_the_idle_time(redis_url):
