@@ -123,13 +123,7 @@ class AnalysisService:
         if answer.code == Create.EXISTS:  # two ids alike out of 32^10: a bug, not chance
             raise RuntimeError(f"analysis {analysis_id} exists already")
         self._enqueue(analysis_id, chain, 0)
-        # With failover a start must reach a replica, or the switch can undo it (WAIT).
-        wait_for_replica(
-            self.store.redis,
-            self.store.keys.replication_probe(),
-            settings.redis_wait_ms if settings.redis_sentinels else 0,
-            f"[{analysis_id}] start",
-        )
+        self._on_a_replica(analysis_id, "start")
         pruned = self.store.prune_finished(actor.user_id, keep=settings.max_finished_per_user)
         if pruned:
             logger.info(
@@ -322,6 +316,17 @@ class AnalysisService:
                 "[%s chain=%s seq=%s] enqueue failed; the watchdog will retry", analysis_id, chain[:8], seq
             )
 
+    def _on_a_replica(self, analysis_id: str, action: str) -> None:
+        """With failover, what the trader is told was done must reach a replica, or the switch
+        can undo it (WAIT, up to REDIS_WAIT_MS; a warning if none confirms)."""
+        settings = self.store.settings
+        wait_for_replica(
+            self.store.redis,
+            self.store.keys.replication_probe(),
+            settings.redis_wait_ms if settings.redis_sentinels else 0,
+            f"[{analysis_id}] {action}",
+        )
+
     def _decide(
         self, action: str, analysis_id: str, answer: Answer[A], table: dict[A, Decision], chain: str = ""
     ) -> ActionResult:
@@ -333,6 +338,8 @@ class AnalysisService:
             raise LimitReached(decision.render(answer.values))
         if decision.enqueue:
             self._enqueue(analysis_id, chain, int(answer.values[0]))
+        if decision.changed:
+            self._on_a_replica(analysis_id, action)
         return ActionResult(
             action,
             analysis_id,

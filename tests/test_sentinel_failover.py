@@ -57,13 +57,14 @@ def test_the_cli_with_no_sentinel_answering_says_so_in_one_line_and_exits():
 
 
 @pytest.mark.e2e
-def test_a_start_waits_for_the_replica_and_survives_the_primary_dying_right_after(actor, caplog):
+def test_a_start_and_a_pause_wait_for_the_replica_and_survive_the_primary_dying_right_after(actor, caplog):
     import asyncio
     import logging
     import os
     import signal
 
     from analysis.engine.runtime import Runtime
+    from analysis.models import Status
     from analysis.service import AnalysisService
     from analysis.settings import Settings
     from tests.helpers import QueueDispatcher, noop_config
@@ -92,11 +93,24 @@ def test_a_start_waits_for_the_replica_and_survives_the_primary_dying_right_afte
         )
         assert warnings[0].endswith("a failover now would lose it")
         caplog.clear()
+        # A pause (any control the trader is answered for) waits for the replica the same way.
+        os.kill(cluster.replica.process.pid, signal.SIGSTOP)
+        try:
+            assert service.pause(unconfirmed.id, actor).changed
+        finally:
+            os.kill(cluster.replica.process.pid, signal.SIGCONT)
+        warnings = [record.getMessage() for record in caplog.records]
+        assert len(warnings) == 1 and warnings[0].startswith(
+            f"[{unconfirmed.id}] pause is on the primary but no replica confirmed it within 300 ms ("
+        ), warnings
+        caplog.clear()
         confirmed = service.start(noop_config(3), actor)
-        assert caplog.records == []  # the replica confirmed it: no warning
+        assert service.pause(confirmed.id, actor).changed
+        assert caplog.records == []  # the replica confirmed both: no warning
         cluster.kill_primary()
         cluster.wait_promoted()
-        assert service.get(confirmed.id, actor).id == confirmed.id  # on the promoted replica
+        after = service.get(confirmed.id, actor)  # on the promoted replica, paused as answered
+        assert (after.id, after.status) == (confirmed.id, Status.PAUSED)
         runtime.redis.close()
 
         async def bot_reads_the_gist() -> dict:  # the bot's asyncio client finds the new primary too

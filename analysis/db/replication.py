@@ -1,6 +1,6 @@
 """Wait, after a trader's action, for a replica to hold it: with Redis failover (REDIS_SENTINELS)
 a write the primary answered but had not yet sent to its replica is gone after the switch, and a
-start the trader saw acknowledged would vanish. Step commits do not wait: a lost one is re-run
+start or a pause the trader saw acknowledged would vanish. Step commits do not wait: a lost one is re-run
 once, fenced (docs/operations.md "Redis failover (Sentinel)")."""
 
 from __future__ import annotations
