@@ -49,6 +49,7 @@ NOT_MODIFIED = "message is not modified"
 # Descriptions of an edit that can never succeed on this message: send a new card instead.
 GONE = ("message to edit not found", "message can't be edited", "message_id_invalid", "message not found")
 MAX_TRACKED = 1000  # idle per-card records kept in memory before the oldest are dropped
+STOP_POLL_S = 0.2  # how often stop() cancels the event reader again
 
 
 def retry_after_seconds(exc: RetryAfter) -> float:
@@ -116,10 +117,14 @@ class CardNotifier:
         """Stop reading; give the followers `grace_s` to put out what they hold, unthrottled.
         Whatever is left stays unacknowledged and is shown after the next start."""
         self._closing.set()
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+        reader = self._reader
+        # A cancellation that lands on the reader's first Redis command can be turned by redis-py
+        # (8.2) into an error the reader retries after a pause (seen when stop follows start
+        # within milliseconds): cancel until the reader ends; its loop also ends once _closing
+        # is set.
+        while reader is not None and not reader.done():
+            reader.cancel()
+            await asyncio.wait({reader}, timeout=STOP_POLL_S)
         followers = [c.follower for c in self._cards.values() if c.follower is not None]
         if followers:
             _, late = await asyncio.wait(followers, timeout=grace_s)
@@ -162,7 +167,7 @@ class CardNotifier:
     # --- events -----------------------------------------------------------------------------
     async def _read_forever(self) -> None:
         backoff = 0.5
-        while True:
+        while not self._closing.is_set():
             try:
                 events, malformed = await self.events.read()
                 await self.events.ack(malformed)

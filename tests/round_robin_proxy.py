@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import threading
 
 import aiohttp
@@ -15,12 +16,21 @@ from aiohttp import web
 HOP_HEADERS = {"content-length", "transfer-encoding", "connection"}
 
 
+def update_id_of(body: bytes) -> int:
+    """The update id of a Telegram update's JSON body; -1 for anything else."""
+    try:
+        update_id = json.loads(body).get("update_id")
+    except (ValueError, AttributeError):
+        return -1
+    return update_id if isinstance(update_id, int) else -1
+
+
 class RoundRobinProxy:
     def __init__(self, backends: list[str]):
         self.backends = backends  # base URLs, e.g. http://127.0.0.1:8443
         self.forwarded: collections.Counter[str] = collections.Counter()  # backend -> 2xx answers
         self.failed: collections.Counter[str] = collections.Counter()
-        self.in_flight: collections.Counter[str] = collections.Counter()  # backend -> unanswered now
+        self.in_flight: dict[int, str] = {}  # update id -> the backend it was sent to, unanswered yet
         self._turn = 0
         self._ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -53,10 +63,12 @@ class RoundRobinProxy:
         backend = self.backends[self._turn % len(self.backends)]
         self._turn += 1
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
-        self.in_flight[backend] += 1
+        body = await request.read()
+        update_id = update_id_of(body)
+        self.in_flight[update_id] = backend
         try:
             async with self._session.request(
-                request.method, backend + request.path_qs, data=await request.read(), headers=headers
+                request.method, backend + request.path_qs, data=body, headers=headers
             ) as answer:
                 body = await answer.read()
                 (self.forwarded if answer.status < 300 else self.failed)[backend] += 1
@@ -65,4 +77,4 @@ class RoundRobinProxy:
             self.failed[backend] += 1
             return web.Response(status=502, text="bad gateway")
         finally:
-            self.in_flight[backend] -= 1
+            self.in_flight.pop(update_id, None)

@@ -203,10 +203,11 @@ def kill_while_handling_a_tap(
         timeout=20,
         message="the tap's answer reached the Bot API server",
     )
-    handling = [i for i, backend in enumerate(instances.proxy.backends) if instances.proxy.in_flight[backend]]
-    assert len(handling) == 1, instances.proxy.in_flight  # the tap: the only request in flight
-    instances.kill(handling[0])
-    return query, handling[0]
+    backend = instances.proxy.in_flight.get(api.callback_queries[query].update_id)
+    assert backend is not None, instances.proxy.in_flight  # unanswered while its answer is held
+    handling = instances.proxy.backends.index(backend)
+    instances.kill(handling)
+    return query, handling
 
 
 def test_events_a_dead_instance_read_but_never_acknowledged_are_taken_over_after_the_idle_time(redis_url):

@@ -131,3 +131,40 @@ def test_flood_control_is_waited_out_and_the_newest_state_shown(api, runtime, lo
     assert after == first and status_of(api.message(chat, first.message_id).text) == "Completed"
     refused = [c for c in api.calls_of("editMessageText") if not c.ok]
     assert len(refused) == 1  # asked to wait once, then the edit went through
+
+
+def test_the_notifier_stops_promptly_even_right_after_it_started(api, runtime):
+    """A bot stopped just after it started (a failed start-up, a quick deploy) must not hang on
+    its notifier: a cancellation that lands on the event reader's first Redis command can be
+    turned by redis-py (8.2) into an error the reader retries, so stop() cancels until the reader
+    is gone, and the reader's loop ends once stop() began. Each start uses a new connection, as a
+    starting bot does; stops come at once, after one loop turn, and a few milliseconds later. Run
+    on a loop of its own, so that a reader left running fails the test instead of hanging it."""
+    bot = Bot(api.token, base_url=api.base_url, base_file_url=api.base_file_url)
+    service = AnalysisService(runtime.store, QueueDispatcher())
+    stuck: list[int] = []
+
+    async def starts_and_stops() -> None:
+        await bot.initialize()
+        for attempt in range(120):
+            client = aioredis.Redis.from_url(runtime.settings.redis_url, decode_responses=True)
+            events = EventReader(client, runtime.keys, group="bot:stop-test", consumer=f"c{attempt}")
+            cards = CardStore(client, runtime.keys, runtime.settings.gist_ttl_s)
+            notifier = CardNotifier(bot, service, cards, events, interval_s=INTERVAL_S)
+            await notifier.start()
+            await asyncio.sleep([0, 0, 0.001 * (attempt % 7)][attempt % 3])
+            stopping = asyncio.ensure_future(notifier.stop())
+            done, _ = await asyncio.wait({stopping}, timeout=10)
+            if not done:
+                stuck.append(attempt)
+                return
+            await client.aclose()
+        await bot.shutdown()
+
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(starts_and_stops())
+    finally:
+        loop.close()  # without waiting for a stuck reader
+    if stuck:
+        pytest.fail(f"notifier.stop() did not return within 10 s (start and stop number {stuck[0]})")
