@@ -381,7 +381,7 @@ def pool_pids_running(stack, worker) -> set[int]:
 
 
 @pytest.mark.e2e
-def test_pool_processes_killed_mid_step_are_requeued_at_once_and_nothing_runs_twice(fresh, actor):
+def test_pool_processes_killed_mid_step_are_requeued_and_nothing_runs_twice(fresh, actor):
     store = fresh.runtime.store
     worker = fresh.start_worker(1)
     fresh.start_beat()
@@ -399,10 +399,19 @@ def test_pool_processes_killed_mid_step_are_requeued_at_once_and_nothing_runs_tw
     history = store.history(gist.id)
     assert_history_is_one_clean_chain(history, done.seq)
     assert attempt not in {e.attempt for e in history}
+    # Celery's main process reports the lost pool process and requeues its step in its own
+    # time: usually within a second, but on a loaded host (a fresh CI clone, once) only after
+    # the watchdog had already completed the analysis.
+
+    def first_init_requeued() -> bool:
+        log = worker.log_path.read_text()
+        first = log.split("Task marketrank.init[", 1)[1].split("]", 1)[0]
+        return "WorkerLostError" in log and log.count(f"Task marketrank.init[{first}] received") >= 2
+
+    wait_until(first_init_requeued, timeout=30, message="the killed pool process's INIT requeued by Celery")
     log = worker.log_path.read_text()
     first_init = log.split("Task marketrank.init[", 1)[1].split("]", 1)[0]
-    assert "WorkerLostError" in log
-    assert log.count(f"Task marketrank.init[{first_init}] received") == 2  # requeued at once
+    assert log.count(f"Task marketrank.init[{first_init}] received") == 2  # requeued once
 
 
 @pytest.mark.e2e
