@@ -8,8 +8,8 @@ takes it and is handled, any later one is dropped, whichever instance gets it.
 An update is taken just before its handlers run, never after: a tap replayed after the trader's
 next tap would undo it (a pause replayed after the resume). The webhook's door confirms an
 update only once its handlers are done, so an instance that dies before taking an update leaves
-it to Telegram's redelivery; one that dies between taking it and applying it (milliseconds)
-loses it, and the trader sees no answer and taps again.
+it to Telegram's redelivery; one that dies while handling it loses it (the trader sees no
+answer and taps again; measured in docs/operations.md, "Several bot instances").
 """
 
 from __future__ import annotations
