@@ -7,14 +7,30 @@ from __future__ import annotations
 import statistics
 import time
 from collections import Counter, defaultdict
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from bench.chaos_checks import kill_recoveries, redeliveries
 from bench.chaos_failover import failover_lines, unconfirmed_starts
 from tests.worker_logs import LogStats
 
-if TYPE_CHECKING:
-    from bench.chaos import ChaosRun
+
+class ChaosRun(Protocol):
+    """What the summary reads of a finished run (bench.chaos.ChaosRun), named here so that this
+    module does not import the one that calls it."""
+
+    o: Any
+    stack: Any
+    started: list
+    faults: Counter
+    calls: Counter
+    kills: list
+    failovers: list
+    user_resumes: Counter
+    counts: Counter
+    commits: Any
+    lost: dict
+
+    def _violation(self, text: str) -> None: ...
 
 
 def summary_lines(
