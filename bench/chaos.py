@@ -526,7 +526,8 @@ class ChaosRun:
             self._violation(f"leases still held after everything settled: {leftover}")
         stats = scan_worker_logs(stack.logs())
         self.commits = commit_times(stack.logs())
-        self.lost, twice = lost_commits(self.commits, self.failovers)
+        final_seqs = {aid: {e.seq for e in history} for aid, history in histories.items()}
+        self.lost, twice = lost_commits(self.commits, self.failovers, final_seqs)
         for violation in twice:
             self._violation(violation)
         window = (chaos_began, chaos_ended, settled, began)

@@ -127,18 +127,24 @@ def commit_times(paths: list[Path]) -> dict[tuple[str, int], list[float]]:
 
 
 def lost_commits(
-    commits: dict[tuple[str, int], list[float]], failovers: list[Failover]
+    commits: dict[tuple[str, int], list[float]], failovers: list[Failover], final_seqs: dict[str, set[int]]
 ) -> tuple[dict[str, list[int]], list[str]]:
     """The steps whose commit the switch lost (analysis -> seqs), and the violations: a sequence
     accepted twice with no failover between the two commits was committed twice by one primary.
     Nothing commits between a kill and the promotion (there is no primary), so any instant of
     that window tells the old primary's commits from the new one's; its middle, because a log
-    line follows its commit by a moment and the promotion is seen a moment late."""
+    line follows its commit by a moment and the promotion is seen a moment late.
+    A lost commit is usually run again on the new primary; one whose analysis was cancelled
+    first never is: a commit accepted once, while the replica was cut off, whose sequence the
+    analysis's final history (`final_seqs`, read on the new primary) lacks, is lost too."""
     lost: dict[str, list[int]] = defaultdict(list)
     violations = []
     switches = [(f.killed_at + f.promoted_at) / 2 for f in failovers]
+    cut_off = [(f.killed_at - f.replica_lag_s, s) for f, s in zip(failovers, switches) if f.replica_lag_s]
     for (analysis_id, seq), times in sorted(commits.items()):
         if len(times) < 2:
+            if seq not in final_seqs.get(analysis_id, {seq}) and any(a < times[0] < b for a, b in cut_off):
+                lost[analysis_id].append(seq)
             continue
         between = [any(before < switch < after for switch in switches) for before, after in pairwise(times)]
         if all(between):
@@ -188,8 +194,9 @@ def failover_lines(
     count = sum(len(seqs) for seqs in lost.values())
     named = "; ".join(f"{aid} seq {', '.join(map(str, seqs))}" for aid, seqs in sorted(lost.items()))
     lines.append(
-        f"commits the dead primary acknowledged but had not replicated (lost in the switch, "
-        f"run again once on the new primary): {count}" + (f" ({named})" if named else "")
+        f"commits the dead primary acknowledged but had not replicated (lost in the switch, run "
+        f"again once on the new primary unless their analysis was cancelled first): {count}"
+        + (f" ({named})" if named else "")
     )
     lines.append(
         f"starts no replica confirmed in time (the service warned; a failover then loses "
