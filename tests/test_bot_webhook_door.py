@@ -9,9 +9,9 @@ import os
 import pytest
 
 from tests.conftest import wait_until
+from tests.webhook_door_app import DOOR_HEADERS, DOOR_URL, door_in_front_of
 from tests.webhook_instances import SECRET, post_update, rank_update
 
-DOOR_URL = "https://bot.example.com/telegram"
 FULL_UPDATE = rank_update(7, 100, "/rank top=3")
 
 
@@ -21,39 +21,25 @@ def through_the_door(requests: list[dict], extra_hosts: tuple[str, ...] = ()) ->
     text, headers) and the update ids its handlers got."""
     import asyncio
 
-    from aiohttp.test_utils import TestClient, TestServer
-    from telegram import Update
-    from telegram.ext import ApplicationBuilder, TypeHandler
-
-    from bot.webhook_door import webhook_app
     from sandbox import BotApiServer
 
     async def run(api: BotApiServer) -> tuple[list, list[int]]:
-        application = ApplicationBuilder().token(api.token).base_url(api.base_url).updater(None).build()
         handled: list[int] = []
 
-        async def record(update: Update, context: object) -> None:
+        async def record(update, context: object) -> None:
             handled.append(update.update_id)
 
-        application.add_handler(TypeHandler(Update, record))
-        client = TestClient(TestServer(webhook_app(application, SECRET, DOOR_URL, extra_hosts)))
         answers = []
-        async with application:
+        async with door_in_front_of(api, record, extra_hosts=extra_hosts) as (application, client):
             await application.start()
-            await client.start_server()
             try:
                 for request in requests:
-                    sent = {
-                        "method": "POST",
-                        "path": "/telegram",
-                        "json": FULL_UPDATE,
-                        "headers": {"Host": "bot.example.com", "X-Telegram-Bot-Api-Secret-Token": SECRET},
-                    }
+                    sent = {"method": "POST", "path": "/telegram", "json": FULL_UPDATE}
+                    sent["headers"] = DOOR_HEADERS
                     sent.update(request)
                     async with client.request(sent.pop("method"), sent.pop("path"), **sent) as answer:
                         answers.append((answer.status, await answer.text(), dict(answer.headers)))
             finally:
-                await client.close()
                 await application.stop()
         return answers, handled
 
@@ -67,42 +53,27 @@ def test_the_door_answers_telegram_only_once_the_handlers_are_done_and_503_when_
     503: Telegram retries."""
     import asyncio
 
-    from aiohttp.test_utils import TestClient, TestServer
-    from telegram import Update
-    from telegram.ext import ApplicationBuilder, TypeHandler
-
-    from bot.webhook_door import webhook_app
     from sandbox import BotApiServer
 
     async def run(api: BotApiServer) -> tuple[int, bool, int, int]:
-        application = ApplicationBuilder().token(api.token).base_url(api.base_url).updater(None).build()
         release, entered = asyncio.Event(), asyncio.Event()
 
-        async def slow(update: Update, context: object) -> None:
+        async def slow(update, context: object) -> None:
             entered.set()
             await release.wait()
 
-        application.add_handler(TypeHandler(Update, slow))
-        client = TestClient(TestServer(webhook_app(application, SECRET, DOOR_URL, ())))
-        sent = {
-            "json": FULL_UPDATE,
-            "headers": {"Host": "bot.example.com", "X-Telegram-Bot-Api-Secret-Token": SECRET},
-        }
-        await client.start_server()
-        try:
-            async with application:
-                before = (await client.post("/telegram", **sent)).status
-                await application.start()
-                request = asyncio.ensure_future(client.post("/telegram", **sent))
-                await asyncio.wait_for(entered.wait(), 10)
-                await asyncio.sleep(0.2)
-                unanswered_while_handling = not request.done()
-                release.set()
-                during = (await request).status
-                await application.stop()
-                after = (await client.post("/telegram", **sent)).status
-        finally:
-            await client.close()
+        sent = {"json": FULL_UPDATE, "headers": DOOR_HEADERS}
+        async with door_in_front_of(api, slow) as (application, client):
+            before = (await client.post("/telegram", **sent)).status
+            await application.start()
+            request = asyncio.ensure_future(client.post("/telegram", **sent))
+            await asyncio.wait_for(entered.wait(), 10)
+            await asyncio.sleep(0.2)
+            unanswered_while_handling = not request.done()
+            release.set()
+            during = (await request).status
+            await application.stop()
+            after = (await client.post("/telegram", **sent)).status
         return before, unanswered_while_handling, during, after
 
     with BotApiServer(token="1:DOOR") as api:
@@ -111,7 +82,7 @@ def test_the_door_answers_telegram_only_once_the_handlers_are_done_and_503_when_
 
 def headers(**changes: str | None) -> dict[str, str]:
     """Telegram's headers with `changes` (None: left out); `_` in a name is `-`."""
-    sent: dict[str, str | None] = {"Host": "bot.example.com", "X-Telegram-Bot-Api-Secret-Token": SECRET}
+    sent: dict[str, str | None] = dict(DOOR_HEADERS)
     sent.update({name.replace("_", "-"): value for name, value in changes.items()})
     return {name: value for name, value in sent.items() if value is not None}
 

@@ -7,59 +7,41 @@ import asyncio
 import uuid
 
 from tests.servers import RedisServer
-from tests.webhook_instances import SECRET, rank_update
-
-DOOR_URL = "https://bot.example.com/telegram"
-HEADERS = {"Host": "bot.example.com", "X-Telegram-Bot-Api-Secret-Token": SECRET}
+from tests.webhook_door_app import DOOR_HEADERS, door_in_front_of
+from tests.webhook_instances import rank_update
 
 
 def through_the_ledger(redis_url: str, scenario, handler_s: float = 0.0) -> list[int]:
-    """Run `scenario(post, redis_url)` (post(update) -> the door's status) against a running
+    """Run `scenario(post)` (post(update) -> the door's status and text) against a running
     Application whose one handler records each update id it handles (taking `handler_s`); the
     ids handled, in order."""
     import redis.asyncio as aioredis
-    from aiohttp.test_utils import TestClient, TestServer
-    from telegram import Update
-    from telegram.ext import ApplicationBuilder, TypeHandler
 
     from analysis.db.keys import Keys
     from bot.update_ledger import OnceUpdateProcessor, UpdateLedger
-    from bot.webhook_door import webhook_app
     from sandbox import BotApiServer
 
     async def run(api: BotApiServer) -> list[int]:
-        processor = OnceUpdateProcessor(16)
-        application = (
-            ApplicationBuilder()
-            .token(api.token)
-            .base_url(api.base_url)
-            .updater(None)
-            .concurrent_updates(processor)
-            .build()
-        )
         handled: list[int] = []
 
-        async def record(update: Update, context: object) -> None:
+        async def record(update, context: object) -> None:
             await asyncio.sleep(handler_s)
             handled.append(update.update_id)
 
-        application.add_handler(TypeHandler(Update, record))
+        processor = OnceUpdateProcessor(16)
         client = aioredis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=2)
         processor.ledger = UpdateLedger(client, Keys(prefix=f"ledger-{uuid.uuid4().hex[:8]}:"), bot_id=7)
-        door = TestClient(TestServer(webhook_app(application, SECRET, DOOR_URL, ())))
-
-        async def post(update: dict) -> tuple[int, str]:
-            async with door.post("/telegram", json=update, headers=HEADERS) as answer:
-                return answer.status, await answer.text()
-
-        await door.start_server()
         try:
-            async with application:
+            async with door_in_front_of(api, record, processor) as (application, door):
+
+                async def post(update: dict) -> tuple[int, str]:
+                    async with door.post("/telegram", json=update, headers=DOOR_HEADERS) as answer:
+                        return answer.status, await answer.text()
+
                 await application.start()
                 await scenario(post)
                 await application.stop()
         finally:
-            await door.close()
             await client.aclose()
         return handled
 
